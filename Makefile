@@ -1,0 +1,52 @@
+# leadflow front door. `make test` and `make demo` work on a fresh Debian
+# bookworm machine as root: missing Debian packages are installed first.
+
+BUILD    ?= build
+SANBUILD ?= build-asan
+JOBS     ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+# Everything the build, the tests and the demo need, from Debian's archive.
+DEB_PACKAGES = build-essential cmake pkg-config git \
+  librdkafka-dev libavro-dev libpq-dev libcriterion-dev libjansson-dev \
+  libmicrohttpd-dev libcurl4-openssl-dev \
+  postgresql postgresql-client kcat python3 python3-avro python3-kafka
+
+.PHONY: all deps build build-asan test test-asan demo clean format chaos fuzz bench
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "leadflow: installing missing Debian packages:" $$missing; \
+	  if [ "$$(id -u)" != 0 ]; then echo "leadflow: run as root or install them yourself" >&2; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(SANBUILD) -DLF_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(SANBUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	tools/demo.sh $(BUILD)/bin
+
+format:
+	clang-format -i common/*.[ch] producers/*.c consumers/*.c tools/*.c tests/unit/*.c
+
+clean:
+	rm -rf $(BUILD) $(SANBUILD)

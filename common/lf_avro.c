@@ -1,0 +1,674 @@
+/* lf_avro.c: framed Avro for LeadEvent through avro-c, with a schema-driven
+ * bounds check in front of avro-c's reader. */
+#include "lf_avro.h"
+
+#include "lf_embedded.h"
+
+#include <avro.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef LF_AVRO_VERSION
+#define LF_AVRO_VERSION "unknown"
+#endif
+
+/* Field indexes of the v1 record, in schema order (the wire order). */
+enum { F_EVENT_ID, F_LEAD_ID, F_TYPE, F_OCCURRED_AT, F_SOURCE, F_ACTOR,
+       F_PAYLOAD };
+
+struct lf_codec_s {
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    avro_value_t enc; /* reused for every encode */
+    avro_value_t dec; /* reused for every decode */
+    avro_reader_t reader;
+    avro_writer_t writer;
+};
+
+const char *lf_avro_version(void)
+{
+    return LF_AVRO_VERSION;
+}
+
+lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size)
+{
+    lf_codec_t *c = calloc(1, sizeof(*c));
+    static const char empty[1];
+
+    if (!c) {
+        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (avro_schema_from_json_length(lf_embedded_avsc_v1,
+                                     strlen(lf_embedded_avsc_v1),
+                                     &c->schema)) {
+        lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                  "lead_event.v1.avsc: %s", avro_strerror());
+        free(c);
+        return NULL;
+    }
+    if (!(c->iface = avro_generic_class_from_schema(c->schema)) ||
+        avro_generic_value_new(c->iface, &c->enc) ||
+        avro_generic_value_new(c->iface, &c->dec) ||
+        !(c->reader = avro_reader_memory(empty, 0)) ||
+        !(c->writer = avro_writer_memory(empty, 0))) {
+        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "avro-c: %s",
+                  avro_strerror());
+        lf_codec_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+void lf_codec_destroy(lf_codec_t *c)
+{
+    if (!c)
+        return;
+    if (c->enc.self)
+        avro_value_decref(&c->enc);
+    if (c->dec.self)
+        avro_value_decref(&c->dec);
+    if (c->iface)
+        avro_value_iface_decref(c->iface);
+    if (c->reader)
+        avro_reader_free(c->reader);
+    if (c->writer)
+        avro_writer_free(c->writer);
+    if (c->schema)
+        avro_schema_decref(c->schema);
+    free(c);
+}
+
+/* ---- the bounds check ------------------------------------------------- */
+
+typedef struct walk_s {
+    const uint8_t *p, *end;
+    char path[192];
+    char *errstr;
+    size_t errstr_size;
+    int depth;
+} walk_t;
+
+#define WALK_MAX_DEPTH 32
+#define WALK_MAX_ITEMS (1 << 20) /* items in one array or map */
+
+static lf_err_t walk_fail(walk_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static lf_err_t walk_fail(walk_t *w, const char *fmt, ...)
+{
+    char why[160];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    return lf_seterr(LF_ERR_INVALID, w->errstr, w->errstr_size,
+                     "Avro body: field \"%s\": %s", w->path[0] ? w->path : "",
+                     why);
+}
+
+/* Read a zig-zag varint of at most 10 bytes (5 for an int). */
+static lf_err_t walk_varint(walk_t *w, int64_t *out, bool is_int)
+{
+    uint64_t v = 0;
+    int maxb = is_int ? 5 : 10;
+
+    for (int i = 0;; i++) {
+        if (w->p >= w->end)
+            return walk_fail(w, "truncated inside a number");
+        if (i == maxb)
+            return walk_fail(w, "varint longer than %d bytes", maxb);
+        uint8_t b = *w->p++;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80))
+            break;
+    }
+    int64_t s = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+    if (is_int && (s < INT32_MIN || s > INT32_MAX))
+        return walk_fail(w, "int %lld out of 32-bit range", (long long)s);
+    *out = s;
+    return LF_OK;
+}
+
+static lf_err_t walk_skip(walk_t *w, int64_t n, const char *what)
+{
+    if (n < 0)
+        return walk_fail(w, "%s length %lld is negative", what, (long long)n);
+    if (n > w->end - w->p)
+        return walk_fail(w, "%s length %lld exceeds the %lld bytes left", what,
+                         (long long)n, (long long)(w->end - w->p));
+    w->p += n;
+    return LF_OK;
+}
+
+/* Append ".name" to the path; returns the old length to restore. */
+static size_t path_push(walk_t *w, const char *name)
+{
+    size_t old = strlen(w->path);
+    snprintf(w->path + old, sizeof(w->path) - old, "%s%s", old ? "." : "",
+             name);
+    return old;
+}
+
+static lf_err_t walk_datum(walk_t *w, avro_schema_t s);
+
+static lf_err_t walk_blocks(walk_t *w, avro_schema_t items, bool is_map)
+{
+    int64_t total = 0, count, bytes;
+    lf_err_t err;
+
+    for (;;) {
+        if ((err = walk_varint(w, &count, false)))
+            return err;
+        if (count == 0)
+            return LF_OK;
+        if (count < 0) {
+            if (count == INT64_MIN)
+                return walk_fail(w, "block count out of range");
+            count = -count;
+            /* The block's byte size: checked, then the items are walked. */
+            if ((err = walk_varint(w, &bytes, false)))
+                return err;
+            if (bytes < 0 || bytes > w->end - w->p)
+                return walk_fail(w, "block size %lld out of range",
+                                 (long long)bytes);
+        }
+        if (count > WALK_MAX_ITEMS - total || count > w->end - w->p)
+            return walk_fail(w, "block count %lld exceeds the bytes left",
+                             (long long)count);
+        total += count;
+        for (int64_t i = 0; i < count; i++) {
+            if (is_map) {
+                int64_t klen;
+                const uint8_t *key;
+                if ((err = walk_varint(w, &klen, false)))
+                    return err;
+                key = w->p;
+                if ((err = walk_skip(w, klen, "map key")))
+                    return err;
+                /* avro-c hands map keys out as C strings: a NUL would cut
+                 * one short without a word, and two keys could merge. */
+                if (memchr(key, '\0', (size_t)klen))
+                    return walk_fail(w, "map key contains a NUL byte");
+            }
+            if ((err = walk_datum(w, items)))
+                return err;
+        }
+    }
+}
+
+static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
+{
+    int64_t v;
+    lf_err_t err = LF_OK;
+    size_t old;
+
+    if (++w->depth > WALK_MAX_DEPTH)
+        return walk_fail(w, "nested deeper than %d", WALK_MAX_DEPTH);
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        break;
+    case AVRO_BOOLEAN:
+        if (w->p >= w->end)
+            err = walk_fail(w, "truncated boolean");
+        else if (*w->p > 1)
+            err = walk_fail(w, "boolean byte %u is not 0 or 1", *w->p);
+        else
+            w->p++;
+        break;
+    case AVRO_INT32:
+        err = walk_varint(w, &v, true);
+        break;
+    case AVRO_INT64:
+        err = walk_varint(w, &v, false);
+        break;
+    case AVRO_FLOAT:
+        err = walk_skip(w, 4, "float");
+        break;
+    case AVRO_DOUBLE:
+        err = walk_skip(w, 8, "double");
+        break;
+    case AVRO_STRING:
+    case AVRO_BYTES:
+        if (!(err = walk_varint(w, &v, false)))
+            err = walk_skip(w, v, "string");
+        break;
+    case AVRO_FIXED:
+        err = walk_skip(w, avro_schema_fixed_size(s), "fixed");
+        break;
+    case AVRO_ENUM:
+        if (!(err = walk_varint(w, &v, true)) &&
+            (v < 0 || v >= avro_schema_enum_number_of_symbols(s)))
+            err = walk_fail(w, "enum index %lld out of range (%d symbols)",
+                            (long long)v,
+                            avro_schema_enum_number_of_symbols(s));
+        break;
+    case AVRO_ARRAY:
+        err = walk_blocks(w, avro_schema_array_items(s), false);
+        break;
+    case AVRO_MAP:
+        err = walk_blocks(w, avro_schema_map_values(s), true);
+        break;
+    case AVRO_UNION: {
+        int64_t n = (int64_t)avro_schema_union_size(s);
+        if ((err = walk_varint(w, &v, false)))
+            break;
+        if (v < 0 || v >= n) {
+            err = walk_fail(w, "union branch %lld out of range (%lld branches)",
+                            (long long)v, (long long)n);
+            break;
+        }
+        avro_schema_t b = avro_schema_union_branch(s, (int)v);
+        old = path_push(w, avro_schema_type_name(b));
+        err = walk_datum(w, b);
+        if (!err)
+            w->path[old] = '\0';
+        break;
+    }
+    case AVRO_RECORD: {
+        size_t n = avro_schema_record_size(s);
+        for (size_t i = 0; i < n && !err; i++) {
+            old = path_push(w, avro_schema_record_field_name(s, (int)i));
+            err = walk_datum(w, avro_schema_record_field_get_by_index(s, (int)i));
+            if (!err)
+                w->path[old] = '\0';
+        }
+        break;
+    }
+    case AVRO_LINK:
+        err = walk_datum(w, avro_schema_link_target(s));
+        break;
+    default:
+        err = walk_fail(w, "unsupported schema type");
+    }
+    w->depth--;
+    return err;
+}
+
+lf_err_t lf_avro_check(void *schema, const void *data, size_t len,
+                       char *errstr, size_t errstr_size)
+{
+    walk_t w = {.p = data, .end = (const uint8_t *)data + len,
+                .errstr = errstr, .errstr_size = errstr_size};
+    lf_err_t err;
+
+    if ((err = walk_datum(&w, schema)))
+        return err;
+    if (w.p != w.end)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "Avro body: %lld trailing bytes after the record",
+                         (long long)(w.end - w.p));
+    return LF_OK;
+}
+
+/* ---- encode ----------------------------------------------------------- */
+
+#define CHECK(call)                                                            \
+    do {                                                                       \
+        if (call)                                                              \
+            goto avro_fail;                                                    \
+    } while (0)
+
+static int set_str(avro_value_t *rec, int idx, const char *s)
+{
+    avro_value_t f;
+    if (avro_value_get_by_index(rec, idx, &f, NULL))
+        return -1;
+    return avro_value_set_string(&f, s);
+}
+
+static int set_opt_str(avro_value_t *rec, int idx, const char *s)
+{
+    avro_value_t f, b;
+    if (avro_value_get_by_index(rec, idx, &f, NULL) ||
+        avro_value_set_branch(&f, s ? 1 : 0, &b))
+        return -1;
+    return s ? avro_value_set_string(&b, s) : avro_value_set_null(&b);
+}
+
+static int set_int(avro_value_t *rec, int idx, int32_t v)
+{
+    avro_value_t f;
+    if (avro_value_get_by_index(rec, idx, &f, NULL))
+        return -1;
+    return avro_value_set_int(&f, v);
+}
+
+static int set_long(avro_value_t *rec, int idx, int64_t v)
+{
+    avro_value_t f;
+    if (avro_value_get_by_index(rec, idx, &f, NULL))
+        return -1;
+    return avro_value_set_long(&f, v);
+}
+
+static int set_enum(avro_value_t *rec, int idx, int v)
+{
+    avro_value_t f;
+    if (avro_value_get_by_index(rec, idx, &f, NULL))
+        return -1;
+    return avro_value_set_enum(&f, v);
+}
+
+lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
+                         int32_t schema_id, lf_buf_t *out, char *errstr,
+                         size_t errstr_size)
+{
+    avro_value_t *rec = &c->enc, f, p;
+    size_t size;
+
+    if ((unsigned)ev->type >= LF_EV__COUNT)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"type\": unknown event type %d", ev->type);
+    CHECK(avro_value_reset(rec));
+    CHECK(set_str(rec, F_EVENT_ID, ev->event_id));
+    CHECK(set_str(rec, F_LEAD_ID, ev->lead_id));
+    CHECK(set_enum(rec, F_TYPE, ev->type));
+    CHECK(set_long(rec, F_OCCURRED_AT, ev->occurred_at));
+    CHECK(set_str(rec, F_SOURCE, ev->source));
+    CHECK(set_opt_str(rec, F_ACTOR, ev->actor));
+    CHECK(avro_value_get_by_index(rec, F_PAYLOAD, &f, NULL));
+    /* The payload branches are in EventType order. */
+    CHECK(avro_value_set_branch(&f, ev->type, &p));
+    switch (ev->type) {
+    case LF_EV_CAPTURED: {
+        avro_value_t map, elem;
+        CHECK(set_str(&p, 0, ev->u.captured.channel));
+        CHECK(set_opt_str(&p, 1, ev->u.captured.campaign));
+        CHECK(avro_value_get_by_index(&p, 2, &map, NULL));
+        for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
+            CHECK(avro_value_add(&map, ev->u.captured.attrs[i].key, &elem,
+                                 NULL, NULL));
+            CHECK(avro_value_set_string(&elem, ev->u.captured.attrs[i].value));
+        }
+        break;
+    }
+    case LF_EV_SCORED:
+        CHECK(set_int(&p, 0, ev->u.scored.score));
+        CHECK(set_int(&p, 1, ev->u.scored.threshold));
+        CHECK(set_str(&p, 2, ev->u.scored.model));
+        break;
+    case LF_EV_HANDED_OFF:
+        CHECK(set_str(&p, 0, ev->u.handed_off.owner));
+        CHECK(set_int(&p, 1, ev->u.handed_off.sla_hours));
+        break;
+    case LF_EV_ACCEPTED:
+        CHECK(set_str(&p, 0, ev->u.accepted.owner));
+        break;
+    case LF_EV_RECYCLED:
+        CHECK(set_enum(&p, 0, ev->u.recycled.reason));
+        CHECK(set_opt_str(&p, 1, ev->u.recycled.note));
+        break;
+    case LF_EV_QUALIFIED:
+        CHECK(set_str(&p, 0, ev->u.qualified.opportunity_id));
+        CHECK(set_long(&p, 1, ev->u.qualified.amount_minor));
+        CHECK(set_str(&p, 2, ev->u.qualified.currency));
+        break;
+    case LF_EV_WON:
+        CHECK(set_long(&p, 0, ev->u.won.amount_minor));
+        CHECK(set_str(&p, 1, ev->u.won.currency));
+        break;
+    case LF_EV_LOST:
+        CHECK(set_str(&p, 0, ev->u.lost.reason));
+        break;
+    case LF_EV_DISQUALIFIED:
+        CHECK(set_str(&p, 0, ev->u.disqualified.reason));
+        break;
+    default:
+        break;
+    }
+    CHECK(avro_value_sizeof(rec, &size));
+    lf_buf_reset(out);
+    if (lf_buf_reserve(out, LF_FRAME_HEADER + size))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    out->data[0] = LF_MAGIC;
+    out->data[1] = (char)((uint32_t)schema_id >> 24);
+    out->data[2] = (char)((uint32_t)schema_id >> 16);
+    out->data[3] = (char)((uint32_t)schema_id >> 8);
+    out->data[4] = (char)schema_id;
+    avro_writer_memory_set_dest(c->writer, out->data + LF_FRAME_HEADER,
+                                (int64_t)size);
+    CHECK(avro_value_write(c->writer, rec));
+    out->len = LF_FRAME_HEADER + size;
+    return LF_OK;
+avro_fail:
+    return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                     "encoding event %s: %s",
+                     ev->event_id ? ev->event_id : "(no id)", avro_strerror());
+}
+
+/* ---- decode ----------------------------------------------------------- */
+
+typedef struct dec_s {
+    char *errstr;
+    size_t errstr_size;
+    lf_err_t err;
+} dec_t;
+
+/* Copy the string value @p v out of avro-c, refusing an embedded NUL (avro-c
+ * strings are NUL-terminated, so one inside would silently cut it short). */
+static char *copy_str(dec_t *d, avro_value_t *v, const char *name)
+{
+    const char *s;
+    size_t size;
+    char *copy;
+
+    if (avro_value_get_string(v, &s, &size) || size == 0) {
+        d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                           "field \"%s\": unreadable string", name);
+        return NULL;
+    }
+    if (memchr(s, '\0', size - 1)) {
+        d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                           "field \"%s\": contains a NUL byte", name);
+        return NULL;
+    }
+    if (!(copy = malloc(size))) {
+        d->err = lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size,
+                           "out of memory");
+        return NULL;
+    }
+    memcpy(copy, s, size);
+    return copy;
+}
+
+static char *get_str(dec_t *d, avro_value_t *rec, int idx, const char *name)
+{
+    avro_value_t f;
+
+    if (d->err)
+        return NULL;
+    if (avro_value_get_by_index(rec, idx, &f, NULL)) {
+        d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                           "field \"%s\": missing", name);
+        return NULL;
+    }
+    return copy_str(d, &f, name);
+}
+
+static char *get_opt_str(dec_t *d, avro_value_t *rec, int idx,
+                         const char *name)
+{
+    avro_value_t f, b;
+    int disc;
+
+    if (d->err)
+        return NULL;
+    if (avro_value_get_by_index(rec, idx, &f, NULL) ||
+        avro_value_get_discriminant(&f, &disc) ||
+        avro_value_get_current_branch(&f, &b)) {
+        d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                           "field \"%s\": unreadable union", name);
+        return NULL;
+    }
+    return disc == 0 ? NULL : copy_str(d, &b, name);
+}
+
+static int64_t get_num(dec_t *d, avro_value_t *rec, int idx)
+{
+    avro_value_t f;
+    int32_t i32;
+    int64_t i64;
+    int e;
+
+    if (d->err || avro_value_get_by_index(rec, idx, &f, NULL))
+        return 0;
+    switch (avro_value_get_type(&f)) {
+    case AVRO_INT32:
+        return avro_value_get_int(&f, &i32) ? 0 : i32;
+    case AVRO_INT64:
+        return avro_value_get_long(&f, &i64) ? 0 : i64;
+    case AVRO_ENUM:
+        return avro_value_get_enum(&f, &e) ? 0 : e;
+    default:
+        return 0;
+    }
+}
+
+static lf_err_t extract(lf_codec_t *c, lf_event_t *ev, char *errstr,
+                        size_t errstr_size)
+{
+    dec_t d = {errstr, errstr_size, LF_OK};
+    avro_value_t *rec = &c->dec, f, p;
+    int disc;
+
+    ev->event_id = get_str(&d, rec, F_EVENT_ID, "event_id");
+    ev->lead_id = get_str(&d, rec, F_LEAD_ID, "lead_id");
+    ev->type = (lf_event_type_t)get_num(&d, rec, F_TYPE);
+    ev->occurred_at = get_num(&d, rec, F_OCCURRED_AT);
+    ev->source = get_str(&d, rec, F_SOURCE, "source");
+    ev->actor = get_opt_str(&d, rec, F_ACTOR, "actor");
+    if (d.err)
+        return d.err;
+    if (avro_value_get_by_index(rec, F_PAYLOAD, &f, NULL) ||
+        avro_value_get_discriminant(&f, &disc) ||
+        avro_value_get_current_branch(&f, &p))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"payload\": unreadable union");
+    if (disc != (int)ev->type) {
+        /* The payload union is in EventType order; so is the symbol list. */
+        lf_event_type_t t = ev->type;
+        ev->type = LF_EV_CAPTURED; /* nothing of the payload was set */
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"payload\": a %s payload on a %s event",
+                         lf_event_type_symbol((lf_event_type_t)disc),
+                         lf_event_type_symbol(t));
+    }
+    switch (ev->type) {
+    case LF_EV_CAPTURED: {
+        avro_value_t map, elem;
+        size_t n;
+        ev->u.captured.channel = get_str(&d, &p, 0, "channel");
+        ev->u.captured.campaign = get_opt_str(&d, &p, 1, "campaign");
+        if (d.err)
+            return d.err;
+        if (avro_value_get_by_index(&p, 2, &map, NULL) ||
+            avro_value_get_size(&map, &n))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "field \"attributes\": unreadable map");
+        if (n > LF_ATTRS_MAX)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "field \"attributes\": %zu entries, more than "
+                             "the %d allowed",
+                             n, LF_ATTRS_MAX);
+        if (n && !(ev->u.captured.attrs = calloc(n, sizeof(lf_attr_t))))
+            return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                             "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            const char *key;
+            if (avro_value_get_by_index(&map, i, &elem, &key))
+                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                                 "field \"attributes\": unreadable entry");
+            ev->u.captured.attr_count = i + 1;
+            if (!(ev->u.captured.attrs[i].key = strdup(key)))
+                return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                                 "out of memory");
+            ev->u.captured.attrs[i].value = copy_str(&d, &elem, "attributes");
+            if (d.err)
+                return d.err;
+        }
+        /* Avro maps are unordered; our model keeps keys sorted. Avro map
+         * keys may repeat on the wire, a map cannot: avro-c keeps the last. */
+        lf_event_sort_attrs(ev);
+        break;
+    }
+    case LF_EV_SCORED:
+        ev->u.scored.score = (int32_t)get_num(&d, &p, 0);
+        ev->u.scored.threshold = (int32_t)get_num(&d, &p, 1);
+        ev->u.scored.model = get_str(&d, &p, 2, "model");
+        break;
+    case LF_EV_HANDED_OFF:
+        ev->u.handed_off.owner = get_str(&d, &p, 0, "owner");
+        ev->u.handed_off.sla_hours = (int32_t)get_num(&d, &p, 1);
+        break;
+    case LF_EV_ACCEPTED:
+        ev->u.accepted.owner = get_str(&d, &p, 0, "owner");
+        break;
+    case LF_EV_RECYCLED:
+        ev->u.recycled.reason = (lf_recycle_reason_t)get_num(&d, &p, 0);
+        ev->u.recycled.note = get_opt_str(&d, &p, 1, "note");
+        break;
+    case LF_EV_QUALIFIED:
+        ev->u.qualified.opportunity_id = get_str(&d, &p, 0, "opportunity_id");
+        ev->u.qualified.amount_minor = get_num(&d, &p, 1);
+        ev->u.qualified.currency = get_str(&d, &p, 2, "currency");
+        break;
+    case LF_EV_WON:
+        ev->u.won.amount_minor = get_num(&d, &p, 0);
+        ev->u.won.currency = get_str(&d, &p, 1, "currency");
+        break;
+    case LF_EV_LOST:
+        ev->u.lost.reason = get_str(&d, &p, 0, "reason");
+        break;
+    case LF_EV_DISQUALIFIED:
+        ev->u.disqualified.reason = get_str(&d, &p, 0, "reason");
+        break;
+    default:
+        break;
+    }
+    return d.err;
+}
+
+lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
+                         lf_event_t *ev, char *errstr, size_t errstr_size)
+{
+    const uint8_t *b = data;
+    lf_err_t err;
+    int32_t id;
+
+    lf_event_init(ev);
+    if (len == 0 || !data)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "empty message: expected a framed Avro LeadEvent");
+    if (b[0] != LF_MAGIC)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "framing: magic byte 0x%02x, expected 0x00", b[0]);
+    if (len < LF_FRAME_HEADER)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "framing: %zu bytes, shorter than the 5-byte header",
+                         len);
+    id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 |
+                   (uint32_t)b[3] << 8 | b[4]);
+    if (id != LF_SCHEMA_ID_V1)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "framing: unknown schema id %d (known: %d)", id,
+                         LF_SCHEMA_ID_V1);
+    if ((err = lf_avro_check(c->schema, b + LF_FRAME_HEADER,
+                             len - LF_FRAME_HEADER, errstr, errstr_size)))
+        return err;
+    avro_reader_memory_set_source(c->reader,
+                                  (const char *)b + LF_FRAME_HEADER,
+                                  (int64_t)(len - LF_FRAME_HEADER));
+    if (avro_value_reset(&c->dec) || avro_value_read(c->reader, &c->dec))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "Avro body: %s", avro_strerror());
+    if ((err = extract(c, ev, errstr, errstr_size)) ||
+        (err = lf_event_validate(ev, errstr, errstr_size))) {
+        lf_event_clear(ev);
+        return err;
+    }
+    return LF_OK;
+}

@@ -1,0 +1,62 @@
+/* lf_avro.h: the Kafka value codec: Confluent framing (0x00, schema id as
+ * big-endian int32) around the Avro binary encoding of leadflow.LeadEvent,
+ * through avro-c. Decoding treats its input as hostile: every length, count
+ * and union index is bound-checked against the schema before avro-c sees the
+ * bytes (avro-c 1.11 mallocs negative lengths and trusts union indexes). */
+#ifndef LF_AVRO_H
+#define LF_AVRO_H
+
+#include "lf_buf.h"
+#include "lf_common.h"
+#include "lf_event.h"
+
+#define LF_SCHEMA_ID_V1 1     /**< pinned id of lead_event.v1.avsc */
+#define LF_FRAME_HEADER 5     /**< magic byte + schema id */
+#define LF_MAGIC        0x00
+
+/** A codec: the parsed schema and reusable avro-c values. Not thread-safe:
+ *  one per thread. */
+typedef struct lf_codec_s lf_codec_t;
+
+/** Parse the embedded v1 schema. @returns a codec to free with
+ *  lf_codec_destroy(), or NULL with the reason in errstr. */
+lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size);
+
+/** Free a codec. NULL-safe. */
+void lf_codec_destroy(lf_codec_t *c);
+
+/**
+ * Encode @p ev (which should have passed lf_event_validate()) as a framed
+ * Kafka value with @p schema_id, replacing the contents of @p out.
+ * @returns LF_OK, or an error with the reason in errstr.
+ */
+lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
+                         int32_t schema_id, lf_buf_t *out, char *errstr,
+                         size_t errstr_size);
+
+/**
+ * Decode a framed Kafka value into @p ev (initialised or cleared by the
+ * caller; on success the caller owns its strings and frees them with
+ * lf_event_clear()). Checks the magic byte, that the schema id is known,
+ * every length and index, no trailing bytes, that the payload branch matches
+ * the type, and the contract (lf_event_validate()).
+ * @returns LF_OK, or LF_ERR_INVALID with a sentence naming the problem
+ * (ev is then cleared).
+ */
+lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
+                         lf_event_t *ev, char *errstr, size_t errstr_size);
+
+/**
+ * Check that @p data[0..len) is exactly one well-formed Avro binary datum of
+ * the avro-c schema @p schema: no negative or oversized length, no count or
+ * index out of range, no truncation, no trailing bytes. Exposed for tests
+ * and the fuzzer.
+ * @returns LF_OK or LF_ERR_INVALID with the field path in errstr.
+ */
+lf_err_t lf_avro_check(void *schema, const void *data, size_t len,
+                       char *errstr, size_t errstr_size);
+
+/** The avro-c version string, for --version. */
+const char *lf_avro_version(void);
+
+#endif

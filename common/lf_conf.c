@@ -1,0 +1,258 @@
+/* lf_conf.c: the key=value namespace, as a small sorted array. */
+#include "lf_conf.h"
+
+#include "lf_log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+extern char **environ;
+
+typedef struct kv_s {
+    char *key;
+    char *value;
+} kv_t;
+
+struct lf_conf_s {
+    kv_t *kv;
+    size_t count, cap;
+};
+
+lf_conf_t *lf_conf_new(void)
+{
+    return calloc(1, sizeof(lf_conf_t));
+}
+
+void lf_conf_destroy(lf_conf_t *conf)
+{
+    if (!conf)
+        return;
+    for (size_t i = 0; i < conf->count; i++) {
+        free(conf->kv[i].key);
+        free(conf->kv[i].value);
+    }
+    free(conf->kv);
+    free(conf);
+}
+
+static kv_t *find(const lf_conf_t *conf, const char *key)
+{
+    for (size_t i = 0; i < conf->count; i++)
+        if (!strcmp(conf->kv[i].key, key))
+            return &conf->kv[i];
+    return NULL;
+}
+
+lf_err_t lf_conf_set(lf_conf_t *conf, const char *key, const char *value,
+                     char *errstr, size_t errstr_size)
+{
+    kv_t *kv = find(conf, key);
+    char *v;
+
+    if (!*key)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "configuration: empty key");
+    if (!(v = strdup(value)))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    if (kv) {
+        free(kv->value);
+        kv->value = v;
+        return LF_OK;
+    }
+    if (conf->count == conf->cap) {
+        size_t cap = conf->cap ? conf->cap * 2 : 16;
+        kv_t *n = realloc(conf->kv, cap * sizeof(*n));
+        if (!n) {
+            free(v);
+            return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                             "out of memory");
+        }
+        conf->kv = n;
+        conf->cap = cap;
+    }
+    if (!(conf->kv[conf->count].key = strdup(key))) {
+        free(v);
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    }
+    conf->kv[conf->count++].value = v;
+    return LF_OK;
+}
+
+lf_err_t lf_conf_set_kv(lf_conf_t *conf, const char *kv, char *errstr,
+                        size_t errstr_size)
+{
+    const char *eq = strchr(kv, '=');
+    char key[256];
+
+    if (!eq || eq == kv)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "\"%.64s\": expected key=value", kv);
+    if ((size_t)(eq - kv) >= sizeof(key))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "configuration key too long");
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = '\0';
+    return lf_conf_set(conf, key, eq + 1, errstr, errstr_size);
+}
+
+lf_err_t lf_conf_default(lf_conf_t *conf, const char *key, const char *value)
+{
+    if (lf_conf_get(conf, key))
+        return LF_OK;
+    return lf_conf_set(conf, key, value, NULL, 0);
+}
+
+const char *lf_conf_get(const lf_conf_t *conf, const char *key)
+{
+    kv_t *kv = find(conf, key);
+    return kv ? kv->value : NULL;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+bool lf_conf_is_secret(const char *key)
+{
+    return strstr(key, "password") || strstr(key, "secret") ||
+           strstr(key, "sasl.") || strstr(key, ".key") ||
+           strstr(key, "user.info") || !strcmp(key, LF_CONF_DB);
+}
+
+lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
+                           size_t errstr_size)
+{
+    FILE *fp = fopen(path, "r");
+    char line[4096];
+    int lineno = 0;
+    bool secret = false;
+    struct stat st;
+    lf_err_t err = LF_OK;
+
+    if (!fp)
+        return lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: %s", path,
+                         strerror(errno));
+    while (fgets(line, sizeof(line), fp)) {
+        char *s = trim(line), *eq;
+        lineno++;
+        if (!*s || *s == '#')
+            continue;
+        if (!(eq = strchr(s, '='))) {
+            err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                            "%s:%d: expected key=value", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = trim(eq + 1);
+        if (!strcmp(key, LF_CONF_DB) ? strstr(val, "password") != NULL
+                                     : lf_conf_is_secret(key))
+            secret = true;
+        if ((err = lf_conf_set(conf, key, val, errstr, errstr_size)))
+            break;
+    }
+    if (secret && fstat(fileno(fp), &st) == 0 && (st.st_mode & 0044))
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"configuration file holds a secret and others can read "
+               "it; chmod 600 it\" file=%s",
+               path);
+    fclose(fp);
+    return err;
+}
+
+void lf_conf_load_env(lf_conf_t *conf)
+{
+    static const struct {
+        const char *env, *key;
+    } known[] = {{"LEADFLOW_BROKERS", "bootstrap.servers"},
+                 {"LEADFLOW_TOPIC", LF_CONF_TOPIC},
+                 {"LEADFLOW_GROUP", "group.id"},
+                 {"LEADFLOW_DB", LF_CONF_DB}};
+
+    for (char **e = environ; *e; e++) {
+        char key[256];
+        const char *eq = strchr(*e, '=');
+        size_t i, n;
+
+        if (strncmp(*e, "LEADFLOW_", 9) || !eq)
+            continue;
+        n = (size_t)(eq - *e);
+        if (n >= sizeof(key))
+            continue;
+        memcpy(key, *e, n);
+        key[n] = '\0';
+        for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            if (!strcmp(key, known[i].env))
+                break;
+        if (i < sizeof(known) / sizeof(known[0])) {
+            lf_conf_set(conf, known[i].key, eq + 1, NULL, 0);
+            continue;
+        }
+        /* LEADFLOW_A_B -> a.b; our dev variables (LEADFLOW_BIN, ...) are
+         * harmless leftovers only if they are ours: skip those. */
+        if (!strcmp(key, "LEADFLOW_BIN") || !strcmp(key, "LEADFLOW_SRC") ||
+            !strcmp(key, "LEADFLOW_TESTS") || !strcmp(key, "LEADFLOW_PGDATA") ||
+            !strncmp(key, "LEADFLOW_DEV", 12))
+            continue;
+        for (i = 9; i < n; i++)
+            key[i - 9] = key[i] == '_' ? '.' : (char)tolower(key[i]);
+        key[n - 9] = '\0';
+        lf_conf_set(conf, key, eq + 1, NULL, 0);
+    }
+}
+
+bool lf_conf_is_ours(const char *key)
+{
+    return !strcmp(key, LF_CONF_TOPIC) || !strcmp(key, LF_CONF_DB) ||
+           !strncmp(key, "leadflow.", 9) ||
+           !strncmp(key, "schema.registry.", 16);
+}
+
+rd_kafka_conf_t *lf_conf_to_rdkafka(const lf_conf_t *conf, char *errstr,
+                                    size_t errstr_size)
+{
+    rd_kafka_conf_t *rkc = rd_kafka_conf_new();
+    char why[512];
+
+    rd_kafka_conf_set_log_cb(rkc, lf_log_rdkafka);
+    for (size_t i = 0; i < conf->count; i++) {
+        if (lf_conf_is_ours(conf->kv[i].key))
+            continue;
+        if (rd_kafka_conf_set(rkc, conf->kv[i].key, conf->kv[i].value, why,
+                              sizeof(why)) != RD_KAFKA_CONF_OK) {
+            lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                      "configuration \"%s\": %s", conf->kv[i].key, why);
+            rd_kafka_conf_destroy(rkc);
+            return NULL;
+        }
+    }
+    return rkc;
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+    return strcmp(((const kv_t *)a)->key, ((const kv_t *)b)->key);
+}
+
+void lf_conf_dump(const lf_conf_t *conf, FILE *fp)
+{
+    kv_t *sorted = malloc(conf->count * sizeof(kv_t) + 1);
+
+    if (!sorted)
+        return;
+    memcpy(sorted, conf->kv, conf->count * sizeof(kv_t));
+    qsort(sorted, conf->count, sizeof(kv_t), kv_cmp);
+    for (size_t i = 0; i < conf->count; i++)
+        fprintf(fp, "%s=%s\n", sorted[i].key,
+                lf_conf_is_secret(sorted[i].key) ? "***" : sorted[i].value);
+    free(sorted);
+}

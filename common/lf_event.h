@@ -1,0 +1,148 @@
+/* lf_event.h: the LeadEvent model (schema leadflow.LeadEvent v1) and its
+ * contract validation, shared by the JSON mapping, the Avro codec, the
+ * producers and the projector. */
+#ifndef LF_EVENT_H
+#define LF_EVENT_H
+
+#include "lf_common.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/** Event types, in the order of the Avro enum EventType and of the payload
+ *  union branches (the wire depends on this order). */
+typedef enum lf_event_type_e {
+    LF_EV_CAPTURED = 0,
+    LF_EV_SCORED,
+    LF_EV_HANDED_OFF,
+    LF_EV_ACCEPTED,
+    LF_EV_RECYCLED,
+    LF_EV_QUALIFIED,
+    LF_EV_WON,
+    LF_EV_LOST,
+    LF_EV_DISQUALIFIED,
+    LF_EV__COUNT
+} lf_event_type_t;
+
+/** Recycle reasons, in the order of the Avro enum RecycleReason. */
+typedef enum lf_recycle_reason_e {
+    LF_RR_NOT_READY = 0,
+    LF_RR_NO_BUDGET,
+    LF_RR_NO_AUTHORITY,
+    LF_RR_NO_NEED,
+    LF_RR_NO_RESPONSE,
+    LF_RR_BAD_TIMING,
+    LF_RR_OTHER,
+    LF_RR__COUNT
+} lf_recycle_reason_t;
+
+#define LF_LEAD_ID_MAX  128  /**< bytes of UTF-8 */
+#define LF_EVENT_ID_MAX 128  /**< bytes */
+#define LF_STRING_MAX   (1 << 16) /**< any other string field, bytes */
+#define LF_ATTRS_MAX    256  /**< entries in Captured.attributes */
+/** 9999-12-31T23:59:59.999Z: the last instant RFC 3339 can write. */
+#define LF_TIME_MAX_MS  INT64_C(253402300799999)
+
+typedef struct lf_attr_s {
+    char *key;
+    char *value;
+} lf_attr_t;
+
+/**
+ * One lead lifecycle event. Every string is NUL-terminated, heap-allocated
+ * and owned by the event: lf_event_clear() frees them all. Optional strings
+ * (actor, campaign, note) are NULL when absent. Only the payload member of
+ * the union that matches @c type is meaningful.
+ */
+typedef struct lf_event_s {
+    char *event_id;
+    char *lead_id;
+    lf_event_type_t type;
+    int64_t occurred_at; /**< ms since the epoch, UTC */
+    char *source;
+    char *actor;
+    union {
+        struct {
+            char *channel;
+            char *campaign;
+            lf_attr_t *attrs; /**< sorted by key, keys unique */
+            size_t attr_count;
+        } captured;
+        struct {
+            int32_t score;
+            int32_t threshold;
+            char *model;
+        } scored;
+        struct {
+            char *owner;
+            int32_t sla_hours;
+        } handed_off;
+        struct {
+            char *owner;
+        } accepted;
+        struct {
+            lf_recycle_reason_t reason;
+            char *note;
+        } recycled;
+        struct {
+            char *opportunity_id;
+            int64_t amount_minor;
+            char *currency;
+        } qualified;
+        struct {
+            int64_t amount_minor;
+            char *currency;
+        } won;
+        struct {
+            char *reason;
+        } lost;
+        struct {
+            char *reason;
+        } disqualified;
+    } u;
+} lf_event_t;
+
+/** Zero an event so lf_event_clear() is safe on it. */
+void lf_event_init(lf_event_t *ev);
+
+/** Free every string the event owns and zero it. NULL-safe. */
+void lf_event_clear(lf_event_t *ev);
+
+/** Deep copy @p src into @p dst (which must be initialised or cleared).
+ *  @returns LF_OK or LF_ERR_NOMEM (dst is then cleared). */
+lf_err_t lf_event_copy(lf_event_t *dst, const lf_event_t *src);
+
+/** "captured", "handed_off", ...: the JSON and SQL name. Static string;
+ *  "?" for an out-of-range value. */
+const char *lf_event_type_name(lf_event_type_t type);
+/** "CAPTURED", ...: the Avro symbol. Static string. */
+const char *lf_event_type_symbol(lf_event_type_t type);
+/** The type named @p name (lower-case JSON name); -1 if none. */
+int lf_event_type_parse(const char *name);
+
+/** "no_budget", ...: the JSON name. Static string. */
+const char *lf_recycle_reason_name(lf_recycle_reason_t reason);
+const char *lf_recycle_reason_symbol(lf_recycle_reason_t reason);
+/** The reason named @p name (lower-case); -1 if none. */
+int lf_recycle_reason_parse(const char *name);
+
+/**
+ * Check the contract that Avro's types cannot express: lead_id 1..128 bytes,
+ * every string valid UTF-8 without NUL, event_id non-empty, score, threshold
+ * and sla_hours not negative, amounts not negative, currency three upper-case
+ * letters, occurred_at within 1970..9999.
+ * @returns LF_OK, or LF_ERR_INVALID with a sentence naming the field.
+ */
+lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
+                           size_t errstr_size);
+
+/** True if @p s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+bool lf_utf8_valid(const char *s, size_t len);
+
+/** Sort captured attributes by key; @returns false if two keys are equal. */
+bool lf_event_sort_attrs(lf_event_t *ev);
+
+/** True if @p a and @p b carry the same content, field by field. */
+bool lf_event_equal(const lf_event_t *a, const lf_event_t *b);
+
+#endif

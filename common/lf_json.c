@@ -1,0 +1,496 @@
+/* lf_json.c: JSON lines <-> LeadEvent with jansson, one table of payload
+ * fields per event type. */
+#include "lf_json.h"
+
+#include "lf_time.h"
+#include "lf_uuid.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum kind_e { K_STR, K_OPT_STR, K_INT, K_LONG, K_REASON, K_MAP } kind_t;
+
+typedef struct pfield_s {
+    const char *name;
+    kind_t kind;
+    size_t off; /* offset in lf_event_t */
+} pfield_t;
+
+#define PF(n, k, member) {n, k, offsetof(lf_event_t, member)}
+#define PF_END           {NULL, K_STR, 0}
+
+/* Each type's payload fields, in the order of its Avro record. */
+static const pfield_t payload_fields[LF_EV__COUNT][4] = {
+    [LF_EV_CAPTURED] = {PF("channel", K_STR, u.captured.channel),
+                        PF("campaign", K_OPT_STR, u.captured.campaign),
+                        PF("attributes", K_MAP, u.captured.attrs), PF_END},
+    [LF_EV_SCORED] = {PF("score", K_INT, u.scored.score),
+                      PF("threshold", K_INT, u.scored.threshold),
+                      PF("model", K_STR, u.scored.model), PF_END},
+    [LF_EV_HANDED_OFF] = {PF("owner", K_STR, u.handed_off.owner),
+                          PF("sla_hours", K_INT, u.handed_off.sla_hours),
+                          PF_END},
+    [LF_EV_ACCEPTED] = {PF("owner", K_STR, u.accepted.owner), PF_END},
+    [LF_EV_RECYCLED] = {PF("reason", K_REASON, u.recycled.reason),
+                        PF("note", K_OPT_STR, u.recycled.note), PF_END},
+    [LF_EV_QUALIFIED] = {PF("opportunity_id", K_STR,
+                            u.qualified.opportunity_id),
+                         PF("amount_minor", K_LONG, u.qualified.amount_minor),
+                         PF("currency", K_STR, u.qualified.currency), PF_END},
+    [LF_EV_WON] = {PF("amount_minor", K_LONG, u.won.amount_minor),
+                   PF("currency", K_STR, u.won.currency), PF_END},
+    [LF_EV_LOST] = {PF("reason", K_STR, u.lost.reason), PF_END},
+    [LF_EV_DISQUALIFIED] = {PF("reason", K_STR, u.disqualified.reason),
+                            PF_END},
+};
+
+static const char *envelope_keys[] = {"event_id", "lead_id", "type",
+                                      "occurred_at", "source", "actor",
+                                      NULL};
+
+#define INVALID(...) lf_seterr(LF_ERR_INVALID, errstr, errstr_size, __VA_ARGS__)
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+/* A string field: copied (jansson already checked UTF-8 and refused NUL). */
+static lf_err_t take_str(json_t *obj, const char *name, bool optional,
+                         char **out, char *errstr, size_t errstr_size)
+{
+    json_t *v = json_object_get(obj, name);
+
+    if (!v || json_is_null(v)) {
+        if (optional)
+            return LF_OK;
+        return INVALID("missing required field \"%s\"", name);
+    }
+    if (!json_is_string(v))
+        return INVALID("field \"%s\": expected a string, got %s", name,
+                       json_kind(v));
+    if (!(*out = strndup(json_string_value(v), json_string_length(v))))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    return LF_OK;
+}
+
+static lf_err_t take_int(json_t *obj, const char *name, int64_t min,
+                         int64_t max, int64_t *out, char *errstr,
+                         size_t errstr_size)
+{
+    json_t *v = json_object_get(obj, name);
+
+    if (!v)
+        return INVALID("missing required field \"%s\"", name);
+    if (!json_is_integer(v)) {
+        if (json_is_string(v))
+            return INVALID("field \"%s\": expected an integer, got \"%.40s\"",
+                           name, json_string_value(v));
+        return INVALID("field \"%s\": expected an integer, got %s", name,
+                       json_kind(v));
+    }
+    *out = json_integer_value(v);
+    if (*out < min || *out > max)
+        return INVALID("field \"%s\": %lld is out of range %lld..%lld", name,
+                       (long long)*out, (long long)min, (long long)max);
+    return LF_OK;
+}
+
+static lf_err_t take_map(json_t *obj, lf_event_t *ev, char *errstr,
+                         size_t errstr_size)
+{
+    json_t *v = json_object_get(obj, "attributes"), *val;
+    const char *key;
+    size_t n, i = 0;
+
+    if (!v || json_is_null(v))
+        return LF_OK;
+    if (!json_is_object(v))
+        return INVALID("field \"attributes\": expected an object of strings, "
+                       "got %s",
+                       json_kind(v));
+    n = json_object_size(v);
+    if (n > LF_ATTRS_MAX)
+        return INVALID("field \"attributes\": %zu entries, more than the %d "
+                       "allowed",
+                       n, LF_ATTRS_MAX);
+    if (n && !(ev->u.captured.attrs = calloc(n, sizeof(lf_attr_t))))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    json_object_foreach(v, key, val)
+    {
+        if (!json_is_string(val))
+            return INVALID("field \"attributes\": value of \"%.64s\" must be "
+                           "a string, got %s",
+                           key, json_kind(val));
+        ev->u.captured.attr_count = i + 1;
+        if (!(ev->u.captured.attrs[i].key = strdup(key)) ||
+            !(ev->u.captured.attrs[i].value = strndup(
+                  json_string_value(val), json_string_length(val))))
+            return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                             "out of memory");
+        if (strlen(key) == 0)
+            return INVALID("field \"attributes\": empty key");
+        i++;
+    }
+    lf_event_sort_attrs(ev);
+    return LF_OK;
+}
+
+static const pfield_t *find_pfield(int type, const char *key)
+{
+    for (const pfield_t *f = payload_fields[type]; f->name; f++)
+        if (!strcmp(f->name, key))
+            return f;
+    return NULL;
+}
+
+/* Every key must be an envelope field, this type's payload field or _kafka;
+ * a payload field of another type gets a sentence saying whose it is. */
+static lf_err_t check_keys(json_t *obj, int type, char *errstr,
+                           size_t errstr_size)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(obj, key, v)
+    {
+        bool ok = !strcmp(key, "_kafka") || find_pfield(type, key);
+        for (const char **e = envelope_keys; !ok && *e; e++)
+            ok = !strcmp(key, *e);
+        if (ok)
+            continue;
+        for (int t = 0; t < LF_EV__COUNT; t++)
+            if (find_pfield(t, key))
+                return INVALID("field \"%s\" belongs to %s events, not to a "
+                               "%s event",
+                               key, lf_event_type_name(t),
+                               lf_event_type_name(type));
+        return INVALID("unknown field \"%.64s\"", key);
+    }
+    return LF_OK;
+}
+
+static lf_err_t parse_obj(json_t *obj, lf_event_t *ev, char *errstr,
+                          size_t errstr_size)
+{
+    json_t *v;
+    int type;
+    lf_err_t err;
+    int64_t n;
+
+    if (!json_is_object(obj))
+        return INVALID("expected a JSON object, got %s", json_kind(obj));
+    v = json_object_get(obj, "type");
+    if (!v)
+        return INVALID("missing required field \"type\"");
+    if (!json_is_string(v))
+        return INVALID("field \"type\": expected a string, got %s",
+                       json_kind(v));
+    if ((type = lf_event_type_parse(json_string_value(v))) < 0)
+        return INVALID("field \"type\": unknown event type \"%.40s\" (one of "
+                       "captured, scored, handed_off, accepted, recycled, "
+                       "qualified, won, lost, disqualified)",
+                       json_string_value(v));
+    ev->type = (lf_event_type_t)type;
+    if ((err = check_keys(obj, type, errstr, errstr_size)) ||
+        (err = take_str(obj, "event_id", true, &ev->event_id, errstr,
+                        errstr_size)) ||
+        (err = take_str(obj, "lead_id", false, &ev->lead_id, errstr,
+                        errstr_size)))
+        return err;
+
+    v = json_object_get(obj, "occurred_at");
+    if (!v)
+        return INVALID("missing required field \"occurred_at\"");
+    if (json_is_string(v)) {
+        char why[160];
+        if (lf_time_parse(json_string_value(v), 0, &ev->occurred_at, why,
+                          sizeof(why)))
+            return INVALID("field \"occurred_at\": %s", why);
+    } else if (json_is_integer(v)) {
+        ev->occurred_at = json_integer_value(v);
+    } else {
+        return INVALID("field \"occurred_at\": expected an RFC 3339 string or "
+                       "epoch milliseconds, got %s",
+                       json_kind(v));
+    }
+    if ((err = take_str(obj, "source", false, &ev->source, errstr,
+                        errstr_size)) ||
+        (err = take_str(obj, "actor", true, &ev->actor, errstr, errstr_size)))
+        return err;
+
+    for (const pfield_t *f = payload_fields[type]; f->name; f++) {
+        char *base = (char *)ev + f->off;
+        switch (f->kind) {
+        case K_STR:
+        case K_OPT_STR:
+            err = take_str(obj, f->name, f->kind == K_OPT_STR, (char **)base,
+                           errstr, errstr_size);
+            break;
+        case K_INT:
+            if (!(err = take_int(obj, f->name, INT32_MIN, INT32_MAX, &n,
+                                 errstr, errstr_size)))
+                *(int32_t *)base = (int32_t)n;
+            break;
+        case K_LONG:
+            err = take_int(obj, f->name, INT64_MIN, INT64_MAX, (int64_t *)base,
+                           errstr, errstr_size);
+            break;
+        case K_REASON: {
+            char *s = NULL;
+            int r;
+            if ((err = take_str(obj, f->name, false, &s, errstr,
+                                errstr_size)))
+                break;
+            r = lf_recycle_reason_parse(s);
+            if (r < 0)
+                err = INVALID("field \"reason\": unknown recycle reason "
+                              "\"%.40s\" (one of not_ready, no_budget, "
+                              "no_authority, no_need, no_response, "
+                              "bad_timing, other)",
+                              s);
+            else
+                *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
+            free(s);
+            break;
+        }
+        case K_MAP:
+            err = take_map(obj, ev, errstr, errstr_size);
+            break;
+        }
+        if (err)
+            return err;
+    }
+    if (!ev->event_id) {
+        /* Validate first with a placeholder id so the derived one is made
+         * only from a valid event. */
+        char id[LF_UUID_STRLEN + 1];
+        lf_buf_t canon = {0};
+        ev->event_id = "-";
+        err = lf_event_validate(ev, errstr, errstr_size);
+        ev->event_id = NULL;
+        if (err)
+            return err;
+        if (lf_json_format_event(ev, &canon))
+            return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                             "out of memory");
+        lf_uuid_v5(canon.data, canon.len, id);
+        lf_buf_free(&canon);
+        if (!(ev->event_id = strdup(id)))
+            return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                             "out of memory");
+        return LF_OK;
+    }
+    return lf_event_validate(ev, errstr, errstr_size);
+}
+
+/* The top-level key whose member holds byte @p pos of @p text, into key
+ * (raw, "" if none): jansson's own errors (invalid UTF-8, \u0000, too big
+ * integers) name a column and a value, and ours must name the field. */
+static void key_at(const char *text, size_t len, size_t pos, char *key,
+                   size_t size)
+{
+    int depth = 0;
+    bool in_str = false, esc = false, is_key = false, want_key = false;
+    size_t start = 0;
+
+    key[0] = '\0';
+    for (size_t i = 0; i < len && i <= pos; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+            if (is_key && (!in_str || i == pos)) {
+                size_t n = i - start < size - 1 ? i - start : size - 1;
+                memcpy(key, text + start, n);
+                key[n] = '\0';
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = true;
+            start = i + 1;
+            is_key = depth == 1 && want_key;
+            want_key = false;
+        } else if (c == '{' || c == '[') {
+            want_key = ++depth == 1 && c == '{';
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            want_key = true;
+        }
+    }
+}
+
+lf_err_t lf_json_parse_event(const char *text, size_t len, lf_event_t *ev,
+                             char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *obj;
+    lf_err_t err;
+
+    lf_event_init(ev);
+    if (len > LF_JSON_LINE_MAX)
+        return INVALID("line of %zu bytes, more than the %d allowed", len,
+                       LF_JSON_LINE_MAX);
+    obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj) {
+        char key[72];
+        const char *what =
+            lf_utf8_valid(text, len) ? "invalid JSON" : "not valid UTF-8";
+        key_at(text, len, jerr.position > 0 ? (size_t)jerr.position : 0, key,
+               sizeof(key));
+        if (key[0])
+            return INVALID("field \"%s\": %s at column %d: %s", key, what,
+                           jerr.column, jerr.text);
+        return INVALID("%s at column %d: %s", what, jerr.column, jerr.text);
+    }
+    err = parse_obj(obj, ev, errstr, errstr_size);
+    json_decref(obj);
+    if (err)
+        lf_event_clear(ev);
+    return err;
+}
+
+lf_err_t lf_json_append_string(lf_buf_t *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = 0;
+
+    if (lf_buf_reserve(out, len + 2))
+        return LF_ERR_NOMEM;
+    out->data[out->len++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        const char *rep = NULL;
+
+        if (c == '"')
+            rep = "\\\"";
+        else if (c == '\\')
+            rep = "\\\\";
+        else if (c == '\n')
+            rep = "\\n";
+        else if (c == '\r')
+            rep = "\\r";
+        else if (c == '\t')
+            rep = "\\t";
+        else if (c < 0x20) {
+            esc[0] = '\\', esc[1] = 'u', esc[2] = '0', esc[3] = '0';
+            esc[4] = hex[c >> 4], esc[5] = hex[c & 15], esc[6] = '\0';
+            rep = esc;
+        }
+        if (!rep)
+            continue;
+        if (lf_buf_append(out, s + start, i - start) || lf_buf_puts(out, rep))
+            return LF_ERR_NOMEM;
+        start = i + 1;
+    }
+    if (lf_buf_append(out, s + start, len - start) ||
+        lf_buf_append(out, "\"", 1))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+static lf_err_t put_key(lf_buf_t *out, const char *key)
+{
+    if (out->len && out->data[out->len - 1] != '{' &&
+        lf_buf_append(out, ",", 1))
+        return LF_ERR_NOMEM;
+    return lf_buf_printf(out, "\"%s\":", key);
+}
+
+static lf_err_t put_str(lf_buf_t *out, const char *key, const char *s)
+{
+    if (!s)
+        return LF_OK;
+    if (put_key(out, key))
+        return LF_ERR_NOMEM;
+    return lf_json_append_string(out, s, strlen(s));
+}
+
+/* Append this type's payload fields as "k":v pairs (no braces). */
+static lf_err_t put_payload(const lf_event_t *ev, lf_buf_t *out)
+{
+    lf_err_t err = LF_OK;
+
+    if ((unsigned)ev->type >= LF_EV__COUNT)
+        return LF_OK;
+    for (const pfield_t *f = payload_fields[ev->type]; f->name && !err; f++) {
+        const char *base = (const char *)ev + f->off;
+        switch (f->kind) {
+        case K_STR:
+        case K_OPT_STR:
+            err = put_str(out, f->name, *(char *const *)base);
+            break;
+        case K_INT:
+            err = put_key(out, f->name) ||
+                  lf_buf_printf(out, "%d", *(const int32_t *)base);
+            break;
+        case K_LONG:
+            err = put_key(out, f->name) ||
+                  lf_buf_printf(out, "%lld",
+                                (long long)*(const int64_t *)base);
+            break;
+        case K_REASON:
+            err = put_str(out, f->name,
+                          lf_recycle_reason_name(
+                              *(const lf_recycle_reason_t *)base));
+            break;
+        case K_MAP:
+            if (!ev->u.captured.attr_count)
+                break;
+            err = put_key(out, f->name) || lf_buf_append(out, "{", 1);
+            for (size_t i = 0; i < ev->u.captured.attr_count && !err; i++) {
+                const lf_attr_t *a = &ev->u.captured.attrs[i];
+                err = (i && lf_buf_append(out, ",", 1)) ||
+                      lf_json_append_string(out, a->key, strlen(a->key)) ||
+                      lf_buf_append(out, ":", 1) ||
+                      lf_json_append_string(out, a->value, strlen(a->value));
+            }
+            err = err || lf_buf_append(out, "}", 1);
+            break;
+        }
+    }
+    return err ? LF_ERR_NOMEM : LF_OK;
+}
+
+lf_err_t lf_json_format_event(const lf_event_t *ev, lf_buf_t *out)
+{
+    char ts[40];
+
+    if (lf_buf_append(out, "{", 1) || put_str(out, "event_id", ev->event_id) ||
+        put_str(out, "lead_id", ev->lead_id) ||
+        put_str(out, "type", lf_event_type_name(ev->type)) ||
+        put_str(out, "occurred_at",
+                lf_time_format(ev->occurred_at, ts, sizeof(ts))) ||
+        put_str(out, "source", ev->source) ||
+        put_str(out, "actor", ev->actor) || put_payload(ev, out) ||
+        lf_buf_append(out, "}", 1))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+lf_err_t lf_json_format_payload(const lf_event_t *ev, lf_buf_t *out)
+{
+    if (lf_buf_append(out, "{", 1) || put_payload(ev, out) ||
+        lf_buf_append(out, "}", 1))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}

@@ -1,0 +1,69 @@
+/* lf_pg.h: thin PostgreSQL helpers: connect, migrate, COPY text escaping,
+ * and classifying errors as worth retrying or not. */
+#ifndef LF_PG_H
+#define LF_PG_H
+
+#include "lf_buf.h"
+#include "lf_common.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/**
+ * Connect with a libpq conninfo or URI (NULL or "" = libpq's PG* environment
+ * and defaults), with client_encoding UTF8, timezone UTC and a short
+ * connect_timeout unless the conninfo sets one.
+ * @returns a connection to PQfinish(), or NULL with libpq's message in
+ * errstr.
+ */
+PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size);
+
+/**
+ * Apply the embedded migrations (schemas/sql/) that funnel.schema_migrations
+ * does not list, in name order, all in one transaction under an advisory
+ * lock, so several instances may start at once. @p applied (may be NULL)
+ * receives how many were applied.
+ * @returns LF_OK, or LF_ERR_PG with the failing file and libpq's message.
+ */
+lf_err_t lf_pg_migrate(PGconn *conn, int *applied, char *errstr,
+                       size_t errstr_size);
+
+/** Run @p sql (no parameters) expecting no rows. @returns LF_OK or
+ *  LF_ERR_PG with @p what and libpq's message in errstr. */
+lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
+                    char *errstr, size_t errstr_size);
+
+/** Append @p s[0..len) escaped for COPY ... FROM STDIN text format
+ *  (backslash, tab, newline, carriage return). */
+lf_err_t lf_pg_copy_escape(lf_buf_t *out, const char *s, size_t len);
+/** Append a COPY field: NULL becomes \N; then a tab or a newline when
+ *  @p last. */
+lf_err_t lf_pg_copy_str(lf_buf_t *out, const char *s, bool last);
+/** Append an int64 field. */
+lf_err_t lf_pg_copy_int(lf_buf_t *out, int64_t v, bool last);
+/** Append a timestamp field from ms since the epoch; INT64_MIN is NULL. */
+lf_err_t lf_pg_copy_ts(lf_buf_t *out, int64_t ms, bool last);
+/** Append bytes as a bytea field in hex (\\x...); NULL data is \N. */
+lf_err_t lf_pg_copy_bytea(lf_buf_t *out, const void *data, size_t len,
+                          bool last);
+
+/**
+ * COPY @p data (text format rows) into the table with @p copy_sql
+ * ("COPY t (a, b) FROM STDIN"). @returns LF_OK or LF_ERR_PG.
+ */
+lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
+                    char *errstr, size_t errstr_size);
+
+/** Append a PostgreSQL text[] literal ({"a","b"}) of @p items, for a $n
+ *  parameter: quotes and backslashes escaped. */
+lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n);
+
+/** True if the failure of @p conn / @p res is about the connection or the
+ *  server (class 08, 53, 57, 58, deadlock, serialization) rather than the
+ *  data: retrying later on a new connection may succeed. */
+bool lf_pg_is_transient(PGconn *conn, const PGresult *res);
+
+/** libpq's version as "15.18". Static buffer. */
+const char *lf_pg_version(void);
+
+#endif

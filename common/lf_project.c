@@ -1,0 +1,1070 @@
+/* lf_project.c: one batch, one transaction. The batch is staged with COPY
+ * into temporary tables and merged with a few INSERT ... SELECT ... ON
+ * CONFLICT statements; the funnel state machine runs here in C, per lead,
+ * continuing from the stored lead row when the new events come after it
+ * and recomputing the lead from its stored events when one arrives late. */
+#include "lf_project.h"
+
+#include "lf_buf.h"
+#include "lf_funnel.h"
+#include "lf_json.h"
+#include "lf_pg.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One consumed message. */
+typedef struct entry_s {
+    bool dead;      /* undecodable: a dead letter */
+    bool is_new;    /* first store of this event_id (set during flush) */
+    int topic;      /* index into p->topics */
+    int32_t partition;
+    int64_t offset;
+    lf_event_t ev;  /* when !dead */
+    char *note;     /* dead: the error; event: a key anomaly or NULL */
+    void *key, *value; /* dead letters only: raw bytes, NULL if absent */
+    size_t key_len, value_len;
+} entry_t;
+
+typedef struct next_offset_s {
+    int topic;
+    int32_t partition;
+    int64_t next;
+} next_offset_t;
+
+struct lf_projector_s {
+    char *schema, *group_id;
+    lf_codec_t *codec;
+    char **topics;
+    int topic_count;
+    entry_t *entries;
+    size_t count, cap;
+    next_offset_t *offs;
+    size_t off_count, off_cap;
+    bool temp_ready;
+    lf_project_stats_t stats;
+    /* Reused between flushes. */
+    lf_buf_t copy, arr, tmp;
+    lf_funnel_out_t out;
+};
+
+#define ERRLEN 512
+
+/* ---- life cycle ----------------------------------------------------- */
+
+static bool schema_name_ok(const char *s)
+{
+    if (!*s || strlen(s) > 48 || !(islower((unsigned char)*s) || *s == '_'))
+        return false;
+    for (; *s; s++)
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) &&
+            *s != '_')
+            return false;
+    return true;
+}
+
+lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
+                                 char *errstr, size_t errstr_size)
+{
+    lf_projector_t *p;
+
+    /* The schema name is spliced into SQL as an identifier, so it is held
+     * to a plain lower-case name. */
+    if (!schema_name_ok(schema)) {
+        lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                  "schema \"%.64s\": use lower-case letters, digits and _",
+                  schema);
+        return NULL;
+    }
+    if (!(p = calloc(1, sizeof(*p))) || !(p->schema = strdup(schema)) ||
+        (group_id && !(p->group_id = strdup(group_id)))) {
+        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        lf_projector_destroy(p);
+        return NULL;
+    }
+    if (!(p->codec = lf_codec_new(errstr, errstr_size))) {
+        lf_projector_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void entry_clear(entry_t *e)
+{
+    lf_event_clear(&e->ev);
+    free(e->note);
+    free(e->key);
+    free(e->value);
+    memset(e, 0, sizeof(*e));
+}
+
+void lf_projector_discard(lf_projector_t *p)
+{
+    for (size_t i = 0; i < p->count; i++)
+        entry_clear(&p->entries[i]);
+    p->count = 0;
+    p->off_count = 0;
+}
+
+void lf_projector_destroy(lf_projector_t *p)
+{
+    if (!p)
+        return;
+    lf_projector_discard(p);
+    free(p->entries);
+    free(p->offs);
+    for (int i = 0; i < p->topic_count; i++)
+        free(p->topics[i]);
+    free(p->topics);
+    lf_codec_destroy(p->codec);
+    lf_buf_free(&p->copy);
+    lf_buf_free(&p->arr);
+    lf_buf_free(&p->tmp);
+    lf_funnel_out_free(&p->out);
+    free(p->schema);
+    free(p->group_id);
+    free(p);
+}
+
+void lf_projector_conn_reset(lf_projector_t *p)
+{
+    p->temp_ready = false;
+}
+
+size_t lf_projector_pending(const lf_projector_t *p)
+{
+    return p->count;
+}
+
+const lf_project_stats_t *lf_projector_stats(const lf_projector_t *p)
+{
+    return &p->stats;
+}
+
+/* ---- adding to the batch -------------------------------------------- */
+
+static int topic_index(lf_projector_t *p, const char *topic)
+{
+    char **n;
+    for (int i = 0; i < p->topic_count; i++)
+        if (!strcmp(p->topics[i], topic))
+            return i;
+    if (!(n = realloc(p->topics, (size_t)(p->topic_count + 1) * sizeof(*n))))
+        return -1;
+    p->topics = n;
+    if (!(n[p->topic_count] = strdup(topic)))
+        return -1;
+    return p->topic_count++;
+}
+
+static entry_t *new_entry(lf_projector_t *p, const char *topic,
+                          int32_t partition, int64_t offset)
+{
+    entry_t *e;
+    int t = topic_index(p, topic);
+    size_t i;
+
+    if (t < 0)
+        return NULL;
+    if (p->count == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 1024;
+        entry_t *n = realloc(p->entries, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        p->entries = n;
+        p->cap = cap;
+    }
+    for (i = 0; i < p->off_count; i++)
+        if (p->offs[i].topic == t && p->offs[i].partition == partition)
+            break;
+    if (i == p->off_count) {
+        if (p->off_count == p->off_cap) {
+            size_t cap = p->off_cap ? p->off_cap * 2 : 16;
+            next_offset_t *n = realloc(p->offs, cap * sizeof(*n));
+            if (!n)
+                return NULL;
+            p->offs = n;
+            p->off_cap = cap;
+        }
+        p->offs[p->off_count++] = (next_offset_t){t, partition, offset + 1};
+    } else if (offset + 1 > p->offs[i].next) {
+        p->offs[i].next = offset + 1;
+    }
+    e = &p->entries[p->count++];
+    memset(e, 0, sizeof(*e));
+    e->topic = t;
+    e->partition = partition;
+    e->offset = offset;
+    return e;
+}
+
+static void *dup_bytes(const void *b, size_t n)
+{
+    void *c = malloc(n ? n : 1);
+    if (c && n)
+        memcpy(c, b, n);
+    return c;
+}
+
+lf_err_t lf_projector_add_message(lf_projector_t *p,
+                                  const rd_kafka_message_t *rkm)
+{
+    char why[ERRLEN];
+    entry_t *e = new_entry(p, rd_kafka_topic_name(rkm->rkt), rkm->partition,
+                           rkm->offset);
+
+    if (!e)
+        return LF_ERR_NOMEM;
+    if (lf_codec_decode(p->codec, rkm->payload, rkm->len, &e->ev, why,
+                        sizeof(why)) == LF_OK) {
+        /* The key should be the lead id (it places the lead on a
+         * partition); an event under another key is kept but listed. */
+        if (!rkm->key)
+            snprintf(why, sizeof(why), "Kafka key missing (null), expected "
+                                       "the lead_id");
+        else if (rkm->key_len != strlen(e->ev.lead_id) ||
+                 memcmp(rkm->key, e->ev.lead_id, rkm->key_len))
+            snprintf(why, sizeof(why),
+                     "Kafka key \"%.*s\" differs from lead_id",
+                     (int)(rkm->key_len > 64 ? 64 : rkm->key_len),
+                     (const char *)rkm->key);
+        else
+            return LF_OK;
+        if (!(e->note = strdup(why)))
+            return LF_ERR_NOMEM;
+        return LF_OK;
+    }
+    e->dead = true;
+    if (!(e->note = strdup(why)) ||
+        (rkm->key && !(e->key = dup_bytes(rkm->key, rkm->key_len))) ||
+        (rkm->payload && !(e->value = dup_bytes(rkm->payload, rkm->len))))
+        return LF_ERR_NOMEM;
+    e->key_len = rkm->key_len;
+    e->value_len = rkm->len;
+    return LF_OK;
+}
+
+lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
+                                const char *topic, int32_t partition,
+                                int64_t offset)
+{
+    entry_t *e = new_entry(p, topic, partition, offset);
+    if (!e)
+        return LF_ERR_NOMEM;
+    e->ev = *ev;
+    lf_event_init(ev);
+    return LF_OK;
+}
+
+/* ---- flush helpers --------------------------------------------------- */
+
+typedef struct flush_s {
+    lf_projector_t *p;
+    PGconn *conn;
+    char *errstr;
+    size_t errstr_size;
+    lf_project_stats_t st; /* this batch, added to p->stats on commit */
+} flush_t;
+
+/* Record a failed statement: temporary if the connection or server is in
+ * trouble, a data error otherwise. */
+static lf_err_t fail(flush_t *f, PGresult *res, const char *what)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    int n;
+
+    if (!*msg)
+        msg = PQerrorMessage(f->conn);
+    n = (int)strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        n--;
+    lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size, "%s: %.*s", what, n, msg);
+    return lf_pg_is_transient(f->conn, res) ? LF_ERR_TEMPORARY : LF_ERR_PG;
+}
+
+/* Run a statement (with up to 2 parameters); *out gets the result when
+ * non-NULL (caller clears), else it is cleared here. */
+static lf_err_t run(flush_t *f, const char *sql, const char *what, int n,
+                    const char *p1, const char *p2, PGresult **out)
+{
+    const char *params[2] = {p1, p2};
+    PGresult *res = n ? PQexecParams(f->conn, sql, n, NULL, params, NULL,
+                                     NULL, 0)
+                      : PQexec(f->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        lf_err_t err = fail(f, res, what);
+        PQclear(res);
+        return err;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return LF_OK;
+}
+
+static lf_err_t copy(flush_t *f, const char *sql, lf_buf_t *data)
+{
+    lf_err_t err;
+    if (!data->len)
+        return LF_OK;
+    err = lf_pg_copy(f->conn, sql, data, f->errstr, f->errstr_size);
+    if (err)
+        return lf_pg_is_transient(f->conn, NULL) ? LF_ERR_TEMPORARY
+                                                 : LF_ERR_PG;
+    return LF_OK;
+}
+
+/* The temporary staging tables, once per connection. They are emptied at
+ * every commit or rollback. */
+static lf_err_t ensure_temp(flush_t *f)
+{
+    if (f->p->temp_ready)
+        return LF_OK;
+    lf_err_t err = run(
+        f,
+        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_events ("
+        " seq int, event_id text, lead_id text, type text,"
+        " occurred_at timestamptz, source text, actor text, payload jsonb,"
+        " topic text, partition int, \"offset\" bigint)"
+        " ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_leads ("
+        " lead_id text, stage text, stage_entered_at timestamptz, cycle int,"
+        " score int, score_model text, owner text, channel text,"
+        " campaign text, captured_at timestamptz,"
+        " first_marketing_qualified_at timestamptz,"
+        " first_handed_off_at timestamptz,"
+        " first_sales_accepted_at timestamptz,"
+        " first_sales_qualified_at timestamptz, won_at timestamptz,"
+        " won_amount_minor bigint, currency text, lost_at timestamptz,"
+        " disqualified_at timestamptz, last_event_at timestamptz,"
+        " last_event_id text, stage_entered_by text, visits int)"
+        " ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_visits ("
+        " lead_id text, visit int, cycle int, stage text,"
+        " entered_at timestamptz, exited_at timestamptz, entered_by text,"
+        " exit_reason text) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_anomalies ("
+        " event_id text, lead_id text, kind text, reason text)"
+        " ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_dead ("
+        " topic text, partition int, \"offset\" bigint, key bytea,"
+        " value bytea, error text) ON COMMIT DELETE ROWS",
+        "creating staging tables", 0, NULL, NULL, NULL);
+    if (!err)
+        f->p->temp_ready = true;
+    return err;
+}
+
+/* Sorting entry indexes. */
+static entry_t *sort_base;
+
+static int by_event_id(const void *a, const void *b)
+{
+    const entry_t *x = &sort_base[*(const size_t *)a];
+    const entry_t *y = &sort_base[*(const size_t *)b];
+    int c = strcmp(x->ev.event_id, y->ev.event_id);
+    if (c)
+        return c;
+    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+static int by_lead_then_order(const void *a, const void *b)
+{
+    const entry_t *x = &sort_base[*(const size_t *)a];
+    const entry_t *y = &sort_base[*(const size_t *)b];
+    int c = strcmp(x->ev.lead_id, y->ev.lead_id);
+    if (c)
+        return c;
+    return lf_event_order(x->ev.occurred_at, x->ev.event_id,
+                          y->ev.occurred_at, y->ev.event_id);
+}
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int64_t ms_or_null(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return LF_NO_TIME;
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static char *str_or_null(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return NULL;
+    return strdup(PQgetvalue(res, row, col));
+}
+
+#define MS(col) "(extract(epoch FROM " col ") * 1000)::int8"
+
+/* Column order of lead_select and load_lead(). */
+#define LEAD_COLUMNS                                                           \
+    "lead_id, stage, " MS("stage_entered_at") ", stage_entered_by, cycle, "    \
+    "visits, score, score_model, owner, channel, campaign, "                  \
+    MS("captured_at") ", " MS("first_marketing_qualified_at") ", "            \
+    MS("first_handed_off_at") ", " MS("first_sales_accepted_at") ", "         \
+    MS("first_sales_qualified_at") ", " MS("won_at") ", "                     \
+    "won_amount_minor, currency, " MS("lost_at") ", "                         \
+    MS("disqualified_at") ", " MS("last_event_at") ", last_event_id"
+
+static lf_err_t load_lead(const PGresult *res, int r, lf_lead_t *l)
+{
+    if (lf_lead_init(l, PQgetvalue(res, r, 0)))
+        return LF_ERR_NOMEM;
+    l->stage = lf_stage_parse(PQgetvalue(res, r, 1));
+    l->stage_entered_at = ms_or_null(res, r, 2);
+    l->stage_entered_by = str_or_null(res, r, 3);
+    l->cycle = (int32_t)atoi(PQgetvalue(res, r, 4));
+    l->visits = (int32_t)atoi(PQgetvalue(res, r, 5));
+    l->has_score = !PQgetisnull(res, r, 6);
+    l->score = (int32_t)atoi(PQgetvalue(res, r, 6));
+    l->score_model = str_or_null(res, r, 7);
+    l->owner = str_or_null(res, r, 8);
+    l->channel = str_or_null(res, r, 9);
+    l->campaign = str_or_null(res, r, 10);
+    l->captured_at = ms_or_null(res, r, 11);
+    l->first_at[LF_ST_MARKETING_QUALIFIED] = ms_or_null(res, r, 12);
+    l->first_at[LF_ST_HANDED_OFF] = ms_or_null(res, r, 13);
+    l->first_at[LF_ST_SALES_ACCEPTED] = ms_or_null(res, r, 14);
+    l->first_at[LF_ST_SALES_QUALIFIED] = ms_or_null(res, r, 15);
+    l->last_at[LF_ST_WON] = ms_or_null(res, r, 16);
+    l->has_won_amount = !PQgetisnull(res, r, 17);
+    l->won_amount_minor = strtoll(PQgetvalue(res, r, 17), NULL, 10);
+    l->currency = str_or_null(res, r, 18);
+    l->last_at[LF_ST_LOST] = ms_or_null(res, r, 19);
+    l->last_at[LF_ST_DISQUALIFIED] = ms_or_null(res, r, 20);
+    l->last_event_at = ms_or_null(res, r, 21);
+    l->last_event_id = str_or_null(res, r, 22);
+    l->first_at[LF_ST_CAPTURED] = l->captured_at;
+    if (!l->stage_entered_by || !l->last_event_id)
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+/* Append a lead's row, its visits and anomalies to the COPY buffers. */
+typedef struct stage_bufs_s {
+    lf_buf_t leads, visits, anomalies;
+} stage_bufs_t;
+
+static lf_err_t write_lead(stage_bufs_t *b, const lf_lead_t *l,
+                           const lf_funnel_out_t *out)
+{
+    lf_err_t e = LF_OK;
+
+    for (size_t i = 0; i < out->visit_count && !e; i++) {
+        const lf_visit_t *v = &out->visits[i];
+        /* A visit opened and closed in this batch appears twice: the
+         * later row is the truth (ON CONFLICT cannot touch a row twice). */
+        if (i + 1 < out->visit_count && out->visits[i + 1].visit == v->visit)
+            continue;
+        e = lf_pg_copy_str(&b->visits, l->lead_id, false) ||
+            lf_pg_copy_int(&b->visits, v->visit, false) ||
+            lf_pg_copy_int(&b->visits, v->cycle, false) ||
+            lf_pg_copy_str(&b->visits, lf_stage_name(v->stage), false) ||
+            lf_pg_copy_ts(&b->visits, v->entered_at, false) ||
+            lf_pg_copy_ts(&b->visits, v->exited_at, false) ||
+            lf_pg_copy_str(&b->visits, v->entered_by, false) ||
+            lf_pg_copy_str(&b->visits, v->exit_reason, true);
+    }
+    for (size_t i = 0; i < out->anomaly_count && !e; i++)
+        e = lf_pg_copy_str(&b->anomalies, out->anomalies[i].event_id, false) ||
+            lf_pg_copy_str(&b->anomalies, l->lead_id, false) ||
+            lf_pg_copy_str(&b->anomalies, "state", false) ||
+            lf_pg_copy_str(&b->anomalies, out->anomalies[i].reason, true);
+    if (e || l->stage == LF_ST_NONE)
+        return e ? LF_ERR_NOMEM : LF_OK;
+    lf_buf_t *o = &b->leads;
+    e = lf_pg_copy_str(o, l->lead_id, false) ||
+        lf_pg_copy_str(o, lf_stage_name(l->stage), false) ||
+        lf_pg_copy_ts(o, l->stage_entered_at, false) ||
+        lf_pg_copy_int(o, l->cycle, false) ||
+        (l->has_score ? lf_pg_copy_int(o, l->score, false)
+                      : lf_pg_copy_str(o, NULL, false)) ||
+        lf_pg_copy_str(o, l->score_model, false) ||
+        lf_pg_copy_str(o, l->owner, false) ||
+        lf_pg_copy_str(o, l->channel, false) ||
+        lf_pg_copy_str(o, l->campaign, false) ||
+        lf_pg_copy_ts(o, l->captured_at, false) ||
+        lf_pg_copy_ts(o, l->first_at[LF_ST_MARKETING_QUALIFIED], false) ||
+        lf_pg_copy_ts(o, l->first_at[LF_ST_HANDED_OFF], false) ||
+        lf_pg_copy_ts(o, l->first_at[LF_ST_SALES_ACCEPTED], false) ||
+        lf_pg_copy_ts(o, l->first_at[LF_ST_SALES_QUALIFIED], false) ||
+        lf_pg_copy_ts(o, l->last_at[LF_ST_WON], false) ||
+        (l->has_won_amount ? lf_pg_copy_int(o, l->won_amount_minor, false)
+                           : lf_pg_copy_str(o, NULL, false)) ||
+        lf_pg_copy_str(o, l->currency, false) ||
+        lf_pg_copy_ts(o, l->last_at[LF_ST_LOST], false) ||
+        lf_pg_copy_ts(o, l->last_at[LF_ST_DISQUALIFIED], false) ||
+        lf_pg_copy_ts(o, l->last_event_at, false) ||
+        lf_pg_copy_str(o, l->last_event_id, false) ||
+        lf_pg_copy_str(o, l->stage_entered_by, false) ||
+        lf_pg_copy_int(o, l->visits, true);
+    return e ? LF_ERR_NOMEM : LF_OK;
+}
+
+/* Apply events[0..n) in order to lead and stage the result. */
+static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
+                             lf_lead_t *lead, lf_event_t *const *events,
+                             size_t n, lf_project_stats_t *st)
+{
+    lf_funnel_out_reset(&p->out);
+    for (size_t i = 0; i < n; i++)
+        if (lf_funnel_apply(lead, events[i], &p->out))
+            return LF_ERR_NOMEM;
+    st->anomalies += p->out.anomaly_count;
+    return write_lead(b, lead, &p->out);
+}
+
+/* ---- flush ------------------------------------------------------------ */
+
+static lf_err_t stage_events(flush_t *f, size_t *ev_idx, size_t nev)
+{
+    lf_projector_t *p = f->p;
+    lf_buf_t *c = &p->copy;
+
+    lf_buf_reset(c);
+    for (size_t k = 0; k < nev; k++) {
+        size_t i = ev_idx[k];
+        entry_t *e = &p->entries[i];
+        lf_buf_reset(&p->tmp);
+        if (lf_json_format_payload(&e->ev, &p->tmp) ||
+            lf_pg_copy_int(c, (int64_t)i, false) ||
+            lf_pg_copy_str(c, e->ev.event_id, false) ||
+            lf_pg_copy_str(c, e->ev.lead_id, false) ||
+            lf_pg_copy_str(c, lf_event_type_name(e->ev.type), false) ||
+            lf_pg_copy_ts(c, e->ev.occurred_at, false) ||
+            lf_pg_copy_str(c, e->ev.source, false) ||
+            lf_pg_copy_str(c, e->ev.actor, false) ||
+            lf_pg_copy_str(c, p->tmp.data, false) ||
+            lf_pg_copy_str(c, p->topics[e->topic], false) ||
+            lf_pg_copy_int(c, e->partition, false) ||
+            lf_pg_copy_int(c, e->offset, true))
+            return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
+                             "out of memory");
+    }
+    return copy(f,
+                "COPY lf_stg_events (seq, event_id, lead_id, type, "
+                "occurred_at, source, actor, payload, topic, partition, "
+                "\"offset\") FROM STDIN",
+                c);
+}
+
+static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
+{
+    lf_projector_t *p = f->p;
+    lf_buf_t *c = &p->copy;
+    lf_err_t e = LF_OK;
+
+    lf_buf_reset(c);
+    for (size_t i = 0; i < p->count && !e; i++) {
+        entry_t *en = &p->entries[i];
+        if (en->dead) {
+            e = lf_pg_copy_str(c, p->topics[en->topic], false) ||
+                lf_pg_copy_int(c, en->partition, false) ||
+                lf_pg_copy_int(c, en->offset, false) ||
+                lf_pg_copy_bytea(c, en->key, en->key_len, false) ||
+                lf_pg_copy_bytea(c, en->value, en->value_len, false) ||
+                lf_pg_copy_str(c, en->note, true);
+            f->st.dead_letters++;
+        } else if (en->note) {
+            e = lf_pg_copy_str(anomalies, en->ev.event_id, false) ||
+                lf_pg_copy_str(anomalies, en->ev.lead_id, false) ||
+                lf_pg_copy_str(anomalies, "key", false) ||
+                lf_pg_copy_str(anomalies, en->note, true);
+        }
+    }
+    if (e)
+        return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
+                         "out of memory");
+    return copy(f,
+                "COPY lf_stg_dead (topic, partition, \"offset\", key, value, "
+                "error) FROM STDIN",
+                c);
+}
+
+/* Mark the entries whose event_id the INSERT stored (the first of each
+ * id in the batch: DISTINCT ON ... ORDER BY seq). */
+static void mark_new(lf_projector_t *p, size_t *ev_idx, size_t nev,
+                     const PGresult *res)
+{
+    sort_base = p->entries;
+    qsort(ev_idx, nev, sizeof(*ev_idx), by_event_id);
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        size_t lo = 0, hi = nev;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (strcmp(p->entries[ev_idx[mid]].ev.event_id, id) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < nev && !strcmp(p->entries[ev_idx[lo]].ev.event_id, id))
+            p->entries[ev_idx[lo]].is_new = true;
+    }
+}
+
+static lf_err_t derive(flush_t *f, size_t *ev_idx, size_t nev,
+                       stage_bufs_t *b)
+{
+    lf_projector_t *p = f->p;
+    size_t nnew = 0, nleads = 0, nre = 0, nloaded = 0;
+    const char **leads = NULL, **re = NULL;
+    lf_lead_t *loaded = NULL;
+    lf_event_t **group = NULL, *reevents = NULL;
+    size_t nreevents = 0;
+    PGresult *res = NULL;
+    char sql[2048];
+    lf_err_t err = LF_OK;
+
+    /* The new events, by lead then (occurred_at, event_id). */
+    for (size_t k = 0; k < nev; k++)
+        if (p->entries[ev_idx[k]].is_new)
+            ev_idx[nnew++] = ev_idx[k];
+    f->st.events_new = nnew;
+    if (!nnew)
+        return LF_OK;
+    sort_base = p->entries;
+    qsort(ev_idx, nnew, sizeof(*ev_idx), by_lead_then_order);
+    leads = calloc(nnew, sizeof(*leads));
+    re = calloc(nnew, sizeof(*re));
+    group = calloc(nnew, sizeof(*group));
+    if (!leads || !re || !group) {
+        err = LF_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t k = 0; k < nnew; k++) {
+        const char *id = p->entries[ev_idx[k]].ev.lead_id;
+        f->st.by_type[p->entries[ev_idx[k]].ev.type]++;
+        if (!nleads || strcmp(leads[nleads - 1], id))
+            leads[nleads++] = id;
+    }
+
+    /* The stored state of those leads, in lead_id order (bytewise, as
+     * strcmp, hence COLLATE "C"). */
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, leads, nleads)) {
+        err = LF_ERR_NOMEM;
+        goto done;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT " LEAD_COLUMNS " FROM %s.leads WHERE lead_id = "
+             "ANY($1::text[]) ORDER BY lead_id COLLATE \"C\"",
+             p->schema);
+    if ((err = run(f, sql, "loading leads", 1, p->arr.data, NULL, &res)))
+        goto done;
+    nloaded = (size_t)PQntuples(res);
+    if (nloaded && !(loaded = calloc(nloaded, sizeof(*loaded)))) {
+        err = LF_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t r = 0; r < nloaded; r++)
+        if (load_lead(res, (int)r, &loaded[r])) {
+            err = LF_ERR_NOMEM;
+            goto done;
+        }
+    PQclear(res);
+    res = NULL;
+
+    /* Continue each lead whose new events all come after its last one;
+     * list the others (and new leads) for a recompute. */
+    size_t li = 0;
+    for (size_t k = 0; k < nnew;) {
+        const char *id = p->entries[ev_idx[k]].ev.lead_id;
+        size_t n = 0;
+        while (k + n < nnew &&
+               !strcmp(p->entries[ev_idx[k + n]].ev.lead_id, id)) {
+            group[n] = &p->entries[ev_idx[k + n]].ev;
+            n++;
+        }
+        k += n;
+        while (li < nloaded && strcmp(loaded[li].lead_id, id) < 0)
+            li++;
+        if (li < nloaded && !strcmp(loaded[li].lead_id, id) &&
+            lf_funnel_is_next(&loaded[li], group[0])) {
+            if ((err = project_lead(p, b, &loaded[li], group, n, &f->st)))
+                goto done;
+        } else {
+            re[nre++] = id;
+        }
+    }
+    if (!nre)
+        goto done;
+
+    /* Recompute: every stored event of these leads, in order, through the
+     * same JSON mapping the events were stored with. */
+    f->st.recomputed = nre;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, re, nre)) {
+        err = LF_ERR_NOMEM;
+        goto done;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT lead_id, (jsonb_build_object('event_id', event_id, "
+             "'lead_id', lead_id, 'type', type, 'occurred_at', "
+             MS("occurred_at") ", 'source', source, 'actor', actor) || "
+             "payload)::text FROM %s.events WHERE lead_id = ANY($1::text[]) "
+             "ORDER BY lead_id COLLATE \"C\", occurred_at, "
+             "event_id COLLATE \"C\"",
+             p->schema);
+    if ((err = run(f, sql, "reading events to recompute", 1, p->arr.data,
+                   NULL, &res)))
+        goto done;
+    nreevents = (size_t)PQntuples(res);
+    if (!(reevents = calloc(nreevents + 1, sizeof(*reevents))) ||
+        !(group = realloc(group, (nreevents + 1) * sizeof(*group)))) {
+        err = LF_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t r = 0; r < nreevents; r++) {
+        char why[ERRLEN];
+        const char *js = PQgetvalue(res, (int)r, 1);
+        if (lf_json_parse_event(js, strlen(js), &reevents[r], why,
+                                sizeof(why))) {
+            /* Stored events passed this parser when they came in; if one
+             * fails now, the code changed incompatibly: stop, loudly. */
+            err = lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
+                            "stored event of lead %s no longer parses: %s",
+                            PQgetvalue(res, (int)r, 0), why);
+            goto done;
+        }
+    }
+    PQclear(res);
+    res = NULL;
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM %s.stage_history WHERE lead_id = ANY($1::text[]);"
+             "DELETE FROM %s.anomalies WHERE lead_id = ANY($1::text[]) AND "
+             "kind = 'state'",
+             p->schema, p->schema);
+    /* Two statements cannot share one PQexecParams: run them apart. */
+    char *semi = strchr(sql, ';');
+    *semi = '\0';
+    if ((err = run(f, sql, "clearing recomputed leads", 1, p->arr.data, NULL,
+                   NULL)) ||
+        (err = run(f, semi + 1, "clearing recomputed leads", 1, p->arr.data,
+                   NULL, NULL)))
+        goto done;
+    for (size_t r = 0; r < nreevents;) {
+        lf_lead_t lead;
+        size_t n = 0;
+        while (r + n < nreevents &&
+               !strcmp(reevents[r + n].lead_id, reevents[r].lead_id)) {
+            group[n] = &reevents[r + n];
+            n++;
+        }
+        if (lf_lead_init(&lead, reevents[r].lead_id)) {
+            err = LF_ERR_NOMEM;
+            goto done;
+        }
+        err = project_lead(p, b, &lead, group, n, &f->st);
+        lf_lead_clear(&lead);
+        if (err)
+            goto done;
+        r += n;
+    }
+
+done:
+    if (err == LF_ERR_NOMEM)
+        lf_seterr(err, f->errstr, f->errstr_size, "out of memory");
+    PQclear(res);
+    for (size_t i = 0; i < nloaded; i++)
+        lf_lead_clear(&loaded[i]);
+    free(loaded);
+    for (size_t i = 0; reevents && i < nreevents; i++)
+        lf_event_clear(&reevents[i]);
+    free(reevents);
+    free(group);
+    free(leads);
+    free(re);
+    return err;
+}
+
+lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
+                            rd_kafka_topic_partition_list_t **committed,
+                            char *errstr, size_t errstr_size)
+{
+    flush_t f = {p, conn, errstr, errstr_size, {0}};
+    stage_bufs_t b = {{0}, {0}, {0}};
+    size_t *ev_idx = NULL, nev = 0;
+    const char **leads = NULL;
+    size_t nleads = 0;
+    PGresult *res = NULL;
+    char sql[1536];
+    lf_err_t err;
+
+    if (committed)
+        *committed = NULL;
+    if (!p->count)
+        return LF_OK;
+    if ((err = ensure_temp(&f)))
+        return err;
+    if (!(ev_idx = calloc(p->count, sizeof(*ev_idx))) ||
+        !(leads = calloc(p->count, sizeof(*leads)))) {
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < p->count; i++) {
+        p->entries[i].is_new = false;
+        if (!p->entries[i].dead) {
+            ev_idx[nev++] = i;
+            leads[nleads++] = p->entries[i].ev.lead_id;
+        }
+    }
+    qsort(leads, nleads, sizeof(*leads), by_str);
+
+    if ((err = run(&f, "BEGIN", "BEGIN", 0, NULL, NULL, NULL)))
+        goto out;
+
+    /* Lock the batch's leads before touching them, in one global order
+     * (of the lock keys), so two instances never deadlock and never
+     * interleave on one lead. */
+    if (nleads) {
+        lf_buf_reset(&p->arr);
+        if (lf_pg_text_array(&p->arr, leads, nleads)) {
+            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                            "out of memory");
+            goto rollback;
+        }
+        if ((err = run(&f,
+                       "SELECT count(pg_advisory_xact_lock(k)) FROM "
+                       "(SELECT DISTINCT hashtextextended(l, 0) AS k FROM "
+                       "unnest($1::text[]) AS l ORDER BY 1) AS s",
+                       "locking leads", 1, p->arr.data, NULL, NULL)))
+            goto rollback;
+    }
+
+    if ((err = stage_events(&f, ev_idx, nev)))
+        goto rollback;
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s.events (event_id, lead_id, type, occurred_at, "
+             "source, actor, payload, topic, partition, \"offset\") "
+             "SELECT DISTINCT ON (event_id) event_id, lead_id, type, "
+             "occurred_at, source, actor, payload, topic, partition, "
+             "\"offset\" FROM lf_stg_events ORDER BY event_id, seq "
+             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+             p->schema);
+    if (nev && (err = run(&f, sql, "storing events", 0, NULL, NULL, &res)))
+        goto rollback;
+    if (res) {
+        mark_new(p, ev_idx, nev, res);
+        PQclear(res);
+        res = NULL;
+    }
+    /* The same event_id with other content: the first stays, the later
+     * message is listed (once, however often it is replayed). */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s.anomalies (event_id, lead_id, kind, reason) "
+             "SELECT s.event_id, s.lead_id, 'conflict', "
+             "format('event_id reused with different content at %%s "
+             "partition %%s offset %%s', s.topic, s.partition, s.\"offset\") "
+             "FROM lf_stg_events s JOIN %s.events e USING (event_id) "
+             "WHERE (e.topic, e.partition, e.\"offset\") IS DISTINCT FROM "
+             "(s.topic, s.partition, s.\"offset\") AND "
+             "(e.lead_id, e.type, e.occurred_at, e.source, e.actor, "
+             "e.payload) IS DISTINCT FROM (s.lead_id, s.type, s.occurred_at, "
+             "s.source, s.actor, s.payload) "
+             "ON CONFLICT DO NOTHING",
+             p->schema, p->schema);
+    if (nev) {
+        if ((err = run(&f, sql, "checking conflicts", 0, NULL, NULL, &res)))
+            goto rollback;
+        f.st.conflicts = strtoull(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+        res = NULL;
+    }
+
+    if ((err = derive(&f, ev_idx, nev, &b)))
+        goto rollback;
+    f.st.duplicates = nev - f.st.events_new;
+    if ((err = stage_dead_and_keys(&f, &b.anomalies)))
+        goto rollback;
+    if ((err = copy(&f,
+                    "COPY lf_stg_leads (lead_id, stage, stage_entered_at, "
+                    "cycle, score, score_model, owner, channel, campaign, "
+                    "captured_at, first_marketing_qualified_at, "
+                    "first_handed_off_at, first_sales_accepted_at, "
+                    "first_sales_qualified_at, won_at, won_amount_minor, "
+                    "currency, lost_at, disqualified_at, last_event_at, "
+                    "last_event_id, stage_entered_by, visits) FROM STDIN",
+                    &b.leads)) ||
+        (err = copy(&f,
+                    "COPY lf_stg_visits (lead_id, visit, cycle, stage, "
+                    "entered_at, exited_at, entered_by, exit_reason) "
+                    "FROM STDIN",
+                    &b.visits)) ||
+        (err = copy(&f,
+                    "COPY lf_stg_anomalies (event_id, lead_id, kind, reason) "
+                    "FROM STDIN",
+                    &b.anomalies)))
+        goto rollback;
+
+    if (b.leads.len) {
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s.leads (lead_id, stage, stage_entered_at, "
+                 "cycle, score, score_model, owner, channel, campaign, "
+                 "captured_at, first_marketing_qualified_at, "
+                 "first_handed_off_at, first_sales_accepted_at, "
+                 "first_sales_qualified_at, won_at, won_amount_minor, "
+                 "currency, lost_at, disqualified_at, last_event_at, "
+                 "last_event_id, stage_entered_by, visits) "
+                 "SELECT * FROM lf_stg_leads "
+                 "ON CONFLICT (lead_id) DO UPDATE SET "
+                 "stage = EXCLUDED.stage, "
+                 "stage_entered_at = EXCLUDED.stage_entered_at, "
+                 "cycle = EXCLUDED.cycle, score = EXCLUDED.score, "
+                 "score_model = EXCLUDED.score_model, "
+                 "owner = EXCLUDED.owner, channel = EXCLUDED.channel, "
+                 "campaign = EXCLUDED.campaign, "
+                 "captured_at = EXCLUDED.captured_at, "
+                 "first_marketing_qualified_at = "
+                 "EXCLUDED.first_marketing_qualified_at, "
+                 "first_handed_off_at = EXCLUDED.first_handed_off_at, "
+                 "first_sales_accepted_at = EXCLUDED.first_sales_accepted_at, "
+                 "first_sales_qualified_at = "
+                 "EXCLUDED.first_sales_qualified_at, "
+                 "won_at = EXCLUDED.won_at, "
+                 "won_amount_minor = EXCLUDED.won_amount_minor, "
+                 "currency = EXCLUDED.currency, lost_at = EXCLUDED.lost_at, "
+                 "disqualified_at = EXCLUDED.disqualified_at, "
+                 "last_event_at = EXCLUDED.last_event_at, "
+                 "last_event_id = EXCLUDED.last_event_id, "
+                 "stage_entered_by = EXCLUDED.stage_entered_by, "
+                 "visits = EXCLUDED.visits, updated_at = now()",
+                 p->schema);
+        if ((err = run(&f, sql, "writing leads", 0, NULL, NULL, NULL)))
+            goto rollback;
+    }
+    if (b.visits.len) {
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s.stage_history (lead_id, visit, cycle, stage, "
+                 "entered_at, exited_at, entered_by, exit_reason) "
+                 "SELECT * FROM lf_stg_visits "
+                 "ON CONFLICT (lead_id, visit) DO UPDATE SET "
+                 "cycle = EXCLUDED.cycle, stage = EXCLUDED.stage, "
+                 "entered_at = EXCLUDED.entered_at, "
+                 "exited_at = EXCLUDED.exited_at, "
+                 "entered_by = EXCLUDED.entered_by, "
+                 "exit_reason = EXCLUDED.exit_reason",
+                 p->schema);
+        if ((err = run(&f, sql, "writing stage history", 0, NULL, NULL,
+                       NULL)))
+            goto rollback;
+    }
+    if (b.anomalies.len) {
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s.anomalies (event_id, lead_id, kind, reason) "
+                 "SELECT * FROM lf_stg_anomalies ON CONFLICT DO NOTHING",
+                 p->schema);
+        if ((err = run(&f, sql, "writing anomalies", 0, NULL, NULL, NULL)))
+            goto rollback;
+    }
+    if (f.st.dead_letters) {
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s.dead_letters (topic, partition, \"offset\", "
+                 "key, value, error) SELECT * FROM lf_stg_dead "
+                 "ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
+                 p->schema);
+        if ((err = run(&f, sql, "writing dead letters", 0, NULL, NULL,
+                       NULL)))
+            goto rollback;
+    }
+    if (p->group_id) {
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ($1, $2, $3, $4) "
+                 "ON CONFLICT (group_id, topic, partition) DO UPDATE SET "
+                 "next_offset = EXCLUDED.next_offset, updated_at = now()",
+                 p->schema);
+        for (size_t i = 0; i < p->off_count; i++) {
+            char part[16], next[24];
+            const char *params[4] = {p->group_id, p->topics[p->offs[i].topic],
+                                     part, next};
+            snprintf(part, sizeof(part), "%d", (int)p->offs[i].partition);
+            snprintf(next, sizeof(next), "%lld", (long long)p->offs[i].next);
+            res = PQexecParams(conn, sql, 4, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                err = fail(&f, res, "storing offsets");
+                goto rollback;
+            }
+            PQclear(res);
+            res = NULL;
+        }
+    }
+    if ((err = run(&f, "COMMIT", "COMMIT", 0, NULL, NULL, NULL)))
+        goto out; /* a failed COMMIT has already rolled back */
+
+    /* Committed: account, hand the offsets back, empty the batch. */
+    f.st.messages = p->count;
+    f.st.batches = 1;
+    p->stats.messages += f.st.messages;
+    p->stats.events_new += f.st.events_new;
+    p->stats.duplicates += f.st.duplicates;
+    p->stats.conflicts += f.st.conflicts;
+    p->stats.dead_letters += f.st.dead_letters;
+    p->stats.anomalies += f.st.anomalies;
+    p->stats.recomputed += f.st.recomputed;
+    p->stats.batches++;
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        p->stats.by_type[t] += f.st.by_type[t];
+    if (committed) {
+        *committed = rd_kafka_topic_partition_list_new((int)p->off_count);
+        for (size_t i = 0; i < p->off_count; i++)
+            rd_kafka_topic_partition_list_add(*committed,
+                                              p->topics[p->offs[i].topic],
+                                              p->offs[i].partition)
+                ->offset = p->offs[i].next;
+    }
+    lf_projector_discard(p);
+    goto out;
+
+rollback:
+    PQclear(res);
+    res = NULL;
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+out:
+    PQclear(res);
+    lf_buf_free(&b.leads);
+    lf_buf_free(&b.visits);
+    lf_buf_free(&b.anomalies);
+    free(ev_idx);
+    free(leads);
+    return err;
+}
+
+lf_err_t lf_projector_load_offsets(lf_projector_t *p, PGconn *conn,
+                                   rd_kafka_topic_partition_list_t *parts,
+                                   char *errstr, size_t errstr_size)
+{
+    flush_t f = {p, conn, errstr, errstr_size, {0}};
+    PGresult *res;
+    char sql[256];
+    lf_err_t err;
+
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    if (!p->group_id)
+        return LF_OK;
+    snprintf(sql, sizeof(sql),
+             "SELECT topic, partition, next_offset FROM %s.offsets "
+             "WHERE group_id = $1",
+             p->schema);
+    if ((err = run(&f, sql, "loading offsets", 1, p->group_id, NULL, &res)))
+        return err;
+    for (int r = 0; r < PQntuples(res); r++) {
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+            parts, PQgetvalue(res, r, 0), atoi(PQgetvalue(res, r, 1)));
+        if (tp)
+            tp->offset = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+    }
+    PQclear(res);
+    return LF_OK;
+}

@@ -1,0 +1,96 @@
+/* lf_project.h: the projector's core, shared by leadflow-project and
+ * leadflow-replay: a batch of consumed messages (decoded events and dead
+ * letters) written to the funnel model in one PostgreSQL transaction
+ * together with the offsets it consumed. */
+#ifndef LF_PROJECT_H
+#define LF_PROJECT_H
+
+#include "lf_avro.h"
+#include "lf_common.h"
+#include "lf_event.h"
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+
+/** Counters over a projector's life (and of its last batch). */
+typedef struct lf_project_stats_s {
+    uint64_t messages;      /**< messages added */
+    uint64_t events_new;    /**< distinct events stored for the first time */
+    uint64_t duplicates;    /**< events already stored (or twice in a batch) */
+    uint64_t conflicts;     /**< event_id reused with other content */
+    uint64_t dead_letters;  /**< undecodable or invalid messages */
+    uint64_t anomalies;     /**< state-machine anomalies written */
+    uint64_t recomputed;    /**< leads recomputed from their stored events */
+    uint64_t batches;       /**< transactions committed */
+    uint64_t by_type[LF_EV__COUNT]; /**< new events by type */
+} lf_project_stats_t;
+
+typedef struct lf_projector_s lf_projector_t;
+
+/**
+ * A projector writing into schema @p schema (normally "funnel"; replay
+ * rebuilds into another) and recording offsets under @p group_id (NULL: do
+ * not record offsets). Strings are copied.
+ * @returns a projector to free with lf_projector_destroy(), or NULL with
+ * the reason in errstr.
+ */
+lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
+                                 char *errstr, size_t errstr_size);
+void lf_projector_destroy(lf_projector_t *p);
+
+/**
+ * Decode a consumed message into the batch: an event, or a dead letter
+ * with the reason (raw key and value kept). @p rkm stays the caller's.
+ * @returns LF_OK or LF_ERR_NOMEM.
+ */
+lf_err_t lf_projector_add_message(lf_projector_t *p,
+                                  const rd_kafka_message_t *rkm);
+
+/**
+ * Add a decoded event as if consumed at topic/partition/offset (the
+ * rebuild from funnel.events). The batch takes ownership of @p ev's
+ * strings (ev is left cleared).
+ */
+lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
+                                const char *topic, int32_t partition,
+                                int64_t offset);
+
+/** Messages in the current batch. */
+size_t lf_projector_pending(const lf_projector_t *p);
+
+/**
+ * Write the batch in one transaction: events, derived leads, stage
+ * history, anomalies, dead letters and the next offsets. On success the
+ * batch is emptied and @p committed (may be NULL) receives the offsets to
+ * commit to Kafka (caller destroys it). On failure the transaction is
+ * rolled back and the batch kept, so the same call can be retried.
+ * @returns LF_OK, LF_ERR_TEMPORARY (connection or server trouble: retry
+ * later, maybe after reconnecting) or LF_ERR_PG (the database refused the
+ * data: retrying may not help, but nothing was written).
+ */
+lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
+                            rd_kafka_topic_partition_list_t **committed,
+                            char *errstr, size_t errstr_size);
+
+/** Drop the batch without writing (partitions revoked). */
+void lf_projector_discard(lf_projector_t *p);
+
+/** Must be called when @p conn is a new connection (temp tables are
+ *  per connection). */
+void lf_projector_conn_reset(lf_projector_t *p);
+
+/** Counters so far. */
+const lf_project_stats_t *lf_projector_stats(const lf_projector_t *p);
+
+/**
+ * The offsets stored for @p group_id and @p topic in schema's offsets
+ * table, for the partitions in @p parts: each found one gets its offset,
+ * the others RD_KAFKA_OFFSET_BEGINNING.
+ * @returns LF_OK, LF_ERR_TEMPORARY or LF_ERR_PG.
+ */
+lf_err_t lf_projector_load_offsets(lf_projector_t *p, PGconn *conn,
+                                   rd_kafka_topic_partition_list_t *parts,
+                                   char *errstr, size_t errstr_size);
+
+#endif

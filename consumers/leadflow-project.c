@@ -1,0 +1,564 @@
+/* leadflow-project: consume lead events from Kafka and keep the funnel model
+ * in PostgreSQL, exactly once in effect: each batch, its derived state and
+ * the offsets it consumed commit in one transaction, and on assignment the
+ * consumer starts from the offsets stored there. */
+#include "lf_conf.h"
+#include "lf_log.h"
+#include "lf_pg.h"
+#include "lf_project.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+typedef struct app_s {
+    lf_conf_t *conf;
+    const char *conninfo;
+    const char *topic;
+    const char *group;
+    rd_kafka_t *rk;
+    PGconn *conn;
+    lf_projector_t *proj;
+    int batch_max;
+    int linger_ms;
+    int assigned;        /* partitions currently assigned */
+    int64_t assigned_at; /* when they were (monotonic ms) */
+    uint64_t pg_retries;
+} app_t;
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "Usage: leadflow-project [options]\n"
+            "Consume lead events and keep the funnel model (schema funnel) in "
+            "PostgreSQL.\n"
+            "\n"
+            "  -b, --brokers LIST     bootstrap servers (default "
+            "$LEADFLOW_BROKERS, then localhost:9092)\n"
+            "  -t, --topic NAME       topic (default lead-events)\n"
+            "  -g, --group ID         consumer group (default "
+            "leadflow-projector)\n"
+            "  -d, --db CONNINFO      libpq conninfo or URI (default: libpq's "
+            "PG* environment)\n"
+            "  -X key=value           a configuration property (librdkafka's "
+            "or leadflow's);\n"
+            "                         -X dump prints the effective "
+            "configuration and exits\n"
+            "  -c, --config FILE      key=value configuration file (# "
+            "comments)\n"
+            "      --batch N          events per transaction (default 5000)\n"
+            "      --linger MS        longest wait to fill a batch (default "
+            "50)\n"
+            "      --idle-exit S      exit 0 once no message arrived for S "
+            "seconds\n"
+            "                         (counted from the partition "
+            "assignment)\n"
+            "      --migrate-only     apply the migrations and exit\n"
+            "  -v, --verbose          more logging (repeatable)\n"
+            "  -q, --quiet            less logging\n"
+            "  -h, --help             this help\n"
+            "  -V, --version          versions of leadflow and its libraries\n"
+            "\n"
+            "Secrets never go on the command line: put the password in "
+            "~/.pgpass or PGPASSFILE,\nor in the -c file (chmod 600).\n"
+            "Runs until SIGINT/SIGTERM: the current batch is committed or "
+            "rolled back, then it exits 0.\n"
+            "PostgreSQL unreachable or refusing a batch: the batch is retried "
+            "with backoff, never skipped.\n"
+            "Only eager assignment strategies (range, roundrobin) are "
+            "supported.\n"
+            "\n"
+            "Exit codes: 0 done, 64 usage, 69 Kafka or PostgreSQL unusable "
+            "at start,\n  70 internal error, 78 bad configuration.\n");
+}
+
+static void version(void)
+{
+    printf("leadflow-project %s (librdkafka %s, avro-c %s, libpq %s)\n",
+           LF_VERSION, rd_kafka_version_str(), lf_avro_version(),
+           lf_pg_version());
+}
+
+/* Sleep up to ms, in slices, unless asked to stop. */
+static void nap(int ms)
+{
+    while (ms > 0 && !stop) {
+        int s = ms < 100 ? ms : 100;
+        struct timespec ts = {0, (long)s * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= s;
+    }
+}
+
+/* Connect (again) if needed; false when it failed (logged). */
+static bool db_ready(app_t *app)
+{
+    char errstr[512];
+
+    if (app->conn && PQstatus(app->conn) == CONNECTION_OK)
+        return true;
+    PQfinish(app->conn);
+    lf_projector_conn_reset(app->proj);
+    app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
+    if (!app->conn) {
+        char q[600];
+        LF_LOG(LF_LOG_WARNING, "msg=\"cannot reach PostgreSQL, will retry\" "
+                               "error=%s",
+               lf_log_quote(errstr, q, sizeof(q)));
+        return false;
+    }
+    return true;
+}
+
+static int backoff_ms(int attempt)
+{
+    int ms = 100 << (attempt < 7 ? attempt : 7);
+    return ms > 10000 ? 10000 : ms;
+}
+
+/* Write the batch; retry with backoff until it commits or we are asked to
+ * stop. Never skips: a refused batch blocks the stream, loudly. */
+static bool flush(app_t *app)
+{
+    char errstr[1024], q[1100];
+    rd_kafka_topic_partition_list_t *committed = NULL;
+
+    for (int attempt = 0; lf_projector_pending(app->proj); attempt++) {
+        if (attempt) {
+            app->pg_retries++;
+            nap(backoff_ms(attempt - 1));
+        }
+        if (stop && attempt)
+            return false;
+        if (!db_ready(app))
+            continue;
+        lf_err_t err = lf_projector_flush(app->proj, app->conn, &committed,
+                                          errstr, sizeof(errstr));
+        if (err == LF_OK) {
+            /* Kafka's committed offsets only serve lag tools; the truth is
+             * funnel.offsets, already committed. */
+            if (committed && committed->cnt)
+                rd_kafka_commit(app->rk, committed, 1);
+            if (committed)
+                rd_kafka_topic_partition_list_destroy(committed);
+            return true;
+        }
+        LF_LOG(LF_LOG_ERR,
+               "msg=\"batch not written, will retry\" attempt=%d "
+               "transient=%s error=%s",
+               attempt + 1, err == LF_ERR_TEMPORARY ? "yes" : "no",
+               lf_log_quote(errstr, q, sizeof(q)));
+        if (err == LF_ERR_TEMPORARY) {
+            PQfinish(app->conn);
+            app->conn = NULL;
+        }
+    }
+    return true;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    app_t *app = opaque;
+    char errstr[512], q[600];
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* Start where funnel.offsets says, never where Kafka's committed
+         * offsets say: those may be ahead of what the database holds. */
+        for (int attempt = 0;; attempt++) {
+            if (stop) {
+                rd_kafka_assign(rk, NULL);
+                return;
+            }
+            if (db_ready(app)) {
+                lf_err_t e = lf_projector_load_offsets(app->proj, app->conn,
+                                                       parts, errstr,
+                                                       sizeof(errstr));
+                if (!e)
+                    break;
+                LF_LOG(LF_LOG_ERR,
+                       "msg=\"cannot read stored offsets, will retry\" "
+                       "error=%s",
+                       lf_log_quote(errstr, q, sizeof(q)));
+                PQfinish(app->conn);
+                app->conn = NULL;
+            }
+            app->pg_retries++;
+            nap(backoff_ms(attempt));
+        }
+        for (int i = 0; i < parts->cnt; i++)
+            LF_LOG(LF_LOG_INFO, "msg=assigned topic=%s partition=%d offset=%s",
+                   parts->elems[i].topic, (int)parts->elems[i].partition,
+                   parts->elems[i].offset == RD_KAFKA_OFFSET_BEGINNING
+                       ? "beginning"
+                       : (snprintf(q, sizeof(q), "%lld",
+                                   (long long)parts->elems[i].offset),
+                          q));
+        rd_kafka_assign(rk, parts);
+        app->assigned = parts->cnt;
+        app->assigned_at = lf_now_mono_ms();
+    } else {
+        /* Eager revoke: every partition goes; whoever gets them next starts
+         * from funnel.offsets. Commit what we hold if we can (less to
+         * re-read), otherwise dropping it is safe. */
+        if (lf_projector_pending(app->proj) && db_ready(app)) {
+            rd_kafka_topic_partition_list_t *committed = NULL;
+            if (lf_projector_flush(app->proj, app->conn, &committed, errstr,
+                                   sizeof(errstr)) == LF_OK) {
+                if (committed && committed->cnt)
+                    rd_kafka_commit(rk, committed, 0);
+            } else {
+                LF_LOG(LF_LOG_WARNING,
+                       "msg=\"batch dropped at revoke; it will be re-read\" "
+                       "error=%s",
+                       lf_log_quote(errstr, q, sizeof(q)));
+            }
+            if (committed)
+                rd_kafka_topic_partition_list_destroy(committed);
+        }
+        lf_projector_discard(app->proj);
+        LF_LOG(LF_LOG_INFO, "msg=revoked partitions=%d", parts->cnt);
+        rd_kafka_assign(rk, NULL);
+        app->assigned = 0;
+    }
+}
+
+static void log_stats(app_t *app, const char *msg)
+{
+    const lf_project_stats_t *s = lf_projector_stats(app->proj);
+    LF_LOG(LF_LOG_INFO,
+           "msg=\"%s\" messages=%llu events=%llu duplicates=%llu "
+           "conflicts=%llu dead_letters=%llu anomalies=%llu recomputed=%llu "
+           "batches=%llu pg_retries=%llu",
+           msg, (unsigned long long)s->messages,
+           (unsigned long long)s->events_new,
+           (unsigned long long)s->duplicates,
+           (unsigned long long)s->conflicts,
+           (unsigned long long)s->dead_letters,
+           (unsigned long long)s->anomalies,
+           (unsigned long long)s->recomputed,
+           (unsigned long long)s->batches,
+           (unsigned long long)app->pg_retries);
+}
+
+static int setup_db(app_t *app, bool migrate_only)
+{
+    char errstr[1024], q[1100];
+    int applied = 0;
+
+    for (int attempt = 0; !stop; attempt++) {
+        if (attempt)
+            nap(backoff_ms(attempt - 1));
+        if (!app->conn) {
+            app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
+            if (!app->conn) {
+                LF_LOG(migrate_only ? LF_LOG_ERR : LF_LOG_WARNING,
+                       "msg=\"cannot reach PostgreSQL%s\" error=%s",
+                       migrate_only ? "" : ", will retry",
+                       lf_log_quote(errstr, q, sizeof(q)));
+                if (migrate_only)
+                    return LF_EX_UNAVAILABLE;
+                continue;
+            }
+        }
+        if (lf_pg_migrate(app->conn, &applied, errstr, sizeof(errstr)) ==
+            LF_OK) {
+            LF_LOG(LF_LOG_INFO, "msg=\"schema ready\" migrations_applied=%d",
+                   applied);
+            return 0;
+        }
+        LF_LOG(LF_LOG_ERR, "msg=\"migrations failed\" error=%s",
+               lf_log_quote(errstr, q, sizeof(q)));
+        if (!lf_pg_is_transient(app->conn, NULL) || migrate_only)
+            return LF_EX_UNAVAILABLE;
+        PQfinish(app->conn);
+        app->conn = NULL;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"brokers", required_argument, NULL, 'b'},
+        {"topic", required_argument, NULL, 't'},
+        {"group", required_argument, NULL, 'g'},
+        {"db", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"batch", required_argument, NULL, 'B'},
+        {"linger", required_argument, NULL, 'L'},
+        {"idle-exit", required_argument, NULL, 'I'},
+        {"migrate-only", no_argument, NULL, 'M'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    app_t app = {.batch_max = 5000, .linger_ms = 50};
+    const char *config_file = NULL;
+    const char **xs = calloc((size_t)argc + 1, sizeof(char *));
+    int nx = 0, opt, idle_exit = 0;
+    bool migrate_only = false, dump = false;
+    char errstr[1024], q[1100];
+    int rc = 0;
+
+    lf_log_init("project");
+    app.conf = lf_conf_new();
+    if (!xs || !app.conf) {
+        fprintf(stderr, "leadflow-project: out of memory\n");
+        return LF_EX_SOFTWARE;
+    }
+    lf_conf_load_env(app.conf);
+    while ((opt = getopt_long(argc, argv, "b:t:g:d:X:c:vqhV", opts, NULL)) !=
+           -1) {
+        char *end;
+        switch (opt) {
+        case 'b':
+        case 't':
+        case 'g':
+        case 'd': {
+            static const char *keys[] = {['b'] = "bootstrap.servers",
+                                         ['t'] = LF_CONF_TOPIC,
+                                         ['g'] = "group.id",
+                                         ['d'] = LF_CONF_DB};
+            size_t n = strlen(keys[opt]) + strlen(optarg) + 2;
+            char *kv = malloc(n);
+            if (!kv)
+                return LF_EX_SOFTWARE;
+            snprintf(kv, n, "%s=%s", keys[opt], optarg);
+            xs[nx++] = kv; /* freed at exit with the process */
+            break;
+        }
+        case 'X':
+            if (!strcmp(optarg, "dump"))
+                dump = true;
+            else
+                xs[nx++] = optarg;
+            break;
+        case 'c':
+            config_file = optarg;
+            break;
+        case 'B':
+            app.batch_max = (int)strtol(optarg, &end, 10);
+            if (*end || app.batch_max < 1 || app.batch_max > 1000000) {
+                fprintf(stderr, "leadflow-project: --batch %s: expected "
+                                "1..1000000\n",
+                        optarg);
+                usage(stderr);
+                return LF_EX_USAGE;
+            }
+            break;
+        case 'L':
+            app.linger_ms = (int)strtol(optarg, &end, 10);
+            if (*end || app.linger_ms < 0 || app.linger_ms > 60000) {
+                fprintf(stderr, "leadflow-project: --linger %s: expected "
+                                "0..60000\n",
+                        optarg);
+                usage(stderr);
+                return LF_EX_USAGE;
+            }
+            break;
+        case 'I':
+            idle_exit = (int)strtol(optarg, &end, 10);
+            if (*end || idle_exit < 1) {
+                fprintf(stderr, "leadflow-project: --idle-exit %s: expected "
+                                "a number of seconds >= 1\n",
+                        optarg);
+                usage(stderr);
+                return LF_EX_USAGE;
+            }
+            break;
+        case 'M':
+            migrate_only = true;
+            break;
+        case 'v':
+            lf_log_level++;
+            break;
+        case 'q':
+            lf_log_level--;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            version();
+            return 0;
+        default:
+            usage(stderr);
+            return LF_EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "leadflow-project: unexpected argument \"%s\"\n",
+                argv[optind]);
+        usage(stderr);
+        return LF_EX_USAGE;
+    }
+    if (config_file &&
+        lf_conf_load_file(app.conf, config_file, errstr, sizeof(errstr))) {
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        return LF_EX_CONFIG;
+    }
+    for (int i = 0; i < nx; i++)
+        if (lf_conf_set_kv(app.conf, xs[i], errstr, sizeof(errstr))) {
+            fprintf(stderr, "leadflow-project: -X %s\n", errstr);
+            return LF_EX_USAGE;
+        }
+    lf_conf_default(app.conf, "bootstrap.servers", "localhost:9092");
+    lf_conf_default(app.conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC);
+    lf_conf_default(app.conf, "group.id", "leadflow-projector");
+    lf_conf_default(app.conf, "enable.auto.commit", "false");
+    lf_conf_default(app.conf, "enable.auto.offset.store", "false");
+    lf_conf_default(app.conf, "auto.offset.reset", "earliest");
+    lf_conf_default(app.conf, "fetch.wait.max.ms", "100");
+    lf_conf_default(app.conf, LF_CONF_DB, "");
+    if (dump) {
+        lf_conf_dump(app.conf, stdout);
+        return 0;
+    }
+    app.topic = lf_conf_get(app.conf, LF_CONF_TOPIC);
+    app.group = lf_conf_get(app.conf, "group.id");
+    app.conninfo = lf_conf_get(app.conf, LF_CONF_DB);
+    {
+        const char *strategy =
+            lf_conf_get(app.conf, "partition.assignment.strategy");
+        if (strategy && strstr(strategy, "cooperative")) {
+            fprintf(stderr,
+                    "leadflow-project: partition.assignment.strategy=%s: only "
+                    "eager strategies (range, roundrobin) are supported\n",
+                    strategy);
+            return LF_EX_CONFIG;
+        }
+    }
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    app.proj = lf_projector_new("funnel", app.group, errstr, sizeof(errstr));
+    if (!app.proj) {
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        return LF_EX_SOFTWARE;
+    }
+    if ((rc = setup_db(&app, migrate_only)) || migrate_only || stop)
+        goto out;
+
+    rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(app.conf, errstr,
+                                              sizeof(errstr));
+    if (!rkc) {
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        rc = LF_EX_CONFIG;
+        goto out;
+    }
+    rd_kafka_conf_set_rebalance_cb(rkc, on_rebalance);
+    rd_kafka_conf_set_opaque(rkc, &app);
+    app.rk = rd_kafka_new(RD_KAFKA_CONSUMER, rkc, errstr, sizeof(errstr));
+    if (!app.rk) {
+        rd_kafka_conf_destroy(rkc);
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        rc = LF_EX_CONFIG;
+        goto out;
+    }
+    rd_kafka_poll_set_consumer(app.rk);
+    {
+        rd_kafka_topic_partition_list_t *sub =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, app.topic,
+                                          RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t e = rd_kafka_subscribe(app.rk, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        if (e) {
+            fprintf(stderr, "leadflow-project: subscribe to %s: %s\n",
+                    app.topic, rd_kafka_err2str(e));
+            rc = LF_EX_UNAVAILABLE;
+            goto out;
+        }
+    }
+    LF_LOG(LF_LOG_INFO, "msg=started topic=%s group=%s batch=%d",
+           app.topic, app.group, app.batch_max);
+
+    int64_t last_msg = lf_now_mono_ms(), batch_start = 0,
+            last_stats = lf_now_mono_ms();
+    while (!stop) {
+        size_t pending = lf_projector_pending(app.proj);
+        int timeout = pending ? 0 : 100;
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(app.rk, timeout);
+        int64_t now = lf_now_mono_ms();
+
+        if (rkm) {
+            if (rkm->err) {
+                if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    LF_LOG(LF_LOG_WARNING, "msg=\"consumer error\" error=%s",
+                           lf_log_quote(rd_kafka_message_errstr(rkm), q,
+                                        sizeof(q)));
+            } else {
+                if (!lf_projector_pending(app.proj))
+                    batch_start = now;
+                if (lf_projector_add_message(app.proj, rkm)) {
+                    LF_LOG(LF_LOG_CRIT, "msg=\"out of memory\"");
+                    rd_kafka_message_destroy(rkm);
+                    rc = LF_EX_SOFTWARE;
+                    break;
+                }
+                last_msg = now;
+            }
+            rd_kafka_message_destroy(rkm);
+        }
+        pending = lf_projector_pending(app.proj);
+        /* Write when the batch is full, old enough, or the queue ran dry:
+         * small batches at low rates keep latency low, big ones at high
+         * rates keep throughput high. */
+        if (pending &&
+            (pending >= (size_t)app.batch_max || !rkm ||
+             now - batch_start >= app.linger_ms))
+            flush(&app);
+        if (now - last_stats >= 10000) {
+            log_stats(&app, "progress");
+            last_stats = now;
+        }
+        /* Idle counts from the last message or the last assignment, so
+         * a slow group join is not mistaken for an empty topic. */
+        if (idle_exit && app.assigned && !lf_projector_pending(app.proj) &&
+            now - (last_msg > app.assigned_at ? last_msg : app.assigned_at) >=
+                (int64_t)idle_exit * 1000) {
+            LF_LOG(LF_LOG_INFO, "msg=\"idle, exiting\" idle_s=%d", idle_exit);
+            break;
+        }
+    }
+    /* Finish the batch in hand (once; if the database is away, it is
+     * rolled back and re-read next time), then leave the group. */
+    if (lf_projector_pending(app.proj)) {
+        char e2[1024];
+        rd_kafka_topic_partition_list_t *committed = NULL;
+        if (!db_ready(&app) ||
+            lf_projector_flush(app.proj, app.conn, &committed, e2,
+                               sizeof(e2)) != LF_OK)
+            LF_LOG(LF_LOG_WARNING, "msg=\"last batch rolled back; it will "
+                                   "be re-read\"");
+        else if (committed && committed->cnt)
+            rd_kafka_commit(app.rk, committed, 0);
+        if (committed)
+            rd_kafka_topic_partition_list_destroy(committed);
+        lf_projector_discard(app.proj);
+    }
+    rd_kafka_consumer_close(app.rk);
+    log_stats(&app, "stopped");
+
+out:
+    if (app.rk)
+        rd_kafka_destroy(app.rk);
+    lf_projector_destroy(app.proj);
+    PQfinish(app.conn);
+    lf_conf_destroy(app.conf);
+    return rc;
+}

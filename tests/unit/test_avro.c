@@ -1,0 +1,1015 @@
+/* test_avro.c: the framed Avro codec (lf_avro): JSON -> event -> Avro ->
+ * event -> JSON round trips for every type, exact wire bytes, and the
+ * decoder against hand-made hostile bytes. */
+#include "lf_avro.h"
+#include "lf_json.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static lf_codec_t *codec;
+
+static void setup(void)
+{
+    char err[256] = "";
+    codec = lf_codec_new(err, sizeof(err));
+    cr_assert_not_null(codec, "lf_codec_new: %s", err);
+}
+
+static void teardown(void)
+{
+    lf_codec_destroy(codec);
+    codec = NULL;
+}
+
+TestSuite(avro, .init = setup, .fini = teardown);
+
+static void parse_ok(const char *text, lf_event_t *ev)
+{
+    char err[512] = "";
+    cr_assert_eq(lf_json_parse_event(text, strlen(text), ev, err, sizeof(err)),
+                 LF_OK, "rejected: %s\n  %s", err, text);
+}
+
+static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
+{
+    char err[512] = "";
+    cr_assert_eq(
+        lf_codec_encode(codec, ev, LF_SCHEMA_ID_V1, out, err, sizeof(err)),
+        LF_OK, "encode: %s", err);
+}
+
+static void decode_ok(const void *data, size_t len, lf_event_t *ev)
+{
+    char err[512] = "";
+    cr_assert_eq(lf_codec_decode(codec, data, len, ev, err, sizeof(err)), LF_OK,
+                 "decode: %s", err);
+}
+
+/* JSON text of @p ev, to free(). */
+static char *to_json(const lf_event_t *ev)
+{
+    lf_buf_t out = {0};
+    cr_assert_eq(lf_json_format_event(ev, &out), LF_OK);
+    return out.data;
+}
+
+/* ---- round trips ------------------------------------------------------- */
+
+typedef struct rt_case_s {
+    const char *in;  /* JSON line as a producer sends it */
+    const char *out; /* the JSON we write back, after the trip over Avro */
+} rt_case_t;
+
+static const rt_case_t rt_cases[] = {
+    /* captured: multi-byte and emoji, every escape, a map, \u escapes in
+     * input come out as raw UTF-8, \/ as / */
+    {"{\"event_id\":\"e-\xc3\xbc-1\",\"lead_id\":\"L-\xc3\xbcn\xc3\xaf-"
+     "\xf0\x9f\x98\x80\",\"type\":\"captured\",\"occurred_at\":"
+     "\"2026-03-01T09:30:00.250Z\",\"source\":\"web-forms\",\"actor\":"
+     "\"rule \\\"a\\\" \\\\ b\",\"channel\":\"paid\\tsearch\\nline\\r\","
+     "\"campaign\":\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \\u00e9\\/x\","
+     "\"attributes\":{\"z\":\"1\",\"a\":\"ctl\\u0001\\u001f\\b\\f\","
+     "\"utm_source\":\"\\ud83d\\ude00\",\"k\\\"ey\":\"\"}}",
+     "{\"event_id\":\"e-\xc3\xbc-1\",\"lead_id\":\"L-\xc3\xbcn\xc3\xaf-"
+     "\xf0\x9f\x98\x80\",\"type\":\"captured\",\"occurred_at\":"
+     "\"2026-03-01T09:30:00.250Z\",\"source\":\"web-forms\",\"actor\":"
+     "\"rule \\\"a\\\" \\\\ b\",\"channel\":\"paid\\tsearch\\nline\\r\","
+     "\"campaign\":\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xc3\xa9/x\","
+     "\"attributes\":{\"a\":\"ctl\\u0001\\u001f\\u0008\\u000c\","
+     "\"k\\\"ey\":\"\",\"utm_source\":\"\xf0\x9f\x98\x80\",\"z\":\"1\"}}"},
+    /* captured: nulls and an empty map are omitted; epoch 0 */
+    {"{\"event_id\":\"e2\",\"lead_id\":\"L\",\"type\":\"captured\","
+     "\"occurred_at\":0,\"source\":\"s\",\"actor\":null,\"channel\":\"c\","
+     "\"campaign\":null,\"attributes\":{}}",
+     "{\"event_id\":\"e2\",\"lead_id\":\"L\",\"type\":\"captured\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"s\","
+     "\"channel\":\"c\"}"},
+    /* scored: INT32_MAX, epoch-ms integer input */
+    {"{\"event_id\":\"e3\",\"lead_id\":\"L\",\"type\":\"scored\","
+     "\"occurred_at\":1772357400250,\"source\":\"marketo\",\"score\":"
+     "2147483647,\"threshold\":0,\"model\":\"m\\u00fc\"}",
+     "{\"event_id\":\"e3\",\"lead_id\":\"L\",\"type\":\"scored\","
+     "\"occurred_at\":\"2026-03-01T09:30:00.250Z\",\"source\":\"marketo\","
+     "\"score\":2147483647,\"threshold\":0,\"model\":\"m\xc3\xbc\"}"},
+    {"{\"event_id\":\"e4\",\"lead_id\":\"L\",\"type\":\"scored\","
+     "\"occurred_at\":1,\"source\":\"marketo\",\"actor\":\"\",\"score\":0,"
+     "\"threshold\":2147483647,\"model\":\"\"}",
+     "{\"event_id\":\"e4\",\"lead_id\":\"L\",\"type\":\"scored\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.001Z\",\"source\":\"marketo\","
+     "\"actor\":\"\",\"score\":0,\"threshold\":2147483647,\"model\":\"\"}"},
+    /* handed_off: an offset converted to Z */
+    {"{\"event_id\":\"e5\",\"lead_id\":\"L\",\"type\":\"handed_off\","
+     "\"occurred_at\":\"2026-03-01T15:00:00.250+05:30\",\"source\":\"crm\","
+     "\"owner\":\"rep \xf0\x9f\x98\x80\",\"sla_hours\":0}",
+     "{\"event_id\":\"e5\",\"lead_id\":\"L\",\"type\":\"handed_off\","
+     "\"occurred_at\":\"2026-03-01T09:30:00.250Z\",\"source\":\"crm\","
+     "\"owner\":\"rep \xf0\x9f\x98\x80\",\"sla_hours\":0}"},
+    {"{\"event_id\":\"e6\",\"lead_id\":\"L\",\"type\":\"handed_off\","
+     "\"occurred_at\":\"2024-02-29T23:59:59.999Z\",\"source\":\"crm\","
+     "\"owner\":\"o\",\"sla_hours\":2147483647}",
+     "{\"event_id\":\"e6\",\"lead_id\":\"L\",\"type\":\"handed_off\","
+     "\"occurred_at\":\"2024-02-29T23:59:59.999Z\",\"source\":\"crm\","
+     "\"owner\":\"o\",\"sla_hours\":2147483647}"},
+    /* accepted: a negative offset across a month end */
+    {"{\"event_id\":\"e7\",\"lead_id\":\"L\",\"type\":\"accepted\","
+     "\"occurred_at\":\"2026-02-28T20:00:00-08:00\",\"source\":\"crm\","
+     "\"actor\":\"u-1\",\"owner\":\"o\"}",
+     "{\"event_id\":\"e7\",\"lead_id\":\"L\",\"type\":\"accepted\","
+     "\"occurred_at\":\"2026-03-01T04:00:00.000Z\",\"source\":\"crm\","
+     "\"actor\":\"u-1\",\"owner\":\"o\"}"},
+    /* recycled: a note with escapes; and with a null note */
+    {"{\"event_id\":\"e8\",\"lead_id\":\"L\",\"type\":\"recycled\","
+     "\"occurred_at\":0,\"source\":\"crm\",\"reason\":\"no_budget\","
+     "\"note\":\"a\\\"b\\\\c\\td\\u0007\"}",
+     "{\"event_id\":\"e8\",\"lead_id\":\"L\",\"type\":\"recycled\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"crm\","
+     "\"reason\":\"no_budget\",\"note\":\"a\\\"b\\\\c\\td\\u0007\"}"},
+    {"{\"event_id\":\"e9\",\"lead_id\":\"L\",\"type\":\"recycled\","
+     "\"occurred_at\":0,\"source\":\"crm\",\"reason\":\"other\","
+     "\"note\":null}",
+     "{\"event_id\":\"e9\",\"lead_id\":\"L\",\"type\":\"recycled\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"crm\","
+     "\"reason\":\"other\"}"},
+    /* qualified: INT64_MAX, the last instant */
+    {"{\"event_id\":\"e10\",\"lead_id\":\"L\",\"type\":\"qualified\","
+     "\"occurred_at\":\"9999-12-31T23:59:59.999Z\",\"source\":\"sfdc\","
+     "\"opportunity_id\":\"O-\xe2\x82\xac\",\"amount_minor\":"
+     "9223372036854775807,\"currency\":\"EUR\"}",
+     "{\"event_id\":\"e10\",\"lead_id\":\"L\",\"type\":\"qualified\","
+     "\"occurred_at\":\"9999-12-31T23:59:59.999Z\",\"source\":\"sfdc\","
+     "\"opportunity_id\":\"O-\xe2\x82\xac\",\"amount_minor\":"
+     "9223372036854775807,\"currency\":\"EUR\"}"},
+    {"{\"event_id\":\"e11\",\"lead_id\":\"L\",\"type\":\"qualified\","
+     "\"occurred_at\":0,\"source\":\"sfdc\",\"opportunity_id\":\"O\","
+     "\"amount_minor\":0,\"currency\":\"USD\"}",
+     "{\"event_id\":\"e11\",\"lead_id\":\"L\",\"type\":\"qualified\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
+     "\"opportunity_id\":\"O\",\"amount_minor\":0,\"currency\":\"USD\"}"},
+    /* won */
+    {"{\"event_id\":\"e12\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":253402300799999,\"source\":\"sfdc\",\"amount_minor\":"
+     "9223372036854775807,\"currency\":\"JPY\"}",
+     "{\"event_id\":\"e12\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":\"9999-12-31T23:59:59.999Z\",\"source\":\"sfdc\","
+     "\"amount_minor\":9223372036854775807,\"currency\":\"JPY\"}"},
+    {"{\"event_id\":\"e13\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":0,\"source\":\"sfdc\",\"amount_minor\":0,"
+     "\"currency\":\"USD\"}",
+     "{\"event_id\":\"e13\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
+     "\"amount_minor\":0,\"currency\":\"USD\"}"},
+    /* lost, disqualified */
+    {"{\"event_id\":\"e14\",\"lead_id\":\"L\",\"type\":\"lost\","
+     "\"occurred_at\":0,\"source\":\"sfdc\",\"reason\":"
+     "\"\xe4\xbe\xa1\xe6\xa0\xbc\"}",
+     "{\"event_id\":\"e14\",\"lead_id\":\"L\",\"type\":\"lost\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
+     "\"reason\":\"\xe4\xbe\xa1\xe6\xa0\xbc\"}"},
+    {"{\"event_id\":\"e15\",\"lead_id\":\"L\",\"type\":\"disqualified\","
+     "\"occurred_at\":0,\"source\":\"sfdc\",\"actor\":\"\\u001b[31m\","
+     "\"reason\":\"spam\\r\\n\"}",
+     "{\"event_id\":\"e15\",\"lead_id\":\"L\",\"type\":\"disqualified\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
+     "\"actor\":\"\\u001b[31m\",\"reason\":\"spam\\r\\n\"}"},
+};
+
+static void round_trip(const char *in, const char *want)
+{
+    lf_event_t ev1, ev2, ev3;
+    lf_buf_t wire = {0}, wire2 = {0};
+    char *j1, *j2;
+
+    parse_ok(in, &ev1);
+    j1 = to_json(&ev1);
+    cr_expect_str_eq(j1, want, "JSON before Avro:\n got  %s\n want %s", j1,
+                     want);
+    encode_ok(&ev1, &wire);
+    cr_assert_geq(wire.len, LF_FRAME_HEADER);
+    cr_expect_eq(memcmp(wire.data, "\0\0\0\0\1", 5), 0,
+                 "frame header is not 00 00 00 00 01");
+    decode_ok(wire.data, wire.len, &ev2);
+    cr_expect(lf_event_equal(&ev1, &ev2), "decoded event differs: %s", in);
+    j2 = to_json(&ev2);
+    cr_expect_str_eq(j2, want, "JSON after Avro:\n got  %s\n want %s", j2,
+                     want);
+    /* encoding is deterministic */
+    encode_ok(&ev2, &wire2);
+    cr_expect(wire.len == wire2.len && !memcmp(wire.data, wire2.data, wire.len),
+              "re-encoding changed the bytes");
+    /* our output parses back to the same event */
+    parse_ok(j2, &ev3);
+    cr_expect(lf_event_equal(&ev1, &ev3), "output JSON reparsed differs");
+    lf_event_clear(&ev1);
+    lf_event_clear(&ev2);
+    lf_event_clear(&ev3);
+    lf_buf_free(&wire);
+    lf_buf_free(&wire2);
+    free(j1);
+    free(j2);
+}
+
+Test(avro, round_trip_every_type)
+{
+    bool seen[LF_EV__COUNT] = {0};
+
+    for (size_t i = 0; i < sizeof(rt_cases) / sizeof(rt_cases[0]); i++) {
+        lf_event_t ev;
+        parse_ok(rt_cases[i].in, &ev);
+        seen[ev.type] = true;
+        lf_event_clear(&ev);
+        round_trip(rt_cases[i].in, rt_cases[i].out);
+    }
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        cr_expect(seen[t], "no round trip case for %s",
+                  lf_event_type_name((lf_event_type_t)t));
+}
+
+Test(avro, round_trip_field_values)
+{
+    lf_event_t ev, back;
+    lf_buf_t wire = {0};
+
+    parse_ok(rt_cases[0].in, &ev);
+    encode_ok(&ev, &wire);
+    decode_ok(wire.data, wire.len, &back);
+    cr_expect_str_eq(back.lead_id, "L-\xc3\xbcn\xc3\xaf-\xf0\x9f\x98\x80");
+    cr_expect_str_eq(back.actor, "rule \"a\" \\ b");
+    cr_expect_str_eq(back.u.captured.channel, "paid\tsearch\nline\r");
+    cr_expect_eq(back.occurred_at, INT64_C(1772357400250));
+    cr_assert_eq(back.u.captured.attr_count, 4);
+    cr_expect_str_eq(back.u.captured.attrs[0].key, "a");
+    cr_expect_str_eq(back.u.captured.attrs[0].value, "ctl\x01\x1f\b\f");
+    cr_expect_str_eq(back.u.captured.attrs[1].key, "k\"ey");
+    cr_expect_str_eq(back.u.captured.attrs[1].value, "");
+    cr_expect_str_eq(back.u.captured.attrs[2].value, "\xf0\x9f\x98\x80");
+    lf_event_clear(&ev);
+    lf_event_clear(&back);
+
+    parse_ok(rt_cases[9].in, &ev);
+    encode_ok(&ev, &wire);
+    decode_ok(wire.data, wire.len, &back);
+    cr_expect_eq(back.type, LF_EV_QUALIFIED);
+    cr_expect_eq(back.u.qualified.amount_minor, INT64_MAX);
+    cr_expect_eq(back.occurred_at, LF_TIME_MAX_MS);
+    cr_expect_str_eq(back.u.qualified.currency, "EUR");
+    lf_event_clear(&ev);
+    lf_event_clear(&back);
+    lf_buf_free(&wire);
+}
+
+/* Limits: the largest allowed strings and maps survive the trip. */
+Test(avro, round_trip_limits)
+{
+    lf_event_t ev, back;
+    lf_buf_t wire = {0};
+    char lead[LF_LEAD_ID_MAX + 1];
+
+    lf_event_init(&ev);
+    memset(lead, 'x', LF_LEAD_ID_MAX);
+    lead[LF_LEAD_ID_MAX] = '\0';
+    ev.type = LF_EV_CAPTURED;
+    ev.event_id = strdup("e");
+    ev.lead_id = strdup(lead);
+    ev.source = strdup("s");
+    ev.u.captured.channel = malloc(LF_STRING_MAX + 1);
+    memset(ev.u.captured.channel, 'c', LF_STRING_MAX);
+    ev.u.captured.channel[LF_STRING_MAX] = '\0';
+    ev.u.captured.attrs = calloc(LF_ATTRS_MAX, sizeof(lf_attr_t));
+    ev.u.captured.attr_count = LF_ATTRS_MAX;
+    for (int i = 0; i < LF_ATTRS_MAX; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%03d", i);
+        ev.u.captured.attrs[i].key = strdup(k);
+        ev.u.captured.attrs[i].value = strdup(k + 1);
+    }
+    cr_assert_eq(lf_event_validate(&ev, NULL, 0), LF_OK);
+    encode_ok(&ev, &wire);
+    decode_ok(wire.data, wire.len, &back);
+    cr_expect(lf_event_equal(&ev, &back));
+    cr_expect_eq(back.u.captured.attr_count, LF_ATTRS_MAX);
+    cr_expect_eq(strlen(back.u.captured.channel), LF_STRING_MAX);
+    lf_event_clear(&back);
+    lf_event_clear(&ev);
+    lf_buf_free(&wire);
+}
+
+/* One codec is reused: nothing of one event may leak into the next. */
+Test(avro, codec_reuse_does_not_leak_state)
+{
+    static const char *seq[] = {
+        "{\"event_id\":\"a\",\"lead_id\":\"L\",\"type\":\"captured\","
+        "\"occurred_at\":0,\"source\":\"s\",\"actor\":\"x\",\"channel\":\"c\","
+        "\"campaign\":\"k\",\"attributes\":{\"a\":\"1\",\"b\":\"2\"}}",
+        "{\"event_id\":\"b\",\"lead_id\":\"L\",\"type\":\"captured\","
+        "\"occurred_at\":0,\"source\":\"s\",\"channel\":\"c\","
+        "\"attributes\":{\"c\":\"3\"}}",
+        "{\"event_id\":\"c\",\"lead_id\":\"L\",\"type\":\"scored\","
+        "\"occurred_at\":0,\"source\":\"s\",\"score\":1,\"threshold\":2,"
+        "\"model\":\"m\"}",
+        "{\"event_id\":\"d\",\"lead_id\":\"L\",\"type\":\"captured\","
+        "\"occurred_at\":0,\"source\":\"s\",\"channel\":\"c\"}",
+    };
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        lf_event_t ev, back;
+        lf_buf_t wire = {0};
+        char *a, *b;
+        parse_ok(seq[i], &ev);
+        encode_ok(&ev, &wire);
+        decode_ok(wire.data, wire.len, &back);
+        a = to_json(&ev);
+        b = to_json(&back);
+        cr_expect_str_eq(b, a, "event %zu", i);
+        free(a);
+        free(b);
+        lf_event_clear(&ev);
+        lf_event_clear(&back);
+        lf_buf_free(&wire);
+    }
+}
+
+/* ---- exact bytes --------------------------------------------------------- */
+
+typedef struct raw_s {
+    uint8_t b[8192];
+    size_t n;
+} raw_t;
+
+static void r_byte(raw_t *r, uint8_t v)
+{
+    cr_assert_lt(r->n, sizeof(r->b));
+    r->b[r->n++] = v;
+}
+
+static void r_bytes(raw_t *r, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        r_byte(r, ((const uint8_t *)p)[i]);
+}
+
+/* Avro long: zig-zag, then base-128 little-endian varint. */
+static void r_long(raw_t *r, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (z > 0x7f) {
+        r_byte(r, (uint8_t)((z & 0x7f) | 0x80));
+        z >>= 7;
+    }
+    r_byte(r, (uint8_t)z);
+}
+
+static void r_strn(raw_t *r, const char *s, size_t n)
+{
+    r_long(r, (int64_t)n);
+    r_bytes(r, s, n);
+}
+
+static void r_str(raw_t *r, const char *s)
+{
+    r_strn(r, s, strlen(s));
+}
+
+static void r_header(raw_t *r, uint8_t magic, uint32_t id)
+{
+    r->n = 0;
+    r_byte(r, magic);
+    r_byte(r, (uint8_t)(id >> 24));
+    r_byte(r, (uint8_t)(id >> 16));
+    r_byte(r, (uint8_t)(id >> 8));
+    r_byte(r, (uint8_t)id);
+}
+
+/* Header and envelope: event_id "e", lead_id "L", @p type, occurred_at 0,
+ * source "s", actor null. The payload follows. */
+static void r_envelope(raw_t *r, int64_t type)
+{
+    r_header(r, 0, 1);
+    r_str(r, "e");
+    r_str(r, "L");
+    r_long(r, type);
+    r_long(r, 0);
+    r_str(r, "s");
+    r_long(r, 0); /* actor: null */
+}
+
+/* A valid Accepted event, built by hand. */
+static void r_accepted(raw_t *r)
+{
+    r_envelope(r, LF_EV_ACCEPTED);
+    r_long(r, LF_EV_ACCEPTED); /* payload branch */
+    r_str(r, "o");
+}
+
+Test(avro, exact_wire_bytes)
+{
+    static const uint8_t want[] = {
+        0x00, 0x00, 0x00, 0x00, 0x01, /* magic, schema id 1 */
+        0x02, 'e',  0x02, 'L',        /* event_id, lead_id */
+        0x06,                         /* type ACCEPTED = 3 */
+        0x00,                         /* occurred_at 0 */
+        0x02, 's',                    /* source */
+        0x02, 0x02, 'u',              /* actor: branch 1, "u" */
+        0x06, 0x02, 'o',              /* payload branch 3, owner "o" */
+    };
+    lf_event_t ev;
+    lf_buf_t wire = {0};
+
+    parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"accepted\","
+             "\"occurred_at\":0,\"source\":\"s\",\"actor\":\"u\","
+             "\"owner\":\"o\"}",
+             &ev);
+    encode_ok(&ev, &wire);
+    cr_assert_eq(wire.len, sizeof(want));
+    cr_expect_eq(memcmp(wire.data, want, sizeof(want)), 0);
+    lf_event_clear(&ev);
+
+    /* a negative long and a multi-byte varint: 1772357400250 ms, score 64 */
+    static const uint8_t want2[] = {
+        0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 'e',  0x02,
+        'L',  0x02, 0xf4, 0xda, 0xdd, 0x8b, 0x95, 0x67, /* 1772357400250 */
+        0x02, 's',  0x00, 0x02, 0x80, 0x01,             /* score 64 */
+        0x02,                                           /* threshold 1 */
+        0x02, 'm'};
+    parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"scored\","
+             "\"occurred_at\":1772357400250,\"source\":\"s\",\"score\":64,"
+             "\"threshold\":1,\"model\":\"m\"}",
+             &ev);
+    encode_ok(&ev, &wire);
+    cr_assert_eq(wire.len, sizeof(want2));
+    cr_expect_eq(memcmp(wire.data, want2, sizeof(want2)), 0);
+    lf_event_clear(&ev);
+
+    /* the schema id is written big-endian */
+    parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"lost\","
+             "\"occurred_at\":0,\"source\":\"s\",\"reason\":\"r\"}",
+             &ev);
+    char err[256];
+    cr_assert_eq(
+        lf_codec_encode(codec, &ev, 0x01020304, &wire, err, sizeof(err)),
+        LF_OK);
+    cr_expect_eq(memcmp(wire.data, "\x00\x01\x02\x03\x04", 5), 0);
+    lf_event_clear(&ev);
+    lf_buf_free(&wire);
+}
+
+Test(avro, hand_built_message_decodes)
+{
+    raw_t r;
+    lf_event_t ev;
+
+    r_accepted(&r);
+    decode_ok(r.b, r.n, &ev);
+    cr_expect_eq(ev.type, LF_EV_ACCEPTED);
+    cr_expect_str_eq(ev.event_id, "e");
+    cr_expect_str_eq(ev.lead_id, "L");
+    cr_expect_str_eq(ev.source, "s");
+    cr_expect_null(ev.actor);
+    cr_expect_str_eq(ev.u.accepted.owner, "o");
+    lf_event_clear(&ev);
+}
+
+/* Maps in the block form with a byte size (negative count), and split over
+ * several blocks, are valid Avro that other writers produce. */
+Test(avro, map_block_forms_decode)
+{
+    raw_t r;
+    lf_event_t ev;
+
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);  /* campaign null */
+    r_long(&r, -2); /* two entries, then their byte size */
+    r_long(&r, 8);
+    r_str(&r, "b");
+    r_str(&r, "2");
+    r_str(&r, "a");
+    r_str(&r, "1");
+    r_long(&r, 1); /* a second block of one */
+    r_str(&r, "c");
+    r_str(&r, "3");
+    r_long(&r, 0);
+    decode_ok(r.b, r.n, &ev);
+    cr_assert_eq(ev.u.captured.attr_count, 3);
+    cr_expect_str_eq(ev.u.captured.attrs[0].key, "a");
+    cr_expect_str_eq(ev.u.captured.attrs[0].value, "1");
+    cr_expect_str_eq(ev.u.captured.attrs[1].key, "b");
+    cr_expect_str_eq(ev.u.captured.attrs[2].key, "c");
+    cr_expect_str_eq(ev.u.captured.attrs[2].value, "3");
+    lf_event_clear(&ev);
+}
+
+/* ---- the decoder against hostile bytes -------------------------------- */
+
+static void expect_reject(const char *what, const void *data, size_t len,
+                          const char *n1, const char *n2)
+{
+    lf_event_t ev;
+    char err[512] = "";
+    lf_err_t rc = lf_codec_decode(codec, data, len, &ev, err, sizeof(err));
+
+    cr_expect_eq(rc, LF_ERR_INVALID, "%s: accepted", what);
+    cr_expect_neq(err[0], '\0', "%s: no reason given", what);
+    cr_expect(n1 == NULL || strstr(err, n1) != NULL,
+              "%s: error \"%s\" lacks \"%s\"", what, err, n1);
+    cr_expect(n2 == NULL || strstr(err, n2) != NULL,
+              "%s: error \"%s\" lacks \"%s\"", what, err, n2);
+    cr_expect(ev.event_id == NULL && ev.lead_id == NULL && ev.source == NULL,
+              "%s: event not cleared", what);
+    if (rc == LF_OK)
+        lf_event_clear(&ev);
+}
+
+Test(avro, reject_empty)
+{
+    expect_reject("empty", "", 0, "empty", NULL);
+    expect_reject("NULL", NULL, 0, "empty", NULL);
+}
+
+Test(avro, reject_bad_magic)
+{
+    raw_t r;
+
+    r_accepted(&r);
+    r.b[0] = 0x01;
+    expect_reject("magic 1", r.b, r.n, "magic", "0x01");
+    /* a JSON line sent to the topic by mistake */
+    expect_reject("JSON", "{\"lead_id\":\"L\"}", 15, "magic", "0x7b");
+    expect_reject("one byte", "\x05", 1, "magic", NULL);
+}
+
+Test(avro, reject_unknown_schema_id)
+{
+    static const uint32_t ids[] = {0, 2, 256, 0x01000001, 0xffffffff};
+    raw_t r;
+
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char want[64];
+        r_accepted(&r);
+        r.b[1] = (uint8_t)(ids[i] >> 24);
+        r.b[2] = (uint8_t)(ids[i] >> 16);
+        r.b[3] = (uint8_t)(ids[i] >> 8);
+        r.b[4] = (uint8_t)ids[i];
+        snprintf(want, sizeof(want), "schema id %d", (int32_t)ids[i]);
+        expect_reject(want, r.b, r.n, want, NULL);
+    }
+}
+
+Test(avro, reject_short_header)
+{
+    expect_reject("header 1", "\0", 1, "header", NULL);
+    expect_reject("header 4", "\0\0\0\1", 4, "header", NULL);
+    /* header only, no body */
+    expect_reject("header 5", "\0\0\0\0\1", 5, "truncated", NULL);
+}
+
+/* Every prefix of a valid message is rejected, without a crash (run under
+ * ASan/UBSan too), for a message of every type. */
+Test(avro, reject_truncated_at_every_byte)
+{
+    for (size_t i = 0; i < sizeof(rt_cases) / sizeof(rt_cases[0]); i++) {
+        lf_event_t ev;
+        lf_buf_t wire = {0};
+        parse_ok(rt_cases[i].in, &ev);
+        encode_ok(&ev, &wire);
+        lf_event_clear(&ev);
+        for (size_t len = 0; len < wire.len; len++) {
+            /* a copy of exactly len bytes, so ASan sees any over-read */
+            uint8_t *cut = malloc(len ? len : 1);
+            char what[64];
+            memcpy(cut, wire.data, len);
+            snprintf(what, sizeof(what), "case %zu cut at %zu/%zu", i, len,
+                     wire.len);
+            expect_reject(what, cut, len, NULL, NULL);
+            free(cut);
+        }
+        lf_buf_free(&wire);
+    }
+}
+
+Test(avro, reject_trailing_garbage)
+{
+    raw_t r;
+
+    r_accepted(&r);
+    r_byte(&r, 0x00);
+    expect_reject("one trailing byte", r.b, r.n, "trailing", "1 ");
+    r_accepted(&r);
+    for (int i = 0; i < 100; i++)
+        r_byte(&r, 0xff);
+    expect_reject("100 trailing bytes", r.b, r.n, "trailing", "100");
+    /* two messages glued together */
+    r_accepted(&r);
+    size_t n = r.n;
+    r_bytes(&r, r.b, n);
+    expect_reject("two messages", r.b, r.n, "trailing", NULL);
+}
+
+Test(avro, reject_union_index_out_of_range)
+{
+    raw_t r;
+
+    /* payload branch 9 of 9 */
+    r_envelope(&r, LF_EV_ACCEPTED);
+    r_long(&r, 9);
+    r_str(&r, "o");
+    expect_reject("payload branch 9", r.b, r.n, "out of range", "payload");
+    /* payload branch -1 */
+    r_envelope(&r, LF_EV_ACCEPTED);
+    r_long(&r, -1);
+    r_str(&r, "o");
+    expect_reject("payload branch -1", r.b, r.n, "out of range", "payload");
+    /* payload branch 2^40 */
+    r_envelope(&r, LF_EV_ACCEPTED);
+    r_long(&r, INT64_C(1) << 40);
+    r_str(&r, "o");
+    expect_reject("payload branch 2^40", r.b, r.n, "out of range", "payload");
+    /* actor branch 2 of 2 */
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, "L");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, 0);
+    r_str(&r, "s");
+    r_long(&r, 2);
+    r_str(&r, "a");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("actor branch 2", r.b, r.n, "out of range", "actor");
+    /* campaign branch 5, inside the payload */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 5);
+    r_long(&r, 0);
+    expect_reject("campaign branch 5", r.b, r.n, "out of range", "campaign");
+}
+
+Test(avro, reject_negative_lengths)
+{
+    raw_t r;
+
+    /* event_id length -1 */
+    r_header(&r, 0, 1);
+    r_long(&r, -1);
+    r_str(&r, "rest");
+    expect_reject("event_id -1", r.b, r.n, "negative", "event_id");
+    /* the most negative length */
+    r_header(&r, 0, 1);
+    r_long(&r, INT64_MIN);
+    expect_reject("event_id INT64_MIN", r.b, r.n, "negative", "event_id");
+    /* owner length -5, deeper in */
+    r_envelope(&r, LF_EV_ACCEPTED);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, -5);
+    r_bytes(&r, "ooooo", 5);
+    expect_reject("owner -5", r.b, r.n, "negative", "owner");
+    /* a map key of length -3 */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, 1);
+    r_long(&r, -3);
+    r_str(&r, "v");
+    r_long(&r, 0);
+    expect_reject("map key -3", r.b, r.n, "negative", "attributes");
+    /* a map value of length -2 */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, 1);
+    r_str(&r, "k");
+    r_long(&r, -2);
+    r_long(&r, 0);
+    expect_reject("map value -2", r.b, r.n, "negative", "attributes");
+    /* a negative block count whose byte size is negative */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, -1);
+    r_long(&r, -4);
+    r_str(&r, "k");
+    r_str(&r, "v");
+    r_long(&r, 0);
+    expect_reject("block size -4", r.b, r.n, "out of range", "attributes");
+}
+
+Test(avro, reject_huge_lengths)
+{
+    raw_t r;
+
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_long(&r, INT64_C(1) << 40);
+    r_str(&r, "L");
+    expect_reject("lead_id 2^40", r.b, r.n, "exceeds", "lead_id");
+    r_header(&r, 0, 1);
+    r_long(&r, INT64_MAX);
+    expect_reject("event_id INT64_MAX", r.b, r.n, "exceeds", "event_id");
+    /* one byte more than is left */
+    r_header(&r, 0, 1);
+    r_long(&r, 4);
+    r_bytes(&r, "abc", 3);
+    expect_reject("event_id 4 of 3", r.b, r.n, "exceeds", "event_id");
+    /* a map of 2^50 entries */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, INT64_C(1) << 50);
+    r_str(&r, "k");
+    r_str(&r, "v");
+    r_long(&r, 0);
+    expect_reject("map count 2^50", r.b, r.n, "exceeds", "attributes");
+    /* the most negative block count */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, INT64_MIN);
+    r_long(&r, 0);
+    expect_reject("map count INT64_MIN", r.b, r.n, "out of range",
+                  "attributes");
+    /* a varint that never ends */
+    r_header(&r, 0, 1);
+    for (int i = 0; i < 11; i++)
+        r_byte(&r, 0xff);
+    r_byte(&r, 0x01);
+    expect_reject("11-byte varint", r.b, r.n, "varint", "event_id");
+    /* an int beyond 32 bits */
+    r_envelope(&r, LF_EV_SCORED);
+    r_long(&r, LF_EV_SCORED);
+    r_long(&r, INT64_C(1) << 32);
+    r_long(&r, 1);
+    r_str(&r, "m");
+    expect_reject("score 2^32", r.b, r.n, "32-bit", "score");
+    /* more than the model allows in a map: 257 entries */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, LF_ATTRS_MAX + 1);
+    for (int i = 0; i <= LF_ATTRS_MAX; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        r_str(&r, k);
+        r_str(&r, "");
+    }
+    r_long(&r, 0);
+    expect_reject("257 attributes", r.b, r.n, "attributes", "257");
+}
+
+Test(avro, reject_enum_out_of_range)
+{
+    raw_t r;
+
+    r_envelope(&r, 9);
+    r_long(&r, 3);
+    r_str(&r, "o");
+    expect_reject("type 9", r.b, r.n, "out of range", "type");
+    r_envelope(&r, -1);
+    r_long(&r, 3);
+    r_str(&r, "o");
+    expect_reject("type -1", r.b, r.n, "out of range", "type");
+    r_envelope(&r, LF_EV_RECYCLED);
+    r_long(&r, LF_EV_RECYCLED);
+    r_long(&r, 7);
+    r_long(&r, 0);
+    expect_reject("reason 7", r.b, r.n, "out of range", "reason");
+}
+
+Test(avro, reject_payload_not_matching_type)
+{
+    raw_t r;
+
+    /* a SCORED event carrying an Accepted payload: well-formed Avro */
+    r_envelope(&r, LF_EV_SCORED);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("scored/accepted", r.b, r.n, "payload", "ACCEPTED");
+    /* LOST and DISQUALIFIED have the same shape: only the branch differs */
+    r_envelope(&r, LF_EV_LOST);
+    r_long(&r, LF_EV_DISQUALIFIED);
+    r_str(&r, "r");
+    expect_reject("lost/disqualified", r.b, r.n, "payload", "DISQUALIFIED");
+}
+
+Test(avro, reject_nul_inside_string)
+{
+    raw_t r;
+
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_strn(&r, "L\0x", 3);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, 0);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("NUL in lead_id", r.b, r.n, "NUL", "lead_id");
+
+    r_envelope(&r, LF_EV_ACCEPTED);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_strn(&r, "o\0", 2);
+    expect_reject("NUL at the end of owner", r.b, r.n, "NUL", "owner");
+
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, 1);
+    r_str(&r, "k");
+    r_strn(&r, "v\0v", 3);
+    r_long(&r, 0);
+    expect_reject("NUL in a map value", r.b, r.n, "NUL", "attributes");
+
+    /* a NUL in a map key would silently cut the key short */
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, 1);
+    r_strn(&r, "k\0hidden", 8);
+    r_str(&r, "v");
+    r_long(&r, 0);
+    expect_reject("NUL in a map key", r.b, r.n, "NUL", "attributes");
+}
+
+Test(avro, reject_invalid_utf8_inside_string)
+{
+    raw_t r;
+
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, "L");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, 0);
+    r_str(&r, "s\xff");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("0xff in source", r.b, r.n, "UTF-8", "source");
+
+    r_envelope(&r, LF_EV_LOST);
+    r_long(&r, LF_EV_LOST);
+    r_str(&r, "\xed\xa0\x80");
+    expect_reject("surrogate in reason", r.b, r.n, "UTF-8", "reason");
+
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0);
+    r_long(&r, 1);
+    r_str(&r, "k\xc0\xaf");
+    r_str(&r, "v");
+    r_long(&r, 0);
+    expect_reject("overlong in a map key", r.b, r.n, "UTF-8", "attributes");
+}
+
+/* The contract is checked after decoding too: Avro's types cannot say
+ * "not negative" or "three letters". */
+Test(avro, reject_contract_violations)
+{
+    raw_t r;
+    char lead[LF_LEAD_ID_MAX + 2];
+
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, "");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, 0);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("empty lead_id", r.b, r.n, "\"lead_id\"", "empty");
+
+    memset(lead, 'x', LF_LEAD_ID_MAX + 1);
+    lead[LF_LEAD_ID_MAX + 1] = '\0';
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, lead);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, 0);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("129-byte lead_id", r.b, r.n, "\"lead_id\"", "129");
+
+    r_header(&r, 0, 1);
+    r_str(&r, "");
+    r_str(&r, "L");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, 0);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("empty event_id", r.b, r.n, "\"event_id\"", NULL);
+
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, "L");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, -1);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("occurred_at -1", r.b, r.n, "\"occurred_at\"", NULL);
+
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, "L");
+    r_long(&r, LF_EV_ACCEPTED);
+    r_long(&r, LF_TIME_MAX_MS + 1);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_reject("occurred_at after 9999", r.b, r.n, "\"occurred_at\"", NULL);
+
+    r_envelope(&r, LF_EV_SCORED);
+    r_long(&r, LF_EV_SCORED);
+    r_long(&r, -1);
+    r_long(&r, 0);
+    r_str(&r, "m");
+    expect_reject("score -1", r.b, r.n, "\"score\"", "negative");
+
+    r_envelope(&r, LF_EV_HANDED_OFF);
+    r_long(&r, LF_EV_HANDED_OFF);
+    r_str(&r, "o");
+    r_long(&r, -1);
+    expect_reject("sla_hours -1", r.b, r.n, "\"sla_hours\"", "negative");
+
+    r_envelope(&r, LF_EV_WON);
+    r_long(&r, LF_EV_WON);
+    r_long(&r, -1);
+    r_str(&r, "EUR");
+    expect_reject("amount -1", r.b, r.n, "\"amount_minor\"", "negative");
+
+    r_envelope(&r, LF_EV_QUALIFIED);
+    r_long(&r, LF_EV_QUALIFIED);
+    r_str(&r, "O");
+    r_long(&r, 1);
+    r_str(&r, "eur");
+    expect_reject("currency eur", r.b, r.n, "\"currency\"", NULL);
+}
+
+/* Random corruption of valid messages: the decoder either rejects with a
+ * reason or returns an event that passes validation and re-encodes to
+ * bytes that decode to the same event. Deterministic (fixed seed). */
+Test(avro, random_corruption_never_crashes)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    int accepted = 0, rejected = 0;
+
+    for (size_t i = 0; i < sizeof(rt_cases) / sizeof(rt_cases[0]); i++) {
+        lf_event_t ev;
+        lf_buf_t wire = {0};
+        parse_ok(rt_cases[i].in, &ev);
+        encode_ok(&ev, &wire);
+        lf_event_clear(&ev);
+        for (int iter = 0; iter < 2000; iter++) {
+            uint8_t *m = malloc(wire.len);
+            char err[512] = "";
+            memcpy(m, wire.data, wire.len);
+            int flips = 1 + (int)(seed % 3);
+            for (int f = 0; f < flips; f++) {
+                seed = seed * 6364136223846793005u + 1442695040888963407u;
+                size_t pos = LF_FRAME_HEADER + (size_t)(seed >> 33) %
+                                                   (wire.len - LF_FRAME_HEADER);
+                m[pos] = (uint8_t)(seed >> 17);
+            }
+            if (lf_codec_decode(codec, m, wire.len, &ev, err, sizeof(err)) ==
+                LF_OK) {
+                lf_event_t again;
+                lf_buf_t re = {0};
+                accepted++;
+                cr_expect_eq(lf_event_validate(&ev, err, sizeof(err)), LF_OK,
+                             "%s", err);
+                encode_ok(&ev, &re);
+                decode_ok(re.data, re.len, &again);
+                cr_expect(lf_event_equal(&ev, &again));
+                lf_event_clear(&again);
+                lf_event_clear(&ev);
+                lf_buf_free(&re);
+            } else {
+                rejected++;
+                cr_expect_neq(err[0], '\0');
+            }
+            free(m);
+        }
+        lf_buf_free(&wire);
+    }
+    cr_expect_gt(rejected, 0);
+    cr_log_info("random corruption: %d accepted, %d rejected", accepted,
+                rejected);
+}

@@ -1,0 +1,253 @@
+/* test_conf.c: the key=value configuration namespace (lf_conf). */
+#include "lf_conf.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static lf_conf_t *conf;
+
+static void setup(void)
+{
+    conf = lf_conf_new();
+    cr_assert_not_null(conf);
+}
+
+static void teardown(void)
+{
+    lf_conf_destroy(conf);
+    conf = NULL;
+}
+
+TestSuite(conf, .init = setup, .fini = teardown);
+
+Test(conf, set_get_override)
+{
+    char err[256] = "";
+
+    cr_expect_null(lf_conf_get(conf, "topic"));
+    cr_assert_eq(lf_conf_set(conf, "topic", "a", err, sizeof(err)), LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "a");
+    /* a later setting replaces an earlier one (-X over -c over env) */
+    cr_assert_eq(lf_conf_set(conf, "topic", "b", err, sizeof(err)), LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "b");
+    /* a default never overrides */
+    cr_assert_eq(lf_conf_default(conf, "topic", "c"), LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "b");
+    cr_assert_eq(lf_conf_default(conf, "group.id", "g"), LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "group.id"), "g");
+    /* the value is copied */
+    char v[] = "mutable";
+    cr_assert_eq(lf_conf_set(conf, "k", v, err, sizeof(err)), LF_OK);
+    v[0] = 'X';
+    cr_expect_str_eq(lf_conf_get(conf, "k"), "mutable");
+    cr_expect_eq(lf_conf_set(conf, "", "x", err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "empty key") != NULL, "%s", err);
+}
+
+Test(conf, many_keys)
+{
+    char key[32], val[32], err[256];
+
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        cr_assert_eq(lf_conf_set(conf, key, val, err, sizeof(err)), LF_OK);
+    }
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        cr_expect_str_eq(lf_conf_get(conf, key), val);
+    }
+}
+
+Test(conf, set_kv)
+{
+    char err[256] = "";
+
+    cr_assert_eq(
+        lf_conf_set_kv(conf, "bootstrap.servers=h:9092", err, sizeof(err)),
+        LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "bootstrap.servers"), "h:9092");
+    /* only the first '=' splits: conninfo values hold '=' */
+    cr_assert_eq(
+        lf_conf_set_kv(conf, "db=host=/tmp port=5433", err, sizeof(err)),
+        LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "db"), "host=/tmp port=5433");
+    cr_assert_eq(lf_conf_set_kv(conf, "empty=", err, sizeof(err)), LF_OK);
+    cr_expect_str_eq(lf_conf_get(conf, "empty"), "");
+}
+
+Test(conf, set_kv_errors)
+{
+    static const char *bad[] = {"novalue", "=value", "", "="};
+    char err[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        cr_expect_eq(lf_conf_set_kv(conf, bad[i], err, sizeof(err)),
+                     LF_ERR_INVALID, "\"%s\" accepted", bad[i]);
+        cr_expect(strstr(err, "key=value") != NULL, "\"%s\": %s", bad[i], err);
+    }
+    char longkey[400];
+    memset(longkey, 'k', 300);
+    strcpy(longkey + 300, "=v");
+    cr_expect_eq(lf_conf_set_kv(conf, longkey, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, "too long") != NULL, "%s", err);
+}
+
+/* Write @p text to a fresh temporary file; returns its path (static). */
+static const char *write_tmp(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/lf_test_conf_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+Test(conf, load_file)
+{
+    const char *path = write_tmp("# leadflow test configuration\n"
+                                 "\n"
+                                 "   # an indented comment\n"
+                                 "bootstrap.servers = 127.0.0.1:9092 \n"
+                                 "topic=lead-events-test\n"
+                                 "\tgroup.id\t=\tprojector\t\n"
+                                 "db=host=/tmp dbname=funnel\n");
+    char err[256] = "";
+
+    cr_assert_eq(lf_conf_load_file(conf, path, err, sizeof(err)), LF_OK, "%s",
+                 err);
+    cr_expect_str_eq(lf_conf_get(conf, "bootstrap.servers"), "127.0.0.1:9092");
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "lead-events-test");
+    cr_expect_str_eq(lf_conf_get(conf, "group.id"), "projector");
+    cr_expect_str_eq(lf_conf_get(conf, "db"), "host=/tmp dbname=funnel");
+    cr_expect_null(lf_conf_get(conf, "# leadflow test configuration"));
+    unlink(path);
+}
+
+Test(conf, load_file_bad_line)
+{
+    const char *path = write_tmp("# comment\n"
+                                 "topic=t\n"
+                                 "\n"
+                                 "this line has no equals sign\n"
+                                 "group.id=never-read\n");
+    char err[256] = "", want[128];
+
+    cr_expect_eq(lf_conf_load_file(conf, path, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    snprintf(want, sizeof(want), "%s:4:", path);
+    cr_expect(strstr(err, want) != NULL, "error \"%s\" lacks \"%s\"", err,
+              want);
+    cr_expect(strstr(err, "key=value") != NULL, "%s", err);
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "t");
+    unlink(path);
+}
+
+Test(conf, load_file_missing)
+{
+    char err[256] = "";
+
+    cr_expect_eq(
+        lf_conf_load_file(conf, "/nonexistent/leadflow.conf", err, sizeof(err)),
+        LF_ERR_IO);
+    cr_expect(strstr(err, "/nonexistent/leadflow.conf") != NULL, "%s", err);
+}
+
+Test(conf, load_env)
+{
+    setenv("LEADFLOW_BROKERS", "b1:9092", 1);
+    setenv("LEADFLOW_TOPIC", "env-topic", 1);
+    setenv("LEADFLOW_GROUP", "env-group", 1);
+    setenv("LEADFLOW_DB", "dbname=env", 1);
+    setenv("LEADFLOW_QUEUE_BUFFERING_MAX_MS", "7", 1);
+    setenv("LEADFLOW_BIN", "/some/bin", 1);
+    lf_conf_load_env(conf);
+    cr_expect_str_eq(lf_conf_get(conf, "bootstrap.servers"), "b1:9092");
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "env-topic");
+    cr_expect_str_eq(lf_conf_get(conf, "group.id"), "env-group");
+    cr_expect_str_eq(lf_conf_get(conf, "db"), "dbname=env");
+    cr_expect_str_eq(lf_conf_get(conf, "queue.buffering.max.ms"), "7");
+    cr_expect_null(lf_conf_get(conf, "bin"));
+}
+
+Test(conf, is_ours_and_secret)
+{
+    cr_expect(lf_conf_is_ours("topic"));
+    cr_expect(lf_conf_is_ours("db"));
+    cr_expect(lf_conf_is_ours("leadflow.batch.size"));
+    cr_expect(lf_conf_is_ours("schema.registry.url"));
+    cr_expect_not(lf_conf_is_ours("bootstrap.servers"));
+    cr_expect_not(lf_conf_is_ours("group.id"));
+    cr_expect_not(lf_conf_is_ours("topics"));
+    cr_expect_not(lf_conf_is_ours("dbx"));
+
+    cr_expect(lf_conf_is_secret("sasl.password"));
+    cr_expect(lf_conf_is_secret("ssl.key.password"));
+    cr_expect(lf_conf_is_secret("db"));
+    cr_expect_not(lf_conf_is_secret("bootstrap.servers"));
+    cr_expect_not(lf_conf_is_secret("topic"));
+}
+
+Test(conf, to_rdkafka)
+{
+    char err[512] = "", val[256];
+    size_t n = sizeof(val);
+
+    lf_conf_set(conf, "bootstrap.servers", "127.0.0.1:1", err, sizeof(err));
+    lf_conf_set(conf, "topic", "t", err, sizeof(err));
+    lf_conf_set(conf, "db", "dbname=x", err, sizeof(err));
+    lf_conf_set(conf, "leadflow.anything", "1", err, sizeof(err));
+    rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(conf, err, sizeof(err));
+    cr_assert_not_null(rkc, "%s", err);
+    cr_expect_eq(rd_kafka_conf_get(rkc, "bootstrap.servers", val, &n),
+                 RD_KAFKA_CONF_OK);
+    cr_expect_str_eq(val, "127.0.0.1:1");
+    rd_kafka_conf_destroy(rkc);
+}
+
+Test(conf, to_rdkafka_unknown_key)
+{
+    char err[512] = "";
+
+    lf_conf_set(conf, "bootstrap.servers", "127.0.0.1:1", err, sizeof(err));
+    lf_conf_set(conf, "no.such.property", "1", err, sizeof(err));
+    cr_expect_null(lf_conf_to_rdkafka(conf, err, sizeof(err)));
+    cr_expect(strstr(err, "\"no.such.property\"") != NULL,
+              "error \"%s\" does not name the key", err);
+}
+
+Test(conf, to_rdkafka_bad_value)
+{
+    char err[512] = "";
+
+    lf_conf_set(conf, "acks", "banana", err, sizeof(err));
+    cr_expect_null(lf_conf_to_rdkafka(conf, err, sizeof(err)));
+    cr_expect(strstr(err, "\"acks\"") != NULL,
+              "error \"%s\" does not name the key", err);
+}
+
+Test(conf, dump_masks_secrets)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *fp = open_memstream(&text, &size);
+    char err[64];
+
+    cr_assert_not_null(fp);
+    lf_conf_set(conf, "topic", "t", err, sizeof(err));
+    lf_conf_set(conf, "sasl.password", "hunter2", err, sizeof(err));
+    lf_conf_set(conf, "db", "password=hunter3", err, sizeof(err));
+    lf_conf_set(conf, "acks", "all", err, sizeof(err));
+    lf_conf_dump(conf, fp);
+    fclose(fp);
+    cr_expect_str_eq(text, "acks=all\ndb=***\nsasl.password=***\ntopic=t\n");
+    free(text);
+}

@@ -10,7 +10,8 @@ CMAKE_FLAGS ?=
 DEB_PACKAGES = build-essential cmake pkg-config git \
   librdkafka-dev libavro-dev libpq-dev libcriterion-dev libjansson-dev \
   libmicrohttpd-dev libcurl4-openssl-dev \
-  postgresql postgresql-client kcat python3 python3-avro python3-kafka
+  postgresql postgresql-client kcat xxd python3 python3-avro python3-kafka \
+  python3-lz4
 
 .PHONY: all deps build build-asan test test-asan demo clean format chaos fuzz bench
 

@@ -16,8 +16,15 @@
 #endif
 
 /* Field indexes of the v1 record, in schema order (the wire order). */
-enum { F_EVENT_ID, F_LEAD_ID, F_TYPE, F_OCCURRED_AT, F_SOURCE, F_ACTOR,
-       F_PAYLOAD };
+enum {
+    F_EVENT_ID,
+    F_LEAD_ID,
+    F_TYPE,
+    F_OCCURRED_AT,
+    F_SOURCE,
+    F_ACTOR,
+    F_PAYLOAD
+};
 
 struct lf_codec_s {
     avro_schema_t schema;
@@ -43,10 +50,9 @@ lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size)
         return NULL;
     }
     if (avro_schema_from_json_length(lf_embedded_avsc_v1,
-                                     strlen(lf_embedded_avsc_v1),
-                                     &c->schema)) {
-        lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                  "lead_event.v1.avsc: %s", avro_strerror());
+                                     strlen(lf_embedded_avsc_v1), &c->schema)) {
+        lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "lead_event.v1.avsc: %s",
+                  avro_strerror());
         free(c);
         return NULL;
     }
@@ -138,8 +144,9 @@ static lf_err_t walk_skip(walk_t *w, int64_t n, const char *what)
     if (n < 0)
         return walk_fail(w, "%s length %lld is negative", what, (long long)n);
     if (n > w->end - w->p)
-        return walk_fail(w, "%s length %lld exceeds the %lld bytes left", what,
-                         (long long)n, (long long)(w->end - w->p));
+        return walk_fail(
+            w, "truncated: %s length %lld exceeds the %lld bytes left", what,
+            (long long)n, (long long)(w->end - w->p));
     w->p += n;
     return LF_OK;
 }
@@ -242,9 +249,9 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
     case AVRO_ENUM:
         if (!(err = walk_varint(w, &v, true)) &&
             (v < 0 || v >= avro_schema_enum_number_of_symbols(s)))
-            err = walk_fail(w, "enum index %lld out of range (%d symbols)",
-                            (long long)v,
-                            avro_schema_enum_number_of_symbols(s));
+            err =
+                walk_fail(w, "enum index %lld out of range (%d symbols)",
+                          (long long)v, avro_schema_enum_number_of_symbols(s));
         break;
     case AVRO_ARRAY:
         err = walk_blocks(w, avro_schema_array_items(s), false);
@@ -272,7 +279,8 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
         size_t n = avro_schema_record_size(s);
         for (size_t i = 0; i < n && !err; i++) {
             old = path_push(w, avro_schema_record_field_name(s, (int)i));
-            err = walk_datum(w, avro_schema_record_field_get_by_index(s, (int)i));
+            err =
+                walk_datum(w, avro_schema_record_field_get_by_index(s, (int)i));
             if (!err)
                 w->path[old] = '\0';
         }
@@ -288,11 +296,13 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
     return err;
 }
 
-lf_err_t lf_avro_check(void *schema, const void *data, size_t len,
-                       char *errstr, size_t errstr_size)
+lf_err_t lf_avro_check(void *schema, const void *data, size_t len, char *errstr,
+                       size_t errstr_size)
 {
-    walk_t w = {.p = data, .end = (const uint8_t *)data + len,
-                .errstr = errstr, .errstr_size = errstr_size};
+    walk_t w = {.p = data,
+                .end = (const uint8_t *)data + len,
+                .errstr = errstr,
+                .errstr_size = errstr_size};
     lf_err_t err;
 
     if ((err = walk_datum(&w, schema)))
@@ -353,9 +363,8 @@ static int set_enum(avro_value_t *rec, int idx, int v)
     return avro_value_set_enum(&f, v);
 }
 
-lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
-                         int32_t schema_id, lf_buf_t *out, char *errstr,
-                         size_t errstr_size)
+lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
+                         lf_buf_t *out, char *errstr, size_t errstr_size)
 {
     avro_value_t *rec = &c->enc, f, p;
     size_t size;
@@ -380,8 +389,8 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
         CHECK(set_opt_str(&p, 1, ev->u.captured.campaign));
         CHECK(avro_value_get_by_index(&p, 2, &map, NULL));
         for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
-            CHECK(avro_value_add(&map, ev->u.captured.attrs[i].key, &elem,
-                                 NULL, NULL));
+            CHECK(avro_value_add(&map, ev->u.captured.attrs[i].key, &elem, NULL,
+                                 NULL));
             CHECK(avro_value_set_string(&elem, ev->u.captured.attrs[i].value));
         }
         break;
@@ -467,8 +476,8 @@ static char *copy_str(dec_t *d, avro_value_t *v, const char *name)
         return NULL;
     }
     if (!(copy = malloc(size))) {
-        d->err = lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size,
-                           "out of memory");
+        d->err =
+            lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size, "out of memory");
         return NULL;
     }
     memcpy(copy, s, size);
@@ -489,8 +498,7 @@ static char *get_str(dec_t *d, avro_value_t *rec, int idx, const char *name)
     return copy_str(d, &f, name);
 }
 
-static char *get_opt_str(dec_t *d, avro_value_t *rec, int idx,
-                         const char *name)
+static char *get_opt_str(dec_t *d, avro_value_t *rec, int idx, const char *name)
 {
     avro_value_t f, b;
     int disc;
@@ -659,12 +667,11 @@ lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
     if ((err = lf_avro_check(c->schema, b + LF_FRAME_HEADER,
                              len - LF_FRAME_HEADER, errstr, errstr_size)))
         return err;
-    avro_reader_memory_set_source(c->reader,
-                                  (const char *)b + LF_FRAME_HEADER,
+    avro_reader_memory_set_source(c->reader, (const char *)b + LF_FRAME_HEADER,
                                   (int64_t)(len - LF_FRAME_HEADER));
     if (avro_value_reset(&c->dec) || avro_value_read(c->reader, &c->dec))
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "Avro body: %s", avro_strerror());
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "Avro body: %s",
+                         avro_strerror());
     if ((err = extract(c, ev, errstr, errstr_size)) ||
         (err = lf_event_validate(ev, errstr, errstr_size))) {
         lf_event_clear(ev);

@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# test_project.sh BIN_DIR: leadflow-project against the real dev stack
+# (devbroker + throwaway PostgreSQL). Each scenario streams a workload into
+# its own topic, projects it into its own database, and compares the funnel
+# tables with a clean run (lf_checksums: content only, no wall clock, no
+# Kafka coordinates):
+#   order      the same events shuffled, duplicated and late, over seeds
+#   kill       the projector killed with SIGKILL mid-stream, restarted
+#   pgcrash    PostgreSQL crashed (-m immediate) and restarted mid-stream
+#   twogroup   two instances in one group, one killed
+#   dead       every malformed kind ends in dead_letters with its reason
+#   hostile    hostile strings survive byte for byte; duplicates and
+#              conflicting duplicates
+set -euo pipefail
+BIN=$(cd "${1:?usage: test_project.sh BIN_DIR}" && pwd)
+. "$(dirname "$0")/lib.sh"
+
+LEADS=${LF_TEST_LEADS:-150}
+lf_stack_up
+echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
+
+topic() { lf_broker "topic $1 4" >/dev/null; }
+
+# gen TOPIC SEED [gen flags]: produce a workload through the C API.
+gen() {
+    local t=$1 seed=$2
+    shift 2
+    "$BIN/leadflow-gen" --leads "$LEADS" --seed "$seed" --anomalies 0.1 \
+        "$@" --produce -b "$LEADFLOW_BROKERS" -t "$t" -q ||
+        fail "leadflow-gen into $t failed"
+}
+
+# project DB TOPIC [flags]: drain TOPIC into database DB until idle.
+project() {
+    local db=$1 t=$2
+    shift 2
+    PGDATABASE=$db "${LF_PROJECT[@]}" -t "$t" -g "g-$db" --idle-exit 2 -q "$@" ||
+        fail "leadflow-project into $db exited $?"
+}
+
+sums() { PGDATABASE=$1 lf_checksums; }
+
+same() { # DB_A DB_B WHAT
+    local a b
+    a=$(sums "$1")
+    b=$(sums "$2")
+    if [ "$a" != "$b" ]; then
+        diff <(echo "$a") <(echo "$b") >&2 || true
+        fail "$3: tables of $2 differ from $1"
+    fi
+    echo "ok   $3 ($(echo "$a" | awk -F'|' '{printf "%s=%s ", $1, $2}'))"
+}
+
+q() { psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+
+# ---- order independence, over seeds ----------------------------------
+for seed in 11 12 13; do
+    topic "clean$seed"
+    topic "var$seed"
+    lf_newdb "clean$seed"
+    lf_newdb "var$seed"
+    gen "clean$seed" "$seed"
+    gen "var$seed" "$seed" --duplicates 0.2 --shuffle 40 --late 0.2
+    project "clean$seed" "clean$seed" &
+    p1=$!
+    # small batches: late events land in later batches and force recomputes
+    project "var$seed" "var$seed" --batch 23 &
+    p2=$!
+    wait $p1 || fail "clean projection $seed"
+    wait $p2 || fail "variant projection $seed"
+    [ "$(q "var$seed" "SELECT count(*) FROM funnel.leads")" -gt 0 ] ||
+        fail "no leads projected for seed $seed"
+    [ "$(q "clean$seed" "SELECT count(*) FROM funnel.anomalies")" -gt 0 ] ||
+        fail "seed $seed: the workload should contain anomalies"
+    same "clean$seed" "var$seed" "order: seed $seed shuffled+duplicated+late"
+done
+
+# ---- a bigger stream for the fault scenarios -------------------------
+BIG=${LF_TEST_BIG_LEADS:-800}
+topic bigclean
+lf_newdb bigclean
+LEADS=$BIG gen bigclean 21
+project bigclean bigclean
+
+events() { # 0 until the projector has created the schema
+    q "$1" "SELECT count(*) FROM funnel.events" 2>/dev/null || echo 0
+}
+
+# wait_progress DB: until the projector has stored more than before.
+wait_progress() {
+    local before=$2 i
+    for i in $(seq 1 200); do
+        [ "$(events "$1")" -gt "$before" ] && return 0
+        sleep 0.1
+    done
+    fail "$1: no progress in 20 s"
+}
+
+# ---- kill -9 during batches ------------------------------------------
+topic kill
+lf_newdb kill
+LEADS=$BIG gen kill 21
+total=$(events bigclean)
+kills=0
+for i in 1 2 3 4; do
+    PGDATABASE=kill "${LF_PROJECT[@]}" -t kill -g g-kill --batch 3 -q &
+    pid=$!
+    LF_PIDS+=("$pid")
+    wait_progress kill "$(events kill)"
+    sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    n=$(events kill)
+    echo "     SIGKILL $i at $n of $total events"
+    [ "$n" -lt "$total" ] && kills=$((kills + 1))
+done
+[ "$kills" -ge 3 ] || fail "only $kills of 4 kills landed mid-stream"
+project kill kill
+same bigclean kill "kill -9 $kills times mid-stream"
+
+# ---- PostgreSQL crash mid-stream -------------------------------------
+topic pgc
+lf_newdb pgc
+LEADS=$BIG gen pgc 21
+PGDATABASE=pgc "${LF_PROJECT[@]}" -t pgc -g g-pgc --batch 3 --idle-exit 4 \
+    2>"$LF_TMP/pgc.log" &
+pid=$!
+LF_PIDS+=("$pid")
+wait_progress pgc 0
+lf_pg_crash
+sleep 2
+lf_pg_start
+wait "$pid" || fail "projector exited $? after the PostgreSQL crash"
+grep -q "will retry" "$LF_TMP/pgc.log" ||
+    fail "the projector did not notice the crash (no retry logged)"
+[ "$(events pgc)" -lt "$total" ] || true
+same bigclean pgc "PostgreSQL crashed and restarted mid-stream"
+
+# ---- two instances in one group, one killed --------------------------
+topic two
+lf_newdb two
+PGDATABASE=two "${LF_PROJECT[@]}" -t two -g g-two --batch 11 -q &
+a=$!
+LF_PIDS+=("$a")
+PGDATABASE=two "${LF_PROJECT[@]}" -t two -g g-two --batch 11 --idle-exit 8 -q &
+b=$!
+LF_PIDS+=("$b")
+LEADS=$BIG gen two 21
+wait_progress two 0
+sleep 0.5
+kill -9 "$a"
+wait "$b" || fail "the surviving instance exited $?"
+same bigclean two "two instances in one group, one killed"
+
+# ---- malformed messages -> dead_letters ------------------------------
+topic dead
+lf_newdb dead
+/usr/bin/python3 "$SRC/tests/integration/bad_messages.py" >"$LF_TMP/bad.tsv"
+good=$(echo '{"lead_id":"G-1","type":"captured","occurred_at":"2026-01-01T00:00:00Z","source":"t","channel":"web"}' |
+    "$LEADFLOW_TESTS/lf_codec_tool" encode)
+{
+    echo "$(printf 'G-1' | xxd -p) $good"
+    cut -f1 "$LF_TMP/bad.tsv"
+    echo "$(printf 'G-2' | xxd -p) $(echo '{"lead_id":"G-2","type":"captured","occurred_at":"2026-01-01T00:00:00Z","source":"t","channel":"web"}' |
+        "$LEADFLOW_TESTS/lf_codec_tool" encode)"
+} | lf_send_raw dead >/dev/null
+project dead dead
+kinds=$(wc -l <"$LF_TMP/bad.tsv")
+while IFS=$'\t' read -r msg where expect lead; do
+    key=${msg%% *}
+    val=${msg#* }
+    if [ "$where" = dead ]; then
+        [ "$val" = - ] && val=
+        # by md5: a 1 MiB value is too long for a command-line argument
+        sum=$(printf '%s' "$val" | md5sum | cut -d' ' -f1)
+        got=$(q dead "SELECT error FROM funnel.dead_letters WHERE
+            md5(coalesce(encode(value, 'hex'), '')) = '$sum'")
+        [ -n "$got" ] || fail "dead letter for $lead ($expect) missing"
+        case "$got" in *"$expect"*) ;;
+        *) fail "$lead: reason \"$got\" does not name \"$expect\"" ;; esac
+    else
+        got=$(q dead "SELECT reason FROM funnel.anomalies WHERE lead_id = '$lead' AND kind = 'key'")
+        case "$got" in *"$expect"*) ;;
+        *) fail "$lead: key anomaly \"$got\" does not name \"$expect\"" ;; esac
+        [ "$(q dead "SELECT count(*) FROM funnel.leads WHERE lead_id = '$lead'")" = 1 ] ||
+            fail "$lead: an event under a wrong key must still be projected"
+    fi
+done <"$LF_TMP/bad.tsv"
+ndead=$(q dead "SELECT count(*) FROM funnel.dead_letters")
+[ "$ndead" = "$(grep -c $'\tdead\t' "$LF_TMP/bad.tsv")" ] ||
+    fail "expected one dead letter per bad message, got $ndead"
+[ "$(q dead "SELECT string_agg(lead_id, ',' ORDER BY lead_id) FROM funnel.leads WHERE lead_id LIKE 'G-%'")" = "G-1,G-2" ] ||
+    fail "valid messages around the bad ones were not projected"
+echo "ok   dead letters: $kinds hostile kinds, $ndead dead letters, valid neighbours projected"
+
+# ---- hostile strings, duplicates, conflicts --------------------------
+topic hostile
+lf_newdb hostile
+cat >"$LF_TMP/hostile.jsonl" <<'EOF'
+{"event_id":"h-1","lead_id":"H-1 \"quoted\" \\ back\tslash","type":"captured","occurred_at":"2026-02-01T10:00:00.123+02:00","source":"web\nforms","actor":"a;DROP TABLE funnel.leads;--","channel":"\\.","campaign":"Été 🚀 ünïcødé","attributes":{"tab\tkey":"line1\nline2","q":"'\"'"}}
+{"event_id":"h-2","lead_id":"H-1 \"quoted\" \\ back\tslash","type":"handed_off","occurred_at":"2026-02-01T09:00:00Z","source":"crm","owner":"O'Brien \\N","sla_hours":24}
+{"event_id":"h-2","lead_id":"H-1 \"quoted\" \\ back\tslash","type":"handed_off","occurred_at":"2026-02-01T09:00:00Z","source":"crm","owner":"O'Brien \\N","sla_hours":24}
+{"event_id":"h-2","lead_id":"H-1 \"quoted\" \\ back\tslash","type":"handed_off","occurred_at":"2026-02-01T09:00:00Z","source":"crm","owner":"someone else","sla_hours":48}
+EOF
+"$LEADFLOW_TESTS/lf_codec_tool" encode <"$LF_TMP/hostile.jsonl" >"$LF_TMP/hostile.hex"
+key=$(printf 'H-1 "quoted" \\ back\tslash' | xxd -p | tr -d '\n')
+sed "s/^/$key /" "$LF_TMP/hostile.hex" | lf_send_raw hostile >/dev/null
+project hostile hostile
+expect_hex() { # SQL-EXPR EXPECTED-TEXT
+    local got want
+    got=$(q hostile "SELECT encode(convert_to($1, 'UTF8'), 'hex') FROM funnel.leads")
+    want=$(printf '%s' "$2" | xxd -p | tr -d '\n')
+    [ "$got" = "$want" ] || fail "hostile $1: got $(echo "$got" | xxd -r -p | head -c 200)"
+}
+expect_hex lead_id 'H-1 "quoted" \ back	slash'
+expect_hex campaign 'Été 🚀 ünïcødé'
+expect_hex channel '\.'
+expect_hex owner "O'Brien \\N"
+[ "$(q hostile "SELECT actor FROM funnel.events WHERE event_id = 'h-1'")" = "a;DROP TABLE funnel.leads;--" ] ||
+    fail "actor with SQL did not survive"
+[ "$(q hostile "SELECT payload->'attributes'->>'tab	key' FROM funnel.events WHERE event_id = 'h-1'")" = $'line1\nline2' ] ||
+    fail "attribute with tab key and newline value did not survive"
+[ "$(q hostile "SELECT source FROM funnel.events WHERE event_id = 'h-1'")" = $'web\nforms' ] ||
+    fail "source with a newline did not survive"
+# occurred_at with +02:00 is 08:00:00.123Z: the handoff (09:00Z) follows it
+[ "$(q hostile "SELECT stage || ' ' || visits FROM funnel.leads")" = "handed_off 2" ] ||
+    fail "hostile lead not in handed_off after 2 visits"
+[ "$(q hostile "SELECT count(*) FROM funnel.events")" = 2 ] ||
+    fail "an exact duplicate or a conflicting duplicate was stored twice"
+[ "$(q hostile "SELECT owner FROM funnel.leads")" = "O'Brien \\N" ] ||
+    fail "the first of two conflicting events must be kept"
+conf=$(q hostile "SELECT reason FROM funnel.anomalies WHERE kind = 'conflict'")
+case "$conf" in "event_id reused with different content at hostile partition "*) ;;
+*) fail "conflict not listed: \"$conf\"" ;; esac
+echo "ok   hostile strings byte for byte; duplicate ignored; conflict listed"
+
+echo "PASS test_project"

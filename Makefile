@@ -11,7 +11,7 @@ DEB_PACKAGES = build-essential cmake pkg-config git \
   librdkafka-dev libavro-dev libpq-dev libcriterion-dev libjansson-dev \
   libmicrohttpd-dev libcurl4-openssl-dev \
   postgresql postgresql-client kcat xxd python3 python3-avro python3-kafka \
-  python3-lz4
+  python3-lz4 chromium
 
 .PHONY: all deps build build-asan test test-asan demo clean format chaos fuzz bench
 

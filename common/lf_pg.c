@@ -24,11 +24,20 @@ static void notice_to_log(void *arg, const char *message)
 
 PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size)
 {
-    const char *keys[] = {"dbname", "client_encoding", "options",
-                          "connect_timeout", "application_name",
-                          "fallback_application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "UTF8", "-c TimeZone=UTC",
-                          "10", NULL, "leadflow", NULL};
+    const char *keys[] = {"dbname",
+                          "client_encoding",
+                          "options",
+                          "connect_timeout",
+                          "application_name",
+                          "fallback_application_name",
+                          NULL};
+    const char *vals[] = {conninfo ? conninfo : "",
+                          "UTF8",
+                          "-c TimeZone=UTC",
+                          "10",
+                          NULL,
+                          "leadflow",
+                          NULL};
     PGconn *conn;
 
     /* expand_dbname=1: a conninfo or URI in dbname wins over our defaults
@@ -86,11 +95,26 @@ lf_err_t lf_pg_migrate(PGconn *conn, int *applied, char *errstr,
              LF_MIGRATION_LOCK);
     if ((err = lf_pg_exec(conn, "BEGIN", "migrations", errstr, errstr_size)))
         return err;
-    if ((err = lf_pg_exec(conn, lock, "migrations: lock", errstr,
-                          errstr_size)) ||
+    if ((err = lf_pg_exec(conn, lock, "migrations: lock", errstr, errstr_size)))
+        goto rollback;
+    /* Create the bookkeeping only when missing: a role that may write the
+     * funnel but create nothing (leadflow_projector) must get past this
+     * once an administrator has migrated. */
+    PGresult *res =
+        PQexec(conn, "SELECT to_regclass('funnel.schema_migrations')"
+                     " IS NULL");
+    bool fresh = PQresultStatus(res) == PGRES_TUPLES_OK &&
+                 !strcmp(PQgetvalue(res, 0, 0), "t");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = pg_fail(conn, res, "migrations", errstr, errstr_size);
+        PQclear(res);
+        goto rollback;
+    }
+    PQclear(res);
+    if (fresh &&
         (err = lf_pg_exec(conn,
                           "CREATE SCHEMA IF NOT EXISTS funnel;"
-                          "CREATE TABLE IF NOT EXISTS funnel.schema_migrations"
+                          "CREATE TABLE funnel.schema_migrations"
                           " (name text PRIMARY KEY,"
                           "  applied_at timestamptz NOT NULL DEFAULT now())",
                           "migrations: bookkeeping", errstr, errstr_size)))
@@ -145,11 +169,20 @@ lf_err_t lf_pg_copy_escape(lf_buf_t *out, const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         const char *rep;
         switch (s[i]) {
-        case '\\': rep = "\\\\"; break;
-        case '\t': rep = "\\t"; break;
-        case '\n': rep = "\\n"; break;
-        case '\r': rep = "\\r"; break;
-        default: continue;
+        case '\\':
+            rep = "\\\\";
+            break;
+        case '\t':
+            rep = "\\t";
+            break;
+        case '\n':
+            rep = "\\n";
+            break;
+        case '\r':
+            rep = "\\r";
+            break;
+        default:
+            continue;
         }
         if (lf_buf_append(out, s + start, i - start) ||
             lf_buf_append(out, rep, 2))
@@ -169,9 +202,8 @@ lf_err_t lf_pg_copy_str(lf_buf_t *out, const char *s, bool last)
     if (!s)
         return lf_buf_append(out, "\\N", 2) || sep(out, last) ? LF_ERR_NOMEM
                                                               : LF_OK;
-    return lf_pg_copy_escape(out, s, strlen(s)) || sep(out, last)
-               ? LF_ERR_NOMEM
-               : LF_OK;
+    return lf_pg_copy_escape(out, s, strlen(s)) || sep(out, last) ? LF_ERR_NOMEM
+                                                                  : LF_OK;
 }
 
 lf_err_t lf_pg_copy_int(lf_buf_t *out, int64_t v, bool last)

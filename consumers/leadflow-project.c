@@ -113,8 +113,9 @@ static bool db_ready(app_t *app)
     app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
     if (!app->conn) {
         char q[600];
-        LF_LOG(LF_LOG_WARNING, "msg=\"cannot reach PostgreSQL, will retry\" "
-                               "error=%s",
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"cannot reach PostgreSQL, will retry\" "
+               "error=%s",
                lf_log_quote(errstr, q, sizeof(q)));
         return false;
     }
@@ -182,9 +183,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 return;
             }
             if (db_ready(app)) {
-                lf_err_t e = lf_projector_load_offsets(app->proj, app->conn,
-                                                       parts, errstr,
-                                                       sizeof(errstr));
+                lf_err_t e = lf_projector_load_offsets(
+                    app->proj, app->conn, parts, errstr, sizeof(errstr));
                 if (!e)
                     break;
                 LF_LOG(LF_LOG_ERR,
@@ -242,14 +242,11 @@ static void log_stats(app_t *app, const char *msg)
            "conflicts=%llu dead_letters=%llu anomalies=%llu recomputed=%llu "
            "batches=%llu pg_retries=%llu",
            msg, (unsigned long long)s->messages,
-           (unsigned long long)s->events_new,
-           (unsigned long long)s->duplicates,
+           (unsigned long long)s->events_new, (unsigned long long)s->duplicates,
            (unsigned long long)s->conflicts,
            (unsigned long long)s->dead_letters,
-           (unsigned long long)s->anomalies,
-           (unsigned long long)s->recomputed,
-           (unsigned long long)s->batches,
-           (unsigned long long)app->pg_retries);
+           (unsigned long long)s->anomalies, (unsigned long long)s->recomputed,
+           (unsigned long long)s->batches, (unsigned long long)app->pg_retries);
 }
 
 static int setup_db(app_t *app, bool migrate_only)
@@ -307,7 +304,11 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     app_t app = {.batch_max = 5000, .linger_ms = 50};
     const char *config_file = NULL;
-    const char **xs = calloc((size_t)argc + 1, sizeof(char *));
+    /* Settings from the command line, applied after the config file:
+     * key NULL means arg is a -X "key=value". */
+    struct {
+        const char *key, *arg;
+    } xs[argc > 0 ? argc : 1];
     int nx = 0, opt, idle_exit = 0;
     bool migrate_only = false, dump = false;
     char errstr[1024], q[1100];
@@ -315,7 +316,7 @@ int main(int argc, char **argv)
 
     lf_log_init("project");
     app.conf = lf_conf_new();
-    if (!xs || !app.conf) {
+    if (!app.conf) {
         fprintf(stderr, "leadflow-project: out of memory\n");
         return LF_EX_SOFTWARE;
     }
@@ -332,19 +333,17 @@ int main(int argc, char **argv)
                                          ['t'] = LF_CONF_TOPIC,
                                          ['g'] = "group.id",
                                          ['d'] = LF_CONF_DB};
-            size_t n = strlen(keys[opt]) + strlen(optarg) + 2;
-            char *kv = malloc(n);
-            if (!kv)
-                return LF_EX_SOFTWARE;
-            snprintf(kv, n, "%s=%s", keys[opt], optarg);
-            xs[nx++] = kv; /* freed at exit with the process */
+            xs[nx].key = keys[opt];
+            xs[nx++].arg = optarg;
             break;
         }
         case 'X':
             if (!strcmp(optarg, "dump"))
                 dump = true;
-            else
-                xs[nx++] = optarg;
+            else {
+                xs[nx].key = NULL;
+                xs[nx++].arg = optarg;
+            }
             break;
         case 'c':
             config_file = optarg;
@@ -352,31 +351,43 @@ int main(int argc, char **argv)
         case 'B':
             app.batch_max = (int)strtol(optarg, &end, 10);
             if (*end || app.batch_max < 1 || app.batch_max > 1000000) {
-                fprintf(stderr, "leadflow-project: --batch %s: expected "
-                                "1..1000000\n",
+                fprintf(stderr,
+                        "leadflow-project: --batch %s: expected "
+                        "1..1000000\n",
                         optarg);
                 usage(stderr);
-                return LF_EX_USAGE;
+                {
+                    rc = LF_EX_USAGE;
+                    goto out;
+                }
             }
             break;
         case 'L':
             app.linger_ms = (int)strtol(optarg, &end, 10);
             if (*end || app.linger_ms < 0 || app.linger_ms > 60000) {
-                fprintf(stderr, "leadflow-project: --linger %s: expected "
-                                "0..60000\n",
+                fprintf(stderr,
+                        "leadflow-project: --linger %s: expected "
+                        "0..60000\n",
                         optarg);
                 usage(stderr);
-                return LF_EX_USAGE;
+                {
+                    rc = LF_EX_USAGE;
+                    goto out;
+                }
             }
             break;
         case 'I':
             idle_exit = (int)strtol(optarg, &end, 10);
             if (*end || idle_exit < 1) {
-                fprintf(stderr, "leadflow-project: --idle-exit %s: expected "
-                                "a number of seconds >= 1\n",
+                fprintf(stderr,
+                        "leadflow-project: --idle-exit %s: expected "
+                        "a number of seconds >= 1\n",
                         optarg);
                 usage(stderr);
-                return LF_EX_USAGE;
+                {
+                    rc = LF_EX_USAGE;
+                    goto out;
+                }
             }
             break;
         case 'M':
@@ -390,30 +401,51 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
-            return 0;
+            {
+                rc = 0;
+                goto out;
+            }
         case 'V':
             version();
-            return 0;
+            {
+                rc = 0;
+                goto out;
+            }
         default:
             usage(stderr);
-            return LF_EX_USAGE;
+            {
+                rc = LF_EX_USAGE;
+                goto out;
+            }
         }
     }
     if (optind < argc) {
         fprintf(stderr, "leadflow-project: unexpected argument \"%s\"\n",
                 argv[optind]);
         usage(stderr);
-        return LF_EX_USAGE;
+        {
+            rc = LF_EX_USAGE;
+            goto out;
+        }
     }
     if (config_file &&
         lf_conf_load_file(app.conf, config_file, errstr, sizeof(errstr))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
-        return LF_EX_CONFIG;
+        {
+            rc = LF_EX_CONFIG;
+            goto out;
+        }
     }
     for (int i = 0; i < nx; i++)
-        if (lf_conf_set_kv(app.conf, xs[i], errstr, sizeof(errstr))) {
-            fprintf(stderr, "leadflow-project: -X %s\n", errstr);
-            return LF_EX_USAGE;
+        if (xs[i].key
+                ? lf_conf_set(app.conf, xs[i].key, xs[i].arg, errstr,
+                              sizeof(errstr))
+                : lf_conf_set_kv(app.conf, xs[i].arg, errstr, sizeof(errstr))) {
+            fprintf(stderr, "leadflow-project: %s\n", errstr);
+            {
+                rc = LF_EX_USAGE;
+                goto out;
+            }
         }
     lf_conf_default(app.conf, "bootstrap.servers", "localhost:9092");
     lf_conf_default(app.conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC);
@@ -425,7 +457,10 @@ int main(int argc, char **argv)
     lf_conf_default(app.conf, LF_CONF_DB, "");
     if (dump) {
         lf_conf_dump(app.conf, stdout);
-        return 0;
+        {
+            rc = 0;
+            goto out;
+        }
     }
     app.topic = lf_conf_get(app.conf, LF_CONF_TOPIC);
     app.group = lf_conf_get(app.conf, "group.id");
@@ -438,7 +473,10 @@ int main(int argc, char **argv)
                     "leadflow-project: partition.assignment.strategy=%s: only "
                     "eager strategies (range, roundrobin) are supported\n",
                     strategy);
-            return LF_EX_CONFIG;
+            {
+                rc = LF_EX_CONFIG;
+                goto out;
+            }
         }
     }
 
@@ -448,13 +486,15 @@ int main(int argc, char **argv)
     app.proj = lf_projector_new("funnel", app.group, errstr, sizeof(errstr));
     if (!app.proj) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
-        return LF_EX_SOFTWARE;
+        {
+            rc = LF_EX_SOFTWARE;
+            goto out;
+        }
     }
     if ((rc = setup_db(&app, migrate_only)) || migrate_only || stop)
         goto out;
 
-    rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(app.conf, errstr,
-                                              sizeof(errstr));
+    rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(app.conf, errstr, sizeof(errstr));
     if (!rkc) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
         rc = LF_EX_CONFIG;
@@ -484,8 +524,8 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    LF_LOG(LF_LOG_INFO, "msg=started topic=%s group=%s batch=%d",
-           app.topic, app.group, app.batch_max);
+    LF_LOG(LF_LOG_INFO, "msg=started topic=%s group=%s batch=%d", app.topic,
+           app.group, app.batch_max);
 
     int64_t last_msg = lf_now_mono_ms(), batch_start = 0,
             last_stats = lf_now_mono_ms();
@@ -518,9 +558,8 @@ int main(int argc, char **argv)
         /* Write when the batch is full, old enough, or the queue ran dry:
          * small batches at low rates keep latency low, big ones at high
          * rates keep throughput high. */
-        if (pending &&
-            (pending >= (size_t)app.batch_max || !rkm ||
-             now - batch_start >= app.linger_ms))
+        if (pending && (pending >= (size_t)app.batch_max || !rkm ||
+                        now - batch_start >= app.linger_ms))
             flush(&app);
         if (now - last_stats >= 10000) {
             log_stats(&app, "progress");

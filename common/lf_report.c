@@ -1,0 +1,1240 @@
+/* lf_report.c: the funnel report, from the analysts' views to text, CSV,
+ * JSON and one HTML page with inline SVG charts. The SQL lives in the views
+ * (schemas/sql/002_views.sql); here we only pick rows and lay them out. */
+#include "lf_report.h"
+
+#include "lf_pg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the sections ------------------------------------------------------ */
+
+/* The filter arguments of every *_filtered function; NULL = no filter. */
+#define ARGS "($1::date, $2::date, $3::text)"
+
+typedef enum section_e {
+    SEC_STAGES,
+    SEC_CONVERSION,
+    SEC_TIME,
+    SEC_SLA_OWNERS,
+    SEC_SLA_TOTAL,
+    SEC_RECYCLE,
+    SEC_COHORTS,
+    SEC_REVENUE,
+    SEC_SOURCES,
+    SEC_SOURCE_TOTAL,
+    SEC__COUNT
+} section_t;
+
+/* One query per section. Its first nkeys columns name a row, the others are
+ * the metrics: CSV writes one line per metric, JSON one object per row, and
+ * the HTML page tags each number with the same section/key/metric. */
+static const struct section_def_s {
+    const char *name;
+    int nkeys;
+    const char *sql;
+} sections[SEC__COUNT] = {
+    [SEC_STAGES] = {"stage_counts", 1,
+                    "SELECT stage, leads, share"
+                    " FROM funnel.stage_counts_filtered" ARGS
+                    " WHERE channel IS NULL ORDER BY stage_order"},
+    [SEC_CONVERSION] = {"conversion", 2,
+                        "SELECT from_stage, to_stage, entered, reached, rate"
+                        " FROM funnel.conversion_filtered" ARGS
+                        " WHERE capture_month IS NULL AND channel IS NULL"
+                        " ORDER BY step"},
+    [SEC_TIME] = {"time_in_stage", 1,
+                  "SELECT stage, finished_visits, median_hours, p90_hours,"
+                  " mean_hours, current_visits, current_median_hours,"
+                  " current_max_hours"
+                  " FROM funnel.time_in_stage_filtered" ARGS
+                  " ORDER BY stage_order"},
+    [SEC_SLA_OWNERS] = {"handoff_sla_by_owner", 1,
+                        "SELECT owner, handoffs, accepted, recycled,"
+                        " disqualified, still_open, sla_met, sla_breached,"
+                        " sla_pending, sla_met_rate, acceptance_rate,"
+                        " median_hours_to_accept"
+                        " FROM funnel.handoff_sla_by_owner_filtered" ARGS
+                        " WHERE owner IS NOT NULL ORDER BY owner"},
+    [SEC_SLA_TOTAL] = {"handoff_sla_total", 0,
+                       "SELECT handoffs, accepted, recycled, disqualified,"
+                       " still_open, sla_met, sla_breached, sla_pending,"
+                       " sla_met_rate, acceptance_rate,"
+                       " median_hours_to_accept"
+                       " FROM funnel.handoff_sla_by_owner_filtered" ARGS
+                       " WHERE owner IS NULL"},
+    [SEC_RECYCLE] = {"recycle_reasons", 1,
+                     "SELECT reason, recycles, share"
+                     " FROM funnel.recycle_reasons_filtered" ARGS
+                     " WHERE breakdown = 'reason'"
+                     " ORDER BY recycles DESC, reason"},
+    [SEC_COHORTS] = {"cohorts", 2,
+                     "SELECT capture_month, stage, leads, reached, share"
+                     " FROM funnel.cohorts_filtered" ARGS
+                     " ORDER BY capture_month, stage_order"},
+    [SEC_REVENUE] = {"won_revenue", 1,
+                     "SELECT r.key AS currency,"
+                     " r.value::numeric AS amount_minor"
+                     " FROM funnel.source_performance_filtered" ARGS " AS s"
+                     " CROSS JOIN LATERAL jsonb_each_text(s.won_amount_minor)"
+                     " AS r WHERE s.channel IS NULL ORDER BY r.key"},
+    [SEC_SOURCES] = {"source_performance", 2,
+                     "SELECT channel, campaign, leads, marketing_qualified,"
+                     " handed_off, sales_accepted, sales_qualified, won,"
+                     " won_rate"
+                     " FROM funnel.source_performance_filtered" ARGS
+                     " WHERE channel IS NOT NULL"
+                     " ORDER BY channel, campaign NULLS FIRST"},
+    [SEC_SOURCE_TOTAL] = {"source_total", 0,
+                          "SELECT leads, marketing_qualified, handed_off,"
+                          " sales_accepted, sales_qualified, won, won_rate"
+                          " FROM funnel.source_performance_filtered" ARGS
+                          " WHERE channel IS NULL"},
+};
+
+struct lf_report_s {
+    char *from, *to, *channel;
+    char generated_at[40];
+    PGresult *res[SEC__COUNT];
+};
+
+/* ---- parsing arguments ------------------------------------------------- */
+
+lf_err_t lf_report_check_date(const char *s, char *errstr, size_t errstr_size)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30,
+                                  31, 31, 30, 31, 30, 31};
+    int y, m, d;
+    bool leap;
+
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        goto bad;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
+            goto bad;
+    y = atoi(s);
+    m = atoi(s + 5);
+    d = atoi(s + 8);
+    leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1 || m < 1 || m > 12 || d < 1 ||
+        d > mdays[m - 1] + (m == 2 && leap))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "\"%s\" is not a calendar date", s);
+    return LF_OK;
+bad:
+    return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                     "\"%.40s\": expected a date as YYYY-MM-DD", s);
+}
+
+lf_err_t lf_report_parse_format(const char *s, lf_report_format_t *fmt)
+{
+    static const char *names[] = {"text", "csv", "json", "html"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *fmt = (lf_report_format_t)i;
+            return LF_OK;
+        }
+    return LF_ERR_INVALID;
+}
+
+/* ---- fetching ---------------------------------------------------------- */
+
+void lf_report_destroy(lf_report_t *rep)
+{
+    if (!rep)
+        return;
+    for (int i = 0; i < SEC__COUNT; i++)
+        PQclear(rep->res[i]);
+    free(rep->from);
+    free(rep->to);
+    free(rep->channel);
+    free(rep);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    char *c;
+    if (!s)
+        return NULL;
+    if (!(c = strdup(s)))
+        *oom = true;
+    return c;
+}
+
+/* Fill errstr from a failed result; a missing view or schema gets a hint. */
+static void query_error(const PGresult *res, PGconn *conn, const char *what,
+                        char *errstr, size_t errstr_size)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    int n;
+
+    if (!*msg)
+        msg = PQerrorMessage(conn);
+    n = (int)strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s%s", what, n, msg,
+              state && (!strcmp(state, "42883") || !strcmp(state, "42P01") ||
+                        !strcmp(state, "3F000"))
+                  ? " (are the migrations applied? leadflow-project "
+                    "--migrate-only)"
+                  : "");
+}
+
+lf_report_t *lf_report_fetch(PGconn *conn, const lf_report_filter_t *filter,
+                             char *errstr, size_t errstr_size)
+{
+    static const lf_report_filter_t none = {NULL, NULL, NULL};
+    lf_report_t *rep = calloc(1, sizeof(*rep));
+    const char *params[3];
+    PGresult *res;
+    bool oom = false;
+
+    if (!filter)
+        filter = &none;
+    if (rep) {
+        rep->from = dup_or_null(filter->from, &oom);
+        rep->to = dup_or_null(filter->to, &oom);
+        rep->channel = dup_or_null(filter->channel, &oom);
+    }
+    if (!rep || oom) {
+        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        lf_report_destroy(rep);
+        return NULL;
+    }
+    params[0] = rep->from;
+    params[1] = rep->to;
+    params[2] = rep->channel;
+
+    /* One snapshot for every section, and one now() for the ages. */
+    if (lf_pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                   "report: starting a read-only transaction", errstr,
+                   errstr_size))
+        goto fail;
+    res = PQexec(conn, "SELECT to_char(now() AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        query_error(res, conn, "report: reading the clock", errstr,
+                    errstr_size);
+        PQclear(res);
+        goto fail;
+    }
+    snprintf(rep->generated_at, sizeof(rep->generated_at), "%s",
+             PQgetvalue(res, 0, 0));
+    PQclear(res);
+    for (int i = 0; i < SEC__COUNT; i++) {
+        char what[96];
+        res =
+            PQexecParams(conn, sections[i].sql, 3, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            snprintf(what, sizeof(what), "report section %s", sections[i].name);
+            query_error(res, conn, what, errstr, errstr_size);
+            PQclear(res);
+            goto fail;
+        }
+        rep->res[i] = res;
+    }
+    if (lf_pg_exec(conn, "COMMIT", "report: commit", errstr, errstr_size))
+        goto fail;
+    return rep;
+fail:
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    lf_report_destroy(rep);
+    return NULL;
+}
+
+/* ---- reading results --------------------------------------------------- */
+
+/* The value of column @p col in @p row, or NULL for SQL NULL (or no such
+ * row or column). Owned by the result. */
+static const char *get(const PGresult *res, int row, const char *col)
+{
+    int c = PQfnumber(res, col);
+    if (c < 0 || row < 0 || row >= PQntuples(res) || PQgetisnull(res, row, c))
+        return NULL;
+    return PQgetvalue(res, row, c);
+}
+
+static double num(const char *v)
+{
+    return v ? strtod(v, NULL) : 0.0;
+}
+
+/* ---- display helpers --------------------------------------------------- */
+
+typedef enum shape_e {
+    SHOW_COUNT, /* 13 */
+    SHOW_PCT,   /* 0.6923 -> 69.2% */
+    SHOW_HOURS, /* 10.00 -> 10.00 h */
+} shape_t;
+
+/* @p v (a view's text, NULL for SQL NULL) as a person reads it; "-" for
+ * NULL. @returns buf. */
+static const char *show(shape_t shape, const char *v, char *buf, size_t size)
+{
+    if (!v)
+        snprintf(buf, size, "-");
+    else if (shape == SHOW_PCT)
+        snprintf(buf, size, "%.1f%%", num(v) * 100.0);
+    else if (shape == SHOW_HOURS)
+        snprintf(buf, size, "%s h", v);
+    else
+        snprintf(buf, size, "%s", v);
+    return buf;
+}
+
+/* ISO 4217 minor-unit exponents that are not 2. */
+static int currency_exponent(const char *cur)
+{
+    static const char *zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY",
+                                 "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                                 "VND", "VUV", "XAF", "XOF", "XPF"};
+    static const char *three[] = {"BHD", "IQD", "JOD", "KWD",
+                                  "LYD", "OMR", "TND"};
+    for (size_t i = 0; i < sizeof(zero) / sizeof(*zero); i++)
+        if (!strcmp(cur, zero[i]))
+            return 0;
+    for (size_t i = 0; i < sizeof(three) / sizeof(*three); i++)
+        if (!strcmp(cur, three[i]))
+            return 3;
+    return 2;
+}
+
+/* A sum in minor units ("1234567", as the view has it) in major units with
+ * thousands separators ("12,345.67"). Text that is not an integer is
+ * copied. @returns buf. */
+static const char *show_money(const char *cur, const char *minor, char *buf,
+                              size_t size)
+{
+    char digits[64], out[96];
+    size_t n, pad, whole, o = 0;
+    int exp = currency_exponent(cur);
+    bool neg = minor[0] == '-';
+    const char *d = minor + neg;
+
+    n = strlen(d);
+    if (!n || n >= 40 || strspn(d, "0123456789") != n) {
+        snprintf(buf, size, "%s", minor);
+        return buf;
+    }
+    /* At least one digit before the point: 5 cents is 0.05. */
+    pad = n <= (size_t)exp ? (size_t)exp + 1 - n : 0;
+    memset(digits, '0', pad);
+    memcpy(digits + pad, d, n + 1);
+    n += pad;
+    if (neg)
+        out[o++] = '-';
+    whole = n - (size_t)exp;
+    for (size_t i = 0; i < whole; i++) {
+        if (i && (whole - i) % 3 == 0)
+            out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    if (exp) {
+        out[o++] = '.';
+        for (size_t i = whole; i < n; i++)
+            out[o++] = digits[i];
+    }
+    out[o] = '\0';
+    snprintf(buf, size, "%s", out);
+    return buf;
+}
+
+/* Write @p s for a terminal: control characters (which could move the
+ * cursor or recolour the screen: the data comes from event producers) as
+ * '?', padded with spaces to @p width bytes, cut at @p max bytes (on a
+ * UTF-8 boundary) when max > 0. */
+static void put_term(FILE *fp, const char *s, int width, int max)
+{
+    size_t n = strlen(s);
+    int w = 0;
+
+    if (max > 0 && n > (size_t)max) {
+        n = (size_t)max;
+        while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        fputc(c < 0x20 || c == 0x7f ? '?' : c, fp);
+        if ((c & 0xC0) != 0x80)
+            w++;
+    }
+    for (; w < width; w++)
+        fputc(' ', fp);
+}
+
+/* Widest value of @p col (in characters, at most @p max), or @p min. */
+static int col_width(const PGresult *res, const char *col, int min, int max)
+{
+    int w = min;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *v = get(res, r, col);
+        int n = 0;
+        for (; v && *v; v++)
+            n += ((unsigned char)*v & 0xC0) != 0x80;
+        if (n > w)
+            w = n;
+    }
+    return w > max ? max : w;
+}
+
+static void put_scope(FILE *fp, const lf_report_t *rep,
+                      void (*put)(FILE *, const char *))
+{
+    if (!rep->from && !rep->to && !rep->channel) {
+        put(fp, "all leads");
+        return;
+    }
+    put(fp, "leads captured");
+    if (rep->from) {
+        put(fp, " from ");
+        put(fp, rep->from);
+    }
+    if (rep->to) {
+        put(fp, rep->from ? " to " : " up to ");
+        put(fp, rep->to);
+    }
+    if (rep->channel) {
+        put(fp, " in channel ");
+        put(fp, rep->channel);
+    }
+}
+
+/* ---- text -------------------------------------------------------------- */
+
+static void term_str(FILE *fp, const char *s)
+{
+    put_term(fp, s, 0, 0);
+}
+
+static void write_text(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res;
+    char a[64], b[64], c[64], d[64];
+    int w;
+
+    fputs("Lead funnel report: ", fp);
+    put_scope(fp, rep, term_str);
+    fprintf(fp, "\nAs of %s\n", rep->generated_at);
+
+    res = rep->res[SEC_STAGES];
+    fputs("\nLeads by current stage\n", fp);
+    fprintf(fp, "  %-20s %7s  %6s\n", "stage", "leads", "share");
+    long long total = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        fputs("  ", fp);
+        put_term(fp, get(res, r, "stage"), 20, 0);
+        fprintf(fp, " %7s  %6s\n", get(res, r, "leads"),
+                show(SHOW_PCT, get(res, r, "share"), a, sizeof(a)));
+        total += strtoll(get(res, r, "leads"), NULL, 10);
+    }
+    fprintf(fp, "  %-20s %7lld\n", "total", total);
+
+    res = rep->res[SEC_CONVERSION];
+    fputs("\nConversion between stages\n", fp);
+    if (!PQntuples(res))
+        fputs("  (no leads)\n", fp);
+    else
+        fprintf(fp, "  %-20s   %-20s %7s %7s  %6s\n", "from", "to", "entered",
+                "reached", "rate");
+    for (int r = 0; r < PQntuples(res); r++)
+        fprintf(fp, "  %-20s-> %-20s %7s %7s  %6s\n", get(res, r, "from_stage"),
+                get(res, r, "to_stage"), get(res, r, "entered"),
+                get(res, r, "reached"),
+                show(SHOW_PCT, get(res, r, "rate"), a, sizeof(a)));
+
+    res = rep->res[SEC_TIME];
+    fputs("\nTime in stage (hours, visits that ended)\n", fp);
+    fprintf(fp, "  %-20s %6s %8s %8s %8s %10s\n", "stage", "visits", "median",
+            "p90", "mean", "in it now");
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *m = get(res, r, "median_hours");
+        const char *p = get(res, r, "p90_hours");
+        const char *x = get(res, r, "mean_hours");
+        fprintf(fp, "  %-20s %6s %8s %8s %8s %10s\n", get(res, r, "stage"),
+                get(res, r, "finished_visits"), m ? m : "-", p ? p : "-",
+                x ? x : "-", get(res, r, "current_visits"));
+    }
+
+    res = rep->res[SEC_SLA_OWNERS];
+    w = col_width(res, "owner", 10, 24);
+    fputs("\nHandoff SLA\n  ", fp);
+    put_term(fp, "owner", w, 0);
+    fprintf(fp, " %8s %8s %5s %5s %7s  %7s  %10s  %18s\n", "handoffs",
+            "accepted", "met", "late", "pending", "SLA met", "acceptance",
+            "median h to accept");
+    for (int pass = 0; pass < 2; pass++) {
+        const PGresult *s = rep->res[pass ? SEC_SLA_TOTAL : SEC_SLA_OWNERS];
+        for (int r = 0; r < PQntuples(s); r++) {
+            const char *med = get(s, r, "median_hours_to_accept");
+            fputs("  ", fp);
+            put_term(fp, pass ? "all owners" : get(s, r, "owner"), w, w);
+            fprintf(fp, " %8s %8s %5s %5s %7s  %7s  %10s  %18s\n",
+                    get(s, r, "handoffs"), get(s, r, "accepted"),
+                    get(s, r, "sla_met"), get(s, r, "sla_breached"),
+                    get(s, r, "sla_pending"),
+                    show(SHOW_PCT, get(s, r, "sla_met_rate"), a, sizeof(a)),
+                    show(SHOW_PCT, get(s, r, "acceptance_rate"), b, sizeof(b)),
+                    med ? med : "-");
+        }
+    }
+
+    res = rep->res[SEC_RECYCLE];
+    fputs("\nTop recycle reasons\n", fp);
+    if (!PQntuples(res))
+        fputs("  (no recycles)\n", fp);
+    else
+        fprintf(fp, "  %-16s %8s  %6s\n", "reason", "recycles", "share");
+    for (int r = 0; r < PQntuples(res) && r < 5; r++) {
+        fputs("  ", fp);
+        put_term(fp, get(res, r, "reason"), 16, 16);
+        fprintf(fp, " %8s  %6s\n", get(res, r, "recycles"),
+                show(SHOW_PCT, get(res, r, "share"), a, sizeof(a)));
+    }
+
+    res = rep->res[SEC_SOURCE_TOTAL];
+    fputs("\nWon revenue\n", fp);
+    if (PQntuples(res))
+        fprintf(fp, "  won %s of %s leads (%s)\n", get(res, 0, "won"),
+                get(res, 0, "leads"),
+                show(SHOW_PCT, get(res, 0, "won_rate"), c, sizeof(c)));
+    res = rep->res[SEC_REVENUE];
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *cur = get(res, r, "currency");
+        fputs("  ", fp);
+        put_term(fp, cur, 4, 8);
+        fprintf(fp, " %18s\n",
+                show_money(cur, get(res, r, "amount_minor"), d, sizeof(d)));
+    }
+}
+
+/* ---- CSV --------------------------------------------------------------- */
+
+/* A CSV field (RFC 4180): quoted when it holds a comma, quote, CR or LF,
+ * or starts or ends with a space; NULL is an empty field. */
+static void put_csv(FILE *fp, const char *s)
+{
+    size_t n;
+    if (!s)
+        return;
+    n = strlen(s);
+    if (!strpbrk(s, ",\"\r\n") && !(n && (s[0] == ' ' || s[n - 1] == ' '))) {
+        fputs(s, fp);
+        return;
+    }
+    fputc('"', fp);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', fp);
+        fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
+static void write_csv(const lf_report_t *rep, FILE *fp)
+{
+    fputs("section,key,key2,metric,value\r\n", fp);
+    for (int i = 0; i < SEC__COUNT; i++) {
+        const PGresult *res = rep->res[i];
+        int nk = sections[i].nkeys;
+        for (int r = 0; r < PQntuples(res); r++)
+            for (int c = nk; c < PQnfields(res); c++) {
+                fputs(sections[i].name, fp);
+                fputc(',', fp);
+                if (nk > 0 && !PQgetisnull(res, r, 0))
+                    put_csv(fp, PQgetvalue(res, r, 0));
+                fputc(',', fp);
+                if (nk > 1 && !PQgetisnull(res, r, 1))
+                    put_csv(fp, PQgetvalue(res, r, 1));
+                fputc(',', fp);
+                put_csv(fp, PQfname(res, c));
+                fputc(',', fp);
+                if (!PQgetisnull(res, r, c))
+                    put_csv(fp, PQgetvalue(res, r, c));
+                fputs("\r\n", fp);
+            }
+    }
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+/* Type OIDs (pg_type.dat); libpq clients may not include server headers. */
+#define OID_BOOL    16
+#define OID_INT8    20
+#define OID_INT2    21
+#define OID_INT4    23
+#define OID_FLOAT4  700
+#define OID_FLOAT8  701
+#define OID_NUMERIC 1700
+
+/* One cell as JSON: numbers as numbers (integers exactly), NULL as null. */
+static json_t *cell_json(const PGresult *res, int r, int c)
+{
+    const char *v = PQgetvalue(res, r, c);
+    Oid t = PQftype(res, c);
+
+    if (PQgetisnull(res, r, c))
+        return json_null();
+    if (t == OID_BOOL)
+        return json_boolean(v[0] == 't');
+    if (t == OID_INT2 || t == OID_INT4 || t == OID_INT8 || t == OID_NUMERIC ||
+        t == OID_FLOAT4 || t == OID_FLOAT8) {
+        char *end;
+        if (!strpbrk(v, ".eEN")) {
+            errno = 0;
+            long long i = strtoll(v, &end, 10);
+            if (!errno && !*end)
+                return json_integer(i);
+        }
+        json_t *j = json_real(strtod(v, NULL));
+        return j ? j : json_null(); /* NaN and infinities have no JSON */
+    }
+    return json_string(v);
+}
+
+static json_t *row_json(const PGresult *res, int r)
+{
+    json_t *o = json_object();
+    for (int c = 0; o && c < PQnfields(res); c++)
+        if (json_object_set_new(o, PQfname(res, c), cell_json(res, r, c))) {
+            json_decref(o);
+            return NULL;
+        }
+    return o;
+}
+
+static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
+{
+    json_t *root = json_object(), *filter = json_object();
+    bool ok = root && filter;
+
+    ok =
+        ok &&
+        !json_object_set_new(root, "generated_at",
+                             json_string(rep->generated_at)) &&
+        !json_object_set_new(
+            filter, "from", rep->from ? json_string(rep->from) : json_null()) &&
+        !json_object_set_new(filter, "to",
+                             rep->to ? json_string(rep->to) : json_null()) &&
+        !json_object_set_new(filter, "channel",
+                             rep->channel ? json_string(rep->channel)
+                                          : json_null()) &&
+        !json_object_set(root, "filter", filter);
+    for (int i = 0; ok && i < SEC__COUNT; i++) {
+        const PGresult *res = rep->res[i];
+        json_t *v;
+        if (sections[i].nkeys == 0) {
+            v = PQntuples(res) ? row_json(res, 0) : json_null();
+        } else {
+            v = json_array();
+            for (int r = 0; v && r < PQntuples(res); r++)
+                if (json_array_append_new(v, row_json(res, r))) {
+                    json_decref(v);
+                    v = NULL;
+                }
+        }
+        ok = v && !json_object_set_new(root, sections[i].name, v);
+    }
+    /* %.15g: every value of the views (at most 15 significant digits)
+     * prints as PostgreSQL wrote it, 0.6923 and not 0.69230000000000003. */
+    ok = ok && !json_dumpf(root, fp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    json_decref(filter);
+    json_decref(root);
+    if (!ok)
+        return LF_ERR_NOMEM;
+    fputc('\n', fp);
+    return LF_OK;
+}
+
+/* ---- HTML -------------------------------------------------------------- */
+
+/* Escape for HTML text and attribute values; control characters other
+ * than tab and newline become U+FFFD. */
+static void put_html(FILE *fp, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '&':
+            fputs("&amp;", fp);
+            break;
+        case '<':
+            fputs("&lt;", fp);
+            break;
+        case '>':
+            fputs("&gt;", fp);
+            break;
+        case '"':
+            fputs("&quot;", fp);
+            break;
+        case '\'':
+            fputs("&#39;", fp);
+            break;
+        default:
+            if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+                fputs("\xEF\xBF\xBD", fp);
+            else
+                fputc(c, fp);
+        }
+    }
+}
+
+/* Up to @p max characters of @p s, escaped, with an ellipsis if cut. */
+static void put_html_cut(FILE *fp, const char *s, int max)
+{
+    size_t i = 0;
+    int n = 0;
+    char buf[512];
+
+    while (s[i] && n < max) {
+        i++;
+        while (((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        n++;
+    }
+    if (!s[i] || i >= sizeof(buf)) {
+        put_html(fp, s);
+        return;
+    }
+    memcpy(buf, s, i);
+    buf[i] = '\0';
+    put_html(fp, buf);
+    fputs("\xE2\x80\xA6", fp);
+}
+
+/*
+ * A number on the page: <tag data-section data-key data-key2 data-metric
+ * data-value>shown</tag>. The data- attributes carry exactly what the CSV
+ * row carries (section, key, key2, metric, the view's value), so a test or
+ * a scraper can read every number back from the DOM.
+ */
+static void put_num(FILE *fp, const char *tag, const char *extra, section_t sec,
+                    const char *key, const char *key2, const char *metric,
+                    const char *value, const char *shown)
+{
+    fprintf(fp, "<%s%s%s data-section=\"%s\"", tag, extra ? " " : "",
+            extra ? extra : "", sections[sec].name);
+    if (key) {
+        fputs(" data-key=\"", fp);
+        put_html(fp, key);
+        fputc('"', fp);
+    }
+    if (key2) {
+        fputs(" data-key2=\"", fp);
+        put_html(fp, key2);
+        fputc('"', fp);
+    }
+    fprintf(fp, " data-metric=\"%s\" data-value=\"", metric);
+    put_html(fp, value ? value : "");
+    fputs("\">", fp);
+    put_html(fp, shown);
+    fprintf(fp, "</%s>", tag);
+}
+
+/* The same for a metric of row @p r of section @p sec, keyed as in CSV. */
+static void put_metric(FILE *fp, const char *tag, const char *extra,
+                       const lf_report_t *rep, section_t sec, int r,
+                       const char *metric, shape_t shape)
+{
+    const PGresult *res = rep->res[sec];
+    const char *key = NULL, *key2 = NULL, *v = get(res, r, metric);
+    char buf[64];
+
+    if (sections[sec].nkeys > 0 && !PQgetisnull(res, r, 0))
+        key = PQgetvalue(res, r, 0);
+    if (sections[sec].nkeys > 1 && !PQgetisnull(res, r, 1))
+        key2 = PQgetvalue(res, r, 1);
+    put_num(fp, tag, extra, sec, key, key2, metric, v,
+            show(shape, v, buf, sizeof(buf)));
+}
+
+static const char *stage_label(const char *stage)
+{
+    static const char *labels[][2] = {
+        {"captured", "captured"},
+        {"marketing_qualified", "MQL"},
+        {"handed_off", "handed off"},
+        {"sales_accepted", "accepted"},
+        {"sales_qualified", "SQL"},
+        {"won", "won"},
+        {"lost", "lost"},
+        {"nurture", "nurture"},
+        {"disqualified", "disqualified"},
+    };
+    for (size_t i = 0; i < sizeof(labels) / sizeof(*labels); i++)
+        if (!strcmp(stage, labels[i][0]))
+            return labels[i][1];
+    return stage;
+}
+
+static void svg_open(FILE *fp, int w, int h, const char *label)
+{
+    fprintf(fp,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" "
+            "width=\"%d\" height=\"%d\" role=\"img\" aria-label=\"",
+            w, h, w, h);
+    put_html(fp, label);
+    fputs("\">\n", fp);
+}
+
+#define CHART_W 800
+
+static void html_tiles(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *tot = rep->res[SEC_SOURCE_TOTAL];
+    const PGresult *sla = rep->res[SEC_SLA_TOTAL];
+    const PGresult *rev = rep->res[SEC_REVENUE];
+    char buf[64];
+
+    fputs("<div class=\"tiles\">\n", fp);
+    if (PQntuples(tot)) {
+        fputs("<div class=\"tile\"><div class=\"label\">Leads</div>", fp);
+        put_metric(fp, "div", "class=\"big\"", rep, SEC_SOURCE_TOTAL, 0,
+                   "leads", SHOW_COUNT);
+        fputs("</div>\n<div class=\"tile\"><div class=\"label\">Won</div>", fp);
+        put_metric(fp, "div", "class=\"big\"", rep, SEC_SOURCE_TOTAL, 0, "won",
+                   SHOW_COUNT);
+        fputs("</div>\n<div class=\"tile\"><div class=\"label\">Capture "
+              "&rarr; won</div>",
+              fp);
+        put_metric(fp, "div", "class=\"big\"", rep, SEC_SOURCE_TOTAL, 0,
+                   "won_rate", SHOW_PCT);
+        fputs("</div>\n", fp);
+    }
+    if (PQntuples(sla)) {
+        fputs("<div class=\"tile\"><div class=\"label\">Handoff SLA "
+              "met</div>",
+              fp);
+        put_metric(fp, "div", "class=\"big\"", rep, SEC_SLA_TOTAL, 0,
+                   "sla_met_rate", SHOW_PCT);
+        fputs("</div>\n", fp);
+    }
+    for (int r = 0; r < PQntuples(rev); r++) {
+        const char *cur = get(rev, r, "currency");
+        fputs("<div class=\"tile\"><div class=\"label\">Won revenue, ", fp);
+        put_html(fp, cur);
+        fputs("</div>", fp);
+        put_num(fp, "div", "class=\"big\"", SEC_REVENUE, cur, NULL,
+                "amount_minor", get(rev, r, "amount_minor"),
+                show_money(cur, get(rev, r, "amount_minor"), buf, sizeof(buf)));
+        fputs("</div>\n", fp);
+    }
+    fputs("</div>\n", fp);
+}
+
+/* The funnel: one centred bar per step stage, as wide as the leads that
+ * entered it, with the conversion to the next stage between the bars. */
+static void html_funnel(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_CONVERSION];
+    int n = PQntuples(res), pitch = 58, top = 8, h;
+    double max = 1;
+    char buf[64];
+
+    fputs("<section><h2>Funnel</h2>\n<p class=\"note\">Leads that ever "
+          "entered each stage; between the bars, the share of them that "
+          "went on to the next (view <code>funnel.conversion</code>).</p>\n",
+          fp);
+    if (!n) {
+        fputs("<p>No leads.</p></section>\n", fp);
+        return;
+    }
+    for (int r = 0; r < n; r++)
+        if (num(get(res, r, "entered")) > max)
+            max = num(get(res, r, "entered"));
+    h = top + (n + 1) * pitch;
+    svg_open(fp, CHART_W, h, "Funnel with stage-to-stage conversion");
+    for (int i = 0; i <= n; i++) {
+        /* Bar i is the from_stage of row i; the last is row n-1's to. */
+        int r = i < n ? i : n - 1;
+        const char *stage = get(res, r, i < n ? "from_stage" : "to_stage");
+        const char *count = get(res, r, i < n ? "entered" : "reached");
+        double bw = 480.0 * num(count) / max;
+        int y = top + i * pitch;
+        if (bw < 2)
+            bw = 2;
+        fprintf(fp,
+                "<text x=\"150\" y=\"%d\" class=\"lbl\" "
+                "text-anchor=\"end\">",
+                y + 21);
+        put_html(fp, stage);
+        fprintf(fp,
+                "</text>\n<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
+                "height=\"32\" rx=\"3\" class=\"bar s%d\"/>\n",
+                400 - bw / 2, y, bw, i);
+        fprintf(fp, "<text x=\"650\" y=\"%d\" class=\"val\">", y + 21);
+        put_metric(fp, "tspan", NULL, rep, SEC_CONVERSION, r,
+                   i < n ? "entered" : "reached", SHOW_COUNT);
+        fputs(count && !strcmp(count, "1") ? " lead</text>\n"
+                                           : " leads</text>\n",
+              fp);
+        if (i < n) {
+            fprintf(fp,
+                    "<text x=\"400\" y=\"%d\" class=\"conv\" "
+                    "text-anchor=\"middle\">&#8595; ",
+                    y + 49);
+            put_metric(fp, "tspan", "class=\"rate\"", rep, SEC_CONVERSION, r,
+                       "rate", SHOW_PCT);
+            fputs(" (", fp);
+            put_metric(fp, "tspan", NULL, rep, SEC_CONVERSION, r, "reached",
+                       SHOW_COUNT);
+            fprintf(fp, " of %s)</text>\n",
+                    show(SHOW_COUNT, get(res, r, "entered"), buf, sizeof(buf)));
+        }
+    }
+    fputs("</svg></section>\n", fp);
+}
+
+/* Horizontal bars: label, bar scaled to the largest value, number. */
+static void html_bars(const lf_report_t *rep, FILE *fp, section_t sec,
+                      const char *label_col, const char *value_col,
+                      const char *share_col, const char *aria)
+{
+    const PGresult *res = rep->res[sec];
+    int n = PQntuples(res), pitch = 26;
+    double max = 1;
+
+    for (int r = 0; r < n; r++)
+        if (num(get(res, r, value_col)) > max)
+            max = num(get(res, r, value_col));
+    svg_open(fp, CHART_W, 8 + n * pitch, aria);
+    for (int r = 0; r < n; r++) {
+        int y = 8 + r * pitch;
+        double bw = 440.0 * num(get(res, r, value_col)) / max;
+        fprintf(fp,
+                "<text x=\"190\" y=\"%d\" class=\"lbl\" "
+                "text-anchor=\"end\">",
+                y + 14);
+        put_html_cut(fp, get(res, r, label_col), 28);
+        fprintf(fp,
+                "</text>\n<rect x=\"200\" y=\"%d\" width=\"%.1f\" "
+                "height=\"18\" rx=\"2\" class=\"bar\"/>\n<text x=\"%.1f\" "
+                "y=\"%d\" class=\"val\">",
+                y, bw < 1 ? 1 : bw, 208 + (bw < 1 ? 1 : bw), y + 14);
+        put_metric(fp, "tspan", NULL, rep, sec, r, value_col, SHOW_COUNT);
+        if (share_col) {
+            fputs(" (", fp);
+            put_metric(fp, "tspan", NULL, rep, sec, r, share_col, SHOW_PCT);
+            fputs(")", fp);
+        }
+        fputs("</text>\n", fp);
+    }
+    fputs("</svg>\n", fp);
+}
+
+static void html_time(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_TIME];
+    int n = PQntuples(res), pitch = 44;
+    double max = 1;
+
+    fputs("<section><h2>Time in stage</h2>\n<p class=\"note\">Hours per "
+          "visit that ended: median (dark) and 90th percentile (light); "
+          "mean, visits and leads in the stage now beside them (view "
+          "<code>funnel.time_in_stage</code>).</p>\n",
+          fp);
+    for (int r = 0; r < n; r++) {
+        double p = num(get(res, r, "p90_hours"));
+        if (p > max)
+            max = p;
+    }
+    svg_open(fp, CHART_W, 8 + n * pitch, "Time in stage");
+    for (int r = 0; r < n; r++) {
+        int y = 8 + r * pitch;
+        double m = 280.0 * num(get(res, r, "median_hours")) / max;
+        double p = 280.0 * num(get(res, r, "p90_hours")) / max;
+        fprintf(fp,
+                "<text x=\"150\" y=\"%d\" class=\"lbl\" "
+                "text-anchor=\"end\">",
+                y + 17);
+        put_html(fp, get(res, r, "stage"));
+        fprintf(fp,
+                "</text>\n<rect x=\"160\" y=\"%d\" width=\"%.1f\" "
+                "height=\"12\" class=\"bar light\"/>\n<rect x=\"160\" "
+                "y=\"%d\" width=\"%.1f\" height=\"12\" class=\"bar\"/>\n",
+                y + 14, p, y + 2, m);
+        fprintf(fp, "<text x=\"455\" y=\"%d\" class=\"val\">median ", y + 12);
+        put_metric(fp, "tspan", NULL, rep, SEC_TIME, r, "median_hours",
+                   SHOW_HOURS);
+        fputs(" &#183; p90 ", fp);
+        put_metric(fp, "tspan", NULL, rep, SEC_TIME, r, "p90_hours",
+                   SHOW_HOURS);
+        fputs(" &#183; mean ", fp);
+        put_metric(fp, "tspan", NULL, rep, SEC_TIME, r, "mean_hours",
+                   SHOW_HOURS);
+        fprintf(fp, "</text>\n<text x=\"455\" y=\"%d\" class=\"sub\">", y + 28);
+        put_metric(fp, "tspan", NULL, rep, SEC_TIME, r, "finished_visits",
+                   SHOW_COUNT);
+        fputs(" visits ended &#183; ", fp);
+        put_metric(fp, "tspan", NULL, rep, SEC_TIME, r, "current_visits",
+                   SHOW_COUNT);
+        fputs(" in it now</text>\n", fp);
+    }
+    fputs("</svg></section>\n", fp);
+}
+
+/* A share 0..1 as a colour from pale grey-blue to deep blue. */
+static void heat_colour(double share, char *buf, size_t size)
+{
+    static const int lo[3] = {0xee, 0xf2, 0xf7}, hi[3] = {0x1e, 0x40, 0xaf};
+    int c[3];
+    if (share < 0)
+        share = 0;
+    if (share > 1)
+        share = 1;
+    for (int i = 0; i < 3; i++)
+        c[i] = lo[i] + (int)((hi[i] - lo[i]) * share);
+    snprintf(buf, size, "#%02x%02x%02x", c[0], c[1], c[2]);
+}
+
+static void html_cohorts(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_COHORTS];
+    int n = PQntuples(res), months = 0, cols = 0, cw = 68, x0 = 150, rh = 30,
+        top = 30;
+    char colour[16];
+
+    fputs("<section><h2>Cohorts</h2>\n<p class=\"note\">Per capture month "
+          "(UTC): the leads captured and the share of them that ever "
+          "reached each stage (view <code>funnel.cohorts</code>).</p>\n",
+          fp);
+    if (!n) {
+        fputs("<p>No leads.</p></section>\n", fp);
+        return;
+    }
+    /* Rows come month by month, each month with the same stages. */
+    const char *first = get(res, 0, "capture_month");
+    for (int r = 0; r < n && !strcmp(get(res, r, "capture_month"), first); r++)
+        cols++;
+    months = n / cols;
+    svg_open(fp, x0 + cols * cw + 10, top + months * rh + 8, "Cohort heat map");
+    fprintf(fp,
+            "<text x=\"%d\" y=\"18\" class=\"hdr\" "
+            "text-anchor=\"end\">leads</text>\n",
+            x0 - 6);
+    for (int c = 0; c < cols; c++) {
+        fprintf(fp,
+                "<text x=\"%d\" y=\"18\" class=\"hdr\" "
+                "text-anchor=\"middle\">",
+                x0 + c * cw + cw / 2);
+        put_html(fp, stage_label(get(res, c, "stage")));
+        fputs("</text>\n", fp);
+    }
+    for (int m = 0; m < months; m++) {
+        int y = top + m * rh, r0 = m * cols;
+        const char *month = get(res, r0, "capture_month");
+        fprintf(fp, "<text x=\"8\" y=\"%d\" class=\"lbl\">", y + 19);
+        /* "2024-01-01" is shown as the month "2024-01". */
+        fprintf(fp,
+                "%.7s</text>\n<text x=\"%d\" y=\"%d\" class=\"val\" "
+                "text-anchor=\"end\">",
+                month, x0 - 6, y + 19);
+        put_metric(fp, "tspan", NULL, rep, SEC_COHORTS, r0, "leads",
+                   SHOW_COUNT);
+        fputs("</text>\n", fp);
+        for (int c = 0; c < cols && r0 + c < n; c++) {
+            int r = r0 + c;
+            double share = num(get(res, r, "share"));
+            heat_colour(share, colour, sizeof(colour));
+            fprintf(fp, "<g><title>%.7s: %s of %s leads reached ", month,
+                    get(res, r, "reached"), get(res, r, "leads"));
+            put_html(fp, get(res, r, "stage"));
+            fprintf(fp,
+                    "</title><rect x=\"%d\" y=\"%d\" width=\"%d\" "
+                    "height=\"%d\" fill=\"%s\" class=\"cell\"/>"
+                    "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" "
+                    "class=\"%s\">",
+                    x0 + c * cw, y, cw - 2, rh - 2, colour,
+                    x0 + c * cw + cw / 2, y + 19,
+                    share > 0.5 ? "cellv dark" : "cellv");
+            put_metric(fp, "tspan", NULL, rep, SEC_COHORTS, r, "share",
+                       SHOW_PCT);
+            fputs("</text></g>\n", fp);
+        }
+    }
+    fputs("</svg></section>\n", fp);
+}
+
+static void html_sla(const lf_report_t *rep, FILE *fp)
+{
+    int pitch = 46, n = 0, y;
+
+    fputs("<section><h2>Handoff SLA by owner</h2>\n<p class=\"note\">Share "
+          "of handoffs that sales answered (accepted, recycled or "
+          "disqualified) within the SLA; open handoffs past it count as "
+          "breached, open ones within it are left out (view "
+          "<code>funnel.handoff_sla_by_owner</code>).</p>\n",
+          fp);
+    n = PQntuples(rep->res[SEC_SLA_OWNERS]) +
+        PQntuples(rep->res[SEC_SLA_TOTAL]);
+    if (!PQntuples(rep->res[SEC_SLA_OWNERS])) {
+        fputs("<p>No handoffs.</p></section>\n", fp);
+        return;
+    }
+    svg_open(fp, CHART_W, 8 + n * pitch, "Handoff SLA met by owner");
+    y = 8;
+    for (int pass = 0; pass < 2; pass++) {
+        section_t sec = pass ? SEC_SLA_TOTAL : SEC_SLA_OWNERS;
+        const PGresult *res = rep->res[sec];
+        for (int r = 0; r < PQntuples(res); r++, y += pitch) {
+            const char *rate = get(res, r, "sla_met_rate");
+            double bw = 220.0 * num(rate);
+            fprintf(fp,
+                    "<text x=\"150\" y=\"%d\" class=\"lbl%s\" "
+                    "text-anchor=\"end\">",
+                    y + 15, pass ? " strong" : "");
+            if (pass)
+                fputs("all owners", fp);
+            else
+                put_html_cut(fp, get(res, r, "owner"), 20);
+            fprintf(fp,
+                    "</text>\n<rect x=\"160\" y=\"%d\" width=\"220\" "
+                    "height=\"18\" rx=\"2\" class=\"track\"/>\n<rect "
+                    "x=\"160\" y=\"%d\" width=\"%.1f\" height=\"18\" "
+                    "rx=\"2\" class=\"bar%s\"/>\n",
+                    y + 2, y + 2, bw, pass ? " total" : "");
+            fprintf(fp, "<text x=\"390\" y=\"%d\" class=\"val\">", y + 15);
+            put_metric(fp, "tspan", "class=\"rate\"", rep, sec, r,
+                       "sla_met_rate", SHOW_PCT);
+            fputs(" met: ", fp);
+            put_metric(fp, "tspan", NULL, rep, sec, r, "sla_met", SHOW_COUNT);
+            fputs(" on time, ", fp);
+            put_metric(fp, "tspan", NULL, rep, sec, r, "sla_breached",
+                       SHOW_COUNT);
+            fputs(" late, ", fp);
+            put_metric(fp, "tspan", NULL, rep, sec, r, "sla_pending",
+                       SHOW_COUNT);
+            fprintf(fp,
+                    " pending</text>\n<text x=\"390\" y=\"%d\" "
+                    "class=\"sub\">",
+                    y + 32);
+            put_metric(fp, "tspan", NULL, rep, sec, r, "handoffs", SHOW_COUNT);
+            fputs(" handoffs &#183; ", fp);
+            put_metric(fp, "tspan", NULL, rep, sec, r, "acceptance_rate",
+                       SHOW_PCT);
+            fputs(" accepted &#183; median ", fp);
+            put_metric(fp, "tspan", NULL, rep, sec, r, "median_hours_to_accept",
+                       SHOW_HOURS);
+            fputs(" to accept</text>\n", fp);
+        }
+    }
+    fputs("</svg></section>\n", fp);
+}
+
+static const char html_style[] =
+    "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,"
+    "sans-serif;color:#1f2937;background:#f8fafc;margin:0}"
+    "main{max-width:840px;margin:0 auto;padding:24px}"
+    "h1{font-size:24px;margin:0 0 4px}h2{font-size:17px;margin:0 0 4px}"
+    "section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;"
+    "padding:16px;margin:16px 0}"
+    ".scope{color:#475569;margin:0}.note{color:#64748b;font-size:12px;"
+    "margin:0 0 8px}code{font-size:12px}"
+    ".tiles{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}"
+    ".tile{background:#fff;border:1px solid #e2e8f0;border-radius:8px;"
+    "padding:10px 16px;min-width:120px}"
+    ".tile .label{color:#64748b;font-size:12px}"
+    ".tile .big{font-size:24px;font-weight:600}"
+    "svg{display:block;max-width:100%;height:auto}"
+    "svg text{font:12px system-ui,sans-serif;fill:#1f2937}"
+    "svg .lbl{fill:#334155}svg .strong{font-weight:600}"
+    "svg .val{fill:#0f172a}svg .sub{fill:#64748b;font-size:11px}"
+    "svg .conv{fill:#475569;font-size:11px}svg .rate{font-weight:600}"
+    "svg .hdr{fill:#475569;font-size:11px}"
+    ".bar{fill:#2563eb}.bar.light{fill:#93c5fd}.bar.total{fill:#0f766e}"
+    ".track{fill:#e2e8f0}.cell{stroke:#fff}"
+    ".s0{fill:#1e3a8a}.s1{fill:#1d4ed8}.s2{fill:#2563eb}.s3{fill:#3b82f6}"
+    ".s4{fill:#60a5fa}.s5{fill:#059669}"
+    "svg .cellv{font-size:11px;fill:#1f2937}svg .cellv.dark{fill:#fff}"
+    "footer{color:#64748b;font-size:12px;margin:16px 0}";
+
+static void write_html(const lf_report_t *rep, FILE *fp)
+{
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
+          "charset=\"utf-8\">\n<meta name=\"viewport\" "
+          "content=\"width=device-width, initial-scale=1\">\n"
+          /* Nothing is fetched: the page must work offline, and a
+           * hostile owner or campaign name cannot make it load anything. */
+          "<meta http-equiv=\"Content-Security-Policy\" "
+          "content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
+          "<title>leadflow funnel report</title>\n<style>",
+          fp);
+    fputs(html_style, fp);
+    fputs("</style>\n</head>\n<body>\n<main>\n<h1>Lead funnel</h1>\n<p "
+          "class=\"scope\">",
+          fp);
+    put_scope(fp, rep, put_html);
+    fputs(" &#183; as of <span id=\"generated-at\">", fp);
+    put_html(fp, rep->generated_at);
+    fputs("</span></p>\n", fp);
+
+    html_tiles(rep, fp);
+    html_funnel(rep, fp);
+
+    fputs("<section><h2>Leads by current stage</h2>\n<p class=\"note\">"
+          "Where the leads stand now (view <code>funnel.stage_counts</code>)."
+          "</p>\n",
+          fp);
+    html_bars(rep, fp, SEC_STAGES, "stage", "leads", "share",
+              "Leads by current stage");
+    fputs("</section>\n", fp);
+
+    html_time(rep, fp);
+    html_cohorts(rep, fp);
+    html_sla(rep, fp);
+
+    fputs("<section><h2>Recycle reasons</h2>\n<p class=\"note\">Why sales "
+          "sent leads back to nurture (view "
+          "<code>funnel.recycle_reasons</code>).</p>\n",
+          fp);
+    if (PQntuples(rep->res[SEC_RECYCLE]))
+        html_bars(rep, fp, SEC_RECYCLE, "reason", "recycles", "share",
+                  "Recycles by reason");
+    else
+        fputs("<p>No recycles.</p>\n", fp);
+    fputs("</section>\n", fp);
+
+    fprintf(fp,
+            "<footer>leadflow %s &#183; every number on this page is a "
+            "value of a view in schema <code>funnel</code>, carried in "
+            "its <code>data-value</code> attribute.</footer>\n"
+            "</main>\n</body>\n</html>\n",
+            LF_VERSION);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+lf_err_t lf_report_write(const lf_report_t *rep, lf_report_format_t fmt,
+                         FILE *fp, char *errstr, size_t errstr_size)
+{
+    lf_err_t err = LF_OK;
+
+    switch (fmt) {
+    case LF_REPORT_TEXT:
+        write_text(rep, fp);
+        break;
+    case LF_REPORT_CSV:
+        write_csv(rep, fp);
+        break;
+    case LF_REPORT_JSON:
+        err = write_json(rep, fp);
+        break;
+    case LF_REPORT_HTML:
+        write_html(rep, fp);
+        break;
+    }
+    if (err)
+        return lf_seterr(err, errstr, errstr_size, "out of memory");
+    if (fflush(fp) || ferror(fp))
+        return lf_seterr(LF_ERR_IO, errstr, errstr_size, "write failed: %s",
+                         strerror(errno));
+    return LF_OK;
+}

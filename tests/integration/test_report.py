@@ -1,0 +1,461 @@
+"""test_report.py: leadflow-report against the 13-lead fixture.
+
+- The command line: --help, --version, usage errors (64), PostgreSQL
+  unreachable or not migrated (69).
+- CSV and JSON carry exactly the views' numbers (queried here straight from
+  the views with psql), unfiltered and with --from/--channel (then equal to
+  the *_filtered functions); a few are also checked against the fixture's
+  hand-computed values (see test_views.py).
+- Text shows the same numbers, formatted for a person.
+- HTML: one self-contained page (no script, no external URL). Opened in
+  headless Chromium (Debian's chromium) it renders: a screenshot is a PNG
+  with the chart colours in it, and every number read back from the DOM
+  Chromium dumps (data-section/key/key2/metric/value attributes) equals the
+  views'. Skipped, saying so, only when /usr/bin/chromium is missing.
+
+Usage: test_report.py BIN_DIR
+"""
+
+import csv
+import html.parser
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lf_funnel_fixture import (BIN, fail, fixture_sql, migrate, psql,  # noqa: E402
+                               setup)
+
+CHROMIUM = "/usr/bin/chromium"
+REPORT = os.path.join(BIN, "leadflow-report")
+checks = 0
+
+
+def expect(what, got, want):
+    global checks
+    checks += 1
+    if got != want:
+        fail("%s:\n  got  %r\n  want %r" % (what, got, want))
+
+
+def report(*args, rc=0):
+    p = subprocess.run([REPORT] + list(args), capture_output=True,
+                       text=True)
+    expect("leadflow-report %s: exit code (stderr: %s)" % (
+        " ".join(args), p.stderr.strip()), p.returncode, rc)
+    return p
+
+
+# Metrics that depend on now(): checked within a tolerance, not exactly.
+AGES = ("current_median_hours", "current_max_hours")
+
+
+def view_numbers(src):
+    """{(section, key, key2, metric): value} as leadflow-report should print
+    them, read here from the views (src maps a view name to the relation to
+    read: the view itself, or its _filtered function with arguments).
+    None is SQL NULL; keys absent for a section are ""."""
+    out = {}
+
+    def put(section, sql, nkeys):
+        for row in psql(sql):
+            keys = [k if k is not None else "" for k in row[:nkeys]]
+            keys += [""] * (2 - nkeys)
+            for name, v in zip(metric_names[section], row[nkeys:]):
+                out[(section, keys[0], keys[1], name)] = v
+
+    metric_names = {
+        "stage_counts": ["leads", "share"],
+        "conversion": ["entered", "reached", "rate"],
+        "time_in_stage": ["finished_visits", "median_hours", "p90_hours",
+                          "mean_hours", "current_visits",
+                          "current_median_hours", "current_max_hours"],
+        "handoff_sla_by_owner": SLA,
+        "handoff_sla_total": SLA,
+        "recycle_reasons": ["recycles", "share"],
+        "cohorts": ["leads", "reached", "share"],
+        "won_revenue": ["amount_minor"],
+        "source_performance": SOURCES,
+        "source_total": SOURCES,
+    }
+    put("stage_counts", "SELECT stage, leads, share FROM %s WHERE channel "
+        "IS NULL" % src("stage_counts"), 1)
+    put("conversion", "SELECT from_stage, to_stage, entered, reached, rate "
+        "FROM %s WHERE capture_month IS NULL AND channel IS NULL" %
+        src("conversion"), 2)
+    put("time_in_stage", "SELECT stage, %s FROM %s" % (
+        ", ".join(metric_names["time_in_stage"]), src("time_in_stage")), 1)
+    put("handoff_sla_by_owner", "SELECT owner, %s FROM %s WHERE owner IS "
+        "NOT NULL" % (", ".join(SLA), src("handoff_sla_by_owner")), 1)
+    put("handoff_sla_total", "SELECT %s FROM %s WHERE owner IS NULL" % (
+        ", ".join(SLA), src("handoff_sla_by_owner")), 0)
+    put("recycle_reasons", "SELECT reason, recycles, share FROM %s WHERE "
+        "breakdown = 'reason'" % src("recycle_reasons"), 1)
+    put("cohorts", "SELECT capture_month, stage, leads, reached, share "
+        "FROM %s" % src("cohorts"), 2)
+    put("won_revenue", "SELECT r.key, r.value FROM %s s, "
+        "jsonb_each_text(s.won_amount_minor) r WHERE s.channel IS NULL" %
+        src("source_performance"), 1)
+    put("source_performance", "SELECT channel, campaign, %s FROM %s WHERE "
+        "channel IS NOT NULL" % (", ".join(SOURCES),
+                                 src("source_performance")), 2)
+    put("source_total", "SELECT %s FROM %s WHERE channel IS NULL" % (
+        ", ".join(SOURCES), src("source_performance")), 0)
+    return out
+
+
+SLA = ["handoffs", "accepted", "recycled", "disqualified", "still_open",
+       "sla_met", "sla_breached", "sla_pending", "sla_met_rate",
+       "acceptance_rate", "median_hours_to_accept"]
+SOURCES = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
+           "sales_qualified", "won", "won_rate"]
+
+
+def same_numbers(what, got, want):
+    """got == want, with the now()-relative ages within 0.1 h."""
+    global checks
+    checks += 1
+    if set(got) != set(want):
+        fail("%s: keys differ\n  only in report: %r\n  only in views: %r" % (
+            what, sorted(set(got) - set(want))[:10],
+            sorted(set(want) - set(got))[:10]))
+    for k in sorted(want, key=str):
+        g, w = got[k], want[k]
+        if k[3] in AGES and g is not None and w is not None:
+            if abs(float(g) - float(w)) > 0.1:
+                fail("%s: %r = %r, views say %r" % (what, k, g, w))
+        elif g != w:
+            fail("%s: %r = %r, views say %r" % (what, k, g, w))
+
+
+def csv_numbers(text):
+    r = list(csv.reader(io.StringIO(text)))
+    expect("CSV header", r[0], ["section", "key", "key2", "metric", "value"])
+    return {tuple(row[:4]): (row[4] if row[4] != "" else None)
+            for row in r[1:]}
+
+
+def views(name):
+    return "funnel." + name
+
+
+pg = setup()
+want = view_numbers(views)
+
+# ---- the command line -----------------------------------------------------
+p = report("--help")
+if "Usage: leadflow-report" not in p.stdout or "Exit codes" not in p.stdout:
+    fail("--help: no usage or exit codes on stdout")
+p = report("--version")
+if not p.stdout.startswith("leadflow-report ") or "libpq" not in p.stdout:
+    fail("--version: %r" % p.stdout)
+for args, why in [(["--from", "2024-02-30"], "--from"),
+                  (["--to", "yesterday"], "--to"),
+                  (["--from", "2024-03-01", "--to", "2024-02-01"], "after"),
+                  (["--format", "xml"], "--format"),
+                  (["--channel", ""], "--channel"),
+                  (["surplus"], "unexpected"), (["--bogus"], "")]:
+    p = report(*args, rc=64)
+    if why not in p.stderr or "Usage:" not in p.stderr:
+        fail("%s: expected the reason (%s) and usage on stderr, got %r" % (
+            args, why, p.stderr))
+p = report("-d", "host=127.0.0.1 port=1 connect_timeout=2", rc=69)
+psql("CREATE DATABASE bare")
+p = report("-d", "dbname=bare", rc=69)
+if "--migrate-only" not in p.stderr:
+    fail("no migrations: expected a hint, got %r" % p.stderr)
+
+# ---- CSV and JSON: the views' numbers -------------------------------------
+got = csv_numbers(report("--format", "csv").stdout)
+same_numbers("CSV vs views", got, want)
+# Tied to the hand-computed fixture values of test_views.py.
+for k, v in [(("stage_counts", "nurture", "", "leads"), "3"),
+             (("conversion", "captured", "marketing_qualified", "rate"),
+              "0.6923"),
+             (("time_in_stage", "handed_off", "", "p90_hours"), "31.80"),
+             (("handoff_sla_total", "", "", "sla_met_rate"), "0.6667"),
+             (("handoff_sla_by_owner", "ana", "", "median_hours_to_accept"),
+              "30.00"),
+             (("recycle_reasons", "no_budget", "", "recycles"), "2"),
+             (("cohorts", "2024-02-01", "handed_off", "share"), "0.8571"),
+             (("won_revenue", "EUR", "", "amount_minor"), "500000"),
+             (("source_total", "", "", "won_rate"), "0.1538")]:
+    expect("CSV %r" % (k,), got.get(k), v)
+
+doc = json.loads(report("--format", "json").stdout)
+expect("JSON filter", doc["filter"], {"from": None, "to": None,
+                                      "channel": None})
+keys = {"stage_counts": ("stage", None),
+        "conversion": ("from_stage", "to_stage"),
+        "time_in_stage": ("stage", None),
+        "handoff_sla_by_owner": ("owner", None),
+        "handoff_sla_total": (None, None),
+        "recycle_reasons": ("reason", None),
+        "cohorts": ("capture_month", "stage"),
+        "won_revenue": ("currency", None),
+        "source_performance": ("channel", "campaign"),
+        "source_total": (None, None)}
+jnum = {}
+for section, (k1, k2) in keys.items():
+    items = doc[section]
+    for obj in (items if isinstance(items, list) else [items]):
+        for m, v in obj.items():
+            if m in (k1, k2):
+                continue
+            if isinstance(v, bool) or isinstance(v, str):
+                fail("JSON %s.%s: expected a number, got %r" % (section, m,
+                                                                v))
+            jnum[(section, obj[k1] if k1 else "",
+                  (obj[k2] or "") if k2 else "", m)] = v
+checks += 1
+if set(jnum) != set(want):
+    fail("JSON keys differ from the views': %r" %
+         sorted(set(jnum) ^ set(want))[:10])
+for k, v in want.items():
+    g = jnum[k]
+    if v is None or g is None:
+        ok = v is None and g is None
+    elif k[3] in AGES:
+        ok = abs(float(v) - g) <= 0.1
+    else:
+        # Integers stay JSON integers; decimals are the same number.
+        ok = (g == int(v) and isinstance(g, int)) if "." not in v else (
+            float(v) == g)
+    if not ok:
+        fail("JSON %r = %r, views say %r" % (k, g, v))
+
+# Filtered: web leads captured from 2024-02-01 on (L07 L08 L10) = the
+# *_filtered functions with those arguments.
+fwant = view_numbers(lambda n: "funnel.%s_filtered('2024-02-01', NULL, "
+                     "'web')" % n)
+fgot = csv_numbers(report("--format", "csv", "--from", "2024-02-01",
+                          "--channel", "web").stdout)
+same_numbers("CSV --from 2024-02-01 --channel web vs *_filtered", fgot,
+             fwant)
+expect("filtered leads", fgot[("source_total", "", "", "leads")], "3")
+fdoc = json.loads(report("--format", "json", "--from", "2024-02-01",
+                         "--channel", "web").stdout)
+expect("JSON filter echoed", fdoc["filter"], {"from": "2024-02-01",
+                                              "to": None,
+                                              "channel": "web"})
+# --to is inclusive: January 31 brings L12 (captured 23:30 UTC).
+expect("--to 2024-01-31 leads", csv_numbers(report(
+    "--format", "csv", "--to", "2024-01-31").stdout)[
+        ("source_total", "", "", "leads")], "6")
+
+# ---- text: the same numbers for a person ----------------------------------
+text = report().stdout
+lines = [line.split() for line in text.splitlines()]
+for needle in (["captured", "2", "15.4%"], ["nurture", "3", "23.1%"],
+               ["total", "13"],
+               ["captured", "->", "marketing_qualified", "13", "9", "69.2%"],
+               ["sales_qualified", "->", "won", "4", "2", "50.0%"],
+               ["handed_off", "8", "22.00", "31.80", "21.50", "2"],
+               ["ana", "6", "3", "3", "2", "1", "60.0%", "75.0%", "30.00"],
+               ["all", "owners", "10", "6", "6", "3", "1", "66.7%", "75.0%",
+                "27.00"],
+               ["no_budget", "2", "50.0%"],
+               ["won", "2", "of", "13", "leads", "(15.4%)"],
+               ["EUR", "5,000.00"], ["USD", "2,500.00"]):
+    expect("text has line %r" % " ".join(needle), needle in lines, True)
+
+# ---- HTML -----------------------------------------------------------------
+
+
+class Numbers(html.parser.HTMLParser):
+    """Every element with data-section/data-metric: its key and value."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers = {}
+        self.dupes = []
+        self.tags = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        a = dict(attrs)
+        if "data-section" in a and "data-metric" in a:
+            k = (a["data-section"], a.get("data-key", ""),
+                 a.get("data-key2", ""), a["data-metric"])
+            v = a.get("data-value", "")
+            if k in self.numbers and self.numbers[k] != v:
+                self.dupes.append(k)
+            self.numbers[k] = v if v != "" else None
+
+
+tmp = tempfile.mkdtemp(prefix="leadflow-report.")
+page = os.path.join(tmp, "report.html")
+report("--format", "csv", "--html", page)
+with open(page, encoding="utf-8") as f:
+    source = f.read()
+for bad in ("<script", "<link", "<img", "<iframe", " src=", "url(",
+            "@import", "https://"):
+    expect("page contains %r" % bad, bad in source.lower(), False)
+expect("http:// only as the SVG namespace",
+       source.replace('xmlns="http://www.w3.org/2000/svg"', "").count(
+           "http://"), 0)
+parsed = Numbers()
+parsed.feed(source)
+
+# The page shows, for each chart, these numbers at least.
+required = set()
+for (s, k1, k2, m) in want:
+    if (s == "stage_counts" and m == "leads") or s == "conversion" and m in (
+            "entered", "rate") or (s == "time_in_stage" and m in (
+                "median_hours", "p90_hours", "mean_hours")) or (
+            s == "cohorts" and m == "share") or (
+            s in ("handoff_sla_by_owner", "handoff_sla_total") and
+            m == "sla_met_rate") or (s == "recycle_reasons" and
+                                     m == "recycles") or s == "won_revenue":
+        required.add((s, k1, k2, m))
+
+
+def check_page_numbers(what, numbers):
+    global checks
+    checks += 1
+    missing = required - set(numbers)
+    if missing:
+        fail("%s: numbers missing from the page: %r" % (what,
+                                                         sorted(missing)))
+    for k, v in numbers.items():
+        if k not in want:
+            fail("%s: %r is on the page but in no view" % (what, k))
+        if v != want[k]:
+            fail("%s: %r shows %r, the views say %r" % (what, k, v, want[k]))
+    return len(numbers)
+
+
+n_file = check_page_numbers("HTML file", parsed.numbers)
+expect("HTML: one value per number", parsed.dupes, [])
+expect("HTML: inline SVG charts", "svg" in parsed.tags and "rect" in
+       parsed.tags, True)
+
+
+def png_pixels(path):
+    """(width, height, rows of RGB(A) bytes) of an 8-bit RGB/RGBA PNG."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        fail("screenshot is not a PNG")
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    w, h, depth, ctype = ihdr[0], ihdr[1], ihdr[2], ihdr[3]
+    if depth != 8 or ctype not in (2, 6):
+        return w, h, None
+    bpp = 3 if ctype == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(idat), w * bpp, [], None
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(
+            raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        up = prev or bytearray(stride)
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            c = up[i - bpp] if i >= bpp else 0
+            b = up[i]
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pred) & 255
+        rows.append((bpp, line))
+        prev = line
+    return w, h, rows
+
+
+# ---- hostile strings -----------------------------------------------------
+# Owner, campaign and reason text come from event producers. One more lead
+# (in another database, so the numbers above stay the fixture's) with
+# markup, quotes, a comma, a newline and an escape sequence: CSV keeps them
+# byte for byte, the page shows them as text (no element is injected), the
+# terminal gets no escape sequence.
+HOSTILE = '<b>x</b> & "y" \'z\', \x1b[31mred'
+psql("CREATE DATABASE hostile")
+migrate("hostile")
+psql(fixture_sql([("L14", "web", 'a,"b"\nc', "2024-03-01T00:00:00", [
+    ("captured", 0, {}),
+    ("handed_off", 1, {"owner": HOSTILE, "sla_hours": 24}),
+    ("nurture", 2, {"reason": "other", "note": HOSTILE})])]), db="hostile")
+hgot = csv_numbers(report("-d", "dbname=hostile", "--format", "csv").stdout)
+expect("CSV hostile owner", hgot.get(("handoff_sla_by_owner", HOSTILE, "",
+                                      "handoffs")), "1")
+expect("CSV hostile campaign", hgot.get(("source_performance", "web",
+                                         'a,"b"\nc', "leads")), "1")
+hdoc = json.loads(report("-d", "dbname=hostile", "--format",
+                         "json").stdout)
+expect("JSON hostile owner", hdoc["handoff_sla_by_owner"][0]["owner"],
+       HOSTILE)
+htext = report("-d", "dbname=hostile").stdout
+expect("text: no escape character", "\x1b" in htext, False)
+# (cut to 24 characters in the owner column)
+expect("text: owner shown, ESC as ?", "'z', ?[31" in htext, True)
+hpage = os.path.join(tmp, "hostile.html")
+report("-d", "dbname=hostile", "--html", hpage)
+hp = Numbers()
+with open(hpage, encoding="utf-8") as f:
+    hp.feed(f.read())
+expect("HTML: no injected element", "b" in hp.tags, False)
+expect("HTML: hostile owner as a key (control character as U+FFFD)",
+       hp.numbers.get(("handoff_sla_by_owner",
+                       HOSTILE.replace("\x1b", "\ufffd"), "",
+                       "sla_met_rate")), "1.0000")
+
+if not os.access(CHROMIUM, os.X_OK):
+    print("test_report: %d checks passed" % checks)
+    # `make test` installs chromium: its absence is a broken setup, not a
+    # reason to pass without rendering the page.
+    fail("%s is missing (apt-get install chromium): the page could not be "
+         "rendered in a browser" % CHROMIUM)
+
+chrome = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+          "--disable-background-networking", "--disable-component-update",
+          "--disable-sync", "--no-first-run", "--hide-scrollbars",
+          "--user-data-dir=" + tempfile.mkdtemp(dir=tmp),
+          "--window-size=1000,2600"]
+shot = os.path.join(tmp, "report.png")
+p = subprocess.run(chrome + ["--screenshot=" + shot, "file://" + page],
+                   capture_output=True, text=True, timeout=180)
+if p.returncode or not os.path.exists(shot):
+    fail("chromium --screenshot failed (%d): %s" % (p.returncode,
+                                                    p.stderr[-2000:]))
+checks += 1
+w, h, rows = png_pixels(shot)
+expect("screenshot size", (w, h), (1000, 2600))
+if os.path.getsize(shot) < 20000:
+    fail("screenshot is suspiciously small (%d bytes): a blank page?" %
+         os.path.getsize(shot))
+if rows is not None:
+    # The bars are #2563eb: a rendered chart has thousands of such pixels.
+    blue = sum(1 for bpp, line in rows for i in range(0, len(line), bpp)
+               if abs(line[i] - 0x25) < 8 and abs(line[i + 1] - 0x63) < 8
+               and abs(line[i + 2] - 0xeb) < 8)
+    if blue < 2000:
+        fail("screenshot shows only %d bar-coloured pixels" % blue)
+
+p = subprocess.run(chrome + ["--dump-dom", "file://" + page],
+                   capture_output=True, text=True, timeout=180)
+if p.returncode or "<svg" not in p.stdout:
+    fail("chromium --dump-dom failed (%d): %s" % (p.returncode,
+                                                  p.stderr[-2000:]))
+dom = Numbers()
+dom.feed(p.stdout)
+n_dom = check_page_numbers("DOM from Chromium", dom.numbers)
+expect("DOM numbers = page numbers", dom.numbers, parsed.numbers)
+print("test_report: %d checks passed (%d numbers read back from the DOM)" %
+      (checks, n_dom))

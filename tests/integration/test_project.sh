@@ -53,6 +53,27 @@ same() { # DB_A DB_B WHAT
 
 q() { psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 
+# ---- migrations from several instances at once; SIGTERM exits 0 ------
+lf_newdb mig
+for i in 1 2 3; do
+    PGDATABASE=mig "$BIN/leadflow-project" --migrate-only -q &
+    LF_PIDS+=($!)
+done
+for i in 1 2 3; do
+    wait "${LF_PIDS[-$i]}" || fail "a concurrent --migrate-only failed"
+done
+[ "$(q mig "SELECT count(*) = count(DISTINCT name) AND count(*) > 0
+            FROM funnel.schema_migrations")" = t ] ||
+    fail "migrations recorded twice or not at all"
+topic term
+"${LF_PROJECT[@]}" -d "dbname=mig" -t term -g g-term -q &
+pid=$!
+LF_PIDS+=("$pid")
+sleep 2
+kill -TERM "$pid"
+wait "$pid" || fail "SIGTERM: leadflow-project exited $?, expected 0"
+echo "ok   3 concurrent --migrate-only; SIGTERM exits 0"
+
 # ---- order independence, over seeds ----------------------------------
 for seed in 11 12 13; do
     topic "clean$seed"

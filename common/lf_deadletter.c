@@ -1,0 +1,400 @@
+/* lf_deadletter.c: listing and retrying funnel.dead_letters. */
+#include "lf_deadletter.h"
+
+#include "lf_avro.h"
+#include "lf_buf.h"
+#include "lf_pg.h"
+#include "lf_project.h"
+#include "lf_time.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Letters per transaction in a retry. */
+#define DL_BATCH 500
+
+static lf_err_t fail(PGconn *conn, PGresult *res, const char *what,
+                     char *errstr, size_t errstr_size)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    int n;
+
+    if (!*msg)
+        msg = PQerrorMessage(conn);
+    n = (int)strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        n--;
+    lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s", what, n, msg);
+    return lf_pg_is_transient(conn, res) ? LF_ERR_TEMPORARY : LF_ERR_PG;
+}
+
+static lf_err_t query(PGconn *conn, const char *sql, int n,
+                      const char *const *params, const char *what,
+                      PGresult **out, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(res);
+
+    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+        lf_err_t err = fail(conn, res, what, errstr, errstr_size);
+        PQclear(res);
+        return err;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return LF_OK;
+}
+
+/* A key or text for one TSV field: tabs, newlines, backslashes and other
+ * control or non-ASCII bytes escaped, so one letter stays one line. */
+static void put_escaped(FILE *out, const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '\\')
+            fputs("\\\\", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+}
+
+lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
+                            uint64_t *shown, uint64_t *open, char *errstr,
+                            size_t errstr_size)
+{
+    char since[40];
+    const char *params[2] = {all ? "t" : "f", NULL};
+    PGresult *res;
+    lf_err_t err;
+    uint64_t nopen = 0;
+
+    if (since_ms != INT64_MIN)
+        params[1] = lf_time_format(since_ms, since, sizeof(since));
+    if ((err = query(conn,
+                     "SELECT id, to_char(received_at AT TIME ZONE 'UTC', "
+                     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), topic, partition, "
+                     "\"offset\", resolved_at IS NOT NULL, retries, key, "
+                     "octet_length(value), error, resolution "
+                     "FROM funnel.dead_letters WHERE ($1::bool OR "
+                     "resolved_at IS NULL) AND ($2::timestamptz IS NULL OR "
+                     "received_at >= $2::timestamptz) ORDER BY id",
+                     2, params, "listing dead letters", &res, errstr,
+                     errstr_size)))
+        return err;
+    fputs("id\treceived_at\ttopic\tpartition\toffset\tstatus\tretries\tkey\t"
+          "value_bytes\terror\tresolution\n",
+          out);
+    for (int r = 0; r < PQntuples(res); r++) {
+        bool resolved = !strcmp(PQgetvalue(res, r, 5), "t");
+        nopen += !resolved;
+        fprintf(out, "%s\t%s\t", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+        put_escaped(out, (const unsigned char *)PQgetvalue(res, r, 2),
+                    strlen(PQgetvalue(res, r, 2)));
+        fprintf(out, "\t%s\t%s\t%s\t%s\t", PQgetvalue(res, r, 3),
+                PQgetvalue(res, r, 4), resolved ? "resolved" : "open",
+                PQgetvalue(res, r, 6));
+        if (PQgetisnull(res, r, 7)) {
+            fputs("(null)", out);
+        } else {
+            size_t n = 0;
+            unsigned char *key = PQunescapeBytea(
+                (const unsigned char *)PQgetvalue(res, r, 7), &n);
+            if (key)
+                put_escaped(out, key, n);
+            PQfreemem(key);
+        }
+        fprintf(out, "\t%s\t",
+                PQgetisnull(res, r, 8) ? "(null)" : PQgetvalue(res, r, 8));
+        put_escaped(out, (const unsigned char *)PQgetvalue(res, r, 9),
+                    strlen(PQgetvalue(res, r, 9)));
+        fputc('\t', out);
+        put_escaped(out, (const unsigned char *)PQgetvalue(res, r, 10),
+                    strlen(PQgetvalue(res, r, 10)));
+        fputc('\n', out);
+    }
+    if (shown)
+        *shown = (uint64_t)PQntuples(res);
+    if (open)
+        *open = nopen;
+    PQclear(res);
+    return LF_OK;
+}
+
+/* Outcome of one letter in a batch. */
+typedef struct outcome_s {
+    char *id;
+    char *text; /* resolution (applied) or new error (failing) */
+    bool applied;
+} outcome_t;
+
+static void outcomes_clear(outcome_t *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(o[i].id);
+        free(o[i].text);
+    }
+}
+
+/* Mark the batch's outcomes: one statement for the applied, one for the
+ * still failing, in one transaction. */
+static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
+                     size_t errstr_size)
+{
+    lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}};
+    const char **idv = calloc(n + 1, sizeof(*idv));
+    const char **txv = calloc(n + 1, sizeof(*txv));
+    lf_err_t err = LF_OK;
+
+    if (!idv || !txv) {
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < 2 && !err; k++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (o[i].applied == (k == 0)) {
+                idv[m] = o[i].id;
+                txv[m++] = o[i].text;
+            }
+        if (lf_pg_text_array(&ids[k], idv, m) ||
+            lf_pg_text_array(&texts[k], txv, m))
+            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    }
+    if (err)
+        goto out;
+    const char *p0[2] = {ids[0].data, texts[0].data};
+    const char *p1[2] = {ids[1].data, texts[1].data};
+    if ((err =
+             query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr, errstr_size)))
+        goto out;
+    if ((err = query(conn,
+                     "UPDATE funnel.dead_letters d SET resolved_at = now(), "
+                     "resolution = u.txt, retried_at = now(), retries = "
+                     "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
+                     "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
+                     2, p0, "marking resolved dead letters", NULL, errstr,
+                     errstr_size)) ||
+        (err = query(conn,
+                     "UPDATE funnel.dead_letters d SET error = u.txt, "
+                     "retried_at = now(), retries = d.retries + 1 FROM "
+                     "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
+                     "d.id = u.id AND d.resolved_at IS NULL",
+                     2, p1, "updating failing dead letters", NULL, errstr,
+                     errstr_size))) {
+        if (PQstatus(conn) == CONNECTION_OK)
+            PQclear(PQexec(conn, "ROLLBACK"));
+        goto out;
+    }
+    err = query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr, errstr_size);
+out:
+    for (int k = 0; k < 2; k++) {
+        lf_buf_free(&ids[k]);
+        lf_buf_free(&texts[k]);
+    }
+    free(idv);
+    free(txv);
+    return err;
+}
+
+/* Report the ids asked for that are missing or already resolved. */
+static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
+                          FILE *out, lf_dl_stats_t *st, lf_buf_t *arr,
+                          char *errstr, size_t errstr_size)
+{
+    PGresult *res;
+    lf_err_t err;
+
+    lf_buf_reset(arr);
+    if (lf_buf_puts(arr, "{"))
+        return LF_ERR_NOMEM;
+    for (size_t i = 0; i < nids; i++)
+        if (lf_buf_printf(arr, "%s%" PRId64, i ? "," : "", ids[i]))
+            return LF_ERR_NOMEM;
+    if (lf_buf_puts(arr, "}"))
+        return LF_ERR_NOMEM;
+    const char *params[1] = {arr->data};
+    if ((err = query(conn,
+                     "SELECT u.id, d.id IS NULL, to_char(d.resolved_at AT "
+                     "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                     "d.resolution FROM unnest($1::bigint[]) AS u(id) LEFT "
+                     "JOIN funnel.dead_letters d USING (id) WHERE d.id IS "
+                     "NULL OR d.resolved_at IS NOT NULL ORDER BY u.id",
+                     1, params, "looking up dead letters", &res, errstr,
+                     errstr_size)))
+        return err;
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (!strcmp(PQgetvalue(res, r, 1), "t")) {
+            st->missing++;
+            fprintf(out, "id=%s missing: no such dead letter\n",
+                    PQgetvalue(res, r, 0));
+        } else {
+            st->already_resolved++;
+            fprintf(out, "id=%s skipped: resolved at %s (%s)\n",
+                    PQgetvalue(res, r, 0), PQgetvalue(res, r, 2),
+                    PQgetvalue(res, r, 3));
+        }
+    }
+    PQclear(res);
+    return LF_OK;
+}
+
+lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
+                             bool dry_run, const char *note, FILE *out,
+                             lf_progress_t *pr, lf_dl_stats_t *st, char *errstr,
+                             size_t errstr_size)
+{
+    lf_projector_t *p = NULL;
+    lf_codec_t *codec = NULL;
+    lf_buf_t arr = {0};
+    outcome_t *o = NULL;
+    size_t no = 0;
+    PGresult *res = NULL;
+    char after[24] = "0", batch[16];
+    lf_err_t err = LF_OK;
+
+    memset(st, 0, sizeof(*st));
+    snprintf(batch, sizeof(batch), "%d", DL_BATCH);
+    if (!(p = lf_projector_new("funnel", NULL, errstr, errstr_size)) ||
+        !(codec = lf_codec_new(errstr, errstr_size))) {
+        err = LF_ERR_NOMEM;
+        goto out;
+    }
+    if (!(o = calloc(DL_BATCH, sizeof(*o)))) {
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    if (nids &&
+        (err = check_ids(conn, ids, nids, out, st, &arr, errstr, errstr_size)))
+        goto out;
+    {
+        const char *params[1] = {nids ? arr.data : NULL};
+        if ((err = query(conn,
+                         "SELECT count(*) FROM funnel.dead_letters WHERE "
+                         "resolved_at IS NULL AND ($1::bigint[] IS NULL OR "
+                         "id = ANY($1::bigint[]))",
+                         1, params, "counting dead letters", &res, errstr,
+                         errstr_size)))
+            goto out;
+        lf_progress_set_total(pr, strtoull(PQgetvalue(res, 0, 0), NULL, 10));
+        PQclear(res);
+        res = NULL;
+    }
+    for (;;) {
+        const char *params[3] = {after, nids ? arr.data : NULL, batch};
+        int rows;
+        if ((err = query(conn,
+                         "SELECT id, topic, partition, \"offset\", key, "
+                         "value FROM funnel.dead_letters WHERE resolved_at "
+                         "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "
+                         "NULL OR id = ANY($2::bigint[])) ORDER BY id "
+                         "LIMIT $3::int",
+                         3, params, "reading dead letters", &res, errstr,
+                         errstr_size)))
+            goto out;
+        rows = PQntuples(res);
+        if (!rows)
+            break;
+        no = 0;
+        for (int r = 0; r < rows; r++) {
+            const char *id = PQgetvalue(res, r, 0);
+            size_t vlen = 0, klen = 0;
+            unsigned char *value = NULL, *key = NULL;
+            char why[512], text[768];
+            lf_event_t ev;
+            bool ok;
+
+            lf_event_init(&ev);
+            if (!PQgetisnull(res, r, 5))
+                value = PQunescapeBytea(
+                    (const unsigned char *)PQgetvalue(res, r, 5), &vlen);
+            if (!PQgetisnull(res, r, 4))
+                key = PQunescapeBytea(
+                    (const unsigned char *)PQgetvalue(res, r, 4), &klen);
+            if (PQgetisnull(res, r, 5)) {
+                ok = false;
+                snprintf(why, sizeof(why), "no value (a tombstone)");
+            } else {
+                ok = value && lf_codec_decode(codec, value, vlen, &ev, why,
+                                              sizeof(why)) == LF_OK;
+                if (!value)
+                    snprintf(why, sizeof(why), "out of memory");
+            }
+            if (ok) {
+                bool key_ok = key && klen == strlen(ev.lead_id) &&
+                              !memcmp(key, ev.lead_id, klen);
+                snprintf(text, sizeof(text),
+                         "applied as event %s of lead %s by leadflow-replay "
+                         "%s dead-letters retry%s%s%s",
+                         ev.event_id, ev.lead_id, LF_VERSION,
+                         key_ok ? "" : " (its Kafka key is not the lead_id)",
+                         note ? ": " : "", note ? note : "");
+                fprintf(out, "id=%s %s [%s] offset %s: %s\n", id,
+                        PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+                        PQgetvalue(res, r, 3), dry_run ? "would apply" : text);
+                if (!dry_run && lf_projector_add_event(
+                                    p, &ev, PQgetvalue(res, r, 1),
+                                    (int32_t)atol(PQgetvalue(res, r, 2)),
+                                    strtoll(PQgetvalue(res, r, 3), NULL, 10)))
+                    err = LF_ERR_NOMEM;
+                st->applied++;
+            } else {
+                snprintf(text, sizeof(text), "%s", why);
+                fprintf(out, "id=%s %s [%s] offset %s: still failing: %s\n", id,
+                        PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+                        PQgetvalue(res, r, 3), why);
+                st->still_failing++;
+            }
+            lf_event_clear(&ev);
+            PQfreemem(value);
+            PQfreemem(key);
+            o[no].applied = ok;
+            o[no].id = strdup(id);
+            o[no].text = strdup(text);
+            if (!o[no].id || !o[no].text)
+                err = LF_ERR_NOMEM;
+            no++;
+            st->selected++;
+            if (err) {
+                lf_seterr(err, errstr, errstr_size, "out of memory");
+                goto out;
+            }
+        }
+        snprintf(after, sizeof(after), "%s", PQgetvalue(res, rows - 1, 0));
+        PQclear(res);
+        res = NULL;
+        if (!dry_run) {
+            lf_project_stats_t before = *lf_projector_stats(p);
+            if ((err =
+                     lf_projector_flush(p, conn, NULL, errstr, errstr_size)) ||
+                (err = mark(conn, o, no, errstr, errstr_size)))
+                goto out;
+            st->events_new +=
+                lf_projector_stats(p)->events_new - before.events_new;
+            st->duplicates +=
+                lf_projector_stats(p)->duplicates - before.duplicates;
+        }
+        outcomes_clear(o, no);
+        no = 0;
+        lf_progress_update(pr, st->selected);
+        if (rows < DL_BATCH)
+            break;
+    }
+out:
+    PQclear(res);
+    if (o)
+        outcomes_clear(o, no);
+    free(o);
+    lf_buf_free(&arr);
+    lf_codec_destroy(codec);
+    lf_projector_destroy(p);
+    return err;
+}

@@ -1,0 +1,56 @@
+/* lf_deadletter.h: funnel.dead_letters for on-call: list them, and retry
+ * them with the current decoder, applying those that now pass exactly as
+ * the projector would have. */
+#ifndef LF_DEADLETTER_H
+#define LF_DEADLETTER_H
+
+#include "lf_common.h"
+#include "lf_progress.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/** What a retry did. */
+typedef struct lf_dl_stats_s {
+    uint64_t selected;         /**< open letters looked at */
+    uint64_t applied;          /**< decoded now and applied (resolved) */
+    uint64_t still_failing;    /**< still undecodable (error updated) */
+    uint64_t already_resolved; /**< asked for by id but resolved before */
+    uint64_t missing;          /**< asked for by id but no such letter */
+    uint64_t events_new;       /**< applied letters that were new events */
+    uint64_t duplicates;       /**< applied letters already stored */
+} lf_dl_stats_t;
+
+/**
+ * Print dead letters to @p out, one per line, tab-separated under a
+ * header: id, received_at, topic, partition, offset, status (open or
+ * resolved), retries, key (escaped), value size, error, resolution. Only
+ * open ones unless @p all; only those received at or after @p since_ms
+ * (INT64_MIN: all). @p shown and @p open (may be NULL) get counts.
+ * @returns LF_OK, LF_ERR_PG or LF_ERR_TEMPORARY.
+ */
+lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
+                            uint64_t *shown, uint64_t *open, char *errstr,
+                            size_t errstr_size);
+
+/**
+ * Retry the open dead letters with ids @p ids[0..nids) (nids == 0: every
+ * open one), in id order, in batches: each value is decoded again with the
+ * current code (lf_codec_decode); one that passes goes through the
+ * projector core (lf_projector_add_event, schema funnel, its original
+ * topic, partition and offset, no offsets recorded) and is then marked
+ * resolved with the time and a resolution naming the event and @p note
+ * (may be NULL); one that still fails keeps its row with the new error,
+ * retried_at and retries + 1. The events commit before the marks: if the
+ * process dies in between, the next retry applies the same events again,
+ * which changes nothing (event_id is the idempotence key), and marks them.
+ * With @p dry_run nothing is written. One line per letter goes to @p out.
+ * @returns LF_OK (see @p st), LF_ERR_TEMPORARY, LF_ERR_PG or LF_ERR_NOMEM.
+ */
+lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
+                             bool dry_run, const char *note, FILE *out,
+                             lf_progress_t *pr, lf_dl_stats_t *st, char *errstr,
+                             size_t errstr_size);
+
+#endif

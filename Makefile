@@ -3,6 +3,8 @@
 
 BUILD    ?= build
 SANBUILD ?= build-asan
+FUZZBUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS     ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
@@ -11,7 +13,8 @@ DEB_PACKAGES = build-essential cmake pkg-config git \
   librdkafka-dev libavro-dev libpq-dev libcriterion-dev libjansson-dev \
   libmicrohttpd-dev libcurl4-openssl-dev \
   postgresql postgresql-client kcat xxd python3 python3-avro python3-kafka \
-  python3-lz4 chromium
+  python3-lz4 python3-yaml curl groff-base chromium clang libclang-rt-14-dev valgrind \
+  python3-confluent-kafka python3-psycopg2
 
 .PHONY: all deps build build-asan test test-asan demo clean format chaos fuzz bench
 
@@ -43,11 +46,30 @@ test: build
 test-asan: build-asan
 	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# The long fault-injection set (tests/chaos/chaos.sh; the quick set runs in
+# `make test`); about 25 minutes.
+chaos: build
+	tests/chaos/chaos.sh --long --bin $(BUILD)/bin
+
+# libFuzzer targets (tests/fuzz), clang + ASan + UBSan, FUZZ_SECONDS each.
+fuzz: deps
+	cmake -S . -B $(FUZZBUILD) -DLF_FUZZ=ON -DCMAKE_C_COMPILER=clang
+	cmake --build $(FUZZBUILD) -j $(JOBS)
+	tests/fuzz/run.sh $(FUZZBUILD)/fuzz $(FUZZ_SECONDS)
+
+# The side-by-side benchmark (bench/run.py, BENCHMARKS.md): a release build
+# in build-release/, its own dev stack, one table on stdout (the rest goes
+# to stderr). BENCH_QUICK=1 for a tiny run (what `make test` runs).
+bench: deps
+	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >&2
+	@cmake --build build-release -j $(JOBS) >&2
+	@/usr/bin/python3 bench/run.py --bin build-release/bin
+
 demo: build
 	tools/demo.sh $(BUILD)/bin
 
 format:
-	clang-format -i common/*.[ch] producers/*.c consumers/*.c tools/*.c tests/unit/*.c
+	clang-format -i common/*.[ch] producers/*.c consumers/*.c tools/*.c tests/unit/*.c tests/fuzz/*.c examples/*.c bench/*.c
 
 clean:
-	rm -rf $(BUILD) $(SANBUILD)
+	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) build-release

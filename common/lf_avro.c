@@ -26,6 +26,22 @@ enum {
     F_PAYLOAD
 };
 
+/* A writer schema met through the registry, and how we read it. */
+typedef struct writer_s {
+    int32_t id;
+    char *refused; /* why this id cannot be read (final), or NULL */
+    avro_schema_t schema;
+    bool same;                    /* equal to v1: read straight into c->dec */
+    avro_value_iface_t *iface;    /* generic class of the writer's schema */
+    avro_value_t wval;            /* the datum as written */
+    avro_value_iface_t *resolver; /* avro_resolved_reader, writer -> v1 */
+    avro_value_t rval;            /* wval seen through v1 */
+} writer_t;
+
+/* Writer schemas kept per codec; when full, all are dropped and met again
+ * (ids come from hostile messages, memory must stay bounded). */
+#define WRITERS_MAX 64
+
 struct lf_codec_s {
     avro_schema_t schema;
     avro_value_iface_t *iface;
@@ -33,7 +49,12 @@ struct lf_codec_s {
     avro_value_t dec; /* reused for every decode */
     avro_reader_t reader;
     avro_writer_t writer;
+    lf_registry_t *reg; /* borrowed; NULL: pinned ids */
+    writer_t writers[WRITERS_MAX];
+    int nwriters, last; /* last: the writer of the previous decode */
 };
+
+static void writers_clear(lf_codec_t *c);
 
 const char *lf_avro_version(void)
 {
@@ -73,6 +94,7 @@ void lf_codec_destroy(lf_codec_t *c)
 {
     if (!c)
         return;
+    writers_clear(c);
     if (c->enc.self)
         avro_value_decref(&c->enc);
     if (c->dec.self)
@@ -90,30 +112,42 @@ void lf_codec_destroy(lf_codec_t *c)
 
 /* ---- the bounds check ------------------------------------------------- */
 
+#define WALK_MAX_DEPTH 32
+#define WALK_MAX_ITEMS (1 << 20) /* items in one array or map */
+#define WALK_MAX_NAMES (2 * WALK_MAX_DEPTH + 2)
+
+/* The field path is a stack of names joined only when an error is written:
+ * formatting it for every field cost a third of a decode. */
 typedef struct walk_s {
     const uint8_t *p, *end;
-    char path[192];
+    const char *names[WALK_MAX_NAMES];
+    int nnames;
     char *errstr;
     size_t errstr_size;
     int depth;
 } walk_t;
 
-#define WALK_MAX_DEPTH 32
-#define WALK_MAX_ITEMS (1 << 20) /* items in one array or map */
-
 static lf_err_t walk_fail(walk_t *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static lf_err_t walk_fail(walk_t *w, const char *fmt, ...)
 {
-    char why[160];
+    char why[160], path[192];
+    size_t used = 0;
     va_list ap;
 
+    path[0] = '\0';
+    for (int i = 0; i < w->nnames && i < WALK_MAX_NAMES; i++) {
+        int n = snprintf(path + used, sizeof(path) - used, "%s%s", i ? "." : "",
+                         w->names[i]);
+        if (n < 0 || (size_t)n >= sizeof(path) - used)
+            break;
+        used += (size_t)n;
+    }
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     return lf_seterr(LF_ERR_INVALID, w->errstr, w->errstr_size,
-                     "Avro body: field \"%s\": %s", w->path[0] ? w->path : "",
-                     why);
+                     "Avro body: field \"%s\": %s", path, why);
 }
 
 /* Read a zig-zag varint of at most 10 bytes (5 for an int). */
@@ -151,13 +185,11 @@ static lf_err_t walk_skip(walk_t *w, int64_t n, const char *what)
     return LF_OK;
 }
 
-/* Append ".name" to the path; returns the old length to restore. */
-static size_t path_push(walk_t *w, const char *name)
+static void path_push(walk_t *w, const char *name)
 {
-    size_t old = strlen(w->path);
-    snprintf(w->path + old, sizeof(w->path) - old, "%s%s", old ? "." : "",
-             name);
-    return old;
+    if (w->nnames < WALK_MAX_NAMES)
+        w->names[w->nnames] = name;
+    w->nnames++;
 }
 
 static lf_err_t walk_datum(walk_t *w, avro_schema_t s);
@@ -211,7 +243,6 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
 {
     int64_t v;
     lf_err_t err = LF_OK;
-    size_t old;
 
     if (++w->depth > WALK_MAX_DEPTH)
         return walk_fail(w, "nested deeper than %d", WALK_MAX_DEPTH);
@@ -269,20 +300,18 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
             break;
         }
         avro_schema_t b = avro_schema_union_branch(s, (int)v);
-        old = path_push(w, avro_schema_type_name(b));
+        path_push(w, avro_schema_type_name(b));
         err = walk_datum(w, b);
-        if (!err)
-            w->path[old] = '\0';
+        w->nnames--;
         break;
     }
     case AVRO_RECORD: {
         size_t n = avro_schema_record_size(s);
         for (size_t i = 0; i < n && !err; i++) {
-            old = path_push(w, avro_schema_record_field_name(s, (int)i));
+            path_push(w, avro_schema_record_field_name(s, (int)i));
             err =
                 walk_datum(w, avro_schema_record_field_get_by_index(s, (int)i));
-            if (!err)
-                w->path[old] = '\0';
+            w->nnames--;
         }
         break;
     }
@@ -449,6 +478,240 @@ avro_fail:
                      ev->event_id ? ev->event_id : "(no id)", avro_strerror());
 }
 
+/* ---- writer schemas from the registry --------------------------------- */
+
+static void writer_free(writer_t *w)
+{
+    if (w->rval.self)
+        avro_value_decref(&w->rval);
+    if (w->resolver)
+        avro_value_iface_decref(w->resolver);
+    if (w->wval.self)
+        avro_value_decref(&w->wval);
+    if (w->iface)
+        avro_value_iface_decref(w->iface);
+    if (w->schema)
+        avro_schema_decref(w->schema);
+    free(w->refused);
+    memset(w, 0, sizeof(*w));
+}
+
+static void writers_clear(lf_codec_t *c)
+{
+    for (int i = 0; i < c->nwriters; i++)
+        writer_free(&c->writers[i]);
+    c->nwriters = 0;
+    c->last = 0;
+}
+
+void lf_codec_set_registry(lf_codec_t *c, lf_registry_t *reg)
+{
+    writers_clear(c);
+    c->reg = reg;
+}
+
+lf_err_t lf_codec_writer_id(lf_codec_t *c, const char *topic, int32_t *id,
+                            char *errstr, size_t errstr_size)
+{
+    char subject[512];
+
+    if (!c->reg) {
+        *id = LF_SCHEMA_ID_V1;
+        return LF_OK;
+    }
+    /* Confluent's default TopicNameStrategy. */
+    snprintf(subject, sizeof(subject), "%s-value", topic);
+    return lf_registry_register(c->reg, subject, lf_embedded_avsc_v1,
+                                lf_registry_auto_register(c->reg), id, errstr,
+                                errstr_size);
+}
+
+/* The enum named @p name in schema @p s, or NULL. */
+static avro_schema_t find_enum(avro_schema_t s, const char *name, int depth)
+{
+    avro_schema_t hit = NULL;
+
+    if (depth > WALK_MAX_DEPTH)
+        return NULL;
+    switch (avro_typeof(s)) {
+    case AVRO_ENUM:
+        return strcmp(avro_schema_name(s), name) ? NULL : s;
+    case AVRO_RECORD:
+        for (size_t i = 0; !hit && i < avro_schema_record_size(s); i++)
+            hit = find_enum(avro_schema_record_field_get_by_index(s, (int)i),
+                            name, depth + 1);
+        return hit;
+    case AVRO_UNION:
+        for (size_t i = 0; !hit && i < avro_schema_union_size(s); i++)
+            hit =
+                find_enum(avro_schema_union_branch(s, (int)i), name, depth + 1);
+        return hit;
+    case AVRO_ARRAY:
+        return find_enum(avro_schema_array_items(s), name, depth + 1);
+    case AVRO_MAP:
+        return find_enum(avro_schema_map_values(s), name, depth + 1);
+    default: /* links lead back to a schema already walked */
+        return NULL;
+    }
+}
+
+/*
+ * avro-c matches an enum by its name only and hands the writer's index to
+ * the reader unchanged: a writer whose symbols were reordered would be read
+ * as other symbols without a word. Refuse a writer schema unless each of
+ * its enums lists ours first, in our order (appended symbols are fine: an
+ * index past ours is refused per message). @returns true if compatible.
+ */
+static bool enums_compatible(avro_schema_t w, avro_schema_t r, int depth,
+                             char *why, size_t why_size)
+{
+    bool ok = true;
+
+    if (depth > WALK_MAX_DEPTH)
+        return true;
+    switch (avro_typeof(w)) {
+    case AVRO_ENUM: {
+        avro_schema_t ours = find_enum(r, avro_schema_name(w), 0);
+        int nw = avro_schema_enum_number_of_symbols(w);
+        int nr = ours ? avro_schema_enum_number_of_symbols(ours) : 0;
+        for (int i = 0; i < nw && i < nr; i++) {
+            const char *sw = avro_schema_enum_get(w, i);
+            const char *sr = avro_schema_enum_get(ours, i);
+            if (strcmp(sw, sr)) {
+                snprintf(why, why_size,
+                         "enum %s: symbol %d is %.40s in the writer's "
+                         "schema and %s in ours, and avro-c maps enums by "
+                         "position",
+                         avro_schema_name(w), i, sw, sr);
+                return false;
+            }
+        }
+        return true;
+    }
+    case AVRO_RECORD:
+        for (size_t i = 0; ok && i < avro_schema_record_size(w); i++)
+            ok = enums_compatible(
+                avro_schema_record_field_get_by_index(w, (int)i), r, depth + 1,
+                why, why_size);
+        return ok;
+    case AVRO_UNION:
+        for (size_t i = 0; ok && i < avro_schema_union_size(w); i++)
+            ok = enums_compatible(avro_schema_union_branch(w, (int)i), r,
+                                  depth + 1, why, why_size);
+        return ok;
+    case AVRO_ARRAY:
+        return enums_compatible(avro_schema_array_items(w), r, depth + 1, why,
+                                why_size);
+    case AVRO_MAP:
+        return enums_compatible(avro_schema_map_values(w), r, depth + 1, why,
+                                why_size);
+    default:
+        return true;
+    }
+}
+
+/* Parse and prepare the writer schema @p json of @p id into @p w; a
+ * schema we cannot read is recorded in w->refused, not returned. */
+static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
+                               const char *json)
+{
+    char why[400];
+    const char *ns;
+
+    w->id = id;
+    if (avro_schema_from_json_length(json, strlen(json), &w->schema)) {
+        w->schema = NULL;
+        snprintf(why, sizeof(why),
+                 "schema id %ld from the registry is not a valid Avro "
+                 "schema: %s",
+                 (long)id, avro_strerror());
+        goto refuse;
+    }
+    ns = avro_typeof(w->schema) == AVRO_RECORD
+             ? avro_schema_namespace(w->schema)
+             : NULL;
+    if (avro_typeof(w->schema) != AVRO_RECORD ||
+        strcmp(avro_schema_name(w->schema), "LeadEvent") || !ns ||
+        strcmp(ns, "leadflow")) {
+        snprintf(why, sizeof(why),
+                 "schema id %ld from the registry is %s %s%s%.64s, not a "
+                 "leadflow.LeadEvent",
+                 (long)id,
+                 avro_typeof(w->schema) == AVRO_RECORD
+                     ? "record"
+                     : avro_schema_type_name(w->schema),
+                 ns && *ns ? ns : "", ns && *ns ? "." : "",
+                 avro_typeof(w->schema) == AVRO_RECORD
+                     ? avro_schema_name(w->schema)
+                     : "");
+        goto refuse;
+    }
+    if (avro_schema_equal(w->schema, c->schema)) {
+        w->same = true;
+        return LF_OK;
+    }
+    if (!enums_compatible(w->schema, c->schema, 0, why, sizeof(why)))
+        goto refuse_prefixed;
+    if (!(w->resolver = avro_resolved_reader_new(w->schema, c->schema))) {
+        snprintf(why, sizeof(why), "%s", avro_strerror());
+        goto refuse_prefixed;
+    }
+    if (!(w->iface = avro_generic_class_from_schema(w->schema)) ||
+        avro_generic_value_new(w->iface, &w->wval) ||
+        avro_resolved_reader_new_value(w->resolver, &w->rval))
+        return LF_ERR_NOMEM;
+    avro_resolved_reader_set_source(&w->rval, &w->wval);
+    return LF_OK;
+
+refuse_prefixed : {
+    char full[sizeof(why) + 100];
+    snprintf(full, sizeof(full),
+             "schema id %ld from the registry cannot be read as "
+             "leadflow.LeadEvent v1: %s",
+             (long)id, why);
+    return (w->refused = strdup(full)) ? LF_OK : LF_ERR_NOMEM;
+}
+refuse:
+    return (w->refused = strdup(why)) ? LF_OK : LF_ERR_NOMEM;
+}
+
+/* The writer of schema @p id: cached, or fetched from the registry. */
+static lf_err_t writer_get(lf_codec_t *c, int32_t id, writer_t **out,
+                           char *errstr, size_t errstr_size)
+{
+    char *json = NULL;
+    writer_t *w;
+    lf_err_t err;
+
+    if (c->last < c->nwriters && c->writers[c->last].id == id) {
+        *out = &c->writers[c->last];
+        return LF_OK;
+    }
+    for (int i = 0; i < c->nwriters; i++)
+        if (c->writers[i].id == id) {
+            c->last = i;
+            *out = &c->writers[i];
+            return LF_OK;
+        }
+    /* Unknown ids, and registries that are away, are not cached here: the
+     * registry remembers its "not found" answers for a while itself. */
+    if ((err =
+             lf_registry_schema_by_id(c->reg, id, &json, errstr, errstr_size)))
+        return err;
+    if (c->nwriters == WRITERS_MAX)
+        writers_clear(c);
+    w = &c->writers[c->nwriters];
+    err = writer_prepare(c, w, id, json);
+    free(json);
+    if (err) {
+        writer_free(w);
+        return lf_seterr(err, errstr, errstr_size, "out of memory");
+    }
+    c->last = c->nwriters++;
+    *out = w;
+    return LF_OK;
+}
+
 /* ---- decode ----------------------------------------------------------- */
 
 typedef struct dec_s {
@@ -536,16 +799,27 @@ static int64_t get_num(dec_t *d, avro_value_t *rec, int idx)
     }
 }
 
-static lf_err_t extract(lf_codec_t *c, lf_event_t *ev, char *errstr,
+/* Fill @p ev from @p rec, a v1 LeadEvent (read as v1, or a newer or older
+ * version seen through a resolver). */
+static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, char *errstr,
                         size_t errstr_size)
 {
     dec_t d = {errstr, errstr_size, LF_OK};
-    avro_value_t *rec = &c->dec, f, p;
+    avro_value_t f, p;
     int disc;
 
     ev->event_id = get_str(&d, rec, F_EVENT_ID, "event_id");
     ev->lead_id = get_str(&d, rec, F_LEAD_ID, "lead_id");
     ev->type = (lf_event_type_t)get_num(&d, rec, F_TYPE);
+    if ((unsigned)ev->type >= LF_EV__COUNT) {
+        /* Only a newer writer can get here (v1's indexes are checked). */
+        int t = ev->type;
+        ev->type = LF_EV_CAPTURED; /* nothing of the payload was set */
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"type\": event type %d of the writer's "
+                         "schema is not one this reader (v1) knows",
+                         t);
+    }
     ev->occurred_at = get_num(&d, rec, F_OCCURRED_AT);
     ev->source = get_str(&d, rec, F_SOURCE, "source");
     ev->actor = get_opt_str(&d, rec, F_ACTOR, "actor");
@@ -555,7 +829,8 @@ static lf_err_t extract(lf_codec_t *c, lf_event_t *ev, char *errstr,
         avro_value_get_discriminant(&f, &disc) ||
         avro_value_get_current_branch(&f, &p))
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"payload\": unreadable union");
+                         "field \"payload\": unreadable union (%s)",
+                         avro_strerror());
     if (disc != (int)ev->type) {
         /* The payload union is in EventType order; so is the symbol list. */
         lf_event_type_t t = ev->type;
@@ -617,6 +892,12 @@ static lf_err_t extract(lf_codec_t *c, lf_event_t *ev, char *errstr,
         break;
     case LF_EV_RECYCLED:
         ev->u.recycled.reason = (lf_recycle_reason_t)get_num(&d, &p, 0);
+        if ((unsigned)ev->u.recycled.reason >= LF_RR__COUNT && !d.err)
+            d.err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                              "field \"reason\": recycle reason %d of the "
+                              "writer's schema is not one this reader (v1) "
+                              "knows",
+                              (int)ev->u.recycled.reason);
         ev->u.recycled.note = get_opt_str(&d, &p, 1, "note");
         break;
     case LF_EV_QUALIFIED:
@@ -644,6 +925,10 @@ lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
                          lf_event_t *ev, char *errstr, size_t errstr_size)
 {
     const uint8_t *b = data;
+    avro_schema_t schema = c->schema; /* the writer's */
+    avro_value_t *dest = &c->dec;     /* read into, as the writer wrote */
+    avro_value_t *rec = &c->dec;      /* the same seen as v1 */
+    writer_t *w = NULL;
     lf_err_t err;
     int32_t id;
 
@@ -660,19 +945,39 @@ lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
                          len);
     id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 |
                    (uint32_t)b[3] << 8 | b[4]);
-    if (id != LF_SCHEMA_ID_V1)
+    if (!c->reg) {
+        if (id != LF_SCHEMA_ID_V1)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "framing: unknown schema id %d (known: %d)", id,
+                             LF_SCHEMA_ID_V1);
+    } else if (id <= 0) {
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "framing: unknown schema id %d (known: %d)", id,
-                         LF_SCHEMA_ID_V1);
-    if ((err = lf_avro_check(c->schema, b + LF_FRAME_HEADER,
-                             len - LF_FRAME_HEADER, errstr, errstr_size)))
+                         "framing: schema id %d: registry ids are positive",
+                         id);
+    } else {
+        if ((err = writer_get(c, id, &w, errstr, errstr_size)))
+            return err;
+        if (w->refused)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s",
+                             w->refused);
+        if (!w->same) {
+            schema = w->schema;
+            dest = &w->wval;
+            rec = &w->rval;
+        }
+    }
+    /* The bounds check walks the writer's schema: that is what the bytes
+     * follow, and what avro-c's reader will trust. */
+    if ((err = lf_avro_check(schema, b + LF_FRAME_HEADER, len - LF_FRAME_HEADER,
+                             errstr, errstr_size)))
         return err;
     avro_reader_memory_set_source(c->reader, (const char *)b + LF_FRAME_HEADER,
                                   (int64_t)(len - LF_FRAME_HEADER));
-    if (avro_value_reset(&c->dec) || avro_value_read(c->reader, &c->dec))
+    /* Resetting a resolved value resets the writer's value it wraps. */
+    if (avro_value_reset(rec) || avro_value_read(c->reader, dest))
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "Avro body: %s",
                          avro_strerror());
-    if ((err = extract(c, ev, errstr, errstr_size)) ||
+    if ((err = extract(rec, ev, errstr, errstr_size)) ||
         (err = lf_event_validate(ev, errstr, errstr_size))) {
         lf_event_clear(ev);
         return err;

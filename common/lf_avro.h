@@ -9,6 +9,7 @@
 #include "lf_buf.h"
 #include "lf_common.h"
 #include "lf_event.h"
+#include "lf_registry.h"
 
 #define LF_SCHEMA_ID_V1 1     /**< pinned id of lead_event.v1.avsc */
 #define LF_FRAME_HEADER 5     /**< magic byte + schema id */
@@ -26,6 +27,30 @@ lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size);
 void lf_codec_destroy(lf_codec_t *c);
 
 /**
+ * Resolve schema ids through the schema registry @p reg instead of the
+ * pinned ids (NULL: back to the pinned ids). With a registry every id is
+ * the registry's, id 1 included: an id not met before is fetched and
+ * cached, a schema equal to v1 is read as v1, and any other version of
+ * leadflow.LeadEvent is read through avro-c's schema resolution into our
+ * reader schema, v1 (fields v1 lacks are skipped). The codec borrows
+ * @p reg: it must outlive the codec, or be unset first.
+ */
+void lf_codec_set_registry(lf_codec_t *c, lf_registry_t *reg);
+
+/**
+ * The schema id to frame values with for @p topic. Without a registry
+ * LF_SCHEMA_ID_V1. With one, the id of our writer schema (v1) under subject
+ * "<topic>-value": registered (POST /subjects/{subject}/versions), or only
+ * looked up when schema.registry.auto.register.schemas=false. One attempt,
+ * no retry: call it once, before producing, and keep the id.
+ * @returns LF_OK; LF_ERR_TEMPORARY (registry unreachable, timed out, 5xx:
+ * retry later); LF_ERR_INVALID (refused: credentials, incompatible
+ * schema, TLS); LF_ERR_NOMEM. errstr names the URL and HTTP status.
+ */
+lf_err_t lf_codec_writer_id(lf_codec_t *c, const char *topic, int32_t *id,
+                            char *errstr, size_t errstr_size);
+
+/**
  * Encode @p ev (which should have passed lf_event_validate()) as a framed
  * Kafka value with @p schema_id, replacing the contents of @p out.
  * @returns LF_OK, or an error with the reason in errstr.
@@ -38,10 +63,15 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
  * Decode a framed Kafka value into @p ev (initialised or cleared by the
  * caller; on success the caller owns its strings and frees them with
  * lf_event_clear()). Checks the magic byte, that the schema id is known,
- * every length and index, no trailing bytes, that the payload branch matches
- * the type, and the contract (lf_event_validate()).
- * @returns LF_OK, or LF_ERR_INVALID with a sentence naming the problem
- * (ev is then cleared).
+ * every length and index against the writer's schema, no trailing bytes,
+ * that the payload branch matches the type, and the contract
+ * (lf_event_validate()).
+ * @returns LF_OK; LF_ERR_INVALID with a sentence naming the problem (an
+ * unknown id names the id and the registry's answer); LF_ERR_TEMPORARY
+ * only with a registry, when the id is not cached and the registry could
+ * not be asked (unreachable, timed out, 5xx, refused our credentials):
+ * nothing is known about the message, decode it again later. ev is
+ * cleared on any error.
  */
 lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
                          lf_event_t *ev, char *errstr, size_t errstr_size);

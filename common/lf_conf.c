@@ -201,6 +201,7 @@ void lf_conf_load_env(lf_conf_t *conf)
          * harmless leftovers only if they are ours: skip those. */
         if (!strcmp(key, "LEADFLOW_BIN") || !strcmp(key, "LEADFLOW_SRC") ||
             !strcmp(key, "LEADFLOW_TESTS") || !strcmp(key, "LEADFLOW_PGDATA") ||
+            !strcmp(key, "LEADFLOW_BROKER_ARGS") ||
             !strncmp(key, "LEADFLOW_DEV", 12))
             continue;
         for (i = 9; i < n; i++)
@@ -213,7 +214,7 @@ void lf_conf_load_env(lf_conf_t *conf)
 bool lf_conf_is_ours(const char *key)
 {
     return !strcmp(key, LF_CONF_TOPIC) || !strcmp(key, LF_CONF_DB) ||
-           !strncmp(key, "leadflow.", 9) ||
+           !strcmp(key, LF_CONF_METRICS) || !strncmp(key, "leadflow.", 9) ||
            !strncmp(key, "schema.registry.", 16);
 }
 

@@ -12,8 +12,9 @@
 #include <stdio.h>
 
 /* leadflow's own keys. */
-#define LF_CONF_TOPIC "topic"        /**< Kafka topic, default lead-events */
-#define LF_CONF_DB    "db"           /**< libpq conninfo or URI */
+#define LF_CONF_TOPIC         "topic" /**< Kafka topic, default lead-events */
+#define LF_CONF_DB            "db"    /**< libpq conninfo or URI */
+#define LF_CONF_METRICS       "metrics.listen" /**< HOST:PORT of /metrics */
 #define LF_CONF_DEFAULT_TOPIC "lead-events"
 
 typedef struct lf_conf_s lf_conf_t;

@@ -208,7 +208,17 @@ lf_err_t lf_pg_copy_str(lf_buf_t *out, const char *s, bool last)
 
 lf_err_t lf_pg_copy_int(lf_buf_t *out, int64_t v, bool last)
 {
-    return lf_buf_printf(out, "%lld", (long long)v) || sep(out, last)
+    char digits[24], *p = digits + sizeof(digits);
+    /* unsigned, so INT64_MIN negates without overflow */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return lf_buf_append(out, p, (size_t)(digits + sizeof(digits) - p)) ||
+                   sep(out, last)
                ? LF_ERR_NOMEM
                : LF_OK;
 }

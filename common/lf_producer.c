@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct lf_producer_s {
     rd_kafka_t *rk;
@@ -19,6 +20,8 @@ struct lf_producer_s {
     char *topic;
     pthread_mutex_t lock; /* guards codec and buf */
     lf_codec_t *codec;
+    lf_registry_t *reg; /* NULL without schema.registry.url */
+    int32_t schema_id;  /* framed into every value */
     lf_buf_t buf;
     lf_delivery_cb_t *dr_cb;
     void *dr_opaque;
@@ -167,25 +170,85 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
            lf_log_quote(reason, q, sizeof(q)));
 }
 
+/*
+ * Learn the schema id to frame values with before anything is sent (with a
+ * registry: register our schema under "<topic>-value"). A registry that is
+ * away is retried with backoff for schema.registry.retry.timeout.ms;
+ * nothing is produced meanwhile, so nothing can be reported delivered that
+ * was not. @returns lf_codec_writer_id()'s result, LF_ERR_TEMPORARY if the
+ * registry stayed away.
+ */
+static lf_err_t learn_schema_id(lf_producer_t *p, char *errstr,
+                                size_t errstr_size)
+{
+    int64_t start = lf_now_mono_ms();
+    char why[1024], q[1100];
+    lf_err_t err;
+
+    for (int attempt = 1;; attempt++) {
+        err = lf_codec_writer_id(p->codec, p->topic, &p->schema_id, why,
+                                 sizeof(why));
+        if (err != LF_ERR_TEMPORARY)
+            break;
+        int64_t waited = lf_now_mono_ms() - start;
+        int delay = 100 << (attempt < 6 ? attempt - 1 : 5); /* to 3.2 s */
+        if (waited + delay > lf_registry_retry_timeout_ms(p->reg))
+            return lf_seterr(err, errstr, errstr_size,
+                             "%s (gave up after %d attempts in %.1f s, "
+                             "%s=%lld)",
+                             why, attempt, (double)waited / 1000.0,
+                             LF_CONF_SR_RETRY,
+                             (long long)lf_registry_retry_timeout_ms(p->reg));
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"schema registry unavailable, will retry\" attempt=%d "
+               "retry_in_ms=%d error=%s",
+               attempt, delay, lf_log_quote(why, q, sizeof(q)));
+        nanosleep(&(struct timespec){delay / 1000, (delay % 1000) * 1000000L},
+                  NULL);
+    }
+    if (err)
+        return lf_seterr(err, errstr, errstr_size, "%s", why);
+    if (p->reg)
+        LF_LOG(LF_LOG_INFO,
+               "msg=\"schema registered\" registry=%s subject=%s-value "
+               "schema_id=%d",
+               lf_registry_url(p->reg), p->topic, (int)p->schema_id);
+    return LF_OK;
+}
+
 lf_producer_t *lf_producer_new(const lf_conf_t *conf, char *errstr,
                                size_t errstr_size)
+{
+    lf_producer_t *p = NULL;
+
+    lf_producer_create(conf, &p, errstr, errstr_size);
+    return p;
+}
+
+lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
+                            char *errstr, size_t errstr_size)
 {
     lf_producer_t *p = calloc(1, sizeof(*p));
     rd_kafka_conf_t *rkc = NULL;
     const char *topic = lf_conf_get(conf, LF_CONF_TOPIC);
     char why[512];
+    lf_err_t err = LF_ERR_INVALID;
 
-    if (!p) {
-        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-        return NULL;
-    }
+    *out = NULL;
+    if (!p)
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
     pthread_mutex_init(&p->lock, NULL);
     if (!(p->topic = strdup(topic && *topic ? topic : LF_CONF_DEFAULT_TOPIC))) {
-        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto fail;
     }
     if (!(p->codec = lf_codec_new(errstr, errstr_size)))
         goto fail;
+    if (lf_registry_configured(conf)) {
+        if (!(p->reg = lf_registry_new(conf, errstr, errstr_size)))
+            goto fail;
+        lf_codec_set_registry(p->codec, p->reg);
+    }
     if (!(rkc = lf_conf_to_rdkafka(conf, errstr, errstr_size)))
         goto fail;
     for (size_t i = 0; i < N_DEFAULTS; i++) {
@@ -204,23 +267,27 @@ lf_producer_t *lf_producer_new(const lf_conf_t *conf, char *errstr,
     rd_kafka_conf_set_dr_msg_cb(rkc, on_delivery);
     rd_kafka_conf_set_error_cb(rkc, on_error);
     if (!(p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rkc, why, sizeof(why)))) {
-        lf_seterr(LF_ERR_KAFKA, errstr, errstr_size,
-                  "cannot create the Kafka producer: %s", why);
+        err = lf_seterr(LF_ERR_KAFKA, errstr, errstr_size,
+                        "cannot create the Kafka producer: %s", why);
         goto fail;
     }
     rkc = NULL; /* rd_kafka_new() took it */
     if (!(p->rkt = rd_kafka_topic_new(p->rk, p->topic, NULL))) {
-        lf_seterr(LF_ERR_KAFKA, errstr, errstr_size, "topic \"%s\": %s",
-                  p->topic, rd_kafka_err2str(rd_kafka_last_error()));
+        err = lf_seterr(LF_ERR_KAFKA, errstr, errstr_size, "topic \"%s\": %s",
+                        p->topic, rd_kafka_err2str(rd_kafka_last_error()));
         goto fail;
     }
-    return p;
+    /* Last: every setting is known good before we wait on a registry. */
+    if ((err = learn_schema_id(p, errstr, errstr_size)))
+        goto fail;
+    *out = p;
+    return LF_OK;
 
 fail:
     if (rkc)
         rd_kafka_conf_destroy(rkc);
     lf_producer_destroy(p);
-    return NULL;
+    return err;
 }
 
 void lf_producer_set_delivery_cb(lf_producer_t *p, lf_delivery_cb_t *cb,
@@ -291,7 +358,7 @@ lf_err_t lf_producer_emit_opaque(lf_producer_t *p, const lf_event_t *ev,
     hdrs = ce_headers(ev);
 
     pthread_mutex_lock(&p->lock);
-    err = lf_codec_encode(p->codec, ev, LF_SCHEMA_ID_V1, &p->buf, errstr,
+    err = lf_codec_encode(p->codec, ev, p->schema_id, &p->buf, errstr,
                           errstr_size);
     if (!err) {
         /* Count first: the report may come before producev() returns. */
@@ -438,6 +505,7 @@ void lf_producer_destroy(lf_producer_t *p)
         rd_kafka_destroy(p->rk);
     }
     lf_codec_destroy(p->codec);
+    lf_registry_destroy(p->reg); /* after the codec that borrows it */
     lf_buf_free(&p->buf);
     free(p->topic);
     pthread_mutex_destroy(&p->lock);

@@ -77,11 +77,28 @@ lf_err_t lf_producer_conf_defaults(lf_conf_t *conf);
  * frees it): the topic from "topic" (default lead-events), every
  * non-leadflow key passed to librdkafka, the defaults of
  * lf_producer_conf_defaults() for the keys @p conf does not set.
+ * With schema.registry.url set, our schema (v1) is registered under
+ * subject "<topic>-value" (lf_registry.h has the settings) and the id the
+ * registry returns is framed into every value; a registry that is away is
+ * retried with backoff for schema.registry.retry.timeout.ms (default 60 s)
+ * before giving up. Without it, the pinned id 1.
  * @returns a producer to free with lf_producer_destroy(), or NULL with the
- * reason in errstr (a bad key or value is named).
+ * reason in errstr (a bad key or value is named; so are the registry's
+ * URL and HTTP status).
  */
 lf_producer_t *lf_producer_new(const lf_conf_t *conf, char *errstr,
                                size_t errstr_size);
+
+/**
+ * lf_producer_new() that also says what kind of failure it was, for the
+ * exit status: *@p out receives the producer (NULL on failure).
+ * @returns LF_OK; LF_ERR_INVALID (bad configuration, or the schema
+ * registry refused the schema or our credentials); LF_ERR_TEMPORARY (the
+ * schema registry stayed unreachable: run again later); LF_ERR_KAFKA;
+ * LF_ERR_NOMEM.
+ */
+lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
+                            char *errstr, size_t errstr_size);
 
 /** Register the delivery callback; call before the first emit. @p cb may
  *  be NULL (reports are then only counted). */
@@ -95,7 +112,8 @@ void lf_producer_set_interrupt(lf_producer_t *p,
                                const volatile sig_atomic_t *flag);
 
 /**
- * Validate @p ev, encode it (schema v1) and queue it for the topic, key
+ * Validate @p ev, encode it (schema v1, framed with the pinned id or the
+ * registry's) and queue it for the topic, key
  * lead_id, with the CloudEvents headers. The event is copied: the caller
  * keeps ownership of @p ev. When librdkafka's queue is full it serves
  * delivery reports and retries, never dropping the event; it returns early

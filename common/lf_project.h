@@ -7,6 +7,7 @@
 
 #include "lf_avro.h"
 #include "lf_common.h"
+#include "lf_conf.h"
 #include "lf_event.h"
 
 #include <libpq-fe.h>
@@ -40,9 +41,24 @@ lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
 void lf_projector_destroy(lf_projector_t *p);
 
 /**
+ * Resolve schema ids through the schema registry that @p conf names
+ * (schema.registry.url and the other schema.registry.* keys, see
+ * lf_registry.h); nothing changes when it names none. The projector owns
+ * the registry client. Call before the first message. @p conf is not kept.
+ * @returns LF_OK, or LF_ERR_INVALID/LF_ERR_NOMEM with the bad setting
+ * named in errstr (no request is made here).
+ */
+lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
+                                   char *errstr, size_t errstr_size);
+
+/**
  * Decode a consumed message into the batch: an event, or a dead letter
  * with the reason (raw key and value kept). @p rkm stays the caller's.
- * @returns LF_OK or LF_ERR_NOMEM.
+ * @returns LF_OK; LF_ERR_NOMEM; LF_ERR_TEMPORARY (only with a registry)
+ * when the message's schema id is not cached and the registry could not
+ * be asked: the message was NOT added (no dead letter, its offset not
+ * passed; logged at warning level). Offer the same message again after a
+ * pause, and add no later message of its partition before it is in.
  */
 lf_err_t lf_projector_add_message(lf_projector_t *p,
                                   const rd_kafka_message_t *rkm);

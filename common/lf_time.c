@@ -56,14 +56,14 @@ static int days_in_month(int y, int m)
     lf_seterr(LF_ERR_INVALID, errstr, errstr_size,                             \
               "\"%.40s\" is not an RFC 3339 timestamp (%s)", s, why)
 
-lf_err_t lf_time_parse(const char *s, int allow_date, int64_t *ms,
-                       char *errstr, size_t errstr_size)
+lf_err_t lf_time_parse(const char *s, int allow_date, int64_t *ms, char *errstr,
+                       size_t errstr_size)
 {
     const char *p = s;
     int Y, M, D, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
 
-    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) ||
-        *p++ != '-' || digits(&p, 2, &D))
+    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' ||
+        digits(&p, 2, &D))
         return BAD("expected YYYY-MM-DD");
     if (M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M))
         return BAD("no such date");
@@ -72,8 +72,8 @@ lf_err_t lf_time_parse(const char *s, int allow_date, int64_t *ms,
     if (*p != 'T' && *p != 't' && *p != ' ')
         return BAD("expected T and a time");
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) ||
-        *p++ != ':' || digits(&p, 2, &sec))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
+        digits(&p, 2, &sec))
         return BAD("expected HH:MM:SS");
     if (h > 23 || mi > 59 || sec > 60)
         return BAD("no such time");
@@ -106,23 +106,44 @@ lf_err_t lf_time_parse(const char *s, int allow_date, int64_t *ms,
         return BAD("trailing characters");
 done:;
     int64_t days = lf_days_from_civil(Y, (unsigned)M, (unsigned)D);
-    *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - (int64_t)off * 60) *
-              1000 +
-          frac;
+    *ms =
+        ((days * 86400 + h * 3600 + mi * 60 + sec) - (int64_t)off * 60) * 1000 +
+        frac;
     return LF_OK;
 }
 
 char *lf_time_format(int64_t ms, char *buf, size_t size)
 {
-    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    int frac = (int)(ms - secs * 1000);
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-    int64_t rem = secs - days * 86400, y;
+    /* Floor division without negating ms: -INT64_MIN does not exist. The
+     * C API may hand us any int64 (only validated events are in range). */
+    int64_t secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0)
+        frac += 1000, secs--;
+    int64_t days = secs / 86400, rem = secs % 86400, y;
+    if (rem < 0)
+        rem += 86400, days--;
     unsigned m, d;
 
     civil_from_days(days, &y, &m, &d);
-    snprintf(buf, size, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y,
-             m, d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60),
-             frac);
+    if (y < 0 || y > 9999 || size < 25) {
+        snprintf(buf, size, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                 (long long)y, m, d, (int)(rem / 3600), (int)(rem / 60 % 60),
+                 (int)(rem % 60), (int)frac);
+        return buf;
+    }
+    /* By hand: this runs for every timestamp the projector writes, and
+     * snprintf was a fifth of its CPU. */
+    static const char tmpl[] = "0000-00-00T00:00:00.000Z";
+    const int fields[][3] = {{0, 4, (int)y},
+                             {5, 2, (int)m},
+                             {8, 2, (int)d},
+                             {11, 2, (int)(rem / 3600)},
+                             {14, 2, (int)(rem / 60 % 60)},
+                             {17, 2, (int)(rem % 60)},
+                             {20, 3, (int)frac}};
+    memcpy(buf, tmpl, sizeof(tmpl));
+    for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+        for (int i = fields[f][1] - 1, v = fields[f][2]; i >= 0; i--, v /= 10)
+            buf[fields[f][0] + i] = (char)('0' + v % 10);
     return buf;
 }

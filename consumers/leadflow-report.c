@@ -24,6 +24,10 @@ static void usage(FILE *fp)
           "                      libpq's PG* environment); a role granted\n"
           "                      leadflow_analyst is enough\n"
           "  -c, --config FILE   key=value configuration file (db=...)\n"
+          "  -X key=value        a setting, over -c and $LEADFLOW_*; -X dump "
+          "prints the\n"
+          "                      effective settings (secrets masked) and "
+          "exits\n"
           "      --from DATE     only leads captured on or after DATE\n"
           "                      (YYYY-MM-DD, UTC)\n"
           "      --to DATE       only leads captured on or before DATE\n"
@@ -139,11 +143,19 @@ int main(int argc, char **argv)
     lf_report_t *rep = NULL;
     PGconn *conn = NULL;
     char errstr[1024], q[1100];
-    int opt, rc = 0;
+    int opt, rc = 0, nx = 0;
+    const char *xs[argc > 0 ? argc : 1]; /* -X arguments, in order */
+    bool dump = false;
 
     lf_log_init("report");
-    while ((opt = getopt_long(argc, argv, "d:c:f:vqhV", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "d:c:f:X:vqhV", opts, NULL)) != -1) {
         switch (opt) {
+        case 'X':
+            if (!strcmp(optarg, "dump"))
+                dump = true;
+            else
+                xs[nx++] = optarg;
+            break;
         case 'd':
             db = optarg;
             break;
@@ -196,7 +208,8 @@ int main(int argc, char **argv)
     if (filter.from && filter.to && strcmp(filter.from, filter.to) > 0)
         return usage_error("--from is after --to%s: no date can match", "");
 
-    /* -d over -c FILE over $LEADFLOW_DB over libpq's PG* environment. */
+    /* -d over -X over -c FILE over $LEADFLOW_DB over libpq's PG*
+     * environment. */
     if (!(conf = lf_conf_new())) {
         fprintf(stderr, "leadflow-report: out of memory\n");
         return LF_EX_SOFTWARE;
@@ -208,9 +221,19 @@ int main(int argc, char **argv)
         rc = LF_EX_CONFIG;
         goto out;
     }
+    for (int i = 0; i < nx; i++)
+        if (lf_conf_set_kv(conf, xs[i], errstr, sizeof(errstr))) {
+            fprintf(stderr, "leadflow-report: -X %s\n", errstr);
+            rc = LF_EX_USAGE;
+            goto out;
+        }
     if (db && lf_conf_set(conf, LF_CONF_DB, db, errstr, sizeof(errstr))) {
         fprintf(stderr, "leadflow-report: %s\n", errstr);
         rc = LF_EX_SOFTWARE;
+        goto out;
+    }
+    if (dump) {
+        lf_conf_dump(conf, stdout);
         goto out;
     }
 

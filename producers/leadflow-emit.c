@@ -579,7 +579,8 @@ static void usage(FILE *fp)
         "      not authorized, message too large, fatal producer error)\n"
         "  75  some lines failed for a temporary reason (broker unreachable,\n"
         "      timed out) or were not read because of a signal; re-send\n"
-        "      the rejects file or run again\n"
+        "      the rejects file or run again; or the schema registry\n"
+        "      (schema.registry.url) stayed unreachable: nothing was read\n"
         "  74  an input could not be read, or the rejects file written\n"
         "  66  an input file could not be opened\n"
         "  65  some lines were rejected (invalid JSON or contract)\n"
@@ -751,10 +752,11 @@ static int run(int argc, char **argv, setting_t *xs)
         return LF_EX_IOERR;
     }
     if (!dry_run) {
-        if (!(p = lf_producer_new(conf, errstr, sizeof(errstr)))) {
+        lf_err_t perr = lf_producer_create(conf, &p, errstr, sizeof(errstr));
+        if (perr) {
             fprintf(stderr, PROG ": %s\n", errstr);
             lf_conf_destroy(conf);
-            return LF_EX_CONFIG;
+            return perr == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
         }
         lf_producer_set_delivery_cb(p, on_delivery, &em);
         lf_producer_set_interrupt(p, &stop_requested);

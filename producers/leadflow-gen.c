@@ -996,9 +996,10 @@ static int produce_all(const gen_t *g, lf_conf_t *conf)
     size_t i;
     int rc = LF_EX_OK;
 
-    if (!(p = lf_producer_new(conf, errstr, sizeof(errstr)))) {
+    lf_err_t perr = lf_producer_create(conf, &p, errstr, sizeof(errstr));
+    if (perr) {
         fprintf(stderr, PROG ": %s\n", errstr);
-        return LF_EX_CONFIG;
+        return perr == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
     }
     st.caplat = g->n;
     st.lat = malloc((g->n ? g->n : 1) * sizeof(int64_t));
@@ -1189,7 +1190,8 @@ static void usage(FILE *fp)
         "  70  internal error\n"
         "  74  output could not be written\n"
         "  75  --produce: delivery failed (broker unreachable, timed out,\n"
-        "      interrupted); running again re-sends the same event ids\n"
+        "      interrupted), or the schema registry stayed unreachable;\n"
+        "      running again re-sends the same event ids\n"
         "  78  bad configuration\n");
 }
 

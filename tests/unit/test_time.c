@@ -148,6 +148,25 @@ Test(time, format_parse_round_trip)
     cr_expect_gt(n, 70000);
 }
 
+/* Found in review for issue 7: any int64 formats without undefined
+ * behaviour (the negation of INT64_MIN was one), and floor division keeps
+ * instants before 1970 right. Far out of range the year is just a number. */
+Test(time, format_extremes)
+{
+    char buf[40];
+
+    cr_expect_str_eq(lf_time_format(-1, buf, sizeof(buf)),
+                     "1969-12-31T23:59:59.999Z");
+    cr_expect_str_eq(lf_time_format(-86400001, buf, sizeof(buf)),
+                     "1969-12-30T23:59:59.999Z");
+    cr_expect_str_eq(lf_time_format(INT64_MIN, buf, sizeof(buf)),
+                     "-292275055-05-16T16:47:04.192Z");
+    cr_expect_str_eq(lf_time_format(INT64_MIN + 1, buf, sizeof(buf)),
+                     "-292275055-05-16T16:47:04.193Z");
+    cr_expect_str_eq(lf_time_format(INT64_MAX, buf, sizeof(buf)),
+                     "292278994-08-17T07:12:55.807Z");
+}
+
 Test(time, days_from_civil)
 {
     cr_expect_eq(lf_days_from_civil(1970, 1, 1), 0);

@@ -1,0 +1,208 @@
+/* bench_decode.c: the projector's CPU path without Kafka or PostgreSQL, for
+ * callgrind: decode N framed Avro values (lf_codec_decode, as
+ * lf_projector_add_message does) and apply them, grouped by lead in
+ * (occurred_at, event_id) order, to the funnel state machine
+ * (lf_funnel_apply, as the projector's flush does).
+ *
+ *   bench_decode FILE.jsonl [REPEAT]
+ *
+ * FILE.jsonl is leadflow-gen output. For comparison it also times the
+ * producer side first: parse_all() (the JSON mapping, as leadflow-emit)
+ * and encode_all() (the Avro codec, as lf_producer), whose output feeds
+ * decode_all(). Each is kept out of line so that callgrind can count it
+ * alone:
+ *   valgrind --tool=callgrind --toggle-collect=decode_all bench_decode F
+ * Prints, on stdout, "events=N parse_ns=... encode_ns=... decode_ns=...
+ * apply_ns=..." per event from the wall clock (indicative only: callgrind's
+ * counts are the figure). */
+#include "lf_avro.h"
+#include "lf_funnel.h"
+#include "lf_json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct msg_s {
+    char *data;
+    size_t len;
+} msg_t;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* The producer side, for comparison: parse JSON lines into evs[] (as
+ * leadflow-emit does) and encode them into msgs[] (as lf_producer does).
+ * @returns the number of lines that failed. */
+__attribute__((noinline)) static size_t
+parse_all(char **lines, const size_t *lens, size_t n, lf_event_t *evs)
+{
+    char why[512];
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (lf_json_parse_event(lines[i], lens[i], &evs[i], why, sizeof(why)))
+            bad++;
+    return bad;
+}
+
+__attribute__((noinline)) static size_t encode_all(lf_codec_t *codec,
+                                                   const lf_event_t *evs,
+                                                   size_t n, msg_t *msgs,
+                                                   lf_buf_t *buf)
+{
+    char why[512];
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lf_codec_encode(codec, &evs[i], LF_SCHEMA_ID_V1, buf, why,
+                            sizeof(why))) {
+            bad++;
+            continue;
+        }
+        if (!(msgs[i].data = malloc(buf->len)))
+            abort();
+        memcpy(msgs[i].data, buf->data, buf->len);
+        msgs[i].len = buf->len;
+    }
+    return bad;
+}
+
+/* Decode every message into evs[]; @returns the number that failed. */
+__attribute__((noinline)) static size_t
+decode_all(lf_codec_t *codec, const msg_t *msgs, size_t n, lf_event_t *evs)
+{
+    char why[512];
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (lf_codec_decode(codec, msgs[i].data, msgs[i].len, &evs[i], why,
+                            sizeof(why)))
+            bad++;
+    return bad;
+}
+
+static const lf_event_t *sort_evs;
+
+static int by_lead_then_order(const void *a, const void *b)
+{
+    const lf_event_t *x = &sort_evs[*(const size_t *)a];
+    const lf_event_t *y = &sort_evs[*(const size_t *)b];
+    int c = strcmp(x->lead_id, y->lead_id);
+    if (c)
+        return c;
+    return lf_event_order(x->occurred_at, x->event_id, y->occurred_at,
+                          y->event_id);
+}
+
+/* Group by lead, order, apply: the projector's derive() without SQL.
+ * @returns the number of anomalies (so nothing is optimised away). */
+__attribute__((noinline)) static size_t apply_all(const lf_event_t *evs,
+                                                  size_t n, size_t *idx)
+{
+    lf_funnel_out_t out = {0};
+    size_t anomalies = 0;
+
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    sort_evs = evs;
+    qsort(idx, n, sizeof(*idx), by_lead_then_order);
+    for (size_t k = 0; k < n;) {
+        lf_lead_t lead;
+        size_t j = k;
+        lf_funnel_out_reset(&out);
+        if (lf_lead_init(&lead, evs[idx[k]].lead_id))
+            abort();
+        for (; j < n && !strcmp(evs[idx[j]].lead_id, evs[idx[k]].lead_id); j++)
+            if (lf_funnel_apply(&lead, &evs[idx[j]], &out))
+                abort();
+        anomalies += out.anomaly_count;
+        lf_lead_clear(&lead);
+        k = j;
+    }
+    lf_funnel_out_free(&out);
+    return anomalies;
+}
+
+int main(int argc, char **argv)
+{
+    char why[512], *line = NULL, **lines = NULL;
+    size_t cap = 0, n = 0, lcap = 0, *lens = NULL;
+    ssize_t len;
+    lf_codec_t *codec;
+    lf_buf_t buf = {0};
+    FILE *fp;
+    int repeat = argc > 2 ? atoi(argv[2]) : 1;
+
+    if (argc < 2 || repeat < 1) {
+        fprintf(stderr, "usage: bench_decode FILE.jsonl [REPEAT]\n");
+        return 64;
+    }
+    if (!(fp = fopen(argv[1], "r"))) {
+        perror(argv[1]);
+        return 66;
+    }
+    if (!(codec = lf_codec_new(why, sizeof(why)))) {
+        fprintf(stderr, "bench_decode: %s\n", why);
+        return 70;
+    }
+    while ((len = getline(&line, &cap, fp)) > 0) {
+        if (n == lcap) {
+            lcap = lcap ? 2 * lcap : 4096;
+            if (!(lines = realloc(lines, lcap * sizeof(*lines))) ||
+                !(lens = realloc(lens, lcap * sizeof(*lens))))
+                abort();
+        }
+        if (!(lines[n] = strdup(line)))
+            abort();
+        lens[n++] = (size_t)len;
+    }
+    fclose(fp);
+    free(line);
+
+    lf_event_t *evs = calloc(n ? n : 1, sizeof(*evs));
+    msg_t *msgs = calloc(n ? n : 1, sizeof(*msgs));
+    size_t *idx = calloc(n ? n : 1, sizeof(*idx));
+    double t[4] = {0};
+    size_t bad = 0, anomalies = 0;
+    if (!evs || !msgs || !idx)
+        abort();
+    for (int r = 0; r < repeat; r++) {
+        double t0 = now_ns();
+        bad += parse_all(lines, lens, n, evs);
+        double t1 = now_ns();
+        bad += encode_all(codec, evs, n, msgs, &buf);
+        double t2 = now_ns();
+        for (size_t i = 0; i < n; i++)
+            lf_event_clear(&evs[i]);
+        double t3 = now_ns();
+        bad += decode_all(codec, msgs, n, evs);
+        double t4 = now_ns();
+        anomalies += apply_all(evs, n, idx);
+        double t5 = now_ns();
+        t[0] += t1 - t0;
+        t[1] += t2 - t1;
+        t[2] += t4 - t3;
+        t[3] += t5 - t4;
+        for (size_t i = 0; i < n; i++) {
+            lf_event_clear(&evs[i]);
+            free(msgs[i].data);
+        }
+    }
+    double d = n ? (double)n * repeat : 1;
+    printf("events=%zu parse_ns=%.0f encode_ns=%.0f decode_ns=%.0f "
+           "apply_ns=%.0f bad=%zu anomalies=%zu\n",
+           n, t[0] / d, t[1] / d, t[2] / d, t[3] / d, bad, anomalies);
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+    free(lens);
+    free(msgs);
+    free(evs);
+    free(idx);
+    lf_buf_free(&buf);
+    lf_codec_destroy(codec);
+    return bad ? 65 : 0;
+}

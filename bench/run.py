@@ -1,0 +1,655 @@
+#!/usr/bin/python3
+"""run.py: leadflow's side-by-side benchmark (`make bench`, issue 8).
+
+    bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
+    bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
+
+Starts its own dev stack (tools/devstack.sh: devbroker + throwaway
+PostgreSQL with track_commit_timestamp=on), measures every row against its
+baseline in the same run, round after round, and prints ONE table of medians
+with the ratios the issue asks for. These machines are shared and noisy: the
+ratios (each taken within one round) are the figures to quote, not the
+absolute rates. Progress goes to stderr, the table to stdout.
+
+Rows (N = --events, about 100k by default):
+  emit         leadflow-emit on N JSON lines / kcat -P producing the same N
+               messages (the same Avro bytes and keys) with the same producer
+               settings (acks=all, idempotence, lz4, linger.ms=5, murmur2)
+  gen          leadflow-gen --produce of the same N events / the same kcat run
+  project      leadflow-project draining a backlog of N into a fresh database
+               (partition assignment -> commit of the last batch, from
+               PostgreSQL's commit timestamps) / COPY of the same rows into a
+               table shaped like funnel.events (its indexes included), and /
+               bench/percommit.py, one INSERT + COMMIT per event (run on the
+               first M events only: it is slow)
+  latency      JSON lines paced at 1k/s and 10k/s into leadflow-emit, each
+               line's occurred_at set to the moment it is written; per lead,
+               commit timestamp of its funnel.leads row - its last_event_at
+  memory       leadflow-project's peak RSS (VmHWM, polled) over a stream of N
+               and of 10 N events produced while it runs
+  rebuild      leadflow-replay rebuild --from-db of the projected database
+  cost         callgrind instructions per event of lf_codec_decode and of the
+               state machine (sort by lead + lf_funnel_apply), bench_decode;
+               and of the producer side (lf_json_parse_event, lf_codec_encode)
+
+BENCH_QUICK=1 (or --quick): tiny sizes, one round, for the smoke test.
+Exit status: 0 when every row was measured (targets missed or not), 1 when
+a row failed, 2 usage error.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)
+PGBIN = "/usr/lib/postgresql/15/bin"
+# leadflow's producer defaults (lf_producer.c), given to kcat too.
+PRODUCER_X = ["enable.idempotence=true", "acks=all", "compression.type=lz4",
+              "linger.ms=5", "partitioner=murmur2_random",
+              "message.timeout.ms=300000"]
+GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class PeakRss(threading.Thread):
+    """The peak RSS (KiB) of a running process: VmHWM from /proc, polled.
+    Not wait4()'s ru_maxrss: Linux carries the parent's RSS at fork into
+    it, and this Python process is bigger than the programs it measures."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.kib, self.done = pid, 0, threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.done.wait(0.02):
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    m = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
+            except OSError:
+                return
+            if m:
+                self.kib = max(self.kib, int(m.group(1)))
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return self.kib
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.bin = os.path.abspath(args.bin)
+        self.tests = os.path.join(os.path.dirname(self.bin), "tests")
+        self.work = tempfile.mkdtemp(prefix="leadflow-bench.")
+        self.state = os.path.join(self.work, "stack")
+        self.env = dict(os.environ)
+        self.results = {}
+        self.failed = []
+        self.seq = 0
+
+    # ---- plumbing ---------------------------------------------------
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def prog(self, name):
+        p = os.path.join(self.bin, name)
+        if not os.access(p, os.X_OK):
+            raise RuntimeError(f"{p} not found: build first")
+        return p
+
+    def run(self, cmd, **kw):
+        kw.setdefault("env", self.env)
+        kw.setdefault("check", True)
+        return subprocess.run(cmd, **kw)
+
+    def psql(self, sql, db="postgres"):
+        r = self.run(["psql", "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1",
+                      "-d", db, "-c", sql], capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def name(self, prefix):
+        self.seq += 1
+        return f"{prefix}{self.seq}"
+
+    def topic(self, prefix, partitions=16):
+        t = self.name(prefix)
+        self.run([os.path.join(SRC, "tools/devstack.sh"), "cmd", self.state,
+                  f"topic {t} {partitions}"], capture_output=True)
+        return t
+
+    def newdb(self, prefix):
+        db = self.name(prefix)
+        self.psql(f'CREATE DATABASE "{db}"')
+        return db
+
+    def start_stack(self):
+        env = dict(self.env, LEADFLOW_BIN=self.bin,
+                   LEADFLOW_BROKER_ARGS="--topic lead-events:16")
+        out = self.run([os.path.join(SRC, "tools/devstack.sh"), "start",
+                        self.state], env=env, capture_output=True,
+                       text=True).stdout
+        for m in re.finditer(r"^export (\w+)=(.*)$", out, re.M):
+            self.env[m.group(1)] = m.group(2)
+        self.brokers = self.env["LEADFLOW_BROKERS"]
+        # Commit timestamps say when a row became visible, in the server's
+        # clock (the same machine's as ours).
+        self.psql("ALTER SYSTEM SET track_commit_timestamp = on")
+        pgdata = self.env["LEADFLOW_PGDATA"]
+        cmd = [f"{PGBIN}/pg_ctl", "-D", f"{pgdata}/data", "-l",
+               f"{pgdata}/postgres.log", "-m", "fast", "-w", "-t", "60",
+               "restart"]
+        if os.getuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        self.run(cmd, capture_output=True)
+        log(f"stack up: brokers={self.brokers} "
+            f"pg={self.env['PGHOST']}:{self.env['PGPORT']}")
+
+    def stop_stack(self):
+        if os.path.isdir(self.state):
+            subprocess.run([os.path.join(SRC, "tools/devstack.sh"), "stop",
+                            self.state], env=self.env,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def timed(self, cmd, **kw):
+        """Run cmd; @returns its wall-clock seconds."""
+        kw.setdefault("env", self.env)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, **kw)
+        p.wait()
+        wall = time.monotonic() - t0
+        if p.returncode:
+            raise RuntimeError(f"{os.path.basename(cmd[0])} exited "
+                               f"{p.returncode}")
+        return wall
+
+    # ---- workload ---------------------------------------------------
+    def prepare(self):
+        leads = max(1, round(self.a.events / 3.92))
+        self.leads = leads
+        self.jsonl = self.path("events.jsonl")
+        self.run([self.prog("leadflow-gen"), "--leads", str(leads),
+                  "--seed", "7", "-o", self.jsonl, "-q"])
+        with open(self.jsonl, "rb") as f:
+            self.lines = f.read().splitlines()
+        self.n = len(self.lines)
+        # The same events as framed Avro, for kcat and bench_decode.
+        codec = os.path.join(self.tests, "lf_codec_tool")
+        hexes = self.run([codec, "encode"], input=b"\n".join(self.lines),
+                         capture_output=True).stdout.split()
+        values = [bytes.fromhex(h.decode()) for h in hexes]
+        keys = [json.loads(l)["lead_id"].encode() for l in self.lines]
+        assert len(values) == self.n
+        # kcat splits stdin on delimiter strings: pick ones no message holds.
+        for salt in range(100):
+            kd, md = f"<#k{salt}#>".encode(), f"<#m{salt}#>\n".encode()
+            if not any(kd in v or md in v or kd in k or md in k
+                       for k, v in zip(keys, values)):
+                break
+        self.kcat_delims = (kd.decode(), md.decode())
+        self.kcat_in = self.path("kcat.in")
+        with open(self.kcat_in, "wb") as f:
+            for k, v in zip(keys, values):
+                f.write(k + kd + v + md)
+        sizes = sorted(len(v) for v in values)
+        self.msg_bytes = statistics.mean(sizes)
+        log(f"workload: {self.n} events of {leads} leads, Avro values "
+            f"{self.msg_bytes:.0f} B mean")
+
+    # ---- rows -------------------------------------------------------
+    def producers_round(self, r):
+        res = {}
+        t = self.topic("kcat")
+        with open(self.kcat_in, "rb") as f:
+            cmd = ["kcat", "-P", "-b", self.brokers, "-t", t, "-K",
+                   self.kcat_delims[0], "-D", self.kcat_delims[1]]
+            for x in PRODUCER_X:
+                cmd += ["-X", x]
+            res["kcat"] = self.n / self.timed(cmd, stdin=f)
+        t = self.topic("emit")
+        res["emit"] = self.n / self.timed(
+            [self.prog("leadflow-emit"), "-b", self.brokers, "-t", t, "-qq",
+             self.jsonl])
+        t = self.topic("gen")
+        res["gen"] = self.n / self.timed(
+            [self.prog("leadflow-gen"), "--leads", str(self.leads), "--seed",
+             "7", "--produce", "-b", self.brokers, "-t", t, "-qq"])
+        return res
+
+    def project_once(self, db, topic, extra=(), produce=None):
+        """Run leadflow-project on topic into db until idle; @returns
+        (events/s from assignment to the last commit, peak RSS KiB)."""
+        errf = self.path(f"{db}.project.log")
+        with open(errf, "w") as err:
+            cmd = [self.prog("leadflow-project"), "-b", self.brokers, "-t",
+                   topic, "-g", f"g-{db}", "--idle-exit",
+                   str(self.a.idle_exit)] + GROUP_X + self.a.project_args + \
+                list(extra)
+            env = dict(self.env, PGDATABASE=db)
+            p = subprocess.Popen(cmd, env=env, stderr=err,
+                                 stdout=subprocess.DEVNULL)
+            rss = PeakRss(p.pid)
+            if produce:
+                produce()
+            p.wait()
+            peak = rss.stop()
+            if p.returncode:
+                raise RuntimeError(f"leadflow-project exited {p.returncode};"
+                                   f" see {errf}")
+        with open(errf) as f:
+            text = f.read()
+        m = re.search(r"^ts=(\S+) .*msg=assigned", text, re.M)
+        if not m:
+            raise RuntimeError(f"no assignment in {errf}")
+        span = float(self.psql(
+            "SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin))"
+            f" - '{m.group(1)}'::timestamptz) FROM funnel.offsets", db))
+        events = int(self.psql("SELECT count(*) FROM funnel.events", db))
+        return events, events / span, peak
+
+    def project_round(self, r):
+        res = {}
+        db = self.newdb("proj")
+        n, res["project"], res["project_rss"] = self.project_once(
+            db, self.backlog)
+        if n != self.n:
+            raise RuntimeError(f"projected {n} of {self.n} events")
+        # The limit: the same rows, one COPY into a table like funnel.events.
+        rows = self.path("events.copy")
+        if not os.path.exists(rows):
+            self.run(["psql", "-X", "-q", "-d", db, "-c",
+                      "\\copy (SELECT event_id, lead_id, type, occurred_at, "
+                      "source, actor, payload, topic, partition, \"offset\" "
+                      "FROM funnel.events ORDER BY topic, partition, "
+                      "\"offset\") TO '" + rows + "'"])
+        self.psql("CREATE TABLE public.copy_events "
+                  "(LIKE funnel.events INCLUDING ALL);"
+                  "CREATE TABLE public.pc_events "
+                  "(LIKE funnel.events INCLUDING ALL)", db)
+        import psycopg2
+        conn = psycopg2.connect(host=self.env["PGHOST"],
+                                port=self.env["PGPORT"],
+                                user=self.env["PGUSER"], dbname=db)
+        with open(rows) as f:
+            t0 = time.monotonic()
+            with conn.cursor() as cur:
+                cur.copy_expert(
+                    "COPY public.copy_events (event_id, lead_id, type, "
+                    "occurred_at, source, actor, payload, topic, partition, "
+                    "\"offset\") FROM STDIN", f)
+            conn.commit()
+            res["copy"] = self.n / (time.monotonic() - t0)
+        conn.close()
+        # What a user would write: one INSERT + COMMIT per event.
+        m = min(self.n, self.a.percommit)
+        out = self.run(["/usr/bin/python3", os.path.join(HERE, "percommit.py"),
+                        "--brokers", self.brokers, "--topic", self.backlog,
+                        "--group", f"pc-{db}", "--table", "public.pc_events",
+                        "--count", str(m), "--schema",
+                        os.path.join(SRC, "schemas/avro/lead_event.v1.avsc")],
+                       env=dict(self.env, PGDATABASE=db), capture_output=True,
+                       text=True).stdout
+        pc = json.loads(out)
+        res["percommit"] = pc["events"] / pc["seconds"]
+        # Rebuild of the same model from funnel.events.
+        wall = self.timed(
+            [self.prog("leadflow-replay"), "rebuild", "--into",
+             f"rebuild{r}", "--from-db", "--progress", "none", "-qq", "-b",
+             self.brokers, "-t", self.backlog], env=dict(self.env,
+                                                         PGDATABASE=db))
+        res["rebuild"] = self.n / wall
+        self.psql(f'DROP DATABASE "{db}"')
+        return res
+
+    def latency_once(self, rate, seconds):
+        """Paced JSON lines through leadflow-emit into a running projector;
+        @returns (p50 ms, p99 ms, samples)."""
+        topic = self.topic("lat")
+        db = self.newdb("lat")
+        errf = self.path(f"{db}.project.log")
+        err = open(errf, "w")
+        proj = subprocess.Popen(
+            [self.prog("leadflow-project"), "-b", self.brokers, "-t", topic,
+             "-g", f"g-{db}"] + GROUP_X + self.a.project_args,
+            env=dict(self.env, PGDATABASE=db),
+            stderr=err, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while "msg=assigned" not in open(errf).read():
+                if time.monotonic() > deadline or proj.poll() is not None:
+                    raise RuntimeError(f"projector not assigned: {errf}")
+                time.sleep(0.05)
+            emit = subprocess.Popen(
+                [self.prog("leadflow-emit"), "-b", self.brokers, "-t", topic,
+                 "-qq"], env=self.env, stdin=subprocess.PIPE)
+            time.sleep(0.5)  # emit connected and has the topic's metadata
+            total = min(len(self.lines), int(rate * seconds))
+            lines = self.lines[:total]
+            pat = re.compile(rb'"occurred_at":"[^"]*"')
+            lead_pat = re.compile(rb'"lead_id":"([^"]*)"')
+            last = {}
+            t0 = time.monotonic()
+            i = 0
+            while i < total:
+                due = min(total, int((time.monotonic() - t0) * rate) + 1)
+                if due > i:
+                    now_ms = int(time.time() * 1000)
+                    chunk = []
+                    for line in lines[i:due]:
+                        lead = lead_pat.search(line).group(1)
+                        ms = max(now_ms, last.get(lead, 0) + 1)
+                        last[lead] = ms
+                        ts = time.strftime("%Y-%m-%dT%H:%M:%S",
+                                           time.gmtime(ms // 1000))
+                        chunk.append(pat.sub(
+                            f'"occurred_at":"{ts}.{ms % 1000:03d}Z"'.encode(),
+                            line, count=1))
+                    emit.stdin.write(b"\n".join(chunk) + b"\n")
+                    emit.stdin.flush()
+                    i = due
+                else:
+                    time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+            emit.stdin.close()
+            if emit.wait(60):
+                raise RuntimeError("leadflow-emit failed")
+            deadline = time.monotonic() + 60
+            while int(self.psql("SELECT count(*) FROM funnel.events",
+                                db)) < total:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("projector did not catch up")
+                time.sleep(0.2)
+        finally:
+            proj.send_signal(signal.SIGTERM)
+            proj.wait(30)
+            err.close()
+        out = self.psql(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY l), count(*) FROM "
+            "(SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - "
+            "last_event_at) * 1000 AS l FROM funnel.leads) s", db)
+        p50, p99, n = out.split("|")
+        self.psql(f'DROP DATABASE "{db}"')
+        return float(p50), float(p99), int(n)
+
+    def consumed(self, db):
+        """Messages the projector in db has committed (its topic is new,
+        so its stored next offsets add up to that); 0 before it starts."""
+        try:
+            return int(self.psql("SELECT coalesce(sum(next_offset), 0) "
+                                 "FROM funnel.offsets", db))
+        except subprocess.CalledProcessError:
+            return 0
+
+    def memory(self):
+        """Peak RSS over a stream of N and of 10 N events, produced in
+        slices of N (leadflow-gen --produce, a new lead prefix each) while
+        the projector runs: a slice waits while the projector is more than
+        1.5 N behind, so the backlog stays well inside the devbroker's
+        retention (5 MiB per partition) whatever the speeds."""
+        res = {}
+        for label, slices in (("small", 1), ("large", 10)):
+            topic = self.topic("mem")
+            db = self.newdb("mem")
+            produced = [0]
+
+            def produce(topic=topic, db=db, slices=slices):
+                for i in range(slices):
+                    deadline = time.monotonic() + 300
+                    while produced[0] - self.consumed(db) > 1.5 * self.n:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("projector stalled")
+                        time.sleep(0.2)
+                    out = self.run(
+                        [self.prog("leadflow-gen"), "--leads",
+                         str(self.leads), "--seed", str(11 + i), "--prefix",
+                         f"M{i}-", "--produce", "-b", self.brokers, "-t",
+                         topic, "-q"], capture_output=True, text=True).stderr
+                    produced[0] += int(re.search(r"delivered=(\d+)",
+                                                 out).group(1))
+            n, rate, rss = self.project_once(db, topic, produce=produce)
+            if n != produced[0]:
+                raise RuntimeError(f"memory run projected {n} of "
+                                   f"{produced[0]} events")
+            res[label] = {"events": n, "rss_kib": rss, "rate": rate}
+            log(f"memory {label}: {n} events, peak RSS {rss / 1024:.1f} MiB")
+            self.psql(f'DROP DATABASE "{db}"')
+        return res
+
+    def cost(self):
+        k = min(self.n, self.a.cost_events)
+        sub = self.path("cost.jsonl")
+        with open(sub, "wb") as f:
+            f.write(b"\n".join(self.lines[:k]) + b"\n")
+        res = {"events": k}
+        for fn in ("decode_all", "apply_all", "parse_all", "encode_all"):
+            out = self.path(f"callgrind.{fn}")
+            self.run(["valgrind", "--tool=callgrind", f"--toggle-collect={fn}",
+                      f"--callgrind-out-file={out}",
+                      self.prog("bench_decode"), sub],
+                     capture_output=True)
+            with open(out) as f:
+                total = int(re.search(r"^totals: (\d+)", f.read(),
+                                      re.M).group(1))
+            res[fn] = total / k
+        return res
+
+    # ---- driver -----------------------------------------------------
+    def row(self, name, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:  # report, keep measuring the other rows
+            log(f"{name}: FAILED: {e}")
+            self.failed.append(f"{name}: {e}")
+            return None
+
+    def compare(self):
+        """--compare DIR: the project row only, DIR's leadflow-project
+        against --bin's, alternating within each round (an A/B of a change
+        to the projector, side by side)."""
+        bins = {"before": os.path.abspath(self.a.compare), "after": self.bin}
+        rates = {"before": [], "after": [], "ratio": []}
+        for r in range(1, self.a.runs + 1):
+            order = ["before", "after"] if r % 2 else ["after", "before"]
+            got = {}
+            for label in order:
+                self.bin = bins[label]
+                db = self.newdb("ab")
+                n, got[label], _ = self.project_once(db, self.backlog)
+                self.psql(f'DROP DATABASE "{db}"')
+                rates[label].append(got[label])
+            rates["ratio"].append(got["after"] / got["before"])
+            log(f"round {r}: before {got['before']:,.0f}/s after "
+                f"{got['after']:,.0f}/s ratio {rates['ratio'][-1]:.2f}")
+        self.bin = bins["after"]
+        print(f"project A/B, {self.n:,} events, {self.a.runs} rounds "
+              f"(medians): before {statistics.median(rates['before']):,.0f}"
+              f"/s ({bins['before']}), after "
+              f"{statistics.median(rates['after']):,.0f}/s ({bins['after']})"
+              f", after/before {statistics.median(rates['ratio']):.2f}x")
+        return 0
+
+    def main(self):
+        self.start_stack()
+        self.prepare()
+        self.backlog = self.topic("backlog")
+        self.run([self.prog("leadflow-emit"), "-b", self.brokers, "-t",
+                  self.backlog, "-qq", self.jsonl])
+        if self.a.compare:
+            return self.compare()
+        rounds = []
+        for r in range(1, self.a.runs + 1):
+            log(f"round {r}/{self.a.runs}")
+            res = {}
+            p = self.row("producers", self.producers_round, r)
+            res.update(p or {})
+            p = self.row("project", self.project_round, r)
+            res.update(p or {})
+            for rate in self.a.rates:
+                lat = self.row(f"latency {rate}/s", self.latency_once, rate,
+                               self.a.latency_seconds)
+                if lat:
+                    res[f"lat{rate}"] = lat
+            log("round %d: %s" % (r, json.dumps(
+                {k: (round(v) if isinstance(v, float) else v)
+                 for k, v in res.items()})))
+            rounds.append(res)
+        self.results["rounds"] = rounds
+        self.results["memory"] = self.row("memory", self.memory)
+        self.results["cost"] = self.row("cost", self.cost)
+        self.report()
+        return 1 if self.failed else 0
+
+    # ---- the table --------------------------------------------------
+    def report(self):
+        rounds = self.results["rounds"]
+
+        def med(key, f=None):
+            vals = [f(r) if f else r[key] for r in rounds
+                    if all(k in r for k in key.split("/"))]
+            return statistics.median(vals) if vals else None
+
+        def ratio(a, b):
+            return med(f"{a}/{b}", lambda r: r[a] / r[b])
+
+        def fmt_rate(v):
+            return "-" if v is None else f"{v:,.0f}/s"
+
+        def fmt_x(v):
+            return "-" if v is None else f"{v:.2f}x"
+
+        def verdict(ok):
+            return "-" if ok is None else ("met" if ok else "NOT MET")
+
+        rows = []
+        r_emit = ratio("emit", "kcat")
+        rows.append(("emit", fmt_rate(med("emit")),
+                     "kcat -P " + fmt_rate(med("kcat")), fmt_x(r_emit),
+                     ">= 0.7x", verdict(r_emit and r_emit >= 0.7)))
+        r_gen = ratio("gen", "kcat")
+        rows.append(("gen --produce", fmt_rate(med("gen")),
+                     "kcat -P " + fmt_rate(med("kcat")), fmt_x(r_gen), "-",
+                     "-"))
+        r_copy = ratio("project", "copy")
+        rows.append(("project", fmt_rate(med("project")),
+                     "COPY " + fmt_rate(med("copy")), fmt_x(r_copy),
+                     ">= 0.5x", verdict(r_copy and r_copy >= 0.5)))
+        r_pc = ratio("project", "percommit")
+        rows.append(("project", fmt_rate(med("project")),
+                     "per-event commit " + fmt_rate(med("percommit")),
+                     fmt_x(r_pc), ">= 25x", verdict(r_pc and r_pc >= 25)))
+        for rate in self.a.rates:
+            key = f"lat{rate}"
+            p50 = med(key, lambda r: r[key][0])
+            p99 = med(key, lambda r: r[key][1])
+            n = med(key, lambda r: r[key][2])
+            ok = None if p99 is None or rate != 1000 else p99 <= 250
+            rows.append((f"latency @{rate // 1000}k/s",
+                         "-" if p50 is None else
+                         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+                         f"{n:.0f} leads sampled" if n else "-", "-",
+                         "p99 <= 250 ms" if rate == 1000 else "-",
+                         verdict(ok)))
+        mem = self.results.get("memory")
+        if mem:
+            s, l = mem["small"], mem["large"]
+            grow = l["rss_kib"] / s["rss_kib"]
+            peak = max(s["rss_kib"], l["rss_kib"]) / 1024
+            rows.append(("memory (peak RSS)",
+                         f"{l['rss_kib'] / 1024:.1f} MiB @ {l['events']:,}",
+                         f"{s['rss_kib'] / 1024:.1f} MiB @ {s['events']:,}",
+                         fmt_x(grow), "<= 64 MiB, flat",
+                         verdict(peak <= 64 and grow <= 1.1)))
+        else:
+            rows.append(("memory (peak RSS)", "-", "-", "-",
+                         "<= 64 MiB, flat", "-"))
+        rows.append(("rebuild --from-db", fmt_rate(med("rebuild")), "-", "-",
+                     "-", "-"))
+        cost = self.results.get("cost")
+        if cost:
+            rows.append(("cost (instr/event)",
+                         f"{cost['decode_all'] + cost['apply_all']:,.0f}",
+                         f"decode {cost['decode_all']:,.0f} + state machine "
+                         f"{cost['apply_all']:,.0f}", "-", "-", "-"))
+            rows.append(("cost, producer side",
+                         f"{cost['parse_all'] + cost['encode_all']:,.0f}",
+                         f"JSON parse {cost['parse_all']:,.0f} + encode "
+                         f"{cost['encode_all']:,.0f}", "-", "-", "-"))
+        else:
+            rows.append(("cost (instr/event)", "-", "-", "-", "-", "-"))
+
+        head = ("row", "leadflow", "baseline / detail", "ratio", "target",
+                "")
+        widths = [max(len(str(x[i])) for x in rows + [head])
+                  for i in range(len(head))]
+        print(f"leadflow bench: {self.n:,} events ({self.leads:,} leads), "
+              f"{len(rounds)} round(s), medians; {os.cpu_count()} CPUs, "
+              f"{platform.machine()}; per-event commit on "
+              f"{min(self.n, self.a.percommit):,} events")
+        line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+        print(line.rstrip())
+        print("  ".join("-" * w for w in widths))
+        for r in rows:
+            print("  ".join(str(c).ljust(w) for c, w in
+                            zip(r, widths)).rstrip())
+        for f in self.failed:
+            print(f"FAILED {f}")
+        if self.a.json:
+            self.results["table"] = rows
+            with open(self.a.json, "w") as f:
+                json.dump(self.results, f, indent=1)
+
+
+def main():
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=os.path.join(SRC, "build-release/bin"))
+    ap.add_argument("--quick", action="store_true", default=quick)
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--events", type=int)
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--compare", metavar="BIN_DIR",
+                    help="A/B the project row: BIN_DIR's projector (before) "
+                    "against --bin's (after)")
+    ap.add_argument("--project-arg", dest="project_args", action="append",
+                    default=[], help="an extra argument for every "
+                    "leadflow-project run (repeatable), e.g. "
+                    "--project-arg=--batch=20000")
+    a = ap.parse_args()
+    if a.quick:
+        defaults = dict(runs=1, events=2000, percommit=100, latency_seconds=1,
+                        cost_events=200, idle_exit=1)
+    else:
+        defaults = dict(runs=5, events=100000, percommit=2000,
+                        latency_seconds=10, cost_events=5000, idle_exit=2)
+    for k, v in defaults.items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+    a.rates = [1000, 10000]
+    # SIGTERM as SIGINT: unwind, so that the dev stack is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    b = Bench(a)
+    try:
+        return b.main()
+    finally:
+        b.stop_stack()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,553 @@
+/* lf_metrics.c: leadflow-project's /metrics and /healthz over libmicrohttpd,
+ * served from values the projector's loop records under a mutex. */
+#include "lf_metrics.h"
+
+#include "lf_event.h"
+#include "lf_log.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Upper bounds of the batch duration histogram, in seconds: from a small
+ * batch on a local database to a large one on a busy remote server. */
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                 0.5,   1,    2.5,   5,    10};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+typedef struct part_s {
+    char *topic;
+    int32_t partition;
+    int64_t stored; /* next offset in funnel.offsets; <0 none yet */
+    int64_t lo, hi; /* watermarks from librdkafka's cache; <0 unknown */
+} part_t;
+
+struct lf_metrics_s {
+    pthread_mutex_t lock; /* guards everything below for the HTTP thread */
+    struct MHD_Daemon *mhd;
+    int port;
+
+    lf_project_stats_t stats;
+    uint64_t pg_retries;
+    bool db_ok;
+    bool assigned; /* partitions are assigned */
+    part_t *parts;
+    size_t nparts, capparts;
+    int64_t last_commit_ms;      /* wall clock; 0 never */
+    uint64_t hist[NBUCKETS + 1]; /* per bucket, not cumulative; last +Inf */
+    double hist_sum;
+    uint64_t hist_count;
+};
+
+static void parts_clear(lf_metrics_t *m)
+{
+    for (size_t i = 0; i < m->nparts; i++)
+        free(m->parts[i].topic);
+    m->nparts = 0;
+}
+
+/* ---- recording (the projector's thread) ------------------------------ */
+
+void lf_metrics_assign(lf_metrics_t *m,
+                       const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    parts_clear(m);
+    m->assigned = false;
+    if (parts && (size_t)parts->cnt > m->capparts) {
+        part_t *np = realloc(m->parts, (size_t)parts->cnt * sizeof(*np));
+        if (np) {
+            m->parts = np;
+            m->capparts = (size_t)parts->cnt;
+        }
+    }
+    for (int i = 0; parts && i < parts->cnt && (size_t)i < m->capparts; i++) {
+        part_t *pt = &m->parts[m->nparts];
+        if (!(pt->topic = strdup(parts->elems[i].topic)))
+            break;
+        pt->partition = parts->elems[i].partition;
+        pt->stored = parts->elems[i].offset >= 0 ? parts->elems[i].offset : -1;
+        pt->lo = pt->hi = -1;
+        m->nparts++;
+    }
+    m->assigned = parts && parts->cnt > 0;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static part_t *part_find(lf_metrics_t *m, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < m->nparts; i++)
+        if (m->parts[i].partition == partition &&
+            !strcmp(m->parts[i].topic, topic))
+            return &m->parts[i];
+    return NULL;
+}
+
+void lf_metrics_batch(lf_metrics_t *m, const lf_project_stats_t *stats,
+                      uint64_t pg_retries, double seconds,
+                      const rd_kafka_topic_partition_list_t *committed)
+{
+    size_t b;
+
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    if (stats)
+        m->stats = *stats;
+    m->pg_retries = pg_retries;
+    m->db_ok = true;
+    m->last_commit_ms = lf_now_ms();
+    for (b = 0; b < NBUCKETS && seconds > buckets[b]; b++)
+        ;
+    m->hist[b]++;
+    m->hist_sum += seconds;
+    m->hist_count++;
+    for (int i = 0; committed && i < committed->cnt; i++) {
+        part_t *pt = part_find(m, committed->elems[i].topic,
+                               committed->elems[i].partition);
+        if (pt && committed->elems[i].offset >= 0)
+            pt->stored = committed->elems[i].offset;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void lf_metrics_db(lf_metrics_t *m, bool ok)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->db_ok = ok;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void lf_metrics_refresh(lf_metrics_t *m, rd_kafka_t *rk,
+                        const lf_project_stats_t *stats, uint64_t pg_retries)
+{
+    if (!m)
+        return;
+    /* Only this thread changes the partition table, so reading it unlocked
+     * here is safe; librdkafka is called outside the mutex. */
+    for (size_t i = 0; rk && i < m->nparts; i++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(rk, m->parts[i].topic,
+                                           m->parts[i].partition, &lo,
+                                           &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            continue;
+        pthread_mutex_lock(&m->lock);
+        m->parts[i].lo = lo;
+        m->parts[i].hi = hi;
+        pthread_mutex_unlock(&m->lock);
+    }
+    pthread_mutex_lock(&m->lock);
+    if (stats)
+        m->stats = *stats;
+    m->pg_retries = pg_retries;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- rendering ------------------------------------------------------- */
+
+/* A label value: backslash, double quote and newline escaped. */
+static void put_label(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static void put_head(FILE *f, const char *name, const char *type,
+                     const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void put_counter(FILE *f, const char *name, const char *help, uint64_t v)
+{
+    put_head(f, name, "counter", help);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void put_gauge(FILE *f, const char *name, const char *help, double v)
+{
+    put_head(f, name, "gauge", help);
+    fprintf(f, "%s %.17g\n", name, v);
+}
+
+/* The lag of one partition: messages in Kafka past what funnel.offsets
+ * holds. Without a stored offset the projector starts at the beginning,
+ * the low watermark. -1: unknown (nothing fetched yet). */
+static int64_t part_lag(const part_t *pt)
+{
+    int64_t from;
+
+    if (pt->hi < 0)
+        return -1;
+    from = pt->stored >= 0 ? pt->stored : pt->lo >= 0 ? pt->lo : 0;
+    return pt->hi > from ? pt->hi - from : 0;
+}
+
+/* The end offset, never behind what was stored: the cached watermark may
+ * be a refresh older than the batch just committed. */
+static int64_t part_high(const part_t *pt)
+{
+    if (pt->hi < 0)
+        return -1;
+    return pt->hi > pt->stored ? pt->hi : pt->stored;
+}
+
+enum { PART_LAG, PART_STORED, PART_HIGH };
+
+static void put_parts(FILE *f, const lf_metrics_t *m, const char *name,
+                      const char *help, int what)
+{
+    put_head(f, name, "gauge", help);
+    for (size_t i = 0; i < m->nparts; i++) {
+        const part_t *pt = &m->parts[i];
+        int64_t v = what == PART_LAG      ? part_lag(pt)
+                    : what == PART_STORED ? pt->stored
+                                          : part_high(pt);
+        if (v < 0)
+            continue; /* unknown: no sample rather than a false one */
+        fprintf(f, "%s{topic=\"", name);
+        put_label(f, pt->topic);
+        fprintf(f, "\",partition=\"%d\"} %lld\n", (int)pt->partition,
+                (long long)v);
+    }
+}
+
+/* Everything, under the lock. */
+static void put_all(FILE *f, const lf_metrics_t *m)
+{
+    const lf_project_stats_t *s = &m->stats;
+    uint64_t cum = 0;
+
+    put_head(f, "leadflow_build_info", "gauge",
+             "Versions of leadflow-project and librdkafka.");
+    fprintf(f, "leadflow_build_info{version=\"%s\",librdkafka=\"%s\"} 1\n",
+            LF_VERSION, rd_kafka_version_str());
+    put_counter(f, "leadflow_messages_total",
+                "Kafka messages consumed and committed with their batch.",
+                s->messages);
+    put_head(f, "leadflow_events_projected_total", "counter",
+             "Events stored for the first time, by event type.");
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        fprintf(f, "leadflow_events_projected_total{type=\"%s\"} %llu\n",
+                lf_event_type_name((lf_event_type_t)t),
+                (unsigned long long)s->by_type[t]);
+    put_counter(f, "leadflow_duplicates_total",
+                "Events received again with the same event_id and content.",
+                s->duplicates);
+    put_counter(f, "leadflow_conflicts_total",
+                "Events reusing an event_id with other content "
+                "(kept as anomalies).",
+                s->conflicts);
+    put_counter(f, "leadflow_dead_letters_total",
+                "Undecodable or invalid messages written to "
+                "funnel.dead_letters.",
+                s->dead_letters);
+    put_counter(f, "leadflow_anomalies_total",
+                "State-machine anomalies written to funnel.anomalies.",
+                s->anomalies);
+    put_counter(f, "leadflow_leads_recomputed_total",
+                "Leads recomputed from their stored events (late events).",
+                s->recomputed);
+    put_counter(f, "leadflow_batches_total",
+                "Batches committed to PostgreSQL (one transaction each).",
+                s->batches);
+    put_counter(f, "leadflow_pg_retries_total",
+                "PostgreSQL attempts retried (connection lost, batch "
+                "refused, offsets unreadable).",
+                m->pg_retries);
+
+    put_head(f, "leadflow_batch_duration_seconds", "histogram",
+             "Time to write one batch to PostgreSQL (its successful "
+             "attempt).");
+    for (size_t i = 0; i <= NBUCKETS; i++) {
+        cum += m->hist[i];
+        if (i < NBUCKETS)
+            fprintf(f,
+                    "leadflow_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                    buckets[i], (unsigned long long)cum);
+        else
+            fprintf(
+                f, "leadflow_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    }
+    fprintf(f, "leadflow_batch_duration_seconds_sum %.9g\n", m->hist_sum);
+    fprintf(f, "leadflow_batch_duration_seconds_count %llu\n",
+            (unsigned long long)m->hist_count);
+
+    put_gauge(f, "leadflow_last_commit_timestamp_seconds",
+              "Unix time of the last batch committed to PostgreSQL "
+              "(0: none yet).",
+              (double)m->last_commit_ms / 1000.0);
+    put_gauge(f, "leadflow_assigned_partitions",
+              "Partitions assigned to this instance.", (double)m->nparts);
+    put_gauge(f, "leadflow_db_up",
+              "1 if the last PostgreSQL connection, query or batch "
+              "succeeded.",
+              m->db_ok ? 1 : 0);
+    put_parts(f, m, "leadflow_consumer_lag",
+              "Messages in the partition past the offset stored in "
+              "funnel.offsets.",
+              PART_LAG);
+    put_parts(f, m, "leadflow_consumer_offset",
+              "Next offset to project, as stored in funnel.offsets.",
+              PART_STORED);
+    put_parts(f, m, "leadflow_partition_high_watermark",
+              "The partition's end offset, as last seen by the consumer.",
+              PART_HIGH);
+}
+
+char *lf_metrics_render(lf_metrics_t *m, size_t *len)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f;
+    bool failed;
+
+    if (!m || !(f = open_memstream(&buf, &n)))
+        return NULL;
+    pthread_mutex_lock(&m->lock);
+    put_all(f, m);
+    pthread_mutex_unlock(&m->lock);
+    failed = ferror(f) != 0;
+    if (fclose(f) || failed) { /* out of memory */
+        free(buf);
+        return NULL;
+    }
+    if (len)
+        *len = n;
+    return buf;
+}
+
+bool lf_metrics_healthy(lf_metrics_t *m, char *why, size_t why_size)
+{
+    bool ok;
+    const char *reason = NULL;
+
+    if (!m)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    if (!m->assigned)
+        reason = "no partitions assigned";
+    else if (!m->db_ok)
+        reason = "PostgreSQL unreachable or refusing batches";
+    ok = !reason;
+    pthread_mutex_unlock(&m->lock);
+    if (why && why_size)
+        snprintf(why, why_size, "%s", ok ? "ok" : reason);
+    return ok;
+}
+
+/* ---- HTTP (libmicrohttpd's thread) ------------------------------------ */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
+                             char *body, size_t len, const char *type)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result r;
+
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static char *text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *text(const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    lf_metrics_t *m = cls;
+    static const char *plain = "text/plain; charset=utf-8";
+    char *body;
+
+    (void)version;
+    (void)upload;
+    (void)upload_size;
+    (void)req_cls;
+    if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+        strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+        body = text("only GET and HEAD\n");
+        return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, body,
+                     body ? strlen(body) : 0, plain);
+    }
+    if (!strcmp(url, "/metrics")) {
+        size_t len = 0;
+        body = lf_metrics_render(m, &len);
+        if (!body)
+            return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, 0, plain);
+        return reply(conn, MHD_HTTP_OK, body, len,
+                     "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (!strcmp(url, "/healthz")) {
+        char why[128];
+        bool ok = lf_metrics_healthy(m, why, sizeof(why));
+        body = text("%s\n", why);
+        return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                     body, body ? strlen(body) : 0, plain);
+    }
+    body = text("not found; try /metrics or /healthz\n");
+    return reply(conn, MHD_HTTP_NOT_FOUND, body, body ? strlen(body) : 0,
+                 plain);
+}
+
+/* libmicrohttpd's own complaints (a client misbehaving, a socket error),
+ * through our log. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512], q[600];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    LF_LOG(LF_LOG_WARNING, "msg=\"metrics server\" error=%s",
+           lf_log_quote(msg, q, sizeof(q)));
+}
+
+/* Split "HOST:PORT" ("[v6]:PORT", ":PORT") and resolve it. */
+static lf_err_t parse_listen(const char *listen, struct sockaddr_storage *ss,
+                             socklen_t *sslen, char *errstr, size_t errstr_size)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':'), *port, *h = listen;
+    size_t hlen;
+    char *end;
+    long pn;
+    struct addrinfo hints = {0}, *ai = NULL;
+    int e;
+
+    if (!colon)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "metrics address \"%s\": expected HOST:PORT", listen);
+    port = colon + 1;
+    pn = strtol(port, &end, 10);
+    if (!*port || *end || pn < 0 || pn > 65535)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "metrics address \"%s\": port must be 0..65535",
+                         listen);
+    hlen = (size_t)(colon - listen);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof(host))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "metrics address \"%s\": host too long", listen);
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    hints.ai_family = hlen ? AF_UNSPEC : AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if ((e = getaddrinfo(hlen ? host : NULL, port, &hints, &ai)) || !ai)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "metrics address \"%s\": %s", listen,
+                         e ? gai_strerror(e) : "no address");
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sslen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return LF_OK;
+}
+
+lf_err_t lf_metrics_new(const char *listen, lf_metrics_t **out, char *errstr,
+                        size_t errstr_size)
+{
+    lf_metrics_t *m;
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    lf_err_t err;
+
+    *out = NULL;
+    if (listen &&
+        (err = parse_listen(listen, &ss, &sslen, errstr, errstr_size)))
+        return err;
+    if (!(m = calloc(1, sizeof(*m))))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    pthread_mutex_init(&m->lock, NULL);
+    if (listen) {
+        unsigned flags =
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+        if (ss.ss_family == AF_INET6)
+            flags |= MHD_USE_IPv6;
+        /* Scrapes are small and rare: one thread, a few connections, and a
+         * short timeout so an idle client cannot hold a slot. */
+        /* The logger first, or MHD reports on stderr until it is set. */
+        m->mhd = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
+            on_mhd_log, (void *)NULL, MHD_OPTION_SOCK_ADDR, &ss,
+            MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT,
+            10u, MHD_OPTION_END);
+        if (!m->mhd) {
+            lf_metrics_destroy(m);
+            return lf_seterr(LF_ERR_IO, errstr, errstr_size,
+                             "metrics address %s: cannot listen (in use, "
+                             "or not an address of this host)",
+                             listen);
+        }
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+        struct sockaddr_storage bound;
+        socklen_t blen = sizeof(bound);
+        if (info &&
+            getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
+            m->port = ntohs(bound.ss_family == AF_INET6
+                                ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                : ((struct sockaddr_in *)&bound)->sin_port);
+    }
+    *out = m;
+    return LF_OK;
+}
+
+int lf_metrics_port(const lf_metrics_t *m)
+{
+    return m ? m->port : 0;
+}
+
+void lf_metrics_destroy(lf_metrics_t *m)
+{
+    if (!m)
+        return;
+    if (m->mhd)
+        MHD_stop_daemon(m->mhd);
+    parts_clear(m);
+    free(m->parts);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}

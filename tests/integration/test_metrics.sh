@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# test_metrics.sh BIN_DIR: leadflow-project --metrics against the real dev
+# stack. Scrapes /metrics with curl during a run and checks the numbers
+# against the funnel tables, and /healthz through PostgreSQL outages:
+#   start      PostgreSQL down: 503; back up, partitions assigned: 200
+#   numbers    events by type, dead letters, anomalies, batches (and the
+#              duration histogram), offsets and lag match the tables
+#   outage     PostgreSQL crashed while idle: 503; events produced meanwhile
+#              show as lag and retries; restarted: 200, lag back to 0
+#   errors     a malformed or busy address fails at start (78, 69)
+set -euo pipefail
+BIN=$(cd "${1:?usage: test_metrics.sh BIN_DIR}" && pwd)
+. "$(dirname "$0")/lib.sh"
+
+command -v curl >/dev/null || fail "curl is needed (Debian package curl)"
+lf_stack_up
+echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
+T=metrics
+lf_broker "topic $T 4" >/dev/null
+lf_newdb metrics
+export PGDATABASE=metrics
+
+q() { psql -X -At -v ON_ERROR_STOP=1 -c "$1"; }
+scrape() { curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics"; }
+health() {
+    curl -s --max-time 5 -o /dev/null -w '%{http_code}' \
+        "http://127.0.0.1:$PORT/healthz" || true
+}
+# metric TEXT NAME [LABEL_FILTER]: the sum of the samples of NAME (exact
+# name, any labels containing LABEL_FILTER); "none" if there is no sample.
+metric() {
+    awk -v n="$2" -v f="${3:-}" '
+        /^#/ { next }
+        { name = $1; sub(/\{.*/, "", name) }
+        name == n && index($1, f) { s += $2; found = 1 }
+        END { if (found) printf "%.0f\n", s; else print "none" }' <<<"$1"
+}
+# wait_for SECONDS WHAT CMD...: until CMD succeeds.
+wait_for() {
+    local t=$1 what=$2 i
+    shift 2
+    for i in $(seq 1 $((t * 5))); do
+        "$@" && return 0
+        sleep 0.2
+    done
+    tail -n 20 "$LF_TMP/project.err" >&2 || true
+    fail "$what (after $t s)"
+}
+health_is() { [ "$(health)" = "$1" ]; }
+
+# ---- start: PostgreSQL down, then up ---------------------------------
+lf_pg_crash
+"${LF_PROJECT[@]}" -t $T -g g-metrics --metrics 127.0.0.1:0 --batch 50 \
+    2>"$LF_TMP/project.err" &
+pid=$!
+LF_PIDS+=("$pid")
+port_known() {
+    PORT=$(sed -n 's/.*msg="serving metrics".* port=\([0-9]*\).*/\1/p' \
+        "$LF_TMP/project.err" | head -1)
+    [ -n "$PORT" ]
+}
+wait_for 10 "no \"serving metrics\" line" port_known
+code=$(health)
+[ "$code" = 503 ] || fail "/healthz with PostgreSQL down: $code, want 503"
+m=$(scrape) || fail "/metrics did not answer while PostgreSQL is down"
+[ "$(metric "$m" leadflow_db_up)" = 0 ] || fail "db_up should be 0"
+[ "$(metric "$m" leadflow_assigned_partitions)" = 0 ] ||
+    fail "no partitions should be assigned before the database is up"
+echo "ok   start: 503 while PostgreSQL is down"
+lf_pg_start
+wait_for 40 "/healthz never 200 after PostgreSQL came back" health_is 200
+echo "ok   start: 200 once PostgreSQL is up and partitions are assigned"
+[ "$(curl -s -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$PORT/nope")" = 404 ] || fail "unknown path not 404"
+
+# ---- numbers against the tables --------------------------------------
+gen() { # SEED PREFIX [--produce]: a workload; prints its size
+    "$BIN/leadflow-gen" --leads 200 --seed "$1" --prefix "$2" \
+        --anomalies 0.2 "${@:3}" -t $T -qq 2>/dev/null | wc -l
+}
+gen 7 L- --produce >/dev/null || fail "leadflow-gen failed"
+printf '%s\n' "6c2d31 00" "6c2d32 000000000107" "- 0000000001" \
+    "6c2d33 6e6f7420617672" | lf_send_raw $T >/dev/null
+n1=$(gen 7 L-)
+sent=$((n1 + 4))
+drained() {
+    m=$(scrape) || return 1
+    [ "$(metric "$m" leadflow_messages_total)" = "$sent" ] &&
+        [ "$(metric "$m" leadflow_partition_high_watermark)" = "$sent" ] &&
+        [ "$(metric "$m" leadflow_consumer_lag)" = 0 ]
+}
+wait_for 60 "messages_total never reached $sent" drained
+m=$(scrape)
+check() { # WHAT METRIC_VALUE TABLE_VALUE
+    [ "$2" = "$3" ] || fail "$1: /metrics says $2, the tables $3"
+}
+for type in $(q "SELECT DISTINCT type FROM funnel.events ORDER BY 1"); do
+    check "events $type" \
+        "$(metric "$m" leadflow_events_projected_total "type=\"$type\"")" \
+        "$(q "SELECT count(*) FROM funnel.events WHERE type = '$type'")"
+done
+check "events" "$(metric "$m" leadflow_events_projected_total)" \
+    "$(q "SELECT count(*) FROM funnel.events")"
+check "events = sent" "$(metric "$m" leadflow_events_projected_total)" "$n1"
+check "dead letters" "$(metric "$m" leadflow_dead_letters_total)" \
+    "$(q "SELECT count(*) FROM funnel.dead_letters")"
+check "the 4 raw messages are dead letters" \
+    "$(metric "$m" leadflow_dead_letters_total)" 4
+# Anomalies are counted as written, and a lead recomputed from its stored
+# events (an event sorting before one already applied, e.g. two events in
+# the same millisecond split across batches) writes its anomalies again: the
+# count equals the rows only when nothing was recomputed.
+anomalies=$(metric "$m" leadflow_anomalies_total)
+rows=$(q "SELECT count(*) FROM funnel.anomalies WHERE kind = 'state'")
+[ "$rows" -gt 0 ] || fail "the workload should contain anomalies"
+if [ "$(metric "$m" leadflow_leads_recomputed_total)" = 0 ]; then
+    check "anomalies" "$anomalies" "$rows"
+else
+    [ "$anomalies" -ge "$rows" ] ||
+        fail "anomalies: /metrics says $anomalies, fewer than the $rows rows"
+fi
+# The same stream again: every event is a duplicate.
+gen 7 L- --produce >/dev/null || fail "leadflow-gen (again) failed"
+sent=$((sent + n1))
+wait_for 60 "messages_total never reached $sent" drained
+m=$(scrape)
+check "duplicates" "$(metric "$m" leadflow_duplicates_total)" "$n1"
+check "events after duplicates" \
+    "$(metric "$m" leadflow_events_projected_total)" \
+    "$(q "SELECT count(*) FROM funnel.events")"
+batches=$(metric "$m" leadflow_batches_total)
+[ "$batches" -ge 2 ] || fail "batches_total $batches, want >= 2 (--batch 50)"
+check "histogram count" "$(metric "$m" leadflow_batch_duration_seconds_count)" \
+    "$batches"
+check "histogram +Inf bucket" \
+    "$(metric "$m" leadflow_batch_duration_seconds_bucket 'le="+Inf"')" \
+    "$batches"
+check "stored offsets" "$(metric "$m" leadflow_consumer_offset)" \
+    "$(q "SELECT sum(next_offset) FROM funnel.offsets
+          WHERE group_id = 'g-metrics' AND topic = '$T'")"
+check "high watermarks" "$(metric "$m" leadflow_partition_high_watermark)" \
+    "$sent"
+check "partitions with a lag" \
+    "$(grep -c '^leadflow_consumer_lag{' <<<"$m")" 4
+last=$(metric "$m" leadflow_last_commit_timestamp_seconds)
+now=$(date +%s)
+[ $((now - last)) -ge 0 ] && [ $((now - last)) -lt 120 ] ||
+    fail "last commit $last is not recent (now $now)"
+grep -q '^# TYPE leadflow_batch_duration_seconds histogram$' <<<"$m" ||
+    fail "no histogram TYPE line"
+echo "ok   numbers: $sent messages, $(metric "$m" \
+    leadflow_events_projected_total) events, $batches batches match the tables"
+
+# ---- outage while idle -----------------------------------------------
+retries=$(metric "$m" leadflow_pg_retries_total)
+lf_pg_crash
+wait_for 20 "/healthz still $(health) after PostgreSQL crashed" health_is 503
+echo "ok   outage: 503 after PostgreSQL crashed"
+gen 8 M- --produce >/dev/null || fail "leadflow-gen (outage) failed"
+more=$(gen 8 M-)
+lagging() {
+    m=$(scrape) || return 1
+    [ "$(metric "$m" leadflow_consumer_lag)" = "$more" ] &&
+        [ "$(metric "$m" leadflow_pg_retries_total)" -gt "$retries" ]
+}
+wait_for 30 "lag never showed the $more new events: $(metric "$(scrape)" \
+    leadflow_consumer_lag)" lagging
+[ "$(health)" = 503 ] || fail "/healthz not 503 while batches fail"
+echo "ok   outage: lag $more and retries counted while PostgreSQL is down"
+lf_pg_start
+wait_for 60 "/healthz never 200 after the restart" health_is 200
+sent=$((sent + more))
+wait_for 60 "lag never back to 0 after the restart" drained
+m=$(scrape)
+check "events after the outage" \
+    "$(metric "$m" leadflow_events_projected_total)" \
+    "$(q "SELECT count(*) FROM funnel.events")"
+echo "ok   outage: 200 again, lag 0, $(metric "$m" \
+    leadflow_events_projected_total) events"
+
+kill -TERM "$pid"
+wait "$pid" || fail "leadflow-project exited $? after SIGTERM"
+
+# ---- bad addresses -----------------------------------------------------
+set +e
+"$BIN/leadflow-project" --metrics nope -t $T 2>/dev/null
+rc=$?
+[ "$rc" = 78 ] || fail "--metrics nope: exit $rc, want 78"
+python3 -c 'import socket,time,sys
+s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(20)' >"$LF_TMP/busy" &
+busy=$!
+LF_PIDS+=("$busy")
+wait_for 5 "no busy port" test -s "$LF_TMP/busy"
+"$BIN/leadflow-project" --metrics "127.0.0.1:$(cat "$LF_TMP/busy")" -t $T \
+    2>/dev/null
+rc=$?
+kill "$busy"
+wait "$busy" 2>/dev/null
+set -e
+[ "$rc" = 69 ] || fail "--metrics on a busy port: exit $rc, want 69"
+echo "ok   errors: malformed address 78, busy port 69"

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# test_registry.sh BIN_DIR: the schema registry (issue 9 §2) against a
+# stand-in server (sr_standin.py: the REST calls we use, the registry's
+# answers, basic auth, TLS, a switch to be unavailable), the dev broker and a
+# throwaway PostgreSQL. The funnel tables projected through the registry are
+# compared with those of the same events sent with the pinned id 1
+# (lf_checksums: content only):
+#   register   producers register v1 under <topic>-value and frame the id
+#              the registry gives (ids start at 100 here, so the pinned 1
+#              cannot pass for it); a second producer gets the same id
+#   lookup     the projector fetches the id once and projects the same
+#              tables as the pinned run
+#   v2->v1     a topic mixing v1 (leadflow-emit) and v2 (python3-avro with
+#              tests/data/lead_event.v2.avsc: two new optional fields)
+#              projects the same tables: avro-c's resolution into v1
+#   v1->v2     the reverse, by a v2 reader elsewhere in the ecosystem
+#              (python3-avro): our v1 output reads with the new fields null
+#   unknown    an id the registry does not know is dead-lettered with a
+#              reason naming the id and the 404; a PROTOBUF schema too
+#   down       producer: 503, and killed-then-back; consumer: registry
+#              killed while it starts, nothing dead-lettered, everything
+#              projected once the registry is back
+#   auth       wrong credentials: producer fails fast (401, URL named,
+#              password not); consumer holds messages, dead-letters none
+#   tls        HTTPS with our CA and a client certificate (encrypted key)
+set -euo pipefail
+BIN=$(cd "${1:?usage: test_registry.sh BIN_DIR}" && pwd)
+. "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
+TOOLS=${LEADFLOW_TESTS:-$(dirname "$BIN")/tests}
+
+lf_stack_up
+echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
+
+SR_USER=leadflow:s3cret-pw
+SR_PORT=0
+SR_LOG=$LF_TMP/sr.log
+: >"$SR_LOG"
+printf '{"schema":"x","schemaType":"PROTOBUF"}' >"$LF_TMP/protobuf.json"
+
+# Start the stand-in (again on the same port and state: a restart of the
+# same registry).
+reg_start() {
+    rm -f "$LF_TMP/sr.port"
+    $PY "$HERE/sr_standin.py" --port "$SR_PORT" --port-file "$LF_TMP/sr.port" \
+        --state "$LF_TMP/sr.state" --first-id 100 --user "$SR_USER" \
+        --raw "777:200:$LF_TMP/protobuf.json" --log "$SR_LOG" &
+    SR_PID=$!
+    LF_PIDS+=("$SR_PID")
+    for _ in $(seq 200); do
+        [ -s "$LF_TMP/sr.port" ] && break
+        sleep 0.05
+    done
+    [ -s "$LF_TMP/sr.port" ] || fail "the stand-in registry did not start"
+    SR_PORT=$(cat "$LF_TMP/sr.port")
+}
+reg_stop() {
+    kill "$SR_PID"
+    wait "$SR_PID" 2>/dev/null || true
+}
+reg_start
+SR="http://127.0.0.1:$SR_PORT"
+export SR_URL=$SR SR_USER
+CONF=$LF_TMP/registry.conf
+printf 'schema.registry.url=%s\nschema.registry.basic.auth.user.info=%s\n' \
+    "$SR" "$SR_USER" >"$CONF"
+chmod 600 "$CONF"
+echo "registry: $SR"
+
+topic() { lf_broker "topic $1 4" >/dev/null; }
+q() { psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+emit() { # TOPIC FILE [flags]: through the registry
+    local t=$1 f=$2
+    shift 2
+    "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t "$t" -c "$CONF" -qq "$@" "$f"
+}
+project() { # DB TOPIC [flags]
+    local db=$1 t=$2
+    shift 2
+    lf_newdb "$db"
+    PGDATABASE=$db "${LF_PROJECT[@]}" -t "$t" -g "g-$db" --idle-exit 2 -q "$@"
+}
+same() { # DB_A DB_B WHAT
+    local a b
+    a=$(PGDATABASE=$1 lf_checksums)
+    b=$(PGDATABASE=$2 lf_checksums)
+    if [ "$a" != "$b" ]; then
+        diff <(echo "$a") <(echo "$b") >&2 || true
+        fail "$3: tables of $2 differ from $1"
+    fi
+    echo "ok   $3 ($(echo "$a" | awk -F'|' '{printf "%s=%s ", $1, $2}'))"
+}
+sr_get() { curl -sS -u "$SR_USER" "$SR$1"; }
+
+"$BIN/leadflow-gen" --leads 40 --seed 7 -q >"$LF_TMP/events.jsonl"
+EV=$LF_TMP/events.jsonl
+N=$(wc -l <"$EV")
+awk 'NR % 2 == 1' "$EV" >"$LF_TMP/odd.jsonl"
+awk 'NR % 2 == 0' "$EV" >"$LF_TMP/even.jsonl"
+
+# ---- register ---------------------------------------------------------
+for t in pinned reg1 mixed unknown; do topic $t; done
+"$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t pinned -qq "$EV" ||
+    fail "emit without a registry"
+emit reg1 "$EV" || fail "emit through the registry exited $?"
+[ "$(sr_get /subjects/reg1-value/versions)" = "[1]" ] ||
+    fail "reg1-value versions: $(sr_get /subjects/reg1-value/versions)"
+head -5 "$EV" >"$LF_TMP/first5.jsonl"
+emit reg1 "$LF_TMP/first5.jsonl" || fail "second producer"
+[ "$(sr_get /subjects/reg1-value/versions)" = "[1]" ] ||
+    fail "a second producer added a version"
+ids=$($PY "$HERE/sr_client.py" ids reg1 | sort | uniq -c | awk '{print $2 "x" $1}')
+[ "$ids" = "100x$((N + 5))" ] || fail "reg1 framing ids: $ids (want 100x$((N + 5)))"
+[ "$($PY "$HERE/sr_client.py" ids pinned | sort -u)" = 1 ] ||
+    fail "without a registry the id must stay 1"
+sr_get /schemas/ids/100 | $PY -c '
+import json, sys
+got = json.loads(json.load(sys.stdin)["schema"])
+want = json.load(open(sys.argv[1]))
+sys.exit(0 if got == want else "registered schema differs from v1")' \
+    "$SRC/schemas/avro/lead_event.v1.avsc" || fail "registered schema"
+echo "ok   register: reg1-value version 1 = id 100 = lead_event.v1.avsc, framed into $((N + 5)) values; a second producer reuses it"
+# auto.register.schemas=false: look up only (registries where producers
+# may not register)
+topic lookonly
+emit reg1 "$LF_TMP/first5.jsonl" -X schema.registry.auto.register.schemas=false ||
+    fail "look-up-only producer on a registered subject"
+set +e
+err=$(emit lookonly "$LF_TMP/first5.jsonl" -X schema.registry.auto.register.schemas=false 2>&1)
+rc=$?
+set -e
+[ $rc = 78 ] || fail "look-up-only on an unregistered subject: exit $rc: $err"
+echo "$err" | grep -q "schema registry $SR/subjects/lookonly-value: HTTP 404 (error_code 40401: Subject 'lookonly-value' not found.): the schema is not registered under subject \"lookonly-value\" and schema.registry.auto.register.schemas=false" ||
+    fail "look-up-only message: $err"
+[ "$(sr_get /subjects)" = '["reg1-value"]' ] ||
+    fail "look-up-only registered something: $(sr_get /subjects)"
+echo "ok   register: auto.register.schemas=false looks the id up, and fails clearly when the subject lacks it"
+
+# ---- v2 writers next to v1 writers -------------------------------------
+emit mixed "$LF_TMP/odd.jsonl" || fail "emit odd"
+v2id=$(SR_URL=$SR $PY "$HERE/sr_client.py" produce-v2 mixed <"$LF_TMP/even.jsonl") ||
+    fail "python v2 producer"
+[ "$v2id" = 101 ] || fail "v2 got id $v2id, want 101"
+[ "$(sr_get /subjects/mixed-value/versions)" = "[1, 2]" ] ||
+    fail "mixed-value versions: $(sr_get /subjects/mixed-value/versions)"
+
+# ---- unknown ids --------------------------------------------------------
+# A valid v1 body framed with ids the registry does not know (4242, three
+# times: asked once) or holds as PROTOBUF (777), then a good event (id 100;
+# with a registry every id is the registry's, the pinned 1 included).
+good=$(head -1 "$EV" | "$TOOLS/lf_codec_tool" encode)
+key=$(printf 'L-000001' | od -An -tx1 | tr -d ' \n')
+{
+    for _ in 1 2 3; do echo "$key 0000001092${good:10}"; done
+    echo "$key 0000000309${good:10}"
+    echo "$key 0000000064${good:10}"
+} | lf_send_raw unknown >/dev/null
+
+# ---- lookup: project all four in parallel --------------------------------
+: >"$SR_LOG"
+project pinned pinned & p1=$!
+project reg1 reg1 -c "$CONF" & p2=$!
+project mixed mixed -c "$CONF" & p3=$!
+project unknown unknown -c "$CONF" & p4=$!
+wait $p1 || fail "pinned projection"
+wait $p2 || fail "reg1 projection"
+wait $p3 || fail "mixed projection"
+wait $p4 || fail "unknown projection"
+same pinned reg1 "lookup: v1 through the registry = pinned v1"
+same pinned mixed "v2->v1: half v2 (python3-avro), half v1 = pinned v1"
+fetches=$(grep -c '^GET /schemas/ids/100 200' "$SR_LOG" || true)
+[ "$fetches" -le 3 ] || fail "id 100 fetched $fetches times by 3 projectors"
+[ "$(grep -c '^GET /schemas/ids/101 200' "$SR_LOG")" = 1 ] ||
+    fail "id 101 not fetched exactly once"
+echo "ok   cache: id 100 fetched $fetches times for $((2 * N + 10)) messages in 3 processes, id 101 once"
+
+dl=$(q unknown "SELECT error FROM funnel.dead_letters ORDER BY partition, \"offset\"")
+[ "$(echo "$dl" | grep -c 'schema id 4242 is unknown to the schema registry: schema registry http://127.0.0.1:[0-9]*/schemas/ids/4242: HTTP 404 (error_code 40403: Schema 4242 not found)')" = 3 ] ||
+    fail "unknown id dead letters: $dl"
+echo "$dl" | grep -q 'schema id 777: schemaType PROTOBUF: only Avro schemas can be read' ||
+    fail "PROTOBUF dead letter: $dl"
+[ "$(q unknown "SELECT count(*) FROM funnel.events")" = 1 ] ||
+    fail "the good event after the unknown ids"
+[ "$(grep -c '^GET /schemas/ids/4242 404' "$SR_LOG")" = 1 ] ||
+    fail "the 404 was not remembered"
+echo "ok   unknown: 3 dead letters naming id 4242 and the 404 (asked once), 1 naming PROTOBUF, the next event projected"
+echo "     $(echo "$dl" | head -1)"
+
+# ---- v1 written, v2 read (another consumer of the ecosystem) ----------
+out=$($PY "$HERE/sr_client.py" read-v2 reg1 "$EV") || fail "v2 reader on reg1"
+[ "$out" = "v1-written=$((N + 10)) v2-written=0" ] || fail "read-v2 reg1: $out"
+out=$($PY "$HERE/sr_client.py" read-v2 mixed "$EV") || fail "v2 reader on mixed"
+echo "ok   v1->v2: python3-avro with the v2 reader schema reads our v1 output (new fields null); mixed: $out"
+
+# ---- auth -----------------------------------------------------------------
+topic authp
+for ui in "leadflow:wrong-pw" ""; do
+    t0=$(date +%s)
+    set +e
+    err=$("$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t authp -q \
+        -X "schema.registry.url=$SR" \
+        -X "schema.registry.basic.auth.user.info=$ui" "$LF_TMP/first5.jsonl" 2>&1)
+    rc=$?
+    set -e
+    [ $rc = 78 ] || fail "wrong credentials: exit $rc, want 78: $err"
+    [ $(($(date +%s) - t0)) -lt 10 ] || fail "a 401 must not be retried"
+    echo "$err" | grep -q "schema registry $SR/subjects/authp-value/versions: HTTP 401 (error_code 40101: Unauthorized)" ||
+        fail "401 message: $err"
+    case $err in *wrong-pw*) fail "the password is printed: $err" ;; esac
+done
+[ -z "$($PY "$HERE/sr_client.py" ids authp)" ] || fail "authp got messages"
+echo "ok   auth: wrong or missing credentials: exit 78 at once; $(echo "$err" | head -1)"
+lf_newdb authc
+PGDATABASE=authc "${LF_PROJECT[@]}" -t reg1 -g g-authc \
+    -X "schema.registry.url=$SR" \
+    -X "schema.registry.basic.auth.user.info=leadflow:wrong-pw" \
+    2>"$LF_TMP/authc.err" &
+pc=$!
+LF_PIDS+=("$pc")
+for _ in $(seq 100); do
+    grep -q 'message held' "$LF_TMP/authc.err" && break
+    sleep 0.2
+done
+kill -TERM $pc
+wait $pc || true
+grep -q 'message held.*HTTP 401' "$LF_TMP/authc.err" ||
+    fail "consumer with wrong credentials: $(tail -3 "$LF_TMP/authc.err")"
+[ "$(q authc "SELECT (SELECT count(*) FROM funnel.events) + (SELECT count(*) FROM funnel.dead_letters)")" = 0 ] ||
+    fail "consumer with wrong credentials wrote events or dead letters"
+echo "ok   auth: a consumer refused by the registry holds its messages (no event, no dead letter)"
+
+# ---- down -----------------------------------------------------------------
+topic down503
+kill -USR1 "$SR_PID" # answer 503 from now on
+set +e
+err=$(emit down503 "$LF_TMP/first5.jsonl" -X schema.registry.retry.timeout.ms=1500 2>&1)
+rc=$?
+set -e
+kill -USR1 "$SR_PID"
+[ $rc = 75 ] || fail "registry 503: exit $rc, want 75: $err"
+echo "$err" | grep -q 'msg="schema registry unavailable, will retry" attempt=1' ||
+    fail "no retry logged: $err"
+echo "$err" | grep -q "leadflow-emit: schema registry $SR/subjects/down503-value/versions: HTTP 503 (error_code 50003: Error in the backend data store) (gave up after [0-9]* attempts" ||
+    fail "503 message: $err"
+[ -z "$($PY "$HERE/sr_client.py" ids down503)" ] || fail "down503 got messages"
+echo "ok   down: producer on a 503 registry: exit 75, nothing sent; $(echo "$err" | tail -1)"
+
+topic downp
+reg_stop
+emit downp "$EV" -v 2>"$LF_TMP/downp.err" &
+pe=$!
+LF_PIDS+=("$pe")
+sleep 1.5
+reg_start
+wait $pe || fail "producer did not outlast the registry's restart: $(tail -3 "$LF_TMP/downp.err")"
+grep -q 'will retry.*Connection refused\|will retry.*Couldn.t connect' "$LF_TMP/downp.err" ||
+    fail "no retry on a refused connection: $(head -3 "$LF_TMP/downp.err")"
+[ "$($PY "$HERE/sr_client.py" ids downp | sort | uniq -c | awk '{print $2 "x" $1}')" = "100x$N" ] ||
+    fail "downp: not every event delivered with id 100"
+echo "ok   down: producer started while the registry was down: retried, then all $N delivered"
+
+topic downc
+emit downc "$LF_TMP/odd.jsonl" || fail "emit downc"
+$PY "$HERE/sr_client.py" produce-v2 downc <"$LF_TMP/even.jsonl" >/dev/null ||
+    fail "v2 into downc"
+reg_stop
+lf_newdb downc
+PGDATABASE=downc "${LF_PROJECT[@]}" -t downc -g g-downc --idle-exit 2 \
+    -c "$CONF" 2>"$LF_TMP/downc.err" &
+pc=$!
+LF_PIDS+=("$pc")
+for _ in $(seq 100); do
+    [ "$(grep -c 'message held' "$LF_TMP/downc.err")" -ge 2 ] && break
+    sleep 0.2
+done
+[ "$(q downc "SELECT (SELECT count(*) FROM funnel.events) + (SELECT count(*) FROM funnel.dead_letters)")" = 0 ] ||
+    fail "events or dead letters while the registry is down"
+reg_start
+wait $pc || fail "projector after the registry came back"
+[ "$(q downc "SELECT count(*) FROM funnel.dead_letters")" = 0 ] ||
+    fail "dead letters after the registry came back"
+same pinned downc "down: registry down at the consumer's start, then back"
+echo "     $(grep -m1 'message held' "$LF_TMP/downc.err")"
+
+# ---- tls --------------------------------------------------------------------
+T=$LF_TMP/tls
+mkdir -p "$T"
+(
+    cd "$T"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca \
+        -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+        -keyout srv.key -out srv.csr
+    printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+    openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -days 2 -extfile san.ext -out srv.crt
+    openssl req -newkey rsa:2048 -subj /CN=leadflow -passout pass:keypw \
+        -keyout cli.key -out cli.csr
+    openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -days 2 -out cli.crt
+) >/dev/null 2>&1 || fail "openssl could not make test certificates"
+$PY "$HERE/sr_standin.py" --port-file "$T/port" --tls-cert "$T/srv.crt" \
+    --tls-key "$T/srv.key" --tls-client-ca "$T/ca.crt" &
+TLS_PID=$!
+LF_PIDS+=("$TLS_PID")
+for _ in $(seq 200); do
+    [ -s "$T/port" ] && break
+    sleep 0.05
+done
+TLS_URL=https://127.0.0.1:$(cat "$T/port")
+topic tls
+"$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t tls -q \
+    -X "schema.registry.url=$TLS_URL" \
+    -X "schema.registry.ssl.ca.location=$T/ca.crt" \
+    -X "schema.registry.ssl.certificate.location=$T/cli.crt" \
+    -X "schema.registry.ssl.key.location=$T/cli.key" \
+    -X "schema.registry.ssl.key.password=keypw" "$LF_TMP/first5.jsonl" ||
+    fail "emit over TLS with a client certificate"
+[ "$($PY "$HERE/sr_client.py" ids tls | sort -u)" = 1 ] ||
+    fail "tls: the first schema of that registry should be id 1"
+set +e
+err=$("$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t tls -q \
+    -X "schema.registry.url=$TLS_URL" "$LF_TMP/first5.jsonl" 2>&1)
+rc=$?
+set -e
+[ $rc = 78 ] || fail "TLS without our CA: exit $rc, want 78: $err"
+echo "$err" | grep -q "schema registry $TLS_URL/subjects/tls-value/versions: .*certificate" ||
+    fail "TLS error message: $err"
+echo "ok   tls: CA, client certificate and encrypted key pass through; without the CA: $(echo "$err" | cut -c1-150)"
+
+reg_stop
+kill "$TLS_PID"
+wait "$TLS_PID" 2>/dev/null || true
+echo "PASS test_registry"

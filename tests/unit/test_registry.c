@@ -1,0 +1,644 @@
+/* test_registry.c: the schema registry client (lf_registry): its parsing of
+ * untrusted answers, its settings, and the codec reading other versions of
+ * LeadEvent through it (schemas preloaded in its cache: no HTTP here; the
+ * REST calls are tested against a stand-in server in
+ * tests/integration/test_registry.sh). */
+#include "lf_avro.h"
+#include "lf_embedded.h"
+#include "lf_registry.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- lf_registry_parse_id ------------------------------------------- */
+
+typedef struct id_case_s {
+    const char *body;
+    int32_t id;       /* expected id, 0: rejected */
+    const char *want; /* a phrase of the error */
+} id_case_t;
+
+static const id_case_t id_cases[] = {
+    {"{\"id\":1}", 1, NULL},
+    {"{\"id\": 2147483647}", 2147483647, NULL},
+    {" {\"subject\":\"t-value\",\"id\":42,\"version\":3,\"schema\":\"x\"} ", 42,
+     NULL},
+    {"{\"id\":0}", 0, "positive 32-bit"},
+    {"{\"id\":-5}", 0, "positive 32-bit"},
+    {"{\"id\":2147483648}", 0, "positive 32-bit"},
+    {"{\"id\":99999999999999999999999}", 0, "not JSON"},
+    {"{\"id\":\"7\"}", 0, "positive 32-bit"},
+    {"{\"id\":7.0}", 0, "positive 32-bit"},
+    {"{\"id\":null}", 0, "positive 32-bit"},
+    {"{}", 0, "positive 32-bit"},
+    {"[1]", 0, "not a JSON object"},
+    {"7", 0, "not JSON"},
+    {"", 0, "not JSON"},
+    {"<html>502 Bad Gateway</html>", 0, "not JSON"},
+    {"{\"id\":1,\"id\":2}", 0, "not JSON"}, /* duplicate keys refused */
+    {"{\"id\":1", 0, "not JSON"},
+};
+
+Test(registry, parse_id_table)
+{
+    for (size_t i = 0; i < sizeof(id_cases) / sizeof(id_cases[0]); i++) {
+        const id_case_t *c = &id_cases[i];
+        char err[256] = "";
+        int32_t id = -1;
+        lf_err_t rc = lf_registry_parse_id(c->body, strlen(c->body), &id, err,
+                                           sizeof(err));
+        if (c->id) {
+            cr_expect_eq(rc, LF_OK, "case %zu %s: %s", i, c->body, err);
+            cr_expect_eq(id, c->id, "case %zu: id %d", i, id);
+        } else {
+            cr_expect_eq(rc, LF_ERR_INVALID, "case %zu %s: accepted", i,
+                         c->body);
+            cr_expect(strstr(err, c->want) != NULL, "case %zu: \"%s\"", i, err);
+            cr_expect_eq(id, -1, "case %zu: id written on failure", i);
+        }
+    }
+}
+
+Test(registry, parse_id_does_not_read_past_len)
+{
+    /* Not NUL-terminated; the length cuts the digits. */
+    const char body[] = {'{', '"', 'i', 'd', '"', ':', '1', '2', '}', '9'};
+    int32_t id = 0;
+    char err[256];
+    cr_expect_eq(lf_registry_parse_id(body, 9, &id, err, sizeof(err)), LF_OK,
+                 "%s", err);
+    cr_expect_eq(id, 12);
+    cr_expect_eq(lf_registry_parse_id(body, 8, &id, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect_eq(lf_registry_parse_id(NULL, 0, &id, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    /* A NUL inside a string of the body. */
+    const char nul[] = "{\"i\0d\":1}";
+    cr_expect_eq(
+        lf_registry_parse_id(nul, sizeof(nul) - 1, &id, err, sizeof(err)),
+        LF_ERR_INVALID);
+}
+
+/* ---- lf_registry_parse_schema --------------------------------------- */
+
+typedef struct schema_case_s {
+    const char *body;
+    const char *schema; /* expected, NULL: rejected */
+    const char *want;
+} schema_case_t;
+
+static const schema_case_t schema_cases[] = {
+    {"{\"schema\":\"\\\"string\\\"\"}", "\"string\"", NULL},
+    {"{\"schema\":\"{\\\"type\\\":\\\"record\\\"}\",\"schemaType\":\"AVRO\","
+     "\"references\":[]}",
+     "{\"type\":\"record\"}", NULL},
+    {"{\"schema\":\"x\",\"schemaType\":null,\"references\":null}", "x", NULL},
+    {"{\"schema\":\"\\u00e9\"}", "\xc3\xa9", NULL},
+    {"{\"schema\":\"x\",\"schemaType\":\"PROTOBUF\"}", NULL,
+     "schemaType PROTOBUF: only Avro"},
+    {"{\"schema\":\"x\",\"schemaType\":\"JSON\"}", NULL, "only Avro"},
+    {"{\"schema\":\"x\",\"schemaType\":3}", NULL, "(not a string)"},
+    {"{\"schema\":\"x\",\"references\":[{\"name\":\"a\",\"subject\":\"b\","
+     "\"version\":1}]}",
+     NULL, "schema references"},
+    {"{\"schema\":\"x\",\"references\":{}}", NULL, "schema references"},
+    {"{\"schema\":\"\"}", NULL, "non-empty string"},
+    {"{\"schema\":{\"type\":\"string\"}}", NULL, "non-empty string"},
+    {"{\"schema\":null}", NULL, "non-empty string"},
+    {"{\"schemas\":\"x\"}", NULL, "non-empty string"},
+    {"{\"schema\":\"a\\u0000b\"}", NULL, "not JSON"}, /* NUL refused */
+    {"{\"schema\":\"\\ud800\"}", NULL, "not JSON"},   /* lone surrogate */
+    {"{\"schema\":\"\xff\"}", NULL, "not JSON"},      /* not UTF-8 */
+    {"[\"schema\"]", NULL, "not a JSON object"},
+    {"null", NULL, "not JSON"},
+};
+
+Test(registry, parse_schema_table)
+{
+    for (size_t i = 0; i < sizeof(schema_cases) / sizeof(schema_cases[0]);
+         i++) {
+        const schema_case_t *c = &schema_cases[i];
+        char err[256] = "", *schema = (char *)"untouched";
+        lf_err_t rc = lf_registry_parse_schema(c->body, strlen(c->body),
+                                               &schema, err, sizeof(err));
+        if (c->schema) {
+            cr_expect_eq(rc, LF_OK, "case %zu %s: %s", i, c->body, err);
+            if (rc == LF_OK)
+                cr_expect_str_eq(schema, c->schema, "case %zu", i);
+            free(rc == LF_OK ? schema : NULL);
+        } else {
+            cr_expect_eq(rc, LF_ERR_INVALID, "case %zu %s: accepted", i,
+                         c->body);
+            cr_expect_null(schema, "case %zu: schema left set", i);
+            cr_expect(strstr(err, c->want) != NULL, "case %zu: \"%s\"", i, err);
+        }
+    }
+}
+
+Test(registry, parse_schema_deep_nesting_does_not_crash)
+{
+    /* jansson limits the depth; whatever it says, no crash and no leak. */
+    size_t n = 100000;
+    char *body = malloc(2 * n + 1), *schema = NULL, err[256];
+    memset(body, '[', n);
+    memset(body + n, ']', n);
+    body[2 * n] = '\0';
+    cr_expect_eq(
+        lf_registry_parse_schema(body, 2 * n, &schema, err, sizeof(err)),
+        LF_ERR_INVALID);
+    cr_expect_null(schema);
+    free(body);
+}
+
+/* ---- lf_registry_parse_error ---------------------------------------- */
+
+Test(registry, parse_error)
+{
+    char buf[400];
+    const char *b;
+
+    b = "{\"error_code\":40403,\"message\":\"Schema 42 not found\"}";
+    lf_registry_parse_error(b, strlen(b), buf, sizeof(buf));
+    cr_expect_str_eq(buf, "error_code 40403: Schema 42 not found");
+    b = "{\"message\":\"no code\"}";
+    lf_registry_parse_error(b, strlen(b), buf, sizeof(buf));
+    cr_expect_str_eq(buf, "no code");
+    /* control characters (log injection) are replaced */
+    b = "{\"error_code\":1,\"message\":\"a\\nlevel=crit\\u001b[31m\"}";
+    lf_registry_parse_error(b, strlen(b), buf, sizeof(buf));
+    cr_expect_str_eq(buf, "error_code 1: a?level=crit?[31m");
+    /* not JSON: an excerpt, also cleaned */
+    b = "<html>\r\n<h1>502</h1>";
+    lf_registry_parse_error(b, strlen(b), buf, sizeof(buf));
+    cr_expect_str_eq(buf, "<html>?"
+                          "?<h1>502</h1>"); /* not a trigraph */
+    /* long bodies are cut */
+    char big[5000];
+    memset(big, 'x', sizeof(big));
+    lf_registry_parse_error(big, sizeof(big), buf, sizeof(buf));
+    cr_expect_eq(strlen(buf), 203, "%zu", strlen(buf));
+    cr_expect(strstr(buf, "...") != NULL);
+    /* a NUL in the body, an empty body, a tiny buffer */
+    lf_registry_parse_error("a\0b", 3, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "a?b");
+    lf_registry_parse_error(NULL, 0, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "");
+    char tiny[4];
+    b = "{\"message\":\"a long message\"}";
+    lf_registry_parse_error(b, strlen(b), tiny, sizeof(tiny));
+    cr_expect_str_eq(tiny, "a l");
+}
+
+Test(registry, redact_url)
+{
+    char buf[256];
+
+    lf_registry_redact_url("https://user:pw@sr.example:8081/x", buf,
+                           sizeof(buf));
+    cr_expect_str_eq(buf, "https://***@sr.example:8081/x");
+    lf_registry_redact_url("http://sr:8081/schemas/ids/1", buf, sizeof(buf));
+    cr_expect_str_eq(buf, "http://sr:8081/schemas/ids/1");
+    /* an @ in the path is not a credential */
+    lf_registry_redact_url("http://sr/a@b", buf, sizeof(buf));
+    cr_expect_str_eq(buf, "http://sr/a@b");
+    lf_registry_redact_url("no-scheme", buf, sizeof(buf));
+    cr_expect_str_eq(buf, "no-scheme");
+}
+
+/* ---- settings ------------------------------------------------------- */
+
+static lf_registry_t *reg_from(const char *const *kv, char *err,
+                               size_t err_size)
+{
+    lf_conf_t *conf = lf_conf_new();
+    lf_registry_t *reg;
+
+    for (; *kv; kv++)
+        cr_assert_eq(lf_conf_set_kv(conf, *kv, err, err_size), LF_OK);
+    reg = lf_registry_new(conf, err, err_size);
+    lf_conf_destroy(conf);
+    return reg;
+}
+
+Test(registry, settings)
+{
+    char err[512];
+    lf_registry_t *reg;
+    lf_conf_t *conf = lf_conf_new();
+
+    cr_expect(!lf_registry_configured(conf));
+    lf_conf_set(conf, LF_CONF_SR_URL, "", err, sizeof(err));
+    cr_expect(!lf_registry_configured(conf), "an empty URL is no registry");
+    lf_conf_destroy(conf);
+
+    reg = reg_from((const char *[]){"schema.registry.url= https://u:p@a:1/ , "
+                                    "http://b:2//",
+                                    NULL},
+                   err, sizeof(err));
+    cr_assert_not_null(reg, "%s", err);
+    cr_expect_str_eq(lf_registry_url(reg), "https://***@a:1");
+    cr_expect(lf_registry_auto_register(reg));
+    cr_expect_eq(lf_registry_retry_timeout_ms(reg),
+                 LF_REGISTRY_RETRY_TIMEOUT_MS);
+    lf_registry_destroy(reg);
+
+    reg = reg_from(
+        (const char *[]){"schema.registry.url=http://a",
+                         "schema.registry.auto.register.schemas=false",
+                         "schema.registry.retry.timeout.ms=1500", NULL},
+        err, sizeof(err));
+    cr_assert_not_null(reg, "%s", err);
+    cr_expect(!lf_registry_auto_register(reg));
+    cr_expect_eq(lf_registry_retry_timeout_ms(reg), 1500);
+    lf_registry_destroy(reg);
+
+    static const struct {
+        const char *kv, *want;
+    } bad[] = {
+        {"schema.registry.url=ftp://a", "not an http:// or https:// URL"},
+        {"schema.registry.url=a:8081", "not an http:// or https:// URL"},
+        {"schema.registry.url= , ", "no URL"},
+        {"schema.registry.basic.auth.user.info=nocolon", "user:password"},
+        {"schema.registry.enable.ssl.certificate.verification=maybe",
+         "not true or false"},
+        {"schema.registry.request.timeout.ms=0", "milliseconds"},
+        {"schema.registry.request.timeout.ms=10s", "milliseconds"},
+        {"schema.registry.retry.timeout.ms=-1", "milliseconds"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *url = strncmp(bad[i].kv, "schema.registry.url=", 20)
+                              ? "schema.registry.url=http://a"
+                              : bad[i].kv;
+        reg =
+            reg_from((const char *[]){url, bad[i].kv, NULL}, err, sizeof(err));
+        cr_expect_null(reg, "%s accepted", bad[i].kv);
+        cr_expect(strstr(err, bad[i].want) != NULL, "%s: \"%s\"", bad[i].kv,
+                  err);
+        lf_registry_destroy(reg);
+    }
+    /* the password never shows in an error */
+    reg = reg_from(
+        (const char *[]){"schema.registry.url=ftp://u:hunter2@a", NULL}, err,
+        sizeof(err));
+    cr_expect_null(reg);
+    cr_expect(strstr(err, "hunter2") == NULL, "%s", err);
+}
+
+/* ---- the codec through a registry ------------------------------------ */
+
+/* Writer schemas, made from the embedded v1 so they track it. */
+enum { ID_V1 = 100, ID_V2, ID_REORDERED, ID_OTHER, ID_BROKEN, ID_NEWTYPE };
+
+static json_t *v1_json(void)
+{
+    json_error_t jerr;
+    json_t *s = json_loads(lf_embedded_avsc_v1, 0, &jerr);
+    cr_assert_not_null(s, "%s", jerr.text);
+    return s;
+}
+
+static json_t *field(json_t *record, const char *name)
+{
+    json_t *fields = json_object_get(record, "fields"), *f;
+    size_t i;
+    json_array_foreach(fields, i, f)
+    {
+        if (!strcmp(json_string_value(json_object_get(f, "name")), name))
+            return f;
+    }
+    cr_assert_fail("no field %s", name);
+    return NULL;
+}
+
+static json_t *opt_string(const char *name)
+{
+    return json_pack("{s:s,s:[s,s],s:n}", "name", name, "type", "null",
+                     "string", "default");
+}
+
+/* v2: v1 plus correlation_id (after source, so not at the end) and
+ * Captured.landing_page, both optional: tests/data/lead_event.v2.avsc. */
+static char *v2_text(void)
+{
+    json_t *s = v1_json();
+    json_t *payload = json_object_get(field(s, "payload"), "type");
+    json_array_insert_new(json_object_get(s, "fields"), 5,
+                          opt_string("correlation_id"));
+    json_array_append_new(json_object_get(json_array_get(payload, 0), "fields"),
+                          opt_string("landing_page"));
+    char *t = json_dumps(s, 0);
+    json_decref(s);
+    return t;
+}
+
+/* RecycleReason with its first two symbols swapped. */
+static char *reordered_text(void)
+{
+    json_t *s = v1_json();
+    json_t *payload = json_object_get(field(s, "payload"), "type");
+    json_t *rec = json_array_get(payload, 4); /* Recycled */
+    json_t *syms = json_object_get(
+        json_object_get(field(rec, "reason"), "type"), "symbols");
+    json_t *a = json_incref(json_array_get(syms, 0));
+    json_array_set(syms, 0, json_array_get(syms, 1));
+    json_array_set_new(syms, 1, a);
+    char *t = json_dumps(s, 0);
+    json_decref(s);
+    return t;
+}
+
+/* v1 plus an event type NURTURED (appended) with its payload branch. */
+static char *newtype_text(void)
+{
+    json_t *s = v1_json();
+    json_t *syms =
+        json_object_get(json_object_get(field(s, "type"), "type"), "symbols");
+    json_array_append_new(syms, json_string("NURTURED"));
+    json_array_append_new(json_object_get(field(s, "payload"), "type"),
+                          json_pack("{s:s,s:s,s:[{s:s,s:s}]}", "type", "record",
+                                    "name", "Nurtured", "fields", "name",
+                                    "track", "type", "string"));
+    char *t = json_dumps(s, 0);
+    json_decref(s);
+    return t;
+}
+
+static lf_registry_t *reg;
+static lf_codec_t *codec;
+
+static void codec_setup(void)
+{
+    char err[512];
+    char *v2 = v2_text(), *ro = reordered_text(), *nt = newtype_text();
+
+    /* Port 1 refuses connections: any request would fail fast, so a
+     * decode that works used the cache. */
+    reg = reg_from((const char *[]){"schema.registry.url=http://127.0.0.1:1",
+                                    "schema.registry.request.timeout.ms=2000",
+                                    NULL},
+                   err, sizeof(err));
+    cr_assert_not_null(reg, "%s", err);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_V1, lf_embedded_avsc_v1), 0);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_V2, v2), 0);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_REORDERED, ro), 0);
+    cr_assert_eq(
+        lf_registry_cache_put(reg, ID_OTHER,
+                              "{\"type\":\"record\",\"name\":\"Other\","
+                              "\"namespace\":\"acme\",\"fields\":[]}"),
+        0);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_BROKEN, "{\"type\":\"nope\"}"),
+                 0);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_NEWTYPE, nt), 0);
+    free(v2);
+    free(ro);
+    free(nt);
+    codec = lf_codec_new(err, sizeof(err));
+    cr_assert_not_null(codec, "%s", err);
+    lf_codec_set_registry(codec, reg);
+}
+
+static void codec_teardown(void)
+{
+    lf_codec_destroy(codec);
+    lf_registry_destroy(reg);
+}
+
+/* Hand-built Avro, as another producer would write it. */
+typedef struct raw_s {
+    uint8_t b[4096];
+    size_t n;
+} raw_t;
+
+static void r_long(raw_t *r, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    do {
+        r->b[r->n++] = (uint8_t)((z & 0x7f) | (z > 0x7f ? 0x80 : 0));
+        z >>= 7;
+    } while (z);
+}
+
+static void r_str(raw_t *r, const char *s)
+{
+    r_long(r, (int64_t)strlen(s));
+    memcpy(r->b + r->n, s, strlen(s));
+    r->n += strlen(s);
+}
+
+static void r_opt(raw_t *r, const char *s)
+{
+    r_long(r, s ? 1 : 0);
+    if (s)
+        r_str(r, s);
+}
+
+static void r_header(raw_t *r, int32_t id)
+{
+    r->n = 0;
+    r->b[r->n++] = 0;
+    for (int i = 3; i >= 0; i--)
+        r->b[r->n++] = (uint8_t)((uint32_t)id >> (8 * i));
+}
+
+/* The envelope up to the payload's branch; v2 has correlation_id. */
+static void r_envelope(raw_t *r, int32_t id, int64_t type, bool v2)
+{
+    r_header(r, id);
+    r_str(r, "e-1");
+    r_str(r, "L-1");
+    r_long(r, type);
+    r_long(r, 1767225600000); /* 2026-01-01 */
+    r_str(r, "crm");
+    if (v2)
+        r_opt(r, "req-77");
+    r_opt(r, "rule-9");
+    r_long(r, type); /* payload branch */
+}
+
+static lf_err_t decode(const raw_t *r, lf_event_t *ev, char *err, size_t n)
+{
+    return lf_codec_decode(codec, r->b, r->n, ev, err, n);
+}
+
+TestSuite(codec_registry, .init = codec_setup, .fini = codec_teardown);
+
+Test(codec_registry, v2_writer_read_as_v1)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    /* captured, with v2's landing_page after the map */
+    r_envelope(&r, ID_V2, 0, true);
+    r_str(&r, "paid_search");
+    r_opt(&r, "spring");
+    r_long(&r, 1); /* one map entry */
+    r_str(&r, "country");
+    r_str(&r, "NL");
+    r_long(&r, 0);
+    r_opt(&r, "/pricing");
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_str_eq(ev.event_id, "e-1");
+    cr_expect_str_eq(ev.source, "crm");
+    cr_expect_str_eq(ev.actor, "rule-9"); /* after the skipped v2 field */
+    cr_expect_eq(ev.type, LF_EV_CAPTURED);
+    cr_expect_eq(ev.occurred_at, 1767225600000);
+    cr_expect_str_eq(ev.u.captured.channel, "paid_search");
+    cr_expect_str_eq(ev.u.captured.campaign, "spring");
+    cr_assert_eq(ev.u.captured.attr_count, 1);
+    cr_expect_str_eq(ev.u.captured.attrs[0].key, "country");
+    cr_expect_str_eq(ev.u.captured.attrs[0].value, "NL");
+    lf_event_clear(&ev);
+
+    /* recycled: an enum and an optional string through the resolver */
+    r_envelope(&r, ID_V2, 4, true);
+    r_long(&r, 5); /* BAD_TIMING */
+    r_opt(&r, NULL);
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_eq(ev.type, LF_EV_RECYCLED);
+    cr_expect_eq(ev.u.recycled.reason, 5);
+    cr_expect_null(ev.u.recycled.note);
+    lf_event_clear(&ev);
+
+    /* won, then v1 and v2 alternating: each id keeps its own reader */
+    for (int i = 0; i < 4; i++) {
+        bool v2 = i % 2;
+        r_envelope(&r, v2 ? ID_V2 : ID_V1, 6, v2);
+        r_long(&r, 1234500 + i);
+        r_str(&r, "EUR");
+        cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%d: %s", i,
+                     err);
+        cr_expect_eq(ev.u.won.amount_minor, 1234500 + i);
+        cr_expect_str_eq(ev.u.won.currency, "EUR");
+        lf_event_clear(&ev);
+    }
+}
+
+Test(codec_registry, bounds_check_walks_the_writer_schema)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    /* A negative length in v2's correlation_id: v1's schema would read
+     * those bytes as the actor. */
+    r_envelope(&r, ID_V2, 3, false);
+    r.n -= 9; /* back to after source: actor (8 bytes) + branch (1) */
+    r_long(&r, 1);
+    r_long(&r, -3);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "correlation_id") && strstr(err, "negative"), "%s",
+              err);
+
+    /* v2 bytes framed with the v1 id: refused by the v1 walk */
+    r_envelope(&r, ID_V1, 3, true);
+    r_str(&r, "owner-1");
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+
+    /* every truncation of a valid v2 message is refused, none crashes */
+    r_envelope(&r, ID_V2, 1, true);
+    r_long(&r, 70);
+    r_long(&r, 60);
+    r_str(&r, "m");
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    lf_event_clear(&ev);
+    for (size_t n = 5; n < r.n; n++) {
+        raw_t t = r;
+        t.n = n;
+        cr_expect_eq(decode(&t, &ev, err, sizeof(err)), LF_ERR_INVALID,
+                     "truncated at %zu accepted", n);
+    }
+    /* a union index out of range in v2's field */
+    r_envelope(&r, ID_V2, 3, false);
+    r.n -= 9;
+    r_long(&r, 2);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "union branch 2 out of range"), "%s", err);
+}
+
+Test(codec_registry, writer_schemas_we_cannot_read)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    r_envelope(&r, ID_REORDERED, 4, false);
+    r_long(&r, 0);
+    r_opt(&r, NULL);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "schema id 102") &&
+                  strstr(err, "enum RecycleReason: symbol 0 is NO_BUDGET"),
+              "%s", err);
+
+    r_header(&r, ID_OTHER);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "schema id 103") &&
+                  strstr(err, "record acme.Other, not a leadflow.LeadEvent"),
+              "%s", err);
+
+    r_header(&r, ID_BROKEN);
+    r_long(&r, 0);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "schema id 104") &&
+                  strstr(err, "not a valid Avro schema"),
+              "%s", err);
+
+    /* a newer writer's event type this reader does not know */
+    r_envelope(&r, ID_NEWTYPE, 9, false);
+    r_str(&r, "webinar");
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "event type 9") && strstr(err, "reader (v1)"), "%s",
+              err);
+    /* ... while its known types still read */
+    r_envelope(&r, ID_NEWTYPE, 7, false);
+    r_str(&r, "no budget");
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    lf_event_clear(&ev);
+
+    r_envelope(&r, -7, 7, false);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "registry ids are positive"), "%s", err);
+}
+
+Test(codec_registry, unreachable_registry_is_temporary)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    r_envelope(&r, 4242, 7, false);
+    r_str(&r, "no budget");
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_TEMPORARY);
+    cr_expect(strstr(err, "http://127.0.0.1:1/schemas/ids/4242"), "%s", err);
+    cr_expect_null(ev.event_id);
+    /* and registering our schema fails the same way, naming the URL */
+    int32_t id = 0;
+    cr_expect_eq(
+        lf_codec_writer_id(codec, "lead-events", &id, err, sizeof(err)),
+        LF_ERR_TEMPORARY);
+    cr_expect(strstr(err, "127.0.0.1:1/subjects/lead-events-value/versions"),
+              "%s", err);
+}
+
+Test(codec_registry, without_a_registry_ids_are_pinned)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+    int32_t id = 0;
+
+    lf_codec_set_registry(codec, NULL);
+    cr_expect_eq(lf_codec_writer_id(codec, "t", &id, err, sizeof(err)), LF_OK);
+    cr_expect_eq(id, LF_SCHEMA_ID_V1);
+    r_envelope(&r, ID_V1, 7, false);
+    r_str(&r, "no budget");
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "unknown schema id 100 (known: 1)"), "%s", err);
+    r_envelope(&r, LF_SCHEMA_ID_V1, 7, false);
+    r_str(&r, "no budget");
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    lf_event_clear(&ev);
+}

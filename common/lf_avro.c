@@ -241,7 +241,7 @@ static lf_err_t walk_blocks(walk_t *w, avro_schema_t items, bool is_map)
 
 static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
 {
-    int64_t v;
+    int64_t v = 0;
     lf_err_t err = LF_OK;
 
     if (++w->depth > WALK_MAX_DEPTH)

@@ -5,8 +5,8 @@
 #include <string.h>
 
 static const char *type_names[LF_EV__COUNT] = {
-    "captured", "scored", "handed_off", "accepted",    "recycled",
-    "qualified", "won",   "lost",       "disqualified"};
+    "captured",  "scored", "handed_off", "accepted",    "recycled",
+    "qualified", "won",    "lost",       "disqualified"};
 static const char *type_symbols[LF_EV__COUNT] = {
     "CAPTURED",  "SCORED", "HANDED_OFF", "ACCEPTED",    "RECYCLED",
     "QUALIFIED", "WON",    "LOST",       "DISQUALIFIED"};
@@ -116,7 +116,7 @@ void lf_event_init(lf_event_t *ev)
 
 void lf_event_clear(lf_event_t *ev)
 {
-    strfield_t f[LF_MAX_STRFIELDS];
+    strfield_t f[LF_MAX_STRFIELDS] = {{0}};
     int n;
 
     if (!ev)
@@ -136,7 +136,7 @@ void lf_event_clear(lf_event_t *ev)
 
 lf_err_t lf_event_copy(lf_event_t *dst, const lf_event_t *src)
 {
-    strfield_t df[LF_MAX_STRFIELDS], sf[LF_MAX_STRFIELDS];
+    strfield_t df[LF_MAX_STRFIELDS] = {{0}}, sf[LF_MAX_STRFIELDS] = {{0}};
     int n;
 
     *dst = *src;
@@ -261,7 +261,7 @@ static lf_err_t check_currency(const char *c, char *errstr, size_t errstr_size)
 lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
                            size_t errstr_size)
 {
-    strfield_t f[LF_MAX_STRFIELDS];
+    strfield_t f[LF_MAX_STRFIELDS] = {{0}};
     int n;
     lf_err_t err;
 
@@ -300,10 +300,9 @@ lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
         for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
             const lf_attr_t *a = &ev->u.captured.attrs[i];
             if (!a->key || !a->value)
-                return INVALID("field \"attributes\": entry %zu incomplete",
-                               i);
-            if ((err = check_string("attributes", a->key, LF_STRING_MAX,
-                                    errstr, errstr_size)) ||
+                return INVALID("field \"attributes\": entry %zu incomplete", i);
+            if ((err = check_string("attributes", a->key, LF_STRING_MAX, errstr,
+                                    errstr_size)) ||
                 (err = check_string("attributes", a->value, LF_STRING_MAX,
                                     errstr, errstr_size)))
                 return err;
@@ -354,7 +353,7 @@ static bool str_eq(const char *a, const char *b)
 
 bool lf_event_equal(const lf_event_t *a, const lf_event_t *b)
 {
-    strfield_t fa[LF_MAX_STRFIELDS], fb[LF_MAX_STRFIELDS];
+    strfield_t fa[LF_MAX_STRFIELDS] = {{0}}, fb[LF_MAX_STRFIELDS] = {{0}};
     int n;
 
     if (a->type != b->type || a->occurred_at != b->occurred_at)

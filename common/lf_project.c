@@ -1276,7 +1276,7 @@ lf_err_t lf_projector_load_offsets(lf_projector_t *p, PGconn *conn,
                                    char *errstr, size_t errstr_size)
 {
     flush_t f = {p, conn, errstr, errstr_size, {0}};
-    PGresult *res;
+    PGresult *res = NULL;
     char sql[256];
     lf_err_t err;
 

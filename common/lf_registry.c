@@ -125,7 +125,11 @@ void lf_registry_redact_url(const char *url, char *buf, size_t size)
         slash = host + strcspn(host, "/?#");
         at = memchr(host, '@', (size_t)(slash - host));
         if (at) {
-            snprintf(buf, size, "%.*s***%s", (int)(host - url), url, at);
+            /* a very long URL is cut short: this is only for messages */
+            if (snprintf(buf, size, "%.*s***%s", (int)(host - url), url, at) >=
+                    (int)size &&
+                size > 3)
+                memcpy(buf + size - 4, "...", 4);
             return;
         }
     }

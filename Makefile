@@ -47,7 +47,7 @@ test-asan: build-asan
 	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 # The long fault-injection set (tests/chaos/chaos.sh; the quick set runs in
-# `make test`); about 25 minutes.
+# `make test`); about 20 minutes.
 chaos: build
 	tests/chaos/chaos.sh --long --bin $(BUILD)/bin
 

@@ -1,0 +1,583 @@
+#!/usr/bin/env bash
+# chaos.sh: fault injection against the whole pipeline (issue 7 section 1).
+#
+#   tests/chaos/chaos.sh [--quick|--long] [-j N] [--bin DIR] [SCENARIO...]
+#
+# A generated workload (leadflow-gen: anomalies, duplicates, late and
+# shuffled events; a third of the lines without event_id, so emit derives
+# it) is streamed through leadflow-emit and leadflow-project while a fault
+# happens. Each scenario runs on its own dev stack (devbroker + throwaway
+# PostgreSQL), so a crash in one cannot disturb another and scenarios can run
+# side by side (-j). Afterwards every scenario checks:
+#   lost        events of the workload missing from funnel.events
+#   duplicated  rows of funnel.events beyond one per event of the workload
+#   tables      lf_checksums of every funnel table equal those of one clean
+#               run over the same file (tests/integration/lib.sh)
+# plus what the scenario itself promises (below), and prints one table.
+#
+# Scenarios (quick / long):
+#   kill      the projector SIGKILLed at random moments and restarted, 10 /
+#             100 times (one kill in four during start-up, the others after
+#             it made progress); the stream is being emitted meanwhile
+#   pg        PostgreSQL crashed (-m immediate) and restarted mid-stream
+#             (1 / 3 times), then stopped for CHAOS_PG_DOWN_S seconds
+#             (connections refused) and started again; the projector keeps
+#             running and must log "will retry"
+#   broker    three brokers; latency (rtt), request errors (Produce, Fetch,
+#             OffsetCommit, JoinGroup, Heartbeat, _TRANSPORT) and brokers
+#             down and up, through the devbroker, while emit (acks=all,
+#             retries, not idempotent: see scenario_broker) and the
+#             projector run; emit must still deliver every line (exit 0)
+#   two       two projectors in one group; one SIGKILLed (1 / 4 times,
+#             restarted in between), the other carries on and drains
+#   emitkill  leadflow-emit killed mid-file (SIGKILL, and a SIGTERM), each
+#             time re-sending the whole file; finally the file is re-sent in
+#             full: the topic holds duplicates, the tables do not
+#   diskfull  a test trigger on funnel.leads raises disk_full (53100), then
+#             check_violation (23514), for CHAOS_DISK_S seconds each: while
+#             it is there funnel.offsets must not move, no event may be
+#             stored or dead-lettered; the projector retries and completes
+#             once the trigger is dropped
+#
+# Knobs (environment): CHAOS_LEADS (quick 500 / long 4000), CHAOS_KILLS,
+# CHAOS_PG_CRASHES, CHAOS_PG_DOWN_S, CHAOS_DISK_S, CHAOS_TWO_KILLS,
+# CHAOS_EMIT_KILLS, CHAOS_STREAM_S (how long emit takes to send the file),
+# CHAOS_SEED (printed; the same seed gives the same workload), CHAOS_JOBS
+# (default 2); CHAOS_KEEP=1 keeps the logs. The figures in RELIABILITY.md
+# come from `make chaos` (--long) and test_chaos_quick.sh (--quick).
+#
+# Exit status: 0 every scenario passed, 1 one failed (its log is printed),
+# 64 usage.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
+ALL_SCENARIOS="kill pg broker two emitkill diskfull"
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SELF"
+}
+
+# ======================================================================
+# The parent: workload, baseline, a pool of scenario children, the table.
+# ======================================================================
+parent() {
+    local mode=quick jobs=${CHAOS_JOBS:-2} bin=${LEADFLOW_BIN:-} scen=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --quick) mode=quick ;;
+        --long) mode=long ;;
+        -j) jobs=${2:?-j needs a number}; shift ;;
+        -j*) jobs=${1#-j} ;;
+        --bin) bin=${2:?--bin needs a directory}; shift ;;
+        -h | --help) usage; exit 0 ;;
+        -*) echo "chaos.sh: unknown option $1" >&2; exit 64 ;;
+        *)
+            case " $ALL_SCENARIOS " in *" $1 "*) scen+=("$1") ;;
+            *) echo "chaos.sh: unknown scenario $1 (one of $ALL_SCENARIOS)" >&2
+                exit 64 ;;
+            esac ;;
+        esac
+        shift
+    done
+    [ ${#scen[@]} -gt 0 ] || read -r -a scen <<<"$ALL_SCENARIOS"
+    [ -n "$bin" ] || bin=$(cd "$HERE/../.." && pwd)/build/bin
+    bin=$(cd "$bin" && pwd)
+    [ -x "$bin/leadflow-project" ] || {
+        echo "chaos.sh: no leadflow-project in $bin (--bin DIR)" >&2
+        exit 64
+    }
+
+    # Defaults per set; the environment wins.
+    if [ "$mode" = long ]; then
+        : "${CHAOS_LEADS:=4000}" "${CHAOS_KILLS:=100}" "${CHAOS_PG_CRASHES:=3}"
+        : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=10}" "${CHAOS_STREAM_S:=30}"
+        : "${CHAOS_TWO_KILLS:=4}" "${CHAOS_EMIT_KILLS:=5}"
+    else
+        : "${CHAOS_LEADS:=500}" "${CHAOS_KILLS:=10}" "${CHAOS_PG_CRASHES:=1}"
+        : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=4}" "${CHAOS_STREAM_S:=10}"
+        : "${CHAOS_TWO_KILLS:=1}" "${CHAOS_EMIT_KILLS:=2}"
+    fi
+    : "${CHAOS_SEED:=$((RANDOM % 1000 + 1))}"
+    export CHAOS_LEADS CHAOS_KILLS CHAOS_PG_CRASHES CHAOS_PG_DOWN_S \
+        CHAOS_DISK_S CHAOS_STREAM_S CHAOS_TWO_KILLS CHAOS_EMIT_KILLS CHAOS_SEED
+    export LEADFLOW_BIN=$bin
+    CHAOS_WORK=$(mktemp -d /tmp/leadflow-chaos.XXXXXX)
+    export CHAOS_WORK
+    local pids=() started
+    trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+          wait 2>/dev/null
+          if [ -n "${CHAOS_KEEP:-}" ]; then echo "chaos: logs kept in $CHAOS_WORK"
+          else rm -rf "$CHAOS_WORK"; fi' EXIT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    started=$(date +%s)
+
+    # The workload: one file for every scenario and the baseline.
+    "$bin/leadflow-gen" --leads "$CHAOS_LEADS" --seed "$CHAOS_SEED" \
+        --anomalies 0.1 --duplicates 0.05 --late 0.1 --shuffle 20 -q \
+        -o "$CHAOS_WORK/gen.jsonl"
+    # Every third line loses its event_id: emit derives one from the
+    # content, the same each time the line is sent.
+    sed -E '0~3 s/^\{"event_id":"[^"]*",/{/' "$CHAOS_WORK/gen.jsonl" \
+        >"$CHAOS_WORK/work.jsonl"
+    echo "chaos: $mode set, seed $CHAOS_SEED, $CHAOS_LEADS leads," \
+        "$(wc -l <"$CHAOS_WORK/work.jsonl") lines, $jobs at a time," \
+        "bin $bin"
+
+    if ! bash "$SELF" --child baseline >"$CHAOS_WORK/baseline.log" 2>&1; then
+        cat "$CHAOS_WORK/baseline.log" >&2
+        echo "chaos: the clean baseline run failed" >&2
+        exit 1
+    fi
+    echo "chaos: baseline $(awk -F'|' '{printf "%s=%s ", $1, $2}' \
+        "$CHAOS_WORK/clean.sums")"
+
+    # A pool of $jobs children, longest (kill) first.
+    local s pid failed=0 running=0
+    declare -A name_of=()
+    for s in "${scen[@]}"; do
+        while [ "$running" -ge "$jobs" ]; do
+            wait -n || true
+            running=$((running - 1))
+        done
+        bash "$SELF" --child "$s" >"$CHAOS_WORK/$s.log" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        name_of[$pid]=$s
+        running=$((running + 1))
+        echo "chaos: started $s"
+    done
+    wait || true
+
+    printf '\n%-9s %7s  %-46s %5s %5s %s\n' scenario events "faults injected" \
+        lost dup "tables equal"
+    for s in "${scen[@]}"; do
+        if [ -f "$CHAOS_WORK/$s.result" ]; then
+            IFS='|' read -r _ ev faults lost dup eq secs \
+                <"$CHAOS_WORK/$s.result"
+            printf '%-9s %7s  %-46s %5s %5s %s (%ss)\n' "$s" "$ev" "$faults" \
+                "$lost" "$dup" "$eq" "$secs"
+            [ "$lost" = 0 ] && [ "$dup" = 0 ] && [ "$eq" = yes ] &&
+                grep -q '^PASS' "$CHAOS_WORK/$s.log" || failed=1
+        else
+            printf '%-9s %7s  %-46s %5s %5s %s\n' "$s" - "(did not finish)" \
+                - - no
+            failed=1
+        fi
+    done
+    echo
+    for s in "${scen[@]}"; do
+        if ! grep -q '^PASS' "$CHAOS_WORK/$s.log" 2>/dev/null; then
+            echo "---- $s: last lines of its log" >&2
+            tail -n 40 "$CHAOS_WORK/$s.log" >&2 || true
+        fi
+    done
+    echo "chaos: $(($(date +%s) - started)) s, seed $CHAOS_SEED" \
+        "(CHAOS_SEED=$CHAOS_SEED reproduces the workload)"
+    if [ "$failed" = 0 ]; then
+        echo "PASS chaos ($mode)"
+    else
+        echo "FAIL chaos ($mode)"
+        exit 1
+    fi
+}
+
+# ======================================================================
+# A child: one scenario on its own dev stack.
+# ======================================================================
+child() {
+    SCEN=$1
+    BIN=$LEADFLOW_BIN
+    # shellcheck source=../integration/lib.sh
+    . "$HERE/../integration/lib.sh"
+    # A signal (the parent or CTest giving up) must still stop the stack.
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    W=$CHAOS_WORK
+    WORK=$W/work.jsonl
+    NLINES=$(wc -l <"$WORK")
+    T0=$(date +%s)
+    FAULTS=()
+    EMIT_ARGS=()
+    DB=$SCEN
+    TOPIC=$SCEN
+    if [ "$SCEN" = broker ]; then
+        LEADFLOW_BROKER_ARGS="--brokers 3" lf_stack_up
+    else
+        lf_stack_up
+    fi
+    echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
+    lf_broker "topic $TOPIC 4" >/dev/null
+    lf_newdb "$DB"
+    export PGDATABASE=$DB
+    "scenario_$SCEN"
+}
+
+log() { echo "$(date +%T) $*"; }
+
+q() { psql -X -At -v ON_ERROR_STOP=1 -c "$1"; }
+
+events() { # 0 until the projector has created the schema
+    q "SELECT count(*) FROM funnel.events" 2>/dev/null || echo 0
+}
+
+# wait_progress BEFORE [SECONDS]: until funnel.events holds more than BEFORE
+# rows, or every event of the workload. A group join on the mock waits out
+# the last member's session (6 s) plus its initial rebalance delay (3 s):
+# allow for that.
+wait_progress() {
+    local before=$1 limit=${2:-60} i n total
+    total=$(wc -l <"$W/clean.ids")
+    for i in $(seq 1 $((limit * 10))); do
+        n=$(events)
+        [ "$n" -gt "$before" ] || [ "$n" -ge "$total" ] && return 0
+        sleep 0.1
+    done
+    fail "no progress beyond $before events in ${limit} s"
+}
+
+# project_bg LOG [ARGS]: the projector in the background; its pid in $PJ.
+project_bg() {
+    local logf=$1
+    shift
+    "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" "$@" 2>>"$logf" &
+    PJ=$!
+    LF_PIDS+=("$PJ")
+}
+
+# drain: one more projector run until the topic has been idle for 3 s.
+drain() {
+    "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" --idle-exit 3 -q \
+        2>>"$W/$SCEN.drain.log" || fail "the final projector run exited $?"
+}
+
+# emit_stream [KILLABLE]: leadflow-emit reading the workload through a slow
+# pipe, so the stream lasts about CHAOS_STREAM_S seconds; its pid in $EM.
+emit_stream() {
+    local chunk=$((NLINES / (CHAOS_STREAM_S * 5) + 1))
+    {
+        local i=1
+        while [ "$i" -le "$NLINES" ]; do
+            sed -n "${i},$((i + chunk - 1))p" "$WORK"
+            i=$((i + chunk))
+            sleep 0.2
+        done
+    } | "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t "$TOPIC" -q \
+        "${EMIT_ARGS[@]}" --rejects "$W/$SCEN.rejects" - \
+        2>>"$W/$SCEN.emit.log" &
+    EM=$!
+    LF_PIDS+=("$EM")
+}
+
+# emit_all: the whole file at once; must deliver every line.
+emit_all() {
+    "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t "$TOPIC" -q \
+        --rejects "$W/$SCEN.rejects" "$WORK" 2>>"$W/$SCEN.emit.log" ||
+        fail "leadflow-emit exited $? (rejects: $(head -c 300 "$W/$SCEN.rejects"))"
+}
+
+wait_emit() {
+    wait "$EM" || fail "leadflow-emit exited $? during $SCEN" \
+        "(rejects: $(head -c 300 "$W/$SCEN.rejects"))"
+}
+
+# Messages in the topic (duplicates included), through kcat.
+messages() {
+    kcat -C -b "$LEADFLOW_BROKERS" -t "$TOPIC" -e -q -f 'x\n' 2>/dev/null |
+        wc -l
+}
+
+# explain_loss: where the lost events are: in the topic (then the projector
+# skipped them) or not (then Kafka never stored them), with their offsets
+# and the projector's stored offsets.
+explain_loss() {
+    local id
+    "$BIN/leadflow-replay" dump -b "$LEADFLOW_BROKERS" -t "$TOPIC" \
+        --progress none -q >"$W/$SCEN.dump" 2>>"$W/$SCEN.dump.log" || true
+    echo "topic holds $(wc -l <"$W/$SCEN.dump") decodable messages"
+    LC_ALL=C comm -23 "$W/clean.ids" "$W/$SCEN.ids" >"$W/$SCEN.lost"
+    while read -r id; do
+        if grep -q "\"event_id\":\"$id\"" "$W/$SCEN.dump"; then
+            echo "lost $id: in the topic, not projected:" \
+                "$(grep -m1 "\"event_id\":\"$id\"" "$W/$SCEN.dump" |
+                    grep -o '"_kafka":.*')"
+        else
+            echo "lost $id: not in the topic (never stored by Kafka):" \
+                "$(grep -m1 "$id" "$W/gen.jsonl" | cut -c1-160)"
+        fi
+    done <"$W/$SCEN.lost"
+    echo "stored offsets: $(q "SELECT string_agg(partition || ':' ||
+        next_offset, ',' ORDER BY partition) FROM funnel.offsets")"
+}
+
+# verify: the checks every scenario ends with; writes SCEN.result.
+verify() {
+    local sums lost extra n nd dup eq=yes secs faults
+    q "SELECT event_id FROM funnel.events ORDER BY 1" |
+        LC_ALL=C sort >"$W/$SCEN.ids"
+    lost=$(LC_ALL=C comm -23 "$W/clean.ids" "$W/$SCEN.ids" | wc -l)
+    extra=$(LC_ALL=C comm -13 "$W/clean.ids" "$W/$SCEN.ids" | wc -l)
+    n=$(q "SELECT count(*) FROM funnel.events")
+    nd=$(q "SELECT count(DISTINCT event_id) FROM funnel.events")
+    dup=$((extra + n - nd))
+    sums=$(lf_checksums)
+    if [ "$sums" != "$(cat "$W/clean.sums")" ]; then
+        eq=no
+        diff <(cat "$W/clean.sums") <(echo "$sums") || true
+    fi
+    secs=$(($(date +%s) - T0))
+    faults=$(IFS=,; echo "${FAULTS[*]}")
+    [ "$lost" = 0 ] || explain_loss
+    echo "$SCEN|$n|${faults// ,/,}|$lost|$dup|$eq|$secs" >"$W/$SCEN.result"
+    echo "result: events=$n lost=$lost duplicated=$dup tables_equal=$eq" \
+        "faults=${FAULTS[*]}"
+    [ "$lost" = 0 ] || fail "$lost events lost"
+    [ "$dup" = 0 ] || fail "$dup events stored twice or unexpected"
+    [ "$eq" = yes ] || fail "funnel tables differ from the clean run"
+    echo "PASS $SCEN"
+}
+
+# ---- baseline ---------------------------------------------------------
+scenario_baseline() {
+    emit_all
+    drain
+    q "SELECT event_id FROM funnel.events" | LC_ALL=C sort >"$W/clean.ids"
+    lf_checksums >"$W/clean.sums"
+    [ "$(events)" -gt 0 ] || fail "the baseline projected nothing"
+    [ "$(q "SELECT count(*) FROM funnel.anomalies")" -gt 0 ] ||
+        fail "the workload should contain anomalies"
+    [ "$(wc -l <"$W/clean.ids")" -lt "$NLINES" ] ||
+        fail "the workload should contain duplicates"
+    echo "PASS baseline"
+}
+
+# ---- the projector SIGKILLed, many times ---------------------------------
+scenario_kill() {
+    local total k mid=0 n before
+    total=$(wc -l <"$W/clean.ids")
+    emit_stream
+    for k in $(seq 1 "$CHAOS_KILLS"); do
+        before=$(events)
+        # one event per transaction: many commits to land in, and a pace
+        # that leaves most of the stream for the next kills
+        project_bg "$W/kill.project.log" --batch 1 -q
+        if [ $((k % 4)) = 0 ]; then
+            # during start-up: migrations, group join, offset load
+            sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+        else
+            wait_progress "$before"
+            sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+        fi
+        kill -9 "$PJ" 2>/dev/null || true
+        wait "$PJ" 2>/dev/null || true
+        n=$(events)
+        [ "$n" -lt "$total" ] && mid=$((mid + 1))
+        log "SIGKILL $k at $n of $total events"
+    done
+    wait_emit
+    FAULTS+=("$CHAOS_KILLS SIGKILL ($mid mid-stream)")
+    [ $((mid * 10)) -ge $((CHAOS_KILLS * 7)) ] ||
+        fail "only $mid of $CHAOS_KILLS kills landed before the end"
+    drain
+    verify
+}
+
+# ---- PostgreSQL crashed, then away for a while -------------------------
+scenario_pg() {
+    local c before
+    emit_stream
+    project_bg "$W/pg.project.log" --batch 5 --idle-exit 8
+    for c in $(seq 1 "$CHAOS_PG_CRASHES"); do
+        wait_progress "$(events)"
+        sleep "0.$((RANDOM % 10))"
+        lf_pg_crash
+        log "PostgreSQL crashed (-m immediate) $c"
+        sleep 1
+        lf_pg_start
+    done
+    FAULTS+=("$CHAOS_PG_CRASHES crash")
+    before=$(events)
+    wait_progress "$before"
+    lf_as_pg "$PGBIN_DIR/pg_ctl" -D "$LEADFLOW_PGDATA/data" -m fast -w -t 20 \
+        stop >/dev/null
+    log "PostgreSQL stopped for $CHAOS_PG_DOWN_S s (connections refused)"
+    sleep "$CHAOS_PG_DOWN_S"
+    lf_pg_start
+    FAULTS+=("${CHAOS_PG_DOWN_S}s refused")
+    wait_emit
+    wait "$PJ" || fail "the projector exited $? after PostgreSQL came back"
+    grep -q "will retry" "$W/pg.project.log" ||
+        fail "the projector did not notice (no \"will retry\" logged)"
+    log "retries logged: $(grep -c 'will retry' "$W/pg.project.log")"
+    verify
+}
+
+# ---- the broker: latency, request errors, down and up -------------------
+scenario_broker() {
+    local n=0 cmd
+    # Not the idempotent producer here: the mock cluster does not check
+    # idempotent sequence numbers, and librdkafka acknowledges a batch whose
+    # request failed uncertainly (timeout, dropped connection) once a later
+    # batch of the same partition succeeds ("implicit ack", librdkafka PR
+    # #2081), which a real broker allows only if the first batch was written
+    # (it refuses the later one with OUT_OF_ORDER_SEQUENCE_NUMBER). With
+    # injected Produce errors the mock thus loses acknowledged batches (seen:
+    # 2 events in 1 of 5 runs). Plain retries instead write duplicates,
+    # which is what this scenario means to throw at the projector.
+    EMIT_ARGS=(-X enable.idempotence=false)
+    emit_stream
+    project_bg "$W/broker.project.log" --batch 50 -q
+    bcmd() {
+        lf_broker "$*" >/dev/null || fail "devbroker refused \"$*\""
+        log "broker: $*"
+    }
+    # All within the stream (CHAOS_STREAM_S, 10 s in the quick set), while
+    # the projector joins its group and consumes.
+    sleep 1
+    for cmd in "rtt 2 300" "rtt 3 150" "error Produce 5 REQUEST_TIMED_OUT" \
+        "error Fetch 5 NOT_LEADER_FOR_PARTITION" \
+        "error OffsetCommit 3 REQUEST_TIMED_OUT" \
+        "error Produce 3 _TRANSPORT" "error Fetch 2 _TRANSPORT" \
+        "error JoinGroup 1 REQUEST_TIMED_OUT" \
+        "error Heartbeat 2 NOT_COORDINATOR"; do
+        bcmd "$cmd"
+        n=$((n + 1))
+        sleep 0.2
+    done
+    FAULTS+=("2 rtt" "$((n - 2)) error kinds")
+    sleep 0.5
+    bcmd "rtt 2 0"
+    bcmd "rtt 3 0"
+    bcmd "down 2"
+    sleep 2
+    bcmd "up 2"
+    sleep 0.5
+    bcmd "down 1"
+    sleep 2
+    bcmd "up 1"
+    FAULTS+=("2 down/up")
+    kill -0 "$EM" 2>/dev/null && log "emit still streaming after the faults"
+    wait_emit
+    log "topic holds $(messages) messages for $NLINES lines (retries)"
+    drain_with_running
+    verify
+}
+
+# The projector started first still runs: stop it (SIGTERM, it commits or
+# rolls back) once the topic is idle, then drain.
+drain_with_running() {
+    kill -TERM "$PJ" 2>/dev/null || true
+    wait "$PJ" || fail "the projector exited $? on SIGTERM"
+    drain
+}
+
+# ---- two instances in one group, one killed -----------------------------
+scenario_two() {
+    local k a b
+    emit_stream
+    project_bg "$W/two.b.log" --batch 7 --idle-exit 10
+    b=$PJ
+    for k in $(seq 1 "$CHAOS_TWO_KILLS"); do
+        project_bg "$W/two.a.$k.log" --batch 7
+        a=$PJ
+        # both must hold partitions before one dies
+        for _ in $(seq 1 300); do
+            grep -q "msg=assigned" "$W/two.a.$k.log" && break
+            sleep 0.1
+        done
+        grep -q "msg=assigned" "$W/two.a.$k.log" ||
+            fail "the second instance got no partitions in 30 s"
+        sleep "0.$((RANDOM % 10))"
+        kill -9 "$a"
+        wait "$a" 2>/dev/null || true
+        log "instance A killed ($k) at $(events) events"
+        kill -0 "$b" 2>/dev/null || fail "instance B died"
+    done
+    FAULTS+=("$CHAOS_TWO_KILLS SIGKILL of 1 of 2")
+    wait_emit
+    PJ=$b
+    wait "$b" || fail "the surviving instance exited $?"
+    [ "$(grep -c 'msg=assigned' "$W/two.b.log")" -gt 0 ] ||
+        fail "instance B never held a partition"
+    verify
+}
+
+# ---- emit killed mid-file, the file re-sent -------------------------------
+scenario_emitkill() {
+    local k before after sig
+    project_bg "$W/emitkill.project.log" --batch 20 -q
+    for k in $(seq 1 "$CHAOS_EMIT_KILLS"); do
+        before=$(messages)
+        emit_stream
+        sleep "$((RANDOM % 2 + 1)).$((RANDOM % 10))"
+        sig=KILL
+        [ "$k" = "$CHAOS_EMIT_KILLS" ] && [ "$k" -gt 1 ] && sig=TERM
+        kill -"$sig" "$EM" 2>/dev/null || true
+        wait "$EM" 2>/dev/null || true
+        after=$(messages)
+        log "emit SIG$sig $k: $((after - before)) of $NLINES lines delivered"
+        [ "$((after - before))" -lt "$NLINES" ] ||
+            fail "emit finished the file before the kill"
+    done
+    FAULTS+=("$CHAOS_EMIT_KILLS emit kills + re-send")
+    emit_all
+    log "topic holds $(messages) messages for $(wc -l <"$W/clean.ids") events"
+    drain_with_running
+    verify
+}
+
+# ---- the disk-full class: a write error that must block, not skip ----------
+scenario_diskfull() {
+    local offs phase code i t
+    emit_stream
+    project_bg "$W/diskfull.project.log" --batch 10 -q
+    wait_progress 0
+    # The trigger is the administrator's (the projector owns nothing); a
+    # statement trigger fires for every write to leads, even of no rows.
+    for phase in disk_full check_violation; do
+        q "CREATE OR REPLACE FUNCTION public.chaos_fail() RETURNS trigger
+           LANGUAGE plpgsql AS \$\$ BEGIN
+             RAISE EXCEPTION 'chaos: injected %', TG_ARGV[0]
+               USING ERRCODE = TG_ARGV[0]; END \$\$;
+           CREATE TRIGGER chaos_fail BEFORE INSERT OR UPDATE OR DELETE
+             ON funnel.leads FOR EACH STATEMENT
+             EXECUTE FUNCTION public.chaos_fail('$phase');" >/dev/null
+        # Any batch in flight when CREATE TRIGGER got its lock committed
+        # before it: from here on nothing may commit.
+        offs=$(q "SELECT string_agg(partition || ':' || next_offset, ','
+                  ORDER BY partition) FROM funnel.offsets")
+        local ev dl
+        ev=$(events)
+        dl=$(q "SELECT count(*) FROM funnel.dead_letters")
+        log "trigger raising $phase: offsets $offs, $ev events"
+        for i in $(seq 1 $((CHAOS_DISK_S * 4))); do
+            sleep 0.25
+            t=$(q "SELECT string_agg(partition || ':' || next_offset, ','
+                   ORDER BY partition) FROM funnel.offsets")
+            [ "$t" = "$offs" ] ||
+                fail "$phase: offsets moved from $offs to $t"
+            [ "$(events)" = "$ev" ] || fail "$phase: events were stored"
+            [ "$(q "SELECT count(*) FROM funnel.dead_letters")" = "$dl" ] ||
+                fail "$phase: events were dead-lettered"
+        done
+        kill -0 "$PJ" 2>/dev/null || fail "the projector gave up during $phase"
+        q "DROP TRIGGER chaos_fail ON funnel.leads" >/dev/null
+        log "trigger dropped"
+        FAULTS+=("${CHAOS_DISK_S}s $phase")
+        wait_progress "$ev" # resumed (or had stored everything before)
+    done
+    code=$(grep -c "will retry.*chaos: injected" "$W/diskfull.project.log" ||
+        true)
+    [ "$code" -gt 0 ] || fail "no \"will retry\" with the injected error logged"
+    log "$code retries logged"
+    wait_emit
+    drain_with_running
+    verify
+}
+
+if [ "${1:-}" = --child ]; then
+    child "$2"
+else
+    parent "$@"
+fi

@@ -79,7 +79,7 @@ expect_rc 64 "bad --progress" "$R" dump --progress sometimes
 echo "ok   usage: --help exits 0, usage errors exit 64"
 
 # ---- the workload --------------------------------------------------------
-lf_broker "topic $TOPIC 4" >/dev/null
+lf_broker "topic $TOPIC 4" >/dev/null || fail "devbroker: topic not created"
 gen 21 L- 200 --duplicates 0.05 --late 0.05 --anomalies 0.1
 sleep 1.2 # Kafka timestamps are milliseconds: keep the batches apart
 T=$(now_rfc3339)
@@ -176,7 +176,7 @@ echo "ok   rebuild: from Kafka, from the database (lead order, as stored), diff 
 
 lead=$(q "SELECT lead_id FROM r_db.leads WHERE stage <> 'lost' ORDER BY
     lead_id OFFSET 7 LIMIT 1")
-q "UPDATE r_db.leads SET stage = 'lost' WHERE lead_id = '$lead'" >/dev/null
+q "UPDATE r_db.leads SET stage = 'lost' WHERE lead_id = '$lead'" >/dev/null || fail "could not change a row"
 expect_rc 1 "diff of a changed row" replay diff --against r_db
 grep -q "^lead $lead\$" "$LF_TMP/out" || fail "diff did not name $lead"
 grep -q "leads: stage funnel=\"[a-z_]*\" r_db=\"lost\"" "$LF_TMP/out" ||
@@ -224,7 +224,7 @@ jq -e -s 'all(.[]; .occurred_at >= "2026-02-01" and .occurred_at <
 expect_rc 65 "dump of a missing partition" replay dump --partition 9
 # The whole dump through emit into a fresh topic, projected into a fresh
 # database: the same tables (dead letters aside: they are not events).
-lf_broker "topic fresh 3" >/dev/null
+lf_broker "topic fresh 3" >/dev/null || fail "devbroker: topic fresh not created"
 "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t fresh -q \
     <"$LF_TMP/dump.jsonl" || fail "leadflow-emit rejected the dump ($?)"
 lf_newdb fresh
@@ -312,7 +312,8 @@ echo "ok   promote: $(cat "$LF_TMP/reader1" "$LF_TMP/reader2" | wc -l) reads by 
 replay dead-letters list >"$LF_TMP/dl" 2>/dev/null || fail "list exited $?"
 [ "$(tail -n +2 "$LF_TMP/dl" | wc -l)" = 3 ] || fail "list: expected 3 open"
 grep -q "unknown schema id 7" "$LF_TMP/dl" || fail "list: no schema id 7 letter"
-q "UPDATE funnel.dead_letters SET error = 'old reason'" >/dev/null
+q "UPDATE funnel.dead_letters SET error = 'old reason'" >/dev/null ||
+    fail "could not age the dead letters' reasons"
 replay dead-letters retry --all >"$LF_TMP/retry" 2>"$LF_TMP/err" ||
     fail "retry --all exited $?"
 grep -q "selected=3 applied=0 .* still_failing=3" "$LF_TMP/err" ||
@@ -322,16 +323,18 @@ grep -q "selected=3 applied=0 .* still_failing=3" "$LF_TMP/err" ||
     fail "still-failing letters should stay open with an updated reason"
 # A letter an older, buggier projector wrote for a message that decodes
 # today: the message is real (in topic legacy), the row as it would be.
-lf_broker "topic legacy 1" >/dev/null
+lf_broker "topic legacy 1" >/dev/null || fail "devbroker: topic legacy not created"
 xgood='{"event_id":"x-1","lead_id":"X-1","type":"captured","occurred_at":"2026-01-03T00:00:00Z","source":"t","channel":"web"}'
 xval=$(echo "$xgood" | "$TESTS/lf_codec_tool" encode)
-echo "$(hex X-1) $xval" | lf_send_raw legacy >/dev/null
-xoff=$(kcat -b "$LEADFLOW_BROKERS" -C -t legacy -p 0 -o beginning -e \
-    -f '%o\n' 2>/dev/null | tail -1)
+echo "$(hex X-1) $xval" | lf_send_raw legacy >/dev/null ||
+    fail "could not produce the legacy message"
+xoff=0 # the first message of a new one-partition topic
 xid=$(q "INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key,
     value, error) VALUES ('legacy', 0, $xoff, 'X-1', '\\x$xval',
-    'framing: unknown schema id 1 (known: none)') RETURNING id" | head -1)
-replay dead-letters retry --id "$xid" --dry-run >"$LF_TMP/retry" 2>/dev/null
+    'framing: unknown schema id 1 (known: none)') RETURNING id" | head -1) ||
+    fail "could not insert the legacy dead letter"
+replay dead-letters retry --id "$xid" --dry-run >"$LF_TMP/retry" 2>"$LF_TMP/err" ||
+    fail "retry --dry-run exited $?: $(cat "$LF_TMP/err")"
 grep -q "id=$xid .*would apply" "$LF_TMP/retry" || fail "dry run: $(cat "$LF_TMP/retry")"
 [ "$(q "SELECT count(*) FROM funnel.events WHERE event_id = 'x-1'")" = 0 ] ||
     fail "a dry run applied the event"
@@ -356,8 +359,8 @@ same_sums "$C3" "$(sums)" "a second retry changed the tables"
 [ "$(q "SELECT count(*) FROM funnel.events WHERE event_id = 'x-1'")" = 1 ] ||
     fail "the retried event is not there exactly once"
 expect_rc 65 "retry of a missing id" replay dead-letters retry --id 999999
-replay dead-letters list --all >"$LF_TMP/dl" 2>/dev/null
+replay dead-letters list --all >"$LF_TMP/dl" 2>/dev/null || fail "list --all exited $?"
 [ "$(grep -c $'\tresolved\t' "$LF_TMP/dl")" = 1 ] || fail "list --all: $(cat "$LF_TMP/dl")"
-replay dead-letters list --since 2100-01-01 >"$LF_TMP/dl" 2>/dev/null
+replay dead-letters list --since 2100-01-01 >"$LF_TMP/dl" 2>/dev/null || fail "list --since exited $?"
 [ "$(wc -l <"$LF_TMP/dl")" = 1 ] || fail "list --since: rows from the past"
 echo "ok   dead letters: 3 still failing stay open with updated reasons; a decodable one applied once"

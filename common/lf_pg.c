@@ -292,6 +292,21 @@ lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n)
     return lf_buf_append(out, "}", 1);
 }
 
+lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
+                    char *errstr, size_t errstr_size)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    int n;
+
+    if (!*msg)
+        msg = PQerrorMessage(conn);
+    n = (int)strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        n--;
+    lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s", what, n, msg);
+    return lf_pg_is_transient(conn, res) ? LF_ERR_TEMPORARY : LF_ERR_PG;
+}
+
 bool lf_pg_is_transient(PGconn *conn, const PGresult *res)
 {
     const char *state;
@@ -303,7 +318,8 @@ bool lf_pg_is_transient(PGconn *conn, const PGresult *res)
         return true; /* no SQLSTATE: the connection broke */
     return !strncmp(state, "08", 2) || !strncmp(state, "53", 2) ||
            !strncmp(state, "57", 2) || !strncmp(state, "58", 2) ||
-           !strcmp(state, "40001") || !strcmp(state, "40P01");
+           !strcmp(state, "40001") || !strcmp(state, "40P01") ||
+           !strcmp(state, "55P03");
 }
 
 const char *lf_pg_version(void)

@@ -58,9 +58,18 @@ lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
  *  parameter: quotes and backslashes escaped. */
 lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n);
 
+/**
+ * Describe a failed statement in errstr ("WHAT: libpq's message") and
+ * classify it. @p res may be NULL (the message is then the connection's).
+ * @returns LF_ERR_TEMPORARY when lf_pg_is_transient() says so, LF_ERR_PG
+ * otherwise.
+ */
+lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
+                    char *errstr, size_t errstr_size);
+
 /** True if the failure of @p conn / @p res is about the connection or the
- *  server (class 08, 53, 57, 58, deadlock, serialization) rather than the
- *  data: retrying later on a new connection may succeed. */
+ *  server (class 08, 53, 57, 58, deadlock, serialization, a lock wait that
+ *  ran out) rather than the data: retrying later may succeed. */
 bool lf_pg_is_transient(PGconn *conn, const PGresult *res);
 
 /** libpq's version as "15.18". Static buffer. */

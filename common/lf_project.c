@@ -307,16 +307,7 @@ typedef struct flush_s {
  * trouble, a data error otherwise. */
 static lf_err_t fail(flush_t *f, PGresult *res, const char *what)
 {
-    const char *msg = res ? PQresultErrorMessage(res) : "";
-    int n;
-
-    if (!*msg)
-        msg = PQerrorMessage(f->conn);
-    n = (int)strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        n--;
-    lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size, "%s: %.*s", what, n, msg);
-    return lf_pg_is_transient(f->conn, res) ? LF_ERR_TEMPORARY : LF_ERR_PG;
+    return lf_pg_fail(f->conn, res, what, f->errstr, f->errstr_size);
 }
 
 /* Run a statement (with up to 2 parameters); *out gets the result when
@@ -443,6 +434,7 @@ static char *str_or_null(const PGresult *res, int row, int col)
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::int8"
 
 /* Column order of lead_select and load_lead(). */
+/* clang-format off */
 #define LEAD_COLUMNS                                                           \
     "lead_id, stage, " MS("stage_entered_at") ", stage_entered_by, cycle, "    \
     "visits, score, score_model, owner, channel, campaign, "                  \
@@ -451,6 +443,7 @@ static char *str_or_null(const PGresult *res, int row, int col)
     MS("first_sales_qualified_at") ", " MS("won_at") ", "                     \
     "won_amount_minor, currency, " MS("lost_at") ", "                         \
     MS("disqualified_at") ", " MS("last_event_at") ", last_event_id"
+/* clang-format on */
 
 static lf_err_t load_lead(const PGresult *res, int r, lf_lead_t *l)
 {

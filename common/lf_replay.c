@@ -555,25 +555,6 @@ int lf_rewind_plan(lf_rewind_t *rows, int count)
     return changed;
 }
 
-static lf_err_t pg_err(PGconn *conn, PGresult *res, const char *what,
-                       char *errstr, size_t errstr_size)
-{
-    const char *msg = res ? PQresultErrorMessage(res) : "";
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    int n;
-
-    if (!*msg)
-        msg = PQerrorMessage(conn);
-    n = (int)strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        n--;
-    lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s", what, n, msg);
-    /* 55P03: lock_not_available (lock_timeout). */
-    if ((state && !strcmp(state, "55P03")) || lf_pg_is_transient(conn, res))
-        return LF_ERR_TEMPORARY;
-    return LF_ERR_PG;
-}
-
 static lf_err_t exec_ok(PGconn *conn, const char *sql, int n,
                         const char *const *params, const char *what,
                         PGresult **out, char *errstr, size_t errstr_size)
@@ -583,7 +564,7 @@ static lf_err_t exec_ok(PGconn *conn, const char *sql, int n,
     ExecStatusType st = PQresultStatus(res);
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        lf_err_t err = pg_err(conn, res, what, errstr, errstr_size);
+        lf_err_t err = lf_pg_fail(conn, res, what, errstr, errstr_size);
         PQclear(res);
         return err;
     }

@@ -18,26 +18,6 @@
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* Failure of a statement: LF_ERR_TEMPORARY when the connection or server
- * is in trouble or a lock wait ran out, LF_ERR_PG otherwise. */
-static lf_err_t pg_fail(PGconn *conn, PGresult *res, const char *what,
-                        char *errstr, size_t errstr_size)
-{
-    const char *msg = res ? PQresultErrorMessage(res) : "";
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    int n;
-
-    if (!*msg)
-        msg = PQerrorMessage(conn);
-    n = (int)strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        n--;
-    lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s", what, n, msg);
-    if ((state && !strcmp(state, "55P03")) || lf_pg_is_transient(conn, res))
-        return LF_ERR_TEMPORARY;
-    return LF_ERR_PG;
-}
-
 /* Run @p sql with up to 3 text parameters; *out (if not NULL) gets the
  * result to PQclear(). */
 static lf_err_t q(PGconn *conn, const char *sql, int n, const char *p1,
@@ -52,7 +32,7 @@ static lf_err_t q(PGconn *conn, const char *sql, int n, const char *p1,
     if (out)
         *out = NULL;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        lf_err_t err = pg_fail(conn, res, what, errstr, errstr_size);
+        lf_err_t err = lf_pg_fail(conn, res, what, errstr, errstr_size);
         PQclear(res);
         return err;
     }
@@ -480,14 +460,14 @@ static lf_err_t copy_across(PGconn *from, const char *out_sql, PGconn *to,
 
     *rows = 0;
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
-        err = pg_fail(from, res, what, errstr, errstr_size);
+        err = lf_pg_fail(from, res, what, errstr, errstr_size);
         PQclear(res);
         return err;
     }
     PQclear(res);
     res = PQexec(to, in_sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
-        err = pg_fail(to, res, what, errstr, errstr_size);
+        err = lf_pg_fail(to, res, what, errstr, errstr_size);
         PQclear(res);
         /* Drain the sending side so its connection stays usable. */
         while ((n = PQgetCopyData(from, &buf, 0)) > 0)
@@ -499,21 +479,21 @@ static lf_err_t copy_across(PGconn *from, const char *out_sql, PGconn *to,
     PQclear(res);
     while ((n = PQgetCopyData(from, &buf, 0)) > 0) {
         if (!err && PQputCopyData(to, buf, n) != 1)
-            err = pg_fail(to, NULL, what, errstr, errstr_size);
+            err = lf_pg_fail(to, NULL, what, errstr, errstr_size);
         PQfreemem(buf);
         (*rows)++;
     }
     if (n == -2 && !err)
-        err = pg_fail(from, NULL, what, errstr, errstr_size);
+        err = lf_pg_fail(from, NULL, what, errstr, errstr_size);
     while ((res = PQgetResult(from))) {
         if (!err && PQresultStatus(res) != PGRES_COMMAND_OK)
-            err = pg_fail(from, res, what, errstr, errstr_size);
+            err = lf_pg_fail(from, res, what, errstr, errstr_size);
         PQclear(res);
     }
     PQputCopyEnd(to, err ? "source failed" : NULL);
     while ((res = PQgetResult(to))) {
         if (!err && PQresultStatus(res) != PGRES_COMMAND_OK)
-            err = pg_fail(to, res, what, errstr, errstr_size);
+            err = lf_pg_fail(to, res, what, errstr, errstr_size);
         PQclear(res);
     }
     return err;

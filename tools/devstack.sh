@@ -87,7 +87,7 @@ resolve_state() {
 # may have been reused by an unrelated process since.
 pid_is() {
     [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] &&
-        tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
+        tr '\0' ' ' <"/proc/$1/cmdline" | grep -- "$2" >/dev/null
 }
 
 # Stops the recorded broker and sleeper, gently first. Safe to call twice.

@@ -35,7 +35,7 @@ for h in lf_producer.h lf_event.h lf_conf.h lf_common.h lf_json.h lf_avro.h; do
 done
 [ ! -e "$T/include/leadflow/lf_metrics.h" ] ||
     fail "lf_metrics.h is the projector's, not libleadflow's"
-"$T/bin/leadflow-emit" --version | grep -q '^leadflow-emit ' ||
+"$T/bin/leadflow-emit" --version | grep '^leadflow-emit ' >/dev/null ||
     fail "installed leadflow-emit --version"
 echo "ok   files: programs, library, headers, leadflow.pc, man pages"
 
@@ -59,7 +59,7 @@ echo "ok   man: pages render cleanly and document every long option"
 export PKG_CONFIG_PATH=$T/lib/pkgconfig
 pkg-config --exists leadflow || fail "pkg-config does not find leadflow"
 v=$(pkg-config --modversion leadflow)
-"$T/bin/leadflow-emit" --version | grep -qF "leadflow-emit $v" ||
+"$T/bin/leadflow-emit" --version | grep -F "leadflow-emit $v" >/dev/null ||
     fail "leadflow.pc says version $v, leadflow-emit says otherwise"
 CFLAGS_LF=$(pkg-config --cflags leadflow)
 LIBS_LF=$(pkg-config --libs leadflow)

@@ -64,8 +64,8 @@ now_rfc3339() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 hex() { printf '%s' "$1" | xxd -p | tr -d '\n'; }
 
 # ---- usage ---------------------------------------------------------------
-"$R" --help | grep -q "dead-letters retry" || fail "--help lacks a command"
-"$R" rewind --help | grep -q -- "--to-offset" || fail "rewind --help"
+"$R" --help | grep "dead-letters retry" >/dev/null || fail "--help lacks a command"
+"$R" rewind --help | grep -- "--to-offset" >/dev/null || fail "rewind --help"
 expect_rc 64 "no command" "$R"
 expect_rc 64 "unknown command" "$R" frobnicate
 expect_rc 64 "rewind without --to" "$R" rewind

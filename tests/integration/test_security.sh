@@ -87,7 +87,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [ "$seen" = lf_proj ] || fail "no connection of lf_proj seen"
-if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$PW"; then
+if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$PW" >/dev/null; then
     fail "the password is on the projector's command line"
 fi
 wait "$pid" || fail "the projector as lf_proj exited $?: $(tail -3 "$LF_TMP/proj.err")"

@@ -12,7 +12,7 @@ BIN=$(cd "${1:?usage: test_valgrind.sh BIN_DIR}" && pwd)
 
 command -v valgrind >/dev/null || fail "valgrind is not installed" \
     "(apt-get install valgrind; it is in the Makefile's DEB_PACKAGES)"
-if ldd "$BIN/leadflow-project" | grep -q 'libasan'; then
+if ldd "$BIN/leadflow-project" | grep libasan >/dev/null; then
     echo "SKIP test_valgrind: $BIN is a sanitizer build"
     exit 0
 fi

@@ -237,13 +237,54 @@ wait_progress() {
     fail "no progress beyond $before events in ${limit} s"
 }
 
-# project_bg LOG [ARGS]: the projector in the background; its pid in $PJ.
+# spawn NAME CMD...: CMD in the background; its pid in $SPAWNED, its exit
+# status kept in a file for reap. (`wait PID` long after a child ended is
+# not reliable here: pid_max may be 32768, pids come round within minutes
+# on a busy machine, and bash forgets a saved status once a new child gets
+# the same pid.) Stdin from $SPAWN_STDIN if set.
+NSPAWN=0
+spawn() {
+    local name=$1
+    shift
+    rm -f "$W/$SCEN.$name.pid" "$W/$SCEN.$name.rc"
+    (
+        if [ -n "${SPAWN_STDIN:-}" ]; then
+            "$@" <"$SPAWN_STDIN" &
+        else
+            "$@" &
+        fi
+        echo $! >"$W/$SCEN.$name.pid.tmp"
+        mv "$W/$SCEN.$name.pid.tmp" "$W/$SCEN.$name.pid"
+        rc=0
+        wait $! || rc=$? # (set -e would end this subshell here)
+        echo "$rc" >"$W/$SCEN.$name.rc.tmp"
+        mv "$W/$SCEN.$name.rc.tmp" "$W/$SCEN.$name.rc"
+    ) &
+    LF_PIDS+=("$!")
+    while [ ! -f "$W/$SCEN.$name.pid" ]; do sleep 0.01; done
+    SPAWNED=$(cat "$W/$SCEN.$name.pid")
+    LF_PIDS+=("$SPAWNED")
+}
+
+# reap NAME: wait until the spawned NAME has ended; returns its status.
+reap() {
+    local i
+    for i in $(seq 1 6000); do
+        [ -f "$W/$SCEN.$1.rc" ] && return "$(cat "$W/$SCEN.$1.rc")"
+        sleep 0.1
+    done
+    fail "$1 did not end within 10 minutes"
+}
+
+# project_bg LOG [ARGS]: the projector in the background; its pid in $PJ,
+# its spawn name in $PJN.
 project_bg() {
     local logf=$1
     shift
-    "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" "$@" 2>>"$logf" &
-    PJ=$!
-    LF_PIDS+=("$PJ")
+    NSPAWN=$((NSPAWN + 1))
+    PJN=project$NSPAWN
+    spawn "$PJN" "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" "$@" 2>>"$logf"
+    PJ=$SPAWNED
 }
 
 # drain: one more projector run until the topic has been idle for 3 s.
@@ -255,7 +296,9 @@ drain() {
 # emit_stream [KILLABLE]: leadflow-emit reading the workload through a slow
 # pipe, so the stream lasts about CHAOS_STREAM_S seconds; its pid in $EM.
 emit_stream() {
-    local chunk=$((NLINES / (CHAOS_STREAM_S * 5) + 1))
+    local chunk=$((NLINES / (CHAOS_STREAM_S * 5) + 1)) fifo=$W/$SCEN.fifo
+    rm -f "$fifo"
+    mkfifo "$fifo"
     {
         local i=1
         while [ "$i" -le "$NLINES" ]; do
@@ -263,11 +306,12 @@ emit_stream() {
             i=$((i + chunk))
             sleep 0.2
         done
-    } | "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t "$TOPIC" -q \
-        "${EMIT_ARGS[@]}" --rejects "$W/$SCEN.rejects" - \
-        2>>"$W/$SCEN.emit.log" &
-    EM=$!
-    LF_PIDS+=("$EM")
+    } >"$fifo" 2>/dev/null &
+    LF_PIDS+=("$!")
+    SPAWN_STDIN=$fifo spawn emit "$BIN/leadflow-emit" \
+        -b "$LEADFLOW_BROKERS" -t "$TOPIC" -q "${EMIT_ARGS[@]}" \
+        --rejects "$W/$SCEN.rejects" - 2>>"$W/$SCEN.emit.log"
+    EM=$SPAWNED
 }
 
 # emit_all: the whole file at once; must deliver every line.
@@ -278,7 +322,7 @@ emit_all() {
 }
 
 wait_emit() {
-    wait "$EM" || fail "leadflow-emit exited $? during $SCEN" \
+    reap emit || fail "leadflow-emit exited $? during $SCEN" \
         "(rejects: $(head -c 300 "$W/$SCEN.rejects"))"
 }
 
@@ -370,7 +414,7 @@ scenario_kill() {
             sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
         fi
         kill -9 "$PJ" 2>/dev/null || true
-        wait "$PJ" 2>/dev/null || true
+        reap "$PJN" || true
         n=$(events)
         [ "$n" -lt "$total" ] && mid=$((mid + 1))
         log "SIGKILL $k at $n of $total events"
@@ -406,7 +450,7 @@ scenario_pg() {
     lf_pg_start
     FAULTS+=("${CHAOS_PG_DOWN_S}s refused")
     wait_emit
-    wait "$PJ" || fail "the projector exited $? after PostgreSQL came back"
+    reap "$PJN" || fail "the projector exited $? after PostgreSQL came back"
     grep -q "will retry" "$W/pg.project.log" ||
         fail "the projector did not notice (no \"will retry\" logged)"
     log "retries logged: $(grep -c 'will retry' "$W/pg.project.log")"
@@ -468,19 +512,19 @@ scenario_broker() {
 # rolls back) once the topic is idle, then drain.
 drain_with_running() {
     kill -TERM "$PJ" 2>/dev/null || true
-    wait "$PJ" || fail "the projector exited $? on SIGTERM"
+    reap "$PJN" || fail "the projector exited $? on SIGTERM"
     drain
 }
 
 # ---- two instances in one group, one killed -----------------------------
 scenario_two() {
-    local k a b
+    local k a an b bn
     emit_stream
     project_bg "$W/two.b.log" --batch 7 --idle-exit 10
-    b=$PJ
+    b=$PJ bn=$PJN
     for k in $(seq 1 "$CHAOS_TWO_KILLS"); do
         project_bg "$W/two.a.$k.log" --batch 7
-        a=$PJ
+        a=$PJ an=$PJN
         # both must hold partitions before one dies
         for _ in $(seq 1 300); do
             grep -q "msg=assigned" "$W/two.a.$k.log" && break
@@ -490,14 +534,14 @@ scenario_two() {
             fail "the second instance got no partitions in 30 s"
         sleep "0.$((RANDOM % 10))"
         kill -9 "$a"
-        wait "$a" 2>/dev/null || true
+        reap "$an" || true
         log "instance A killed ($k) at $(events) events"
         kill -0 "$b" 2>/dev/null || fail "instance B died"
     done
     FAULTS+=("$CHAOS_TWO_KILLS SIGKILL of 1 of 2")
     wait_emit
-    PJ=$b
-    wait "$b" || fail "the surviving instance exited $?"
+    PJ=$b PJN=$bn
+    reap "$bn" || fail "the surviving instance exited $?"
     [ "$(grep -c 'msg=assigned' "$W/two.b.log")" -gt 0 ] ||
         fail "instance B never held a partition"
     verify
@@ -514,7 +558,7 @@ scenario_emitkill() {
         sig=KILL
         [ "$k" = "$CHAOS_EMIT_KILLS" ] && [ "$k" -gt 1 ] && sig=TERM
         kill -"$sig" "$EM" 2>/dev/null || true
-        wait "$EM" 2>/dev/null || true
+        reap emit || true
         after=$(messages)
         log "emit SIG$sig $k: $((after - before)) of $NLINES lines delivered"
         [ "$((after - before))" -lt "$NLINES" ] ||

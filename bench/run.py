@@ -2,6 +2,7 @@
 """run.py: leadflow's side-by-side benchmark (`make bench`, issue 8).
 
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
+                 [--rows producers,project,latency,memory,cost]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
 
 Starts its own dev stack (tools/devstack.sh: devbroker + throwaway
@@ -57,6 +58,7 @@ PGBIN = "/usr/lib/postgresql/15/bin"
 PRODUCER_X = ["enable.idempotence=true", "acks=all", "compression.type=lz4",
               "linger.ms=5", "partitioner=murmur2_random",
               "message.timeout.ms=300000"]
+ROWS = ["producers", "project", "latency", "memory", "cost"]
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
 
 
@@ -494,14 +496,17 @@ class Bench:
         if self.a.compare:
             return self.compare()
         rounds = []
+        want = self.a.rows
         for r in range(1, self.a.runs + 1):
             log(f"round {r}/{self.a.runs}")
             res = {}
-            p = self.row("producers", self.producers_round, r)
-            res.update(p or {})
-            p = self.row("project", self.project_round, r)
-            res.update(p or {})
-            for rate in self.a.rates:
+            if "producers" in want:
+                p = self.row("producers", self.producers_round, r)
+                res.update(p or {})
+            if "project" in want:
+                p = self.row("project", self.project_round, r)
+                res.update(p or {})
+            for rate in self.a.rates if "latency" in want else []:
                 lat = self.row(f"latency {rate}/s", self.latency_once, rate,
                                self.a.latency_seconds)
                 if lat:
@@ -511,8 +516,10 @@ class Bench:
                  for k, v in res.items()})))
             rounds.append(res)
         self.results["rounds"] = rounds
-        self.results["memory"] = self.row("memory", self.memory)
-        self.results["cost"] = self.row("cost", self.cost)
+        if "memory" in want:
+            self.results["memory"] = self.row("memory", self.memory)
+        if "cost" in want:
+            self.results["cost"] = self.row("cost", self.cost)
         self.report()
         return 1 if self.failed else 0
 
@@ -631,7 +638,15 @@ def main():
                     default=[], help="an extra argument for every "
                     "leadflow-project run (repeatable), e.g. "
                     "--project-arg=--batch=20000")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="the rows to measure, comma-separated, of: "
+                    + ", ".join(ROWS) + " (default: all; project includes "
+                    "rebuild)")
     a = ap.parse_args()
+    a.rows = a.rows.split(",")
+    for r in a.rows:
+        if r not in ROWS:
+            ap.error(f"--rows: unknown row {r!r} (one of {', '.join(ROWS)})")
     if a.quick:
         defaults = dict(runs=1, events=2000, percommit=100, latency_seconds=1,
                         cost_events=200, idle_exit=1)

@@ -177,10 +177,21 @@ bool lf_utf8_valid(const char *str, size_t len)
     size_t i = 0;
 
     while (i < len) {
-        unsigned c = s[i];
+        unsigned c;
         size_t n;
         uint32_t cp;
 
+        /* ASCII, the common case, eight bytes at a time */
+        while (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
+        c = s[i];
         if (c < 0x80) {
             i++;
             continue;

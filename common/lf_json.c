@@ -15,12 +15,13 @@ typedef enum kind_e { K_STR, K_OPT_STR, K_INT, K_LONG, K_REASON, K_MAP } kind_t;
 
 typedef struct pfield_s {
     const char *name;
+    size_t len; /* strlen(name) */
     kind_t kind;
     size_t off; /* offset in lf_event_t */
 } pfield_t;
 
-#define PF(n, k, member) {n, k, offsetof(lf_event_t, member)}
-#define PF_END           {NULL, K_STR, 0}
+#define PF(n, k, member) {n, sizeof(n) - 1, k, offsetof(lf_event_t, member)}
+#define PF_END           {NULL, 0, K_STR, 0}
 
 /* Each type's payload fields, in the order of its Avro record. */
 static const pfield_t payload_fields[LF_EV__COUNT][4] = {
@@ -50,6 +51,9 @@ static const pfield_t payload_fields[LF_EV__COUNT][4] = {
 static const char *envelope_keys[] = {"event_id", "lead_id", "type",
                                       "occurred_at", "source", "actor",
                                       NULL};
+
+static lf_err_t finish_event(lf_event_t *ev, char *errstr,
+                             size_t errstr_size);
 
 #define INVALID(...) lf_seterr(LF_ERR_INVALID, errstr, errstr_size, __VA_ARGS__)
 
@@ -273,6 +277,15 @@ static lf_err_t parse_obj(json_t *obj, lf_event_t *ev, char *errstr,
         if (err)
             return err;
     }
+    return finish_event(ev, errstr, errstr_size);
+}
+
+/* The last step of both paths: validate the contract, and derive the
+ * event_id of an event sent without one. */
+static lf_err_t finish_event(lf_event_t *ev, char *errstr, size_t errstr_size)
+{
+    lf_err_t err;
+
     if (!ev->event_id) {
         /* Validate first with a placeholder id so the derived one is made
          * only from a valid event. */
@@ -338,8 +351,426 @@ static void key_at(const char *text, size_t len, size_t pos, char *key,
     }
 }
 
+/* ---- The fast path ----
+ * Almost every line is plain: one flat object, known keys once each,
+ * strings with at most the short escapes, small integers. fast_parse()
+ * reads those in one pass, without a jansson tree (a tenth of the
+ * instructions: BENCHMARKS.md), and gives up on anything else, valid or
+ * not: then lf_json_parse_event() runs the jansson path, which gives every
+ * error its sentence. So the fast path never words an error, and an event
+ * it accepts is the one the jansson path would build (tests/fuzz/fuzz_json.c
+ * checks both paths on every input; test_json.c on a corpus). */
+
+#define FAST_MEMBERS 16 /* more members: the jansson path */
+#define FAST_ATTRS   32 /* more attributes: the jansson path */
+
+typedef enum fkind_e { FV_STR, FV_INT, FV_NULL, FV_ATTRS } fkind_t;
+
+typedef struct fmember_s {
+    const char *key; /* decoded, NUL-terminated, in the scratch buffer */
+    size_t klen;
+    fkind_t kind;
+    const char *s; /* FV_STR: decoded, NUL-terminated, in the scratch */
+    size_t slen;
+    int64_t i; /* FV_INT */
+} fmember_t;
+
+typedef struct fast_s {
+    const char *p, *end;
+    char *out; /* next free byte of the scratch buffer */
+    fmember_t m[FAST_MEMBERS];
+    int n;
+    const char *akey[FAST_ATTRS], *aval[FAST_ATTRS]; /* attributes */
+    size_t alen[FAST_ATTRS];
+    int na;
+} fast_t;
+
+static void fast_ws(fast_t *f)
+{
+    while (f->p < f->end &&
+           (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' || *f->p == '\r'))
+        f->p++;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Bytes that end a run of plain string bytes: controls, '"' and '\\'. */
+static const unsigned char fast_stop[256] = {
+    [0] = 1, [1] = 1, [2] = 1, [3] = 1, [4] = 1, [5] = 1, [6] = 1, [7] = 1,
+    [8] = 1, [9] = 1, [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,
+    [15] = 1, [16] = 1, [17] = 1, [18] = 1, [19] = 1, [20] = 1, [21] = 1,
+    [22] = 1, [23] = 1, [24] = 1, [25] = 1, [26] = 1, [27] = 1, [28] = 1,
+    [29] = 1, [30] = 1, [31] = 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
+/* A string at f->p (the opening quote), decoded into the scratch buffer.
+ * Gives up on control characters, \u0000 and surrogates (jansson's cases). */
+static bool fast_str(fast_t *f, const char **s, size_t *len)
+{
+    char *o = f->out;
+
+    if (f->p >= f->end || *f->p != '"')
+        return false;
+    f->p++;
+    *s = o;
+    for (;;) {
+        const char *q = f->p;
+        /* the run of plain bytes up to a quote, backslash or control */
+        while (q < f->end && !fast_stop[(unsigned char)*q])
+            q++;
+        memcpy(o, f->p, (size_t)(q - f->p));
+        o += q - f->p;
+        f->p = q;
+        if (q >= f->end || (unsigned char)*q < 0x20)
+            return false;
+        if (*q == '"')
+            break;
+        if (q + 1 >= f->end)
+            return false;
+        switch (q[1]) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            int cp = 0;
+            if (f->end - q < 6)
+                return false;
+            for (int k = 2; k < 6; k++) {
+                int h = hexval(q[k]);
+                if (h < 0)
+                    return false;
+                cp = cp << 4 | h;
+            }
+            if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+                return false;
+            if (cp < 0x80) {
+                *o++ = (char)cp;
+            } else if (cp < 0x800) {
+                *o++ = (char)(0xC0 | cp >> 6);
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (char)(0xE0 | cp >> 12);
+                *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            f->p = q + 6;
+            continue;
+        }
+        default: return false;
+        }
+        f->p = q + 2;
+    }
+    f->p++; /* the closing quote */
+    *len = (size_t)(o - *s);
+    *o++ = '\0';
+    f->out = o;
+    return true;
+}
+
+/* An integer of at most 18 digits (no fraction, no exponent: those are
+ * jansson's reals, and larger ones may not fit). */
+static bool fast_int(fast_t *f, int64_t *v)
+{
+    bool neg = false;
+    int digits = 0;
+    int64_t x = 0;
+
+    if (f->p < f->end && *f->p == '-') {
+        neg = true;
+        f->p++;
+    }
+    if (f->p < f->end && *f->p == '0' && f->p + 1 < f->end &&
+        f->p[1] >= '0' && f->p[1] <= '9')
+        return false; /* a leading zero */
+    while (f->p < f->end && *f->p >= '0' && *f->p <= '9') {
+        if (++digits > 18)
+            return false;
+        x = x * 10 + (*f->p++ - '0');
+    }
+    if (!digits)
+        return false;
+    if (f->p < f->end && (*f->p == '.' || *f->p == 'e' || *f->p == 'E'))
+        return false;
+    *v = neg ? -x : x;
+    return true;
+}
+
+/* The attributes object: string values only. */
+static bool fast_attrs(fast_t *f)
+{
+    f->p++; /* '{' */
+    fast_ws(f);
+    if (f->p < f->end && *f->p == '}') {
+        f->p++;
+        return true;
+    }
+    for (;;) {
+        size_t klen;
+        if (f->na == FAST_ATTRS)
+            return false;
+        fast_ws(f);
+        if (!fast_str(f, &f->akey[f->na], &klen) || !klen)
+            return false;
+        fast_ws(f);
+        if (f->p >= f->end || *f->p++ != ':')
+            return false;
+        fast_ws(f);
+        if (!fast_str(f, &f->aval[f->na], &f->alen[f->na]))
+            return false;
+        f->na++;
+        fast_ws(f);
+        if (f->p >= f->end)
+            return false;
+        if (*f->p == '}') {
+            f->p++;
+            return true;
+        }
+        if (*f->p++ != ',')
+            return false;
+    }
+}
+
+/* The top-level object into f->m; false if it is not in the plain form. */
+static bool fast_scan(fast_t *f)
+{
+    fast_ws(f);
+    if (f->p >= f->end || *f->p++ != '{')
+        return false;
+    fast_ws(f);
+    if (f->p < f->end && *f->p == '}')
+        return false; /* {}: the jansson path words the error */
+    for (;;) {
+        fmember_t *m;
+        if (f->n == FAST_MEMBERS)
+            return false;
+        m = &f->m[f->n++];
+        fast_ws(f);
+        if (!fast_str(f, &m->key, &m->klen))
+            return false;
+        fast_ws(f);
+        if (f->p >= f->end || *f->p++ != ':')
+            return false;
+        fast_ws(f);
+        if (f->p >= f->end)
+            return false;
+        if (*f->p == '"') {
+            m->kind = FV_STR;
+            if (!fast_str(f, &m->s, &m->slen))
+                return false;
+        } else if (*f->p == '-' || (*f->p >= '0' && *f->p <= '9')) {
+            m->kind = FV_INT;
+            if (!fast_int(f, &m->i))
+                return false;
+        } else if (f->end - f->p >= 4 && !memcmp(f->p, "null", 4)) {
+            m->kind = FV_NULL;
+            f->p += 4;
+        } else if (*f->p == '{' && !strcmp(m->key, "attributes")) {
+            m->kind = FV_ATTRS;
+            if (!fast_attrs(f))
+                return false;
+        } else {
+            return false;
+        }
+        fast_ws(f);
+        if (f->p >= f->end)
+            return false;
+        if (*f->p == '}') {
+            f->p++;
+            break;
+        }
+        if (*f->p++ != ',')
+            return false;
+    }
+    fast_ws(f);
+    return f->p == f->end;
+}
+
+static const struct {
+    const char *name;
+    size_t len;
+} fast_envelope[] = {{"event_id", 8},    {"lead_id", 7}, {"type", 4},
+                     {"occurred_at", 11}, {"source", 6}, {"actor", 5}};
+enum { FE_EVENT_ID, FE_LEAD_ID, FE_TYPE, FE_OCCURRED_AT, FE_SOURCE, FE_ACTOR,
+       FE__COUNT };
+
+/* A string member into *out; absent or null only if optional. */
+static bool fast_take_str(const fmember_t *m, bool optional, char **out)
+{
+    if (!m || m->kind == FV_NULL)
+        return optional;
+    if (m->kind != FV_STR)
+        return false;
+    return (*out = strndup(m->s, m->slen)) != NULL;
+}
+
+static bool fast_take_int(const fmember_t *m, int64_t min, int64_t max,
+                          int64_t *out)
+{
+    if (!m || m->kind != FV_INT || m->i < min || m->i > max)
+        return false;
+    *out = m->i;
+    return true;
+}
+
+static bool fast_fill(const fast_t *f, lf_event_t *ev)
+{
+    /* each member in its slot: the envelope's, then this type's payload
+     * fields in table order; a key twice, unknown, of another type or
+     * _kafka: the jansson path */
+    const fmember_t *slot[FE__COUNT + 4] = {0}, *m;
+    const pfield_t *pfs;
+    int type = -1;
+    int64_t n;
+
+    for (int j = 0; j < f->n; j++)
+        if (f->m[j].klen == 4 && !memcmp(f->m[j].key, "type", 4)) {
+            if (f->m[j].kind != FV_STR ||
+                (type = lf_event_type_parse(f->m[j].s)) < 0)
+                return false;
+            break;
+        }
+    if (type < 0)
+        return false;
+    ev->type = (lf_event_type_t)type;
+    pfs = payload_fields[type];
+    for (int j = 0; j < f->n; j++) {
+        const fmember_t *mj = &f->m[j];
+        int id = -1;
+        for (int e = 0; id < 0 && e < FE__COUNT; e++)
+            if (mj->klen == fast_envelope[e].len &&
+                !memcmp(mj->key, fast_envelope[e].name, mj->klen))
+                id = e;
+        for (int k = 0; id < 0 && pfs[k].name; k++)
+            if (mj->klen == pfs[k].len &&
+                !memcmp(mj->key, pfs[k].name, mj->klen))
+                id = FE__COUNT + k;
+        if (id < 0 || slot[id])
+            return false;
+        slot[id] = mj;
+    }
+
+    if (!fast_take_str(slot[FE_EVENT_ID], true, &ev->event_id) ||
+        !fast_take_str(slot[FE_LEAD_ID], false, &ev->lead_id))
+        return false;
+    if (!(m = slot[FE_OCCURRED_AT]))
+        return false;
+    if (m->kind == FV_STR) {
+        char why[160];
+        if (lf_time_parse(m->s, 0, &ev->occurred_at, why, sizeof(why)))
+            return false;
+    } else if (m->kind == FV_INT) {
+        ev->occurred_at = m->i;
+    } else {
+        return false;
+    }
+    if (!fast_take_str(slot[FE_SOURCE], false, &ev->source) ||
+        !fast_take_str(slot[FE_ACTOR], true, &ev->actor))
+        return false;
+
+    for (int k = 0; pfs[k].name; k++) {
+        const pfield_t *pf = &pfs[k];
+        char *base = (char *)ev + pf->off;
+        m = slot[FE__COUNT + k];
+        switch (pf->kind) {
+        case K_STR:
+        case K_OPT_STR:
+            if (!fast_take_str(m, pf->kind == K_OPT_STR, (char **)base))
+                return false;
+            break;
+        case K_INT:
+            if (!fast_take_int(m, INT32_MIN, INT32_MAX, &n))
+                return false;
+            *(int32_t *)base = (int32_t)n;
+            break;
+        case K_LONG:
+            if (!fast_take_int(m, INT64_MIN, INT64_MAX, (int64_t *)base))
+                return false;
+            break;
+        case K_REASON: {
+            int r;
+            if (!m || m->kind != FV_STR ||
+                (r = lf_recycle_reason_parse(m->s)) < 0)
+                return false;
+            *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
+            break;
+        }
+        case K_MAP:
+            if (m && m->kind != FV_ATTRS && m->kind != FV_NULL)
+                return false;
+            if (!m || m->kind == FV_NULL || !f->na)
+                break;
+            if (!(ev->u.captured.attrs = calloc((size_t)f->na,
+                                                sizeof(lf_attr_t))))
+                return false;
+            for (int j = 0; j < f->na; j++) {
+                lf_attr_t *a = &ev->u.captured.attrs[j];
+                ev->u.captured.attr_count = (size_t)j + 1;
+                if (!(a->key = strdup(f->akey[j])) ||
+                    !(a->value = strndup(f->aval[j], f->alen[j])))
+                    return false;
+            }
+            if (!lf_event_sort_attrs(ev))
+                return false; /* a duplicate attribute key */
+            break;
+        }
+    }
+    return true;
+}
+
+/* True if @p text was read into @p ev as a valid event; false (ev cleared)
+ * if the jansson path must decide. */
+static bool fast_parse(const char *text, size_t len, lf_event_t *ev)
+{
+    char stackbuf[2048], *scratch = stackbuf;
+    fast_t f;
+    char why[8];
+    bool ok;
+
+    if (!lf_utf8_valid(text, len))
+        return false;
+    /* decoded strings are never longer than their text, plus a NUL each */
+    if (len + 1 > sizeof(stackbuf) && !(scratch = malloc(len + 1)))
+        return false;
+    f.p = text;
+    f.end = text + len;
+    f.out = scratch;
+    f.n = f.na = 0;
+    ok = fast_scan(&f) && fast_fill(&f, ev) &&
+         finish_event(ev, why, sizeof(why)) == LF_OK;
+    if (scratch != stackbuf)
+        free(scratch);
+    if (!ok)
+        lf_event_clear(ev);
+    return ok;
+}
+
 lf_err_t lf_json_parse_event(const char *text, size_t len, lf_event_t *ev,
                              char *errstr, size_t errstr_size)
+{
+    lf_event_init(ev);
+    if (len <= LF_JSON_LINE_MAX && fast_parse(text, len, ev))
+        return LF_OK;
+    return lf_json_parse_event_jansson(text, len, ev, errstr, errstr_size);
+}
+
+lf_err_t lf_json_parse_event_jansson(const char *text, size_t len,
+                                     lf_event_t *ev, char *errstr,
+                                     size_t errstr_size)
 {
     json_error_t jerr;
     json_t *obj;

@@ -705,3 +705,137 @@ Test(json, utf8_validator)
         cr_expect_eq(lf_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok,
                      "case %zu", i);
 }
+
+/* Both paths on @p text: the same event, or the same error. */
+static void expect_paths_agree(const char *text)
+{
+    lf_event_t a, b;
+    char ea[512] = "", eb[512] = "";
+    size_t len = strlen(text);
+    lf_err_t ra = lf_json_parse_event(text, len, &a, ea, sizeof(ea));
+    lf_err_t rb = lf_json_parse_event_jansson(text, len, &b, eb, sizeof(eb));
+
+    cr_assert_eq(ra, rb, "%s: fast path %d (%s), jansson %d (%s)", text, ra,
+                 ea, rb, eb);
+    if (ra)
+        cr_assert_str_eq(ea, eb, "%s: different errors", text);
+    else
+        cr_assert(lf_event_equal(&a, &b), "%s: different events", text);
+    lf_event_clear(&a);
+    lf_event_clear(&b);
+}
+
+/* Lines on the edges of the fast path (lf_json.c): what it reads itself
+ * and what it must leave to jansson. Each line: the same outcome both ways. */
+Test(json, fast_path_agrees_with_jansson)
+{
+    static const char *env = "\"lead_id\":\"L-1\",\"occurred_at\":"
+                             "\"2026-03-01T09:30:00Z\",\"source\":\"crm\"";
+    static const char *tails[] = {
+        /* plain, whitespace, escapes */
+        "\"type\":\"lost\",\"reason\":\"price\"}",
+        "\"type\" : \"lost\" ,\r\n\t\"reason\":\"price\" } \n",
+        "\"type\":\"lost\",\"reason\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"}",
+        "\"type\":\"lost\",\"reason\":\"\\u00e9\\u20AC\\u0041\\u001f\"}",
+        "\"type\":\"lost\",\"reason\":\"\\ud83d\\ude00\"}",
+        "\"type\":\"lost\",\"reason\":\"\\ud83d\"}",
+        "\"type\":\"lost\",\"reason\":\"\\u0000\"}",
+        "\"type\":\"lost\",\"reason\":\"\\u00g0\"}",
+        "\"type\":\"lost\",\"reason\":\"\\x\"}",
+        "\"type\":\"lost\",\"reason\":\"tab\there\"}",
+        "\"type\":\"lost\",\"reason\":\"caf\xc3\xa9\"}",
+        "\"type\":\"lost\",\"reason\":\"bad \xc3\"}",
+        "\"type\":\"lost\",\"reason\":\"\"}",
+        "\"type\":\"lost\",\"reason\":\"price\"",
+        "\"type\":\"lost\",\"reason\":\"price}",
+        "\"type\":\"lost\",\"reason\":\"price\"}x",
+        "\"type\":\"lost\",\"reason\":\"price\"}}",
+        "\"type\":\"lost\",\"reason\":\"price\",}",
+        /* integers */
+        "\"type\":\"won\",\"amount_minor\":0,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":-0,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":-5,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":012,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":1.0,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":1e3,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":-,\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":999999999999999999,"
+        "\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":9223372036854775807,"
+        "\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":9223372036854775808,"
+        "\"currency\":\"EUR\"}",
+        "\"type\":\"won\",\"amount_minor\":\"100\",\"currency\":\"EUR\"}",
+        "\"type\":\"scored\",\"score\":2147483648,\"threshold\":1,"
+        "\"model\":\"m\"}",
+        "\"type\":\"scored\",\"score\":-1,\"threshold\":1,\"model\":\"m\"}",
+        "\"type\":\"scored\",\"score\":null,\"threshold\":1,\"model\":\"m\"}",
+        /* null, absent, other JSON types */
+        "\"type\":\"recycled\",\"reason\":\"no_budget\",\"note\":null}",
+        "\"type\":\"recycled\",\"reason\":\"no_budget\"}",
+        "\"type\":\"recycled\",\"reason\":\"broke\"}",
+        "\"type\":\"recycled\",\"reason\":null}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"actor\":null}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"actor\":true}",
+        "\"type\":\"lost\",\"reason\":[\"price\"]}",
+        "\"type\":\"lost\",\"reason\":nul}",
+        "\"type\":\"lost\",\"reason\":nullx}",
+        "\"type\":\"looted\",\"reason\":\"price\"}",
+        "\"type\":7,\"reason\":\"price\"}",
+        "\"reason\":\"price\"}",
+        /* keys */
+        "\"type\":\"lost\",\"reason\":\"price\",\"reason\":\"fit\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"reas\\u006fn\":\"fit\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"colour\":\"red\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"owner\":\"rep\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"_kafka\":{\"offset\":1}}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"event_id\":\"e-9\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"event_id\":null}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"event_id\":\"\"}",
+        /* attributes */
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":{}}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":null}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":"
+        "{\"b\":\"2\",\"a\":\"1\",\"c\\n\":\"3\"}}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":"
+        "{\"a\":\"1\",\"a\":\"2\"}}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":"
+        "{\"\":\"1\"}}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":"
+        "{\"a\":1}}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":"
+        "{\"a\":{\"b\":\"c\"}}}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":\"x\"}",
+        "\"type\":\"captured\",\"channel\":\"paid\",\"campaign\":null}",
+    };
+    char line[1024];
+
+    for (size_t i = 0; i < sizeof(tails) / sizeof(*tails); i++) {
+        /* with the envelope first, and with an id-less event last */
+        snprintf(line, sizeof(line), "{%s,%s", env, tails[i]);
+        expect_paths_agree(line);
+        snprintf(line, sizeof(line), "{\"event_id\":\"e-1\",%s,%s", env,
+                 tails[i]);
+        expect_paths_agree(line);
+    }
+    /* many attributes: past the fast path's 32, and past the limit */
+    for (int n = 30; n <= 260; n += 230) {
+        int o = snprintf(line, sizeof(line),
+                         "{%s,\"type\":\"captured\",\"channel\":\"c\","
+                         "\"attributes\":{",
+                         env);
+        char *big = malloc(16384);
+        memcpy(big, line, (size_t)o);
+        for (int k = 0; k < n; k++)
+            o += sprintf(big + o, "%s\"k%d\":\"v\"", k ? "," : "", k);
+        strcpy(big + o, "}}");
+        expect_paths_agree(big);
+        free(big);
+    }
+    for (size_t i = 0; i < sizeof(base) / sizeof(*base); i++)
+        expect_paths_agree(base[i]);
+    expect_paths_agree("");
+    expect_paths_agree("{}");
+    expect_paths_agree("[]");
+    expect_paths_agree("\xef\xbb\xbf{}");
+}

@@ -60,6 +60,15 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
                          size_t errstr_size);
 
 /**
+ * The same bytes as lf_codec_encode(), written through avro-c's generic
+ * value API instead of directly: the reference the direct writer is tested
+ * against. Slower; for tests.
+ */
+lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
+                                 int32_t schema_id, lf_buf_t *out,
+                                 char *errstr, size_t errstr_size);
+
+/**
  * Decode a framed Kafka value into @p ev (initialised or cleared by the
  * caller; on success the caller owns its strings and frees them with
  * lf_event_clear()). Checks the magic byte, that the schema id is known,

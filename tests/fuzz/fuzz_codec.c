@@ -2,12 +2,14 @@
  * (lf_codec_decode): Confluent framing around Avro binary, untrusted bytes
  * from the topic. Whatever the input, decoding must not crash, leak or read
  * out of bounds; an input that decodes must encode again and decode to the
- * same event (the codec is its own inverse on everything it accepts). */
+ * same event (the codec is its own inverse on everything it accepts), and
+ * the direct writer and avro-c's must write the same bytes for it. */
 #include "lf_avro.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static lf_codec_t *codec;
 
@@ -39,6 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         sizeof(errstr)) != LF_OK) {
         fprintf(stderr, "decoded event does not encode: %s\n", errstr);
         abort();
+    }
+    {
+        lf_buf_t ref = {0};
+        if (lf_codec_encode_generic(codec, &ev, LF_SCHEMA_ID_V1, &ref, errstr,
+                                    sizeof(errstr)) != LF_OK ||
+            ref.len != out.len || memcmp(ref.data, out.data, out.len)) {
+            fprintf(stderr, "direct and avro-c writers differ\n");
+            abort();
+        }
+        lf_buf_free(&ref);
     }
     lf_event_init(&again);
     if (lf_codec_decode(codec, out.data, out.len, &again, errstr,

@@ -1,9 +1,13 @@
 /* fuzz_json.c: libFuzzer target for the JSON line parser
  * (lf_json_parse_event), leadflow-emit's input, and the RFC 3339 parser
  * behind occurred_at (lf_time_parse). Whatever the line, parsing must not
- * crash, leak or overflow; a line that parses must format to JSON that
- * parses to the same event; a timestamp that parses must format to one that
+ * crash, leak or overflow; the fast path and the jansson path must agree
+ * (the same event, or the same error); an event that parses must encode to
+ * the same Avro bytes with the direct writer and avro-c's; a line that
+ * parses must format to
+ * JSON that parses to the same event; a timestamp that parses must format to one that
  * parses to the same instant. */
+#include "lf_avro.h"
 #include "lf_json.h"
 #include "lf_time.h"
 
@@ -46,22 +50,67 @@ static void check_time(const uint8_t *data, size_t size)
     }
 }
 
+static lf_codec_t *codec;
+
+static void fuzz_cleanup(void)
+{
+    lf_codec_destroy(codec);
+}
+
+/* The direct Avro writer and avro-c's: the same bytes. */
+static void check_encoders(const lf_event_t *ev)
+{
+    char errstr[256];
+    lf_buf_t a = {0}, b = {0};
+    lf_err_t ra, rb;
+
+    if (!codec) {
+        if (!(codec = lf_codec_new(errstr, sizeof(errstr)))) {
+            fprintf(stderr, "lf_codec_new: %s\n", errstr);
+            abort();
+        }
+        atexit(fuzz_cleanup);
+    }
+    ra = lf_codec_encode(codec, ev, 1, &a, errstr, sizeof(errstr));
+    rb = lf_codec_encode_generic(codec, ev, 1, &b, errstr, sizeof(errstr));
+    if (ra || rb || a.len != b.len || memcmp(a.data, b.data, a.len)) {
+        fprintf(stderr, "direct and avro-c writers differ (%d, %d)\n", ra,
+                rb);
+        abort();
+    }
+    lf_buf_free(&a);
+    lf_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char errstr[512];
-    lf_event_t ev, again;
+    char errstr[512], errstr2[512];
+    lf_event_t ev, again, slow;
     lf_buf_t out = {0};
+    lf_err_t rc, rc2;
 
     check_time(data, size);
     lf_event_init(&ev);
-    if (lf_json_parse_event((const char *)data, size, &ev, errstr,
-                            sizeof(errstr)) != LF_OK) {
+    rc = lf_json_parse_event((const char *)data, size, &ev, errstr,
+                             sizeof(errstr));
+    rc2 = lf_json_parse_event_jansson((const char *)data, size, &slow,
+                                      errstr2, sizeof(errstr2));
+    if (rc != rc2 || (rc && strcmp(errstr, errstr2)) ||
+        (!rc && !lf_event_equal(&ev, &slow))) {
+        fprintf(stderr,
+                "fast and jansson paths disagree: %d \"%s\" vs %d \"%s\"\n",
+                rc, rc ? errstr : "", rc2, rc2 ? errstr2 : "");
+        abort();
+    }
+    lf_event_clear(&slow);
+    if (rc != LF_OK) {
         if (!errstr[0]) {
             fprintf(stderr, "rejected without a reason\n");
             abort();
         }
         return 0;
     }
+    check_encoders(&ev);
     if (lf_json_format_event(&ev, &out) != LF_OK)
         abort();
     lf_event_init(&again);

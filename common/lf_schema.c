@@ -359,8 +359,8 @@ lf_dbsource_t *lf_dbsource_open(const char *conninfo, lf_order_t order,
                                 char *errstr, size_t errstr_size)
 {
     static const char *orders[] = {
-        " ORDER BY lead_id COLLATE \"C\", occurred_at, event_id COLLATE "
-        "\"C\"",
+        (" ORDER BY lead_id COLLATE \"C\", occurred_at, event_id COLLATE "
+         "\"C\""),
         " ORDER BY occurred_at, event_id COLLATE \"C\"", ""};
     lf_dbsource_t *s = calloc(1, sizeof(*s));
     PGresult *res = NULL;

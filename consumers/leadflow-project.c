@@ -2,6 +2,7 @@
  * in PostgreSQL, exactly once in effect: each batch, its derived state and
  * the offsets it consumed commit in one transaction, and on assignment the
  * consumer starts from the offsets stored there. */
+#include "lf_cli.h"
 #include "lf_conf.h"
 #include "lf_log.h"
 #include "lf_metrics.h"
@@ -90,13 +91,6 @@ static void usage(FILE *fp)
             "\n"
             "Exit codes: 0 done, 64 usage, 69 Kafka or PostgreSQL unusable "
             "at start,\n  70 internal error, 78 bad configuration.\n");
-}
-
-static void version(void)
-{
-    printf("leadflow-project %s (librdkafka %s, avro-c %s, libpq %s)\n",
-           LF_VERSION, rd_kafka_version_str(), lf_avro_version(),
-           lf_pg_version());
 }
 
 /* Sleep up to ms, in slices, unless asked to stop. */
@@ -327,24 +321,19 @@ int main(int argc, char **argv)
      * (bench/), ~6 MiB more at peak; a slow stream still flushes small
      * batches as soon as the queue runs dry. */
     app_t app = {.batch_max = 10000, .linger_ms = 50};
-    const char *config_file = NULL;
-    /* Settings from the command line, applied after the config file:
-     * key NULL means arg is a -X "key=value". */
-    struct {
-        const char *key, *arg;
-    } xs[argc > 0 ? argc : 1];
-    int nx = 0, opt, idle_exit = 0;
-    bool migrate_only = false, dump = false;
+    lf_cli_t cli;
+    int opt, idle_exit = 0;
+    bool migrate_only = false;
     char errstr[1024], q[1100];
     int rc = 0;
 
     lf_log_init("project");
     app.conf = lf_conf_new();
-    if (!app.conf) {
+    if (!app.conf || lf_cli_init(&cli, argc)) {
         fprintf(stderr, "leadflow-project: out of memory\n");
+        lf_conf_destroy(app.conf);
         return LF_EX_SOFTWARE;
     }
-    lf_conf_load_env(app.conf);
     while ((opt = getopt_long(argc, argv, "b:t:g:d:X:c:vqhV", opts, NULL)) !=
            -1) {
         char *end;
@@ -359,20 +348,21 @@ int main(int argc, char **argv)
                                          ['g'] = "group.id",
                                          ['d'] = LF_CONF_DB,
                                          ['P'] = LF_CONF_METRICS};
-            xs[nx].key = keys[opt];
-            xs[nx++].arg = optarg;
+            lf_cli_add(&cli, keys[opt], optarg);
             break;
         }
         case 'X':
-            if (!strcmp(optarg, "dump"))
-                dump = true;
-            else {
-                xs[nx].key = NULL;
-                xs[nx++].arg = optarg;
+            if (!lf_cli_x(&cli, optarg)) {
+                fprintf(stderr,
+                        "leadflow-project: -X \"%s\": expected key=value "
+                        "or dump\n",
+                        optarg);
+                rc = LF_EX_USAGE;
+                goto out;
             }
             break;
         case 'c':
-            config_file = optarg;
+            cli.config = optarg;
             break;
         case 'B':
             app.batch_max = (int)strtol(optarg, &end, 10);
@@ -432,7 +422,7 @@ int main(int argc, char **argv)
                 goto out;
             }
         case 'V':
-            version();
+            lf_cli_version("leadflow-project");
             {
                 rc = 0;
                 goto out;
@@ -454,25 +444,10 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (config_file &&
-        lf_conf_load_file(app.conf, config_file, errstr, sizeof(errstr))) {
+    if ((rc = lf_cli_apply(&cli, app.conf, errstr, sizeof(errstr)))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
-        {
-            rc = LF_EX_CONFIG;
-            goto out;
-        }
+        goto out;
     }
-    for (int i = 0; i < nx; i++)
-        if (xs[i].key
-                ? lf_conf_set(app.conf, xs[i].key, xs[i].arg, errstr,
-                              sizeof(errstr))
-                : lf_conf_set_kv(app.conf, xs[i].arg, errstr, sizeof(errstr))) {
-            fprintf(stderr, "leadflow-project: %s\n", errstr);
-            {
-                rc = LF_EX_USAGE;
-                goto out;
-            }
-        }
     lf_conf_default(app.conf, "bootstrap.servers", "localhost:9092");
     lf_conf_default(app.conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC);
     lf_conf_default(app.conf, "group.id", "leadflow-projector");
@@ -490,7 +465,7 @@ int main(int argc, char **argv)
     lf_conf_default(app.conf, "queued.min.messages", "40000");
     lf_conf_default(app.conf, "queued.max.messages.kbytes", "16384");
     lf_conf_default(app.conf, LF_CONF_DB, "");
-    if (dump) {
+    if (cli.dump) {
         lf_conf_dump(app.conf, stdout);
         {
             rc = 0;
@@ -676,5 +651,6 @@ out:
     lf_projector_destroy(app.proj);
     PQfinish(app.conn);
     lf_conf_destroy(app.conf);
+    lf_cli_free(&cli);
     return rc;
 }

@@ -4,6 +4,7 @@
  * against the live one, promote it atomically, retry dead letters, and
  * dump decoded events as JSON lines that leadflow-emit accepts. */
 #include "lf_avro.h"
+#include "lf_cli.h"
 #include "lf_conf.h"
 #include "lf_deadletter.h"
 #include "lf_json.h"
@@ -58,7 +59,11 @@ static const char *usage_common =
     "                         or none (default auto)\n"
     "  -v, --verbose / -q, --quiet   more / less logging\n"
     "  -h, --help             help (of the command, after it)\n"
-    "  -V, --version          versions of leadflow and its libraries\n";
+    "  -V, --version          versions of leadflow and its libraries\n"
+    "\n"
+    "Secrets never go on the command line: put the PostgreSQL password in\n"
+    "~/.pgpass or PGPASSFILE, or in the -c file (chmod 600) with Kafka's\n"
+    "(sasl.password); -X dump masks them.\n";
 
 static const char *usage_rewind =
     "leadflow-replay rewind --to TIME | --to-offset P:O[,P:O...] "
@@ -227,24 +232,13 @@ static void usage(FILE *fp)
             usage_dump, usage_common);
 }
 
-static void version(void)
-{
-    printf("leadflow-replay %s (librdkafka %s, avro-c %s, libpq %s)\n",
-           LF_VERSION, rd_kafka_version_str(), lf_avro_version(),
-           lf_pg_version());
-}
-
 /* ---- common options and configuration --------------------------------- */
 
 typedef struct app_s {
     const char *cmd;
     const char *cmd_usage;
     lf_conf_t *conf;
-    const char **xs; /* -X and shorthand settings, applied after -c */
-    char **owned;    /* the shorthands' "key=value" strings, to free */
-    int nx, nowned;
-    const char *config_file;
-    bool dump_conf;
+    lf_cli_t cli; /* -b -t -g -d -X -c */
     lf_progress_mode_t progress;
     const char *topic, *group, *conninfo;
     PGconn *conn;
@@ -296,24 +290,18 @@ static int common_opt(app_t *app, int opt, const char *arg)
     case 'b':
     case 't':
     case 'g':
-    case 'd': {
-        size_t n = strlen(keys[opt]) + strlen(arg) + 2;
-        char *kv = malloc(n);
-        if (!kv)
-            return 1000 + LF_EX_SOFTWARE;
-        snprintf(kv, n, "%s=%s", keys[opt], arg);
-        app->xs[app->nx++] = kv;
-        app->owned[app->nowned++] = kv;
+    case 'd':
+        lf_cli_add(&app->cli, keys[opt], arg);
         return 0;
-    }
     case 'X':
-        if (!strcmp(arg, "dump"))
-            app->dump_conf = true;
-        else
-            app->xs[app->nx++] = arg;
+        if (!lf_cli_x(&app->cli, arg))
+            return 1000 + usage_error(app,
+                                      "-X \"%s\": expected key=value or "
+                                      "dump",
+                                      arg);
         return 0;
     case 'c':
-        app->config_file = arg;
+        app->cli.config = arg;
         return 0;
     case 'P':
         if ((m = lf_progress_mode_parse(arg)) < 0)
@@ -333,7 +321,7 @@ static int common_opt(app_t *app, int opt, const char *arg)
         printf("Usage: %s\n%s", app->cmd_usage, usage_common);
         return 1000 + LF_EX_OK;
     case 'V':
-        version();
+        lf_cli_version(PROG);
         return 1000 + LF_EX_OK;
     case '?':
     case ':':
@@ -349,22 +337,18 @@ static int common_opt(app_t *app, int opt, const char *arg)
 static int finish_conf(app_t *app)
 {
     char errstr[1024];
+    int rc = lf_cli_apply(&app->cli, app->conf, errstr, sizeof(errstr));
 
-    if (app->config_file && lf_conf_load_file(app->conf, app->config_file,
-                                              errstr, sizeof(errstr))) {
-        fprintf(stderr, PROG ": %s\n", errstr);
-        return 1000 + LF_EX_CONFIG;
+    if (rc) {
+        fprintf(stderr, PROG ": %s%s\n", rc == LF_EX_USAGE ? "-X " : "",
+                errstr);
+        return 1000 + rc;
     }
-    for (int i = 0; i < app->nx; i++)
-        if (lf_conf_set_kv(app->conf, app->xs[i], errstr, sizeof(errstr))) {
-            fprintf(stderr, PROG ": -X %s\n", errstr);
-            return 1000 + LF_EX_USAGE;
-        }
     lf_conf_default(app->conf, "bootstrap.servers", "localhost:9092");
     lf_conf_default(app->conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC);
     lf_conf_default(app->conf, "group.id", "leadflow-projector");
     lf_conf_default(app->conf, LF_CONF_DB, "");
-    if (app->dump_conf) {
+    if (app->cli.dump) {
         lf_conf_dump(app->conf, stdout);
         return 1000 + LF_EX_OK;
     }
@@ -1423,17 +1407,15 @@ int main(int argc, char **argv)
         return LF_EX_OK;
     }
     if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
-        version();
+        lf_cli_version(PROG);
         return LF_EX_OK;
     }
     app.conf = lf_conf_new();
-    app.xs = calloc((size_t)argc + 1, sizeof(char *));
-    app.owned = calloc((size_t)argc + 1, sizeof(char *));
-    if (!app.conf || !app.xs || !app.owned) {
+    if (!app.conf || lf_cli_init(&app.cli, argc)) {
         fprintf(stderr, PROG ": out of memory\n");
+        lf_conf_destroy(app.conf);
         return LF_EX_SOFTWARE;
     }
-    lf_conf_load_env(app.conf);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
@@ -1455,9 +1437,6 @@ int main(int argc, char **argv)
     }
     PQfinish(app.conn);
     lf_conf_destroy(app.conf);
-    for (int i = 0; i < app.nowned; i++)
-        free(app.owned[i]);
-    free(app.owned);
-    free(app.xs);
+    lf_cli_free(&app.cli);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* leadflow-report: the funnel in numbers and charts, from the same views the
  * analysts query: a terminal summary, CSV or JSON for scripts, and one
  * self-contained HTML page with inline SVG charts. */
+#include "lf_cli.h"
 #include "lf_conf.h"
 #include "lf_log.h"
 #include "lf_pg.h"
@@ -42,6 +43,10 @@ static void usage(FILE *fp)
           "  -h, --help          this help\n"
           "  -V, --version       versions of leadflow and libpq\n"
           "\n"
+          "Secrets never go on the command line: put the password in "
+          "~/.pgpass or\n"
+          "PGPASSFILE, or in the -c file (chmod 600).\n"
+          "\n"
           "Every number is a value of a view in schema funnel (stage_counts, "
           "conversion,\n"
           "time_in_stage, handoff_sla_by_owner, recycle_reasons, cohorts,\n"
@@ -58,11 +63,6 @@ static void usage(FILE *fp)
           "  or unreadable, 70 internal error, 74 cannot write the output,\n"
           "  78 bad configuration.\n",
           fp);
-}
-
-static void version(void)
-{
-    printf("leadflow-report %s (libpq %s)\n", LF_VERSION, lf_pg_version());
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -120,7 +120,7 @@ static int write_html_file(const lf_report_t *rep, const char *path)
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv, lf_cli_t *cli)
 {
     enum { OPT_FROM = 256, OPT_TO, OPT_CHANNEL, OPT_HTML };
     static const struct option opts[] = {
@@ -138,29 +138,28 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     lf_report_filter_t filter = {NULL, NULL, NULL};
     lf_report_format_t fmt = LF_REPORT_TEXT;
-    const char *db = NULL, *config_file = NULL, *html = NULL;
+    const char *db = NULL, *html = NULL;
     lf_conf_t *conf = NULL;
     lf_report_t *rep = NULL;
     PGconn *conn = NULL;
     char errstr[1024], q[1100];
-    int opt, rc = 0, nx = 0;
-    const char *xs[argc > 0 ? argc : 1]; /* -X arguments, in order */
-    bool dump = false;
+    int opt, rc = 0;
 
     lf_log_init("report");
     while ((opt = getopt_long(argc, argv, "d:c:f:X:vqhV", opts, NULL)) != -1) {
         switch (opt) {
         case 'X':
-            if (!strcmp(optarg, "dump"))
-                dump = true;
-            else
-                xs[nx++] = optarg;
+            if (!lf_cli_x(cli, optarg)) {
+                rc = usage_error("-X \"%s\": expected key=value or dump",
+                                 optarg);
+                goto out;
+            }
             break;
         case 'd':
             db = optarg;
             break;
         case 'c':
-            config_file = optarg;
+            cli->config = optarg;
             break;
         case OPT_FROM:
         case OPT_TO:
@@ -195,8 +194,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            version();
-            return 0;
+            lf_cli_version("leadflow-report");
+            goto out;
         default:
             usage(stderr);
             return LF_EX_USAGE;
@@ -214,25 +213,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "leadflow-report: out of memory\n");
         return LF_EX_SOFTWARE;
     }
-    lf_conf_load_env(conf);
-    if (config_file &&
-        lf_conf_load_file(conf, config_file, errstr, sizeof(errstr))) {
-        fprintf(stderr, "leadflow-report: %s\n", errstr);
-        rc = LF_EX_CONFIG;
+    if ((rc = lf_cli_apply(cli, conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "leadflow-report: %s%s\n",
+                rc == LF_EX_USAGE ? "-X " : "", errstr);
         goto out;
     }
-    for (int i = 0; i < nx; i++)
-        if (lf_conf_set_kv(conf, xs[i], errstr, sizeof(errstr))) {
-            fprintf(stderr, "leadflow-report: -X %s\n", errstr);
-            rc = LF_EX_USAGE;
-            goto out;
-        }
     if (db && lf_conf_set(conf, LF_CONF_DB, db, errstr, sizeof(errstr))) {
         fprintf(stderr, "leadflow-report: %s\n", errstr);
         rc = LF_EX_SOFTWARE;
         goto out;
     }
-    if (dump) {
+    if (cli->dump) {
         lf_conf_dump(conf, stdout);
         goto out;
     }
@@ -264,4 +255,9 @@ out:
     PQfinish(conn);
     lf_conf_destroy(conf);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    return lf_cli_main(argc, argv, run);
 }

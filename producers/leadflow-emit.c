@@ -18,7 +18,7 @@
  * this thread, so the counters and the rejects file need no locks.
  */
 
-#include "lf_avro.h"
+#include "lf_cli.h"
 #include "lf_common.h"
 #include "lf_conf.h"
 #include "lf_event.h"
@@ -29,7 +29,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -568,6 +567,11 @@ static void usage(FILE *fp)
         "  -h, --help           this help\n"
         "  -V, --version        versions of this program and its libraries\n"
         "\n"
+        "Secrets never go on the command line: put sasl.password,\n"
+        "ssl.key.password and schema.registry.basic.auth.user.info in the -c\n"
+        "file (chmod 600) or in LEADFLOW_* variables (LEADFLOW_SASL_PASSWORD\n"
+        "is sasl.password); -X dump masks them.\n"
+        "\n"
         "If the broker is down, events wait in librdkafka and are retried\n"
         "until message.timeout.ms; progress is logged every %d s.\n"
         "SIGINT or SIGTERM: stop reading, wait up to %d s for the events in\n"
@@ -599,13 +603,6 @@ static int usage_error(const char *fmt, const char *arg)
     return LF_EX_USAGE;
 }
 
-static void print_version(void)
-{
-    int pq = PQlibVersion();
-    printf(PROG " %s\nlibrdkafka %s\navro-c %s\nlibpq %d.%d\n", LF_VERSION,
-           rd_kafka_version_str(), lf_avro_version(), pq / 10000, pq % 10000);
-}
-
 static bool same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
@@ -613,26 +610,14 @@ static bool same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-/* -X, -b and -t in command-line order: key NULL means "key=value". */
-typedef struct setting_s {
-    const char *key, *value;
-} setting_t;
-
-static int run(int argc, char **argv, setting_t *xs);
+static int run(int argc, char **argv, lf_cli_t *cli);
 
 int main(int argc, char **argv)
 {
-    setting_t *xs = calloc((size_t)argc + 1, sizeof(*xs));
-    int rc;
-
-    if (!xs)
-        return LF_EX_SOFTWARE;
-    rc = run(argc, argv, xs); /* xs: room for every -X, -b and -t */
-    free(xs);
-    return rc;
+    return lf_cli_main(argc, argv, run);
 }
 
-static int run(int argc, char **argv, setting_t *xs)
+static int run(int argc, char **argv, lf_cli_t *cli)
 {
     static const struct option longopts[] = {
         {"brokers", required_argument, NULL, 'b'},
@@ -647,11 +632,9 @@ static int run(int argc, char **argv, setting_t *xs)
         {NULL, 0, NULL, 0}};
     static const char *stdin_only[] = {"-"};
     emit_t em = {0};
-    const char *config = NULL;
     lf_producer_t *p = NULL;
     lf_conf_t *conf = NULL;
-    bool dump = false, dry_run = false;
-    size_t nx = 0;
+    bool dry_run = false;
     char errstr[512];
     int opt, nfiles, rc = LF_EX_OK;
     int64_t t0, failed;
@@ -663,20 +646,16 @@ static int run(int argc, char **argv, setting_t *xs)
         switch (opt) {
         case 'b':
         case 't':
-            xs[nx].key = opt == 'b' ? "bootstrap.servers" : LF_CONF_TOPIC;
-            xs[nx++].value = optarg;
+            lf_cli_add(cli, opt == 'b' ? "bootstrap.servers" : LF_CONF_TOPIC,
+                       optarg);
             break;
         case 'X':
-            if (!strcmp(optarg, "dump"))
-                dump = true;
-            else if (!strchr(optarg, '='))
+            if (!lf_cli_x(cli, optarg))
                 return usage_error("-X \"%s\": expected key=value or dump",
                                    optarg);
-            else
-                xs[nx++].value = optarg;
             break;
         case 'c':
-            config = optarg;
+            cli->config = optarg;
             break;
         case 'r':
             em.rejects_name = optarg;
@@ -694,7 +673,7 @@ static int run(int argc, char **argv, setting_t *xs)
             usage(stdout);
             return LF_EX_OK;
         case 'V':
-            print_version();
+            lf_cli_version(PROG);
             return LF_EX_OK;
         default:
             fprintf(stderr, "\n");
@@ -716,27 +695,20 @@ static int run(int argc, char **argv, setting_t *xs)
     /* Settings: environment < -c FILE < -X/-b/-t, then the defaults. */
     if (!(conf = lf_conf_new()))
         return LF_EX_SOFTWARE;
-    lf_conf_load_env(conf);
-    if (config && lf_conf_load_file(conf, config, errstr, sizeof(errstr))) {
-        fprintf(stderr, PROG ": %s\n", errstr);
+    if ((rc = lf_cli_apply(cli, conf, errstr, sizeof(errstr)))) {
         lf_conf_destroy(conf);
-        return LF_EX_CONFIG;
-    }
-    for (size_t i = 0; i < nx; i++)
-        if (xs[i].key
-                ? lf_conf_set(conf, xs[i].key, xs[i].value, errstr,
-                              sizeof(errstr))
-                : lf_conf_set_kv(conf, xs[i].value, errstr, sizeof(errstr))) {
-            lf_conf_destroy(conf);
+        if (rc == LF_EX_USAGE)
             return usage_error("-X: %s", errstr);
-        }
+        fprintf(stderr, PROG ": %s\n", errstr);
+        return rc;
+    }
     if (lf_conf_default(conf, "bootstrap.servers", "localhost:9092") ||
         lf_conf_default(conf, "client.id", PROG) ||
         lf_producer_conf_defaults(conf)) {
         lf_conf_destroy(conf);
         return LF_EX_SOFTWARE;
     }
-    if (dump) {
+    if (cli->dump) {
         lf_conf_dump(conf, stdout);
         lf_conf_destroy(conf);
         return LF_EX_OK;

@@ -20,7 +20,7 @@
  * turned into JSON, or into lf_event_t for --produce, one at a time.
  */
 
-#include "lf_avro.h"
+#include "lf_cli.h"
 #include "lf_common.h"
 #include "lf_conf.h"
 #include "lf_event.h"
@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -1154,6 +1153,9 @@ static void usage(FILE *fp)
         "  -c, --config FILE     settings file (key=value lines)\n"
         "  -v, --verbose / -q, --quiet   more / less logging\n"
         "  -h, --help / -V, --version\n"
+        "  Secrets never go on the command line: put sasl.password and\n"
+        "  schema.registry.basic.auth.user.info in the -c file (chmod 600)\n"
+        "  or in LEADFLOW_* variables.\n"
         "\n"
         "Rates (probabilities; defaults illustrative, see [n]):\n");
     for (int i = 0; i < R__COUNT; i++) {
@@ -1267,13 +1269,6 @@ static param_t *find_param(param_t *table, int n, const char *arg,
     return NULL;
 }
 
-static void print_version(void)
-{
-    int pq = PQlibVersion();
-    printf(PROG " %s\nlibrdkafka %s\navro-c %s\nlibpq %d.%d\n", LF_VERSION,
-           rd_kafka_version_str(), lf_avro_version(), pq / 10000, pq % 10000);
-}
-
 enum {
     OPT_START = 256,
     OPT_DAYS,
@@ -1292,26 +1287,14 @@ enum {
     OPT_PRODUCE
 };
 
-/* -X, -b and -t in command-line order: key NULL means "key=value". */
-typedef struct setting_s {
-    const char *key, *value;
-} setting_t;
-
-static int run(int argc, char **argv, setting_t *xs);
+static int run(int argc, char **argv, lf_cli_t *cli);
 
 int main(int argc, char **argv)
 {
-    setting_t *xs = calloc((size_t)argc + 1, sizeof(*xs));
-    int rc;
-
-    if (!xs)
-        return LF_EX_SOFTWARE;
-    rc = run(argc, argv, xs); /* xs: room for every -X, -b and -t */
-    free(xs);
-    return rc;
+    return lf_cli_main(argc, argv, run);
 }
 
-static int run(int argc, char **argv, setting_t *xs)
+static int run(int argc, char **argv, lf_cli_t *cli)
 {
     static const struct option longopts[] = {
         {"leads", required_argument, NULL, 'n'},
@@ -1347,9 +1330,8 @@ static int run(int argc, char **argv, setting_t *xs)
                .threshold = 60,
                .sla_hours = 24,
                .deal_size = 12000};
-    const char *output = NULL, *config = NULL, *value;
-    size_t nx = 0;
-    bool produce = false, dump = false;
+    const char *output = NULL, *value;
+    bool produce = false;
     long days = 90, v;
     char errstr[512];
     param_t *prm;
@@ -1463,17 +1445,16 @@ static int run(int argc, char **argv, setting_t *xs)
             break;
         case 'b':
         case 't':
-            xs[nx].key = opt == 'b' ? "bootstrap.servers" : LF_CONF_TOPIC;
-            xs[nx++].value = optarg;
+            lf_cli_add(cli, opt == 'b' ? "bootstrap.servers" : LF_CONF_TOPIC,
+                       optarg);
             break;
         case 'X':
-            if (!strcmp(optarg, "dump"))
-                dump = true;
-            else
-                xs[nx++].value = optarg;
+            if (!lf_cli_x(cli, optarg))
+                return usage_error("-X \"%s\": expected key=value or dump",
+                                   optarg);
             break;
         case 'c':
-            config = optarg;
+            cli->config = optarg;
             break;
         case 'v':
             lf_log_level++;
@@ -1485,7 +1466,7 @@ static int run(int argc, char **argv, setting_t *xs)
             usage(stdout);
             return LF_EX_OK;
         case 'V':
-            print_version();
+            lf_cli_version(PROG);
             return LF_EX_OK;
         default:
             fprintf(stderr, "\n");
@@ -1513,30 +1494,23 @@ static int run(int argc, char **argv, setting_t *xs)
     g.response_scale = delays[D_RESPONSE].value / response_base_mean();
 
     lf_conf_t *conf = NULL;
-    if (produce || dump) {
+    if (produce || cli->dump) {
         if (!(conf = lf_conf_new()))
             return LF_EX_SOFTWARE;
-        lf_conf_load_env(conf);
-        if (config && lf_conf_load_file(conf, config, errstr, sizeof(errstr))) {
-            fprintf(stderr, PROG ": %s\n", errstr);
+        if ((rc = lf_cli_apply(cli, conf, errstr, sizeof(errstr)))) {
             lf_conf_destroy(conf);
-            return LF_EX_CONFIG;
-        }
-        for (size_t i = 0; i < nx; i++)
-            if (xs[i].key ? lf_conf_set(conf, xs[i].key, xs[i].value, errstr,
-                                        sizeof(errstr))
-                          : lf_conf_set_kv(conf, xs[i].value, errstr,
-                                           sizeof(errstr))) {
-                lf_conf_destroy(conf);
+            if (rc == LF_EX_USAGE)
                 return usage_error("-X: %s", errstr);
-            }
+            fprintf(stderr, PROG ": %s\n", errstr);
+            return rc;
+        }
         if (lf_conf_default(conf, "bootstrap.servers", "localhost:9092") ||
             lf_conf_default(conf, "client.id", PROG) ||
             lf_producer_conf_defaults(conf)) {
             lf_conf_destroy(conf);
             return LF_EX_SOFTWARE;
         }
-        if (dump) {
+        if (cli->dump) {
             lf_conf_dump(conf, stdout);
             lf_conf_destroy(conf);
             return LF_EX_OK;

@@ -583,6 +583,37 @@ Test(avro, hand_built_message_decodes)
 
 /* Maps in the block form with a byte size (negative count), and split over
  * several blocks, are valid Avro that other writers produce. */
+/* A key written twice (Avro allows it on the wire, a map cannot hold it):
+ * one entry with the later value, and a NUL in the value that was replaced
+ * is not an error. */
+Test(avro, map_repeated_key_keeps_the_later_value)
+{
+    raw_t r;
+    lf_event_t ev;
+    static const char nul_value[] = {'x', '\0', 'y'};
+
+    r_envelope(&r, LF_EV_CAPTURED);
+    r_long(&r, LF_EV_CAPTURED);
+    r_str(&r, "c");
+    r_long(&r, 0); /* campaign null */
+    r_long(&r, 3);
+    r_str(&r, "k");
+    r_long(&r, 3); /* "x\0y": replaced below */
+    memcpy(r.b + r.n, nul_value, 3);
+    r.n += 3;
+    r_str(&r, "j");
+    r_str(&r, "1");
+    r_str(&r, "k");
+    r_str(&r, "2");
+    r_long(&r, 0);
+    decode_ok(r.b, r.n, &ev);
+    cr_assert_eq(ev.u.captured.attr_count, 2);
+    cr_expect_str_eq(ev.u.captured.attrs[0].key, "j");
+    cr_expect_str_eq(ev.u.captured.attrs[1].key, "k");
+    cr_expect_str_eq(ev.u.captured.attrs[1].value, "2");
+    lf_event_clear(&ev);
+}
+
 Test(avro, map_block_forms_decode)
 {
     raw_t r;

@@ -781,6 +781,9 @@ lf_err_t lf_json_parse_event_jansson(const char *text, size_t len,
         return INVALID("line of %zu bytes, more than the %d allowed", len,
                        LF_JSON_LINE_MAX);
     obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj && len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+        return INVALID("a UTF-8 byte order mark (EF BB BF) before the "
+                       "object; only the start of a file may carry one");
     if (!obj) {
         char key[72];
         const char *what =

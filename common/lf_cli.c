@@ -3,6 +3,7 @@
 
 #include "lf_avro.h"
 #include "lf_pg.h"
+#include "lf_producer.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -56,6 +57,32 @@ int lf_cli_apply(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,
                    : lf_conf_set_kv(conf, s->value, errstr, errstr_size))
             return LF_EX_USAGE;
     }
+    return 0;
+}
+
+int lf_cli_producer_conf(const lf_cli_t *cli, const char *prog,
+                         lf_conf_t **out, char *errstr, size_t errstr_size)
+{
+    lf_conf_t *conf = lf_conf_new();
+    int rc;
+
+    *out = NULL;
+    if (!conf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return LF_EX_SOFTWARE;
+    }
+    if ((rc = lf_cli_apply(cli, conf, errstr, errstr_size))) {
+        lf_conf_destroy(conf);
+        return rc;
+    }
+    if (lf_conf_default(conf, "bootstrap.servers", "localhost:9092") ||
+        lf_conf_default(conf, "client.id", prog) ||
+        lf_producer_conf_defaults(conf)) {
+        lf_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "out of memory");
+        return LF_EX_SOFTWARE;
+    }
+    *out = conf;
     return 0;
 }
 

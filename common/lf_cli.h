@@ -46,6 +46,17 @@ bool lf_cli_x(lf_cli_t *cli, const char *arg);
 int lf_cli_apply(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,
                  size_t errstr_size);
 
+/**
+ * A producer's configuration (leadflow-emit, leadflow-gen): a new conf with
+ * lf_cli_apply(), then the defaults bootstrap.servers=localhost:9092,
+ * client.id=@p prog and lf_producer_conf_defaults(). On success *out is
+ * the caller's to lf_conf_destroy(). @returns 0, or LF_EX_CONFIG /
+ * LF_EX_USAGE as lf_cli_apply() (errstr says why), or LF_EX_SOFTWARE when
+ * out of memory.
+ */
+int lf_cli_producer_conf(const lf_cli_t *cli, const char *prog,
+                         lf_conf_t **out, char *errstr, size_t errstr_size);
+
 /** A program's main(): room for the shared options, @p run, then free.
  *  @returns run's status, or LF_EX_SOFTWARE when out of memory. */
 int lf_cli_main(int argc, char **argv,

@@ -1495,20 +1495,12 @@ static int run(int argc, char **argv, lf_cli_t *cli)
 
     lf_conf_t *conf = NULL;
     if (produce || cli->dump) {
-        if (!(conf = lf_conf_new()))
-            return LF_EX_SOFTWARE;
-        if ((rc = lf_cli_apply(cli, conf, errstr, sizeof(errstr)))) {
-            lf_conf_destroy(conf);
+        if ((rc = lf_cli_producer_conf(cli, PROG, &conf, errstr,
+                                       sizeof(errstr)))) {
             if (rc == LF_EX_USAGE)
                 return usage_error("-X: %s", errstr);
             fprintf(stderr, PROG ": %s\n", errstr);
             return rc;
-        }
-        if (lf_conf_default(conf, "bootstrap.servers", "localhost:9092") ||
-            lf_conf_default(conf, "client.id", PROG) ||
-            lf_producer_conf_defaults(conf)) {
-            lf_conf_destroy(conf);
-            return LF_EX_SOFTWARE;
         }
         if (cli->dump) {
             lf_conf_dump(conf, stdout);

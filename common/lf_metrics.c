@@ -260,7 +260,8 @@ static void put_all(FILE *f, const lf_metrics_t *m)
                 "funnel.dead_letters.",
                 s->dead_letters);
     put_counter(f, "leadflow_anomalies_total",
-                "State-machine anomalies written to funnel.anomalies.",
+                "State-machine anomalies written to funnel.anomalies, each "
+                "once: one a recompute derives again is not new.",
                 s->anomalies);
     put_counter(f, "leadflow_leads_recomputed_total",
                 "Leads recomputed from their stored events (late events).",

@@ -301,6 +301,7 @@ typedef struct flush_s {
     char *errstr;
     size_t errstr_size;
     lf_project_stats_t st; /* this batch, added to p->stats on commit */
+    char *recomputed; /* text[] of the leads recomputed in this batch */
 } flush_t;
 
 /* Record a failed statement: temporary if the connection or server is in
@@ -562,7 +563,7 @@ static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
     for (size_t i = 0; i < n; i++)
         if (lf_funnel_apply(lead, events[i], &p->out))
             return LF_ERR_NOMEM;
-    st->anomalies += p->out.anomaly_count;
+    (void)st; /* anomalies: counted as the table takes them (flush) */
     return write_lead(b, lead, &p->out, has_row, stored_visits);
 }
 
@@ -933,19 +934,20 @@ static lf_err_t derive(flush_t *f, size_t *ev_idx, size_t nev,
     }
     PQclear(res);
     res = NULL;
+    /* Their history is written anew. Their state anomalies are kept: the
+     * recompute derives them again (ON CONFLICT keeps the stored row), and
+     * the flush deletes those it no longer finds, so that only anomalies
+     * the table did not hold are counted as new. */
     snprintf(sql, sizeof(sql),
-             "DELETE FROM %s.stage_history WHERE lead_id = ANY($1::text[]);"
-             "DELETE FROM %s.anomalies WHERE lead_id = ANY($1::text[]) AND "
-             "kind = 'state'",
-             p->schema, p->schema);
-    /* Two statements cannot share one PQexecParams: run them apart. */
-    char *semi = strchr(sql, ';');
-    *semi = '\0';
+             "DELETE FROM %s.stage_history WHERE lead_id = ANY($1::text[])",
+             p->schema);
     if ((err = run(f, sql, "clearing recomputed leads", 1, p->arr.data, NULL,
-                   NULL)) ||
-        (err = run(f, semi + 1, "clearing recomputed leads", 1, p->arr.data,
-                   NULL, NULL)))
+                   NULL)))
         goto done;
+    if (!(f->recomputed = strdup(p->arr.data))) {
+        err = LF_ERR_NOMEM;
+        goto done;
+    }
     for (size_t r = 0; r < nreevents;) {
         lf_lead_t lead;
         size_t n = 0;
@@ -987,7 +989,7 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
                             rd_kafka_topic_partition_list_t **committed,
                             char *errstr, size_t errstr_size)
 {
-    flush_t f = {p, conn, errstr, errstr_size, {0}};
+    flush_t f = {p, conn, errstr, errstr_size, {0}, NULL};
     stage_bufs_t b = {{0}, {0}, {0}, {0}, {0}};
     size_t *ev_idx = NULL, nev = 0, nstored = 0;
     bool direct = false;
@@ -1181,11 +1183,31 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
             goto rollback;
     }
     if (b.anomalies.len) {
+        /* The state anomalies the table did not hold are the new ones. */
         snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s.anomalies (event_id, lead_id, kind, reason) "
-                 "SELECT * FROM lf_stg_anomalies ON CONFLICT DO NOTHING",
+                 "WITH ins AS (INSERT INTO %s.anomalies (event_id, lead_id, "
+                 "kind, reason) SELECT * FROM lf_stg_anomalies "
+                 "ON CONFLICT DO NOTHING RETURNING kind) "
+                 "SELECT count(*) FILTER (WHERE kind = 'state') FROM ins",
                  p->schema);
-        if ((err = run(&f, sql, "writing anomalies", 0, NULL, NULL, NULL)))
+        if ((err = run(&f, sql, "writing anomalies", 0, NULL, NULL, &res)))
+            goto rollback;
+        f.st.anomalies = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        res = NULL;
+    }
+    if (f.recomputed) {
+        /* A recomputed lead's state anomalies are those just derived:
+         * the stored ones it no longer has go (lf_stg_anomalies is empty
+         * when the batch staged none). */
+        snprintf(sql, sizeof(sql),
+                 "DELETE FROM %s.anomalies a WHERE a.lead_id = "
+                 "ANY($1::text[]) AND a.kind = 'state' AND NOT EXISTS "
+                 "(SELECT 1 FROM lf_stg_anomalies s WHERE s.event_id = "
+                 "a.event_id AND s.kind = a.kind AND s.reason = a.reason)",
+                 p->schema);
+        if ((err = run(&f, sql, "clearing resolved anomalies", 1,
+                       f.recomputed, NULL, NULL)))
             goto rollback;
     }
     if (f.st.dead_letters) {
@@ -1261,6 +1283,7 @@ out:
     lf_buf_free(&b.visits_new);
     free(ev_idx);
     free(leads);
+    free(f.recomputed);
     return err;
 }
 
@@ -1268,7 +1291,7 @@ lf_err_t lf_projector_load_offsets(lf_projector_t *p, PGconn *conn,
                                    rd_kafka_topic_partition_list_t *parts,
                                    char *errstr, size_t errstr_size)
 {
-    flush_t f = {p, conn, errstr, errstr_size, {0}};
+    flush_t f = {p, conn, errstr, errstr_size, {0}, NULL};
     PGresult *res = NULL;
     char sql[256];
     lf_err_t err;

@@ -106,10 +106,11 @@ check "dead letters" "$(metric "$m" leadflow_dead_letters_total)" \
     "$(q "SELECT count(*) FROM funnel.dead_letters")"
 check "the 4 raw messages are dead letters" \
     "$(metric "$m" leadflow_dead_letters_total)" 4
-# Anomalies are counted as written, and a lead recomputed from its stored
-# events (an event sorting before one already applied, e.g. two events in
-# the same millisecond split across batches) writes its anomalies again: the
-# count equals the rows only when nothing was recomputed.
+# Anomalies are counted once, when first written. A lead recomputed from its
+# stored events (an event sorting before one already applied) derives its
+# anomalies again, which do not count again, but may resolve one (its late
+# predecessor arrived), which stays counted: the count equals the rows only
+# when nothing was recomputed.
 anomalies=$(metric "$m" leadflow_anomalies_total)
 rows=$(q "SELECT count(*) FROM funnel.anomalies WHERE kind = 'state'")
 [ "$rows" -gt 0 ] || fail "the workload should contain anomalies"
@@ -119,6 +120,36 @@ else
     [ "$anomalies" -ge "$rows" ] ||
         fail "anomalies: /metrics says $anomalies, fewer than the $rows rows"
 fi
+# A recompute derives a lead's anomalies again: they are not new. R-1 is
+# accepted without a handoff (an anomaly that stays one); a late score
+# sorting before it makes the projector recompute R-1.
+emit_lines() { "$BIN/leadflow-emit" -t $T -qq || fail "leadflow-emit failed"; }
+printf '%s\n' \
+    '{"event_id":"r-1","lead_id":"R-1","type":"captured","occurred_at":"2026-03-01T10:00:00Z","source":"web","channel":"direct"}' \
+    '{"event_id":"r-2","lead_id":"R-1","type":"accepted","occurred_at":"2026-03-01T10:05:00Z","source":"crm","owner":"rep-1"}' |
+    emit_lines
+sent=$((sent + 2))
+wait_for 60 "messages_total never reached $sent" drained
+m=$(scrape)
+a1=$(metric "$m" leadflow_anomalies_total)
+rc1=$(metric "$m" leadflow_leads_recomputed_total)
+r1=$(q "SELECT count(*) FROM funnel.anomalies WHERE lead_id = 'R-1'
+        AND kind = 'state'")
+[ "$r1" -ge 1 ] || fail "R-1 accepted without a handoff: no anomaly"
+printf '%s\n' '{"event_id":"r-3","lead_id":"R-1","type":"scored","occurred_at":"2026-03-01T10:01:00Z","source":"mkto","score":10,"threshold":60,"model":"m"}' |
+    emit_lines
+sent=$((sent + 1))
+wait_for 60 "messages_total never reached $sent" drained
+m=$(scrape)
+[ "$(metric "$m" leadflow_leads_recomputed_total)" -gt "$rc1" ] ||
+    fail "the late score did not recompute R-1"
+check "R-1's anomalies after the recompute" \
+    "$(q "SELECT count(*) FROM funnel.anomalies WHERE lead_id = 'R-1'
+          AND kind = 'state'")" "$r1"
+check "anomalies_total after a recompute that found nothing new" \
+    "$(metric "$m" leadflow_anomalies_total)" "$a1"
+echo "ok   anomalies: a recompute does not count $r1 anomaly(ies) of R-1 again"
+
 # The same stream again: every event is a duplicate.
 gen 7 L- --produce >/dev/null || fail "leadflow-gen (again) failed"
 sent=$((sent + n1))

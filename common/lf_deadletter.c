@@ -14,40 +14,6 @@
 /* Letters per transaction in a retry. */
 #define DL_BATCH 500
 
-static lf_err_t fail(PGconn *conn, PGresult *res, const char *what,
-                     char *errstr, size_t errstr_size)
-{
-    const char *msg = res ? PQresultErrorMessage(res) : "";
-    int n;
-
-    if (!*msg)
-        msg = PQerrorMessage(conn);
-    n = (int)strlen(msg);
-    while (n && msg[n - 1] == '\n')
-        n--;
-    lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s", what, n, msg);
-    return lf_pg_is_transient(conn, res) ? LF_ERR_TEMPORARY : LF_ERR_PG;
-}
-
-static lf_err_t query(PGconn *conn, const char *sql, int n,
-                      const char *const *params, const char *what,
-                      PGresult **out, char *errstr, size_t errstr_size)
-{
-    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(res);
-
-    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
-        lf_err_t err = fail(conn, res, what, errstr, errstr_size);
-        PQclear(res);
-        return err;
-    }
-    if (out)
-        *out = res;
-    else
-        PQclear(res);
-    return LF_OK;
-}
-
 /* A key or text for one TSV field: tabs, newlines, backslashes and other
  * control or non-ASCII bytes escaped, so one letter stays one line. */
 static void put_escaped(FILE *out, const unsigned char *s, size_t n)
@@ -79,7 +45,7 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
 
     if (since_ms != INT64_MIN)
         params[1] = lf_time_format(since_ms, since, sizeof(since));
-    if ((err = query(conn,
+    if ((err = lf_pg_query(conn,
                      "SELECT id, to_char(received_at AT TIME ZONE 'UTC', "
                      "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), topic, partition, "
                      "\"offset\", resolved_at IS NOT NULL, retries, key, "
@@ -174,16 +140,16 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
     const char *p0[2] = {ids[0].data, texts[0].data};
     const char *p1[2] = {ids[1].data, texts[1].data};
     if ((err =
-             query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr, errstr_size)))
+             lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr, errstr_size)))
         goto out;
-    if ((err = query(conn,
+    if ((err = lf_pg_query(conn,
                      "UPDATE funnel.dead_letters d SET resolved_at = now(), "
                      "resolution = u.txt, retried_at = now(), retries = "
                      "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
                      "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
                      2, p0, "marking resolved dead letters", NULL, errstr,
                      errstr_size)) ||
-        (err = query(conn,
+        (err = lf_pg_query(conn,
                      "UPDATE funnel.dead_letters d SET error = u.txt, "
                      "retried_at = now(), retries = d.retries + 1 FROM "
                      "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
@@ -194,7 +160,7 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
             PQclear(PQexec(conn, "ROLLBACK"));
         goto out;
     }
-    err = query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr, errstr_size);
+    err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr, errstr_size);
 out:
     for (int k = 0; k < 2; k++) {
         lf_buf_free(&ids[k]);
@@ -222,7 +188,7 @@ static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
     if (lf_buf_puts(arr, "}"))
         return LF_ERR_NOMEM;
     const char *params[1] = {arr->data};
-    if ((err = query(conn,
+    if ((err = lf_pg_query(conn,
                      "SELECT u.id, d.id IS NULL, to_char(d.resolved_at AT "
                      "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                      "d.resolution FROM unnest($1::bigint[]) AS u(id) LEFT "
@@ -277,7 +243,7 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
         goto out;
     {
         const char *params[1] = {nids ? arr.data : NULL};
-        if ((err = query(conn,
+        if ((err = lf_pg_query(conn,
                          "SELECT count(*) FROM funnel.dead_letters WHERE "
                          "resolved_at IS NULL AND ($1::bigint[] IS NULL OR "
                          "id = ANY($1::bigint[]))",
@@ -291,7 +257,7 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
     for (;;) {
         const char *params[3] = {after, nids ? arr.data : NULL, batch};
         int rows;
-        if ((err = query(conn,
+        if ((err = lf_pg_query(conn,
                          "SELECT id, topic, partition, \"offset\", key, "
                          "value FROM funnel.dead_letters WHERE resolved_at "
                          "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "

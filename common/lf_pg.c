@@ -292,6 +292,28 @@ lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n)
     return lf_buf_append(out, "}", 1);
 }
 
+lf_err_t lf_pg_query(PGconn *conn, const char *sql, int n,
+                     const char *const *params, const char *what,
+                     PGresult **out, char *errstr, size_t errstr_size)
+{
+    PGresult *res = n ? PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0)
+                      : PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+
+    if (out)
+        *out = NULL;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        lf_err_t err = lf_pg_fail(conn, res, what, errstr, errstr_size);
+        PQclear(res);
+        return err;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return LF_OK;
+}
+
 lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
                     char *errstr, size_t errstr_size)
 {

@@ -59,6 +59,16 @@ lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
 lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n);
 
 /**
+ * Run @p sql: PQexec() when @p n is 0 (several statements allowed), else
+ * PQexecParams() with @p n text parameters. *out (if not NULL) gets the
+ * result to PQclear(), NULL on failure. @returns LF_OK, or lf_pg_fail()'s
+ * error with @p what in errstr.
+ */
+lf_err_t lf_pg_query(PGconn *conn, const char *sql, int n,
+                     const char *const *params, const char *what,
+                     PGresult **out, char *errstr, size_t errstr_size);
+
+/**
  * Describe a failed statement in errstr ("WHAT: libpq's message") and
  * classify it. @p res may be NULL (the message is then the connection's).
  * @returns LF_ERR_TEMPORARY when lf_pg_is_transient() says so, LF_ERR_PG

@@ -317,21 +317,9 @@ static lf_err_t run(flush_t *f, const char *sql, const char *what, int n,
                     const char *p1, const char *p2, PGresult **out)
 {
     const char *params[2] = {p1, p2};
-    PGresult *res = n ? PQexecParams(f->conn, sql, n, NULL, params, NULL,
-                                     NULL, 0)
-                      : PQexec(f->conn, sql);
-    ExecStatusType st = PQresultStatus(res);
 
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        lf_err_t err = fail(f, res, what);
-        PQclear(res);
-        return err;
-    }
-    if (out)
-        *out = res;
-    else
-        PQclear(res);
-    return LF_OK;
+    return lf_pg_query(f->conn, sql, n, params, what, out, f->errstr,
+                      f->errstr_size);
 }
 
 static lf_err_t copy(flush_t *f, const char *sql, lf_buf_t *data)

@@ -555,26 +555,6 @@ int lf_rewind_plan(lf_rewind_t *rows, int count)
     return changed;
 }
 
-static lf_err_t exec_ok(PGconn *conn, const char *sql, int n,
-                        const char *const *params, const char *what,
-                        PGresult **out, char *errstr, size_t errstr_size)
-{
-    PGresult *res = n ? PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0)
-                      : PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        lf_err_t err = lf_pg_fail(conn, res, what, errstr, errstr_size);
-        PQclear(res);
-        return err;
-    }
-    if (out)
-        *out = res;
-    else
-        PQclear(res);
-    return LF_OK;
-}
-
 lf_err_t
 lf_rewind_run(PGconn *conn, const char *group, const char *topic,
               lf_rewind_t *rows, int count, bool apply, int lock_timeout_ms,
@@ -590,12 +570,12 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
     if (apply) {
         snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d",
                  lock_timeout_ms);
-        if ((err = exec_ok(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
+        if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
                            errstr_size)))
             return err;
-        if ((err = exec_ok(conn, sql, 0, NULL, "lock timeout", NULL, errstr,
+        if ((err = lf_pg_query(conn, sql, 0, NULL, "lock timeout", NULL, errstr,
                            errstr_size)) ||
-            (err = exec_ok(conn,
+            (err = lf_pg_query(conn,
                            "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE "
                            "MODE",
                            0, NULL, "locking funnel.offsets", NULL, errstr,
@@ -604,7 +584,7 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
         if (check && (err = check(arg, errstr, errstr_size)))
             goto rollback;
     }
-    if ((err = exec_ok(conn,
+    if ((err = lf_pg_query(conn,
                        "SELECT partition, next_offset FROM funnel.offsets "
                        "WHERE group_id = $1 AND topic = $2",
                        2, params, "reading funnel.offsets", &res, errstr,
@@ -631,7 +611,7 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
         snprintf(next, sizeof(next), "%" PRId64, rows[i].next);
         params[2] = part;
         params[3] = next;
-        if ((err = exec_ok(conn,
+        if ((err = lf_pg_query(conn,
                            "UPDATE funnel.offsets SET next_offset = $4, "
                            "updated_at = now() WHERE group_id = $1 AND "
                            "topic = $2 AND partition = $3 AND "
@@ -640,7 +620,7 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
                            errstr_size)))
             goto rollback;
     }
-    if ((err = exec_ok(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
+    if ((err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
                        errstr_size)))
         return err;
     return LF_OK;

@@ -25,22 +25,8 @@ static lf_err_t q(PGconn *conn, const char *sql, int n, const char *p1,
                   PGresult **out, char *errstr, size_t errstr_size)
 {
     const char *params[3] = {p1, p2, p3};
-    PGresult *res = n ? PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0)
-                      : PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
 
-    if (out)
-        *out = NULL;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        lf_err_t err = lf_pg_fail(conn, res, what, errstr, errstr_size);
-        PQclear(res);
-        return err;
-    }
-    if (out)
-        *out = res;
-    else
-        PQclear(res);
-    return LF_OK;
+    return lf_pg_query(conn, sql, n, params, what, out, errstr, errstr_size);
 }
 
 static void rollback(PGconn *conn)

@@ -146,6 +146,11 @@ lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
     return LF_OK;
 }
 
+void lf_projector_share_registry(lf_projector_t *p, lf_projector_t *owner)
+{
+    lf_codec_set_registry(p->codec, owner->reg);
+}
+
 void lf_projector_conn_reset(lf_projector_t *p)
 {
     p->temp_ready = false;
@@ -377,8 +382,9 @@ static lf_err_t ensure_temp(flush_t *f)
     return err;
 }
 
-/* Sorting entry indexes. */
-static entry_t *sort_base;
+/* Sorting entry indexes: qsort has no context argument, so the base is
+ * per thread (leadflow-project flushes on several writer threads). */
+static _Thread_local entry_t *sort_base;
 
 static int by_event_id(const void *a, const void *b)
 {

@@ -52,6 +52,15 @@ lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
                                    char *errstr, size_t errstr_size);
 
 /**
+ * Resolve schema ids through @p owner's registry client (set up with
+ * lf_projector_use_registry(), or none), so that one process with several
+ * batches in flight fetches each schema once. Borrowed: @p owner must
+ * outlive @p p, and the two must decode on the same thread (the client is
+ * not thread-safe).
+ */
+void lf_projector_share_registry(lf_projector_t *p, lf_projector_t *owner);
+
+/**
  * Decode a consumed message into the batch: an event, or a dead letter
  * with the reason (raw key and value kept). @p rkm stays the caller's.
  * @returns LF_OK; LF_ERR_NOMEM; LF_ERR_TEMPORARY (only with a registry)

@@ -10,7 +10,9 @@
 #include "lf_project.h"
 
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +26,51 @@ static void on_signal(int sig)
     stop = 1;
 }
 
+/*
+ * Writers. Partitions are split over N lanes (partition % N); each lane has
+ * its own PostgreSQL connection and writer thread, and two batches: the
+ * main thread decodes messages into `fill` while the writer commits
+ * `write`. So the server works on N transactions at once, and decoding
+ * overlaps writing. Lanes never share a partition, so each keeps its
+ * partitions' order and writes its own rows of funnel.offsets; a lead's
+ * events share a partition (the key), and the lead locks of
+ * lf_projector_flush() keep the rare lead that does not (a wrong key)
+ * serialised, as between two projector instances.
+ */
+typedef struct lane_s {
+    struct app_s *app;
+    int index;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock; /* guards the fields below and the swap */
+    pthread_cond_t cond;  /* busy, or quit, changed */
+    lf_projector_t *fill; /* the main thread's */
+    lf_projector_t *write; /* the writer's while busy */
+    bool busy;            /* write holds a batch being written */
+    bool quit;
+    atomic_bool give_up;  /* revoke or stop: one attempt, then drop it */
+    int64_t fill_start;   /* when fill got its first message (mono ms) */
+    PGconn *conn;         /* the writer's */
+} lane_t;
+
 typedef struct app_s {
     lf_conf_t *conf;
     const char *conninfo;
     const char *topic;
     const char *group;
     rd_kafka_t *rk;
-    PGconn *conn;
-    lf_projector_t *proj;
+    PGconn *conn;         /* the main thread's: migrations, offsets, probe */
+    lf_projector_t *proj; /* the main thread's, for reading offsets */
+    lane_t *lanes;
+    int nlanes;
     int batch_max;
     int linger_ms;
     int assigned;        /* partitions currently assigned */
     int64_t assigned_at; /* when they were (monotonic ms) */
-    uint64_t pg_retries;
-    lf_metrics_t *metrics; /* NULL without --metrics */
+    atomic_uint_fast64_t pg_retries;
+    pthread_mutex_t stats_lock;
+    lf_project_stats_t stats; /* every lane's committed batches */
+    lf_metrics_t *metrics;    /* NULL without --metrics */
 } app_t;
 
 static void usage(FILE *fp)
@@ -63,6 +96,10 @@ static void usage(FILE *fp)
             "      --batch N          events per transaction (default 10000)\n"
             "      --linger MS        longest wait to fill a batch (default "
             "50)\n"
+            "      --writers N        transactions in flight at once, each on "
+            "its own\n"
+            "                         connection and share of the partitions "
+            "(default 2)\n"
             "      --idle-exit S      exit 0 once no message arrived for S "
             "seconds\n"
             "                         (counted from the partition "
@@ -93,10 +130,11 @@ static void usage(FILE *fp)
             "at start,\n  70 internal error, 78 bad configuration.\n");
 }
 
-/* Sleep up to ms, in slices, unless asked to stop. */
-static void nap(int ms)
+/* Sleep up to ms, in slices, unless asked to stop (or, with @p lane, to
+ * give up its batch). */
+static void nap(int ms, lane_t *lane)
 {
-    while (ms > 0 && !stop) {
+    while (ms > 0 && !stop && !(lane && atomic_load(&lane->give_up))) {
         int s = ms < 100 ? ms : 100;
         struct timespec ts = {0, (long)s * 1000000L};
         nanosleep(&ts, NULL);
@@ -104,18 +142,24 @@ static void nap(int ms)
     }
 }
 
-/* Connect (again) if needed; false when it failed (logged). */
-static bool db_ready(app_t *app)
+/* (Re)connect *conn if needed; false when it failed (logged). */
+static bool db_ready(app_t *app, PGconn **conn, lane_t *lane)
 {
     char errstr[512];
 
-    if (app->conn && PQstatus(app->conn) == CONNECTION_OK)
+    if (*conn && PQstatus(*conn) == CONNECTION_OK)
         return true;
-    PQfinish(app->conn);
-    lf_projector_conn_reset(app->proj);
-    app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
-    lf_metrics_db(app->metrics, app->conn != NULL);
-    if (!app->conn) {
+    PQfinish(*conn);
+    if (lane) {
+        /* Both batches' staging tables were the old connection's. */
+        pthread_mutex_lock(&lane->lock);
+        lf_projector_conn_reset(lane->fill);
+        lf_projector_conn_reset(lane->write);
+        pthread_mutex_unlock(&lane->lock);
+    }
+    *conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
+    lf_metrics_db(app->metrics, *conn != NULL);
+    if (!*conn) {
         char q[600];
         LF_LOG(LF_LOG_WARNING,
                "msg=\"cannot reach PostgreSQL, will retry\" "
@@ -132,32 +176,65 @@ static int backoff_ms(int attempt)
     return ms > 10000 ? 10000 : ms;
 }
 
-/* Write the batch; retry with backoff until it commits or we are asked to
- * stop. Never skips: a refused batch blocks the stream, loudly. */
-static bool flush(app_t *app)
+static void stats_add(lf_project_stats_t *to, const lf_project_stats_t *now,
+                      const lf_project_stats_t *before)
 {
-    char errstr[1024], q[1100];
-    rd_kafka_topic_partition_list_t *committed = NULL;
+    to->messages += now->messages - before->messages;
+    to->events_new += now->events_new - before->events_new;
+    to->duplicates += now->duplicates - before->duplicates;
+    to->conflicts += now->conflicts - before->conflicts;
+    to->dead_letters += now->dead_letters - before->dead_letters;
+    to->anomalies += now->anomalies - before->anomalies;
+    to->recomputed += now->recomputed - before->recomputed;
+    to->batches += now->batches - before->batches;
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        to->by_type[t] += now->by_type[t] - before->by_type[t];
+}
 
-    for (int attempt = 0; lf_projector_pending(app->proj); attempt++) {
+static lf_project_stats_t stats_snapshot(app_t *app)
+{
+    lf_project_stats_t s;
+    pthread_mutex_lock(&app->stats_lock);
+    s = app->stats;
+    pthread_mutex_unlock(&app->stats_lock);
+    return s;
+}
+
+/* Write the lane's batch; retry with backoff until it commits, or, once
+ * asked to give up (revoke, stop), after one attempt. Never skips: a
+ * refused batch blocks its lane, and soon the stream, loudly. On the
+ * writer thread. @returns whether it committed. */
+static bool write_batch(lane_t *lane)
+{
+    app_t *app = lane->app;
+    lf_projector_t *p = lane->write;
+    char errstr[1024], q[1100];
+
+    for (int attempt = 0; lf_projector_pending(p); attempt++) {
         if (attempt) {
-            app->pg_retries++;
-            /* The loop is stuck here: keep lag and retries fresh. */
-            lf_metrics_refresh(app->metrics, app->rk,
-                               lf_projector_stats(app->proj), app->pg_retries);
-            nap(backoff_ms(attempt - 1));
+            if (atomic_load(&lane->give_up) || stop)
+                return false;
+            atomic_fetch_add(&app->pg_retries, 1);
+            nap(backoff_ms(attempt - 1), lane);
+            if (atomic_load(&lane->give_up) || stop)
+                return false;
         }
-        if (stop && attempt)
-            return false;
-        if (!db_ready(app))
+        if (!db_ready(app, &lane->conn, lane))
             continue;
+        rd_kafka_topic_partition_list_t *committed = NULL;
+        lf_project_stats_t before = *lf_projector_stats(p);
         int64_t t0 = lf_now_mono_ms();
-        lf_err_t err = lf_projector_flush(app->proj, app->conn, &committed,
-                                          errstr, sizeof(errstr));
+        lf_err_t err = lf_projector_flush(p, lane->conn, &committed, errstr,
+                                          sizeof(errstr));
         if (err == LF_OK) {
-            lf_metrics_batch(
-                app->metrics, lf_projector_stats(app->proj), app->pg_retries,
-                (double)(lf_now_mono_ms() - t0) / 1000.0, committed);
+            pthread_mutex_lock(&app->stats_lock);
+            stats_add(&app->stats, lf_projector_stats(p), &before);
+            lf_project_stats_t total = app->stats;
+            pthread_mutex_unlock(&app->stats_lock);
+            lf_metrics_batch(app->metrics, &total,
+                             atomic_load(&app->pg_retries),
+                             (double)(lf_now_mono_ms() - t0) / 1000.0,
+                             committed);
             /* Kafka's committed offsets only serve lag tools; the truth is
              * funnel.offsets, already committed. */
             if (committed && committed->cnt)
@@ -167,17 +244,132 @@ static bool flush(app_t *app)
             return true;
         }
         LF_LOG(LF_LOG_ERR,
-               "msg=\"batch not written, will retry\" attempt=%d "
+               "msg=\"batch not written, will retry\" writer=%d attempt=%d "
                "transient=%s error=%s",
-               attempt + 1, err == LF_ERR_TEMPORARY ? "yes" : "no",
+               lane->index, attempt + 1,
+               err == LF_ERR_TEMPORARY ? "yes" : "no",
                lf_log_quote(errstr, q, sizeof(q)));
         lf_metrics_db(app->metrics, false);
         if (err == LF_ERR_TEMPORARY) {
-            PQfinish(app->conn);
-            app->conn = NULL;
+            PQfinish(lane->conn);
+            lane->conn = NULL;
         }
     }
     return true;
+}
+
+static void *writer_main(void *arg)
+{
+    lane_t *lane = arg;
+    char name[16];
+
+    snprintf(name, sizeof(name), "lf:writer%d", lane->index);
+    pthread_setname_np(pthread_self(), name); /* for top -H, perf */
+
+    pthread_mutex_lock(&lane->lock);
+    for (;;) {
+        while (!lane->busy && !lane->quit)
+            pthread_cond_wait(&lane->cond, &lane->lock);
+        if (!lane->busy)
+            break;
+        pthread_mutex_unlock(&lane->lock);
+        if (!write_batch(lane)) {
+            /* Rolled back: whoever owns the partitions next re-reads it
+             * from funnel.offsets. */
+            LF_LOG(LF_LOG_WARNING,
+                   "msg=\"batch rolled back; it will be re-read\" "
+                   "writer=%d messages=%zu",
+                   lane->index, lf_projector_pending(lane->write));
+            lf_projector_discard(lane->write);
+        }
+        pthread_mutex_lock(&lane->lock);
+        lane->busy = false;
+        pthread_cond_broadcast(&lane->cond);
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return NULL;
+}
+
+static size_t lanes_pending(app_t *app)
+{
+    size_t n = 0;
+    for (int i = 0; i < app->nlanes; i++) {
+        lane_t *l = &app->lanes[i];
+        pthread_mutex_lock(&l->lock);
+        n += lf_projector_pending(l->fill) + (l->busy ? 1 : 0);
+        pthread_mutex_unlock(&l->lock);
+    }
+    return n;
+}
+
+/* Hand the lane's filled batch to its writer. @p wait: wait for the
+ * writer to finish the one before (keeping /metrics fresh meanwhile);
+ * else hand it over only if the writer is free. @returns whether it was
+ * handed over. Main thread. */
+static bool hand_over(app_t *app, lane_t *lane, bool wait)
+{
+    int64_t last_refresh = lf_now_mono_ms();
+    bool done = false;
+
+    if (!lf_projector_pending(lane->fill))
+        return true;
+    pthread_mutex_lock(&lane->lock);
+    while (lane->busy && wait) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&lane->cond, &lane->lock, &ts);
+        if (lane->busy && app->metrics &&
+            lf_now_mono_ms() - last_refresh >= 2000) {
+            /* Stuck behind a batch that does not commit: keep lag and
+             * retries fresh. */
+            pthread_mutex_unlock(&lane->lock);
+            lf_project_stats_t s = stats_snapshot(app);
+            lf_metrics_refresh(app->metrics, app->rk, &s,
+                               atomic_load(&app->pg_retries));
+            last_refresh = lf_now_mono_ms();
+            pthread_mutex_lock(&lane->lock);
+        }
+    }
+    if (!lane->busy) {
+        lf_projector_t *t = lane->write;
+        lane->write = lane->fill;
+        lane->fill = t;
+        lane->busy = true;
+        pthread_cond_broadcast(&lane->cond);
+        done = true;
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return done;
+}
+
+/* Wait until the lane's writer is free. */
+static void lane_wait(lane_t *lane)
+{
+    pthread_mutex_lock(&lane->lock);
+    while (lane->busy)
+        pthread_cond_wait(&lane->cond, &lane->lock);
+    pthread_mutex_unlock(&lane->lock);
+}
+
+/* Write everything decoded so far and wait until it is committed. With
+ * @p give_up (revoke, stop), each batch gets one attempt and is dropped
+ * (to be re-read) if it fails. Main thread. */
+static void lanes_drain(app_t *app, bool give_up)
+{
+    for (int i = 0; i < app->nlanes; i++)
+        if (give_up)
+            atomic_store(&app->lanes[i].give_up, true);
+    for (int i = 0; i < app->nlanes; i++)
+        hand_over(app, &app->lanes[i], true);
+    for (int i = 0; i < app->nlanes; i++) {
+        lane_wait(&app->lanes[i]);
+        atomic_store(&app->lanes[i].give_up, false);
+    }
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -194,7 +386,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 rd_kafka_assign(rk, NULL);
                 return;
             }
-            if (db_ready(app)) {
+            if (db_ready(app, &app->conn, NULL)) {
                 lf_err_t e = lf_projector_load_offsets(
                     app->proj, app->conn, parts, errstr, sizeof(errstr));
                 if (!e)
@@ -206,8 +398,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 PQfinish(app->conn);
                 app->conn = NULL;
             }
-            app->pg_retries++;
-            nap(backoff_ms(attempt));
+            atomic_fetch_add(&app->pg_retries, 1);
+            nap(backoff_ms(attempt), NULL);
         }
         for (int i = 0; i < parts->cnt; i++)
             LF_LOG(LF_LOG_INFO, "msg=assigned topic=%s partition=%d offset=%s",
@@ -225,22 +417,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* Eager revoke: every partition goes; whoever gets them next starts
          * from funnel.offsets. Commit what we hold if we can (less to
          * re-read), otherwise dropping it is safe. */
-        if (lf_projector_pending(app->proj) && db_ready(app)) {
-            rd_kafka_topic_partition_list_t *committed = NULL;
-            if (lf_projector_flush(app->proj, app->conn, &committed, errstr,
-                                   sizeof(errstr)) == LF_OK) {
-                if (committed && committed->cnt)
-                    rd_kafka_commit(rk, committed, 0);
-            } else {
-                LF_LOG(LF_LOG_WARNING,
-                       "msg=\"batch dropped at revoke; it will be re-read\" "
-                       "error=%s",
-                       lf_log_quote(errstr, q, sizeof(q)));
-            }
-            if (committed)
-                rd_kafka_topic_partition_list_destroy(committed);
-        }
-        lf_projector_discard(app->proj);
+        lanes_drain(app, true);
         LF_LOG(LF_LOG_INFO, "msg=revoked partitions=%d", parts->cnt);
         rd_kafka_assign(rk, NULL);
         lf_metrics_assign(app->metrics, NULL);
@@ -250,17 +427,72 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void log_stats(app_t *app, const char *msg)
 {
-    const lf_project_stats_t *s = lf_projector_stats(app->proj);
+    const lf_project_stats_t s = stats_snapshot(app);
     LF_LOG(LF_LOG_INFO,
            "msg=\"%s\" messages=%llu events=%llu duplicates=%llu "
            "conflicts=%llu dead_letters=%llu anomalies=%llu recomputed=%llu "
            "batches=%llu pg_retries=%llu",
-           msg, (unsigned long long)s->messages,
-           (unsigned long long)s->events_new, (unsigned long long)s->duplicates,
-           (unsigned long long)s->conflicts,
-           (unsigned long long)s->dead_letters,
-           (unsigned long long)s->anomalies, (unsigned long long)s->recomputed,
-           (unsigned long long)s->batches, (unsigned long long)app->pg_retries);
+           msg, (unsigned long long)s.messages,
+           (unsigned long long)s.events_new, (unsigned long long)s.duplicates,
+           (unsigned long long)s.conflicts,
+           (unsigned long long)s.dead_letters,
+           (unsigned long long)s.anomalies, (unsigned long long)s.recomputed,
+           (unsigned long long)s.batches,
+           (unsigned long long)atomic_load(&app->pg_retries));
+}
+
+/* The lanes and their writer threads. @returns false with errstr set. */
+static bool lanes_new(app_t *app, int n, char *errstr, size_t errstr_size)
+{
+    if (!(app->lanes = calloc((size_t)n, sizeof(*app->lanes)))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        lane_t *l = &app->lanes[i];
+        l->app = app;
+        l->index = i;
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->cond, NULL);
+        app->nlanes = i + 1; /* what lanes_free() tears down */
+        atomic_init(&l->give_up, false);
+        for (int k = 0; k < 2; k++) {
+            lf_projector_t *p =
+                lf_projector_new("funnel", app->group, errstr, errstr_size);
+            if (!p)
+                return false;
+            *(k ? &l->write : &l->fill) = p;
+            /* Messages are decoded on the main thread only. */
+            lf_projector_share_registry(p, app->proj);
+        }
+        if (pthread_create(&l->thread, NULL, writer_main, l)) {
+            snprintf(errstr, errstr_size, "cannot start a writer thread");
+            return false;
+        }
+        l->started = true;
+    }
+    return true;
+}
+
+static void lanes_free(app_t *app)
+{
+    for (int i = 0; app->lanes && i < app->nlanes; i++) {
+        lane_t *l = &app->lanes[i];
+        if (l->started) {
+            pthread_mutex_lock(&l->lock);
+            l->quit = true;
+            pthread_cond_broadcast(&l->cond);
+            pthread_mutex_unlock(&l->lock);
+            pthread_join(l->thread, NULL);
+        }
+        lf_projector_destroy(l->fill);
+        lf_projector_destroy(l->write);
+        PQfinish(l->conn);
+        pthread_cond_destroy(&l->cond);
+        pthread_mutex_destroy(&l->lock);
+    }
+    free(app->lanes);
+    app->lanes = NULL;
 }
 
 static int setup_db(app_t *app, bool migrate_only)
@@ -270,7 +502,7 @@ static int setup_db(app_t *app, bool migrate_only)
 
     for (int attempt = 0; !stop; attempt++) {
         if (attempt)
-            nap(backoff_ms(attempt - 1));
+            nap(backoff_ms(attempt - 1), NULL);
         if (!app->conn) {
             app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
             if (!app->conn) {
@@ -309,6 +541,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"batch", required_argument, NULL, 'B'},
         {"linger", required_argument, NULL, 'L'},
+        {"writers", required_argument, NULL, 'W'},
         {"idle-exit", required_argument, NULL, 'I'},
         {"migrate-only", no_argument, NULL, 'M'},
         {"metrics", required_argument, NULL, 'P'},
@@ -322,12 +555,14 @@ int main(int argc, char **argv)
      * batches as soon as the queue runs dry. */
     app_t app = {.batch_max = 10000, .linger_ms = 50};
     lf_cli_t cli;
-    int opt, idle_exit = 0;
+    int opt, idle_exit = 0, writers = 2;
     bool migrate_only = false;
     char errstr[1024], q[1100];
     int rc = 0;
 
     lf_log_init("project");
+    pthread_mutex_init(&app.stats_lock, NULL);
+    atomic_init(&app.pg_retries, 0);
     app.conf = lf_conf_new();
     if (!app.conf || lf_cli_init(&cli, argc)) {
         fprintf(stderr, "leadflow-project: out of memory\n");
@@ -390,6 +625,17 @@ int main(int argc, char **argv)
                     rc = LF_EX_USAGE;
                     goto out;
                 }
+            }
+            break;
+        case 'W':
+            writers = (int)strtol(optarg, &end, 10);
+            if (*end || writers < 1 || writers > 64) {
+                fprintf(stderr,
+                        "leadflow-project: --writers %s: expected 1..64\n",
+                        optarg);
+                usage(stderr);
+                rc = LF_EX_USAGE;
+                goto out;
             }
             break;
         case 'I':
@@ -519,6 +765,11 @@ int main(int argc, char **argv)
     }
     if ((rc = setup_db(&app, migrate_only)) || migrate_only || stop)
         goto out;
+    if (!lanes_new(&app, writers, errstr, sizeof(errstr))) {
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        rc = LF_EX_SOFTWARE;
+        goto out;
+    }
     lf_metrics_db(app.metrics, true);
 
     rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(app.conf, errstr, sizeof(errstr));
@@ -551,15 +802,18 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    LF_LOG(LF_LOG_INFO, "msg=started topic=%s group=%s batch=%d", app.topic,
-           app.group, app.batch_max);
+    LF_LOG(LF_LOG_INFO, "msg=started topic=%s group=%s batch=%d writers=%d",
+           app.topic, app.group, app.batch_max, app.nlanes);
 
-    int64_t last_msg = lf_now_mono_ms(), batch_start = 0,
-            last_stats = lf_now_mono_ms(), last_probe = 0;
+    int64_t last_msg = lf_now_mono_ms(), last_stats = lf_now_mono_ms(),
+            last_probe = 0;
     while (!stop) {
-        size_t pending = lf_projector_pending(app.proj);
-        int timeout = pending ? 0 : 100;
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(app.rk, timeout);
+        size_t pending = 0;
+        bool waiting = false; /* a batch is due but its writer is busy */
+        for (int i = 0; i < app.nlanes; i++)
+            pending += lf_projector_pending(app.lanes[i].fill);
+        rd_kafka_message_t *rkm =
+            rd_kafka_consumer_poll(app.rk, pending ? 0 : 100);
         int64_t now = lf_now_mono_ms();
 
         if (rkm) {
@@ -569,19 +823,25 @@ int main(int argc, char **argv)
                            lf_log_quote(rd_kafka_message_errstr(rkm), q,
                                         sizeof(q)));
             } else {
-                if (!lf_projector_pending(app.proj))
-                    batch_start = now;
+                lane_t *lane = &app.lanes[rkm->partition % app.nlanes];
                 lf_err_t aerr;
+                /* A full batch waits for its writer: the stream slows to
+                 * what PostgreSQL takes. */
+                if (lf_projector_pending(lane->fill) >=
+                    (size_t)app.batch_max)
+                    hand_over(&app, lane, true);
+                if (!lf_projector_pending(lane->fill))
+                    lane->fill_start = now;
                 /* Schema registry unreachable: the message is held (not
                  * added, not dead-lettered); write what came before it and
                  * offer it again with backoff until it is in or we stop. */
                 for (int attempt = 0;
-                     (aerr = lf_projector_add_message(app.proj, rkm)) ==
+                     (aerr = lf_projector_add_message(lane->fill, rkm)) ==
                          LF_ERR_TEMPORARY &&
                      !stop;
                      attempt++) {
-                    flush(&app);
-                    nap(backoff_ms(attempt));
+                    lanes_drain(&app, false);
+                    nap(backoff_ms(attempt), NULL);
                 }
                 if (aerr && aerr != LF_ERR_TEMPORARY) {
                     LF_LOG(LF_LOG_CRIT, "msg=\"out of memory\"");
@@ -593,23 +853,35 @@ int main(int argc, char **argv)
             }
             rd_kafka_message_destroy(rkm);
         }
-        pending = lf_projector_pending(app.proj);
-        /* Write when the batch is full, old enough, or the queue ran dry:
-         * small batches at low rates keep latency low, big ones at high
-         * rates keep throughput high. */
-        if (pending && (pending >= (size_t)app.batch_max || !rkm ||
-                        now - batch_start >= app.linger_ms))
-            flush(&app);
+        /* Write a batch when it is full, old enough, or the queue ran
+         * dry: small batches at low rates keep latency low, big ones at
+         * high rates keep throughput high. One whose writer is still busy
+         * keeps filling meanwhile. */
+        for (int i = 0; i < app.nlanes; i++) {
+            lane_t *lane = &app.lanes[i];
+            size_t n = lf_projector_pending(lane->fill);
+            if (n && (n >= (size_t)app.batch_max || !rkm ||
+                      now - lane->fill_start >= app.linger_ms) &&
+                !hand_over(&app, lane, false))
+                waiting = true;
+        }
+        if (waiting && !rkm) {
+            /* Nothing to read, a batch due: do not spin. */
+            struct timespec ts = {0, 2 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         if (app.metrics && now - last_probe >= 2000) {
             /* Keep /metrics fresh; while idle, notice a lost database
              * without a query (a closed socket is read as such) and
              * reconnect, so /healthz follows it. */
-            if (!lf_projector_pending(app.proj) && app.conn)
-                PQconsumeInput(app.conn);
-            if (!lf_projector_pending(app.proj))
-                lf_metrics_db(app.metrics, db_ready(&app));
-            lf_metrics_refresh(app.metrics, app.rk,
-                               lf_projector_stats(app.proj), app.pg_retries);
+            if (!lanes_pending(&app)) {
+                if (app.conn)
+                    PQconsumeInput(app.conn);
+                lf_metrics_db(app.metrics, db_ready(&app, &app.conn, NULL));
+            }
+            lf_project_stats_t s = stats_snapshot(&app);
+            lf_metrics_refresh(app.metrics, app.rk, &s,
+                               atomic_load(&app.pg_retries));
             last_probe = now;
         }
         if (now - last_stats >= 10000) {
@@ -618,33 +890,21 @@ int main(int argc, char **argv)
         }
         /* Idle counts from the last message or the last assignment, so
          * a slow group join is not mistaken for an empty topic. */
-        if (idle_exit && app.assigned && !lf_projector_pending(app.proj) &&
+        if (idle_exit && app.assigned && !lanes_pending(&app) &&
             now - (last_msg > app.assigned_at ? last_msg : app.assigned_at) >=
                 (int64_t)idle_exit * 1000) {
             LF_LOG(LF_LOG_INFO, "msg=\"idle, exiting\" idle_s=%d", idle_exit);
             break;
         }
     }
-    /* Finish the batch in hand (once; if the database is away, it is
+    /* Finish the batches in hand (once; if the database is away, they are
      * rolled back and re-read next time), then leave the group. */
-    if (lf_projector_pending(app.proj)) {
-        char e2[1024];
-        rd_kafka_topic_partition_list_t *committed = NULL;
-        if (!db_ready(&app) ||
-            lf_projector_flush(app.proj, app.conn, &committed, e2,
-                               sizeof(e2)) != LF_OK)
-            LF_LOG(LF_LOG_WARNING, "msg=\"last batch rolled back; it will "
-                                   "be re-read\"");
-        else if (committed && committed->cnt)
-            rd_kafka_commit(app.rk, committed, 0);
-        if (committed)
-            rd_kafka_topic_partition_list_destroy(committed);
-        lf_projector_discard(app.proj);
-    }
+    lanes_drain(&app, true);
     rd_kafka_consumer_close(app.rk);
     log_stats(&app, "stopped");
 
 out:
+    lanes_free(&app);
     lf_metrics_destroy(app.metrics);
     if (app.rk)
         rd_kafka_destroy(app.rk);

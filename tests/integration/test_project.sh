@@ -8,6 +8,8 @@
 #   kill       the projector killed with SIGKILL mid-stream, restarted
 #   pgcrash    PostgreSQL crashed (-m immediate) and restarted mid-stream
 #   twogroup   two instances in one group, one killed
+#   writers    --writers 1 against 3 and 4; a lead's events spread over
+#              partitions of different writers (partitioner=random)
 #   dead       every malformed kind ends in dead_letters with its reason
 #   hostile    hostile strings survive byte for byte; duplicates and
 #              conflicting duplicates
@@ -74,6 +76,22 @@ kill -TERM "$pid"
 wait "$pid" || fail "SIGTERM: leadflow-project exited $?, expected 0"
 echo "ok   3 concurrent --migrate-only; SIGTERM exits 0"
 
+# ---- usage errors name the option and exit 64 --------------------------
+for bad in "--writers 0" "--writers 65" "--writers two" "--batch 0" \
+    "--linger -1"; do
+    set +e
+    # shellcheck disable=SC2086
+    "$BIN/leadflow-project" $bad >/dev/null 2>"$LF_TMP/usage.err"
+    rc=$?
+    set -e
+    [ "$rc" = 64 ] || fail "leadflow-project $bad: exit $rc, want 64"
+    grep -qF -- "${bad% *}" "$LF_TMP/usage.err" ||
+        fail "leadflow-project $bad: the message does not name ${bad% *}"
+done
+"$BIN/leadflow-project" --help | grep -q -- "--writers N" ||
+    fail "--help does not list --writers"
+echo "ok   usage: bad --writers, --batch, --linger exit 64 naming the option"
+
 # ---- order independence, over seeds ----------------------------------
 for seed in 11 12 13; do
     topic "clean$seed"
@@ -82,10 +100,12 @@ for seed in 11 12 13; do
     lf_newdb "var$seed"
     gen "clean$seed" "$seed"
     gen "var$seed" "$seed" --duplicates 0.2 --shuffle 40 --late 0.2
-    project "clean$seed" "clean$seed" &
+    # The reference writes one transaction at a time.
+    project "clean$seed" "clean$seed" --writers 1 &
     p1=$!
-    # small batches: late events land in later batches and force recomputes
-    project "var$seed" "var$seed" --batch 23 &
+    # small batches: late events land in later batches and force recomputes;
+    # three writers on four partitions
+    project "var$seed" "var$seed" --batch 23 --writers 3 &
     p2=$!
     wait $p1 || fail "clean projection $seed"
     wait $p2 || fail "variant projection $seed"
@@ -95,6 +115,23 @@ for seed in 11 12 13; do
         fail "seed $seed: the workload should contain anomalies"
     same "clean$seed" "var$seed" "order: seed $seed shuffled+duplicated+late"
 done
+
+# ---- a lead's events on partitions of different writers --------------
+# partitioner=random ignores the key: one lead's events land on several
+# partitions, so several writers' transactions touch it at once (only the
+# lead locks order them) and its late events come through another writer.
+topic scatter
+lf_newdb scatter
+gen scatter 11 -X partitioner=random
+[ "$(q clean11 "SELECT count(*) FROM funnel.events")" -gt 0 ] ||
+    fail "no reference"
+project scatter scatter --batch 7 --writers 4
+[ "$(q scatter "SELECT count(*) FROM (SELECT lead_id FROM funnel.events
+                GROUP BY lead_id HAVING count(DISTINCT partition % 4) > 1) s")" -gt 0 ] ||
+    fail "scatter: no lead has events under two writers"
+[ "$(q scatter "SELECT count(*) FROM funnel.anomalies WHERE kind = 'key'")" = 0 ] ||
+    fail "scatter: key anomalies listed (the keys are the lead ids)"
+same clean11 scatter "writers: one lead's events over 4 writers, batches of 7"
 
 # ---- a bigger stream for the fault scenarios -------------------------
 BIG=${LF_TEST_BIG_LEADS:-800}

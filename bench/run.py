@@ -4,6 +4,7 @@
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
                  [--rows producers,project,latency,memory,cost]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
+                 [--compare-arg ARG]...
 
 Starts its own dev stack (tools/devstack.sh: devbroker + throwaway
 PostgreSQL with track_commit_timestamp=on), measures every row against its
@@ -494,7 +495,8 @@ class Bench:
             for label in order:
                 self.bin = bins[label]
                 db = self.newdb("ab")
-                n, got[label], _ = self.project_once(db, self.backlog)
+                extra = self.a.compare_args if label == "before" else ()
+                n, got[label], _ = self.project_once(db, self.backlog, extra)
                 self.psql(f'DROP DATABASE "{db}"')
                 rates[label].append(got[label])
             rates["ratio"].append(got["after"] / got["before"])
@@ -503,7 +505,7 @@ class Bench:
         self.bin = bins["after"]
         print(f"project A/B, {self.n:,} events, {self.a.runs} rounds "
               f"(medians): before {statistics.median(rates['before']):,.0f}"
-              f"/s ({bins['before']}), after "
+              f"/s ({bins['before']} {' '.join(self.a.compare_args)}), after "
               f"{statistics.median(rates['after']):,.0f}/s ({bins['after']})"
               f", after/before {statistics.median(rates['ratio']):.2f}x")
         return 0
@@ -659,6 +661,11 @@ def main():
     ap.add_argument("--compare", metavar="BIN_DIR",
                     help="A/B the project row: BIN_DIR's projector (before) "
                     "against --bin's (after)")
+    ap.add_argument("--compare-arg", dest="compare_args", action="append",
+                    default=[], help="an extra argument for the 'before' "
+                    "projector only (repeatable): A/B a setting with one "
+                    "build, e.g. --compare build-release/bin "
+                    "--compare-arg=--writers=1")
     ap.add_argument("--project-arg", dest="project_args", action="append",
                     default=[], help="an extra argument for every "
                     "leadflow-project run (repeatable), e.g. "

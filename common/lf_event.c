@@ -286,9 +286,10 @@ lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
                 continue;
             return INVALID("missing required field \"%s\"", f[i].name);
         }
-        size_t max = !strcmp(f[i].name, "lead_id")    ? LF_LEAD_ID_MAX
-                     : !strcmp(f[i].name, "event_id") ? LF_EVENT_ID_MAX
-                                                      : LF_STRING_MAX;
+        /* event_strfields() lists event_id, then lead_id, first. */
+        size_t max = i == 0 ? LF_EVENT_ID_MAX
+                     : i == 1 ? LF_LEAD_ID_MAX
+                              : LF_STRING_MAX;
         if ((err = check_string(f[i].name, s, max, errstr, errstr_size)))
             return err;
     }

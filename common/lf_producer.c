@@ -28,6 +28,7 @@ struct lf_producer_s {
     const volatile sig_atomic_t *interrupt;
     atomic_int_fast64_t emitted, delivered, failed;
     atomic_bool fatal;
+    char ce_type[LF_EV__COUNT][64]; /* "leadflow.lead.<type>", made once */
 };
 
 /*
@@ -238,6 +239,9 @@ lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
     if (!p)
         return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
     pthread_mutex_init(&p->lock, NULL);
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        snprintf(p->ce_type[t], sizeof(p->ce_type[t]), "leadflow.lead.%s",
+                 lf_event_type_name((lf_event_type_t)t));
     if (!(p->topic = strdup(topic && *topic ? topic : LF_CONF_DEFAULT_TOPIC))) {
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto fail;
@@ -305,17 +309,16 @@ void lf_producer_set_interrupt(lf_producer_t *p,
 
 /* The CloudEvents Kafka protocol binding, binary content mode: the event's
  * attributes as ce_* headers, the data (our Avro value) as the value. */
-static rd_kafka_headers_t *ce_headers(const lf_event_t *ev)
+static rd_kafka_headers_t *ce_headers(const lf_producer_t *p,
+                                      const lf_event_t *ev)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(7);
-    char type[64], ts[40];
+    char ts[40];
 
-    snprintf(type, sizeof(type), "leadflow.lead.%s",
-             lf_event_type_name(ev->type));
     lf_time_format(ev->occurred_at, ts, sizeof(ts));
     rd_kafka_header_add(hdrs, "ce_specversion", -1, "1.0", -1);
     rd_kafka_header_add(hdrs, "ce_id", -1, ev->event_id, -1);
-    rd_kafka_header_add(hdrs, "ce_type", -1, type, -1);
+    rd_kafka_header_add(hdrs, "ce_type", -1, p->ce_type[ev->type], -1);
     rd_kafka_header_add(hdrs, "ce_source", -1, ev->source, -1);
     rd_kafka_header_add(hdrs, "ce_time", -1, ts, -1);
     rd_kafka_header_add(hdrs, "ce_subject", -1, ev->lead_id, -1);
@@ -355,7 +358,7 @@ lf_err_t lf_producer_emit_opaque(lf_producer_t *p, const lf_event_t *ev,
     if (atomic_load(&p->fatal))
         return lf_seterr(LF_ERR_KAFKA, errstr, errstr_size,
                          "the producer hit a fatal error and cannot send");
-    hdrs = ce_headers(ev);
+    hdrs = ce_headers(p, ev);
 
     pthread_mutex_lock(&p->lock);
     err = lf_codec_encode(p->codec, ev, p->schema_id, &p->buf, errstr,
@@ -388,7 +391,9 @@ lf_err_t lf_producer_emit_opaque(lf_producer_t *p, const lf_event_t *ev,
      * .kbytes) undelivered. Serve delivery reports, which frees room as the
      * broker acknowledges (or as messages time out), and try again: never
      * drop the event. */
-    int64_t since = lf_now_mono_ms(), told = since;
+    int64_t since = 0, told = 0;
+    if (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        since = told = lf_now_mono_ms(); /* not per event: a syscall */
     while (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         if (p->interrupt && *p->interrupt)
             break;

@@ -250,6 +250,8 @@ lf_err_t lf_pg_copy_bytea(lf_buf_t *out, const void *data, size_t len,
     return sep(out, last);
 }
 
+#define COPY_SLICE (64 * 1024)
+
 lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
                     char *errstr, size_t errstr_size)
 {
@@ -262,9 +264,18 @@ lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
         return err;
     }
     PQclear(res);
-    /* Blocking connection: PQputCopyData returns 1 or -1, never 0. */
-    if ((data->len && PQputCopyData(conn, data->data, (int)data->len) != 1) ||
-        PQputCopyEnd(conn, NULL) != 1)
+    /* In slices: libpq copies what it is given into its output buffer,
+     * which grows to the largest call and stays that size for the life of
+     * the connection (4 MiB of a projector's peak RSS with two writers
+     * and whole batches). Blocking connection: PQputCopyData returns 1 or
+     * -1, never 0. */
+    for (size_t off = 0; !err && off < data->len;) {
+        size_t n = data->len - off < COPY_SLICE ? data->len - off : COPY_SLICE;
+        if (PQputCopyData(conn, data->data + off, (int)n) != 1)
+            err = pg_fail(conn, NULL, copy_sql, errstr, errstr_size);
+        off += n;
+    }
+    if (!err && PQputCopyEnd(conn, NULL) != 1)
         err = pg_fail(conn, NULL, copy_sql, errstr, errstr_size);
     while ((res = PQgetResult(conn))) {
         if (!err && PQresultStatus(res) != PGRES_COMMAND_OK)

@@ -53,6 +53,7 @@ struct lf_projector_s {
 };
 
 #define ERRLEN 512
+#define BUF_KEEP (256 * 1024) /* bytes a buffer keeps between batches */
 
 /* ---- life cycle ----------------------------------------------------- */
 
@@ -1269,6 +1270,13 @@ rollback:
     if (PQstatus(conn) == CONNECTION_OK)
         PQclear(PQexec(conn, "ROLLBACK"));
 out:
+    /* The next batch may be a while (or flushed by another writer, with
+     * this projector filling meanwhile): keep small buffers, not batch-
+     * sized ones (with two writers, four projectors kept ~6 MiB). */
+    if (p->copy.cap > BUF_KEEP)
+        lf_buf_free(&p->copy);
+    if (p->arr.cap > BUF_KEEP)
+        lf_buf_free(&p->arr);
     PQclear(res);
     lf_buf_free(&b.leads);
     lf_buf_free(&b.visits);

@@ -3,7 +3,6 @@
 
 #include "lf_embedded.h"
 #include "lf_log.h"
-#include "lf_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,94 +159,102 @@ rollback:
     return err;
 }
 
-lf_err_t lf_pg_copy_escape(lf_buf_t *out, const char *s, size_t len)
-{
-    size_t start = 0;
+/* ---- binary COPY ------------------------------------------------------ */
 
-    if (lf_buf_reserve(out, len))
-        return LF_ERR_NOMEM;
-    for (size_t i = 0; i < len; i++) {
-        const char *rep;
-        switch (s[i]) {
-        case '\\':
-            rep = "\\\\";
-            break;
-        case '\t':
-            rep = "\\t";
-            break;
-        case '\n':
-            rep = "\\n";
-            break;
-        case '\r':
-            rep = "\\r";
-            break;
-        default:
-            continue;
-        }
-        if (lf_buf_append(out, s + start, i - start) ||
-            lf_buf_append(out, rep, 2))
+static void put_be(char *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+/* A field: its length (-1: NULL), then its bytes. */
+static lf_err_t bin_field(lf_buf_t *out, const void *data, size_t len)
+{
+    if (!data) {
+        if (lf_buf_reserve(out, 4))
             return LF_ERR_NOMEM;
-        start = i + 1;
+        put_be(out->data + out->len, UINT32_MAX, 4);
+        out->len += 4;
+        out->data[out->len] = '\0';
+        return LF_OK;
     }
-    return lf_buf_append(out, s + start, len - start);
-}
-
-static lf_err_t sep(lf_buf_t *out, bool last)
-{
-    return lf_buf_append(out, last ? "\n" : "\t", 1);
-}
-
-lf_err_t lf_pg_copy_str(lf_buf_t *out, const char *s, bool last)
-{
-    if (!s)
-        return lf_buf_append(out, "\\N", 2) || sep(out, last) ? LF_ERR_NOMEM
-                                                              : LF_OK;
-    return lf_pg_copy_escape(out, s, strlen(s)) || sep(out, last) ? LF_ERR_NOMEM
-                                                                  : LF_OK;
-}
-
-lf_err_t lf_pg_copy_int(lf_buf_t *out, int64_t v, bool last)
-{
-    char digits[24], *p = digits + sizeof(digits);
-    /* unsigned, so INT64_MIN negates without overflow */
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do
-        *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        *--p = '-';
-    return lf_buf_append(out, p, (size_t)(digits + sizeof(digits) - p)) ||
-                   sep(out, last)
-               ? LF_ERR_NOMEM
-               : LF_OK;
-}
-
-lf_err_t lf_pg_copy_ts(lf_buf_t *out, int64_t ms, bool last)
-{
-    char ts[40];
-    if (ms == INT64_MIN)
-        return lf_pg_copy_str(out, NULL, last);
-    return lf_pg_copy_str(out, lf_time_format(ms, ts, sizeof(ts)), last);
-}
-
-lf_err_t lf_pg_copy_bytea(lf_buf_t *out, const void *data, size_t len,
-                          bool last)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = data;
-
-    if (!data)
-        return lf_pg_copy_str(out, NULL, last);
-    /* "\\x" in COPY text is the two characters \x after de-escaping. */
-    if (lf_buf_reserve(out, 3 + 2 * len) || lf_buf_append(out, "\\\\x", 3))
+    if (len > (1u << 30) || lf_buf_reserve(out, 4 + len))
         return LF_ERR_NOMEM;
-    for (size_t i = 0; i < len; i++) {
-        out->data[out->len++] = hex[p[i] >> 4];
-        out->data[out->len++] = hex[p[i] & 15];
-    }
+    put_be(out->data + out->len, len, 4);
+    if (len)
+        memcpy(out->data + out->len + 4, data, len);
+    out->len += 4 + len;
     out->data[out->len] = '\0';
-    return sep(out, last);
+    return LF_OK;
+}
+
+lf_err_t lf_pg_bin_row(lf_buf_t *out, int ncols)
+{
+    /* Signature, flags (no OIDs), header extension length. */
+    static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    char n[2];
+
+    if (!out->len && lf_buf_append(out, header, sizeof(header)))
+        return LF_ERR_NOMEM;
+    put_be(n, (uint64_t)ncols, 2);
+    return lf_buf_append(out, n, 2);
+}
+
+lf_err_t lf_pg_bin_text(lf_buf_t *out, const char *s)
+{
+    return bin_field(out, s, s ? strlen(s) : 0);
+}
+
+lf_err_t lf_pg_bin_int4(lf_buf_t *out, int32_t v)
+{
+    char b[4];
+    put_be(b, (uint32_t)v, 4);
+    return bin_field(out, b, 4);
+}
+
+lf_err_t lf_pg_bin_int8(lf_buf_t *out, int64_t v)
+{
+    char b[8];
+    put_be(b, (uint64_t)v, 8);
+    return bin_field(out, b, 8);
+}
+
+lf_err_t lf_pg_bin_null(lf_buf_t *out)
+{
+    return bin_field(out, NULL, 0);
+}
+
+/* timestamptz on the wire: microseconds since 2000-01-01 00:00:00 UTC. */
+#define PG_EPOCH_MS INT64_C(946684800000)
+
+lf_err_t lf_pg_bin_ts(lf_buf_t *out, int64_t ms)
+{
+    if (ms == INT64_MIN)
+        return lf_pg_bin_null(out);
+    return lf_pg_bin_int8(out, (ms - PG_EPOCH_MS) * 1000);
+}
+
+lf_err_t lf_pg_bin_jsonb(lf_buf_t *out, const char *json, size_t len)
+{
+    /* jsonb's binary input: a version byte (1), then the JSON text. */
+    if (len > (1u << 30) || lf_buf_reserve(out, 5 + len))
+        return LF_ERR_NOMEM;
+    put_be(out->data + out->len, len + 1, 4);
+    out->data[out->len + 4] = 1;
+    memcpy(out->data + out->len + 5, json, len);
+    out->len += 5 + len;
+    out->data[out->len] = '\0';
+    return LF_OK;
+}
+
+lf_err_t lf_pg_bin_bytea(lf_buf_t *out, const void *data, size_t len)
+{
+    return bin_field(out, data, len);
+}
+
+lf_err_t lf_pg_bin_end(lf_buf_t *out)
+{
+    return lf_buf_append(out, "\377\377", 2); /* a row of -1 fields */
 }
 
 #define COPY_SLICE (64 * 1024)

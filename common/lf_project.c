@@ -328,11 +328,15 @@ static lf_err_t run(flush_t *f, const char *sql, const char *what, int n,
                       f->errstr_size);
 }
 
+/* COPY binary-format rows (lf_pg_bin_*); nothing when there are none. */
 static lf_err_t copy(flush_t *f, const char *sql, lf_buf_t *data)
 {
     lf_err_t err;
     if (!data->len)
         return LF_OK;
+    if (lf_pg_bin_end(data))
+        return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
+                         "out of memory");
     err = lf_pg_copy(f->conn, sql, data, f->errstr, f->errstr_size);
     /* lf_pg_copy keeps no result to classify: a live connection means the
      * server refused the data, a dead one means try again elsewhere. */
@@ -500,48 +504,45 @@ static lf_err_t write_lead(stage_bufs_t *b, const lf_lead_t *l,
          * later row is the truth (ON CONFLICT cannot touch a row twice). */
         if (i + 1 < out->visit_count && out->visits[i + 1].visit == v->visit)
             continue;
-        e = lf_pg_copy_str(vb, l->lead_id, false) ||
-            lf_pg_copy_int(vb, v->visit, false) ||
-            lf_pg_copy_int(vb, v->cycle, false) ||
-            lf_pg_copy_str(vb, lf_stage_name(v->stage), false) ||
-            lf_pg_copy_ts(vb, v->entered_at, false) ||
-            lf_pg_copy_ts(vb, v->exited_at, false) ||
-            lf_pg_copy_str(vb, v->entered_by, false) ||
-            lf_pg_copy_str(vb, v->exit_reason, true);
+        e = lf_pg_bin_row(vb, 8) || lf_pg_bin_text(vb, l->lead_id) ||
+            lf_pg_bin_int4(vb, v->visit) || lf_pg_bin_int4(vb, v->cycle) ||
+            lf_pg_bin_text(vb, lf_stage_name(v->stage)) ||
+            lf_pg_bin_ts(vb, v->entered_at) ||
+            lf_pg_bin_ts(vb, v->exited_at) ||
+            lf_pg_bin_text(vb, v->entered_by) ||
+            lf_pg_bin_text(vb, v->exit_reason);
     }
     for (size_t i = 0; i < out->anomaly_count && !e; i++)
-        e = lf_pg_copy_str(&b->anomalies, out->anomalies[i].event_id, false) ||
-            lf_pg_copy_str(&b->anomalies, l->lead_id, false) ||
-            lf_pg_copy_str(&b->anomalies, "state", false) ||
-            lf_pg_copy_str(&b->anomalies, out->anomalies[i].reason, true);
+        e = lf_pg_bin_row(&b->anomalies, 4) ||
+            lf_pg_bin_text(&b->anomalies, out->anomalies[i].event_id) ||
+            lf_pg_bin_text(&b->anomalies, l->lead_id) ||
+            lf_pg_bin_text(&b->anomalies, "state") ||
+            lf_pg_bin_text(&b->anomalies, out->anomalies[i].reason);
     if (e || l->stage == LF_ST_NONE)
         return e ? LF_ERR_NOMEM : LF_OK;
     lf_buf_t *o = has_row ? &b->leads : &b->leads_new;
-    e = lf_pg_copy_str(o, l->lead_id, false) ||
-        lf_pg_copy_str(o, lf_stage_name(l->stage), false) ||
-        lf_pg_copy_ts(o, l->stage_entered_at, false) ||
-        lf_pg_copy_int(o, l->cycle, false) ||
-        (l->has_score ? lf_pg_copy_int(o, l->score, false)
-                      : lf_pg_copy_str(o, NULL, false)) ||
-        lf_pg_copy_str(o, l->score_model, false) ||
-        lf_pg_copy_str(o, l->owner, false) ||
-        lf_pg_copy_str(o, l->channel, false) ||
-        lf_pg_copy_str(o, l->campaign, false) ||
-        lf_pg_copy_ts(o, l->captured_at, false) ||
-        lf_pg_copy_ts(o, l->first_at[LF_ST_MARKETING_QUALIFIED], false) ||
-        lf_pg_copy_ts(o, l->first_at[LF_ST_HANDED_OFF], false) ||
-        lf_pg_copy_ts(o, l->first_at[LF_ST_SALES_ACCEPTED], false) ||
-        lf_pg_copy_ts(o, l->first_at[LF_ST_SALES_QUALIFIED], false) ||
-        lf_pg_copy_ts(o, l->last_at[LF_ST_WON], false) ||
-        (l->has_won_amount ? lf_pg_copy_int(o, l->won_amount_minor, false)
-                           : lf_pg_copy_str(o, NULL, false)) ||
-        lf_pg_copy_str(o, l->currency, false) ||
-        lf_pg_copy_ts(o, l->last_at[LF_ST_LOST], false) ||
-        lf_pg_copy_ts(o, l->last_at[LF_ST_DISQUALIFIED], false) ||
-        lf_pg_copy_ts(o, l->last_event_at, false) ||
-        lf_pg_copy_str(o, l->last_event_id, false) ||
-        lf_pg_copy_str(o, l->stage_entered_by, false) ||
-        lf_pg_copy_int(o, l->visits, true);
+    e = lf_pg_bin_row(o, 23) || lf_pg_bin_text(o, l->lead_id) ||
+        lf_pg_bin_text(o, lf_stage_name(l->stage)) ||
+        lf_pg_bin_ts(o, l->stage_entered_at) ||
+        lf_pg_bin_int4(o, l->cycle) ||
+        (l->has_score ? lf_pg_bin_int4(o, l->score) : lf_pg_bin_null(o)) ||
+        lf_pg_bin_text(o, l->score_model) || lf_pg_bin_text(o, l->owner) ||
+        lf_pg_bin_text(o, l->channel) || lf_pg_bin_text(o, l->campaign) ||
+        lf_pg_bin_ts(o, l->captured_at) ||
+        lf_pg_bin_ts(o, l->first_at[LF_ST_MARKETING_QUALIFIED]) ||
+        lf_pg_bin_ts(o, l->first_at[LF_ST_HANDED_OFF]) ||
+        lf_pg_bin_ts(o, l->first_at[LF_ST_SALES_ACCEPTED]) ||
+        lf_pg_bin_ts(o, l->first_at[LF_ST_SALES_QUALIFIED]) ||
+        lf_pg_bin_ts(o, l->last_at[LF_ST_WON]) ||
+        (l->has_won_amount ? lf_pg_bin_int8(o, l->won_amount_minor)
+                           : lf_pg_bin_null(o)) ||
+        lf_pg_bin_text(o, l->currency) ||
+        lf_pg_bin_ts(o, l->last_at[LF_ST_LOST]) ||
+        lf_pg_bin_ts(o, l->last_at[LF_ST_DISQUALIFIED]) ||
+        lf_pg_bin_ts(o, l->last_event_at) ||
+        lf_pg_bin_text(o, l->last_event_id) ||
+        lf_pg_bin_text(o, l->stage_entered_by) ||
+        lf_pg_bin_int4(o, l->visits);
     return e ? LF_ERR_NOMEM : LF_OK;
 }
 
@@ -578,17 +579,17 @@ static lf_err_t format_events(flush_t *f, const size_t *ev_idx, size_t nev,
         entry_t *e = &p->entries[i];
         lf_buf_reset(&p->tmp);
         if (lf_json_format_payload(&e->ev, &p->tmp) ||
-            (seq && lf_pg_copy_int(c, (int64_t)i, false)) ||
-            lf_pg_copy_str(c, e->ev.event_id, false) ||
-            lf_pg_copy_str(c, e->ev.lead_id, false) ||
-            lf_pg_copy_str(c, lf_event_type_name(e->ev.type), false) ||
-            lf_pg_copy_ts(c, e->ev.occurred_at, false) ||
-            lf_pg_copy_str(c, e->ev.source, false) ||
-            lf_pg_copy_str(c, e->ev.actor, false) ||
-            lf_pg_copy_str(c, p->tmp.data, false) ||
-            lf_pg_copy_str(c, p->topics[e->topic], false) ||
-            lf_pg_copy_int(c, e->partition, false) ||
-            lf_pg_copy_int(c, e->offset, true))
+            lf_pg_bin_row(c, seq ? 11 : 10) ||
+            (seq && lf_pg_bin_int4(c, (int32_t)i)) ||
+            lf_pg_bin_text(c, e->ev.event_id) ||
+            lf_pg_bin_text(c, e->ev.lead_id) ||
+            lf_pg_bin_text(c, lf_event_type_name(e->ev.type)) ||
+            lf_pg_bin_ts(c, e->ev.occurred_at) ||
+            lf_pg_bin_text(c, e->ev.source) ||
+            lf_pg_bin_text(c, e->ev.actor) ||
+            lf_pg_bin_jsonb(c, p->tmp.data, p->tmp.len) ||
+            lf_pg_bin_text(c, p->topics[e->topic]) ||
+            lf_pg_bin_int4(c, e->partition) || lf_pg_bin_int8(c, e->offset))
             return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
                              "out of memory");
     }
@@ -603,7 +604,7 @@ static lf_err_t stage_events(flush_t *f, size_t *ev_idx, size_t nev)
     return copy(f,
                 "COPY lf_stg_events (seq, event_id, lead_id, type, "
                 "occurred_at, source, actor, payload, topic, partition, "
-                "\"offset\") FROM STDIN",
+                "\"offset\") FROM STDIN (FORMAT binary)",
                 &f->p->copy);
 }
 
@@ -653,7 +654,7 @@ static lf_err_t store_events_direct(flush_t *f, size_t *ev_idx, size_t nev,
         goto out;
     snprintf(sql, sizeof(sql),
              "COPY %s.events (event_id, lead_id, type, occurred_at, source, "
-             "actor, payload, topic, partition, \"offset\") FROM STDIN",
+             "actor, payload, topic, partition, \"offset\") FROM STDIN (FORMAT binary)",
              p->schema);
     if (copy(f, sql, &p->copy)) {
         err = run(f, "ROLLBACK TO SAVEPOINT lf_direct", "storing events", 0,
@@ -682,18 +683,19 @@ static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
     for (size_t i = 0; i < p->count && !e; i++) {
         entry_t *en = &p->entries[i];
         if (en->dead) {
-            e = lf_pg_copy_str(c, p->topics[en->topic], false) ||
-                lf_pg_copy_int(c, en->partition, false) ||
-                lf_pg_copy_int(c, en->offset, false) ||
-                lf_pg_copy_bytea(c, en->key, en->key_len, false) ||
-                lf_pg_copy_bytea(c, en->value, en->value_len, false) ||
-                lf_pg_copy_str(c, en->note, true);
+            e = lf_pg_bin_row(c, 6) || lf_pg_bin_text(c, p->topics[en->topic]) ||
+                lf_pg_bin_int4(c, en->partition) ||
+                lf_pg_bin_int8(c, en->offset) ||
+                lf_pg_bin_bytea(c, en->key, en->key_len) ||
+                lf_pg_bin_bytea(c, en->value, en->value_len) ||
+                lf_pg_bin_text(c, en->note);
             f->st.dead_letters++;
         } else if (en->note) {
-            e = lf_pg_copy_str(anomalies, en->ev.event_id, false) ||
-                lf_pg_copy_str(anomalies, en->ev.lead_id, false) ||
-                lf_pg_copy_str(anomalies, "key", false) ||
-                lf_pg_copy_str(anomalies, en->note, true);
+            e = lf_pg_bin_row(anomalies, 4) ||
+                lf_pg_bin_text(anomalies, en->ev.event_id) ||
+                lf_pg_bin_text(anomalies, en->ev.lead_id) ||
+                lf_pg_bin_text(anomalies, "key") ||
+                lf_pg_bin_text(anomalies, en->note);
         }
     }
     if (e)
@@ -701,7 +703,7 @@ static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
                          "out of memory");
     return copy(f,
                 "COPY lf_stg_dead (topic, partition, \"offset\", key, value, "
-                "error) FROM STDIN",
+                "error) FROM STDIN (FORMAT binary)",
                 c);
 }
 
@@ -1095,16 +1097,16 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
                     "first_handed_off_at, first_sales_accepted_at, "
                     "first_sales_qualified_at, won_at, won_amount_minor, "
                     "currency, lost_at, disqualified_at, last_event_at, "
-                    "last_event_id, stage_entered_by, visits) FROM STDIN",
+                    "last_event_id, stage_entered_by, visits) FROM STDIN (FORMAT binary)",
                     &b.leads)) ||
         (err = copy(&f,
                     "COPY lf_stg_visits (lead_id, visit, cycle, stage, "
                     "entered_at, exited_at, entered_by, exit_reason) "
-                    "FROM STDIN",
+                    "FROM STDIN (FORMAT binary)",
                     &b.visits)) ||
         (err = copy(&f,
                     "COPY lf_stg_anomalies (event_id, lead_id, kind, reason) "
-                    "FROM STDIN",
+                    "FROM STDIN (FORMAT binary)",
                     &b.anomalies)))
         goto rollback;
     snprintf(sql, sizeof(sql),
@@ -1114,13 +1116,13 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
              "first_sales_accepted_at, first_sales_qualified_at, won_at, "
              "won_amount_minor, currency, lost_at, disqualified_at, "
              "last_event_at, last_event_id, stage_entered_by, visits) "
-             "FROM STDIN",
+             "FROM STDIN (FORMAT binary)",
              p->schema);
     if ((err = copy(&f, sql, &b.leads_new)))
         goto rollback;
     snprintf(sql, sizeof(sql),
              "COPY %s.stage_history (lead_id, visit, cycle, stage, "
-             "entered_at, exited_at, entered_by, exit_reason) FROM STDIN",
+             "entered_at, exited_at, entered_by, exit_reason) FROM STDIN (FORMAT binary)",
              p->schema);
     if ((err = copy(&f, sql, &b.visits_new)))
         goto rollback;

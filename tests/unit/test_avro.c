@@ -505,6 +505,22 @@ static void r_envelope(raw_t *r, int64_t type)
     r_long(r, 0); /* actor: null */
 }
 
+/* A Captured event up to its attributes map: channel "c", campaign null. */
+static void r_captured_head(raw_t *r)
+{
+    r_envelope(r, LF_EV_CAPTURED);
+    r_long(r, LF_EV_CAPTURED); /* payload branch */
+    r_str(r, "c");
+    r_long(r, 0); /* campaign: null */
+}
+
+/* One map entry. */
+static void r_pair(raw_t *r, const char *key, const char *value)
+{
+    r_str(r, key);
+    r_str(r, value);
+}
+
 /* A valid Accepted event, built by hand. */
 static void r_accepted(raw_t *r)
 {
@@ -592,19 +608,14 @@ Test(avro, map_repeated_key_keeps_the_later_value)
     lf_event_t ev;
     static const char nul_value[] = {'x', '\0', 'y'};
 
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0); /* campaign null */
+    r_captured_head(&r);
     r_long(&r, 3);
     r_str(&r, "k");
     r_long(&r, 3); /* "x\0y": replaced below */
     memcpy(r.b + r.n, nul_value, 3);
     r.n += 3;
-    r_str(&r, "j");
-    r_str(&r, "1");
-    r_str(&r, "k");
-    r_str(&r, "2");
+    r_pair(&r, "j", "1");
+    r_pair(&r, "k", "2");
     r_long(&r, 0);
     decode_ok(r.b, r.n, &ev);
     cr_assert_eq(ev.u.captured.attr_count, 2);
@@ -619,19 +630,13 @@ Test(avro, map_block_forms_decode)
     raw_t r;
     lf_event_t ev;
 
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);  /* campaign null */
+    r_captured_head(&r);
     r_long(&r, -2); /* two entries, then their byte size */
     r_long(&r, 8);
-    r_str(&r, "b");
-    r_str(&r, "2");
-    r_str(&r, "a");
-    r_str(&r, "1");
+    r_pair(&r, "b", "2");
+    r_pair(&r, "a", "1");
     r_long(&r, 1); /* a second block of one */
-    r_str(&r, "c");
-    r_str(&r, "3");
+    r_pair(&r, "c", "3");
     r_long(&r, 0);
     decode_ok(r.b, r.n, &ev);
     cr_assert_eq(ev.u.captured.attr_count, 3);
@@ -809,30 +814,21 @@ Test(avro, reject_negative_lengths)
     r_bytes(&r, "ooooo", 5);
     expect_reject("owner -5", r.b, r.n, "negative", "owner");
     /* a map key of length -3 */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, 1);
     r_long(&r, -3);
     r_str(&r, "v");
     r_long(&r, 0);
     expect_reject("map key -3", r.b, r.n, "negative", "attributes");
     /* a map value of length -2 */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, 1);
     r_str(&r, "k");
     r_long(&r, -2);
     r_long(&r, 0);
     expect_reject("map value -2", r.b, r.n, "negative", "attributes");
     /* a negative block count whose byte size is negative */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, -1);
     r_long(&r, -4);
     r_str(&r, "k");
@@ -859,20 +855,14 @@ Test(avro, reject_huge_lengths)
     r_bytes(&r, "abc", 3);
     expect_reject("event_id 4 of 3", r.b, r.n, "exceeds", "event_id");
     /* a map of 2^50 entries */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, INT64_C(1) << 50);
     r_str(&r, "k");
     r_str(&r, "v");
     r_long(&r, 0);
     expect_reject("map count 2^50", r.b, r.n, "exceeds", "attributes");
     /* the most negative block count */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, INT64_MIN);
     r_long(&r, 0);
     expect_reject("map count INT64_MIN", r.b, r.n, "out of range",
@@ -891,10 +881,7 @@ Test(avro, reject_huge_lengths)
     r_str(&r, "m");
     expect_reject("score 2^32", r.b, r.n, "32-bit", "score");
     /* more than the model allows in a map: 257 entries */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, LF_ATTRS_MAX + 1);
     for (int i = 0; i <= LF_ATTRS_MAX; i++) {
         char k[16];
@@ -961,10 +948,7 @@ Test(avro, reject_nul_inside_string)
     r_strn(&r, "o\0", 2);
     expect_reject("NUL at the end of owner", r.b, r.n, "NUL", "owner");
 
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, 1);
     r_str(&r, "k");
     r_strn(&r, "v\0v", 3);
@@ -972,10 +956,7 @@ Test(avro, reject_nul_inside_string)
     expect_reject("NUL in a map value", r.b, r.n, "NUL", "attributes");
 
     /* a NUL in a map key would silently cut the key short */
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, 1);
     r_strn(&r, "k\0hidden", 8);
     r_str(&r, "v");
@@ -1003,10 +984,7 @@ Test(avro, reject_invalid_utf8_inside_string)
     r_str(&r, "\xed\xa0\x80");
     expect_reject("surrogate in reason", r.b, r.n, "UTF-8", "reason");
 
-    r_envelope(&r, LF_EV_CAPTURED);
-    r_long(&r, LF_EV_CAPTURED);
-    r_str(&r, "c");
-    r_long(&r, 0);
+    r_captured_head(&r);
     r_long(&r, 1);
     r_str(&r, "k\xc0\xaf");
     r_str(&r, "v");

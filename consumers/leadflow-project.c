@@ -4,6 +4,7 @@
  * consumer starts from the offsets stored there. */
 #include "lf_cli.h"
 #include "lf_conf.h"
+#include "lf_fetchwake.h"
 #include "lf_log.h"
 #include "lf_metrics.h"
 #include "lf_pg.h"
@@ -43,15 +44,15 @@ typedef struct lane_s {
     int index;
     pthread_t thread;
     bool started;
-    pthread_mutex_t lock; /* guards the fields below and the swap */
-    pthread_cond_t cond;  /* busy, or quit, changed */
-    lf_projector_t *fill; /* the main thread's */
+    pthread_mutex_t lock;  /* guards the fields below and the swap */
+    pthread_cond_t cond;   /* busy, or quit, changed */
+    lf_projector_t *fill;  /* the main thread's */
     lf_projector_t *write; /* the writer's while busy */
-    bool busy;            /* write holds a batch being written */
+    bool busy;             /* write holds a batch being written */
     bool quit;
-    atomic_bool give_up;  /* revoke or stop: one attempt, then drop it */
-    int64_t fill_start;   /* when fill got its first message (mono ms) */
-    PGconn *conn;         /* the writer's */
+    atomic_bool give_up; /* revoke or stop: one attempt, then drop it */
+    int64_t fill_start;  /* when fill got its first message (mono ms) */
+    PGconn *conn;        /* the writer's */
 } lane_t;
 
 typedef struct app_s {
@@ -70,8 +71,9 @@ typedef struct app_s {
     int64_t assigned_at; /* when they were (monotonic ms) */
     atomic_uint_fast64_t pg_retries;
     pthread_mutex_t stats_lock;
-    lf_project_stats_t stats; /* every lane's committed batches */
-    lf_metrics_t *metrics;    /* NULL without --metrics */
+    lf_project_stats_t stats;  /* every lane's committed batches */
+    lf_metrics_t *metrics;     /* NULL without --metrics */
+    lf_fetchwake_t *fetchwake; /* NULL if it could not start */
 } app_t;
 
 static void usage(FILE *fp)
@@ -232,10 +234,9 @@ static bool write_batch(lane_t *lane)
             stats_add(&app->stats, lf_projector_stats(p), &before);
             lf_project_stats_t total = app->stats;
             pthread_mutex_unlock(&app->stats_lock);
-            lf_metrics_batch(app->metrics, &total,
-                             atomic_load(&app->pg_retries),
-                             (double)(lf_now_mono_ms() - t0) / 1000.0,
-                             committed);
+            lf_metrics_batch(
+                app->metrics, &total, atomic_load(&app->pg_retries),
+                (double)(lf_now_mono_ms() - t0) / 1000.0, committed);
             /* Kafka's committed offsets only serve lag tools; the truth is
              * funnel.offsets, already committed. */
             if (committed && committed->cnt)
@@ -247,8 +248,7 @@ static bool write_batch(lane_t *lane)
         LF_LOG(LF_LOG_ERR,
                "msg=\"batch not written, will retry\" writer=%d attempt=%d "
                "transient=%s error=%s",
-               lane->index, attempt + 1,
-               err == LF_ERR_TEMPORARY ? "yes" : "no",
+               lane->index, attempt + 1, err == LF_ERR_TEMPORARY ? "yes" : "no",
                lf_log_quote(errstr, q, sizeof(q)));
         lf_metrics_db(app->metrics, false);
         if (err == LF_ERR_TEMPORARY) {
@@ -432,14 +432,14 @@ static void log_stats(app_t *app, const char *msg)
     LF_LOG(LF_LOG_INFO,
            "msg=\"%s\" messages=%llu events=%llu duplicates=%llu "
            "conflicts=%llu dead_letters=%llu anomalies=%llu recomputed=%llu "
-           "batches=%llu pg_retries=%llu",
+           "batches=%llu pg_retries=%llu fetch_wakeups=%llu",
            msg, (unsigned long long)s.messages,
            (unsigned long long)s.events_new, (unsigned long long)s.duplicates,
-           (unsigned long long)s.conflicts,
-           (unsigned long long)s.dead_letters,
+           (unsigned long long)s.conflicts, (unsigned long long)s.dead_letters,
            (unsigned long long)s.anomalies, (unsigned long long)s.recomputed,
            (unsigned long long)s.batches,
-           (unsigned long long)atomic_load(&app->pg_retries));
+           (unsigned long long)atomic_load(&app->pg_retries),
+           (unsigned long long)lf_fetchwake_count(app->fetchwake));
 }
 
 /* The lanes and their writer threads. @returns false with errstr set. */
@@ -714,10 +714,10 @@ int main(int argc, char **argv)
     /* librdkafka prefetches up to queued.min.messages (100000) messages,
      * ~90 MiB of RSS on a backlog of small events. With the high-level
      * consumer the threshold counts the one consumer queue, and librdkafka
-     * 2.0 looks at a full queue again only about once a second: the queue
-     * must hold more than a second of projecting (10000 starved it to half
-     * speed). 40000 keeps it fed and the peak RSS near 50 MiB, flat in the
-     * stream's length (bench/run.py, memory row). */
+     * 2.0 looks at a full queue again only about once a second unless woken
+     * (lf_fetchwake.h): 40000 keeps the peak RSS near 55 MiB, flat in the
+     * stream's length (bench/run.py, memory row), and lf_fetchwake keeps
+     * the fetcher going once it has room. */
     lf_conf_default(app.conf, "queued.min.messages", "40000");
     lf_conf_default(app.conf, "queued.max.messages.kbytes", "16384");
     lf_conf_default(app.conf, LF_CONF_DB, "");
@@ -798,6 +798,13 @@ int main(int argc, char **argv)
         goto out;
     }
     rd_kafka_poll_set_consumer(app.rk);
+    app.fetchwake = lf_fetchwake_new(
+        app.rk,
+        strtoll(lf_conf_get(app.conf, "queued.min.messages"), NULL, 10));
+    if (!app.fetchwake)
+        LF_LOG(LF_LOG_WARNING, "msg=\"fetch wake-ups unavailable: out of "
+                               "memory or threads; a drained queue may wait "
+                               "up to a second for the next fetch\"");
     {
         rd_kafka_topic_partition_list_t *sub =
             rd_kafka_topic_partition_list_new(1);
@@ -817,6 +824,7 @@ int main(int argc, char **argv)
 
     int64_t last_msg = lf_now_mono_ms(), last_stats = lf_now_mono_ms(),
             last_probe = 0;
+    unsigned polled = 0;
     while (!stop) {
         size_t pending = 0;
         bool waiting = false; /* a batch is due but its writer is busy */
@@ -825,6 +833,8 @@ int main(int argc, char **argv)
         rd_kafka_message_t *rkm =
             rd_kafka_consumer_poll(app.rk, pending ? 0 : 100);
         int64_t now = lf_now_mono_ms();
+        if (!rkm || !(++polled & 63))
+            lf_fetchwake_check(app.fetchwake);
 
         if (rkm) {
             if (rkm->err) {
@@ -837,8 +847,7 @@ int main(int argc, char **argv)
                 lf_err_t aerr;
                 /* A full batch waits for its writer: the stream slows to
                  * what PostgreSQL takes. */
-                if (lf_projector_pending(lane->fill) >=
-                    (size_t)app.batch_max)
+                if (lf_projector_pending(lane->fill) >= (size_t)app.batch_max)
                     hand_over(&app, lane, true);
                 if (!lf_projector_pending(lane->fill))
                     lane->fill_start = now;
@@ -870,8 +879,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < app.nlanes; i++) {
             lane_t *lane = &app.lanes[i];
             size_t n = lf_projector_pending(lane->fill);
-            if (n && (n >= (size_t)app.batch_max || !rkm ||
-                      now - lane->fill_start >= app.linger_ms) &&
+            if (n &&
+                (n >= (size_t)app.batch_max || !rkm ||
+                 now - lane->fill_start >= app.linger_ms) &&
                 !hand_over(&app, lane, false))
                 waiting = true;
         }
@@ -910,10 +920,13 @@ int main(int argc, char **argv)
     /* Finish the batches in hand (once; if the database is away, they are
      * rolled back and re-read next time), then leave the group. */
     lanes_drain(&app, true);
-    rd_kafka_consumer_close(app.rk);
     log_stats(&app, "stopped");
+    lf_fetchwake_destroy(app.fetchwake);
+    app.fetchwake = NULL;
+    rd_kafka_consumer_close(app.rk);
 
 out:
+    lf_fetchwake_destroy(app.fetchwake);
     lanes_free(&app);
     lf_metrics_destroy(app.metrics);
     if (app.rk)

@@ -9,7 +9,8 @@
 #   pgcrash    PostgreSQL crashed (-m immediate) and restarted mid-stream
 #   twogroup   two instances in one group, one killed
 #   writers    --writers 1 against 3 and 4; a lead's events spread over
-#              partitions of different writers (partitioner=random)
+#              partitions of different writers (partitioner=random), read
+#              through a 100-message prefetch (fetch wake-ups)
 #   dead       every malformed kind ends in dead_letters with its reason
 #   hostile    hostile strings survive byte for byte; duplicates and
 #              conflicting duplicates
@@ -125,7 +126,13 @@ lf_newdb scatter
 gen scatter 11 -X partitioner=random
 [ "$(q clean11 "SELECT count(*) FROM funnel.events")" -gt 0 ] ||
     fail "no reference"
-project scatter scatter --batch 7 --writers 4
+# A prefetch of 100 messages: librdkafka 2.0 stops fetching there and
+# would look again a second later; the projector wakes it (lf_fetchwake).
+project scatter scatter --batch 7 --writers 4 -X queued.min.messages=100 \
+    -v 2>"$LF_TMP/scatter.log"
+grep -q 'msg="stopped" .* fetch_wakeups=[1-9]' "$LF_TMP/scatter.log" ||
+    fail "scatter: no fetch wake-up over a 100-message prefetch:
+$(tail -n 3 "$LF_TMP/scatter.log")"
 [ "$(q scatter "SELECT count(*) FROM (SELECT lead_id FROM funnel.events
                 GROUP BY lead_id HAVING count(DISTINCT partition % 4) > 1) s")" -gt 0 ] ||
     fail "scatter: no lead has events under two writers"

@@ -489,6 +489,7 @@ class Bench:
         to the projector, side by side)."""
         bins = {"before": os.path.abspath(self.a.compare), "after": self.bin}
         rates = {"before": [], "after": [], "ratio": []}
+        rss = {"before": [], "after": []}
         for r in range(1, self.a.runs + 1):
             order = ["before", "after"] if r % 2 else ["after", "before"]
             got = {}
@@ -496,18 +497,25 @@ class Bench:
                 self.bin = bins[label]
                 db = self.newdb("ab")
                 extra = self.a.compare_args if label == "before" else ()
-                n, got[label], _ = self.project_once(db, self.backlog, extra)
+                n, got[label], kib = self.project_once(db, self.backlog,
+                                                       extra)
                 self.psql(f'DROP DATABASE "{db}"')
                 rates[label].append(got[label])
+                rss[label].append(kib / 1024)
             rates["ratio"].append(got["after"] / got["before"])
             log(f"round {r}: before {got['before']:,.0f}/s after "
-                f"{got['after']:,.0f}/s ratio {rates['ratio'][-1]:.2f}")
+                f"{got['after']:,.0f}/s ratio {rates['ratio'][-1]:.2f}; "
+                f"peak RSS before {rss['before'][-1]:.1f} MiB after "
+                f"{rss['after'][-1]:.1f} MiB")
         self.bin = bins["after"]
         print(f"project A/B, {self.n:,} events, {self.a.runs} rounds "
               f"(medians): before {statistics.median(rates['before']):,.0f}"
               f"/s ({bins['before']} {' '.join(self.a.compare_args)}), after "
               f"{statistics.median(rates['after']):,.0f}/s ({bins['after']})"
-              f", after/before {statistics.median(rates['ratio']):.2f}x")
+              f", after/before {statistics.median(rates['ratio']):.2f}x; "
+              f"peak RSS (median) before "
+              f"{statistics.median(rss['before']):.1f} MiB, after "
+              f"{statistics.median(rss['after']):.1f} MiB")
         return 0
 
     def main(self):

@@ -96,7 +96,7 @@ static void usage(FILE *fp)
             "configuration and exits\n"
             "  -c, --config FILE      key=value configuration file (# "
             "comments)\n"
-            "      --batch N          events per transaction (default 5000)\n"
+            "      --batch N          events per transaction (default 10000)\n"
             "      --linger MS        longest wait to fill a batch (default "
             "50)\n"
             "      --writers N        transactions in flight at once, each on "
@@ -551,13 +551,13 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
-    /* 5000 per transaction: with two writers, each holding a batch being
-     * written and one filling, 10000 took the peak RSS of a 100k backlog
-     * to 62-67 MiB against 54 (the target is 64) and was not faster: side
-     * by side 5000/10000 gave 1.11x (bench/run.py --compare-arg, 5
-     * rounds). A slow stream still flushes small batches as soon as the
-     * queue runs dry. */
-    app_t app = {.batch_max = 5000, .linger_ms = 50};
+    /* 10000 per transaction: a lead's events within one batch cost one
+     * upsert, not one per batch. Side by side (bench/run.py --compare-arg,
+     * 5 rounds, 100k backlog) 10000 against 5000 gave 1.43x, 20000 against
+     * 10000 another 1.13x but a peak RSS of 67 MiB (the target is 64): with
+     * two writers four batches are alive at once. A slow stream still
+     * flushes small batches as soon as the queue runs dry. */
+    app_t app = {.batch_max = 10000, .linger_ms = 50};
     lf_cli_t cli;
     int opt, idle_exit = 0, writers = 2;
     bool migrate_only = false;
@@ -712,13 +712,13 @@ int main(int argc, char **argv)
     lf_conf_default(app.conf, "auto.offset.reset", "earliest");
     lf_conf_default(app.conf, "fetch.wait.max.ms", "100");
     /* librdkafka prefetches up to queued.min.messages (100000) messages,
-     * ~90 MiB of RSS on a backlog of small events. With the high-level
-     * consumer the threshold counts the one consumer queue, and librdkafka
-     * 2.0 looks at a full queue again only about once a second unless woken
-     * (lf_fetchwake.h): 40000 keeps the peak RSS near 55 MiB, flat in the
-     * stream's length (bench/run.py, memory row), and lf_fetchwake keeps
-     * the fetcher going once it has room. */
-    lf_conf_default(app.conf, "queued.min.messages", "40000");
+     * ~90 MiB of RSS on a backlog of small events; with the high-level
+     * consumer the threshold counts the one consumer queue. librdkafka 2.0
+     * looks at a full queue again only about once a second unless woken,
+     * which lf_fetchwake does: the queue then only has to cover a fetch's
+     * round trip. 10000 against 40000 side by side: 1.02x the rate, peak
+     * RSS 39.7 against 60.9 MiB (bench/run.py --compare-arg, 5 rounds). */
+    lf_conf_default(app.conf, "queued.min.messages", "10000");
     lf_conf_default(app.conf, "queued.max.messages.kbytes", "16384");
     lf_conf_default(app.conf, LF_CONF_DB, "");
     if (cli.dump) {

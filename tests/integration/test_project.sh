@@ -8,6 +8,7 @@
 #   kill       the projector killed with SIGKILL mid-stream, restarted
 #   pgcrash    PostgreSQL crashed (-m immediate) and restarted mid-stream
 #   twogroup   two instances in one group, one killed
+#   again      the same stream twice to one running projector
 #   writers    --writers 1 against 3 and 4; a lead's events spread over
 #              partitions of different writers (partitioner=random), read
 #              through a 100-message prefetch (fetch wake-ups)
@@ -160,6 +161,36 @@ wait_progress() {
     done
     fail "$1: no progress in 20 s"
 }
+
+# ---- the same stream twice, to one running projector -----------------
+# After clean batches the projector no longer probes for stored events: the
+# second copy's first batches fail their COPY on the primary key (an ERROR
+# in the server's log) and take the staged path. Nothing is stored twice.
+topic again
+lf_newdb again
+LEADS=$BIG gen again 21
+total=$(events bigclean)
+errors() { grep -c 'duplicate key value violates unique constraint "events_pkey"' \
+    "$LEADFLOW_PGDATA/postgres.log" || true; }
+errs=$(errors)
+PGDATABASE=again "${LF_PROJECT[@]}" -t again -g g-again --idle-exit 4 -v \
+    2>"$LF_TMP/again.log" &
+pid=$!
+LF_PIDS+=("$pid")
+for i in $(seq 1 300); do
+    [ "$(events again)" -ge "$total" ] && break
+    sleep 0.1
+done
+[ "$(events again)" = "$total" ] || fail "again: the first copy is not in"
+LEADS=$BIG gen again 21
+wait "$pid" || fail "again: the projector exited $?"
+grep -q "msg=\"stopped\" messages=$((2 * total)) events=$total duplicates=$total " \
+    "$LF_TMP/again.log" ||
+    fail "again: expected $total events and $total duplicates:
+$(grep 'msg="stopped"' "$LF_TMP/again.log")"
+[ "$(errors)" -gt "$errs" ] ||
+    fail "again: no COPY failed on events_pkey (the probe was not skipped)"
+same bigclean again "the same stream twice to one projector"
 
 # ---- kill -9 during batches ------------------------------------------
 topic kill

@@ -114,6 +114,14 @@ void lf_event_init(lf_event_t *ev)
     memset(ev, 0, sizeof(*ev));
 }
 
+/* Free @p s unless it lies in ev->strbuf (freed once, with the event). */
+static void free_str(const lf_event_t *ev, char *s)
+{
+    uintptr_t a = (uintptr_t)s, b = (uintptr_t)ev->strbuf;
+    if (!ev->strbuf || a < b || a >= b + ev->strbuf_size)
+        free(s);
+}
+
 void lf_event_clear(lf_event_t *ev)
 {
     strfield_t f[LF_MAX_STRFIELDS] = {{0}};
@@ -123,14 +131,15 @@ void lf_event_clear(lf_event_t *ev)
         return;
     n = event_strfields(ev, f);
     for (int i = 0; i < n; i++)
-        free(*f[i].ptr);
+        free_str(ev, *f[i].ptr);
     if (ev->type == LF_EV_CAPTURED) {
         for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
-            free(ev->u.captured.attrs[i].key);
-            free(ev->u.captured.attrs[i].value);
+            free_str(ev, ev->u.captured.attrs[i].key);
+            free_str(ev, ev->u.captured.attrs[i].value);
         }
         free(ev->u.captured.attrs);
     }
+    free(ev->strbuf);
     memset(ev, 0, sizeof(*ev));
 }
 
@@ -140,6 +149,8 @@ lf_err_t lf_event_copy(lf_event_t *dst, const lf_event_t *src)
     int n;
 
     *dst = *src;
+    dst->strbuf = NULL; /* every string copied on its own */
+    dst->strbuf_size = 0;
     n = event_strfields(src, sf);
     event_strfields(dst, df);
     for (int i = 0; i < n; i++)

@@ -53,6 +53,12 @@ typedef struct lf_attr_s {
  * and owned by the event: lf_event_clear() frees them all. Optional strings
  * (actor, campaign, note) are NULL when absent. Only the payload member of
  * the union that matches @c type is meaningful.
+ *
+ * A string is either its own allocation or lies inside @c strbuf, one
+ * allocation holding several (the JSON parser's fast path: one malloc per
+ * event instead of one per string). lf_event_clear() tells them apart, so
+ * a field may be replaced by a new allocation at any time; never free() a
+ * field by hand.
  */
 typedef struct lf_event_s {
     char *event_id;
@@ -100,6 +106,8 @@ typedef struct lf_event_s {
             char *reason;
         } disqualified;
     } u;
+    char *strbuf;       /**< NULL, or strings of this event, back to back */
+    size_t strbuf_size; /**< bytes of strbuf */
 } lf_event_t;
 
 /** Zero an event so lf_event_clear() is safe on it. */

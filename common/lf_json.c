@@ -377,7 +377,8 @@ typedef struct fmember_s {
 
 typedef struct fast_s {
     const char *p, *end;
-    char *out; /* next free byte of the scratch buffer */
+    char *scratch; /* the decoded strings, each NUL-terminated */
+    char *out;     /* next free byte of the scratch buffer */
     fmember_t m[FAST_MEMBERS];
     int n;
     const char *akey[FAST_ATTRS], *aval[FAST_ATTRS]; /* attributes */
@@ -609,13 +610,22 @@ enum { FE_EVENT_ID, FE_LEAD_ID, FE_TYPE, FE_OCCURRED_AT, FE_SOURCE, FE_ACTOR,
        FE__COUNT };
 
 /* A string member into *out; absent or null only if optional. */
-static bool fast_take_str(const fmember_t *m, bool optional, char **out)
+/* Where a decoded string of the scratch buffer lives in ev->strbuf, its
+ * copy. */
+static char *fast_own(const fast_t *f, const lf_event_t *ev, const char *s)
+{
+    return ev->strbuf + (s - f->scratch);
+}
+
+static bool fast_take_str(const fast_t *f, const lf_event_t *ev,
+                          const fmember_t *m, bool optional, char **out)
 {
     if (!m || m->kind == FV_NULL)
         return optional;
     if (m->kind != FV_STR)
         return false;
-    return (*out = strndup(m->s, m->slen)) != NULL;
+    *out = fast_own(f, ev, m->s);
+    return true;
 }
 
 static bool fast_take_int(const fmember_t *m, int64_t min, int64_t max,
@@ -664,8 +674,8 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
         slot[id] = mj;
     }
 
-    if (!fast_take_str(slot[FE_EVENT_ID], true, &ev->event_id) ||
-        !fast_take_str(slot[FE_LEAD_ID], false, &ev->lead_id))
+    if (!fast_take_str(f, ev, slot[FE_EVENT_ID], true, &ev->event_id) ||
+        !fast_take_str(f, ev, slot[FE_LEAD_ID], false, &ev->lead_id))
         return false;
     if (!(m = slot[FE_OCCURRED_AT]))
         return false;
@@ -678,8 +688,8 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
     } else {
         return false;
     }
-    if (!fast_take_str(slot[FE_SOURCE], false, &ev->source) ||
-        !fast_take_str(slot[FE_ACTOR], true, &ev->actor))
+    if (!fast_take_str(f, ev, slot[FE_SOURCE], false, &ev->source) ||
+        !fast_take_str(f, ev, slot[FE_ACTOR], true, &ev->actor))
         return false;
 
     for (int k = 0; pfs[k].name; k++) {
@@ -689,7 +699,8 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
         switch (pf->kind) {
         case K_STR:
         case K_OPT_STR:
-            if (!fast_take_str(m, pf->kind == K_OPT_STR, (char **)base))
+            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR,
+                               (char **)base))
                 return false;
             break;
         case K_INT:
@@ -720,9 +731,8 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
             for (int j = 0; j < f->na; j++) {
                 lf_attr_t *a = &ev->u.captured.attrs[j];
                 ev->u.captured.attr_count = (size_t)j + 1;
-                if (!(a->key = strdup(f->akey[j])) ||
-                    !(a->value = strndup(f->aval[j], f->alen[j])))
-                    return false;
+                a->key = fast_own(f, ev, f->akey[j]);
+                a->value = fast_own(f, ev, f->aval[j]);
             }
             if (!lf_event_sort_attrs(ev))
                 return false; /* a duplicate attribute key */
@@ -748,9 +758,19 @@ static bool fast_parse(const char *text, size_t len, lf_event_t *ev)
         return false;
     f.p = text;
     f.end = text + len;
-    f.out = scratch;
+    f.scratch = f.out = scratch;
     f.n = f.na = 0;
-    ok = fast_scan(&f) && fast_fill(&f, ev) &&
+    ok = fast_scan(&f);
+    if (ok) {
+        /* the event's strings: one copy of the scratch buffer */
+        size_t used = (size_t)(f.out - scratch);
+        ok = (ev->strbuf = malloc(used ? used : 1)) != NULL;
+        if (ok) {
+            memcpy(ev->strbuf, scratch, used);
+            ev->strbuf_size = used;
+        }
+    }
+    ok = ok && fast_fill(&f, ev) &&
          finish_event(ev, why, sizeof(why)) == LF_OK;
     if (scratch != stackbuf)
         free(scratch);

@@ -699,8 +699,7 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
         switch (pf->kind) {
         case K_STR:
         case K_OPT_STR:
-            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR,
-                               (char **)base))
+            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR, (char **)base))
                 return false;
             break;
         case K_INT:
@@ -770,8 +769,7 @@ static bool fast_parse(const char *text, size_t len, lf_event_t *ev)
             ev->strbuf_size = used;
         }
     }
-    ok = ok && fast_fill(&f, ev) &&
-         finish_event(ev, why, sizeof(why)) == LF_OK;
+    ok = ok && fast_fill(&f, ev) && finish_event(ev, why, sizeof(why)) == LF_OK;
     if (scratch != stackbuf)
         free(scratch);
     if (!ok)

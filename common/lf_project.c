@@ -47,6 +47,10 @@ struct lf_projector_s {
     size_t off_count, off_cap;
     bool temp_ready;
     bool expect_new; /* the last batch committed was all new: no probe */
+    /* The batch's distinct lead ids (pointers into its entries), open
+     * addressing, at most half full. */
+    const char **leadset;
+    size_t leadset_cap, leads;
     lf_project_stats_t stats;
     /* Reused between flushes. */
     lf_buf_t copy, arr, tmp;
@@ -110,6 +114,53 @@ void lf_projector_discard(lf_projector_t *p)
         entry_clear(&p->entries[i]);
     p->count = 0;
     p->off_count = 0;
+    if (p->leads)
+        memset(p->leadset, 0, p->leadset_cap * sizeof(*p->leadset));
+    p->leads = 0;
+}
+
+static size_t lead_hash(const char *s)
+{
+    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+    return (size_t)h;
+}
+
+/* Count @p lead_id among the batch's leads (it must live as long as the
+ * batch). @returns false when out of memory. */
+static bool lead_add(lf_projector_t *p, const char *lead_id)
+{
+    if ((p->leads + 1) * 2 > p->leadset_cap) {
+        size_t cap = p->leadset_cap ? p->leadset_cap * 2 : 1024;
+        const char **set = calloc(cap, sizeof(*set));
+        if (!set)
+            return false;
+        for (size_t i = 0; i < p->leadset_cap; i++)
+            if (p->leadset[i]) {
+                size_t h = lead_hash(p->leadset[i]) & (cap - 1);
+                while (set[h])
+                    h = (h + 1) & (cap - 1);
+                set[h] = p->leadset[i];
+            }
+        free(p->leadset);
+        p->leadset = set;
+        p->leadset_cap = cap;
+    }
+    size_t h = lead_hash(lead_id) & (p->leadset_cap - 1);
+    while (p->leadset[h]) {
+        if (!strcmp(p->leadset[h], lead_id))
+            return true;
+        h = (h + 1) & (p->leadset_cap - 1);
+    }
+    p->leadset[h] = lead_id;
+    p->leads++;
+    return true;
+}
+
+size_t lf_projector_leads(const lf_projector_t *p)
+{
+    return p->leads;
 }
 
 void lf_projector_destroy(lf_projector_t *p)
@@ -119,6 +170,7 @@ void lf_projector_destroy(lf_projector_t *p)
     lf_projector_discard(p);
     free(p->entries);
     free(p->offs);
+    free(p->leadset);
     for (int i = 0; i < p->topic_count; i++)
         free(p->topics[i]);
     free(p->topics);
@@ -261,6 +313,8 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
     }
     if (err == LF_OK) {
         e->ev = ev; /* the entry takes the strings */
+        if (!lead_add(p, e->ev.lead_id))
+            return LF_ERR_NOMEM;
         /* The key should be the lead id (it places the lead on a
          * partition); an event under another key is kept but listed. */
         if (!rkm->key)
@@ -297,7 +351,7 @@ lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
         return LF_ERR_NOMEM;
     e->ev = *ev;
     lf_event_init(ev);
-    return LF_OK;
+    return lead_add(p, e->ev.lead_id) ? LF_OK : LF_ERR_NOMEM;
 }
 
 /* ---- flush helpers --------------------------------------------------- */

@@ -85,6 +85,20 @@ lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
 size_t lf_projector_pending(const lf_projector_t *p);
 
 /**
+ * Most leads one batch should hold. A flush takes one advisory lock per
+ * lead until it commits, and PostgreSQL keeps those in a shared lock table
+ * sized by max_locks_per_transaction (64) x max_connections (100) plus
+ * slack: with the defaults two transactions of 6000 locks each fit, two of
+ * 8000 fail with "out of shared memory". 2500 lets two instances of two
+ * writers each run at once.
+ */
+#define LF_PROJECT_MAX_LEADS 2500
+
+/** Distinct lead ids in the current batch (events only, not dead
+ *  letters): close the batch before it passes LF_PROJECT_MAX_LEADS. */
+size_t lf_projector_leads(const lf_projector_t *p);
+
+/**
  * Write the batch in one transaction: events, derived leads, stage
  * history, anomalies, dead letters and the next offsets. On success the
  * batch is emptied and @p committed (may be NULL) receives the offsets to

@@ -96,7 +96,9 @@ static void usage(FILE *fp)
             "configuration and exits\n"
             "  -c, --config FILE      key=value configuration file (# "
             "comments)\n"
-            "      --batch N          events per transaction (default 10000)\n"
+            "      --batch N          events per transaction (default 10000; "
+            "a batch also\n"
+            "                         closes at 2500 distinct leads)\n"
             "      --linger MS        longest wait to fill a batch (default "
             "50)\n"
             "      --writers N        transactions in flight at once, each on "
@@ -289,6 +291,14 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&lane->lock);
     return NULL;
+}
+
+/* The lane's batch is as big as it may get: batch_max events, or as many
+ * leads as one transaction may lock. */
+static bool lane_full(const app_t *app, const lane_t *lane)
+{
+    return lf_projector_pending(lane->fill) >= (size_t)app->batch_max ||
+           lf_projector_leads(lane->fill) >= LF_PROJECT_MAX_LEADS;
 }
 
 static size_t lanes_pending(app_t *app)
@@ -847,7 +857,7 @@ int main(int argc, char **argv)
                 lf_err_t aerr;
                 /* A full batch waits for its writer: the stream slows to
                  * what PostgreSQL takes. */
-                if (lf_projector_pending(lane->fill) >= (size_t)app.batch_max)
+                if (lane_full(&app, lane))
                     hand_over(&app, lane, true);
                 if (!lf_projector_pending(lane->fill))
                     lane->fill_start = now;
@@ -880,7 +890,7 @@ int main(int argc, char **argv)
             lane_t *lane = &app.lanes[i];
             size_t n = lf_projector_pending(lane->fill);
             if (n &&
-                (n >= (size_t)app.batch_max || !rkm ||
+                (lane_full(&app, lane) || !rkm ||
                  now - lane->fill_start >= app.linger_ms) &&
                 !hand_over(&app, lane, false))
                 waiting = true;

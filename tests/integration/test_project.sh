@@ -9,6 +9,7 @@
 #   pgcrash    PostgreSQL crashed (-m immediate) and restarted mid-stream
 #   twogroup   two instances in one group, one killed
 #   again      the same stream twice to one running projector
+#   locks      15000 leads in one would-be batch: cut at 2500 leads
 #   writers    --writers 1 against 3 and 4; a lead's events spread over
 #              partitions of different writers (partitioner=random), read
 #              through a 100-message prefetch (fetch wake-ups)
@@ -247,6 +248,26 @@ sleep 0.5
 kill -9 "$a"
 wait "$b" || fail "the surviving instance exited $?"
 same bigclean two "two instances in one group, one killed"
+
+# ---- many leads at once: the lock table ------------------------------
+# A flush holds one advisory lock per lead until it commits; PostgreSQL's
+# default lock table holds about 12000. 15000 leads in one 100000-event
+# batch would fail with "out of shared memory" at every retry; a batch
+# closes at LF_PROJECT_MAX_LEADS (2500) leads instead.
+topic locks
+lf_newdb locks
+"$BIN/leadflow-gen" --leads 15000 --seed 5 --produce -b "$LEADFLOW_BROKERS" \
+    -t locks -q || fail "leadflow-gen into locks failed"
+PGDATABASE=locks timeout 180 "${LF_PROJECT[@]}" -t locks -g g-locks \
+    --idle-exit 3 --writers 1 --batch 100000 -X queued.min.messages=100000 \
+    2>"$LF_TMP/locks.log" || fail "locks: the projector exited $?:
+$(grep -m 3 'level=err' "$LF_TMP/locks.log")"
+[ "$(q locks "SELECT count(*) FROM funnel.leads")" = 15000 ] ||
+    fail "locks: $(q locks "SELECT count(*) FROM funnel.leads") of 15000 leads"
+! grep -q "out of shared memory" "$LF_TMP/locks.log" ||
+    fail "locks: PostgreSQL ran out of lock table"
+batches=$(sed -n 's/.*msg="stopped" .* batches=\([0-9]*\) .*/\1/p' "$LF_TMP/locks.log")
+[ "${batches:-0}" -ge 6 ] || fail "locks: $batches batches for 15000 leads"
 
 # ---- malformed messages -> dead_letters ------------------------------
 topic dead

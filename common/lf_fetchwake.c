@@ -68,17 +68,24 @@ static void *wake_main(void *arg)
     return NULL;
 }
 
-lf_fetchwake_t *lf_fetchwake_new(rd_kafka_t *rk, int64_t queued_min_messages)
+lf_fetchwake_t *lf_fetchwake_new(rd_kafka_t *rk)
 {
     lf_fetchwake_t *fw = calloc(1, sizeof(*fw));
+    char v[32];
+    size_t vlen = sizeof(v);
+    long long qmin = 100000; /* librdkafka's default */
 
     if (!fw)
         return NULL;
     fw->rk = rk;
-    if (queued_min_messages < 4)
-        queued_min_messages = 4;
-    fw->high = (size_t)queued_min_messages / 4 * 3;
-    fw->low = (size_t)queued_min_messages / 2;
+    /* The threshold the broker threads stop at, as this handle has it. */
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "queued.min.messages", v, &vlen) ==
+        RD_KAFKA_CONF_OK)
+        qmin = strtoll(v, NULL, 10);
+    if (qmin < 4)
+        qmin = 4;
+    fw->high = (size_t)qmin / 4 * 3;
+    fw->low = (size_t)qmin / 2;
     atomic_init(&fw->count, 0);
     if (!(fw->rkq = rd_kafka_queue_get_consumer(rk))) {
         free(fw);

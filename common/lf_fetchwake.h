@@ -28,13 +28,13 @@ typedef struct lf_fetchwake_s lf_fetchwake_t;
 
 /**
  * Watch the consumer queue of @p rk (a consumer, kept by the caller and
- * alive until lf_fetchwake_destroy()) against @p queued_min_messages, its
- * queued.min.messages. Starts the helper thread "lf:fetchwake".
+ * alive until lf_fetchwake_destroy()) against its own queued.min.messages.
+ * Starts the helper thread "lf:fetchwake".
  * @returns the watcher, to free with lf_fetchwake_destroy(), or NULL when
  * out of memory or out of threads (the consumer then works as without it:
  * callers may pass NULL to every other call).
  */
-lf_fetchwake_t *lf_fetchwake_new(rd_kafka_t *rk, int64_t queued_min_messages);
+lf_fetchwake_t *lf_fetchwake_new(rd_kafka_t *rk);
 
 /** Look at the queue's length and wake the fetchers if it is time. Cheap
  *  (one queue lock); call it from the polling thread after each poll. */

@@ -808,9 +808,7 @@ int main(int argc, char **argv)
         goto out;
     }
     rd_kafka_poll_set_consumer(app.rk);
-    app.fetchwake = lf_fetchwake_new(
-        app.rk,
-        strtoll(lf_conf_get(app.conf, "queued.min.messages"), NULL, 10));
+    app.fetchwake = lf_fetchwake_new(app.rk);
     if (!app.fetchwake)
         LF_LOG(LF_LOG_WARNING, "msg=\"fetch wake-ups unavailable: out of "
                                "memory or threads; a drained queue may wait "

@@ -94,7 +94,7 @@ static drain_t drain(rd_kafka_mock_cluster_t *mc, bool wake)
     cr_assert_not_null(rk, "%s", err);
     rd_kafka_poll_set_consumer(rk);
     if (wake)
-        cr_assert_not_null(fw = lf_fetchwake_new(rk, QUEUED_MIN));
+        cr_assert_not_null(fw = lf_fetchwake_new(rk));
     parts = rd_kafka_topic_partition_list_new(PARTS);
     for (int i = 0; i < PARTS; i++)
         rd_kafka_topic_partition_list_add(parts, "t", i)->offset =

@@ -27,7 +27,10 @@ GROUP=proj
 lf_stack_up
 echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
 
-q() { psql -X -At -v ON_ERROR_STOP=1 -c "$1"; }
+# -q: no command tag ("INSERT 0 1") after the rows of a RETURNING, so a
+# caller reads exactly the rows (cutting the tag off with `| head -1` raced:
+# psql could get SIGPIPE writing it, and pipefail failed the statement).
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 project() { # [flags]: drain the topic into funnel until idle
     lf_project -t "$TOPIC" -g "$GROUP" --idle-exit 2 -q "$@" ||
         fail "leadflow-project exited $?"
@@ -331,7 +334,7 @@ echo "$(hex X-1) $xval" | lf_send_raw legacy >/dev/null ||
 xoff=0 # the first message of a new one-partition topic
 xid=$(q "INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key,
     value, error) VALUES ('legacy', 0, $xoff, 'X-1', '\\x$xval',
-    'framing: unknown schema id 1 (known: none)') RETURNING id" | head -1) ||
+    'framing: unknown schema id 1 (known: none)') RETURNING id") ||
     fail "could not insert the legacy dead letter"
 replay dead-letters retry --id "$xid" --dry-run >"$LF_TMP/retry" 2>"$LF_TMP/err" ||
     fail "retry --dry-run exited $?: $(cat "$LF_TMP/err")"

@@ -91,7 +91,10 @@ for bad in "--writers 0" "--writers 65" "--writers two" "--batch 0" \
     grep -qF -- "${bad% *}" "$LF_TMP/usage.err" ||
         fail "leadflow-project $bad: the message does not name ${bad% *}"
 done
-"$BIN/leadflow-project" --help | grep -q -- "--writers N" ||
+# --help into a variable first: grep -q may stop reading before the program
+# has written everything, and pipefail would count its SIGPIPE as a failure.
+help=$("$BIN/leadflow-project" --help)
+grep -q -- "--writers N" <<<"$help" ||
     fail "--help does not list --writers"
 echo "ok   usage: bad --writers, --batch, --linger exit 64 naming the option"
 

@@ -2,7 +2,7 @@
 """run.py: leadflow's side-by-side benchmark (`make bench`, issue 8).
 
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
-                 [--rows producers,project,latency,memory,cost]
+                 [--mem-runs N] [--rows producers,project,latency,memory,cost]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
                  [--compare-arg ARG]...
 
@@ -32,7 +32,8 @@ Rows (N = --events, about 100k by default):
                line's occurred_at set to the moment it is written; per lead,
                commit timestamp of its funnel.leads row - its last_event_at
   memory       leadflow-project's peak RSS (VmHWM, polled) over a stream of N
-               and of 10 N events produced while it runs
+               and of 10 N events produced while it runs; the median of
+               --mem-runs runs of each size (3; quick 1)
   rebuild      leadflow-replay rebuild --from-db of the projected database
   cost         callgrind instructions per event of lf_codec_decode and of the
                state machine (sort by lead + lf_funnel_apply), bench_decode;
@@ -422,11 +423,28 @@ class Bench:
             return 0
 
     def memory(self):
-        """Peak RSS over a stream of N and of 10 N events, produced in
-        slices of N (leadflow-gen --produce, a new lead prefix each) while
-        the projector runs: a slice waits while the projector is more than
-        1.5 N behind, so the backlog stays well inside the devbroker's
-        retention (5 MiB per partition) whatever the speeds."""
+        """Peak RSS over a stream of N and of 10 N events, each measured
+        mem_runs times (the sizes alternating) and summed up by the median:
+        a peak is the one worst moment of a run, which moves by a few MiB
+        from run to run. Each stream is produced in slices of N
+        (leadflow-gen --produce, a new lead prefix each) while the projector
+        runs: a slice waits while the projector is more than 1.5 N behind,
+        so the backlog stays well inside the devbroker's retention (5 MiB
+        per partition) whatever the speeds."""
+        runs = {"small": [], "large": []}
+        for _ in range(self.a.mem_runs):
+            for label, one in self.memory_once().items():
+                runs[label].append(one)
+        res = {}
+        for label, rs in runs.items():
+            peaks = sorted(r["rss_kib"] for r in rs)
+            res[label] = {"events": rs[0]["events"],
+                          "rss_kib": statistics.median(peaks),
+                          "runs_kib": [r["rss_kib"] for r in rs]}
+        return res
+
+    def memory_once(self):
+        """One run at each size; @returns {label: {events, rss_kib, rate}}."""
         res = {}
         for label, slices in (("small", 1), ("large", 10)):
             topic = self.topic("mem")
@@ -612,7 +630,7 @@ class Bench:
         if mem:
             s, l = mem["small"], mem["large"]
             grow = l["rss_kib"] / s["rss_kib"]
-            peak = max(s["rss_kib"], l["rss_kib"]) / 1024
+            peak = max(s["runs_kib"] + l["runs_kib"]) / 1024
             rows.append(("memory (peak RSS)",
                          f"{l['rss_kib'] / 1024:.1f} MiB @ {l['events']:,}",
                          f"{s['rss_kib'] / 1024:.1f} MiB @ {s['events']:,}",
@@ -650,6 +668,11 @@ class Bench:
         for r in rows:
             print("  ".join(str(c).ljust(w) for c, w in
                             zip(r, widths)).rstrip())
+        if mem:
+            print("memory, peak RSS of each run (MiB): " + "; ".join(
+                f"{mem[k]['events']:,} events " + ", ".join(
+                    f"{x / 1024:.1f}" for x in mem[k]["runs_kib"])
+                for k in ("small", "large")))
         for f in self.failed:
             print(f"FAILED {f}")
         if self.a.json:
@@ -665,6 +688,9 @@ def main():
     ap.add_argument("--quick", action="store_true", default=quick)
     ap.add_argument("--runs", type=int)
     ap.add_argument("--events", type=int)
+    ap.add_argument("--mem-runs", type=int, dest="mem_runs",
+                    help="runs of each size for the memory row (default 3, "
+                    "quick 1); the row shows the medians")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--compare", metavar="BIN_DIR",
                     help="A/B the project row: BIN_DIR's projector (before) "
@@ -689,10 +715,11 @@ def main():
             ap.error(f"--rows: unknown row {r!r} (one of {', '.join(ROWS)})")
     if a.quick:
         defaults = dict(runs=1, events=2000, percommit=100, latency_seconds=1,
-                        cost_events=200, idle_exit=1)
+                        cost_events=200, idle_exit=1, mem_runs=1)
     else:
         defaults = dict(runs=5, events=100000, percommit=2000,
-                        latency_seconds=10, cost_events=5000, idle_exit=2)
+                        latency_seconds=10, cost_events=5000, idle_exit=2,
+                        mem_runs=3)
     for k, v in defaults.items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)

@@ -192,10 +192,16 @@ lf_err_t lf_pg_bin_row(lf_buf_t *out, int ncols)
 {
     /* Signature, flags (no OIDs), header extension length. */
     static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-    char n[2];
 
     if (!out->len && lf_buf_append(out, header, sizeof(header)))
         return LF_ERR_NOMEM;
+    return lf_pg_bin_tuple(out, ncols);
+}
+
+lf_err_t lf_pg_bin_tuple(lf_buf_t *out, int ncols)
+{
+    char n[2];
+
     put_be(n, (uint64_t)ncols, 2);
     return lf_buf_append(out, n, 2);
 }
@@ -259,37 +265,66 @@ lf_err_t lf_pg_bin_end(lf_buf_t *out)
 
 #define COPY_SLICE (64 * 1024)
 
-lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
-                    char *errstr, size_t errstr_size)
+lf_err_t lf_pg_copy_begin(PGconn *conn, const char *copy_sql, char *errstr,
+                          size_t errstr_size)
 {
     PGresult *res = PQexec(conn, copy_sql);
     lf_err_t err = LF_OK;
 
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
+    if (PQresultStatus(res) != PGRES_COPY_IN)
         err = pg_fail(conn, res, copy_sql, errstr, errstr_size);
-        PQclear(res);
-        return err;
-    }
     PQclear(res);
+    return err;
+}
+
+lf_err_t lf_pg_copy_send(PGconn *conn, const char *copy_sql, const char *data,
+                         size_t len, char *errstr, size_t errstr_size)
+{
     /* In slices: libpq copies what it is given into its output buffer,
      * which grows to the largest call and stays that size for the life of
      * the connection (4 MiB of a projector's peak RSS with two writers
      * and whole batches). Blocking connection: PQputCopyData returns 1 or
      * -1, never 0. */
-    for (size_t off = 0; !err && off < data->len;) {
-        size_t n = data->len - off < COPY_SLICE ? data->len - off : COPY_SLICE;
-        if (PQputCopyData(conn, data->data + off, (int)n) != 1)
-            err = pg_fail(conn, NULL, copy_sql, errstr, errstr_size);
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < COPY_SLICE ? len - off : COPY_SLICE;
+        if (PQputCopyData(conn, data + off, (int)n) != 1)
+            return pg_fail(conn, NULL, copy_sql, errstr, errstr_size);
         off += n;
     }
-    if (!err && PQputCopyEnd(conn, NULL) != 1)
-        err = pg_fail(conn, NULL, copy_sql, errstr, errstr_size);
+    return LF_OK;
+}
+
+lf_err_t lf_pg_copy_end(PGconn *conn, const char *copy_sql, lf_err_t err,
+                        char *errstr, size_t errstr_size)
+{
+    PGresult *res;
+
+    if (!err) {
+        if (PQputCopyEnd(conn, NULL) != 1)
+            err = pg_fail(conn, NULL, copy_sql, errstr, errstr_size);
+    } else if (PQstatus(conn) == CONNECTION_OK) {
+        /* Abort: without an end the connection stays in COPY IN, and
+         * PQgetResult would answer COPY IN for ever. */
+        PQputCopyEnd(conn, "the client gave up on this COPY");
+    }
     while ((res = PQgetResult(conn))) {
         if (!err && PQresultStatus(res) != PGRES_COMMAND_OK)
             err = pg_fail(conn, res, copy_sql, errstr, errstr_size);
         PQclear(res);
     }
     return err;
+}
+
+lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
+                    char *errstr, size_t errstr_size)
+{
+    lf_err_t err = lf_pg_copy_begin(conn, copy_sql, errstr, errstr_size);
+
+    if (err)
+        return err;
+    err = lf_pg_copy_send(conn, copy_sql, data->data, data->len, errstr,
+                          errstr_size);
+    return lf_pg_copy_end(conn, copy_sql, err, errstr, errstr_size);
 }
 
 lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n)

@@ -44,6 +44,10 @@ lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
  * All return LF_OK or LF_ERR_NOMEM (also for a field over 1 GiB).
  */
 lf_err_t lf_pg_bin_row(lf_buf_t *out, int ncols);
+/** The start of a row, never the header: for rows sent in pieces
+ *  (lf_pg_copy_send), in a buffer emptied after the first piece, which
+ *  began with lf_pg_bin_row(). */
+lf_err_t lf_pg_bin_tuple(lf_buf_t *out, int ncols);
 /** A text field; NULL is SQL NULL. */
 lf_err_t lf_pg_bin_text(lf_buf_t *out, const char *s);
 lf_err_t lf_pg_bin_int4(lf_buf_t *out, int32_t v);
@@ -63,6 +67,21 @@ lf_err_t lf_pg_bin_end(lf_buf_t *out);
  */
 lf_err_t lf_pg_copy(PGconn *conn, const char *copy_sql, const lf_buf_t *data,
                     char *errstr, size_t errstr_size);
+
+/**
+ * The same COPY sent while it is being formatted: lf_pg_copy_begin(), then
+ * lf_pg_copy_send() for each piece of data, in order, then lf_pg_copy_end()
+ * with LF_OK, or with the error that stopped the caller (a failed send, or
+ * its own): then the COPY is aborted and the transaction has failed, the
+ * error is returned and @p errstr is left as it was. lf_pg_copy() is the
+ * three in one. @returns LF_OK or LF_ERR_PG.
+ */
+lf_err_t lf_pg_copy_begin(PGconn *conn, const char *copy_sql, char *errstr,
+                          size_t errstr_size);
+lf_err_t lf_pg_copy_send(PGconn *conn, const char *copy_sql, const char *data,
+                         size_t len, char *errstr, size_t errstr_size);
+lf_err_t lf_pg_copy_end(PGconn *conn, const char *copy_sql, lf_err_t err,
+                        char *errstr, size_t errstr_size);
 
 /** Append a PostgreSQL text[] literal ({"a","b"}) of @p items, for a $n
  *  parameter: quotes and backslashes escaped. */

@@ -620,21 +620,33 @@ static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
 
 /* ---- flush ------------------------------------------------------------ */
 
-/* The events as COPY rows in p->copy: the columns of events, after the
- * batch position (seq) when @p seq. */
-static lf_err_t format_events(flush_t *f, const size_t *ev_idx, size_t nev,
-                              bool seq)
+/* COPY the events (the columns of events, after the batch position, seq,
+ * when @p seq) with @p sql, sent while they are formatted, a slice of
+ * COPY_STREAM bytes at a time: the server stores one slice while the next
+ * is formatted, and the batch's rows are never all in memory (4 MiB per
+ * writer for 10,000 events). @returns LF_OK; LF_ERR_NOMEM; LF_ERR_PG when
+ * the server refused them, LF_ERR_TEMPORARY when the connection is gone
+ * (both leave the transaction failed). */
+#define COPY_STREAM (64 * 1024)
+
+static lf_err_t copy_events(flush_t *f, const char *sql, const size_t *ev_idx,
+                            size_t nev, bool seq)
 {
     lf_projector_t *p = f->p;
     lf_buf_t *c = &p->copy;
+    lf_err_t err = LF_OK;
 
+    if (!nev)
+        return LF_OK;
+    if (lf_pg_copy_begin(f->conn, sql, f->errstr, f->errstr_size))
+        goto failed;
     lf_buf_reset(c);
-    for (size_t k = 0; k < nev; k++) {
+    for (size_t k = 0; !err && k < nev; k++) {
         size_t i = ev_idx[k];
         entry_t *e = &p->entries[i];
         lf_buf_reset(&p->tmp);
         if (lf_json_format_payload(&e->ev, &p->tmp) ||
-            lf_pg_bin_row(c, seq ? 11 : 10) ||
+            (k ? lf_pg_bin_tuple : lf_pg_bin_row)(c, seq ? 11 : 10) ||
             (seq && lf_pg_bin_int4(c, (int32_t)i)) ||
             lf_pg_bin_text(c, e->ev.event_id) ||
             lf_pg_bin_text(c, e->ev.lead_id) ||
@@ -644,23 +656,32 @@ static lf_err_t format_events(flush_t *f, const size_t *ev_idx, size_t nev,
             lf_pg_bin_text(c, e->ev.actor) ||
             lf_pg_bin_jsonb(c, p->tmp.data, p->tmp.len) ||
             lf_pg_bin_text(c, p->topics[e->topic]) ||
-            lf_pg_bin_int4(c, e->partition) || lf_pg_bin_int8(c, e->offset))
-            return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
-                             "out of memory");
+            lf_pg_bin_int4(c, e->partition) || lf_pg_bin_int8(c, e->offset) ||
+            (k == nev - 1 && lf_pg_bin_end(c))) {
+            err = LF_ERR_NOMEM;
+        } else if (c->len >= COPY_STREAM || k == nev - 1) {
+            err = lf_pg_copy_send(f->conn, sql, c->data, c->len, f->errstr,
+                                  f->errstr_size);
+            lf_buf_reset(c);
+        }
     }
-    return LF_OK;
+    if (lf_pg_copy_end(f->conn, sql, err, f->errstr, f->errstr_size) == LF_OK)
+        return LF_OK;
+    if (err == LF_ERR_NOMEM)
+        return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
+                         "out of memory");
+failed:
+    /* as copy(): a live connection means the server refused the data */
+    return PQstatus(f->conn) == CONNECTION_OK ? LF_ERR_PG : LF_ERR_TEMPORARY;
 }
 
 static lf_err_t stage_events(flush_t *f, size_t *ev_idx, size_t nev)
 {
-    lf_err_t err = format_events(f, ev_idx, nev, true);
-    if (err)
-        return err;
-    return copy(f,
-                "COPY lf_stg_events (seq, event_id, lead_id, type, "
-                "occurred_at, source, actor, payload, topic, partition, "
-                "\"offset\") FROM STDIN (FORMAT binary)",
-                &f->p->copy);
+    return copy_events(f,
+                       "COPY lf_stg_events (seq, event_id, lead_id, type, "
+                       "occurred_at, source, actor, payload, topic, "
+                       "partition, \"offset\") FROM STDIN (FORMAT binary)",
+                       ev_idx, nev, true);
 }
 
 /* A clean batch, the common case (no event_id twice in it, none stored
@@ -710,8 +731,6 @@ static lf_err_t store_events_direct(flush_t *f, size_t *ev_idx, size_t nev,
         if (PQntuples(res))
             goto out; /* a replay or a duplicate: the staged path */
     }
-    if ((err = format_events(f, ev_idx, nev, false)))
-        goto out;
     if ((err = run(f, "SAVEPOINT lf_direct", "storing events", 0, NULL, NULL,
                    NULL)))
         goto out;
@@ -719,9 +738,10 @@ static lf_err_t store_events_direct(flush_t *f, size_t *ev_idx, size_t nev,
              "COPY %s.events (event_id, lead_id, type, occurred_at, source, "
              "actor, payload, topic, partition, \"offset\") FROM STDIN (FORMAT binary)",
              p->schema);
-    if (copy(f, sql, &p->copy)) {
-        err = run(f, "ROLLBACK TO SAVEPOINT lf_direct", "storing events", 0,
-                  NULL, NULL, NULL);
+    if ((err = copy_events(f, sql, ev_idx, nev, false))) {
+        if (err != LF_ERR_NOMEM)
+            err = run(f, "ROLLBACK TO SAVEPOINT lf_direct", "storing events",
+                      0, NULL, NULL, NULL);
         goto out;
     }
     for (size_t k = 0; k < nev; k++)

@@ -1,6 +1,7 @@
 /* test_pg.c: the binary COPY writer and the text[] literal (no server
  * needed; test_project and the other integration tests load these rows
- * into a real PostgreSQL). */
+ * into a real PostgreSQL), and a COPY sent in pieces (lf_pg_copy_begin,
+ * _send, _end) into a throwaway PostgreSQL. */
 #include "lf_pg.h"
 
 #include <criterion/criterion.h>
@@ -60,4 +61,134 @@ Test(pg, text_array_quotes)
     cr_assert_eq(lf_pg_text_array(&b, items, 4), LF_OK);
     cr_expect_str_eq(b.data, "{\"a\",\"b\\\"c\",\"d\\\\e\",\"\"}");
     lf_buf_free(&b);
+}
+
+/* ---- lf_pg_copy_begin/send/end against a real server ------------------- */
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Start a throwaway PostgreSQL (tools/pg-throwaway.sh) and connect; the
+ * exports it prints go into the environment, which libpq reads. */
+static PGconn *pg_up(char *dir, size_t dir_size)
+{
+    char cmd[1024], line[1024];
+    FILE *f;
+
+    snprintf(cmd, sizeof(cmd), "%s/tools/pg-throwaway.sh start", LF_SRC_DIR);
+    cr_assert_not_null(f = popen(cmd, "r"), "cannot run %s", cmd);
+    dir[0] = '\0';
+    while (fgets(line, sizeof(line), f)) {
+        char *eq, *v;
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "export ", 7) || !(eq = strchr(line + 7, '=')))
+            continue;
+        *eq = '\0';
+        v = eq + 1;
+        if (*v == '\'' && strlen(v) >= 2) { /* 'quoted' */
+            v++;
+            v[strlen(v) - 1] = '\0';
+        }
+        setenv(line + 7, v, 1);
+        if (!strcmp(line + 7, "LEADFLOW_PGDATA"))
+            snprintf(dir, dir_size, "%s", v);
+    }
+    cr_assert_eq(pclose(f), 0, "pg-throwaway.sh start failed");
+    cr_assert(dir[0], "pg-throwaway.sh printed no LEADFLOW_PGDATA");
+    PGconn *conn = PQconnectdb("");
+    cr_assert_eq(PQstatus(conn), CONNECTION_OK, "%s", PQerrorMessage(conn));
+    return conn;
+}
+
+static void pg_down(PGconn *conn, const char *dir)
+{
+    char cmd[1024];
+    PQfinish(conn);
+    snprintf(cmd, sizeof(cmd), "%s/tools/pg-throwaway.sh stop '%s' 2>/dev/null",
+             LF_SRC_DIR, dir);
+    cr_expect_eq(system(cmd), 0, "pg-throwaway.sh stop failed");
+}
+
+static char *one_value(PGconn *conn, const char *sql)
+{
+    static char v[256];
+    PGresult *res = PQexec(conn, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
+                 PQresultErrorMessage(res));
+    snprintf(v, sizeof(v), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+Test(pg, copy_in_pieces_against_postgresql, .timeout = 120)
+{
+    static const char sql[] = "COPY t (a, b) FROM STDIN (FORMAT binary)";
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up(dir, sizeof(dir));
+    lf_buf_t b = {0};
+
+    PQclear(PQexec(conn, "CREATE TABLE t (a int4, b text)"));
+
+    /* 1000 rows sent in pieces of 100, the buffer emptied between them:
+     * one header, one trailer, every row stored. */
+    cr_assert_eq(lf_pg_copy_begin(conn, sql, errstr, sizeof(errstr)), LF_OK,
+                 "%s", errstr);
+    for (int i = 0; i < 1000; i++) {
+        cr_assert_eq((i ? lf_pg_bin_tuple : lf_pg_bin_row)(&b, 2), LF_OK);
+        cr_assert_eq(lf_pg_bin_int4(&b, i), LF_OK);
+        cr_assert_eq(lf_pg_bin_text(&b, i % 2 ? "odd" : "even"), LF_OK);
+        if (i == 999)
+            cr_assert_eq(lf_pg_bin_end(&b), LF_OK);
+        if (i % 100 == 99) {
+            cr_assert_eq(lf_pg_copy_send(conn, sql, b.data, b.len, errstr,
+                                         sizeof(errstr)),
+                         LF_OK, "%s", errstr);
+            lf_buf_reset(&b);
+        }
+    }
+    cr_assert_eq(lf_pg_copy_end(conn, sql, LF_OK, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_str_eq(one_value(conn, "SELECT count(*) || ' ' || sum(a) || ' ' "
+                                     "|| count(*) FILTER (WHERE b = 'odd') "
+                                     "FROM t"),
+                     "1000 499500 500");
+
+    /* The caller gives up halfway (its own error): the COPY is aborted,
+     * nothing of it is stored, the caller's message stays and the
+     * connection is usable again. */
+    cr_assert_eq(lf_pg_copy_begin(conn, sql, errstr, sizeof(errstr)), LF_OK);
+    lf_buf_reset(&b);
+    cr_assert_eq(lf_pg_bin_row(&b, 2), LF_OK);
+    cr_assert_eq(lf_pg_bin_int4(&b, 5000), LF_OK);
+    cr_assert_eq(lf_pg_bin_text(&b, "lost"), LF_OK);
+    cr_assert_eq(lf_pg_copy_send(conn, sql, b.data, b.len, errstr,
+                                 sizeof(errstr)),
+                 LF_OK);
+    snprintf(errstr, sizeof(errstr), "out of memory");
+    cr_expect_eq(lf_pg_copy_end(conn, sql, LF_ERR_NOMEM, errstr,
+                                sizeof(errstr)),
+                 LF_ERR_NOMEM);
+    cr_expect_str_eq(errstr, "out of memory");
+    cr_expect_str_eq(one_value(conn, "SELECT count(*) FROM t"), "1000");
+
+    /* Rows the server refuses (three fields for two columns): LF_ERR_PG
+     * with the server's reason, naming the statement. */
+    cr_assert_eq(lf_pg_copy_begin(conn, sql, errstr, sizeof(errstr)), LF_OK);
+    lf_buf_reset(&b);
+    cr_assert_eq(lf_pg_bin_row(&b, 3), LF_OK);
+    cr_assert_eq(lf_pg_bin_int4(&b, 1), LF_OK);
+    cr_assert_eq(lf_pg_bin_text(&b, "x"), LF_OK);
+    cr_assert_eq(lf_pg_bin_text(&b, "y"), LF_OK);
+    cr_assert_eq(lf_pg_bin_end(&b), LF_OK);
+    lf_err_t err = lf_pg_copy_send(conn, sql, b.data, b.len, errstr,
+                                   sizeof(errstr));
+    cr_expect_eq(lf_pg_copy_end(conn, sql, err, errstr, sizeof(errstr)),
+                 LF_ERR_PG);
+    cr_expect(strstr(errstr, "COPY t (a, b)") &&
+                  strstr(errstr, "row field count is 3, expected 2"),
+              "errstr: %s", errstr);
+    cr_expect_str_eq(one_value(conn, "SELECT count(*) FROM t"), "1000");
+
+    lf_buf_free(&b);
+    pg_down(conn, dir);
 }

@@ -890,7 +890,24 @@ typedef struct dec_s {
     char *errstr;
     size_t errstr_size;
     lf_err_t err;
+    lf_event_t *ev; /* its strbuf: where the strings go while they fit */
+    size_t used;    /* bytes of ev->strbuf taken */
 } dec_t;
+
+/* Room for @p size bytes in the event's strbuf, or its own allocation
+ * (a string from the reader schema's defaults need not fit): one malloc
+ * per event instead of one per string (lf_event_clear frees each string
+ * outside strbuf on its own). */
+static char *str_room(dec_t *d, size_t size)
+{
+    lf_event_t *ev = d->ev;
+    if (ev->strbuf && ev->strbuf_size - d->used >= size) {
+        char *p = ev->strbuf + d->used;
+        d->used += size;
+        return p;
+    }
+    return malloc(size);
+}
 
 /* Copy the string value @p v out of avro-c, refusing an embedded NUL (avro-c
  * strings are NUL-terminated, so one inside would silently cut it short). */
@@ -910,7 +927,7 @@ static char *copy_str(dec_t *d, avro_value_t *v, const char *name)
                            "field \"%s\": contains a NUL byte", name);
         return NULL;
     }
-    if (!(copy = malloc(size))) {
+    if (!(copy = str_room(d, size))) {
         d->err =
             lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size, "out of memory");
         return NULL;
@@ -973,10 +990,16 @@ static int64_t get_num(dec_t *d, avro_value_t *rec, int idx)
 
 /* Fill @p ev from @p rec, a v1 LeadEvent (read as v1, or a newer or older
  * version seen through a resolver). */
-static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, char *errstr,
-                        size_t errstr_size)
+static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
+                        char *errstr, size_t errstr_size)
 {
-    dec_t d = {errstr, errstr_size, LF_OK};
+    dec_t d = {errstr, errstr_size, LF_OK, ev, 0};
+
+    /* The message's strings with their NULs fit in its own length: each
+     * has a length prefix of at least one byte. Without it, one
+     * allocation per string. */
+    if ((ev->strbuf = malloc(strbuf_size ? strbuf_size : 1)))
+        ev->strbuf_size = strbuf_size;
     avro_value_t f, p;
     int disc;
 
@@ -1038,9 +1061,11 @@ static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, char *errstr,
                 return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                                  "field \"attributes\": unreadable entry");
             ev->u.captured.attr_count = i + 1;
-            if (!(ev->u.captured.attrs[i].key = strdup(key)))
+            size_t klen = strlen(key) + 1;
+            if (!(ev->u.captured.attrs[i].key = str_room(&d, klen)))
                 return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
                                  "out of memory");
+            memcpy(ev->u.captured.attrs[i].key, key, klen);
             ev->u.captured.attrs[i].value = copy_str(&d, &elem, "attributes");
             if (d.err)
                 return d.err;
@@ -1149,7 +1174,7 @@ lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
     if (avro_value_reset(rec) || avro_value_read(c->reader, dest))
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "Avro body: %s",
                          avro_strerror());
-    if ((err = extract(rec, ev, errstr, errstr_size)) ||
+    if ((err = extract(rec, ev, len - LF_FRAME_HEADER, errstr, errstr_size)) ||
         (err = lf_event_validate(ev, errstr, errstr_size))) {
         lf_event_clear(ev);
         return err;

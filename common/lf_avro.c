@@ -994,14 +994,14 @@ static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
                         char *errstr, size_t errstr_size)
 {
     dec_t d = {errstr, errstr_size, LF_OK, ev, 0};
+    avro_value_t f, p;
+    int disc;
 
     /* The message's strings with their NULs fit in its own length: each
      * has a length prefix of at least one byte. Without it, one
      * allocation per string. */
     if ((ev->strbuf = malloc(strbuf_size ? strbuf_size : 1)))
         ev->strbuf_size = strbuf_size;
-    avro_value_t f, p;
-    int disc;
 
     ev->event_id = get_str(&d, rec, F_EVENT_ID, "event_id");
     ev->lead_id = get_str(&d, rec, F_LEAD_ID, "lead_id");

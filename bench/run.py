@@ -437,10 +437,10 @@ class Bench:
                 runs[label].append(one)
         res = {}
         for label, rs in runs.items():
-            peaks = sorted(r["rss_kib"] for r in rs)
+            peaks = [r["rss_kib"] for r in rs]
             res[label] = {"events": rs[0]["events"],
                           "rss_kib": statistics.median(peaks),
-                          "runs_kib": [r["rss_kib"] for r in rs]}
+                          "runs_kib": peaks}
         return res
 
     def memory_once(self):

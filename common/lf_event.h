@@ -55,8 +55,8 @@ typedef struct lf_attr_s {
  * the union that matches @c type is meaningful.
  *
  * A string is either its own allocation or lies inside @c strbuf, one
- * allocation holding several (the JSON parser's fast path: one malloc per
- * event instead of one per string). lf_event_clear() tells them apart, so
+ * allocation holding several (the JSON parser's fast path and the Avro
+ * decoder: one malloc per event instead of one per string). lf_event_clear() tells them apart, so
  * a field may be replaced by a new allocation at any time; never free() a
  * field by hand.
  */

@@ -609,7 +609,6 @@ static const struct {
 enum { FE_EVENT_ID, FE_LEAD_ID, FE_TYPE, FE_OCCURRED_AT, FE_SOURCE, FE_ACTOR,
        FE__COUNT };
 
-/* A string member into *out; absent or null only if optional. */
 /* Where a decoded string of the scratch buffer lives in ev->strbuf, its
  * copy. */
 static char *fast_own(const fast_t *f, const lf_event_t *ev, const char *s)
@@ -617,6 +616,7 @@ static char *fast_own(const fast_t *f, const lf_event_t *ev, const char *s)
     return ev->strbuf + (s - f->scratch);
 }
 
+/* A string member into *out; absent or null only if optional. */
 static bool fast_take_str(const fast_t *f, const lf_event_t *ev,
                           const fmember_t *m, bool optional, char **out)
 {

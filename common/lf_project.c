@@ -158,9 +158,9 @@ static bool lead_add(lf_projector_t *p, const char *lead_id)
     return true;
 }
 
-size_t lf_projector_leads(const lf_projector_t *p)
+bool lf_projector_full(const lf_projector_t *p, size_t batch_max)
 {
-    return p->leads;
+    return p->count >= batch_max || p->leads >= LF_PROJECT_MAX_LEADS;
 }
 
 void lf_projector_destroy(lf_projector_t *p)
@@ -383,21 +383,24 @@ static lf_err_t run(flush_t *f, const char *sql, const char *what, int n,
                       f->errstr_size);
 }
 
+/* A failed COPY, classified: lf_pg_copy* keep no result to look at, but a
+ * live connection means the server refused the data, a dead one means try
+ * again elsewhere. */
+static lf_err_t copy_failed(const flush_t *f)
+{
+    return PQstatus(f->conn) == CONNECTION_OK ? LF_ERR_PG : LF_ERR_TEMPORARY;
+}
+
 /* COPY binary-format rows (lf_pg_bin_*); nothing when there are none. */
 static lf_err_t copy(flush_t *f, const char *sql, lf_buf_t *data)
 {
-    lf_err_t err;
     if (!data->len)
         return LF_OK;
     if (lf_pg_bin_end(data))
         return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
                          "out of memory");
-    err = lf_pg_copy(f->conn, sql, data, f->errstr, f->errstr_size);
-    /* lf_pg_copy keeps no result to classify: a live connection means the
-     * server refused the data, a dead one means try again elsewhere. */
-    if (err)
-        return PQstatus(f->conn) == CONNECTION_OK ? LF_ERR_PG
-                                                  : LF_ERR_TEMPORARY;
+    if (lf_pg_copy(f->conn, sql, data, f->errstr, f->errstr_size))
+        return copy_failed(f);
     return LF_OK;
 }
 
@@ -639,7 +642,7 @@ static lf_err_t copy_events(flush_t *f, const char *sql, const size_t *ev_idx,
     if (!nev)
         return LF_OK;
     if (lf_pg_copy_begin(f->conn, sql, f->errstr, f->errstr_size))
-        goto failed;
+        return copy_failed(f);
     lf_buf_reset(c);
     for (size_t k = 0; !err && k < nev; k++) {
         size_t i = ev_idx[k];
@@ -670,9 +673,7 @@ static lf_err_t copy_events(flush_t *f, const char *sql, const size_t *ev_idx,
     if (err == LF_ERR_NOMEM)
         return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
                          "out of memory");
-failed:
-    /* as copy(): a live connection means the server refused the data */
-    return PQstatus(f->conn) == CONNECTION_OK ? LF_ERR_PG : LF_ERR_TEMPORARY;
+    return copy_failed(f);
 }
 
 static lf_err_t stage_events(flush_t *f, size_t *ev_idx, size_t nev)

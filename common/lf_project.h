@@ -94,9 +94,9 @@ size_t lf_projector_pending(const lf_projector_t *p);
  */
 #define LF_PROJECT_MAX_LEADS 2500
 
-/** Distinct lead ids in the current batch (events only, not dead
- *  letters): close the batch before it passes LF_PROJECT_MAX_LEADS. */
-size_t lf_projector_leads(const lf_projector_t *p);
+/** True when the current batch should be written now: it holds @p
+ *  batch_max messages, or LF_PROJECT_MAX_LEADS distinct lead ids. */
+bool lf_projector_full(const lf_projector_t *p, size_t batch_max);
 
 /**
  * Write the batch in one transaction: events, derived leads, stage

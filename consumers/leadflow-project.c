@@ -293,14 +293,6 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* The lane's batch is as big as it may get: batch_max events, or as many
- * leads as one transaction may lock. */
-static bool lane_full(const app_t *app, const lane_t *lane)
-{
-    return lf_projector_pending(lane->fill) >= (size_t)app->batch_max ||
-           lf_projector_leads(lane->fill) >= LF_PROJECT_MAX_LEADS;
-}
-
 static size_t lanes_pending(app_t *app)
 {
     size_t n = 0;
@@ -863,7 +855,7 @@ int main(int argc, char **argv)
                 lf_err_t aerr;
                 /* A full batch waits for its writer: the stream slows to
                  * what PostgreSQL takes. */
-                if (lane_full(&app, lane))
+                if (lf_projector_full(lane->fill, (size_t)app.batch_max))
                     hand_over(&app, lane, true);
                 if (!lf_projector_pending(lane->fill))
                     lane->fill_start = now;
@@ -896,7 +888,7 @@ int main(int argc, char **argv)
             lane_t *lane = &app.lanes[i];
             size_t n = lf_projector_pending(lane->fill);
             if (n &&
-                (lane_full(&app, lane) || !rkm ||
+                (lf_projector_full(lane->fill, (size_t)app.batch_max) || !rkm ||
                  now - lane->fill_start >= app.linger_ms) &&
                 !hand_over(&app, lane, false))
                 waiting = true;

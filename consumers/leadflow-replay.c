@@ -783,8 +783,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
                 idle = false;
             }
             /* Full, or nothing more right now: write. */
-            if (lf_projector_pending(p) >= (size_t)batch ||
-                lf_projector_leads(p) >= LF_PROJECT_MAX_LEADS ||
+            if (lf_projector_full(p, (size_t)batch) ||
                 (lf_projector_pending(p) && (idle || lf_reader_done(reader)))) {
                 err = flush_retry(app, p, errstr, sizeof(errstr));
                 lf_progress_update(pr, done);

@@ -74,7 +74,10 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
  * lf_event_clear()). Checks the magic byte, that the schema id is known,
  * every length and index against the writer's schema, no trailing bytes,
  * that the payload branch matches the type, and the contract
- * (lf_event_validate()).
+ * (lf_event_validate()). A body written with v1 is read directly; whatever
+ * that reader declines, and every other writer schema, goes through
+ * avro-c (lf_codec_decode_generic()), which decides: the result and the
+ * error are the same either way.
  * @returns LF_OK; LF_ERR_INVALID with a sentence naming the problem (an
  * unknown id names the id and the registry's answer); LF_ERR_TEMPORARY
  * only with a registry, when the id is not cached and the registry could
@@ -84,6 +87,26 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
  */
 lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
                          lf_event_t *ev, char *errstr, size_t errstr_size);
+
+/**
+ * lf_codec_decode() through avro-c alone (bounds check, generic reader,
+ * schema resolution): the reference the direct v1 reader is tested
+ * against, and what decides every message that reader declines. Same
+ * contract as lf_codec_decode(); slower. For tests.
+ */
+lf_err_t lf_codec_decode_generic(lf_codec_t *c, const void *data, size_t len,
+                                 lf_event_t *ev, char *errstr,
+                                 size_t errstr_size);
+
+/**
+ * lf_codec_decode() through the direct v1 reader alone: LF_ERR_INVALID
+ * "not read by the direct v1 reader" for a message it declines (another
+ * writer schema, or anything it leaves to avro-c). For tests, to show
+ * which messages take the fast path.
+ */
+lf_err_t lf_codec_decode_direct(lf_codec_t *c, const void *data, size_t len,
+                                lf_event_t *ev, char *errstr,
+                                size_t errstr_size);
 
 /**
  * Check that @p data[0..len) is exactly one well-formed Avro binary datum of

@@ -3,7 +3,9 @@
  * from the topic. Whatever the input, decoding must not crash, leak or read
  * out of bounds; an input that decodes must encode again and decode to the
  * same event (the codec is its own inverse on everything it accepts), and
- * the direct writer and avro-c's must write the same bytes for it. */
+ * the direct writer and avro-c's must write the same bytes for it. Both
+ * readers must give the same answer on every input: the same event, or
+ * the same error. */
 #include "lf_avro.h"
 
 #include <stdint.h>
@@ -32,8 +34,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         atexit(fuzz_cleanup);
     }
     lf_event_init(&ev);
-    if (lf_codec_decode(codec, data, size, &ev, errstr, sizeof(errstr)) !=
-        LF_OK)
+    lf_err_t rc = lf_codec_decode(codec, data, size, &ev, errstr,
+                                  sizeof(errstr));
+    {
+        char referr[512];
+        lf_event_t ref;
+        lf_err_t refrc = lf_codec_decode_generic(codec, data, size, &ref,
+                                                 referr, sizeof(referr));
+        if (refrc != rc) {
+            fprintf(stderr, "readers differ: %d (%s), avro-c %d (%s)\n", rc,
+                    rc ? errstr : "", refrc, refrc ? referr : "");
+            abort();
+        }
+        if (rc != LF_OK && strcmp(errstr, referr)) {
+            fprintf(stderr, "errors differ: \"%s\", avro-c \"%s\"\n", errstr,
+                    referr);
+            abort();
+        }
+        if (rc == LF_OK && !lf_event_equal(&ev, &ref)) {
+            fprintf(stderr, "direct and avro-c readers differ\n");
+            abort();
+        }
+        if (refrc == LF_OK)
+            lf_event_clear(&ref);
+    }
+    if (rc != LF_OK)
         return 0; /* rejected with a reason: fine */
 
     /* Accepted: the round trip must hold. */

@@ -55,11 +55,65 @@ static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
     lf_buf_free(&ref);
 }
 
+/* Decode, and check avro-c's reader makes the same event of it: every
+ * test that decodes compares the two readers. */
 static void decode_ok(const void *data, size_t len, lf_event_t *ev)
 {
     char err[512] = "";
+    lf_event_t ref;
+
     cr_assert_eq(lf_codec_decode(codec, data, len, ev, err, sizeof(err)), LF_OK,
                  "decode: %s", err);
+    cr_assert_eq(
+        lf_codec_decode_generic(codec, data, len, &ref, err, sizeof(err)),
+        LF_OK, "decode with avro-c: %s", err);
+    cr_assert(lf_event_equal(ev, &ref), "direct and avro-c readers differ");
+    lf_event_clear(&ref);
+}
+
+/* The same, and the message must take the direct reader. */
+static void decode_direct_ok(const void *data, size_t len, lf_event_t *ev)
+{
+    char err[512] = "";
+    lf_event_t d;
+
+    decode_ok(data, len, ev);
+    cr_assert_eq(lf_codec_decode_direct(codec, data, len, &d, err, sizeof(err)),
+                 LF_OK, "direct reader declined: %s", err);
+    cr_assert(lf_event_equal(ev, &d));
+    lf_event_clear(&d);
+}
+
+/* Both readers give the same answer: the same event, or the same error.
+ * @returns lf_codec_decode()'s. */
+static lf_err_t decode_same(const void *data, size_t len)
+{
+    char err[512] = "", ref[512] = "";
+    lf_event_t ev, gev;
+    lf_err_t rc = lf_codec_decode(codec, data, len, &ev, err, sizeof(err));
+    lf_err_t grc =
+        lf_codec_decode_generic(codec, data, len, &gev, ref, sizeof(ref));
+
+    cr_assert_eq(rc, grc, "decode %d (%s), avro-c %d (%s)", rc, err, grc, ref);
+    if (rc == LF_OK) {
+        cr_assert(lf_event_equal(&ev, &gev), "direct and avro-c differ");
+        lf_event_clear(&ev);
+        lf_event_clear(&gev);
+    } else {
+        cr_assert_str_eq(err, ref);
+    }
+    return rc;
+}
+
+/* The message is left to avro-c: the direct reader declines it. */
+static void expect_declined(const void *data, size_t len)
+{
+    char err[512] = "";
+    lf_event_t d;
+
+    cr_assert_eq(lf_codec_decode_direct(codec, data, len, &d, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_assert_str_eq(err, "not read by the direct v1 reader");
 }
 
 /* JSON text of @p ev, to free(). */
@@ -204,7 +258,7 @@ static void round_trip(const char *in, const char *want)
     cr_assert_geq(wire.len, LF_FRAME_HEADER);
     cr_expect_eq(memcmp(wire.data, "\0\0\0\0\1", 5), 0,
                  "frame header is not 00 00 00 00 01");
-    decode_ok(wire.data, wire.len, &ev2);
+    decode_direct_ok(wire.data, wire.len, &ev2);
     cr_expect(lf_event_equal(&ev1, &ev2), "decoded event differs: %s", in);
     j2 = to_json(&ev2);
     cr_expect_str_eq(j2, want, "JSON after Avro:\n got  %s\n want %s", j2,
@@ -301,7 +355,7 @@ Test(avro, round_trip_limits)
     }
     cr_assert_eq(lf_event_validate(&ev, NULL, 0), LF_OK);
     encode_ok(&ev, &wire);
-    decode_ok(wire.data, wire.len, &back);
+    decode_direct_ok(wire.data, wire.len, &back);
     cr_expect(lf_event_equal(&ev, &back));
     cr_expect_eq(back.u.captured.attr_count, LF_ATTRS_MAX);
     cr_expect_eq(strlen(back.u.captured.channel), LF_STRING_MAX);
@@ -373,6 +427,7 @@ Test(avro, direct_writer_matches_avro_c)
             default: ev.u.disqualified.reason = big; break;
             }
             encode_ok(&ev, &wire); /* the strings are not the event's */
+            decode_same(wire.data, wire.len);
             big[n] = 'b';
         }
     }
@@ -587,7 +642,7 @@ Test(avro, hand_built_message_decodes)
     lf_event_t ev;
 
     r_accepted(&r);
-    decode_ok(r.b, r.n, &ev);
+    decode_direct_ok(r.b, r.n, &ev);
     cr_expect_eq(ev.type, LF_EV_ACCEPTED);
     cr_expect_str_eq(ev.event_id, "e");
     cr_expect_str_eq(ev.lead_id, "L");
@@ -617,6 +672,7 @@ Test(avro, map_repeated_key_keeps_the_later_value)
     r_pair(&r, "j", "1");
     r_pair(&r, "k", "2");
     r_long(&r, 0);
+    expect_declined(r.b, r.n); /* avro-c says what a repeated key means */
     decode_ok(r.b, r.n, &ev);
     cr_assert_eq(ev.u.captured.attr_count, 2);
     cr_expect_str_eq(ev.u.captured.attrs[0].key, "j");
@@ -638,6 +694,7 @@ Test(avro, map_block_forms_decode)
     r_long(&r, 1); /* a second block of one */
     r_pair(&r, "c", "3");
     r_long(&r, 0);
+    expect_declined(r.b, r.n); /* the sized-block form is avro-c's */
     decode_ok(r.b, r.n, &ev);
     cr_assert_eq(ev.u.captured.attr_count, 3);
     cr_expect_str_eq(ev.u.captured.attrs[0].key, "a");
@@ -653,10 +710,17 @@ Test(avro, map_block_forms_decode)
 static void expect_reject(const char *what, const void *data, size_t len,
                           const char *n1, const char *n2)
 {
-    lf_event_t ev;
-    char err[512] = "";
+    lf_event_t ev, gev;
+    char err[512] = "", ref[512] = "";
     lf_err_t rc = lf_codec_decode(codec, data, len, &ev, err, sizeof(err));
+    lf_err_t grc =
+        lf_codec_decode_generic(codec, data, len, &gev, ref, sizeof(ref));
 
+    /* Whichever reader decided, the answer is avro-c's. */
+    cr_expect_eq(grc, rc, "%s: avro-c's reader answers otherwise", what);
+    cr_expect_str_eq(err, ref, "%s: errors differ", what);
+    if (grc == LF_OK)
+        lf_event_clear(&gev);
     cr_expect_eq(rc, LF_ERR_INVALID, "%s: accepted", what);
     cr_expect_neq(err[0], '\0', "%s: no reason given", what);
     cr_expect(n1 == NULL || strstr(err, n1) != NULL,
@@ -1108,6 +1172,7 @@ Test(avro, random_corruption_never_crashes)
                                                    (wire.len - LF_FRAME_HEADER);
                 m[pos] = (uint8_t)(seed >> 17);
             }
+            decode_same(m, wire.len);
             if (lf_codec_decode(codec, m, wire.len, &ev, err, sizeof(err)) ==
                 LF_OK) {
                 lf_event_t again;

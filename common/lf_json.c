@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -823,49 +824,73 @@ lf_err_t lf_json_parse_event_jansson(const char *text, size_t len,
 lf_err_t lf_json_append_string(lf_buf_t *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t start = 0;
+    char *p;
 
-    if (lf_buf_reserve(out, len + 2))
+    /* Written in place: at most 6 bytes per input byte (\u00XX), quotes. */
+    if (len > (SIZE_MAX - 3) / 6 || lf_buf_reserve(out, 6 * len + 2))
         return LF_ERR_NOMEM;
-    out->data[out->len++] = '"';
+    p = out->data + out->len;
+    *p++ = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        const char *rep = NULL;
 
-        if (c == '"')
-            rep = "\\\"";
-        else if (c == '\\')
-            rep = "\\\\";
-        else if (c == '\n')
-            rep = "\\n";
-        else if (c == '\r')
-            rep = "\\r";
-        else if (c == '\t')
-            rep = "\\t";
-        else if (c < 0x20) {
-            esc[0] = '\\', esc[1] = 'u', esc[2] = '0', esc[3] = '0';
-            esc[4] = hex[c >> 4], esc[5] = hex[c & 15], esc[6] = '\0';
-            rep = esc;
-        }
-        if (!rep)
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *p++ = (char)c;
             continue;
-        if (lf_buf_append(out, s + start, i - start) || lf_buf_puts(out, rep))
-            return LF_ERR_NOMEM;
-        start = i + 1;
+        }
+        *p++ = '\\';
+        switch (c) {
+        case '"': *p++ = '"'; break;
+        case '\\': *p++ = '\\'; break;
+        case '\n': *p++ = 'n'; break;
+        case '\r': *p++ = 'r'; break;
+        case '\t': *p++ = 't'; break;
+        default:
+            *p++ = 'u', *p++ = '0', *p++ = '0';
+            *p++ = hex[c >> 4], *p++ = hex[c & 15];
+        }
     }
-    if (lf_buf_append(out, s + start, len - start) ||
-        lf_buf_append(out, "\"", 1))
-        return LF_ERR_NOMEM;
+    *p++ = '"';
+    *p = '\0';
+    out->len = (size_t)(p - out->data);
     return LF_OK;
 }
 
+/* ,"key": (no comma after an opening brace). Keys are our field names:
+ * nothing to escape. */
 static lf_err_t put_key(lf_buf_t *out, const char *key)
 {
-    if (out->len && out->data[out->len - 1] != '{' &&
-        lf_buf_append(out, ",", 1))
+    size_t n = strlen(key);
+    char *p;
+
+    if (lf_buf_reserve(out, n + 4))
         return LF_ERR_NOMEM;
-    return lf_buf_printf(out, "\"%s\":", key);
+    p = out->data + out->len;
+    if (out->len && p[-1] != '{')
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, key, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    *p = '\0';
+    out->len = (size_t)(p - out->data);
+    return LF_OK;
+}
+
+static lf_err_t put_num(lf_buf_t *out, const char *key, int64_t v)
+{
+    char digits[24], *end = digits + sizeof(digits), *q = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do
+        *--q = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--q = '-';
+    if (put_key(out, key) || lf_buf_append(out, q, (size_t)(end - q)))
+        return LF_ERR_NOMEM;
+    return LF_OK;
 }
 
 static lf_err_t put_str(lf_buf_t *out, const char *key, const char *s)
@@ -892,13 +917,10 @@ static lf_err_t put_payload(const lf_event_t *ev, lf_buf_t *out)
             err = put_str(out, f->name, *(char *const *)base);
             break;
         case K_INT:
-            err = put_key(out, f->name) ||
-                  lf_buf_printf(out, "%d", *(const int32_t *)base);
+            err = put_num(out, f->name, *(const int32_t *)base);
             break;
         case K_LONG:
-            err = put_key(out, f->name) ||
-                  lf_buf_printf(out, "%lld",
-                                (long long)*(const int64_t *)base);
+            err = put_num(out, f->name, *(const int64_t *)base);
             break;
         case K_REASON:
             err = put_str(out, f->name,

@@ -445,34 +445,77 @@ static lf_err_t ensure_temp(flush_t *f)
     return err;
 }
 
-/* Sorting entry indexes: qsort has no context argument, so the base is
- * per thread (leadflow-project flushes on several writer threads). */
+/* Sorting entry indexes by one of the entry's strings. Each index goes
+ * with the string's first 8 bytes as a big-endian number, which orders
+ * like strcmp and settles most comparisons without a trip to the entry
+ * (the sorts were a fifth of a writer's CPU, mostly cache misses in
+ * strcmp); strcmp on a tie. qsort has no context argument, so the base
+ * is per thread (leadflow-project flushes on several writer threads). */
+typedef struct skey_s {
+    uint64_t k;
+    size_t i;
+} skey_t;
+
 static _Thread_local entry_t *sort_base;
+
+static uint64_t prefix8(const char *s)
+{
+    uint64_t k = 0;
+    for (int j = 0; j < 8; j++) {
+        k <<= 8;
+        if (*s)
+            k |= (unsigned char)*s++;
+    }
+    return k;
+}
 
 static int by_event_id(const void *a, const void *b)
 {
-    const entry_t *x = &sort_base[*(const size_t *)a];
-    const entry_t *y = &sort_base[*(const size_t *)b];
-    int c = strcmp(x->ev.event_id, y->ev.event_id);
-    if (c)
+    const skey_t *x = a, *y = b;
+    int c;
+
+    if (x->k != y->k)
+        return x->k < y->k ? -1 : 1;
+    if ((c = strcmp(sort_base[x->i].ev.event_id, sort_base[y->i].ev.event_id)))
         return c;
-    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 static int by_lead_then_order(const void *a, const void *b)
 {
-    const entry_t *x = &sort_base[*(const size_t *)a];
-    const entry_t *y = &sort_base[*(const size_t *)b];
-    int c = strcmp(x->ev.lead_id, y->ev.lead_id);
-    if (c)
+    const skey_t *x = a, *y = b;
+    const lf_event_t *ex = &sort_base[x->i].ev, *ey = &sort_base[y->i].ev;
+    int c;
+
+    if (x->k != y->k)
+        return x->k < y->k ? -1 : 1;
+    if ((c = strcmp(ex->lead_id, ey->lead_id)))
         return c;
-    return lf_event_order(x->ev.occurred_at, x->ev.event_id,
-                          y->ev.occurred_at, y->ev.event_id);
+    return lf_event_order(ex->occurred_at, ex->event_id, ey->occurred_at,
+                          ey->event_id);
 }
 
-static int by_str(const void *a, const void *b)
+/* Sort @p idx[0..n) by event_id (then index), or by lead_id then event
+ * order. @returns false when out of memory (idx unchanged). */
+static bool sort_entries(lf_projector_t *p, size_t *idx, size_t n, bool lead)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    skey_t *k;
+
+    if (n < 2)
+        return true;
+    if (!(k = malloc(n * sizeof(*k))))
+        return false;
+    for (size_t j = 0; j < n; j++) {
+        const lf_event_t *ev = &p->entries[idx[j]].ev;
+        k[j].i = idx[j];
+        k[j].k = prefix8(lead ? ev->lead_id : ev->event_id);
+    }
+    sort_base = p->entries;
+    qsort(k, n, sizeof(*k), lead ? by_lead_then_order : by_event_id);
+    for (size_t j = 0; j < n; j++)
+        idx[j] = k[j].i;
+    free(k);
+    return true;
 }
 
 static int64_t ms_or_null(const PGresult *res, int row, int col)
@@ -708,8 +751,8 @@ static lf_err_t store_events_direct(flush_t *f, size_t *ev_idx, size_t nev,
     lf_err_t err = LF_OK;
 
     *direct = false;
-    sort_base = p->entries;
-    qsort(ev_idx, nev, sizeof(*ev_idx), by_event_id);
+    if (!sort_entries(p, ev_idx, nev, false))
+        goto nomem;
     for (size_t k = 1; k < nev; k++)
         if (!strcmp(p->entries[ev_idx[k - 1]].ev.event_id,
                     p->entries[ev_idx[k]].ev.event_id))
@@ -793,11 +836,11 @@ static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
 
 /* Mark the entries whose event_id the INSERT stored (the first of each
  * id in the batch: DISTINCT ON ... ORDER BY seq). */
-static void mark_new(lf_projector_t *p, size_t *ev_idx, size_t nev,
+static bool mark_new(lf_projector_t *p, size_t *ev_idx, size_t nev,
                      const PGresult *res)
 {
-    sort_base = p->entries;
-    qsort(ev_idx, nev, sizeof(*ev_idx), by_event_id);
+    if (!sort_entries(p, ev_idx, nev, false))
+        return false;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *id = PQgetvalue(res, r, 0);
         size_t lo = 0, hi = nev;
@@ -811,6 +854,7 @@ static void mark_new(lf_projector_t *p, size_t *ev_idx, size_t nev,
         if (lo < nev && !strcmp(p->entries[ev_idx[lo]].ev.event_id, id))
             p->entries[ev_idx[lo]].is_new = true;
     }
+    return true;
 }
 
 /* A lead's run of new events in ev_idx: ev_idx[at .. at + n). */
@@ -902,13 +946,12 @@ static lf_err_t derive(flush_t *f, size_t *ev_idx, size_t nev,
     f->st.events_new = nnew;
     if (!nnew)
         return LF_OK;
-    sort_base = p->entries;
-    qsort(ev_idx, nnew, sizeof(*ev_idx), by_lead_then_order);
     leads = calloc(nnew, sizeof(*leads));
     re = calloc(nnew, sizeof(*re));
     group = calloc(nnew, sizeof(*group));
     fresh = calloc(nnew, sizeof(*fresh));
-    if (!leads || !re || !group || !fresh) {
+    if (!leads || !re || !group || !fresh ||
+        !sort_entries(p, ev_idx, nnew, true)) {
         err = LF_ERR_NOMEM;
         goto done;
     }
@@ -1093,12 +1136,13 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
     }
     for (size_t i = 0; i < p->count; i++) {
         p->entries[i].is_new = false;
-        if (!p->entries[i].dead) {
+        if (!p->entries[i].dead)
             ev_idx[nev++] = i;
-            leads[nleads++] = p->entries[i].ev.lead_id;
-        }
     }
-    qsort(leads, nleads, sizeof(*leads), by_str);
+    /* The batch's leads, each once (the server orders the locks). */
+    for (size_t i = 0; i < p->leadset_cap; i++)
+        if (p->leadset[i])
+            leads[nleads++] = p->leadset[i];
 
     if ((err = run(&f, "BEGIN", "BEGIN", 0, NULL, NULL, NULL)))
         goto out;
@@ -1140,7 +1184,11 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
         goto rollback;
     if (res) {
         nstored = (size_t)PQntuples(res);
-        mark_new(p, ev_idx, nev, res);
+        if (!mark_new(p, ev_idx, nev, res)) {
+            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
+                            "out of memory");
+            goto rollback;
+        }
         PQclear(res);
         res = NULL;
     }

@@ -61,6 +61,7 @@ typedef struct app_s {
     const char *topic;
     const char *group;
     rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt; /* held from the start, see main() */
     PGconn *conn;         /* the main thread's: migrations, offsets, probe */
     lf_projector_t *proj; /* the main thread's, for reading offsets */
     lane_t *lanes;
@@ -827,6 +828,17 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    /* Hold the topic from the start. A subscribing consumer otherwise
+     * makes its partitions only when they are assigned, and librdkafka
+     * resets a "beginning" offset as each partition appears, before the
+     * same metadata has named its leader: the partitions it meets first
+     * wait for a 500 ms retry timer (a fresh projector wrote nothing for
+     * its first half second, a third of a 100k drain). Made now, they have
+     * their leaders long before the group assigns them. */
+    if (app.topic[0] != '^' && !(app.rkt = rd_kafka_topic_new(app.rk, app.topic,
+                                                           NULL)))
+        LF_LOG(LF_LOG_DEBUG, "msg=\"topic handle not made early\" error=%s",
+               rd_kafka_err2str(rd_kafka_last_error()));
     LF_LOG(LF_LOG_INFO, "msg=started topic=%s group=%s batch=%d writers=%d",
            app.topic, app.group, app.batch_max, app.nlanes);
 
@@ -934,6 +946,8 @@ int main(int argc, char **argv)
     rd_kafka_consumer_close(app.rk);
 
 out:
+    if (app.rkt)
+        rd_kafka_topic_destroy(app.rkt);
     lf_fetchwake_destroy(app.fetchwake);
     lanes_free(&app);
     lf_metrics_destroy(app.metrics);

@@ -13,6 +13,7 @@
 #   writers    --writers 1 against 3 and 4; a lead's events spread over
 #              partitions of different writers (partitioner=random), read
 #              through a 100-message prefetch (fetch wake-ups)
+#   start      no assigned partition waits for its leader (offset retry)
 #   dead       every malformed kind ends in dead_letters with its reason
 #   hostile    hostile strings survive byte for byte; duplicates and
 #              conflicting duplicates
@@ -144,6 +145,23 @@ $(tail -n 3 "$LF_TMP/scatter.log")"
 [ "$(q scatter "SELECT count(*) FROM funnel.anomalies WHERE kind = 'key'")" = 0 ] ||
     fail "scatter: key anomalies listed (the keys are the lead ids)"
 same clean11 scatter "writers: one lead's events over 4 writers, batches of 7"
+
+# ---- assigned partitions start at once -------------------------------
+# A subscribing consumer makes its partitions only when they are assigned,
+# and librdkafka resets a "beginning" offset as each appears, before the
+# metadata has named its leader: those wait for a 500 ms retry timer. The
+# projector holds the topic from the start so no partition is met
+# leaderless (a fresh projector wrote nothing for half a second).
+lf_broker "topic start 16" >/dev/null
+lf_newdb start
+gen start 11
+project start start -v -v -v -X debug=topic 2>"$LF_TMP/start.log"
+grep -q "src=rdkafka fac=OFFSET" "$LF_TMP/start.log" ||
+    fail "start: no librdkafka offset debug lines to check"
+! grep -q "no current leader for partition" "$LF_TMP/start.log" ||
+    fail "start: a partition was assigned before its leader was known:
+$(grep -m 3 "no current leader" "$LF_TMP/start.log")"
+same clean11 start "start: 16 partitions assigned, none waits for its leader"
 
 # ---- a bigger stream for the fault scenarios -------------------------
 BIG=${LF_TEST_BIG_LEADS:-800}

@@ -728,8 +728,10 @@ int main(int argc, char **argv)
      * looks at a full queue again only about once a second unless woken,
      * which lf_fetchwake does: the queue then only has to cover a fetch's
      * round trip. 10000 against 40000 side by side: 1.02x the rate, peak
-     * RSS 39.7 against 60.9 MiB (bench/run.py --compare-arg, 5 rounds). */
-    lf_conf_default(app.conf, "queued.min.messages", "10000");
+     * RSS 39.7 against 60.9 MiB (bench/run.py --compare-arg, 5 rounds);
+     * 5000 against 10000, once decoding got ~6x cheaper: 1.00x the rate,
+     * peak RSS 31.2 against 35.5 MiB (7 rounds). */
+    lf_conf_default(app.conf, "queued.min.messages", "5000");
     lf_conf_default(app.conf, "queued.max.messages.kbytes", "16384");
     lf_conf_default(app.conf, LF_CONF_DB, "");
     if (cli.dump) {

@@ -163,6 +163,10 @@ static lf_err_t walk_varint(walk_t *w, int64_t *out, bool is_int)
         if (i == maxb)
             return walk_fail(w, "varint longer than %d bytes", maxb);
         uint8_t b = *w->p++;
+        /* The 10th byte holds bit 63 only: more would be dropped, and a
+         * damaged number read as another (avro-c keeps the low bit). */
+        if (i == 9 && b > 1)
+            return walk_fail(w, "varint wider than 64 bits");
         v |= (uint64_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80))
             break;

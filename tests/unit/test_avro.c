@@ -976,6 +976,84 @@ Test(avro, reject_enum_out_of_range)
     expect_reject("reason 7", r.b, r.n, "out of range", "reason");
 }
 
+/* Encodings other writers may use, longer than they need be: both readers
+ * take them, to the same event, and the direct one reads them itself. */
+Test(avro, unusual_encodings_read_directly)
+{
+    raw_t r;
+    lf_event_t ev;
+    static const uint8_t zero5[] = {0x80, 0x80, 0x80, 0x80, 0x00};
+    static const uint8_t min64[] = {0xff, 0xff, 0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0x01};
+
+    /* A 5-byte int 0 (score), a 2-byte type and branch. */
+    r_header(&r, 0, 1);
+    r_str(&r, "e");
+    r_str(&r, "L");
+    r_byte(&r, 0x82); /* type 1 (scored) in two bytes */
+    r_byte(&r, 0x00);
+    r_long(&r, 0);
+    r_str(&r, "s");
+    r_long(&r, 0);
+    r_byte(&r, 0x82); /* payload branch 1 in two bytes */
+    r_byte(&r, 0x00);
+    r_bytes(&r, zero5, sizeof(zero5)); /* score */
+    r_long(&r, 50);
+    r_str(&r, "m");
+    decode_direct_ok(r.b, r.n, &ev);
+    cr_expect_eq(ev.type, LF_EV_SCORED);
+    cr_expect_eq(ev.u.scored.score, 0);
+    lf_event_clear(&ev);
+
+    /* The widest long: INT64_MIN in ten bytes, the last one 0x01. */
+    r_envelope(&r, LF_EV_WON);
+    r_long(&r, LF_EV_WON);
+    r_bytes(&r, min64, sizeof(min64));
+    r_str(&r, "EUR");
+    decode_same(r.b, r.n); /* a negative amount: the contract decides */
+
+    /* Attributes in two positive blocks, an empty key, 256 entries. */
+    r_captured_head(&r);
+    r_long(&r, 1);
+    r_pair(&r, "", "empty key");
+    r_long(&r, LF_ATTRS_MAX - 1);
+    for (int i = 1; i < LF_ATTRS_MAX; i++) {
+        char k[8];
+        snprintf(k, sizeof(k), "k%03d", i);
+        r_pair(&r, k, "v");
+    }
+    r_long(&r, 0);
+    decode_direct_ok(r.b, r.n, &ev);
+    cr_assert_eq(ev.u.captured.attr_count, LF_ATTRS_MAX);
+    cr_expect_str_eq(ev.u.captured.attrs[0].key, "");
+    cr_expect_str_eq(ev.u.captured.attrs[0].value, "empty key");
+    lf_event_clear(&ev);
+}
+
+/* Numbers wider than their type: refused by both readers, with the same
+ * words, never read as another number. */
+Test(avro, reject_overlong_numbers)
+{
+    raw_t r;
+    static const uint8_t int6[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+    static const uint8_t wide64[] = {0x80, 0x80, 0x80, 0x80, 0x80,
+                                     0x80, 0x80, 0x80, 0x80, 0x02};
+
+    r_envelope(&r, LF_EV_SCORED);
+    r_long(&r, LF_EV_SCORED);
+    r_bytes(&r, int6, sizeof(int6)); /* score: a 6-byte int */
+    r_long(&r, 50);
+    r_str(&r, "m");
+    expect_reject("6-byte int", r.b, r.n, "longer than 5 bytes", "score");
+
+    r_envelope(&r, LF_EV_WON);
+    r_long(&r, LF_EV_WON);
+    r_bytes(&r, wide64, sizeof(wide64)); /* amount: bit 64 set, rest 0 */
+    r_str(&r, "EUR");
+    expect_reject("65-bit long", r.b, r.n, "wider than 64 bits",
+                  "amount_minor");
+}
+
 Test(avro, reject_payload_not_matching_type)
 {
     raw_t r;

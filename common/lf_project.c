@@ -751,8 +751,6 @@ static lf_err_t store_events_direct(flush_t *f, size_t *ev_idx, size_t nev,
     lf_err_t err = LF_OK;
 
     *direct = false;
-    if (!sort_entries(p, ev_idx, nev, false))
-        goto nomem;
     for (size_t k = 1; k < nev; k++)
         if (!strcmp(p->entries[ev_idx[k - 1]].ev.event_id,
                     p->entries[ev_idx[k]].ev.event_id))
@@ -835,12 +833,11 @@ static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
 }
 
 /* Mark the entries whose event_id the INSERT stored (the first of each
- * id in the batch: DISTINCT ON ... ORDER BY seq). */
-static bool mark_new(lf_projector_t *p, size_t *ev_idx, size_t nev,
+ * id in the batch: DISTINCT ON ... ORDER BY seq); ev_idx is in event_id
+ * order. */
+static void mark_new(lf_projector_t *p, const size_t *ev_idx, size_t nev,
                      const PGresult *res)
 {
-    if (!sort_entries(p, ev_idx, nev, false))
-        return false;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *id = PQgetvalue(res, r, 0);
         size_t lo = 0, hi = nev;
@@ -854,7 +851,6 @@ static bool mark_new(lf_projector_t *p, size_t *ev_idx, size_t nev,
         if (lo < nev && !strcmp(p->entries[ev_idx[lo]].ev.event_id, id))
             p->entries[ev_idx[lo]].is_new = true;
     }
-    return true;
 }
 
 /* A lead's run of new events in ev_idx: ev_idx[at .. at + n). */
@@ -1139,6 +1135,12 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
         if (!p->entries[i].dead)
             ev_idx[nev++] = i;
     }
+    /* In event_id order, once: for finding an id twice in the batch, for
+     * mark_new's search, and as the COPY order (the primary key's). */
+    if (!sort_entries(p, ev_idx, nev, false)) {
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
     /* The batch's leads, each once (the server orders the locks). */
     for (size_t i = 0; i < p->leadset_cap; i++)
         if (p->leadset[i])
@@ -1184,11 +1186,7 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
         goto rollback;
     if (res) {
         nstored = (size_t)PQntuples(res);
-        if (!mark_new(p, ev_idx, nev, res)) {
-            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
-                            "out of memory");
-            goto rollback;
-        }
+        mark_new(p, ev_idx, nev, res);
         PQclear(res);
         res = NULL;
     }

@@ -69,7 +69,7 @@ demo: build
 	tools/demo.sh $(BUILD)/bin
 
 format:
-	clang-format -i common/*.[ch] producers/*.c consumers/*.c tools/*.c tests/unit/*.c tests/fuzz/*.c examples/*.c bench/*.c
+	clang-format -i common/*/*.[ch] producers/*.c consumers/*.c tools/*.c tests/unit/*.c tests/fuzz/*.c examples/*.c bench/*.c
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) build-release

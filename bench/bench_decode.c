@@ -15,7 +15,7 @@
  * Prints, on stdout, "events=N parse_ns=... encode_ns=... decode_ns=...
  * apply_ns=..." per event from the wall clock (indicative only: callgrind's
  * counts are the figure). */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_funnel.h"
 #include "lf_json.h"
 

@@ -8,7 +8,7 @@
 #include "lf_log.h"
 #include "lf_metrics.h"
 #include "lf_pg.h"
-#include "lf_project.h"
+#include "lf_projector.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -72,7 +72,7 @@ typedef struct app_s {
     int64_t assigned_at; /* when they were (monotonic ms) */
     atomic_uint_fast64_t pg_retries;
     pthread_mutex_t stats_lock;
-    lf_project_stats_t stats;  /* every lane's committed batches */
+    lf_projector_stats_t stats;  /* every lane's committed batches */
     lf_metrics_t *metrics;     /* NULL without --metrics */
     lf_fetchwake_t *fetchwake; /* NULL if it could not start */
 } app_t;
@@ -182,8 +182,8 @@ static int backoff_ms(int attempt)
     return ms > 10000 ? 10000 : ms;
 }
 
-static void stats_add(lf_project_stats_t *to, const lf_project_stats_t *now,
-                      const lf_project_stats_t *before)
+static void stats_add(lf_projector_stats_t *to, const lf_projector_stats_t *now,
+                      const lf_projector_stats_t *before)
 {
     to->messages += now->messages - before->messages;
     to->events_new += now->events_new - before->events_new;
@@ -197,9 +197,9 @@ static void stats_add(lf_project_stats_t *to, const lf_project_stats_t *now,
         to->by_type[t] += now->by_type[t] - before->by_type[t];
 }
 
-static lf_project_stats_t stats_snapshot(app_t *app)
+static lf_projector_stats_t stats_snapshot(app_t *app)
 {
-    lf_project_stats_t s;
+    lf_projector_stats_t s;
     pthread_mutex_lock(&app->stats_lock);
     s = app->stats;
     pthread_mutex_unlock(&app->stats_lock);
@@ -228,14 +228,14 @@ static bool write_batch(lane_t *lane)
         if (!db_ready(app, &lane->conn, lane))
             continue;
         rd_kafka_topic_partition_list_t *committed = NULL;
-        lf_project_stats_t before = *lf_projector_stats(p);
+        lf_projector_stats_t before = *lf_projector_stats(p);
         int64_t t0 = lf_now_mono_ms();
         lf_err_t err = lf_projector_flush(p, lane->conn, &committed, errstr,
                                           sizeof(errstr));
         if (err == LF_OK) {
             pthread_mutex_lock(&app->stats_lock);
             stats_add(&app->stats, lf_projector_stats(p), &before);
-            lf_project_stats_t total = app->stats;
+            lf_projector_stats_t total = app->stats;
             pthread_mutex_unlock(&app->stats_lock);
             lf_metrics_batch(
                 app->metrics, &total, atomic_load(&app->pg_retries),
@@ -332,7 +332,7 @@ static bool hand_over(app_t *app, lane_t *lane, bool wait)
             /* Stuck behind a batch that does not commit: keep lag and
              * retries fresh. */
             pthread_mutex_unlock(&lane->lock);
-            lf_project_stats_t s = stats_snapshot(app);
+            lf_projector_stats_t s = stats_snapshot(app);
             lf_metrics_refresh(app->metrics, app->rk, &s,
                                atomic_load(&app->pg_retries));
             last_refresh = lf_now_mono_ms();
@@ -431,7 +431,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void log_stats(app_t *app, const char *msg)
 {
-    const lf_project_stats_t s = stats_snapshot(app);
+    const lf_projector_stats_t s = stats_snapshot(app);
     LF_LOG(LF_LOG_INFO,
            "msg=\"%s\" messages=%llu events=%llu duplicates=%llu "
            "conflicts=%llu dead_letters=%llu anomalies=%llu recomputed=%llu "
@@ -921,7 +921,7 @@ int main(int argc, char **argv)
                     PQconsumeInput(app.conn);
                 lf_metrics_db(app.metrics, db_ready(&app, &app.conn, NULL));
             }
-            lf_project_stats_t s = stats_snapshot(&app);
+            lf_projector_stats_t s = stats_snapshot(&app);
             lf_metrics_refresh(app.metrics, app.rk, &s,
                                atomic_load(&app.pg_retries));
             last_probe = now;

@@ -3,7 +3,7 @@
  * (from Kafka or from funnel.events) with the projector's own code, diff it
  * against the live one, promote it atomically, retry dead letters, and
  * dump decoded events as JSON lines that leadflow-emit accepts. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_cli.h"
 #include "lf_conf.h"
 #include "lf_deadletter.h"
@@ -11,7 +11,7 @@
 #include "lf_log.h"
 #include "lf_pg.h"
 #include "lf_progress.h"
-#include "lf_project.h"
+#include "lf_projector.h"
 #include "lf_replay.h"
 #include "lf_schema.h"
 #include "lf_time.h"
@@ -802,7 +802,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
         goto out;
     }
     {
-        const lf_project_stats_t *s = lf_projector_stats(p);
+        const lf_projector_stats_t *s = lf_projector_stats(p);
         char rows[256];
         if ((err = lf_schema_counts(app->conn, into, rows, sizeof(rows), errstr,
                                     sizeof(errstr)))) {

@@ -6,7 +6,7 @@
  * the direct writer and avro-c's must write the same bytes for it. Both
  * readers must give the same answer on every input: the same event, or
  * the same error. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * parses must format to
  * JSON that parses to the same event; a timestamp that parses must format to one that
  * parses to the same instant. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_json.h"
 #include "lf_time.h"
 

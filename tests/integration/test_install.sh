@@ -30,7 +30,7 @@ done
 [ -f "$T/share/man/man7/leadflow.7" ] || fail "no man page leadflow.7"
 [ -f "$T/lib/libleadflow.a" ] || fail "no lib/libleadflow.a"
 [ -f "$T/lib/pkgconfig/leadflow.pc" ] || fail "no lib/pkgconfig/leadflow.pc"
-for h in lf_producer.h lf_event.h lf_conf.h lf_common.h lf_json.h lf_avro.h; do
+for h in lf_producer.h lf_event.h lf_conf.h lf_common.h lf_json.h lf_codec.h; do
     [ -f "$T/include/leadflow/$h" ] || fail "header $h not installed"
 done
 [ ! -e "$T/include/leadflow/lf_metrics.h" ] ||

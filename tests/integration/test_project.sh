@@ -276,7 +276,7 @@ same bigclean two "two instances in one group, one killed"
 # A flush holds one advisory lock per lead until it commits; PostgreSQL's
 # default lock table holds about 12000. 15000 leads in one 100000-event
 # batch would fail with "out of shared memory" at every retry; a batch
-# closes at LF_PROJECT_MAX_LEADS (2500) leads instead.
+# closes at LF_PROJECTOR_MAX_LEADS (2500) leads instead.
 topic locks
 lf_newdb locks
 "$BIN/leadflow-gen" --leads 15000 --seed 5 --produce -b "$LEADFLOW_BROKERS" \

@@ -8,7 +8,7 @@
  * A line that fails gives "error: <reason>" in its place, so output line N
  * always answers input line N (blank lines are skipped). Exit 0 if every line
  * succeeded, 65 if some failed, 64 on a usage error. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_json.h"
 
 #include <stdio.h>

@@ -51,7 +51,7 @@ static rd_kafka_topic_partition_list_t *parts(int n, int64_t offset0)
 
 Test(metrics, counters_by_type_and_histogram)
 {
-    lf_project_stats_t st = {0};
+    lf_projector_stats_t st = {0};
     st.messages = 12;
     st.events_new = 10;
     st.dead_letters = 2;

@@ -2,7 +2,7 @@
  * one delivery report per emitted event whatever happens, never a drop on a
  * full queue, and the bytes on the wire (key, partition, headers, value)
  * read back from librdkafka's built-in mock cluster. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_json.h"
 #include "lf_log.h"
 #include "lf_producer.h"

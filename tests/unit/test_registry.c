@@ -3,7 +3,7 @@
  * LeadEvent through it (schemas preloaded in its cache: no HTTP here; the
  * REST calls are tested against a stand-in server in
  * tests/integration/test_registry.sh). */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_embedded.h"
 #include "lf_registry.h"
 

@@ -1,7 +1,7 @@
-/* test_avro.c: the framed Avro codec (lf_avro): JSON -> event -> Avro ->
+/* test_codec.c: the framed Avro codec (lf_codec): JSON -> event -> Avro ->
  * event -> JSON round trips for every type, exact wire bytes, and the
  * decoder against hand-made hostile bytes. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_json.h"
 
 #include <criterion/criterion.h>

@@ -1,9 +1,9 @@
-/* lf_project.c: one batch, one transaction. The batch is staged with COPY
+/* lf_projector.c: one batch, one transaction. The batch is staged with COPY
  * into temporary tables and merged with a few INSERT ... SELECT ... ON
  * CONFLICT statements; the funnel state machine runs here in C, per lead,
  * continuing from the stored lead row when the new events come after it
  * and recomputing the lead from its stored events when one arrives late. */
-#include "lf_project.h"
+#include "lf_projector.h"
 
 #include "lf_buf.h"
 #include "lf_funnel.h"
@@ -51,7 +51,7 @@ struct lf_projector_s {
      * addressing, at most half full. */
     const char **leadset;
     size_t leadset_cap, leads;
-    lf_project_stats_t stats;
+    lf_projector_stats_t stats;
     /* Reused between flushes. */
     lf_buf_t copy, arr, tmp;
     lf_funnel_out_t out;
@@ -160,7 +160,7 @@ static bool lead_add(lf_projector_t *p, const char *lead_id)
 
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max)
 {
-    return p->count >= batch_max || p->leads >= LF_PROJECT_MAX_LEADS;
+    return p->count >= batch_max || p->leads >= LF_PROJECTOR_MAX_LEADS;
 }
 
 void lf_projector_destroy(lf_projector_t *p)
@@ -215,7 +215,7 @@ size_t lf_projector_pending(const lf_projector_t *p)
     return p->count;
 }
 
-const lf_project_stats_t *lf_projector_stats(const lf_projector_t *p)
+const lf_projector_stats_t *lf_projector_stats(const lf_projector_t *p)
 {
     return &p->stats;
 }
@@ -361,7 +361,7 @@ typedef struct flush_s {
     PGconn *conn;
     char *errstr;
     size_t errstr_size;
-    lf_project_stats_t st; /* this batch, added to p->stats on commit */
+    lf_projector_stats_t st; /* this batch, added to p->stats on commit */
     char *recomputed; /* text[] of the leads recomputed in this batch */
 } flush_t;
 
@@ -652,7 +652,7 @@ static lf_err_t write_lead(stage_bufs_t *b, const lf_lead_t *l,
  * rows are those numbered up to lead->visits. */
 static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
                              lf_lead_t *lead, lf_event_t *const *events,
-                             size_t n, lf_project_stats_t *st, bool has_row)
+                             size_t n, lf_projector_stats_t *st, bool has_row)
 {
     int32_t stored_visits = lead->visits;
 

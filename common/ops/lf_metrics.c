@@ -34,7 +34,7 @@ struct lf_metrics_s {
     struct MHD_Daemon *mhd;
     int port;
 
-    lf_project_stats_t stats;
+    lf_projector_stats_t stats;
     uint64_t pg_retries;
     bool db_ok;
     bool assigned; /* partitions are assigned */
@@ -92,7 +92,7 @@ static part_t *part_find(lf_metrics_t *m, const char *topic, int32_t partition)
     return NULL;
 }
 
-void lf_metrics_batch(lf_metrics_t *m, const lf_project_stats_t *stats,
+void lf_metrics_batch(lf_metrics_t *m, const lf_projector_stats_t *stats,
                       uint64_t pg_retries, double seconds,
                       const rd_kafka_topic_partition_list_t *committed)
 {
@@ -130,7 +130,7 @@ void lf_metrics_db(lf_metrics_t *m, bool ok)
 }
 
 void lf_metrics_refresh(lf_metrics_t *m, rd_kafka_t *rk,
-                        const lf_project_stats_t *stats, uint64_t pg_retries)
+                        const lf_projector_stats_t *stats, uint64_t pg_retries)
 {
     if (!m)
         return;
@@ -232,7 +232,7 @@ static void put_parts(FILE *f, const lf_metrics_t *m, const char *name,
 /* Everything, under the lock. */
 static void put_all(FILE *f, const lf_metrics_t *m)
 {
-    const lf_project_stats_t *s = &m->stats;
+    const lf_projector_stats_t *s = &m->stats;
     uint64_t cum = 0;
 
     put_head(f, "leadflow_build_info", "gauge",

@@ -5,7 +5,7 @@
 #define LF_METRICS_H
 
 #include "lf_common.h"
-#include "lf_project.h"
+#include "lf_projector.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
@@ -55,7 +55,7 @@ void lf_metrics_assign(lf_metrics_t *m,
  * next offsets now stored in funnel.offsets (@p committed, may be NULL),
  * the commit time (now). Marks the database reachable.
  */
-void lf_metrics_batch(lf_metrics_t *m, const lf_project_stats_t *stats,
+void lf_metrics_batch(lf_metrics_t *m, const lf_projector_stats_t *stats,
                       uint64_t pg_retries, double seconds,
                       const rd_kafka_topic_partition_list_t *committed);
 
@@ -68,7 +68,7 @@ void lf_metrics_db(lf_metrics_t *m, bool ok);
  * lag is computed. @p rk may be NULL (counters only).
  */
 void lf_metrics_refresh(lf_metrics_t *m, rd_kafka_t *rk,
-                        const lf_project_stats_t *stats, uint64_t pg_retries);
+                        const lf_projector_stats_t *stats, uint64_t pg_retries);
 
 /**
  * The Prometheus text exposition (format 0.0.4) of the current values.

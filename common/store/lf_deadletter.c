@@ -1,10 +1,10 @@
 /* lf_deadletter.c: listing and retrying funnel.dead_letters. */
 #include "lf_deadletter.h"
 
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_buf.h"
 #include "lf_pg.h"
-#include "lf_project.h"
+#include "lf_projector.h"
 #include "lf_time.h"
 
 #include <inttypes.h>
@@ -338,7 +338,7 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
         PQclear(res);
         res = NULL;
         if (!dry_run) {
-            lf_project_stats_t before = *lf_projector_stats(p);
+            lf_projector_stats_t before = *lf_projector_stats(p);
             if ((err =
                      lf_projector_flush(p, conn, NULL, errstr, errstr_size)) ||
                 (err = mark(conn, o, no, errstr, errstr_size)))

@@ -1,11 +1,11 @@
-/* lf_project.h: the projector's core, shared by leadflow-project and
+/* lf_projector.h: the projector's core, shared by leadflow-project and
  * leadflow-replay: a batch of consumed messages (decoded events and dead
  * letters) written to the funnel model in one PostgreSQL transaction
  * together with the offsets it consumed. */
-#ifndef LF_PROJECT_H
-#define LF_PROJECT_H
+#ifndef LF_PROJECTOR_H
+#define LF_PROJECTOR_H
 
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_common.h"
 #include "lf_conf.h"
 #include "lf_event.h"
@@ -15,7 +15,7 @@
 #include <stdbool.h>
 
 /** Counters over a projector's life (and of its last batch). */
-typedef struct lf_project_stats_s {
+typedef struct lf_projector_stats_s {
     uint64_t messages;      /**< messages added */
     uint64_t events_new;    /**< distinct events stored for the first time */
     uint64_t duplicates;    /**< events already stored (or twice in a batch) */
@@ -25,7 +25,7 @@ typedef struct lf_project_stats_s {
     uint64_t recomputed;    /**< leads recomputed from their stored events */
     uint64_t batches;       /**< transactions committed */
     uint64_t by_type[LF_EV__COUNT]; /**< new events by type */
-} lf_project_stats_t;
+} lf_projector_stats_t;
 
 typedef struct lf_projector_s lf_projector_t;
 
@@ -92,10 +92,10 @@ size_t lf_projector_pending(const lf_projector_t *p);
  * 8000 fail with "out of shared memory". 2500 lets two instances of two
  * writers each run at once.
  */
-#define LF_PROJECT_MAX_LEADS 2500
+#define LF_PROJECTOR_MAX_LEADS 2500
 
 /** True when the current batch should be written now: it holds @p
- *  batch_max messages, or LF_PROJECT_MAX_LEADS distinct lead ids. */
+ *  batch_max messages, or LF_PROJECTOR_MAX_LEADS distinct lead ids. */
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max);
 
 /**
@@ -120,7 +120,7 @@ void lf_projector_discard(lf_projector_t *p);
 void lf_projector_conn_reset(lf_projector_t *p);
 
 /** Counters so far. */
-const lf_project_stats_t *lf_projector_stats(const lf_projector_t *p);
+const lf_projector_stats_t *lf_projector_stats(const lf_projector_t *p);
 
 /**
  * The offsets stored for @p group_id and @p topic in schema's offsets

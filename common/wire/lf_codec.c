@@ -1,7 +1,7 @@
-/* lf_avro.c: framed Avro for LeadEvent: direct v1 writer and reader, and
+/* lf_codec.c: framed Avro for LeadEvent: direct v1 writer and reader, and
  * avro-c (behind a schema-driven bounds check) as their reference and for
  * every other writer schema. */
-#include "lf_avro.h"
+#include "lf_codec.h"
 
 #include "lf_embedded.h"
 
@@ -403,7 +403,7 @@ static int set_enum(avro_value_t *rec, int idx, int v)
  * in setting, sizing and walking the value; the binary encoding of this one
  * record is simple enough to write directly, in about a tenth of that.
  * lf_codec_encode_generic() is the avro-c writer, kept as the reference:
- * test_avro compares the bytes of both for every type and edge, and
+ * test_codec compares the bytes of both for every type and edge, and
  * fuzz_json for every event it parses. */
 
 /* Room for a long (zig-zag varint) and for a string's length. */
@@ -1133,7 +1133,7 @@ static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
  * with a key twice, an index out of range, a varint with bits past 64,
  * truncation, trailing bytes) it declines, and the avro-c path decides,
  * with its own messages. So every message decodes to what avro-c makes of
- * it, and errors read the same: test_avro checks both readers agree on
+ * it, and errors read the same: test_codec checks both readers agree on
  * every message it has, fuzz_codec on every input. */
 
 typedef struct rd_s {

@@ -2,7 +2,7 @@
  * producer, framed Avro values, CloudEvents headers. */
 #include "lf_producer.h"
 
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_buf.h"
 #include "lf_log.h"
 #include "lf_time.h"

@@ -6,7 +6,7 @@
 
 #include "lf_buf.h"
 #include "lf_common.h"
-#include "lf_project.h"
+#include "lf_projector.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>

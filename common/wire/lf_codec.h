@@ -1,10 +1,10 @@
-/* lf_avro.h: the Kafka value codec: Confluent framing (0x00, schema id as
+/* lf_codec.h: the Kafka value codec: Confluent framing (0x00, schema id as
  * big-endian int32) around the Avro binary encoding of leadflow.LeadEvent,
  * through avro-c. Decoding treats its input as hostile: every length, count
  * and union index is bound-checked against the schema before avro-c sees the
  * bytes (avro-c 1.11 mallocs negative lengths and trusts union indexes). */
-#ifndef LF_AVRO_H
-#define LF_AVRO_H
+#ifndef LF_CODEC_H
+#define LF_CODEC_H
 
 #include "lf_buf.h"
 #include "lf_common.h"

@@ -1,7 +1,7 @@
 /* lf_cli.c: the shared command-line options (lf_cli.h). */
 #include "lf_cli.h"
 
-#include "lf_avro.h"
+#include "lf_codec.h"
 #include "lf_pg.h"
 #include "lf_producer.h"
 

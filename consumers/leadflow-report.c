@@ -15,63 +15,113 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void usage(FILE *fp)
+/* What the command line asks for. */
+typedef struct report_cfg_s {
+    lf_report_filter_t filter;
+    lf_report_format_t fmt;
+    const char *html; /* --html FILE, or NULL */
+} report_cfg_t;
+
+enum { OPT_FROM = 256, OPT_TO, OPT_CHANNEL, OPT_HTML };
+
+static lf_err_t own_opt(void *arg, int opt, const char *val, char *errstr,
+                        size_t errstr_size)
 {
-    fputs("Usage: leadflow-report [options]\n"
-          "Report the lead funnel from the views in schema funnel.\n"
-          "\n"
-          "  -d, --db CONNINFO   libpq conninfo or URI (default: $LEADFLOW_DB, "
-          "then\n"
-          "                      libpq's PG* environment); a role granted\n"
-          "                      leadflow_analyst is enough\n"
-          "  -c, --config FILE   key=value configuration file (db=...)\n"
-          "  -X key=value        a setting, over -c and $LEADFLOW_*; -X dump "
-          "prints the\n"
-          "                      effective settings (secrets masked) and "
-          "exits\n"
-          "      --from DATE     only leads captured on or after DATE\n"
-          "                      (YYYY-MM-DD, UTC)\n"
-          "      --to DATE       only leads captured on or before DATE\n"
-          "      --channel C     only leads captured in channel C\n"
-          "  -f, --format FMT    stdout: text (default, for a terminal), csv, "
-          "json or html\n"
-          "      --html FILE     also write the HTML page (inline SVG charts, "
-          "no external\n"
-          "                      assets) to FILE\n"
-          "  -v, --verbose       more logging (repeatable)\n"
-          "  -q, --quiet         less logging\n"
-          "  -h, --help          this help\n"
-          "  -V, --version       versions of leadflow and libpq\n"
-          "\n"
-          "Secrets never go on the command line: put the password in "
-          "~/.pgpass or\n"
-          "PGPASSFILE, or in the -c file (chmod 600).\n"
-          "\n"
-          "Every number is a value of a view in schema funnel (stage_counts, "
-          "conversion,\n"
-          "time_in_stage, handoff_sla_by_owner, recycle_reasons, cohorts,\n"
-          "source_performance), filtered by its *_filtered function, all "
-          "read in one\n"
-          "snapshot. CSV rows are section,key,key2,metric,value; the HTML "
-          "page carries\n"
-          "the same five in the data-section, data-key, data-key2, "
-          "data-metric and\n"
-          "data-value attributes of each number.\n"
-          "\n"
-          "Exit codes: 0 done, 64 usage, 69 PostgreSQL unreachable or the "
-          "views missing\n"
-          "  or unreadable, 70 internal error, 74 cannot write the output,\n"
-          "  78 bad configuration.\n",
-          fp);
+    report_cfg_t *cfg = arg;
+    char why[256];
+
+    switch (opt) {
+    case OPT_FROM:
+    case OPT_TO:
+        if (lf_report_check_date(val, why, sizeof(why)))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s %s",
+                             opt == OPT_FROM ? "--from" : "--to", why);
+        *(opt == OPT_FROM ? &cfg->filter.from : &cfg->filter.to) = val;
+        return LF_OK;
+    case OPT_CHANNEL:
+        if (!*val)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--channel: expected a channel name");
+        cfg->filter.channel = val;
+        return LF_OK;
+    case 'f':
+        if (lf_report_parse_format(val, &cfg->fmt))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--format %s: expected text, csv, json or html",
+                             val);
+        return LF_OK;
+    default: /* OPT_HTML */
+        if (!*val)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--html: expected a file name");
+        cfg->html = val;
+        return LF_OK;
+    }
 }
 
-static int usage_error(const char *fmt, const char *arg)
+static const struct option longopts[] = {
+    {"from", required_argument, NULL, OPT_FROM},
+    {"to", required_argument, NULL, OPT_TO},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"format", required_argument, NULL, 'f'},
+    {"html", required_argument, NULL, OPT_HTML},
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t spec = {
+    .prog = "leadflow-report",
+    .synopsis = "leadflow-report [options]\n"
+                "Report the lead funnel from the views in schema funnel.",
+    .shared = LF_CLI_DB | LF_CLI_CONF | LF_CLI_VERBOSE,
+    .own_help =
+        "      --from DATE        only leads captured on or after DATE\n"
+        "                         (YYYY-MM-DD, UTC)\n"
+        "      --to DATE          only leads captured on or before DATE\n"
+        "      --channel C        only leads captured in channel C\n"
+        "  -f, --format FMT       stdout: text (default, for a terminal), "
+        "csv, json\n"
+        "                         or html\n"
+        "      --html FILE        also write the HTML page (inline SVG "
+        "charts, no\n"
+        "                         external assets) to FILE\n",
+    .notes =
+        "A role granted leadflow_analyst is enough for -d.\n"
+        "Secrets never go on the command line: put the password in "
+        "~/.pgpass or\n"
+        "PGPASSFILE, or in the -c file (chmod 600).\n"
+        "\n"
+        "Every number is a value of a view in schema funnel (stage_counts, "
+        "conversion,\n"
+        "time_in_stage, handoff_sla_by_owner, recycle_reasons, cohorts,\n"
+        "source_performance), filtered by its *_filtered function, all "
+        "read in one\n"
+        "snapshot. CSV rows are section,key,key2,metric,value; the HTML "
+        "page carries\n"
+        "the same five in the data-section, data-key, data-key2, "
+        "data-metric and\n"
+        "data-value attributes of each number.\n"
+        "\n"
+        "Exit codes: 0 done, 64 usage, 69 PostgreSQL unreachable or the "
+        "views missing\n"
+        "  or unreadable, 70 internal error, 74 cannot write the output,\n"
+        "  78 bad configuration.\n",
+    .shortopts = "f:",
+    .longopts = longopts,
+    .own = own_opt,
+    .max_args = 0,
+};
+
+/* Fill @p cfg and @p cli from argv. */
+static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli,
+                           report_cfg_t *cfg)
 {
-    fputs("leadflow-report: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    usage(stderr);
-    return LF_EX_USAGE;
+    lf_cli_next_t next = lf_cli_parse(cli, &spec, cfg, argc, argv);
+
+    /* Both are YYYY-MM-DD, so text order is date order. */
+    if (next == LF_CLI_RUN && cfg->filter.from && cfg->filter.to &&
+        strcmp(cfg->filter.from, cfg->filter.to) > 0)
+        return lf_cli_usage_error(cli, "--from is after --to: no date can "
+                                       "match");
+    return next;
 }
 
 /* Write the HTML page next to @p path and rename it into place, so a
@@ -120,144 +170,83 @@ static int write_html_file(const lf_report_t *rep, const char *path)
     return rc;
 }
 
-static int run(int argc, char **argv, lf_cli_t *cli)
+/* The settings: -d and -X in command-line order, over -c FILE, over
+ * $LEADFLOW_DB, over libpq's PG* environment. @returns LF_OK, or the error
+ * of lf_cli_conf() (or LF_ERR_NOMEM), printed. */
+static lf_err_t settings(const lf_cli_t *cli, lf_conf_t **conf)
 {
-    enum { OPT_FROM = 256, OPT_TO, OPT_CHANNEL, OPT_HTML };
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"config", required_argument, NULL, 'c'},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"to", required_argument, NULL, OPT_TO},
-        {"channel", required_argument, NULL, OPT_CHANNEL},
-        {"format", required_argument, NULL, 'f'},
-        {"html", required_argument, NULL, OPT_HTML},
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
-    lf_report_filter_t filter = {NULL, NULL, NULL};
-    lf_report_format_t fmt = LF_REPORT_TEXT;
-    const char *db = NULL, *html = NULL;
-    lf_conf_t *conf = NULL;
-    lf_report_t *rep = NULL;
-    PGconn *conn = NULL;
-    char errstr[1024], q[1100];
-    int opt, rc = 0;
+    char errstr[1024];
+    lf_err_t err;
 
-    lf_log_init("report");
-    while ((opt = getopt_long(argc, argv, "d:c:f:X:vqhV", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'X':
-            if (!lf_cli_x(cli, optarg)) {
-                rc = usage_error("-X \"%s\": expected key=value or dump",
-                                 optarg);
-                goto out;
-            }
-            break;
-        case 'd':
-            db = optarg;
-            break;
-        case 'c':
-            cli->config = optarg;
-            break;
-        case OPT_FROM:
-        case OPT_TO:
-            if (lf_report_check_date(optarg, errstr, sizeof(errstr)))
-                return usage_error(opt == OPT_FROM ? "--from %s" : "--to %s",
-                                   errstr);
-            *(opt == OPT_FROM ? &filter.from : &filter.to) = optarg;
-            break;
-        case OPT_CHANNEL:
-            if (!*optarg)
-                return usage_error("--channel%s: expected a channel name", "");
-            filter.channel = optarg;
-            break;
-        case 'f':
-            if (lf_report_parse_format(optarg, &fmt))
-                return usage_error("--format %s: expected text, csv, json "
-                                   "or html",
-                                   optarg);
-            break;
-        case OPT_HTML:
-            if (!*optarg)
-                return usage_error("--html%s: expected a file name", "");
-            html = optarg;
-            break;
-        case 'v':
-            lf_log_level++;
-            break;
-        case 'q':
-            lf_log_level--;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            lf_cli_version("leadflow-report");
-            goto out;
-        default:
-            usage(stderr);
-            return LF_EX_USAGE;
-        }
-    }
-    if (optind < argc)
-        return usage_error("unexpected argument \"%s\"", argv[optind]);
-    /* Both are YYYY-MM-DD, so text order is date order. */
-    if (filter.from && filter.to && strcmp(filter.from, filter.to) > 0)
-        return usage_error("--from is after --to%s: no date can match", "");
-
-    /* -d over -X over -c FILE over $LEADFLOW_DB over libpq's PG*
-     * environment. */
-    if (!(conf = lf_conf_new())) {
+    if (!(*conf = lf_conf_new())) {
         fprintf(stderr, "leadflow-report: out of memory\n");
-        return LF_EX_SOFTWARE;
+        return LF_ERR_NOMEM;
     }
-    if ((rc = lf_cli_apply(cli, conf, errstr, sizeof(errstr)))) {
+    if ((err = lf_cli_conf(cli, *conf, errstr, sizeof(errstr))))
         fprintf(stderr, "leadflow-report: %s%s\n",
-                rc == LF_EX_USAGE ? "-X " : "", errstr);
-        goto out;
-    }
-    if (db && lf_conf_set(conf, LF_CONF_DB, db, errstr, sizeof(errstr))) {
-        fprintf(stderr, "leadflow-report: %s\n", errstr);
-        rc = LF_EX_SOFTWARE;
-        goto out;
-    }
-    if (cli->dump) {
-        lf_conf_dump(conf, stdout);
-        goto out;
-    }
+                err == LF_ERR_INVALID ? "-X " : "", errstr);
+    return err;
+}
+
+/* Read the views and write the report. @returns an exit code. */
+static int run(const lf_conf_t *conf, const report_cfg_t *cfg)
+{
+    lf_report_t *rep = NULL;
+    PGconn *conn;
+    char errstr[1024], q[1100];
+    int rc = LF_EX_OK;
 
     conn = lf_pg_connect(lf_conf_get(conf, LF_CONF_DB), errstr, sizeof(errstr));
-    if (!conn) {
+    if (!conn || !(rep = lf_report_fetch(conn, &cfg->filter, errstr,
+                                         sizeof(errstr)))) {
         fprintf(stderr, "leadflow-report: %s\n", errstr);
-        rc = LF_EX_UNAVAILABLE;
-        goto out;
-    }
-    rep = lf_report_fetch(conn, &filter, errstr, sizeof(errstr));
-    if (!rep) {
-        fprintf(stderr, "leadflow-report: %s\n", errstr);
-        rc = LF_EX_UNAVAILABLE;
-        goto out;
+        PQfinish(conn);
+        return LF_EX_UNAVAILABLE;
     }
     LF_LOG(LF_LOG_DEBUG, "msg=\"report read\" from=%s to=%s channel=%s",
-           filter.from ? filter.from : "-", filter.to ? filter.to : "-",
-           filter.channel ? lf_log_quote(filter.channel, q, sizeof(q)) : "-");
-    if (lf_report_write(rep, fmt, stdout, errstr, sizeof(errstr))) {
+           cfg->filter.from ? cfg->filter.from : "-",
+           cfg->filter.to ? cfg->filter.to : "-",
+           cfg->filter.channel
+               ? lf_log_quote(cfg->filter.channel, q, sizeof(q))
+               : "-");
+    if (lf_report_write(rep, cfg->fmt, stdout, errstr, sizeof(errstr))) {
         fprintf(stderr, "leadflow-report: stdout: %s\n", errstr);
         rc = LF_EX_IOERR;
-        goto out;
+    } else if (cfg->html) {
+        rc = write_html_file(rep, cfg->html);
     }
-    if (html)
-        rc = write_html_file(rep, html);
-out:
     lf_report_destroy(rep);
     PQfinish(conn);
-    lf_conf_destroy(conf);
     return rc;
 }
 
 int main(int argc, char **argv)
 {
-    return lf_cli_main(argc, argv, run);
+    report_cfg_t cfg = {.fmt = LF_REPORT_TEXT};
+    lf_conf_t *conf = NULL;
+    lf_cli_t cli;
+    lf_err_t err;
+    int rc;
+
+    lf_log_init("report");
+    switch (parse(argc, argv, &cli, &cfg)) {
+    case LF_CLI_DONE:
+        rc = LF_EX_OK;
+        break;
+    case LF_CLI_USAGE:
+        rc = LF_EX_USAGE;
+        break;
+    default:
+        if ((err = settings(&cli, &conf)))
+            rc = err == LF_ERR_INVALID  ? LF_EX_USAGE
+                 : err == LF_ERR_NOMEM ? LF_EX_SOFTWARE
+                                       : LF_EX_CONFIG;
+        else if (cli.dump)
+            rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
+        else
+            rc = run(conf, &cfg);
+    }
+    lf_conf_destroy(conf);
+    lf_cli_free(&cli);
+    return rc;
 }

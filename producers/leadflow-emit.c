@@ -702,7 +702,7 @@ static int run(int argc, char **argv, lf_cli_t *cli)
                                    em.rejects_name);
 
     /* Settings: environment < -c FILE < -X/-b/-t, then the defaults. */
-    if ((rc = lf_cli_producer_conf(cli, PROG, &conf, errstr,
+    if ((rc = lf_cli_producer_conf_old(cli, PROG, &conf, errstr,
                                    sizeof(errstr)))) {
         if (rc == LF_EX_USAGE)
             return usage_error("-X: %s", errstr);

@@ -1495,7 +1495,7 @@ static int run(int argc, char **argv, lf_cli_t *cli)
 
     lf_conf_t *conf = NULL;
     if (produce || cli->dump) {
-        if ((rc = lf_cli_producer_conf(cli, PROG, &conf, errstr,
+        if ((rc = lf_cli_producer_conf_old(cli, PROG, &conf, errstr,
                                        sizeof(errstr)))) {
             if (rc == LF_EX_USAGE)
                 return usage_error("-X: %s", errstr);

@@ -6,33 +6,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *stage_names[LF_ST__COUNT] = {
-    "",
-    "captured",
-    "marketing_qualified",
-    "handed_off",
-    "sales_accepted",
-    "sales_qualified",
-    "won",
-    "lost",
-    "nurture",
-    "disqualified"};
+static const char *stage_names[LF_ST__COUNT] = {"",
+                                                "captured",
+                                                "marketing_qualified",
+                                                "handed_off",
+                                                "sales_accepted",
+                                                "sales_qualified",
+                                                "won",
+                                                "lost",
+                                                "nurture",
+                                                "disqualified"};
 
 #define S(st) (1u << (st))
-#define ANY_STAGE                                                              \
-    (S(LF_ST_CAPTURED) | S(LF_ST_MARKETING_QUALIFIED) | S(LF_ST_HANDED_OFF) |  \
-     S(LF_ST_SALES_ACCEPTED) | S(LF_ST_SALES_QUALIFIED) | S(LF_ST_WON) |       \
-     S(LF_ST_LOST) | S(LF_ST_NURTURE) | S(LF_ST_DISQUALIFIED))
-
 /* What an event does to a captured lead in a stage outside `from`. */
 typedef enum otherwise_e {
     TOUCH,   /* a valid event that changes no stage */
     ANOMALY, /* stored, listed in funnel.anomalies, changes nothing */
 } otherwise_t;
 
+/* Short names, so that each rule below fits on one line. */
+#define CAP  S(LF_ST_CAPTURED)
+#define MQL  S(LF_ST_MARKETING_QUALIFIED)
+#define HO   S(LF_ST_HANDED_OFF)
+#define SAL  S(LF_ST_SALES_ACCEPTED)
+#define SQL  S(LF_ST_SALES_QUALIFIED)
+#define WON  S(LF_ST_WON)
+#define LOST S(LF_ST_LOST)
+#define NUR  S(LF_ST_NURTURE)
+#define DQ   S(LF_ST_DISQUALIFIED)
+
 /* One row per event type. CAPTURED on an unknown lead is the one way in
  * (handled before the table); every other event on an unknown lead is an
- * anomaly. SCORED moves only when score >= threshold (needs_qualifying). */
+ * anomaly. SCORED moves only when score >= threshold (needs_qualifying).
+ * An event whose lead is in a stage of `from` enters `to` (a new visit);
+ * from any other stage it is `otherwise`. */
 static const struct transition_s {
     lf_event_type_t type;
     unsigned from; /* stages it leaves */
@@ -40,27 +47,29 @@ static const struct transition_s {
     bool needs_qualifying;
     otherwise_t otherwise;
 } transitions[LF_EV__COUNT] = {
-    /* event            from                                      to */
-    {LF_EV_CAPTURED, 0, LF_ST_NONE, false, TOUCH},
-    {LF_EV_SCORED, S(LF_ST_CAPTURED) | S(LF_ST_NURTURE),
-     LF_ST_MARKETING_QUALIFIED, true, TOUCH},
-    {LF_EV_HANDED_OFF,
-     S(LF_ST_MARKETING_QUALIFIED) | S(LF_ST_CAPTURED) | S(LF_ST_NURTURE),
-     LF_ST_HANDED_OFF, false, ANOMALY},
-    {LF_EV_ACCEPTED, S(LF_ST_HANDED_OFF), LF_ST_SALES_ACCEPTED, false,
-     ANOMALY},
-    {LF_EV_RECYCLED,
-     S(LF_ST_HANDED_OFF) | S(LF_ST_SALES_ACCEPTED) | S(LF_ST_SALES_QUALIFIED) |
-         S(LF_ST_LOST),
-     LF_ST_NURTURE, false, ANOMALY},
-    {LF_EV_QUALIFIED, S(LF_ST_SALES_ACCEPTED), LF_ST_SALES_QUALIFIED, false,
-     ANOMALY},
-    {LF_EV_WON, S(LF_ST_SALES_QUALIFIED), LF_ST_WON, false, ANOMALY},
-    {LF_EV_LOST, S(LF_ST_SALES_ACCEPTED) | S(LF_ST_SALES_QUALIFIED),
-     LF_ST_LOST, false, ANOMALY},
-    {LF_EV_DISQUALIFIED, ANY_STAGE & ~(S(LF_ST_WON) | S(LF_ST_DISQUALIFIED)),
-     LF_ST_DISQUALIFIED, false, ANOMALY},
+    /* clang-format off */
+/*   event                from                                      to                          qualify otherwise */
+    {LF_EV_CAPTURED,      0,                                        LF_ST_NONE,                 false,  TOUCH},
+    {LF_EV_SCORED,        CAP | NUR,                                LF_ST_MARKETING_QUALIFIED,  true,   TOUCH},
+    {LF_EV_HANDED_OFF,    MQL | CAP | NUR,                          LF_ST_HANDED_OFF,           false,  ANOMALY},
+    {LF_EV_ACCEPTED,      HO,                                       LF_ST_SALES_ACCEPTED,       false,  ANOMALY},
+    {LF_EV_RECYCLED,      HO | SAL | SQL | LOST,                    LF_ST_NURTURE,              false,  ANOMALY},
+    {LF_EV_QUALIFIED,     SAL,                                      LF_ST_SALES_QUALIFIED,      false,  ANOMALY},
+    {LF_EV_WON,           SQL,                                      LF_ST_WON,                  false,  ANOMALY},
+    {LF_EV_LOST,          SAL | SQL,                                LF_ST_LOST,                 false,  ANOMALY},
+    {LF_EV_DISQUALIFIED,  CAP | MQL | HO | SAL | SQL | LOST | NUR,  LF_ST_DISQUALIFIED,         false,  ANOMALY},
+    /* clang-format on */
 };
+
+#undef CAP
+#undef MQL
+#undef HO
+#undef SAL
+#undef SQL
+#undef WON
+#undef LOST
+#undef NUR
+#undef DQ
 
 const char *lf_stage_name(lf_stage_t st)
 {

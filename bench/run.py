@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""run.py: leadflow's side-by-side benchmark (`make bench`, issue 8).
+"""run.py: leadflow's side-by-side benchmark (`make bench`).
 
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
                  [--mem-runs N] [--rows producers,project,latency,memory,cost]
@@ -9,9 +9,9 @@
 Starts its own dev stack (tools/devstack.sh: devbroker + throwaway
 PostgreSQL with track_commit_timestamp=on), measures every row against its
 baseline in the same run, round after round, and prints ONE table of medians
-with the ratios the issue asks for. These machines are shared and noisy: the
-ratios (each taken within one round) are the figures to quote, not the
-absolute rates. Progress goes to stderr, the table to stdout.
+with each row's ratio to its baseline and its target. These machines are
+shared and noisy: the ratios (each taken within one round) are the figures
+to quote, not the absolute rates. Progress goes to stderr, the table to stdout.
 
 Rows (N = --events, about 100k by default):
   emit         leadflow-emit on N JSON lines / kcat -P producing the same N

@@ -4,10 +4,11 @@
  * librdkafka stops fetching while the consumer queue holds
  * queued.min.messages messages. Before 2.2 (Debian bookworm has 2.0.2) a
  * broker thread with nothing to fetch decides again only when something else
- * wakes it, at the latest a second later (librdkafka issue #2879; 2.2 added
- * fetch.queue.backoff.ms). A consumer that empties its queue in less than a
- * second then waits, idle, for the rest of that second: leadflow-project
- * drained a 100k-event backlog in bursts separated by 300-450 ms of nothing.
+ * wakes it, at the latest a second later (a fixed one-second backoff that
+ * 2.2 made configurable as fetch.queue.backoff.ms). A consumer that empties
+ * its queue in less than a second then waits, idle, for the rest of that
+ * second: leadflow-project drained a 100k-event backlog in bursts separated
+ * by 300-450 ms of nothing.
  *
  * The consumer calls lf_fetchwake_check() as it polls. Once the queue has
  * come near the threshold (3/4: fetching may have stopped) and has then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# chaos.sh: fault injection against the whole pipeline (issue 7 section 1).
+# chaos.sh: fault injection against the whole pipeline: no event lost or
+# duplicated, and the tables equal a clean run's, whatever fails.
 #
 #   tests/chaos/chaos.sh [--quick|--long] [-j N] [--bin DIR] [SCENARIO...]
 #

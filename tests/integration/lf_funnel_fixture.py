@@ -5,7 +5,8 @@ out by hand. Imported by test_views.py, test_roles.py and test_report.py.
 The fixture is written straight into funnel.events, funnel.stage_history and
 funnel.leads (no Kafka, no projector): each lead is a list of stage visits,
 and the rows are derived from that list the way the projector's state
-machine would write them (issue 4, section 3), so the three tables agree.
+machine would write them (the funnel table in README.md), so the three
+tables agree.
 
 Histories (hours after capture; every visit ends when the next begins):
 

@@ -3,7 +3,7 @@ by independent readers (python3-kafka, python3-avro, kcat).
 
     /usr/bin/python3 tests/integration/test_emit.py BIN_DIR
 
-Scenarios (issue 3, section 4), each on its own devbroker:
+Scenarios, each on its own devbroker:
   roundtrip    leadflow-gen | leadflow-emit: one message per line, keyed by
                lead_id, values decoded by Apache Avro equal to the input,
                CloudEvents headers, each on Java's murmur2 partition, each

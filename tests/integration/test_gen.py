@@ -4,9 +4,9 @@ writes the same events through lf_producer.
 
     /usr/bin/python3 tests/integration/test_gen.py BIN_DIR
 
-The state machine here is an independent transcription of issue 4,
-section 3 (not common/'s table), applied per lead in (occurred_at,
-event_id) order. Takes about 20 s.
+The state machine here is an independent transcription of the funnel
+table in README.md (not common/'s table), applied per lead in
+(occurred_at, event_id) order. Takes about 20 s.
 """
 import collections
 import hashlib

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_registry.sh BIN_DIR: the schema registry (issue 9 §2) against a
+# test_registry.sh BIN_DIR: the schema registry client against a
 # stand-in server (sr_standin.py: the REST calls we use, the registry's
 # answers, basic auth, TLS, a switch to be unavailable), the dev broker and a
 # throwaway PostgreSQL. The funnel tables projected through the registry are

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test_security.sh BIN_DIR: issue 7 section 4 against the real dev stack.
+# test_security.sh BIN_DIR: least privilege, secrets and TLS against the
+# real dev stack.
 #   privilege  an administrator applies the migrations (--migrate-only as the
 #              owner); leadflow-project then runs as a LOGIN role granted
 #              only leadflow_projector, authenticated by password (scram),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_valgrind.sh BIN_DIR: valgrind memcheck on leadflow-emit and
-# leadflow-project over a small stream (issue 7, section 3): no invalid
-# read or write, no use of uninitialised memory, no definite or indirect
-# leak, and the projection still equals a run without valgrind. "Possibly
+# leadflow-project over a small stream: no invalid read or write, no use
+# of uninitialised memory, no definite or indirect leak, and the projection
+# still equals a run without valgrind. "Possibly
 # lost" blocks are reported, not failed: librdkafka's and libpq's threads
 # hold pointers into the middle of their own blocks. About a minute.
 # Skipped (exit 0) in the sanitizer build, where valgrind cannot run.

@@ -148,9 +148,9 @@ Test(time, format_parse_round_trip)
     cr_expect_gt(n, 70000);
 }
 
-/* Found in review for issue 7: any int64 formats without undefined
- * behaviour (the negation of INT64_MIN was one), and floor division keeps
- * instants before 1970 right. Far out of range the year is just a number. */
+/* Any int64 formats without undefined behaviour (the negation of INT64_MIN
+ * was one), and floor division keeps instants before 1970 right. Far out of
+ * range the year is just a number. */
 Test(time, format_extremes)
 {
     char buf[40];

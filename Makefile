@@ -14,7 +14,7 @@ DEB_PACKAGES = build-essential cmake pkg-config git \
   libmicrohttpd-dev libcurl4-openssl-dev \
   postgresql postgresql-client kcat xxd python3 python3-avro python3-kafka \
   python3-lz4 python3-yaml curl groff-base chromium clang libclang-rt-14-dev valgrind \
-  python3-confluent-kafka python3-psycopg2
+  python3-confluent-kafka python3-psycopg2 prometheus
 
 .PHONY: all deps build build-asan test test-asan demo clean format chaos fuzz bench
 

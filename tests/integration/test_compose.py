@@ -12,6 +12,10 @@ with the service's environment parsing (`-X dump`, exit 0). Then the
 Dockerfile: Debian bookworm, the Debian package of every library the CMake
 build asks pkg-config for, in both the Makefile's DEB_PACKAGES and the
 image's build stage, the runtime libraries and curl for the health check.
+Monitoring: every file a service mounts from the tree exists; Prometheus
+loads deploy/prometheus (the scrape job `leadflow` on the projector's
+metrics port, the alert rules); Grafana is provisioned with a datasource on
+that Prometheus and with deploy/grafana/leadflow.json.
 """
 import os
 import re
@@ -230,6 +234,106 @@ class Services(unittest.TestCase):
                 self.assertEqual(dump["bootstrap.servers"], "kafka:9092")
             self.assertEqual(dump.get("db"), "***",
                              f"{s}: the conninfo must be masked")
+
+
+def bind_mounts(svc):
+    """(source in the tree, container path) of a service's bind mounts of
+    files or directories of this repository (short syntax)."""
+    out = []
+    for v in SERVICES[svc].get("volumes", []):
+        parts = str(v).split(":")
+        if parts[0].startswith("."):
+            out.append((os.path.normpath(os.path.join(SRC, parts[0])),
+                        parts[1]))
+    return out
+
+
+def mounted_from(svc, container_path):
+    """The file of the tree mounted at container_path in svc, or None."""
+    for src, dst in bind_mounts(svc):
+        if os.path.normpath(dst) == os.path.normpath(container_path):
+            return src
+    return None
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+class Monitoring(unittest.TestCase):
+    def test_bind_mounts_exist(self):
+        for s in SERVICES:
+            for src, dst in bind_mounts(s):
+                self.assertTrue(os.path.exists(src),
+                                f"{s} mounts {src}, which does not exist")
+
+    def prometheus_config(self):
+        cmd = command_of("prometheus")
+        flags = dict(a.split("=", 1) for a in cmd if a.startswith("--"))
+        path = flags.get("--config.file", "/etc/prometheus/prometheus.yml")
+        src = mounted_from("prometheus", path)
+        self.assertIsNotNone(src, f"nothing mounted at {path}")
+        return path, src, flags
+
+    def test_prometheus_loads_the_rules(self):
+        self.assertRegex(SERVICES["prometheus"]["image"],
+                         r"^prom/prometheus:v2\.")
+        path, src, _ = self.prometheus_config()
+        self.assertEqual(src, os.path.join(SRC, "deploy", "prometheus",
+                                           "prometheus.yml"))
+        rules = load_yaml(src).get("rule_files") or []
+        in_container = [os.path.join(os.path.dirname(path), r)
+                        for r in rules]
+        self.assertIn(os.path.join(SRC, "deploy", "prometheus", "alerts.yml"),
+                      [mounted_from("prometheus", r) for r in in_container],
+                      "deploy/prometheus/alerts.yml is not loaded")
+
+    def test_prometheus_scrapes_the_projector(self):
+        _, src, _ = self.prometheus_config()
+        jobs = {j["job_name"]: j for j in load_yaml(src)["scrape_configs"]}
+        # The rules select up{job="leadflow"}.
+        self.assertIn("leadflow", jobs)
+        targets = [t for sc in jobs["leadflow"]["static_configs"]
+                   for t in sc["targets"]]
+        cmd = command_of("project")
+        port = int(cmd[cmd.index("--metrics") + 1].rsplit(":", 1)[1])
+        self.assertIn("project:%d" % port, targets)
+
+    def prometheus_port(self):
+        _, _, flags = self.prometheus_config()
+        return int(flags.get("--web.listen-address", ":9090")
+                   .rsplit(":", 1)[1])
+
+    def test_grafana_datasource(self):
+        self.assertRegex(SERVICES["grafana"]["image"],
+                         r"^grafana/grafana(-oss)?:\d")
+        dirs = "/etc/grafana/provisioning/datasources"
+        files = [src for src, dst in bind_mounts("grafana")
+                 if os.path.dirname(os.path.normpath(dst)) == dirs]
+        self.assertTrue(files, f"no datasource mounted in {dirs}")
+        urls = [urlparse(d["url"]) for f in files
+                for d in load_yaml(f)["datasources"]
+                if d["type"] == "prometheus"]
+        self.assertTrue(urls, "no Prometheus datasource provisioned")
+        for u in urls:
+            self.assertEqual(u.hostname, "prometheus")
+            self.assertEqual(u.port, self.prometheus_port())
+        self.assertIn("prometheus", SERVICES["grafana"].get("depends_on", {}))
+
+    def test_grafana_dashboard(self):
+        dirs = "/etc/grafana/provisioning/dashboards"
+        providers = [p for src, dst in bind_mounts("grafana")
+                     if os.path.dirname(os.path.normpath(dst)) == dirs
+                     for p in load_yaml(src)["providers"]]
+        self.assertTrue(providers, f"no dashboard provider in {dirs}")
+        dashboard = os.path.join(SRC, "deploy", "grafana", "leadflow.json")
+        loaded = [src for src, dst in bind_mounts("grafana")
+                  for p in providers
+                  if os.path.dirname(os.path.normpath(dst)) ==
+                  os.path.normpath(p["options"]["path"])]
+        self.assertIn(dashboard, loaded,
+                      "deploy/grafana/leadflow.json is not provisioned")
 
 
 class Dockerfile(unittest.TestCase):

@@ -255,7 +255,7 @@ static const double currency_w[] = {70, 20, 10};
 
 enum { KIND_EVENT = 0, KIND_DUPLICATE = 1, KIND_BAD = 2 };
 
-/* The kinds of malformed line --bad writes (one per KIND_BAD + k). */
+/* The kinds of malformed line the `bad` knob adds (kind KIND_BAD + k). */
 enum {
     BAD_TRUNCATED,
     BAD_MISSING_LEAD_ID,

@@ -28,9 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,15 +46,6 @@
  * them (a second signal gives up at once). */
 #define STOP_FLUSH_MS 10000
 #define PROGRESS_MS   5000
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (stop_requested < 2)
-        stop_requested++;
-}
 
 /* ---------------------------------------------------------------------------
  * Counters and the rejects file.
@@ -223,12 +212,12 @@ static int fill(reader_t *r)
         int rc = r->idle ? poll(&pfd, 1, IDLE_MS) : 1;
         if (rc == 0) {
             r->idle(r->idle_arg);
-            if (stop_requested)
+            if (lf_cli_signals)
                 return RD_STOP;
             continue;
         }
         if (rc < 0 && errno == EINTR) {
-            if (stop_requested)
+            if (lf_cli_signals)
                 return RD_STOP;
             continue;
         }
@@ -237,7 +226,7 @@ static int fill(reader_t *r)
             break;
         if (errno != EINTR)
             return RD_ERROR;
-        if (stop_requested)
+        if (lf_cli_signals)
             return RD_STOP;
     }
     if (n == 0)
@@ -458,7 +447,7 @@ static void emit_file(emit_t *em, lf_producer_t *p, int file)
         em->exit_io = LF_EX_IOERR;
         goto out;
     }
-    while (!stop_requested) {
+    while (!lf_cli_signals) {
         rc = read_line(&r, &line, &len, &total, snippet);
         if (rc == RD_LINE) {
             if (blank(line, len))
@@ -498,14 +487,14 @@ static void drain(emit_t *em, lf_producer_t *p)
     int64_t deadline = INT64_MAX;
 
     while (lf_producer_flush(p, 500) != LF_OK) {
-        if (stop_requested && deadline == INT64_MAX) {
+        if (lf_cli_signals && deadline == INT64_MAX) {
             deadline = lf_now_mono_ms() + STOP_FLUSH_MS;
             LF_LOG(LF_LOG_NOTICE,
                    "msg=\"stopping: waiting for in-flight events\" "
                    "in_flight=%lld wait_s=%d",
                    (long long)lf_producer_inflight(p), STOP_FLUSH_MS / 1000);
         }
-        if (stop_requested > 1 || lf_now_mono_ms() >= deadline) {
+        if (lf_cli_signals > 1 || lf_now_mono_ms() >= deadline) {
             LF_LOG(LF_LOG_WARNING,
                    "msg=\"giving up on in-flight events; they are in the "
                    "rejects file\" in_flight=%lld",
@@ -521,60 +510,87 @@ static void drain(emit_t *em, lf_producer_t *p)
  * Command line.
  */
 
-static void usage(FILE *fp)
+/* What the command line asks for. */
+typedef struct emit_cfg_s {
+    const char *rejects; /* --rejects FILE, or NULL: stderr */
+    bool dry_run;
+    const char **files; /* the inputs, "-" for stdin */
+    int nfiles;
+} emit_cfg_t;
+
+static lf_err_t own_opt(void *arg, int opt, const char *val, char *errstr,
+                        size_t errstr_size)
 {
-    fprintf(
-        fp,
-        "Usage: " PROG " [-b BROKERS] [-t TOPIC] [-X key=value]... [-c FILE]\n"
-        "                     [--rejects FILE] [--dry-run] [-v|-q] [FILE...]\n"
-        "       " PROG " -X dump | --help | --version\n"
-        "\n"
-        "Reads lead events as JSON lines (one object per line, the flat\n"
-        "mapping of the LeadEvent schema) from the FILEs, or stdin if none\n"
-        "or \"-\", and produces each to Kafka as framed Avro, keyed by\n"
-        "lead_id, with CloudEvents headers.\n"
-        "\n"
-        "Every non-blank line ends as exactly one of: delivered (the broker\n"
-        "acknowledged it, acks=all); rejected (invalid JSON or contract);\n"
-        "failed (not delivered after librdkafka's retries within\n"
-        "message.timeout.ms, or given up on at a signal). Rejected and\n"
-        "failed lines go to the rejects file, one JSON object per line:\n"
-        "  {\"file\":...,\"line\":N,\"reason\":\"...\",\"text\":\"<the "
-        "line>\"}\n"
-        "Fix and re-send them: a line without event_id gets an id derived\n"
-        "from its content, so re-sending never creates a second event.\n"
-        "Line numbers count from 1 and include blank lines; blank lines\n"
-        "(only spaces or tabs) are skipped and counted apart, not \"read\".\n"
-        "A UTF-8 BOM at the start of a file and CR before LF are removed.\n"
+    emit_cfg_t *cfg = arg;
+
+    (void)errstr;
+    (void)errstr_size;
+    if (opt == 'r')
+        cfg->rejects = val;
+    else /* 'n' */
+        cfg->dry_run = true;
+    return LF_OK;
+}
+
+static const struct option longopts[] = {
+    {"rejects", required_argument, NULL, 'r'},
+    {"dry-run", no_argument, NULL, 'n'},
+    {NULL, 0, NULL, 0}};
+
+/* The notes take numbers from the code (line limit, waits): filled once by
+ * notes_text() before the usage can be printed. */
+static char notes[2048];
+
+static lf_cli_spec_t spec = {
+    .prog = PROG,
+    .synopsis = PROG
+    " [-b BROKERS] [-t TOPIC] [-X key=value]... [-c FILE]\n"
+    "                     [--rejects FILE] [--dry-run] [-v|-q] [FILE...]\n"
+    "       " PROG " -X dump | --help | --version\n"
+    "\n"
+    "Reads lead events as JSON lines (one object per line, the flat\n"
+    "mapping of the LeadEvent schema) from the FILEs, or stdin if none\n"
+    "or \"-\", and produces each to Kafka as framed Avro, keyed by\n"
+    "lead_id, with CloudEvents headers.\n"
+    "\n"
+    "Every non-blank line ends as exactly one of: delivered (the broker\n"
+    "acknowledged it, acks=all); rejected (invalid JSON or contract);\n"
+    "failed (not delivered after librdkafka's retries within\n"
+    "message.timeout.ms, or given up on at a signal). Rejected and\n"
+    "failed lines go to the rejects file, one JSON object per line:\n"
+    "  {\"file\":...,\"line\":N,\"reason\":\"...\",\"text\":\"<the "
+    "line>\"}\n"
+    "Fix and re-send them: a line without event_id gets an id derived\n"
+    "from its content, so re-sending never creates a second event.\n"
+    "Line numbers count from 1 and include blank lines; blank lines\n"
+    "(only spaces or tabs) are skipped and counted apart, not \"read\".\n"
+    "A UTF-8 BOM at the start of a file and CR before LF are removed.",
+    .shared = LF_CLI_BROKERS | LF_CLI_TOPIC | LF_CLI_CONF | LF_CLI_VERBOSE,
+    .own_help =
+        "  -r, --rejects FILE     write rejected and failed lines to FILE\n"
+        "                         (truncated first); default: stderr\n"
+        "  -n, --dry-run          parse and validate only; produce nothing\n",
+    .notes = notes,
+    .shortopts = "r:n",
+    .longopts = longopts,
+    .own = own_opt,
+    .max_args = -1,
+};
+
+static void notes_text(void)
+{
+    snprintf(
+        notes, sizeof(notes),
         "Lines longer than %d bytes are rejected (the reject holds the\n"
         "first %d bytes). Invalid UTF-8 in a reject's text shows as U+FFFD.\n"
         "A summary goes to stderr: read, delivered, rejected, failed,\n"
-        "blank, elapsed, events/s.\n"
+        "blank, elapsed, events/s (-qq hides it).\n"
         "\n"
-        "Options:\n"
-        "  -b, --brokers LIST   bootstrap servers (default $LEADFLOW_BROKERS,\n"
-        "                       then localhost:9092)\n"
-        "  -t, --topic NAME     topic (default $LEADFLOW_TOPIC, then\n"
-        "                       lead-events)\n"
-        "  -X key=value         a setting: leadflow's (topic) or any\n"
-        "                       librdkafka property; over -c, over the\n"
-        "                       LEADFLOW_* environment. Defaults set here:\n"
-        "                       enable.idempotence=true acks=all\n"
-        "                       compression.type=lz4 "
-        "linger.ms=" LF_PRODUCER_LINGER_MS "\n"
-        "                       partitioner=murmur2_random\n"
-        "                       "
+        "-t defaults to $LEADFLOW_TOPIC before lead-events. Producer\n"
+        "defaults set here (-X changes them): enable.idempotence=true\n"
+        "acks=all compression.type=lz4 linger.ms=" LF_PRODUCER_LINGER_MS "\n"
+        "partitioner=murmur2_random "
         "message.timeout.ms=" LF_PRODUCER_MESSAGE_TIMEOUT_MS "\n"
-        "  -X dump              print the effective settings (secrets\n"
-        "                       masked) and exit\n"
-        "  -c, --config FILE    settings file, key=value lines\n"
-        "  -r, --rejects FILE   write rejected and failed lines to FILE\n"
-        "                       (truncated first); default: stderr\n"
-        "  -n, --dry-run        parse and validate only; produce nothing\n"
-        "  -v, --verbose        more logging (repeat for more)\n"
-        "  -q, --quiet          less logging (-qq hides the summary)\n"
-        "  -h, --help           this help\n"
-        "  -V, --version        versions of this program and its libraries\n"
         "\n"
         "Secrets never go on the command line: put sasl.password,\n"
         "ssl.key.password and schema.registry.basic.auth.user.info in the -c\n"
@@ -603,15 +619,6 @@ static void usage(FILE *fp)
         STOP_FLUSH_MS / 1000);
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return LF_EX_USAGE;
-}
-
 static bool same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
@@ -619,165 +626,153 @@ static bool same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-static int run(int argc, char **argv, lf_cli_t *cli);
-
-int main(int argc, char **argv)
+/* Fill @p cfg and @p cli from argv. */
+static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli,
+                           emit_cfg_t *cfg)
 {
-    return lf_cli_main(argc, argv, run);
+    static const char *stdin_only[] = {"-"};
+    lf_cli_next_t next;
+
+    notes_text();
+    if ((next = lf_cli_parse(cli, &spec, cfg, argc, argv)) != LF_CLI_RUN)
+        return next;
+    cfg->files = cli->nargs ? (const char **)cli->args : stdin_only;
+    cfg->nfiles = cli->nargs ? cli->nargs : 1;
+    if (cfg->rejects)
+        for (int i = 0; i < cfg->nfiles; i++)
+            if (same_file(cfg->rejects, cfg->files[i]))
+                return lf_cli_usage_error(
+                    cli,
+                    "--rejects \"%s\" is also an input; it would be "
+                    "truncated before it is read",
+                    cfg->rejects);
+    return LF_CLI_RUN;
 }
 
-static int run(int argc, char **argv, lf_cli_t *cli)
+/* ---------------------------------------------------------------------------
+ * The run.
+ */
+
+/* Open the rejects file (stderr without --rejects). @returns LF_OK, or
+ * LF_ERR_IO with the reason in errstr. */
+static lf_err_t rejects_open(emit_t *em, const emit_cfg_t *cfg, char *errstr,
+                             size_t errstr_size)
 {
-    static const struct option longopts[] = {
-        {"brokers", required_argument, NULL, 'b'},
-        {"topic", required_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},
-        {"rejects", required_argument, NULL, 'r'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
-    static const char *stdin_only[] = {"-"};
-    emit_t em = {0};
+    em->rejects = stderr;
+    em->rejects_name = cfg->rejects ? cfg->rejects : "(stderr)";
+    if (cfg->rejects && !(em->rejects = fopen(cfg->rejects, "w")))
+        return lf_seterr(LF_ERR_IO, errstr, errstr_size, "--rejects %s: %s",
+                         cfg->rejects, strerror(errno));
+    return LF_OK;
+}
+
+static void summary(const emit_t *em, const emit_cfg_t *cfg, int64_t t0)
+{
+    double secs = (double)(lf_now_mono_ms() - t0) / 1000.0;
+    int64_t failed = em->failed_retriable + em->failed_permanent + em->unsent;
+
+    LF_LOG(LF_LOG_NOTICE,
+           "msg=\"summary\" read=%lld delivered=%lld rejected=%lld "
+           "failed=%lld blank=%lld elapsed_s=%.3f events_per_s=%.0f "
+           "rejects=%s%s%s",
+           (long long)em->read, (long long)em->delivered,
+           (long long)em->rejected, (long long)failed, (long long)em->blank,
+           secs, secs > 0 ? (double)em->delivered / secs : 0.0,
+           em->rejects_name, cfg->dry_run ? " dry_run=true" : "",
+           lf_cli_signals ? " interrupted=true" : "");
+}
+
+/* The exit status of a finished run: the first that applies (--help). */
+static int exit_code(const emit_t *em)
+{
+    if (em->failed_permanent)
+        return LF_EX_UNAVAILABLE;
+    if (em->failed_retriable || em->unsent || lf_cli_signals)
+        return LF_EX_TEMPFAIL;
+    if (em->exit_io == LF_EX_IOERR || em->rejects_failed)
+        return LF_EX_IOERR;
+    if (em->exit_io)
+        return em->exit_io;
+    return em->rejected ? LF_EX_DATAERR : LF_EX_OK;
+}
+
+/* Read every input, produce, drain, summarise. @returns an exit code (a
+ * run's outcome is more than one lf_err_t: see exit_code()). */
+static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
+{
+    emit_t em = {.files = cfg->files};
     lf_producer_t *p = NULL;
-    lf_conf_t *conf = NULL;
-    bool dry_run = false;
     char errstr[512];
-    int opt, nfiles, rc = LF_EX_OK;
-    int64_t t0, failed;
-    double secs;
+    lf_err_t err;
+    int64_t t0;
+    int rc;
 
-    lf_log_init("emit");
-    while ((opt = getopt_long(argc, argv, "b:t:X:c:r:nvqhV", longopts, NULL)) !=
-           -1) {
-        switch (opt) {
-        case 'b':
-        case 't':
-            lf_cli_add(cli, opt == 'b' ? "bootstrap.servers" : LF_CONF_TOPIC,
-                       optarg);
-            break;
-        case 'X':
-            if (!lf_cli_x(cli, optarg))
-                return usage_error("-X \"%s\": expected key=value or dump",
-                                   optarg);
-            break;
-        case 'c':
-            cli->config = optarg;
-            break;
-        case 'r':
-            em.rejects_name = optarg;
-            break;
-        case 'n':
-            dry_run = true;
-            break;
-        case 'v':
-            lf_log_level++;
-            break;
-        case 'q':
-            lf_log_level--;
-            break;
-        case 'h':
-            usage(stdout);
-            return LF_EX_OK;
-        case 'V':
-            lf_cli_version(PROG);
-            return LF_EX_OK;
-        default:
-            fprintf(stderr, "\n");
-            usage(stderr);
-            return LF_EX_USAGE;
-        }
-    }
-    nfiles = argc - optind;
-    em.files = nfiles ? (const char **)argv + optind : stdin_only;
-    if (!nfiles)
-        nfiles = 1;
-    if (em.rejects_name)
-        for (int i = 0; i < nfiles; i++)
-            if (same_file(em.rejects_name, em.files[i]))
-                return usage_error("--rejects \"%s\" is also an input; it "
-                                   "would be truncated before it is read",
-                                   em.rejects_name);
-
-    /* Settings: environment < -c FILE < -X/-b/-t, then the defaults. */
-    if ((rc = lf_cli_producer_conf_old(cli, PROG, &conf, errstr,
-                                   sizeof(errstr)))) {
-        if (rc == LF_EX_USAGE)
-            return usage_error("-X: %s", errstr);
+    if (rejects_open(&em, cfg, errstr, sizeof(errstr))) {
         fprintf(stderr, PROG ": %s\n", errstr);
-        return rc;
-    }
-    if (cli->dump) {
-        lf_conf_dump(conf, stdout);
-        lf_conf_destroy(conf);
-        return LF_EX_OK;
-    }
-
-    em.rejects = stderr;
-    em.rejects_name = em.rejects_name ? em.rejects_name : "(stderr)";
-    if (strcmp(em.rejects_name, "(stderr)") &&
-        !(em.rejects = fopen(em.rejects_name, "w"))) {
-        fprintf(stderr, PROG ": --rejects %s: %s\n", em.rejects_name,
-                strerror(errno));
-        lf_conf_destroy(conf);
         return LF_EX_IOERR;
     }
-    if (!dry_run) {
-        lf_err_t perr = lf_producer_create(conf, &p, errstr, sizeof(errstr));
-        if (perr) {
+    if (!cfg->dry_run) {
+        if ((err = lf_producer_create(conf, &p, errstr, sizeof(errstr)))) {
             fprintf(stderr, PROG ": %s\n", errstr);
-            lf_conf_destroy(conf);
-            return perr == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
+            if (em.rejects != stderr)
+                fclose(em.rejects);
+            return err == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
         }
         lf_producer_set_delivery_cb(p, on_delivery, &em);
-        lf_producer_set_interrupt(p, &stop_requested);
+        lf_producer_set_interrupt(p, &lf_cli_signals);
     }
-
-    /* No SA_RESTART: a signal must interrupt a read of stdin. */
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    lf_cli_catch_signals(false); /* a signal interrupts a read of stdin */
 
     t0 = em.last_progress = em.last_report = lf_now_mono_ms();
     LF_LOG(LF_LOG_INFO, "msg=\"starting\" brokers=%s topic=%s inputs=%d%s",
            lf_conf_get(conf, "bootstrap.servers"),
-           lf_conf_get(conf, LF_CONF_TOPIC), nfiles,
-           dry_run ? " dry_run=true" : "");
-    for (int i = 0; i < nfiles && !stop_requested; i++)
+           lf_conf_get(conf, LF_CONF_TOPIC), cfg->nfiles,
+           cfg->dry_run ? " dry_run=true" : "");
+    for (int i = 0; i < cfg->nfiles && !lf_cli_signals; i++)
         emit_file(&em, p, i);
     if (p) {
         drain(&em, p);
         lf_producer_destroy(p); /* serves any last report */
     }
-    secs = (double)(lf_now_mono_ms() - t0) / 1000.0;
-    failed = em.failed_retriable + em.failed_permanent + em.unsent;
-    LF_LOG(LF_LOG_NOTICE,
-           "msg=\"summary\" read=%lld delivered=%lld rejected=%lld "
-           "failed=%lld blank=%lld elapsed_s=%.3f events_per_s=%.0f "
-           "rejects=%s%s%s",
-           (long long)em.read, (long long)em.delivered, (long long)em.rejected,
-           (long long)failed, (long long)em.blank, secs,
-           secs > 0 ? (double)em.delivered / secs : 0.0, em.rejects_name,
-           dry_run ? " dry_run=true" : "",
-           stop_requested ? " interrupted=true" : "");
-
+    summary(&em, cfg, t0);
     if (em.rejects != stderr && fclose(em.rejects))
         em.rejects_failed = true;
+    rc = exit_code(&em);
     lf_buf_free(&em.out);
-    lf_conf_destroy(conf);
+    return rc;
+}
 
-    if (em.failed_permanent)
-        rc = LF_EX_UNAVAILABLE;
-    else if (em.failed_retriable || em.unsent || stop_requested)
-        rc = LF_EX_TEMPFAIL;
-    else if (em.exit_io == LF_EX_IOERR || em.rejects_failed)
-        rc = LF_EX_IOERR;
-    else if (em.exit_io)
-        rc = em.exit_io;
-    else if (em.rejected)
-        rc = LF_EX_DATAERR;
+int main(int argc, char **argv)
+{
+    emit_cfg_t cfg = {0};
+    lf_conf_t *conf = NULL;
+    char errstr[512];
+    lf_cli_t cli;
+    lf_err_t err;
+    int rc;
+
+    lf_log_init("emit");
+    switch (parse(argc, argv, &cli, &cfg)) {
+    case LF_CLI_DONE:
+        rc = LF_EX_OK;
+        break;
+    case LF_CLI_USAGE:
+        rc = LF_EX_USAGE;
+        break;
+    default:
+        /* environment < -c FILE < -X/-b/-t, then the producer defaults */
+        err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr));
+        if (err == LF_ERR_INVALID)
+            rc = (lf_cli_usage_error(&cli, "-X: %s", errstr), LF_EX_USAGE);
+        else if (err)
+            rc = (fprintf(stderr, PROG ": %s\n", errstr),
+                  err == LF_ERR_NOMEM ? LF_EX_SOFTWARE : LF_EX_CONFIG);
+        else if (cli.dump)
+            rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
+        else
+            rc = run(conf, &cfg);
+    }
+    lf_conf_destroy(conf);
+    lf_cli_free(&cli);
     return rc;
 }

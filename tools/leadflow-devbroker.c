@@ -11,9 +11,6 @@
  * that, every command line read on stdin gets exactly one answer line that
  * starts with "ok" or "error: ", flushed at once, so a controlling script can
  * write a command and read one line back. Diagnostics go to stderr only.
- *
- * This program deliberately does not link libleadflow: it is a dev tool that
- * must build and run even while the library is broken.
  */
 
 #ifndef _GNU_SOURCE
@@ -33,20 +30,13 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lf_cli.h"
+#include "lf_common.h"
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-#ifndef LF_VERSION
-#define LF_VERSION "0.1.0"
-#endif
-
 #define PROG "leadflow-devbroker"
-
-/* sysexits(3) codes; this tool does not link libleadflow (see above). */
-#define EX_OK_          0
-#define EX_USAGE_       64
-#define EX_UNAVAILABLE_ 69
-#define EX_IOERR_       74
 
 #define DEFAULT_TOPIC      "lead-events"
 #define DEFAULT_PARTITIONS 4
@@ -59,14 +49,6 @@
 #define LINE_MAX_          1024
 #define MAX_TOKENS         8
 #define POLL_MS            200
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 /* ---------------------------------------------------------------------------
  * Logging: one line per event on stderr, key=value, like the other programs.
@@ -685,54 +667,157 @@ static int feed(struct ctx *ctx, struct linebuf *lb, const char *data, size_t n)
 }
 
 /* ---------------------------------------------------------------------------
- * main
+ * Command line.
  */
 
-static void usage(FILE *fp)
-{
-    size_t i;
+struct topic_arg {
+    char name[TOPIC_NAME_MAX + 1];
+    long partitions;
+};
 
-    fprintf(
-        fp,
-        "Usage: " PROG " [--brokers N] [--topic NAME:PARTITIONS]...\n"
-        "                          [--no-stdin] [--debug]\n"
-        "       " PROG " --help | --version\n"
-        "\n"
-        "A Kafka-protocol cluster for development and tests: librdkafka's "
-        "mock\n"
-        "cluster, served on random 127.0.0.1 ports. The first line on stdout\n"
-        "is the bootstrap.servers list (e.g. "
-        "127.0.0.1:34567,127.0.0.1:40001).\n"
-        "Diagnostics go to stderr.\n"
-        "\n"
-        "Options:\n"
-        "  -b, --brokers N               number of brokers, 1 to %d "
-        "(default 1)\n"
-        "  -t, --topic NAME:PARTITIONS   create a topic before serving; may "
-        "be\n"
-        "                                repeated (default: " DEFAULT_TOPIC
-        ":%d)\n"
-        "  -n, --no-stdin                ignore stdin; serve until SIGTERM or "
-        "SIGINT\n"
-        "  -d, --debug                   log librdkafka's mock debug "
-        "messages\n"
-        "  -h, --help                    print this help and exit\n"
-        "  -V, --version                 print versions and exit\n"
-        "\n"
-        "Without --no-stdin it serves until SIGTERM, SIGINT or end of file on\n"
-        "stdin, and reads one command per line on stdin. Every command gets\n"
-        "exactly one answer line on stdout, \"ok...\" or \"error: REASON\".\n"
-        "Blank lines and lines starting with '#' get no answer.\n"
-        "\n"
-        "Commands:\n",
-        MAX_BROKERS, DEFAULT_PARTITIONS);
-    for (i = 0; i < cmd_cnt; i++) {
+/* What the command line asks for. */
+typedef struct broker_cfg_s {
+    struct topic_arg topics[MAX_TOPICS];
+    int topic_cnt;
+    long broker_cnt;
+    int use_stdin;
+    int debug;
+} broker_cfg_t;
+
+/* Parses "NAME:PARTITIONS" into *ta. @returns LF_OK, or LF_ERR_INVALID with
+ * the reason in errstr. */
+static lf_err_t topic_arg_parse(const char *arg, struct topic_arg *ta,
+                                char *errstr, size_t errstr_size)
+{
+    const char *colon = strrchr(arg, ':');
+    char why[512];
+    size_t len;
+
+    if (!colon)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "--topic \"%s\": expected NAME:PARTITIONS", arg);
+    len = (size_t)(colon - arg);
+    if (len > TOPIC_NAME_MAX)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "--topic \"%s\": topic name longer than %d "
+                         "characters",
+                         arg, TOPIC_NAME_MAX);
+    memcpy(ta->name, arg, len);
+    ta->name[len] = '\0';
+    if (topic_name_check(ta->name, why, sizeof(why)))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "--topic \"%s\": %s", arg, why);
+    if (parse_long(colon + 1, 1, MAX_PARTITIONS, &ta->partitions))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "--topic \"%s\": partitions must be an integer from "
+                         "1 to %d",
+                         arg, MAX_PARTITIONS);
+    return LF_OK;
+}
+
+static lf_err_t own_opt(void *arg, int opt, const char *val, char *errstr,
+                        size_t errstr_size)
+{
+    broker_cfg_t *cfg = arg;
+
+    switch (opt) {
+    case 'b':
+        if (parse_long(val, 1, MAX_BROKERS, &cfg->broker_cnt))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--brokers \"%s\": expected an integer from 1 "
+                             "to %d",
+                             val, MAX_BROKERS);
+        return LF_OK;
+    case 't':
+        if (cfg->topic_cnt == MAX_TOPICS)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "at most %d --topic options", MAX_TOPICS);
+        return topic_arg_parse(val, &cfg->topics[cfg->topic_cnt++], errstr,
+                               errstr_size);
+    case 'n':
+        cfg->use_stdin = 0;
+        return LF_OK;
+    default: /* 'd' */
+        cfg->debug = 1;
+        return LF_OK;
+    }
+}
+
+static const struct option longopts[] = {
+    {"brokers", required_argument, NULL, 'b'},
+    {"topic", required_argument, NULL, 't'},
+    {"no-stdin", no_argument, NULL, 'n'},
+    {"debug", no_argument, NULL, 'd'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The help text takes numbers from the code and the command table: filled
+ * by help_text() before the usage can be printed. */
+static char own_help[1024], notes[6144];
+
+/* -b, -t and -d are this program's own (broker count, topic layout, mock
+ * debug), not the shared options of the same letters. */
+static lf_cli_spec_t spec = {
+    .prog = PROG,
+    .synopsis = PROG
+    " [--brokers N] [--topic NAME:PARTITIONS]...\n"
+    "                          [--no-stdin] [--debug]\n"
+    "       " PROG " --help | --version\n"
+    "\n"
+    "A Kafka-protocol cluster for development and tests: librdkafka's "
+    "mock\n"
+    "cluster, served on random 127.0.0.1 ports. The first line on stdout\n"
+    "is the bootstrap.servers list (e.g. "
+    "127.0.0.1:34567,127.0.0.1:40001).\n"
+    "Diagnostics go to stderr.",
+    .shared = 0,
+    .own_help = own_help,
+    .notes = notes,
+    .shortopts = "b:t:nd",
+    .longopts = longopts,
+    .own = own_opt,
+    .max_args = 0,
+};
+
+/* The commands, one line each, from the command table. */
+static void commands_help(FILE *fp)
+{
+    for (size_t i = 0; i < cmd_cnt; i++) {
         char left[64];
         snprintf(left, sizeof(left), "%s %s", cmds[i].name, cmds[i].args);
         fprintf(fp, "  %-22s %s\n", left, cmds[i].help);
     }
-    fprintf(
-        fp,
+}
+
+static void help_text(void)
+{
+    FILE *fp;
+
+    snprintf(own_help, sizeof(own_help),
+             "  -b, --brokers N        number of brokers, 1 to %d (default "
+             "1)\n"
+             "  -t, --topic NAME:PARTITIONS\n"
+             "                         create a topic before serving; may be\n"
+             "                         repeated (default: " DEFAULT_TOPIC
+             ":%d)\n"
+             "  -n, --no-stdin         ignore stdin; serve until SIGTERM or "
+             "SIGINT\n"
+             "  -d, --debug            log librdkafka's mock debug messages\n",
+             MAX_BROKERS, DEFAULT_PARTITIONS);
+    if (!(fp = fmemopen(notes, sizeof(notes), "w")))
+        return;
+    fputs("Without --no-stdin it serves until SIGTERM, SIGINT or end of file "
+          "on\n"
+          "stdin, and reads one command per line on stdin. Every command "
+          "gets\n"
+          "exactly one answer line on stdout, \"ok...\" or \"error: "
+          "REASON\".\n"
+          "Blank lines and lines starting with '#' get no answer.\n"
+          "\n"
+          "Commands:\n",
+          fp);
+    commands_help(fp);
+    fputs(
         "B is a broker id. API is a Kafka API name (Produce, Fetch, "
         "ListOffsets,\n"
         "OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, SyncGroup,\n"
@@ -765,226 +850,190 @@ static void usage(FILE *fp)
         "  0   stopped by SIGTERM, SIGINT or end of stdin\n"
         "  64  usage error\n"
         "  69  the mock cluster could not be started\n"
-        "  74  stdin could not be read or stdout could not be written\n");
+        "  74  stdin could not be read or stdout could not be written\n",
+        fp);
+    fclose(fp);
 }
 
-static void usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-
-static void usage_error(const char *fmt, ...)
+/* Fill @p cfg and @p cli from argv; without -t, the default topic. */
+static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli,
+                           broker_cfg_t *cfg)
 {
-    va_list ap;
+    lf_cli_next_t next;
 
-    fprintf(stderr, PROG ": ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n\n", stderr);
-    usage(stderr);
-    exit(EX_USAGE_);
+    help_text();
+    if ((next = lf_cli_parse(cli, &spec, cfg, argc, argv)) != LF_CLI_RUN)
+        return next;
+    if (cfg->topic_cnt == 0) {
+        snprintf(cfg->topics[0].name, sizeof(cfg->topics[0].name), "%s",
+                 DEFAULT_TOPIC);
+        cfg->topics[0].partitions = DEFAULT_PARTITIONS;
+        cfg->topic_cnt = 1;
+    }
+    return LF_CLI_RUN;
 }
 
-struct topic_arg {
-    char name[TOPIC_NAME_MAX + 1];
-    long partitions;
-};
+/* ---------------------------------------------------------------------------
+ * The cluster.
+ */
 
-/* Parses "NAME:PARTITIONS" into *ta; exits with a usage error if bad. */
-static void topic_arg_parse(const char *arg, struct topic_arg *ta)
+/* A librdkafka handle hosting a mock cluster of @p cfg->broker_cnt brokers
+ * with @p cfg's topics in *rkp and ctx->mcluster. @returns LF_OK, or
+ * LF_ERR_KAFKA, logged; on error nothing is left to destroy. */
+static lf_err_t cluster_start(const broker_cfg_t *cfg, struct ctx *ctx,
+                              rd_kafka_t **rkp)
 {
-    const char *colon = strrchr(arg, ':');
-    char errstr[512];
-    size_t len;
-
-    if (!colon)
-        usage_error("--topic \"%s\": expected NAME:PARTITIONS", arg);
-    len = (size_t)(colon - arg);
-    if (len > TOPIC_NAME_MAX)
-        usage_error("--topic \"%s\": topic name longer than %d characters", arg,
-                    TOPIC_NAME_MAX);
-    memcpy(ta->name, arg, len);
-    ta->name[len] = '\0';
-    if (topic_name_check(ta->name, errstr, sizeof(errstr)))
-        usage_error("--topic \"%s\": %s", arg, errstr);
-    if (parse_long(colon + 1, 1, MAX_PARTITIONS, &ta->partitions))
-        usage_error("--topic \"%s\": partitions must be an integer from 1 "
-                    "to %d",
-                    arg, MAX_PARTITIONS);
-}
-
-int main(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"brokers", required_argument, NULL, 'b'},
-        {"topic", required_argument, NULL, 't'},
-        {"no-stdin", no_argument, NULL, 'n'},
-        {"debug", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    struct topic_arg topics[MAX_TOPICS];
-    int topic_cnt = 0, use_stdin = 1, opt, exit_code = EX_OK_;
-    long broker_cnt = 1;
-    struct ctx ctx = {0};
-    struct linebuf lb = {.len = 0};
-    rd_kafka_conf_t *conf;
-    rd_kafka_t *rk;
-    struct sigaction sa;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     sigset_t block, old;
     char errstr[512];
-    int i;
 
-    while ((opt = getopt_long(argc, argv, "b:t:ndhV", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'b':
-            if (parse_long(optarg, 1, MAX_BROKERS, &broker_cnt))
-                usage_error("--brokers \"%s\": expected an integer from 1 "
-                            "to %d",
-                            optarg, MAX_BROKERS);
-            break;
-        case 't':
-            if (topic_cnt == MAX_TOPICS)
-                usage_error("at most %d --topic options", MAX_TOPICS);
-            topic_arg_parse(optarg, &topics[topic_cnt++]);
-            break;
-        case 'n':
-            use_stdin = 0;
-            break;
-        case 'd':
-            debug_enabled = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return EX_OK_;
-        case 'V':
-            printf(PROG " %s (librdkafka %s)\n", LF_VERSION,
-                   rd_kafka_version_str());
-            return EX_OK_;
-        default:
-            /* getopt_long already said what was wrong. */
-            fputc('\n', stderr);
-            usage(stderr);
-            return EX_USAGE_;
-        }
-    }
-    if (optind < argc)
-        usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (topic_cnt == 0) {
-        snprintf(topics[0].name, sizeof(topics[0].name), "%s", DEFAULT_TOPIC);
-        topics[0].partitions = DEFAULT_PARTITIONS;
-        topic_cnt = 1;
-    }
-
-    /* The mock cluster's thread is created by the calling thread and inherits
-     * its signal mask: block SIGINT/SIGTERM while librdkafka starts threads
-     * so that only this thread sees them and its poll() gets EINTR. */
+    /* The mock cluster's thread is created by the calling thread and
+     * inherits its signal mask: block SIGINT/SIGTERM while librdkafka
+     * starts threads so that only this thread sees them and its poll()
+     * gets EINTR. */
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal; /* no SA_RESTART: poll() must return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    /* A reader of stdout that went away must not kill the cluster silently:
-     * a failed write is reported and ends the program with 74 instead. */
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-
     /* The handle only hosts the cluster: no bootstrap.servers, so it never
      * becomes a client of its own brokers (test.mock.num.brokers would). */
-    conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, on_rdkafka_log);
-    if (debug_enabled && rd_kafka_conf_set(conf, "debug", "mock", errstr,
-                                           sizeof(errstr)) != RD_KAFKA_CONF_OK)
+    if (cfg->debug && rd_kafka_conf_set(conf, "debug", "mock", errstr,
+                                        sizeof(errstr)) != RD_KAFKA_CONF_OK)
         logmsg("warning", "msg=\"debug=mock not supported: %s\"", errstr);
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (!rk) {
+    *rkp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!*rkp) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         rd_kafka_conf_destroy(conf);
         logmsg("err", "msg=\"cannot create librdkafka handle: %s\"", errstr);
-        return EX_UNAVAILABLE_;
+        return LF_ERR_KAFKA;
     }
-    ctx.broker_cnt = (int)broker_cnt;
-    ctx.mcluster = rd_kafka_mock_cluster_new(rk, (int)broker_cnt);
+    ctx->broker_cnt = (int)cfg->broker_cnt;
+    ctx->mcluster = rd_kafka_mock_cluster_new(*rkp, (int)cfg->broker_cnt);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!ctx.mcluster) {
+    if (!ctx->mcluster) {
         logmsg("err", "msg=\"cannot start the mock cluster (see the "
                       "librdkafka messages above)\"");
-        rd_kafka_destroy(rk);
-        return EX_UNAVAILABLE_;
+        rd_kafka_destroy(*rkp);
+        return LF_ERR_KAFKA;
     }
+    return LF_OK;
+}
 
-    for (i = 0; i < topic_cnt; i++) {
-        if (topic_create(ctx.mcluster, topics[i].name, topics[i].partitions,
-                         errstr, sizeof(errstr))) {
+/* Create @p cfg's topics. @returns LF_OK or LF_ERR_KAFKA, logged. */
+static lf_err_t topics_create(const broker_cfg_t *cfg, struct ctx *ctx)
+{
+    char errstr[512];
+
+    for (int i = 0; i < cfg->topic_cnt; i++) {
+        if (topic_create(ctx->mcluster, cfg->topics[i].name,
+                         cfg->topics[i].partitions, errstr, sizeof(errstr))) {
             logmsg("err", "msg=\"%s\"", errstr);
-            exit_code = EX_UNAVAILABLE_;
-            goto out;
+            return LF_ERR_KAFKA;
         }
-        logmsg("info", "topic=%s partitions=%ld", topics[i].name,
-               topics[i].partitions);
+        logmsg("info", "topic=%s partitions=%ld", cfg->topics[i].name,
+               cfg->topics[i].partitions);
     }
+    return LF_OK;
+}
 
-    /* Topics exist before anyone learns the address: a client that reads
-     * this line never sees a topic with the auto-created default layout. */
-    if (answer("%s", rd_kafka_mock_cluster_bootstraps(ctx.mcluster))) {
-        logmsg("err", "msg=\"cannot write to stdout: %s\"", strerror(errno));
-        exit_code = EX_IOERR_;
-        goto out;
-    }
-    logmsg("info", "bootstrap.servers=%s brokers=%ld stdin=%s",
-           rd_kafka_mock_cluster_bootstraps(ctx.mcluster), broker_cnt,
-           use_stdin ? "commands" : "ignored");
+/* Serve commands from stdin (or nothing, without it) until a signal or
+ * end of stdin. @returns LF_OK, or LF_ERR_IO (stdin unreadable, stdout
+ * unwritable), logged. */
+static lf_err_t serve(struct ctx *ctx, int use_stdin)
+{
+    struct linebuf lb = {.len = 0};
 
-    while (!stop_requested) {
+    while (!lf_cli_signals) {
         struct pollfd pfd = {.fd = use_stdin ? STDIN_FILENO : -1,
                              .events = POLLIN};
         char data[4096];
         ssize_t n;
         int r = poll(&pfd, 1, POLL_MS);
 
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
             logmsg("err", "msg=\"poll: %s\"", strerror(errno));
-            exit_code = EX_IOERR_;
-            break;
+            return LF_ERR_IO;
         }
         if (r == 0)
             continue;
         n = read(STDIN_FILENO, data, sizeof(data));
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
         if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
             logmsg("err", "msg=\"reading stdin: %s\"", strerror(errno));
-            exit_code = EX_IOERR_;
-            break;
+            return LF_ERR_IO;
         }
         if (n == 0) {
             /* A last line without '\n' still counts. */
-            if (feed(&ctx, &lb, "\n", lb.len || lb.overflow ? 1 : 0)) {
-                exit_code = EX_IOERR_;
-                break;
-            }
+            if (feed(ctx, &lb, "\n", lb.len || lb.overflow ? 1 : 0))
+                return LF_ERR_IO;
             logmsg("info", "msg=\"end of stdin, stopping\"");
-            break;
+            return LF_OK;
         }
-        if (feed(&ctx, &lb, data, (size_t)n)) {
+        if (feed(ctx, &lb, data, (size_t)n)) {
             logmsg("err", "msg=\"cannot write to stdout: %s\"",
                    strerror(errno));
-            exit_code = EX_IOERR_;
-            break;
+            return LF_ERR_IO;
         }
     }
-    if (stop_requested)
-        logmsg("info", "msg=\"signal received, stopping\"");
+    logmsg("info", "msg=\"signal received, stopping\"");
+    return LF_OK;
+}
 
-out:
+/* Start the cluster, say where it is, serve. @returns an exit code. */
+static int run(const broker_cfg_t *cfg)
+{
+    struct ctx ctx = {0};
+    rd_kafka_t *rk;
+    int rc = LF_EX_OK;
+
+    debug_enabled = cfg->debug;
+    /* No SA_RESTART: poll() must return EINTR. A reader of stdout that
+     * went away must not kill the cluster silently: SIGPIPE is ignored, a
+     * failed write is reported and ends the program with 74 instead. */
+    lf_cli_catch_signals(true);
+    if (cluster_start(cfg, &ctx, &rk))
+        return LF_EX_UNAVAILABLE;
+    if (topics_create(cfg, &ctx)) {
+        rc = LF_EX_UNAVAILABLE;
+    } else if (answer("%s", rd_kafka_mock_cluster_bootstraps(ctx.mcluster))) {
+        /* Topics exist before anyone learns the address: a client that
+         * reads this line never sees a topic with the auto-created
+         * default layout. */
+        logmsg("err", "msg=\"cannot write to stdout: %s\"", strerror(errno));
+        rc = LF_EX_IOERR;
+    } else {
+        logmsg("info", "bootstrap.servers=%s brokers=%ld stdin=%s",
+               rd_kafka_mock_cluster_bootstraps(ctx.mcluster), cfg->broker_cnt,
+               cfg->use_stdin ? "commands" : "ignored");
+        if (serve(&ctx, cfg->use_stdin))
+            rc = LF_EX_IOERR;
+    }
     /* The cluster belongs to rk's internals: destroy it first. */
     rd_kafka_mock_cluster_destroy(ctx.mcluster);
     rd_kafka_destroy(rk);
-    return exit_code;
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    broker_cfg_t cfg = {.broker_cnt = 1, .use_stdin = 1};
+    lf_cli_t cli;
+    int rc;
+
+    switch (parse(argc, argv, &cli, &cfg)) {
+    case LF_CLI_DONE:
+        rc = LF_EX_OK;
+        break;
+    case LF_CLI_USAGE:
+        rc = LF_EX_USAGE;
+        break;
+    default:
+        rc = run(&cfg);
+    }
+    lf_cli_free(&cli);
+    return rc;
 }

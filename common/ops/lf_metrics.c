@@ -229,11 +229,34 @@ static void put_parts(FILE *f, const lf_metrics_t *m, const char *name,
     }
 }
 
+/* The batch duration histogram, cumulative buckets as Prometheus wants. */
+static void put_histogram(FILE *f, const lf_metrics_t *m)
+{
+    uint64_t cum = 0;
+
+    put_head(f, "leadflow_batch_duration_seconds", "histogram",
+             "Time to write one batch to PostgreSQL (its successful "
+             "attempt).");
+    for (size_t i = 0; i <= NBUCKETS; i++) {
+        cum += m->hist[i];
+        if (i < NBUCKETS)
+            fprintf(f,
+                    "leadflow_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                    buckets[i], (unsigned long long)cum);
+        else
+            fprintf(
+                f, "leadflow_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    }
+    fprintf(f, "leadflow_batch_duration_seconds_sum %.9g\n", m->hist_sum);
+    fprintf(f, "leadflow_batch_duration_seconds_count %llu\n",
+            (unsigned long long)m->hist_count);
+}
+
 /* Everything, under the lock. */
 static void put_all(FILE *f, const lf_metrics_t *m)
 {
     const lf_projector_stats_t *s = &m->stats;
-    uint64_t cum = 0;
 
     put_head(f, "leadflow_build_info", "gauge",
              "Versions of leadflow-project and librdkafka.");
@@ -274,24 +297,7 @@ static void put_all(FILE *f, const lf_metrics_t *m)
                 "refused, offsets unreadable).",
                 m->pg_retries);
 
-    put_head(f, "leadflow_batch_duration_seconds", "histogram",
-             "Time to write one batch to PostgreSQL (its successful "
-             "attempt).");
-    for (size_t i = 0; i <= NBUCKETS; i++) {
-        cum += m->hist[i];
-        if (i < NBUCKETS)
-            fprintf(f,
-                    "leadflow_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                    buckets[i], (unsigned long long)cum);
-        else
-            fprintf(
-                f, "leadflow_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                (unsigned long long)cum);
-    }
-    fprintf(f, "leadflow_batch_duration_seconds_sum %.9g\n", m->hist_sum);
-    fprintf(f, "leadflow_batch_duration_seconds_count %llu\n",
-            (unsigned long long)m->hist_count);
-
+    put_histogram(f, m);
     put_gauge(f, "leadflow_last_commit_timestamp_seconds",
               "Unix time of the last batch committed to PostgreSQL "
               "(0: none yet).",

@@ -415,20 +415,14 @@ static void term_str(FILE *fp, const char *s)
     put_term(fp, s, 0, 0);
 }
 
-static void write_text(const lf_report_t *rep, FILE *fp)
+static void text_stages(const lf_report_t *rep, FILE *fp)
 {
-    const PGresult *res;
-    char a[64], b[64], c[64], d[64];
-    int w;
+    const PGresult *res = rep->res[SEC_STAGES];
+    long long total = 0;
+    char a[64];
 
-    fputs("Lead funnel report: ", fp);
-    put_scope(fp, rep, term_str);
-    fprintf(fp, "\nAs of %s\n", rep->generated_at);
-
-    res = rep->res[SEC_STAGES];
     fputs("\nLeads by current stage\n", fp);
     fprintf(fp, "  %-20s %7s  %6s\n", "stage", "leads", "share");
-    long long total = 0;
     for (int r = 0; r < PQntuples(res); r++) {
         fputs("  ", fp);
         put_term(fp, get(res, r, "stage"), 20, 0);
@@ -437,8 +431,13 @@ static void write_text(const lf_report_t *rep, FILE *fp)
         total += strtoll(get(res, r, "leads"), NULL, 10);
     }
     fprintf(fp, "  %-20s %7lld\n", "total", total);
+}
 
-    res = rep->res[SEC_CONVERSION];
+static void text_conversion(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_CONVERSION];
+    char a[64];
+
     fputs("\nConversion between stages\n", fp);
     if (!PQntuples(res))
         fputs("  (no leads)\n", fp);
@@ -450,8 +449,12 @@ static void write_text(const lf_report_t *rep, FILE *fp)
                 get(res, r, "to_stage"), get(res, r, "entered"),
                 get(res, r, "reached"),
                 show(SHOW_PCT, get(res, r, "rate"), a, sizeof(a)));
+}
 
-    res = rep->res[SEC_TIME];
+static void text_time(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_TIME];
+
     fputs("\nTime in stage (hours, visits that ended)\n", fp);
     fprintf(fp, "  %-20s %6s %8s %8s %8s %10s\n", "stage", "visits", "median",
             "p90", "mean", "in it now");
@@ -463,9 +466,13 @@ static void write_text(const lf_report_t *rep, FILE *fp)
                 get(res, r, "finished_visits"), m ? m : "-", p ? p : "-",
                 x ? x : "-", get(res, r, "current_visits"));
     }
+}
 
-    res = rep->res[SEC_SLA_OWNERS];
-    w = col_width(res, "owner", 10, 24);
+static void text_sla(const lf_report_t *rep, FILE *fp)
+{
+    int w = col_width(rep->res[SEC_SLA_OWNERS], "owner", 10, 24);
+    char a[64], b[64];
+
     fputs("\nHandoff SLA\n  ", fp);
     put_term(fp, "owner", w, 0);
     fprintf(fp, " %8s %8s %5s %5s %7s  %7s  %10s  %18s\n", "handoffs",
@@ -486,8 +493,13 @@ static void write_text(const lf_report_t *rep, FILE *fp)
                     med ? med : "-");
         }
     }
+}
 
-    res = rep->res[SEC_RECYCLE];
+static void text_recycle(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_RECYCLE];
+    char a[64];
+
     fputs("\nTop recycle reasons\n", fp);
     if (!PQntuples(res))
         fputs("  (no recycles)\n", fp);
@@ -499,8 +511,13 @@ static void write_text(const lf_report_t *rep, FILE *fp)
         fprintf(fp, " %8s  %6s\n", get(res, r, "recycles"),
                 show(SHOW_PCT, get(res, r, "share"), a, sizeof(a)));
     }
+}
 
-    res = rep->res[SEC_SOURCE_TOTAL];
+static void text_revenue(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_SOURCE_TOTAL];
+    char c[64], d[64];
+
     fputs("\nWon revenue\n", fp);
     if (PQntuples(res))
         fprintf(fp, "  won %s of %s leads (%s)\n", get(res, 0, "won"),
@@ -514,6 +531,19 @@ static void write_text(const lf_report_t *rep, FILE *fp)
         fprintf(fp, " %18s\n",
                 show_money(cur, get(res, r, "amount_minor"), d, sizeof(d)));
     }
+}
+
+static void write_text(const lf_report_t *rep, FILE *fp)
+{
+    fputs("Lead funnel report: ", fp);
+    put_scope(fp, rep, term_str);
+    fprintf(fp, "\nAs of %s\n", rep->generated_at);
+    text_stages(rep, fp);
+    text_conversion(rep, fp);
+    text_time(rep, fp);
+    text_sla(rep, fp);
+    text_recycle(rep, fp);
+    text_revenue(rep, fp);
 }
 
 /* ---- CSV --------------------------------------------------------------- */

@@ -280,16 +280,14 @@ static lf_err_t check_currency(const char *c, char *errstr, size_t errstr_size)
 
 #define INVALID(...) lf_seterr(LF_ERR_INVALID, errstr, errstr_size, __VA_ARGS__)
 
-lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
-                           size_t errstr_size)
+/* The strings every event type has, and their bounds. */
+static lf_err_t check_strings(const lf_event_t *ev, char *errstr,
+                              size_t errstr_size)
 {
     strfield_t f[LF_MAX_STRFIELDS] = {{0}};
-    int n;
+    int n = event_strfields(ev, f);
     lf_err_t err;
 
-    if ((unsigned)ev->type >= LF_EV__COUNT)
-        return INVALID("field \"type\": unknown event type %d", ev->type);
-    n = event_strfields(ev, f);
     for (int i = 0; i < n; i++) {
         const char *s = *f[i].ptr;
         if (!s) {
@@ -309,32 +307,44 @@ lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
                        LF_LEAD_ID_MAX);
     if (!ev->event_id[0])
         return INVALID("field \"event_id\": empty");
-    if (ev->occurred_at < 0 || ev->occurred_at > LF_TIME_MAX_MS)
-        return INVALID("field \"occurred_at\": %lld ms is outside "
-                       "1970-01-01..9999-12-31",
-                       (long long)ev->occurred_at);
+    return LF_OK;
+}
 
+/* A captured event's attributes: bounded, complete, keys sorted and
+ * unique. */
+static lf_err_t check_attributes(const lf_event_t *ev, char *errstr,
+                                 size_t errstr_size)
+{
+    lf_err_t err;
+
+    if (ev->u.captured.attr_count > LF_ATTRS_MAX)
+        return INVALID("field \"attributes\": %zu entries, more than "
+                       "the %d allowed",
+                       ev->u.captured.attr_count, LF_ATTRS_MAX);
+    for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
+        const lf_attr_t *a = &ev->u.captured.attrs[i];
+        if (!a->key || !a->value)
+            return INVALID("field \"attributes\": entry %zu incomplete", i);
+        if ((err = check_string("attributes", a->key, LF_STRING_MAX, errstr,
+                                errstr_size)) ||
+            (err = check_string("attributes", a->value, LF_STRING_MAX, errstr,
+                                errstr_size)))
+            return err;
+        if (i > 0 && strcmp(ev->u.captured.attrs[i - 1].key, a->key) >= 0)
+            return INVALID("field \"attributes\": key \"%.64s\" repeated "
+                           "or out of order",
+                           a->key);
+    }
+    return LF_OK;
+}
+
+/* The numbers and enums of each payload. */
+static lf_err_t check_payload(const lf_event_t *ev, char *errstr,
+                              size_t errstr_size)
+{
     switch (ev->type) {
     case LF_EV_CAPTURED:
-        if (ev->u.captured.attr_count > LF_ATTRS_MAX)
-            return INVALID("field \"attributes\": %zu entries, more than "
-                           "the %d allowed",
-                           ev->u.captured.attr_count, LF_ATTRS_MAX);
-        for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
-            const lf_attr_t *a = &ev->u.captured.attrs[i];
-            if (!a->key || !a->value)
-                return INVALID("field \"attributes\": entry %zu incomplete", i);
-            if ((err = check_string("attributes", a->key, LF_STRING_MAX, errstr,
-                                    errstr_size)) ||
-                (err = check_string("attributes", a->value, LF_STRING_MAX,
-                                    errstr, errstr_size)))
-                return err;
-            if (i > 0 && strcmp(ev->u.captured.attrs[i - 1].key, a->key) >= 0)
-                return INVALID("field \"attributes\": key \"%.64s\" repeated "
-                               "or out of order",
-                               a->key);
-        }
-        break;
+        return check_attributes(ev, errstr, errstr_size);
     case LF_EV_SCORED:
         if (ev->u.scored.score < 0)
             return INVALID("field \"score\": %d is negative",
@@ -342,17 +352,17 @@ lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
         if (ev->u.scored.threshold < 0)
             return INVALID("field \"threshold\": %d is negative",
                            ev->u.scored.threshold);
-        break;
+        return LF_OK;
     case LF_EV_HANDED_OFF:
         if (ev->u.handed_off.sla_hours < 0)
             return INVALID("field \"sla_hours\": %d is negative",
                            ev->u.handed_off.sla_hours);
-        break;
+        return LF_OK;
     case LF_EV_RECYCLED:
         if ((unsigned)ev->u.recycled.reason >= LF_RR__COUNT)
             return INVALID("field \"reason\": unknown recycle reason %d",
                            ev->u.recycled.reason);
-        break;
+        return LF_OK;
     case LF_EV_QUALIFIED:
         if (ev->u.qualified.amount_minor < 0)
             return INVALID("field \"amount_minor\": %lld is negative",
@@ -364,9 +374,24 @@ lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
                            (long long)ev->u.won.amount_minor);
         return check_currency(ev->u.won.currency, errstr, errstr_size);
     default:
-        break;
+        return LF_OK;
     }
-    return LF_OK;
+}
+
+lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
+                           size_t errstr_size)
+{
+    lf_err_t err;
+
+    if ((unsigned)ev->type >= LF_EV__COUNT)
+        return INVALID("field \"type\": unknown event type %d", ev->type);
+    if ((err = check_strings(ev, errstr, errstr_size)))
+        return err;
+    if (ev->occurred_at < 0 || ev->occurred_at > LF_TIME_MAX_MS)
+        return INVALID("field \"occurred_at\": %lld ms is outside "
+                       "1970-01-01..9999-12-31",
+                       (long long)ev->occurred_at);
+    return check_payload(ev, errstr, errstr_size);
 }
 
 static bool str_eq(const char *a, const char *b)

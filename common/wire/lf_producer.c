@@ -342,6 +342,40 @@ static rd_kafka_resp_err_t produce(lf_producer_t *p, const lf_event_t *ev,
                              RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
 }
 
+/* Queue full: librdkafka holds queue.buffering.max.messages (or .kbytes)
+ * undelivered. Serve delivery reports, which frees room as the broker
+ * acknowledges (or as messages time out), and try again with our own copy
+ * of the value (*@p copy, taken by librdkafka once queued): never drop the
+ * event. Stops early when the producer's interrupt flag is set.
+ * @returns the last producev() error (QUEUE_FULL if interrupted). */
+static rd_kafka_resp_err_t wait_for_room(lf_producer_t *p, const lf_event_t *ev,
+                                         void **copy, size_t len,
+                                         rd_kafka_headers_t *hdrs,
+                                         void *msg_opaque)
+{
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR__QUEUE_FULL;
+    int64_t since = lf_now_mono_ms(), told = since; /* not per event */
+
+    while (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        if (p->interrupt && *p->interrupt)
+            break;
+        if (lf_now_mono_ms() - told >= 5000) {
+            told = lf_now_mono_ms();
+            LF_LOG(LF_LOG_NOTICE,
+                   "msg=\"producer queue full: waiting for the broker to "
+                   "acknowledge\" in_flight=%lld waited_s=%lld",
+                   (long long)lf_producer_inflight(p),
+                   (long long)((told - since) / 1000));
+        }
+        rd_kafka_poll(p->rk, 100);
+        rerr = produce(p, ev, *copy, len, RD_KAFKA_MSG_F_FREE, hdrs,
+                       msg_opaque);
+        if (!rerr)
+            *copy = NULL; /* librdkafka frees it */
+    }
+    return rerr;
+}
+
 lf_err_t lf_producer_emit_opaque(lf_producer_t *p, const lf_event_t *ev,
                                  void *msg_opaque, char *errstr,
                                  size_t errstr_size)
@@ -387,29 +421,8 @@ lf_err_t lf_producer_emit_opaque(lf_producer_t *p, const lf_event_t *ev,
         return err;
     }
 
-    /* Queue full: librdkafka holds queue.buffering.max.messages (or
-     * .kbytes) undelivered. Serve delivery reports, which frees room as the
-     * broker acknowledges (or as messages time out), and try again: never
-     * drop the event. */
-    int64_t since = 0, told = 0;
     if (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        since = told = lf_now_mono_ms(); /* not per event: a syscall */
-    while (rerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        if (p->interrupt && *p->interrupt)
-            break;
-        if (lf_now_mono_ms() - told >= 5000) {
-            told = lf_now_mono_ms();
-            LF_LOG(LF_LOG_NOTICE,
-                   "msg=\"producer queue full: waiting for the broker to "
-                   "acknowledge\" in_flight=%lld waited_s=%lld",
-                   (long long)lf_producer_inflight(p),
-                   (long long)((told - since) / 1000));
-        }
-        rd_kafka_poll(p->rk, 100);
-        rerr = produce(p, ev, copy, len, RD_KAFKA_MSG_F_FREE, hdrs, msg_opaque);
-        if (!rerr)
-            copy = NULL; /* librdkafka frees it */
-    }
+        rerr = wait_for_room(p, ev, &copy, len, hdrs, msg_opaque);
     free(copy);
     if (rerr) {
         atomic_fetch_sub(&p->emitted, 1);

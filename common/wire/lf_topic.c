@@ -1,11 +1,10 @@
-/* lf_replay.c: Kafka lookups and topic reading for leadflow-replay, and the
- * rewind of funnel.offsets. */
-#include "lf_replay.h"
+/* lf_topic.c: a topic's partitions, watermarks and offsets for a time,
+ * a consumer group's members, and reading a topic up to the end it had. */
+#include "lf_topic.h"
 
 #include "lf_log.h"
-#include "lf_pg.h"
+#include "lf_time.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +12,8 @@
 
 /* ---- the consumer handle -------------------------------------------- */
 
-rd_kafka_t *lf_replay_consumer_new(const lf_conf_t *conf, char *errstr,
-                                   size_t errstr_size)
+rd_kafka_t *lf_topic_consumer_new(const lf_conf_t *conf, char *errstr,
+                                  size_t errstr_size)
 {
     /* Forced: replay must never join or commit for the projector group
      * (-g names that group, and lands in group.id). */
@@ -62,13 +61,13 @@ rd_kafka_t *lf_replay_consumer_new(const lf_conf_t *conf, char *errstr,
 
 static int by_partition(const void *a, const void *b)
 {
-    const lf_part_t *x = a, *y = b;
+    const lf_topic_part_t *x = a, *y = b;
     return (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-lf_err_t lf_replay_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
-                              lf_part_t **parts, int *count, char *errstr,
-                              size_t errstr_size)
+lf_err_t lf_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                             lf_topic_part_t **parts, int *count, char *errstr,
+                             size_t errstr_size)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -121,7 +120,7 @@ lf_err_t lf_replay_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
         goto out;
     }
     for (int i = 0; i < mt->partition_cnt; i++) {
-        lf_part_t *p = &(*parts)[i];
+        lf_topic_part_t *p = &(*parts)[i];
         int left = (int)(deadline - lf_now_mono_ms());
         rd_kafka_resp_err_t e;
         p->partition = mt->partitions[i].id;
@@ -201,9 +200,9 @@ static lf_err_t read_at(rd_kafka_t *rk, const char *topic, int32_t partition,
  * message at @p last has one. Invariant: no message in [lo, hi) we know
  * of is a candidate except through probing; ans is the best found. */
 static lf_err_t search_time(rd_kafka_t *rk, const char *topic,
-                            const lf_part_t *p, int64_t last, int64_t ts_ms,
-                            int timeout_ms, int64_t *ans, char *errstr,
-                            size_t errstr_size)
+                            const lf_topic_part_t *p, int64_t last,
+                            int64_t ts_ms, int timeout_ms, int64_t *ans,
+                            char *errstr, size_t errstr_size)
 {
     int64_t lo = p->low, hi = last;
     lf_err_t err;
@@ -226,11 +225,11 @@ static lf_err_t search_time(rd_kafka_t *rk, const char *topic,
     return LF_OK;
 }
 
-lf_err_t lf_replay_offsets_for_time(rd_kafka_t *rk, const char *topic,
-                                    const lf_part_t *parts, int count,
-                                    int64_t ts_ms, int timeout_ms, int64_t *out,
-                                    bool *searched, char *errstr,
-                                    size_t errstr_size)
+lf_err_t lf_topic_offsets_for_time(rd_kafka_t *rk, const char *topic,
+                                   const lf_topic_part_t *parts, int count,
+                                   int64_t ts_ms, int timeout_ms, int64_t *out,
+                                   bool *searched, char *errstr,
+                                   size_t errstr_size)
 {
     rd_kafka_topic_partition_list_t *l =
         rd_kafka_topic_partition_list_new(count);
@@ -248,7 +247,7 @@ lf_err_t lf_replay_offsets_for_time(rd_kafka_t *rk, const char *topic,
                          rd_kafka_err2str(e));
     }
     for (int i = 0; i < count && !err; i++) {
-        const lf_part_t *p = &parts[i];
+        const lf_topic_part_t *p = &parts[i];
         rd_kafka_topic_partition_t *tp =
             rd_kafka_topic_partition_list_find(l, topic, p->partition);
         int64_t last_off, last_ts = -1;
@@ -291,10 +290,10 @@ lf_err_t lf_replay_offsets_for_time(rd_kafka_t *rk, const char *topic,
     return err;
 }
 
-lf_err_t lf_replay_group_members(rd_kafka_t *rk, const char *group,
-                                 int timeout_ms, int *members, char *state,
-                                 size_t state_size, char *errstr,
-                                 size_t errstr_size)
+lf_err_t lf_topic_group_members(rd_kafka_t *rk, const char *group,
+                                int timeout_ms, int *members, char *state,
+                                size_t state_size, char *errstr,
+                                size_t errstr_size)
 {
     const struct rd_kafka_group_list *gl = NULL;
     rd_kafka_resp_err_t e = rd_kafka_list_groups(rk, group, &gl, timeout_ms);
@@ -334,7 +333,7 @@ typedef struct reader_part_s {
     bool done;
 } reader_part_t;
 
-struct lf_reader_s {
+struct lf_topic_reader_s {
     rd_kafka_t *rk;
     char *topic;
     reader_part_t *parts;
@@ -342,18 +341,18 @@ struct lf_reader_s {
     uint64_t total;
 };
 
-lf_reader_t *lf_reader_new(rd_kafka_t *rk, const char *topic,
-                           const lf_part_t *parts, int count, char *errstr,
-                           size_t errstr_size)
+lf_topic_reader_t *lf_topic_reader_new(rd_kafka_t *rk, const char *topic,
+                                       const lf_topic_part_t *parts, int count,
+                                       char *errstr, size_t errstr_size)
 {
-    lf_reader_t *r = calloc(1, sizeof(*r));
+    lf_topic_reader_t *r = calloc(1, sizeof(*r));
     rd_kafka_topic_partition_list_t *l;
     rd_kafka_resp_err_t e;
 
     if (!r || !(r->topic = strdup(topic)) ||
         !(r->parts = calloc((size_t)count + 1, sizeof(*r->parts)))) {
         lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-        lf_reader_destroy(r);
+        lf_topic_reader_destroy(r);
         return NULL;
     }
     r->rk = rk;
@@ -376,13 +375,13 @@ lf_reader_t *lf_reader_new(rd_kafka_t *rk, const char *topic,
         lf_seterr(LF_ERR_KAFKA, errstr, errstr_size, "assign %s: %s", topic,
                   rd_kafka_err2str(e));
         r->rk = NULL;
-        lf_reader_destroy(r);
+        lf_topic_reader_destroy(r);
         return NULL;
     }
     return r;
 }
 
-static void part_done(lf_reader_t *r, reader_part_t *p)
+static void part_done(lf_topic_reader_t *r, reader_part_t *p)
 {
     rd_kafka_topic_partition_list_t *l;
 
@@ -397,7 +396,7 @@ static void part_done(lf_reader_t *r, reader_part_t *p)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-rd_kafka_message_t *lf_reader_next(lf_reader_t *r, int timeout_ms)
+rd_kafka_message_t *lf_topic_reader_next(lf_topic_reader_t *r, int timeout_ms)
 {
     int64_t deadline = lf_now_mono_ms() + timeout_ms;
 
@@ -434,17 +433,17 @@ rd_kafka_message_t *lf_reader_next(lf_reader_t *r, int timeout_ms)
     return NULL;
 }
 
-bool lf_reader_done(const lf_reader_t *r)
+bool lf_topic_reader_done(const lf_topic_reader_t *r)
 {
     return r->remaining == 0;
 }
 
-uint64_t lf_reader_total(const lf_reader_t *r)
+uint64_t lf_topic_reader_total(const lf_topic_reader_t *r)
 {
     return r->total;
 }
 
-void lf_reader_destroy(lf_reader_t *r)
+void lf_topic_reader_destroy(lf_topic_reader_t *r)
 {
     if (!r)
         return;
@@ -453,180 +452,4 @@ void lf_reader_destroy(lf_reader_t *r)
     free(r->parts);
     free(r->topic);
     free(r);
-}
-
-/* ---- rewind ------------------------------------------------------------ */
-
-lf_err_t lf_rewind_parse_offsets(const char *list, lf_rewind_t *rows, int count,
-                                 char *errstr, size_t errstr_size)
-{
-    const char *s = list;
-
-    if (!*s)
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "--to-offset: empty list");
-    while (*s) {
-        const char *end = strchr(s, ',');
-        size_t n = end ? (size_t)(end - s) : strlen(s);
-        char item[64], *colon, *e1, *e2;
-        long part;
-        long long off;
-        int i;
-
-        if (n == 0 || n >= sizeof(item))
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "--to-offset: bad item \"%.*s\": expected "
-                             "PARTITION:OFFSET",
-                             (int)(n > 40 ? 40 : n), s);
-        memcpy(item, s, n);
-        item[n] = '\0';
-        colon = strchr(item, ':');
-        if (!colon)
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "--to-offset: \"%s\": expected PARTITION:OFFSET",
-                             item);
-        *colon = '\0';
-        errno = 0;
-        part = strtol(item, &e1, 10);
-        if (e1 == item || *e1 || part < 0 || part > INT32_MAX)
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "--to-offset: \"%s\" is not a partition number",
-                             item);
-        if (!strcmp(colon + 1, "beginning")) {
-            off = -2;
-        } else {
-            errno = 0;
-            off = strtoll(colon + 1, &e2, 10);
-            if (e2 == colon + 1 || *e2 || off < 0 || errno)
-                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                                 "--to-offset: partition %ld: \"%s\" is not "
-                                 "an offset (a number >= 0 or \"beginning\")",
-                                 part, colon + 1);
-        }
-        for (i = 0; i < count; i++)
-            if (rows[i].partition == (int32_t)part)
-                break;
-        if (i == count)
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "--to-offset: the topic has no partition %ld",
-                             part);
-        if (rows[i].target != -1)
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "--to-offset: partition %ld given twice", part);
-        rows[i].target = off == -2 ? rows[i].low : (int64_t)off;
-        s += n;
-        if (*s == ',')
-            s++;
-    }
-    return LF_OK;
-}
-
-int lf_rewind_plan(lf_rewind_t *rows, int count)
-{
-    int changed = 0;
-
-    for (int i = 0; i < count; i++) {
-        lf_rewind_t *r = &rows[i];
-        r->next = r->current;
-        r->note = NULL;
-        if (r->target < 0) {
-            r->note = "not asked";
-            continue;
-        }
-        if (r->target < r->low) {
-            /* Older messages are gone from the log: the projector would
-             * start at the low watermark anyway. */
-            r->target = r->low;
-            r->clamped = true;
-        }
-        if (r->current < 0) {
-            r->note = "no stored offset: the projector reads it from the "
-                      "beginning anyway";
-            continue;
-        }
-        if (r->target >= r->current) {
-            r->note = "already at or before that offset (a rewind never "
-                      "moves forward)";
-            continue;
-        }
-        r->next = r->target;
-        changed++;
-    }
-    return changed;
-}
-
-lf_err_t
-lf_rewind_run(PGconn *conn, const char *group, const char *topic,
-              lf_rewind_t *rows, int count, bool apply, int lock_timeout_ms,
-              lf_err_t (*check)(void *arg, char *errstr, size_t errstr_size),
-              void *arg, int *changed, char *errstr, size_t errstr_size)
-{
-    const char *params[4] = {group, topic, NULL, NULL};
-    PGresult *res = NULL;
-    char sql[128];
-    lf_err_t err;
-
-    *changed = 0;
-    if (apply) {
-        snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d",
-                 lock_timeout_ms);
-        if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
-                           errstr_size)))
-            return err;
-        if ((err = lf_pg_query(conn, sql, 0, NULL, "lock timeout", NULL, errstr,
-                           errstr_size)) ||
-            (err = lf_pg_query(conn,
-                           "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE "
-                           "MODE",
-                           0, NULL, "locking funnel.offsets", NULL, errstr,
-                           errstr_size)))
-            goto rollback;
-        if (check && (err = check(arg, errstr, errstr_size)))
-            goto rollback;
-    }
-    if ((err = lf_pg_query(conn,
-                       "SELECT partition, next_offset FROM funnel.offsets "
-                       "WHERE group_id = $1 AND topic = $2",
-                       2, params, "reading funnel.offsets", &res, errstr,
-                       errstr_size)))
-        goto rollback;
-    for (int i = 0; i < count; i++)
-        rows[i].current = -1;
-    for (int r = 0; r < PQntuples(res); r++) {
-        int32_t part = (int32_t)atol(PQgetvalue(res, r, 0));
-        for (int i = 0; i < count; i++)
-            if (rows[i].partition == part)
-                rows[i].current = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-    }
-    PQclear(res);
-    res = NULL;
-    *changed = lf_rewind_plan(rows, count);
-    if (!apply)
-        return LF_OK;
-    for (int i = 0; i < count; i++) {
-        char part[16], next[24];
-        if (rows[i].next == rows[i].current)
-            continue;
-        snprintf(part, sizeof(part), "%d", (int)rows[i].partition);
-        snprintf(next, sizeof(next), "%" PRId64, rows[i].next);
-        params[2] = part;
-        params[3] = next;
-        if ((err = lf_pg_query(conn,
-                           "UPDATE funnel.offsets SET next_offset = $4, "
-                           "updated_at = now() WHERE group_id = $1 AND "
-                           "topic = $2 AND partition = $3 AND "
-                           "next_offset > $4",
-                           4, params, "updating funnel.offsets", NULL, errstr,
-                           errstr_size)))
-            goto rollback;
-    }
-    if ((err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
-                       errstr_size)))
-        return err;
-    return LF_OK;
-
-rollback:
-    if (apply && PQstatus(conn) == CONNECTION_OK)
-        PQclear(PQexec(conn, "ROLLBACK"));
-    return err;
 }

@@ -1,5 +1,5 @@
-/* test_replay.c: the rewind rules and the --to-offset syntax (lf_replay). */
-#include "lf_replay.h"
+/* test_rewind.c: the rewind rules and the --to-offset syntax (lf_rewind). */
+#include "lf_rewind.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,0 +1,454 @@
+/* lf_diff.c: compare the funnel model in two schemas. The schema names go
+ * into SQL as quoted identifiers after lf_catalog_check_name(); the rest of
+ * each statement is built from the tables described below, never from
+ * input. */
+#include "lf_diff.h"
+
+#include "lf_buf.h"
+#include "lf_catalog.h"
+#include "lf_json.h"
+#include "lf_pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What is compared, per table. source is a FROM item with %1$s for the
+ * schema; keys identify a row; cols are compared (keys among them). */
+typedef struct diff_spec_s {
+    const char *table;
+    const char *source;
+    bool has_lead;
+    const char *keys[4];
+    const char *cols[24];
+} diff_spec_t;
+
+static const diff_spec_t diff_specs[LF_DIFF_TABLES] = {
+    {"events",
+     "%1$s.events",
+     true,
+     {"event_id"},
+     {"event_id", "lead_id", "type", "occurred_at", "source", "actor",
+      "payload"}},
+    {"leads",
+     "%1$s.leads",
+     true,
+     {"lead_id"},
+     {"lead_id",
+      "stage",
+      "stage_entered_at",
+      "cycle",
+      "score",
+      "score_model",
+      "owner",
+      "channel",
+      "campaign",
+      "captured_at",
+      "first_marketing_qualified_at",
+      "first_handed_off_at",
+      "first_sales_accepted_at",
+      "first_sales_qualified_at",
+      "won_at",
+      "won_amount_minor",
+      "currency",
+      "lost_at",
+      "disqualified_at",
+      "last_event_at",
+      "last_event_id",
+      "stage_entered_by",
+      "visits"}},
+    {"stage_history",
+     "%1$s.stage_history",
+     true,
+     {"lead_id", "visit"},
+     {"lead_id", "visit", "cycle", "stage", "entered_at", "exited_at",
+      "entered_by", "exit_reason"}},
+    /* A conflict's reason names where the second copy was read: compare
+     * conflicts by event. */
+    {"anomalies",
+     "(SELECT DISTINCT event_id, lead_id, kind, CASE WHEN kind = "
+     "'conflict' THEN '' ELSE reason END AS reason FROM %1$s.anomalies)",
+     true,
+     {"event_id", "kind", "reason"},
+     {"event_id", "lead_id", "kind", "reason"}},
+    {"dead_letters",
+     "(SELECT * FROM %1$s.dead_letters WHERE resolved_at IS NULL)",
+     false,
+     {"topic", "partition", "\"offset\""},
+     {"topic", "partition", "\"offset\"", "key", "value", "error"}},
+};
+
+static lf_err_t list_join(lf_buf_t *b, const char *const *items,
+                          const char *prefix, const char *sep)
+{
+    for (int i = 0; items[i]; i++)
+        if ((i && lf_buf_puts(b, sep)) || lf_buf_puts(b, prefix) ||
+            lf_buf_puts(b, items[i]))
+            return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+static lf_err_t append_source(lf_buf_t *b, const diff_spec_t *sp,
+                              const char *schema)
+{
+    /* %1$s only: expand by hand (the format is ours, not input). */
+    for (const char *s = sp->source; *s; s++) {
+        if (!strncmp(s, "%1$s", 4)) {
+            if (lf_buf_printf(b, "\"%s\"", schema))
+                return LF_ERR_NOMEM;
+            s += 3;
+        } else if (lf_buf_append(b, s, 1)) {
+            return LF_ERR_NOMEM;
+        }
+    }
+    return LF_OK;
+}
+
+static lf_err_t checksum(PGconn *conn, const diff_spec_t *sp,
+                         const char *schema, long long *rows, char *sum,
+                         char *errstr, size_t errstr_size)
+{
+    lf_buf_t b = {0};
+    PGresult *res;
+    lf_err_t err;
+
+    /* The sum of 60 bits of each row's md5: independent of row order,
+     * no sort, memory bounded. */
+    if (lf_buf_puts(&b, "SELECT count(*), substr(md5(count(*) || ':' || "
+                        "coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::"
+                        "int8), 0)), 1, 16) FROM (SELECT md5(ROW(") ||
+        list_join(&b, sp->cols, "t.", ", ") ||
+        lf_buf_puts(&b, ")::text) AS h FROM ") ||
+        append_source(&b, sp, schema) || lf_buf_puts(&b, " t) s")) {
+        lf_buf_free(&b);
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    }
+    err = lf_pg_query(conn, b.data, 0, NULL, sp->table, &res, errstr,
+                      errstr_size);
+    lf_buf_free(&b);
+    if (err)
+        return err;
+    *rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    snprintf(sum, 17, "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return LF_OK;
+}
+
+static lf_err_t add_row(lf_diff_t *d, size_t *cap, const char *lead,
+                        const char *text)
+{
+    if (d->row_count == *cap) {
+        size_t c = *cap ? *cap * 2 : 32;
+        lf_diff_row_t *n = realloc(d->rows, c * sizeof(*n));
+        if (!n)
+            return LF_ERR_NOMEM;
+        d->rows = n;
+        *cap = c;
+    }
+    lf_diff_row_t *r = &d->rows[d->row_count];
+    r->lead = lead ? strdup(lead) : NULL;
+    r->text = strdup(text);
+    if ((lead && !r->lead) || !r->text) {
+        free(r->lead);
+        free(r->text);
+        return LF_ERR_NOMEM;
+    }
+    d->row_count++;
+    return LF_OK;
+}
+
+/* Quote a value for a diff line, cut to a readable length. */
+static void show_value(lf_buf_t *b, const PGresult *res, int r, int c)
+{
+    if (PQgetisnull(res, r, c)) {
+        lf_buf_puts(b, "NULL");
+        return;
+    }
+    const char *v = PQgetvalue(res, r, c);
+    size_t n = strlen(v);
+    lf_json_append_string(b, v, n > 60 ? 60 : n);
+    if (n > 60)
+        lf_buf_puts(b, "...");
+}
+
+static int count_items(const char *const *items)
+{
+    int n = 0;
+    while (items[n])
+        n++;
+    return n;
+}
+
+/* The first part of detail()'s query: CTE d, one row per differing row,
+ * with its lead, whether it is on one side only, its key for a person and
+ * every compared column of both sides as text (a0, b0, a1, b1, ...). */
+static lf_err_t detail_rows_sql(lf_buf_t *s, const diff_spec_t *sp,
+                                const char *a, const char *b)
+{
+    int nkeys = count_items(sp->keys);
+
+    if (lf_buf_puts(s, "WITH d AS (SELECT ") ||
+        lf_buf_puts(s, sp->has_lead ? "coalesce(a.lead_id, b.lead_id)"
+                                    : "NULL::text") ||
+        lf_buf_puts(s, " AS lf_lead, a.lf_h IS NULL AS only_b, "
+                       "b.lf_h IS NULL AS only_a, concat_ws(' ', NULL::text"))
+        return LF_ERR_NOMEM;
+    for (int k = 0; k < nkeys; k++) {
+        const char *key = sp->keys[k];
+        if (sp->has_lead && !strcmp(key, "lead_id"))
+            continue;
+        if (lf_buf_printf(s, ", '%s=' || coalesce(a.%s, b.%s)::text",
+                          key[0] == '"' ? "offset" : key, key, key))
+            return LF_ERR_NOMEM;
+    }
+    if (lf_buf_puts(s, ") AS lf_key"))
+        return LF_ERR_NOMEM;
+    for (int c = 0; sp->cols[c]; c++)
+        if (lf_buf_printf(s, ", a.%s::text AS a%d, b.%s::text AS b%d",
+                          sp->cols[c], c, sp->cols[c], c))
+            return LF_ERR_NOMEM;
+    for (int side = 0; side < 2; side++)
+        if (lf_buf_puts(s, side ? " FULL JOIN (SELECT " : " FROM (SELECT ") ||
+            list_join(s, sp->cols, "t.", ", ") ||
+            lf_buf_puts(s, ", md5(ROW(") ||
+            list_join(s, sp->cols, "t.", ", ") ||
+            lf_buf_puts(s, ")::text) AS lf_h FROM ") ||
+            append_source(s, sp, side ? b : a) ||
+            lf_buf_puts(s, side ? " t) b ON " : " t) a"))
+            return LF_ERR_NOMEM;
+    for (int k = 0; k < nkeys; k++)
+        if (lf_buf_printf(s, "%sa.%s = b.%s", k ? " AND " : "", sp->keys[k],
+                          sp->keys[k]))
+            return LF_ERR_NOMEM;
+    if (lf_buf_puts(s, " WHERE a.lf_h IS DISTINCT FROM b.lf_h)"))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+/* detail()'s whole query: the rows of d for the first max_leads leads
+ * (or the first max_leads rows without a lead). */
+static lf_err_t detail_sql(lf_buf_t *s, const diff_spec_t *sp, const char *a,
+                           const char *b, int max_leads)
+{
+    if (detail_rows_sql(s, sp, a, b))
+        return LF_ERR_NOMEM;
+    if (sp->has_lead)
+        return lf_buf_printf(s,
+                             ", l AS (SELECT lf_lead FROM d GROUP BY lf_lead "
+                             "ORDER BY lf_lead COLLATE \"C\" LIMIT %d) SELECT "
+                             "d.* FROM "
+                             "d JOIN l USING (lf_lead) ORDER BY lf_lead "
+                             "COLLATE \"C\", lf_key COLLATE \"C\" LIMIT 10000",
+                             max_leads)
+                   ? LF_ERR_NOMEM
+                   : LF_OK;
+    return lf_buf_printf(s,
+                         " SELECT * FROM d ORDER BY lf_key COLLATE \"C\" "
+                         "LIMIT %d",
+                         max_leads)
+               ? LF_ERR_NOMEM
+               : LF_OK;
+}
+
+/* Row @p r of detail()'s result for a person: 'TABLE KEY: only in B' or
+ * 'TABLE KEY: COL A=VALUE B=VALUE; ...' for the columns that differ. */
+static lf_err_t describe_row(lf_buf_t *line, const diff_spec_t *sp,
+                             const PGresult *res, int r, const char *a,
+                             const char *b)
+{
+    const char *key = PQgetvalue(res, r, 3);
+    int shown = 0;
+
+    lf_buf_reset(line);
+    if (lf_buf_printf(line, "%s%s%s:", sp->table, *key ? " " : "", key))
+        return LF_ERR_NOMEM;
+    if (!strcmp(PQgetvalue(res, r, 1), "t"))
+        return lf_buf_printf(line, " only in %s", b) ? LF_ERR_NOMEM : LF_OK;
+    if (!strcmp(PQgetvalue(res, r, 2), "t"))
+        return lf_buf_printf(line, " only in %s", a) ? LF_ERR_NOMEM : LF_OK;
+    for (int c = 0; sp->cols[c]; c++) {
+        int ca = 4 + 2 * c, cb = ca + 1;
+        bool same = PQgetisnull(res, r, ca) == PQgetisnull(res, r, cb) &&
+                    !strcmp(PQgetvalue(res, r, ca), PQgetvalue(res, r, cb));
+        if (same)
+            continue;
+        if (lf_buf_printf(line, "%s %s %s=", shown++ ? ";" : "",
+                          sp->cols[c][0] == '"' ? "offset" : sp->cols[c], a))
+            return LF_ERR_NOMEM;
+        show_value(line, res, r, ca);
+        if (lf_buf_printf(line, " %s=", b))
+            return LF_ERR_NOMEM;
+        show_value(line, res, r, cb);
+    }
+    return LF_OK;
+}
+
+/* The differing rows of one table, for its first max_leads leads (or
+ * first max_leads rows without a lead), added to @p d. */
+static lf_err_t detail(PGconn *conn, const diff_spec_t *sp, const char *a,
+                       const char *b, int max_leads, lf_diff_t *d, size_t *cap,
+                       char *errstr, size_t errstr_size)
+{
+    lf_buf_t s = {0}, line = {0};
+    PGresult *res = NULL;
+    lf_err_t err = LF_ERR_NOMEM;
+
+    if (detail_sql(&s, sp, a, b, max_leads))
+        goto out;
+    if ((err = lf_pg_query(conn, s.data, 0, NULL, sp->table, &res, errstr,
+                           errstr_size)))
+        goto out;
+    err = LF_ERR_NOMEM;
+    for (int r = 0; r < PQntuples(res); r++)
+        if (describe_row(&line, sp, res, r, a, b) ||
+            add_row(d, cap,
+                    PQgetisnull(res, r, 0) ? NULL : PQgetvalue(res, r, 0),
+                    line.data))
+            goto out;
+    err = LF_OK;
+out:
+    if (err == LF_ERR_NOMEM)
+        lf_seterr(err, errstr, errstr_size, "out of memory");
+    PQclear(res);
+    lf_buf_free(&s);
+    lf_buf_free(&line);
+    return err;
+}
+
+typedef struct seq_row_s {
+    lf_diff_row_t row;
+    size_t seq;
+} seq_row_t;
+
+/* Rows of leads first, by lead_id bytewise, then lead-less rows (dead
+ * letters); ties keep the order they were found in (table order). */
+static int by_lead_row(const void *x, const void *y)
+{
+    const seq_row_t *a = x, *b = y;
+    int c;
+    if (!a->row.lead || !b->row.lead)
+        c = (a->row.lead == NULL) - (b->row.lead == NULL);
+    else
+        c = strcmp(a->row.lead, b->row.lead);
+    if (c)
+        return c;
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+/* Keep the rows of the first max_leads leads over all tables, each lead's
+ * rows together, and every lead-less row. */
+static lf_err_t keep_first_leads(lf_diff_t *d, int max_leads)
+{
+    seq_row_t *v = calloc(d->row_count + 1, sizeof(*v));
+    size_t keep = 0;
+    const char *prev = NULL;
+
+    if (!v)
+        return LF_ERR_NOMEM;
+    for (size_t i = 0; i < d->row_count; i++)
+        v[i] = (seq_row_t){d->rows[i], i};
+    qsort(v, d->row_count, sizeof(*v), by_lead_row);
+    d->leads = 0;
+    for (size_t i = 0; i < d->row_count; i++) {
+        lf_diff_row_t *r = &v[i].row;
+        if (r->lead && (!prev || strcmp(prev, r->lead))) {
+            if (d->leads == (size_t)max_leads) {
+                free(r->lead);
+                free(r->text);
+                continue;
+            }
+            d->leads++;
+            prev = r->lead;
+        }
+        d->rows[keep++] = *r;
+    }
+    d->row_count = keep;
+    free(v);
+    return LF_OK;
+}
+
+/* Both schemas must exist; a name other than funnel must be one a rebuild
+ * could have written (it goes into SQL quoted, but unchecked never). */
+static lf_err_t check_schemas(PGconn *conn, const char *a, const char *b,
+                              char *errstr, size_t errstr_size)
+{
+    for (int s = 0; s < 2; s++) {
+        const char *name = s ? b : a;
+        bool exists;
+        lf_err_t err;
+        if (strcmp(name, LF_SCHEMA_LIVE) &&
+            (err = lf_catalog_check_name(NULL, name, errstr, errstr_size)))
+            return err;
+        if ((err = lf_catalog_schema_exists(conn, name, &exists, errstr,
+                                            errstr_size)))
+            return err;
+        if (!exists)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "schema %s does not exist", name);
+    }
+    return LF_OK;
+}
+
+/* Inside the snapshot: every table's checksums, the details of those that
+ * differ. */
+static lf_err_t compare_tables(PGconn *conn, const char *a, const char *b,
+                               int max_leads, lf_diff_t *d, char *errstr,
+                               size_t errstr_size)
+{
+    size_t cap = 0;
+    lf_err_t err;
+
+    for (int t = 0; t < LF_DIFF_TABLES; t++) {
+        const diff_spec_t *sp = &diff_specs[t];
+        lf_diff_table_t *dt = &d->tables[t];
+        dt->table = sp->table;
+        if ((err = checksum(conn, sp, a, &dt->rows_a, dt->sum_a, errstr,
+                            errstr_size)) ||
+            (err = checksum(conn, sp, b, &dt->rows_b, dt->sum_b, errstr,
+                            errstr_size)))
+            return err;
+        dt->differs = dt->rows_a != dt->rows_b || strcmp(dt->sum_a, dt->sum_b);
+        if (!dt->differs)
+            continue;
+        d->differs = true;
+        if ((err = detail(conn, sp, a, b, max_leads, d, &cap, errstr,
+                          errstr_size)))
+            return err;
+    }
+    if ((err = keep_first_leads(d, max_leads)))
+        return lf_seterr(err, errstr, errstr_size, "out of memory");
+    return LF_OK;
+}
+
+lf_err_t lf_diff_compare(PGconn *conn, const char *a, const char *b,
+                         int max_leads, lf_diff_t *d, char *errstr,
+                         size_t errstr_size)
+{
+    lf_err_t err;
+
+    memset(d, 0, sizeof(*d));
+    if ((err = check_schemas(conn, a, b, errstr, errstr_size)))
+        return err;
+    /* One snapshot for both sides. */
+    if ((err = lf_pg_query(conn,
+                           "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+                           NULL, "BEGIN", NULL, errstr, errstr_size)))
+        return err;
+    err = compare_tables(conn, a, b, max_leads, d, errstr, errstr_size);
+    lf_catalog_rollback(conn);
+    if (err)
+        lf_diff_free(d);
+    return err;
+}
+
+void lf_diff_free(lf_diff_t *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->row_count; i++) {
+        free(d->rows[i].lead);
+        free(d->rows[i].text);
+    }
+    free(d->rows);
+    memset(d, 0, sizeof(*d));
+}

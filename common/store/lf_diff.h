@@ -47,8 +47,9 @@ typedef struct lf_diff_s {
  * first @p max_leads differing leads (by lead_id) with every differing row
  * of theirs and the columns that differ, and up to @p max_leads differing
  * dead letters. On error @p d holds nothing.
- * @returns LF_OK (d->differs tells), LF_ERR_INVALID (a schema or table
- * missing), LF_ERR_PG or LF_ERR_TEMPORARY.
+ * @returns LF_OK (d->differs tells), LF_ERR_INVALID (a schema missing or
+ * a bad name), LF_ERR_PG (a table missing: the table and the server's
+ * reason in errstr) or LF_ERR_TEMPORARY.
  */
 lf_err_t lf_diff_compare(PGconn *conn, const char *a, const char *b,
                          int max_leads, lf_diff_t *d, char *errstr,

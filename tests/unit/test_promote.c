@@ -1,0 +1,218 @@
+/* test_promote.c: swapping a rebuilt schema in as funnel (lf_promote),
+ * against a throwaway PostgreSQL. */
+#include "lf_promote.h"
+
+#include "lf_diff.h"
+#include "lf_rebuild.h"
+#include "lf_test_pg.h"
+
+/* The fixture in funnel and, projected the same way, in the complete
+ * rebuild rb. */
+static PGconn *live_and_rebuilt(char *dir, size_t dir_size, bool complete)
+{
+    char errstr[512];
+    PGconn *conn = pg_up_migrated(dir, dir_size);
+
+    project_funnel(conn, "funnel");
+    cr_assert_eq(
+        lf_rebuild_create(conn, "rb", false, "from-db", errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    project_funnel(conn, "rb");
+    if (complete)
+        cr_assert_eq(lf_rebuild_complete(conn, "rb", "from-db", "events=13",
+                                         errstr, sizeof(errstr)),
+                     LF_OK, "%s", errstr);
+    return conn;
+}
+
+static lf_err_t refuse(void *arg, char *errstr, size_t errstr_size)
+{
+    (*(int *)arg)++;
+    return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                     "the projector group has 1 member");
+}
+
+static lf_err_t allow(void *arg, char *errstr, size_t errstr_size)
+{
+    (void)errstr;
+    (void)errstr_size;
+    (*(int *)arg)++;
+    return LF_OK;
+}
+
+Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
+{
+    char dir[512], errstr[512], views[32], old[80], sql[256];
+    PGconn *conn = live_and_rebuilt(dir, sizeof(dir), true);
+    lf_promote_t out;
+    lf_diff_t d;
+    int calls = 0;
+
+    snprintf(views, sizeof(views), "%s",
+             sql_value(conn, "SELECT count(*) FROM pg_views WHERE "
+                             "schemaname = 'funnel'"));
+    sql_ok(conn, "UPDATE rb.offsets SET next_offset = 7");
+    cr_assert_eq(lf_promote_swap(conn, "rb", 5000, allow, &calls, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_eq(calls, 1, "the check runs once, under the locks");
+    cr_expect(!strncmp(out.old_name, "funnel_old_", 11), "%s", out.old_name);
+    snprintf(old, sizeof(old), "%s", out.old_name);
+    cr_expect_eq(out.tables, 7);
+    cr_expect_eq(out.views, atoi(views));
+    cr_expect(out.functions > 0);
+    cr_expect(out.grants > 0, "the analysts' and projector's privileges");
+    cr_expect_str_eq(out.offsets.data,
+                     "group=leadflow-project topic=leads partition=0 old=13 "
+                     "new=7\n");
+    lf_promote_free(&out);
+
+    /* rb is gone, funnel is the rebuilt model, the old one is kept. */
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_namespace "
+                                     "WHERE nspname = 'rb'"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "7");
+    snprintf(sql, sizeof(sql), "SELECT next_offset FROM %s.offsets", old);
+    cr_expect_str_eq(sql_value(conn, sql), "13");
+    cr_expect(strstr(sql_value(conn, "SELECT obj_description('funnel'::"
+                                     "regnamespace, 'pg_namespace')"),
+                     "promoted from schema rb at "));
+    snprintf(sql, sizeof(sql),
+             "SELECT obj_description('%s'::regnamespace, 'pg_namespace')", old);
+    cr_expect(strstr(sql_value(conn, sql), "replaced by promote of rb at "));
+
+    /* Consistent: the views are there again and read the new tables, the
+     * privileges came along, and the two models hold the same funnel. */
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_views WHERE "
+                                     "schemaname = 'funnel'"),
+                     views);
+    sql_ok(conn, "UPDATE funnel.leads SET stage = 'lost' WHERE lead_id = "
+                 "'L4'");
+    cr_expect_str_eq(sql_value(conn, "SELECT leads FROM funnel.stage_counts "
+                                     "WHERE stage = 'lost' AND channel IS "
+                                     "NULL"),
+                     "1");
+    cr_expect_str_eq(sql_value(conn,
+                               "SELECT has_table_privilege("
+                               "'leadflow_analyst', 'funnel.leads', "
+                               "'SELECT') AND has_table_privilege("
+                               "'leadflow_analyst', 'funnel.stage_counts',"
+                               " 'SELECT')"),
+                     "t");
+    sql_ok(conn, "UPDATE funnel.leads SET stage = 'captured' WHERE lead_id = "
+                 "'L4'");
+    cr_assert_eq(
+        lf_diff_compare(conn, "funnel", old, 10, &d, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    cr_expect_not(d.differs);
+    lf_diff_free(&d);
+    pg_down(conn, dir);
+}
+
+/* Nothing changed: funnel is still the live model, rb still there. */
+static void expect_unchanged(PGconn *conn)
+{
+    cr_expect_str_eq(sql_value(conn, "SELECT string_agg(nspname, ',' ORDER BY "
+                                     "nspname) FROM pg_namespace WHERE "
+                                     "nspname LIKE 'funnel%' OR nspname = "
+                                     "'rb'"),
+                     "funnel,rb");
+    cr_expect_str_eq(sql_value(conn, "SELECT coalesce(obj_description("
+                                     "'funnel'::regnamespace, "
+                                     "'pg_namespace'), 'none') NOT LIKE "
+                                     "'%promoted%'"),
+                     "t");
+}
+
+Test(promote, refuses_with_a_reason_and_changes_nothing, .timeout = 120)
+{
+    char dir[512], errstr[4096];
+    PGconn *conn = live_and_rebuilt(dir, sizeof(dir), false);
+    lf_promote_t out;
+    int calls = 0;
+
+    /* Not marked complete. */
+    cr_expect_eq(lf_promote_swap(conn, "rb", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "cannot promote rb: schema rb is not a complete "
+                             "rebuild (its comment: leadflow-replay rebuild "
+                             "--from-db started at "),
+              "%s", errstr);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+
+    /* The caller's check fails: its reason, as it gave it. */
+    cr_assert_eq(lf_rebuild_complete(conn, "rb", "from-db", "events=13", errstr,
+                                     sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_eq(lf_promote_swap(conn, "rb", 5000, refuse, &calls, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(errstr, "the projector group has 1 member");
+    cr_expect_eq(calls, 1);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+
+    /* A table of another shape. */
+    sql_ok(conn, "ALTER TABLE rb.leads ADD COLUMN extra integer");
+    cr_expect_eq(lf_promote_swap(conn, "rb", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "table leads differs: funnel has (") &&
+                  strstr(errstr, ", extra integer)"),
+              "%s", errstr);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+    sql_ok(conn, "ALTER TABLE rb.leads DROP COLUMN extra");
+
+    /* Something promote could not carry over. */
+    sql_ok(conn, "CREATE MATERIALIZED VIEW funnel.mv AS SELECT 1 AS x");
+    cr_expect_eq(lf_promote_swap(conn, "rb", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "materialized view mv"), "%s", errstr);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+    sql_ok(conn, "DROP MATERIALIZED VIEW funnel.mv");
+
+    /* No such schema, and a name no rebuild could have. */
+    cr_expect_eq(lf_promote_swap(conn, "nope", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(errstr, "schema nope does not exist");
+    lf_promote_free(&out);
+    cr_expect_eq(lf_promote_swap(conn, "funnel", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "choose a schema of its own"), "%s", errstr);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+    pg_down(conn, dir);
+}
+
+Test(promote, gives_up_on_a_busy_model_within_the_timeout, .timeout = 120)
+{
+    char dir[512], errstr[512];
+    PGconn *conn = live_and_rebuilt(dir, sizeof(dir), true);
+    PGconn *reader = PQconnectdb("");
+    lf_promote_t out;
+
+    /* A reader holding funnel.leads: the promote tries again and again,
+     * then gives up with the reason and what to do. */
+    cr_assert_eq(PQstatus(reader), CONNECTION_OK);
+    sql_ok(reader, "BEGIN");
+    sql_ok(reader, "LOCK TABLE funnel.leads IN ACCESS SHARE MODE");
+    cr_expect_eq(lf_promote_swap(conn, "rb", 1500, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_TEMPORARY);
+    cr_expect(strstr(errstr, "could not lock funnel and rb within 1 s") &&
+                  strstr(errstr, "--lock-timeout"),
+              "%s", errstr);
+    lf_promote_free(&out);
+    sql_ok(reader, "ROLLBACK");
+    PQfinish(reader);
+    expect_unchanged(conn);
+    pg_down(conn, dir);
+}

@@ -129,3 +129,122 @@ Test(rewind, parse_offsets_errors)
                   bad_cases[i].in, err, bad_cases[i].why);
     }
 }
+
+/* ---- lf_rewind_run against a throwaway PostgreSQL ---------------------- */
+
+#include "lf_test_pg.h"
+
+/* Every stored offset, "group/topic/partition=next;..." in key order. */
+static char *offsets(PGconn *conn)
+{
+    return strdup(sql_value(
+        conn, "SELECT string_agg(group_id || '/' || topic || '/' || "
+              "partition || '=' || next_offset, ';' ORDER BY group_id, "
+              "topic, partition) FROM funnel.offsets"));
+}
+
+static lf_err_t busy_group(void *arg, char *errstr, size_t errstr_size)
+{
+    (*(int *)arg)++;
+    return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                     "group g has 2 members: stop the projectors first");
+}
+
+/* Partitions 0..4 of topic t, watermarks [10, 100); @p targets per
+ * partition (-1: not asked). */
+static void ask(lf_rewind_t *rows, const int64_t targets[5])
+{
+    for (int i = 0; i < 5; i++)
+        rows[i] = (lf_rewind_t){.partition = i,
+                                .low = 10,
+                                .high = 100,
+                                .target = targets[i],
+                                .current = -1,
+                                .next = -1};
+}
+
+Test(rewind, run_rewinds_as_asked_and_nothing_else, .timeout = 120)
+{
+    /* p0 back to 20; p1 not asked; p2 asked forward (stays); p3 asked
+     * below the low watermark (to 10); p4 has no stored offset. */
+    static const int64_t targets[5] = {20, -1, 70, 3, 20};
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up_migrated(dir, sizeof(dir));
+    lf_rewind_t rows[5];
+    int changed = -1, calls = 0;
+
+    sql_ok(conn, "INSERT INTO funnel.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ('g', 't', 0, 50), ('g', 't', 1, 50), "
+                 "('g', 't', 2, 50), ('g', 't', 3, 50), ('g', 'u', 0, 50), "
+                 "('h', 't', 0, 50)");
+    char *before = offsets(conn);
+
+    /* A dry run plans and changes nothing. */
+    ask(rows, targets);
+    cr_assert_eq(lf_rewind_run(conn, "g", "t", rows, 5, false, 1000, NULL, NULL,
+                               &changed, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_eq(changed, 2);
+    cr_expect_eq(rows[0].current, 50);
+    cr_expect_eq(rows[0].next, 20);
+    cr_expect_eq(rows[3].next, 10);
+    cr_expect(rows[3].clamped);
+    cr_expect_eq(rows[4].current, -1);
+    cr_expect_eq(rows[4].next, -1, "a rewind never creates an offset");
+    char *after = offsets(conn);
+    cr_expect_str_eq(after, before);
+    free(after);
+
+    /* The caller's check refuses: its reason, nothing changed. */
+    ask(rows, targets);
+    cr_expect_eq(lf_rewind_run(conn, "g", "t", rows, 5, true, 1000, busy_group,
+                               &calls, &changed, errstr, sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(errstr, "group g has 2 members: stop the projectors "
+                             "first");
+    cr_expect_eq(calls, 1);
+    after = offsets(conn);
+    cr_expect_str_eq(after, before);
+    free(after);
+
+    /* Applied: exactly p0 and p3 of g/t move back. */
+    ask(rows, targets);
+    cr_assert_eq(lf_rewind_run(conn, "g", "t", rows, 5, true, 1000, NULL, NULL,
+                               &changed, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_eq(changed, 2);
+    after = offsets(conn);
+    cr_expect_str_eq(after, "g/t/0=20;g/t/1=50;g/t/2=50;g/t/3=10;g/u/0=50;"
+                            "h/t/0=50");
+    free(after);
+    free(before);
+    pg_down(conn, dir);
+}
+
+Test(rewind, run_gives_up_on_a_held_lock, .timeout = 120)
+{
+    static const int64_t targets[5] = {20, -1, -1, -1, -1};
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up_migrated(dir, sizeof(dir));
+    PGconn *projector = PQconnectdb("");
+    lf_rewind_t rows[5];
+    int changed = -1;
+
+    sql_ok(conn, "INSERT INTO funnel.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ('g', 't', 0, 50)");
+    cr_assert_eq(PQstatus(projector), CONNECTION_OK);
+    sql_ok(projector, "BEGIN");
+    sql_ok(projector, "SELECT * FROM funnel.offsets");
+    ask(rows, targets);
+    cr_expect_eq(lf_rewind_run(conn, "g", "t", rows, 5, true, 200, NULL, NULL,
+                               &changed, errstr, sizeof(errstr)),
+                 LF_ERR_TEMPORARY);
+    cr_expect(strstr(errstr, "locking funnel.offsets: ") &&
+                  strstr(errstr, "lock timeout"),
+              "%s", errstr);
+    sql_ok(projector, "ROLLBACK");
+    PQfinish(projector);
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "50");
+    pg_down(conn, dir);
+}

@@ -14,13 +14,19 @@
 #include <string.h>
 
 /* What is compared, per table. source is a FROM item with %1$s for the
- * schema; keys identify a row; cols are compared (keys among them). */
+ * schema; keys identify a row. The columns compared (keys among them) are
+ * cols when given, else every column of the table except skip, read from
+ * the catalog: a column a migration adds is compared without a word here.
+ * Not compared: wall-clock times, and the Kafka coordinates of events (a
+ * duplicated event keeps the copy that came first, which another run may
+ * take from another partition). */
 typedef struct diff_spec_s {
     const char *table;
     const char *source;
     bool has_lead;
     const char *keys[4];
-    const char *cols[24];
+    const char *cols[8];
+    const char *skip[6];
 } diff_spec_t;
 
 static const diff_spec_t diff_specs[LF_DIFF_TABLES] = {
@@ -28,41 +34,15 @@ static const diff_spec_t diff_specs[LF_DIFF_TABLES] = {
      "%1$s.events",
      true,
      {"event_id"},
-     {"event_id", "lead_id", "type", "occurred_at", "source", "actor",
-      "payload"}},
-    {"leads",
-     "%1$s.leads",
-     true,
-     {"lead_id"},
-     {"lead_id",
-      "stage",
-      "stage_entered_at",
-      "cycle",
-      "score",
-      "score_model",
-      "owner",
-      "channel",
-      "campaign",
-      "captured_at",
-      "first_marketing_qualified_at",
-      "first_handed_off_at",
-      "first_sales_accepted_at",
-      "first_sales_qualified_at",
-      "won_at",
-      "won_amount_minor",
-      "currency",
-      "lost_at",
-      "disqualified_at",
-      "last_event_at",
-      "last_event_id",
-      "stage_entered_by",
-      "visits"}},
+     {NULL},
+     {"topic", "partition", "\"offset\"", "received_at"}},
+    {"leads", "%1$s.leads", true, {"lead_id"}, {NULL}, {"updated_at"}},
     {"stage_history",
      "%1$s.stage_history",
      true,
      {"lead_id", "visit"},
-     {"lead_id", "visit", "cycle", "stage", "entered_at", "exited_at",
-      "entered_by", "exit_reason"}},
+     {NULL},
+     {NULL}},
     /* A conflict's reason names where the second copy was read: compare
      * conflicts by event. */
     {"anomalies",
@@ -70,13 +50,76 @@ static const diff_spec_t diff_specs[LF_DIFF_TABLES] = {
      "'conflict' THEN '' ELSE reason END AS reason FROM %1$s.anomalies)",
      true,
      {"event_id", "kind", "reason"},
-     {"event_id", "lead_id", "kind", "reason"}},
+     {"event_id", "lead_id", "kind", "reason"},
+     {NULL}},
     {"dead_letters",
      "(SELECT * FROM %1$s.dead_letters WHERE resolved_at IS NULL)",
      false,
      {"topic", "partition", "\"offset\""},
-     {"topic", "partition", "\"offset\"", "key", "value", "error"}},
+     {"topic", "partition", "\"offset\"", "key", "value", "error"},
+     {NULL}},
 };
+
+/* The most columns a table may have for a diff. */
+#define DIFF_COLS_MAX 64
+
+/* The columns compared of one table: names (quoted where SQL needs it)
+ * pointing into sp->cols or into names. */
+typedef struct diff_cols_s {
+    const char *col[DIFF_COLS_MAX + 1]; /* NULL-terminated */
+    lf_catalog_stmts_t names;
+} diff_cols_t;
+
+static bool skipped(const diff_spec_t *sp, const char *name)
+{
+    for (int i = 0; sp->skip[i]; i++)
+        if (!strcmp(sp->skip[i], name))
+            return true;
+    return false;
+}
+
+/* Fill @p dc for @p sp: its fixed list, or the columns of schema @p a's
+ * table in table order, without the skipped ones. Free dc->names. */
+static lf_err_t diff_cols(PGconn *conn, const diff_spec_t *sp, const char *a,
+                          diff_cols_t *dc, char *errstr, size_t errstr_size)
+{
+    int n = 0;
+    lf_err_t err;
+
+    memset(dc, 0, sizeof(*dc));
+    if (sp->cols[0]) {
+        for (; sp->cols[n]; n++)
+            dc->col[n] = sp->cols[n];
+        return LF_OK;
+    }
+    if ((err = lf_catalog_gather(
+             conn,
+             "SELECT quote_ident(a.attname) FROM pg_attribute a WHERE "
+             "a.attrelid = format('%I.%I', $1::text, $2::text)::regclass AND "
+             "a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+             2, a, sp->table, sp->table, &dc->names, errstr, errstr_size)))
+        return err;
+    for (size_t i = 0; i < dc->names.n; i++) {
+        if (skipped(sp, dc->names.s[i]))
+            continue;
+        if (n == DIFF_COLS_MAX)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "%s.%s: more than %d columns to compare", a,
+                             sp->table, DIFF_COLS_MAX);
+        dc->col[n++] = dc->names.s[i];
+    }
+    return LF_OK;
+}
+
+/* A column's name for a person: without SQL's quotes. */
+static const char *col_label(const char *col, char *buf, size_t size)
+{
+    size_t n = strlen(col);
+    if (n < 2 || col[0] != '"')
+        return col;
+    snprintf(buf, size, "%.*s", (int)(n - 2), col + 1);
+    return buf;
+}
 
 static lf_err_t list_join(lf_buf_t *b, const char *const *items,
                           const char *prefix, const char *sep)
@@ -105,8 +148,9 @@ static lf_err_t append_source(lf_buf_t *b, const diff_spec_t *sp,
 }
 
 static lf_err_t checksum(PGconn *conn, const diff_spec_t *sp,
-                         const char *schema, long long *rows, char *sum,
-                         char *errstr, size_t errstr_size)
+                         const char *const *cols, const char *schema,
+                         long long *rows, char *sum, char *errstr,
+                         size_t errstr_size)
 {
     lf_buf_t b = {0};
     PGresult *res;
@@ -117,7 +161,7 @@ static lf_err_t checksum(PGconn *conn, const diff_spec_t *sp,
     if (lf_buf_puts(&b, "SELECT count(*), substr(md5(count(*) || ':' || "
                         "coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::"
                         "int8), 0)), 1, 16) FROM (SELECT md5(ROW(") ||
-        list_join(&b, sp->cols, "t.", ", ") ||
+        list_join(&b, cols, "t.", ", ") ||
         lf_buf_puts(&b, ")::text) AS h FROM ") ||
         append_source(&b, sp, schema) || lf_buf_puts(&b, " t) s")) {
         lf_buf_free(&b);
@@ -183,7 +227,8 @@ static int count_items(const char *const *items)
  * with its lead, whether it is on one side only, its key for a person and
  * every compared column of both sides as text (a0, b0, a1, b1, ...). */
 static lf_err_t detail_rows_sql(lf_buf_t *s, const diff_spec_t *sp,
-                                const char *a, const char *b)
+                                const char *const *cols, const char *a,
+                                const char *b)
 {
     int nkeys = count_items(sp->keys);
 
@@ -203,15 +248,14 @@ static lf_err_t detail_rows_sql(lf_buf_t *s, const diff_spec_t *sp,
     }
     if (lf_buf_puts(s, ") AS lf_key"))
         return LF_ERR_NOMEM;
-    for (int c = 0; sp->cols[c]; c++)
-        if (lf_buf_printf(s, ", a.%s::text AS a%d, b.%s::text AS b%d",
-                          sp->cols[c], c, sp->cols[c], c))
+    for (int c = 0; cols[c]; c++)
+        if (lf_buf_printf(s, ", a.%s::text AS a%d, b.%s::text AS b%d", cols[c],
+                          c, cols[c], c))
             return LF_ERR_NOMEM;
     for (int side = 0; side < 2; side++)
         if (lf_buf_puts(s, side ? " FULL JOIN (SELECT " : " FROM (SELECT ") ||
-            list_join(s, sp->cols, "t.", ", ") ||
-            lf_buf_puts(s, ", md5(ROW(") ||
-            list_join(s, sp->cols, "t.", ", ") ||
+            list_join(s, cols, "t.", ", ") || lf_buf_puts(s, ", md5(ROW(") ||
+            list_join(s, cols, "t.", ", ") ||
             lf_buf_puts(s, ")::text) AS lf_h FROM ") ||
             append_source(s, sp, side ? b : a) ||
             lf_buf_puts(s, side ? " t) b ON " : " t) a"))
@@ -227,10 +271,11 @@ static lf_err_t detail_rows_sql(lf_buf_t *s, const diff_spec_t *sp,
 
 /* detail()'s whole query: the rows of d for the first max_leads leads
  * (or the first max_leads rows without a lead). */
-static lf_err_t detail_sql(lf_buf_t *s, const diff_spec_t *sp, const char *a,
+static lf_err_t detail_sql(lf_buf_t *s, const diff_spec_t *sp,
+                           const char *const *cols, const char *a,
                            const char *b, int max_leads)
 {
-    if (detail_rows_sql(s, sp, a, b))
+    if (detail_rows_sql(s, sp, cols, a, b))
         return LF_ERR_NOMEM;
     if (sp->has_lead)
         return lf_buf_printf(s,
@@ -253,8 +298,8 @@ static lf_err_t detail_sql(lf_buf_t *s, const diff_spec_t *sp, const char *a,
 /* Row @p r of detail()'s result for a person: 'TABLE KEY: only in B' or
  * 'TABLE KEY: COL A=VALUE B=VALUE; ...' for the columns that differ. */
 static lf_err_t describe_row(lf_buf_t *line, const diff_spec_t *sp,
-                             const PGresult *res, int r, const char *a,
-                             const char *b)
+                             const char *const *cols, const PGresult *res,
+                             int r, const char *a, const char *b)
 {
     const char *key = PQgetvalue(res, r, 3);
     int shown = 0;
@@ -266,14 +311,15 @@ static lf_err_t describe_row(lf_buf_t *line, const diff_spec_t *sp,
         return lf_buf_printf(line, " only in %s", b) ? LF_ERR_NOMEM : LF_OK;
     if (!strcmp(PQgetvalue(res, r, 2), "t"))
         return lf_buf_printf(line, " only in %s", a) ? LF_ERR_NOMEM : LF_OK;
-    for (int c = 0; sp->cols[c]; c++) {
+    for (int c = 0; cols[c]; c++) {
+        char label[80];
         int ca = 4 + 2 * c, cb = ca + 1;
         bool same = PQgetisnull(res, r, ca) == PQgetisnull(res, r, cb) &&
                     !strcmp(PQgetvalue(res, r, ca), PQgetvalue(res, r, cb));
         if (same)
             continue;
         if (lf_buf_printf(line, "%s %s %s=", shown++ ? ";" : "",
-                          sp->cols[c][0] == '"' ? "offset" : sp->cols[c], a))
+                          col_label(cols[c], label, sizeof(label)), a))
             return LF_ERR_NOMEM;
         show_value(line, res, r, ca);
         if (lf_buf_printf(line, " %s=", b))
@@ -285,22 +331,23 @@ static lf_err_t describe_row(lf_buf_t *line, const diff_spec_t *sp,
 
 /* The differing rows of one table, for its first max_leads leads (or
  * first max_leads rows without a lead), added to @p d. */
-static lf_err_t detail(PGconn *conn, const diff_spec_t *sp, const char *a,
-                       const char *b, int max_leads, lf_diff_t *d, size_t *cap,
-                       char *errstr, size_t errstr_size)
+static lf_err_t detail(PGconn *conn, const diff_spec_t *sp,
+                       const char *const *cols, const char *a, const char *b,
+                       int max_leads, lf_diff_t *d, size_t *cap, char *errstr,
+                       size_t errstr_size)
 {
     lf_buf_t s = {0}, line = {0};
     PGresult *res = NULL;
     lf_err_t err = LF_ERR_NOMEM;
 
-    if (detail_sql(&s, sp, a, b, max_leads))
+    if (detail_sql(&s, sp, cols, a, b, max_leads))
         goto out;
     if ((err = lf_pg_query(conn, s.data, 0, NULL, sp->table, &res, errstr,
                            errstr_size)))
         goto out;
     err = LF_ERR_NOMEM;
     for (int r = 0; r < PQntuples(res); r++)
-        if (describe_row(&line, sp, res, r, a, b) ||
+        if (describe_row(&line, sp, cols, res, r, a, b) ||
             add_row(d, cap,
                     PQgetisnull(res, r, 0) ? NULL : PQgetvalue(res, r, 0),
                     line.data))
@@ -389,8 +436,35 @@ static lf_err_t check_schemas(PGconn *conn, const char *a, const char *b,
     return LF_OK;
 }
 
-/* Inside the snapshot: every table's checksums, the details of those that
- * differ. */
+/* Inside the snapshot: table @p t's checksums, and its details if it
+ * differs. */
+static lf_err_t compare_table(PGconn *conn, int t, const char *a, const char *b,
+                              int max_leads, lf_diff_t *d, size_t *cap,
+                              char *errstr, size_t errstr_size)
+{
+    const diff_spec_t *sp = &diff_specs[t];
+    lf_diff_table_t *dt = &d->tables[t];
+    diff_cols_t dc;
+    lf_err_t err;
+
+    dt->table = sp->table;
+    if (!(err = diff_cols(conn, sp, a, &dc, errstr, errstr_size)) &&
+        !(err = checksum(conn, sp, dc.col, a, &dt->rows_a, dt->sum_a, errstr,
+                         errstr_size)) &&
+        !(err = checksum(conn, sp, dc.col, b, &dt->rows_b, dt->sum_b, errstr,
+                         errstr_size))) {
+        dt->differs = dt->rows_a != dt->rows_b || strcmp(dt->sum_a, dt->sum_b);
+        if (dt->differs) {
+            d->differs = true;
+            err = detail(conn, sp, dc.col, a, b, max_leads, d, cap, errstr,
+                         errstr_size);
+        }
+    }
+    lf_catalog_stmts_free(&dc.names);
+    return err;
+}
+
+/* Inside the snapshot: every table, then the first max_leads leads. */
 static lf_err_t compare_tables(PGconn *conn, const char *a, const char *b,
                                int max_leads, lf_diff_t *d, char *errstr,
                                size_t errstr_size)
@@ -398,23 +472,10 @@ static lf_err_t compare_tables(PGconn *conn, const char *a, const char *b,
     size_t cap = 0;
     lf_err_t err;
 
-    for (int t = 0; t < LF_DIFF_TABLES; t++) {
-        const diff_spec_t *sp = &diff_specs[t];
-        lf_diff_table_t *dt = &d->tables[t];
-        dt->table = sp->table;
-        if ((err = checksum(conn, sp, a, &dt->rows_a, dt->sum_a, errstr,
-                            errstr_size)) ||
-            (err = checksum(conn, sp, b, &dt->rows_b, dt->sum_b, errstr,
-                            errstr_size)))
+    for (int t = 0; t < LF_DIFF_TABLES; t++)
+        if ((err = compare_table(conn, t, a, b, max_leads, d, &cap, errstr,
+                                 errstr_size)))
             return err;
-        dt->differs = dt->rows_a != dt->rows_b || strcmp(dt->sum_a, dt->sum_b);
-        if (!dt->differs)
-            continue;
-        d->differs = true;
-        if ((err = detail(conn, sp, a, b, max_leads, d, &cap, errstr,
-                          errstr_size)))
-            return err;
-    }
     if ((err = keep_first_leads(d, max_leads)))
         return lf_seterr(err, errstr, errstr_size, "out of memory");
     return LF_OK;

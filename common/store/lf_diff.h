@@ -38,7 +38,9 @@ typedef struct lf_diff_s {
 
 /**
  * Compare the funnel model in schemas @p a and @p b: per table, row count
- * and a checksum of the rows without wall-clock columns (received_at,
+ * and a checksum of the rows, over every column @p a's table has (read
+ * from the catalog, so a column a migration adds is compared too) except
+ * wall-clock columns (received_at,
  * updated_at, detected_at) and without the Kafka coordinates of events
  * (a duplicated event keeps the copy that came first, which another run
  * may take from another partition); anomalies of kind conflict compare by

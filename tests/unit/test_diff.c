@@ -105,6 +105,26 @@ Test(diff, finds_exactly_the_rows_that_differ, .timeout = 120)
     pg_down(conn, dir);
 }
 
+Test(diff, compares_a_column_a_migration_adds, .timeout = 120)
+{
+    char dir[512], errstr[512];
+    PGconn *conn = two_models(dir, sizeof(dir));
+    lf_diff_t d;
+
+    sql_ok(conn, "ALTER TABLE funnel.leads ADD COLUMN tier text");
+    sql_ok(conn, "ALTER TABLE rb.leads ADD COLUMN tier text");
+    sql_ok(conn, "UPDATE rb.leads SET tier = 'gold' WHERE lead_id = 'L3'");
+    cr_assert_eq(
+        lf_diff_compare(conn, "funnel", "rb", 10, &d, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    cr_expect(d.differs);
+    cr_assert_eq(d.row_count, 1);
+    cr_expect_str_eq(d.rows[0].lead, "L3");
+    cr_expect_str_eq(d.rows[0].text, "leads: tier funnel=NULL rb=\"gold\"");
+    lf_diff_free(&d);
+    pg_down(conn, dir);
+}
+
 Test(diff, says_which_schema_is_wrong, .timeout = 120)
 {
     char dir[512], errstr[512];

@@ -12,8 +12,12 @@
 #include "lf_pg.h"
 #include "lf_progress.h"
 #include "lf_projector.h"
-#include "lf_replay.h"
-#include "lf_schema.h"
+#include "lf_rewind.h"
+#include "lf_topic.h"
+#include "lf_catalog.h"
+#include "lf_diff.h"
+#include "lf_promote.h"
+#include "lf_rebuild.h"
 #include "lf_time.h"
 
 #include <errno.h>
@@ -375,7 +379,7 @@ static int connect_kafka(app_t *app)
     char errstr[1024], q[1100];
 
     if (!(app->rk =
-              lf_replay_consumer_new(app->conf, errstr, sizeof(errstr)))) {
+              lf_topic_consumer_new(app->conf, errstr, sizeof(errstr)))) {
         LF_LOG(LF_LOG_ERR, "msg=\"bad Kafka configuration\" error=%s",
                lf_log_quote(errstr, q, sizeof(q)));
         return LF_EX_CONFIG;
@@ -422,7 +426,7 @@ static lf_err_t group_check(void *arg, char *errstr, size_t errstr_size)
 
     if (app->no_group_check)
         return LF_OK;
-    if (lf_replay_group_members(app->rk, app->group, KAFKA_TIMEOUT_MS, &members,
+    if (lf_topic_group_members(app->rk, app->group, KAFKA_TIMEOUT_MS, &members,
                                 state, sizeof(state), e, sizeof(e)))
         return lf_seterr(LF_ERR_KAFKA, errstr, errstr_size,
                          "%s; cannot tell whether projectors of group %s are "
@@ -452,7 +456,7 @@ static int cmd_rewind(app_t *app, int argc, char **argv)
     const char *to = NULL, *to_offset = NULL;
     bool dry_run = false;
     char errstr[1024], ts[40];
-    lf_part_t *parts = NULL;
+    lf_topic_part_t *parts = NULL;
     lf_rewind_t *rows = NULL;
     int count = 0, changed = 0, opt, rc;
     int64_t to_ms = 0, reread = 0;
@@ -499,7 +503,7 @@ static int cmd_rewind(app_t *app, int argc, char **argv)
         return rc - 1000;
     if ((rc = connect_db(app)) || (rc = connect_kafka(app)))
         return rc;
-    if ((err = lf_replay_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
+    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
                                     &parts, &count, errstr, sizeof(errstr))))
         return fail_with(err, "cannot read the topic", errstr);
     if (!(rows = calloc((size_t)count + 1, sizeof(*rows)))) {
@@ -527,7 +531,7 @@ static int cmd_rewind(app_t *app, int argc, char **argv)
             rc = LF_EX_SOFTWARE;
             goto out;
         }
-        err = lf_replay_offsets_for_time(app->rk, app->topic, parts, count,
+        err = lf_topic_offsets_for_time(app->rk, app->topic, parts, count,
                                          to_ms, KAFKA_TIMEOUT_MS, offs,
                                          searched, errstr, sizeof(errstr));
         for (int i = 0; !err && i < count; i++) {
@@ -646,13 +650,13 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
         {NULL, 0, NULL, 0}};
     const char *into = NULL;
     bool from_db = false, from_kafka = false, replace = false;
-    int batch = 5000, order = LF_ORDER_LEAD, opt, rc = 0;
+    int batch = 5000, order = LF_REBUILD_ORDER_LEAD, opt, rc = 0;
     char errstr[1024], summary[512];
     lf_projector_t *p = NULL;
     lf_progress_t *pr = NULL;
-    lf_dbsource_t *src = NULL;
-    lf_reader_t *reader = NULL;
-    lf_part_t *parts = NULL;
+    lf_rebuild_source_t *src = NULL;
+    lf_topic_reader_t *reader = NULL;
+    lf_topic_part_t *parts = NULL;
     int count = 0;
     uint64_t done = 0, copied[3] = {0, 0, 0};
     int64_t started = lf_now_mono_ms();
@@ -685,7 +689,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
                                    optarg);
             break;
         case 'O':
-            if ((order = lf_order_parse(optarg)) < 0)
+            if ((order = lf_rebuild_order_parse(optarg)) < 0)
                 return usage_error(app,
                                    "--order %s: expected lead, time or "
                                    "none",
@@ -699,7 +703,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
         return usage_error(app, "--into SCHEMA is required");
     if (from_db && from_kafka)
         return usage_error(app, "give one of --from-kafka and --from-db");
-    if (lf_schema_check_name(NULL, into, errstr, sizeof(errstr)))
+    if (lf_catalog_check_name(NULL, into, errstr, sizeof(errstr)))
         return usage_error(app, "--into: %s", errstr);
     if ((rc = finish_conf(app)))
         return rc - 1000;
@@ -712,14 +716,14 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
         if ((rc = connect_kafka(app)))
             return rc;
         if ((err =
-                 lf_replay_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
+                 lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
                                       &parts, &count, errstr, sizeof(errstr))))
             return fail_with(err, "cannot read the topic", errstr);
-    } else if (!(src = lf_dbsource_open(app->conninfo, (lf_order_t)order,
+    } else if (!(src = lf_rebuild_source_open(app->conninfo, (lf_rebuild_order_t)order,
                                         errstr, sizeof(errstr)))) {
         return fail_with(LF_ERR_PG, "cannot read funnel.events", errstr);
     }
-    if ((err = lf_schema_twin_create(app->conn, into, replace, how, errstr,
+    if ((err = lf_rebuild_create(app->conn, into, replace, how, errstr,
                                      sizeof(errstr)))) {
         rc = fail_with(err, "cannot create the schema", errstr);
         goto out;
@@ -734,7 +738,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
     LF_LOG(LF_LOG_INFO, "msg=\"rebuilding\" into=%s source=%s topic=%s", into,
            how, app->topic);
     if (from_db) {
-        pr = lf_progress_new("rebuild", "events", lf_dbsource_total(src),
+        pr = lf_progress_new("rebuild", "events", lf_rebuild_source_total(src),
                              app->progress);
         for (;;) {
             size_t added;
@@ -743,7 +747,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
                 snprintf(errstr, sizeof(errstr), "interrupted");
                 break;
             }
-            if ((err = lf_dbsource_next(src, p, (size_t)batch, &added, errstr,
+            if ((err = lf_rebuild_source_next(src, p, (size_t)batch, &added, errstr,
                                         sizeof(errstr))) ||
                 !added)
                 break;
@@ -753,18 +757,18 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
             lf_progress_update(pr, done);
         }
         if (!err)
-            err = lf_dbsource_copy_rest(src, app->conn, into, copied, errstr,
+            err = lf_rebuild_source_copy_rest(src, app->conn, into, copied, errstr,
                                         sizeof(errstr));
     } else {
-        if (!(reader = lf_reader_new(app->rk, app->topic, parts, count, errstr,
+        if (!(reader = lf_topic_reader_new(app->rk, app->topic, parts, count, errstr,
                                      sizeof(errstr)))) {
             rc = fail_with(LF_ERR_KAFKA, "cannot read the topic", errstr);
             goto out;
         }
-        pr = lf_progress_new("rebuild", "messages", lf_reader_total(reader),
+        pr = lf_progress_new("rebuild", "messages", lf_topic_reader_total(reader),
                              app->progress);
         err = LF_OK;
-        while (!err && !lf_reader_done(reader)) {
+        while (!err && !lf_topic_reader_done(reader)) {
             rd_kafka_message_t *rkm;
             if (stop) {
                 err = LF_ERR_TEMPORARY;
@@ -772,7 +776,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
                 break;
             }
             bool idle = true;
-            if ((rkm = lf_reader_next(reader, 100))) {
+            if ((rkm = lf_topic_reader_next(reader, 100))) {
                 err = lf_projector_add_message(p, rkm);
                 rd_kafka_message_destroy(rkm);
                 if (err) {
@@ -784,7 +788,7 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
             }
             /* Full, or nothing more right now: write. */
             if (lf_projector_full(p, (size_t)batch) ||
-                (lf_projector_pending(p) && (idle || lf_reader_done(reader)))) {
+                (lf_projector_pending(p) && (idle || lf_topic_reader_done(reader)))) {
                 err = flush_retry(app, p, errstr, sizeof(errstr));
                 lf_progress_update(pr, done);
             }
@@ -804,14 +808,14 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
     {
         const lf_projector_stats_t *s = lf_projector_stats(p);
         char rows[256];
-        if ((err = lf_schema_counts(app->conn, into, rows, sizeof(rows), errstr,
+        if ((err = lf_rebuild_counts(app->conn, into, rows, sizeof(rows), errstr,
                                     sizeof(errstr)))) {
             rc = fail_with(err, "cannot count the rows", errstr);
             goto out;
         }
         snprintf(summary, sizeof(summary), "%s=%" PRIu64 " %s",
                  from_db ? "events_read" : "messages_read", done, rows);
-        if ((err = lf_schema_twin_complete(app->conn, into, how, summary,
+        if ((err = lf_rebuild_complete(app->conn, into, how, summary,
                                            errstr, sizeof(errstr)))) {
             rc = fail_with(err, "cannot mark the rebuild complete", errstr);
             goto out;
@@ -833,8 +837,8 @@ static int cmd_rebuild(app_t *app, int argc, char **argv)
     rc = LF_EX_OK;
 out:
     lf_progress_destroy(pr);
-    lf_reader_destroy(reader);
-    lf_dbsource_close(src);
+    lf_topic_reader_destroy(reader);
+    lf_rebuild_source_close(src);
     lf_projector_destroy(p);
     free(parts);
     return rc;
@@ -888,7 +892,7 @@ static int cmd_diff(app_t *app, int argc, char **argv)
         return rc - 1000;
     if ((rc = connect_db(app)))
         return rc;
-    if ((err = lf_schema_diff(app->conn, base, against, limit, &d, errstr,
+    if ((err = lf_diff_compare(app->conn, base, against, limit, &d, errstr,
                               sizeof(errstr))))
         return fail_with(err, "cannot compare", errstr);
     printf("%-14s %12s %12s  %-16s %-16s %s\n", "table", base, against,
@@ -975,7 +979,7 @@ static int cmd_promote(app_t *app, int argc, char **argv)
         return usage_error(app, optind < argc ? "one SCHEMA only"
                                               : "SCHEMA is required");
     from = argv[optind];
-    if (lf_schema_check_name(NULL, from, errstr, sizeof(errstr)))
+    if (lf_catalog_check_name(NULL, from, errstr, sizeof(errstr)))
         return usage_error(app, "%s", errstr);
     if ((rc = finish_conf(app)))
         return rc - 1000;
@@ -992,7 +996,7 @@ static int cmd_promote(app_t *app, int argc, char **argv)
      * checked again under the locks. */
     if ((err = group_check(app, errstr, sizeof(errstr))))
         return fail_with(err, "promote not done, nothing changed", errstr);
-    err = lf_schema_promote(app->conn, from, app->lock_timeout_ms, group_check,
+    err = lf_promote_swap(app->conn, from, app->lock_timeout_ms, group_check,
                             app, &rep, errstr, sizeof(errstr));
     if (err) {
         lf_promote_free(&rep);
@@ -1151,7 +1155,7 @@ static int cmd_dead_letters(app_t *app, int argc, char **argv)
                shown, open, shown - open);
         return LF_EX_OK;
     }
-    lf_dl_stats_t st;
+    lf_retry_counts_t st;
     lf_progress_t *pr =
         lf_progress_new("retry", "dead letters", 0, app->progress);
     err = lf_deadletter_retry(app->conn, ids, nids, dry_run, note, stdout, pr,
@@ -1195,8 +1199,8 @@ static int cmd_dump(app_t *app, int argc, char **argv)
     int32_t *wanted = calloc((size_t)argc + 1, sizeof(int32_t));
     int nleads = 0, nwanted = 0, opt, rc = 0, count = 0, nsel = 0;
     char errstr[1024], q[1100];
-    lf_part_t *parts = NULL, *sel = NULL;
-    lf_reader_t *reader = NULL;
+    lf_topic_part_t *parts = NULL, *sel = NULL;
+    lf_topic_reader_t *reader = NULL;
     lf_codec_t *codec = NULL;
     lf_progress_t *pr = NULL;
     lf_buf_t line = {0};
@@ -1264,7 +1268,7 @@ static int cmd_dump(app_t *app, int argc, char **argv)
         rc = fail_with(LF_ERR_NOMEM, "cannot start", errstr);
         goto out;
     }
-    if ((err = lf_replay_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
+    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
                                     &parts, &count, errstr, sizeof(errstr)))) {
         rc = fail_with(err, "cannot read the topic", errstr);
         goto out;
@@ -1293,15 +1297,15 @@ static int cmd_dump(app_t *app, int argc, char **argv)
             goto out;
         }
     }
-    if (!(reader = lf_reader_new(app->rk, app->topic, sel, nsel, errstr,
+    if (!(reader = lf_topic_reader_new(app->rk, app->topic, sel, nsel, errstr,
                                  sizeof(errstr)))) {
         rc = fail_with(LF_ERR_KAFKA, "cannot read the topic", errstr);
         goto out;
     }
-    pr = lf_progress_new("dump", "messages", lf_reader_total(reader),
+    pr = lf_progress_new("dump", "messages", lf_topic_reader_total(reader),
                          app->progress);
-    while (!lf_reader_done(reader) && !stop) {
-        rd_kafka_message_t *rkm = lf_reader_next(reader, 100);
+    while (!lf_topic_reader_done(reader) && !stop) {
+        rd_kafka_message_t *rkm = lf_topic_reader_next(reader, 100);
         lf_event_t ev;
         char why[512];
 
@@ -1362,11 +1366,11 @@ static int cmd_dump(app_t *app, int argc, char **argv)
            " written=%" PRIu64 " filtered_out=%" PRIu64 " undecodable=%" PRIu64
            " complete=%s elapsed_s=%.1f",
            app->topic, nsel, read, written, filtered, undecodable,
-           reader && lf_reader_done(reader) ? "yes" : "no",
+           reader && lf_topic_reader_done(reader) ? "yes" : "no",
            (double)(lf_now_mono_ms() - started) / 1000.0);
 out:
     lf_progress_destroy(pr);
-    lf_reader_destroy(reader);
+    lf_topic_reader_destroy(reader);
     lf_codec_destroy(codec);
     lf_buf_free(&line);
     free(sel);

@@ -173,7 +173,7 @@ out:
 
 /* Report the ids asked for that are missing or already resolved. */
 static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
-                          FILE *out, lf_dl_stats_t *st, lf_buf_t *arr,
+                          FILE *out, lf_retry_counts_t *st, lf_buf_t *arr,
                           char *errstr, size_t errstr_size)
 {
     PGresult *res;
@@ -215,7 +215,7 @@ static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
 
 lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
                              bool dry_run, const char *note, FILE *out,
-                             lf_progress_t *pr, lf_dl_stats_t *st, char *errstr,
+                             lf_progress_t *pr, lf_retry_counts_t *st, char *errstr,
                              size_t errstr_size)
 {
     lf_projector_t *p = NULL;

@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 /** What a retry did. */
-typedef struct lf_dl_stats_s {
+typedef struct lf_retry_counts_s {
     uint64_t selected;         /**< open letters looked at */
     uint64_t applied;          /**< decoded now and applied (resolved) */
     uint64_t still_failing;    /**< still undecodable (error updated) */
@@ -20,7 +20,7 @@ typedef struct lf_dl_stats_s {
     uint64_t missing;          /**< asked for by id but no such letter */
     uint64_t events_new;       /**< applied letters that were new events */
     uint64_t duplicates;       /**< applied letters already stored */
-} lf_dl_stats_t;
+} lf_retry_counts_t;
 
 /**
  * Print dead letters to @p out, one per line, tab-separated under a
@@ -50,7 +50,7 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
  */
 lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
                              bool dry_run, const char *note, FILE *out,
-                             lf_progress_t *pr, lf_dl_stats_t *st, char *errstr,
+                             lf_progress_t *pr, lf_retry_counts_t *st, char *errstr,
                              size_t errstr_size);
 
 #endif

@@ -22,6 +22,16 @@ static const char *twin_tables_sql =
     "WHERE c.relnamespace = 'funnel'::regnamespace AND "
     "c.relkind IN ('r', 'p') ORDER BY c.relname";
 
+/* LIKE ... INCLUDING ALL copies the comments of columns, constraints and
+ * indexes, not the table's own: copy those, so that analysts reading a
+ * promoted model still see what each table holds. $1 = the twin. */
+static const char *twin_comments_sql =
+    "SELECT format('COMMENT ON TABLE %I.%I IS %L', $1::text, c.relname, "
+    "d.description) FROM pg_class c JOIN pg_description d ON "
+    "d.classoid = 'pg_class'::regclass AND d.objoid = c.oid AND "
+    "d.objsubid = 0 WHERE c.relnamespace = 'funnel'::regnamespace AND "
+    "c.relkind IN ('r', 'p') ORDER BY c.relname";
+
 /* LIKE copies a serial column's default, nextval() of funnel's own
  * sequence: the twin would draw ids from the live model and could not
  * outlive it. Give each such column a sequence of its own. $1 = the twin. */
@@ -119,6 +129,9 @@ static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
         (err = lf_catalog_run_generated(conn, twin_tables_sql, 1, into, NULL,
                                         "creating the tables", errstr,
                                         errstr_size)) ||
+        (err = lf_catalog_run_generated(conn, twin_comments_sql, 1, into,
+                                        NULL, "copying the tables' comments",
+                                        errstr, errstr_size)) ||
         (err = lf_catalog_run_generated(
              conn, twin_sequences_sql, 1, into, NULL,
              "giving serial columns their own sequences", errstr, errstr_size)))

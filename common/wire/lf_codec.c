@@ -50,7 +50,8 @@ struct lf_codec_s {
     avro_value_t dec; /* reused for every decode */
     avro_reader_t reader;
     avro_writer_t writer;
-    lf_registry_t *reg; /* borrowed; NULL: pinned ids */
+    lf_registry_t *reg; /* borrowed or own_reg; NULL: pinned ids */
+    lf_registry_t *own_reg; /* lf_codec_from_conf()'s, freed with c */
     writer_t writers[WRITERS_MAX];
     int nwriters, last; /* last: the writer of the previous decode */
 };
@@ -108,7 +109,27 @@ void lf_codec_destroy(lf_codec_t *c)
         avro_writer_free(c->writer);
     if (c->schema)
         avro_schema_decref(c->schema);
+    lf_registry_destroy(c->own_reg);
     free(c);
+}
+
+lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
+                            char *errstr, size_t errstr_size)
+{
+    lf_codec_t *c;
+
+    *out = NULL;
+    if (!(c = lf_codec_new(errstr, errstr_size)))
+        return LF_ERR_NOMEM;
+    if (lf_registry_configured(conf)) {
+        if (!(c->own_reg = lf_registry_new(conf, errstr, errstr_size))) {
+            lf_codec_destroy(c);
+            return LF_ERR_INVALID;
+        }
+        c->reg = c->own_reg;
+    }
+    *out = c;
+    return LF_OK;
 }
 
 /* ---- the bounds check ------------------------------------------------- */
@@ -685,6 +706,11 @@ void lf_codec_set_registry(lf_codec_t *c, lf_registry_t *reg)
 {
     writers_clear(c);
     c->reg = reg;
+}
+
+lf_registry_t *lf_codec_registry(const lf_codec_t *c)
+{
+    return c->reg;
 }
 
 lf_err_t lf_codec_writer_id(lf_codec_t *c, const char *topic, int32_t *id,

@@ -23,7 +23,24 @@ typedef struct lf_codec_s lf_codec_t;
  *  lf_codec_destroy(), or NULL with the reason in errstr. */
 lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size);
 
-/** Free a codec. NULL-safe. */
+/**
+ * The decoder (and encoder) a program builds from its configuration: the
+ * one way to get a codec that reads what the live projector reads. When
+ * @p conf names a schema registry (schema.registry.url and the other
+ * schema.registry.* keys, lf_registry.h), the codec resolves schema ids
+ * through a registry client it owns; otherwise it uses the pinned ids.
+ * No request is made here. @p conf is not kept. On success *@p out is the
+ * caller's to free with lf_codec_destroy(), which also frees the registry
+ * client (other codecs may borrow it through lf_codec_registry() and
+ * lf_codec_set_registry() as long as this one lives).
+ * @returns LF_OK; LF_ERR_INVALID when the schema.registry.* settings are
+ * unusable (errstr says which); LF_ERR_NOMEM.
+ */
+lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
+                            char *errstr, size_t errstr_size);
+
+/** Free a codec, and the registry client it owns (lf_codec_from_conf()).
+ *  NULL-safe. */
 void lf_codec_destroy(lf_codec_t *c);
 
 /**
@@ -36,6 +53,10 @@ void lf_codec_destroy(lf_codec_t *c);
  * @p reg: it must outlive the codec, or be unset first.
  */
 void lf_codec_set_registry(lf_codec_t *c, lf_registry_t *reg);
+
+/** The registry client @p c resolves ids through (owned or borrowed), or
+ *  NULL for the pinned ids. Owned by whoever gave it to the codec. */
+lf_registry_t *lf_codec_registry(const lf_codec_t *c);
 
 /**
  * The schema id to frame values with for @p topic. Without a registry

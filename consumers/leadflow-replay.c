@@ -40,7 +40,7 @@
     "                         lines or none (default auto)\n"
 
 #define SECRETS_NOTE                                                           \
-    "Secrets never go on the command line: put the PostgreSQL password in\n"  \
+    "Secrets never go on the command line: put the PostgreSQL password in\n"   \
     "~/.pgpass or PGPASSFILE, or in the -c file (chmod 600) with Kafka's\n"    \
     "(sasl.password); -X dump masks them.\n"
 
@@ -88,12 +88,12 @@
     "                         other partitions are left alone\n"               \
     "      --dry-run          print per partition the current offset, the "    \
     "new one\n"                                                                \
-    "                         and the messages to re-read; change nothing\n"   \
-    GROUP_CHECK_HELP
+    "                         and the messages to re-read; change "            \
+    "nothing\n" GROUP_CHECK_HELP
 #define REWIND_NOTE                                                            \
     "A rewind only moves offsets back, never forward (that would skip "        \
     "messages),\n"                                                             \
-    "and never creates one (without a stored offset the projector starts at " \
+    "and never creates one (without a stored offset the projector starts at "  \
     "the\n"                                                                    \
     "beginning anyway). leadflow-project reads funnel.offsets only when it "   \
     "is\n"                                                                     \
@@ -192,7 +192,7 @@
     "  list: the open dead letters (--all: resolved ones too), received "      \
     "since TIME,\n"                                                            \
     "        tab-separated under a header\n"                                   \
-    "  retry: decode again with the current code (and the schema registry, " \
+    "  retry: decode again with the current code (and the schema registry, "   \
     "if any);\n"                                                               \
     "        apply those that pass (with their original topic, partition and " \
     "offset)\n"                                                                \
@@ -224,8 +224,7 @@
     "      --to TIME          events that occurred before TIME\n"              \
     "      --lead ID          events of lead ID (repeatable)\n"                \
     "      --partition P      messages of partition P (repeatable)\n"
-#define DUMP_NOTE                                                              \
-    "Undecodable messages are counted and logged, not printed.\n"
+#define DUMP_NOTE "Undecodable messages are counted and logged, not printed.\n"
 
 #define SHARED_OPTS                                                            \
     (LF_CLI_BROKERS | LF_CLI_TOPIC | LF_CLI_GROUP | LF_CLI_DB | LF_CLI_CONF |  \
@@ -258,10 +257,15 @@ enum {
     OPT_PARTITION,
 };
 
-#define LONG_PROGRESS {"progress", required_argument, NULL, OPT_PROGRESS}
+#define LONG_PROGRESS                                                          \
+    {                                                                          \
+        "progress", required_argument, NULL, OPT_PROGRESS                      \
+    }
 #define LONG_GROUP_CHECK                                                       \
     {"no-group-check", no_argument, NULL, OPT_NO_GROUP_CHECK},                 \
-        {"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT}
+    {                                                                          \
+        "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT              \
+    }
 
 /* ---- the commands' settings -------------------------------------------- */
 
@@ -327,8 +331,8 @@ typedef struct app_s {
 
 /* The options several commands share: --progress, --no-group-check and
  * --lock-timeout. */
-static lf_err_t own_common(app_t *app, int opt, const char *arg,
-                           char *errstr, size_t errstr_size)
+static lf_err_t own_common(app_t *app, int opt, const char *arg, char *errstr,
+                           size_t errstr_size)
 {
     char *end;
     long v;
@@ -446,8 +450,7 @@ static lf_err_t new_codec(app_t *app, lf_codec_t **codec)
 
     if (err == LF_ERR_INVALID)
         app->blame = BLAME_CONFIG;
-    return err ? fail(err, "bad schema registry configuration", errstr)
-               : LF_OK;
+    return err ? fail(err, "bad schema registry configuration", errstr) : LF_OK;
 }
 
 /* Sleep @p ms unless a signal came. */
@@ -545,8 +548,8 @@ static lf_cli_next_t parse_rewind(app_t *app, int argc, char **argv)
     if (!!cfg->to == !!cfg->to_offset)
         return lf_cli_usage_error(&app->cli,
                                   "give one of --to TIME and --to-offset P:O");
-    if (cfg->to && lf_time_parse(cfg->to, 1, &cfg->to_ms, errstr,
-                                 sizeof(errstr)))
+    if (cfg->to &&
+        lf_time_parse(cfg->to, 1, &cfg->to_ms, errstr, sizeof(errstr)))
         return lf_cli_usage_error(&app->cli, "--to %s: %s", cfg->to, errstr);
     return LF_CLI_RUN;
 }
@@ -579,10 +582,10 @@ static lf_err_t rewind_plan(app_t *app, const lf_part_t *parts, int count,
         lf_cli_usage_error(&app->cli, "%s", errstr);
         app->blame = BLAME_USAGE;
         err = LF_ERR_INVALID;
-    } else if (cfg->to &&
-               (err = lf_replay_offsets_for_time(
-                    app->rk, app->topic, parts, count, cfg->to_ms,
-                    KAFKA_TIMEOUT_MS, offs, searched, errstr, sizeof(errstr)))) {
+    } else if (cfg->to && (err = lf_replay_offsets_for_time(
+                               app->rk, app->topic, parts, count, cfg->to_ms,
+                               KAFKA_TIMEOUT_MS, offs, searched, errstr,
+                               sizeof(errstr)))) {
         fail(err, "cannot look up offsets for the time", errstr);
     }
     for (int i = 0; cfg->to && !err && i < count; i++) {
@@ -1344,8 +1347,8 @@ static lf_err_t run_dead_list(app_t *app)
 static lf_err_t run_dead_retry(app_t *app)
 {
     const dead_cfg_t *cfg = &app->u.dead;
-    lf_progress_t *pr = lf_progress_new("retry", "dead letters", 0,
-                                        app->progress);
+    lf_progress_t *pr =
+        lf_progress_new("retry", "dead letters", 0, app->progress);
     char errstr[1024];
     lf_dl_stats_t st;
     lf_err_t err;
@@ -1503,9 +1506,9 @@ static lf_err_t dump_select(app_t *app, const lf_part_t *parts, int count,
 static bool dump_wanted(const dump_cfg_t *cfg, const lf_event_t *ev)
 {
     return ev->occurred_at >= cfg->from && ev->occurred_at < cfg->to &&
-           (!cfg->nleads || bsearch(&ev->lead_id, cfg->leads,
-                                    (size_t)cfg->nleads, sizeof(*cfg->leads),
-                                    by_str));
+           (!cfg->nleads ||
+            bsearch(&ev->lead_id, cfg->leads, (size_t)cfg->nleads,
+                    sizeof(*cfg->leads), by_str));
 }
 
 /* One event as an emit line with "_kafka" before the closing brace. */
@@ -1586,8 +1589,8 @@ static lf_err_t dump_one(const app_t *app, lf_codec_t *codec,
 static lf_err_t dump_loop(const app_t *app, lf_codec_t *codec,
                           lf_reader_t *reader, dump_count_t *n)
 {
-    lf_progress_t *pr = lf_progress_new(
-        "dump", "messages", lf_reader_total(reader), app->progress);
+    lf_progress_t *pr = lf_progress_new("dump", "messages",
+                                        lf_reader_total(reader), app->progress);
     lf_buf_t line = {0};
     lf_err_t err = LF_OK;
     char q[300];
@@ -1627,8 +1630,8 @@ static lf_err_t dump_open(app_t *app, lf_part_t **sel, int *nsel,
     if (!(*sel = calloc((size_t)count + 1, sizeof(**sel))))
         err = fail(LF_ERR_NOMEM, "cannot start", "out of memory");
     else if (!(err = dump_select(app, parts, count, *sel, nsel)) &&
-             !(*reader = lf_reader_new(app->rk, app->topic, *sel, *nsel,
-                                       errstr, sizeof(errstr))))
+             !(*reader = lf_reader_new(app->rk, app->topic, *sel, *nsel, errstr,
+                                       sizeof(errstr))))
         err = fail(LF_ERR_KAFKA, "cannot read the topic", errstr);
     free(parts);
     return err;
@@ -1685,9 +1688,9 @@ static const cmd_t cmds[] = {
  * specs are the one description), then the shared options. */
 static void usage(FILE *fp)
 {
-    static const char *const helps[N_CMDS] = {REWIND_HELP,  REBUILD_HELP,
-                                              DIFF_HELP,    PROMOTE_HELP,
-                                              DEAD_HELP,    DUMP_HELP};
+    static const char *const helps[N_CMDS] = {REWIND_HELP, REBUILD_HELP,
+                                              DIFF_HELP,   PROMOTE_HELP,
+                                              DEAD_HELP,   DUMP_HELP};
     static const char *const notes[N_CMDS] = {
         REWIND_NOTE, REBUILD_NOTE, DIFF_NOTE, PROMOTE_NOTE, "", DUMP_NOTE};
     lf_buf_t syn = {0};
@@ -1701,8 +1704,8 @@ static void usage(FILE *fp)
                            "On-call replay of the lead event stream and the "
                            "funnel model.\n\nCommands:\n");
     for (size_t i = 0; i < N_CMDS; i++)
-        lf_buf_printf(&syn, "\n%s\n%s%s%s", cmds[i].spec->synopsis,
-                      helps[i], *notes[i] ? "\n" : "", notes[i]);
+        lf_buf_printf(&syn, "\n%s\n%s%s%s", cmds[i].spec->synopsis, helps[i],
+                      *notes[i] ? "\n" : "", notes[i]);
     lf_buf_puts(&syn, "\nOptions of every command (-h after a command: its "
                       "help):");
     spec.synopsis = syn.data ? syn.data : PROG " COMMAND [options]";

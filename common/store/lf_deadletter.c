@@ -1,8 +1,8 @@
 /* lf_deadletter.c: listing and retrying funnel.dead_letters. */
 #include "lf_deadletter.h"
 
-#include "lf_codec.h"
 #include "lf_buf.h"
+#include "lf_codec.h"
 #include "lf_pg.h"
 #include "lf_projector.h"
 #include "lf_time.h"
@@ -45,16 +45,16 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
 
     if (since_ms != INT64_MIN)
         params[1] = lf_time_format(since_ms, since, sizeof(since));
-    if ((err = lf_pg_query(conn,
-                     "SELECT id, to_char(received_at AT TIME ZONE 'UTC', "
-                     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), topic, partition, "
-                     "\"offset\", resolved_at IS NOT NULL, retries, key, "
-                     "octet_length(value), error, resolution "
-                     "FROM funnel.dead_letters WHERE ($1::bool OR "
-                     "resolved_at IS NULL) AND ($2::timestamptz IS NULL OR "
-                     "received_at >= $2::timestamptz) ORDER BY id",
-                     2, params, "listing dead letters", &res, errstr,
-                     errstr_size)))
+    if ((err = lf_pg_query(
+             conn,
+             "SELECT id, to_char(received_at AT TIME ZONE 'UTC', "
+             "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), topic, partition, "
+             "\"offset\", resolved_at IS NOT NULL, retries, key, "
+             "octet_length(value), error, resolution "
+             "FROM funnel.dead_letters WHERE ($1::bool OR "
+             "resolved_at IS NULL) AND ($2::timestamptz IS NULL OR "
+             "received_at >= $2::timestamptz) ORDER BY id",
+             2, params, "listing dead letters", &res, errstr, errstr_size)))
         return err;
     fputs("id\treceived_at\ttopic\tpartition\toffset\tstatus\tretries\tkey\t"
           "value_bytes\terror\tresolution\n",
@@ -139,28 +139,31 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
         goto out;
     const char *p0[2] = {ids[0].data, texts[0].data};
     const char *p1[2] = {ids[1].data, texts[1].data};
-    if ((err =
-             lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr, errstr_size)))
+    if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
+                           errstr_size)))
         goto out;
-    if ((err = lf_pg_query(conn,
-                     "UPDATE funnel.dead_letters d SET resolved_at = now(), "
-                     "resolution = u.txt, retried_at = now(), retries = "
-                     "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
-                     "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
-                     2, p0, "marking resolved dead letters", NULL, errstr,
-                     errstr_size)) ||
-        (err = lf_pg_query(conn,
-                     "UPDATE funnel.dead_letters d SET error = u.txt, "
-                     "retried_at = now(), retries = d.retries + 1 FROM "
-                     "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
-                     "d.id = u.id AND d.resolved_at IS NULL",
-                     2, p1, "updating failing dead letters", NULL, errstr,
-                     errstr_size))) {
+    if ((err = lf_pg_query(
+             conn,
+             "UPDATE funnel.dead_letters d SET resolved_at = now(), "
+             "resolution = u.txt, retried_at = now(), retries = "
+             "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
+             "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
+             2, p0, "marking resolved dead letters", NULL, errstr,
+             errstr_size)) ||
+        (err =
+             lf_pg_query(conn,
+                         "UPDATE funnel.dead_letters d SET error = u.txt, "
+                         "retried_at = now(), retries = d.retries + 1 FROM "
+                         "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
+                         "d.id = u.id AND d.resolved_at IS NULL",
+                         2, p1, "updating failing dead letters", NULL, errstr,
+                         errstr_size))) {
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
         goto out;
     }
-    err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr, errstr_size);
+    err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
+                      errstr_size);
 out:
     for (int k = 0; k < 2; k++) {
         lf_buf_free(&ids[k]);
@@ -188,14 +191,14 @@ static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
     if (lf_buf_puts(arr, "}"))
         return LF_ERR_NOMEM;
     const char *params[1] = {arr->data};
-    if ((err = lf_pg_query(conn,
-                     "SELECT u.id, d.id IS NULL, to_char(d.resolved_at AT "
-                     "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                     "d.resolution FROM unnest($1::bigint[]) AS u(id) LEFT "
-                     "JOIN funnel.dead_letters d USING (id) WHERE d.id IS "
-                     "NULL OR d.resolved_at IS NOT NULL ORDER BY u.id",
-                     1, params, "looking up dead letters", &res, errstr,
-                     errstr_size)))
+    if ((err = lf_pg_query(
+             conn,
+             "SELECT u.id, d.id IS NULL, to_char(d.resolved_at AT "
+             "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+             "d.resolution FROM unnest($1::bigint[]) AS u(id) LEFT "
+             "JOIN funnel.dead_letters d USING (id) WHERE d.id IS "
+             "NULL OR d.resolved_at IS NOT NULL ORDER BY u.id",
+             1, params, "looking up dead letters", &res, errstr, errstr_size)))
         return err;
     for (int r = 0; r < PQntuples(res); r++) {
         if (!strcmp(PQgetvalue(res, r, 1), "t")) {
@@ -282,8 +285,8 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
              key_ok ? "" : " (its Kafka key is not the lead_id)",
              rt->note ? ": " : "", rt->note ? rt->note : "");
     fprintf(rt->out, "id=%s %s [%s] offset %s: %s\n", PQgetvalue(res, r, 0),
-            PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
-            PQgetvalue(res, r, 3), rt->dry_run ? "would apply" : text);
+            PQgetvalue(res, r, 1), PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
+            rt->dry_run ? "would apply" : text);
     rt->st->applied++;
     if (!rt->dry_run &&
         lf_projector_add_event(rt->p, ev, PQgetvalue(res, r, 1),
@@ -295,8 +298,8 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
 
 /* Retry the letter in row @p r (id, topic, partition, offset, key, value)
  * and keep its outcome for mark(). */
-static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r,
-                          char *errstr, size_t errstr_size)
+static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
+                          size_t errstr_size)
 {
     char why[512], text[768];
     outcome_t *o = &rt->o[rt->no];
@@ -338,8 +341,8 @@ static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
 
     if (rt->dry_run)
         return LF_OK;
-    if ((err = lf_projector_flush(rt->p, rt->conn, NULL, errstr,
-                                  errstr_size)) ||
+    if ((err =
+             lf_projector_flush(rt->p, rt->conn, NULL, errstr, errstr_size)) ||
         (err = mark(rt->conn, rt->o, rt->no, errstr, errstr_size)))
         return err;
     rt->st->events_new +=
@@ -358,11 +361,11 @@ static lf_err_t count_open(PGconn *conn, const char *ids, uint64_t *n,
     lf_err_t err;
 
     if ((err = lf_pg_query(conn,
-                     "SELECT count(*) FROM funnel.dead_letters WHERE "
-                     "resolved_at IS NULL AND ($1::bigint[] IS NULL OR "
-                     "id = ANY($1::bigint[]))",
-                     1, params, "counting dead letters", &res, errstr,
-                     errstr_size)))
+                           "SELECT count(*) FROM funnel.dead_letters WHERE "
+                           "resolved_at IS NULL AND ($1::bigint[] IS NULL OR "
+                           "id = ANY($1::bigint[]))",
+                           1, params, "counting dead letters", &res, errstr,
+                           errstr_size)))
         return err;
     *n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
@@ -378,12 +381,13 @@ static lf_err_t read_batch(PGconn *conn, const char *after, const char *ids,
     const char *params[3] = {after, ids, batch};
 
     return lf_pg_query(conn,
-                 "SELECT id, topic, partition, \"offset\", key, "
-                 "value FROM funnel.dead_letters WHERE resolved_at "
-                 "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "
-                 "NULL OR id = ANY($2::bigint[])) ORDER BY id "
-                 "LIMIT $3::int",
-                 3, params, "reading dead letters", res, errstr, errstr_size);
+                       "SELECT id, topic, partition, \"offset\", key, "
+                       "value FROM funnel.dead_letters WHERE resolved_at "
+                       "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "
+                       "NULL OR id = ANY($2::bigint[])) ORDER BY id "
+                       "LIMIT $3::int",
+                       3, params, "reading dead letters", res, errstr,
+                       errstr_size);
 }
 
 /* The batches of a retry, in id order. */
@@ -396,8 +400,7 @@ static lf_err_t retry_all(retry_t *rt, const char *ids, lf_progress_t *pr,
     int rows;
 
     do {
-        if ((err = read_batch(rt->conn, after, ids, &res, errstr,
-                              errstr_size)))
+        if ((err = read_batch(rt->conn, after, ids, &res, errstr, errstr_size)))
             return err;
         if (!(rows = PQntuples(res))) {
             PQclear(res);
@@ -422,8 +425,8 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
                              lf_dl_stats_t *st, char *errstr,
                              size_t errstr_size)
 {
-    retry_t rt = {.conn = conn, .dry_run = dry_run, .note = note, .out = out,
-                  .st = st};
+    retry_t rt = {
+        .conn = conn, .dry_run = dry_run, .note = note, .out = out, .st = st};
     lf_buf_t arr = {0};
     uint64_t total = 0;
     lf_err_t err;

@@ -2,6 +2,7 @@
  * avro-c (behind a schema-driven bounds check) as their reference and for
  * every other writer schema. */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
 
 #include "lf_embedded.h"
 

@@ -81,15 +81,6 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
                          size_t errstr_size);
 
 /**
- * The same bytes as lf_codec_encode(), written through avro-c's generic
- * value API instead of directly: the reference the direct writer is tested
- * against. Slower; for tests.
- */
-lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
-                                 int32_t schema_id, lf_buf_t *out,
-                                 char *errstr, size_t errstr_size);
-
-/**
  * Decode a framed Kafka value into @p ev (initialised or cleared by the
  * caller; on success the caller owns its strings and frees them with
  * lf_event_clear()). Checks the magic byte, that the schema id is known,
@@ -97,7 +88,7 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
  * that the payload branch matches the type, and the contract
  * (lf_event_validate()). A body written with v1 is read directly; whatever
  * that reader declines, and every other writer schema, goes through
- * avro-c (lf_codec_decode_generic()), which decides: the result and the
+ * avro-c, which decides: the result and the
  * error are the same either way.
  * @returns LF_OK; LF_ERR_INVALID with a sentence naming the problem (an
  * unknown id names the id and the registry's answer); LF_ERR_TEMPORARY
@@ -108,36 +99,6 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
  */
 lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
                          lf_event_t *ev, char *errstr, size_t errstr_size);
-
-/**
- * lf_codec_decode() through avro-c alone (bounds check, generic reader,
- * schema resolution): the reference the direct v1 reader is tested
- * against, and what decides every message that reader declines. Same
- * contract as lf_codec_decode(); slower. For tests.
- */
-lf_err_t lf_codec_decode_generic(lf_codec_t *c, const void *data, size_t len,
-                                 lf_event_t *ev, char *errstr,
-                                 size_t errstr_size);
-
-/**
- * lf_codec_decode() through the direct v1 reader alone: LF_ERR_INVALID
- * "not read by the direct v1 reader" for a message it declines (another
- * writer schema, or anything it leaves to avro-c). For tests, to show
- * which messages take the fast path.
- */
-lf_err_t lf_codec_decode_direct(lf_codec_t *c, const void *data, size_t len,
-                                lf_event_t *ev, char *errstr,
-                                size_t errstr_size);
-
-/**
- * Check that @p data[0..len) is exactly one well-formed Avro binary datum of
- * the avro-c schema @p schema: no negative or oversized length, no count or
- * index out of range, no truncation, no trailing bytes. Exposed for tests
- * and the fuzzer.
- * @returns LF_OK or LF_ERR_INVALID with the field path in errstr.
- */
-lf_err_t lf_avro_check(void *schema, const void *data, size_t len,
-                       char *errstr, size_t errstr_size);
 
 /** The avro-c version string, for --version. */
 const char *lf_avro_version(void);

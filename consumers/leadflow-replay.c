@@ -2,29 +2,31 @@
  * rewind the projector's offsets, rebuild the model into another schema
  * (from Kafka or from funnel.events) with the projector's own code, diff it
  * against the live one, promote it atomically, retry dead letters, and
- * dump decoded events as JSON lines that leadflow-emit accepts. */
-#include "lf_codec.h"
+ * dump decoded events as JSON lines that leadflow-emit accepts.
+ *
+ * Each command is a parse_X() (lf_cli_parse() with the command's own
+ * lf_cli_spec_t) and a run_X() that returns an lf_err_t, logging what
+ * failed; main() picks the command and the exit code. */
+#include "lf_catalog.h"
 #include "lf_cli.h"
+#include "lf_codec.h"
 #include "lf_conf.h"
 #include "lf_deadletter.h"
+#include "lf_diff.h"
 #include "lf_json.h"
 #include "lf_log.h"
 #include "lf_pg.h"
 #include "lf_progress.h"
 #include "lf_projector.h"
-#include "lf_rewind.h"
-#include "lf_topic.h"
-#include "lf_catalog.h"
-#include "lf_diff.h"
 #include "lf_promote.h"
 #include "lf_rebuild.h"
+#include "lf_rewind.h"
 #include "lf_time.h"
+#include "lf_topic.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,386 +35,433 @@
 #define PROG             "leadflow-replay"
 #define KAFKA_TIMEOUT_MS 10000
 
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop = 1;
-}
-
 /* ---- usage ------------------------------------------------------------ */
 
-static const char *usage_common =
-    "Common options (every command):\n"
-    "  -b, --brokers LIST     bootstrap servers (default $LEADFLOW_BROKERS, "
-    "then\n"
-    "                         localhost:9092)\n"
-    "  -t, --topic NAME       topic (default lead-events)\n"
-    "  -g, --group ID         the projector's consumer group, whose offsets "
-    "are in\n"
-    "                         funnel.offsets (default leadflow-projector)\n"
-    "  -d, --db CONNINFO      libpq conninfo or URI (default: libpq's PG* "
-    "environment)\n"
-    "  -X key=value           a setting (leadflow's or librdkafka's); -X "
-    "dump prints\n"
-    "                         the effective settings and exits\n"
-    "  -c, --config FILE      key=value settings file\n"
-    "      --progress MODE    auto (a bar on a terminal, lines otherwise), "
-    "bar, lines\n"
-    "                         or none (default auto)\n"
-    "  -v, --verbose / -q, --quiet   more / less logging\n"
-    "  -h, --help             help (of the command, after it)\n"
-    "  -V, --version          versions of leadflow and its libraries\n"
-    "\n"
-    "Secrets never go on the command line: put the PostgreSQL password in\n"
-    "~/.pgpass or PGPASSFILE, or in the -c file (chmod 600) with Kafka's\n"
-    "(sasl.password); -X dump masks them.\n";
+/* The one option every command takes besides lf_cli's shared ones. */
+#define PROGRESS_HELP                                                          \
+    "      --progress MODE    auto (a bar on a terminal, lines otherwise), "   \
+    "bar,\n"                                                                   \
+    "                         lines or none (default auto)\n"
 
-static const char *usage_rewind =
-    "leadflow-replay rewind --to TIME | --to-offset P:O[,P:O...] "
-    "[--dry-run]\n"
-    "                       [--no-group-check] [--lock-timeout S]\n"
-    "  Move the projector group's stored offsets (funnel.offsets) back so "
-    "the\n"
-    "  projector re-reads from there; idempotence keeps the tables as they "
-    "are\n"
-    "  unless the code changed.\n"
-    "  --to TIME              the first message at or after TIME (RFC 3339 "
-    "or\n"
-    "                         YYYY-MM-DD) per partition, from Kafka "
-    "(offsets for\n"
-    "                         times; if the broker cannot look times up, a "
-    "binary\n"
-    "                         search over message timestamps)\n"
-    "  --to-offset P:O,...    explicit offsets (O a number or \"beginning\"); "
-    "other\n"
-    "                         partitions are left alone\n"
-    "  --dry-run              print per partition the current offset, the "
-    "new one\n"
-    "                         and the messages to re-read; change nothing\n"
-    "  A rewind only moves offsets back, never forward (that would skip "
-    "messages),\n"
-    "  and never creates one (without a stored offset the projector starts "
-    "at the\n"
-    "  beginning anyway). leadflow-project reads funnel.offsets only when it "
-    "is\n"
-    "  assigned partitions, and a running one overwrites them at its next "
-    "batch:\n"
-    "  so rewind refuses (exit 75) while the group has members, locks\n"
-    "  funnel.offsets while it writes (a projector starting meanwhile waits "
-    "and\n"
-    "  reads the new offsets), and the projector must be started after it.\n"
-    "  --no-group-check       do not ask Kafka whether the group has members "
-    "(for\n"
-    "                         brokers without DescribeGroups, like the dev "
-    "broker):\n"
-    "                         you make sure every projector of the group is "
-    "stopped\n"
-    "  --lock-timeout S       wait at most S seconds for locks (default "
-    "30)\n";
+#define SECRETS_NOTE                                                           \
+    "Secrets never go on the command line: put the PostgreSQL password in\n"   \
+    "~/.pgpass or PGPASSFILE, or in the -c file (chmod 600) with Kafka's\n"    \
+    "(sasl.password); -X dump masks them.\n"
 
-static const char *usage_rebuild =
-    "leadflow-replay rebuild --into SCHEMA [--from-kafka | --from-db] "
-    "[--replace]\n"
-    "                        [--batch N] [--order lead|time|none]\n"
-    "  Build the whole funnel model from scratch into SCHEMA (same tables as "
-    "funnel)\n"
-    "  with the projector's own code.\n"
-    "  --from-kafka           from the topic, every partition from its "
-    "beginning to\n"
-    "                         the end it had at the start (the default); "
-    "dead\n"
-    "                         letters come from the topic too; the offsets "
-    "reached\n"
-    "                         are stored for the group (-g) in "
-    "SCHEMA.offsets\n"
-    "  --from-db              from funnel.events, in one snapshot that also "
-    "gives\n"
-    "                         the dead letters, the conflict and key "
-    "anomalies and\n"
-    "                         the offsets of exactly those events\n"
-    "  --replace              drop SCHEMA first if it exists\n"
-    "  --batch N              events per transaction (default 5000)\n"
-    "  --order ORDER          --from-db reading order: lead (default; each "
-    "lead in\n"
-    "                         one batch), time, none (as stored). The result "
-    "does\n"
-    "                         not depend on it.\n"
-    "  Then: diff --against SCHEMA, and promote SCHEMA.\n";
+#define EXIT_NOTE                                                              \
+    "Exit codes: 0 done (diff: equal), 1 diff: the schemas differ, 64 "        \
+    "usage,\n"                                                                 \
+    "  65 bad data (no such schema, topic or dead letter; a promote "          \
+    "precondition;\n"                                                          \
+    "  a stored event that no longer parses), 69 Kafka or PostgreSQL "         \
+    "unavailable\n"                                                            \
+    "  (or the group cannot be checked), 70 internal error, 74 output not "    \
+    "written,\n"                                                               \
+    "  75 try again later (the group has members, a lock timed out, the "      \
+    "connection\n"                                                             \
+    "  broke, interrupted), 78 bad configuration.\n"
 
-static const char *usage_diff =
-    "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N]\n"
-    "  Compare the model in SCHEMA with funnel (or --base): rows and "
-    "checksum per\n"
-    "  table, then the first N (default 10) differing leads with their "
-    "differing\n"
-    "  rows and columns. Wall-clock columns (received_at, updated_at, "
-    "detected_at),\n"
-    "  the Kafka coordinates of events and resolved dead letters are not "
-    "compared.\n"
-    "  Exit 0: equal; 1: they differ (like diff(1)).\n";
+#define GROUP_CHECK_HELP                                                       \
+    "      --no-group-check   do not ask Kafka whether the group has members " \
+    "(for\n"                                                                   \
+    "                         brokers without DescribeGroups, like the dev "   \
+    "broker):\n"                                                               \
+    "                         you make sure every projector of the group is "  \
+    "stopped\n"                                                                \
+    "      --lock-timeout S   wait at most S seconds for locks (default 30)\n"
 
-static const char *usage_promote =
-    "leadflow-replay promote SCHEMA [--no-group-check] [--lock-timeout S]\n"
-    "  Swap the rebuilt SCHEMA in as funnel in one transaction: funnel "
-    "becomes\n"
-    "  funnel_old_YYYYMMDDHHMMSS (UTC); funnel's functions and views are "
-    "re-created\n"
-    "  in the new funnel, owners and privileges carried over. Readers see "
-    "the old\n"
-    "  model or the new, never a mix. The new funnel keeps its own "
-    "funnel.offsets,\n"
-    "  those of the events it was built from: taking the old ones would "
-    "skip what\n"
-    "  the projector wrote after the rebuild read its events. So the "
-    "projector must\n"
-    "  be stopped during the promote (as for rewind: checked in Kafka "
-    "unless\n"
-    "  --no-group-check) and started after it; it re-reads what came after "
-    "the\n"
-    "  rebuild. Refuses (exit 65) unless SCHEMA is a complete rebuild (or an "
-    "older\n"
-    "  funnel_old_*) with the same tables, columns and migrations, and "
-    "funnel holds\n"
-    "  nothing it cannot carry over. Undo: promote the funnel_old_* "
-    "schema.\n"
-    "  The locks are taken in short attempts (half of deadlock_timeout "
-    "each) that\n"
-    "  give way to readers, so no reader ever gets a deadlock error; under "
-    "constant\n"
-    "  heavy reading it may need a longer --lock-timeout (default 30 s) or "
-    "a quieter\n"
-    "  moment (exit 75).\n";
+#define REWIND_SYNOPSIS                                                        \
+    "leadflow-replay rewind --to TIME | --to-offset P:O[,P:O...] "             \
+    "[--dry-run]\n"                                                            \
+    "                       [--no-group-check] [--lock-timeout S]\n"           \
+    "  Move the projector group's stored offsets (funnel.offsets) back so "    \
+    "the\n"                                                                    \
+    "  projector re-reads from there; idempotence keeps the tables as they "   \
+    "are\n"                                                                    \
+    "  unless the code changed."
+#define REWIND_HELP                                                            \
+    "      --to TIME          the first message at or after TIME (RFC 3339 "   \
+    "or\n"                                                                     \
+    "                         YYYY-MM-DD) per partition, from Kafka (offsets " \
+    "for\n"                                                                    \
+    "                         times; if the broker cannot look times up, a "   \
+    "binary\n"                                                                 \
+    "                         search over message timestamps)\n"               \
+    "      --to-offset P:O,...  explicit offsets (O a number or "              \
+    "\"beginning\");\n"                                                        \
+    "                         other partitions are left alone\n"               \
+    "      --dry-run          print per partition the current offset, the "    \
+    "new one\n"                                                                \
+    "                         and the messages to re-read; change "            \
+    "nothing\n" GROUP_CHECK_HELP
+#define REWIND_NOTE                                                            \
+    "A rewind only moves offsets back, never forward (that would skip "        \
+    "messages),\n"                                                             \
+    "and never creates one (without a stored offset the projector starts at "  \
+    "the\n"                                                                    \
+    "beginning anyway). leadflow-project reads funnel.offsets only when it "   \
+    "is\n"                                                                     \
+    "assigned partitions, and a running one overwrites them at its next "      \
+    "batch:\n"                                                                 \
+    "so rewind refuses (exit 75) while the group has members, locks\n"         \
+    "funnel.offsets while it writes (a projector starting meanwhile waits "    \
+    "and\n"                                                                    \
+    "reads the new offsets), and the projector must be started after it.\n"
 
-static const char *usage_dead =
-    "leadflow-replay dead-letters list [--since TIME] [--all]\n"
-    "leadflow-replay dead-letters retry --id N[,N...]... | --all [--dry-run] "
-    "[--note TEXT]\n"
-    "  list: the open dead letters (--all: resolved ones too), received "
-    "since TIME,\n"
-    "        tab-separated under a header\n"
-    "  retry: decode again with the current code; apply those that pass "
-    "(with their\n"
-    "        original topic, partition and offset) and mark them resolved "
-    "(when, and\n"
-    "        why: the event and --note); those still failing keep their row "
-    "with the\n"
-    "        new error. Applying twice changes nothing.\n";
+#define REBUILD_SYNOPSIS                                                       \
+    "leadflow-replay rebuild --into SCHEMA [--from-kafka | --from-db] "        \
+    "[--replace]\n"                                                            \
+    "                        [--batch N] [--order lead|time|none]\n"           \
+    "  Build the whole funnel model from scratch into SCHEMA (same tables as " \
+    "funnel)\n"                                                                \
+    "  with the projector's own code (and its schema registry, if any)."
+#define REBUILD_HELP                                                           \
+    "      --into SCHEMA      the schema to build (not funnel)\n"              \
+    "      --from-kafka       from the topic, every partition from its "       \
+    "beginning\n"                                                              \
+    "                         to the end it had at the start (the default); "  \
+    "dead\n"                                                                   \
+    "                         letters come from the topic too; the offsets "   \
+    "reached\n"                                                                \
+    "                         are stored for the group (-g) in "               \
+    "SCHEMA.offsets\n"                                                         \
+    "      --from-db          from funnel.events, in one snapshot that also "  \
+    "gives\n"                                                                  \
+    "                         the dead letters, the conflict and key "         \
+    "anomalies\n"                                                              \
+    "                         and the offsets of exactly those events\n"       \
+    "      --replace          drop SCHEMA first if it exists\n"                \
+    "      --batch N          events per transaction (default 5000)\n"         \
+    "      --order ORDER      --from-db reading order: lead (default; each "   \
+    "lead\n"                                                                   \
+    "                         in one batch), time, none (as stored). The "     \
+    "result\n"                                                                 \
+    "                         does not depend on it.\n"
+#define REBUILD_NOTE "Then: diff --against SCHEMA, and promote SCHEMA.\n"
 
-static const char *usage_dump =
-    "leadflow-replay dump [--from TIME] [--to TIME] [--lead ID]... "
-    "[--partition P]...\n"
-    "  The decoded events of the topic, from the beginning to its end at the "
-    "start,\n"
-    "  as JSON lines in the emit format with \"_kafka\":{topic, partition, "
-    "offset}\n"
-    "  added (leadflow-emit ignores it: a dump is valid emit input). "
-    "Filters:\n"
-    "  --from/--to on the event's occurred_at (from inclusive, to "
-    "exclusive),\n"
-    "  --lead (repeatable), --partition (repeatable). Undecodable messages "
-    "are\n"
-    "  counted and logged, not printed.\n";
+#define DIFF_SYNOPSIS                                                          \
+    "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N]\n"      \
+    "  Compare the model in SCHEMA with funnel (or --base): rows and "         \
+    "checksum per\n"                                                           \
+    "  table, then the first N differing leads with their differing rows "     \
+    "and\n"                                                                    \
+    "  columns."
+#define DIFF_HELP                                                              \
+    "      --against SCHEMA   the schema to compare (or the one argument)\n"   \
+    "      --base SCHEMA      the schema to compare it with (default "         \
+    "funnel)\n"                                                                \
+    "      --limit N          differing leads shown (default 10)\n"
+#define DIFF_NOTE                                                              \
+    "Wall-clock columns (received_at, updated_at, detected_at), the Kafka\n"   \
+    "coordinates of events and resolved dead letters are not compared.\n"      \
+    "Exit 0: equal; 1: they differ (like diff(1)).\n"
 
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "Usage: leadflow-replay COMMAND [options]\n"
-            "On-call replay of the lead event stream and the funnel model.\n"
-            "\nCommands:\n\n%s\n%s\n%s\n%s\n%s\n%s\n%s\n"
-            "Exit codes: 0 done (diff: equal), 1 diff: the schemas differ, "
-            "64 usage,\n"
-            "  65 bad data (no such schema, topic or dead letter; a promote "
-            "precondition;\n"
-            "  a stored event that no longer parses), 69 Kafka or PostgreSQL "
-            "unavailable\n"
-            "  (or the group cannot be checked), 70 internal error, 74 output "
-            "not written,\n"
-            "  75 try again later (the group has members, a lock timed out, "
-            "the connection\n"
-            "  broke, interrupted), 78 bad configuration.\n",
-            usage_rewind, usage_rebuild, usage_diff, usage_promote, usage_dead,
-            usage_dump, usage_common);
-}
+#define PROMOTE_SYNOPSIS                                                       \
+    "leadflow-replay promote SCHEMA [--no-group-check] [--lock-timeout S]\n"   \
+    "  Swap the rebuilt SCHEMA in as funnel in one transaction: funnel "       \
+    "becomes\n"                                                                \
+    "  funnel_old_YYYYMMDDHHMMSS (UTC); funnel's functions and views are "     \
+    "re-created\n"                                                             \
+    "  in the new funnel, owners and privileges carried over. Readers see "    \
+    "the old\n"                                                                \
+    "  model or the new, never a mix."
+#define PROMOTE_HELP GROUP_CHECK_HELP
+#define PROMOTE_NOTE                                                           \
+    "The new funnel keeps its own funnel.offsets, those of the events it "     \
+    "was\n"                                                                    \
+    "built from: taking the old ones would skip what the projector wrote "     \
+    "after\n"                                                                  \
+    "the rebuild read its events. So the projector must be stopped during "    \
+    "the\n"                                                                    \
+    "promote (as for rewind: checked in Kafka unless --no-group-check) and\n"  \
+    "started after it; it re-reads what came after the rebuild. Refuses "      \
+    "(exit 65)\n"                                                              \
+    "unless SCHEMA is a complete rebuild (or an older funnel_old_*) with the " \
+    "same\n"                                                                   \
+    "tables, columns and migrations, and funnel holds nothing it cannot "      \
+    "carry\n"                                                                  \
+    "over. Undo: promote the funnel_old_* schema.\n"                           \
+    "The locks are taken in short attempts (half of deadlock_timeout each) "   \
+    "that\n"                                                                   \
+    "give way to readers, so no reader ever gets a deadlock error; under "     \
+    "constant\n"                                                               \
+    "heavy reading it may need a longer --lock-timeout (default 30 s) or a "   \
+    "quieter\n"                                                                \
+    "moment (exit 75).\n"
 
-/* ---- common options and configuration --------------------------------- */
+#define DEAD_SYNOPSIS                                                          \
+    "leadflow-replay dead-letters list [--since TIME] [--all]\n"               \
+    "leadflow-replay dead-letters retry --id N[,N...]... | --all [--dry-run] " \
+    "[--note TEXT]\n"                                                          \
+    "  list: the open dead letters (--all: resolved ones too), received "      \
+    "since TIME,\n"                                                            \
+    "        tab-separated under a header\n"                                   \
+    "  retry: decode again with the current code (and the schema registry, "   \
+    "if any);\n"                                                               \
+    "        apply those that pass (with their original topic, partition and " \
+    "offset)\n"                                                                \
+    "        and mark them resolved (when, and why: the event and --note); "   \
+    "those\n"                                                                  \
+    "        still failing keep their row with the new error. Applying twice " \
+    "changes\n"                                                                \
+    "        nothing."
+#define DEAD_HELP                                                              \
+    "      --since TIME       list: only letters received since TIME\n"        \
+    "      --all              list: resolved letters too; retry: every open "  \
+    "one\n"                                                                    \
+    "      --id N[,N...]      retry: these letters (repeatable)\n"             \
+    "      --dry-run          retry: say what would be applied; write "        \
+    "nothing\n"                                                                \
+    "      --note TEXT        retry: added to the resolution of applied "      \
+    "letters\n"
 
-typedef struct app_s {
-    const char *cmd;
-    const char *cmd_usage;
-    lf_conf_t *conf;
-    lf_cli_t cli; /* -b -t -g -d -X -c */
-    lf_progress_mode_t progress;
-    const char *topic, *group, *conninfo;
-    PGconn *conn;
-    rd_kafka_t *rk;
-    bool no_group_check;
-    int lock_timeout_ms;
-} app_t;
+#define DUMP_SYNOPSIS                                                          \
+    "leadflow-replay dump [--from TIME] [--to TIME] [--lead ID]... "           \
+    "[--partition P]...\n"                                                     \
+    "  The decoded events of the topic, from the beginning to its end at the " \
+    "start,\n"                                                                 \
+    "  as JSON lines in the emit format with \"_kafka\":{topic, partition, "   \
+    "offset}\n"                                                                \
+    "  added (leadflow-emit ignores it: a dump is valid emit input)."
+#define DUMP_HELP                                                              \
+    "      --from TIME        events that occurred at or after TIME\n"         \
+    "      --to TIME          events that occurred before TIME\n"              \
+    "      --lead ID          events of lead ID (repeatable)\n"                \
+    "      --partition P      messages of partition P (repeatable)\n"
+#define DUMP_NOTE "Undecodable messages are counted and logged, not printed.\n"
 
-#define COMMON_OPTS "b:t:g:d:X:c:vqhV"
-#define COMMON_LONG                                                            \
-    {"brokers", required_argument, NULL, 'b'},                                 \
-        {"topic", required_argument, NULL, 't'},                               \
-        {"group", required_argument, NULL, 'g'},                               \
-        {"db", required_argument, NULL, 'd'},                                  \
-        {"config", required_argument, NULL, 'c'},                              \
-        {"progress", required_argument, NULL, 'P'},                            \
-        {"verbose", no_argument, NULL, 'v'},                                   \
-        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},   \
+#define SHARED_OPTS                                                            \
+    (LF_CLI_BROKERS | LF_CLI_TOPIC | LF_CLI_GROUP | LF_CLI_DB | LF_CLI_CONF |  \
+     LF_CLI_VERBOSE)
+
+/* getopt values of the long-only options (short letters are free for
+ * lf_cli's shared ones). */
+enum {
+    OPT_PROGRESS = 256,
+    OPT_NO_GROUP_CHECK,
+    OPT_LOCK_TIMEOUT,
+    OPT_TO,
+    OPT_TO_OFFSET,
+    OPT_DRY_RUN,
+    OPT_INTO,
+    OPT_FROM_KAFKA,
+    OPT_FROM_DB,
+    OPT_REPLACE,
+    OPT_BATCH,
+    OPT_ORDER,
+    OPT_AGAINST,
+    OPT_BASE,
+    OPT_LIMIT,
+    OPT_SINCE,
+    OPT_ALL,
+    OPT_ID,
+    OPT_NOTE,
+    OPT_FROM,
+    OPT_LEAD,
+    OPT_PARTITION,
+};
+
+#define LONG_PROGRESS                                                          \
     {                                                                          \
-        "version", no_argument, NULL, 'V'                                      \
+        "progress", required_argument, NULL, OPT_PROGRESS                      \
+    }
+#define LONG_GROUP_CHECK                                                       \
+    {"no-group-check", no_argument, NULL, OPT_NO_GROUP_CHECK},                 \
+    {                                                                          \
+        "lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT              \
     }
 
-/* A usage error: the reason, the command's usage, 64. */
-static int usage_error(const app_t *app, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* ---- the commands' settings -------------------------------------------- */
 
-static int usage_error(const app_t *app, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, PROG " %s: ", app->cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n\nUsage: %s\n%s", app->cmd_usage, usage_common);
-    return LF_EX_USAGE;
-}
+typedef struct rewind_cfg_s {
+    const char *to, *to_offset;
+    int64_t to_ms;
+    bool dry_run;
+} rewind_cfg_t;
 
-/* Handle a common option. @returns -1 if @p opt is not one, else 0 to go
- * on or an exit code + 1000 to exit with. */
-static int common_opt(app_t *app, int opt, const char *arg)
+typedef struct rebuild_cfg_s {
+    const char *into;
+    bool from_db, from_kafka, replace;
+    int batch;
+    lf_rebuild_order_t order;
+} rebuild_cfg_t;
+
+typedef struct diff_cfg_s {
+    const char *against, *base;
+    int limit;
+} diff_cfg_t;
+
+typedef struct dead_cfg_s {
+    bool list, all, dry_run;
+    const char *note, *since_arg;
+    int64_t since;
+    int64_t *ids;
+    size_t nids, cap;
+} dead_cfg_t;
+
+typedef struct dump_cfg_s {
+    int64_t from, to;
+    char **leads; /* sorted before the run, for bsearch */
+    int nleads;
+    int32_t *wanted; /* --partition */
+    int nwanted;
+} dump_cfg_t;
+
+/* A command's failure that is the settings' fault rather than the data's:
+ * main() exits 64 or 78 instead of the lf_err_t's code. */
+typedef enum blame_e { BLAME_DATA, BLAME_USAGE, BLAME_CONFIG } blame_t;
+
+/* Everything a command works with. */
+typedef struct app_s {
+    lf_cli_t cli; /* the command's parsed command line */
+    lf_conf_t *conf;
+    const char *topic, *group, *conninfo; /* from conf */
+    PGconn *conn;
+    rd_kafka_t *rk;
+    lf_progress_mode_t progress;
+    bool no_group_check;
+    int lock_timeout_ms;
+    blame_t blame;
+    bool differ; /* diff: the schemas differ (exit 1) */
+    union {
+        rewind_cfg_t rewind;
+        rebuild_cfg_t rebuild;
+        diff_cfg_t diff;
+        const char *promote; /* the schema */
+        dead_cfg_t dead;
+        dump_cfg_t dump;
+    } u;
+} app_t;
+
+/* The options several commands share: --progress, --no-group-check and
+ * --lock-timeout. */
+static lf_err_t own_common(app_t *app, int opt, const char *arg, char *errstr,
+                           size_t errstr_size)
 {
-    static const char *keys[128] = {['b'] = "bootstrap.servers",
-                                    ['t'] = LF_CONF_TOPIC,
-                                    ['g'] = "group.id",
-                                    ['d'] = LF_CONF_DB};
+    char *end;
+    long v;
     int m;
 
     switch (opt) {
-    case 'b':
-    case 't':
-    case 'g':
-    case 'd':
-        lf_cli_add(&app->cli, keys[opt], arg);
-        return 0;
-    case 'X':
-        if (!lf_cli_x(&app->cli, arg))
-            return 1000 + usage_error(app,
-                                      "-X \"%s\": expected key=value or "
-                                      "dump",
-                                      arg);
-        return 0;
-    case 'c':
-        app->cli.config = arg;
-        return 0;
-    case 'P':
+    case OPT_PROGRESS:
         if ((m = lf_progress_mode_parse(arg)) < 0)
-            return 1000 + usage_error(app,
-                                      "--progress %s: expected auto, "
-                                      "bar, lines or none",
-                                      arg);
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--progress %s: expected auto, bar, lines or "
+                             "none",
+                             arg);
         app->progress = (lf_progress_mode_t)m;
-        return 0;
-    case 'v':
-        lf_log_level++;
-        return 0;
-    case 'q':
-        lf_log_level--;
-        return 0;
-    case 'h':
-        printf("Usage: %s\n%s", app->cmd_usage, usage_common);
-        return 1000 + LF_EX_OK;
-    case 'V':
-        lf_cli_version(PROG);
-        return 1000 + LF_EX_OK;
-    case '?':
-    case ':':
-        fprintf(stderr, "\nUsage: %s\n%s", app->cmd_usage, usage_common);
-        return 1000 + LF_EX_USAGE;
+        return LF_OK;
+    case OPT_NO_GROUP_CHECK:
+        app->no_group_check = true;
+        return LF_OK;
+    case OPT_LOCK_TIMEOUT:
+        v = strtol(arg, &end, 10);
+        if (end == arg || *end || v < 1 || v > 3600)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--lock-timeout %s: expected 1..3600 seconds",
+                             arg);
+        app->lock_timeout_ms = (int)v * 1000;
+        return LF_OK;
     default:
-        return -1;
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "bad option");
     }
 }
 
-/* Settings in order: environment, -c FILE, -X and shorthands, defaults.
- * @returns 0 to go on, or an exit code + 1000. */
-static int finish_conf(app_t *app)
+/* A number in [lo, hi] for option @p name, or LF_ERR_INVALID. */
+static lf_err_t parse_int(const char *name, const char *arg, long lo, long hi,
+                          int *out, char *errstr, size_t errstr_size)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(arg, &end, 10);
+    if (end == arg || *end || errno || v < lo || v > hi)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "%s %s: expected %ld..%ld", name, arg, lo, hi);
+    *out = (int)v;
+    return LF_OK;
+}
+
+/* ---- what every command does ------------------------------------------- */
+
+/* Log what failed and why; @returns @p err. */
+static lf_err_t fail(lf_err_t err, const char *what, const char *errstr)
+{
+    char q[2200];
+    LF_LOG(LF_LOG_ERR, "msg=\"%s\" error=%s", what,
+           lf_log_quote(errstr, q, sizeof(q)));
+    return err;
+}
+
+/* The settings: environment, -c FILE, -X and the shorthands in
+ * command-line order, then replay's defaults. Errors are printed. */
+static lf_err_t settings(app_t *app)
 {
     char errstr[1024];
-    int rc = lf_cli_apply(&app->cli, app->conf, errstr, sizeof(errstr));
+    lf_err_t err;
 
-    if (rc) {
-        fprintf(stderr, PROG ": %s%s\n", rc == LF_EX_USAGE ? "-X " : "",
-                errstr);
-        return 1000 + rc;
+    if (!(app->conf = lf_conf_new())) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return LF_ERR_NOMEM;
     }
-    lf_conf_default(app->conf, "bootstrap.servers", "localhost:9092");
-    lf_conf_default(app->conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC);
-    lf_conf_default(app->conf, "group.id", "leadflow-projector");
-    lf_conf_default(app->conf, LF_CONF_DB, "");
-    if (app->cli.dump) {
-        lf_conf_dump(app->conf, stdout);
-        return 1000 + LF_EX_OK;
+    if ((err = lf_cli_conf(&app->cli, app->conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, PROG ": %s%s\n", err == LF_ERR_INVALID ? "-X " : "",
+                errstr);
+        app->blame = err == LF_ERR_INVALID ? BLAME_USAGE : BLAME_CONFIG;
+        return err;
+    }
+    if (lf_conf_default(app->conf, "bootstrap.servers", "localhost:9092") ||
+        lf_conf_default(app->conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC) ||
+        lf_conf_default(app->conf, "group.id", "leadflow-projector") ||
+        lf_conf_default(app->conf, LF_CONF_DB, "")) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return LF_ERR_NOMEM;
     }
     app->topic = lf_conf_get(app->conf, LF_CONF_TOPIC);
     app->group = lf_conf_get(app->conf, "group.id");
     app->conninfo = lf_conf_get(app->conf, LF_CONF_DB);
-    return 0;
+    return LF_OK;
 }
 
-static int connect_db(app_t *app)
+static lf_err_t connect_db(app_t *app)
 {
-    char errstr[1024], q[1100];
+    char errstr[1024];
 
-    if (!(app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr)))) {
-        LF_LOG(LF_LOG_ERR, "msg=\"cannot reach PostgreSQL\" error=%s",
-               lf_log_quote(errstr, q, sizeof(q)));
-        return LF_EX_UNAVAILABLE;
+    if (!(app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr))))
+        return fail(LF_ERR_PG, "cannot reach PostgreSQL", errstr);
+    return LF_OK;
+}
+
+static lf_err_t connect_kafka(app_t *app)
+{
+    char errstr[1024];
+
+    if (!(app->rk = lf_topic_consumer_new(app->conf, errstr, sizeof(errstr)))) {
+        app->blame = BLAME_CONFIG;
+        return fail(LF_ERR_INVALID, "bad Kafka configuration", errstr);
     }
-    return 0;
+    return LF_OK;
 }
 
-static int connect_kafka(app_t *app)
+/* The decoder of the live projector: the schema registry of the
+ * configuration, if any. */
+static lf_err_t new_codec(app_t *app, lf_codec_t **codec)
 {
-    char errstr[1024], q[1100];
+    char errstr[1024];
+    lf_err_t err = lf_codec_from_conf(app->conf, codec, errstr, sizeof(errstr));
 
-    if (!(app->rk =
-              lf_topic_consumer_new(app->conf, errstr, sizeof(errstr)))) {
-        LF_LOG(LF_LOG_ERR, "msg=\"bad Kafka configuration\" error=%s",
-               lf_log_quote(errstr, q, sizeof(q)));
-        return LF_EX_CONFIG;
-    }
-    return 0;
+    if (err == LF_ERR_INVALID)
+        app->blame = BLAME_CONFIG;
+    return err ? fail(err, "bad schema registry configuration", errstr) : LF_OK;
 }
 
-/* The exit code for an error of the common modules. */
-static int exit_for(lf_err_t err)
+/* Sleep @p ms unless a signal came. */
+static void nap(long ms)
 {
-    switch (err) {
-    case LF_OK:
-        return LF_EX_OK;
-    case LF_ERR_INVALID:
-        return LF_EX_DATAERR;
-    case LF_ERR_TEMPORARY:
-        return LF_EX_TEMPFAIL;
-    case LF_ERR_KAFKA:
-    case LF_ERR_PG:
-        return LF_EX_UNAVAILABLE;
-    case LF_ERR_IO:
-        return LF_EX_IOERR;
-    default:
-        return LF_EX_SOFTWARE;
-    }
-}
-
-static int fail_with(lf_err_t err, const char *what, const char *errstr)
-{
-    char q[1200];
-    LF_LOG(LF_LOG_ERR, "msg=\"%s\" error=%s", what,
-           lf_log_quote(errstr, q, sizeof(q)));
-    return exit_for(err);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    if (!lf_cli_signals)
+        nanosleep(&ts, NULL);
 }
 
 /* Called with the locks held by rewind and promote: a running projector
@@ -427,7 +476,7 @@ static lf_err_t group_check(void *arg, char *errstr, size_t errstr_size)
     if (app->no_group_check)
         return LF_OK;
     if (lf_topic_group_members(app->rk, app->group, KAFKA_TIMEOUT_MS, &members,
-                                state, sizeof(state), e, sizeof(e)))
+                               state, sizeof(state), e, sizeof(e)))
         return lf_seterr(LF_ERR_KAFKA, errstr, errstr_size,
                          "%s; cannot tell whether projectors of group %s are "
                          "running: stop them all and run again with "
@@ -441,134 +490,143 @@ static lf_err_t group_check(void *arg, char *errstr, size_t errstr_size)
     return LF_OK;
 }
 
+static void warn_no_group_check(const app_t *app)
+{
+    LF_LOG(LF_LOG_WARNING,
+           "msg=\"not checking that the group has no members: every "
+           "leadflow-project of the group must be stopped\" group=%s",
+           app->group);
+}
+
 /* ---- rewind ----------------------------------------------------------- */
 
-static int cmd_rewind(app_t *app, int argc, char **argv)
+static lf_err_t own_rewind(void *arg, int opt, const char *val, char *errstr,
+                           size_t errstr_size)
 {
-    static const struct option opts[] = {
-        COMMON_LONG,
-        {"to", required_argument, NULL, 'T'},
-        {"to-offset", required_argument, NULL, 'O'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"no-group-check", no_argument, NULL, 'G'},
-        {"lock-timeout", required_argument, NULL, 'L'},
-        {NULL, 0, NULL, 0}};
-    const char *to = NULL, *to_offset = NULL;
-    bool dry_run = false;
-    char errstr[1024], ts[40];
-    lf_topic_part_t *parts = NULL;
-    lf_rewind_t *rows = NULL;
-    int count = 0, changed = 0, opt, rc;
-    int64_t to_ms = 0, reread = 0;
-    lf_err_t err;
+    app_t *app = arg;
+    rewind_cfg_t *cfg = &app->u.rewind;
 
-    while ((opt = getopt_long(argc, argv, COMMON_OPTS, opts, NULL)) != -1) {
-        char *end;
-        if ((rc = common_opt(app, opt, optarg)) >= 0) {
-            if (rc >= 1000)
-                return rc - 1000;
-            continue;
-        }
-        switch (opt) {
-        case 'T':
-            to = optarg;
-            break;
-        case 'O':
-            to_offset = optarg;
-            break;
-        case 'n':
-            dry_run = true;
-            break;
-        case 'G':
-            app->no_group_check = true;
-            break;
-        case 'L':
-            app->lock_timeout_ms = (int)strtol(optarg, &end, 10) * 1000;
-            if (*end || app->lock_timeout_ms < 1000 ||
-                app->lock_timeout_ms > 3600000)
-                return usage_error(app,
-                                   "--lock-timeout %s: expected 1..3600 "
-                                   "seconds",
-                                   optarg);
-            break;
-        }
+    switch (opt) {
+    case OPT_TO:
+        cfg->to = val;
+        return LF_OK;
+    case OPT_TO_OFFSET:
+        cfg->to_offset = val;
+        return LF_OK;
+    case OPT_DRY_RUN:
+        cfg->dry_run = true;
+        return LF_OK;
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
     }
-    if (optind < argc)
-        return usage_error(app, "unexpected argument \"%s\"", argv[optind]);
-    if (!!to == !!to_offset)
-        return usage_error(app, "give one of --to TIME and --to-offset P:O");
-    if (to && lf_time_parse(to, 1, &to_ms, errstr, sizeof(errstr)))
-        return usage_error(app, "--to %s: %s", to, errstr);
-    if ((rc = finish_conf(app)))
-        return rc - 1000;
-    if ((rc = connect_db(app)) || (rc = connect_kafka(app)))
-        return rc;
-    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
-                                    &parts, &count, errstr, sizeof(errstr))))
-        return fail_with(err, "cannot read the topic", errstr);
-    if (!(rows = calloc((size_t)count + 1, sizeof(*rows)))) {
-        free(parts);
-        return LF_EX_SOFTWARE;
+}
+
+static const struct option rewind_opts[] = {
+    {"to", required_argument, NULL, OPT_TO},
+    {"to-offset", required_argument, NULL, OPT_TO_OFFSET},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    LONG_GROUP_CHECK,
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t rewind_spec = {
+    .prog = PROG " rewind",
+    .synopsis = REWIND_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = REWIND_HELP PROGRESS_HELP,
+    .notes = REWIND_NOTE "\n" SECRETS_NOTE,
+    .longopts = rewind_opts,
+    .own = own_rewind,
+    .max_args = 0,
+};
+
+static lf_cli_next_t parse_rewind(app_t *app, int argc, char **argv)
+{
+    rewind_cfg_t *cfg = &app->u.rewind;
+    lf_cli_next_t next = lf_cli_parse(&app->cli, &rewind_spec, app, argc, argv);
+    char errstr[512];
+
+    if (next != LF_CLI_RUN)
+        return next;
+    if (!!cfg->to == !!cfg->to_offset)
+        return lf_cli_usage_error(&app->cli,
+                                  "give one of --to TIME and --to-offset P:O");
+    if (cfg->to &&
+        lf_time_parse(cfg->to, 1, &cfg->to_ms, errstr, sizeof(errstr)))
+        return lf_cli_usage_error(&app->cli, "--to %s: %s", cfg->to, errstr);
+    return LF_CLI_RUN;
+}
+
+/* The rows of the plan: one per partition, targets from --to-offset or
+ * from Kafka's offsets for --to. *@p rows is the caller's to free(). */
+static lf_err_t rewind_plan(app_t *app, const lf_topic_part_t *parts, int count,
+                            lf_rewind_t **rows)
+{
+    const rewind_cfg_t *cfg = &app->u.rewind;
+    int64_t *offs = calloc((size_t)count + 1, sizeof(*offs));
+    bool *searched = calloc((size_t)count + 1, sizeof(*searched));
+    char errstr[1024];
+    lf_err_t err = LF_OK;
+
+    if (!(*rows = calloc((size_t)count + 1, sizeof(**rows))) || !offs ||
+        !searched) {
+        err = fail(LF_ERR_NOMEM, "cannot start", "out of memory");
+        goto out;
     }
     for (int i = 0; i < count; i++)
-        rows[i] = (lf_rewind_t){.partition = parts[i].partition,
-                                .low = parts[i].low,
-                                .high = parts[i].high,
-                                .target = -1,
-                                .current = -1,
-                                .next = -1};
-    if (to_offset && lf_rewind_parse_offsets(to_offset, rows, count, errstr,
-                                             sizeof(errstr))) {
-        rc = usage_error(app, "%s", errstr);
-        goto out;
+        (*rows)[i] = (lf_rewind_t){.partition = parts[i].partition,
+                                   .low = parts[i].low,
+                                   .high = parts[i].high,
+                                   .target = -1,
+                                   .current = -1,
+                                   .next = -1};
+    if (cfg->to_offset && lf_rewind_parse_offsets(cfg->to_offset, *rows, count,
+                                                  errstr, sizeof(errstr))) {
+        lf_cli_usage_error(&app->cli, "%s", errstr);
+        app->blame = BLAME_USAGE;
+        err = LF_ERR_INVALID;
+    } else if (cfg->to && (err = lf_topic_offsets_for_time(
+                               app->rk, app->topic, parts, count, cfg->to_ms,
+                               KAFKA_TIMEOUT_MS, offs, searched, errstr,
+                               sizeof(errstr)))) {
+        fail(err, "cannot look up offsets for the time", errstr);
     }
-    if (to) {
-        int64_t *offs = calloc((size_t)count + 1, sizeof(*offs));
-        bool *searched = calloc((size_t)count + 1, sizeof(*searched));
-        if (!offs || !searched) {
-            free(offs);
-            free(searched);
-            rc = LF_EX_SOFTWARE;
-            goto out;
-        }
-        err = lf_topic_offsets_for_time(app->rk, app->topic, parts, count,
-                                         to_ms, KAFKA_TIMEOUT_MS, offs,
-                                         searched, errstr, sizeof(errstr));
-        for (int i = 0; !err && i < count; i++) {
-            rows[i].target = offs[i];
-            rows[i].searched = searched[i];
-        }
-        free(offs);
-        free(searched);
-        if (err) {
-            rc = fail_with(err, "cannot look up offsets for the time", errstr);
-            goto out;
-        }
+    for (int i = 0; cfg->to && !err && i < count; i++) {
+        (*rows)[i].target = offs[i];
+        (*rows)[i].searched = searched[i];
     }
-    if (!dry_run && app->no_group_check)
-        LF_LOG(LF_LOG_WARNING,
-               "msg=\"not checking that the group has no members: every "
-               "leadflow-project of the group must be stopped\" group=%s",
-               app->group);
-    /* Fail fast without locks; checked again under the lock. */
-    if (!dry_run && (err = group_check(app, errstr, sizeof(errstr)))) {
-        rc = fail_with(err, "rewind not done", errstr);
-        goto out;
-    }
-    err = lf_rewind_run(app->conn, app->group, app->topic, rows, count,
-                        !dry_run, app->lock_timeout_ms, group_check, app,
-                        &changed, errstr, sizeof(errstr));
-    if (err) {
-        rc = fail_with(err, "rewind not done", errstr);
-        goto out;
-    }
+out:
+    free(offs);
+    free(searched);
+    return err;
+}
+
+/* The note column of a plan row. */
+static void rewind_note(const lf_rewind_t *r, char *note, size_t size)
+{
+    snprintf(note, size, "%s%s%s%s%s", r->note ? r->note : "",
+             r->note && (r->clamped || r->searched) ? "; " : "",
+             r->clamped ? "target below the oldest retained message" : "",
+             r->clamped && r->searched ? "; " : "",
+             r->searched ? "found by message timestamps" : "");
+}
+
+/* The plan (or what was done) on stdout, then the summary. */
+static void rewind_print(const app_t *app, const lf_rewind_t *rows, int count,
+                         int changed)
+{
+    const rewind_cfg_t *cfg = &app->u.rewind;
+    char ts[40], note[256];
+    int64_t reread = 0;
+
     printf("%s group=%s topic=%s%s%s\n",
-           dry_run ? "rewind plan (dry run, nothing written):" : "rewound:",
-           app->group, app->topic, to ? " to=" : "",
-           to ? lf_time_format(to_ms, ts, sizeof(ts)) : "");
+           cfg->dry_run ? "rewind plan (dry run, nothing written):"
+                        : "rewound:",
+           app->group, app->topic, cfg->to ? " to=" : "",
+           cfg->to ? lf_time_format(cfg->to_ms, ts, sizeof(ts)) : "");
     printf("partition\tcurrent\tnew\tre-read\tnote\n");
     for (int i = 0; i < count; i++) {
-        lf_rewind_t *r = &rows[i];
+        const lf_rewind_t *r = &rows[i];
         int64_t n =
             r->next >= 0 && r->current > r->next ? r->current - r->next : 0;
         char cur[24] = "-", nxt[24] = "-";
@@ -577,12 +635,7 @@ static int cmd_rewind(app_t *app, int argc, char **argv)
             snprintf(cur, sizeof(cur), "%" PRId64, r->current);
         if (r->next >= 0)
             snprintf(nxt, sizeof(nxt), "%" PRId64, r->next);
-        char note[256];
-        snprintf(note, sizeof(note), "%s%s%s%s%s", r->note ? r->note : "",
-                 r->note && (r->clamped || r->searched) ? "; " : "",
-                 r->clamped ? "target below the oldest retained message" : "",
-                 r->clamped && r->searched ? "; " : "",
-                 r->searched ? "found by message timestamps" : "");
+        rewind_note(r, note, sizeof(note));
         printf("%d\t%s\t%s\t%" PRId64 "\t%s\n", (int)r->partition, cur, nxt, n,
                note);
     }
@@ -590,21 +643,134 @@ static int cmd_rewind(app_t *app, int argc, char **argv)
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=rewind dry_run=%s group=%s topic=%s "
            "partitions=%d changed=%d messages_to_reread=%" PRId64,
-           dry_run ? "yes" : "no", app->group, app->topic, count, changed,
+           cfg->dry_run ? "yes" : "no", app->group, app->topic, count, changed,
            reread);
-    if (!dry_run && changed)
+    if (!cfg->dry_run && changed)
         LF_LOG(LF_LOG_NOTICE,
                "msg=\"now start the projectors of the group: they read "
                "funnel.offsets when partitions are assigned\" group=%s",
                app->group);
-    rc = LF_EX_OK;
+}
+
+static lf_err_t run_rewind(app_t *app)
+{
+    const rewind_cfg_t *cfg = &app->u.rewind;
+    char errstr[1024];
+    lf_topic_part_t *parts = NULL;
+    lf_rewind_t *rows = NULL;
+    int count = 0, changed = 0;
+    lf_err_t err;
+
+    if ((err = connect_db(app)) || (err = connect_kafka(app)))
+        return err;
+    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
+                                   &parts, &count, errstr, sizeof(errstr))))
+        return fail(err, "cannot read the topic", errstr);
+    if ((err = rewind_plan(app, parts, count, &rows)))
+        goto out;
+    if (!cfg->dry_run && app->no_group_check)
+        warn_no_group_check(app);
+    /* Fail fast without locks; checked again under the lock. */
+    if ((!cfg->dry_run && (err = group_check(app, errstr, sizeof(errstr)))) ||
+        (err = lf_rewind_run(app->conn, app->group, app->topic, rows, count,
+                             !cfg->dry_run, app->lock_timeout_ms, group_check,
+                             app, &changed, errstr, sizeof(errstr)))) {
+        fail(err, "rewind not done", errstr);
+        goto out;
+    }
+    rewind_print(app, rows, count, changed);
 out:
     free(rows);
     free(parts);
-    return rc;
+    return err;
 }
 
 /* ---- rebuild ---------------------------------------------------------- */
+
+static lf_err_t own_rebuild(void *arg, int opt, const char *val, char *errstr,
+                            size_t errstr_size)
+{
+    app_t *app = arg;
+    rebuild_cfg_t *cfg = &app->u.rebuild;
+    int order;
+
+    switch (opt) {
+    case OPT_INTO:
+        cfg->into = val;
+        return LF_OK;
+    case OPT_FROM_KAFKA:
+        cfg->from_kafka = true;
+        return LF_OK;
+    case OPT_FROM_DB:
+        cfg->from_db = true;
+        return LF_OK;
+    case OPT_REPLACE:
+        cfg->replace = true;
+        return LF_OK;
+    case OPT_BATCH:
+        return parse_int("--batch", val, 1, 1000000, &cfg->batch, errstr,
+                         errstr_size);
+    case OPT_ORDER:
+        if ((order = lf_rebuild_order_parse(val)) < 0)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--order %s: expected lead, time or none", val);
+        cfg->order = (lf_rebuild_order_t)order;
+        return LF_OK;
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
+    }
+}
+
+static const struct option rebuild_opts[] = {
+    {"into", required_argument, NULL, OPT_INTO},
+    {"from-kafka", no_argument, NULL, OPT_FROM_KAFKA},
+    {"from-db", no_argument, NULL, OPT_FROM_DB},
+    {"replace", no_argument, NULL, OPT_REPLACE},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"order", required_argument, NULL, OPT_ORDER},
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t rebuild_spec = {
+    .prog = PROG " rebuild",
+    .synopsis = REBUILD_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = REBUILD_HELP PROGRESS_HELP,
+    .notes = REBUILD_NOTE "\n" SECRETS_NOTE,
+    .longopts = rebuild_opts,
+    .own = own_rebuild,
+    .max_args = 0,
+};
+
+static lf_cli_next_t parse_rebuild(app_t *app, int argc, char **argv)
+{
+    rebuild_cfg_t *cfg = &app->u.rebuild;
+    lf_cli_next_t next;
+    char errstr[512];
+
+    cfg->batch = 5000;
+    cfg->order = LF_REBUILD_ORDER_LEAD;
+    if ((next = lf_cli_parse(&app->cli, &rebuild_spec, app, argc, argv)))
+        return next;
+    if (!cfg->into)
+        return lf_cli_usage_error(&app->cli, "--into SCHEMA is required");
+    if (cfg->from_db && cfg->from_kafka)
+        return lf_cli_usage_error(&app->cli,
+                                  "give one of --from-kafka and --from-db");
+    if (lf_catalog_check_name(NULL, cfg->into, errstr, sizeof(errstr)))
+        return lf_cli_usage_error(&app->cli, "--into: %s", errstr);
+    return LF_CLI_RUN;
+}
+
+/* What a rebuild works with. */
+typedef struct rebuild_s {
+    lf_projector_t *p;
+    lf_progress_t *pr;
+    lf_rebuild_source_t *src;  /* --from-db */
+    lf_topic_reader_t *reader; /* --from-kafka */
+    uint64_t done;             /* events or messages read */
+    uint64_t copied[3];        /* --from-db: dead letters, anomalies, offsets */
+} rebuild_t;
 
 /* Write the batch, reconnecting and retrying a few times on connection
  * trouble. */
@@ -613,11 +779,9 @@ static lf_err_t flush_retry(app_t *app, lf_projector_t *p, char *errstr,
 {
     lf_err_t err = LF_OK;
 
-    for (int attempt = 0; attempt < 6 && !stop; attempt++) {
+    for (int attempt = 0; attempt < 6 && !lf_cli_signals; attempt++) {
         if (attempt) {
-            long ms = 200L << (attempt < 4 ? attempt : 4); /* to 3.2 s */
-            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            nap(200L << (attempt < 4 ? attempt : 4)); /* to 3.2 s */
             if (PQstatus(app->conn) != CONNECTION_OK) {
                 PQfinish(app->conn);
                 lf_projector_conn_reset(p);
@@ -637,267 +801,311 @@ static lf_err_t flush_retry(app_t *app, lf_projector_t *p, char *errstr,
     return err ? err : LF_ERR_TEMPORARY;
 }
 
-static int cmd_rebuild(app_t *app, int argc, char **argv)
+static lf_err_t interrupted(char *errstr, size_t errstr_size)
 {
-    static const struct option opts[] = {
-        COMMON_LONG,
-        {"into", required_argument, NULL, 'I'},
-        {"from-kafka", no_argument, NULL, 'K'},
-        {"from-db", no_argument, NULL, 'D'},
-        {"replace", no_argument, NULL, 'R'},
-        {"batch", required_argument, NULL, 'B'},
-        {"order", required_argument, NULL, 'O'},
-        {NULL, 0, NULL, 0}};
-    const char *into = NULL;
-    bool from_db = false, from_kafka = false, replace = false;
-    int batch = 5000, order = LF_REBUILD_ORDER_LEAD, opt, rc = 0;
-    char errstr[1024], summary[512];
-    lf_projector_t *p = NULL;
-    lf_progress_t *pr = NULL;
-    lf_rebuild_source_t *src = NULL;
-    lf_topic_reader_t *reader = NULL;
-    lf_topic_part_t *parts = NULL;
-    int count = 0;
-    uint64_t done = 0, copied[3] = {0, 0, 0};
-    int64_t started = lf_now_mono_ms();
+    return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size, "interrupted");
+}
+
+static lf_err_t rebuild_from_db(app_t *app, rebuild_t *rb, char *errstr,
+                                size_t errstr_size)
+{
+    const rebuild_cfg_t *cfg = &app->u.rebuild;
+    lf_err_t err;
+    size_t added;
+
+    rb->pr = lf_progress_new("rebuild", "events",
+                             lf_rebuild_source_total(rb->src), app->progress);
+    for (;;) {
+        if (lf_cli_signals)
+            return interrupted(errstr, errstr_size);
+        if ((err = lf_rebuild_source_next(rb->src, rb->p, (size_t)cfg->batch,
+                                          &added, errstr, errstr_size)) ||
+            !added)
+            break;
+        if ((err = flush_retry(app, rb->p, errstr, errstr_size)))
+            return err;
+        rb->done += added;
+        lf_progress_update(rb->pr, rb->done);
+    }
+    return err ? err
+               : lf_rebuild_source_copy_rest(rb->src, app->conn, cfg->into,
+                                             rb->copied, errstr, errstr_size);
+}
+
+/* Add @p rkm to the batch; while the schema registry cannot be asked
+ * about its schema id, wait and offer it again, as the live projector
+ * does (nothing is dead-lettered for an outage). */
+static lf_err_t add_message(lf_projector_t *p, const rd_kafka_message_t *rkm,
+                            char *errstr, size_t errstr_size)
+{
     lf_err_t err;
 
-    while ((opt = getopt_long(argc, argv, COMMON_OPTS, opts, NULL)) != -1) {
-        char *end;
-        if ((rc = common_opt(app, opt, optarg)) >= 0) {
-            if (rc >= 1000)
-                return rc - 1000;
-            continue;
-        }
-        switch (opt) {
-        case 'I':
-            into = optarg;
-            break;
-        case 'K':
-            from_kafka = true;
-            break;
-        case 'D':
-            from_db = true;
-            break;
-        case 'R':
-            replace = true;
-            break;
-        case 'B':
-            batch = (int)strtol(optarg, &end, 10);
-            if (*end || batch < 1 || batch > 1000000)
-                return usage_error(app, "--batch %s: expected 1..1000000",
-                                   optarg);
-            break;
-        case 'O':
-            if ((order = lf_rebuild_order_parse(optarg)) < 0)
-                return usage_error(app,
-                                   "--order %s: expected lead, time or "
-                                   "none",
-                                   optarg);
-            break;
-        }
-    }
-    if (optind < argc)
-        return usage_error(app, "unexpected argument \"%s\"", argv[optind]);
-    if (!into)
-        return usage_error(app, "--into SCHEMA is required");
-    if (from_db && from_kafka)
-        return usage_error(app, "give one of --from-kafka and --from-db");
-    if (lf_catalog_check_name(NULL, into, errstr, sizeof(errstr)))
-        return usage_error(app, "--into: %s", errstr);
-    if ((rc = finish_conf(app)))
-        return rc - 1000;
-    if ((rc = connect_db(app)))
-        return rc;
-    const char *how = from_db ? "from-db" : "from-kafka";
+    while ((err = lf_projector_add_message(p, rkm)) == LF_ERR_TEMPORARY &&
+           !lf_cli_signals)
+        nap(1000);
+    if (err == LF_ERR_TEMPORARY)
+        return interrupted(errstr, errstr_size);
+    if (err)
+        return lf_seterr(err, errstr, errstr_size, "out of memory");
+    return LF_OK;
+}
 
-    /* Kafka first, so a broker problem is found before a schema is made. */
-    if (!from_db) {
-        if ((rc = connect_kafka(app)))
-            return rc;
-        if ((err =
-                 lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
-                                      &parts, &count, errstr, sizeof(errstr))))
-            return fail_with(err, "cannot read the topic", errstr);
-    } else if (!(src = lf_rebuild_source_open(app->conninfo, (lf_rebuild_order_t)order,
-                                        errstr, sizeof(errstr)))) {
-        return fail_with(LF_ERR_PG, "cannot read funnel.events", errstr);
-    }
-    if ((err = lf_rebuild_create(app->conn, into, replace, how, errstr,
-                                     sizeof(errstr)))) {
-        rc = fail_with(err, "cannot create the schema", errstr);
-        goto out;
-    }
-    /* From Kafka the offsets reached are the group's in the new model; from
-     * the database they are copied with the snapshot. */
-    if (!(p = lf_projector_new(into, from_db ? NULL : app->group, errstr,
-                               sizeof(errstr)))) {
-        rc = fail_with(LF_ERR_NOMEM, "cannot start", errstr);
-        goto out;
-    }
-    LF_LOG(LF_LOG_INFO, "msg=\"rebuilding\" into=%s source=%s topic=%s", into,
-           how, app->topic);
-    if (from_db) {
-        pr = lf_progress_new("rebuild", "events", lf_rebuild_source_total(src),
-                             app->progress);
-        for (;;) {
-            size_t added;
-            if (stop) {
-                err = LF_ERR_TEMPORARY;
-                snprintf(errstr, sizeof(errstr), "interrupted");
+static lf_err_t rebuild_from_kafka(app_t *app, rebuild_t *rb, char *errstr,
+                                   size_t errstr_size)
+{
+    size_t batch = (size_t)app->u.rebuild.batch;
+    lf_topic_reader_t *reader = rb->reader;
+    lf_err_t err = LF_OK;
+
+    rb->pr = lf_progress_new("rebuild", "messages",
+                             lf_topic_reader_total(reader), app->progress);
+    while (!err && !lf_topic_reader_done(reader)) {
+        rd_kafka_message_t *rkm;
+        bool idle = true;
+        if (lf_cli_signals) {
+            err = interrupted(errstr, errstr_size);
+            break;
+        }
+        if ((rkm = lf_topic_reader_next(reader, 100))) {
+            err = add_message(rb->p, rkm, errstr, errstr_size);
+            rd_kafka_message_destroy(rkm);
+            if (err)
                 break;
-            }
-            if ((err = lf_rebuild_source_next(src, p, (size_t)batch, &added, errstr,
-                                        sizeof(errstr))) ||
-                !added)
-                break;
-            if ((err = flush_retry(app, p, errstr, sizeof(errstr))))
-                break;
-            done += added;
-            lf_progress_update(pr, done);
+            rb->done++;
+            idle = false;
         }
-        if (!err)
-            err = lf_rebuild_source_copy_rest(src, app->conn, into, copied, errstr,
-                                        sizeof(errstr));
-    } else {
-        if (!(reader = lf_topic_reader_new(app->rk, app->topic, parts, count, errstr,
-                                     sizeof(errstr)))) {
-            rc = fail_with(LF_ERR_KAFKA, "cannot read the topic", errstr);
-            goto out;
+        /* Full, or nothing more right now: write. */
+        if (lf_projector_full(rb->p, batch) ||
+            (lf_projector_pending(rb->p) &&
+             (idle || lf_topic_reader_done(reader)))) {
+            err = flush_retry(app, rb->p, errstr, errstr_size);
+            lf_progress_update(rb->pr, rb->done);
         }
-        pr = lf_progress_new("rebuild", "messages", lf_topic_reader_total(reader),
-                             app->progress);
-        err = LF_OK;
-        while (!err && !lf_topic_reader_done(reader)) {
-            rd_kafka_message_t *rkm;
-            if (stop) {
-                err = LF_ERR_TEMPORARY;
-                snprintf(errstr, sizeof(errstr), "interrupted");
-                break;
-            }
-            bool idle = true;
-            if ((rkm = lf_topic_reader_next(reader, 100))) {
-                err = lf_projector_add_message(p, rkm);
-                rd_kafka_message_destroy(rkm);
-                if (err) {
-                    snprintf(errstr, sizeof(errstr), "out of memory");
-                    break;
-                }
-                done++;
-                idle = false;
-            }
-            /* Full, or nothing more right now: write. */
-            if (lf_projector_full(p, (size_t)batch) ||
-                (lf_projector_pending(p) && (idle || lf_topic_reader_done(reader)))) {
-                err = flush_retry(app, p, errstr, sizeof(errstr));
-                lf_progress_update(pr, done);
-            }
-        }
-        if (!err && lf_projector_pending(p))
-            err = flush_retry(app, p, errstr, sizeof(errstr));
     }
-    lf_progress_update(pr, done);
-    lf_progress_finish(pr);
-    if (err) {
-        rc = fail_with(err,
-                       "rebuild stopped; the schema is marked "
-                       "incomplete (run again with --replace)",
-                       errstr);
-        goto out;
+    if (!err && lf_projector_pending(rb->p))
+        err = flush_retry(app, rb->p, errstr, errstr_size);
+    return err;
+}
+
+/* The source: Kafka first, so a broker problem is found before a schema
+ * is made; or one snapshot of funnel.events. */
+static lf_err_t rebuild_open(app_t *app, rebuild_t *rb)
+{
+    char errstr[1024];
+    lf_topic_part_t *parts = NULL;
+    int count = 0;
+    lf_err_t err;
+
+    if (app->u.rebuild.from_db) {
+        if (!(rb->src = lf_rebuild_source_open(
+                  app->conninfo, app->u.rebuild.order, errstr, sizeof(errstr))))
+            return fail(LF_ERR_PG, "cannot read funnel.events", errstr);
+        return LF_OK;
     }
-    {
-        const lf_projector_stats_t *s = lf_projector_stats(p);
-        char rows[256];
-        if ((err = lf_rebuild_counts(app->conn, into, rows, sizeof(rows), errstr,
-                                    sizeof(errstr)))) {
-            rc = fail_with(err, "cannot count the rows", errstr);
-            goto out;
-        }
-        snprintf(summary, sizeof(summary), "%s=%" PRIu64 " %s",
-                 from_db ? "events_read" : "messages_read", done, rows);
-        if ((err = lf_rebuild_complete(app->conn, into, how, summary,
-                                           errstr, sizeof(errstr)))) {
-            rc = fail_with(err, "cannot mark the rebuild complete", errstr);
-            goto out;
-        }
-        LF_LOG(LF_LOG_NOTICE,
-               "msg=summary command=rebuild into=%s source=%s %s "
-               "batches=%" PRIu64 " duplicates=%" PRIu64
-               " leads_recomputed=%" PRIu64 " copied_dead_letters=%" PRIu64
-               " copied_anomalies=%" PRIu64 " copied_offsets=%" PRIu64
-               " elapsed_s=%.1f",
-               into, how, summary, s->batches, s->duplicates, s->recomputed,
-               copied[0], copied[1], copied[2],
-               (double)(lf_now_mono_ms() - started) / 1000.0);
-        LF_LOG(LF_LOG_NOTICE,
-               "msg=\"next: leadflow-replay diff --against %s; then, with "
-               "the projectors stopped, leadflow-replay promote %s\"",
-               into, into);
-    }
-    rc = LF_EX_OK;
-out:
-    lf_progress_destroy(pr);
-    lf_topic_reader_destroy(reader);
-    lf_rebuild_source_close(src);
-    lf_projector_destroy(p);
+    if ((err = connect_kafka(app)))
+        return err;
+    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
+                                   &parts, &count, errstr, sizeof(errstr))))
+        return fail(err, "cannot read the topic", errstr);
+    if (!(rb->reader = lf_topic_reader_new(app->rk, app->topic, parts, count,
+                                           errstr, sizeof(errstr))))
+        err = fail(LF_ERR_KAFKA, "cannot read the topic", errstr);
     free(parts);
-    return rc;
+    return err;
+}
+
+/* Count the rows, mark the schema complete, and say what was done. */
+static lf_err_t rebuild_finish(app_t *app, rebuild_t *rb, const char *how,
+                               int64_t started)
+{
+    const rebuild_cfg_t *cfg = &app->u.rebuild;
+    const lf_projector_stats_t *s = lf_projector_stats(rb->p);
+    char errstr[1024], rows[256], summary[512];
+    lf_err_t err;
+
+    if ((err = lf_rebuild_counts(app->conn, cfg->into, rows, sizeof(rows),
+                                 errstr, sizeof(errstr))))
+        return fail(err, "cannot count the rows", errstr);
+    snprintf(summary, sizeof(summary), "%s=%" PRIu64 " %s",
+             cfg->from_db ? "events_read" : "messages_read", rb->done, rows);
+    if ((err = lf_rebuild_complete(app->conn, cfg->into, how, summary, errstr,
+                                   sizeof(errstr))))
+        return fail(err, "cannot mark the rebuild complete", errstr);
+    LF_LOG(LF_LOG_NOTICE,
+           "msg=summary command=rebuild into=%s source=%s %s "
+           "batches=%" PRIu64 " duplicates=%" PRIu64
+           " leads_recomputed=%" PRIu64 " copied_dead_letters=%" PRIu64
+           " copied_anomalies=%" PRIu64 " copied_offsets=%" PRIu64
+           " elapsed_s=%.1f",
+           cfg->into, how, summary, s->batches, s->duplicates, s->recomputed,
+           rb->copied[0], rb->copied[1], rb->copied[2],
+           (double)(lf_now_mono_ms() - started) / 1000.0);
+    LF_LOG(LF_LOG_NOTICE,
+           "msg=\"next: leadflow-replay diff --against %s; then, with "
+           "the projectors stopped, leadflow-replay promote %s\"",
+           cfg->into, cfg->into);
+    return LF_OK;
+}
+
+/* The projector that writes into the new schema, decoding as the live one
+ * does (its schema registry, if any). From Kafka the offsets reached are
+ * the group's in the new model; from the database they are copied with
+ * the snapshot. */
+static lf_err_t rebuild_projector(app_t *app, rebuild_t *rb)
+{
+    const rebuild_cfg_t *cfg = &app->u.rebuild;
+    char errstr[1024];
+    lf_err_t err;
+
+    if (!(rb->p = lf_projector_new(cfg->into, cfg->from_db ? NULL : app->group,
+                                   errstr, sizeof(errstr))))
+        return fail(LF_ERR_NOMEM, "cannot start", errstr);
+    if ((err = lf_projector_use_registry(rb->p, app->conf, errstr,
+                                         sizeof(errstr)))) {
+        app->blame = err == LF_ERR_INVALID ? BLAME_CONFIG : BLAME_DATA;
+        return fail(err, "bad schema registry configuration", errstr);
+    }
+    return LF_OK;
+}
+
+static lf_err_t run_rebuild(app_t *app)
+{
+    const rebuild_cfg_t *cfg = &app->u.rebuild;
+    const char *how = cfg->from_db ? "from-db" : "from-kafka";
+    int64_t started = lf_now_mono_ms();
+    rebuild_t rb = {0};
+    char errstr[1024];
+    lf_err_t err;
+
+    if ((err = connect_db(app)) || (err = rebuild_open(app, &rb)))
+        goto out;
+    if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace, how,
+                                 errstr, sizeof(errstr)))) {
+        fail(err, "cannot create the schema", errstr);
+        goto out;
+    }
+    if ((err = rebuild_projector(app, &rb)))
+        goto out;
+    LF_LOG(LF_LOG_INFO, "msg=\"rebuilding\" into=%s source=%s topic=%s",
+           cfg->into, how, app->topic);
+    err = cfg->from_db ? rebuild_from_db(app, &rb, errstr, sizeof(errstr))
+                       : rebuild_from_kafka(app, &rb, errstr, sizeof(errstr));
+    lf_progress_update(rb.pr, rb.done);
+    lf_progress_finish(rb.pr);
+    if (err)
+        fail(err,
+             "rebuild stopped; the schema is marked incomplete (run again "
+             "with --replace)",
+             errstr);
+    else
+        err = rebuild_finish(app, &rb, how, started);
+out:
+    lf_progress_destroy(rb.pr);
+    lf_topic_reader_destroy(rb.reader);
+    lf_rebuild_source_close(rb.src);
+    lf_projector_destroy(rb.p);
+    return err;
 }
 
 /* ---- diff ------------------------------------------------------------- */
 
-static int cmd_diff(app_t *app, int argc, char **argv)
+static lf_err_t own_diff(void *arg, int opt, const char *val, char *errstr,
+                         size_t errstr_size)
 {
-    static const struct option opts[] = {
-        COMMON_LONG,
-        {"against", required_argument, NULL, 'A'},
-        {"base", required_argument, NULL, 'S'},
-        {"limit", required_argument, NULL, 'N'},
-        {NULL, 0, NULL, 0}};
-    const char *against = NULL, *base = LF_SCHEMA_LIVE;
-    int limit = 10, opt, rc;
+    app_t *app = arg;
+    diff_cfg_t *cfg = &app->u.diff;
+
+    switch (opt) {
+    case OPT_AGAINST:
+        cfg->against = val;
+        return LF_OK;
+    case OPT_BASE:
+        cfg->base = val;
+        return LF_OK;
+    case OPT_LIMIT:
+        return parse_int("--limit", val, 1, 10000, &cfg->limit, errstr,
+                         errstr_size);
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
+    }
+}
+
+static const struct option diff_opts[] = {
+    {"against", required_argument, NULL, OPT_AGAINST},
+    {"base", required_argument, NULL, OPT_BASE},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t diff_spec = {
+    .prog = PROG " diff",
+    .synopsis = DIFF_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = DIFF_HELP PROGRESS_HELP,
+    .notes = DIFF_NOTE "\n" SECRETS_NOTE,
+    .longopts = diff_opts,
+    .own = own_diff,
+    .max_args = -1,
+};
+
+static lf_cli_next_t parse_diff(app_t *app, int argc, char **argv)
+{
+    diff_cfg_t *cfg = &app->u.diff;
+    lf_cli_next_t next;
+    int i = 0;
+
+    cfg->base = LF_SCHEMA_LIVE;
+    cfg->limit = 10;
+    if ((next = lf_cli_parse(&app->cli, &diff_spec, app, argc, argv)))
+        return next;
+    if (i < app->cli.nargs && !cfg->against)
+        cfg->against = app->cli.args[i++];
+    if (i < app->cli.nargs)
+        return lf_cli_usage_error(&app->cli, "unexpected argument \"%s\"",
+                                  app->cli.args[i]);
+    if (!cfg->against)
+        return lf_cli_usage_error(&app->cli, "--against SCHEMA is required");
+    return LF_CLI_RUN;
+}
+
+/* The differing leads' rows, then the differing dead letters. */
+static void diff_print_rows(const lf_diff_t *d)
+{
+    const char *prev = NULL;
+
+    printf("\nfirst differing leads (%zu):\n", d->leads);
+    for (size_t i = 0; i < d->row_count; i++) {
+        const lf_diff_row_t *r = &d->rows[i];
+        if (!r->lead) {
+            if (!prev || *prev) {
+                printf("differing dead letters:\n");
+                prev = "";
+            }
+            printf("  %s\n", r->text);
+            continue;
+        }
+        if (!prev || strcmp(prev, r->lead))
+            printf("lead %s\n", r->lead);
+        prev = r->lead;
+        printf("  %s\n", r->text);
+    }
+}
+
+static lf_err_t run_diff(app_t *app)
+{
+    const diff_cfg_t *cfg = &app->u.diff;
     char errstr[1024];
+    int differing = 0;
     lf_diff_t d;
     lf_err_t err;
 
-    while ((opt = getopt_long(argc, argv, COMMON_OPTS, opts, NULL)) != -1) {
-        char *end;
-        if ((rc = common_opt(app, opt, optarg)) >= 0) {
-            if (rc >= 1000)
-                return rc - 1000;
-            continue;
-        }
-        switch (opt) {
-        case 'A':
-            against = optarg;
-            break;
-        case 'S':
-            base = optarg;
-            break;
-        case 'N':
-            limit = (int)strtol(optarg, &end, 10);
-            if (*end || limit < 1 || limit > 10000)
-                return usage_error(app, "--limit %s: expected 1..10000",
-                                   optarg);
-            break;
-        }
-    }
-    if (optind < argc && !against)
-        against = argv[optind++];
-    if (optind < argc)
-        return usage_error(app, "unexpected argument \"%s\"", argv[optind]);
-    if (!against)
-        return usage_error(app, "--against SCHEMA is required");
-    if ((rc = finish_conf(app)))
-        return rc - 1000;
-    if ((rc = connect_db(app)))
-        return rc;
-    if ((err = lf_diff_compare(app->conn, base, against, limit, &d, errstr,
-                              sizeof(errstr))))
-        return fail_with(err, "cannot compare", errstr);
-    printf("%-14s %12s %12s  %-16s %-16s %s\n", "table", base, against,
-           "checksum", "checksum", "result");
-    int differing = 0;
+    if ((err = connect_db(app)))
+        return err;
+    if ((err = lf_diff_compare(app->conn, cfg->base, cfg->against, cfg->limit,
+                               &d, errstr, sizeof(errstr))))
+        return fail(err, "cannot compare", errstr);
+    printf("%-14s %12s %12s  %-16s %-16s %s\n", "table", cfg->base,
+           cfg->against, "checksum", "checksum", "result");
     for (int t = 0; t < LF_DIFF_TABLES; t++) {
         const lf_diff_table_t *dt = &d.tables[t];
         differing += dt->differs;
@@ -905,131 +1113,116 @@ static int cmd_diff(app_t *app, int argc, char **argv)
                dt->rows_b, dt->sum_a, dt->sum_b,
                dt->differs ? "DIFFERS" : "same");
     }
-    if (d.row_count) {
-        const char *prev = NULL;
-        printf("\nfirst differing leads (%zu):\n", d.leads);
-        for (size_t i = 0; i < d.row_count; i++) {
-            const lf_diff_row_t *r = &d.rows[i];
-            if (!r->lead) {
-                if (!prev || *prev) {
-                    printf("differing dead letters:\n");
-                    prev = "";
-                }
-                printf("  %s\n", r->text);
-                continue;
-            }
-            if (!prev || strcmp(prev, r->lead))
-                printf("lead %s\n", r->lead);
-            prev = r->lead;
-            printf("  %s\n", r->text);
-        }
-    }
+    if (d.row_count)
+        diff_print_rows(&d);
     if (fflush(stdout) == EOF) {
         lf_diff_free(&d);
-        return LF_EX_IOERR;
+        return LF_ERR_IO;
     }
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=diff base=%s against=%s tables=%d "
            "differing_tables=%d leads_shown=%zu result=%s",
-           base, against, LF_DIFF_TABLES, differing, d.leads,
+           cfg->base, cfg->against, LF_DIFF_TABLES, differing, d.leads,
            d.differs ? "differ" : "equal");
-    rc = d.differs ? 1 : LF_EX_OK;
+    app->differ = d.differs;
     lf_diff_free(&d);
-    return rc;
+    return LF_OK;
 }
 
 /* ---- promote ------------------------------------------------------------ */
 
-static int cmd_promote(app_t *app, int argc, char **argv)
+static lf_err_t own_promote(void *arg, int opt, const char *val, char *errstr,
+                            size_t errstr_size)
 {
-    static const struct option opts[] = {
-        COMMON_LONG,
-        {"no-group-check", no_argument, NULL, 'G'},
-        {"lock-timeout", required_argument, NULL, 'L'},
-        {NULL, 0, NULL, 0}};
-    const char *from;
-    int opt, rc;
-    char errstr[2048];
-    lf_promote_t rep;
-    lf_err_t err;
+    return own_common(arg, opt, val, errstr, errstr_size);
+}
 
-    while ((opt = getopt_long(argc, argv, COMMON_OPTS, opts, NULL)) != -1) {
-        char *end;
-        if ((rc = common_opt(app, opt, optarg)) >= 0) {
-            if (rc >= 1000)
-                return rc - 1000;
-            continue;
-        }
-        switch (opt) {
-        case 'G':
-            app->no_group_check = true;
-            break;
-        case 'L':
-            app->lock_timeout_ms = (int)strtol(optarg, &end, 10) * 1000;
-            if (*end || app->lock_timeout_ms < 1000 ||
-                app->lock_timeout_ms > 3600000)
-                return usage_error(app,
-                                   "--lock-timeout %s: expected 1..3600 "
-                                   "seconds",
-                                   optarg);
-            break;
-        }
-    }
-    if (optind + 1 != argc)
-        return usage_error(app, optind < argc ? "one SCHEMA only"
-                                              : "SCHEMA is required");
-    from = argv[optind];
-    if (lf_catalog_check_name(NULL, from, errstr, sizeof(errstr)))
-        return usage_error(app, "%s", errstr);
-    if ((rc = finish_conf(app)))
-        return rc - 1000;
-    if ((rc = connect_db(app)))
-        return rc;
-    if (app->no_group_check)
-        LF_LOG(LF_LOG_WARNING,
-               "msg=\"not checking that the group has no members: every "
-               "leadflow-project of the group must be stopped\" group=%s",
-               app->group);
-    else if ((rc = connect_kafka(app)))
-        return rc;
-    /* Fail fast without locks (readers wait while promote holds them);
-     * checked again under the locks. */
-    if ((err = group_check(app, errstr, sizeof(errstr))))
-        return fail_with(err, "promote not done, nothing changed", errstr);
-    err = lf_promote_swap(app->conn, from, app->lock_timeout_ms, group_check,
-                            app, &rep, errstr, sizeof(errstr));
-    if (err) {
-        lf_promote_free(&rep);
-        return fail_with(err, "promote not done, nothing changed", errstr);
-    }
+static const struct option promote_opts[] = {
+    LONG_GROUP_CHECK, LONG_PROGRESS, {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t promote_spec = {
+    .prog = PROG " promote",
+    .synopsis = PROMOTE_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = PROMOTE_HELP PROGRESS_HELP,
+    .notes = PROMOTE_NOTE "\n" SECRETS_NOTE,
+    .longopts = promote_opts,
+    .own = own_promote,
+    .max_args = -1,
+};
+
+static lf_cli_next_t parse_promote(app_t *app, int argc, char **argv)
+{
+    lf_cli_next_t next;
+    char errstr[512];
+
+    if ((next = lf_cli_parse(&app->cli, &promote_spec, app, argc, argv)))
+        return next;
+    if (app->cli.nargs != 1)
+        return lf_cli_usage_error(&app->cli, app->cli.nargs
+                                                 ? "one SCHEMA only"
+                                                 : "SCHEMA is required");
+    app->u.promote = app->cli.args[0];
+    if (lf_catalog_check_name(NULL, app->u.promote, errstr, sizeof(errstr)))
+        return lf_cli_usage_error(&app->cli, "%s", errstr);
+    return LF_CLI_RUN;
+}
+
+static void promote_print(const char *from, const lf_promote_t *rep)
+{
     printf("promoted: %s is now funnel; the previous funnel is %s\n", from,
-           rep.old_name);
+           rep->old_name);
     printf("tables=%d functions_recreated=%d views_recreated=%d "
            "owners_changed=%d privileges_granted=%d\n",
-           rep.tables, rep.functions, rep.views, rep.owners, rep.grants);
-    if (rep.offsets.len)
+           rep->tables, rep->functions, rep->views, rep->owners, rep->grants);
+    if (rep->offsets.len)
         printf("stored offsets that differ from the old funnel's (the "
                "projector resumes from new):\n%s",
-               rep.offsets.data);
+               rep->offsets.data);
     else
         printf("stored offsets: the same as the old funnel's\n");
     fflush(stdout);
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=promote schema=%s old=%s tables=%d views=%d "
            "grants=%d",
-           from, rep.old_name, rep.tables, rep.views, rep.grants);
+           from, rep->old_name, rep->tables, rep->views, rep->grants);
     LF_LOG(LF_LOG_NOTICE,
            "msg=\"now start the projectors: they resume from the new "
            "funnel.offsets\" undo=\"leadflow-replay promote %s\"",
-           rep.old_name);
+           rep->old_name);
+}
+
+static lf_err_t run_promote(app_t *app)
+{
+    const char *from = app->u.promote;
+    char errstr[2048];
+    lf_promote_t rep;
+    lf_err_t err;
+
+    if ((err = connect_db(app)))
+        return err;
+    if (app->no_group_check)
+        warn_no_group_check(app);
+    else if ((err = connect_kafka(app)))
+        return err;
+    /* Fail fast without locks (readers wait while promote holds them);
+     * checked again under the locks. */
+    if ((err = group_check(app, errstr, sizeof(errstr))))
+        return fail(err, "promote not done, nothing changed", errstr);
+    err = lf_promote_swap(app->conn, from, app->lock_timeout_ms, group_check,
+                          app, &rep, errstr, sizeof(errstr));
+    if (err)
+        fail(err, "promote not done, nothing changed", errstr);
+    else
+        promote_print(from, &rep);
     lf_promote_free(&rep);
-    return LF_EX_OK;
+    return err;
 }
 
 /* ---- dead letters ------------------------------------------------------- */
 
-/* Parse "N" or "N,N,..." into ids. */
-static bool parse_ids(const char *s, int64_t **ids, size_t *n, size_t *cap)
+/* Parse "N" or "N,N,..." into the ids. */
+static bool parse_ids(const char *s, dead_cfg_t *cfg)
 {
     while (*s) {
         char *end;
@@ -1037,145 +1230,164 @@ static bool parse_ids(const char *s, int64_t **ids, size_t *n, size_t *cap)
         long long v = strtoll(s, &end, 10);
         if (end == s || v < 1 || errno || (*end && *end != ','))
             return false;
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 16;
-            int64_t *m = realloc(*ids, c * sizeof(*m));
+        if (cfg->nids == cfg->cap) {
+            size_t c = cfg->cap ? cfg->cap * 2 : 16;
+            int64_t *m = realloc(cfg->ids, c * sizeof(*m));
             if (!m)
                 return false;
-            *ids = m;
-            *cap = c;
+            cfg->ids = m;
+            cfg->cap = c;
         }
-        (*ids)[(*n)++] = v;
+        cfg->ids[cfg->nids++] = v;
         s = *end ? end + 1 : end;
     }
     return true;
 }
 
-static int cmd_dead_letters(app_t *app, int argc, char **argv)
+static lf_err_t own_dead(void *arg, int opt, const char *val, char *errstr,
+                         size_t errstr_size)
 {
-    static const struct option opts[] = {
-        COMMON_LONG,
-        {"since", required_argument, NULL, 'S'},
-        {"all", no_argument, NULL, 'A'},
-        {"id", required_argument, NULL, 'I'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"note", required_argument, NULL, 'N'},
-        {NULL, 0, NULL, 0}};
-    const char *sub, *note = NULL, *since_arg = NULL;
-    bool all = false, dry_run = false, list;
-    int64_t since = INT64_MIN, *ids = NULL;
-    size_t nids = 0, cap = 0;
+    app_t *app = arg;
+    dead_cfg_t *cfg = &app->u.dead;
+    char why[256];
+
+    switch (opt) {
+    case OPT_SINCE:
+        cfg->since_arg = val;
+        if (lf_time_parse(val, 1, &cfg->since, why, sizeof(why)))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--since %s: %s", val, why);
+        return LF_OK;
+    case OPT_ALL:
+        cfg->all = true;
+        return LF_OK;
+    case OPT_ID:
+        if (!parse_ids(val, cfg))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--id %s: expected ids (N or N,N,...)", val);
+        return LF_OK;
+    case OPT_DRY_RUN:
+        cfg->dry_run = true;
+        return LF_OK;
+    case OPT_NOTE:
+        cfg->note = val;
+        return LF_OK;
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
+    }
+}
+
+static const struct option dead_opts[] = {
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"id", required_argument, NULL, OPT_ID},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"note", required_argument, NULL, OPT_NOTE},
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t dead_spec = {
+    .prog = PROG " dead-letters",
+    .synopsis = DEAD_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = DEAD_HELP PROGRESS_HELP,
+    .notes = SECRETS_NOTE,
+    .longopts = dead_opts,
+    .own = own_dead,
+    .max_args = -1,
+};
+
+static lf_cli_next_t parse_dead(app_t *app, int argc, char **argv)
+{
+    dead_cfg_t *cfg = &app->u.dead;
+    const lf_cli_t *cli = &app->cli;
+    const char *sub;
+    lf_cli_next_t next;
+
+    cfg->since = INT64_MIN;
+    if ((next = lf_cli_parse(&app->cli, &dead_spec, app, argc, argv)))
+        return next;
+    /* The subcommand: the first argument that is not an option. */
+    sub = cli->nargs ? cli->args[0] : NULL;
+    if (!sub || (strcmp(sub, "list") && strcmp(sub, "retry")))
+        return lf_cli_usage_error(cli,
+                                  sub ? "unknown subcommand \"%s\": expected "
+                                        "list or retry"
+                                      : "expected list or retry%s",
+                                  sub ? sub : "");
+    cfg->list = !strcmp(sub, "list");
+    if (cli->nargs > 1)
+        return lf_cli_usage_error(cli, "unexpected argument \"%s\"",
+                                  cli->args[1]);
+    if (cfg->list && (cfg->dry_run || cfg->note || cfg->nids))
+        return lf_cli_usage_error(cli,
+                                  "--id, --dry-run and --note are for retry");
+    if (!cfg->list && cfg->since_arg)
+        return lf_cli_usage_error(cli, "--since is for list");
+    if (!cfg->list && !!cfg->nids == cfg->all)
+        return lf_cli_usage_error(cli, "retry: give --id N... or --all");
+    return LF_CLI_RUN;
+}
+
+static lf_err_t run_dead_list(app_t *app)
+{
+    const dead_cfg_t *cfg = &app->u.dead;
+    uint64_t shown = 0, open = 0;
     char errstr[1024];
-    int opt, rc;
     lf_err_t err;
 
-    while ((opt = getopt_long(argc, argv, COMMON_OPTS, opts, NULL)) != -1) {
-        if ((rc = common_opt(app, opt, optarg)) >= 0) {
-            if (rc >= 1000) {
-                free(ids);
-                return rc - 1000;
-            }
-            continue;
-        }
-        switch (opt) {
-        case 'S':
-            since_arg = optarg;
-            if (lf_time_parse(optarg, 1, &since, errstr, sizeof(errstr))) {
-                free(ids);
-                return usage_error(app, "--since %s: %s", optarg, errstr);
-            }
-            break;
-        case 'A':
-            all = true;
-            break;
-        case 'I':
-            if (!parse_ids(optarg, &ids, &nids, &cap)) {
-                free(ids);
-                return usage_error(app,
-                                   "--id %s: expected ids (N or "
-                                   "N,N,...)",
-                                   optarg);
-            }
-            break;
-        case 'n':
-            dry_run = true;
-            break;
-        case 'N':
-            note = optarg;
-            break;
-        }
-    }
-    /* The subcommand: the first argument that is not an option (getopt
-     * moved it to the end). */
-    sub = optind < argc ? argv[optind++] : NULL;
-    if (!sub || (strcmp(sub, "list") && strcmp(sub, "retry"))) {
-        free(ids);
-        return usage_error(app,
-                           sub ? "unknown subcommand \"%s\": expected "
-                                 "list or retry"
-                               : "expected list or retry%s",
-                           sub ? sub : "");
-    }
-    list = !strcmp(sub, "list");
-    if (optind < argc) {
-        free(ids);
-        return usage_error(app, "unexpected argument \"%s\"", argv[optind]);
-    }
-    if (list && (dry_run || note || nids)) {
-        free(ids);
-        return usage_error(app, "--id, --dry-run and --note are for retry");
-    }
-    if (!list && since_arg) {
-        free(ids);
-        return usage_error(app, "--since is for list");
-    }
-    if (!list && !!nids == all) {
-        free(ids);
-        return usage_error(app, "retry: give --id N... or --all");
-    }
-    if ((rc = finish_conf(app))) {
-        free(ids);
-        return rc - 1000;
-    }
-    if ((rc = connect_db(app))) {
-        free(ids);
-        return rc;
-    }
-    if (list) {
-        uint64_t shown = 0, open = 0;
-        err = lf_deadletter_list(app->conn, since, all, stdout, &shown, &open,
-                                 errstr, sizeof(errstr));
-        if (err)
-            return fail_with(err, "cannot list dead letters", errstr);
-        if (fflush(stdout) == EOF)
-            return LF_EX_IOERR;
-        LF_LOG(LF_LOG_NOTICE,
-               "msg=summary command=\"dead-letters list\" shown=%" PRIu64
-               " open=%" PRIu64 " resolved=%" PRIu64,
-               shown, open, shown - open);
-        return LF_EX_OK;
-    }
-    lf_retry_counts_t st;
+    if ((err = lf_deadletter_list(app->conn, cfg->since, cfg->all, stdout,
+                                  &shown, &open, errstr, sizeof(errstr))))
+        return fail(err, "cannot list dead letters", errstr);
+    if (fflush(stdout) == EOF)
+        return LF_ERR_IO;
+    LF_LOG(LF_LOG_NOTICE,
+           "msg=summary command=\"dead-letters list\" shown=%" PRIu64
+           " open=%" PRIu64 " resolved=%" PRIu64,
+           shown, open, shown - open);
+    return LF_OK;
+}
+
+static lf_err_t run_dead_retry(app_t *app)
+{
+    const dead_cfg_t *cfg = &app->u.dead;
     lf_progress_t *pr =
         lf_progress_new("retry", "dead letters", 0, app->progress);
-    err = lf_deadletter_retry(app->conn, ids, nids, dry_run, note, stdout, pr,
-                              &st, errstr, sizeof(errstr));
+    char errstr[1024];
+    lf_retry_counts_t st;
+    lf_err_t err;
+
+    err = lf_deadletter_retry(app->conn, app->conf, cfg->ids, cfg->nids,
+                              cfg->dry_run, cfg->note, stdout, pr, &st, errstr,
+                              sizeof(errstr));
     lf_progress_destroy(pr);
-    free(ids);
     fflush(stdout);
+    if (err == LF_ERR_INVALID) { /* the settings: the data is not read */
+        app->blame = BLAME_CONFIG;
+        return fail(err, "bad schema registry configuration", errstr);
+    }
     if (err)
-        return fail_with(err,
-                         "retry stopped (letters already marked keep "
-                         "their marks; run it again)",
-                         errstr);
+        return fail(err,
+                    "retry stopped (letters already marked keep their "
+                    "marks; run it again)",
+                    errstr);
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=\"dead-letters retry\" dry_run=%s "
            "selected=%" PRIu64 " applied=%" PRIu64 " new_events=%" PRIu64
            " duplicates=%" PRIu64 " still_failing=%" PRIu64
            " already_resolved=%" PRIu64 " missing=%" PRIu64,
-           dry_run ? "yes" : "no", st.selected, st.applied, st.events_new,
+           cfg->dry_run ? "yes" : "no", st.selected, st.applied, st.events_new,
            st.duplicates, st.still_failing, st.already_resolved, st.missing);
-    return st.missing ? LF_EX_DATAERR : LF_EX_OK;
+    return st.missing ? LF_ERR_INVALID : LF_OK;
+}
+
+static lf_err_t run_dead(app_t *app)
+{
+    lf_err_t err = connect_db(app);
+
+    if (err)
+        return err;
+    return app->u.dead.list ? run_dead_list(app) : run_dead_retry(app);
 }
 
 /* ---- dump --------------------------------------------------------------- */
@@ -1185,262 +1397,422 @@ static int by_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int cmd_dump(app_t *app, int argc, char **argv)
+static lf_err_t own_dump(void *arg, int opt, const char *val, char *errstr,
+                         size_t errstr_size)
 {
-    static const struct option opts[] = {
-        COMMON_LONG,
-        {"from", required_argument, NULL, 'F'},
-        {"to", required_argument, NULL, 'T'},
-        {"lead", required_argument, NULL, 'l'},
-        {"partition", required_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0}};
-    int64_t from = INT64_MIN, to = INT64_MAX;
-    char **leads = calloc((size_t)argc + 1, sizeof(char *));
-    int32_t *wanted = calloc((size_t)argc + 1, sizeof(int32_t));
-    int nleads = 0, nwanted = 0, opt, rc = 0, count = 0, nsel = 0;
-    char errstr[1024], q[1100];
-    lf_topic_part_t *parts = NULL, *sel = NULL;
-    lf_topic_reader_t *reader = NULL;
-    lf_codec_t *codec = NULL;
-    lf_progress_t *pr = NULL;
-    lf_buf_t line = {0};
-    uint64_t read = 0, written = 0, filtered = 0, undecodable = 0;
-    int64_t started = lf_now_mono_ms();
-    lf_err_t err;
+    app_t *app = arg;
+    dump_cfg_t *cfg = &app->u.dump;
+    char why[256], *end;
+    long v;
 
-    if (!leads || !wanted) {
-        rc = LF_EX_SOFTWARE;
-        goto out;
+    switch (opt) {
+    case OPT_FROM:
+    case OPT_TO:
+        if (lf_time_parse(val, 1, opt == OPT_FROM ? &cfg->from : &cfg->to, why,
+                          sizeof(why)))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "--%s %s: %s",
+                             opt == OPT_FROM ? "from" : "to", val, why);
+        return LF_OK;
+    case OPT_LEAD:
+        cfg->leads[cfg->nleads++] = (char *)val;
+        return LF_OK;
+    case OPT_PARTITION:
+        errno = 0;
+        v = strtol(val, &end, 10);
+        if (end == val || *end || v < 0 || v > INT32_MAX)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "--partition %s: expected a partition number",
+                             val);
+        cfg->wanted[cfg->nwanted++] = (int32_t)v;
+        return LF_OK;
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
     }
-    while ((opt = getopt_long(argc, argv, COMMON_OPTS, opts, NULL)) != -1) {
-        char *end;
-        long v;
-        if ((rc = common_opt(app, opt, optarg)) >= 0) {
-            if (rc >= 1000) {
-                rc -= 1000;
-                goto out;
-            }
-            continue;
-        }
-        switch (opt) {
-        case 'F':
-        case 'T':
-            if (lf_time_parse(optarg, 1, opt == 'F' ? &from : &to, errstr,
-                              sizeof(errstr))) {
-                rc = usage_error(app, "--%s %s: %s", opt == 'F' ? "from" : "to",
-                                 optarg, errstr);
-                goto out;
-            }
-            break;
-        case 'l':
-            leads[nleads++] = optarg;
-            break;
-        case 'p':
-            errno = 0;
-            v = strtol(optarg, &end, 10);
-            if (end == optarg || *end || v < 0 || v > INT32_MAX) {
-                rc = usage_error(app,
-                                 "--partition %s: expected a partition "
-                                 "number",
-                                 optarg);
-                goto out;
-            }
-            wanted[nwanted++] = (int32_t)v;
-            break;
-        }
+}
+
+static const struct option dump_opts[] = {
+    {"from", required_argument, NULL, OPT_FROM},
+    {"to", required_argument, NULL, OPT_TO},
+    {"lead", required_argument, NULL, OPT_LEAD},
+    {"partition", required_argument, NULL, OPT_PARTITION},
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t dump_spec = {
+    .prog = PROG " dump",
+    .synopsis = DUMP_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = DUMP_HELP PROGRESS_HELP,
+    .notes = DUMP_NOTE "\n" SECRETS_NOTE,
+    .longopts = dump_opts,
+    .own = own_dump,
+    .max_args = 0,
+};
+
+static lf_cli_next_t parse_dump(app_t *app, int argc, char **argv)
+{
+    dump_cfg_t *cfg = &app->u.dump;
+    lf_cli_next_t next;
+
+    cfg->from = INT64_MIN;
+    cfg->to = INT64_MAX;
+    /* Each --lead and --partition is one of argv's words. */
+    cfg->leads = calloc((size_t)argc + 1, sizeof(*cfg->leads));
+    cfg->wanted = calloc((size_t)argc + 1, sizeof(*cfg->wanted));
+    if (!cfg->leads || !cfg->wanted) {
+        lf_cli_t cli = {.spec = &dump_spec};
+        return lf_cli_usage_error(&cli, "out of memory");
     }
-    if (optind < argc) {
-        rc = usage_error(app, "unexpected argument \"%s\"", argv[optind]);
-        goto out;
-    }
-    if (from != INT64_MIN && to != INT64_MAX && from >= to) {
-        rc = usage_error(app, "--from must be before --to");
-        goto out;
-    }
-    qsort(leads, (size_t)nleads, sizeof(*leads), by_str);
-    if ((rc = finish_conf(app))) {
-        rc -= 1000;
-        goto out;
-    }
-    if ((rc = connect_kafka(app)))
-        goto out;
-    if (!(codec = lf_codec_new(errstr, sizeof(errstr)))) {
-        rc = fail_with(LF_ERR_NOMEM, "cannot start", errstr);
-        goto out;
-    }
-    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
-                                    &parts, &count, errstr, sizeof(errstr)))) {
-        rc = fail_with(err, "cannot read the topic", errstr);
-        goto out;
-    }
-    if (!(sel = calloc((size_t)count + 1, sizeof(*sel)))) {
-        rc = LF_EX_SOFTWARE;
-        goto out;
-    }
+    if ((next = lf_cli_parse(&app->cli, &dump_spec, app, argc, argv)))
+        return next;
+    if (cfg->from != INT64_MIN && cfg->to != INT64_MAX && cfg->from >= cfg->to)
+        return lf_cli_usage_error(&app->cli, "--from must be before --to");
+    qsort(cfg->leads, (size_t)cfg->nleads, sizeof(*cfg->leads), by_str);
+    return LF_CLI_RUN;
+}
+
+/* What a dump counts. */
+typedef struct dump_count_s {
+    uint64_t read, written, filtered, undecodable;
+} dump_count_t;
+
+/* The partitions asked for (all without --partition) into @p sel, which
+ * has room for @p count. */
+static lf_err_t dump_select(app_t *app, const lf_topic_part_t *parts, int count,
+                            lf_topic_part_t *sel, int *nsel)
+{
+    const dump_cfg_t *cfg = &app->u.dump;
+
+    *nsel = 0;
     for (int i = 0; i < count; i++) {
-        bool want = !nwanted;
-        for (int k = 0; k < nwanted; k++)
-            want |= wanted[k] == parts[i].partition;
+        bool want = !cfg->nwanted;
+        for (int k = 0; k < cfg->nwanted; k++)
+            want |= cfg->wanted[k] == parts[i].partition;
         if (want)
-            sel[nsel++] = parts[i];
+            sel[(*nsel)++] = parts[i];
     }
-    for (int k = 0; k < nwanted; k++) {
+    for (int k = 0; k < cfg->nwanted; k++) {
         bool found = false;
         for (int i = 0; i < count; i++)
-            found |= wanted[k] == parts[i].partition;
+            found |= cfg->wanted[k] == parts[i].partition;
         if (!found) {
             LF_LOG(LF_LOG_ERR,
                    "msg=\"no such partition\" topic=%s "
                    "partition=%d partitions=%d",
-                   app->topic, (int)wanted[k], count);
-            rc = LF_EX_DATAERR;
-            goto out;
+                   app->topic, (int)cfg->wanted[k], count);
+            return LF_ERR_INVALID;
         }
     }
-    if (!(reader = lf_topic_reader_new(app->rk, app->topic, sel, nsel, errstr,
-                                 sizeof(errstr)))) {
-        rc = fail_with(LF_ERR_KAFKA, "cannot read the topic", errstr);
-        goto out;
-    }
-    pr = lf_progress_new("dump", "messages", lf_topic_reader_total(reader),
-                         app->progress);
-    while (!lf_topic_reader_done(reader) && !stop) {
-        rd_kafka_message_t *rkm = lf_topic_reader_next(reader, 100);
-        lf_event_t ev;
-        char why[512];
+    return LF_OK;
+}
 
+/* Whether @p ev passes the filters. */
+static bool dump_wanted(const dump_cfg_t *cfg, const lf_event_t *ev)
+{
+    return ev->occurred_at >= cfg->from && ev->occurred_at < cfg->to &&
+           (!cfg->nleads ||
+            bsearch(&ev->lead_id, cfg->leads, (size_t)cfg->nleads,
+                    sizeof(*cfg->leads), by_str));
+}
+
+/* One event as an emit line with "_kafka" before the closing brace. */
+static lf_err_t dump_write(const app_t *app, const lf_event_t *ev,
+                           const rd_kafka_message_t *rkm, lf_buf_t *line)
+{
+    lf_buf_reset(line);
+    if (lf_json_format_event(ev, line) || !line->len)
+        return LF_ERR_NOMEM;
+    line->len--; /* the '}' */
+    if (lf_buf_puts(line, ",\"_kafka\":{\"topic\":") ||
+        lf_json_append_string(line, app->topic, strlen(app->topic)) ||
+        lf_buf_printf(line, ",\"partition\":%d,\"offset\":%" PRId64 "}}\n",
+                      (int)rkm->partition, rkm->offset))
+        return LF_ERR_NOMEM;
+    return fwrite(line->data, 1, line->len, stdout) == line->len ? LF_OK
+                                                                 : LF_ERR_IO;
+}
+
+/* Decode @p rkm; while the schema registry cannot be asked about its
+ * schema id, wait and decode it again (an outage is not a bad message).
+ * @returns as lf_codec_decode(), LF_ERR_TEMPORARY only when interrupted. */
+static lf_err_t dump_decode(const app_t *app, lf_codec_t *codec,
+                            const rd_kafka_message_t *rkm, lf_event_t *ev,
+                            char *why, size_t why_size)
+{
+    char q[600];
+    lf_err_t err;
+
+    while ((err = lf_codec_decode(codec, rkm->payload, rkm->len, ev, why,
+                                  why_size)) == LF_ERR_TEMPORARY &&
+           !lf_cli_signals) {
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"message held: schema registry unavailable, retrying\" "
+               "topic=%s partition=%d offset=%" PRId64 " error=%s",
+               app->topic, (int)rkm->partition, rkm->offset,
+               lf_log_quote(why, q, sizeof(q)));
+        nap(1000);
+    }
+    return err;
+}
+
+/* Decode, filter and print one message. */
+static lf_err_t dump_one(const app_t *app, lf_codec_t *codec,
+                         const rd_kafka_message_t *rkm, lf_buf_t *line,
+                         dump_count_t *n)
+{
+    char why[512], q[600];
+    lf_event_t ev;
+    lf_err_t err = LF_OK;
+
+    n->read++;
+    lf_event_init(&ev);
+    if ((err = dump_decode(app, codec, rkm, &ev, why, sizeof(why))) ==
+        LF_ERR_TEMPORARY)
+        return err;
+    if (err) {
+        /* A few by name; a flood of them is counted in the summary. */
+        if (++n->undecodable <= 10)
+            LF_LOG(LF_LOG_WARNING,
+                   "msg=\"undecodable message skipped%s\" topic=%s "
+                   "partition=%d offset=%" PRId64 " error=%s",
+                   n->undecodable == 10 ? " (no more of these logged)" : "",
+                   app->topic, (int)rkm->partition, rkm->offset,
+                   lf_log_quote(why, q, sizeof(q)));
+        err = LF_OK;
+    } else if (!dump_wanted(&app->u.dump, &ev)) {
+        n->filtered++;
+    } else {
+        err = dump_write(app, &ev, rkm, line);
+        n->written++;
+    }
+    lf_event_clear(&ev);
+    return err;
+}
+
+/* Every message of @p reader until its end, a signal or an error. */
+static lf_err_t dump_loop(const app_t *app, lf_codec_t *codec,
+                          lf_topic_reader_t *reader, dump_count_t *n)
+{
+    lf_progress_t *pr = lf_progress_new(
+        "dump", "messages", lf_topic_reader_total(reader), app->progress);
+    lf_buf_t line = {0};
+    lf_err_t err = LF_OK;
+    char q[300];
+
+    while (!err && !lf_topic_reader_done(reader) && !lf_cli_signals) {
+        rd_kafka_message_t *rkm = lf_topic_reader_next(reader, 100);
         if (!rkm)
             continue;
-        read++;
-        lf_event_init(&ev);
-        if (lf_codec_decode(codec, rkm->payload, rkm->len, &ev, why,
-                            sizeof(why))) {
-            /* A few by name; a flood of them is counted in the summary. */
-            if (++undecodable <= 10)
-                LF_LOG(LF_LOG_WARNING,
-                       "msg=\"undecodable message skipped%s\" topic=%s "
-                       "partition=%d offset=%" PRId64 " error=%s",
-                       undecodable == 10 ? " (no more of these logged)" : "",
-                       app->topic, (int)rkm->partition, rkm->offset,
-                       lf_log_quote(why, q, sizeof(q)));
-        } else if (ev.occurred_at < from || ev.occurred_at >= to ||
-                   (nleads && !bsearch(&ev.lead_id, leads, (size_t)nleads,
-                                       sizeof(*leads), by_str))) {
-            filtered++;
-        } else {
-            /* The emit format, with "_kafka" before the closing brace. */
-            lf_buf_reset(&line);
-            if (lf_json_format_event(&ev, &line) || !line.len) {
-                rc = LF_EX_SOFTWARE;
-            } else {
-                line.len--; /* the '}' */
-                if (lf_buf_puts(&line, ",\"_kafka\":{\"topic\":") ||
-                    lf_json_append_string(&line, app->topic,
-                                          strlen(app->topic)) ||
-                    lf_buf_printf(
-                        &line, ",\"partition\":%d,\"offset\":%" PRId64 "}}\n",
-                        (int)rkm->partition, rkm->offset))
-                    rc = LF_EX_SOFTWARE;
-                else if (fwrite(line.data, 1, line.len, stdout) != line.len)
-                    rc = LF_EX_IOERR;
-                written++;
-            }
-        }
-        lf_event_clear(&ev);
+        err = dump_one(app, codec, rkm, &line, n);
         rd_kafka_message_destroy(rkm);
-        lf_progress_update(pr, read);
-        if (rc)
-            break;
+        lf_progress_update(pr, n->read);
     }
-    lf_progress_update(pr, read);
+    lf_progress_update(pr, n->read);
     lf_progress_finish(pr);
-    if (fflush(stdout) == EOF && !rc)
-        rc = LF_EX_IOERR;
-    if (rc == LF_EX_IOERR)
+    lf_progress_destroy(pr);
+    lf_buf_free(&line);
+    if (fflush(stdout) == EOF && !err)
+        err = LF_ERR_IO;
+    if (err == LF_ERR_IO)
         LF_LOG(LF_LOG_ERR, "msg=\"cannot write the dump\" error=%s",
                lf_log_quote(strerror(errno), q, sizeof(q)));
-    if (!rc && stop)
-        rc = LF_EX_TEMPFAIL;
+    return !err && lf_cli_signals ? LF_ERR_TEMPORARY : err;
+}
+
+/* Start reading the selected partitions. */
+static lf_err_t dump_open(app_t *app, lf_topic_part_t **sel, int *nsel,
+                          lf_topic_reader_t **reader)
+{
+    char errstr[1024];
+    lf_topic_part_t *parts = NULL;
+    int count = 0;
+    lf_err_t err;
+
+    if ((err = lf_topic_partitions(app->rk, app->topic, KAFKA_TIMEOUT_MS,
+                                   &parts, &count, errstr, sizeof(errstr))))
+        return fail(err, "cannot read the topic", errstr);
+    if (!(*sel = calloc((size_t)count + 1, sizeof(**sel))))
+        err = fail(LF_ERR_NOMEM, "cannot start", "out of memory");
+    else if (!(err = dump_select(app, parts, count, *sel, nsel)) &&
+             !(*reader = lf_topic_reader_new(app->rk, app->topic, *sel, *nsel,
+                                             errstr, sizeof(errstr))))
+        err = fail(LF_ERR_KAFKA, "cannot read the topic", errstr);
+    free(parts);
+    return err;
+}
+
+static lf_err_t run_dump(app_t *app)
+{
+    int64_t started = lf_now_mono_ms();
+    lf_topic_reader_t *reader = NULL;
+    lf_codec_t *codec = NULL;
+    lf_topic_part_t *sel = NULL;
+    dump_count_t n = {0};
+    int nsel = 0;
+    lf_err_t err;
+
+    if ((err = connect_kafka(app)) || (err = new_codec(app, &codec)) ||
+        (err = dump_open(app, &sel, &nsel, &reader)))
+        goto out;
+    err = dump_loop(app, codec, reader, &n);
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=dump topic=%s partitions=%d read=%" PRIu64
            " written=%" PRIu64 " filtered_out=%" PRIu64 " undecodable=%" PRIu64
            " complete=%s elapsed_s=%.1f",
-           app->topic, nsel, read, written, filtered, undecodable,
-           reader && lf_topic_reader_done(reader) ? "yes" : "no",
+           app->topic, nsel, n.read, n.written, n.filtered, n.undecodable,
+           lf_topic_reader_done(reader) ? "yes" : "no",
            (double)(lf_now_mono_ms() - started) / 1000.0);
 out:
-    lf_progress_destroy(pr);
     lf_topic_reader_destroy(reader);
     lf_codec_destroy(codec);
-    lf_buf_free(&line);
     free(sel);
-    free(parts);
-    free(leads);
-    free(wanted);
-    return rc;
+    return err;
 }
 
 /* ---- main --------------------------------------------------------------- */
 
-int main(int argc, char **argv)
-{
-    static const struct {
-        const char *name;
-        int (*run)(app_t *, int, char **);
-        const char **usage;
-    } cmds[] = {
-        {"rewind", cmd_rewind, &usage_rewind},
-        {"rebuild", cmd_rebuild, &usage_rebuild},
-        {"diff", cmd_diff, &usage_diff},
-        {"promote", cmd_promote, &usage_promote},
-        {"dead-letters", cmd_dead_letters, &usage_dead},
-        {"dump", cmd_dump, &usage_dump},
-    };
-    app_t app = {.lock_timeout_ms = 30000, .progress = LF_PROGRESS_AUTO};
-    int rc = -1;
+typedef struct cmd_s {
+    const char *name;
+    const lf_cli_spec_t *spec;
+    lf_cli_next_t (*parse)(app_t *app, int argc, char **argv);
+    lf_err_t (*run)(app_t *app);
+} cmd_t;
 
-    lf_log_init("replay");
-    if (argc < 2) {
+static const cmd_t cmds[] = {
+    {"rewind", &rewind_spec, parse_rewind, run_rewind},
+    {"rebuild", &rebuild_spec, parse_rebuild, run_rebuild},
+    {"diff", &diff_spec, parse_diff, run_diff},
+    {"promote", &promote_spec, parse_promote, run_promote},
+    {"dead-letters", &dead_spec, parse_dead, run_dead},
+    {"dump", &dump_spec, parse_dump, run_dump},
+};
+#define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+/* The whole program's usage: every command (synopsis, options, notes; the
+ * specs are the one description), then the shared options. */
+static void usage(FILE *fp)
+{
+    static const char *const helps[N_CMDS] = {REWIND_HELP, REBUILD_HELP,
+                                              DIFF_HELP,   PROMOTE_HELP,
+                                              DEAD_HELP,   DUMP_HELP};
+    static const char *const notes[N_CMDS] = {
+        REWIND_NOTE, REBUILD_NOTE, DIFF_NOTE, PROMOTE_NOTE, "", DUMP_NOTE};
+    lf_buf_t syn = {0};
+    lf_cli_spec_t spec = {.prog = PROG,
+                          .shared = SHARED_OPTS,
+                          .own_help = PROGRESS_HELP,
+                          .notes = SECRETS_NOTE "\n" EXIT_NOTE};
+    lf_cli_t cli = {.spec = &spec};
+
+    lf_buf_puts(&syn, PROG " COMMAND [options]\n"
+                           "On-call replay of the lead event stream and the "
+                           "funnel model.\n\nCommands:\n");
+    for (size_t i = 0; i < N_CMDS; i++)
+        lf_buf_printf(&syn, "\n%s\n%s%s%s", cmds[i].spec->synopsis, helps[i],
+                      *notes[i] ? "\n" : "", notes[i]);
+    lf_buf_puts(&syn, "\nOptions of every command (-h after a command: its "
+                      "help):");
+    spec.synopsis = syn.data ? syn.data : PROG " COMMAND [options]";
+    lf_cli_usage(&cli, fp);
+    lf_buf_free(&syn);
+}
+
+/* The command argv[1] names. @returns LF_CLI_RUN with *cmd set, or
+ * LF_CLI_DONE (--help, --version) or LF_CLI_USAGE, printed. */
+static lf_cli_next_t pick_command(int argc, char **argv, const cmd_t **cmd)
+{
+    const char *name = argc > 1 ? argv[1] : NULL;
+
+    if (!name) {
         fprintf(stderr, PROG ": a command is required\n\n");
         usage(stderr);
-        return LF_EX_USAGE;
+        return LF_CLI_USAGE;
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
-        !strcmp(argv[1], "help")) {
+    if (!strcmp(name, "-h") || !strcmp(name, "--help") ||
+        !strcmp(name, "help")) {
         usage(stdout);
-        return LF_EX_OK;
+        return LF_CLI_DONE;
     }
-    if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+    if (!strcmp(name, "-V") || !strcmp(name, "--version")) {
         lf_cli_version(PROG);
-        return LF_EX_OK;
+        return LF_CLI_DONE;
     }
-    app.conf = lf_conf_new();
-    if (!app.conf || lf_cli_init(&app.cli, argc)) {
-        fprintf(stderr, PROG ": out of memory\n");
-        lf_conf_destroy(app.conf);
+    for (size_t i = 0; i < N_CMDS; i++)
+        if (!strcmp(name, cmds[i].name)) {
+            *cmd = &cmds[i];
+            return LF_CLI_RUN;
+        }
+    fprintf(stderr, PROG ": unknown command \"%s\"\n\n", name);
+    usage(stderr);
+    return LF_CLI_USAGE;
+}
+
+/* The exit code of a command that ran (sysexits, listed in --help). */
+static int exit_code(const app_t *app, lf_err_t err)
+{
+    if (!err)
+        return app->differ ? 1 : LF_EX_OK;
+    if (app->blame == BLAME_USAGE)
+        return LF_EX_USAGE;
+    if (app->blame == BLAME_CONFIG)
+        return LF_EX_CONFIG;
+    switch (err) {
+    case LF_ERR_INVALID:
+        return LF_EX_DATAERR;
+    case LF_ERR_TEMPORARY:
+        return LF_EX_TEMPFAIL;
+    case LF_ERR_KAFKA:
+    case LF_ERR_PG:
+        return LF_EX_UNAVAILABLE;
+    case LF_ERR_IO:
+        return LF_EX_IOERR;
+    default:
         return LF_EX_SOFTWARE;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-        if (!strcmp(argv[1], cmds[i].name)) {
-            app.cmd = cmds[i].name;
-            app.cmd_usage = *cmds[i].usage;
-            /* The command's own argv: getopt starts after the name. */
-            rc = cmds[i].run(&app, argc - 1, argv + 1);
-            break;
-        }
-    if (rc < 0) {
-        fprintf(stderr, PROG ": unknown command \"%s\"\n\n", argv[1]);
-        usage(stderr);
+}
+
+static void app_close(app_t *app, const cmd_t *cmd)
+{
+    if (app->rk) {
+        rd_kafka_consumer_close(app->rk);
+        rd_kafka_destroy(app->rk);
+    }
+    PQfinish(app->conn);
+    lf_conf_destroy(app->conf);
+    lf_cli_free(&app->cli);
+    if (cmd && cmd->run == run_dead)
+        free(app->u.dead.ids);
+    if (cmd && cmd->run == run_dump) {
+        free(app->u.dump.leads);
+        free(app->u.dump.wanted);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    app_t app = {.lock_timeout_ms = 30000, .progress = LF_PROGRESS_AUTO};
+    const cmd_t *cmd = NULL;
+    lf_cli_next_t next;
+    lf_err_t err = LF_OK;
+    int rc;
+
+    lf_log_init("replay");
+    lf_cli_catch_signals(false);
+    if ((next = pick_command(argc, argv, &cmd)) == LF_CLI_RUN)
+        /* The command's own argv: getopt starts after the name. */
+        next = cmd->parse(&app, argc - 1, argv + 1);
+    if (next == LF_CLI_RUN && !(err = settings(&app))) {
+        if (app.cli.dump)
+            lf_conf_dump(app.conf, stdout);
+        else
+            err = cmd->run(&app);
+    }
+    if (next == LF_CLI_DONE)
+        rc = LF_EX_OK;
+    else if (next == LF_CLI_USAGE)
         rc = LF_EX_USAGE;
-    }
-    if (app.rk) {
-        rd_kafka_consumer_close(app.rk);
-        rd_kafka_destroy(app.rk);
-    }
-    PQfinish(app.conn);
-    lf_conf_destroy(app.conf);
-    lf_cli_free(&app.cli);
+    else
+        rc = exit_code(&app, err);
+    app_close(&app, cmd);
     return rc;
 }

@@ -1,8 +1,8 @@
 /* lf_deadletter.c: listing and retrying funnel.dead_letters. */
 #include "lf_deadletter.h"
 
-#include "lf_codec.h"
 #include "lf_buf.h"
+#include "lf_codec.h"
 #include "lf_pg.h"
 #include "lf_projector.h"
 #include "lf_time.h"
@@ -45,16 +45,16 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
 
     if (since_ms != INT64_MIN)
         params[1] = lf_time_format(since_ms, since, sizeof(since));
-    if ((err = lf_pg_query(conn,
-                     "SELECT id, to_char(received_at AT TIME ZONE 'UTC', "
-                     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), topic, partition, "
-                     "\"offset\", resolved_at IS NOT NULL, retries, key, "
-                     "octet_length(value), error, resolution "
-                     "FROM funnel.dead_letters WHERE ($1::bool OR "
-                     "resolved_at IS NULL) AND ($2::timestamptz IS NULL OR "
-                     "received_at >= $2::timestamptz) ORDER BY id",
-                     2, params, "listing dead letters", &res, errstr,
-                     errstr_size)))
+    if ((err = lf_pg_query(
+             conn,
+             "SELECT id, to_char(received_at AT TIME ZONE 'UTC', "
+             "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), topic, partition, "
+             "\"offset\", resolved_at IS NOT NULL, retries, key, "
+             "octet_length(value), error, resolution "
+             "FROM funnel.dead_letters WHERE ($1::bool OR "
+             "resolved_at IS NULL) AND ($2::timestamptz IS NULL OR "
+             "received_at >= $2::timestamptz) ORDER BY id",
+             2, params, "listing dead letters", &res, errstr, errstr_size)))
         return err;
     fputs("id\treceived_at\ttopic\tpartition\toffset\tstatus\tretries\tkey\t"
           "value_bytes\terror\tresolution\n",
@@ -139,28 +139,31 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
         goto out;
     const char *p0[2] = {ids[0].data, texts[0].data};
     const char *p1[2] = {ids[1].data, texts[1].data};
-    if ((err =
-             lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr, errstr_size)))
+    if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
+                           errstr_size)))
         goto out;
-    if ((err = lf_pg_query(conn,
-                     "UPDATE funnel.dead_letters d SET resolved_at = now(), "
-                     "resolution = u.txt, retried_at = now(), retries = "
-                     "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
-                     "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
-                     2, p0, "marking resolved dead letters", NULL, errstr,
-                     errstr_size)) ||
-        (err = lf_pg_query(conn,
-                     "UPDATE funnel.dead_letters d SET error = u.txt, "
-                     "retried_at = now(), retries = d.retries + 1 FROM "
-                     "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
-                     "d.id = u.id AND d.resolved_at IS NULL",
-                     2, p1, "updating failing dead letters", NULL, errstr,
-                     errstr_size))) {
+    if ((err = lf_pg_query(
+             conn,
+             "UPDATE funnel.dead_letters d SET resolved_at = now(), "
+             "resolution = u.txt, retried_at = now(), retries = "
+             "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
+             "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
+             2, p0, "marking resolved dead letters", NULL, errstr,
+             errstr_size)) ||
+        (err =
+             lf_pg_query(conn,
+                         "UPDATE funnel.dead_letters d SET error = u.txt, "
+                         "retried_at = now(), retries = d.retries + 1 FROM "
+                         "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
+                         "d.id = u.id AND d.resolved_at IS NULL",
+                         2, p1, "updating failing dead letters", NULL, errstr,
+                         errstr_size))) {
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
         goto out;
     }
-    err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr, errstr_size);
+    err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
+                      errstr_size);
 out:
     for (int k = 0; k < 2; k++) {
         lf_buf_free(&ids[k]);
@@ -188,14 +191,14 @@ static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
     if (lf_buf_puts(arr, "}"))
         return LF_ERR_NOMEM;
     const char *params[1] = {arr->data};
-    if ((err = lf_pg_query(conn,
-                     "SELECT u.id, d.id IS NULL, to_char(d.resolved_at AT "
-                     "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                     "d.resolution FROM unnest($1::bigint[]) AS u(id) LEFT "
-                     "JOIN funnel.dead_letters d USING (id) WHERE d.id IS "
-                     "NULL OR d.resolved_at IS NOT NULL ORDER BY u.id",
-                     1, params, "looking up dead letters", &res, errstr,
-                     errstr_size)))
+    if ((err = lf_pg_query(
+             conn,
+             "SELECT u.id, d.id IS NULL, to_char(d.resolved_at AT "
+             "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+             "d.resolution FROM unnest($1::bigint[]) AS u(id) LEFT "
+             "JOIN funnel.dead_letters d USING (id) WHERE d.id IS "
+             "NULL OR d.resolved_at IS NOT NULL ORDER BY u.id",
+             1, params, "looking up dead letters", &res, errstr, errstr_size)))
         return err;
     for (int r = 0; r < PQntuples(res); r++) {
         if (!strcmp(PQgetvalue(res, r, 1), "t")) {
@@ -213,154 +216,241 @@ static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
     return LF_OK;
 }
 
-lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
-                             bool dry_run, const char *note, FILE *out,
-                             lf_progress_t *pr, lf_retry_counts_t *st, char *errstr,
+/* One retry: what it writes with, and the outcomes of the batch at hand. */
+typedef struct retry_s {
+    PGconn *conn;
+    lf_codec_t *codec;
+    lf_projector_t *p; /* schema funnel, no offsets */
+    bool dry_run;
+    const char *note;
+    FILE *out;
+    lf_retry_counts_t *st;
+    outcome_t *o; /* DL_BATCH of them */
+    size_t no;
+} retry_t;
+
+/* Decode the value of row @p r again. @returns LF_OK with *@p ok saying
+ * whether it passed (why says why not), LF_ERR_TEMPORARY when the schema
+ * registry could not be asked (nothing is known: stop, retry later), or
+ * LF_ERR_NOMEM. */
+static lf_err_t redecode(retry_t *rt, const PGresult *res, int r,
+                         lf_event_t *ev, bool *ok, char *why, size_t why_size)
+{
+    size_t vlen = 0;
+    unsigned char *value;
+    lf_err_t err;
+
+    *ok = false;
+    if (PQgetisnull(res, r, 5)) {
+        snprintf(why, why_size, "no value (a tombstone)");
+        return LF_OK;
+    }
+    if (!(value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 5),
+                                  &vlen)))
+        return lf_seterr(LF_ERR_NOMEM, why, why_size, "out of memory");
+    err = lf_codec_decode(rt->codec, value, vlen, ev, why, why_size);
+    PQfreemem(value);
+    *ok = err == LF_OK;
+    return err == LF_ERR_TEMPORARY ? err : LF_OK;
+}
+
+/* Whether the letter's Kafka key is the event's lead_id. */
+static bool key_matches(const PGresult *res, int r, const lf_event_t *ev)
+{
+    size_t klen = 0;
+    unsigned char *key;
+    bool same;
+
+    if (PQgetisnull(res, r, 4) ||
+        !(key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 4),
+                                &klen)))
+        return false;
+    same = klen == strlen(ev->lead_id) && !memcmp(key, ev->lead_id, klen);
+    PQfreemem(key);
+    return same;
+}
+
+/* Apply (or, in a dry run, only report) the decoded event of row @p r,
+ * writing its resolution into @p text. The batch takes @p ev's strings.
+ * @returns LF_OK or LF_ERR_NOMEM. */
+static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
+                          lf_event_t *ev, char *text, size_t text_size)
+{
+    bool key_ok = key_matches(res, r, ev);
+
+    snprintf(text, text_size,
+             "applied as event %s of lead %s by leadflow-replay %s "
+             "dead-letters retry%s%s%s",
+             ev->event_id, ev->lead_id, LF_VERSION,
+             key_ok ? "" : " (its Kafka key is not the lead_id)",
+             rt->note ? ": " : "", rt->note ? rt->note : "");
+    fprintf(rt->out, "id=%s %s [%s] offset %s: %s\n", PQgetvalue(res, r, 0),
+            PQgetvalue(res, r, 1), PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
+            rt->dry_run ? "would apply" : text);
+    rt->st->applied++;
+    if (!rt->dry_run &&
+        lf_projector_add_event(rt->p, ev, PQgetvalue(res, r, 1),
+                               (int32_t)atol(PQgetvalue(res, r, 2)),
+                               strtoll(PQgetvalue(res, r, 3), NULL, 10)))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+/* Retry the letter in row @p r (id, topic, partition, offset, key, value)
+ * and keep its outcome for mark(). */
+static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
+                          size_t errstr_size)
+{
+    char why[512], text[768];
+    outcome_t *o = &rt->o[rt->no];
+    lf_event_t ev;
+    lf_err_t err;
+    bool ok;
+
+    lf_event_init(&ev);
+    if ((err = redecode(rt, res, r, &ev, &ok, why, sizeof(why)))) {
+        lf_event_clear(&ev);
+        return lf_seterr(err, errstr, errstr_size, "dead letter %s: %s",
+                         PQgetvalue(res, r, 0), why);
+    }
+    if (ok) {
+        err = apply_one(rt, res, r, &ev, text, sizeof(text));
+    } else {
+        snprintf(text, sizeof(text), "%s", why);
+        fprintf(rt->out, "id=%s %s [%s] offset %s: still failing: %s\n",
+                PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
+                PQgetvalue(res, r, 2), PQgetvalue(res, r, 3), why);
+        rt->st->still_failing++;
+    }
+    lf_event_clear(&ev);
+    o->applied = ok;
+    o->id = strdup(PQgetvalue(res, r, 0));
+    o->text = strdup(text);
+    rt->no++;
+    rt->st->selected++;
+    if (err || !o->id || !o->text)
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    return LF_OK;
+}
+
+/* Write the batch: its events, then the marks of its letters. */
+static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
+{
+    lf_projector_stats_t before = *lf_projector_stats(rt->p);
+    lf_err_t err;
+
+    if (rt->dry_run)
+        return LF_OK;
+    if ((err =
+             lf_projector_flush(rt->p, rt->conn, NULL, errstr, errstr_size)) ||
+        (err = mark(rt->conn, rt->o, rt->no, errstr, errstr_size)))
+        return err;
+    rt->st->events_new +=
+        lf_projector_stats(rt->p)->events_new - before.events_new;
+    rt->st->duplicates +=
+        lf_projector_stats(rt->p)->duplicates - before.duplicates;
+    return LF_OK;
+}
+
+/* The open letters a retry will look at, for the progress total. */
+static lf_err_t count_open(PGconn *conn, const char *ids, uint64_t *n,
+                           char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {ids};
+    PGresult *res;
+    lf_err_t err;
+
+    if ((err = lf_pg_query(conn,
+                           "SELECT count(*) FROM funnel.dead_letters WHERE "
+                           "resolved_at IS NULL AND ($1::bigint[] IS NULL OR "
+                           "id = ANY($1::bigint[]))",
+                           1, params, "counting dead letters", &res, errstr,
+                           errstr_size)))
+        return err;
+    *n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return LF_OK;
+}
+
+/* The open letters after id @p after (of @p ids, or all), one batch. */
+static lf_err_t read_batch(PGconn *conn, const char *after, const char *ids,
+                           PGresult **res, char *errstr, size_t errstr_size)
+{
+    char batch[16];
+    snprintf(batch, sizeof(batch), "%d", DL_BATCH);
+    const char *params[3] = {after, ids, batch};
+
+    return lf_pg_query(conn,
+                       "SELECT id, topic, partition, \"offset\", key, "
+                       "value FROM funnel.dead_letters WHERE resolved_at "
+                       "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "
+                       "NULL OR id = ANY($2::bigint[])) ORDER BY id "
+                       "LIMIT $3::int",
+                       3, params, "reading dead letters", res, errstr,
+                       errstr_size);
+}
+
+/* The batches of a retry, in id order. */
+static lf_err_t retry_all(retry_t *rt, const char *ids, lf_progress_t *pr,
+                          char *errstr, size_t errstr_size)
+{
+    char after[24] = "0";
+    PGresult *res;
+    lf_err_t err = LF_OK;
+    int rows;
+
+    do {
+        if ((err = read_batch(rt->conn, after, ids, &res, errstr, errstr_size)))
+            return err;
+        if (!(rows = PQntuples(res))) {
+            PQclear(res);
+            break;
+        }
+        for (int r = 0; r < rows && !err; r++)
+            err = retry_one(rt, res, r, errstr, errstr_size);
+        snprintf(after, sizeof(after), "%s", PQgetvalue(res, rows - 1, 0));
+        PQclear(res);
+        if (!err)
+            err = retry_write(rt, errstr, errstr_size);
+        outcomes_clear(rt->o, rt->no);
+        rt->no = 0;
+        lf_progress_update(pr, rt->st->selected);
+    } while (!err && rows == DL_BATCH);
+    return err;
+}
+
+lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
+                             const int64_t *ids, size_t nids, bool dry_run,
+                             const char *note, FILE *out, lf_progress_t *pr,
+                             lf_retry_counts_t *st, char *errstr,
                              size_t errstr_size)
 {
-    lf_projector_t *p = NULL;
-    lf_codec_t *codec = NULL;
+    retry_t rt = {
+        .conn = conn, .dry_run = dry_run, .note = note, .out = out, .st = st};
     lf_buf_t arr = {0};
-    outcome_t *o = NULL;
-    size_t no = 0;
-    PGresult *res = NULL;
-    char after[24] = "0", batch[16];
-    lf_err_t err = LF_OK;
+    uint64_t total = 0;
+    lf_err_t err;
 
     memset(st, 0, sizeof(*st));
-    snprintf(batch, sizeof(batch), "%d", DL_BATCH);
-    if (!(p = lf_projector_new("funnel", NULL, errstr, errstr_size)) ||
-        !(codec = lf_codec_new(errstr, errstr_size))) {
-        err = LF_ERR_NOMEM;
-        goto out;
-    }
-    if (!(o = calloc(DL_BATCH, sizeof(*o)))) {
+    if ((err = lf_codec_from_conf(conf, &rt.codec, errstr, errstr_size)))
+        return err;
+    if (!(rt.p = lf_projector_new("funnel", NULL, errstr, errstr_size)) ||
+        !(rt.o = calloc(DL_BATCH, sizeof(*rt.o)))) {
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
     if (nids &&
         (err = check_ids(conn, ids, nids, out, st, &arr, errstr, errstr_size)))
         goto out;
-    {
-        const char *params[1] = {nids ? arr.data : NULL};
-        if ((err = lf_pg_query(conn,
-                         "SELECT count(*) FROM funnel.dead_letters WHERE "
-                         "resolved_at IS NULL AND ($1::bigint[] IS NULL OR "
-                         "id = ANY($1::bigint[]))",
-                         1, params, "counting dead letters", &res, errstr,
-                         errstr_size)))
-            goto out;
-        lf_progress_set_total(pr, strtoull(PQgetvalue(res, 0, 0), NULL, 10));
-        PQclear(res);
-        res = NULL;
-    }
-    for (;;) {
-        const char *params[3] = {after, nids ? arr.data : NULL, batch};
-        int rows;
-        if ((err = lf_pg_query(conn,
-                         "SELECT id, topic, partition, \"offset\", key, "
-                         "value FROM funnel.dead_letters WHERE resolved_at "
-                         "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "
-                         "NULL OR id = ANY($2::bigint[])) ORDER BY id "
-                         "LIMIT $3::int",
-                         3, params, "reading dead letters", &res, errstr,
-                         errstr_size)))
-            goto out;
-        rows = PQntuples(res);
-        if (!rows)
-            break;
-        no = 0;
-        for (int r = 0; r < rows; r++) {
-            const char *id = PQgetvalue(res, r, 0);
-            size_t vlen = 0, klen = 0;
-            unsigned char *value = NULL, *key = NULL;
-            char why[512], text[768];
-            lf_event_t ev;
-            bool ok;
-
-            lf_event_init(&ev);
-            if (!PQgetisnull(res, r, 5))
-                value = PQunescapeBytea(
-                    (const unsigned char *)PQgetvalue(res, r, 5), &vlen);
-            if (!PQgetisnull(res, r, 4))
-                key = PQunescapeBytea(
-                    (const unsigned char *)PQgetvalue(res, r, 4), &klen);
-            if (PQgetisnull(res, r, 5)) {
-                ok = false;
-                snprintf(why, sizeof(why), "no value (a tombstone)");
-            } else {
-                ok = value && lf_codec_decode(codec, value, vlen, &ev, why,
-                                              sizeof(why)) == LF_OK;
-                if (!value)
-                    snprintf(why, sizeof(why), "out of memory");
-            }
-            if (ok) {
-                bool key_ok = key && klen == strlen(ev.lead_id) &&
-                              !memcmp(key, ev.lead_id, klen);
-                snprintf(text, sizeof(text),
-                         "applied as event %s of lead %s by leadflow-replay "
-                         "%s dead-letters retry%s%s%s",
-                         ev.event_id, ev.lead_id, LF_VERSION,
-                         key_ok ? "" : " (its Kafka key is not the lead_id)",
-                         note ? ": " : "", note ? note : "");
-                fprintf(out, "id=%s %s [%s] offset %s: %s\n", id,
-                        PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
-                        PQgetvalue(res, r, 3), dry_run ? "would apply" : text);
-                if (!dry_run && lf_projector_add_event(
-                                    p, &ev, PQgetvalue(res, r, 1),
-                                    (int32_t)atol(PQgetvalue(res, r, 2)),
-                                    strtoll(PQgetvalue(res, r, 3), NULL, 10)))
-                    err = LF_ERR_NOMEM;
-                st->applied++;
-            } else {
-                snprintf(text, sizeof(text), "%s", why);
-                fprintf(out, "id=%s %s [%s] offset %s: still failing: %s\n", id,
-                        PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
-                        PQgetvalue(res, r, 3), why);
-                st->still_failing++;
-            }
-            lf_event_clear(&ev);
-            PQfreemem(value);
-            PQfreemem(key);
-            o[no].applied = ok;
-            o[no].id = strdup(id);
-            o[no].text = strdup(text);
-            if (!o[no].id || !o[no].text)
-                err = LF_ERR_NOMEM;
-            no++;
-            st->selected++;
-            if (err) {
-                lf_seterr(err, errstr, errstr_size, "out of memory");
-                goto out;
-            }
-        }
-        snprintf(after, sizeof(after), "%s", PQgetvalue(res, rows - 1, 0));
-        PQclear(res);
-        res = NULL;
-        if (!dry_run) {
-            lf_projector_stats_t before = *lf_projector_stats(p);
-            if ((err =
-                     lf_projector_flush(p, conn, NULL, errstr, errstr_size)) ||
-                (err = mark(conn, o, no, errstr, errstr_size)))
-                goto out;
-            st->events_new +=
-                lf_projector_stats(p)->events_new - before.events_new;
-            st->duplicates +=
-                lf_projector_stats(p)->duplicates - before.duplicates;
-        }
-        outcomes_clear(o, no);
-        no = 0;
-        lf_progress_update(pr, st->selected);
-        if (rows < DL_BATCH)
-            break;
-    }
+    if ((err = count_open(conn, nids ? arr.data : NULL, &total, errstr,
+                          errstr_size)))
+        goto out;
+    lf_progress_set_total(pr, total);
+    err = retry_all(&rt, nids ? arr.data : NULL, pr, errstr, errstr_size);
 out:
-    PQclear(res);
-    if (o)
-        outcomes_clear(o, no);
-    free(o);
+    free(rt.o);
     lf_buf_free(&arr);
-    lf_codec_destroy(codec);
-    lf_projector_destroy(p);
+    lf_codec_destroy(rt.codec);
+    lf_projector_destroy(rt.p);
     return err;
 }

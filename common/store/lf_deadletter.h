@@ -5,6 +5,7 @@
 #define LF_DEADLETTER_H
 
 #include "lf_common.h"
+#include "lf_conf.h"
 #include "lf_progress.h"
 
 #include <libpq-fe.h>
@@ -37,20 +38,26 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
 /**
  * Retry the open dead letters with ids @p ids[0..nids) (nids == 0: every
  * open one), in id order, in batches: each value is decoded again with the
- * current code (lf_codec_decode); one that passes goes through the
- * projector core (lf_projector_add_event, schema funnel, its original
- * topic, partition and offset, no offsets recorded) and is then marked
- * resolved with the time and a resolution naming the event and @p note
- * (may be NULL); one that still fails keeps its row with the new error,
- * retried_at and retries + 1. The events commit before the marks: if the
- * process dies in between, the next retry applies the same events again,
- * which changes nothing (event_id is the idempotence key), and marks them.
- * With @p dry_run nothing is written. One line per letter goes to @p out.
- * @returns LF_OK (see @p st), LF_ERR_TEMPORARY, LF_ERR_PG or LF_ERR_NOMEM.
+ * current code, through the decoder @p conf gives (lf_codec_from_conf(): the
+ * schema registry it names, as the live projector reads); one that passes
+ * goes through the projector core (lf_projector_add_event, schema funnel,
+ * its original topic, partition and offset, no offsets recorded) and is
+ * then marked resolved with the time and a resolution naming the event and
+ * @p note (may be NULL); one that still fails keeps its row with the new
+ * error, retried_at and retries + 1. The events commit before the marks: if
+ * the process dies in between, the next retry applies the same events
+ * again, which changes nothing (event_id is the idempotence key), and marks
+ * them. With @p dry_run nothing is written. One line per letter goes to
+ * @p out; @p pr (may be NULL) shows the progress. @p conf is not kept.
+ * @returns LF_OK (see @p st); LF_ERR_TEMPORARY (PostgreSQL, or the schema
+ * registry could not be asked: the batch at hand is not written, earlier
+ * batches keep their marks); LF_ERR_PG; LF_ERR_INVALID (unusable
+ * schema.registry.* settings); LF_ERR_NOMEM.
  */
-lf_err_t lf_deadletter_retry(PGconn *conn, const int64_t *ids, size_t nids,
-                             bool dry_run, const char *note, FILE *out,
-                             lf_progress_t *pr, lf_retry_counts_t *st, char *errstr,
+lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
+                             const int64_t *ids, size_t nids, bool dry_run,
+                             const char *note, FILE *out, lf_progress_t *pr,
+                             lf_retry_counts_t *st, char *errstr,
                              size_t errstr_size);
 
 #endif

@@ -1,5 +1,5 @@
-/* lf_pg.h: thin PostgreSQL helpers: connect, migrate, COPY text escaping,
- * and classifying errors as worth retrying or not. */
+/* lf_pg.h: thin PostgreSQL helpers: connect, migrate, binary COPY, and
+ * classifying errors as worth retrying or not. */
 #ifndef LF_PG_H
 #define LF_PG_H
 

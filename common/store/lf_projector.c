@@ -37,8 +37,7 @@ typedef struct next_offset_s {
 
 struct lf_projector_s {
     char *schema, *group_id;
-    lf_codec_t *codec;
-    lf_registry_t *reg; /* lent to codec; NULL: pinned schema ids */
+    lf_codec_t *codec; /* may own the registry client others borrow */
     char **topics;
     int topic_count;
     entry_t *entries;
@@ -175,7 +174,6 @@ void lf_projector_destroy(lf_projector_t *p)
         free(p->topics[i]);
     free(p->topics);
     lf_codec_destroy(p->codec);
-    lf_registry_destroy(p->reg); /* after the codec that borrows it */
     lf_buf_free(&p->copy);
     lf_buf_free(&p->arr);
     lf_buf_free(&p->tmp);
@@ -188,21 +186,21 @@ void lf_projector_destroy(lf_projector_t *p)
 lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
                                    char *errstr, size_t errstr_size)
 {
-    lf_registry_t *reg;
+    lf_codec_t *codec;
+    lf_err_t err;
 
     if (!lf_registry_configured(conf))
         return LF_OK;
-    if (!(reg = lf_registry_new(conf, errstr, errstr_size)))
-        return LF_ERR_INVALID;
-    lf_codec_set_registry(p->codec, reg);
-    lf_registry_destroy(p->reg);
-    p->reg = reg;
+    if ((err = lf_codec_from_conf(conf, &codec, errstr, errstr_size)))
+        return err;
+    lf_codec_destroy(p->codec);
+    p->codec = codec;
     return LF_OK;
 }
 
 void lf_projector_share_registry(lf_projector_t *p, lf_projector_t *owner)
 {
-    lf_codec_set_registry(p->codec, owner->reg);
+    lf_codec_set_registry(p->codec, lf_codec_registry(owner->codec));
 }
 
 void lf_projector_conn_reset(lf_projector_t *p)

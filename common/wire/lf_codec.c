@@ -2,6 +2,7 @@
  * avro-c (behind a schema-driven bounds check) as their reference and for
  * every other writer schema. */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
 
 #include "lf_embedded.h"
 
@@ -50,7 +51,8 @@ struct lf_codec_s {
     avro_value_t dec; /* reused for every decode */
     avro_reader_t reader;
     avro_writer_t writer;
-    lf_registry_t *reg; /* borrowed; NULL: pinned ids */
+    lf_registry_t *reg; /* borrowed or own_reg; NULL: pinned ids */
+    lf_registry_t *own_reg; /* lf_codec_from_conf()'s, freed with c */
     writer_t writers[WRITERS_MAX];
     int nwriters, last; /* last: the writer of the previous decode */
 };
@@ -108,7 +110,27 @@ void lf_codec_destroy(lf_codec_t *c)
         avro_writer_free(c->writer);
     if (c->schema)
         avro_schema_decref(c->schema);
+    lf_registry_destroy(c->own_reg);
     free(c);
+}
+
+lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
+                            char *errstr, size_t errstr_size)
+{
+    lf_codec_t *c;
+
+    *out = NULL;
+    if (!(c = lf_codec_new(errstr, errstr_size)))
+        return LF_ERR_NOMEM;
+    if (lf_registry_configured(conf)) {
+        if (!(c->own_reg = lf_registry_new(conf, errstr, errstr_size))) {
+            lf_codec_destroy(c);
+            return LF_ERR_INVALID;
+        }
+        c->reg = c->own_reg;
+    }
+    *out = c;
+    return LF_OK;
 }
 
 /* ---- the bounds check ------------------------------------------------- */
@@ -244,6 +266,27 @@ static lf_err_t walk_blocks(walk_t *w, avro_schema_t items, bool is_map)
     }
 }
 
+static lf_err_t walk_datum(walk_t *w, avro_schema_t s);
+
+/* A union: the branch index in range, then the branch's datum. */
+static lf_err_t walk_union(walk_t *w, avro_schema_t s)
+{
+    int64_t n = (int64_t)avro_schema_union_size(s), v = 0;
+    avro_schema_t b;
+    lf_err_t err;
+
+    if ((err = walk_varint(w, &v, false)))
+        return err;
+    if (v < 0 || v >= n)
+        return walk_fail(w, "union branch %lld out of range (%lld branches)",
+                         (long long)v, (long long)n);
+    b = avro_schema_union_branch(s, (int)v);
+    path_push(w, avro_schema_type_name(b));
+    err = walk_datum(w, b);
+    w->nnames--;
+    return err;
+}
+
 static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
 {
     int64_t v = 0;
@@ -295,31 +338,17 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
     case AVRO_MAP:
         err = walk_blocks(w, avro_schema_map_values(s), true);
         break;
-    case AVRO_UNION: {
-        int64_t n = (int64_t)avro_schema_union_size(s);
-        if ((err = walk_varint(w, &v, false)))
-            break;
-        if (v < 0 || v >= n) {
-            err = walk_fail(w, "union branch %lld out of range (%lld branches)",
-                            (long long)v, (long long)n);
-            break;
-        }
-        avro_schema_t b = avro_schema_union_branch(s, (int)v);
-        path_push(w, avro_schema_type_name(b));
-        err = walk_datum(w, b);
-        w->nnames--;
+    case AVRO_UNION:
+        err = walk_union(w, s);
         break;
-    }
-    case AVRO_RECORD: {
-        size_t n = avro_schema_record_size(s);
-        for (size_t i = 0; i < n && !err; i++) {
+    case AVRO_RECORD:
+        for (size_t i = 0; i < avro_schema_record_size(s) && !err; i++) {
             path_push(w, avro_schema_record_field_name(s, (int)i));
             err =
                 walk_datum(w, avro_schema_record_field_get_by_index(s, (int)i));
             w->nnames--;
         }
         break;
-    }
     case AVRO_LINK:
         err = walk_datum(w, avro_schema_link_target(s));
         break;
@@ -437,23 +466,23 @@ static char *put_opt_str(char *p, const char *s, size_t len)
     return put_str(p, s, len);
 }
 
-lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
-                         lf_buf_t *out, char *errstr, size_t errstr_size)
+/* The strings of a record, in wire order, with their lengths (NULL where
+ * an optional one is absent), and the bytes the encoding may need. */
+typedef struct enc_strs_s {
+    const char *str[8];
+    size_t len[8];
+    size_t need;
+} enc_strs_t;
+
+/* Collect @p ev's strings into @p es; required ones must be there. */
+static lf_err_t enc_strings(const lf_event_t *ev, enc_strs_t *es,
+                            char *errstr, size_t errstr_size)
 {
-    /* Every string the record holds, with its length; NULL where an
-     * optional one is absent. Required ones must be there. */
-    const char *str[8] = {0};
-    size_t len[8] = {0}, need = LF_FRAME_HEADER + 8 * VARINT_MAX;
     const char *names[8] = {0};
     int ns = 0;
-    char *p;
 
-    (void)c;
-    if ((unsigned)ev->type >= LF_EV__COUNT)
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"type\": unknown event type %d", ev->type);
-#define REQ(name, s) (names[ns] = name, str[ns++] = (s))
-#define OPT(name, s) (names[ns] = NULL, str[ns++] = (s))
+#define REQ(name, s) (names[ns] = name, es->str[ns++] = (s))
+#define OPT(name, s) (names[ns] = NULL, es->str[ns++] = (s))
     REQ("event_id", ev->event_id);
     REQ("lead_id", ev->lead_id);
     REQ("source", ev->source);
@@ -484,44 +513,42 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
     }
 #undef REQ
 #undef OPT
+    es->need = LF_FRAME_HEADER + 8 * VARINT_MAX;
     for (int i = 0; i < ns; i++) {
-        if (!str[i]) {
+        if (!es->str[i]) {
             if (names[i])
                 return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                                  "missing required field \"%s\"", names[i]);
             continue;
         }
-        len[i] = strlen(str[i]);
-        need += len[i] + VARINT_MAX;
+        es->len[i] = strlen(es->str[i]);
+        es->need += es->len[i] + VARINT_MAX;
     }
-    if (ev->type == LF_EV_CAPTURED) {
-        for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
-            const lf_attr_t *a = &ev->u.captured.attrs[i];
-            if (!a->key || !a->value)
-                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                                 "field \"attributes\": entry %zu "
-                                 "incomplete",
-                                 i);
-            need += strlen(a->key) + strlen(a->value) + 2 * VARINT_MAX;
-        }
-    }
+    return LF_OK;
+}
 
-    lf_buf_reset(out);
-    if (lf_buf_reserve(out, need))
-        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-    p = out->data;
-    *p++ = LF_MAGIC;
-    *p++ = (char)((uint32_t)schema_id >> 24);
-    *p++ = (char)((uint32_t)schema_id >> 16);
-    *p++ = (char)((uint32_t)schema_id >> 8);
-    *p++ = (char)schema_id;
-    p = put_str(p, str[0], len[0]);    /* event_id */
-    p = put_str(p, str[1], len[1]);    /* lead_id */
-    p = put_long(p, ev->type);         /* type */
-    p = put_long(p, ev->occurred_at);  /* occurred_at */
-    p = put_str(p, str[2], len[2]);    /* source */
-    p = put_opt_str(p, str[3], len[3]); /* actor */
-    p = put_long(p, ev->type);         /* payload: branches in type order */
+/* The attributes of a captured event: complete, and their size. */
+static lf_err_t enc_attrs(const lf_event_t *ev, enc_strs_t *es, char *errstr,
+                          size_t errstr_size)
+{
+    for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
+        const lf_attr_t *a = &ev->u.captured.attrs[i];
+        if (!a->key || !a->value)
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "field \"attributes\": entry %zu "
+                             "incomplete",
+                             i);
+        es->need += strlen(a->key) + strlen(a->value) + 2 * VARINT_MAX;
+    }
+    return LF_OK;
+}
+
+/* The payload record of @p ev's type; es->str[4..] are its strings. */
+static char *put_payload(char *p, const lf_event_t *ev, const enc_strs_t *es)
+{
+    const char *const *str = es->str;
+    const size_t *len = es->len;
+
     switch (ev->type) {
     case LF_EV_CAPTURED: {
         size_t n = ev->u.captured.attr_count;
@@ -535,37 +562,124 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
                 p = put_str(p, a->value, strlen(a->value));
             }
         }
-        p = put_long(p, 0);
-        break;
+        return put_long(p, 0);
     }
     case LF_EV_SCORED:
         p = put_long(p, ev->u.scored.score);
         p = put_long(p, ev->u.scored.threshold);
-        p = put_str(p, str[4], len[4]);
-        break;
+        return put_str(p, str[4], len[4]);
     case LF_EV_HANDED_OFF:
         p = put_str(p, str[4], len[4]);
-        p = put_long(p, ev->u.handed_off.sla_hours);
-        break;
+        return put_long(p, ev->u.handed_off.sla_hours);
     case LF_EV_RECYCLED:
         p = put_long(p, ev->u.recycled.reason);
-        p = put_opt_str(p, str[4], len[4]);
-        break;
+        return put_opt_str(p, str[4], len[4]);
     case LF_EV_QUALIFIED:
         p = put_str(p, str[4], len[4]);
         p = put_long(p, ev->u.qualified.amount_minor);
-        p = put_str(p, str[5], len[5]);
-        break;
+        return put_str(p, str[5], len[5]);
     case LF_EV_WON:
         p = put_long(p, ev->u.won.amount_minor);
-        p = put_str(p, str[4], len[4]);
-        break;
+        return put_str(p, str[4], len[4]);
     default: /* accepted, lost, disqualified: one string */
-        p = put_str(p, str[4], len[4]);
-        break;
+        return put_str(p, str[4], len[4]);
     }
+}
+
+lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
+                         lf_buf_t *out, char *errstr, size_t errstr_size)
+{
+    enc_strs_t es = {{0}, {0}, 0};
+    lf_err_t err;
+    char *p;
+
+    (void)c;
+    if ((unsigned)ev->type >= LF_EV__COUNT)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"type\": unknown event type %d", ev->type);
+    if ((err = enc_strings(ev, &es, errstr, errstr_size)) ||
+        (ev->type == LF_EV_CAPTURED &&
+         (err = enc_attrs(ev, &es, errstr, errstr_size))))
+        return err;
+    lf_buf_reset(out);
+    if (lf_buf_reserve(out, es.need))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    p = out->data;
+    *p++ = LF_MAGIC;
+    *p++ = (char)((uint32_t)schema_id >> 24);
+    *p++ = (char)((uint32_t)schema_id >> 16);
+    *p++ = (char)((uint32_t)schema_id >> 8);
+    *p++ = (char)schema_id;
+    p = put_str(p, es.str[0], es.len[0]);     /* event_id */
+    p = put_str(p, es.str[1], es.len[1]);     /* lead_id */
+    p = put_long(p, ev->type);                /* type */
+    p = put_long(p, ev->occurred_at);         /* occurred_at */
+    p = put_str(p, es.str[2], es.len[2]);     /* source */
+    p = put_opt_str(p, es.str[3], es.len[3]); /* actor */
+    p = put_long(p, ev->type); /* payload: branches in type order */
+    p = put_payload(p, ev, &es);
     out->len = (size_t)(p - out->data);
     return LF_OK;
+}
+
+/* The payload record @p p (the branch of ev->type) from @p ev.
+ * @returns 0, or non-zero when avro-c failed (avro_strerror()). */
+static int set_payload(avro_value_t *p, const lf_event_t *ev)
+{
+#define TRY(x)                                                                 \
+    do {                                                                       \
+        if (x)                                                                 \
+            return -1;                                                         \
+    } while (0)
+    switch (ev->type) {
+    case LF_EV_CAPTURED: {
+        avro_value_t map, elem;
+        TRY(set_str(p, 0, ev->u.captured.channel));
+        TRY(set_opt_str(p, 1, ev->u.captured.campaign));
+        TRY(avro_value_get_by_index(p, 2, &map, NULL));
+        for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
+            TRY(avro_value_add(&map, ev->u.captured.attrs[i].key, &elem, NULL,
+                                 NULL));
+            TRY(avro_value_set_string(&elem, ev->u.captured.attrs[i].value));
+        }
+        break;
+    }
+    case LF_EV_SCORED:
+        TRY(set_int(p, 0, ev->u.scored.score));
+        TRY(set_int(p, 1, ev->u.scored.threshold));
+        TRY(set_str(p, 2, ev->u.scored.model));
+        break;
+    case LF_EV_HANDED_OFF:
+        TRY(set_str(p, 0, ev->u.handed_off.owner));
+        TRY(set_int(p, 1, ev->u.handed_off.sla_hours));
+        break;
+    case LF_EV_ACCEPTED:
+        TRY(set_str(p, 0, ev->u.accepted.owner));
+        break;
+    case LF_EV_RECYCLED:
+        TRY(set_enum(p, 0, ev->u.recycled.reason));
+        TRY(set_opt_str(p, 1, ev->u.recycled.note));
+        break;
+    case LF_EV_QUALIFIED:
+        TRY(set_str(p, 0, ev->u.qualified.opportunity_id));
+        TRY(set_long(p, 1, ev->u.qualified.amount_minor));
+        TRY(set_str(p, 2, ev->u.qualified.currency));
+        break;
+    case LF_EV_WON:
+        TRY(set_long(p, 0, ev->u.won.amount_minor));
+        TRY(set_str(p, 1, ev->u.won.currency));
+        break;
+    case LF_EV_LOST:
+        TRY(set_str(p, 0, ev->u.lost.reason));
+        break;
+    case LF_EV_DISQUALIFIED:
+        TRY(set_str(p, 0, ev->u.disqualified.reason));
+        break;
+    default:
+        break;
+    }
+    return 0;
+#undef TRY
 }
 
 lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
@@ -588,53 +702,7 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
     CHECK(avro_value_get_by_index(rec, F_PAYLOAD, &f, NULL));
     /* The payload branches are in EventType order. */
     CHECK(avro_value_set_branch(&f, ev->type, &p));
-    switch (ev->type) {
-    case LF_EV_CAPTURED: {
-        avro_value_t map, elem;
-        CHECK(set_str(&p, 0, ev->u.captured.channel));
-        CHECK(set_opt_str(&p, 1, ev->u.captured.campaign));
-        CHECK(avro_value_get_by_index(&p, 2, &map, NULL));
-        for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
-            CHECK(avro_value_add(&map, ev->u.captured.attrs[i].key, &elem, NULL,
-                                 NULL));
-            CHECK(avro_value_set_string(&elem, ev->u.captured.attrs[i].value));
-        }
-        break;
-    }
-    case LF_EV_SCORED:
-        CHECK(set_int(&p, 0, ev->u.scored.score));
-        CHECK(set_int(&p, 1, ev->u.scored.threshold));
-        CHECK(set_str(&p, 2, ev->u.scored.model));
-        break;
-    case LF_EV_HANDED_OFF:
-        CHECK(set_str(&p, 0, ev->u.handed_off.owner));
-        CHECK(set_int(&p, 1, ev->u.handed_off.sla_hours));
-        break;
-    case LF_EV_ACCEPTED:
-        CHECK(set_str(&p, 0, ev->u.accepted.owner));
-        break;
-    case LF_EV_RECYCLED:
-        CHECK(set_enum(&p, 0, ev->u.recycled.reason));
-        CHECK(set_opt_str(&p, 1, ev->u.recycled.note));
-        break;
-    case LF_EV_QUALIFIED:
-        CHECK(set_str(&p, 0, ev->u.qualified.opportunity_id));
-        CHECK(set_long(&p, 1, ev->u.qualified.amount_minor));
-        CHECK(set_str(&p, 2, ev->u.qualified.currency));
-        break;
-    case LF_EV_WON:
-        CHECK(set_long(&p, 0, ev->u.won.amount_minor));
-        CHECK(set_str(&p, 1, ev->u.won.currency));
-        break;
-    case LF_EV_LOST:
-        CHECK(set_str(&p, 0, ev->u.lost.reason));
-        break;
-    case LF_EV_DISQUALIFIED:
-        CHECK(set_str(&p, 0, ev->u.disqualified.reason));
-        break;
-    default:
-        break;
-    }
+    CHECK(set_payload(&p, ev));
     CHECK(avro_value_sizeof(rec, &size));
     lf_buf_reset(out);
     if (lf_buf_reserve(out, LF_FRAME_HEADER + size))
@@ -685,6 +753,11 @@ void lf_codec_set_registry(lf_codec_t *c, lf_registry_t *reg)
 {
     writers_clear(c);
     c->reg = reg;
+}
+
+lf_registry_t *lf_codec_registry(const lf_codec_t *c)
+{
+    return c->reg;
 }
 
 lf_err_t lf_codec_writer_id(lf_codec_t *c, const char *topic, int32_t *id,
@@ -993,6 +1066,98 @@ static int64_t get_num(dec_t *d, avro_value_t *rec, int idx)
     }
 }
 
+/* The payload of a captured event, from its record @p p. */
+static lf_err_t extract_captured(dec_t *d, avro_value_t *p)
+{
+    avro_value_t map, elem;
+    size_t n;
+
+    d->ev->u.captured.channel = get_str(d, p, 0, "channel");
+    d->ev->u.captured.campaign = get_opt_str(d, p, 1, "campaign");
+    if (d->err)
+        return d->err;
+    if (avro_value_get_by_index(p, 2, &map, NULL) ||
+        avro_value_get_size(&map, &n))
+        return lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                         "field \"attributes\": unreadable map");
+    if (n > LF_ATTRS_MAX)
+        return lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                         "field \"attributes\": %zu entries, more than "
+                         "the %d allowed",
+                         n, LF_ATTRS_MAX);
+    if (n && !(d->ev->u.captured.attrs = calloc(n, sizeof(lf_attr_t))))
+        return lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size,
+                         "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const char *key;
+        if (avro_value_get_by_index(&map, i, &elem, &key))
+            return lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                             "field \"attributes\": unreadable entry");
+        d->ev->u.captured.attr_count = i + 1;
+        size_t klen = strlen(key) + 1;
+        if (!(d->ev->u.captured.attrs[i].key = str_room(d, klen)))
+            return lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size,
+                             "out of memory");
+        memcpy(d->ev->u.captured.attrs[i].key, key, klen);
+        d->ev->u.captured.attrs[i].value = copy_str(d, &elem, "attributes");
+        if (d->err)
+            return d->err;
+    }
+    /* Avro maps are unordered; our model keeps keys sorted. Avro map
+     * keys may repeat on the wire, a map cannot: avro-c keeps the last. */
+    lf_event_sort_attrs(d->ev);
+    return d->err;
+}
+
+/* The payload of d->ev's type, from its record @p p. */
+static lf_err_t extract_payload(dec_t *d, avro_value_t *p)
+{
+    switch (d->ev->type) {
+    case LF_EV_CAPTURED:
+        return extract_captured(d, p);
+    case LF_EV_SCORED:
+        d->ev->u.scored.score = (int32_t)get_num(d, p, 0);
+        d->ev->u.scored.threshold = (int32_t)get_num(d, p, 1);
+        d->ev->u.scored.model = get_str(d, p, 2, "model");
+        break;
+    case LF_EV_HANDED_OFF:
+        d->ev->u.handed_off.owner = get_str(d, p, 0, "owner");
+        d->ev->u.handed_off.sla_hours = (int32_t)get_num(d, p, 1);
+        break;
+    case LF_EV_ACCEPTED:
+        d->ev->u.accepted.owner = get_str(d, p, 0, "owner");
+        break;
+    case LF_EV_RECYCLED:
+        d->ev->u.recycled.reason = (lf_recycle_reason_t)get_num(d, p, 0);
+        if ((unsigned)d->ev->u.recycled.reason >= LF_RR__COUNT && !d->err)
+            d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
+                              "field \"reason\": recycle reason %d of the "
+                              "writer's schema is not one this reader (v1) "
+                              "knows",
+                              (int)d->ev->u.recycled.reason);
+        d->ev->u.recycled.note = get_opt_str(d, p, 1, "note");
+        break;
+    case LF_EV_QUALIFIED:
+        d->ev->u.qualified.opportunity_id = get_str(d, p, 0, "opportunity_id");
+        d->ev->u.qualified.amount_minor = get_num(d, p, 1);
+        d->ev->u.qualified.currency = get_str(d, p, 2, "currency");
+        break;
+    case LF_EV_WON:
+        d->ev->u.won.amount_minor = get_num(d, p, 0);
+        d->ev->u.won.currency = get_str(d, p, 1, "currency");
+        break;
+    case LF_EV_LOST:
+        d->ev->u.lost.reason = get_str(d, p, 0, "reason");
+        break;
+    case LF_EV_DISQUALIFIED:
+        d->ev->u.disqualified.reason = get_str(d, p, 0, "reason");
+        break;
+    default:
+        break;
+    }
+    return d->err;
+}
+
 /* Fill @p ev from @p rec, a v1 LeadEvent (read as v1, or a newer or older
  * version seen through a resolver). */
 static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
@@ -1040,87 +1205,7 @@ static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
                          lf_event_type_symbol((lf_event_type_t)disc),
                          lf_event_type_symbol(t));
     }
-    switch (ev->type) {
-    case LF_EV_CAPTURED: {
-        avro_value_t map, elem;
-        size_t n;
-        ev->u.captured.channel = get_str(&d, &p, 0, "channel");
-        ev->u.captured.campaign = get_opt_str(&d, &p, 1, "campaign");
-        if (d.err)
-            return d.err;
-        if (avro_value_get_by_index(&p, 2, &map, NULL) ||
-            avro_value_get_size(&map, &n))
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "field \"attributes\": unreadable map");
-        if (n > LF_ATTRS_MAX)
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "field \"attributes\": %zu entries, more than "
-                             "the %d allowed",
-                             n, LF_ATTRS_MAX);
-        if (n && !(ev->u.captured.attrs = calloc(n, sizeof(lf_attr_t))))
-            return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
-                             "out of memory");
-        for (size_t i = 0; i < n; i++) {
-            const char *key;
-            if (avro_value_get_by_index(&map, i, &elem, &key))
-                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                                 "field \"attributes\": unreadable entry");
-            ev->u.captured.attr_count = i + 1;
-            size_t klen = strlen(key) + 1;
-            if (!(ev->u.captured.attrs[i].key = str_room(&d, klen)))
-                return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
-                                 "out of memory");
-            memcpy(ev->u.captured.attrs[i].key, key, klen);
-            ev->u.captured.attrs[i].value = copy_str(&d, &elem, "attributes");
-            if (d.err)
-                return d.err;
-        }
-        /* Avro maps are unordered; our model keeps keys sorted. Avro map
-         * keys may repeat on the wire, a map cannot: avro-c keeps the last. */
-        lf_event_sort_attrs(ev);
-        break;
-    }
-    case LF_EV_SCORED:
-        ev->u.scored.score = (int32_t)get_num(&d, &p, 0);
-        ev->u.scored.threshold = (int32_t)get_num(&d, &p, 1);
-        ev->u.scored.model = get_str(&d, &p, 2, "model");
-        break;
-    case LF_EV_HANDED_OFF:
-        ev->u.handed_off.owner = get_str(&d, &p, 0, "owner");
-        ev->u.handed_off.sla_hours = (int32_t)get_num(&d, &p, 1);
-        break;
-    case LF_EV_ACCEPTED:
-        ev->u.accepted.owner = get_str(&d, &p, 0, "owner");
-        break;
-    case LF_EV_RECYCLED:
-        ev->u.recycled.reason = (lf_recycle_reason_t)get_num(&d, &p, 0);
-        if ((unsigned)ev->u.recycled.reason >= LF_RR__COUNT && !d.err)
-            d.err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                              "field \"reason\": recycle reason %d of the "
-                              "writer's schema is not one this reader (v1) "
-                              "knows",
-                              (int)ev->u.recycled.reason);
-        ev->u.recycled.note = get_opt_str(&d, &p, 1, "note");
-        break;
-    case LF_EV_QUALIFIED:
-        ev->u.qualified.opportunity_id = get_str(&d, &p, 0, "opportunity_id");
-        ev->u.qualified.amount_minor = get_num(&d, &p, 1);
-        ev->u.qualified.currency = get_str(&d, &p, 2, "currency");
-        break;
-    case LF_EV_WON:
-        ev->u.won.amount_minor = get_num(&d, &p, 0);
-        ev->u.won.currency = get_str(&d, &p, 1, "currency");
-        break;
-    case LF_EV_LOST:
-        ev->u.lost.reason = get_str(&d, &p, 0, "reason");
-        break;
-    case LF_EV_DISQUALIFIED:
-        ev->u.disqualified.reason = get_str(&d, &p, 0, "reason");
-        break;
-    default:
-        break;
-    }
-    return d.err;
+    return extract_payload(&d, &p);
 }
 
 /* ---- the v1 reader, by hand ----

@@ -23,7 +23,24 @@ typedef struct lf_codec_s lf_codec_t;
  *  lf_codec_destroy(), or NULL with the reason in errstr. */
 lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size);
 
-/** Free a codec. NULL-safe. */
+/**
+ * The decoder (and encoder) a program builds from its configuration: the
+ * one way to get a codec that reads what the live projector reads. When
+ * @p conf names a schema registry (schema.registry.url and the other
+ * schema.registry.* keys, lf_registry.h), the codec resolves schema ids
+ * through a registry client it owns; otherwise it uses the pinned ids.
+ * No request is made here. @p conf is not kept. On success *@p out is the
+ * caller's to free with lf_codec_destroy(), which also frees the registry
+ * client (other codecs may borrow it through lf_codec_registry() and
+ * lf_codec_set_registry() as long as this one lives).
+ * @returns LF_OK; LF_ERR_INVALID when the schema.registry.* settings are
+ * unusable (errstr says which); LF_ERR_NOMEM.
+ */
+lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
+                            char *errstr, size_t errstr_size);
+
+/** Free a codec, and the registry client it owns (lf_codec_from_conf()).
+ *  NULL-safe. */
 void lf_codec_destroy(lf_codec_t *c);
 
 /**
@@ -36,6 +53,10 @@ void lf_codec_destroy(lf_codec_t *c);
  * @p reg: it must outlive the codec, or be unset first.
  */
 void lf_codec_set_registry(lf_codec_t *c, lf_registry_t *reg);
+
+/** The registry client @p c resolves ids through (owned or borrowed), or
+ *  NULL for the pinned ids. Owned by whoever gave it to the codec. */
+lf_registry_t *lf_codec_registry(const lf_codec_t *c);
 
 /**
  * The schema id to frame values with for @p topic. Without a registry
@@ -60,15 +81,6 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev,
                          size_t errstr_size);
 
 /**
- * The same bytes as lf_codec_encode(), written through avro-c's generic
- * value API instead of directly: the reference the direct writer is tested
- * against. Slower; for tests.
- */
-lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
-                                 int32_t schema_id, lf_buf_t *out,
-                                 char *errstr, size_t errstr_size);
-
-/**
  * Decode a framed Kafka value into @p ev (initialised or cleared by the
  * caller; on success the caller owns its strings and frees them with
  * lf_event_clear()). Checks the magic byte, that the schema id is known,
@@ -76,7 +88,7 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
  * that the payload branch matches the type, and the contract
  * (lf_event_validate()). A body written with v1 is read directly; whatever
  * that reader declines, and every other writer schema, goes through
- * avro-c (lf_codec_decode_generic()), which decides: the result and the
+ * avro-c, which decides: the result and the
  * error are the same either way.
  * @returns LF_OK; LF_ERR_INVALID with a sentence naming the problem (an
  * unknown id names the id and the registry's answer); LF_ERR_TEMPORARY
@@ -87,36 +99,6 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
  */
 lf_err_t lf_codec_decode(lf_codec_t *c, const void *data, size_t len,
                          lf_event_t *ev, char *errstr, size_t errstr_size);
-
-/**
- * lf_codec_decode() through avro-c alone (bounds check, generic reader,
- * schema resolution): the reference the direct v1 reader is tested
- * against, and what decides every message that reader declines. Same
- * contract as lf_codec_decode(); slower. For tests.
- */
-lf_err_t lf_codec_decode_generic(lf_codec_t *c, const void *data, size_t len,
-                                 lf_event_t *ev, char *errstr,
-                                 size_t errstr_size);
-
-/**
- * lf_codec_decode() through the direct v1 reader alone: LF_ERR_INVALID
- * "not read by the direct v1 reader" for a message it declines (another
- * writer schema, or anything it leaves to avro-c). For tests, to show
- * which messages take the fast path.
- */
-lf_err_t lf_codec_decode_direct(lf_codec_t *c, const void *data, size_t len,
-                                lf_event_t *ev, char *errstr,
-                                size_t errstr_size);
-
-/**
- * Check that @p data[0..len) is exactly one well-formed Avro binary datum of
- * the avro-c schema @p schema: no negative or oversized length, no count or
- * index out of range, no truncation, no trailing bytes. Exposed for tests
- * and the fuzzer.
- * @returns LF_OK or LF_ERR_INVALID with the field path in errstr.
- */
-lf_err_t lf_avro_check(void *schema, const void *data, size_t len,
-                       char *errstr, size_t errstr_size);
 
 /** The avro-c version string, for --version. */
 const char *lf_avro_version(void);

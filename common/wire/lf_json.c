@@ -1,6 +1,9 @@
-/* lf_json.c: JSON lines <-> LeadEvent with jansson, one table of payload
- * fields per event type. */
+/* lf_json.c: JSON lines <-> LeadEvent, one table of payload fields per
+ * event type: a single-pass reader for plain lines, jansson for the rest
+ * and for every error message, and a direct writer for dumps and the
+ * payload column. */
 #include "lf_json.h"
+#include "lf_json_int.h"
 
 #include "lf_time.h"
 #include "lf_uuid.h"
@@ -187,13 +190,64 @@ static lf_err_t check_keys(json_t *obj, int type, char *errstr,
     return LF_OK;
 }
 
+/* The payload fields of ev->type from @p obj, by the type's table. */
+static lf_err_t parse_payload(json_t *obj, lf_event_t *ev, char *errstr,
+                              size_t errstr_size)
+{
+    lf_err_t err = LF_OK;
+    int64_t n;
+
+    for (const pfield_t *f = payload_fields[ev->type]; f->name; f++) {
+        char *base = (char *)ev + f->off;
+        switch (f->kind) {
+        case K_STR:
+        case K_OPT_STR:
+            err = take_str(obj, f->name, f->kind == K_OPT_STR, (char **)base,
+                           errstr, errstr_size);
+            break;
+        case K_INT:
+            if (!(err = take_int(obj, f->name, INT32_MIN, INT32_MAX, &n,
+                                 errstr, errstr_size)))
+                *(int32_t *)base = (int32_t)n;
+            break;
+        case K_LONG:
+            err = take_int(obj, f->name, INT64_MIN, INT64_MAX, (int64_t *)base,
+                           errstr, errstr_size);
+            break;
+        case K_REASON: {
+            char *s = NULL;
+            int r;
+            if ((err = take_str(obj, f->name, false, &s, errstr,
+                                errstr_size)))
+                break;
+            r = lf_recycle_reason_parse(s);
+            if (r < 0)
+                err = INVALID("field \"reason\": unknown recycle reason "
+                              "\"%.40s\" (one of not_ready, no_budget, "
+                              "no_authority, no_need, no_response, "
+                              "bad_timing, other)",
+                              s);
+            else
+                *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
+            free(s);
+            break;
+        }
+        case K_MAP:
+            err = take_map(obj, ev, errstr, errstr_size);
+            break;
+        }
+        if (err)
+            return err;
+    }
+    return LF_OK;
+}
+
 static lf_err_t parse_obj(json_t *obj, lf_event_t *ev, char *errstr,
                           size_t errstr_size)
 {
     json_t *v;
     int type;
     lf_err_t err;
-    int64_t n;
 
     if (!json_is_object(obj))
         return INVALID("expected a JSON object, got %s", json_kind(obj));
@@ -236,48 +290,8 @@ static lf_err_t parse_obj(json_t *obj, lf_event_t *ev, char *errstr,
         (err = take_str(obj, "actor", true, &ev->actor, errstr, errstr_size)))
         return err;
 
-    for (const pfield_t *f = payload_fields[type]; f->name; f++) {
-        char *base = (char *)ev + f->off;
-        switch (f->kind) {
-        case K_STR:
-        case K_OPT_STR:
-            err = take_str(obj, f->name, f->kind == K_OPT_STR, (char **)base,
-                           errstr, errstr_size);
-            break;
-        case K_INT:
-            if (!(err = take_int(obj, f->name, INT32_MIN, INT32_MAX, &n,
-                                 errstr, errstr_size)))
-                *(int32_t *)base = (int32_t)n;
-            break;
-        case K_LONG:
-            err = take_int(obj, f->name, INT64_MIN, INT64_MAX, (int64_t *)base,
-                           errstr, errstr_size);
-            break;
-        case K_REASON: {
-            char *s = NULL;
-            int r;
-            if ((err = take_str(obj, f->name, false, &s, errstr,
-                                errstr_size)))
-                break;
-            r = lf_recycle_reason_parse(s);
-            if (r < 0)
-                err = INVALID("field \"reason\": unknown recycle reason "
-                              "\"%.40s\" (one of not_ready, no_budget, "
-                              "no_authority, no_need, no_response, "
-                              "bad_timing, other)",
-                              s);
-            else
-                *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
-            free(s);
-            break;
-        }
-        case K_MAP:
-            err = take_map(obj, ev, errstr, errstr_size);
-            break;
-        }
-        if (err)
-            return err;
-    }
+    if ((err = parse_payload(obj, ev, errstr, errstr_size)))
+        return err;
     return finish_event(ev, errstr, errstr_size);
 }
 
@@ -638,6 +652,62 @@ static bool fast_take_int(const fmember_t *m, int64_t min, int64_t max,
     return true;
 }
 
+/* The payload members of @p f into @p ev by the type's table @p pfs;
+ * @p slot[k] is the member of pfs[k], or NULL. */
+static bool fast_fill_payload(const fast_t *f, lf_event_t *ev,
+                              const pfield_t *pfs, const fmember_t **slot)
+{
+    int64_t n;
+
+    for (int k = 0; pfs[k].name; k++) {
+        const pfield_t *pf = &pfs[k];
+        char *base = (char *)ev + pf->off;
+        const fmember_t *m = slot[k];
+        switch (pf->kind) {
+        case K_STR:
+        case K_OPT_STR:
+            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR, (char **)base))
+                return false;
+            break;
+        case K_INT:
+            if (!fast_take_int(m, INT32_MIN, INT32_MAX, &n))
+                return false;
+            *(int32_t *)base = (int32_t)n;
+            break;
+        case K_LONG:
+            if (!fast_take_int(m, INT64_MIN, INT64_MAX, (int64_t *)base))
+                return false;
+            break;
+        case K_REASON: {
+            int r;
+            if (!m || m->kind != FV_STR ||
+                (r = lf_recycle_reason_parse(m->s)) < 0)
+                return false;
+            *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
+            break;
+        }
+        case K_MAP:
+            if (m && m->kind != FV_ATTRS && m->kind != FV_NULL)
+                return false;
+            if (!m || m->kind == FV_NULL || !f->na)
+                break;
+            if (!(ev->u.captured.attrs = calloc((size_t)f->na,
+                                                sizeof(lf_attr_t))))
+                return false;
+            for (int j = 0; j < f->na; j++) {
+                lf_attr_t *a = &ev->u.captured.attrs[j];
+                ev->u.captured.attr_count = (size_t)j + 1;
+                a->key = fast_own(f, ev, f->akey[j]);
+                a->value = fast_own(f, ev, f->aval[j]);
+            }
+            if (!lf_event_sort_attrs(ev))
+                return false; /* a duplicate attribute key */
+            break;
+        }
+    }
+    return true;
+}
+
 static bool fast_fill(const fast_t *f, lf_event_t *ev)
 {
     /* each member in its slot: the envelope's, then this type's payload
@@ -646,7 +716,6 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
     const fmember_t *slot[FE__COUNT + 4] = {0}, *m;
     const pfield_t *pfs;
     int type = -1;
-    int64_t n;
 
     for (int j = 0; j < f->n; j++)
         if (f->m[j].klen == 4 && !memcmp(f->m[j].key, "type", 4)) {
@@ -693,53 +762,7 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
         !fast_take_str(f, ev, slot[FE_ACTOR], true, &ev->actor))
         return false;
 
-    for (int k = 0; pfs[k].name; k++) {
-        const pfield_t *pf = &pfs[k];
-        char *base = (char *)ev + pf->off;
-        m = slot[FE__COUNT + k];
-        switch (pf->kind) {
-        case K_STR:
-        case K_OPT_STR:
-            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR, (char **)base))
-                return false;
-            break;
-        case K_INT:
-            if (!fast_take_int(m, INT32_MIN, INT32_MAX, &n))
-                return false;
-            *(int32_t *)base = (int32_t)n;
-            break;
-        case K_LONG:
-            if (!fast_take_int(m, INT64_MIN, INT64_MAX, (int64_t *)base))
-                return false;
-            break;
-        case K_REASON: {
-            int r;
-            if (!m || m->kind != FV_STR ||
-                (r = lf_recycle_reason_parse(m->s)) < 0)
-                return false;
-            *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
-            break;
-        }
-        case K_MAP:
-            if (m && m->kind != FV_ATTRS && m->kind != FV_NULL)
-                return false;
-            if (!m || m->kind == FV_NULL || !f->na)
-                break;
-            if (!(ev->u.captured.attrs = calloc((size_t)f->na,
-                                                sizeof(lf_attr_t))))
-                return false;
-            for (int j = 0; j < f->na; j++) {
-                lf_attr_t *a = &ev->u.captured.attrs[j];
-                ev->u.captured.attr_count = (size_t)j + 1;
-                a->key = fast_own(f, ev, f->akey[j]);
-                a->value = fast_own(f, ev, f->aval[j]);
-            }
-            if (!lf_event_sort_attrs(ev))
-                return false; /* a duplicate attribute key */
-            break;
-        }
-    }
-    return true;
+    return fast_fill_payload(f, ev, pfs, slot + FE__COUNT);
 }
 
 /* True if @p text was read into @p ev as a valid event; false (ev cleared)
@@ -778,12 +801,16 @@ static bool fast_parse(const char *text, size_t len, lf_event_t *ev)
     return ok;
 }
 
+_Thread_local uint64_t lf_json_fast_lines;
+
 lf_err_t lf_json_parse_event(const char *text, size_t len, lf_event_t *ev,
                              char *errstr, size_t errstr_size)
 {
     lf_event_init(ev);
-    if (len <= LF_JSON_LINE_MAX && fast_parse(text, len, ev))
+    if (len <= LF_JSON_LINE_MAX && fast_parse(text, len, ev)) {
+        lf_json_fast_lines++;
         return LF_OK;
+    }
     return lf_json_parse_event_jansson(text, len, ev, errstr, errstr_size);
 }
 

@@ -26,15 +26,6 @@ lf_err_t lf_json_parse_event(const char *text, size_t len, lf_event_t *ev,
                              char *errstr, size_t errstr_size);
 
 /**
- * lf_json_parse_event() without its fast path: every line through jansson.
- * For tests that check the two paths build the same events; the same
- * contract as lf_json_parse_event().
- */
-lf_err_t lf_json_parse_event_jansson(const char *text, size_t len,
-                                     lf_event_t *ev, char *errstr,
-                                     size_t errstr_size);
-
-/**
  * Append @p ev as one compact JSON object (no newline) to @p out, keys in
  * schema order, optional fields omitted when null or empty.
  * @returns LF_OK or LF_ERR_NOMEM.

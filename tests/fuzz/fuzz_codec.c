@@ -7,6 +7,7 @@
  * readers must give the same answer on every input: the same event, or
  * the same error. */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
 
 #include <stdint.h>
 #include <stdio.h>

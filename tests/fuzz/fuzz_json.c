@@ -8,7 +8,9 @@
  * JSON that parses to the same event; a timestamp that parses must format to one that
  * parses to the same instant. */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
 #include "lf_json.h"
+#include "lf_json_int.h"
 #include "lf_time.h"
 
 #include <stdint.h>

@@ -2,6 +2,7 @@
  * event -> JSON round trips for every type, exact wire bytes, and the
  * decoder against hand-made hostile bytes. */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
 #include "lf_json.h"
 
 #include <criterion/criterion.h>

@@ -1,6 +1,7 @@
 /* test_json.c: the flat JSON mapping and the contract checks (lf_json,
  * lf_event): every validation error names its field, derived event ids. */
 #include "lf_json.h"
+#include "lf_json_int.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -838,4 +839,54 @@ Test(json, fast_path_agrees_with_jansson)
     expect_paths_agree("{}");
     expect_paths_agree("[]");
     expect_paths_agree("\xef\xbb\xbf{}");
+}
+
+/* Plain lines take the single-pass reader: every base event, lines with
+ * whitespace and escapes, without event_id. Lines it leaves to jansson
+ * (the "_kafka" key of dumps, an error) do not.
+ * If the fast path declined everything, the other tests would still pass:
+ * this one would not. */
+Test(json, plain_lines_take_the_fast_path)
+{
+    static const struct {
+        const char *text;
+        bool fast;
+    } cases[] = {
+        {"{\"lead_id\":\"L-1\",\"type\":\"lost\",\"occurred_at\":"
+         "\"2026-03-01T09:30:00Z\",\"source\":\"crm\",\"reason\":\"price\"}",
+         true},
+        {"{ \"lead_id\" : \"L-1\", \"type\":\"lost\",\"occurred_at\":"
+         "\"2026-03-01T09:30:00Z\",\"source\":\"c\\\"rm\",\"reason\":\"p\"}\n",
+         true},
+        {"{\"lead_id\":\"L-1\",\"type\":\"lost\",\"occurred_at\":"
+         "\"2026-03-01T09:30:00Z\",\"source\":\"\\u00e9\",\"reason\":\"p\"}",
+         true},
+        {"{\"lead_id\":\"L-1\",\"type\":\"lost\",\"occurred_at\":"
+         "\"2026-03-01T09:30:00Z\",\"source\":\"crm\",\"reason\":\"p\","
+         "\"_kafka\":{\"topic\":\"t\",\"partition\":0,\"offset\":1}}",
+         false},
+        {"{\"lead_id\":\"L-1\",\"type\":\"lost\"}", false},
+    };
+    char err[512];
+    lf_event_t ev;
+
+    for (size_t t = 0; t < sizeof(base) / sizeof(base[0]); t++) {
+        uint64_t before = lf_json_fast_lines;
+        cr_assert_eq(lf_json_parse_event(base[t], strlen(base[t]), &ev, err,
+                                         sizeof(err)),
+                     LF_OK, "base %zu: %s", t, err);
+        cr_expect_eq(lf_json_fast_lines, before + 1,
+                     "base %zu did not take the fast path", t);
+        lf_event_clear(&ev);
+    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t before = lf_json_fast_lines;
+        lf_err_t rc = lf_json_parse_event(cases[i].text, strlen(cases[i].text),
+                                          &ev, err, sizeof(err));
+        cr_expect_eq(rc == LF_OK, i < 4, "case %zu: %s", i, err);
+        cr_expect_eq(lf_json_fast_lines - before, cases[i].fast ? 1u : 0u,
+                     "case %zu: fast path %s", i,
+                     cases[i].fast ? "not taken" : "taken");
+        lf_event_clear(&ev);
+    }
 }

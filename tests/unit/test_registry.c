@@ -4,6 +4,7 @@
  * REST calls are tested against a stand-in server in
  * tests/integration/test_registry.sh). */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
 #include "lf_embedded.h"
 #include "lf_registry.h"
 

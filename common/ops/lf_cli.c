@@ -174,9 +174,13 @@ static lf_cli_next_t shared_opt(lf_cli_t *cli,
     case 'h':
         lf_cli_usage(cli, stdout);
         return LF_CLI_DONE;
-    default: /* 'V' */
-        lf_cli_version(cli->spec->prog);
+    default: { /* 'V': the program, not the command ("leadflow-replay") */
+        char prog[64];
+        snprintf(prog, sizeof(prog), "%.*s",
+                 (int)strcspn(cli->spec->prog, " "), cli->spec->prog);
+        lf_cli_version(prog);
         return LF_CLI_DONE;
+    }
     }
 }
 

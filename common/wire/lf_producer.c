@@ -20,7 +20,7 @@ struct lf_producer_s {
     char *topic;
     pthread_mutex_t lock; /* guards codec and buf */
     lf_codec_t *codec;
-    lf_registry_t *reg; /* NULL without schema.registry.url */
+    lf_registry_t *reg; /* the codec's; NULL without schema.registry.url */
     int32_t schema_id;  /* framed into every value */
     lf_buf_t buf;
     lf_delivery_cb_t *dr_cb;
@@ -246,13 +246,10 @@ lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto fail;
     }
-    if (!(p->codec = lf_codec_new(errstr, errstr_size)))
+    if ((err = lf_codec_from_conf(conf, &p->codec, errstr, errstr_size)))
         goto fail;
-    if (lf_registry_configured(conf)) {
-        if (!(p->reg = lf_registry_new(conf, errstr, errstr_size)))
-            goto fail;
-        lf_codec_set_registry(p->codec, p->reg);
-    }
+    p->reg = lf_codec_registry(p->codec); /* the codec's */
+    err = LF_ERR_INVALID; /* what the settings below fail with */
     if (!(rkc = lf_conf_to_rdkafka(conf, errstr, errstr_size)))
         goto fail;
     for (size_t i = 0; i < N_DEFAULTS; i++) {
@@ -523,7 +520,6 @@ void lf_producer_destroy(lf_producer_t *p)
         rd_kafka_destroy(p->rk);
     }
     lf_codec_destroy(p->codec);
-    lf_registry_destroy(p->reg); /* after the codec that borrows it */
     lf_buf_free(&p->buf);
     free(p->topic);
     pthread_mutex_destroy(&p->lock);

@@ -772,8 +772,43 @@ typedef struct rebuild_s {
     uint64_t copied[3];        /* --from-db: dead letters, anomalies, offsets */
 } rebuild_t;
 
+/* After a reconnect: does the twin still hold every event and dead letter
+ * this rebuild committed? A failover to an asynchronous standby may have
+ * lost the last commits; going on would finish a rebuild with holes that
+ * nothing reports. More than committed is fine: a COMMIT whose answer was
+ * lost did commit, and the retried batch is then all duplicates. */
+static lf_err_t rebuild_intact(app_t *app, lf_projector_t *p, char *errstr,
+                               size_t errstr_size)
+{
+    const lf_projector_stats_t *st = lf_projector_stats(p);
+    long long have, want = (long long)(st->events_new + st->dead_letters);
+    PGresult *res = NULL;
+    char sql[400];
+    lf_err_t err;
+
+    /* The name passed lf_catalog_check_name(): safe between quotes. */
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM \"%s\".events) + "
+             "(SELECT count(*) FROM \"%s\".dead_letters)",
+             app->u.rebuild.into, app->u.rebuild.into);
+    if ((err = lf_pg_query(app->conn, sql, 0, NULL, "counting the rebuilt rows",
+                           &res, errstr, errstr_size)))
+        return err;
+    have = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (have >= want)
+        return LF_OK;
+    return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                     "after reconnecting, schema %s holds %lld of the %lld "
+                     "events and dead letters this rebuild committed (a "
+                     "failover to a standby that missed the last commits?): "
+                     "run the rebuild again",
+                     app->u.rebuild.into, have, want);
+}
+
 /* Write the batch, reconnecting and retrying a few times on connection
- * trouble. */
+ * trouble. A new connection may reach a database that lost earlier
+ * batches: rebuild_intact() checks that first. */
 static lf_err_t flush_retry(app_t *app, lf_projector_t *p, char *errstr,
                             size_t errstr_size)
 {
@@ -788,6 +823,8 @@ static lf_err_t flush_retry(app_t *app, lf_projector_t *p, char *errstr,
                 if (!(app->conn =
                           lf_pg_connect(app->conninfo, errstr, errstr_size)))
                     continue;
+                if ((err = rebuild_intact(app, p, errstr, errstr_size)))
+                    return err;
             }
         }
         err = lf_projector_flush(p, app->conn, NULL, errstr, errstr_size);

@@ -1,0 +1,525 @@
+/* test_projector.c: the projector against a throwaway PostgreSQL
+ * (tools/pg-throwaway.sh, one server for the run, a database per test):
+ * events built with the C API go in through lf_projector_add_event() and
+ * lf_projector_add_message(), and the tests check the rows a user would
+ * check in funnel.events, leads, stage_history, anomalies, dead_letters
+ * and offsets. */
+#include "lf_codec.h"
+#include "lf_pg.h"
+#include "lf_projector.h"
+
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC "leads"
+#define GROUP "g-test"
+
+/* ---- the server, once for the run ------------------------------------ */
+
+static char pgdir[1024];
+
+/* Start the server in the runner process, before the tests fork, so that
+ * every test inherits its PG* exports. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    char cmd[1200], line[1024];
+    FILE *f;
+
+    (void)set;
+    snprintf(cmd, sizeof(cmd), "%s/tools/pg-throwaway.sh start", LF_SRC_DIR);
+    if (!(f = popen(cmd, "r")))
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        char *eq, *v;
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "export ", 7) || !(eq = strchr(line + 7, '=')))
+            continue;
+        *eq = '\0';
+        v = eq + 1;
+        if (*v == '\'' && strlen(v) >= 2) { /* 'quoted' */
+            v++;
+            v[strlen(v) - 1] = '\0';
+        }
+        setenv(line + 7, v, 1);
+        if (!strcmp(line + 7, "LEADFLOW_PGDATA"))
+            snprintf(pgdir, sizeof(pgdir), "%s", v);
+    }
+    if (pclose(f) != 0)
+        pgdir[0] = '\0';
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    char cmd[1200];
+
+    (void)stats;
+    if (!pgdir[0])
+        return;
+    snprintf(cmd, sizeof(cmd),
+             "%s/tools/pg-throwaway.sh stop '%s' >/dev/null 2>&1", LF_SRC_DIR,
+             pgdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "pg-throwaway.sh stop %s failed\n", pgdir);
+}
+
+/* ---- per test: a database with the migrations, a projector ----------- */
+
+static PGconn *conn;
+static lf_projector_t *proj;
+static char dbname[64];
+static char errstr[512];
+
+static PGconn *connect_db(void)
+{
+    char ci[128];
+    PGconn *c;
+
+    snprintf(ci, sizeof(ci), "dbname=%s", dbname);
+    c = lf_pg_connect(ci, errstr, sizeof(errstr));
+    cr_assert_not_null(c, "%s", errstr);
+    return c;
+}
+
+static void setup(void)
+{
+    const struct criterion_test *t = criterion_current_test;
+    char sql[128];
+    PGconn *admin;
+    PGresult *res;
+
+    cr_assert(getenv("LEADFLOW_PGDATA"), "no throwaway PostgreSQL started");
+    snprintf(dbname, sizeof(dbname), "t_%.50s", t->name);
+    admin = lf_pg_connect(NULL, errstr, sizeof(errstr));
+    cr_assert_not_null(admin, "%s", errstr);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
+    res = PQexec(admin, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+                 PQresultErrorMessage(res));
+    PQclear(res);
+    PQfinish(admin);
+    conn = connect_db();
+    cr_assert_eq(lf_pg_migrate(conn, NULL, errstr, sizeof(errstr)), LF_OK, "%s",
+                 errstr);
+    proj = lf_projector_new("funnel", GROUP, errstr, sizeof(errstr));
+    cr_assert_not_null(proj, "%s", errstr);
+}
+
+static void teardown(void)
+{
+    lf_projector_destroy(proj);
+    PQfinish(conn);
+}
+
+TestSuite(projector, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- building events --------------------------------------------------- */
+
+/* An event of @p type with the payload fields it needs; the times are ms
+ * since the epoch. */
+static lf_event_t event(const char *id, const char *lead, lf_event_type_t type,
+                        int64_t at)
+{
+    lf_event_t ev;
+
+    lf_event_init(&ev);
+    ev.event_id = strdup(id);
+    ev.lead_id = strdup(lead);
+    ev.type = type;
+    ev.occurred_at = at;
+    ev.source = strdup("crm");
+    switch (type) {
+    case LF_EV_CAPTURED:
+        ev.u.captured.channel = strdup("web");
+        ev.u.captured.campaign = strdup("spring");
+        break;
+    case LF_EV_SCORED:
+        ev.u.scored.score = 80;
+        ev.u.scored.threshold = 50;
+        ev.u.scored.model = strdup("m1");
+        break;
+    case LF_EV_HANDED_OFF:
+        ev.u.handed_off.owner = strdup("ann");
+        ev.u.handed_off.sla_hours = 24;
+        break;
+    case LF_EV_ACCEPTED:
+        ev.u.accepted.owner = strdup("ann");
+        break;
+    case LF_EV_QUALIFIED:
+        ev.u.qualified.opportunity_id = strdup("opp-1");
+        ev.u.qualified.amount_minor = 500000;
+        ev.u.qualified.currency = strdup("EUR");
+        break;
+    case LF_EV_WON:
+        ev.u.won.amount_minor = 450000;
+        ev.u.won.currency = strdup("EUR");
+        break;
+    case LF_EV_LOST:
+        ev.u.lost.reason = strdup("price");
+        break;
+    case LF_EV_DISQUALIFIED:
+        ev.u.disqualified.reason = strdup("spam");
+        break;
+    case LF_EV_RECYCLED:
+        ev.u.recycled.reason = LF_RR_NOT_READY;
+        break;
+    default:
+        break;
+    }
+    return ev;
+}
+
+/* Add an event as consumed from TOPIC partition 0 at @p offset. */
+static void add(const char *id, const char *lead, lf_event_type_t type,
+                int64_t at, int64_t offset)
+{
+    lf_event_t ev = event(id, lead, type, at);
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, offset), LF_OK);
+}
+
+static void flush_ok(void)
+{
+    lf_err_t err = lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr));
+    cr_assert_eq(err, LF_OK, "flush: %s", errstr);
+    cr_assert_eq(lf_projector_pending(proj), 0);
+}
+
+/* The first value of @p sql's first row ("" when NULL), in a static
+ * buffer. */
+static const char *q(const char *sql)
+{
+    static char v[4096];
+    PGresult *res = PQexec(conn, sql);
+
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
+                 PQresultErrorMessage(res));
+    cr_assert_gt(PQntuples(res), 0, "%s: no row", sql);
+    snprintf(v, sizeof(v), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+static void exec(const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s: %s", sql,
+                 PQresultErrorMessage(res));
+    PQclear(res);
+}
+
+/* The content of every funnel table (no wall-clock column) as one
+ * digest. */
+static char *tables_digest(void)
+{
+    return strdup(
+        q("SELECT md5(concat_ws('|',"
+          " (SELECT string_agg((to_jsonb(e) - 'received_at')::text, ','"
+          "  ORDER BY event_id) FROM funnel.events e),"
+          " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+          "  ORDER BY lead_id) FROM funnel.leads l),"
+          " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+          "  FROM funnel.stage_history h),"
+          " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+          "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a),"
+          " (SELECT string_agg((to_jsonb(d) - 'received_at')::text, ','"
+          "  ORDER BY \"offset\") FROM funnel.dead_letters d),"
+          " (SELECT string_agg(concat_ws(':', group_id, topic, partition,"
+          "  next_offset), ',' ORDER BY topic, partition) FROM funnel.offsets)"
+          "))"));
+}
+
+/* ---- the tests ---------------------------------------------------------- */
+
+Test(projector, happy_path_lead)
+{
+    rd_kafka_topic_partition_list_t *committed = NULL;
+
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 10);
+    add("e2", "L1", LF_EV_SCORED, 2000, 11);
+    add("e3", "L1", LF_EV_HANDED_OFF, 3000, 12);
+    cr_assert_eq(
+        lf_projector_flush(proj, conn, &committed, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "3");
+    cr_expect_str_eq(
+        q("SELECT concat_ws('|', stage, score, score_model, owner, channel,"
+          " campaign, cycle, visits, last_event_id, stage_entered_by,"
+          " (extract(epoch FROM captured_at) * 1000)::int8,"
+          " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8,"
+          " (extract(epoch FROM first_handed_off_at) * 1000)::int8,"
+          " (extract(epoch FROM stage_entered_at) * 1000)::int8,"
+          " (extract(epoch FROM last_event_at) * 1000)::int8)"
+          " FROM funnel.leads WHERE lead_id = 'L1'"),
+        "handed_off|80|m1|ann|web|spring|1|3|e3|e3|1000|2000|3000|3000|3000");
+    cr_expect_str_eq(
+        q("SELECT string_agg(concat_ws(':', visit, stage,"
+          " entered_by, (extract(epoch FROM exited_at) * 1000)::int8),"
+          " ',' ORDER BY visit) FROM funnel.stage_history"),
+        "1:captured:e1:2000,2:marketing_qualified:e2:3000,"
+        "3:handed_off:e3");
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies"), "0");
+    cr_expect_str_eq(q("SELECT concat_ws('|', group_id, topic, partition,"
+                       " next_offset) FROM funnel.offsets"),
+                     GROUP "|" TOPIC "|0|13");
+    cr_assert_not_null(committed);
+    cr_expect_eq(committed->cnt, 1);
+    cr_expect_eq(committed->elems[0].offset, 13);
+    rd_kafka_topic_partition_list_destroy(committed);
+
+    const lf_projector_stats_t *st = lf_projector_stats(proj);
+    cr_expect_eq(st->events_new, 3);
+    cr_expect_eq(st->duplicates, 0);
+    cr_expect_eq(st->batches, 1);
+    cr_expect_eq(st->by_type[LF_EV_SCORED], 1);
+}
+
+Test(projector, late_event_recomputes_its_lead)
+{
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    add("e3", "L1", LF_EV_HANDED_OFF, 3000, 1);
+    flush_ok();
+    cr_expect_str_eq(q("SELECT first_marketing_qualified_at IS NULL"
+                       " FROM funnel.leads"),
+                     "t");
+
+    add("e2", "L1", LF_EV_SCORED, 2000, 2); /* before e3 */
+    flush_ok();
+    cr_expect_eq(lf_projector_stats(proj)->recomputed, 1);
+    cr_expect_str_eq(
+        q("SELECT concat_ws('|', stage, score, visits, last_event_id,"
+          " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8)"
+          " FROM funnel.leads"),
+        "handed_off|80|3|e3|2000");
+    cr_expect_str_eq(q("SELECT string_agg(visit || ':' || stage, ','"
+                       " ORDER BY visit) FROM funnel.stage_history"),
+                     "1:captured,2:marketing_qualified,3:handed_off");
+}
+
+Test(projector, duplicates_are_stored_once)
+{
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 1); /* twice in one batch */
+    flush_ok();
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 2); /* and in a later one */
+    flush_ok();
+
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "1");
+    cr_expect_str_eq(q("SELECT \"offset\" FROM funnel.events"), "0");
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies"), "0");
+    cr_expect_str_eq(q("SELECT visits FROM funnel.leads"), "1");
+    cr_expect_str_eq(q("SELECT next_offset FROM funnel.offsets"), "3");
+    cr_expect_eq(lf_projector_stats(proj)->events_new, 1);
+    cr_expect_eq(lf_projector_stats(proj)->duplicates, 2);
+    cr_expect_eq(lf_projector_stats(proj)->conflicts, 0);
+}
+
+Test(projector, conflict_keeps_the_first_and_lists_the_other)
+{
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    flush_ok();
+    add("e1", "L1", LF_EV_CAPTURED, 5000, 4); /* same id, other content */
+    flush_ok();
+    add("e1", "L1", LF_EV_CAPTURED, 5000, 4); /* replayed: listed once */
+    flush_ok();
+
+    cr_expect_str_eq(q("SELECT (extract(epoch FROM occurred_at) * 1000)::int8"
+                       " FROM funnel.events"),
+                     "1000");
+    cr_expect_str_eq(
+        q("SELECT concat_ws('|', count(*), min(event_id), min(lead_id),"
+          " min(reason)) FROM funnel.anomalies WHERE kind = 'conflict'"),
+        "1|e1|L1|event_id reused with different content at " TOPIC
+        " partition 0 offset 4");
+    cr_expect_eq(lf_projector_stats(proj)->conflicts, 1);
+}
+
+Test(projector, anomalies_are_listed)
+{
+    add("w1", "L9", LF_EV_SCORED, 1000, 0); /* not captured */
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 1);
+    add("e2", "L1", LF_EV_ACCEPTED, 2000, 2); /* not handed off */
+    flush_ok();
+
+    cr_expect_str_eq(q("SELECT string_agg(event_id || ':' || lead_id, ','"
+                       " ORDER BY event_id) FROM funnel.anomalies"
+                       " WHERE kind = 'state'"),
+                     "e2:L1,w1:L9");
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.leads WHERE"
+                       " lead_id = 'L9'"),
+                     "0");
+    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'L1'"),
+                     "captured");
+    cr_expect_eq(lf_projector_stats(proj)->anomalies, 2);
+
+    /* The capture arrives late: L9 is recomputed, and its anomaly is
+     * resolved. */
+    add("c9", "L9", LF_EV_CAPTURED, 500, 3);
+    flush_ok();
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies WHERE"
+                       " lead_id = 'L9'"),
+                     "0");
+    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'L9'"),
+                     "marketing_qualified");
+}
+
+Test(projector, messages_dead_letters_and_key_anomalies)
+{
+    rd_kafka_conf_t *kconf = rd_kafka_conf_new();
+    char kerr[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, kerr, sizeof(kerr));
+    cr_assert_not_null(rk, "%s", kerr);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
+    lf_codec_t *codec = lf_codec_new(errstr, sizeof(errstr));
+    lf_event_t ev = event("e1", "L1", LF_EV_CAPTURED, 1000);
+    lf_buf_t value = {0};
+    rd_kafka_message_t rkm;
+
+    cr_assert_not_null(codec, "%s", errstr);
+    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V1, &value, errstr,
+                                 sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    memset(&rkm, 0, sizeof(rkm));
+    rkm.rkt = rkt;
+    rkm.partition = 2;
+    rkm.offset = 7;
+    rkm.payload = value.data;
+    rkm.len = value.len;
+    rkm.key = (void *)"someone-else";
+    rkm.key_len = strlen("someone-else");
+    cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+    rkm.offset = 8;
+    rkm.payload = (void *)"not avro";
+    rkm.len = 8;
+    cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+    flush_ok();
+
+    cr_expect_str_eq(q("SELECT concat_ws('|', event_id, lead_id, reason)"
+                       " FROM funnel.anomalies WHERE kind = 'key'"),
+                     "e1|L1|Kafka key \"someone-else\" differs from lead_id");
+    cr_expect_str_eq(q("SELECT stage FROM funnel.leads"), "captured");
+    cr_expect_str_eq(q("SELECT concat_ws('|', topic, partition, \"offset\","
+                       " convert_from(key, 'UTF8'),"
+                       " convert_from(value, 'UTF8'), error <> '')"
+                       " FROM funnel.dead_letters"),
+                     TOPIC "|2|8|someone-else|not avro|t");
+    cr_expect_str_eq(q("SELECT next_offset FROM funnel.offsets"
+                       " WHERE partition = 2"),
+                     "9");
+    cr_expect_eq(lf_projector_stats(proj)->dead_letters, 1);
+
+    lf_event_clear(&ev);
+    lf_buf_free(&value);
+    lf_codec_destroy(codec);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+}
+
+/* A batch: a lead through the whole funnel, a duplicate, a late event, an
+ * anomaly. */
+static void add_mixed_batch(void)
+{
+    add("a1", "LA", LF_EV_CAPTURED, 1000, 0);
+    add("a2", "LA", LF_EV_SCORED, 2000, 1);
+    add("a3", "LA", LF_EV_HANDED_OFF, 3000, 2);
+    add("a4", "LA", LF_EV_ACCEPTED, 4000, 3);
+    add("a5", "LA", LF_EV_QUALIFIED, 5000, 4);
+    add("a6", "LA", LF_EV_WON, 6000, 5);
+    add("b1", "LB", LF_EV_CAPTURED, 1500, 6);
+    add("b1", "LB", LF_EV_CAPTURED, 1500, 7);
+    add("b2", "LB", LF_EV_LOST, 1600, 8);
+    add("c1", "LC", LF_EV_DISQUALIFIED, 900, 9);
+}
+
+Test(projector, flushing_a_batch_twice_is_idempotent)
+{
+    char *once, *twice;
+
+    add_mixed_batch();
+    flush_ok();
+    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'LA'"),
+                     "won");
+    cr_expect_str_eq(q("SELECT won_amount_minor FROM funnel.leads"
+                       " WHERE lead_id = 'LA'"),
+                     "450000");
+    once = tables_digest();
+    add_mixed_batch();
+    flush_ok();
+    twice = tables_digest();
+    cr_expect_str_eq(twice, once);
+    cr_expect_eq(lf_projector_stats(proj)->events_new, 9);
+    free(once);
+    free(twice);
+}
+
+/* A trigger that makes storing offsets, the last step before COMMIT, fail
+ * with @p body. */
+static void sabotage_offsets(const char *body)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "CREATE FUNCTION sabotage_fn() RETURNS trigger LANGUAGE plpgsql"
+             " AS $$BEGIN %s; RETURN NEW; END$$",
+             body);
+    exec(sql);
+    exec("CREATE TRIGGER sabotage BEFORE INSERT OR UPDATE ON funnel.offsets"
+         " FOR EACH ROW EXECUTE FUNCTION sabotage_fn()");
+}
+
+static void repair_offsets(void)
+{
+    exec("DROP TRIGGER sabotage ON funnel.offsets");
+    exec("DROP FUNCTION sabotage_fn()");
+}
+
+Test(projector, refused_flush_rolls_back_and_keeps_the_batch)
+{
+    char *expected;
+
+    add_mixed_batch();
+    flush_ok();
+    expected = tables_digest();
+    exec("TRUNCATE funnel.events, funnel.leads, funnel.stage_history,"
+         " funnel.anomalies, funnel.offsets");
+
+    sabotage_offsets("RAISE 'no offsets today'");
+    add_mixed_batch();
+    cr_assert_eq(lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr)),
+                 LF_ERR_PG);
+    cr_expect(strstr(errstr, "no offsets today"), "%s", errstr);
+    cr_expect_eq(lf_projector_pending(proj), 10);
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "0");
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.leads"), "0");
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies"), "0");
+
+    repair_offsets();
+    flush_ok();
+    char *got = tables_digest();
+    cr_expect_str_eq(got, expected);
+    free(got);
+    free(expected);
+}
+
+Test(projector, lost_connection_rolls_back_and_the_retry_commits)
+{
+    add_mixed_batch();
+    sabotage_offsets("PERFORM pg_terminate_backend(pg_backend_pid())");
+    cr_assert_eq(lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr)),
+                 LF_ERR_TEMPORARY, "%s", errstr);
+    cr_expect_eq(lf_projector_pending(proj), 10);
+
+    PQfinish(conn);
+    conn = connect_db();
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "0");
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.offsets"), "0");
+    repair_offsets();
+    lf_projector_conn_reset(proj); /* the staging tables went with it */
+    flush_ok();
+    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "9");
+    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'LA'"),
+                     "won");
+    cr_expect_str_eq(q("SELECT next_offset FROM funnel.offsets"), "10");
+}

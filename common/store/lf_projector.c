@@ -358,8 +358,8 @@ lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
 
 /* How a funnel.leads column travels: write_lead() writes the field of
  * lf_lead_t at `off` into the binary COPY row, load_lead() reads it back
- * from the text result of lead_select. The other tables' rows are written
- * by their own writer, next to their description. */
+ * from the text result of load_leads()'s SELECT. The other tables' rows are
+ * written by their own writer, next to their description. */
 typedef enum col_kind_e {
     COL_BY_WRITER = 0, /* written by the table's own row writer */
     COL_TEXT,          /* char *, NULL is SQL NULL */
@@ -1639,23 +1639,40 @@ static lf_err_t lock_leads(flush_t *f)
                "locking leads", 1, p->arr.data, NULL, NULL);
 }
 
-/* The batch in one transaction, step by step; a step that fails leaves
- * it to be rolled back here (a failed COMMIT has rolled back already). */
+/* The steps of a flush inside its transaction, in order. Each one owns
+ * what it asks the server (its PGresult is cleared on every path) and
+ * either leaves the transaction usable or fails. */
+typedef lf_err_t (*step_t)(flush_t *f);
+
+/* clang-format off */
+static const step_t flush_steps[] = {
+    lock_leads,
+    store_events,
+    record_conflicts,
+    derive,
+    stage,
+    merge_leads,
+    merge_visits,
+    merge_anomalies,
+    store_dead_letters,
+    store_offsets,
+};
+/* clang-format on */
+
+/* The batch in one transaction: BEGIN, the steps, COMMIT. A step that
+ * fails is rolled back here (a failed COMMIT has rolled back already). */
 static lf_err_t write_batch(flush_t *f)
 {
     lf_err_t err;
 
     if ((err = run(f, "BEGIN", "BEGIN", 0, NULL, NULL, NULL)))
         return err;
-    if ((err = lock_leads(f)) || (err = store_events(f)) ||
-        (err = record_conflicts(f)) || (err = derive(f)) || (err = stage(f)) ||
-        (err = merge_leads(f)) || (err = merge_visits(f)) ||
-        (err = merge_anomalies(f)) || (err = store_dead_letters(f)) ||
-        (err = store_offsets(f))) {
-        if (PQstatus(f->conn) == CONNECTION_OK)
-            PQclear(PQexec(f->conn, "ROLLBACK"));
-        return err;
-    }
+    for (size_t i = 0; i < sizeof(flush_steps) / sizeof(*flush_steps); i++)
+        if ((err = flush_steps[i](f))) {
+            if (PQstatus(f->conn) == CONNECTION_OK)
+                PQclear(PQexec(f->conn, "ROLLBACK"));
+            return err;
+        }
     return run(f, "COMMIT", "COMMIT", 0, NULL, NULL, NULL);
 }
 

@@ -276,6 +276,46 @@ Test(projector, happy_path_lead)
     cr_expect_eq(st->by_type[LF_EV_SCORED], 1);
 }
 
+/* Every column of a lead that continues from its stored row, batch after
+ * batch, is what it would be in one batch. */
+Test(projector, lead_continues_from_its_stored_row)
+{
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    add("e2", "L1", LF_EV_SCORED, 2000, 1);
+    flush_ok();
+    add("e3", "L1", LF_EV_HANDED_OFF, 3000, 2);
+    add("e4", "L1", LF_EV_ACCEPTED, 4000, 3);
+    flush_ok();
+    add("e5", "L1", LF_EV_QUALIFIED, 5000, 4);
+    add("e6", "L1", LF_EV_WON, 6000, 5);
+    flush_ok();
+
+    cr_expect_eq(lf_projector_stats(proj)->recomputed, 0);
+    cr_expect_str_eq(
+        q("SELECT concat_ws('|', stage, cycle, score, score_model, owner,"
+          " channel, campaign, won_amount_minor, currency, visits,"
+          " last_event_id, stage_entered_by,"
+          " (extract(epoch FROM stage_entered_at) * 1000)::int8,"
+          " (extract(epoch FROM captured_at) * 1000)::int8,"
+          " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8,"
+          " (extract(epoch FROM first_handed_off_at) * 1000)::int8,"
+          " (extract(epoch FROM first_sales_accepted_at) * 1000)::int8,"
+          " (extract(epoch FROM first_sales_qualified_at) * 1000)::int8,"
+          " (extract(epoch FROM won_at) * 1000)::int8,"
+          " coalesce(lost_at::text, 'no'), coalesce(disqualified_at::text,"
+          " 'no'), (extract(epoch FROM last_event_at) * 1000)::int8)"
+          " FROM funnel.leads"),
+        "won|1|80|m1|ann|web|spring|450000|EUR|6|e6|e6|6000|1000|2000|3000|"
+        "4000|5000|6000|no|no|6000");
+    cr_expect_str_eq(q("SELECT string_agg(visit || ':' || stage || ':' ||"
+                       " coalesce((extract(epoch FROM exited_at) * 1000)"
+                       "::int8::text, '-'), ',' ORDER BY visit)"
+                       " FROM funnel.stage_history"),
+                     "1:captured:2000,2:marketing_qualified:3000,"
+                     "3:handed_off:4000,4:sales_accepted:5000,"
+                     "5:sales_qualified:6000,6:won:-");
+}
+
 Test(projector, late_event_recomputes_its_lead)
 {
     add("e1", "L1", LF_EV_CAPTURED, 1000, 0);

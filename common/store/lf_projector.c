@@ -482,18 +482,18 @@ static const table_t anomalies_table = {anomaly_cols, NCOLS(anomaly_cols), 0};
 static const table_t events_table = {event_cols, NCOLS(event_cols), 1};
 static const table_t dead_table = {dead_cols, NCOLS(dead_cols), 0};
 
-/* A statement being written into a fixed buffer; `over` when it did not
- * fit. */
+/* A statement being written into a fixed buffer; `bad` when it did not
+ * fit or its template named an unknown placeholder. */
 typedef struct sqlw_s {
     char *s;
     size_t size, len;
-    bool over;
+    bool bad;
 } sqlw_t;
 
 static void sqlw_put(sqlw_t *w, const char *s, size_t n)
 {
-    if (w->over || w->len + n >= w->size) {
-        w->over = true;
+    if (w->bad || w->len + n >= w->size) {
+        w->bad = true;
         return;
     }
     memcpy(w->s + w->len, s, n);
@@ -506,42 +506,56 @@ static void sqlw_puts(sqlw_t *w, const char *s)
     sqlw_put(w, s, strlen(s));
 }
 
-/* The list a placeholder names, for table @p t. */
+/* One column as the list @p what ("cols", "defs", "set", "select") has
+ * it. @returns false for another @p what. */
+static bool sqlw_col(sqlw_t *w, const col_t *c, const char *what)
+{
+    if (!strcmp(what, "select") && c->kind == COL_TS) {
+        sqlw_puts(w, "(extract(epoch FROM ");
+        sqlw_puts(w, c->name);
+        sqlw_puts(w, ") * 1000)::int8");
+        return true;
+    }
+    sqlw_puts(w, c->name);
+    if (!strcmp(what, "defs")) {
+        sqlw_puts(w, " ");
+        sqlw_puts(w, c->type);
+    } else if (!strcmp(what, "set")) {
+        sqlw_puts(w, " = EXCLUDED.");
+        sqlw_puts(w, c->name);
+    }
+    return !strcmp(what, "defs") || !strcmp(what, "set") ||
+           !strcmp(what, "cols") || !strcmp(what, "select");
+}
+
+/* The list of table @p t's columns that placeholder @p what names; {set}
+ * leaves out the conflict key. */
 static void sqlw_list(sqlw_t *w, const table_t *t, const char *what)
 {
-    bool set = !strcmp(what, "set");
-    size_t from = set ? t->nkey : 0;
+    size_t from;
 
+    if (!t) {
+        w->bad = true;
+        return;
+    }
+    from = !strcmp(what, "set") ? t->nkey : 0;
     for (size_t i = from; i < t->n; i++) {
-        const col_t *c = &t->cols[i];
         if (i > from)
             sqlw_puts(w, ", ");
-        if (!strcmp(what, "select") && c->kind == COL_TS) {
-            sqlw_puts(w, "(extract(epoch FROM ");
-            sqlw_puts(w, c->name);
-            sqlw_puts(w, ") * 1000)::int8");
-            continue;
-        }
-        sqlw_puts(w, c->name);
-        if (!strcmp(what, "defs")) {
-            sqlw_puts(w, " ");
-            sqlw_puts(w, c->type);
-        } else if (set) {
-            sqlw_puts(w, " = EXCLUDED.");
-            sqlw_puts(w, c->name);
-        }
+        if (!sqlw_col(w, &t->cols[i], what))
+            w->bad = true;
     }
 }
 
 #define SQL_MAX 4096
 
 /* Write @p tmpl into @p out (SQL_MAX bytes) with its placeholders filled:
- * {schema} the projector's schema; for table @p t (may be NULL when the
- * template names none of these) {cols} its column names, {defs} names and
- * SQL types, {set} "name = EXCLUDED.name" for the columns after its key,
+ * {schema} the projector's schema; for table @p t (NULL when the template
+ * names none of these) {cols} its column names, {defs} names and SQL
+ * types, {set} "name = EXCLUDED.name" for the columns after its key,
  * {select} its names with timestamps as ms since the epoch (int8). The
  * schema name was checked at lf_projector_new(), so it can be spliced.
- * Templates hold no other braces. */
+ * Templates hold no other braces. @returns @p out. */
 static const char *sql_text(const lf_projector_t *p, char *out,
                             const table_t *t, const char *tmpl)
 {
@@ -561,15 +575,18 @@ static const char *sql_text(const lf_projector_t *p, char *out,
         snprintf(what, sizeof(what), "%.*s", (int)(close - open - 1), open + 1);
         if (!strcmp(what, "schema"))
             sqlw_puts(&w, p->schema);
-        else if (t)
+        else
             sqlw_list(&w, t, what);
         tmpl = close + 1;
     }
-    /* Every template here fits: a longer one is a programming error,
+    /* Every template here is fine: a bad one is a programming error,
      * reported by the server as the statement's failure. */
-    return w.over ? "DO $$BEGIN RAISE 'leadflow: statement over SQL_MAX "
-                    "bytes'; END$$"
-                  : out;
+    if (w.bad)
+        snprintf(out, SQL_MAX,
+                 "DO $$BEGIN RAISE 'leadflow: a statement "
+                 "template with an unknown placeholder or "
+                 "over SQL_MAX bytes'; END$$");
+    return out;
 }
 
 /* ---- flush helpers --------------------------------------------------- */

@@ -1,15 +1,13 @@
 /* test_projector.c: the projector against a throwaway PostgreSQL
- * (tools/pg-throwaway.sh, one server for the run, a database per test):
- * events built with the C API go in through lf_projector_add_event() and
- * lf_projector_add_message(), and the tests check the rows a user would
- * check in funnel.events, leads, stage_history, anomalies, dead_letters
- * and offsets. */
+ * (lf_test_pg.h): events built with the C API go in through
+ * lf_projector_add_event() and lf_projector_add_message(), and the tests
+ * check the rows a user would check in funnel.events, leads,
+ * stage_history, anomalies, dead_letters and offsets. */
 #include "lf_codec.h"
-#include "lf_pg.h"
 #include "lf_projector.h"
+#include "lf_test_pg.h"
 
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,92 +15,15 @@
 #define TOPIC "leads"
 #define GROUP "g-test"
 
-/* ---- the server, once for the run ------------------------------------ */
-
-static char pgdir[1024];
-
-/* Start the server in the runner process, before the tests fork, so that
- * every test inherits its PG* exports. */
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-    char cmd[1200], line[1024];
-    FILE *f;
-
-    (void)set;
-    snprintf(cmd, sizeof(cmd), "%s/tools/pg-throwaway.sh start", LF_SRC_DIR);
-    if (!(f = popen(cmd, "r")))
-        return;
-    while (fgets(line, sizeof(line), f)) {
-        char *eq, *v;
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "export ", 7) || !(eq = strchr(line + 7, '=')))
-            continue;
-        *eq = '\0';
-        v = eq + 1;
-        if (*v == '\'' && strlen(v) >= 2) { /* 'quoted' */
-            v++;
-            v[strlen(v) - 1] = '\0';
-        }
-        setenv(line + 7, v, 1);
-        if (!strcmp(line + 7, "LEADFLOW_PGDATA"))
-            snprintf(pgdir, sizeof(pgdir), "%s", v);
-    }
-    if (pclose(f) != 0)
-        pgdir[0] = '\0';
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-    char cmd[1200];
-
-    (void)stats;
-    if (!pgdir[0])
-        return;
-    snprintf(cmd, sizeof(cmd),
-             "%s/tools/pg-throwaway.sh stop '%s' >/dev/null 2>&1", LF_SRC_DIR,
-             pgdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "pg-throwaway.sh stop %s failed\n", pgdir);
-}
-
-/* ---- per test: a database with the migrations, a projector ----------- */
-
+/* Per test: a server with the funnel tables, a projector into them. */
+static char pgdir[512];
 static PGconn *conn;
 static lf_projector_t *proj;
-static char dbname[64];
 static char errstr[512];
-
-static PGconn *connect_db(void)
-{
-    char ci[128];
-    PGconn *c;
-
-    snprintf(ci, sizeof(ci), "dbname=%s", dbname);
-    c = lf_pg_connect(ci, errstr, sizeof(errstr));
-    cr_assert_not_null(c, "%s", errstr);
-    return c;
-}
 
 static void setup(void)
 {
-    const struct criterion_test *t = criterion_current_test;
-    char sql[128];
-    PGconn *admin;
-    PGresult *res;
-
-    cr_assert(getenv("LEADFLOW_PGDATA"), "no throwaway PostgreSQL started");
-    snprintf(dbname, sizeof(dbname), "t_%.50s", t->name);
-    admin = lf_pg_connect(NULL, errstr, sizeof(errstr));
-    cr_assert_not_null(admin, "%s", errstr);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-    res = PQexec(admin, sql);
-    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
-                 PQresultErrorMessage(res));
-    PQclear(res);
-    PQfinish(admin);
-    conn = connect_db();
-    cr_assert_eq(lf_pg_migrate(conn, NULL, errstr, sizeof(errstr)), LF_OK, "%s",
-                 errstr);
+    conn = pg_up_migrated(pgdir, sizeof(pgdir));
     proj = lf_projector_new("funnel", GROUP, errstr, sizeof(errstr));
     cr_assert_not_null(proj, "%s", errstr);
 }
@@ -110,10 +31,10 @@ static void setup(void)
 static void teardown(void)
 {
     lf_projector_destroy(proj);
-    PQfinish(conn);
+    pg_down(conn, pgdir);
 }
 
-TestSuite(projector, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(projector, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- building events --------------------------------------------------- */
 
@@ -186,48 +107,26 @@ static void flush_ok(void)
     cr_assert_eq(lf_projector_pending(proj), 0);
 }
 
-/* The first value of @p sql's first row ("" when NULL), in a static
- * buffer. */
-static const char *q(const char *sql)
-{
-    static char v[4096];
-    PGresult *res = PQexec(conn, sql);
-
-    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
-                 PQresultErrorMessage(res));
-    cr_assert_gt(PQntuples(res), 0, "%s: no row", sql);
-    snprintf(v, sizeof(v), "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return v;
-}
-
-static void exec(const char *sql)
-{
-    PGresult *res = PQexec(conn, sql);
-    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s: %s", sql,
-                 PQresultErrorMessage(res));
-    PQclear(res);
-}
-
 /* The content of every funnel table (no wall-clock column) as one
  * digest. */
 static char *tables_digest(void)
 {
-    return strdup(
-        q("SELECT md5(concat_ws('|',"
-          " (SELECT string_agg((to_jsonb(e) - 'received_at')::text, ','"
-          "  ORDER BY event_id) FROM funnel.events e),"
-          " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
-          "  ORDER BY lead_id) FROM funnel.leads l),"
-          " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
-          "  FROM funnel.stage_history h),"
-          " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
-          "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a),"
-          " (SELECT string_agg((to_jsonb(d) - 'received_at')::text, ','"
-          "  ORDER BY \"offset\") FROM funnel.dead_letters d),"
-          " (SELECT string_agg(concat_ws(':', group_id, topic, partition,"
-          "  next_offset), ',' ORDER BY topic, partition) FROM funnel.offsets)"
-          "))"));
+    return strdup(sql_value(
+        conn,
+        "SELECT md5(concat_ws('|',"
+        " (SELECT string_agg((to_jsonb(e) - 'received_at')::text, ','"
+        "  ORDER BY event_id) FROM funnel.events e),"
+        " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+        "  ORDER BY lead_id) FROM funnel.leads l),"
+        " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+        "  FROM funnel.stage_history h),"
+        " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+        "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a),"
+        " (SELECT string_agg((to_jsonb(d) - 'received_at')::text, ','"
+        "  ORDER BY \"offset\") FROM funnel.dead_letters d),"
+        " (SELECT string_agg(concat_ws(':', group_id, topic, partition,"
+        "  next_offset), ',' ORDER BY topic, partition) FROM funnel.offsets)"
+        "))"));
 }
 
 /* ---- the tests ---------------------------------------------------------- */
@@ -243,27 +142,33 @@ Test(projector, happy_path_lead)
         lf_projector_flush(proj, conn, &committed, errstr, sizeof(errstr)),
         LF_OK, "%s", errstr);
 
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "3");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "3");
     cr_expect_str_eq(
-        q("SELECT concat_ws('|', stage, score, score_model, owner, channel,"
-          " campaign, cycle, visits, last_event_id, stage_entered_by,"
-          " (extract(epoch FROM captured_at) * 1000)::int8,"
-          " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8,"
-          " (extract(epoch FROM first_handed_off_at) * 1000)::int8,"
-          " (extract(epoch FROM stage_entered_at) * 1000)::int8,"
-          " (extract(epoch FROM last_event_at) * 1000)::int8)"
-          " FROM funnel.leads WHERE lead_id = 'L1'"),
+        sql_value(
+            conn,
+            "SELECT concat_ws('|', stage, score, score_model, owner, channel,"
+            " campaign, cycle, visits, last_event_id, stage_entered_by,"
+            " (extract(epoch FROM captured_at) * 1000)::int8,"
+            " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8,"
+            " (extract(epoch FROM first_handed_off_at) * 1000)::int8,"
+            " (extract(epoch FROM stage_entered_at) * 1000)::int8,"
+            " (extract(epoch FROM last_event_at) * 1000)::int8)"
+            " FROM funnel.leads WHERE lead_id = 'L1'"),
         "handed_off|80|m1|ann|web|spring|1|3|e3|e3|1000|2000|3000|3000|3000");
     cr_expect_str_eq(
-        q("SELECT string_agg(concat_ws(':', visit, stage,"
-          " entered_by, (extract(epoch FROM exited_at) * 1000)::int8),"
-          " ',' ORDER BY visit) FROM funnel.stage_history"),
+        sql_value(conn,
+                  "SELECT string_agg(concat_ws(':', visit, stage,"
+                  " entered_by, (extract(epoch FROM exited_at) * 1000)::int8),"
+                  " ',' ORDER BY visit) FROM funnel.stage_history"),
         "1:captured:e1:2000,2:marketing_qualified:e2:3000,"
         "3:handed_off:e3");
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies"), "0");
-    cr_expect_str_eq(q("SELECT concat_ws('|', group_id, topic, partition,"
-                       " next_offset) FROM funnel.offsets"),
-                     GROUP "|" TOPIC "|0|13");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.anomalies"),
+                     "0");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT concat_ws('|', group_id, topic, partition,"
+                        " next_offset) FROM funnel.offsets"),
+        GROUP "|" TOPIC "|0|13");
     cr_assert_not_null(committed);
     cr_expect_eq(committed->cnt, 1);
     cr_expect_eq(committed->elems[0].offset, 13);
@@ -292,28 +197,31 @@ Test(projector, lead_continues_from_its_stored_row)
 
     cr_expect_eq(lf_projector_stats(proj)->recomputed, 0);
     cr_expect_str_eq(
-        q("SELECT concat_ws('|', stage, cycle, score, score_model, owner,"
-          " channel, campaign, won_amount_minor, currency, visits,"
-          " last_event_id, stage_entered_by,"
-          " (extract(epoch FROM stage_entered_at) * 1000)::int8,"
-          " (extract(epoch FROM captured_at) * 1000)::int8,"
-          " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8,"
-          " (extract(epoch FROM first_handed_off_at) * 1000)::int8,"
-          " (extract(epoch FROM first_sales_accepted_at) * 1000)::int8,"
-          " (extract(epoch FROM first_sales_qualified_at) * 1000)::int8,"
-          " (extract(epoch FROM won_at) * 1000)::int8,"
-          " coalesce(lost_at::text, 'no'), coalesce(disqualified_at::text,"
-          " 'no'), (extract(epoch FROM last_event_at) * 1000)::int8)"
-          " FROM funnel.leads"),
+        sql_value(
+            conn,
+            "SELECT concat_ws('|', stage, cycle, score, score_model, owner,"
+            " channel, campaign, won_amount_minor, currency, visits,"
+            " last_event_id, stage_entered_by,"
+            " (extract(epoch FROM stage_entered_at) * 1000)::int8,"
+            " (extract(epoch FROM captured_at) * 1000)::int8,"
+            " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8,"
+            " (extract(epoch FROM first_handed_off_at) * 1000)::int8,"
+            " (extract(epoch FROM first_sales_accepted_at) * 1000)::int8,"
+            " (extract(epoch FROM first_sales_qualified_at) * 1000)::int8,"
+            " (extract(epoch FROM won_at) * 1000)::int8,"
+            " coalesce(lost_at::text, 'no'), coalesce(disqualified_at::text,"
+            " 'no'), (extract(epoch FROM last_event_at) * 1000)::int8)"
+            " FROM funnel.leads"),
         "won|1|80|m1|ann|web|spring|450000|EUR|6|e6|e6|6000|1000|2000|3000|"
         "4000|5000|6000|no|no|6000");
-    cr_expect_str_eq(q("SELECT string_agg(visit || ':' || stage || ':' ||"
-                       " coalesce((extract(epoch FROM exited_at) * 1000)"
-                       "::int8::text, '-'), ',' ORDER BY visit)"
-                       " FROM funnel.stage_history"),
-                     "1:captured:2000,2:marketing_qualified:3000,"
-                     "3:handed_off:4000,4:sales_accepted:5000,"
-                     "5:sales_qualified:6000,6:won:-");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(visit || ':' || stage || ':' ||"
+                        " coalesce((extract(epoch FROM exited_at) * 1000)"
+                        "::int8::text, '-'), ',' ORDER BY visit)"
+                        " FROM funnel.stage_history"),
+        "1:captured:2000,2:marketing_qualified:3000,"
+        "3:handed_off:4000,4:sales_accepted:5000,"
+        "5:sales_qualified:6000,6:won:-");
 }
 
 Test(projector, late_event_recomputes_its_lead)
@@ -321,20 +229,24 @@ Test(projector, late_event_recomputes_its_lead)
     add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
     add("e3", "L1", LF_EV_HANDED_OFF, 3000, 1);
     flush_ok();
-    cr_expect_str_eq(q("SELECT first_marketing_qualified_at IS NULL"
-                       " FROM funnel.leads"),
+    cr_expect_str_eq(sql_value(conn,
+                               "SELECT first_marketing_qualified_at IS NULL"
+                               " FROM funnel.leads"),
                      "t");
 
     add("e2", "L1", LF_EV_SCORED, 2000, 2); /* before e3 */
     flush_ok();
     cr_expect_eq(lf_projector_stats(proj)->recomputed, 1);
     cr_expect_str_eq(
-        q("SELECT concat_ws('|', stage, score, visits, last_event_id,"
-          " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8)"
-          " FROM funnel.leads"),
+        sql_value(
+            conn,
+            "SELECT concat_ws('|', stage, score, visits, last_event_id,"
+            " (extract(epoch FROM first_marketing_qualified_at) * 1000)::int8)"
+            " FROM funnel.leads"),
         "handed_off|80|3|e3|2000");
-    cr_expect_str_eq(q("SELECT string_agg(visit || ':' || stage, ','"
-                       " ORDER BY visit) FROM funnel.stage_history"),
+    cr_expect_str_eq(sql_value(conn,
+                               "SELECT string_agg(visit || ':' || stage, ','"
+                               " ORDER BY visit) FROM funnel.stage_history"),
                      "1:captured,2:marketing_qualified,3:handed_off");
 }
 
@@ -346,11 +258,15 @@ Test(projector, duplicates_are_stored_once)
     add("e1", "L1", LF_EV_CAPTURED, 1000, 2); /* and in a later one */
     flush_ok();
 
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "1");
-    cr_expect_str_eq(q("SELECT \"offset\" FROM funnel.events"), "0");
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies"), "0");
-    cr_expect_str_eq(q("SELECT visits FROM funnel.leads"), "1");
-    cr_expect_str_eq(q("SELECT next_offset FROM funnel.offsets"), "3");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "1");
+    cr_expect_str_eq(sql_value(conn, "SELECT \"offset\" FROM funnel.events"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.anomalies"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT visits FROM funnel.leads"), "1");
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "3");
     cr_expect_eq(lf_projector_stats(proj)->events_new, 1);
     cr_expect_eq(lf_projector_stats(proj)->duplicates, 2);
     cr_expect_eq(lf_projector_stats(proj)->conflicts, 0);
@@ -365,12 +281,15 @@ Test(projector, conflict_keeps_the_first_and_lists_the_other)
     add("e1", "L1", LF_EV_CAPTURED, 5000, 4); /* replayed: listed once */
     flush_ok();
 
-    cr_expect_str_eq(q("SELECT (extract(epoch FROM occurred_at) * 1000)::int8"
-                       " FROM funnel.events"),
-                     "1000");
     cr_expect_str_eq(
-        q("SELECT concat_ws('|', count(*), min(event_id), min(lead_id),"
-          " min(reason)) FROM funnel.anomalies WHERE kind = 'conflict'"),
+        sql_value(conn, "SELECT (extract(epoch FROM occurred_at) * 1000)::int8"
+                        " FROM funnel.events"),
+        "1000");
+    cr_expect_str_eq(
+        sql_value(
+            conn,
+            "SELECT concat_ws('|', count(*), min(event_id), min(lead_id),"
+            " min(reason)) FROM funnel.anomalies WHERE kind = 'conflict'"),
         "1|e1|L1|event_id reused with different content at " TOPIC
         " partition 0 offset 4");
     cr_expect_eq(lf_projector_stats(proj)->conflicts, 1);
@@ -383,26 +302,30 @@ Test(projector, anomalies_are_listed)
     add("e2", "L1", LF_EV_ACCEPTED, 2000, 2); /* not handed off */
     flush_ok();
 
-    cr_expect_str_eq(q("SELECT string_agg(event_id || ':' || lead_id, ','"
-                       " ORDER BY event_id) FROM funnel.anomalies"
-                       " WHERE kind = 'state'"),
-                     "e2:L1,w1:L9");
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.leads WHERE"
-                       " lead_id = 'L9'"),
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(event_id || ':' || lead_id, ','"
+                        " ORDER BY event_id) FROM funnel.anomalies"
+                        " WHERE kind = 'state'"),
+        "e2:L1,w1:L9");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.leads WHERE"
+                                     " lead_id = 'L9'"),
                      "0");
-    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'L1'"),
-                     "captured");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT stage FROM funnel.leads WHERE lead_id = 'L1'"),
+        "captured");
     cr_expect_eq(lf_projector_stats(proj)->anomalies, 2);
 
     /* The capture arrives late: L9 is recomputed, and its anomaly is
      * resolved. */
     add("c9", "L9", LF_EV_CAPTURED, 500, 3);
     flush_ok();
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies WHERE"
-                       " lead_id = 'L9'"),
+    cr_expect_str_eq(sql_value(conn,
+                               "SELECT count(*) FROM funnel.anomalies WHERE"
+                               " lead_id = 'L9'"),
                      "0");
-    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'L9'"),
-                     "marketing_qualified");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT stage FROM funnel.leads WHERE lead_id = 'L9'"),
+        "marketing_qualified");
 }
 
 Test(projector, messages_dead_letters_and_key_anomalies)
@@ -436,17 +359,20 @@ Test(projector, messages_dead_letters_and_key_anomalies)
     cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
     flush_ok();
 
-    cr_expect_str_eq(q("SELECT concat_ws('|', event_id, lead_id, reason)"
-                       " FROM funnel.anomalies WHERE kind = 'key'"),
-                     "e1|L1|Kafka key \"someone-else\" differs from lead_id");
-    cr_expect_str_eq(q("SELECT stage FROM funnel.leads"), "captured");
-    cr_expect_str_eq(q("SELECT concat_ws('|', topic, partition, \"offset\","
-                       " convert_from(key, 'UTF8'),"
-                       " convert_from(value, 'UTF8'), error <> '')"
-                       " FROM funnel.dead_letters"),
-                     TOPIC "|2|8|someone-else|not avro|t");
-    cr_expect_str_eq(q("SELECT next_offset FROM funnel.offsets"
-                       " WHERE partition = 2"),
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT concat_ws('|', event_id, lead_id, reason)"
+                        " FROM funnel.anomalies WHERE kind = 'key'"),
+        "e1|L1|Kafka key \"someone-else\" differs from lead_id");
+    cr_expect_str_eq(sql_value(conn, "SELECT stage FROM funnel.leads"),
+                     "captured");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT concat_ws('|', topic, partition, \"offset\","
+                        " convert_from(key, 'UTF8'),"
+                        " convert_from(value, 'UTF8'), error <> '')"
+                        " FROM funnel.dead_letters"),
+        TOPIC "|2|8|someone-else|not avro|t");
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"
+                                     " WHERE partition = 2"),
                      "9");
     cr_expect_eq(lf_projector_stats(proj)->dead_letters, 1);
 
@@ -479,10 +405,11 @@ Test(projector, flushing_a_batch_twice_is_idempotent)
 
     add_mixed_batch();
     flush_ok();
-    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'LA'"),
-                     "won");
-    cr_expect_str_eq(q("SELECT won_amount_minor FROM funnel.leads"
-                       " WHERE lead_id = 'LA'"),
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT stage FROM funnel.leads WHERE lead_id = 'LA'"),
+        "won");
+    cr_expect_str_eq(sql_value(conn, "SELECT won_amount_minor FROM funnel.leads"
+                                     " WHERE lead_id = 'LA'"),
                      "450000");
     once = tables_digest();
     add_mixed_batch();
@@ -504,15 +431,16 @@ static void sabotage_offsets(const char *body)
              "CREATE FUNCTION sabotage_fn() RETURNS trigger LANGUAGE plpgsql"
              " AS $$BEGIN %s; RETURN NEW; END$$",
              body);
-    exec(sql);
-    exec("CREATE TRIGGER sabotage BEFORE INSERT OR UPDATE ON funnel.offsets"
-         " FOR EACH ROW EXECUTE FUNCTION sabotage_fn()");
+    sql_ok(conn, sql);
+    sql_ok(conn,
+           "CREATE TRIGGER sabotage BEFORE INSERT OR UPDATE ON funnel.offsets"
+           " FOR EACH ROW EXECUTE FUNCTION sabotage_fn()");
 }
 
 static void repair_offsets(void)
 {
-    exec("DROP TRIGGER sabotage ON funnel.offsets");
-    exec("DROP FUNCTION sabotage_fn()");
+    sql_ok(conn, "DROP TRIGGER sabotage ON funnel.offsets");
+    sql_ok(conn, "DROP FUNCTION sabotage_fn()");
 }
 
 Test(projector, refused_flush_rolls_back_and_keeps_the_batch)
@@ -522,8 +450,8 @@ Test(projector, refused_flush_rolls_back_and_keeps_the_batch)
     add_mixed_batch();
     flush_ok();
     expected = tables_digest();
-    exec("TRUNCATE funnel.events, funnel.leads, funnel.stage_history,"
-         " funnel.anomalies, funnel.offsets");
+    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history,"
+                 " funnel.anomalies, funnel.offsets");
 
     sabotage_offsets("RAISE 'no offsets today'");
     add_mixed_batch();
@@ -531,9 +459,11 @@ Test(projector, refused_flush_rolls_back_and_keeps_the_batch)
                  LF_ERR_PG);
     cr_expect(strstr(errstr, "no offsets today"), "%s", errstr);
     cr_expect_eq(lf_projector_pending(proj), 10);
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "0");
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.leads"), "0");
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.anomalies"), "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.leads"), "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.anomalies"),
+                     "0");
 
     repair_offsets();
     flush_ok();
@@ -552,14 +482,20 @@ Test(projector, lost_connection_rolls_back_and_the_retry_commits)
     cr_expect_eq(lf_projector_pending(proj), 10);
 
     PQfinish(conn);
-    conn = connect_db();
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "0");
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.offsets"), "0");
+    conn = PQconnectdb(""); /* the server's PG* exports */
+    cr_assert_eq(PQstatus(conn), CONNECTION_OK, "%s", PQerrorMessage(conn));
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.offsets"),
+                     "0");
     repair_offsets();
     lf_projector_conn_reset(proj); /* the staging tables went with it */
     flush_ok();
-    cr_expect_str_eq(q("SELECT count(*) FROM funnel.events"), "9");
-    cr_expect_str_eq(q("SELECT stage FROM funnel.leads WHERE lead_id = 'LA'"),
-                     "won");
-    cr_expect_str_eq(q("SELECT next_offset FROM funnel.offsets"), "10");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "9");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT stage FROM funnel.leads WHERE lead_id = 'LA'"),
+        "won");
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "10");
 }

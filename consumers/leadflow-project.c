@@ -22,7 +22,7 @@
 
 /* What the command line asks for. */
 typedef struct project_cfg_s {
-    int batch_max; /* events per transaction: BENCHMARKS.md, "batch" */
+    int batch_max; /* --batch: BENCHMARKS.md, "Batch size" */
     int linger_ms;
     int writers;
     int idle_exit; /* seconds, 0: never */

@@ -39,7 +39,9 @@ typedef struct app_s {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt; /* held from the start, see start_kafka() */
     PGconn *conn;          /* migrations, stored offsets, the idle probe */
-    lf_projector_t *proj;  /* reads offsets; owns the registry client */
+    unsigned conns;        /* connections conn was opened with */
+    bool doubt; /* conn is new: the stored offsets may have moved back */
+    lf_projector_t *proj; /* reads offsets; owns the registry client */
     lf_lanes_t *lanes;
     int assigned;              /* partitions currently assigned */
     int64_t assigned_at;       /* when they were (monotonic ms) */
@@ -221,7 +223,9 @@ static void nap(int ms)
 }
 
 /* (Re)connect the main connection if needed; false when it failed
- * (logged). */
+ * (logged). A new one after the first may reach another server (a
+ * failover): the positions in memory are then in doubt, as after a new
+ * connection of a lane. */
 static bool db_ready(app_t *app)
 {
     char errstr[512], q[600];
@@ -238,6 +242,7 @@ static bool db_ready(app_t *app)
                lf_log_quote(errstr, q, sizeof(q)));
         return false;
     }
+    app->doubt = app->conns++ > 0;
     return true;
 }
 
@@ -253,8 +258,10 @@ static bool load_offsets(app_t *app, rd_kafka_topic_partition_list_t *parts)
             return false;
         if (db_ready(app)) {
             if (!lf_projector_load_offsets(app->proj, app->conn, parts, errstr,
-                                           sizeof(errstr)))
+                                           sizeof(errstr))) {
+                app->doubt = false; /* read from the server reached now */
                 return true;
+            }
             LF_LOG(LF_LOG_ERR,
                    "msg=\"cannot read stored offsets, will retry\" "
                    "error=%s",
@@ -334,6 +341,7 @@ static void resync(app_t *app)
     lf_lanes_reset(app->lanes);
     PQfinish(app->conn); /* to reach the server the lanes reach now */
     app->conn = NULL;
+    app->doubt = false;
     if (rd_kafka_assignment(app->rk, &parts) || !parts)
         return;
     if (parts->cnt && load_offsets(app, parts)) {
@@ -372,6 +380,7 @@ static int setup_db(app_t *app, bool migrate_only)
             nap(lf_lanes_backoff_ms(attempt - 1));
         if (!app->conn) {
             app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
+            app->conns += app->conn != NULL;
             if (!app->conn) {
                 LF_LOG(migrate_only ? LF_LOG_ERR : LF_LOG_WARNING,
                        "msg=\"cannot reach PostgreSQL%s\" error=%s",
@@ -612,7 +621,7 @@ static int consume(app_t *app)
     unsigned polled = 0;
 
     while (!lf_cli_signals) {
-        if (lf_lanes_stale(app->lanes))
+        if (lf_lanes_stale(app->lanes) || (app->doubt && app->assigned))
             resync(app);
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
             app->rk, lf_lanes_filling(app->lanes) ? 0 : 100);

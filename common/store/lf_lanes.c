@@ -436,8 +436,15 @@ void lf_lanes_reset(lf_lanes_t *w)
     /* Stale, the writers drop what they hold instead of writing it. */
     atomic_store(&w->stale, true);
     for (int i = 0; i < w->n; i++) {
-        lane_wait(&w->lanes[i]);
-        lf_projector_discard(w->lanes[i].fill);
+        lane_t *lane = &w->lanes[i];
+        lane_wait(lane);
+        lf_projector_discard(lane->fill);
+        /* The writer is idle until the next hand-over. Its next connection
+         * is made after the caller re-read the stored offsets, like a
+         * first one: one failover costs one re-read, not one per lane. */
+        PQfinish(lane->conn);
+        lane->conn = NULL;
+        lane->connects = 0;
     }
     atomic_store(&w->stale, false);
 }

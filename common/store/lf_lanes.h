@@ -140,8 +140,9 @@ void lf_lanes_drain(lf_lanes_t *w, bool give_up);
  */
 bool lf_lanes_stale(const lf_lanes_t *w);
 
-/** Wait for the writers, drop every batch in hand unwritten, and clear
- *  the stale state. */
+/** Wait for the writers, drop every batch in hand unwritten, close the
+ *  writers' connections (their next ones count as first ones: call this
+ *  before re-reading the stored offsets) and clear the stale state. */
 void lf_lanes_reset(lf_lanes_t *w);
 
 /** Every lane's committed counters so far. */

@@ -87,6 +87,16 @@ port_of() { # port_of DIR: from its env file
     sed -n 's/^export PGPORT=//p' "$1/env"
 }
 
+# As root, lets postgres traverse the parents of $dir below /tmp (search
+# only, o+x), as pg-throwaway.sh does.
+open_parents() {
+    local p=$dir
+    while p=$(dirname "$p") && [ "$p" != / ] && [ "$p" != /tmp ]; do
+        case $p in /tmp/*) ;; *) return 0 ;; esac
+        runuser -u postgres -- test -x "$p" || chmod o+x "$p"
+    done
+}
+
 cmd_start() {
     local primary port pport try
     primary=$(absdir "$1")
@@ -102,6 +112,7 @@ cmd_start() {
     if [ "$(id -u)" = 0 ]; then
         chown postgres: "$dir"
         chmod 755 "$dir"
+        open_parents
     fi
     as_owner "$pgbin/pg_basebackup" -h "$primary" -p "$pport" -U postgres \
         -D "$dir/data" -R -X stream -c fast --no-sync \

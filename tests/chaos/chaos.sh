@@ -39,10 +39,32 @@
 #             it is there funnel.offsets must not move, no event may be
 #             stored or dead-lettered; the projector retries and completes
 #             once the trigger is dropped
+# Long set only (named on the command line, they run in --quick too; their
+# short versions are tests/integration/test_failover_pg.sh and
+# test_group.sh):
+#   failover  PostgreSQL failover, CHAOS_FAILOVERS (20) times: the stack's
+#             PostgreSQL and an asynchronous streaming standby
+#             (tools/pg-standby.sh), the projector given both in one libpq
+#             multi-host conninfo (target_session_attrs=read-write); at a
+#             random moment of the stream the primary is stopped hard
+#             (-m immediate) and the standby promoted, the old primary is
+#             rebuilt as the new standby. Half of the time the standby's WAL
+#             receiver is cut a random moment before the stop, so that it
+#             surely misses commits; each failover logs what the standby lost
+#             (old primary's offsets, read from its data directory, against
+#             the promoted one's), and at least a quarter must have lost some
+#   group     three projectors in one group on 12 partitions, restarted one
+#             at a time (SIGTERM and SIGKILL alternately), CHAOS_GROUP_RESTARTS
+#             (30) times while the stream is produced; the committed ranges
+#             in their logs (-v -v, msg=committed) must chain per partition:
+#             no batch of a partition written twice, none skipped
+#             (tests/chaos/group_lib.sh)
+#   scale     1 -> 3 -> 1 projectors in one group during the stream, the
+#             same checks
 #
 # Knobs (environment): CHAOS_LEADS (quick 500 / long 4000), CHAOS_KILLS,
 # CHAOS_PG_CRASHES, CHAOS_PG_DOWN_S, CHAOS_DISK_S, CHAOS_TWO_KILLS,
-# CHAOS_EMIT_KILLS, CHAOS_STREAM_S (how long emit takes to send the file),
+# CHAOS_EMIT_KILLS, CHAOS_FAILOVERS, CHAOS_GROUP_RESTARTS, CHAOS_STREAM_S (how long emit takes to send the file),
 # CHAOS_SEED (printed; the same seed gives the same workload), CHAOS_JOBS
 # (default 2); CHAOS_KEEP=1 keeps the logs. The figures in RELIABILITY.md
 # come from `make chaos` (--long) and test_chaos_quick.sh (--quick).
@@ -54,6 +76,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 ALL_SCENARIOS="kill pg broker two emitkill diskfull"
+LONG_SCENARIOS="failover group scale"
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SELF"
@@ -74,14 +97,22 @@ parent() {
         -h | --help) usage; exit 0 ;;
         -*) echo "chaos.sh: unknown option $1" >&2; exit 64 ;;
         *)
-            case " $ALL_SCENARIOS " in *" $1 "*) scen+=("$1") ;;
-            *) echo "chaos.sh: unknown scenario $1 (one of $ALL_SCENARIOS)" >&2
+            case " $ALL_SCENARIOS $LONG_SCENARIOS " in *" $1 "*) scen+=("$1") ;;
+            *) echo "chaos.sh: unknown scenario $1 (one of $ALL_SCENARIOS" \
+                "$LONG_SCENARIOS)" >&2
                 exit 64 ;;
             esac ;;
         esac
         shift
     done
-    [ ${#scen[@]} -gt 0 ] || read -r -a scen <<<"$ALL_SCENARIOS"
+    if [ ${#scen[@]} = 0 ]; then
+        # the long set starts with its longest scenarios
+        if [ "$mode" = long ]; then
+            read -r -a scen <<<"failover group $ALL_SCENARIOS scale"
+        else
+            read -r -a scen <<<"$ALL_SCENARIOS"
+        fi
+    fi
     [ -n "$bin" ] || bin=$(cd "$HERE/../.." && pwd)/build/bin
     bin=$(cd "$bin" && pwd)
     [ -x "$bin/leadflow-project" ] || {
@@ -94,14 +125,17 @@ parent() {
         : "${CHAOS_LEADS:=4000}" "${CHAOS_KILLS:=100}" "${CHAOS_PG_CRASHES:=3}"
         : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=10}" "${CHAOS_STREAM_S:=30}"
         : "${CHAOS_TWO_KILLS:=4}" "${CHAOS_EMIT_KILLS:=5}"
+        : "${CHAOS_FAILOVERS:=20}" "${CHAOS_GROUP_RESTARTS:=30}"
     else
         : "${CHAOS_LEADS:=500}" "${CHAOS_KILLS:=10}" "${CHAOS_PG_CRASHES:=1}"
         : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=4}" "${CHAOS_STREAM_S:=10}"
         : "${CHAOS_TWO_KILLS:=1}" "${CHAOS_EMIT_KILLS:=2}"
+        : "${CHAOS_FAILOVERS:=2}" "${CHAOS_GROUP_RESTARTS:=3}"
     fi
     : "${CHAOS_SEED:=$((RANDOM % 1000 + 1))}"
     export CHAOS_LEADS CHAOS_KILLS CHAOS_PG_CRASHES CHAOS_PG_DOWN_S \
-        CHAOS_DISK_S CHAOS_STREAM_S CHAOS_TWO_KILLS CHAOS_EMIT_KILLS CHAOS_SEED
+        CHAOS_DISK_S CHAOS_STREAM_S CHAOS_TWO_KILLS CHAOS_EMIT_KILLS CHAOS_SEED \
+        CHAOS_FAILOVERS CHAOS_GROUP_RESTARTS
     export LEADFLOW_BIN=$bin
     CHAOS_WORK=$(mktemp -d /tmp/leadflow-chaos.XXXXXX)
     export CHAOS_WORK
@@ -209,8 +243,11 @@ child() {
         lf_stack_up
     fi
     echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
-    lf_broker "topic $TOPIC 4" >/dev/null
-    lf_newdb "$DB"
+    case $SCEN in
+    group | scale) ;; # group_lib.sh makes a 12-partition topic
+    *) lf_broker "topic $TOPIC 4" >/dev/null
+        lf_newdb "$DB" ;;
+    esac
     export PGDATABASE=$DB
     "scenario_$SCEN"
 }
@@ -618,6 +655,128 @@ scenario_diskfull() {
     log "$code retries logged"
     wait_emit
     drain_with_running
+    verify
+}
+
+# ---- PostgreSQL failover to an asynchronous standby, many times -----------
+# Node 1 is the stack's PostgreSQL, node 2 a standby beside it; they swap
+# roles at each failover and keep their ports, so one conninfo names both.
+FO_DIR=()
+FO_PORT=()
+fo_stop_nodes() {
+    [ -n "${FO_DIR[2]:-}" ] && [ -d "${FO_DIR[2]}" ] &&
+        "$SRC/tools/pg-throwaway.sh" stop "${FO_DIR[2]}" >/dev/null 2>&1
+    lf_cleanup
+}
+
+fo_sum() { # fo_sum NODE: the messages committed there (0 if unreachable)
+    psql -X -At -h "${FO_DIR[$1]}" -p "${FO_PORT[$1]}" -d "$DB" \
+        -c "SELECT coalesce(sum(next_offset), 0) FROM funnel.offsets" \
+        2>/dev/null || echo 0
+}
+
+# fo_use NODE: point q, events, verify and drain at NODE.
+fo_use() {
+    export PGHOST=${FO_DIR[$1]} PGPORT=${FO_PORT[$1]}
+}
+
+# fo_once F PRIMARY STANDBY: one failover; adds to FO_LOSSES/FO_LOST.
+fo_once() {
+    local f=$1 p=$2 s=$3 cut=no before after lost
+    wait_progress "$(events)" 120
+    sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+    if [ $((RANDOM % 2)) = 0 ]; then
+        # the standby stops receiving WAL; the primary goes on committing
+        "$SRC/tools/pg-standby.sh" cut "${FO_DIR[$s]}" ||
+            fail "failover $f: cannot cut the standby"
+        cut=yes
+        sleep "0.$((RANDOM % 10))"
+    fi
+    lf_as_pg "$PGBIN_DIR/pg_ctl" -D "${FO_DIR[$p]}/data" -m immediate -w \
+        -t 30 stop >/dev/null || fail "failover $f: cannot stop the primary"
+    # all the standby received is replayed before it is read: its offsets
+    # are then those it will have once promoted
+    "$SRC/tools/pg-standby.sh" cut "${FO_DIR[$s]}" ||
+        fail "failover $f: the standby does not settle"
+    after=$(fo_sum "$s")
+    "$SRC/tools/pg-standby.sh" promote "${FO_DIR[$s]}" ||
+        fail "failover $f: cannot promote the standby"
+    fo_use "$s"
+    before=$("$SRC/tools/pg-standby.sh" inspect "${FO_DIR[$p]}" "$DB" \
+        "SELECT coalesce(sum(next_offset), 0) FROM funnel.offsets") ||
+        fail "failover $f: cannot read the old primary's offsets"
+    lost=$((before - after))
+    [ "$lost" -ge 0 ] || fail "failover $f: the standby is ahead ($after > $before)"
+    [ "$lost" -gt 0 ] && FO_LOSSES=$((FO_LOSSES + 1))
+    FO_LOST=$((FO_LOST + lost))
+    log "failover $f: node $p stopped hard (receiver cut before: $cut)," \
+        "node $s promoted; old primary $before offsets, promoted $after:" \
+        "lost $lost"
+    # the old primary becomes the new standby, on its old port
+    "$SRC/tools/pg-throwaway.sh" stop "${FO_DIR[$p]}" >/dev/null 2>&1 ||
+        fail "failover $f: cannot remove the old primary"
+    "$SRC/tools/pg-standby.sh" start "${FO_DIR[$s]}" "${FO_DIR[$p]}" \
+        "${FO_PORT[$p]}" >/dev/null 2>>"$W/failover.standby.log" ||
+        fail "failover $f: cannot rebuild node $p as a standby:
+$(tail -n 5 "$W/failover.standby.log")"
+}
+
+scenario_failover() {
+    local f p=1 s=2 total i conn
+    FO_DIR=("" "$LEADFLOW_PGDATA" "$LF_TMP/pg2")
+    FO_PORT=("" "$PGPORT" "")
+    trap fo_stop_nodes EXIT
+    FO_PORT[2]=$("$SRC/tools/pg-standby.sh" start "${FO_DIR[1]}" "${FO_DIR[2]}" \
+        2>>"$W/failover.standby.log" | sed -n 's/^export PGPORT=//p') || true
+    [ -n "${FO_PORT[2]}" ] || fail "the standby did not start:
+$(tail -n 5 "$W/failover.standby.log")"
+    fo_use 1
+    conn="host=${FO_DIR[1]},${FO_DIR[2]} port=${FO_PORT[1]},${FO_PORT[2]}
+          dbname=$DB user=postgres connect_timeout=5
+          target_session_attrs=read-write"
+    FO_LOSSES=0 FO_LOST=0
+    # a stream long enough for every failover to land in it
+    CHAOS_STREAM_S=$((CHAOS_FAILOVERS * 8)) emit_stream
+    project_bg "$W/failover.project.log" -d "$conn" --batch 3 -v
+    for f in $(seq 1 "$CHAOS_FAILOVERS"); do
+        fo_once "$f" "$p" "$s"
+        i=$p p=$s s=$i
+    done
+    FAULTS+=("$CHAOS_FAILOVERS failovers ($FO_LOSSES lost $FO_LOST offsets)")
+    wait_emit
+    total=$(messages)
+    for i in $(seq 1 1800); do
+        [ "$(fo_sum "$p")" -ge "$total" ] && break
+        kill -0 "$PJ" 2>/dev/null || fail "the projector died"
+        sleep 0.1
+    done
+    log "the projector committed $(fo_sum "$p") of $total messages"
+    kill -TERM "$PJ" 2>/dev/null || true
+    reap "$PJN" || fail "the projector exited $? on SIGTERM"
+    [ $((FO_LOSSES * 4)) -ge "$CHAOS_FAILOVERS" ] ||
+        fail "only $FO_LOSSES of $CHAOS_FAILOVERS failovers lost commits"
+    verify
+}
+
+# ---- a group of three: rolling restarts; scaling out and in ----------------
+group_setup() {
+    # shellcheck source=group_lib.sh
+    . "$HERE/group_lib.sh"
+    mkdir -p "$W/$SCEN.grp"
+    grp_init "$WORK" "$W/$SCEN.grp"
+}
+
+scenario_group() {
+    group_setup
+    grp_rolling "$SCEN" "$CHAOS_GROUP_RESTARTS"
+    FAULTS+=("$CHAOS_GROUP_RESTARTS restarts of 1 of 3")
+    verify
+}
+
+scenario_scale() {
+    group_setup
+    grp_scale "$SCEN"
+    FAULTS+=("1 -> 3 -> 1 instances")
     verify
 }
 

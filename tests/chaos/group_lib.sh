@@ -17,7 +17,8 @@
 
 GRP_PARTITIONS=${GRP_PARTITIONS:-12}
 GRP_BATCH=${GRP_BATCH:-7}
-declare -A GRP_PID=() GRP_LOG=() GRP_N=()
+# -g: this file may be sourced inside a function
+declare -gA GRP_PID=() GRP_LOG=() GRP_N=()
 
 grp_init() {
     GRP_WORK=$1

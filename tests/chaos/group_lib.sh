@@ -138,7 +138,9 @@ grp_clean() {
 }
 
 # grp_chain SCEN LOG...: the committed ranges of the logs chain per
-# partition, from 0 to funnel.offsets. A SIGKILL between a COMMIT and its
+# partition, from 0 to funnel.offsets. from=beginning (no stored offset
+# before the batch) is offset 0, the start of every partition of these
+# topics; any other value that is not a number cannot be checked and fails. A SIGKILL between a COMMIT and its
 # log line would show as a gap; the window is a few instructions wide.
 grp_chain() {
     local scen=$1 res
@@ -152,8 +154,9 @@ grp_chain() {
     grp_q "$scen" "SELECT partition, next_offset FROM funnel.offsets
                    WHERE group_id = 'g-$scen'" >"$GRP_W/$scen.final"
     res=$(awk '
-        function field(k,   r) {
+        function field(k) {
             if (match($0, " " k "=[0-9]+")) return substr($0, RSTART + length(k) + 2, RLENGTH - length(k) - 2)
+            if (k == "from" && $0 ~ / from=beginning/) return 0
             return -1
         }
         { print field("partition"), field("from"), field("to") }' \

@@ -22,7 +22,7 @@ BIN=$(cd "${1:?usage: test_group.sh BIN_DIR}" && pwd)
 # shellcheck source=../chaos/group_lib.sh
 . "$(dirname "$0")/../chaos/group_lib.sh"
 
-LEADS=${LF_GROUP_LEADS:-1500}
+LEADS=${LF_GROUP_LEADS:-1000}
 RESTARTS=${LF_GROUP_RESTARTS:-3}
 
 lf_stack_up

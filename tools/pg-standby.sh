@@ -12,7 +12,8 @@
 #   tools/pg-standby.sh cut DIR
 #                        stop the standby's WAL receiver (primary_conninfo
 #                        emptied, reloaded) and wait until it has replayed all
-#                        it received: from here on it falls behind its primary
+#                        it received (its replay position still for 1 s): from
+#                        here on it falls behind its primary
 #   tools/pg-standby.sh promote DIR
 #                        promote the standby (pg_ctl promote -w)
 #   tools/pg-standby.sh inspect DIR DBNAME QUERY
@@ -157,19 +158,32 @@ EOF
 }
 
 cmd_cut() {
-    local port try
+    local port try lsn last= same=0
     dir=$(absdir "$1")
     port=$(port_of "$dir")
     sql "$dir" "$port" "ALTER SYSTEM SET primary_conninfo = ''" >/dev/null
     sql "$dir" "$port" "SELECT pg_reload_conf()" >/dev/null
     for try in $(seq 1 300); do
         [ "$(sql "$dir" "$port" "SELECT count(*) FROM pg_stat_wal_receiver")" = 0 ] &&
-            [ "$(sql "$dir" "$port" "SELECT pg_last_wal_receive_lsn() IS NULL
-                OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()")" = t ] &&
-            return 0
+            break
         sleep 0.1
     done
-    die 69 "the standby in $dir still receives WAL"
+    [ "$try" -lt 300 ] || die 69 "the WAL receiver of $dir does not stop"
+    # Replay has ended once its position stays put for a second. (It may
+    # stop short of the last byte received: a record cut in two by the
+    # receiver's end is never replayed.)
+    for try in $(seq 1 600); do
+        lsn=$(sql "$dir" "$port" "SELECT pg_last_wal_replay_lsn()")
+        if [ "$lsn" = "$last" ]; then
+            same=$((same + 1))
+            [ "$same" -ge 10 ] && return 0
+        else
+            same=0
+            last=$lsn
+        fi
+        sleep 0.1
+    done
+    die 69 "the standby in $dir still replays WAL after 60 s"
 }
 
 cmd_promote() {
@@ -195,7 +209,7 @@ cmd_inspect() {
 case ${1:-} in
 inspect) [ $# = 4 ] || die 64 "inspect DIR DBNAME QUERY"
     cmd_inspect "$2" "$3" "$4" ;;
-start) [ $# -ge 3 ] && [ $# -le 4 ] || die 64 "start PRIMARY_DIR DIR [PORT]"
+start) { [ $# -ge 3 ] && [ $# -le 4 ]; } || die 64 "start PRIMARY_DIR DIR [PORT]"
     cmd_start "$2" "$3" "${4:-}" ;;
 cut) [ $# = 2 ] || die 64 "cut DIR"; cmd_cut "$2" ;;
 promote) [ $# = 2 ] || die 64 "promote DIR"; cmd_promote "$2" ;;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # group_lib.sh: a group of leadflow-project instances under restarts and
 # scaling, for tests/integration/test_group.sh (short) and the `group` and
 # `scale` scenarios of tests/chaos/chaos.sh (long). Source it after
@@ -216,8 +217,9 @@ grp_finish() {
     grp_wait_sum "$scen" "$total"
     # all at once: each leaves the group on SIGTERM, which takes seconds
     for name in a b c; do
-        [ -n "${GRP_PID[$scen.$name]:-}" ] &&
+        if [ -n "${GRP_PID[$scen.$name]:-}" ]; then
             kill -TERM "${GRP_PID[$scen.$name]}" 2>/dev/null || true
+        fi
     done
     for name in a b c; do
         [ -n "${GRP_PID[$scen.$name]:-}" ] && grp_reap "$scen" "$name" TERM

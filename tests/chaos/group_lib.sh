@@ -95,6 +95,7 @@ grp_reap() {
     local scen=$1 name=$2 sig=$3 rc=0
     wait "${GRP_PID[$scen.$name]}" 2>/dev/null || rc=$?
     GRP_PID[$scen.$name]=
+    [ "$sig" = KILL ] && echo "${GRP_LOG[$scen.$name]}" >>"$GRP_W/$scen.killed"
     if [ "$sig" = TERM ] && [ "$rc" != 0 ]; then
         fail "$scen: instance $name exited $rc on SIGTERM:
 $(tail -n 5 "${GRP_LOG[$scen.$name]}")"
@@ -141,12 +142,15 @@ grp_clean() {
 # grp_chain SCEN LOG...: the committed ranges of the logs chain per
 # partition, from 0 to funnel.offsets. from=beginning (no stored offset
 # before the batch) is offset 0, the start of every partition of these
-# topics; any other value that is not a number cannot be checked and fails. A SIGKILL between a COMMIT and its
-# log line would show as a gap; the window is a few instructions wide.
+# topics; any other value that is not a number cannot be checked and fails.
+# One gap is allowed right after the last range an incarnation logged if it
+# was SIGKILLed (listed in SCEN.killed): its last batches may have committed
+# before their lines were written (seen: 3 ranges of 2 writers, 1 of 15
+# kills). An overlap always fails: two writes of the same range.
 grp_chain() {
     local scen=$1 res
     shift
-    grep -h 'msg=committed' "$@" /dev/null >"$GRP_W/$scen.committed" || true
+    grep -H 'msg=committed' "$@" /dev/null >"$GRP_W/$scen.committed" || true
     [ -s "$GRP_W/$scen.committed" ] ||
         fail "$scen: no \"msg=committed\" line in the projectors' logs (-v -v):" \
             "this leadflow-project does not log its committed batches" \
@@ -154,33 +158,38 @@ grp_chain() {
             "cannot show that no two instances wrote the same batch"
     grp_q "$scen" "SELECT partition, next_offset FROM funnel.offsets
                    WHERE group_id = 'g-$scen'" >"$GRP_W/$scen.final"
+    touch "$GRP_W/$scen.killed"
     res=$(awk '
         function field(k) {
             if (match($0, " " k "=[0-9]+")) return substr($0, RSTART + length(k) + 2, RLENGTH - length(k) - 2)
             if (k == "from" && $0 ~ / from=beginning/) return 0
             return -1
         }
-        { print field("partition"), field("from"), field("to") }' \
+        { print field("partition"), field("from"), field("to"), substr($0, 1, index($0, ":") - 1) }' \
         "$GRP_W/$scen.committed" | sort -k1,1n -k2,2n -k3,3n |
-        awk -F'[ |]' -v final="$GRP_W/$scen.final" '
-        BEGIN { while ((getline l < final) > 0) { split(l, a, "|"); end[a[1]] = a[2] } }
+        awk -v final="$GRP_W/$scen.final" -v killed="$GRP_W/$scen.killed" '
+        BEGIN {
+            while ((getline l < final) > 0) { split(l, a, "|"); end[a[1]] = a[2] }
+            while ((getline l < killed) > 0) dead[l] = 1
+        }
         $1 < 0 || $2 < 0 || $3 < 0 { bad++; next }
         {
             n++
-            if (!($1 in at)) at[$1] = 0
-            if ($2 < at[$1]) { over++; if (over <= 5) printf "overlap: partition %d [%d,%d) after %d\n", $1, $2, $3, at[$1] }
-            else if ($2 > at[$1]) { gap++; if (gap <= 5) printf "gap: partition %d [%d,%d) after %d\n", $1, $2, $3, at[$1] }
-            if ($3 > at[$1]) at[$1] = $3
+            if (!($1 in at)) { at[$1] = 0; by[$1] = "" }
+            if ($2 < at[$1]) { over++; if (over <= 5) printf "overlap: partition %d [%d,%d) of %s after %d of %s\n", $1, $2, $3, $4, at[$1], by[$1] }
+            else if ($2 > at[$1] && (by[$1] in dead) && $4 != by[$1]) { unlogged++; printf "unlogged: partition %d [%d,%d) after SIGKILL of %s\n", $1, at[$1], $2, by[$1] }
+            else if ($2 > at[$1]) { gap++; if (gap <= 5) printf "gap: partition %d [%d,%d) of %s after %d of %s\n", $1, $2, $3, $4, at[$1], by[$1] }
+            if ($3 > at[$1]) { at[$1] = $3; by[$1] = $4 }
         }
         END {
             for (p in end) if (at[p] + 0 != end[p] + 0) { short++; printf "partition %d: ranges end at %d, funnel.offsets at %d\n", p, at[p], end[p] }
-            printf "batches=%d overlaps=%d gaps=%d unparsed=%d ends_differ=%d\n", n, over + 0, gap + 0, bad + 0, short + 0
+            printf "batches=%d overlaps=%d gaps=%d unparsed=%d ends_differ=%d unlogged_after_kill=%d\n", n, over + 0, gap + 0, bad + 0, short + 0, unlogged + 0
         }')
     echo "$res" | grep -v '^batches=' >&2 || true
     res=$(echo "$res" | tail -n 1)
     grp_log "$scen: committed ranges: $res"
     case $res in
-    *" overlaps=0 gaps=0 unparsed=0 ends_differ=0") ;;
+    *" overlaps=0 gaps=0 unparsed=0 ends_differ=0 "*) ;;
     *) fail "$scen: the committed ranges do not chain per partition ($res):" \
         "two writes of the same partition's batch, or one lost" ;;
     esac

@@ -383,6 +383,26 @@ Test(projector, messages_dead_letters_and_key_anomalies)
     rd_kafka_destroy(rk);
 }
 
+/* A batch declared to continue from a stored next offset that the table
+ * no longer holds is refused whole, and kept. */
+Test(projector, fenced_batch_is_refused_when_the_stored_offset_differs)
+{
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    cr_assert_eq(
+        lf_projector_continue_from(proj, TOPIC, 0, LF_PROJECTOR_NO_ROW), LF_OK);
+    flush_ok();
+    add("e2", "L1", LF_EV_SCORED, 2000, 1);
+    cr_assert_eq(lf_projector_continue_from(proj, TOPIC, 0, 5), LF_OK);
+    cr_assert_eq(lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr)),
+                 LF_ERR_STALE);
+    cr_expect(strstr(errstr, "partition 0"), "%s", errstr);
+    cr_expect_eq(lf_projector_pending(proj), 1);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "1");
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "1");
+}
+
 /* A batch: a lead through the whole funnel, a duplicate, a late event, an
  * anomaly. */
 static void add_mixed_batch(void)

@@ -4,7 +4,7 @@ producer and a consumer written with independent libraries (python3-avro,
 python3-kafka, urllib) that use the schema registry the Confluent way.
 
   sr_client.py produce-v2 TOPIC < events.jsonl
-      register tests/data/lead_event.v2.avsc under TOPIC-value, write each
+      register tests/data/lead_event.v1x.avsc under TOPIC-value, write each
       event with it (correlation_id and, for captured, landing_page set),
       framed with the registry's id; prints the id
   sr_client.py read-v2 TOPIC EXPECTED.jsonl
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emit_lib import consume_all  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-V2 = os.path.join(HERE, "..", "data", "lead_event.v2.avsc")
+V2 = os.path.join(HERE, "..", "data", "lead_event.v1x.avsc")
 UTC = datetime.timezone.utc
 TYPES = ["captured", "scored", "handed_off", "accepted", "recycled",
          "qualified", "won", "lost", "disqualified"]

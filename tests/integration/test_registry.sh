@@ -11,7 +11,7 @@
 #   lookup     the projector fetches the id once and projects the same
 #              tables as the pinned run
 #   v2->v1     a topic mixing v1 (leadflow-emit) and v2 (python3-avro with
-#              tests/data/lead_event.v2.avsc: two new optional fields)
+#              tests/data/lead_event.v1x.avsc: two new optional fields)
 #              projects the same tables: avro-c's resolution into v1
 #   v1->v2     the reverse, by a v2 reader elsewhere in the ecosystem
 #              (python3-avro): our v1 output reads with the new fields null

@@ -34,6 +34,12 @@ static void parse_ok(const char *text, lf_event_t *ev)
                  LF_OK, "rejected: %s\n  %s", err, text);
 }
 
+/* The pinned id of the contract version the codec writes. */
+static int32_t writer_id(void)
+{
+    return lf_codec_contract(codec) == 1 ? LF_SCHEMA_ID_V1 : LF_SCHEMA_ID_V2;
+}
+
 /* Encode with the direct writer, and check avro-c's generic writer makes
  * the same bytes: every test that encodes compares the two. */
 static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
@@ -41,10 +47,9 @@ static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
     char err[512] = "";
     lf_buf_t ref = {0};
 
-    cr_assert_eq(
-        lf_codec_encode(codec, ev, LF_SCHEMA_ID_V1, out, err, sizeof(err)),
-        LF_OK, "encode: %s", err);
-    cr_assert_eq(lf_codec_encode_generic(codec, ev, LF_SCHEMA_ID_V1, &ref, err,
+    cr_assert_eq(lf_codec_encode(codec, ev, writer_id(), out, err, sizeof(err)),
+                 LF_OK, "encode: %s", err);
+    cr_assert_eq(lf_codec_encode_generic(codec, ev, writer_id(), &ref, err,
                                          sizeof(err)),
                  LF_OK, "encode with avro-c: %s", err);
     cr_assert_eq(out->len, ref.len, "direct %zu bytes, avro-c %zu", out->len,
@@ -114,7 +119,7 @@ static void expect_declined(const void *data, size_t len)
 
     cr_assert_eq(lf_codec_decode_direct(codec, data, len, &d, err, sizeof(err)),
                  LF_ERR_INVALID);
-    cr_assert_str_eq(err, "not read by the direct v1 reader");
+    cr_assert_str_eq(err, "not read by the direct reader");
 }
 
 /* JSON text of @p ev, to free(). */
@@ -243,6 +248,33 @@ static const rt_case_t rt_cases[] = {
      "{\"event_id\":\"e15\",\"lead_id\":\"L\",\"type\":\"disqualified\","
      "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
      "\"actor\":\"\\u001b[31m\",\"reason\":\"spam\\r\\n\"}"},
+    /* contract v2: account_id on any type; merged, voided, erased */
+    {"{\"event_id\":\"e16\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":0,\"source\":\"sfdc\",\"account_id\":\"ACME \\u00e9\","
+     "\"amount_minor\":5,\"currency\":\"USD\"}",
+     "{\"event_id\":\"e16\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
+     "\"account_id\":\"ACME \xc3\xa9\",\"amount_minor\":5,\"currency\":\"USD\"}"},
+    {"{\"event_id\":\"e17\",\"lead_id\":\"L\",\"type\":\"merged\","
+     "\"occurred_at\":0,\"source\":\"crm\",\"actor\":\"dedup\","
+     "\"account_id\":null,\"into_lead_id\":\"L-9\"}",
+     "{\"event_id\":\"e17\",\"lead_id\":\"L\",\"type\":\"merged\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"crm\","
+     "\"actor\":\"dedup\",\"into_lead_id\":\"L-9\"}"},
+    {"{\"event_id\":\"e18\",\"lead_id\":\"L\",\"type\":\"voided\","
+     "\"occurred_at\":0,\"source\":\"crm\",\"account_id\":\"A\","
+     "\"voided_event_id\":\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\","
+     "\"reason\":\"typo\"}",
+     "{\"event_id\":\"e18\",\"lead_id\":\"L\",\"type\":\"voided\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"crm\","
+     "\"account_id\":\"A\","
+     "\"voided_event_id\":\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\","
+     "\"reason\":\"typo\"}"},
+    {"{\"event_id\":\"e19\",\"lead_id\":\"L\",\"type\":\"erased\","
+     "\"occurred_at\":0,\"source\":\"privacy\",\"request_id\":\"DSR-7\"}",
+     "{\"event_id\":\"e19\",\"lead_id\":\"L\",\"type\":\"erased\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"privacy\","
+     "\"request_id\":\"DSR-7\"}"},
 };
 
 static void round_trip(const char *in, const char *want)
@@ -257,8 +289,8 @@ static void round_trip(const char *in, const char *want)
                      want);
     encode_ok(&ev1, &wire);
     cr_assert_geq(wire.len, LF_FRAME_HEADER);
-    cr_expect_eq(memcmp(wire.data, "\0\0\0\0\1", 5), 0,
-                 "frame header is not 00 00 00 00 01");
+    cr_expect_eq(memcmp(wire.data, "\0\0\0\0\2", 5), 0,
+                 "frame header is not 00 00 00 00 02 (contract v2)");
     decode_direct_ok(wire.data, wire.len, &ev2);
     cr_expect(lf_event_equal(&ev1, &ev2), "decoded event differs: %s", in);
     j2 = to_json(&ev2);
@@ -381,8 +413,12 @@ Test(avro, direct_writer_matches_avro_c)
     char *big = malloc(8193);
 
     memset(big, 'b', 8192);
-    for (size_t i = 0; i < sizeof(longs) / sizeof(*longs); i++) {
-        for (int t = 0; t < LF_EV__COUNT; t++) {
+    for (size_t i = 0; i < 2 * sizeof(longs) / sizeof(*longs); i++) {
+        /* each value once written as contract v1, once as v2 */
+        int version = i % 2 ? 1 : 2;
+        lf_codec_set_contract(codec, version, NULL, 0);
+        for (int t = 0; t < (version == 1 ? LF_EV_V1_COUNT : LF_EV__COUNT);
+             t++) {
             size_t n = lens[i % (sizeof(lens) / sizeof(*lens))];
             lf_event_t ev;
             lf_attr_t attrs[2] = {{"a", big}, {"b", ""}};
@@ -391,9 +427,10 @@ Test(avro, direct_writer_matches_avro_c)
             ev.type = (lf_event_type_t)t;
             ev.event_id = big;
             ev.lead_id = "L";
-            ev.occurred_at = longs[i];
+            ev.occurred_at = longs[i / 2];
             ev.source = big;
-            ev.actor = i % 2 ? big : NULL;
+            ev.actor = i % 4 > 1 ? big : NULL;
+            ev.account_id = version == 2 && i % 3 ? big : NULL;
             switch (ev.type) {
             case LF_EV_CAPTURED:
                 ev.u.captured.channel = big;
@@ -402,13 +439,13 @@ Test(avro, direct_writer_matches_avro_c)
                 ev.u.captured.attr_count = i % 3;
                 break;
             case LF_EV_SCORED:
-                ev.u.scored.score = (int32_t)longs[i];
-                ev.u.scored.threshold = -(int32_t)(longs[i] & 0x7fffffff);
+                ev.u.scored.score = (int32_t)longs[i / 2];
+                ev.u.scored.threshold = -(int32_t)(longs[i / 2] & 0x7fffffff);
                 ev.u.scored.model = big;
                 break;
             case LF_EV_HANDED_OFF:
                 ev.u.handed_off.owner = big;
-                ev.u.handed_off.sla_hours = (int32_t)longs[i];
+                ev.u.handed_off.sla_hours = (int32_t)longs[i / 2];
                 break;
             case LF_EV_ACCEPTED: ev.u.accepted.owner = big; break;
             case LF_EV_RECYCLED:
@@ -417,14 +454,20 @@ Test(avro, direct_writer_matches_avro_c)
                 break;
             case LF_EV_QUALIFIED:
                 ev.u.qualified.opportunity_id = big;
-                ev.u.qualified.amount_minor = longs[i];
+                ev.u.qualified.amount_minor = longs[i / 2];
                 ev.u.qualified.currency = "EUR";
                 break;
             case LF_EV_WON:
-                ev.u.won.amount_minor = longs[i];
+                ev.u.won.amount_minor = longs[i / 2];
                 ev.u.won.currency = big;
                 break;
             case LF_EV_LOST: ev.u.lost.reason = big; break;
+            case LF_EV_MERGED: ev.u.merged.into_lead_id = big; break;
+            case LF_EV_VOIDED:
+                ev.u.voided.voided_event_id = "V";
+                ev.u.voided.reason = big;
+                break;
+            case LF_EV_ERASED: ev.u.erased.request_id = big; break;
             default: ev.u.disqualified.reason = big; break;
             }
             encode_ok(&ev, &wire); /* the strings are not the event's */
@@ -599,6 +642,8 @@ Test(avro, exact_wire_bytes)
     lf_event_t ev;
     lf_buf_t wire = {0};
 
+    /* the bytes of contract v1 (contract.version=1) */
+    lf_codec_set_contract(codec, 1, NULL, 0);
     parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"accepted\","
              "\"occurred_at\":0,\"source\":\"s\",\"actor\":\"u\","
              "\"owner\":\"o\"}",
@@ -754,7 +799,7 @@ Test(avro, reject_bad_magic)
 
 Test(avro, reject_unknown_schema_id)
 {
-    static const uint32_t ids[] = {0, 2, 256, 0x01000001, 0xffffffff};
+    static const uint32_t ids[] = {0, 3, 256, 0x01000001, 0xffffffff};
     raw_t r;
 
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {

@@ -27,6 +27,11 @@ static const char *base[] = {
     "{" ENV("won") ",\"amount_minor\":100,\"currency\":\"EUR\"}",
     "{" ENV("lost") ",\"reason\":\"price\"}",
     "{" ENV("disqualified") ",\"reason\":\"spam\"}",
+    "{" ENV("merged") ",\"into_lead_id\":\"L-9\"}",
+    "{" ENV("voided") ",\"voided_event_id\":"
+                      "\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\","
+                      "\"reason\":\"entered twice\"}",
+    "{" ENV("erased") ",\"request_id\":\"DSR-1\"}",
 };
 
 /* base[type] with @p key set to the JSON text @p value (NULL: deleted).

@@ -696,8 +696,8 @@ static lf_err_t enc_check(const lf_event_t *ev, int version, char *errstr,
                          "(contract.version=2)");
     if (ev->type >= LF_EV_V1_COUNT)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"type\": contract v1 cannot carry a %s "
-                         "event; write contract v2 (contract.version=2)",
+                         "field \"type\": contract v1 cannot carry %s "
+                         "events; write contract v2 (contract.version=2)",
                          lf_event_type_name(ev->type));
     return LF_OK;
 }

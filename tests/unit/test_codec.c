@@ -1322,3 +1322,196 @@ Test(avro, random_corruption_never_crashes)
     cr_log_info("random corruption: %d accepted, %d rejected", accepted,
                 rejected);
 }
+
+/* ---- contract v2 ---------------------------------------------------- */
+
+/* A v2 envelope (schema id 2) up to the payload's branch. */
+static void r_envelope_v2(raw_t *r, int64_t type, const char *account)
+{
+    r_header(r, 0, LF_SCHEMA_ID_V2);
+    r_str(r, "e");
+    r_str(r, "L");
+    r_long(r, type);
+    r_long(r, 0);
+    r_str(r, "s");
+    r_long(r, 0); /* actor: null */
+    r_long(r, account ? 1 : 0);
+    if (account)
+        r_str(r, account);
+    r_long(r, type); /* payload branch */
+}
+
+Test(avro, exact_wire_bytes_v2)
+{
+    static const uint8_t want[] = {
+        0x00, 0x00, 0x00, 0x00, 0x02, /* magic, schema id 2 */
+        0x02, 'e',  0x02, 'L',        /* event_id, lead_id */
+        0x12,                         /* type MERGED = 9 */
+        0x00,                         /* occurred_at 0 */
+        0x02, 's',                    /* source */
+        0x00,                         /* actor: null */
+        0x02, 0x02, 'A',              /* account_id: branch 1, "A" */
+        0x12, 0x04, 'L',  '9',        /* payload branch 9, into "L9" */
+    };
+    lf_event_t ev, back;
+    lf_buf_t wire = {0};
+
+    parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"merged\","
+             "\"occurred_at\":0,\"source\":\"s\",\"account_id\":\"A\","
+             "\"into_lead_id\":\"L9\"}",
+             &ev);
+    encode_ok(&ev, &wire);
+    cr_assert_eq(wire.len, sizeof(want));
+    cr_expect_eq(memcmp(wire.data, want, sizeof(want)), 0);
+    decode_direct_ok(wire.data, wire.len, &back);
+    cr_expect(lf_event_equal(&ev, &back));
+    cr_expect_null(back.extra);
+    cr_expect_null(back.payload_extra);
+    lf_event_clear(&back);
+    lf_event_clear(&ev);
+    lf_buf_free(&wire);
+}
+
+/* contract.version=1: what v1 cannot carry is refused, with the reason,
+ * by both writers; never written with the field dropped. */
+Test(avro, contract_v1_refuses_what_it_cannot_carry)
+{
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"lead_id\":\"L\",\"type\":\"accepted\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"account_id\":\"A\",\"owner\":\"o\"}",
+         "field \"account_id\": contract v1 cannot carry it; "},
+        {"{\"lead_id\":\"L\",\"type\":\"merged\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"into_lead_id\":\"L9\"}",
+         "field \"type\": contract v1 cannot carry merged events"},
+        {"{\"lead_id\":\"L\",\"type\":\"voided\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"voided_event_id\":"
+         "\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\",\"reason\":\"r\"}",
+         "field \"type\": contract v1 cannot carry voided events"},
+        {"{\"lead_id\":\"L\",\"type\":\"erased\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"request_id\":\"R\"}",
+         "field \"type\": contract v1 cannot carry erased events"},
+    };
+    lf_buf_t wire = {0};
+    char err[256];
+
+    cr_assert_eq(lf_codec_set_contract(codec, 1, err, sizeof(err)), LF_OK);
+    cr_expect_eq(lf_codec_set_contract(codec, 3, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, "contract.version"), "%s", err);
+    cr_assert_eq(lf_codec_contract(codec), 1);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lf_event_t ev;
+        parse_ok(cases[i].json, &ev);
+        err[0] = '\0';
+        cr_expect_eq(lf_codec_encode(codec, &ev, 1, &wire, err, sizeof(err)),
+                     LF_ERR_INVALID, "case %zu written", i);
+        cr_expect(strstr(err, cases[i].want), "case %zu: %s", i, err);
+        err[0] = '\0';
+        cr_expect_eq(
+            lf_codec_encode_generic(codec, &ev, 1, &wire, err, sizeof(err)),
+            LF_ERR_INVALID, "case %zu written by avro-c", i);
+        cr_expect(strstr(err, cases[i].want), "case %zu: %s", i, err);
+        lf_event_clear(&ev);
+    }
+    lf_buf_free(&wire);
+}
+
+/* v1 bodies still read (pinned id 1), by both readers. */
+Test(avro, reads_v1_and_v2_bodies)
+{
+    lf_event_t ev1, ev2;
+    lf_buf_t w1 = {0}, w2 = {0};
+
+    parse_ok(rt_cases[0].in, &ev1);
+    lf_codec_set_contract(codec, 1, NULL, 0);
+    encode_ok(&ev1, &w1);
+    lf_codec_set_contract(codec, 2, NULL, 0);
+    encode_ok(&ev1, &w2);
+    cr_expect_eq(w2.len, w1.len + 1, "v2 adds one byte: account_id null");
+    lf_event_clear(&ev1);
+    decode_direct_ok(w1.data, w1.len, &ev1);
+    decode_direct_ok(w2.data, w2.len, &ev2);
+    cr_expect(lf_event_equal(&ev1, &ev2));
+    lf_event_clear(&ev1);
+    lf_event_clear(&ev2);
+    lf_buf_free(&w1);
+    lf_buf_free(&w2);
+}
+
+/* A reader that knows contract v1 only (before an upgrade): v2's
+ * account_id is kept as an unknown field; an event type symbol or a
+ * payload branch it does not know is refused, naming the schema id and
+ * the symbol. */
+Test(avro, v1_reader_refuses_unknown_symbol_and_branch)
+{
+    char err[512] = "";
+    lf_codec_t *old = lf_codec_new_reader_v1(err, sizeof(err));
+    lf_event_t ev;
+    raw_t r;
+
+    cr_assert_not_null(old, "%s", err);
+    /* an accepted event with an account: read, account in extra */
+    r_envelope_v2(&r, LF_EV_ACCEPTED, "ACME");
+    r_str(&r, "o");
+    cr_assert_eq(lf_codec_decode(old, r.b, r.n, &ev, err, sizeof(err)), LF_OK,
+                 "%s", err);
+    cr_expect_null(ev.account_id);
+    cr_expect_str_eq(ev.extra, "{\"account_id\":\"ACME\"}");
+    lf_event_clear(&ev);
+    /* the same for a reader of v2: account_id is known */
+    cr_assert_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)),
+                 LF_OK, "%s", err);
+    cr_expect_str_eq(ev.account_id, "ACME");
+    cr_expect_null(ev.extra);
+    lf_event_clear(&ev);
+
+    /* MERGED: an enum symbol v1 does not have */
+    r_envelope_v2(&r, LF_EV_MERGED, NULL);
+    r_str(&r, "L9");
+    cr_expect_eq(lf_codec_decode(old, r.b, r.n, &ev, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(err, "schema id 2: field \"type\": event type symbol "
+                          "MERGED is not one this reader knows");
+    cr_expect_null(ev.event_id);
+    cr_expect_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)),
+                 LF_OK, "%s", err);
+    lf_event_clear(&ev);
+
+    /* a CAPTURED event with an Erased payload: a branch v1 does not have */
+    r_envelope_v2(&r, LF_EV_CAPTURED, NULL);
+    r.n--;
+    r_long(&r, LF_EV_ERASED);
+    r_str(&r, "R");
+    cr_expect_eq(lf_codec_decode(old, r.b, r.n, &ev, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(err, "schema id 2: field \"payload\": union branch "
+                          "Erased is not one this reader knows");
+    /* a reader that knows both: the usual mismatch */
+    cr_expect_eq(decode_same(r.b, r.n), LF_ERR_INVALID);
+    lf_codec_destroy(old);
+}
+
+/* A v2 body whose account_id is not [null, string]'s: declined by the
+ * direct reader, and avro-c's answer. */
+Test(avro, v2_hostile_account_branch)
+{
+    raw_t r;
+
+    r_envelope_v2(&r, LF_EV_ACCEPTED, NULL);
+    r.n -= 2;
+    r_long(&r, 2); /* account_id branch 2 */
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_declined(r.b, r.n);
+    expect_reject("account branch", r.b, r.n, "account_id",
+                  "union branch 2 out of range");
+    /* an account_id too long for the contract */
+    char big[LF_LEAD_ID_MAX + 2];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    r_envelope_v2(&r, LF_EV_ACCEPTED, big);
+    r_str(&r, "o");
+    expect_reject("long account", r.b, r.n, "account_id", NULL);
+}

@@ -291,7 +291,15 @@ Test(registry, settings)
 /* ---- the codec through a registry ------------------------------------ */
 
 /* Writer schemas, made from the embedded v1 so they track it. */
-enum { ID_V1 = 100, ID_V2, ID_REORDERED, ID_OTHER, ID_BROKEN, ID_NEWTYPE };
+enum {
+    ID_V1 = 100,
+    ID_V2,
+    ID_REORDERED,
+    ID_OTHER,
+    ID_BROKEN,
+    ID_NEWTYPE,
+    ID_V3
+};
 
 static json_t *v1_json(void)
 {
@@ -367,6 +375,35 @@ static char *newtype_text(void)
     return t;
 }
 
+/* A later contract: the published v2 plus an envelope field "tenant" of
+ * every Avro kind, after account_id, and Captured.landing_page. */
+static char *v3_text(void)
+{
+    json_error_t jerr;
+    json_t *s = json_loads(lf_embedded_avsc_v2, 0, &jerr), *tenant;
+    cr_assert_not_null(s, "%s", jerr.text);
+    json_t *payload = json_object_get(field(s, "payload"), "type");
+    tenant = json_loads(
+        "{\"name\":\"tenant\",\"type\":{\"type\":\"record\",\"name\":"
+        "\"Tenant\",\"fields\":[{\"name\":\"region\",\"type\":\"string\"},"
+        "{\"name\":\"weight\",\"type\":\"double\"},{\"name\":\"tags\","
+        "\"type\":{\"type\":\"array\",\"items\":\"string\"}},{\"name\":"
+        "\"blob\",\"type\":\"bytes\"},{\"name\":\"on\",\"type\":\"boolean\"},"
+        "{\"name\":\"tier\",\"type\":{\"type\":\"enum\",\"name\":\"Tier\","
+        "\"symbols\":[\"GOLD\",\"SILVER\"]}},{\"name\":\"n\",\"type\":"
+        "[\"null\",\"long\"]},{\"name\":\"m\",\"type\":{\"type\":\"map\","
+        "\"values\":\"int\"}}]}}",
+        0, &jerr);
+    cr_assert_not_null(tenant, "%s", jerr.text);
+    json_array_insert_new(json_object_get(s, "fields"), 7, tenant);
+    json_array_append_new(json_object_get(json_array_get(payload, 0), "fields"),
+                          json_pack("{s:s,s:s}", "name", "landing_page",
+                                    "type", "string"));
+    char *out = json_dumps(s, 0);
+    json_decref(s);
+    return out;
+}
+
 static lf_registry_t *reg;
 static lf_codec_t *codec;
 
@@ -374,6 +411,7 @@ static void codec_setup(void)
 {
     char err[512];
     char *v2 = v2_text(), *ro = reordered_text(), *nt = newtype_text();
+    char *v3 = v3_text();
 
     /* Port 1 refuses connections: any request would fail fast, so a
      * decode that works used the cache. */
@@ -393,6 +431,8 @@ static void codec_setup(void)
     cr_assert_eq(lf_registry_cache_put(reg, ID_BROKEN, "{\"type\":\"nope\"}"),
                  0);
     cr_assert_eq(lf_registry_cache_put(reg, ID_NEWTYPE, nt), 0);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_V3, v3), 0);
+    free(v3);
     free(v2);
     free(ro);
     free(nt);
@@ -508,6 +548,9 @@ Test(codec_registry, v2_writer_read_as_v1)
     cr_assert_eq(ev.u.captured.attr_count, 1);
     cr_expect_str_eq(ev.u.captured.attrs[0].key, "country");
     cr_expect_str_eq(ev.u.captured.attrs[0].value, "NL");
+    /* the fields this reader does not know are kept */
+    cr_expect_str_eq(ev.extra, "{\"correlation_id\":\"req-77\"}");
+    cr_expect_str_eq(ev.payload_extra, "{\"landing_page\":\"/pricing\"}");
     lf_event_clear(&ev);
 
     /* recycled: an enum and an optional string through the resolver */
@@ -663,5 +706,59 @@ Test(codec_registry, without_a_registry_ids_are_pinned)
     r_envelope(&r, LF_SCHEMA_ID_V1, 7, false);
     r_str(&r, "no budget");
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    lf_event_clear(&ev);
+}
+
+/* A later writer (v2 plus fields of every Avro kind): every field this
+ * reader does not know is kept as JSON, the rest read by name. */
+Test(codec_registry, v3_fields_kept_as_json)
+{
+    static const uint8_t blob[] = {0x00, 0xff, 'a'};
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    r_header(&r, ID_V3);
+    r_str(&r, "e-1");
+    r_str(&r, "L-1");
+    r_long(&r, 0); /* CAPTURED */
+    r_long(&r, 1767225600000);
+    r_str(&r, "crm");
+    r_opt(&r, NULL);   /* actor */
+    r_opt(&r, "ACME"); /* account_id */
+    /* tenant */
+    r_str(&r, "eu \"west\"");
+    memcpy(r.b + r.n, "\x00\x00\x00\x00\x00\x00\xf8\x3f", 8); /* 1.5 */
+    r.n += 8;
+    r_long(&r, 2);
+    r_str(&r, "a");
+    r_str(&r, "b");
+    r_long(&r, 0);
+    r_long(&r, sizeof(blob));
+    memcpy(r.b + r.n, blob, sizeof(blob));
+    r.n += sizeof(blob);
+    r.b[r.n++] = 1;    /* on */
+    r_long(&r, 1);     /* SILVER */
+    r_long(&r, 1);     /* n: long */
+    r_long(&r, -7);
+    r_long(&r, 1);     /* m: one entry */
+    r_str(&r, "k");
+    r_long(&r, 3);
+    r_long(&r, 0);
+    r_long(&r, 0);     /* payload: Captured */
+    r_str(&r, "paid");
+    r_opt(&r, NULL);
+    r_long(&r, 0);     /* no attributes */
+    r_str(&r, "/lp");  /* landing_page */
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_str_eq(ev.account_id, "ACME");
+    cr_expect_null(ev.actor);
+    cr_expect_str_eq(ev.u.captured.channel, "paid");
+    cr_expect_str_eq(ev.extra,
+                     "{\"tenant\":{\"region\":\"eu \\\"west\\\"\","
+                     "\"weight\":1.5,\"tags\":[\"a\",\"b\"],\"blob\":\"AP9h\","
+                     "\"on\":true,\"tier\":\"SILVER\",\"n\":-7,"
+                     "\"m\":{\"k\":3}}}");
+    cr_expect_str_eq(ev.payload_extra, "{\"landing_page\":\"/lp\"}");
     lf_event_clear(&ev);
 }

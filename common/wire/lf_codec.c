@@ -173,6 +173,23 @@ void lf_codec_destroy(lf_codec_t *c)
     free(c);
 }
 
+/* contract.version from @p conf into @p c (unset: the latest). */
+static lf_err_t contract_from_conf(lf_codec_t *c, const lf_conf_t *conf,
+                                   char *errstr, size_t errstr_size)
+{
+    const char *v = lf_conf_get(conf, LF_CONF_CONTRACT_VERSION);
+
+    if (!v)
+        return LF_OK;
+    if ((strcmp(v, "1") && strcmp(v, "2")) ||
+        lf_codec_set_contract(c, v[0] - '0', NULL, 0))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "configuration \"%s\": \"%.40s\" is not a "
+                         "published contract version (1 or 2)",
+                         LF_CONF_CONTRACT_VERSION, v);
+    return LF_OK;
+}
+
 lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
                             char *errstr, size_t errstr_size)
 {
@@ -181,6 +198,10 @@ lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
     *out = NULL;
     if (!(c = lf_codec_new(errstr, errstr_size)))
         return LF_ERR_NOMEM;
+    if (contract_from_conf(c, conf, errstr, errstr_size)) {
+        lf_codec_destroy(c);
+        return LF_ERR_INVALID;
+    }
     if (lf_registry_configured(conf)) {
         if (!(c->own_reg = lf_registry_new(conf, errstr, errstr_size))) {
             lf_codec_destroy(c);
@@ -700,6 +721,12 @@ static lf_err_t enc_check(const lf_event_t *ev, int version, char *errstr,
                          "events; write contract v2 (contract.version=2)",
                          lf_event_type_name(ev->type));
     return LF_OK;
+}
+
+lf_err_t lf_codec_can_carry(const lf_codec_t *c, const lf_event_t *ev,
+                            char *errstr, size_t errstr_size)
+{
+    return enc_check(ev, c->version, errstr, errstr_size);
 }
 
 lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,

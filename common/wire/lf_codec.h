@@ -44,9 +44,18 @@ lf_err_t lf_codec_set_contract(lf_codec_t *c, int version, char *errstr,
 /** The contract version @p c writes. */
 int lf_codec_contract(const lf_codec_t *c);
 
+/** Whether the contract version @p c writes can carry @p ev (v1: no
+ *  account_id, no merged, voided or erased event): what lf_codec_encode()
+ *  checks first, for a dry run. @returns LF_OK, or LF_ERR_INVALID with the
+ *  reason ("field \"account_id\": contract v1 cannot carry it; ..."). */
+lf_err_t lf_codec_can_carry(const lf_codec_t *c, const lf_event_t *ev,
+                            char *errstr, size_t errstr_size);
+
 /**
  * The decoder (and encoder) a program builds from its configuration: the
- * one way to get a codec that reads what the live projector reads. When
+ * one way to get a codec that reads what the live projector reads. It
+ * writes the contract version of contract.version (1 or 2; unset: the
+ * latest). When
  * @p conf names a schema registry (schema.registry.url and the other
  * schema.registry.* keys, lf_registry.h), the codec resolves schema ids
  * through a registry client it owns; otherwise it uses the pinned ids.
@@ -55,7 +64,8 @@ int lf_codec_contract(const lf_codec_t *c);
  * client (other codecs may borrow it through lf_codec_registry() and
  * lf_codec_set_registry() as long as this one lives).
  * @returns LF_OK; LF_ERR_INVALID when the schema.registry.* settings are
- * unusable (errstr says which); LF_ERR_NOMEM.
+ * unusable or contract.version is not 1 or 2 (errstr says which);
+ * LF_ERR_NOMEM.
  */
 lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
                             char *errstr, size_t errstr_size);

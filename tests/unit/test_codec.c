@@ -49,9 +49,9 @@ static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
 
     cr_assert_eq(lf_codec_encode(codec, ev, writer_id(), out, err, sizeof(err)),
                  LF_OK, "encode: %s", err);
-    cr_assert_eq(lf_codec_encode_generic(codec, ev, writer_id(), &ref, err,
-                                         sizeof(err)),
-                 LF_OK, "encode with avro-c: %s", err);
+    cr_assert_eq(
+        lf_codec_encode_generic(codec, ev, writer_id(), &ref, err, sizeof(err)),
+        LF_OK, "encode with avro-c: %s", err);
     cr_assert_eq(out->len, ref.len, "direct %zu bytes, avro-c %zu", out->len,
                  ref.len);
     for (size_t i = 0; i < ref.len; i++)
@@ -254,7 +254,8 @@ static const rt_case_t rt_cases[] = {
      "\"amount_minor\":5,\"currency\":\"USD\"}",
      "{\"event_id\":\"e16\",\"lead_id\":\"L\",\"type\":\"won\","
      "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
-     "\"account_id\":\"ACME \xc3\xa9\",\"amount_minor\":5,\"currency\":\"USD\"}"},
+     "\"account_id\":\"ACME "
+     "\xc3\xa9\",\"amount_minor\":5,\"currency\":\"USD\"}"},
     {"{\"event_id\":\"e17\",\"lead_id\":\"L\",\"type\":\"merged\","
      "\"occurred_at\":0,\"source\":\"crm\",\"actor\":\"dedup\","
      "\"account_id\":null,\"into_lead_id\":\"L-9\"}",
@@ -403,11 +404,11 @@ Test(avro, round_trip_limits)
  * compares the bytes. */
 Test(avro, direct_writer_matches_avro_c)
 {
-    static const int64_t longs[] = {0,         1,         -1,         63,
-                                    64,        -64,       -65,        127,
-                                    128,       8191,      8192,       INT32_MAX,
-                                    INT32_MIN, INT64_MAX, INT64_MIN,
-                                    LF_TIME_MAX_MS};
+    static const int64_t longs[] = {
+        0,         1,         -1,        63,
+        64,        -64,       -65,       127,
+        128,       8191,      8192,      INT32_MAX,
+        INT32_MIN, INT64_MAX, INT64_MIN, LF_TIME_MAX_MS};
     static const size_t lens[] = {0, 1, 63, 64, 127, 128, 8192};
     lf_buf_t wire = {0};
     char *big = malloc(8193);
@@ -447,7 +448,9 @@ Test(avro, direct_writer_matches_avro_c)
                 ev.u.handed_off.owner = big;
                 ev.u.handed_off.sla_hours = (int32_t)longs[i / 2];
                 break;
-            case LF_EV_ACCEPTED: ev.u.accepted.owner = big; break;
+            case LF_EV_ACCEPTED:
+                ev.u.accepted.owner = big;
+                break;
             case LF_EV_RECYCLED:
                 ev.u.recycled.reason = (lf_recycle_reason_t)(i % LF_RR__COUNT);
                 ev.u.recycled.note = i % 2 ? NULL : big;
@@ -461,14 +464,22 @@ Test(avro, direct_writer_matches_avro_c)
                 ev.u.won.amount_minor = longs[i / 2];
                 ev.u.won.currency = big;
                 break;
-            case LF_EV_LOST: ev.u.lost.reason = big; break;
-            case LF_EV_MERGED: ev.u.merged.into_lead_id = big; break;
+            case LF_EV_LOST:
+                ev.u.lost.reason = big;
+                break;
+            case LF_EV_MERGED:
+                ev.u.merged.into_lead_id = big;
+                break;
             case LF_EV_VOIDED:
                 ev.u.voided.voided_event_id = "V";
                 ev.u.voided.reason = big;
                 break;
-            case LF_EV_ERASED: ev.u.erased.request_id = big; break;
-            default: ev.u.disqualified.reason = big; break;
+            case LF_EV_ERASED:
+                ev.u.erased.request_id = big;
+                break;
+            default:
+                ev.u.disqualified.reason = big;
+                break;
             }
             encode_ok(&ev, &wire); /* the strings are not the event's */
             decode_same(wire.data, wire.len);
@@ -1461,8 +1472,8 @@ Test(avro, v1_reader_refuses_unknown_symbol_and_branch)
     cr_expect_str_eq(ev.extra, "{\"account_id\":\"ACME\"}");
     lf_event_clear(&ev);
     /* the same for a reader of v2: account_id is known */
-    cr_assert_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)),
-                 LF_OK, "%s", err);
+    cr_assert_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)), LF_OK,
+                 "%s", err);
     cr_expect_str_eq(ev.account_id, "ACME");
     cr_expect_null(ev.extra);
     lf_event_clear(&ev);
@@ -1475,8 +1486,8 @@ Test(avro, v1_reader_refuses_unknown_symbol_and_branch)
     cr_expect_str_eq(err, "schema id 2: field \"type\": event type symbol "
                           "MERGED is not one this reader knows");
     cr_expect_null(ev.event_id);
-    cr_expect_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)),
-                 LF_OK, "%s", err);
+    cr_expect_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)), LF_OK,
+                 "%s", err);
     lf_event_clear(&ev);
 
     /* a CAPTURED event with an Erased payload: a branch v1 does not have */

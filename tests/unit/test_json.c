@@ -128,7 +128,8 @@ Test(json, contract_v2_fields)
         {LF_EV_LOST, "account_id", "\"\"", "field \"account_id\"", "empty"},
         {LF_EV_LOST, "account_id", "7", "field \"account_id\"", NULL},
         {LF_EV_CAPTURED, "account_id",
-         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aa"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
          "field \"account_id\"", NULL},
         {LF_EV_MERGED, "into_lead_id", NULL,
@@ -777,8 +778,8 @@ static void expect_paths_agree(const char *text)
     lf_err_t ra = lf_json_parse_event(text, len, &a, ea, sizeof(ea));
     lf_err_t rb = lf_json_parse_event_jansson(text, len, &b, eb, sizeof(eb));
 
-    cr_assert_eq(ra, rb, "%s: fast path %d (%s), jansson %d (%s)", text, ra,
-                 ea, rb, eb);
+    cr_assert_eq(ra, rb, "%s: fast path %d (%s), jansson %d (%s)", text, ra, ea,
+                 rb, eb);
     if (ra)
         cr_assert_str_eq(ea, eb, "%s: different errors", text);
     else

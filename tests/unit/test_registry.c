@@ -396,9 +396,9 @@ static char *v3_text(void)
         0, &jerr);
     cr_assert_not_null(tenant, "%s", jerr.text);
     json_array_insert_new(json_object_get(s, "fields"), 7, tenant);
-    json_array_append_new(json_object_get(json_array_get(payload, 0), "fields"),
-                          json_pack("{s:s,s:s}", "name", "landing_page",
-                                    "type", "string"));
+    json_array_append_new(
+        json_object_get(json_array_get(payload, 0), "fields"),
+        json_pack("{s:s,s:s}", "name", "landing_page", "type", "string"));
     char *out = json_dumps(s, 0);
     json_decref(s);
     return out;
@@ -509,8 +509,8 @@ static lf_err_t decode(const raw_t *r, lf_event_t *ev, char *err, size_t n)
     lf_err_t grc =
         lf_codec_decode_generic(codec, r->b, r->n, &gev, ref, sizeof(ref));
 
-    cr_assert_eq(rc, grc, "decode %d (%s), avro-c %d (%s)", rc,
-                 rc ? err : "", grc, grc ? ref : "");
+    cr_assert_eq(rc, grc, "decode %d (%s), avro-c %d (%s)", rc, rc ? err : "",
+                 grc, grc ? ref : "");
     if (rc == LF_OK) {
         cr_assert(lf_event_equal(ev, &gev), "direct and avro-c differ");
         lf_event_clear(&gev);
@@ -737,19 +737,19 @@ Test(codec_registry, v3_fields_kept_as_json)
     r_long(&r, sizeof(blob));
     memcpy(r.b + r.n, blob, sizeof(blob));
     r.n += sizeof(blob);
-    r.b[r.n++] = 1;    /* on */
-    r_long(&r, 1);     /* SILVER */
-    r_long(&r, 1);     /* n: long */
+    r.b[r.n++] = 1; /* on */
+    r_long(&r, 1);  /* SILVER */
+    r_long(&r, 1);  /* n: long */
     r_long(&r, -7);
-    r_long(&r, 1);     /* m: one entry */
+    r_long(&r, 1); /* m: one entry */
     r_str(&r, "k");
     r_long(&r, 3);
     r_long(&r, 0);
-    r_long(&r, 0);     /* payload: Captured */
+    r_long(&r, 0); /* payload: Captured */
     r_str(&r, "paid");
     r_opt(&r, NULL);
-    r_long(&r, 0);     /* no attributes */
-    r_str(&r, "/lp");  /* landing_page */
+    r_long(&r, 0);    /* no attributes */
+    r_str(&r, "/lp"); /* landing_page */
     cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
     cr_expect_str_eq(ev.account_id, "ACME");
     cr_expect_null(ev.actor);
@@ -761,4 +761,38 @@ Test(codec_registry, v3_fields_kept_as_json)
                      "\"m\":{\"k\":3}}}");
     cr_expect_str_eq(ev.payload_extra, "{\"landing_page\":\"/lp\"}");
     lf_event_clear(&ev);
+}
+
+/* ---- lf_registry_parse_compat ----------------------------------------- */
+
+Test(registry, parse_compat_table)
+{
+    static const struct {
+        const char *body;
+        int ok;           /* 1 compatible, 0 not, -1 refused answer */
+        const char *want; /* a phrase of the reason */
+    } cases[] = {
+        {"{\"is_compatible\":true}", 1, ""},
+        {"{\"is_compatible\":false}", 0, ""},
+        {"{\"is_compatible\":false,\"messages\":[\"a\",\"b\\u0007\"]}", 0,
+         "a; b?"},
+        {"{\"is_compatible\":false,\"messages\":[7,\"x\"]}", 0, "x"},
+        {"{\"is_compatible\":\"false\"}", -1, "is_compatible"},
+        {"{}", -1, "is_compatible"},
+        {"[true]", -1, "not a JSON object"},
+        {"<html>", -1, "not JSON"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char why[256] = "";
+        bool ok = false;
+        lf_err_t rc = lf_registry_parse_compat(
+            cases[i].body, strlen(cases[i].body), &ok, why, sizeof(why));
+        if (cases[i].ok < 0) {
+            cr_expect_eq(rc, LF_ERR_INVALID, "case %zu accepted", i);
+        } else {
+            cr_expect_eq(rc, LF_OK, "case %zu: %s", i, why);
+            cr_expect_eq(ok, cases[i].ok == 1, "case %zu", i);
+        }
+        cr_expect(strstr(why, cases[i].want), "case %zu: \"%s\"", i, why);
+    }
 }

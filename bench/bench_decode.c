@@ -129,11 +129,35 @@ __attribute__((noinline)) static size_t apply_all(const lf_event_t *evs,
     return anomalies;
 }
 
-int main(int argc, char **argv)
+/* Every line of @p fp into *@p linesp (each strdup()ed) and their lengths
+ * into *@p lensp. @returns the number of lines. */
+static size_t read_lines(FILE *fp, char ***linesp, size_t **lensp)
 {
-    char why[512], *line = NULL, **lines = NULL;
+    char *line = NULL, **lines = NULL;
     size_t cap = 0, n = 0, lcap = 0, *lens = NULL;
     ssize_t len;
+
+    while ((len = getline(&line, &cap, fp)) > 0) {
+        if (n == lcap) {
+            lcap = lcap ? 2 * lcap : 4096;
+            if (!(lines = realloc(lines, lcap * sizeof(*lines))) ||
+                !(lens = realloc(lens, lcap * sizeof(*lens))))
+                abort();
+        }
+        if (!(lines[n] = strdup(line)))
+            abort();
+        lens[n++] = (size_t)len;
+    }
+    free(line);
+    *linesp = lines;
+    *lensp = lens;
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    char why[512], **lines = NULL;
+    size_t n = 0, *lens = NULL;
     lf_codec_t *codec;
     lf_buf_t buf = {0};
     FILE *fp;
@@ -148,28 +172,15 @@ int main(int argc, char **argv)
         perror(argv[1]);
         return 66;
     }
-    if (!(codec = lf_codec_new(why, sizeof(why)))) {
-        fprintf(stderr, "bench_decode: %s\n", why);
-        return 70;
-    }
-    if (lf_codec_set_contract(codec, contract, why, sizeof(why))) {
+    if (!(codec = lf_codec_new(why, sizeof(why))) ||
+        lf_codec_set_contract(codec, contract, why, sizeof(why))) {
         fprintf(stderr, "bench_decode: %s\n", why);
         lf_codec_destroy(codec);
+        fclose(fp);
         return 64;
     }
-    while ((len = getline(&line, &cap, fp)) > 0) {
-        if (n == lcap) {
-            lcap = lcap ? 2 * lcap : 4096;
-            if (!(lines = realloc(lines, lcap * sizeof(*lines))) ||
-                !(lens = realloc(lens, lcap * sizeof(*lens))))
-                abort();
-        }
-        if (!(lines[n] = strdup(line)))
-            abort();
-        lens[n++] = (size_t)len;
-    }
+    n = read_lines(fp, &lines, &lens);
     fclose(fp);
-    free(line);
 
     lf_event_t *evs = calloc(n ? n : 1, sizeof(*evs));
     msg_t *msgs = calloc(n ? n : 1, sizeof(*msgs));

@@ -1,4 +1,5 @@
-/* lf_embedded.h: the published Avro schemas (v1, v2) and SQL migrations, compiled in. */
+/* lf_embedded.h: the published Avro schemas (v1, v2) and SQL migrations,
+ * compiled in. */
 #ifndef LF_EMBEDDED_H
 #define LF_EMBEDDED_H
 

@@ -4,7 +4,9 @@
  * check the rows a user would check in funnel.events, leads,
  * stage_history, anomalies, dead_letters and offsets. */
 #include "lf_codec.h"
+#include "lf_embedded.h"
 #include "lf_projector.h"
+#include "lf_rebuild.h"
 #include "lf_test_pg.h"
 
 #include <criterion/criterion.h>
@@ -85,6 +87,17 @@ static lf_event_t event(const char *id, const char *lead, lf_event_type_t type,
         break;
     case LF_EV_RECYCLED:
         ev.u.recycled.reason = LF_RR_NOT_READY;
+        break;
+    case LF_EV_MERGED:
+        ev.u.merged.into_lead_id = strdup("L-into");
+        break;
+    case LF_EV_VOIDED:
+        ev.u.voided.voided_event_id =
+            strdup("6f1c2a3e-1b2c-4d5e-8f90-a1b2c3d4e5f6");
+        ev.u.voided.reason = strdup("test data");
+        break;
+    case LF_EV_ERASED:
+        ev.u.erased.request_id = strdup("req-1");
         break;
     default:
         break;
@@ -518,4 +531,239 @@ Test(projector, lost_connection_rolls_back_and_the_retry_commits)
         "won");
     cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
                      "10");
+}
+
+/* ---- contract v2: accounts, identity events, fields a newer writer sent - */
+
+/* An event with the v2 envelope: @p account (NULL: none), and the fields a
+ * newer writer sent, @p extra and @p payload_extra (JSON objects or NULL). */
+static lf_event_t event2(const char *id, const char *lead,
+                         lf_event_type_t type, int64_t at, const char *account,
+                         const char *extra, const char *payload_extra)
+{
+    lf_event_t ev = event(id, lead, type, at);
+
+    ev.account_id = account ? strdup(account) : NULL;
+    ev.extra = extra ? strdup(extra) : NULL;
+    ev.payload_extra = payload_extra ? strdup(payload_extra) : NULL;
+    return ev;
+}
+
+static void add2(const char *id, const char *lead, lf_event_type_t type,
+                 int64_t at, const char *account, int64_t offset)
+{
+    lf_event_t ev = event2(id, lead, type, at, account, NULL, NULL);
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, offset), LF_OK);
+}
+
+/* The funnel tables but events (no wall-clock column) as one digest. */
+static char *funnel_digest(void)
+{
+    return strdup(sql_value(
+        conn, "SELECT md5(concat_ws('|',"
+              " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+              "  ORDER BY lead_id) FROM funnel.leads l),"
+              " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+              "  FROM funnel.stage_history h),"
+              " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+              "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a)))"));
+}
+
+Test(projector, v2_fields_are_stored_every_one)
+{
+    lf_event_t ev = event2("e1", "L1", LF_EV_CAPTURED, 1000, "ACME",
+                           "{\"region\": \"eu\", \"tier\": 2}",
+                           "{\"utm\": {\"src\": \"ad\"}}");
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+    ev = event2("e2", "L1", LF_EV_SCORED, 2000, NULL, NULL, "{ }");
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 1), LF_OK);
+    flush_ok();
+
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT concat_ws('|', account_id, extra::text, "
+                        "payload::text) FROM funnel.events "
+                        "WHERE event_id = 'e1'"),
+        "ACME|{\"tier\": 2, \"region\": \"eu\"}|{\"utm\": {\"src\": \"ad\"}, "
+        "\"channel\": \"web\", \"campaign\": \"spring\"}");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id IS "
+                                     "NULL, extra IS NULL, payload::text) "
+                                     "FROM funnel.events "
+                                     "WHERE event_id = 'e2'"),
+                     "t|t|{\"model\": \"m1\", \"score\": 80, "
+                     "\"threshold\": 50}");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "stage) FROM funnel.leads"),
+                     "ACME|marketing_qualified");
+}
+
+/* A stored event read back (a recompute, a rebuild) is the event that
+ * came in, with its unknown fields apart again. */
+Test(projector, stored_event_reads_back_whole)
+{
+    lf_event_t ev = event2("e1", "L1", LF_EV_CAPTURED, 1000, "ACME",
+                           "{\"region\": \"eu\"}", "{\"utm\": \"ad\"}");
+    char sql[16384];
+    PGresult *res;
+    lf_event_t back;
+
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+    flush_ok();
+    snprintf(sql, sizeof(sql), "SELECT %s FROM funnel.events",
+             lf_projector_stored_sql());
+    res = PQexec(conn, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
+                 PQresultErrorMessage(res));
+    cr_assert_eq(lf_projector_stored_event(res, 0, 0, &back, errstr,
+                                           sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    PQclear(res);
+    cr_expect_str_eq(back.account_id, "ACME");
+    cr_expect_str_eq(back.extra, "{\"region\": \"eu\"}");
+    cr_expect_str_eq(back.payload_extra, "{\"utm\": \"ad\"}");
+    cr_expect_str_eq(back.u.captured.channel, "web");
+    cr_expect_str_eq(back.u.captured.campaign, "spring");
+    lf_event_clear(&back);
+}
+
+/* merged, voided and erased are stored and counted, and change nothing in
+ * the funnel: no stage, no anomaly, no account, no row, no recompute, even
+ * when they come late or for a lead never captured. */
+Test(projector, identity_events_are_stored_and_change_nothing)
+{
+    char *before;
+
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "A", 0);
+    add2("e2", "L1", LF_EV_SCORED, 5000, NULL, 1);
+    flush_ok();
+    before = funnel_digest();
+
+    add2("i1", "L1", LF_EV_MERGED, 9000, "B", 2);
+    add2("i2", "L1", LF_EV_VOIDED, 500, "C", 3); /* before everything */
+    add2("i3", "L1", LF_EV_ERASED, 3000, "D", 4);
+    add2("i4", "L7", LF_EV_MERGED, 1000, "E", 5); /* never captured */
+    add2("i5", "L8", LF_EV_ERASED, 1000, NULL, 6);
+    flush_ok();
+
+    cr_expect_str_eq(funnel_digest(), before);
+    free(before);
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(concat_ws(':', event_id, type, "
+                        "account_id), ',' ORDER BY event_id) "
+                        "FROM funnel.events WHERE event_id LIKE 'i%'"),
+        "i1:merged:B,i2:voided:C,i3:erased:D,i4:merged:E,i5:erased");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.leads "
+                                     "WHERE lead_id IN ('L7', 'L8')"),
+                     "0");
+    const lf_projector_stats_t *st = lf_projector_stats(proj);
+    cr_expect_eq(st->recomputed, 0);
+    cr_expect_eq(st->events_new, 7);
+    cr_expect_eq(st->by_type[LF_EV_MERGED], 2);
+    cr_expect_eq(st->by_type[LF_EV_ERASED], 2);
+    cr_expect_eq(st->anomalies, 0);
+
+    /* A late funnel event recomputes the lead: still without them. */
+    add2("e0", "L1", LF_EV_SCORED, 800, NULL, 7);
+    flush_ok();
+    cr_expect_eq(lf_projector_stats(proj)->recomputed, 1);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "stage, last_event_id) "
+                                     "FROM funnel.leads"),
+                     "A|marketing_qualified|e2");
+}
+
+/* Shuffle @p a[0..n) with rand(). */
+static void shuffle(int *a, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = rand() % (i + 1), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+static void truncate_all(void)
+{
+    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "
+                 "funnel.anomalies, funnel.offsets");
+}
+
+/* leads.account_id is that of the lead's latest event carrying one,
+ * whatever order the events arrive in and however they are batched: a
+ * late one recomputes the lead from its stored events. */
+Test(projector, account_is_the_latest_events_whatever_the_order)
+{
+    static const struct {
+        const char *id;
+        lf_event_type_t type;
+        int64_t at;
+        const char *account;
+    } evs[] = {
+        {"e1", LF_EV_CAPTURED, 1000, "A"},   {"e2", LF_EV_SCORED, 2000, NULL},
+        {"e3", LF_EV_HANDED_OFF, 3000, "B"}, {"e4", LF_EV_ACCEPTED, 3000, "C"},
+        {"e5", LF_EV_QUALIFIED, 5000, NULL}, {"i1", LF_EV_MERGED, 6000, "Z"},
+    };
+    int n = (int)(sizeof(evs) / sizeof(*evs)), order[6];
+    char *first = NULL;
+
+    srand(17);
+    for (int round = 0; round < 12; round++) {
+        truncate_all();
+        for (int i = 0; i < n; i++)
+            order[i] = i;
+        if (round)
+            shuffle(order, n);
+        for (int k = 0; k < n; k++) {
+            int i = order[k];
+            add2(evs[i].id, "L1", evs[i].type, evs[i].at, evs[i].account, k);
+            if (rand() % 2)
+                flush_ok();
+        }
+        flush_ok();
+        /* e4 ties e3 on occurred_at and sorts after it by event_id. */
+        cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                         "stage) FROM funnel.leads"),
+                         "C|sales_qualified", "round %d", round);
+        char *d = funnel_digest();
+        if (!first)
+            first = d;
+        else {
+            cr_expect_str_eq(d, first, "round %d", round);
+            free(d);
+        }
+    }
+    free(first);
+}
+
+/* The same event_id with another account or other unknown fields is a
+ * conflict: the first stays, the other is listed. */
+Test(projector, changed_account_or_extra_is_a_conflict)
+{
+    lf_event_t ev;
+
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "A", 0);
+    add2("e2", "L1", LF_EV_SCORED, 2000, NULL, 1);
+    flush_ok();
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "A", 2); /* the same: a duplicate */
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "B", 3);
+    add2("e2", "L1", LF_EV_SCORED, 2000, "B", 4);
+    ev = event2("e1", "L1", LF_EV_CAPTURED, 1000, "A", "{\"x\": 1}", NULL);
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 5), LF_OK);
+    ev = event2("e2", "L1", LF_EV_SCORED, 2000, NULL, NULL, "{\"y\": 1}");
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 6), LF_OK);
+    flush_ok();
+
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(reason, ',' ORDER BY reason) "
+                        "FROM funnel.anomalies WHERE kind = 'conflict'"),
+        "event_id reused with different content at leads partition 0 offset "
+        "3,event_id reused with different content at leads partition 0 "
+        "offset 4,event_id reused with different content at leads "
+        "partition 0 offset 5,event_id reused with different content at "
+        "leads partition 0 offset 6");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "extra IS NULL) FROM funnel.events "
+                                     "WHERE event_id = 'e1'"),
+                     "A|t");
+    cr_expect_str_eq(sql_value(conn, "SELECT account_id FROM funnel.leads"),
+                     "A");
 }

@@ -537,9 +537,9 @@ Test(projector, lost_connection_rolls_back_and_the_retry_commits)
 
 /* An event with the v2 envelope: @p account (NULL: none), and the fields a
  * newer writer sent, @p extra and @p payload_extra (JSON objects or NULL). */
-static lf_event_t event2(const char *id, const char *lead,
-                         lf_event_type_t type, int64_t at, const char *account,
-                         const char *extra, const char *payload_extra)
+static lf_event_t event2(const char *id, const char *lead, lf_event_type_t type,
+                         int64_t at, const char *account, const char *extra,
+                         const char *payload_extra)
 {
     lf_event_t ev = event(id, lead, type, at);
 
@@ -613,9 +613,9 @@ Test(projector, stored_event_reads_back_whole)
     res = PQexec(conn, sql);
     cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
                  PQresultErrorMessage(res));
-    cr_assert_eq(lf_projector_stored_event(res, 0, 0, &back, errstr,
-                                           sizeof(errstr)),
-                 LF_OK, "%s", errstr);
+    cr_assert_eq(
+        lf_projector_stored_event(res, 0, 0, &back, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
     PQclear(res);
     cr_expect_str_eq(back.account_id, "ACME");
     cr_expect_str_eq(back.extra, "{\"region\": \"eu\"}");
@@ -766,4 +766,331 @@ Test(projector, changed_account_or_extra_is_a_conflict)
                      "A|t");
     cr_expect_str_eq(sql_value(conn, "SELECT account_id FROM funnel.leads"),
                      "A");
+}
+
+/* ---- a model of accounts, against random workloads ---------------------- */
+
+/* One event of a random workload, regenerated from here as often as it is
+ * sent (a duplicate is the same content). */
+typedef struct spec_s {
+    char id[16], lead[16];
+    lf_event_type_t type;
+    int64_t at;
+    int account; /* -1: none (a v1 event) */
+    int64_t amount;
+    const char *currency;
+    bool extras; /* fields a newer writer sent */
+} spec_t;
+
+#define M_LEADS    24
+#define M_ACCOUNTS 4
+#define M_MAX      (M_LEADS * 8)
+
+static const lf_event_type_t happy[] = {LF_EV_CAPTURED,   LF_EV_SCORED,
+                                        LF_EV_HANDED_OFF, LF_EV_ACCEPTED,
+                                        LF_EV_QUALIFIED,  LF_EV_WON};
+
+static lf_event_t from_spec(const spec_t *s)
+{
+    char acc[16];
+    lf_event_t ev;
+
+    snprintf(acc, sizeof(acc), "ACC-%d", s->account);
+    ev = event2(s->id, s->lead, s->type, s->at, s->account < 0 ? NULL : acc,
+                s->extras ? "{\"region\": \"eu\"}" : NULL,
+                s->extras ? "{\"hint\": [1, 2]}" : NULL);
+    if (s->type == LF_EV_WON) {
+        ev.u.won.amount_minor = s->amount;
+        free(ev.u.won.currency);
+        ev.u.won.currency = strdup(s->currency);
+    }
+    return ev;
+}
+
+/* Each lead walks a prefix of the happy path (so which milestones it
+ * reached does not need the state machine), events of v1 and v2 with
+ * random accounts, and an identity event now and then, whose account must
+ * count for nothing. @returns the number of specs. */
+static int workload(spec_t *w, bool identity)
+{
+    int n = 0;
+
+    for (int l = 0; l < M_LEADS; l++) {
+        int steps = 1 + rand() % 6;
+        for (int k = 0; k < steps; k++) {
+            spec_t *s = &w[n++];
+            memset(s, 0, sizeof(*s));
+            snprintf(s->id, sizeof(s->id), "e%03d-%d", l, k);
+            snprintf(s->lead, sizeof(s->lead), "L%03d", l);
+            s->type = happy[k];
+            s->at = 1700000000000 + l * 100000 + k * 1000;
+            s->account = rand() % 3 ? rand() % M_ACCOUNTS : -1;
+            s->amount = 1000 * (1 + rand() % 50);
+            s->currency = rand() % 2 ? "EUR" : "USD";
+            s->extras = rand() % 4 == 0;
+        }
+        if (identity && rand() % 3 == 0) {
+            spec_t *s = &w[n++];
+            memset(s, 0, sizeof(*s));
+            snprintf(s->id, sizeof(s->id), "i%03d", l);
+            snprintf(s->lead, sizeof(s->lead), "L%03d", l);
+            s->type = LF_EV_MERGED + rand() % 3;
+            s->at = 1700000000000 + l * 100000 + 50000; /* the latest */
+            s->account = rand() % M_ACCOUNTS;
+        }
+    }
+    return n;
+}
+
+/* The model: per lead its account and last funnel event; per account the
+ * funnel.accounts row, in the view's text, NULL account first. */
+static void model(const spec_t *w, int n, char *leads, size_t lsize,
+                  char *accounts, size_t asize)
+{
+    struct {
+        int64_t leads, reached[6], eur, usd, first, last;
+    } a[M_ACCOUNTS + 1] = {{0}};
+    size_t lo = 0, ao = 0;
+
+    leads[0] = accounts[0] = '\0';
+    for (int i = 0; i < n;) {
+        int acc = -1, steps = 0, j = i;
+        int64_t last = 0, won = 0;
+        const char *cur = NULL;
+        for (; j < n && !strcmp(w[j].lead, w[i].lead); j++) {
+            if (LF_EV_IS_IDENTITY(w[j].type))
+                continue;
+            steps++;
+            last = w[j].at; /* specs are in time order per lead */
+            if (w[j].account >= 0)
+                acc = w[j].account;
+            if (w[j].type == LF_EV_WON) {
+                won = w[j].amount;
+                cur = w[j].currency;
+            }
+        }
+        lo += (size_t)snprintf(leads + lo, lsize - lo, "%s%s|%s", lo ? "," : "",
+                               w[i].lead, acc < 0 ? "" : "");
+        if (acc >= 0)
+            lo += (size_t)snprintf(leads + lo, lsize - lo, "ACC-%d", acc);
+        int x = acc + 1;
+        if (!a[x].leads++ || w[i].at < a[x].first)
+            a[x].first = w[i].at;
+        for (int k = 1; k < steps; k++)
+            a[x].reached[k]++;
+        if (cur && !strcmp(cur, "EUR"))
+            a[x].eur += won;
+        else if (cur)
+            a[x].usd += won;
+        if (last > a[x].last)
+            a[x].last = last;
+        i = j;
+    }
+    for (int x = 0; x <= M_ACCOUNTS; x++) {
+        char acc[16] = "", money[64];
+        if (!a[x].leads)
+            continue;
+        if (x)
+            snprintf(acc, sizeof(acc), "ACC-%d", x - 1);
+        if (a[x].eur && a[x].usd)
+            snprintf(money, sizeof(money), "{\"EUR\": %lld, \"USD\": %lld}",
+                     (long long)a[x].eur, (long long)a[x].usd);
+        else if (a[x].eur || a[x].usd)
+            snprintf(money, sizeof(money), "{\"%s\": %lld}",
+                     a[x].eur ? "EUR" : "USD",
+                     (long long)(a[x].eur + a[x].usd));
+        else
+            snprintf(money, sizeof(money), "{}");
+        ao += (size_t)snprintf(
+            accounts + ao, asize - ao,
+            "%s%s|%lld|%lld|%lld|%lld|%lld|%lld|%s|%lld|%lld", ao ? "," : "",
+            acc, (long long)a[x].leads, (long long)a[x].reached[1],
+            (long long)a[x].reached[2], (long long)a[x].reached[3],
+            (long long)a[x].reached[4], (long long)a[x].reached[5], money,
+            (long long)a[x].first, (long long)a[x].last);
+    }
+}
+
+static const char *accounts_sql =
+    "SELECT coalesce(string_agg(concat_ws('|', coalesce(account_id, ''), "
+    "leads, marketing_qualified, handed_off, sales_accepted, "
+    "sales_qualified, won, won_amount_minor::text, "
+    "(extract(epoch FROM first_captured_at) * 1000)::int8, "
+    "(extract(epoch FROM last_event_at) * 1000)::int8), ',' "
+    "ORDER BY account_id NULLS FIRST), '') FROM funnel.accounts";
+
+/* Send the workload shuffled, a tenth of it twice, in random batches. */
+static void send_workload(const spec_t *w, int n)
+{
+    int order[2 * M_MAX], m = 0;
+
+    for (int i = 0; i < n; i++) {
+        order[m++] = i;
+        if (rand() % 10 == 0)
+            order[m++] = i;
+    }
+    shuffle(order, m);
+    for (int k = 0; k < m; k++) {
+        lf_event_t ev = from_spec(&w[order[k]]);
+        cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, k), LF_OK);
+        if (rand() % 7 == 0)
+            flush_ok();
+    }
+    flush_ok();
+}
+
+Test(projector, accounts_equal_an_independent_model, .timeout = 300)
+{
+    static spec_t w[M_MAX];
+    static char leads[8192], accounts[4096];
+
+    for (unsigned seed = 1; seed <= 6; seed++) {
+        srand(seed);
+        truncate_all();
+        int n = workload(w, true);
+        model(w, n, leads, sizeof(leads), accounts, sizeof(accounts));
+        send_workload(w, n);
+        cr_expect_str_eq(sql_value(conn,
+                                   "SELECT string_agg(concat_ws('|', lead_id, "
+                                   "coalesce(account_id, '')), ',' "
+                                   "ORDER BY lead_id) FROM funnel.leads"),
+                         leads, "seed %u", seed);
+        cr_expect_str_eq(sql_value(conn, accounts_sql), accounts, "seed %u",
+                         seed);
+        cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                         "funnel.anomalies"),
+                         "0", "seed %u", seed);
+    }
+}
+
+/* Every row of the funnel tables of @p schema (no wall-clock column), as
+ * one digest. */
+static char *schema_digest(const char *schema)
+{
+    char sql[2048];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT md5(concat_ws('|',"
+             " (SELECT string_agg((to_jsonb(e) - 'received_at')::text, ','"
+             "  ORDER BY event_id) FROM %s.events e),"
+             " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+             "  ORDER BY lead_id) FROM %s.leads l),"
+             " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+             "  FROM %s.stage_history h),"
+             " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+             "  ORDER BY event_id, kind, reason) FROM %s.anomalies a)))",
+             schema, schema, schema, schema);
+    return strdup(sql_value(conn, sql));
+}
+
+/* leadflow-replay rebuild --from-db, without the program: the twin equals
+ * the live tables, v2 rows, identity events and unknown fields included. */
+Test(projector, rebuild_from_db_equals_live_with_v2_rows, .timeout = 300)
+{
+    static spec_t w[M_MAX];
+    lf_rebuild_source_t *src;
+    lf_projector_t *p;
+    size_t added;
+    char *live, *twin;
+
+    srand(99);
+    send_workload(w, workload(w, true));
+    cr_assert_eq(
+        lf_rebuild_create(conn, "rb", false, "from-db", errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    src = lf_rebuild_source_open("", LF_REBUILD_ORDER_NONE, errstr,
+                                 sizeof(errstr));
+    cr_assert_not_null(src, "%s", errstr);
+    cr_assert_not_null(p = lf_projector_new("rb", NULL, errstr, 512));
+    do {
+        cr_assert_eq(
+            lf_rebuild_source_next(src, p, 37, &added, errstr, sizeof(errstr)),
+            LF_OK, "%s", errstr);
+        cr_assert_eq(lf_projector_flush(p, conn, NULL, errstr, sizeof(errstr)),
+                     LF_OK, "%s", errstr);
+    } while (added);
+    lf_projector_destroy(p);
+    lf_rebuild_source_close(src);
+    live = schema_digest("funnel");
+    twin = schema_digest("rb");
+    cr_expect_str_eq(twin, live);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM rb.events WHERE "
+                                     "extra IS NOT NULL AND payload ? 'hint'"),
+                     sql_value(conn, "SELECT count(*) FROM funnel.events "
+                                     "WHERE extra IS NOT NULL"));
+    free(live);
+    free(twin);
+}
+
+/* A database built by the release before contract v2 (migrations up to
+ * 005, with rows) migrates in place: its rows stay, the new columns are
+ * NULL, and the projector carries on with v2 events on it. */
+Test(projector, database_of_the_previous_release_migrates_in_place)
+{
+    char *before;
+
+    sql_ok(conn, "DROP SCHEMA funnel CASCADE");
+    sql_ok(conn, "CREATE SCHEMA funnel; CREATE TABLE funnel.schema_migrations"
+                 " (name text PRIMARY KEY,"
+                 "  applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const lf_migration_t *m = lf_embedded_migrations; m->name; m++) {
+        char rec[256];
+        if (strcmp(m->name, "006") >= 0)
+            break;
+        sql_ok(conn, m->sql);
+        snprintf(rec, sizeof(rec),
+                 "INSERT INTO funnel.schema_migrations VALUES ('%s')", m->name);
+        sql_ok(conn, rec);
+    }
+    sql_ok(conn,
+           "INSERT INTO funnel.events (event_id, lead_id, type, occurred_at, "
+           "source, payload, topic, partition, \"offset\") VALUES "
+           "('e1', 'L1', 'captured', 'epoch'::timestamptz + interval '1s', "
+           "'crm', '{\"channel\": \"web\", \"campaign\": \"spring\"}', "
+           "'leads', 0, 0); "
+           "INSERT INTO funnel.leads (lead_id, stage, stage_entered_at, "
+           "cycle, channel, campaign, captured_at, last_event_at, "
+           "last_event_id, stage_entered_by, visits) VALUES ('L1', "
+           "'captured', 'epoch'::timestamptz + interval '1s', 1, 'web', "
+           "'spring', 'epoch'::timestamptz + interval '1s', "
+           "'epoch'::timestamptz + interval '1s', 'e1', 'e1', 1); "
+           "INSERT INTO funnel.stage_history (lead_id, visit, cycle, stage, "
+           "entered_at, entered_by) VALUES ('L1', 1, 1, 'captured', "
+           "'epoch'::timestamptz + interval '1s', 'e1')");
+    before = strdup(sql_value(
+        conn, "SELECT concat_ws('|', (SELECT string_agg((to_jsonb(e) - "
+              "'received_at')::text, ',') FROM funnel.events e), "
+              "(SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ',') "
+              "FROM funnel.leads l))"));
+    cr_assert_eq(lf_pg_migrate(conn, NULL, errstr, sizeof(errstr)), LF_OK, "%s",
+                 errstr);
+    cr_expect_str_eq(
+        sql_value(conn,
+                  "SELECT concat_ws('|', (SELECT string_agg((to_jsonb(e) - "
+                  "'received_at' - 'account_id' - 'extra')::text, ',') FROM "
+                  "funnel.events e), (SELECT string_agg((to_jsonb(l) - "
+                  "'updated_at' - 'account_id')::text, ',') FROM "
+                  "funnel.leads l))"),
+        before);
+    free(before);
+    cr_expect_str_eq(sql_value(conn, "SELECT (SELECT count(*) FROM "
+                                     "funnel.events WHERE account_id IS NULL "
+                                     "AND extra IS NULL) + (SELECT count(*) "
+                                     "FROM funnel.leads WHERE account_id IS "
+                                     "NULL)"),
+                     "2");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                     "funnel.schema_migrations WHERE name "
+                                     "LIKE '006%'"),
+                     "1");
+    add2("e2", "L1", LF_EV_SCORED, 2000, "ACME", 1);
+    flush_ok();
+    cr_expect_eq(lf_projector_stats(proj)->recomputed, 0);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "stage, visits) FROM funnel.leads"),
+                     "ACME|marketing_qualified|2");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "leads, marketing_qualified) FROM "
+                                     "funnel.accounts"),
+                     "ACME|1|1");
 }

@@ -1333,7 +1333,8 @@ static void stored_sql_build(void)
         ok = known_keys_case(&k, (lf_event_type_t)t);
     ok = ok && !lf_buf_puts(&k, "ELSE '{}'::text[] END)") &&
          !lf_buf_append(&k, "", 1);
-    if (ok)
+    /* Too long for the buffer is a programming error: no statement. */
+    if (ok &&
         snprintf(stored_sql, sizeof(stored_sql),
                  "(jsonb_build_object('event_id', event_id, 'lead_id', "
                  "lead_id, 'type', type, 'occurred_at', (extract(epoch FROM "
@@ -1341,7 +1342,9 @@ static void stored_sql_build(void)
                  "actor) || (payload - ARRAY(SELECT jsonb_object_keys("
                  "payload - %s))))::text, account_id, extra::text, "
                  "nullif(payload - %s, '{}'::jsonb)::text",
-                 (const char *)k.data, (const char *)k.data);
+                 (const char *)k.data,
+                 (const char *)k.data) >= (int)sizeof(stored_sql))
+        stored_sql[0] = '\0';
     lf_buf_free(&k);
 }
 
@@ -1351,12 +1354,11 @@ const char *lf_projector_stored_sql(void)
     return stored_sql[0] ? stored_sql : NULL;
 }
 
-/* Replace *@p field with a copy of column @p col (NULL stays NULL). */
+/* Set *@p field (NULL) to a copy of column @p col (NULL stays NULL). */
 static bool set_from_col(const PGresult *res, int row, int col, char **field)
 {
     if (PQgetisnull(res, row, col))
         return true;
-    free(*field);
     return (*field = strdup(PQgetvalue(res, row, col))) != NULL;
 }
 
@@ -1529,7 +1531,9 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
  * capture (a capture always enters the funnel), and every other event on
  * an uncaptured lead is listed as a 'state' anomaly of that lead in the
  * same transaction that stores it (rule 4, lf_funnel_apply), until a
- * recompute that gives the lead a row. So older stored events <=> a
+ * recompute that gives the lead a row. Identity events are stored without
+ * an anomaly, but they are never applied, by a recompute either, so
+ * leaving them out changes nothing. So older stored events <=> a
  * 'state' anomaly already committed: an index lookup in a small table,
  * where counting the lead's events costs 10 % of a batch (bench/). */
 static lf_err_t project_fresh(flush_t *f, derive_t *d)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -460,15 +461,23 @@ lf_definition_t *lf_definition_load(const char *path, char *errstr,
 
 static lf_definition_t *default_def;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+/* default_def once parsed: lf_funnel_apply() asks for it per event, and an
+ * acquire load is cheaper than pthread_once()'s call. */
+static _Atomic(const lf_definition_t *) default_ready;
 
 static void default_init(void)
 {
     const char *s = lf_embedded_funnel_default;
     default_def = lf_definition_parse(s, strlen(s), NULL, 0);
+    atomic_store_explicit(&default_ready, default_def, memory_order_release);
 }
 
 const lf_definition_t *lf_definition_default(void)
 {
+    const lf_definition_t *def =
+        atomic_load_explicit(&default_ready, memory_order_acquire);
+    if (def)
+        return def;
     pthread_once(&default_once, default_init);
     return default_def;
 }

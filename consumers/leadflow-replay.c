@@ -12,6 +12,8 @@
 #include "lf_codec.h"
 #include "lf_conf.h"
 #include "lf_deadletter.h"
+#include "lf_definition.h"
+#include "lf_defstore.h"
 #include "lf_diff.h"
 #include "lf_json.h"
 #include "lf_log.h"
@@ -112,6 +114,7 @@
     "leadflow-replay rebuild --into SCHEMA [--from-kafka | --from-db] "        \
     "[--replace]\n"                                                            \
     "                        [--batch N] [--order lead|time|none]\n"           \
+    "                        [--definition FILE]\n"                            \
     "  Build the whole funnel model from scratch into SCHEMA (same tables as " \
     "funnel)\n"                                                                \
     "  with the projector's own code (and its schema registry, if any)."
@@ -136,8 +139,16 @@
     "lead\n"                                                                   \
     "                         in one batch), time, none (as stored). The "     \
     "result\n"                                                                 \
-    "                         does not depend on it.\n"
-#define REBUILD_NOTE "Then: diff --against SCHEMA, and promote SCHEMA.\n"
+    "                         does not depend on it.\n"                         \
+    "      --definition FILE  build under the funnel definition in FILE (a "   \
+    "what-if:\n"                                                               \
+    "                         docs/definition.md) and record it in "           \
+    "SCHEMA.definition;\n"                                                     \
+    "                         default: the one recorded in funnel.definition " \
+    "(else\n"                                                                  \
+    "                         the embedded default)\n"
+#define REBUILD_NOTE                                                           \
+    "Then: diff --against SCHEMA [--summary], and promote SCHEMA.\n"
 
 #define DIFF_SYNOPSIS                                                          \
     "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N]\n"      \
@@ -259,6 +270,8 @@ enum {
     OPT_FROM,
     OPT_LEAD,
     OPT_PARTITION,
+    OPT_DEFINITION,
+    OPT_SUMMARY,
 };
 
 #define LONG_PROGRESS                                                          \
@@ -281,6 +294,7 @@ typedef struct rewind_cfg_s {
 
 typedef struct rebuild_cfg_s {
     const char *into;
+    const char *definition; /* --definition FILE, or NULL */
     bool from_db, from_kafka, replace;
     int batch;
     lf_rebuild_order_t order;
@@ -707,6 +721,9 @@ static lf_err_t own_rebuild(void *arg, int opt, const char *val, char *errstr,
     case OPT_REPLACE:
         cfg->replace = true;
         return LF_OK;
+    case OPT_DEFINITION:
+        cfg->definition = val;
+        return LF_OK;
     case OPT_BATCH:
         return parse_int("--batch", val, 1, 1000000, &cfg->batch, errstr,
                          errstr_size);
@@ -728,6 +745,7 @@ static const struct option rebuild_opts[] = {
     {"replace", no_argument, NULL, OPT_REPLACE},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"order", required_argument, NULL, OPT_ORDER},
+    {"definition", required_argument, NULL, OPT_DEFINITION},
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
@@ -767,6 +785,8 @@ typedef struct rebuild_s {
     lf_projector_t *p;
     lf_progress_t *pr;
     lf_rebuild_source_t *src;  /* --from-db */
+    lf_definition_t *def;      /* --definition or the recorded one */
+    const lf_definition_t *rules; /* def, or the embedded default */
     lf_topic_reader_t *reader; /* --from-kafka */
     uint64_t done;             /* events or messages read */
     uint64_t copied[3];        /* --from-db: dead letters, anomalies, offsets */
@@ -984,6 +1004,30 @@ static lf_err_t rebuild_finish(app_t *app, rebuild_t *rb, const char *how,
     return LF_OK;
 }
 
+/* The rules to build under: --definition FILE, else those recorded in
+ * funnel.definition (a rebuild reproduces the live model), else the
+ * embedded default. A bad file is the configuration's fault (exit 78). */
+static lf_err_t rebuild_definition(app_t *app, rebuild_t *rb)
+{
+    const char *file = app->u.rebuild.definition;
+    char errstr[1024];
+    lf_err_t err;
+
+    if (file) {
+        if ((rb->rules = rb->def =
+                 lf_definition_load(file, errstr, sizeof(errstr))))
+            return LF_OK;
+        app->blame = BLAME_CONFIG;
+        return fail(LF_ERR_INVALID, "bad --definition", errstr);
+    }
+    if ((err = lf_defstore_load(app->conn, LF_SCHEMA_LIVE, &rb->def, errstr,
+                                sizeof(errstr))))
+        return fail(err, "cannot read funnel.definition", errstr);
+    if (!(rb->rules = rb->def ? rb->def : lf_definition_default()))
+        return fail(LF_ERR_NOMEM, "cannot start", "out of memory");
+    return LF_OK;
+}
+
 /* The projector that writes into the new schema, decoding as the live one
  * does (its schema registry, if any). From Kafka the offsets reached are
  * the group's in the new model; from the database they are copied with
@@ -997,6 +1041,7 @@ static lf_err_t rebuild_projector(app_t *app, rebuild_t *rb)
     if (!(rb->p = lf_projector_new(cfg->into, cfg->from_db ? NULL : app->group,
                                    errstr, sizeof(errstr))))
         return fail(LF_ERR_NOMEM, "cannot start", errstr);
+    lf_projector_use_definition(rb->p, rb->rules);
     if ((err = lf_projector_use_registry(rb->p, app->conf, errstr,
                                          sizeof(errstr)))) {
         app->blame = err == LF_ERR_INVALID ? BLAME_CONFIG : BLAME_DATA;
@@ -1014,10 +1059,13 @@ static lf_err_t run_rebuild(app_t *app)
     char errstr[1024];
     lf_err_t err;
 
-    if ((err = connect_db(app)) || (err = rebuild_open(app, &rb)))
+    if ((err = connect_db(app)) || (err = rebuild_definition(app, &rb)) ||
+        (err = rebuild_open(app, &rb)))
         goto out;
     if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace, how,
-                                 errstr, sizeof(errstr)))) {
+                                 errstr, sizeof(errstr))) ||
+        (err = lf_defstore_record(app->conn, cfg->into, rb.rules, errstr,
+                                  sizeof(errstr)))) {
         fail(err, "cannot create the schema", errstr);
         goto out;
     }
@@ -1041,6 +1089,7 @@ out:
     lf_topic_reader_destroy(rb.reader);
     lf_rebuild_source_close(rb.src);
     lf_projector_destroy(rb.p);
+    lf_definition_destroy(rb.def);
     return err;
 }
 

@@ -45,7 +45,7 @@ typedef struct app_s {
     bool doubt; /* conn is new: the stored offsets may have moved back */
     lf_projector_t *proj; /* reads offsets; owns the registry client */
     lf_lanes_t *lanes;
-    lf_definition_t *def; /* -X funnel.definition; NULL: the default */
+    lf_definition_t *def;      /* -X funnel.definition; NULL: the default */
     int assigned;              /* partitions currently assigned */
     int64_t assigned_at;       /* when they were (monotonic ms) */
     lf_metrics_t *metrics;     /* NULL without --metrics */
@@ -476,8 +476,7 @@ static int load_definition(app_t *app)
 static int check_definition(app_t *app)
 {
     const char *file = lf_conf_get(app->conf, LF_CONF_DEFINITION);
-    const lf_definition_t *def =
-        app->def ? app->def : lf_definition_default();
+    const lf_definition_t *def = app->def ? app->def : lf_definition_default();
     char errstr[2048];
     bool differs;
 

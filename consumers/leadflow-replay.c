@@ -139,7 +139,7 @@
     "lead\n"                                                                   \
     "                         in one batch), time, none (as stored). The "     \
     "result\n"                                                                 \
-    "                         does not depend on it.\n"                         \
+    "                         does not depend on it.\n"                        \
     "      --definition FILE  build under the funnel definition in FILE (a "   \
     "what-if:\n"                                                               \
     "                         docs/definition.md) and record it in "           \
@@ -784,12 +784,12 @@ static lf_cli_next_t parse_rebuild(app_t *app, int argc, char **argv)
 typedef struct rebuild_s {
     lf_projector_t *p;
     lf_progress_t *pr;
-    lf_rebuild_source_t *src;  /* --from-db */
-    lf_definition_t *def;      /* --definition or the recorded one */
+    lf_rebuild_source_t *src;     /* --from-db */
+    lf_definition_t *def;         /* --definition or the recorded one */
     const lf_definition_t *rules; /* def, or the embedded default */
-    lf_topic_reader_t *reader; /* --from-kafka */
-    uint64_t done;             /* events or messages read */
-    uint64_t copied[3];        /* --from-db: dead letters, anomalies, offsets */
+    lf_topic_reader_t *reader;    /* --from-kafka */
+    uint64_t done;                /* events or messages read */
+    uint64_t copied[3]; /* --from-db: dead letters, anomalies, offsets */
 } rebuild_t;
 
 /* After a reconnect: does the twin still hold every event and dead letter

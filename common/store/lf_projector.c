@@ -40,7 +40,7 @@ typedef struct next_offset_s {
 
 struct lf_projector_s {
     char *schema, *group_id;
-    lf_codec_t *codec; /* may own the registry client others borrow */
+    lf_codec_t *codec;          /* may own the registry client others borrow */
     const lf_definition_t *def; /* the funnel's rules; borrowed */
     char **topics;
     int topic_count;
@@ -107,8 +107,7 @@ lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
     return p;
 }
 
-void lf_projector_use_definition(lf_projector_t *p,
-                                 const lf_definition_t *def)
+void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def)
 {
     p->def = def ? def : lf_definition_default();
 }

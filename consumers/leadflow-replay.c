@@ -151,7 +151,8 @@
     "Then: diff --against SCHEMA [--summary], and promote SCHEMA.\n"
 
 #define DIFF_SYNOPSIS                                                          \
-    "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N]\n"      \
+    "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N] "       \
+    "[--summary]\n"                                                            \
     "  Compare the model in SCHEMA with funnel (or --base): rows and "         \
     "checksum per\n"                                                           \
     "  table, then the first N differing leads with their differing rows "     \
@@ -161,7 +162,14 @@
     "      --against SCHEMA   the schema to compare (or the one argument)\n"   \
     "      --base SCHEMA      the schema to compare it with (default "         \
     "funnel)\n"                                                                \
-    "      --limit N          differing leads shown (default 10)\n"
+    "      --limit N          differing leads shown (default 10)\n"            \
+    "      --summary          then the numbers both teams look at, side by "   \
+    "side with\n"                                                              \
+    "                         the change: each schema's definition, leads "    \
+    "per current\n"                                                            \
+    "                         stage, step-by-step conversion, median hours "   \
+    "in stage,\n"                                                              \
+    "                         anomalies (as the views compute them)\n"
 #define DIFF_NOTE                                                              \
     "Wall-clock columns (received_at, updated_at, detected_at), the Kafka\n"   \
     "coordinates of events and resolved dead letters are not compared.\n"      \
@@ -303,6 +311,7 @@ typedef struct rebuild_cfg_s {
 typedef struct diff_cfg_s {
     const char *against, *base;
     int limit;
+    bool summary; /* --summary */
 } diff_cfg_t;
 
 typedef struct dead_cfg_s {
@@ -1111,6 +1120,9 @@ static lf_err_t own_diff(void *arg, int opt, const char *val, char *errstr,
     case OPT_LIMIT:
         return parse_int("--limit", val, 1, 10000, &cfg->limit, errstr,
                          errstr_size);
+    case OPT_SUMMARY:
+        cfg->summary = true;
+        return LF_OK;
     default:
         return own_common(app, opt, val, errstr, errstr_size);
     }
@@ -1120,6 +1132,7 @@ static const struct option diff_opts[] = {
     {"against", required_argument, NULL, OPT_AGAINST},
     {"base", required_argument, NULL, OPT_BASE},
     {"limit", required_argument, NULL, OPT_LIMIT},
+    {"summary", no_argument, NULL, OPT_SUMMARY},
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
@@ -1177,6 +1190,22 @@ static void diff_print_rows(const lf_diff_t *d)
     }
 }
 
+/* --summary: what the what-if would change in the numbers. */
+static lf_err_t diff_print_summary(app_t *app)
+{
+    const diff_cfg_t *cfg = &app->u.diff;
+    char errstr[1024];
+    lf_buf_t out = {0};
+    lf_err_t err;
+
+    err = lf_diff_summary(app->conn, cfg->base, cfg->against, &out, errstr,
+                          sizeof(errstr));
+    if (!err)
+        printf("\n%s", out.data ? out.data : "");
+    lf_buf_free(&out);
+    return err ? fail(err, "cannot summarise", errstr) : LF_OK;
+}
+
 static lf_err_t run_diff(app_t *app)
 {
     const diff_cfg_t *cfg = &app->u.diff;
@@ -1201,6 +1230,10 @@ static lf_err_t run_diff(app_t *app)
     }
     if (d.row_count)
         diff_print_rows(&d);
+    if (cfg->summary && (err = diff_print_summary(app))) {
+        lf_diff_free(&d);
+        return err;
+    }
     if (fflush(stdout) == EOF) {
         lf_diff_free(&d);
         return LF_ERR_IO;

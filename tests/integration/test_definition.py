@@ -227,6 +227,84 @@ def check_recorded(db, defn, schema="funnel"):
           "%s.definition in %s: %s" % (schema, db, rows))
 
 
+def parse_summary(text):
+    """diff --summary's rows: {(section, key): (a, b, change)}."""
+    rows = {}
+    for line in text[text.index("\nsummary "):].splitlines():
+        f = line.split()
+        if line.startswith("  ") and len(f) == 5:
+            rows[(f[0], f[1])] = tuple(None if v == "-" else v for v in f[2:])
+    return rows
+
+
+def view_numbers(db):
+    """The numbers of funnel's views over all leads, keyed as the summary
+    keys them."""
+    want = {}
+    for stage, n in psql("SELECT stage, leads FROM funnel.stage_counts "
+                         "WHERE channel IS NULL", db=db):
+        want[("leads", stage)] = n
+    for step_, f, t, rate in psql(
+            "SELECT step, from_stage, to_stage, rate FROM funnel.conversion "
+            "WHERE capture_month IS NULL AND channel IS NULL", db=db):
+        want[("conversion", "%s:%s->%s" % (step_, f, t))] = rate
+    for stage, med in psql("SELECT stage, median_hours FROM "
+                           "funnel.time_in_stage", db=db):
+        want[("median_hours", stage)] = med
+    want[("anomalies", "all")] = psql("SELECT count(*) FROM funnel.anomalies",
+                                      db=db)[0][0]
+    return want
+
+
+def summary_column(rows, col):
+    return {k: v[col] for k, v in rows.items()}
+
+
+def summary_and_promote(broker, events):
+    """The worked example of docs/definition.md on db d0 (default rules)."""
+    fit = default_definition()
+    fit["name"], fit["version"] = "mql-fit-v2", 2
+    fit["qualify"]["threshold"] = {"fit-v2": 70, "*": "event"}
+    fpath = write_definition(fit, 70)
+    replay("rebuild", "--into", "whatif", "--from-db", "--definition",
+           fpath, "-d", "dbname=d0", "-q")
+    same_tables("mql-fit-v2 rebuilt", tables("d0", "whatif"),
+                model(fit, events))
+    out = replay("diff", "--against", "whatif", "--summary", "-d",
+                 "dbname=d0", "-q", expect_rc=1)
+    rows = parse_summary(out)
+    check('definition funnel: "default" version 1' in out and
+          'definition whatif: "mql-fit-v2" version 2' in out,
+          "the summary names no definitions:\n" + out)
+    live = view_numbers("d0")
+    check(len(rows) == len(live) == 9 + 5 + 9 + 1,
+          "summary rows %d, view numbers %d:\n%s" % (len(rows), len(live),
+                                                     out))
+    check(summary_column(rows, 0) == live,
+          "the summary's funnel column is not the views':\n%s\n%s" % (
+              out, live))
+    changed = [k for k, v in rows.items() if v[0] != v[1]]
+    check(changed, "the what-if changed no number:\n" + out)
+    for k, (a, b, change) in rows.items():
+        if a is not None and b is not None:
+            check(abs(float(b) - float(a) - float(change)) < 1e-3,
+                  "change of %s: %s" % (k, rows[k]))
+
+    replay("promote", "whatif", "--no-group-check", "-d", "dbname=d0", "-q")
+    check(summary_column(rows, 1) == view_numbers("d0"),
+          "after promote the views do not show the summary's what-if "
+          "column:\n%s\n%s" % (out, view_numbers("d0")))
+    check_recorded("d0", fit)
+    rules = psql("SELECT DISTINCT qualify FROM funnel.rules WHERE event = "
+                 "'scored'", db="d0")
+    check(rules == [["model fit-v2: score >= 70; other models: score >= "
+                     "the event's threshold"]], "funnel.rules: %s" % rules)
+    # Restarted with the new file it runs; without it, it refuses.
+    project(broker, "d0", fpath)
+    err = project(broker, "d0", None, expect_rc=78)
+    check("mql-fit-v2" in err, err)
+
+
 def main():
     rng = random.Random(int(os.environ.get("LF_DEFINITION_SEED", "19")))
     Postgres()
@@ -270,23 +348,28 @@ def main():
         check_recorded("d0", defn, "whatif")
         psql("DROP SCHEMA whatif CASCADE", db="d0")
 
+    step("what-if: MQL at 70 for model fit-v2, summary, promote")
+    summary_and_promote(broker, events)
+
     step("another definition than the recorded one: exit 78")
     err = project(broker, "d1", None, expect_rc=78)
     for want in ("random-1", "leadflow-replay rebuild --into",
                  "--definition", "diff --against", "--summary", "promote",
                  "funnel.definition="):
         check(want in err, "the refusal lacks %r: %s" % (want, err))
-    err = project(broker, "d0", write_definition(
+    err = project(broker, "d2", write_definition(
         dict(default_definition(), version=2), 99), expect_rc=78)
     check("version 2" in err, "the refusal names no version: %s" % err)
     # The same rules in another layout are the same definition.
+    psql("CREATE DATABASE d9")
+    project(broker, "d9", None)
     shuffled = default_definition()
     shuffled["rules"].reverse()
-    project(broker, "d0", write_definition(shuffled, 98))
+    project(broker, "d9", write_definition(shuffled, 98))
 
     step("a bad definition file: exit 78, nothing starts")
     bad = write_definition(dict(default_definition(), rules=[]), 97)
-    err = project(broker, "d0", bad, expect_rc=78)
+    err = project(broker, "d9", bad, expect_rc=78)
     check("missing rule for event" in err and bad in err, err)
 
     broker.stop()

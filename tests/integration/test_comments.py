@@ -87,15 +87,18 @@ def comments(db, schema="funnel"):
 
 def table_digest(db):
     """One md5 per funnel table over its rows, wall-clock columns left out
-    (they are the only ones a migration may legitimately touch)."""
+    (they are the only ones a migration may legitimately touch), and NULLs
+    left out, so that a column a migration adds, NULL in the rows it
+    finds, leaves them as they were."""
     out = []
     for (t,) in rows("""
             SELECT relname FROM pg_class
             WHERE relnamespace = 'funnel'::regnamespace AND relkind = 'r'
               AND relname <> 'schema_migrations' ORDER BY 1""", db):
         out += rows("SELECT '%s', count(*), md5(coalesce(string_agg("
-                    "t::text, '|' ORDER BY t::text), '')) FROM funnel.%s t"
-                    % (t, t), db)
+                    "r, '|' ORDER BY r), '')) FROM (SELECT "
+                    "jsonb_strip_nulls(to_jsonb(t))::text AS r "
+                    "FROM funnel.%s t) AS x" % (t, t), db)
     return out
 
 

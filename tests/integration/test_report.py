@@ -82,6 +82,8 @@ def view_numbers(src):
         "won_revenue": ["amount_minor"],
         "source_performance": SOURCES,
         "source_total": SOURCES,
+        "accounts_by_revenue": ["amount_minor", "won", "leads"],
+        "accounts_by_leads": ACCOUNTS,
     }
     put("stage_counts", "SELECT stage, leads, share FROM %s WHERE channel "
         "IS NULL" % src("stage_counts"), 1)
@@ -106,6 +108,12 @@ def view_numbers(src):
                                  src("source_performance")), 2)
     put("source_total", "SELECT %s FROM %s WHERE channel IS NULL" % (
         ", ".join(SOURCES), src("source_performance")), 0)
+    # The fixture has fewer accounts than the report's top 10: all listed.
+    put("accounts_by_revenue", "SELECT a.account_id, r.key, r.value, a.won, "
+        "a.leads FROM %s a, jsonb_each_text(a.won_amount_minor) r WHERE "
+        "a.account_id IS NOT NULL" % src("accounts"), 2)
+    put("accounts_by_leads", "SELECT account_id, %s FROM %s WHERE "
+        "account_id IS NOT NULL" % (", ".join(ACCOUNTS), src("accounts")), 1)
     return out
 
 
@@ -114,6 +122,8 @@ SLA = ["handoffs", "accepted", "recycled", "disqualified", "still_open",
        "acceptance_rate", "median_hours_to_accept"]
 SOURCES = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
            "sales_qualified", "won", "won_rate"]
+ACCOUNTS = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
+            "sales_qualified", "won"]
 
 
 def same_numbers(what, got, want):
@@ -145,6 +155,14 @@ def views(name):
 
 
 pg = setup()
+# Accounts for the fixture's leads (events of contract v2 would carry
+# them): two accounts, each with a won lead, and leads without one.
+psql("UPDATE funnel.leads SET account_id = CASE WHEN lead_id IN ('L01', "
+     "'L02', 'L03', 'L04', 'L05') THEN 'acme' WHEN lead_id IN ('L06', 'L07', "
+     "'L09', 'L10', 'L11') THEN 'globex' END")
+expect("fixture: both accounts won something", psql(
+    "SELECT count(*) FROM funnel.accounts WHERE won > 0 AND account_id IS "
+    "NOT NULL"), [["2"]])
 want = view_numbers(views)
 
 # ---- the command line -----------------------------------------------------
@@ -199,7 +217,9 @@ keys = {"stage_counts": ("stage", None),
         "cohorts": ("capture_month", "stage"),
         "won_revenue": ("currency", None),
         "source_performance": ("channel", "campaign"),
-        "source_total": (None, None)}
+        "source_total": (None, None),
+        "accounts_by_revenue": ("account_id", "currency"),
+        "accounts_by_leads": ("account_id", None)}
 jnum = {}
 for section, (k1, k2) in keys.items():
     items = doc[section]
@@ -263,6 +283,15 @@ for needle in (["captured", "2", "15.4%"], ["nurture", "3", "23.1%"],
                ["won", "2", "of", "13", "leads", "(15.4%)"],
                ["EUR", "5,000.00"], ["USD", "2,500.00"]):
     expect("text has line %r" % " ".join(needle), needle in lines, True)
+for row in psql("SELECT account_id, %s FROM funnel.accounts WHERE "
+                "account_id IS NOT NULL" % ", ".join(ACCOUNTS)):
+    expect("text has the accounts line of %s" % row[0], row in lines, True)
+for row in psql("SELECT a.account_id, r.key, r.value, a.won, a.leads FROM "
+                "funnel.accounts a, jsonb_each_text(a.won_amount_minor) r "
+                "WHERE a.account_id IS NOT NULL"):
+    money = "{:,.2f}".format(int(row[2]) / 100)
+    expect("text has the revenue line of %s %s" % (row[0], row[1]),
+           [row[0], row[1], money, row[3], row[4]] in lines, True)
 
 # ---- HTML -----------------------------------------------------------------
 
@@ -311,7 +340,8 @@ for (s, k1, k2, m) in want:
             s == "cohorts" and m == "share") or (
             s in ("handoff_sla_by_owner", "handoff_sla_total") and
             m == "sla_met_rate") or (s == "recycle_reasons" and
-                                     m == "recycles") or s == "won_revenue":
+                                     m == "recycles") or s in (
+            "won_revenue", "accounts_by_revenue", "accounts_by_leads"):
         required.add((s, k1, k2, m))
 
 

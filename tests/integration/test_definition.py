@@ -305,6 +305,35 @@ def summary_and_promote(broker, events):
     check("mql-fit-v2" in err, err)
 
 
+def check_report(db, defn):
+    sha = canonical_sha(defn)
+    rep = os.path.join(BIN, "leadflow-report")
+    out = {}
+    for fmt in ("text", "csv", "json", "html"):
+        p = run([rep, "-d", "dbname=" + db, "--format", fmt])
+        check(p.returncode == 0, "leadflow-report --format %s: %s" % (
+            fmt, p.stderr.decode()))
+        out[fmt] = p.stdout.decode()
+        check(defn["name"] in out[fmt] and (sha in out[fmt] or
+                                            sha[:12] in out[fmt]),
+              "leadflow-report --format %s names no definition" % fmt)
+    check("Funnel definition: %s version %d, sha256 %s" % (
+        defn["name"], defn["version"], sha) in out["text"], out["text"][:400])
+    check("definition,,,sha256,%s" % sha in out["csv"], "CSV definition")
+    check(json.loads(out["json"])["definition"] == {
+        "name": defn["name"], "version": defn["version"], "sha256": sha},
+        "JSON definition")
+    page = out["html"]
+    check('<section id="rules">' in page, "no rules section in the page")
+    rules = page[page.index('<section id="rules">'):]
+    rules = rules[:rules.index("</section>")]
+    for r in defn["rules"]:
+        check("<td>%s</td>" % r["event"] in rules,
+              "the page's rules lack %s" % r["event"])
+    check(rules.count("<tr>") == 1 + len(defn["rules"]),
+          "the page's rules table: %d rows" % rules.count("<tr>"))
+
+
 def main():
     rng = random.Random(int(os.environ.get("LF_DEFINITION_SEED", "19")))
     Postgres()
@@ -326,6 +355,9 @@ def main():
                   for r in default_definition()["rules"] for s in r["from"])
     check(sorted(tuple(r) for r in rules) == want,
           "funnel.rules: %s" % rules)
+
+    step("leadflow-report names the definition; the page shows the rules")
+    check_report("d0", default_definition())
 
     for n in range(1, 6):
         defn = random_definition(rng, n)

@@ -1,4 +1,4 @@
-# Writes OUT: the published Avro schemas (v1, v2) and the numbered SQL migrations as C strings.
+# Writes OUT: the published Avro schemas (v1, v2), the default funnel definition and the numbered SQL migrations as C strings.
 function(lf_c_string var path)
   file(READ ${path} hex HEX)
   string(LENGTH "${hex}" n)
@@ -14,6 +14,9 @@ string(APPEND out "const char *lf_embedded_avsc_v1 = (const char *)avsc_v1;\n\n"
 lf_c_string(avsc2 ${AVSC_V2})
 string(APPEND out "static const unsigned char avsc_v2[] = ${avsc2};\n")
 string(APPEND out "const char *lf_embedded_avsc_v2 = (const char *)avsc_v2;\n\n")
+lf_c_string(funnel ${FUNNEL})
+string(APPEND out "static const unsigned char funnel_default[] = ${funnel};\n")
+string(APPEND out "const char *lf_embedded_funnel_default = (const char *)funnel_default;\n\n")
 set(i 0)
 set(table "")
 foreach(f ${SQL})

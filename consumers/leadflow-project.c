@@ -6,6 +6,8 @@
  * writer lanes of lf_lanes.h. */
 #include "lf_cli.h"
 #include "lf_conf.h"
+#include "lf_definition.h"
+#include "lf_defstore.h"
 #include "lf_fetchwake.h"
 #include "lf_lanes.h"
 #include "lf_log.h"
@@ -43,6 +45,7 @@ typedef struct app_s {
     bool doubt; /* conn is new: the stored offsets may have moved back */
     lf_projector_t *proj; /* reads offsets; owns the registry client */
     lf_lanes_t *lanes;
+    lf_definition_t *def;      /* -X funnel.definition; NULL: the default */
     int assigned;              /* partitions currently assigned */
     int64_t assigned_at;       /* when they were (monotonic ms) */
     lf_metrics_t *metrics;     /* NULL without --metrics */
@@ -154,9 +157,18 @@ static const lf_cli_spec_t spec = {
              "offsets stored there.\n"
              "Only eager assignment strategies (range, roundrobin) are "
              "supported.\n"
+             "-X funnel.definition=FILE projects under the funnel rules in "
+             "FILE (default: the\n"
+             "  embedded schemas/funnel/default.json). The database records "
+             "the definition\n"
+             "  its tables were built with (funnel.definition); under another "
+             "one this exits 78\n"
+             "  and says how to adopt it (rebuild, diff --summary, promote: "
+             "docs/definition.md).\n"
              "\n"
              "Exit codes: 0 done, 64 usage, 69 Kafka or PostgreSQL unusable "
-             "at start,\n  70 internal error, 78 bad configuration.\n",
+             "at start,\n  70 internal error, 78 bad configuration (a bad "
+             "definition file, or one\n  other than the tables').\n",
     .longopts = longopts,
     .own = own_opt,
     .max_args = 0,
@@ -442,6 +454,43 @@ static void on_waiting(void *opaque)
 
 /* ---- start-up ------------------------------------------------------ */
 
+/* The funnel definition: -X funnel.definition=FILE, else the embedded
+ * default. A bad file stops everything before it starts. @returns an exit
+ * code, 0 to go on. */
+static int load_definition(app_t *app)
+{
+    const char *file = lf_conf_get(app->conf, LF_CONF_DEFINITION);
+    char errstr[1024];
+
+    if (!file || !*file)
+        return lf_definition_default() ? 0 : LF_EX_SOFTWARE;
+    if (!(app->def = lf_definition_load(file, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "leadflow-project: funnel.definition: %s\n", errstr);
+        return LF_EX_CONFIG;
+    }
+    return 0;
+}
+
+/* The tables are built under one definition: record ours on first start,
+ * refuse another. @returns an exit code, 0 to go on. */
+static int check_definition(app_t *app)
+{
+    const char *file = lf_conf_get(app->conf, LF_CONF_DEFINITION);
+    const lf_definition_t *def = app->def ? app->def : lf_definition_default();
+    char errstr[2048];
+    bool differs;
+
+    if (!lf_defstore_check(app->conn, "funnel", def,
+                           file && *file ? file : NULL, &differs, errstr,
+                           sizeof(errstr))) {
+        LF_LOG(LF_LOG_INFO, "msg=\"funnel definition\" name=%s version=%lld",
+               def->name, (long long)def->version);
+        return 0;
+    }
+    fprintf(stderr, "leadflow-project: %s\n", errstr);
+    return differs ? LF_EX_CONFIG : LF_EX_UNAVAILABLE;
+}
+
 /* The registry-aware decoder, /metrics, the schema and the lanes.
  * @returns an exit code, 0 to go on. */
 static int start_store(app_t *app)
@@ -451,6 +500,8 @@ static int start_store(app_t *app)
     char errstr[1024];
     int rc;
 
+    if ((rc = load_definition(app)))
+        return rc;
     app->proj = lf_projector_new("funnel", app->group, errstr, sizeof(errstr));
     if (!app->proj || lf_projector_use_registry(app->proj, app->conf, errstr,
                                                 sizeof(errstr))) {
@@ -469,7 +520,7 @@ static int start_store(app_t *app)
                lf_metrics_port(app->metrics));
     }
     if ((rc = setup_db(app, cfg->migrate_only)) || cfg->migrate_only ||
-        lf_cli_signals)
+        lf_cli_signals || (rc = check_definition(app)))
         return rc;
     lf_lanes_conf_t lc = {
         .n = cfg->writers,
@@ -481,6 +532,7 @@ static int start_store(app_t *app)
         .registry = app->proj,
         .stop = &lf_cli_signals,
         .hooks = {on_committed, on_db, on_waiting, app},
+        .definition = app->def,
     };
     if (!(app->lanes = lf_lanes_new(&lc, errstr, sizeof(errstr)))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
@@ -694,6 +746,7 @@ static void app_free(app_t *app)
     if (app->rk)
         rd_kafka_destroy(app->rk);
     lf_projector_destroy(app->proj);
+    lf_definition_destroy(app->def);
     PQfinish(app->conn);
 }
 

@@ -12,6 +12,8 @@
 #include "lf_codec.h"
 #include "lf_conf.h"
 #include "lf_deadletter.h"
+#include "lf_definition.h"
+#include "lf_defstore.h"
 #include "lf_diff.h"
 #include "lf_json.h"
 #include "lf_log.h"
@@ -112,6 +114,7 @@
     "leadflow-replay rebuild --into SCHEMA [--from-kafka | --from-db] "        \
     "[--replace]\n"                                                            \
     "                        [--batch N] [--order lead|time|none]\n"           \
+    "                        [--definition FILE]\n"                            \
     "  Build the whole funnel model from scratch into SCHEMA (same tables as " \
     "funnel)\n"                                                                \
     "  with the projector's own code (and its schema registry, if any)."
@@ -136,11 +139,20 @@
     "lead\n"                                                                   \
     "                         in one batch), time, none (as stored). The "     \
     "result\n"                                                                 \
-    "                         does not depend on it.\n"
-#define REBUILD_NOTE "Then: diff --against SCHEMA, and promote SCHEMA.\n"
+    "                         does not depend on it.\n"                        \
+    "      --definition FILE  build under the funnel definition in FILE (a "   \
+    "what-if:\n"                                                               \
+    "                         docs/definition.md) and record it in "           \
+    "SCHEMA.definition;\n"                                                     \
+    "                         default: the one recorded in funnel.definition " \
+    "(else\n"                                                                  \
+    "                         the embedded default)\n"
+#define REBUILD_NOTE                                                           \
+    "Then: diff --against SCHEMA [--summary], and promote SCHEMA.\n"
 
 #define DIFF_SYNOPSIS                                                          \
-    "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N]\n"      \
+    "leadflow-replay diff --against SCHEMA [--base SCHEMA] [--limit N] "       \
+    "[--summary]\n"                                                            \
     "  Compare the model in SCHEMA with funnel (or --base): rows and "         \
     "checksum per\n"                                                           \
     "  table, then the first N differing leads with their differing rows "     \
@@ -150,7 +162,14 @@
     "      --against SCHEMA   the schema to compare (or the one argument)\n"   \
     "      --base SCHEMA      the schema to compare it with (default "         \
     "funnel)\n"                                                                \
-    "      --limit N          differing leads shown (default 10)\n"
+    "      --limit N          differing leads shown (default 10)\n"            \
+    "      --summary          then the numbers both teams look at, side by "   \
+    "side with\n"                                                              \
+    "                         the change: each schema's definition, leads "    \
+    "per current\n"                                                            \
+    "                         stage, step-by-step conversion, median hours "   \
+    "in stage,\n"                                                              \
+    "                         anomalies (as the views compute them)\n"
 #define DIFF_NOTE                                                              \
     "Wall-clock columns (received_at, updated_at, detected_at), the Kafka\n"   \
     "coordinates of events and resolved dead letters are not compared.\n"      \
@@ -259,6 +278,8 @@ enum {
     OPT_FROM,
     OPT_LEAD,
     OPT_PARTITION,
+    OPT_DEFINITION,
+    OPT_SUMMARY,
 };
 
 #define LONG_PROGRESS                                                          \
@@ -281,6 +302,7 @@ typedef struct rewind_cfg_s {
 
 typedef struct rebuild_cfg_s {
     const char *into;
+    const char *definition; /* --definition FILE, or NULL */
     bool from_db, from_kafka, replace;
     int batch;
     lf_rebuild_order_t order;
@@ -289,6 +311,7 @@ typedef struct rebuild_cfg_s {
 typedef struct diff_cfg_s {
     const char *against, *base;
     int limit;
+    bool summary; /* --summary */
 } diff_cfg_t;
 
 typedef struct dead_cfg_s {
@@ -707,6 +730,9 @@ static lf_err_t own_rebuild(void *arg, int opt, const char *val, char *errstr,
     case OPT_REPLACE:
         cfg->replace = true;
         return LF_OK;
+    case OPT_DEFINITION:
+        cfg->definition = val;
+        return LF_OK;
     case OPT_BATCH:
         return parse_int("--batch", val, 1, 1000000, &cfg->batch, errstr,
                          errstr_size);
@@ -728,6 +754,7 @@ static const struct option rebuild_opts[] = {
     {"replace", no_argument, NULL, OPT_REPLACE},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"order", required_argument, NULL, OPT_ORDER},
+    {"definition", required_argument, NULL, OPT_DEFINITION},
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
@@ -766,10 +793,12 @@ static lf_cli_next_t parse_rebuild(app_t *app, int argc, char **argv)
 typedef struct rebuild_s {
     lf_projector_t *p;
     lf_progress_t *pr;
-    lf_rebuild_source_t *src;  /* --from-db */
-    lf_topic_reader_t *reader; /* --from-kafka */
-    uint64_t done;             /* events or messages read */
-    uint64_t copied[3];        /* --from-db: dead letters, anomalies, offsets */
+    lf_rebuild_source_t *src;     /* --from-db */
+    lf_definition_t *def;         /* --definition or the recorded one */
+    const lf_definition_t *rules; /* def, or the embedded default */
+    lf_topic_reader_t *reader;    /* --from-kafka */
+    uint64_t done;                /* events or messages read */
+    uint64_t copied[3]; /* --from-db: dead letters, anomalies, offsets */
 } rebuild_t;
 
 /* After a reconnect: does the twin still hold every event and dead letter
@@ -984,6 +1013,30 @@ static lf_err_t rebuild_finish(app_t *app, rebuild_t *rb, const char *how,
     return LF_OK;
 }
 
+/* The rules to build under: --definition FILE, else those recorded in
+ * funnel.definition (a rebuild reproduces the live model), else the
+ * embedded default. A bad file is the configuration's fault (exit 78). */
+static lf_err_t rebuild_definition(app_t *app, rebuild_t *rb)
+{
+    const char *file = app->u.rebuild.definition;
+    char errstr[1024];
+    lf_err_t err;
+
+    if (file) {
+        if ((rb->rules = rb->def =
+                 lf_definition_load(file, errstr, sizeof(errstr))))
+            return LF_OK;
+        app->blame = BLAME_CONFIG;
+        return fail(LF_ERR_INVALID, "bad --definition", errstr);
+    }
+    if ((err = lf_defstore_load(app->conn, LF_SCHEMA_LIVE, &rb->def, errstr,
+                                sizeof(errstr))))
+        return fail(err, "cannot read funnel.definition", errstr);
+    if (!(rb->rules = rb->def ? rb->def : lf_definition_default()))
+        return fail(LF_ERR_NOMEM, "cannot start", "out of memory");
+    return LF_OK;
+}
+
 /* The projector that writes into the new schema, decoding as the live one
  * does (its schema registry, if any). From Kafka the offsets reached are
  * the group's in the new model; from the database they are copied with
@@ -997,6 +1050,7 @@ static lf_err_t rebuild_projector(app_t *app, rebuild_t *rb)
     if (!(rb->p = lf_projector_new(cfg->into, cfg->from_db ? NULL : app->group,
                                    errstr, sizeof(errstr))))
         return fail(LF_ERR_NOMEM, "cannot start", errstr);
+    lf_projector_use_definition(rb->p, rb->rules);
     if ((err = lf_projector_use_registry(rb->p, app->conf, errstr,
                                          sizeof(errstr)))) {
         app->blame = err == LF_ERR_INVALID ? BLAME_CONFIG : BLAME_DATA;
@@ -1014,10 +1068,13 @@ static lf_err_t run_rebuild(app_t *app)
     char errstr[1024];
     lf_err_t err;
 
-    if ((err = connect_db(app)) || (err = rebuild_open(app, &rb)))
+    if ((err = connect_db(app)) || (err = rebuild_definition(app, &rb)) ||
+        (err = rebuild_open(app, &rb)))
         goto out;
     if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace, how,
-                                 errstr, sizeof(errstr)))) {
+                                 errstr, sizeof(errstr))) ||
+        (err = lf_defstore_record(app->conn, cfg->into, rb.rules, errstr,
+                                  sizeof(errstr)))) {
         fail(err, "cannot create the schema", errstr);
         goto out;
     }
@@ -1041,6 +1098,7 @@ out:
     lf_topic_reader_destroy(rb.reader);
     lf_rebuild_source_close(rb.src);
     lf_projector_destroy(rb.p);
+    lf_definition_destroy(rb.def);
     return err;
 }
 
@@ -1062,6 +1120,9 @@ static lf_err_t own_diff(void *arg, int opt, const char *val, char *errstr,
     case OPT_LIMIT:
         return parse_int("--limit", val, 1, 10000, &cfg->limit, errstr,
                          errstr_size);
+    case OPT_SUMMARY:
+        cfg->summary = true;
+        return LF_OK;
     default:
         return own_common(app, opt, val, errstr, errstr_size);
     }
@@ -1071,6 +1132,7 @@ static const struct option diff_opts[] = {
     {"against", required_argument, NULL, OPT_AGAINST},
     {"base", required_argument, NULL, OPT_BASE},
     {"limit", required_argument, NULL, OPT_LIMIT},
+    {"summary", no_argument, NULL, OPT_SUMMARY},
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
@@ -1128,6 +1190,22 @@ static void diff_print_rows(const lf_diff_t *d)
     }
 }
 
+/* --summary: what the what-if would change in the numbers. */
+static lf_err_t diff_print_summary(app_t *app)
+{
+    const diff_cfg_t *cfg = &app->u.diff;
+    char errstr[1024];
+    lf_buf_t out = {0};
+    lf_err_t err;
+
+    err = lf_diff_summary(app->conn, cfg->base, cfg->against, &out, errstr,
+                          sizeof(errstr));
+    if (!err)
+        printf("\n%s", out.data ? out.data : "");
+    lf_buf_free(&out);
+    return err ? fail(err, "cannot summarise", errstr) : LF_OK;
+}
+
 static lf_err_t run_diff(app_t *app)
 {
     const diff_cfg_t *cfg = &app->u.diff;
@@ -1152,6 +1230,10 @@ static lf_err_t run_diff(app_t *app)
     }
     if (d.row_count)
         diff_print_rows(&d);
+    if (cfg->summary && (err = diff_print_summary(app))) {
+        lf_diff_free(&d);
+        return err;
+    }
     if (fflush(stdout) == EOF) {
         lf_diff_free(&d);
         return LF_ERR_IO;

@@ -16,6 +16,8 @@
 #define LF_CONF_DB            "db"    /**< libpq conninfo or URI */
 #define LF_CONF_METRICS       "metrics.listen" /**< HOST:PORT of /metrics */
 #define LF_CONF_DEFAULT_TOPIC "lead-events"
+/** The funnel definition file (default: the embedded default.json) */
+#define LF_CONF_DEFINITION "funnel.definition"
 
 typedef struct lf_conf_s lf_conf_t;
 

@@ -8,6 +8,10 @@ extern const char *lf_embedded_avsc_v1;
 /** The text of schemas/avro/lead_event.v2.avsc (schema id 2). Static. */
 extern const char *lf_embedded_avsc_v2;
 
+/** The text of schemas/funnel/default.json, the funnel definition used when
+ *  none is configured. Static. */
+extern const char *lf_embedded_funnel_default;
+
 typedef struct lf_migration_s {
     const char *name; /**< file name, e.g. "001_funnel.sql"; NULL ends */
     const char *sql;

@@ -1,6 +1,8 @@
-/* lf_funnel.c: the funnel state machine. The table below is the agreement
- * between marketing and sales; read it as one. */
+/* lf_funnel.c: the funnel state machine. The agreement between marketing
+ * and sales is data, a definition (lf_definition.h): this file applies it. */
 #include "lf_funnel.h"
+
+#include "lf_definition.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,59 +19,7 @@ static const char *stage_names[LF_ST__COUNT] = {"",
                                                 "nurture",
                                                 "disqualified"};
 
-#define S(st) (1u << (st))
-/* What an event does to a captured lead in a stage outside `from`. */
-typedef enum otherwise_e {
-    TOUCH,   /* a valid event that changes no stage */
-    ANOMALY, /* stored, listed in funnel.anomalies, changes nothing */
-} otherwise_t;
-
-/* Short names, so that each rule below fits on one line. */
-#define CAP  S(LF_ST_CAPTURED)
-#define MQL  S(LF_ST_MARKETING_QUALIFIED)
-#define HO   S(LF_ST_HANDED_OFF)
-#define SAL  S(LF_ST_SALES_ACCEPTED)
-#define SQL  S(LF_ST_SALES_QUALIFIED)
-#define WON  S(LF_ST_WON)
-#define LOST S(LF_ST_LOST)
-#define NUR  S(LF_ST_NURTURE)
-#define DQ   S(LF_ST_DISQUALIFIED)
-
-/* One row per event type. CAPTURED on an unknown lead is the one way in
- * (handled before the table); every other event on an unknown lead is an
- * anomaly. SCORED moves only when score >= threshold (needs_qualifying).
- * An event whose lead is in a stage of `from` enters `to` (a new visit);
- * from any other stage it is `otherwise`. */
-static const struct transition_s {
-    lf_event_type_t type;
-    unsigned from; /* stages it leaves */
-    lf_stage_t to;
-    bool needs_qualifying;
-    otherwise_t otherwise;
-} transitions[LF_EV__COUNT] = {
-    /* clang-format off */
-/*   event                from                                      to                          qualify otherwise */
-    {LF_EV_CAPTURED,      0,                                        LF_ST_NONE,                 false,  TOUCH},
-    {LF_EV_SCORED,        CAP | NUR,                                LF_ST_MARKETING_QUALIFIED,  true,   TOUCH},
-    {LF_EV_HANDED_OFF,    MQL | CAP | NUR,                          LF_ST_HANDED_OFF,           false,  ANOMALY},
-    {LF_EV_ACCEPTED,      HO,                                       LF_ST_SALES_ACCEPTED,       false,  ANOMALY},
-    {LF_EV_RECYCLED,      HO | SAL | SQL | LOST,                    LF_ST_NURTURE,              false,  ANOMALY},
-    {LF_EV_QUALIFIED,     SAL,                                      LF_ST_SALES_QUALIFIED,      false,  ANOMALY},
-    {LF_EV_WON,           SQL,                                      LF_ST_WON,                  false,  ANOMALY},
-    {LF_EV_LOST,          SAL | SQL,                                LF_ST_LOST,                 false,  ANOMALY},
-    {LF_EV_DISQUALIFIED,  CAP | MQL | HO | SAL | SQL | LOST | NUR,  LF_ST_DISQUALIFIED,         false,  ANOMALY},
-    /* clang-format on */
-};
-
-#undef CAP
-#undef MQL
-#undef HO
-#undef SAL
-#undef SQL
-#undef WON
-#undef LOST
-#undef NUR
-#undef DQ
+#define S(st) LF_STAGE_BIT(st)
 
 const char *lf_stage_name(lf_stage_t st)
 {
@@ -199,8 +149,8 @@ static const char *exit_reason_of(const lf_event_t *ev)
 }
 
 /* Move the lead into stage `to` at ev: close the current visit, open one. */
-static lf_err_t enter(lf_lead_t *lead, lf_stage_t to, const lf_event_t *ev,
-                      lf_funnel_out_t *out)
+static lf_err_t enter(const lf_definition_t *def, lf_lead_t *lead,
+                      lf_stage_t to, const lf_event_t *ev, lf_funnel_out_t *out)
 {
     lf_visit_t *v;
 
@@ -215,9 +165,9 @@ static lf_err_t enter(lf_lead_t *lead, lf_stage_t to, const lf_event_t *ev,
         snprintf(v->entered_by, sizeof(v->entered_by), "%s",
                  lead->stage_entered_by);
         v->exit_reason = exit_reason_of(ev);
-        /* Leaving nurture for another try starts the next cycle. */
-        if (lead->stage == LF_ST_NURTURE &&
-            (to == LF_ST_MARKETING_QUALIFIED || to == LF_ST_HANDED_OFF))
+        /* Leaving a stage of new_cycle.from (today nurture) for one of
+         * new_cycle.to, another try, starts the next cycle. */
+        if ((def->cycle_from & S(lead->stage)) && (def->cycle_to & S(to)))
             lead->cycle++;
     } else {
         lead->cycle = 1;
@@ -263,10 +213,39 @@ static lf_err_t take_fields(lf_lead_t *lead, const lf_event_t *ev)
     }
 }
 
-lf_err_t lf_funnel_apply(lf_lead_t *lead, const lf_event_t *ev,
-                         lf_funnel_out_t *out)
+static lf_err_t not_a_transition(const lf_lead_t *lead, const lf_event_t *ev,
+                                 lf_funnel_out_t *out)
 {
-    const struct transition_s *t = &transitions[ev->type];
+    return add_anomaly(out, ev, "%s is not a transition from stage %s",
+                       lf_event_type_name(ev->type),
+                       lf_stage_name(lead->stage));
+}
+
+/* scored always takes its score and model; it moves the lead only if the
+ * score qualifies (a score that does not is a touch), and a qualifying
+ * score from a stage outside `from` follows the rule's `otherwise`. */
+static lf_err_t apply_scored(const lf_definition_t *def, lf_lead_t *lead,
+                             const lf_event_t *ev, lf_funnel_out_t *out)
+{
+    const lf_rule_t *r = &def->rules[LF_EV_SCORED];
+    lf_err_t err;
+
+    if ((err = take_fields(lead, ev)))
+        return err;
+    if (ev->u.scored.score < lf_definition_threshold(def, ev->u.scored.model,
+                                                     ev->u.scored.threshold))
+        return LF_OK;
+    if (r->from & S(lead->stage))
+        return enter(def, lead, r->to, ev, out);
+    if (r->otherwise == LF_OTHERWISE_TOUCH)
+        return LF_OK;
+    return not_a_transition(lead, ev, out);
+}
+
+lf_err_t lf_funnel_apply_def(const lf_definition_t *def, lf_lead_t *lead,
+                             const lf_event_t *ev, lf_funnel_out_t *out)
+{
+    const lf_rule_t *r;
     lf_err_t err;
 
     /* Every event counts for last_event_at, fitting or not. */
@@ -284,38 +263,37 @@ lf_err_t lf_funnel_apply(lf_lead_t *lead, const lf_event_t *ev,
         if ((err = set_str(&lead->channel, ev->u.captured.channel)) ||
             (err = set_str(&lead->campaign, ev->u.captured.campaign)))
             return err;
-        return enter(lead, LF_ST_CAPTURED, ev, out);
+        return enter(def, lead, LF_ST_CAPTURED, ev, out);
     }
-
-    if ((t->from & S(lead->stage)) &&
-        (!t->needs_qualifying ||
-         ev->u.scored.score >= ev->u.scored.threshold)) {
+    /* captured on a known lead changes nothing; the identity types after
+     * disqualified take no rule (they are handled before the funnel). */
+    if (ev->type == LF_EV_CAPTURED || ev->type > LF_EV_DISQUALIFIED)
+        return LF_OK;
+    if (ev->type == LF_EV_SCORED)
+        return apply_scored(def, lead, ev, out);
+    r = &def->rules[ev->type];
+    if (r->from & S(lead->stage)) {
         if ((err = take_fields(lead, ev)))
             return err;
-        return enter(lead, t->to, ev, out);
+        return enter(def, lead, r->to, ev, out);
     }
-    if (t->otherwise == TOUCH)
+    if (r->otherwise == LF_OTHERWISE_TOUCH)
         return take_fields(lead, ev);
-    return add_anomaly(out, ev, "%s is not a transition from stage %s",
-                       lf_event_type_name(ev->type),
-                       lf_stage_name(lead->stage));
+    return not_a_transition(lead, ev, out);
+}
+
+lf_err_t lf_funnel_apply(lf_lead_t *lead, const lf_event_t *ev,
+                         lf_funnel_out_t *out)
+{
+    const lf_definition_t *def = lf_definition_default();
+    if (!def)
+        return LF_ERR_NOMEM;
+    return lf_funnel_apply_def(def, lead, ev, out);
 }
 
 void lf_funnel_describe(lf_buf_t *out)
 {
-    lf_buf_puts(out, "  captured      unknown lead -> captured "
-                     "(a known lead: a touch)\n");
-    for (int e = 1; e < LF_EV__COUNT; e++) {
-        const struct transition_s *t = &transitions[e];
-        bool first = true;
-        lf_buf_printf(out, "  %-13s ", lf_event_type_name(t->type));
-        for (int s = 1; s < LF_ST__COUNT; s++)
-            if (t->from & S(s)) {
-                lf_buf_printf(out, "%s%s", first ? "" : ", ", stage_names[s]);
-                first = false;
-            }
-        lf_buf_printf(out, " -> %s%s (otherwise: %s)\n", stage_names[t->to],
-                      t->needs_qualifying ? " if score >= threshold" : "",
-                      t->otherwise == TOUCH ? "no stage change" : "anomaly");
-    }
+    const lf_definition_t *def = lf_definition_default();
+    if (def)
+        lf_definition_describe(def, out);
 }

@@ -1,8 +1,8 @@
-/* lf_funnel.h: the funnel state machine, the teams' agreement, as one
- * transition table (lf_funnel.c) and a pure function that applies a lead's
- * events in (occurred_at, event_id) order to its state. No I/O here: the
- * projector and the rebuild both call it, and the unit tests check every
- * row of the table. */
+/* lf_funnel.h: the funnel state machine: a pure function that applies a
+ * lead's events in (occurred_at, event_id) order to its state under a
+ * definition, the teams' agreement as data (lf_definition.h; today's is
+ * schemas/funnel/default.json, embedded). No I/O here: the projector and
+ * the rebuild both call it, and the unit tests check every rule. */
 #ifndef LF_FUNNEL_H
 #define LF_FUNNEL_H
 
@@ -26,6 +26,9 @@ typedef enum lf_stage_e {
 } lf_stage_t;
 
 #define LF_NO_TIME INT64_MIN /**< a NULL timestamp */
+
+/** A funnel definition: the rules (lf_definition.h). */
+typedef struct lf_definition_s lf_definition_t;
 
 /** "captured", "marketing_qualified", ...; "" for LF_ST_NONE. Static. */
 const char *lf_stage_name(lf_stage_t st);
@@ -104,16 +107,22 @@ bool lf_funnel_is_next(const lf_lead_t *lead, const lf_event_t *ev);
 
 /**
  * Apply @p ev (which must sort after every event already applied) to
- * @p lead, appending to @p out the visits it opens or closes and any
- * anomaly. The visit current before the call is reported only if this
- * event ends it. Anomaly event ids and exit reasons point into @p ev: keep
+ * @p lead under the rules of @p def, appending to @p out the visits it opens or
+ * closes and any anomaly. The visit current before the call is reported only if
+ * this event ends it. Anomaly event ids and exit reasons point into @p ev: keep
  * the event until @p out is used.
  * @returns LF_OK or LF_ERR_NOMEM.
  */
+lf_err_t lf_funnel_apply_def(const lf_definition_t *def, lf_lead_t *lead,
+                             const lf_event_t *ev, lf_funnel_out_t *out);
+
+/** lf_funnel_apply_def() under the embedded default definition
+ *  (lf_definition_default()). @returns LF_OK or LF_ERR_NOMEM. */
 lf_err_t lf_funnel_apply(lf_lead_t *lead, const lf_event_t *ev,
                          lf_funnel_out_t *out);
 
-/** Human-readable form of the transition table (for --help and docs). */
+/** Human-readable form of the default definition's rules (for --help and
+ *  docs); lf_definition_describe() for another definition. */
 void lf_funnel_describe(lf_buf_t *out);
 
 #endif

@@ -130,6 +130,8 @@ struct lf_report_s {
     char *from, *to, *channel;
     char generated_at[40];
     PGresult *res[SEC__COUNT];
+    PGresult *def;   /* funnel.definition: name, version, sha256 */
+    PGresult *rules; /* funnel.rules, one row per rule */
 };
 
 /* ---- parsing arguments ------------------------------------------------- */
@@ -179,6 +181,8 @@ void lf_report_destroy(lf_report_t *rep)
         return;
     for (int i = 0; i < SEC__COUNT; i++)
         PQclear(rep->res[i]);
+    PQclear(rep->def);
+    PQclear(rep->rules);
     free(rep->from);
     free(rep->to);
     free(rep->channel);
@@ -214,6 +218,36 @@ static void query_error(const PGresult *res, PGconn *conn, const char *what,
                   ? " (are the migrations applied? leadflow-project "
                     "--migrate-only)"
                   : "");
+}
+
+/* The definition the tables were built with and its rules, read in the
+ * report's snapshot: every output names the agreement its numbers follow. */
+static const char *definition_sql =
+    "SELECT name, version, sha256 FROM funnel.definition";
+static const char *rules_sql =
+    "SELECT r.event, string_agg(r.from_stage, ', ' ORDER BY s.stage_order) "
+    "AS from_stages, r.to_stage, coalesce(d.json -> 'labels' ->> r.to_stage, "
+    "r.to_stage) AS to_label, r.otherwise, r.qualify FROM funnel.rules r "
+    "JOIN funnel.stages s ON s.stage = r.from_stage CROSS JOIN "
+    "funnel.definition d GROUP BY r.rule, r.event, r.to_stage, d.json, "
+    "r.otherwise, r.qualify ORDER BY r.rule";
+
+static lf_err_t fetch_definition(PGconn *conn, lf_report_t *rep, char *errstr,
+                                 size_t errstr_size)
+{
+    rep->def = PQexec(conn, definition_sql);
+    if (PQresultStatus(rep->def) != PGRES_TUPLES_OK) {
+        query_error(rep->def, conn, "report: the funnel definition", errstr,
+                    errstr_size);
+        return LF_ERR_PG;
+    }
+    rep->rules = PQexec(conn, rules_sql);
+    if (PQresultStatus(rep->rules) != PGRES_TUPLES_OK) {
+        query_error(rep->rules, conn, "report: the funnel rules", errstr,
+                    errstr_size);
+        return LF_ERR_PG;
+    }
+    return LF_OK;
 }
 
 lf_report_t *lf_report_fetch(PGconn *conn, const lf_report_filter_t *filter,
@@ -269,7 +303,8 @@ lf_report_t *lf_report_fetch(PGconn *conn, const lf_report_filter_t *filter,
         }
         rep->res[i] = res;
     }
-    if (lf_pg_exec(conn, "COMMIT", "report: commit", errstr, errstr_size))
+    if (fetch_definition(conn, rep, errstr, errstr_size) ||
+        lf_pg_exec(conn, "COMMIT", "report: commit", errstr, errstr_size))
         goto fail;
     return rep;
 fail:
@@ -562,6 +597,19 @@ static void text_revenue(const lf_report_t *rep, FILE *fp)
     }
 }
 
+/* The definition the numbers follow: "name" version V, sha256 H. */
+static void text_definition(const lf_report_t *rep, FILE *fp)
+{
+    if (!PQntuples(rep->def)) {
+        fputs("Funnel definition: none recorded\n", fp);
+        return;
+    }
+    fputs("Funnel definition: ", fp);
+    term_str(fp, PQgetvalue(rep->def, 0, 0));
+    fprintf(fp, " version %s, sha256 %s\n", PQgetvalue(rep->def, 0, 1),
+            PQgetvalue(rep->def, 0, 2));
+}
+
 /* The top accounts by won revenue (per currency) and by leads. */
 static void text_accounts(const lf_report_t *rep, FILE *fp)
 {
@@ -606,6 +654,7 @@ static void write_text(const lf_report_t *rep, FILE *fp)
     fputs("Lead funnel report: ", fp);
     put_scope(fp, rep, term_str);
     fprintf(fp, "\nAs of %s\n", rep->generated_at);
+    text_definition(rep, fp);
     text_stages(rep, fp);
     text_conversion(rep, fp);
     text_time(rep, fp);
@@ -638,9 +687,22 @@ static void put_csv(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
+/* The definition as three rows of section "definition" (not numbers of a
+ * view: readers of the numbers skip that section). */
+static void csv_definition(const lf_report_t *rep, FILE *fp)
+{
+    static const char *const metric[] = {"name", "version", "sha256"};
+    for (int c = 0; PQntuples(rep->def) && c < 3; c++) {
+        fprintf(fp, "definition,,,%s,", metric[c]);
+        put_csv(fp, PQgetvalue(rep->def, 0, c));
+        fputs("\r\n", fp);
+    }
+}
+
 static void write_csv(const lf_report_t *rep, FILE *fp)
 {
     fputs("section,key,key2,metric,value\r\n", fp);
+    csv_definition(rep, fp);
     for (int i = 0; i < SEC__COUNT; i++) {
         const PGresult *res = rep->res[i];
         int nk = sections[i].nkeys;
@@ -710,6 +772,19 @@ static json_t *row_json(const PGresult *res, int r)
     return o;
 }
 
+/* "definition": {"name", "version", "sha256"}, or null when none is
+ * recorded. @returns false when out of memory. */
+static bool json_definition(const lf_report_t *rep, json_t *root)
+{
+    json_t *def = json_null();
+    if (PQntuples(rep->def))
+        def = json_pack(
+            "{s:s, s:I, s:s}", "name", PQgetvalue(rep->def, 0, 0), "version",
+            (json_int_t)strtoll(PQgetvalue(rep->def, 0, 1), NULL, 10), "sha256",
+            PQgetvalue(rep->def, 0, 2));
+    return def && !json_object_set_new(root, "definition", def);
+}
+
 static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
 {
     json_t *root = json_object(), *filter = json_object();
@@ -726,7 +801,7 @@ static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
         !json_object_set_new(filter, "channel",
                              rep->channel ? json_string(rep->channel)
                                           : json_null()) &&
-        !json_object_set(root, "filter", filter);
+        !json_object_set(root, "filter", filter) && json_definition(rep, root);
     for (int i = 0; ok && i < SEC__COUNT; i++) {
         const PGresult *res = rep->res[i];
         json_t *v;
@@ -1327,6 +1402,54 @@ static const char html_style[] =
     "svg .cellv{font-size:11px;fill:#1f2937}svg .cellv.dark{fill:#fff}"
     "footer{color:#64748b;font-size:12px;margin:16px 0}";
 
+/* " · definition "name" version V (sha256 H…)" for the scope line. */
+static void html_definition(const lf_report_t *rep, FILE *fp)
+{
+    if (!PQntuples(rep->def))
+        return;
+    fputs(" &#183; definition <span id=\"definition\">", fp);
+    put_html(fp, PQgetvalue(rep->def, 0, 0));
+    fputs(" version ", fp);
+    put_html(fp, PQgetvalue(rep->def, 0, 1));
+    fputs(" (sha256 <code title=\"", fp);
+    put_html(fp, PQgetvalue(rep->def, 0, 2));
+    fputs("\">", fp);
+    put_html_cut(fp, PQgetvalue(rep->def, 0, 2), 12);
+    fputs("</code>)</span>", fp);
+}
+
+/* The agreement the numbers follow, as a table: one row per rule. */
+static void html_rules(const lf_report_t *rep, FILE *fp)
+{
+    static const char *const head[] = {"Event", "From", "To", "Otherwise",
+                                       "Qualifies when"};
+    const PGresult *res = rep->rules;
+
+    fputs("<section id=\"rules\"><h2>The rules</h2>\n<p class=\"note\">"
+          "How leads move, as marketing and sales agreed it (view "
+          "<code>funnel.rules</code>): a lead in a stage of <em>From</em> "
+          "enters <em>To</em> on the event; in any other stage the event "
+          "is <em>Otherwise</em>. A captured event brings a new lead in."
+          "</p>\n<table class=\"rules\">\n<tr>",
+          fp);
+    for (int c = 0; c < 5; c++)
+        fprintf(fp, "<th>%s</th>", head[c]);
+    fputs("</tr>\n", fp);
+    for (int r = 0; r < PQntuples(res); r++) {
+        static const int col[] = {0, 1, 3, 4, 5};
+        fputs("<tr>", fp);
+        for (int c = 0; c < 5; c++) {
+            fputs("<td>", fp);
+            put_html(fp, PQgetisnull(res, r, col[c])
+                             ? ""
+                             : PQgetvalue(res, r, col[c]));
+            fputs("</td>", fp);
+        }
+        fputs("</tr>\n", fp);
+    }
+    fputs("</table>\n</section>\n", fp);
+}
+
 static void write_html(const lf_report_t *rep, FILE *fp)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
@@ -1345,7 +1468,9 @@ static void write_html(const lf_report_t *rep, FILE *fp)
     put_scope(fp, rep, put_html);
     fputs(" &#183; as of <span id=\"generated-at\">", fp);
     put_html(fp, rep->generated_at);
-    fputs("</span></p>\n", fp);
+    fputs("</span>", fp);
+    html_definition(rep, fp);
+    fputs("</p>\n", fp);
 
     html_tiles(rep, fp);
     html_funnel(rep, fp);
@@ -1374,6 +1499,7 @@ static void write_html(const lf_report_t *rep, FILE *fp)
     fputs("</section>\n", fp);
 
     html_accounts(rep, fp);
+    html_rules(rep, fp);
 
     fprintf(fp,
             "<footer>leadflow %s &#183; every number on this page is a "

@@ -3,6 +3,7 @@
 
 #include "lf_buf.h"
 #include "lf_codec.h"
+#include "lf_defstore.h"
 #include "lf_pg.h"
 #include "lf_projector.h"
 #include "lf_time.h"
@@ -220,7 +221,8 @@ static lf_err_t check_ids(PGconn *conn, const int64_t *ids, size_t nids,
 typedef struct retry_s {
     PGconn *conn;
     lf_codec_t *codec;
-    lf_projector_t *p; /* schema funnel, no offsets */
+    lf_projector_t *p;    /* schema funnel, no offsets */
+    lf_definition_t *def; /* funnel.definition; NULL: the default */
     bool dry_run;
     const char *note;
     FILE *out;
@@ -439,6 +441,11 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
+    /* A retried event joins tables built under funnel.definition's rules:
+     * it is applied under them too. */
+    if ((err = lf_defstore_load(conn, "funnel", &rt.def, errstr, errstr_size)))
+        goto out;
+    lf_projector_use_definition(rt.p, rt.def);
     if (nids &&
         (err = check_ids(conn, ids, nids, out, st, &arr, errstr, errstr_size)))
         goto out;
@@ -452,5 +459,6 @@ out:
     lf_buf_free(&arr);
     lf_codec_destroy(rt.codec);
     lf_projector_destroy(rt.p);
+    lf_definition_destroy(rt.def);
     return err;
 }

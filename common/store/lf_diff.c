@@ -513,3 +513,136 @@ void lf_diff_free(lf_diff_t *d)
     free(d->rows);
     memset(d, 0, sizeof(*d));
 }
+
+/* ---- the summary ------------------------------------------------------ */
+
+/* One schema's numbers, in a fixed order of rows (section, key, value as
+ * text or NULL) so that two schemas' rows pair up by index. The formulas
+ * are those of 002_views.sql over all leads; %1$s is the schema (a checked
+ * name). */
+static const char *summary_sql =
+    "WITH st (stage, ord) AS (VALUES ('captured', 1), "
+    "('marketing_qualified', 2), ('handed_off', 3), ('sales_accepted', 4), "
+    "('sales_qualified', 5), ('won', 6), ('lost', 7), ('nurture', 8), "
+    "('disqualified', 9)), "
+    "per_lead AS (SELECT "
+    "min(h.visit) FILTER (WHERE h.stage = 'captured') AS cap, "
+    "min(h.visit) FILTER (WHERE h.stage = 'marketing_qualified') AS mf, "
+    "max(h.visit) FILTER (WHERE h.stage = 'marketing_qualified') AS ml, "
+    "min(h.visit) FILTER (WHERE h.stage = 'handed_off') AS hf, "
+    "max(h.visit) FILTER (WHERE h.stage = 'handed_off') AS hl, "
+    "min(h.visit) FILTER (WHERE h.stage = 'sales_accepted') AS af, "
+    "max(h.visit) FILTER (WHERE h.stage = 'sales_accepted') AS al, "
+    "min(h.visit) FILTER (WHERE h.stage = 'sales_qualified') AS qf, "
+    "max(h.visit) FILTER (WHERE h.stage = 'sales_qualified') AS ql, "
+    "max(h.visit) FILTER (WHERE h.stage = 'won') AS wl "
+    "FROM \"%1$s\".leads l JOIN \"%1$s\".stage_history h "
+    "ON h.lead_id = l.lead_id GROUP BY l.lead_id), "
+    "c AS (SELECT count(cap) e1, count(*) FILTER (WHERE ml > cap) r1, "
+    "count(mf) e2, count(*) FILTER (WHERE hl > mf) r2, "
+    "count(hf) e3, count(*) FILTER (WHERE al > hf) r3, "
+    "count(af) e4, count(*) FILTER (WHERE ql > af) r4, "
+    "count(qf) e5, count(*) FILTER (WHERE wl > qf) r5 FROM per_lead), "
+    "rows (sec, ord, key, val) AS ("
+    "SELECT 1, st.ord, st.stage, (SELECT count(*) FROM \"%1$s\".leads l "
+    "WHERE l.stage = st.stage)::numeric FROM st "
+    "UNION ALL SELECT 2, s.step, s.step || ':' || s.f || '->' || s.t, "
+    "round(s.r::numeric / nullif(s.e, 0), 4) FROM c CROSS JOIN LATERAL "
+    "(VALUES (1, 'captured', 'marketing_qualified', c.e1, c.r1), "
+    "(2, 'marketing_qualified', 'handed_off', c.e2, c.r2), "
+    "(3, 'handed_off', 'sales_accepted', c.e3, c.r3), "
+    "(4, 'sales_accepted', 'sales_qualified', c.e4, c.r4), "
+    "(5, 'sales_qualified', 'won', c.e5, c.r5)) AS s (step, f, t, e, r) "
+    "UNION ALL SELECT 3, st.ord, st.stage, (SELECT "
+    "round((percentile_cont(0.5) WITHIN GROUP (ORDER BY (extract(epoch "
+    "FROM h.exited_at - h.entered_at) / 3600)::float8))::numeric, 2) "
+    "FROM \"%1$s\".stage_history h JOIN \"%1$s\".leads l ON l.lead_id = "
+    "h.lead_id WHERE h.stage = st.stage AND h.exited_at IS NOT NULL) "
+    "FROM st "
+    "UNION ALL SELECT 4, 1, 'all', (SELECT count(*) FROM "
+    "\"%1$s\".anomalies)::numeric) "
+    "SELECT sec, key, val::text FROM rows ORDER BY sec, ord";
+
+static const char *const summary_sections[] = {"", "leads", "conversion",
+                                               "median_hours", "anomalies"};
+
+static lf_err_t summary_rows(PGconn *conn, const char *schema, PGresult **res,
+                             char *errstr, size_t errstr_size)
+{
+    char sql[4096];
+    snprintf(sql, sizeof(sql), summary_sql, schema);
+    return lf_pg_query(conn, sql, 0, NULL, "summarising the model", res, errstr,
+                       errstr_size);
+}
+
+/* "name version V sha256 H" of @p schema's definition, or "none
+ * recorded". */
+static void summary_definition(PGconn *conn, const char *schema, lf_buf_t *out)
+{
+    char sql[160];
+    PGresult *res = NULL;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT name, version, sha256 FROM \"%s\".definition", schema);
+    if (lf_pg_query(conn, sql, 0, NULL, "reading the definition", &res, NULL,
+                    0) == LF_OK &&
+        PQntuples(res))
+        lf_buf_printf(out, "definition %s: \"%s\" version %s sha256 %s\n",
+                      schema, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                      PQgetvalue(res, 0, 2));
+    else
+        lf_buf_printf(out, "definition %s: none recorded\n", schema);
+    PQclear(res);
+}
+
+/* The change from @p a to @p b, "-" when either is NULL. */
+static void summary_change(PGresult *ra, PGresult *rb, int i, char *buf,
+                           size_t size)
+{
+    if (PQgetisnull(ra, i, 2) || PQgetisnull(rb, i, 2)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    double d =
+        strtod(PQgetvalue(rb, i, 2), NULL) - strtod(PQgetvalue(ra, i, 2), NULL);
+    int sec = atoi(PQgetvalue(ra, i, 0));
+    snprintf(buf, size, sec == 2 ? "%+.4f" : sec == 3 ? "%+.2f" : "%+.0f", d);
+}
+
+lf_err_t lf_diff_summary(PGconn *conn, const char *a, const char *b,
+                         lf_buf_t *out, char *errstr, size_t errstr_size)
+{
+    PGresult *ra = NULL, *rb = NULL;
+    char change[40];
+    lf_err_t err;
+    int sec = 0;
+
+    if ((err = check_schemas(conn, a, b, errstr, errstr_size)) ||
+        (err = summary_rows(conn, a, &ra, errstr, errstr_size)) ||
+        (err = summary_rows(conn, b, &rb, errstr, errstr_size)))
+        goto out;
+    summary_definition(conn, a, out);
+    summary_definition(conn, b, out);
+    lf_buf_printf(out, "%-13s %-40s %12s %12s %10s\n", "summary", "", a, b,
+                  "change");
+    for (int i = 0; i < PQntuples(ra) && i < PQntuples(rb); i++) {
+        int s = atoi(PQgetvalue(ra, i, 0));
+        if (s != sec && (sec = s) > 0 && s <= 4)
+            lf_buf_printf(out, "%s\n",
+                          s == 1   ? "leads per current stage:"
+                          : s == 2 ? "conversion, step by step (reached / "
+                                     "entered):"
+                          : s == 3 ? "median hours in stage (finished visits):"
+                                   : "anomalies:");
+        summary_change(ra, rb, i, change, sizeof(change));
+        lf_buf_printf(out, "  %-11s %-40s %12s %12s %10s\n",
+                      summary_sections[s <= 4 ? s : 0], PQgetvalue(ra, i, 1),
+                      PQgetisnull(ra, i, 2) ? "-" : PQgetvalue(ra, i, 2),
+                      PQgetisnull(rb, i, 2) ? "-" : PQgetvalue(rb, i, 2),
+                      change);
+    }
+out:
+    PQclear(ra);
+    PQclear(rb);
+    return err;
+}

@@ -4,6 +4,7 @@
 #ifndef LF_DIFF_H
 #define LF_DIFF_H
 
+#include "lf_buf.h"
 #include "lf_common.h"
 
 #include <libpq-fe.h>
@@ -59,5 +60,20 @@ lf_err_t lf_diff_compare(PGconn *conn, const char *a, const char *b,
 
 /** Free what a diff holds. NULL-safe. */
 void lf_diff_free(lf_diff_t *d);
+
+/**
+ * The numbers both teams look at, side by side for schemas @p a (the live
+ * model) and @p b (a what-if rebuild), with the change, appended to @p out
+ * as text: each schema's definition (name, version, sha256), then leads
+ * per current stage, the step-by-step conversion rates, the median hours
+ * of finished visits per stage and the anomalies. Each number is computed
+ * as the views of funnel compute it over all leads (funnel.stage_counts,
+ * funnel.conversion, funnel.time_in_stage: the rows over all months and
+ * channels), so after promoting @p b the views show @p b's column.
+ * Rows: "  <section> <key> <a> <b> <change>", NULL printed as "-".
+ * @returns LF_OK, LF_ERR_PG or LF_ERR_NOMEM (then @p out is partial).
+ */
+lf_err_t lf_diff_summary(PGconn *conn, const char *a, const char *b,
+                         lf_buf_t *out, char *errstr, size_t errstr_size);
 
 #endif

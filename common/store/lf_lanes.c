@@ -504,6 +504,7 @@ static bool lane_start(lf_lanes_t *w, int i, char *errstr, size_t errstr_size)
         if (!p)
             return false;
         *(k ? &l->write : &l->fill) = p;
+        lf_projector_use_definition(p, w->conf.definition);
         /* Messages are decoded on the main thread only. */
         if (w->conf.registry)
             lf_projector_share_registry(p, w->conf.registry);

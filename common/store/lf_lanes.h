@@ -73,6 +73,9 @@ typedef struct lf_lanes_conf_s {
      *  counter, lf_cli_signals); may be NULL. */
     const volatile sig_atomic_t *stop;
     lf_lanes_hooks_t hooks;
+    /** The funnel rules every lane applies (borrowed, must outlive the
+     *  lanes); NULL: the embedded default. */
+    const lf_definition_t *definition;
 } lf_lanes_conf_t;
 
 typedef struct lf_lanes_s lf_lanes_t;

@@ -6,6 +6,7 @@
 #include "lf_projector.h"
 
 #include "lf_buf.h"
+#include "lf_definition.h"
 #include "lf_funnel.h"
 #include "lf_json.h"
 #include "lf_log.h"
@@ -41,7 +42,8 @@ typedef struct next_offset_s {
 
 struct lf_projector_s {
     char *schema, *group_id;
-    lf_codec_t *codec; /* may own the registry client others borrow */
+    lf_codec_t *codec;          /* may own the registry client others borrow */
+    const lf_definition_t *def; /* the funnel's rules; borrowed */
     char **topics;
     int topic_count;
     entry_t *entries;
@@ -99,7 +101,17 @@ lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
         lf_projector_destroy(p);
         return NULL;
     }
+    if (!(p->def = lf_definition_default())) {
+        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        lf_projector_destroy(p);
+        return NULL;
+    }
     return p;
+}
+
+void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def)
+{
+    p->def = def ? def : lf_definition_default();
 }
 
 static void entry_clear(entry_t *e)
@@ -979,7 +991,7 @@ static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
 
     lf_funnel_out_reset(&p->out);
     for (size_t i = 0; i < n; i++) {
-        if (lf_funnel_apply(&row->lead, events[i], &p->out))
+        if (lf_funnel_apply_def(p->def, &row->lead, events[i], &p->out))
             return LF_ERR_NOMEM;
         if (events[i]->account_id)
             row->account_id = events[i]->account_id;

@@ -9,6 +9,7 @@
 #include "lf_common.h"
 #include "lf_conf.h"
 #include "lf_event.h"
+#include "lf_funnel.h"
 
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
@@ -39,6 +40,15 @@ typedef struct lf_projector_s lf_projector_t;
 lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
                                  char *errstr, size_t errstr_size);
 void lf_projector_destroy(lf_projector_t *p);
+
+/**
+ * Project under the funnel rules of @p def (borrowed: it must outlive
+ * @p p) instead of the embedded default; NULL: the default again. Call
+ * before the first flush: one set of tables is built under one definition
+ * (lf_defstore.h records which).
+ */
+void lf_projector_use_definition(lf_projector_t *p,
+                                 const lf_definition_t *def);
 
 /**
  * Resolve schema ids through the schema registry that @p conf names

@@ -15,12 +15,13 @@ SECS=${2:-60}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$DIR/artifacts"
 rc=0
-for t in codec json; do
+for t in codec json definition; do
     work=$DIR/corpus-$t
     mkdir -p "$work"
     extra=()
     [ "$t" = json ] && extra=(-dict="$HERE/json.dict" -max_len=16384)
     [ "$t" = codec ] && extra=(-max_len=4096)
+    [ "$t" = definition ] && extra=(-dict="$HERE/json.dict" -max_len=8192)
     before=$(find "$DIR/artifacts" -type f | wc -l)
     echo "fuzz: $t for ${SECS}s"
     set +e

@@ -50,8 +50,8 @@ views = [r[0] for r in rows("""
     WHERE n.nspname = 'funnel' AND c.relkind = 'v' ORDER BY 1""")]
 expect("the views", views, [
     "accounts", "cohorts", "conversion", "handoff_sla", "handoff_sla_by_owner",
-    "recycle_reasons", "source_performance", "stage_counts", "stages",
-    "time_in_stage"])
+    "recycle_reasons", "rules", "source_performance", "stage_counts",
+    "stages", "time_in_stage"])
 
 # ---- stage_counts ---------------------------------------------------------
 # Current stages: L01 won, L02 lost, L03 nurture, L04 MQL, L05 captured,

@@ -1,5 +1,6 @@
 /* test_funnel.c: every row of the funnel transition table, each anomaly
  * case, cycles, visits and the lead's milestone columns. */
+#include "lf_definition.h"
 #include "lf_funnel.h"
 
 #include <criterion/criterion.h>
@@ -65,6 +66,9 @@ static void make_event(lf_event_t *ev, const char *spec, int i)
     }
 }
 
+/* The definition run_specs() applies; NULL: the embedded default. */
+static const lf_definition_t *use_def;
+
 typedef struct run_s {
     lf_lead_t lead;
     lf_event_t ev[MAXEV];
@@ -86,7 +90,12 @@ static void run_specs(run_t *r, const char *specs)
          tok = strtok_r(NULL, "; ", &save)) {
         lf_funnel_out_t one = {0};
         make_event(&r->ev[r->n], tok, r->n);
-        cr_assert_eq(lf_funnel_apply(&r->lead, &r->ev[r->n], &one), LF_OK);
+        if (use_def)
+            cr_assert_eq(
+                lf_funnel_apply_def(use_def, &r->lead, &r->ev[r->n], &one),
+                LF_OK);
+        else
+            cr_assert_eq(lf_funnel_apply(&r->lead, &r->ev[r->n], &one), LF_OK);
         for (size_t i = 0; i < one.visit_count; i++) {
             /* keep the latest row per visit number, as the projector does */
             size_t k;
@@ -94,8 +103,8 @@ static void run_specs(run_t *r, const char *specs)
                 if (r->out.visits[k].visit == one.visits[i].visit)
                     break;
             if (k == r->out.visit_count) {
-                r->out.visits = realloc(r->out.visits,
-                                        (k + 1) * sizeof(lf_visit_t));
+                r->out.visits =
+                    realloc(r->out.visits, (k + 1) * sizeof(lf_visit_t));
                 r->out.visit_count++;
             }
             r->out.visits[k] = one.visits[i];
@@ -132,8 +141,7 @@ static const struct {
     {"captured scored:50/50", "marketing_qualified", 0, 1}, /* >= */
     {"captured scored:49/50", "captured", 0, 1},
     {"captured scored:80/50 scored:90/50", "marketing_qualified", 0, 1},
-    {"captured handed_off recycled scored:80/50", "marketing_qualified", 0,
-     2},
+    {"captured handed_off recycled scored:80/50", "marketing_qualified", 0, 2},
     {"captured handed_off scored:80/50", "handed_off", 0, 1}, /* touch */
     /* HANDED_OFF from marketing_qualified, captured, nurture */
     {"captured scored:80/50 handed_off", "handed_off", 0, 1},
@@ -325,4 +333,80 @@ Test(funnel, stage_names_round_trip)
     for (int s = 1; s < LF_ST__COUNT; s++)
         cr_expect_eq(lf_stage_parse(lf_stage_name((lf_stage_t)s)), s);
     cr_expect_eq(lf_stage_parse("bogus"), LF_ST_NONE);
+}
+
+/* A definition other than today's applies as written: a fixed threshold
+ * (the event's own ignored), scored with otherwise anomaly (the score is
+ * still taken), a rule into the current stage (a new visit), and cycles
+ * that start on other stages. */
+static const char *other_def =
+    "{\"name\": \"other\", \"version\": 3,"
+    " \"qualify\": {\"threshold\": {\"m1\": 70, \"*\": \"event\"}},"
+    " \"rules\": ["
+    "  {\"event\": \"scored\", \"from\": [\"captured\"],"
+    "   \"to\": \"marketing_qualified\", \"otherwise\": \"anomaly\"},"
+    "  {\"event\": \"handed_off\", \"from\": [\"handed_off\", \"lost\"],"
+    "   \"to\": \"handed_off\", \"otherwise\": \"touch\"},"
+    "  {\"event\": \"accepted\", \"from\": [\"marketing_qualified\"],"
+    "   \"to\": \"sales_accepted\", \"otherwise\": \"anomaly\"},"
+    "  {\"event\": \"recycled\", \"from\": [\"sales_accepted\"],"
+    "   \"to\": \"nurture\", \"otherwise\": \"anomaly\"},"
+    "  {\"event\": \"qualified\", \"from\": [\"sales_accepted\"],"
+    "   \"to\": \"sales_qualified\", \"otherwise\": \"anomaly\"},"
+    "  {\"event\": \"won\", \"from\": [\"sales_qualified\"],"
+    "   \"to\": \"won\", \"otherwise\": \"anomaly\"},"
+    "  {\"event\": \"lost\", \"from\": [\"sales_accepted\", \"nurture\"],"
+    "   \"to\": \"lost\", \"otherwise\": \"anomaly\"},"
+    "  {\"event\": \"disqualified\", \"from\": [\"captured\"],"
+    "   \"to\": \"disqualified\", \"otherwise\": \"touch\"}],"
+    " \"new_cycle\": {\"from\": [\"lost\"], \"to\": [\"handed_off\"]}}";
+
+static const struct {
+    const char *specs;
+    const char *stage;
+    int anomalies, cycle, visits, score;
+} other_cases[] = {
+    /* m1's threshold is 70 whatever the event says */
+    {"captured scored:69/10", "captured", 0, 1, 1, 69},
+    {"captured scored:70/99", "marketing_qualified", 0, 1, 2, 70},
+    /* qualifying from outside `from`: anomaly, the score still taken */
+    {"captured scored:80/0 scored:90/0", "marketing_qualified", 1, 1, 2, 90},
+    /* not qualifying from outside `from`: always a touch */
+    {"captured scored:80/0 scored:10/0", "marketing_qualified", 0, 1, 2, 10},
+    /* handed_off: touch from captured; into itself is a new visit */
+    {"captured handed_off", "captured", 0, 1, 1, -1},
+    {"captured scored:80/0 accepted lost handed_off handed_off", "handed_off",
+     0, 2, 6, 80},
+    /* recycled, then lost from nurture: no new cycle (lost is not
+     * handed_off); a disqualified from won is a touch */
+    {"captured scored:80/0 accepted recycled lost", "lost", 0, 1, 5, 80},
+    {"captured scored:80/0 accepted disqualified", "sales_accepted", 0, 1, 3,
+     80},
+    {"captured disqualified", "disqualified", 0, 1, 2, -1},
+};
+
+Test(funnel, other_definition)
+{
+    char errstr[256];
+    lf_definition_t *def = lf_definition_parse(other_def, strlen(other_def),
+                                               errstr, sizeof(errstr));
+    cr_assert_not_null(def, "%s", errstr);
+    use_def = def;
+    for (size_t i = 0; i < sizeof(other_cases) / sizeof(other_cases[0]); i++) {
+        run_t r;
+        run_specs(&r, other_cases[i].specs);
+        cr_expect_str_eq(lf_stage_name(r.lead.stage), other_cases[i].stage,
+                         "[%s] stage", other_cases[i].specs);
+        cr_expect_eq(r.anomalies, other_cases[i].anomalies, "[%s] anomalies %d",
+                     other_cases[i].specs, r.anomalies);
+        cr_expect_eq(r.lead.cycle, other_cases[i].cycle, "[%s] cycle %d",
+                     other_cases[i].specs, r.lead.cycle);
+        cr_expect_eq(r.lead.visits, other_cases[i].visits, "[%s] visits %d",
+                     other_cases[i].specs, r.lead.visits);
+        cr_expect_eq(r.lead.has_score ? r.lead.score : -1, other_cases[i].score,
+                     "[%s] score", other_cases[i].specs);
+        run_free(&r);
+    }
+    use_def = NULL;
+    lf_definition_destroy(def);
 }

@@ -1,0 +1,412 @@
+"""test_definition.py: the funnel definition file, end to end.
+
+- Model-based: random definitions (random `from` sets, targets, touch or
+  anomaly, thresholds: the event's, a number, by model with "*"; random
+  new_cycle rules) and a shuffled workload (leadflow-gen with anomalies,
+  scored events given random models and scores, lines shuffled before
+  leadflow-emit sends them). leadflow-project -X funnel.definition=FILE
+  builds funnel.leads, stage_history and anomalies that equal an
+  independent model written here (not common/'s code), live and rebuilt
+  (leadflow-replay rebuild --definition FILE, from the database).
+- The default file: the tables equal the model under default.json, and
+  funnel.definition records it (name, version, sha256 of the canonical
+  form); funnel.rules lists its rules.
+- A projector under another definition than the recorded one refuses to
+  start: exit 78, and the message says how to adopt it.
+- leadflow-replay diff --summary prints the numbers of the views of both
+  schemas.
+
+    /usr/bin/python3 tests/integration/test_definition.py BIN_DIR
+"""
+import collections
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emit_lib import BIN, Broker, check, parse_time, step  # noqa: E402
+import emit_lib  # noqa: E402
+from lf_funnel_fixture import SRC, Postgres, psql  # noqa: E402
+
+STAGES = ["captured", "marketing_qualified", "handed_off", "sales_accepted",
+          "sales_qualified", "won", "lost", "nurture", "disqualified"]
+RULE_EVENTS = ["scored", "handed_off", "accepted", "recycled", "qualified",
+               "won", "lost", "disqualified"]
+MODELS = ["fit-engagement-v3", "fit-v2", "intent"]
+TMP = tempfile.mkdtemp(prefix="leadflow-definition.")
+
+
+def run(args, **kw):
+    """emit_lib.run() with the environment as it is now (Postgres() has
+    put the throwaway server's PG* variables in it)."""
+    kw.setdefault("env", {k: v for k, v in os.environ.items()
+                          if not k.startswith("LEADFLOW_")})
+    return emit_lib.run(args, **kw)
+
+
+def default_definition():
+    with open(os.path.join(SRC, "schemas", "funnel", "default.json")) as f:
+        return json.load(f)
+
+
+def random_threshold(rng):
+    return "event" if rng.random() < 0.4 else rng.randint(0, 100)
+
+
+def random_definition(rng, n):
+    """A definition drawn at random: every rule, threshold and cycle."""
+    rules = []
+    for ev in RULE_EVENTS:
+        rules.append({"event": ev,
+                      "from": rng.sample(STAGES, rng.randint(1, 5)),
+                      "to": rng.choice(STAGES),
+                      "otherwise": rng.choice(["touch", "anomaly"])})
+    rng.shuffle(rules)
+    kind = rng.randrange(3)
+    if kind == 0:
+        th = "event"
+    elif kind == 1:
+        th = rng.randint(0, 100)
+    else:
+        th = {m: random_threshold(rng)
+              for m in rng.sample(MODELS, rng.randint(1, 2))}
+        th["*"] = random_threshold(rng)
+    return {"name": "random-%d" % n, "version": n,
+            "labels": {"marketing_qualified": "MQL"},
+            "qualify": {"threshold": th}, "rules": rules,
+            "new_cycle": {"from": rng.sample(STAGES, rng.randint(0, 2)),
+                          "to": rng.sample(STAGES, rng.randint(0, 3))}}
+
+
+def threshold(defn, model, event_threshold):
+    th = defn["qualify"]["threshold"]
+    if isinstance(th, dict):
+        th = th.get(model, th["*"])
+    return event_threshold if th == "event" else th
+
+
+def model(defn, events):
+    """The tables the definition makes of the events: {lead: (stage, cycle,
+    visits)}, {(lead, visit): (cycle, stage, entered_by)}, {event_id}."""
+    rules = {r["event"]: r for r in defn["rules"]}
+    cyc_from = set(defn["new_cycle"]["from"])
+    cyc_to = set(defn["new_cycle"]["to"])
+    by_lead = collections.defaultdict(list)
+    for e in events:
+        by_lead[e["lead_id"]].append(e)
+    leads, history, anomalies = {}, {}, set()
+    for lead, evs in by_lead.items():
+        stage, cycle, visits = None, 0, 0
+        evs.sort(key=lambda e: (parse_time(e["occurred_at"]),
+                                e["event_id"].encode()))
+        for e in evs:
+            t, to = e["type"], None
+            if stage is None:
+                if t == "captured":
+                    to = "captured"
+                else:
+                    anomalies.add(e["event_id"])
+            elif t in rules:
+                r = rules[t]
+                if t == "scored" and e["score"] < threshold(
+                        defn, e.get("model"), e["threshold"]):
+                    continue
+                if stage in r["from"]:
+                    to = r["to"]
+                elif r["otherwise"] == "anomaly":
+                    anomalies.add(e["event_id"])
+            if to is None:
+                continue
+            if stage is None:
+                cycle = 1
+            elif stage in cyc_from and to in cyc_to:
+                cycle += 1
+            visits += 1
+            stage = to
+            history[(lead, visits)] = (cycle, stage, e["event_id"])
+        if stage is not None:
+            leads[lead] = (stage, cycle, visits)
+    return leads, history, anomalies
+
+
+def tables(db, schema="funnel"):
+    leads = {r[0]: (r[1], int(r[2]), int(r[3])) for r in psql(
+        "SELECT lead_id, stage, cycle, (SELECT max(visit) FROM "
+        "%s.stage_history h WHERE h.lead_id = l.lead_id) FROM %s.leads l"
+        % (schema, schema), db=db)}
+    history = {(r[0], int(r[1])): (int(r[2]), r[3], r[4]) for r in psql(
+        "SELECT lead_id, visit, cycle, stage, entered_by FROM "
+        "%s.stage_history" % schema, db=db)}
+    anomalies = {r[0] for r in psql(
+        "SELECT event_id FROM %s.anomalies WHERE kind = 'state'" % schema,
+        db=db)}
+    return leads, history, anomalies
+
+
+def same_tables(what, got, want):
+    for name, g, w in zip(("leads", "stage_history", "anomalies"), got,
+                          want):
+        if g != w:
+            diff = sorted(set(g) ^ set(w)) if isinstance(g, set) else sorted(
+                k for k in set(g) | set(w) if g.get(k) != w.get(k))
+            check(False, "%s: %s differ from the model (%d vs %d rows), "
+                  "first: %s" % (what, name, len(g), len(w), diff[:5]))
+
+
+def workload(rng):
+    """leadflow-gen's events with random models and scores, shuffled."""
+    path = os.path.join(TMP, "gen.jsonl")
+    p = run([os.path.join(BIN, "leadflow-gen"), "--leads", "400", "--seed",
+             "11", "--anomalies", "0.3",
+             "-o", path, "-q"])
+    check(p.returncode == 0, "leadflow-gen: %s" % p.stderr.decode())
+    events = []
+    with open(path) as f:
+        for line in f:
+            e = json.loads(line)
+            if e["type"] == "scored":
+                e["model"] = rng.choice(MODELS)
+                e["score"] = rng.randint(0, 100)
+            events.append(e)
+    rng.shuffle(events)
+    with open(path, "w") as f:
+        for e in events:
+            f.write(json.dumps(e) + "\n")
+    return path, events
+
+
+def write_definition(defn, n):
+    path = os.path.join(TMP, "def-%d.json" % n)
+    with open(path, "w") as f:
+        json.dump(defn, f, indent=2)
+    return path
+
+
+def project(broker, db, defn_path, expect_rc=0):
+    args = [os.path.join(BIN, "leadflow-project"), "-b", broker.servers,
+            "-t", broker.topic, "-g", "g-" + db, "-d", "dbname=" + db,
+            "--idle-exit", "2", "-q"]
+    if defn_path:
+        args += ["-X", "funnel.definition=" + defn_path]
+    p = run(args, timeout=120)
+    check(p.returncode == expect_rc, "leadflow-project into %s exited %d, "
+          "want %d: %s" % (db, p.returncode, expect_rc, p.stderr.decode()))
+    return p.stderr.decode()
+
+
+def replay(*args, expect_rc=0):
+    p = run([os.path.join(BIN, "leadflow-replay")] + list(args), timeout=120)
+    check(p.returncode == expect_rc, "leadflow-replay %s exited %d: %s" % (
+        " ".join(args), p.returncode, p.stderr.decode()))
+    return p.stdout.decode()
+
+
+def canonical_sha(defn):
+    """sha256 of the canonical form, written independently of common/."""
+    d = json.loads(json.dumps(defn))
+    d.setdefault("labels", {})
+    order = {s: i for i, s in enumerate(STAGES)}
+    for r in d["rules"]:
+        r["from"] = sorted(r["from"], key=order.get)
+    d["rules"].sort(key=lambda r: RULE_EVENTS.index(r["event"]))
+    for k in ("from", "to"):
+        d["new_cycle"][k] = sorted(d["new_cycle"][k], key=order.get)
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_recorded(db, defn, schema="funnel"):
+    rows = psql("SELECT name, version, sha256 FROM %s.definition" % schema,
+                db=db)
+    check(rows == [[defn["name"], str(defn["version"]), canonical_sha(defn)]],
+          "%s.definition in %s: %s" % (schema, db, rows))
+
+
+def parse_summary(text):
+    """diff --summary's rows: {(section, key): (a, b, change)}."""
+    rows = {}
+    for line in text[text.index("\nsummary "):].splitlines():
+        f = line.split()
+        if line.startswith("  ") and len(f) == 5:
+            rows[(f[0], f[1])] = tuple(None if v == "-" else v for v in f[2:])
+    return rows
+
+
+def view_numbers(db):
+    """The numbers of funnel's views over all leads, keyed as the summary
+    keys them."""
+    want = {}
+    for stage, n in psql("SELECT stage, leads FROM funnel.stage_counts "
+                         "WHERE channel IS NULL", db=db):
+        want[("leads", stage)] = n
+    for step_, f, t, rate in psql(
+            "SELECT step, from_stage, to_stage, rate FROM funnel.conversion "
+            "WHERE capture_month IS NULL AND channel IS NULL", db=db):
+        want[("conversion", "%s:%s->%s" % (step_, f, t))] = rate
+    for stage, med in psql("SELECT stage, median_hours FROM "
+                           "funnel.time_in_stage", db=db):
+        want[("median_hours", stage)] = med
+    want[("anomalies", "all")] = psql("SELECT count(*) FROM funnel.anomalies",
+                                      db=db)[0][0]
+    return want
+
+
+def summary_column(rows, col):
+    return {k: v[col] for k, v in rows.items()}
+
+
+def summary_and_promote(broker, events):
+    """The worked example of docs/definition.md on db d0 (default rules)."""
+    fit = default_definition()
+    fit["name"], fit["version"] = "mql-fit-v2", 2
+    fit["qualify"]["threshold"] = {"fit-v2": 70, "*": "event"}
+    fpath = write_definition(fit, 70)
+    replay("rebuild", "--into", "whatif", "--from-db", "--definition",
+           fpath, "-d", "dbname=d0", "-q")
+    same_tables("mql-fit-v2 rebuilt", tables("d0", "whatif"),
+                model(fit, events))
+    out = replay("diff", "--against", "whatif", "--summary", "-d",
+                 "dbname=d0", "-q", expect_rc=1)
+    rows = parse_summary(out)
+    check('definition funnel: "default" version 1' in out and
+          'definition whatif: "mql-fit-v2" version 2' in out,
+          "the summary names no definitions:\n" + out)
+    live = view_numbers("d0")
+    check(len(rows) == len(live) == 9 + 5 + 9 + 1,
+          "summary rows %d, view numbers %d:\n%s" % (len(rows), len(live),
+                                                     out))
+    check(summary_column(rows, 0) == live,
+          "the summary's funnel column is not the views':\n%s\n%s" % (
+              out, live))
+    changed = [k for k, v in rows.items() if v[0] != v[1]]
+    check(changed, "the what-if changed no number:\n" + out)
+    for k, (a, b, change) in rows.items():
+        if a is not None and b is not None:
+            check(abs(float(b) - float(a) - float(change)) < 1e-3,
+                  "change of %s: %s" % (k, rows[k]))
+
+    replay("promote", "whatif", "--no-group-check", "-d", "dbname=d0", "-q")
+    check(summary_column(rows, 1) == view_numbers("d0"),
+          "after promote the views do not show the summary's what-if "
+          "column:\n%s\n%s" % (out, view_numbers("d0")))
+    check_recorded("d0", fit)
+    rules = psql("SELECT DISTINCT qualify FROM funnel.rules WHERE event = "
+                 "'scored'", db="d0")
+    check(rules == [["model fit-v2: score >= 70; other models: score >= "
+                     "the event's threshold"]], "funnel.rules: %s" % rules)
+    # Restarted with the new file it runs; without it, it refuses.
+    project(broker, "d0", fpath)
+    err = project(broker, "d0", None, expect_rc=78)
+    check("mql-fit-v2" in err, err)
+
+
+def check_report(db, defn):
+    sha = canonical_sha(defn)
+    rep = os.path.join(BIN, "leadflow-report")
+    out = {}
+    for fmt in ("text", "csv", "json", "html"):
+        p = run([rep, "-d", "dbname=" + db, "--format", fmt])
+        check(p.returncode == 0, "leadflow-report --format %s: %s" % (
+            fmt, p.stderr.decode()))
+        out[fmt] = p.stdout.decode()
+        check(defn["name"] in out[fmt] and (sha in out[fmt] or
+                                            sha[:12] in out[fmt]),
+              "leadflow-report --format %s names no definition" % fmt)
+    check("Funnel definition: %s version %d, sha256 %s" % (
+        defn["name"], defn["version"], sha) in out["text"], out["text"][:400])
+    check("definition,,,sha256,%s" % sha in out["csv"], "CSV definition")
+    check(json.loads(out["json"])["definition"] == {
+        "name": defn["name"], "version": defn["version"], "sha256": sha},
+        "JSON definition")
+    page = out["html"]
+    check('<section id="rules">' in page, "no rules section in the page")
+    rules = page[page.index('<section id="rules">'):]
+    rules = rules[:rules.index("</section>")]
+    for r in defn["rules"]:
+        check("<td>%s</td>" % r["event"] in rules,
+              "the page's rules lack %s" % r["event"])
+    check(rules.count("<tr>") == 1 + len(defn["rules"]),
+          "the page's rules table: %d rows" % rules.count("<tr>"))
+
+
+def main():
+    rng = random.Random(int(os.environ.get("LF_DEFINITION_SEED", "19")))
+    Postgres()
+    broker = Broker(topic="defs", partitions=3)
+    path, events = workload(rng)
+    p = run([os.path.join(BIN, "leadflow-emit"), "-b", broker.servers, "-t",
+             "defs", "-q", path])
+    check(p.returncode == 0, "leadflow-emit: %s" % p.stderr.decode())
+
+    step("the default definition: today's tables, recorded")
+    psql("CREATE DATABASE d0")
+    project(broker, "d0", None)
+    same_tables("default", tables("d0"),
+                model(default_definition(), events))
+    check_recorded("d0", default_definition())
+    rules = psql("SELECT event, from_stage, to_stage, otherwise FROM "
+                 "funnel.rules ORDER BY rule, from_stage", db="d0")
+    want = sorted((r["event"], s, r["to"], r["otherwise"])
+                  for r in default_definition()["rules"] for s in r["from"])
+    check(sorted(tuple(r) for r in rules) == want,
+          "funnel.rules: %s" % rules)
+
+    step("leadflow-report names the definition; the page shows the rules")
+    check_report("d0", default_definition())
+
+    for n in range(1, 6):
+        defn = random_definition(rng, n)
+        dpath = write_definition(defn, n)
+        db = "d%d" % n
+        step("random definition %d: live" % n)
+        psql("CREATE DATABASE " + db)
+        project(broker, db, dpath)
+        want = model(defn, events)
+        check(len(want[1]) > len(want[0]) > 300,
+              "definition %d: a workload too small to tell" % n)
+        same_tables("definition %d live" % n, tables(db), want)
+        check_recorded(db, defn)
+
+        step("random definition %d: rebuilt from the database" % n)
+        replay("rebuild", "--into", "whatif", "--from-db", "--definition",
+               dpath, "-d", "dbname=d0", "-q")
+        same_tables("definition %d rebuilt" % n, tables("d0", "whatif"),
+                    want)
+        check_recorded("d0", defn, "whatif")
+        psql("DROP SCHEMA whatif CASCADE", db="d0")
+
+    step("what-if: MQL at 70 for model fit-v2, summary, promote")
+    summary_and_promote(broker, events)
+
+    step("another definition than the recorded one: exit 78")
+    err = project(broker, "d1", None, expect_rc=78)
+    for want in ("random-1", "leadflow-replay rebuild --into",
+                 "--definition", "diff --against", "--summary", "promote",
+                 "funnel.definition="):
+        check(want in err, "the refusal lacks %r: %s" % (want, err))
+    err = project(broker, "d2", write_definition(
+        dict(default_definition(), version=2), 99), expect_rc=78)
+    check("version 2" in err, "the refusal names no version: %s" % err)
+    # The same rules in another layout are the same definition.
+    psql("CREATE DATABASE d9")
+    project(broker, "d9", None)
+    shuffled = default_definition()
+    shuffled["rules"].reverse()
+    project(broker, "d9", write_definition(shuffled, 98))
+
+    step("a bad definition file: exit 78, nothing starts")
+    bad = write_definition(dict(default_definition(), rules=[]), 97)
+    err = project(broker, "d9", bad, expect_rc=78)
+    check("missing rule for event" in err and bad in err, err)
+
+    broker.stop()
+    print("ok: test_definition")
+
+
+if __name__ == "__main__":
+    main()

@@ -194,10 +194,8 @@ static int settings(const lf_cli_t *cli, lf_conf_t **conf)
         fprintf(stderr, "leadflow-project: out of memory\n");
         return LF_EX_SOFTWARE;
     }
-    if ((err = lf_cli_conf(cli, *conf, errstr, sizeof(errstr)))) {
-        fprintf(stderr, "leadflow-project: %s\n", errstr);
-        return err == LF_ERR_IO ? LF_EX_CONFIG : LF_EX_USAGE;
-    }
+    if ((err = lf_cli_conf(cli, *conf, errstr, sizeof(errstr))))
+        return lf_cli_conf_failed(cli, err, errstr);
     lf_conf_default(*conf, "bootstrap.servers", "localhost:9092");
     lf_conf_default(*conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC);
     lf_conf_default(*conf, "group.id", "leadflow-projector");
@@ -755,27 +753,21 @@ int main(int argc, char **argv)
     /* --batch: BENCHMARKS.md, "Batch size". */
     project_cfg_t cfg = {.batch_max = 10000, .linger_ms = 50, .writers = 2};
     app_t app = {.cfg = &cfg};
+    lf_cli_next_t next;
     lf_cli_t cli;
     int rc;
 
     lf_log_init("project");
     tune_malloc();
-    switch (parse(argc, argv, &cli, &cfg)) {
-    case LF_CLI_DONE:
-        rc = LF_EX_OK;
-        break;
-    case LF_CLI_USAGE:
-        rc = LF_EX_USAGE;
-        break;
-    default:
-        if ((rc = settings(&cli, &app.conf)))
-            break;
+    if ((next = parse(argc, argv, &cli, &cfg)) != LF_CLI_RUN) {
+        rc = lf_cli_exit_code(next);
+    } else if (!(rc = settings(&cli, &app.conf))) {
         if (cli.dump) {
             lf_conf_dump(app.conf, stdout);
-            break;
+        } else {
+            lf_cli_catch_signals(false);
+            rc = run(&app);
         }
-        lf_cli_catch_signals(false);
-        rc = run(&app);
     }
     app_free(&app);
     lf_conf_destroy(app.conf);

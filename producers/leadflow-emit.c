@@ -765,31 +765,21 @@ int main(int argc, char **argv)
     emit_cfg_t cfg = {0};
     lf_conf_t *conf = NULL;
     char errstr[512];
+    lf_cli_next_t next;
     lf_cli_t cli;
     lf_err_t err;
     int rc;
 
     lf_log_init("emit");
-    switch (parse(argc, argv, &cli, &cfg)) {
-    case LF_CLI_DONE:
-        rc = LF_EX_OK;
-        break;
-    case LF_CLI_USAGE:
-        rc = LF_EX_USAGE;
-        break;
-    default:
-        /* environment < -c FILE < -X/-b/-t, then the producer defaults */
-        err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr));
-        if (err == LF_ERR_INVALID)
-            rc = (lf_cli_usage_error(&cli, "-X: %s", errstr), LF_EX_USAGE);
-        else if (err)
-            rc = (fprintf(stderr, PROG ": %s\n", errstr),
-                  err == LF_ERR_NOMEM ? LF_EX_SOFTWARE : LF_EX_CONFIG);
-        else if (cli.dump)
-            rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
-        else
-            rc = run(conf, &cfg);
-    }
+    /* environment < -c FILE < -X/-b/-t, then the producer defaults */
+    if ((next = parse(argc, argv, &cli, &cfg)) != LF_CLI_RUN)
+        rc = lf_cli_exit_code(next);
+    else if ((err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr))))
+        rc = lf_cli_conf_failed(&cli, err, errstr);
+    else if (cli.dump)
+        rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
+    else
+        rc = run(conf, &cfg);
     lf_conf_destroy(conf);
     lf_cli_free(&cli);
     return rc;

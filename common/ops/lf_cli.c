@@ -244,6 +244,21 @@ lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec, void *cfg,
     return next;
 }
 
+int lf_cli_exit_code(lf_cli_next_t next)
+{
+    return next == LF_CLI_DONE ? LF_EX_OK : LF_EX_USAGE;
+}
+
+int lf_cli_conf_failed(const lf_cli_t *cli, lf_err_t err, const char *errstr)
+{
+    if (err == LF_ERR_INVALID) {
+        lf_cli_usage_error(cli, "-X: %s", errstr);
+        return LF_EX_USAGE;
+    }
+    fprintf(stderr, "%s: %s\n", cli->spec->prog, errstr);
+    return err == LF_ERR_NOMEM ? LF_EX_SOFTWARE : LF_EX_CONFIG;
+}
+
 void lf_cli_free(lf_cli_t *cli)
 {
     if (!cli)

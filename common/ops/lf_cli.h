@@ -91,6 +91,21 @@ lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec, void *cfg,
 /** NULL-safe; the strings belong to argv. */
 void lf_cli_free(lf_cli_t *cli);
 
+/**
+ * The exit code main() returns when lf_cli_parse() did not say run:
+ * @returns LF_EX_OK after --help or --version, LF_EX_USAGE after a usage
+ * error (already printed).
+ */
+int lf_cli_exit_code(lf_cli_next_t next);
+
+/**
+ * Report a failure of lf_cli_conf() or lf_cli_producer_conf() on stderr
+ * and give main() its exit code: a malformed setting is a usage error
+ * ("prog: -X: reason" and the usage; LF_EX_USAGE), a -c file that cannot
+ * be used LF_EX_CONFIG, out of memory LF_EX_SOFTWARE.
+ */
+int lf_cli_conf_failed(const lf_cli_t *cli, lf_err_t err, const char *errstr);
+
 /** The usage of cli->spec: synopsis, the shared and own options, notes. */
 void lf_cli_usage(const lf_cli_t *cli, FILE *fp);
 

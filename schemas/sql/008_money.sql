@@ -22,6 +22,20 @@ ALTER TABLE funnel.leads
     ADD COLUMN opportunity_amount_minor bigint,
     ADD COLUMN opportunity_currency     text;
 
+-- Leads projected before this migration: the qualified event that opened
+-- their latest sales_qualified visit is their latest applied one (every
+-- applied qualified event opens such a visit).
+UPDATE funnel.leads AS l
+SET opportunity_id = e.payload ->> 'opportunity_id',
+    opportunity_amount_minor = (e.payload ->> 'amount_minor')::bigint,
+    opportunity_currency = e.payload ->> 'currency'
+FROM (SELECT DISTINCT ON (h.lead_id) h.lead_id, h.entered_by
+      FROM funnel.stage_history AS h
+      WHERE h.stage = 'sales_qualified'
+      ORDER BY h.lead_id, h.visit DESC) AS q
+JOIN funnel.events AS e ON e.event_id = q.entered_by AND e.type = 'qualified'
+WHERE l.lead_id = q.lead_id;
+
 COMMENT ON COLUMN funnel.leads.opportunity_id IS
     'Opportunity id of the lead''s latest applied qualified event; NULL if '
     'never sales qualified.';
@@ -113,7 +127,8 @@ LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN $1 = s.reporting_currency THEN 1::numeric
                 ELSE (SELECT r.rate FROM funnel_ref.fx_rates AS r
                       WHERE r.currency = $1
-                        AND r.month = date_trunc('month', $2::timestamp)::date) END
+                        AND r.month
+                            = date_trunc('month', $2::timestamp)::date) END
     FROM funnel_ref.settings AS s
 $$;
 COMMENT ON FUNCTION funnel.fx_rate(text, date) IS
@@ -435,17 +450,18 @@ COMMENT ON VIEW funnel.score_outcomes IS
     'deciding score: the latest scored event (in (occurred_at, event_id) '
     'order) at or before its first handoff, or its latest scored event if '
     'it was never handed off; leads never scored (or scored only after '
-    'their first handoff) form the row with model NULL. Per model and score band: how many leads ever reached each stage '
+    'their first handoff) form the row with model NULL. Per model and '
+    'score band: how many leads ever reached each stage '
     'and how sales answered the handoffs.';
 COMMENT ON COLUMN funnel.score_outcomes.model IS
     'Scoring model of the deciding score; NULL for leads without one (never '
     'scored, or scored only after their first handoff).';
 COMMENT ON COLUMN funnel.score_outcomes.score_band IS
     'floor(score / 10) * 10 of the deciding score (70 holds 70 to 79); NULL '
-    'for leads never scored.';
+    'for leads without one.';
 COMMENT ON COLUMN funnel.score_outcomes.threshold IS
     'The threshold of the row''s deciding scored events (the most common '
-    'one if they differ); NULL for leads never scored.';
+    'one if they differ); NULL for leads without one.';
 COMMENT ON COLUMN funnel.score_outcomes.leads IS
     'Leads whose deciding score falls in the band.';
 COMMENT ON COLUMN funnel.score_outcomes.below_threshold IS
@@ -506,7 +522,8 @@ LANGUAGE sql STABLE AS $$
                    ELSE 'reason, channel' END AS breakdown,
                r.reason, r.owner, r.channel, count(*) AS closes
         FROM r
-        GROUP BY GROUPING SETS ((r.kind, r.reason), (r.kind, r.reason, r.owner),
+        GROUP BY GROUPING SETS ((r.kind, r.reason),
+                                (r.kind, r.reason, r.owner),
                                 (r.kind, r.reason, r.channel))
     )
     SELECT g.kind, g.breakdown, g.reason, g.owner, g.channel, g.closes,
@@ -722,7 +739,8 @@ LANGUAGE sql STABLE AS $$
                0, NULL,
                (funnel.fx_rate(c.currency, c.month) IS NULL)::int
         FROM funnel_ref.campaign_costs AS c
-        WHERE ($1 IS NULL OR c.month >= date_trunc('month', $1::timestamp)::date)
+        WHERE ($1 IS NULL
+               OR c.month >= date_trunc('month', $1::timestamp)::date)
           AND ($2 IS NULL OR c.month <= $2)
           AND ($3 IS NULL OR c.channel = $3)
     ), g AS (
@@ -730,7 +748,8 @@ LANGUAGE sql STABLE AS $$
                    WHEN 0 THEN 'month' WHEN 1 THEN 'campaign'
                    WHEN 3 THEN 'channel' ELSE 'total' END AS grain,
                f.channel, f.campaign, f.month,
-               round(sum(f.cost))::bigint AS cost, sum(f.lead)::bigint AS leads,
+               round(sum(f.cost))::bigint AS cost,
+               sum(f.lead)::bigint AS leads,
                sum(f.mql)::bigint AS mqls, sum(f.sql)::bigint AS sqls,
                sum(f.won)::bigint AS won,
                coalesce(round(sum(f.revenue)), 0)::bigint AS revenue,

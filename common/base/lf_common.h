@@ -19,6 +19,9 @@ typedef enum lf_err_e {
     LF_ERR_KAFKA,     /**< librdkafka failed */
     LF_ERR_PG,        /**< PostgreSQL failed */
     LF_ERR_TEMPORARY, /**< worth retrying later */
+    LF_ERR_STALE,     /**< the database is not where the caller believed
+                           (stored offsets moved or lost): re-read the
+                           stored offsets, do not retry as is */
 } lf_err_t;
 
 /* sysexits(3) codes, listed in every program's --help. */

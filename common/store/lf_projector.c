@@ -33,6 +33,7 @@ typedef struct next_offset_s {
     int topic;
     int32_t partition;
     int64_t next;
+    int64_t from; /* lf_projector_continue_from(), or LF_PROJECTOR_UNDECLARED */
 } next_offset_t;
 
 struct lf_projector_s {
@@ -263,7 +264,8 @@ static entry_t *new_entry(lf_projector_t *p, const char *topic,
             p->offs = n;
             p->off_cap = cap;
         }
-        p->offs[p->off_count++] = (next_offset_t){t, partition, offset + 1};
+        p->offs[p->off_count++] =
+            (next_offset_t){t, partition, offset + 1, LF_PROJECTOR_UNDECLARED};
     } else if (offset + 1 > p->offs[i].next) {
         p->offs[i].next = offset + 1;
     }
@@ -350,6 +352,35 @@ lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
     e->ev = *ev;
     lf_event_init(ev);
     return lead_add(p, e->ev.lead_id) ? LF_OK : LF_ERR_NOMEM;
+}
+
+/* ---- the offsets fence's declarations ------------------------------- */
+
+lf_err_t lf_projector_continue_from(lf_projector_t *p, const char *topic,
+                                    int32_t partition, int64_t from)
+{
+    for (size_t i = 0; i < p->off_count; i++) {
+        next_offset_t *o = &p->offs[i];
+        if (o->partition != partition || strcmp(p->topics[o->topic], topic))
+            continue;
+        if (o->from == LF_PROJECTOR_UNDECLARED)
+            o->from = from;
+        return LF_OK;
+    }
+    return LF_ERR_INVALID;
+}
+
+bool lf_projector_partition(const lf_projector_t *p, size_t i,
+                            const char **topic, int32_t *partition,
+                            int64_t *from, int64_t *next)
+{
+    if (i >= p->off_count)
+        return false;
+    *topic = p->topics[p->offs[i].topic];
+    *partition = p->offs[i].partition;
+    *from = p->offs[i].from;
+    *next = p->offs[i].next;
+    return true;
 }
 
 /* ---- flush helpers --------------------------------------------------- */
@@ -1103,6 +1134,59 @@ done:
     return err;
 }
 
+/* The offsets fence, in the batch's transaction before its offsets are
+ * stored: every partition whose messages were declared to continue from a
+ * stored next offset (lf_projector_continue_from()) must still have that
+ * value in funnel.offsets, locked until the commit. A database that lost
+ * commits (a failover to an asynchronous standby) or another writer that
+ * moved a partition on makes the values differ: then nothing of the batch
+ * may be written, since its messages would sit next to a gap or on top of
+ * a range written twice, and storing its offsets would hide the gap for
+ * good. Kafka offsets may have gaps (compaction, the markers of
+ * transactional producers), so a batch is never checked against its first
+ * message's offset: it stores last+1 and the next batch continues from
+ * exactly that value, gap or not. @returns LF_OK, LF_ERR_STALE, or a
+ * statement's error. */
+static lf_err_t check_continues(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    char sql[256];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT next_offset FROM %s.offsets WHERE group_id = $1 AND "
+             "topic = $2 AND partition = $3 FOR UPDATE",
+             p->schema);
+    for (size_t i = 0; i < p->off_count; i++) {
+        const next_offset_t *o = &p->offs[i];
+        char part[16], stored[24] = "none";
+        const char *params[3] = {p->group_id, p->topics[o->topic], part};
+        PGresult *res;
+        bool same;
+
+        if (o->from == LF_PROJECTOR_UNDECLARED)
+            continue;
+        snprintf(part, sizeof(part), "%d", (int)o->partition);
+        res = PQexecParams(f->conn, sql, 3, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            lf_err_t err = fail(f, res, "reading stored offsets");
+            PQclear(res);
+            return err;
+        }
+        if (PQntuples(res))
+            snprintf(stored, sizeof(stored), "%s", PQgetvalue(res, 0, 0));
+        same = PQntuples(res) ? strtoll(stored, NULL, 10) == o->from
+                              : o->from == LF_PROJECTOR_NO_ROW;
+        PQclear(res);
+        if (!same)
+            return lf_seterr(LF_ERR_STALE, f->errstr, f->errstr_size,
+                             "topic %s partition %d: the stored next offset "
+                             "is %s, this batch continues from %lld",
+                             p->topics[o->topic], (int)o->partition, stored,
+                             (long long)o->from);
+    }
+    return LF_OK;
+}
+
 lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
                             rd_kafka_topic_partition_list_t **committed,
                             char *errstr, size_t errstr_size)
@@ -1346,6 +1430,8 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
             goto rollback;
     }
     if (p->group_id) {
+        if ((err = check_continues(&f)))
+            goto rollback;
         snprintf(sql, sizeof(sql),
                  "INSERT INTO %s.offsets (group_id, topic, partition, "
                  "next_offset) VALUES ($1, $2, $3, $4) "

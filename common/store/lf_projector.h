@@ -81,6 +81,39 @@ lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
                                 const char *topic, int32_t partition,
                                 int64_t offset);
 
+/** lf_projector_continue_from()'s @p from when funnel.offsets holds no row
+ *  for the partition (it was never written under this group). */
+#define LF_PROJECTOR_NO_ROW (-1)
+/** lf_projector_partition()'s @p from when nothing was declared. */
+#define LF_PROJECTOR_UNDECLARED INT64_MIN
+
+/**
+ * Fence the batch on the stored offsets: declare that its messages of
+ * @p topic / @p partition continue from @p from, the next offset the
+ * caller believes funnel.offsets holds for them (read at assignment, or
+ * the next offset after the last message it added to an earlier batch),
+ * or LF_PROJECTOR_NO_ROW. lf_projector_flush() then refuses the batch with
+ * LF_ERR_STALE unless the stored value is still @p from. Call after adding
+ * a message of the partition; the first declaration per partition and
+ * batch counts, later ones are ignored. A partition never declared is not
+ * fenced (replay's rebuild).
+ * @returns LF_OK, or LF_ERR_INVALID when the batch holds no message of the
+ * partition (nothing declared).
+ */
+lf_err_t lf_projector_continue_from(lf_projector_t *p, const char *topic,
+                                    int32_t partition, int64_t from);
+
+/**
+ * Partition @p i (from 0) of the current batch: *topic (the projector's,
+ * valid until lf_projector_destroy()), *partition, the stored next offset
+ * it continues from (*from, LF_PROJECTOR_NO_ROW or
+ * LF_PROJECTOR_UNDECLARED) and the next offset a flush stores (*next).
+ * @returns false when the batch has fewer partitions.
+ */
+bool lf_projector_partition(const lf_projector_t *p, size_t i,
+                            const char **topic, int32_t *partition,
+                            int64_t *from, int64_t *next);
+
 /** Messages in the current batch. */
 size_t lf_projector_pending(const lf_projector_t *p);
 
@@ -105,8 +138,11 @@ bool lf_projector_full(const lf_projector_t *p, size_t batch_max);
  * commit to Kafka (caller destroys it). On failure the transaction is
  * rolled back and the batch kept, so the same call can be retried.
  * @returns LF_OK, LF_ERR_TEMPORARY (connection or server trouble: retry
- * later, maybe after reconnecting) or LF_ERR_PG (the database refused the
- * data: retrying may not help, but nothing was written).
+ * later, maybe after reconnecting), LF_ERR_PG (the database refused the
+ * data: retrying may not help, but nothing was written) or LF_ERR_STALE
+ * (a partition's stored next offset is not the one the batch continues
+ * from, lf_projector_continue_from(): nothing was written; do not retry
+ * the batch, re-read the stored offsets and consume from there).
  */
 lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
                             rd_kafka_topic_partition_list_t **committed,

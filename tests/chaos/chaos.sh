@@ -39,10 +39,39 @@
 #             it is there funnel.offsets must not move, no event may be
 #             stored or dead-lettered; the projector retries and completes
 #             once the trigger is dropped
+# Long set only (named on the command line, they run in --quick too; their
+# short versions are tests/integration/test_failover_pg.sh and
+# test_group.sh):
+#   failover  PostgreSQL failover, CHAOS_FAILOVERS (20) times: the stack's
+#             PostgreSQL and an asynchronous streaming standby
+#             (tools/pg-standby.sh), the projector given both in one libpq
+#             multi-host conninfo (target_session_attrs=read-write); at a
+#             random moment of the stream the primary is stopped hard
+#             (-m immediate) and the standby promoted, the old primary is
+#             rebuilt as the new standby. Half of the time the standby's WAL
+#             receiver is cut a random moment before the stop, so that it
+#             surely misses commits; each failover logs what the standby lost
+#             (old primary's offsets, read from its data directory, against
+#             the promoted one's), and at least a quarter must have lost some
+#   group     three projectors in one group on 12 partitions, restarted one
+#             at a time (SIGTERM and SIGKILL alternately), CHAOS_GROUP_RESTARTS
+#             (30) times while the stream is produced; the committed ranges
+#             in their logs (-v -v, msg=committed) must chain per partition:
+#             no batch of a partition written twice, none skipped
+#             (tests/chaos/group_lib.sh)
+#   scale     1 -> 3 -> 1 projectors in one group during the stream, the
+#             same checks
+#   replayfo  leadflow-replay rewind and promote cut off by a failover while
+#             they wait for a lock (they must fail and change nothing, then
+#             succeed when run again), and CHAOS_REPLAY_FAILOVERS (4) rewinds
+#             with the primary stopped at a random moment around them: the
+#             promoted standby holds the offsets from before or after the
+#             rewind, never a mix
 #
 # Knobs (environment): CHAOS_LEADS (quick 500 / long 4000), CHAOS_KILLS,
 # CHAOS_PG_CRASHES, CHAOS_PG_DOWN_S, CHAOS_DISK_S, CHAOS_TWO_KILLS,
-# CHAOS_EMIT_KILLS, CHAOS_STREAM_S (how long emit takes to send the file),
+# CHAOS_EMIT_KILLS, CHAOS_FAILOVERS, CHAOS_GROUP_RESTARTS,
+# CHAOS_REPLAY_FAILOVERS, CHAOS_STREAM_S (how long emit takes to send the file),
 # CHAOS_SEED (printed; the same seed gives the same workload), CHAOS_JOBS
 # (default 2); CHAOS_KEEP=1 keeps the logs. The figures in RELIABILITY.md
 # come from `make chaos` (--long) and test_chaos_quick.sh (--quick).
@@ -54,6 +83,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 ALL_SCENARIOS="kill pg broker two emitkill diskfull"
+LONG_SCENARIOS="failover group scale replayfo"
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SELF"
@@ -74,14 +104,22 @@ parent() {
         -h | --help) usage; exit 0 ;;
         -*) echo "chaos.sh: unknown option $1" >&2; exit 64 ;;
         *)
-            case " $ALL_SCENARIOS " in *" $1 "*) scen+=("$1") ;;
-            *) echo "chaos.sh: unknown scenario $1 (one of $ALL_SCENARIOS)" >&2
+            case " $ALL_SCENARIOS $LONG_SCENARIOS " in *" $1 "*) scen+=("$1") ;;
+            *) echo "chaos.sh: unknown scenario $1 (one of $ALL_SCENARIOS" \
+                "$LONG_SCENARIOS)" >&2
                 exit 64 ;;
             esac ;;
         esac
         shift
     done
-    [ ${#scen[@]} -gt 0 ] || read -r -a scen <<<"$ALL_SCENARIOS"
+    if [ ${#scen[@]} = 0 ]; then
+        # the long set starts with its longest scenarios
+        if [ "$mode" = long ]; then
+            read -r -a scen <<<"failover group $ALL_SCENARIOS scale replayfo"
+        else
+            read -r -a scen <<<"$ALL_SCENARIOS"
+        fi
+    fi
     [ -n "$bin" ] || bin=$(cd "$HERE/../.." && pwd)/build/bin
     bin=$(cd "$bin" && pwd)
     [ -x "$bin/leadflow-project" ] || {
@@ -94,14 +132,19 @@ parent() {
         : "${CHAOS_LEADS:=4000}" "${CHAOS_KILLS:=100}" "${CHAOS_PG_CRASHES:=3}"
         : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=10}" "${CHAOS_STREAM_S:=30}"
         : "${CHAOS_TWO_KILLS:=4}" "${CHAOS_EMIT_KILLS:=5}"
+        : "${CHAOS_FAILOVERS:=20}" "${CHAOS_GROUP_RESTARTS:=30}"
+        : "${CHAOS_REPLAY_FAILOVERS:=4}"
     else
         : "${CHAOS_LEADS:=500}" "${CHAOS_KILLS:=10}" "${CHAOS_PG_CRASHES:=1}"
         : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=4}" "${CHAOS_STREAM_S:=10}"
         : "${CHAOS_TWO_KILLS:=1}" "${CHAOS_EMIT_KILLS:=2}"
+        : "${CHAOS_FAILOVERS:=2}" "${CHAOS_GROUP_RESTARTS:=3}"
+        : "${CHAOS_REPLAY_FAILOVERS:=2}"
     fi
     : "${CHAOS_SEED:=$((RANDOM % 1000 + 1))}"
     export CHAOS_LEADS CHAOS_KILLS CHAOS_PG_CRASHES CHAOS_PG_DOWN_S \
-        CHAOS_DISK_S CHAOS_STREAM_S CHAOS_TWO_KILLS CHAOS_EMIT_KILLS CHAOS_SEED
+        CHAOS_DISK_S CHAOS_STREAM_S CHAOS_TWO_KILLS CHAOS_EMIT_KILLS CHAOS_SEED \
+        CHAOS_FAILOVERS CHAOS_GROUP_RESTARTS CHAOS_REPLAY_FAILOVERS
     export LEADFLOW_BIN=$bin
     CHAOS_WORK=$(mktemp -d /tmp/leadflow-chaos.XXXXXX)
     export CHAOS_WORK
@@ -209,8 +252,11 @@ child() {
         lf_stack_up
     fi
     echo "stack: brokers=$LEADFLOW_BROKERS pg=$PGHOST:$PGPORT"
-    lf_broker "topic $TOPIC 4" >/dev/null
-    lf_newdb "$DB"
+    case $SCEN in
+    group | scale) ;; # group_lib.sh makes a 12-partition topic
+    *) lf_broker "topic $TOPIC 4" >/dev/null
+        lf_newdb "$DB" ;;
+    esac
     export PGDATABASE=$DB
     "scenario_$SCEN"
 }
@@ -618,6 +664,291 @@ scenario_diskfull() {
     log "$code retries logged"
     wait_emit
     drain_with_running
+    verify
+}
+
+# ---- PostgreSQL failover to an asynchronous standby, many times -----------
+# Node 1 is the stack's PostgreSQL, node 2 a standby beside it; they swap
+# roles at each failover and keep their ports, so one conninfo names both.
+FO_DIR=()
+FO_PORT=()
+fo_stop_nodes() {
+    [ -n "${FO_DIR[2]:-}" ] && [ -d "${FO_DIR[2]}" ] &&
+        "$SRC/tools/pg-throwaway.sh" stop "${FO_DIR[2]}" >/dev/null 2>&1
+    lf_cleanup
+}
+
+fo_sum() { # fo_sum NODE: the messages committed there (0 if unreachable)
+    psql -X -At -h "${FO_DIR[$1]}" -p "${FO_PORT[$1]}" -d "$DB" \
+        -c "SELECT coalesce(sum(next_offset), 0) FROM funnel.offsets" \
+        2>/dev/null || echo 0
+}
+
+# fo_use NODE: point q, events, verify and drain at NODE.
+fo_use() {
+    export PGHOST=${FO_DIR[$1]} PGPORT=${FO_PORT[$1]}
+}
+
+# fo_switch WHAT P S: stop primary P hard, let standby S replay all it
+# received, promote it, rebuild P as S's standby on P's old port. Sets
+# FO_BEFORE (P's last offsets sum, from its data directory) and FO_AFTER
+# (S's once promoted).
+fo_switch() {
+    local what=$1 p=$2 s=$3
+    lf_as_pg "$PGBIN_DIR/pg_ctl" -D "${FO_DIR[$p]}/data" -m immediate -w \
+        -t 30 stop >/dev/null || fail "$what: cannot stop the primary"
+    # all the standby received is replayed before it is read: its offsets
+    # are then those it will have once promoted
+    "$SRC/tools/pg-standby.sh" cut "${FO_DIR[$s]}" ||
+        fail "$what: the standby does not settle"
+    FO_AFTER=$(fo_sum "$s")
+    "$SRC/tools/pg-standby.sh" promote "${FO_DIR[$s]}" ||
+        fail "$what: cannot promote the standby"
+    fo_use "$s"
+    FO_BEFORE=$("$SRC/tools/pg-standby.sh" inspect "${FO_DIR[$p]}" "$DB" \
+        "SELECT coalesce(sum(next_offset), 0) FROM funnel.offsets") ||
+        fail "$what: cannot read the old primary's offsets"
+    # the old primary becomes the new standby, on its old port
+    "$SRC/tools/pg-throwaway.sh" stop "${FO_DIR[$p]}" >/dev/null 2>&1 ||
+        fail "$what: cannot remove the old primary"
+    "$SRC/tools/pg-standby.sh" start "${FO_DIR[$s]}" "${FO_DIR[$p]}" \
+        "${FO_PORT[$p]}" >/dev/null 2>>"$W/$SCEN.standby.log" ||
+        fail "$what: cannot rebuild node $p as a standby:
+$(tail -n 5 "$W/$SCEN.standby.log")"
+}
+
+# fo_once F PRIMARY STANDBY: one failover at a random moment of the stream;
+# adds to FO_LOSSES/FO_LOST.
+fo_once() {
+    local f=$1 p=$2 s=$3 cut=no lost
+    wait_progress "$(events)" 120
+    sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+    if [ $((RANDOM % 2)) = 0 ]; then
+        # the standby stops receiving WAL; the primary goes on committing
+        "$SRC/tools/pg-standby.sh" cut "${FO_DIR[$s]}" ||
+            fail "failover $f: cannot cut the standby"
+        cut=yes
+        sleep "0.$((RANDOM % 10))"
+    fi
+    fo_switch "failover $f" "$p" "$s"
+    lost=$((FO_BEFORE - FO_AFTER))
+    [ "$lost" -ge 0 ] ||
+        fail "failover $f: the standby is ahead ($FO_AFTER > $FO_BEFORE)"
+    [ "$lost" -gt 0 ] && FO_LOSSES=$((FO_LOSSES + 1))
+    FO_LOST=$((FO_LOST + lost))
+    log "failover $f: node $p stopped hard (receiver cut before: $cut)," \
+        "node $s promoted; old primary $FO_BEFORE offsets, promoted" \
+        "$FO_AFTER: lost $lost"
+}
+
+# fo_pair: node 1 is the stack's PostgreSQL, node 2 its new standby; sets
+# FO_CONN, the multi-host conninfo naming both.
+fo_pair() {
+    FO_DIR=("" "$LEADFLOW_PGDATA" "$LF_TMP/pg2")
+    FO_PORT=("" "$PGPORT" "")
+    trap fo_stop_nodes EXIT
+    FO_PORT[2]=$("$SRC/tools/pg-standby.sh" start "${FO_DIR[1]}" "${FO_DIR[2]}" \
+        2>>"$W/$SCEN.standby.log" | sed -n 's/^export PGPORT=//p') || true
+    [ -n "${FO_PORT[2]}" ] || fail "the standby did not start:
+$(tail -n 5 "$W/$SCEN.standby.log")"
+    fo_use 1
+    FO_CONN="host=${FO_DIR[1]},${FO_DIR[2]} port=${FO_PORT[1]},${FO_PORT[2]}
+          dbname=$DB user=postgres connect_timeout=5
+          target_session_attrs=read-write"
+}
+
+scenario_failover() {
+    local f p=1 s=2 total i
+    fo_pair
+    FO_LOSSES=0 FO_LOST=0
+    # a stream long enough for every failover to land in it
+    CHAOS_STREAM_S=$((CHAOS_FAILOVERS * 8)) emit_stream
+    project_bg "$W/failover.project.log" -d "$FO_CONN" --batch 3 -v
+    for f in $(seq 1 "$CHAOS_FAILOVERS"); do
+        fo_once "$f" "$p" "$s"
+        i=$p p=$s s=$i
+    done
+    FAULTS+=("$CHAOS_FAILOVERS failovers ($FO_LOSSES lost $FO_LOST offsets)")
+    wait_emit
+    total=$(messages)
+    for i in $(seq 1 1800); do
+        [ "$(fo_sum "$p")" -ge "$total" ] && break
+        kill -0 "$PJ" 2>/dev/null || fail "the projector died"
+        sleep 0.1
+    done
+    log "the projector committed $(fo_sum "$p") of $total messages"
+    kill -TERM "$PJ" 2>/dev/null || true
+    reap "$PJN" || fail "the projector exited $? on SIGTERM"
+    [ $((FO_LOSSES * 4)) -ge "$CHAOS_FAILOVERS" ] ||
+        fail "only $FO_LOSSES of $CHAOS_FAILOVERS failovers lost commits"
+    verify
+}
+
+# ---- leadflow-replay cut off by a failover ---------------------------------
+# rewind and promote each write in one transaction: whatever the moment of
+# the failover, the promoted standby must hold the state from before the
+# operation or the whole result of it, never a part. Made certain once each:
+# the operation waits for a lock held by another session when the primary
+# stops (it must then fail and have done nothing, and succeed when run
+# again); then CHAOS_REPLAY_FAILOVERS rewinds with the stop at a random
+# moment around them, the standby's receiver cut half of the time.
+rp_offsets() {
+    q "SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition)
+       FROM funnel.offsets WHERE group_id = 'g-$DB'"
+}
+rp_schemas() {
+    q "SELECT string_agg(regexp_replace(nspname, '[0-9]+$', 'N'), ','
+       ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'funnel%'"
+}
+rp_replay() { # rp_replay NAME ARGS...: leadflow-replay in the background
+    local name=$1
+    shift
+    spawn "$name" "$BIN/leadflow-replay" "$@" -d "$FO_CONN" \
+        -b "$LEADFLOW_BROKERS" -t "$TOPIC" -g "g-$DB" --progress none \
+        2>>"$W/$SCEN.replay.log"
+}
+# rp_block LOCKSQL: another session takes a lock and holds it; returns once
+# it is granted.
+rp_block() {
+    rm -f "$W/$SCEN.blocked"
+    NSPAWN=$((NSPAWN + 1))
+    spawn "block$NSPAWN" psql -X -q -v ON_ERROR_STOP=1 -c "BEGIN" -c "$1" \
+        -c "\\o $W/$SCEN.blocked" -c "SELECT 1" -c "SELECT pg_sleep(3600)" \
+        2>>"$W/$SCEN.block.log"
+    for _ in $(seq 1 300); do
+        [ -s "$W/$SCEN.blocked" ] && return 0
+        sleep 0.1
+    done
+    fail "the blocking session got no lock"
+}
+# rp_waiting: until a session other than the blocker waits for a lock
+rp_waiting() {
+    for _ in $(seq 1 300); do
+        [ "$(q "SELECT count(*) FROM pg_locks WHERE NOT granted")" -gt 0 ] &&
+            return 0
+        sleep 0.1
+    done
+    fail "no session waits for the blocker's lock"
+}
+# rp_caught_up S: until standby S has replayed all the primary wrote.
+rp_caught_up() {
+    local lsn
+    lsn=$(q "SELECT pg_current_wal_lsn()")
+    for _ in $(seq 1 600); do
+        [ "$(psql -X -At -h "${FO_DIR[$1]}" -p "${FO_PORT[$1]}" -d "$DB" -c \
+            "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && return 0
+        sleep 0.1
+    done
+    fail "the standby does not catch up"
+}
+
+scenario_replayfo() {
+    local p=1 s=2 i rc offs new sch f target cut outcome
+    fo_pair
+    emit_all
+    "${LF_PROJECT[@]}" -d "$FO_CONN" -t "$TOPIC" -g "g-$DB" --idle-exit 3 -q \
+        2>>"$W/$SCEN.drain.log" || fail "the first projection exited $?"
+
+    # rewind, cut off while it waits for the offsets' lock
+    offs=$(rp_offsets)
+    rp_caught_up "$s"
+    rp_block "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE MODE"
+    rp_replay rw1 rewind --to-offset 0:beginning,1:beginning,2:beginning,3:beginning \
+        --no-group-check --lock-timeout 600
+    rp_waiting
+    fo_switch "rewind" "$p" "$s"
+    i=$p p=$s s=$i
+    rc=0
+    reap rw1 || rc=$?
+    [ "$rc" != 0 ] || fail "rewind reported success although cut off"
+    [ "$(rp_offsets)" = "$offs" ] ||
+        fail "rewind cut off (exit $rc) changed the offsets: $offs -> $(rp_offsets)"
+    log "rewind cut off by a failover: exit $rc, offsets unchanged ($offs)"
+    rp_replay rw2 rewind --to-offset 0:beginning,1:beginning,2:beginning,3:beginning \
+        --no-group-check
+    reap rw2 || fail "rewind after the failover exited $?"
+    [ "$(rp_offsets)" = "0:0,1:0,2:0,3:0" ] ||
+        fail "rewind after the failover: offsets $(rp_offsets)"
+    "${LF_PROJECT[@]}" -d "$FO_CONN" -t "$TOPIC" -g "g-$DB" --idle-exit 3 -q \
+        2>>"$W/$SCEN.drain.log" || fail "the projection after rewind exited $?"
+    FAULTS+=("rewind cut")
+
+    # promote, cut off while it waits for a reader's lock
+    rp_replay rb rebuild --into funnel_new --from-db
+    reap rb || fail "rebuild exited $?"
+    sch=$(rp_schemas)
+    rp_caught_up "$s"
+    rp_block "LOCK TABLE funnel.leads IN ACCESS SHARE MODE"
+    rp_replay pr1 promote funnel_new --no-group-check --lock-timeout 600
+    sleep 2 # its attempts at the locks are short and repeated
+    kill -0 "$SPAWNED" 2>/dev/null || fail "promote did not wait for the lock"
+    fo_switch "promote" "$p" "$s"
+    i=$p p=$s s=$i
+    rc=0
+    reap pr1 || rc=$?
+    [ "$rc" != 0 ] || fail "promote reported success although cut off"
+    [ "$(rp_schemas)" = "$sch" ] ||
+        fail "promote cut off (exit $rc) changed the schemas: $sch -> $(rp_schemas)"
+    log "promote cut off by a failover: exit $rc, schemas unchanged ($sch)"
+    rp_replay pr2 promote funnel_new --no-group-check
+    reap pr2 || fail "promote after the failover exited $?"
+    case $(rp_schemas) in
+    funnel,funnel_old_N) ;;
+    *) fail "promote after the failover: schemas $(rp_schemas)" ;;
+    esac
+    FAULTS+=("promote cut")
+
+    # rewinds at random moments around a stop
+    for f in $(seq 1 "${CHAOS_REPLAY_FAILOVERS:-4}"); do
+        offs=$(rp_offsets)
+        target=$(echo "$offs" | tr ',' '\n' |
+            awk -F: -v f="$f" '{printf "%s%d:%d", (NR > 1 ? "," : ""), $1, $2 * (9 - f) / 10}')
+        rp_caught_up "$s"
+        cut=no
+        if [ $((RANDOM % 2)) = 0 ]; then
+            "$SRC/tools/pg-standby.sh" cut "${FO_DIR[$s]}"
+            cut=yes
+        fi
+        rp_replay "rwr$f" rewind --to-offset "$target" --no-group-check
+        sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+        fo_switch "rewind $f" "$p" "$s"
+        i=$p p=$s s=$i
+        rc=0
+        reap "rwr$f" || rc=$?
+        new=$(rp_offsets)
+        if [ "$new" = "$offs" ]; then outcome="did nothing"
+        elif [ "$new" = "$target" ]; then outcome=completed
+        else fail "rewind $f half done: $offs -> $new (target $target)"
+        fi
+        log "rewind $f (exit $rc, receiver cut: $cut): $outcome on the promoted standby"
+        [ "$rc" = 0 ] && [ "$outcome" != completed ] &&
+            log "rewind $f: reported done, lost with the asynchronous standby"
+    done
+    FAULTS+=("${CHAOS_REPLAY_FAILOVERS:-4} rewind races")
+    "${LF_PROJECT[@]}" -d "$FO_CONN" -t "$TOPIC" -g "g-$DB" --idle-exit 3 -q \
+        2>>"$W/$SCEN.drain.log" || fail "the final projection exited $?"
+    verify
+}
+
+# ---- a group of three: rolling restarts; scaling out and in ----------------
+group_setup() {
+    # shellcheck source=group_lib.sh
+    . "$HERE/group_lib.sh"
+    mkdir -p "$W/$SCEN.grp"
+    grp_init "$WORK" "$W/$SCEN.grp"
+}
+
+scenario_group() {
+    group_setup
+    grp_rolling "$SCEN" "$CHAOS_GROUP_RESTARTS"
+    FAULTS+=("$CHAOS_GROUP_RESTARTS restarts of 1 of 3")
+    verify
+}
+
+scenario_scale() {
+    group_setup
+    grp_scale "$SCEN"
+    FAULTS+=("1 -> 3 -> 1 instances")
     verify
 }
 

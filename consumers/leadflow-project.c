@@ -482,7 +482,9 @@ static int start_store(app_t *app)
         .stop = &lf_cli_signals,
         .hooks = {on_committed, on_db, on_waiting, app},
     };
-    if (!(app->lanes = lf_lanes_new(&lc, errstr, sizeof(errstr)))) {
+    if (!(app->lanes = lf_lanes_new(&lc, errstr, sizeof(errstr))) ||
+        lf_metrics_watch_sla(app->metrics, app->conninfo, 30, errstr,
+                             sizeof(errstr))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
         return LF_EX_SOFTWARE;
     }

@@ -1332,6 +1332,47 @@ static void html_table(const lf_report_t *rep, FILE *fp, section_t sec,
                 PQntuples(res) - max);
 }
 
+/* One stage's line of the flows chart: its months left to right (@p dx
+ * apart), the visits entering it scaled to @p max over @p h pixels, each
+ * point labelled with its number; the months under the first line. */
+static void flows_line(FILE *fp, const lf_report_t *rep, const char *stage,
+                       size_t idx, double dx, double max, int h)
+{
+    const PGresult *res = rep->res[SEC_FLOWS];
+    int m = 0;
+
+    fprintf(fp, "<g class=\"line s%zu\"><polyline points=\"", idx);
+    for (int r = 0; r < PQntuples(res); r++)
+        if (!strcmp(get(res, r, "stage"), stage))
+            fprintf(fp, "%.1f,%.1f ", 60 + dx * m++,
+                    10 + h - h * num(get(res, r, "entered")) / max);
+    fputs("\"/>", fp);
+    m = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (strcmp(get(res, r, "stage"), stage))
+            continue;
+        double x = 60 + dx * m++;
+        double y = 10 + h - h * num(get(res, r, "entered")) / max;
+        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", x, y);
+        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"sub\">", x + 4, y - 4);
+        put_metric(fp, "tspan", NULL, rep, SEC_FLOWS, r, "entered", SHOW_COUNT);
+        fputs("</text>", fp);
+        if (idx == 0) {
+            fprintf(fp,
+                    "<text x=\"%.1f\" y=\"%d\" class=\"hdr\" "
+                    "text-anchor=\"middle\">",
+                    x, h + 30);
+            put_html(fp, get(res, r, "month"));
+            fputs("</text>", fp);
+        }
+    }
+    fprintf(fp,
+            "<rect x=\"%d\" y=\"%zu\" width=\"10\" height=\"10\"/>"
+            "<text x=\"%d\" y=\"%zu\" class=\"lbl\">%s</text></g>\n",
+            CHART_W - 110, 11 + 18 * idx, CHART_W - 94, 20 + 18 * idx,
+            stage_label(stage));
+}
+
 /* Flows per month: a line per happy-path stage of the visits entering it,
  * each point carrying its number. */
 static void html_flows(const lf_report_t *rep, FILE *fp)
@@ -1339,7 +1380,7 @@ static void html_flows(const lf_report_t *rep, FILE *fp)
     static const char *stages[] = {"captured", "marketing_qualified",
                                    "handed_off", "sales_qualified", "won"};
     const PGresult *res = rep->res[SEC_FLOWS];
-    int n = PQntuples(res), months = 0, h = 220;
+    int months = 0, h = 220;
     double max = 1;
 
     fputs("<section><h2>Flows per month</h2>\n<p class=\"note\">Visits "
@@ -1347,42 +1388,17 @@ static void html_flows(const lf_report_t *rep, FILE *fp)
           "<code>funnel.flows</code>; <code>funnel.flows_by</code> gives "
           "days, weeks and quarters).</p>\n",
           fp);
-    for (int r = 0; r < n; r++) {
+    for (int r = 0; r < PQntuples(res); r++) {
         if (!strcmp(get(res, r, "stage"), "captured"))
             months++;
         if (num(get(res, r, "entered")) > max)
             max = num(get(res, r, "entered"));
     }
     if (months) {
-        double dx = months > 1 ? 640.0 / (months - 1) : 0;
+        double dx = months > 1 ? 560.0 / (months - 1) : 0;
         svg_open(fp, CHART_W, h + 40, "Visits entering each stage per month");
-        for (size_t s = 0; s < sizeof(stages) / sizeof(*stages); s++) {
-            int m = 0;
-            fprintf(fp, "<g class=\"line s%zu\">", s);
-            for (int r = 0; r < n; r++) {
-                if (strcmp(get(res, r, "stage"), stages[s]))
-                    continue;
-                double x = 60 + dx * m++;
-                double y = 10 + h - h * num(get(res, r, "entered")) / max;
-                fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", x, y);
-                fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"sub\">", x + 4,
-                        y - 4);
-                put_metric(fp, "tspan", NULL, rep, SEC_FLOWS, r, "entered",
-                           SHOW_COUNT);
-                fputs("</text>", fp);
-                if (s == 0) {
-                    fprintf(fp,
-                            "<text x=\"%.1f\" y=\"%d\" class=\"hdr\" "
-                            "text-anchor=\"middle\">",
-                            x, h + 30);
-                    put_html(fp, get(res, r, "month"));
-                    fputs("</text>", fp);
-                }
-            }
-            fprintf(fp, "<text x=\"%d\" y=\"%zu\" class=\"lbl\">%s</text>",
-                    CHART_W - 90, 20 + 16 * s, stage_label(stages[s]));
-            fputs("</g>\n", fp);
-        }
+        for (size_t s = 0; s < sizeof(stages) / sizeof(*stages); s++)
+            flows_line(fp, rep, stages[s], s, dx, max, h);
         fputs("</svg>\n", fp);
     }
     html_table(rep, fp, SEC_FLOWS, "", 400);
@@ -1584,8 +1600,12 @@ static const char html_style[] =
     ".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:12px;"
     "margin:8px 0}th,td{padding:2px 8px;text-align:right;border-bottom:1px "
     "solid #e2e8f0;white-space:nowrap}th{color:#475569;font-weight:500}"
-    ".line circle{stroke:none}.line.s0{fill:#1e3a8a}.line.s1{fill:#2563eb}"
-    ".line.s2{fill:#0891b2}.line.s3{fill:#7c3aed}.line.s4{fill:#059669}"
+    ".line polyline{fill:none;stroke-width:2}.line circle,.line text,"
+    ".line rect{stroke:none}"
+    ".line.s0{fill:#1e3a8a;stroke:#1e3a8a}.line.s1{fill:#2563eb;"
+    "stroke:#2563eb}.line.s2{fill:#0891b2;stroke:#0891b2}.line.s3{fill:"
+    "#7c3aed;stroke:#7c3aed}.line.s4{fill:#059669;stroke:#059669}"
+    "svg .line text.lbl{fill:#334155}"
     ".dot.acc{fill:#2563eb}.dot.won{fill:#059669}"
     ".threshold{stroke:#dc2626;stroke-dasharray:4 3}";
 

@@ -161,14 +161,12 @@ END
 $$;
 
 REVOKE ALL ON SCHEMA funnel_ref FROM PUBLIC;
-GRANT USAGE ON SCHEMA funnel_ref
-    TO leadflow_marketing_ops, leadflow_analyst, leadflow_projector;
+GRANT USAGE ON SCHEMA funnel_ref TO leadflow_marketing_ops, leadflow_analyst;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
     ON funnel_ref.campaign_costs, funnel_ref.fx_rates
     TO leadflow_marketing_ops;
 GRANT SELECT, UPDATE ON funnel_ref.settings TO leadflow_marketing_ops;
-GRANT SELECT ON ALL TABLES IN SCHEMA funnel_ref
-    TO leadflow_analyst, leadflow_projector;
+GRANT SELECT ON ALL TABLES IN SCHEMA funnel_ref TO leadflow_analyst;
 
 -- ---- indexes the views need --------------------------------------------
 
@@ -824,5 +822,6 @@ COMMENT ON COLUMN funnel.roi.missing_rates IS
     'Amounts of the row (costs and won amounts) left out for want of a '
     'rate in funnel_ref.fx_rates.';
 
--- The analysts' grants of 003_roles.sql cover funnel through default
--- privileges; funnel_ref's functions are in funnel, so they are covered.
+-- The analysts' EXECUTE on the functions above comes from the default
+-- privileges of 003_roles.sql (they are in funnel); the projector needs
+-- nothing of funnel_ref.

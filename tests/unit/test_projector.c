@@ -341,7 +341,7 @@ Test(projector, messages_dead_letters_and_key_anomalies)
     rd_kafka_message_t rkm;
 
     cr_assert_not_null(codec, "%s", errstr);
-    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V1, &value, errstr,
+    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V2, &value, errstr,
                                  sizeof(errstr)),
                  LF_OK, "%s", errstr);
     memset(&rkm, 0, sizeof(rkm));

@@ -4,9 +4,11 @@
  * (occurred_at, event_id) order, to the funnel state machine
  * (lf_funnel_apply, as the projector's flush does).
  *
- *   bench_decode FILE.jsonl [REPEAT]
+ *   bench_decode FILE.jsonl [REPEAT [CONTRACT]]
  *
- * FILE.jsonl is leadflow-gen output. For comparison it also times the
+ * FILE.jsonl is leadflow-gen output. CONTRACT is the version the bodies
+ * are written in: 2 (the default, what producers write) or 1, to compare
+ * the direct reader on both. For comparison it also times the
  * producer side first: parse_all() (the JSON mapping, as leadflow-emit)
  * and encode_all() (the Avro codec, as lf_producer), whose output feeds
  * decode_all(). Each is kept out of line so that callgrind can count it
@@ -58,8 +60,9 @@ __attribute__((noinline)) static size_t encode_all(lf_codec_t *codec,
     char why[512];
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        if (lf_codec_encode(codec, &evs[i], LF_SCHEMA_ID_V1, buf, why,
-                            sizeof(why))) {
+        int32_t id =
+            lf_codec_contract(codec) == 1 ? LF_SCHEMA_ID_V1 : LF_SCHEMA_ID_V2;
+        if (lf_codec_encode(codec, &evs[i], id, buf, why, sizeof(why))) {
             bad++;
             continue;
         }
@@ -126,28 +129,14 @@ __attribute__((noinline)) static size_t apply_all(const lf_event_t *evs,
     return anomalies;
 }
 
-int main(int argc, char **argv)
+/* Every line of @p fp into *@p linesp (each strdup()ed) and their lengths
+ * into *@p lensp. @returns the number of lines. */
+static size_t read_lines(FILE *fp, char ***linesp, size_t **lensp)
 {
-    char why[512], *line = NULL, **lines = NULL;
+    char *line = NULL, **lines = NULL;
     size_t cap = 0, n = 0, lcap = 0, *lens = NULL;
     ssize_t len;
-    lf_codec_t *codec;
-    lf_buf_t buf = {0};
-    FILE *fp;
-    int repeat = argc > 2 ? atoi(argv[2]) : 1;
 
-    if (argc < 2 || repeat < 1) {
-        fprintf(stderr, "usage: bench_decode FILE.jsonl [REPEAT]\n");
-        return 64;
-    }
-    if (!(fp = fopen(argv[1], "r"))) {
-        perror(argv[1]);
-        return 66;
-    }
-    if (!(codec = lf_codec_new(why, sizeof(why)))) {
-        fprintf(stderr, "bench_decode: %s\n", why);
-        return 70;
-    }
     while ((len = getline(&line, &cap, fp)) > 0) {
         if (n == lcap) {
             lcap = lcap ? 2 * lcap : 4096;
@@ -159,8 +148,39 @@ int main(int argc, char **argv)
             abort();
         lens[n++] = (size_t)len;
     }
-    fclose(fp);
     free(line);
+    *linesp = lines;
+    *lensp = lens;
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    char why[512], **lines = NULL;
+    size_t n = 0, *lens = NULL;
+    lf_codec_t *codec;
+    lf_buf_t buf = {0};
+    FILE *fp;
+    int repeat = argc > 2 ? atoi(argv[2]) : 1;
+    int contract = argc > 3 ? atoi(argv[3]) : LF_CONTRACT_LATEST;
+
+    if (argc < 2 || argc > 4 || repeat < 1) {
+        fprintf(stderr, "usage: bench_decode FILE.jsonl [REPEAT [CONTRACT]]\n");
+        return 64;
+    }
+    if (!(fp = fopen(argv[1], "r"))) {
+        perror(argv[1]);
+        return 66;
+    }
+    if (!(codec = lf_codec_new(why, sizeof(why))) ||
+        lf_codec_set_contract(codec, contract, why, sizeof(why))) {
+        fprintf(stderr, "bench_decode: %s\n", why);
+        lf_codec_destroy(codec);
+        fclose(fp);
+        return 64;
+    }
+    n = read_lines(fp, &lines, &lens);
+    fclose(fp);
 
     lf_event_t *evs = calloc(n ? n : 1, sizeof(*evs));
     msg_t *msgs = calloc(n ? n : 1, sizeof(*msgs));
@@ -192,9 +212,9 @@ int main(int argc, char **argv)
         }
     }
     double d = n ? (double)n * repeat : 1;
-    printf("events=%zu parse_ns=%.0f encode_ns=%.0f decode_ns=%.0f "
+    printf("contract=%d events=%zu parse_ns=%.0f encode_ns=%.0f decode_ns=%.0f "
            "apply_ns=%.0f bad=%zu anomalies=%zu\n",
-           n, t[0] / d, t[1] / d, t[2] / d, t[3] / d, bad, anomalies);
+           contract, n, t[0] / d, t[1] / d, t[2] / d, t[3] / d, bad, anomalies);
     for (size_t i = 0; i < n; i++)
         free(lines[i]);
     free(lines);

@@ -7,7 +7,7 @@ transaction. It keeps no funnel model (leads, stage history): it does less
 than leadflow-project, so the ratio flatters it.
 
     percommit.py --brokers B --topic T --group G --table SCHEMA.TABLE
-                 --count N --schema lead_event.v1.avsc
+                 --count N --schema lead_event.v2.avsc
 
 Connects to PostgreSQL through libpq's PG* environment. Stops after N
 events and prints one JSON object: {"events": N, "seconds": S} where S runs

@@ -323,7 +323,7 @@ class Bench:
                         "--brokers", self.brokers, "--topic", self.backlog,
                         "--group", f"pc-{db}", "--table", "public.pc_events",
                         "--count", str(m), "--schema",
-                        os.path.join(SRC, "schemas/avro/lead_event.v1.avsc")],
+                        os.path.join(SRC, "schemas/avro/lead_event.v2.avsc")],
                        env=dict(self.env, PGDATABASE=db), capture_output=True,
                        text=True).stdout
         pc = json.loads(out)

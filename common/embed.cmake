@@ -1,4 +1,4 @@
-# Writes OUT: the v1 Avro schema and the numbered SQL migrations as C strings.
+# Writes OUT: the published Avro schemas (v1, v2) and the numbered SQL migrations as C strings.
 function(lf_c_string var path)
   file(READ ${path} hex HEX)
   string(LENGTH "${hex}" n)
@@ -11,6 +11,9 @@ string(APPEND out "#include \"lf_embedded.h\"\n\n")
 lf_c_string(avsc ${AVSC})
 string(APPEND out "static const unsigned char avsc_v1[] = ${avsc};\n")
 string(APPEND out "const char *lf_embedded_avsc_v1 = (const char *)avsc_v1;\n\n")
+lf_c_string(avsc2 ${AVSC_V2})
+string(APPEND out "static const unsigned char avsc_v2[] = ${avsc2};\n")
+string(APPEND out "const char *lf_embedded_avsc_v2 = (const char *)avsc_v2;\n\n")
 set(i 0)
 set(table "")
 foreach(f ${SQL})

@@ -19,6 +19,7 @@
  */
 
 #include "lf_cli.h"
+#include "lf_codec.h"
 #include "lf_common.h"
 #include "lf_conf.h"
 #include "lf_event.h"
@@ -64,7 +65,8 @@ typedef struct emit_s {
      * is read there, not once per report and line. */
     int64_t reports, reports_seen;
     unsigned lines_since_progress;
-    int exit_io; /* EX_NOINPUT or LF_EX_IOERR if an input failed */
+    int exit_io;       /* EX_NOINPUT or LF_EX_IOERR if an input failed */
+    lf_codec_t *check; /* --dry-run: the contract version's checks */
 } emit_t;
 
 /** A line on its way to the broker: the message opaque. Freed when its
@@ -388,7 +390,12 @@ static void emit_line(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
         reject(em, file, lineno, errstr, s, len);
         return;
     }
-    if (!p) { /* --dry-run */
+    if (!p) { /* --dry-run: what the producer would refuse, too */
+        if (em->check &&
+            lf_codec_can_carry(em->check, &ev, errstr, sizeof(errstr))) {
+            em->rejected++;
+            reject(em, file, lineno, errstr, s, len);
+        }
         lf_event_clear(&ev);
         return;
     }
@@ -552,6 +559,10 @@ static lf_cli_spec_t spec = {
     "mapping of the LeadEvent schema) from the FILEs, or stdin if none\n"
     "or \"-\", and produces each to Kafka as framed Avro, keyed by\n"
     "lead_id, with CloudEvents headers.\n"
+    "\n"
+    "Values are written in contract v2 (schema id 2: account_id, and the\n"
+    "merged, voided and erased events); -X contract.version=1 writes v1\n"
+    "and rejects a line v1 cannot carry, saying so.\n"
     "\n"
     "Every non-blank line ends as exactly one of: delivered (the broker\n"
     "acknowledged it, acks=all); rejected (invalid JSON or contract);\n"
@@ -720,6 +731,12 @@ static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
         }
         lf_producer_set_delivery_cb(p, on_delivery, &em);
         lf_producer_set_interrupt(p, &lf_cli_signals);
+    } else if ((err = lf_codec_from_conf(conf, &em.check, errstr,
+                                         sizeof(errstr)))) {
+        fprintf(stderr, PROG ": %s\n", errstr);
+        if (em.rejects != stderr)
+            fclose(em.rejects);
+        return err == LF_ERR_NOMEM ? LF_EX_SOFTWARE : LF_EX_CONFIG;
     }
     lf_cli_catch_signals(false); /* a signal interrupts a read of stdin */
 
@@ -738,6 +755,7 @@ static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
     if (em.rejects != stderr && fclose(em.rejects))
         em.rejects_failed = true;
     rc = exit_code(&em);
+    lf_codec_destroy(em.check);
     lf_buf_free(&em.out);
     return rc;
 }

@@ -4,6 +4,7 @@
  * is its command line and its two outputs. */
 
 #include "lf_cli.h"
+#include "lf_codec.h"
 #include "lf_common.h"
 #include "lf_conf.h"
 #include "lf_event.h"
@@ -233,6 +234,10 @@ enum {
     OPT_LATE,
     OPT_BAD,
     OPT_ANOM,
+    OPT_ACCOUNTS,
+    OPT_MERGES,
+    OPT_VOIDS,
+    OPT_ERASURES,
     OPT_PRODUCE
 };
 
@@ -304,6 +309,13 @@ static lf_err_t number_opt(gen_cfg_t *cfg, int opt, const char *val,
         if (end == val || *end || !(o->deal_size >= 1) || o->deal_size > 1e9)
             return BAD_ARG("--deal-size: \"%s\" is not 1..1e9", val);
         return LF_OK;
+    case OPT_ACCOUNTS:
+        if (!parse_long(val, 0, LF_WORKLOAD_MAX_LEADS, &v))
+            return BAD_ARG("--accounts: \"%s\" is not a number of accounts "
+                           "(0..50000000)",
+                           val);
+        o->accounts = (uint32_t)v;
+        return LF_OK;
     default: /* OPT_SHUFFLE */
         if (!parse_long(val, 0, 100000000, &o->shuffle))
             return BAD_ARG("--shuffle: \"%s\" is not a window size", val);
@@ -311,16 +323,22 @@ static lf_err_t number_opt(gen_cfg_t *cfg, int opt, const char *val,
     }
 }
 
-/* The probabilities: the fault knobs. */
+/* The probabilities: the fault knobs and the contract v2 events. */
 static lf_err_t prob_opt(gen_cfg_t *cfg, int opt, const char *val, char *errstr,
                          size_t errstr_size)
 {
-    static const char *names[] = {"--duplicates", "--late", "--bad",
-                                  "--anomalies"};
-    double *p[] = {&cfg->wl.duplicates, &cfg->wl.late, &cfg->wl.bad,
-                   &cfg->wl.anomalies};
-    int k = opt == OPT_DUP ? 0 : opt == OPT_LATE ? 1 : opt == OPT_BAD ? 2 : 3;
+    static const int opts[] = {OPT_DUP,    OPT_LATE,  OPT_BAD,     OPT_ANOM,
+                               OPT_MERGES, OPT_VOIDS, OPT_ERASURES};
+    static const char *names[] = {"--duplicates", "--late",   "--bad",
+                                  "--anomalies",  "--merges", "--voids",
+                                  "--erasures"};
+    double *p[] = {&cfg->wl.duplicates, &cfg->wl.late,   &cfg->wl.bad,
+                   &cfg->wl.anomalies,  &cfg->wl.merges, &cfg->wl.voids,
+                   &cfg->wl.erasures};
+    int k = 0;
 
+    while (opts[k] != opt)
+        k++;
     if (!parse_prob(val, p[k]))
         return BAD_ARG("%s: \"%s\" is not 0..1", names[k], val);
     return LF_OK;
@@ -356,6 +374,9 @@ static lf_err_t own_opt(void *arg, int opt, const char *val, char *errstr,
     case OPT_LATE:
     case OPT_BAD:
     case OPT_ANOM:
+    case OPT_MERGES:
+    case OPT_VOIDS:
+    case OPT_ERASURES:
         return prob_opt(cfg, opt, val, errstr, errstr_size);
     case 'o':
         cfg->output = val;
@@ -385,6 +406,10 @@ static const struct option longopts[] = {
     {"late", required_argument, NULL, OPT_LATE},
     {"bad", required_argument, NULL, OPT_BAD},
     {"anomalies", required_argument, NULL, OPT_ANOM},
+    {"accounts", required_argument, NULL, OPT_ACCOUNTS},
+    {"merges", required_argument, NULL, OPT_MERGES},
+    {"voids", required_argument, NULL, OPT_VOIDS},
+    {"erasures", required_argument, NULL, OPT_ERASURES},
     {"output", required_argument, NULL, 'o'},
     {"produce", no_argument, NULL, OPT_PRODUCE},
     {NULL, 0, NULL, 0}};
@@ -399,7 +424,8 @@ static lf_cli_spec_t spec = {
     " [--leads N] [--seed S] [--start DATE] [--days D]\n"
     "                    [--rate NAME=P]... [--delay NAME=DURATION]...\n"
     "                    [--duplicates P] [--shuffle W] [--late P]\n"
-    "                    [--bad P] [--anomalies P] [-o FILE]\n"
+    "                    [--bad P] [--anomalies P] [--accounts N]\n"
+    "                    [--merges P] [--voids P] [--erasures P] [-o FILE]\n"
     "       " PROG " ... --produce [-b BROKERS] [-t TOPIC]\n"
     "                    [-X key=value]... [-c FILE]\n"
     "       " PROG " --help | --version\n"
@@ -446,6 +472,18 @@ static lf_cli_spec_t spec = {
         "                         another type's field)\n"
         "      --anomalies P      per lead, an event the state machine\n"
         "                         refuses (default 0)\n"
+        "\n"
+        "Contract v2 (all off by default; with -X contract.version=1,\n"
+        "--produce refuses them):\n"
+        "      --accounts N       the leads belong to N accounts, several\n"
+        "                         each: every event carries account_id\n"
+        "                         ACC-000001... (default 0: none)\n"
+        "      --merges P         per lead, a merged event into another\n"
+        "                         lead after its last event\n"
+        "      --voids P          per event, a voided event naming it\n"
+        "                         (minutes to 3 days later)\n"
+        "      --erasures P       per lead, an erased event (a privacy\n"
+        "                         request) after its last event\n"
         "\n"
         "Output:\n"
         "  -o, --output FILE      write to FILE instead of stdout\n"
@@ -562,6 +600,23 @@ static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli, gen_cfg_t *cfg)
     return LF_CLI_RUN;
 }
 
+/* With --produce, whether the contract version written can carry what the
+ * contract v2 knobs ask for. @returns false (said) if not. */
+static bool contract_fits(const gen_cfg_t *cfg, const lf_conf_t *conf)
+{
+    const char *v = lf_conf_get(conf, LF_CONF_CONTRACT_VERSION);
+    const lf_workload_opts_t *o = &cfg->wl;
+
+    if (!v || strcmp(v, "1") ||
+        !(o->accounts || o->merges > 0 || o->voids > 0 || o->erasures > 0))
+        return true;
+    fprintf(stderr,
+            PROG ": contract.version=1 cannot carry what --accounts, "
+                 "--merges, --voids and --erasures make (account_id, "
+                 "merged, voided and erased events): write contract v2\n");
+    return false;
+}
+
 /* Generate, then write or produce. @returns an exit code. */
 static int run(const gen_cfg_t *cfg, const lf_conf_t *conf)
 {
@@ -570,6 +625,8 @@ static int run(const gen_cfg_t *cfg, const lf_conf_t *conf)
     int rc;
 
     lf_cli_catch_signals(false);
+    if (cfg->produce && !contract_fits(cfg, conf))
+        return LF_EX_CONFIG;
     if (lf_workload_new(&cfg->wl, &w, errstr, sizeof(errstr))) {
         fprintf(stderr, PROG ": %s\n", errstr);
         return LF_EX_SOFTWARE;

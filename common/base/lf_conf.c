@@ -214,7 +214,8 @@ void lf_conf_load_env(lf_conf_t *conf)
 bool lf_conf_is_ours(const char *key)
 {
     return !strcmp(key, LF_CONF_TOPIC) || !strcmp(key, LF_CONF_DB) ||
-           !strcmp(key, LF_CONF_METRICS) || !strncmp(key, "leadflow.", 9) ||
+           !strcmp(key, "contract.version") || !strcmp(key, LF_CONF_METRICS) ||
+           !strncmp(key, "leadflow.", 9) ||
            !strncmp(key, "schema.registry.", 16);
 }
 

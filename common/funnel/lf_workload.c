@@ -245,6 +245,8 @@ static const char *notes[] = {"asked to be contacted next quarter",
                               "budget frozen until next fiscal year",
                               "champion left the company",
                               "closed-lost review"};
+static const char *void_reasons[] = {"entered twice", "test record",
+                                     "wrong lead"};
 static const char *currencies[] = {"USD", "EUR", "GBP"};
 static const double currency_w[] = {70, 20, 10};
 
@@ -287,9 +289,16 @@ typedef struct gev_s {
 /* The scratch an lf_event_t points into while it is rendered. */
 typedef struct scratch_s {
     char lead_id[64], event_id[LF_UUID_STRLEN + 1], owner[16], actor[32],
-        opp[80];
+        opp[80], account[24], other[64], voided[LF_UUID_STRLEN + 1],
+        request[80];
     lf_attr_t attrs[4];
 } scratch_t;
+
+/* Event numbers (gev_t.seq) of the identity events, above any journey's:
+ * a void of event s is VOID_SEQ | s. */
+#define VOID_SEQ  0x8000u
+#define MERGE_SEQ 0xfffeu
+#define ERASE_SEQ 0xffffu
 
 struct lf_workload_s {
     lf_workload_opts_t o;
@@ -691,6 +700,61 @@ static void faults(lf_workload_t *g)
         }
 }
 
+/* The identity events of the lead whose journey is g->ev[first..end)
+ * (a lead's events are contiguous before the faults), from @p r: voids of
+ * some of its events, then perhaps a merge into another lead and an
+ * erasure, after its last event. */
+static void identity_events(lf_workload_t *g, size_t first, size_t end,
+                            rng_t *r)
+{
+    lead_t l = {.g = g, .lead = g->ev[first].lead};
+    int64_t last = 0;
+    gev_t *e;
+
+    for (size_t i = first; i < end; i++)
+        last = g->ev[i].at > last ? g->ev[i].at : last;
+    for (size_t i = first; i < end; i++) {
+        if (!rng_chance(r, g->o.voids))
+            continue;
+        int64_t at = g->ev[i].at + rng_range(r, MIN, 3 * DAY);
+        uint16_t seq = g->ev[i].seq;
+        l.seq = (uint16_t)(VOID_SEQ | seq);
+        if ((e = add_at(&l, LF_EV_VOIDED, at))) {
+            e->i1 = seq;
+            e->i2 = (int)rng_range(r, 0, N(void_reasons) - 1);
+        }
+        last = at > last ? at : last;
+    }
+    if (g->o.leads > 1 && rng_chance(r, g->o.merges)) {
+        int64_t other = rng_range(r, 0, (int64_t)g->o.leads - 2);
+        l.seq = MERGE_SEQ;
+        last += rng_range(r, HOUR, 30 * DAY);
+        if ((e = add_at(&l, LF_EV_MERGED, last)))
+            e->i1 = (int32_t)(other >= l.lead ? other + 1 : other);
+    }
+    if (rng_chance(r, g->o.erasures)) {
+        l.seq = ERASE_SEQ;
+        add_at(&l, LF_EV_ERASED, last + rng_range(r, DAY, 60 * DAY));
+    }
+}
+
+/* The identity events of every lead, from their own PRNG (the journeys
+ * stay as they are); nothing at all when their knobs are off. */
+static void identities(lf_workload_t *g)
+{
+    size_t n = g->n, first = 0;
+    rng_t r;
+
+    if (!(g->o.voids > 0 || g->o.merges > 0 || g->o.erasures > 0))
+        return;
+    rng_seed(&r, g->o.seed, UINT64_C(0x1d3)); /* "identity" */
+    for (size_t i = 1; i <= n && !g->nomem; i++)
+        if (i == n || g->ev[i].lead != g->ev[first].lead) {
+            identity_events(g, first, i, &r);
+            first = i;
+        }
+}
+
 /* Every journey, then the faults. @returns LF_OK or LF_ERR_NOMEM. */
 static lf_err_t generate(lf_workload_t *g)
 {
@@ -707,6 +771,8 @@ static lf_err_t generate(lf_workload_t *g)
     for (uint32_t i = 0; i < g->o.leads && !g->nomem; i++)
         journey(g, i, caps[i]);
     free(caps);
+    if (!g->nomem)
+        identities(g);
     if (!g->nomem)
         faults(g);
     return g->nomem ? LF_ERR_NOMEM : LF_OK;
@@ -735,20 +801,38 @@ static void render_captured(const gev_t *e, lf_event_t *ev, scratch_t *s)
     ev->u.captured.attr_count = 4;
 }
 
-/* The envelope: lead id, and an event id that is a UUID v5 of the seed,
- * the lead and the event's number, so a run again sends the same ids. */
+/* The event id of event @p seq of @p lead_id: a UUID v5 of the seed, the
+ * lead and the event's number, so a run again sends the same ids. */
+static void event_uuid(const lf_workload_t *g, const char *lead_id,
+                       unsigned seq, char *out)
+{
+    char name[160];
+    int n = snprintf(name, sizeof(name), "leadflow-gen:%llu:%s:%u",
+                     (unsigned long long)g->o.seed, lead_id, seq);
+    lf_uuid_v5(name, (size_t)n, out);
+}
+
+/* The account of lead @p lead (0-based), 1..accounts: a hash of the seed
+ * and the lead, so accounts gather leads captured at any time. */
+static uint32_t account_of(const lf_workload_t *g, uint32_t lead)
+{
+    uint64_t x = g->o.seed ^ ((uint64_t)lead * UINT64_C(0x9e3779b97f4a7c15));
+    return (uint32_t)(splitmix64(&x) % g->o.accounts) + 1;
+}
+
+/* The envelope: lead id, event id (event_uuid()), the lead's account. */
 static void render_envelope(const lf_workload_t *g, const gev_t *e,
                             lf_event_t *ev, scratch_t *s)
 {
-    char name[160];
-    int n;
-
     memset(ev, 0, sizeof(*ev));
     snprintf(s->lead_id, sizeof(s->lead_id), "%s%0*u", g->o.prefix,
              g->lead_width, e->lead + 1);
-    n = snprintf(name, sizeof(name), "leadflow-gen:%llu:%s:%u",
-                 (unsigned long long)g->o.seed, s->lead_id, e->seq);
-    lf_uuid_v5(name, (size_t)n, s->event_id);
+    event_uuid(g, s->lead_id, e->seq, s->event_id);
+    if (g->o.accounts) {
+        snprintf(s->account, sizeof(s->account), "ACC-%06u",
+                 account_of(g, e->lead));
+        ev->account_id = s->account;
+    }
     ev->event_id = s->event_id;
     ev->lead_id = s->lead_id;
     ev->type = (lf_event_type_t)e->type;
@@ -808,6 +892,22 @@ static void render_event(const lf_workload_t *g, const gev_t *e, lf_event_t *ev,
             ev->u.disqualified.reason = (char *)fit_reasons[e->i1];
         }
         break;
+    case LF_EV_MERGED:
+        ev->actor = "rule:dedup";
+        snprintf(s->other, sizeof(s->other), "%s%0*u", g->o.prefix,
+                 g->lead_width, (unsigned)e->i1 + 1);
+        ev->u.merged.into_lead_id = s->other;
+        return;
+    case LF_EV_VOIDED:
+        event_uuid(g, s->lead_id, (unsigned)e->i1, s->voided);
+        ev->u.voided.voided_event_id = s->voided;
+        ev->u.voided.reason = (char *)void_reasons[e->i2];
+        return;
+    case LF_EV_ERASED:
+        ev->source = "privacy-portal";
+        snprintf(s->request, sizeof(s->request), "DSR-%s", s->lead_id);
+        ev->u.erased.request_id = s->request;
+        return;
     }
     /* The sales rep who recorded a sales-side outcome. */
     if (e->type >= LF_EV_RECYCLED && e->i3 > 0) {
@@ -1038,7 +1138,11 @@ lf_err_t lf_workload_check(const lf_workload_opts_t *o, char *errstr,
     if (o->leads > LF_WORKLOAD_MAX_LEADS || o->days < 1 || o->days > 3650 ||
         o->start < 0 || !o->prefix || strlen(o->prefix) > 40 ||
         o->threshold < 10 || o->threshold > 1000 || o->sla_hours < 0 ||
-        !(o->deal_size >= 1 && o->deal_size <= 1e9) || o->shuffle < 0)
+        !(o->deal_size >= 1 && o->deal_size <= 1e9) || o->shuffle < 0 ||
+        !(o->merges >= 0 && o->merges <= 1) ||
+        !(o->voids >= 0 && o->voids <= 1) ||
+        !(o->erasures >= 0 && o->erasures <= 1) ||
+        o->accounts > LF_WORKLOAD_MAX_LEADS)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "an option is out of range (lf_workload.h)");
     /* journeys run past the window by up to MAX_CYCLES long cycles */

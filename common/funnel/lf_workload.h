@@ -15,6 +15,9 @@
  * Every journey follows the funnel state machine (lf_funnel.h) unless
  * `anomalies` asks otherwise. The fault knobs (duplicates, late, bad,
  * shuffle) draw from a separate PRNG, so they never change the journeys.
+ * So do the contract v2 knobs (accounts, merges, voids, erasures), all off
+ * by default: with them off the stream is the one contract v1 could carry,
+ * byte for byte as before.
  *
  * The stream is kept in memory as compact records (48 bytes an event) and
  * turned into an lf_event_t or a JSON line one at a time. */
@@ -95,6 +98,12 @@ typedef struct lf_workload_opts_s {
     double bad;         /**< P(a malformed line follows an event) */
     double anomalies;   /**< P(a lead has an event the funnel refuses) */
     long shuffle;       /**< shuffle arrivals in windows of this size */
+    uint32_t accounts;  /**< 0: no account_id; else the leads belong to
+                             this many accounts (ACC-000001, ...), several
+                             leads each, every event carrying the lead's */
+    double merges;      /**< P(a lead is merged into another lead) */
+    double voids;       /**< P(an event is voided later, by id) */
+    double erasures;    /**< P(a lead is erased: a privacy request) */
     double rate[LF_WL_RATE_COUNT];   /**< probabilities */
     double delay[LF_WL_DELAY_COUNT]; /**< mean delays in ms */
 } lf_workload_opts_t;

@@ -138,16 +138,4 @@ extern volatile sig_atomic_t lf_cli_signals;
  */
 void lf_cli_catch_signals(bool ignore_pipe);
 
-/* Transitional, until every program parses with lf_cli_parse(); then
- * removed. They return exit codes, which is main()'s business. */
-lf_err_t lf_cli_init(lf_cli_t *cli, int argc);
-bool lf_cli_x(lf_cli_t *cli, const char *arg);
-int lf_cli_apply(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,
-                 size_t errstr_size);
-int lf_cli_producer_conf_old(const lf_cli_t *cli, const char *prog,
-                             lf_conf_t **out, char *errstr,
-                             size_t errstr_size);
-int lf_cli_main(int argc, char **argv,
-                int (*run)(int argc, char **argv, lf_cli_t *cli));
-
 #endif

@@ -12,19 +12,20 @@
 #include "lf_pg.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* One consumed message. */
 typedef struct entry_s {
-    bool dead;      /* undecodable: a dead letter */
-    bool is_new;    /* first store of this event_id (set during flush) */
-    int topic;      /* index into p->topics */
+    bool dead;   /* undecodable: a dead letter */
+    bool is_new; /* first store of this event_id (set during flush) */
+    int topic;   /* index into p->topics */
     int32_t partition;
     int64_t offset;
-    lf_event_t ev;  /* when !dead */
-    char *note;     /* dead: the error; event: a key anomaly or NULL */
+    lf_event_t ev;     /* when !dead */
+    char *note;        /* dead: the error; event: a key anomaly or NULL */
     void *key, *value; /* dead letters only: raw bytes, NULL if absent */
     size_t key_len, value_len;
 } entry_t;
@@ -57,7 +58,7 @@ struct lf_projector_s {
     lf_funnel_out_t out;
 };
 
-#define ERRLEN 512
+#define ERRLEN   512
 #define BUF_KEEP (256 * 1024) /* bytes a buffer keeps between batches */
 
 /* ---- life cycle ----------------------------------------------------- */
@@ -318,8 +319,9 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
         /* The key should be the lead id (it places the lead on a
          * partition); an event under another key is kept but listed. */
         if (!rkm->key)
-            snprintf(why, sizeof(why), "Kafka key missing (null), expected "
-                                       "the lead_id");
+            snprintf(why, sizeof(why),
+                     "Kafka key missing (null), expected "
+                     "the lead_id");
         else if (rkm->key_len != strlen(e->ev.lead_id) ||
                  memcmp(rkm->key, e->ev.lead_id, rkm->key_len))
             snprintf(why, sizeof(why),
@@ -383,15 +385,267 @@ bool lf_projector_partition(const lf_projector_t *p, size_t i,
     return true;
 }
 
+/* ---- the tables' columns ---------------------------------------------- */
+
+/* How a funnel.leads column travels: write_lead() writes the field of
+ * lf_lead_t at `off` into the binary COPY row, load_lead() reads it back
+ * from the text result of load_leads()'s SELECT. The other tables' rows are
+ * written by their own writer, next to their description. */
+typedef enum col_kind_e {
+    COL_BY_WRITER = 0, /* written by the table's own row writer */
+    COL_TEXT,          /* char *, NULL is SQL NULL */
+    COL_STAGE,         /* lf_stage_t, as its name */
+    COL_INT4,          /* int32_t */
+    COL_INT8,          /* int64_t */
+    COL_TS             /* int64_t ms since the epoch, LF_NO_TIME is NULL */
+} col_kind_t;
+
+/* One column: its name, its SQL type in the staging table, and for
+ * funnel.leads how it is written and read. */
+typedef struct col_s {
+    const char *name;
+    const char *type;
+    col_kind_t kind;
+    size_t off;    /* the field in lf_lead_t */
+    ptrdiff_t has; /* a number that may be NULL: its bool in lf_lead_t;
+                      NEVER_NULL otherwise */
+} col_t;
+
+/* A table as the projector writes it: its columns in the order of the
+ * COPY rows, the first nkey of them its ON CONFLICT key. */
+typedef struct table_s {
+    const col_t *cols;
+    size_t n, nkey;
+} table_t;
+
+#define NEVER_NULL  ((ptrdiff_t)-1)
+#define LEAD(field) offsetof(lf_lead_t, field), NEVER_NULL
+#define LEAD_OR_NULL(field, has)                                               \
+    offsetof(lf_lead_t, field), (ptrdiff_t)offsetof(lf_lead_t, has)
+#define FIRST_AT(st)                                                           \
+    offsetof(lf_lead_t, first_at) + (st) * sizeof(int64_t), NEVER_NULL
+#define LAST_AT(st)                                                            \
+    offsetof(lf_lead_t, last_at) + (st) * sizeof(int64_t), NEVER_NULL
+#define NCOLS(cols) (sizeof(cols) / sizeof(*(cols)))
+
+/* funnel.leads as the projector writes it (all but updated_at). A new
+ * column is one row here and its field in lf_lead_t. lead_id comes first:
+ * load_lead() starts the lead from it. */
+/* clang-format off */
+static const col_t lead_cols[] = {
+    {"lead_id",                      "text",        COL_TEXT,  LEAD(lead_id)},
+    {"stage",                        "text",        COL_STAGE, LEAD(stage)},
+    {"stage_entered_at",             "timestamptz", COL_TS,    LEAD(stage_entered_at)},
+    {"cycle",                        "int",         COL_INT4,  LEAD(cycle)},
+    {"score",                        "int",         COL_INT4,  LEAD_OR_NULL(score, has_score)},
+    {"score_model",                  "text",        COL_TEXT,  LEAD(score_model)},
+    {"owner",                        "text",        COL_TEXT,  LEAD(owner)},
+    {"channel",                      "text",        COL_TEXT,  LEAD(channel)},
+    {"campaign",                     "text",        COL_TEXT,  LEAD(campaign)},
+    {"captured_at",                  "timestamptz", COL_TS,    LEAD(captured_at)},
+    {"first_marketing_qualified_at", "timestamptz", COL_TS,    FIRST_AT(LF_ST_MARKETING_QUALIFIED)},
+    {"first_handed_off_at",          "timestamptz", COL_TS,    FIRST_AT(LF_ST_HANDED_OFF)},
+    {"first_sales_accepted_at",      "timestamptz", COL_TS,    FIRST_AT(LF_ST_SALES_ACCEPTED)},
+    {"first_sales_qualified_at",     "timestamptz", COL_TS,    FIRST_AT(LF_ST_SALES_QUALIFIED)},
+    {"won_at",                       "timestamptz", COL_TS,    LAST_AT(LF_ST_WON)},
+    {"won_amount_minor",             "bigint",      COL_INT8,  LEAD_OR_NULL(won_amount_minor, has_won_amount)},
+    {"currency",                     "text",        COL_TEXT,  LEAD(currency)},
+    {"lost_at",                      "timestamptz", COL_TS,    LAST_AT(LF_ST_LOST)},
+    {"disqualified_at",              "timestamptz", COL_TS,    LAST_AT(LF_ST_DISQUALIFIED)},
+    {"last_event_at",                "timestamptz", COL_TS,    LEAD(last_event_at)},
+    {"last_event_id",                "text",        COL_TEXT,  LEAD(last_event_id)},
+    {"stage_entered_by",             "text",        COL_TEXT,  LEAD(stage_entered_by)},
+    {"visits",                       "int",         COL_INT4,  LEAD(visits)},
+};
+
+/* The other tables: written by their own row writer, named here. */
+#define BY_WRITER(name, type) {name, type, COL_BY_WRITER, 0, NEVER_NULL}
+
+/* funnel.stage_history, written by write_visits(). */
+static const col_t visit_cols[] = {
+    BY_WRITER("lead_id",     "text"),
+    BY_WRITER("visit",       "int"),
+    BY_WRITER("cycle",       "int"),
+    BY_WRITER("stage",       "text"),
+    BY_WRITER("entered_at",  "timestamptz"),
+    BY_WRITER("exited_at",   "timestamptz"),
+    BY_WRITER("entered_by",  "text"),
+    BY_WRITER("exit_reason", "text"),
+};
+
+/* funnel.anomalies, written by put_anomaly(). */
+static const col_t anomaly_cols[] = {
+    BY_WRITER("event_id", "text"),
+    BY_WRITER("lead_id",  "text"),
+    BY_WRITER("kind",     "text"),
+    BY_WRITER("reason",   "text"),
+};
+
+/* funnel.events, written by copy_events() (the staging table puts the
+ * batch position, seq, first). */
+static const col_t event_cols[] = {
+    BY_WRITER("event_id",    "text"),
+    BY_WRITER("lead_id",     "text"),
+    BY_WRITER("type",        "text"),
+    BY_WRITER("occurred_at", "timestamptz"),
+    BY_WRITER("source",      "text"),
+    BY_WRITER("actor",       "text"),
+    BY_WRITER("payload",     "jsonb"),
+    BY_WRITER("topic",       "text"),
+    BY_WRITER("partition",   "int"),
+    BY_WRITER("\"offset\"",  "bigint"),
+};
+
+/* funnel.dead_letters, written by stage_dead_and_keys(). */
+static const col_t dead_cols[] = {
+    BY_WRITER("topic",      "text"),
+    BY_WRITER("partition",  "int"),
+    BY_WRITER("\"offset\"", "bigint"),
+    BY_WRITER("key",        "bytea"),
+    BY_WRITER("value",      "bytea"),
+    BY_WRITER("error",      "text"),
+};
+/* clang-format on */
+
+static const table_t leads_table = {lead_cols, NCOLS(lead_cols), 1};
+static const table_t visits_table = {visit_cols, NCOLS(visit_cols), 2};
+static const table_t anomalies_table = {anomaly_cols, NCOLS(anomaly_cols), 0};
+static const table_t events_table = {event_cols, NCOLS(event_cols), 1};
+static const table_t dead_table = {dead_cols, NCOLS(dead_cols), 0};
+
+/* A statement being written into a fixed buffer; `bad` when it did not
+ * fit or its template named an unknown placeholder. */
+typedef struct sqlw_s {
+    char *s;
+    size_t size, len;
+    bool bad;
+} sqlw_t;
+
+static void sqlw_put(sqlw_t *w, const char *s, size_t n)
+{
+    if (w->bad || w->len + n >= w->size) {
+        w->bad = true;
+        return;
+    }
+    memcpy(w->s + w->len, s, n);
+    w->len += n;
+    w->s[w->len] = '\0';
+}
+
+static void sqlw_puts(sqlw_t *w, const char *s)
+{
+    sqlw_put(w, s, strlen(s));
+}
+
+/* One column as the list @p what ("cols", "defs", "set", "select") has
+ * it. @returns false for another @p what. */
+static bool sqlw_col(sqlw_t *w, const col_t *c, const char *what)
+{
+    if (!strcmp(what, "select") && c->kind == COL_TS) {
+        sqlw_puts(w, "(extract(epoch FROM ");
+        sqlw_puts(w, c->name);
+        sqlw_puts(w, ") * 1000)::int8");
+        return true;
+    }
+    sqlw_puts(w, c->name);
+    if (!strcmp(what, "defs")) {
+        sqlw_puts(w, " ");
+        sqlw_puts(w, c->type);
+    } else if (!strcmp(what, "set")) {
+        sqlw_puts(w, " = EXCLUDED.");
+        sqlw_puts(w, c->name);
+    }
+    return !strcmp(what, "defs") || !strcmp(what, "set") ||
+           !strcmp(what, "cols") || !strcmp(what, "select");
+}
+
+/* The list of table @p t's columns that placeholder @p what names; {set}
+ * leaves out the conflict key. */
+static void sqlw_list(sqlw_t *w, const table_t *t, const char *what)
+{
+    size_t from;
+
+    if (!t) {
+        w->bad = true;
+        return;
+    }
+    from = !strcmp(what, "set") ? t->nkey : 0;
+    for (size_t i = from; i < t->n; i++) {
+        if (i > from)
+            sqlw_puts(w, ", ");
+        if (!sqlw_col(w, &t->cols[i], what))
+            w->bad = true;
+    }
+}
+
+#define SQL_MAX 4096
+
+/* Write @p tmpl into @p out (SQL_MAX bytes) with its placeholders filled:
+ * {schema} the projector's schema; for table @p t (NULL when the template
+ * names none of these) {cols} its column names, {defs} names and SQL
+ * types, {set} "name = EXCLUDED.name" for the columns after its key,
+ * {select} its names with timestamps as ms since the epoch (int8). The
+ * schema name was checked at lf_projector_new(), so it can be spliced.
+ * Templates hold no other braces. @returns @p out. */
+static const char *sql_text(const lf_projector_t *p, char *out,
+                            const table_t *t, const char *tmpl)
+{
+    sqlw_t w = {out, SQL_MAX, 0, false};
+
+    out[0] = '\0';
+    while (*tmpl) {
+        const char *open = strchr(tmpl, '{');
+        const char *close = open ? strchr(open, '}') : NULL;
+        char what[16];
+
+        if (!close || (size_t)(close - open) >= sizeof(what)) {
+            sqlw_puts(&w, tmpl);
+            break;
+        }
+        sqlw_put(&w, tmpl, (size_t)(open - tmpl));
+        snprintf(what, sizeof(what), "%.*s", (int)(close - open - 1), open + 1);
+        if (!strcmp(what, "schema"))
+            sqlw_puts(&w, p->schema);
+        else
+            sqlw_list(&w, t, what);
+        tmpl = close + 1;
+    }
+    /* Every template here is fine: a bad one is a programming error,
+     * reported by the server as the statement's failure. */
+    if (w.bad)
+        snprintf(out, SQL_MAX,
+                 "DO $$BEGIN RAISE 'leadflow: a statement "
+                 "template with an unknown placeholder or "
+                 "over SQL_MAX bytes'; END$$");
+    return out;
+}
+
 /* ---- flush helpers --------------------------------------------------- */
 
+/* The COPY buffers: rows to upsert through the staging tables, and rows
+ * known not to exist yet (leads_new, visits_new), which COPY writes
+ * straight into leads and stage_history at a fraction of an upsert's cost.
+ * Under the batch's lead locks nothing else adds rows for these leads. */
+typedef struct stage_bufs_s {
+    lf_buf_t leads, visits, anomalies, leads_new, visits_new;
+} stage_bufs_t;
+
+/* One flush: what its steps hand on to each other. */
 typedef struct flush_s {
     lf_projector_t *p;
     PGconn *conn;
     char *errstr;
     size_t errstr_size;
     lf_projector_stats_t st; /* this batch, added to p->stats on commit */
-    char *recomputed; /* text[] of the leads recomputed in this batch */
+    char *recomputed;        /* text[] of the leads recomputed in this batch */
+    size_t *ev_idx;          /* the events in event_id order; after derive, the
+                                new ones by lead */
+    size_t nev;              /* events in ev_idx before derive */
+    size_t nstored;          /* events this batch stored */
+    bool direct;             /* stored with one COPY, all of them new */
+    const char **leads;      /* the batch's leads, each once */
+    size_t nleads;
+    stage_bufs_t b;
 } flush_t;
 
 /* Record a failed statement: temporary if the connection or server is in
@@ -399,6 +653,11 @@ typedef struct flush_s {
 static lf_err_t fail(flush_t *f, PGresult *res, const char *what)
 {
     return lf_pg_fail(f->conn, res, what, f->errstr, f->errstr_size);
+}
+
+static lf_err_t nomem(flush_t *f)
+{
+    return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size, "out of memory");
 }
 
 /* Run a statement (with up to 2 parameters); *out gets the result when
@@ -409,7 +668,7 @@ static lf_err_t run(flush_t *f, const char *sql, const char *what, int n,
     const char *params[2] = {p1, p2};
 
     return lf_pg_query(f->conn, sql, n, params, what, out, f->errstr,
-                      f->errstr_size);
+                       f->errstr_size);
 }
 
 /* A failed COPY, classified: lf_pg_copy* keep no result to look at, but a
@@ -426,8 +685,7 @@ static lf_err_t copy(flush_t *f, const char *sql, lf_buf_t *data)
     if (!data->len)
         return LF_OK;
     if (lf_pg_bin_end(data))
-        return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
-                         "out of memory");
+        return nomem(f);
     if (lf_pg_copy(f->conn, sql, data, f->errstr, f->errstr_size))
         return copy_failed(f);
     return LF_OK;
@@ -437,38 +695,34 @@ static lf_err_t copy(flush_t *f, const char *sql, lf_buf_t *data)
  * every commit or rollback. */
 static lf_err_t ensure_temp(flush_t *f)
 {
+    static const struct {
+        const char *tmpl;
+        const table_t *t;
+    } temp[] = {
+        {"CREATE TEMP TABLE IF NOT EXISTS lf_stg_events (seq int, {defs})"
+         " ON COMMIT DELETE ROWS",
+         &events_table},
+        {"CREATE TEMP TABLE IF NOT EXISTS lf_stg_leads ({defs})"
+         " ON COMMIT DELETE ROWS",
+         &leads_table},
+        {"CREATE TEMP TABLE IF NOT EXISTS lf_stg_visits ({defs})"
+         " ON COMMIT DELETE ROWS",
+         &visits_table},
+        {"CREATE TEMP TABLE IF NOT EXISTS lf_stg_anomalies ({defs})"
+         " ON COMMIT DELETE ROWS",
+         &anomalies_table},
+        {"CREATE TEMP TABLE IF NOT EXISTS lf_stg_dead ({defs})"
+         " ON COMMIT DELETE ROWS",
+         &dead_table},
+    };
+    char sql[SQL_MAX];
+    lf_err_t err = LF_OK;
+
     if (f->p->temp_ready)
         return LF_OK;
-    lf_err_t err = run(
-        f,
-        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_events ("
-        " seq int, event_id text, lead_id text, type text,"
-        " occurred_at timestamptz, source text, actor text, payload jsonb,"
-        " topic text, partition int, \"offset\" bigint)"
-        " ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_leads ("
-        " lead_id text, stage text, stage_entered_at timestamptz, cycle int,"
-        " score int, score_model text, owner text, channel text,"
-        " campaign text, captured_at timestamptz,"
-        " first_marketing_qualified_at timestamptz,"
-        " first_handed_off_at timestamptz,"
-        " first_sales_accepted_at timestamptz,"
-        " first_sales_qualified_at timestamptz, won_at timestamptz,"
-        " won_amount_minor bigint, currency text, lost_at timestamptz,"
-        " disqualified_at timestamptz, last_event_at timestamptz,"
-        " last_event_id text, stage_entered_by text, visits int)"
-        " ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_visits ("
-        " lead_id text, visit int, cycle int, stage text,"
-        " entered_at timestamptz, exited_at timestamptz, entered_by text,"
-        " exit_reason text) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_anomalies ("
-        " event_id text, lead_id text, kind text, reason text)"
-        " ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS lf_stg_dead ("
-        " topic text, partition int, \"offset\" bigint, key bytea,"
-        " value bytea, error text) ON COMMIT DELETE ROWS",
-        "creating staging tables", 0, NULL, NULL, NULL);
+    for (size_t i = 0; !err && i < sizeof(temp) / sizeof(*temp); i++)
+        err = run(f, sql_text(f->p, sql, temp[i].t, temp[i].tmpl),
+                  "creating staging tables", 0, NULL, NULL, NULL);
     if (!err)
         f->p->temp_ready = true;
     return err;
@@ -547,83 +801,105 @@ static bool sort_entries(lf_projector_t *p, size_t *idx, size_t n, bool lead)
     return true;
 }
 
-static int64_t ms_or_null(const PGresult *res, int row, int col)
+/* ---- rows ------------------------------------------------------------- */
+
+/* Read column @p i of row @p r (lead_select's text) into the lead's field
+ * that @p c describes. @returns LF_OK or LF_ERR_NOMEM. */
+static lf_err_t load_lead_col(const PGresult *res, int r, int i, const col_t *c,
+                              lf_lead_t *l)
 {
-    if (PQgetisnull(res, row, col))
-        return LF_NO_TIME;
-    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+    char *at = (char *)l + c->off;
+    const char *v = PQgetvalue(res, r, i);
+    bool null = PQgetisnull(res, r, i);
+
+    if (c->has != NEVER_NULL)
+        *(bool *)((char *)l + c->has) = !null;
+    switch (c->kind) {
+    case COL_TEXT:
+        if (!null && !(*(char **)at = strdup(v)))
+            return LF_ERR_NOMEM;
+        return LF_OK;
+    case COL_STAGE:
+        *(lf_stage_t *)at = lf_stage_parse(v);
+        return LF_OK;
+    case COL_INT4:
+        *(int32_t *)at = (int32_t)atoi(v);
+        return LF_OK;
+    case COL_INT8:
+        *(int64_t *)at = strtoll(v, NULL, 10);
+        return LF_OK;
+    case COL_TS:
+        *(int64_t *)at = null ? LF_NO_TIME : strtoll(v, NULL, 10);
+        return LF_OK;
+    case COL_BY_WRITER:
+        break;
+    }
+    return LF_ERR_INVALID;
 }
 
-static char *str_or_null(const PGresult *res, int row, int col)
-{
-    if (PQgetisnull(res, row, col))
-        return NULL;
-    return strdup(PQgetvalue(res, row, col));
-}
-
-#define MS(col) "(extract(epoch FROM " col ") * 1000)::int8"
-
-/* Column order of lead_select and load_lead(). */
-/* clang-format off */
-#define LEAD_COLUMNS                                                           \
-    "lead_id, stage, " MS("stage_entered_at") ", stage_entered_by, cycle, "    \
-    "visits, score, score_model, owner, channel, campaign, "                  \
-    MS("captured_at") ", " MS("first_marketing_qualified_at") ", "            \
-    MS("first_handed_off_at") ", " MS("first_sales_accepted_at") ", "         \
-    MS("first_sales_qualified_at") ", " MS("won_at") ", "                     \
-    "won_amount_minor, currency, " MS("lost_at") ", "                         \
-    MS("disqualified_at") ", " MS("last_event_at") ", last_event_id"
-/* clang-format on */
-
+/* Row @p r of a result whose columns are {select} of leads_table into
+ * @p l (cleared with lf_lead_clear() by the caller, also on failure). */
 static lf_err_t load_lead(const PGresult *res, int r, lf_lead_t *l)
 {
     if (lf_lead_init(l, PQgetvalue(res, r, 0)))
         return LF_ERR_NOMEM;
-    l->stage = lf_stage_parse(PQgetvalue(res, r, 1));
-    l->stage_entered_at = ms_or_null(res, r, 2);
-    l->stage_entered_by = str_or_null(res, r, 3);
-    l->cycle = (int32_t)atoi(PQgetvalue(res, r, 4));
-    l->visits = (int32_t)atoi(PQgetvalue(res, r, 5));
-    l->has_score = !PQgetisnull(res, r, 6);
-    l->score = (int32_t)atoi(PQgetvalue(res, r, 6));
-    l->score_model = str_or_null(res, r, 7);
-    l->owner = str_or_null(res, r, 8);
-    l->channel = str_or_null(res, r, 9);
-    l->campaign = str_or_null(res, r, 10);
-    l->captured_at = ms_or_null(res, r, 11);
-    l->first_at[LF_ST_MARKETING_QUALIFIED] = ms_or_null(res, r, 12);
-    l->first_at[LF_ST_HANDED_OFF] = ms_or_null(res, r, 13);
-    l->first_at[LF_ST_SALES_ACCEPTED] = ms_or_null(res, r, 14);
-    l->first_at[LF_ST_SALES_QUALIFIED] = ms_or_null(res, r, 15);
-    l->last_at[LF_ST_WON] = ms_or_null(res, r, 16);
-    l->has_won_amount = !PQgetisnull(res, r, 17);
-    l->won_amount_minor = strtoll(PQgetvalue(res, r, 17), NULL, 10);
-    l->currency = str_or_null(res, r, 18);
-    l->last_at[LF_ST_LOST] = ms_or_null(res, r, 19);
-    l->last_at[LF_ST_DISQUALIFIED] = ms_or_null(res, r, 20);
-    l->last_event_at = ms_or_null(res, r, 21);
-    l->last_event_id = str_or_null(res, r, 22);
+    for (size_t i = 1; i < leads_table.n; i++)
+        if (load_lead_col(res, r, (int)i, &lead_cols[i], l))
+            return LF_ERR_NOMEM;
     l->first_at[LF_ST_CAPTURED] = l->captured_at;
-    if (!l->stage_entered_by || !l->last_event_id)
-        return LF_ERR_NOMEM;
     return LF_OK;
 }
 
-/* The COPY buffers: rows to upsert through the staging tables, and rows
- * known not to exist yet (leads_new, visits_new), which COPY writes
- * straight into leads and stage_history at a fraction of an upsert's cost.
- * Under the batch's lead locks nothing else adds rows for these leads. */
-typedef struct stage_bufs_s {
-    lf_buf_t leads, visits, anomalies, leads_new, visits_new;
-} stage_bufs_t;
+/* Append the lead's field that @p c describes to a COPY row. */
+static lf_err_t write_lead_col(lf_buf_t *o, const col_t *c, const lf_lead_t *l)
+{
+    const char *at = (const char *)l + c->off;
 
-/* Append a lead's row, its visits and anomalies to the COPY buffers.
- * @p has_row: the lead may have a row in leads; @p stored_visits: the
- * visits it has in stage_history (visits are numbered from 1, so those
- * after it are new: only the one that was current can be updated). */
-static lf_err_t write_lead(stage_bufs_t *b, const lf_lead_t *l,
-                           const lf_funnel_out_t *out, bool has_row,
-                           int32_t stored_visits)
+    if (c->has != NEVER_NULL && !*(const bool *)((const char *)l + c->has))
+        return lf_pg_bin_null(o);
+    switch (c->kind) {
+    case COL_TEXT:
+        return lf_pg_bin_text(o, *(char *const *)at);
+    case COL_STAGE:
+        return lf_pg_bin_text(o, lf_stage_name(*(const lf_stage_t *)at));
+    case COL_INT4:
+        return lf_pg_bin_int4(o, *(const int32_t *)at);
+    case COL_INT8:
+        return lf_pg_bin_int8(o, *(const int64_t *)at);
+    case COL_TS:
+        return lf_pg_bin_ts(o, *(const int64_t *)at);
+    case COL_BY_WRITER:
+        break;
+    }
+    return LF_ERR_INVALID;
+}
+
+static lf_err_t write_lead(lf_buf_t *o, const lf_lead_t *l)
+{
+    lf_err_t e = lf_pg_bin_row(o, (int)leads_table.n);
+
+    for (size_t i = 0; !e && i < leads_table.n; i++)
+        e = write_lead_col(o, &lead_cols[i], l);
+    return e;
+}
+
+/* A row of anomalies_table. */
+static lf_err_t put_anomaly(lf_buf_t *o, const char *event_id,
+                            const char *lead_id, const char *kind,
+                            const char *reason)
+{
+    return lf_pg_bin_row(o, (int)anomalies_table.n) ||
+                   lf_pg_bin_text(o, event_id) || lf_pg_bin_text(o, lead_id) ||
+                   lf_pg_bin_text(o, kind) || lf_pg_bin_text(o, reason)
+               ? LF_ERR_NOMEM
+               : LF_OK;
+}
+
+/* The rows of visits_table. @p stored_visits: the visits the lead has in
+ * stage_history (visits are numbered from 1, so those after it are new:
+ * only the one that was current can be updated). */
+static lf_err_t write_visits(stage_bufs_t *b, const lf_lead_t *l,
+                             const lf_funnel_out_t *out, int32_t stored_visits)
 {
     lf_err_t e = LF_OK;
 
@@ -634,54 +910,40 @@ static lf_err_t write_lead(stage_bufs_t *b, const lf_lead_t *l,
          * later row is the truth (ON CONFLICT cannot touch a row twice). */
         if (i + 1 < out->visit_count && out->visits[i + 1].visit == v->visit)
             continue;
-        e = lf_pg_bin_row(vb, 8) || lf_pg_bin_text(vb, l->lead_id) ||
-            lf_pg_bin_int4(vb, v->visit) || lf_pg_bin_int4(vb, v->cycle) ||
+        e = lf_pg_bin_row(vb, (int)visits_table.n) ||
+            lf_pg_bin_text(vb, l->lead_id) || lf_pg_bin_int4(vb, v->visit) ||
+            lf_pg_bin_int4(vb, v->cycle) ||
             lf_pg_bin_text(vb, lf_stage_name(v->stage)) ||
-            lf_pg_bin_ts(vb, v->entered_at) ||
-            lf_pg_bin_ts(vb, v->exited_at) ||
+            lf_pg_bin_ts(vb, v->entered_at) || lf_pg_bin_ts(vb, v->exited_at) ||
             lf_pg_bin_text(vb, v->entered_by) ||
             lf_pg_bin_text(vb, v->exit_reason);
     }
-    for (size_t i = 0; i < out->anomaly_count && !e; i++)
-        e = lf_pg_bin_row(&b->anomalies, 4) ||
-            lf_pg_bin_text(&b->anomalies, out->anomalies[i].event_id) ||
-            lf_pg_bin_text(&b->anomalies, l->lead_id) ||
-            lf_pg_bin_text(&b->anomalies, "state") ||
-            lf_pg_bin_text(&b->anomalies, out->anomalies[i].reason);
-    if (e || l->stage == LF_ST_NONE)
-        return e ? LF_ERR_NOMEM : LF_OK;
-    lf_buf_t *o = has_row ? &b->leads : &b->leads_new;
-    e = lf_pg_bin_row(o, 23) || lf_pg_bin_text(o, l->lead_id) ||
-        lf_pg_bin_text(o, lf_stage_name(l->stage)) ||
-        lf_pg_bin_ts(o, l->stage_entered_at) ||
-        lf_pg_bin_int4(o, l->cycle) ||
-        (l->has_score ? lf_pg_bin_int4(o, l->score) : lf_pg_bin_null(o)) ||
-        lf_pg_bin_text(o, l->score_model) || lf_pg_bin_text(o, l->owner) ||
-        lf_pg_bin_text(o, l->channel) || lf_pg_bin_text(o, l->campaign) ||
-        lf_pg_bin_ts(o, l->captured_at) ||
-        lf_pg_bin_ts(o, l->first_at[LF_ST_MARKETING_QUALIFIED]) ||
-        lf_pg_bin_ts(o, l->first_at[LF_ST_HANDED_OFF]) ||
-        lf_pg_bin_ts(o, l->first_at[LF_ST_SALES_ACCEPTED]) ||
-        lf_pg_bin_ts(o, l->first_at[LF_ST_SALES_QUALIFIED]) ||
-        lf_pg_bin_ts(o, l->last_at[LF_ST_WON]) ||
-        (l->has_won_amount ? lf_pg_bin_int8(o, l->won_amount_minor)
-                           : lf_pg_bin_null(o)) ||
-        lf_pg_bin_text(o, l->currency) ||
-        lf_pg_bin_ts(o, l->last_at[LF_ST_LOST]) ||
-        lf_pg_bin_ts(o, l->last_at[LF_ST_DISQUALIFIED]) ||
-        lf_pg_bin_ts(o, l->last_event_at) ||
-        lf_pg_bin_text(o, l->last_event_id) ||
-        lf_pg_bin_text(o, l->stage_entered_by) ||
-        lf_pg_bin_int4(o, l->visits);
     return e ? LF_ERR_NOMEM : LF_OK;
 }
 
+/* Append a lead's row, its visits and anomalies to the COPY buffers.
+ * @p has_row: the lead may have a row in leads. */
+static lf_err_t write_lead_out(stage_bufs_t *b, const lf_lead_t *l,
+                               const lf_funnel_out_t *out, bool has_row,
+                               int32_t stored_visits)
+{
+    lf_err_t e = write_visits(b, l, out, stored_visits);
+
+    for (size_t i = 0; i < out->anomaly_count && !e; i++)
+        e = put_anomaly(&b->anomalies, out->anomalies[i].event_id, l->lead_id,
+                        "state", out->anomalies[i].reason);
+    if (e || l->stage == LF_ST_NONE)
+        return e ? LF_ERR_NOMEM : LF_OK;
+    return write_lead(has_row ? &b->leads : &b->leads_new, l) ? LF_ERR_NOMEM
+                                                              : LF_OK;
+}
+
 /* Apply events[0..n) in order to lead and stage the result. @p has_row:
- * the lead may have a row in leads (see write_lead()); its stage_history
- * rows are those numbered up to lead->visits. */
+ * the lead may have a row in leads (see write_lead_out()); its
+ * stage_history rows are those numbered up to lead->visits. */
 static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
                              lf_lead_t *lead, lf_event_t *const *events,
-                             size_t n, lf_projector_stats_t *st, bool has_row)
+                             size_t n, bool has_row)
 {
     int32_t stored_visits = lead->visits;
 
@@ -689,14 +951,13 @@ static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
     for (size_t i = 0; i < n; i++)
         if (lf_funnel_apply(lead, events[i], &p->out))
             return LF_ERR_NOMEM;
-    (void)st; /* anomalies: counted as the table takes them (flush) */
-    return write_lead(b, lead, &p->out, has_row, stored_visits);
+    return write_lead_out(b, lead, &p->out, has_row, stored_visits);
 }
 
-/* ---- flush ------------------------------------------------------------ */
+/* ---- storing events --------------------------------------------------- */
 
-/* COPY the events (the columns of events, after the batch position, seq,
- * when @p seq) with @p sql, sent while they are formatted, a slice of
+/* COPY the events (the columns of events_table, after the batch position,
+ * seq, when @p seq) with @p sql, sent while they are formatted, a slice of
  * COPY_STREAM bytes at a time: the server stores one slice while the next
  * is formatted, and the batch's rows are never all in memory (4 MiB per
  * writer for 10,000 events). @returns LF_OK; LF_ERR_NOMEM; LF_ERR_PG when
@@ -704,11 +965,12 @@ static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
  * (both leave the transaction failed). */
 #define COPY_STREAM (64 * 1024)
 
-static lf_err_t copy_events(flush_t *f, const char *sql, const size_t *ev_idx,
-                            size_t nev, bool seq)
+static lf_err_t copy_events(flush_t *f, const char *sql, bool seq)
 {
     lf_projector_t *p = f->p;
     lf_buf_t *c = &p->copy;
+    size_t nev = f->nev;
+    int ncols = (int)events_table.n + (seq ? 1 : 0);
     lf_err_t err = LF_OK;
 
     if (!nev)
@@ -717,18 +979,17 @@ static lf_err_t copy_events(flush_t *f, const char *sql, const size_t *ev_idx,
         return copy_failed(f);
     lf_buf_reset(c);
     for (size_t k = 0; !err && k < nev; k++) {
-        size_t i = ev_idx[k];
+        size_t i = f->ev_idx[k];
         entry_t *e = &p->entries[i];
         lf_buf_reset(&p->tmp);
         if (lf_json_format_payload(&e->ev, &p->tmp) ||
-            (k ? lf_pg_bin_tuple : lf_pg_bin_row)(c, seq ? 11 : 10) ||
+            (k ? lf_pg_bin_tuple : lf_pg_bin_row)(c, ncols) ||
             (seq && lf_pg_bin_int4(c, (int32_t)i)) ||
             lf_pg_bin_text(c, e->ev.event_id) ||
             lf_pg_bin_text(c, e->ev.lead_id) ||
             lf_pg_bin_text(c, lf_event_type_name(e->ev.type)) ||
             lf_pg_bin_ts(c, e->ev.occurred_at) ||
-            lf_pg_bin_text(c, e->ev.source) ||
-            lf_pg_bin_text(c, e->ev.actor) ||
+            lf_pg_bin_text(c, e->ev.source) || lf_pg_bin_text(c, e->ev.actor) ||
             lf_pg_bin_jsonb(c, p->tmp.data, p->tmp.len) ||
             lf_pg_bin_text(c, p->topics[e->topic]) ||
             lf_pg_bin_int4(c, e->partition) || lf_pg_bin_int8(c, e->offset) ||
@@ -743,18 +1004,37 @@ static lf_err_t copy_events(flush_t *f, const char *sql, const size_t *ev_idx,
     if (lf_pg_copy_end(f->conn, sql, err, f->errstr, f->errstr_size) == LF_OK)
         return LF_OK;
     if (err == LF_ERR_NOMEM)
-        return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
-                         "out of memory");
+        return nomem(f);
     return copy_failed(f);
 }
 
-static lf_err_t stage_events(flush_t *f, size_t *ev_idx, size_t nev)
+/* Is an event_id of the batch stored already? @returns LF_OK with *stored
+ * set, or the probe's error. */
+static lf_err_t probe_events(flush_t *f, bool *stored)
 {
-    return copy_events(f,
-                       "COPY lf_stg_events (seq, event_id, lead_id, type, "
-                       "occurred_at, source, actor, payload, topic, "
-                       "partition, \"offset\") FROM STDIN (FORMAT binary)",
-                       ev_idx, nev, true);
+    lf_projector_t *p = f->p;
+    const char **ids = malloc(f->nev * sizeof(*ids));
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (!ids)
+        return nomem(f);
+    for (size_t k = 0; k < f->nev; k++)
+        ids[k] = p->entries[f->ev_idx[k]].ev.event_id;
+    lf_buf_reset(&p->arr);
+    err = lf_pg_text_array(&p->arr, ids, f->nev) ? nomem(f) : LF_OK;
+    free(ids);
+    if (err)
+        return err;
+    sql_text(p, sql, NULL,
+             "SELECT 1 FROM {schema}.events WHERE event_id = ANY($1::text[]) "
+             "LIMIT 1");
+    if ((err = run(f, sql, "probing events", 1, p->arr.data, NULL, &res)))
+        return err;
+    *stored = PQntuples(res) > 0;
+    PQclear(res);
+    return LF_OK;
 }
 
 /* A clean batch, the common case (no event_id twice in it, none stored
@@ -768,97 +1048,37 @@ static lf_err_t stage_events(flush_t *f, size_t *ev_idx, size_t nev)
  * log (one such error is the price of noticing a replay: 11 % of a
  * writer's statement time went to the probe). Both run under the lead
  * locks, so no other projector adds these leads' events meanwhile.
- * *direct tells whether the events are stored (all of them new).
+ * f->direct tells whether the events are stored (all of them new).
  * @returns LF_OK, or an error when the transaction is unusable. */
-static lf_err_t store_events_direct(flush_t *f, size_t *ev_idx, size_t nev,
-                                    bool *direct)
+static lf_err_t store_events_direct(flush_t *f)
 {
     lf_projector_t *p = f->p;
-    const char **ids = NULL;
-    PGresult *res = NULL;
-    char sql[512];
-    lf_err_t err = LF_OK;
+    char sql[SQL_MAX];
+    bool stored = false;
+    lf_err_t err;
 
-    *direct = false;
-    for (size_t k = 1; k < nev; k++)
-        if (!strcmp(p->entries[ev_idx[k - 1]].ev.event_id,
-                    p->entries[ev_idx[k]].ev.event_id))
+    f->direct = false;
+    for (size_t k = 1; k < f->nev; k++)
+        if (!strcmp(p->entries[f->ev_idx[k - 1]].ev.event_id,
+                    p->entries[f->ev_idx[k]].ev.event_id))
             return LF_OK; /* a duplicate within the batch */
-    if (!p->expect_new) {
-        if (!(ids = malloc(nev * sizeof(*ids))))
-            goto nomem;
-        for (size_t k = 0; k < nev; k++)
-            ids[k] = p->entries[ev_idx[k]].ev.event_id;
-        lf_buf_reset(&p->arr);
-        if (lf_pg_text_array(&p->arr, ids, nev))
-            goto nomem;
-        snprintf(sql, sizeof(sql),
-                 "SELECT 1 FROM %s.events WHERE event_id = ANY($1::text[]) "
-                 "LIMIT 1",
-                 p->schema);
-        if ((err = run(f, sql, "probing events", 1, p->arr.data, NULL,
-                       &res)))
-            goto out;
-        if (PQntuples(res))
-            goto out; /* a replay or a duplicate: the staged path */
-    }
+    if (!p->expect_new && ((err = probe_events(f, &stored)) || stored))
+        return err; /* a replay or a duplicate: the staged path */
     if ((err = run(f, "SAVEPOINT lf_direct", "storing events", 0, NULL, NULL,
                    NULL)))
-        goto out;
-    snprintf(sql, sizeof(sql),
-             "COPY %s.events (event_id, lead_id, type, occurred_at, source, "
-             "actor, payload, topic, partition, \"offset\") FROM STDIN (FORMAT binary)",
-             p->schema);
-    if ((err = copy_events(f, sql, ev_idx, nev, false))) {
+        return err;
+    sql_text(p, sql, &events_table,
+             "COPY {schema}.events ({cols}) FROM STDIN (FORMAT binary)");
+    if ((err = copy_events(f, sql, false))) {
         if (err != LF_ERR_NOMEM)
-            err = run(f, "ROLLBACK TO SAVEPOINT lf_direct", "storing events",
-                      0, NULL, NULL, NULL);
-        goto out;
+            err = run(f, "ROLLBACK TO SAVEPOINT lf_direct", "storing events", 0,
+                      NULL, NULL, NULL);
+        return err;
     }
-    for (size_t k = 0; k < nev; k++)
-        p->entries[ev_idx[k]].is_new = true;
-    *direct = true;
-out:
-    PQclear(res);
-    free(ids);
-    return err;
-nomem:
-    free(ids);
-    return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size, "out of memory");
-}
-
-static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
-{
-    lf_projector_t *p = f->p;
-    lf_buf_t *c = &p->copy;
-    lf_err_t e = LF_OK;
-
-    lf_buf_reset(c);
-    for (size_t i = 0; i < p->count && !e; i++) {
-        entry_t *en = &p->entries[i];
-        if (en->dead) {
-            e = lf_pg_bin_row(c, 6) || lf_pg_bin_text(c, p->topics[en->topic]) ||
-                lf_pg_bin_int4(c, en->partition) ||
-                lf_pg_bin_int8(c, en->offset) ||
-                lf_pg_bin_bytea(c, en->key, en->key_len) ||
-                lf_pg_bin_bytea(c, en->value, en->value_len) ||
-                lf_pg_bin_text(c, en->note);
-            f->st.dead_letters++;
-        } else if (en->note) {
-            e = lf_pg_bin_row(anomalies, 4) ||
-                lf_pg_bin_text(anomalies, en->ev.event_id) ||
-                lf_pg_bin_text(anomalies, en->ev.lead_id) ||
-                lf_pg_bin_text(anomalies, "key") ||
-                lf_pg_bin_text(anomalies, en->note);
-        }
-    }
-    if (e)
-        return lf_seterr(LF_ERR_NOMEM, f->errstr, f->errstr_size,
-                         "out of memory");
-    return copy(f,
-                "COPY lf_stg_dead (topic, partition, \"offset\", key, value, "
-                "error) FROM STDIN (FORMAT binary)",
-                c);
+    for (size_t k = 0; k < f->nev; k++)
+        p->entries[f->ev_idx[k]].is_new = true;
+    f->direct = true;
+    return LF_OK;
 }
 
 /* Mark the entries whose event_id the INSERT stored (the first of each
@@ -882,15 +1102,203 @@ static void mark_new(lf_projector_t *p, const size_t *ev_idx, size_t nev,
     }
 }
 
+/* Step: store the batch's events, each event_id once (the first message
+ * with it wins), and mark which of them are new. */
+static lf_err_t store_events(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (!f->nev)
+        return LF_OK;
+    if ((err = store_events_direct(f)) || f->direct) {
+        f->nstored = err ? 0 : f->nev;
+        return err;
+    }
+    sql_text(p, sql, &events_table,
+             "COPY lf_stg_events (seq, {cols}) FROM STDIN (FORMAT binary)");
+    if ((err = copy_events(f, sql, true)))
+        return err;
+    sql_text(p, sql, &events_table,
+             "INSERT INTO {schema}.events ({cols}) "
+             "SELECT DISTINCT ON (event_id) {cols} FROM lf_stg_events "
+             "ORDER BY event_id, seq "
+             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+    if ((err = run(f, sql, "storing events", 0, NULL, NULL, &res)))
+        return err;
+    f->nstored = (size_t)PQntuples(res);
+    mark_new(p, f->ev_idx, f->nev, res);
+    PQclear(res);
+    return LF_OK;
+}
+
+/* Step: the same event_id with other content: the first stays, the later
+ * message is listed (once, however often it is replayed). When every
+ * staged row was stored just now, each joins only itself: skip the join,
+ * the costliest statement of a clean batch. */
+static lf_err_t record_conflicts(flush_t *f)
+{
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (f->nstored >= f->nev)
+        return LF_OK;
+    sql_text(f->p, sql, &anomalies_table,
+             "INSERT INTO {schema}.anomalies ({cols}) "
+             "SELECT s.event_id, s.lead_id, 'conflict', "
+             "format('event_id reused with different content at %s "
+             "partition %s offset %s', s.topic, s.partition, s.\"offset\") "
+             "FROM lf_stg_events s JOIN {schema}.events e USING (event_id) "
+             "WHERE (e.topic, e.partition, e.\"offset\") IS DISTINCT FROM "
+             "(s.topic, s.partition, s.\"offset\") AND "
+             "(e.lead_id, e.type, e.occurred_at, e.source, e.actor, "
+             "e.payload) IS DISTINCT FROM (s.lead_id, s.type, s.occurred_at, "
+             "s.source, s.actor, s.payload) "
+             "ON CONFLICT DO NOTHING");
+    if ((err = run(f, sql, "checking conflicts", 0, NULL, NULL, &res)))
+        return err;
+    f->st.conflicts = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return LF_OK;
+}
+
+/* ---- derive: the new events through the funnel, lead by lead ---------- */
+
 /* A lead's run of new events in ev_idx: ev_idx[at .. at + n). */
 typedef struct span_s {
     size_t at, n;
 } span_t;
 
+/* What derive's parts hand on. Everything here is derive's own and freed
+ * by derive_free(). */
+typedef struct derive_s {
+    size_t n;           /* new events, in f->ev_idx by lead then order */
+    const char **leads; /* their leads, each once, in lead_id order */
+    size_t nleads;
+    lf_lead_t *loaded; /* the stored rows of those leads, in order */
+    size_t nloaded;
+    span_t *fresh; /* runs of leads without a row */
+    size_t nfresh;
+    const char **re; /* leads to recompute from their stored events */
+    size_t nre;
+    lf_event_t *reevents; /* their stored events, in order */
+    size_t nreevents;
+    lf_event_t **group; /* one lead's events, handed to project_lead() */
+} derive_t;
+
+static void derive_free(derive_t *d)
+{
+    for (size_t i = 0; i < d->nloaded; i++)
+        lf_lead_clear(&d->loaded[i]);
+    free(d->loaded);
+    for (size_t i = 0; i < d->nreevents; i++)
+        lf_event_clear(&d->reevents[i]);
+    free(d->reevents);
+    free(d->group);
+    free(d->leads);
+    free(d->re);
+    free(d->fresh);
+}
+
+/* Keep the new events in f->ev_idx, ordered by lead then (occurred_at,
+ * event_id), count them, and list their leads. */
+static lf_err_t new_events_by_lead(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    size_t *ev_idx = f->ev_idx;
+
+    for (size_t k = 0; k < f->nev; k++)
+        if (p->entries[ev_idx[k]].is_new)
+            ev_idx[d->n++] = ev_idx[k];
+    f->st.events_new = d->n;
+    if (!d->n)
+        return LF_OK;
+    d->leads = calloc(d->n, sizeof(*d->leads));
+    d->re = calloc(d->n, sizeof(*d->re));
+    d->group = calloc(d->n, sizeof(*d->group));
+    d->fresh = calloc(d->n, sizeof(*d->fresh));
+    if (!d->leads || !d->re || !d->group || !d->fresh ||
+        !sort_entries(p, ev_idx, d->n, true))
+        return LF_ERR_NOMEM;
+    for (size_t k = 0; k < d->n; k++) {
+        const char *id = p->entries[ev_idx[k]].ev.lead_id;
+        f->st.by_type[p->entries[ev_idx[k]].ev.type]++;
+        if (!d->nleads || strcmp(d->leads[d->nleads - 1], id))
+            d->leads[d->nleads++] = id;
+    }
+    return LF_OK;
+}
+
+/* The stored rows of d->leads, in lead_id order (bytewise, as strcmp,
+ * hence COLLATE "C"). */
+static lf_err_t load_leads(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    size_t n;
+    lf_err_t err = LF_OK;
+
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, d->leads, d->nleads))
+        return LF_ERR_NOMEM;
+    sql_text(p, sql, &leads_table,
+             "SELECT {select} FROM {schema}.leads WHERE lead_id = "
+             "ANY($1::text[]) ORDER BY lead_id COLLATE \"C\"");
+    if ((err = run(f, sql, "loading leads", 1, p->arr.data, NULL, &res)))
+        return err;
+    n = (size_t)PQntuples(res);
+    if (n && !(d->loaded = calloc(n, sizeof(*d->loaded))))
+        err = LF_ERR_NOMEM;
+    for (size_t r = 0; !err && r < n; r++) {
+        d->nloaded = r + 1; /* cleared by derive_free(), even half read */
+        err = load_lead(res, (int)r, &d->loaded[r]);
+    }
+    PQclear(res);
+    return err;
+}
+
+/* Continue each stored lead whose new events all come after its last
+ * one; list the others for a recompute, and the leads without a row as
+ * fresh. */
+static lf_err_t continue_leads(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    const size_t *ev_idx = f->ev_idx;
+    size_t li = 0;
+
+    for (size_t k = 0; k < d->n;) {
+        const char *id = p->entries[ev_idx[k]].ev.lead_id;
+        size_t n = 0;
+        while (k + n < d->n &&
+               !strcmp(p->entries[ev_idx[k + n]].ev.lead_id, id)) {
+            d->group[n] = &p->entries[ev_idx[k + n]].ev;
+            n++;
+        }
+        k += n;
+        while (li < d->nloaded && strcmp(d->loaded[li].lead_id, id) < 0)
+            li++;
+        if (li >= d->nloaded || strcmp(d->loaded[li].lead_id, id)) {
+            d->fresh[d->nfresh++] = (span_t){k - n, n};
+        } else if (!lf_funnel_is_next(&d->loaded[li], d->group[0])) {
+            d->re[d->nre++] = id;
+        } else {
+            lf_err_t err =
+                project_lead(p, &f->b, &d->loaded[li], d->group, n, true);
+            if (err)
+                return err;
+        }
+    }
+    return LF_OK;
+}
+
 /* Leads without a row in leads: most are new, and their only stored events
  * are the ones this batch just stored, so applying those in memory gives
  * exactly what a recompute would, without reading them back. A lead with
- * older stored events goes to re[] for the full recompute. Which leads
+ * older stored events goes to d->re for the full recompute. Which leads
  * have some: a lead has no row only while none of its stored events is a
  * capture (a capture always enters the funnel), and every other event on
  * an uncaptured lead is listed as a 'state' anomaly of that lead in the
@@ -898,240 +1306,307 @@ typedef struct span_s {
  * recompute that gives the lead a row. So older stored events <=> a
  * 'state' anomaly already committed: an index lookup in a small table,
  * where counting the lead's events costs 10 % of a batch (bench/). */
-static lf_err_t project_fresh(flush_t *f, stage_bufs_t *b, size_t *ev_idx,
-                              const span_t *fresh, size_t nfresh,
-                              const char **re, size_t *nre, lf_event_t **group)
+static lf_err_t project_fresh(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
-    const char **ids = malloc(nfresh * sizeof(*ids));
+    const size_t *ev_idx = f->ev_idx;
     PGresult *res = NULL;
-    char sql[512];
-    lf_err_t err;
+    char sql[SQL_MAX];
+    lf_err_t err = LF_OK;
     size_t r = 0, nrows;
 
-    if (!ids)
-        return LF_ERR_NOMEM;
-    for (size_t i = 0; i < nfresh; i++)
-        ids[i] = p->entries[ev_idx[fresh[i].at]].ev.lead_id;
     lf_buf_reset(&p->arr);
-    err = lf_pg_text_array(&p->arr, ids, nfresh) ? LF_ERR_NOMEM : LF_OK;
-    free(ids);
-    if (err)
-        return err;
-    snprintf(sql, sizeof(sql),
-             "SELECT lead_id FROM %s.anomalies WHERE lead_id = "
+    for (size_t i = 0; i < d->nfresh; i++) /* d->leads as scratch */
+        d->leads[i] = p->entries[ev_idx[d->fresh[i].at]].ev.lead_id;
+    if (lf_pg_text_array(&p->arr, d->leads, d->nfresh))
+        return LF_ERR_NOMEM;
+    sql_text(p, sql, NULL,
+             "SELECT lead_id FROM {schema}.anomalies WHERE lead_id = "
              "ANY($1::text[]) AND kind = 'state' GROUP BY lead_id "
-             "ORDER BY lead_id COLLATE \"C\"",
-             p->schema);
+             "ORDER BY lead_id COLLATE \"C\"");
     if ((err =
              run(f, sql, "finding earlier events", 1, p->arr.data, NULL, &res)))
         return err;
     nrows = (size_t)PQntuples(res);
-    for (size_t i = 0; i < nfresh && !err; i++) {
-        const span_t *s = &fresh[i];
+    for (size_t i = 0; i < d->nfresh && !err; i++) {
+        const span_t *s = &d->fresh[i];
         const char *id = p->entries[ev_idx[s->at]].ev.lead_id;
         lf_lead_t lead;
 
         while (r < nrows && strcmp(PQgetvalue(res, (int)r, 0), id) < 0)
             r++;
         if (r < nrows && !strcmp(PQgetvalue(res, (int)r, 0), id)) {
-            re[(*nre)++] = id;
+            d->re[d->nre++] = id;
             continue;
         }
         for (size_t j = 0; j < s->n; j++)
-            group[j] = &p->entries[ev_idx[s->at + j]].ev;
+            d->group[j] = &p->entries[ev_idx[s->at + j]].ev;
         if (lf_lead_init(&lead, id))
             err = LF_ERR_NOMEM;
         else
-            err = project_lead(p, b, &lead, group, s->n, &f->st, false);
+            err = project_lead(p, &f->b, &lead, d->group, s->n, false);
         lf_lead_clear(&lead);
     }
     PQclear(res);
     return err;
 }
 
-static lf_err_t derive(flush_t *f, size_t *ev_idx, size_t nev,
-                       stage_bufs_t *b)
+/* Every stored event of the leads in d->re (as a text[] in p->arr), in
+ * order, through the same JSON mapping the events were stored with. */
+static lf_err_t read_stored_events(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
-    size_t nnew = 0, nleads = 0, nre = 0, nloaded = 0, nfresh = 0;
-    const char **leads = NULL, **re = NULL;
-    span_t *fresh = NULL;
-    lf_lead_t *loaded = NULL;
-    lf_event_t **group = NULL, *reevents = NULL;
-    size_t nreevents = 0;
     PGresult *res = NULL;
-    char sql[2048];
-    lf_err_t err = LF_OK;
+    char sql[SQL_MAX];
+    size_t n;
+    lf_err_t err;
 
-    /* The new events, by lead then (occurred_at, event_id). */
-    for (size_t k = 0; k < nev; k++)
-        if (p->entries[ev_idx[k]].is_new)
-            ev_idx[nnew++] = ev_idx[k];
-    f->st.events_new = nnew;
-    if (!nnew)
-        return LF_OK;
-    leads = calloc(nnew, sizeof(*leads));
-    re = calloc(nnew, sizeof(*re));
-    group = calloc(nnew, sizeof(*group));
-    fresh = calloc(nnew, sizeof(*fresh));
-    if (!leads || !re || !group || !fresh ||
-        !sort_entries(p, ev_idx, nnew, true)) {
-        err = LF_ERR_NOMEM;
-        goto done;
-    }
-    for (size_t k = 0; k < nnew; k++) {
-        const char *id = p->entries[ev_idx[k]].ev.lead_id;
-        f->st.by_type[p->entries[ev_idx[k]].ev.type]++;
-        if (!nleads || strcmp(leads[nleads - 1], id))
-            leads[nleads++] = id;
-    }
-
-    /* The stored state of those leads, in lead_id order (bytewise, as
-     * strcmp, hence COLLATE "C"). */
-    lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, leads, nleads)) {
-        err = LF_ERR_NOMEM;
-        goto done;
-    }
-    snprintf(sql, sizeof(sql),
-             "SELECT " LEAD_COLUMNS " FROM %s.leads WHERE lead_id = "
-             "ANY($1::text[]) ORDER BY lead_id COLLATE \"C\"",
-             p->schema);
-    if ((err = run(f, sql, "loading leads", 1, p->arr.data, NULL, &res)))
-        goto done;
-    nloaded = (size_t)PQntuples(res);
-    if (nloaded && !(loaded = calloc(nloaded, sizeof(*loaded)))) {
-        err = LF_ERR_NOMEM;
-        goto done;
-    }
-    for (size_t r = 0; r < nloaded; r++)
-        if (load_lead(res, (int)r, &loaded[r])) {
-            err = LF_ERR_NOMEM;
-            goto done;
-        }
-    PQclear(res);
-    res = NULL;
-
-    /* Continue each lead whose new events all come after its last one;
-     * list the others (and new leads) for a recompute. */
-    size_t li = 0;
-    for (size_t k = 0; k < nnew;) {
-        const char *id = p->entries[ev_idx[k]].ev.lead_id;
-        size_t n = 0;
-        while (k + n < nnew &&
-               !strcmp(p->entries[ev_idx[k + n]].ev.lead_id, id)) {
-            group[n] = &p->entries[ev_idx[k + n]].ev;
-            n++;
-        }
-        k += n;
-        while (li < nloaded && strcmp(loaded[li].lead_id, id) < 0)
-            li++;
-        if (li < nloaded && !strcmp(loaded[li].lead_id, id)) {
-            if (!lf_funnel_is_next(&loaded[li], group[0]))
-                re[nre++] = id;
-            else if ((err = project_lead(p, b, &loaded[li], group, n, &f->st,
-                                         true)))
-                goto done;
-        } else {
-            fresh[nfresh++] = (span_t){k - n, n};
-        }
-    }
-    if (nfresh &&
-        (err = project_fresh(f, b, ev_idx, fresh, nfresh, re, &nre, group)))
-        goto done;
-    if (!nre)
-        goto done;
-
-    /* Recompute: every stored event of these leads, in order, through the
-     * same JSON mapping the events were stored with. */
-    f->st.recomputed = nre;
-    lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, re, nre)) {
-        err = LF_ERR_NOMEM;
-        goto done;
-    }
-    snprintf(sql, sizeof(sql),
+    sql_text(p, sql, NULL,
              "SELECT lead_id, (jsonb_build_object('event_id', event_id, "
              "'lead_id', lead_id, 'type', type, 'occurred_at', "
-             MS("occurred_at") ", 'source', source, 'actor', actor) || "
-             "payload)::text FROM %s.events WHERE lead_id = ANY($1::text[]) "
+             "(extract(epoch FROM occurred_at) * 1000)::int8, "
+             "'source', source, 'actor', actor) || payload)::text "
+             "FROM {schema}.events WHERE lead_id = ANY($1::text[]) "
              "ORDER BY lead_id COLLATE \"C\", occurred_at, "
-             "event_id COLLATE \"C\"",
-             p->schema);
-    if ((err = run(f, sql, "reading events to recompute", 1, p->arr.data,
-                   NULL, &res)))
-        goto done;
-    nreevents = (size_t)PQntuples(res);
-    if (!(reevents = calloc(nreevents + 1, sizeof(*reevents))) ||
-        !(group = realloc(group, (nreevents + 1) * sizeof(*group)))) {
-        err = LF_ERR_NOMEM;
-        goto done;
+             "event_id COLLATE \"C\"");
+    if ((err = run(f, sql, "reading events to recompute", 1, p->arr.data, NULL,
+                   &res)))
+        return err;
+    n = (size_t)PQntuples(res);
+    lf_event_t **group = realloc(d->group, (n + 1) * sizeof(*group));
+    if (group)
+        d->group = group;
+    if (!group || !(d->reevents = calloc(n + 1, sizeof(*d->reevents)))) {
+        PQclear(res);
+        return LF_ERR_NOMEM;
     }
-    for (size_t r = 0; r < nreevents; r++) {
+    d->nreevents = n;
+    for (size_t r = 0; !err && r < n; r++) {
         char why[ERRLEN];
         const char *js = PQgetvalue(res, (int)r, 1);
-        if (lf_json_parse_event(js, strlen(js), &reevents[r], why,
-                                sizeof(why))) {
-            /* Stored events passed this parser when they came in; if one
-             * fails now, the code changed incompatibly: stop, loudly. */
+        /* Stored events passed this parser when they came in; if one
+         * fails now, the code changed incompatibly: stop, loudly. */
+        if (lf_json_parse_event(js, strlen(js), &d->reevents[r], why,
+                                sizeof(why)))
             err = lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
                             "stored event of lead %s no longer parses: %s",
                             PQgetvalue(res, (int)r, 0), why);
-            goto done;
-        }
     }
     PQclear(res);
-    res = NULL;
-    /* Their history is written anew. Their state anomalies are kept: the
-     * recompute derives them again (ON CONFLICT keeps the stored row), and
-     * the flush deletes those it no longer finds, so that only anomalies
-     * the table did not hold are counted as new. */
-    snprintf(sql, sizeof(sql),
-             "DELETE FROM %s.stage_history WHERE lead_id = ANY($1::text[])",
-             p->schema);
+    return err;
+}
+
+/* Recompute the leads in d->re from all their stored events. Their
+ * history is written anew. Their state anomalies are kept: the recompute
+ * derives them again (ON CONFLICT keeps the stored row), and
+ * merge_anomalies() deletes those it no longer finds, so that only
+ * anomalies the table did not hold are counted as new. */
+static lf_err_t recompute(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    f->st.recomputed = d->nre;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, d->re, d->nre))
+        return LF_ERR_NOMEM;
+    if ((err = read_stored_events(f, d)))
+        return err;
+    sql_text(p, sql, NULL,
+             "DELETE FROM {schema}.stage_history "
+             "WHERE lead_id = ANY($1::text[])");
     if ((err = run(f, sql, "clearing recomputed leads", 1, p->arr.data, NULL,
                    NULL)))
-        goto done;
-    if (!(f->recomputed = strdup(p->arr.data))) {
-        err = LF_ERR_NOMEM;
-        goto done;
-    }
-    for (size_t r = 0; r < nreevents;) {
+        return err;
+    if (!(f->recomputed = strdup(p->arr.data)))
+        return LF_ERR_NOMEM;
+    for (size_t r = 0, n; r < d->nreevents; r += n) {
         lf_lead_t lead;
-        size_t n = 0;
-        while (r + n < nreevents &&
-               !strcmp(reevents[r + n].lead_id, reevents[r].lead_id)) {
-            group[n] = &reevents[r + n];
-            n++;
-        }
-        if (lf_lead_init(&lead, reevents[r].lead_id)) {
-            err = LF_ERR_NOMEM;
-            goto done;
-        }
+        const char *id = d->reevents[r].lead_id;
+        for (n = 0;
+             r + n < d->nreevents && !strcmp(d->reevents[r + n].lead_id, id);
+             n++)
+            d->group[n] = &d->reevents[r + n];
+        if (lf_lead_init(&lead, id))
+            return LF_ERR_NOMEM;
         /* Its history was deleted above; its row may exist. */
-        err = project_lead(p, b, &lead, group, n, &f->st, true);
+        err = project_lead(p, &f->b, &lead, d->group, n, true);
         lf_lead_clear(&lead);
         if (err)
-            goto done;
-        r += n;
+            return err;
     }
+    return LF_OK;
+}
 
-done:
+/* Step: run the new events through the funnel, lead by lead: continue a
+ * stored lead when they come after its last event, recompute it from its
+ * stored events when one comes late, start the new ones. The results wait
+ * in f->b for stage(). */
+static lf_err_t derive(flush_t *f)
+{
+    derive_t d = {0};
+    lf_err_t err = new_events_by_lead(f, &d);
+
+    if (!err && d.n)
+        err = load_leads(f, &d);
+    if (!err && d.n)
+        err = continue_leads(f, &d);
+    if (!err && d.nfresh)
+        err = project_fresh(f, &d);
+    if (!err && d.nre)
+        err = recompute(f, &d);
     if (err == LF_ERR_NOMEM)
-        lf_seterr(err, f->errstr, f->errstr_size, "out of memory");
-    PQclear(res);
-    for (size_t i = 0; i < nloaded; i++)
-        lf_lead_clear(&loaded[i]);
-    free(loaded);
-    for (size_t i = 0; reevents && i < nreevents; i++)
-        lf_event_clear(&reevents[i]);
-    free(reevents);
-    free(group);
-    free(leads);
-    free(re);
-    free(fresh);
+        nomem(f);
+    derive_free(&d);
+    if (!err)
+        f->st.duplicates = f->nev - f->st.events_new;
     return err;
+}
+
+/* ---- stage and merge -------------------------------------------------- */
+
+/* COPY the dead letters into lf_stg_dead, and add the key anomalies (an
+ * event under another Kafka key than its lead_id) to @p anomalies. */
+static lf_err_t stage_dead_and_keys(flush_t *f, lf_buf_t *anomalies)
+{
+    lf_projector_t *p = f->p;
+    lf_buf_t *c = &p->copy;
+    char sql[SQL_MAX];
+    lf_err_t e = LF_OK;
+
+    lf_buf_reset(c);
+    for (size_t i = 0; i < p->count && !e; i++) {
+        entry_t *en = &p->entries[i];
+        if (en->dead) {
+            e = lf_pg_bin_row(c, (int)dead_table.n) ||
+                lf_pg_bin_text(c, p->topics[en->topic]) ||
+                lf_pg_bin_int4(c, en->partition) ||
+                lf_pg_bin_int8(c, en->offset) ||
+                lf_pg_bin_bytea(c, en->key, en->key_len) ||
+                lf_pg_bin_bytea(c, en->value, en->value_len) ||
+                lf_pg_bin_text(c, en->note);
+            f->st.dead_letters++;
+        } else if (en->note) {
+            e = put_anomaly(anomalies, en->ev.event_id, en->ev.lead_id, "key",
+                            en->note);
+        }
+    }
+    if (e)
+        return nomem(f);
+    return copy(
+        f,
+        sql_text(p, sql, &dead_table,
+                 "COPY lf_stg_dead ({cols}) FROM STDIN (FORMAT binary)"),
+        c);
+}
+
+/* Step: everything derived goes to the server: the rows to merge into the
+ * staging tables, the rows known to be new straight into their tables. */
+static lf_err_t stage(flush_t *f)
+{
+    static const struct {
+        const char *tmpl;
+        const table_t *t;
+        size_t buf; /* offset of the buffer in stage_bufs_t */
+    } copies[] = {
+        {"COPY lf_stg_leads ({cols}) FROM STDIN (FORMAT binary)", &leads_table,
+         offsetof(stage_bufs_t, leads)},
+        {"COPY lf_stg_visits ({cols}) FROM STDIN (FORMAT binary)",
+         &visits_table, offsetof(stage_bufs_t, visits)},
+        {"COPY lf_stg_anomalies ({cols}) FROM STDIN (FORMAT binary)",
+         &anomalies_table, offsetof(stage_bufs_t, anomalies)},
+        {"COPY {schema}.leads ({cols}) FROM STDIN (FORMAT binary)",
+         &leads_table, offsetof(stage_bufs_t, leads_new)},
+        {"COPY {schema}.stage_history ({cols}) FROM STDIN (FORMAT binary)",
+         &visits_table, offsetof(stage_bufs_t, visits_new)},
+    };
+    char sql[SQL_MAX];
+    lf_err_t err = stage_dead_and_keys(f, &f->b.anomalies);
+
+    for (size_t i = 0; !err && i < sizeof(copies) / sizeof(*copies); i++)
+        err = copy(f, sql_text(f->p, sql, copies[i].t, copies[i].tmpl),
+                   (lf_buf_t *)((char *)&f->b + copies[i].buf));
+    return err;
+}
+
+/* Step: upsert the staged leads (those that may have a row). */
+static lf_err_t merge_leads(flush_t *f)
+{
+    char sql[SQL_MAX];
+
+    if (!f->b.leads.len)
+        return LF_OK;
+    sql_text(f->p, sql, &leads_table,
+             "INSERT INTO {schema}.leads ({cols}) SELECT * FROM lf_stg_leads "
+             "ON CONFLICT (lead_id) DO UPDATE SET {set}, updated_at = now()");
+    return run(f, sql, "writing leads", 0, NULL, NULL, NULL);
+}
+
+/* Step: upsert the staged visits (the current one may have ended). */
+static lf_err_t merge_visits(flush_t *f)
+{
+    char sql[SQL_MAX];
+
+    if (!f->b.visits.len)
+        return LF_OK;
+    sql_text(f->p, sql, &visits_table,
+             "INSERT INTO {schema}.stage_history ({cols}) "
+             "SELECT * FROM lf_stg_visits "
+             "ON CONFLICT (lead_id, visit) DO UPDATE SET {set}");
+    return run(f, sql, "writing stage history", 0, NULL, NULL, NULL);
+}
+
+/* A recomputed lead's state anomalies are those just derived: the stored
+ * ones it no longer has go (lf_stg_anomalies is empty when the batch
+ * staged none). */
+static lf_err_t clear_resolved_anomalies(flush_t *f)
+{
+    char sql[SQL_MAX];
+
+    sql_text(f->p, sql, NULL,
+             "DELETE FROM {schema}.anomalies a WHERE a.lead_id = "
+             "ANY($1::text[]) AND a.kind = 'state' AND NOT EXISTS "
+             "(SELECT 1 FROM lf_stg_anomalies s WHERE s.event_id = "
+             "a.event_id AND s.kind = a.kind AND s.reason = a.reason)");
+    return run(f, sql, "clearing resolved anomalies", 1, f->recomputed, NULL,
+               NULL);
+}
+
+/* Step: add the staged anomalies the table does not hold (counting the new
+ * state anomalies), then drop the recomputed leads' resolved ones. */
+static lf_err_t merge_anomalies(flush_t *f)
+{
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (f->b.anomalies.len) {
+        sql_text(f->p, sql, &anomalies_table,
+                 "WITH ins AS (INSERT INTO {schema}.anomalies ({cols}) "
+                 "SELECT * FROM lf_stg_anomalies "
+                 "ON CONFLICT DO NOTHING RETURNING kind) "
+                 "SELECT count(*) FILTER (WHERE kind = 'state') FROM ins");
+        if ((err = run(f, sql, "writing anomalies", 0, NULL, NULL, &res)))
+            return err;
+        f->st.anomalies = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+    }
+    return f->recomputed ? clear_resolved_anomalies(f) : LF_OK;
+}
+
+/* Step: add the dead letters not stored before. */
+static lf_err_t store_dead_letters(flush_t *f)
+{
+    char sql[SQL_MAX];
+
+    if (!f->st.dead_letters)
+        return LF_OK;
+    sql_text(f->p, sql, &dead_table,
+             "INSERT INTO {schema}.dead_letters ({cols}) "
+             "SELECT * FROM lf_stg_dead "
+             "ON CONFLICT (topic, partition, \"offset\") DO NOTHING");
+    return run(f, sql, "writing dead letters", 0, NULL, NULL, NULL);
 }
 
 /* The offsets fence, in the batch's transaction before its offsets are
@@ -1187,18 +1662,179 @@ static lf_err_t check_continues(flush_t *f)
     return LF_OK;
 }
 
+/* Step: the next offset of every partition in the batch, in the same
+ * transaction as what was read up to it (nothing without a group). */
+static lf_err_t store_offsets(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (!p->group_id)
+        return LF_OK;
+    if ((err = check_continues(f)))
+        return err;
+    sql_text(p, sql, NULL,
+             "INSERT INTO {schema}.offsets (group_id, topic, partition, "
+             "next_offset) VALUES ($1, $2, $3, $4) "
+             "ON CONFLICT (group_id, topic, partition) DO UPDATE SET "
+             "next_offset = EXCLUDED.next_offset, updated_at = now()");
+    for (size_t i = 0; i < p->off_count; i++) {
+        char part[16], next[24];
+        const char *params[4] = {p->group_id, p->topics[p->offs[i].topic], part,
+                                 next};
+        PGresult *res;
+
+        snprintf(part, sizeof(part), "%d", (int)p->offs[i].partition);
+        snprintf(next, sizeof(next), "%lld", (long long)p->offs[i].next);
+        res = PQexecParams(f->conn, sql, 4, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            err = fail(f, res, "storing offsets");
+            PQclear(res);
+            return err;
+        }
+        PQclear(res);
+    }
+    return LF_OK;
+}
+
+/* ---- flush ------------------------------------------------------------ */
+
+/* Step zero, before the transaction: the batch's events in event_id order
+ * (for finding an id twice in the batch, for mark_new's search, and as
+ * the COPY order, the primary key's) and its leads, each once (the server
+ * orders the locks). */
+static lf_err_t list_batch(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+
+    if (!(f->ev_idx = calloc(p->count, sizeof(*f->ev_idx))) ||
+        !(f->leads = calloc(p->count, sizeof(*f->leads))))
+        return nomem(f);
+    for (size_t i = 0; i < p->count; i++) {
+        p->entries[i].is_new = false;
+        if (!p->entries[i].dead)
+            f->ev_idx[f->nev++] = i;
+    }
+    if (!sort_entries(p, f->ev_idx, f->nev, false))
+        return nomem(f);
+    for (size_t i = 0; i < p->leadset_cap; i++)
+        if (p->leadset[i])
+            f->leads[f->nleads++] = p->leadset[i];
+    return LF_OK;
+}
+
+/* Step: lock the batch's leads before touching them, in one global order
+ * (of the lock keys), so two instances never deadlock and never
+ * interleave on one lead. */
+static lf_err_t lock_leads(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+
+    if (!f->nleads)
+        return LF_OK;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, f->leads, f->nleads))
+        return nomem(f);
+    return run(f,
+               "SELECT count(pg_advisory_xact_lock(k)) FROM "
+               "(SELECT DISTINCT hashtextextended(l, 0) AS k FROM "
+               "unnest($1::text[]) AS l ORDER BY 1) AS s",
+               "locking leads", 1, p->arr.data, NULL, NULL);
+}
+
+/* The steps of a flush inside its transaction, in order. Each one owns
+ * what it asks the server (its PGresult is cleared on every path) and
+ * either leaves the transaction usable or fails. */
+typedef lf_err_t (*step_t)(flush_t *f);
+
+/* clang-format off */
+static const step_t flush_steps[] = {
+    lock_leads,
+    store_events,
+    record_conflicts,
+    derive,
+    stage,
+    merge_leads,
+    merge_visits,
+    merge_anomalies,
+    store_dead_letters,
+    store_offsets,
+};
+/* clang-format on */
+
+/* The batch in one transaction: BEGIN, the steps, COMMIT. A step that
+ * fails is rolled back here (a failed COMMIT has rolled back already). */
+static lf_err_t write_batch(flush_t *f)
+{
+    lf_err_t err;
+
+    if ((err = run(f, "BEGIN", "BEGIN", 0, NULL, NULL, NULL)))
+        return err;
+    for (size_t i = 0; i < sizeof(flush_steps) / sizeof(*flush_steps); i++)
+        if ((err = flush_steps[i](f))) {
+            if (PQstatus(f->conn) == CONNECTION_OK)
+                PQclear(PQexec(f->conn, "ROLLBACK"));
+            return err;
+        }
+    return run(f, "COMMIT", "COMMIT", 0, NULL, NULL, NULL);
+}
+
+/* Committed: account, hand the offsets back, empty the batch. */
+static void committed_batch(flush_t *f,
+                            rd_kafka_topic_partition_list_t **committed)
+{
+    lf_projector_t *p = f->p;
+
+    p->expect_new = f->direct;
+    p->stats.messages += p->count;
+    p->stats.events_new += f->st.events_new;
+    p->stats.duplicates += f->st.duplicates;
+    p->stats.conflicts += f->st.conflicts;
+    p->stats.dead_letters += f->st.dead_letters;
+    p->stats.anomalies += f->st.anomalies;
+    p->stats.recomputed += f->st.recomputed;
+    p->stats.batches++;
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        p->stats.by_type[t] += f->st.by_type[t];
+    if (committed) {
+        *committed = rd_kafka_topic_partition_list_new((int)p->off_count);
+        for (size_t i = 0; i < p->off_count; i++)
+            rd_kafka_topic_partition_list_add(
+                *committed, p->topics[p->offs[i].topic], p->offs[i].partition)
+                ->offset = p->offs[i].next;
+    }
+    lf_projector_discard(p);
+}
+
+/* Free what the flush allocated. The next batch may be a while (or
+ * flushed by another writer, with this projector filling meanwhile): keep
+ * small buffers, not batch-sized ones (with two writers, four projectors
+ * kept ~6 MiB). */
+static void flush_free(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+
+    if (p->copy.cap > BUF_KEEP)
+        lf_buf_free(&p->copy);
+    if (p->arr.cap > BUF_KEEP)
+        lf_buf_free(&p->arr);
+    lf_buf_free(&f->b.leads);
+    lf_buf_free(&f->b.visits);
+    lf_buf_free(&f->b.anomalies);
+    lf_buf_free(&f->b.leads_new);
+    lf_buf_free(&f->b.visits_new);
+    free(f->ev_idx);
+    free(f->leads);
+    free(f->recomputed);
+}
+
 lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
                             rd_kafka_topic_partition_list_t **committed,
                             char *errstr, size_t errstr_size)
 {
-    flush_t f = {p, conn, errstr, errstr_size, {0}, NULL};
-    stage_bufs_t b = {{0}, {0}, {0}, {0}, {0}};
-    size_t *ev_idx = NULL, nev = 0, nstored = 0;
-    bool direct = false;
-    const char **leads = NULL;
-    size_t nleads = 0;
-    PGresult *res = NULL;
-    char sql[1536];
+    flush_t f = {
+        .p = p, .conn = conn, .errstr = errstr, .errstr_size = errstr_size};
     lf_err_t err;
 
     if (committed)
@@ -1207,302 +1843,9 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
         return LF_OK;
     if ((err = ensure_temp(&f)))
         return err;
-    if (!(ev_idx = calloc(p->count, sizeof(*ev_idx))) ||
-        !(leads = calloc(p->count, sizeof(*leads)))) {
-        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < p->count; i++) {
-        p->entries[i].is_new = false;
-        if (!p->entries[i].dead)
-            ev_idx[nev++] = i;
-    }
-    /* In event_id order, once: for finding an id twice in the batch, for
-     * mark_new's search, and as the COPY order (the primary key's). */
-    if (!sort_entries(p, ev_idx, nev, false)) {
-        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-        goto out;
-    }
-    /* The batch's leads, each once (the server orders the locks). */
-    for (size_t i = 0; i < p->leadset_cap; i++)
-        if (p->leadset[i])
-            leads[nleads++] = p->leadset[i];
-
-    if ((err = run(&f, "BEGIN", "BEGIN", 0, NULL, NULL, NULL)))
-        goto out;
-
-    /* Lock the batch's leads before touching them, in one global order
-     * (of the lock keys), so two instances never deadlock and never
-     * interleave on one lead. */
-    if (nleads) {
-        lf_buf_reset(&p->arr);
-        if (lf_pg_text_array(&p->arr, leads, nleads)) {
-            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
-                            "out of memory");
-            goto rollback;
-        }
-        if ((err = run(&f,
-                       "SELECT count(pg_advisory_xact_lock(k)) FROM "
-                       "(SELECT DISTINCT hashtextextended(l, 0) AS k FROM "
-                       "unnest($1::text[]) AS l ORDER BY 1) AS s",
-                       "locking leads", 1, p->arr.data, NULL, NULL)))
-            goto rollback;
-    }
-
-    if (nev && (err = store_events_direct(&f, ev_idx, nev, &direct)))
-        goto rollback;
-    if (direct)
-        nstored = nev;
-    else if ((err = stage_events(&f, ev_idx, nev)))
-        goto rollback;
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO %s.events (event_id, lead_id, type, occurred_at, "
-             "source, actor, payload, topic, partition, \"offset\") "
-             "SELECT DISTINCT ON (event_id) event_id, lead_id, type, "
-             "occurred_at, source, actor, payload, topic, partition, "
-             "\"offset\" FROM lf_stg_events ORDER BY event_id, seq "
-             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-             p->schema);
-    if (nev && !direct &&
-        (err = run(&f, sql, "storing events", 0, NULL, NULL, &res)))
-        goto rollback;
-    if (res) {
-        nstored = (size_t)PQntuples(res);
-        mark_new(p, ev_idx, nev, res);
-        PQclear(res);
-        res = NULL;
-    }
-    /* The same event_id with other content: the first stays, the later
-     * message is listed (once, however often it is replayed). When every
-     * staged row was stored just now, each joins only itself: skip the
-     * join, the costliest statement of a clean batch. */
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO %s.anomalies (event_id, lead_id, kind, reason) "
-             "SELECT s.event_id, s.lead_id, 'conflict', "
-             "format('event_id reused with different content at %%s "
-             "partition %%s offset %%s', s.topic, s.partition, s.\"offset\") "
-             "FROM lf_stg_events s JOIN %s.events e USING (event_id) "
-             "WHERE (e.topic, e.partition, e.\"offset\") IS DISTINCT FROM "
-             "(s.topic, s.partition, s.\"offset\") AND "
-             "(e.lead_id, e.type, e.occurred_at, e.source, e.actor, "
-             "e.payload) IS DISTINCT FROM (s.lead_id, s.type, s.occurred_at, "
-             "s.source, s.actor, s.payload) "
-             "ON CONFLICT DO NOTHING",
-             p->schema, p->schema);
-    if (nstored < nev) {
-        if ((err = run(&f, sql, "checking conflicts", 0, NULL, NULL, &res)))
-            goto rollback;
-        f.st.conflicts = strtoull(PQcmdTuples(res), NULL, 10);
-        PQclear(res);
-        res = NULL;
-    }
-
-    if ((err = derive(&f, ev_idx, nev, &b)))
-        goto rollback;
-    f.st.duplicates = nev - f.st.events_new;
-    if ((err = stage_dead_and_keys(&f, &b.anomalies)))
-        goto rollback;
-    if ((err = copy(&f,
-                    "COPY lf_stg_leads (lead_id, stage, stage_entered_at, "
-                    "cycle, score, score_model, owner, channel, campaign, "
-                    "captured_at, first_marketing_qualified_at, "
-                    "first_handed_off_at, first_sales_accepted_at, "
-                    "first_sales_qualified_at, won_at, won_amount_minor, "
-                    "currency, lost_at, disqualified_at, last_event_at, "
-                    "last_event_id, stage_entered_by, visits) FROM STDIN (FORMAT binary)",
-                    &b.leads)) ||
-        (err = copy(&f,
-                    "COPY lf_stg_visits (lead_id, visit, cycle, stage, "
-                    "entered_at, exited_at, entered_by, exit_reason) "
-                    "FROM STDIN (FORMAT binary)",
-                    &b.visits)) ||
-        (err = copy(&f,
-                    "COPY lf_stg_anomalies (event_id, lead_id, kind, reason) "
-                    "FROM STDIN (FORMAT binary)",
-                    &b.anomalies)))
-        goto rollback;
-    snprintf(sql, sizeof(sql),
-             "COPY %s.leads (lead_id, stage, stage_entered_at, cycle, score, "
-             "score_model, owner, channel, campaign, captured_at, "
-             "first_marketing_qualified_at, first_handed_off_at, "
-             "first_sales_accepted_at, first_sales_qualified_at, won_at, "
-             "won_amount_minor, currency, lost_at, disqualified_at, "
-             "last_event_at, last_event_id, stage_entered_by, visits) "
-             "FROM STDIN (FORMAT binary)",
-             p->schema);
-    if ((err = copy(&f, sql, &b.leads_new)))
-        goto rollback;
-    snprintf(sql, sizeof(sql),
-             "COPY %s.stage_history (lead_id, visit, cycle, stage, "
-             "entered_at, exited_at, entered_by, exit_reason) FROM STDIN (FORMAT binary)",
-             p->schema);
-    if ((err = copy(&f, sql, &b.visits_new)))
-        goto rollback;
-
-    if (b.leads.len) {
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s.leads (lead_id, stage, stage_entered_at, "
-                 "cycle, score, score_model, owner, channel, campaign, "
-                 "captured_at, first_marketing_qualified_at, "
-                 "first_handed_off_at, first_sales_accepted_at, "
-                 "first_sales_qualified_at, won_at, won_amount_minor, "
-                 "currency, lost_at, disqualified_at, last_event_at, "
-                 "last_event_id, stage_entered_by, visits) "
-                 "SELECT * FROM lf_stg_leads "
-                 "ON CONFLICT (lead_id) DO UPDATE SET "
-                 "stage = EXCLUDED.stage, "
-                 "stage_entered_at = EXCLUDED.stage_entered_at, "
-                 "cycle = EXCLUDED.cycle, score = EXCLUDED.score, "
-                 "score_model = EXCLUDED.score_model, "
-                 "owner = EXCLUDED.owner, channel = EXCLUDED.channel, "
-                 "campaign = EXCLUDED.campaign, "
-                 "captured_at = EXCLUDED.captured_at, "
-                 "first_marketing_qualified_at = "
-                 "EXCLUDED.first_marketing_qualified_at, "
-                 "first_handed_off_at = EXCLUDED.first_handed_off_at, "
-                 "first_sales_accepted_at = EXCLUDED.first_sales_accepted_at, "
-                 "first_sales_qualified_at = "
-                 "EXCLUDED.first_sales_qualified_at, "
-                 "won_at = EXCLUDED.won_at, "
-                 "won_amount_minor = EXCLUDED.won_amount_minor, "
-                 "currency = EXCLUDED.currency, lost_at = EXCLUDED.lost_at, "
-                 "disqualified_at = EXCLUDED.disqualified_at, "
-                 "last_event_at = EXCLUDED.last_event_at, "
-                 "last_event_id = EXCLUDED.last_event_id, "
-                 "stage_entered_by = EXCLUDED.stage_entered_by, "
-                 "visits = EXCLUDED.visits, updated_at = now()",
-                 p->schema);
-        if ((err = run(&f, sql, "writing leads", 0, NULL, NULL, NULL)))
-            goto rollback;
-    }
-    if (b.visits.len) {
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s.stage_history (lead_id, visit, cycle, stage, "
-                 "entered_at, exited_at, entered_by, exit_reason) "
-                 "SELECT * FROM lf_stg_visits "
-                 "ON CONFLICT (lead_id, visit) DO UPDATE SET "
-                 "cycle = EXCLUDED.cycle, stage = EXCLUDED.stage, "
-                 "entered_at = EXCLUDED.entered_at, "
-                 "exited_at = EXCLUDED.exited_at, "
-                 "entered_by = EXCLUDED.entered_by, "
-                 "exit_reason = EXCLUDED.exit_reason",
-                 p->schema);
-        if ((err = run(&f, sql, "writing stage history", 0, NULL, NULL,
-                       NULL)))
-            goto rollback;
-    }
-    if (b.anomalies.len) {
-        /* The state anomalies the table did not hold are the new ones. */
-        snprintf(sql, sizeof(sql),
-                 "WITH ins AS (INSERT INTO %s.anomalies (event_id, lead_id, "
-                 "kind, reason) SELECT * FROM lf_stg_anomalies "
-                 "ON CONFLICT DO NOTHING RETURNING kind) "
-                 "SELECT count(*) FILTER (WHERE kind = 'state') FROM ins",
-                 p->schema);
-        if ((err = run(&f, sql, "writing anomalies", 0, NULL, NULL, &res)))
-            goto rollback;
-        f.st.anomalies = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-        res = NULL;
-    }
-    if (f.recomputed) {
-        /* A recomputed lead's state anomalies are those just derived:
-         * the stored ones it no longer has go (lf_stg_anomalies is empty
-         * when the batch staged none). */
-        snprintf(sql, sizeof(sql),
-                 "DELETE FROM %s.anomalies a WHERE a.lead_id = "
-                 "ANY($1::text[]) AND a.kind = 'state' AND NOT EXISTS "
-                 "(SELECT 1 FROM lf_stg_anomalies s WHERE s.event_id = "
-                 "a.event_id AND s.kind = a.kind AND s.reason = a.reason)",
-                 p->schema);
-        if ((err = run(&f, sql, "clearing resolved anomalies", 1,
-                       f.recomputed, NULL, NULL)))
-            goto rollback;
-    }
-    if (f.st.dead_letters) {
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s.dead_letters (topic, partition, \"offset\", "
-                 "key, value, error) SELECT * FROM lf_stg_dead "
-                 "ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
-                 p->schema);
-        if ((err = run(&f, sql, "writing dead letters", 0, NULL, NULL,
-                       NULL)))
-            goto rollback;
-    }
-    if (p->group_id) {
-        if ((err = check_continues(&f)))
-            goto rollback;
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s.offsets (group_id, topic, partition, "
-                 "next_offset) VALUES ($1, $2, $3, $4) "
-                 "ON CONFLICT (group_id, topic, partition) DO UPDATE SET "
-                 "next_offset = EXCLUDED.next_offset, updated_at = now()",
-                 p->schema);
-        for (size_t i = 0; i < p->off_count; i++) {
-            char part[16], next[24];
-            const char *params[4] = {p->group_id, p->topics[p->offs[i].topic],
-                                     part, next};
-            snprintf(part, sizeof(part), "%d", (int)p->offs[i].partition);
-            snprintf(next, sizeof(next), "%lld", (long long)p->offs[i].next);
-            res = PQexecParams(conn, sql, 4, NULL, params, NULL, NULL, 0);
-            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                err = fail(&f, res, "storing offsets");
-                goto rollback;
-            }
-            PQclear(res);
-            res = NULL;
-        }
-    }
-    if ((err = run(&f, "COMMIT", "COMMIT", 0, NULL, NULL, NULL)))
-        goto out; /* a failed COMMIT has already rolled back */
-
-    /* Committed: account, hand the offsets back, empty the batch. */
-    p->expect_new = direct;
-    f.st.messages = p->count;
-    f.st.batches = 1;
-    p->stats.messages += f.st.messages;
-    p->stats.events_new += f.st.events_new;
-    p->stats.duplicates += f.st.duplicates;
-    p->stats.conflicts += f.st.conflicts;
-    p->stats.dead_letters += f.st.dead_letters;
-    p->stats.anomalies += f.st.anomalies;
-    p->stats.recomputed += f.st.recomputed;
-    p->stats.batches++;
-    for (int t = 0; t < LF_EV__COUNT; t++)
-        p->stats.by_type[t] += f.st.by_type[t];
-    if (committed) {
-        *committed = rd_kafka_topic_partition_list_new((int)p->off_count);
-        for (size_t i = 0; i < p->off_count; i++)
-            rd_kafka_topic_partition_list_add(*committed,
-                                              p->topics[p->offs[i].topic],
-                                              p->offs[i].partition)
-                ->offset = p->offs[i].next;
-    }
-    lf_projector_discard(p);
-    goto out;
-
-rollback:
-    PQclear(res);
-    res = NULL;
-    if (PQstatus(conn) == CONNECTION_OK)
-        PQclear(PQexec(conn, "ROLLBACK"));
-out:
-    /* The next batch may be a while (or flushed by another writer, with
-     * this projector filling meanwhile): keep small buffers, not batch-
-     * sized ones (with two writers, four projectors kept ~6 MiB). */
-    if (p->copy.cap > BUF_KEEP)
-        lf_buf_free(&p->copy);
-    if (p->arr.cap > BUF_KEEP)
-        lf_buf_free(&p->arr);
-    PQclear(res);
-    lf_buf_free(&b.leads);
-    lf_buf_free(&b.visits);
-    lf_buf_free(&b.anomalies);
-    lf_buf_free(&b.leads_new);
-    lf_buf_free(&b.visits_new);
-    free(ev_idx);
-    free(leads);
-    free(f.recomputed);
+    if (!(err = list_batch(&f)) && !(err = write_batch(&f)))
+        committed_batch(&f, committed);
+    flush_free(&f);
     return err;
 }
 
@@ -1510,19 +1853,19 @@ lf_err_t lf_projector_load_offsets(lf_projector_t *p, PGconn *conn,
                                    rd_kafka_topic_partition_list_t *parts,
                                    char *errstr, size_t errstr_size)
 {
-    flush_t f = {p, conn, errstr, errstr_size, {0}, NULL};
+    flush_t f = {
+        .p = p, .conn = conn, .errstr = errstr, .errstr_size = errstr_size};
     PGresult *res = NULL;
-    char sql[256];
+    char sql[SQL_MAX];
     lf_err_t err;
 
     for (int i = 0; i < parts->cnt; i++)
         parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
     if (!p->group_id)
         return LF_OK;
-    snprintf(sql, sizeof(sql),
-             "SELECT topic, partition, next_offset FROM %s.offsets "
-             "WHERE group_id = $1",
-             p->schema);
+    sql_text(p, sql, NULL,
+             "SELECT topic, partition, next_offset FROM {schema}.offsets "
+             "WHERE group_id = $1");
     if ((err = run(&f, sql, "loading offsets", 1, p->group_id, NULL, &res)))
         return err;
     for (int r = 0; r < PQntuples(res); r++) {

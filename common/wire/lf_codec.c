@@ -1,14 +1,16 @@
-/* lf_codec.c: framed Avro for LeadEvent: direct v1 writer and reader, and
- * avro-c (behind a schema-driven bounds check) as their reference and for
- * every other writer schema. */
+/* lf_codec.c: framed Avro for LeadEvent: direct v1 and v2 writer and
+ * reader, and avro-c (behind a schema-driven bounds check) as their
+ * reference and for every other writer schema, read by field name. */
 #include "lf_codec.h"
 #include "lf_codec_int.h"
 
 #include "lf_embedded.h"
+#include "lf_json.h"
 
 #include <avro.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,8 @@
 #define LF_AVRO_VERSION "unknown"
 #endif
 
-/* Field indexes of the v1 record, in schema order (the wire order). */
+/* Field indexes of the v1 and v2 records, in schema order (the wire
+ * order); v1 has no account_id, so its payload is at F_ACCOUNT_ID. */
 enum {
     F_EVENT_ID,
     F_LEAD_ID,
@@ -25,19 +28,19 @@ enum {
     F_OCCURRED_AT,
     F_SOURCE,
     F_ACTOR,
-    F_PAYLOAD
+    F_ACCOUNT_ID
 };
+#define F_PAYLOAD(version) ((version) == 1 ? F_ACCOUNT_ID : F_ACCOUNT_ID + 1)
 
-/* A writer schema met through the registry, and how we read it. */
+/* A writer schema (a pinned one, or one met through the registry), and how
+ * we read it. */
 typedef struct writer_s {
     int32_t id;
     char *refused; /* why this id cannot be read (final), or NULL */
     avro_schema_t schema;
-    bool same;                    /* equal to v1: read straight into c->dec */
-    avro_value_iface_t *iface;    /* generic class of the writer's schema */
-    avro_value_t wval;            /* the datum as written */
-    avro_value_iface_t *resolver; /* avro_resolved_reader, writer -> v1 */
-    avro_value_t rval;            /* wval seen through v1 */
+    int version;               /* equal to published v1 or v2, or 0 */
+    avro_value_iface_t *iface; /* generic class of the writer's schema */
+    avro_value_t wval;         /* the datum as written */
 } writer_t;
 
 /* Writer schemas kept per codec; when full, all are dropped and met again
@@ -45,26 +48,45 @@ typedef struct writer_s {
 #define WRITERS_MAX 64
 
 struct lf_codec_s {
-    avro_schema_t schema;
-    avro_value_iface_t *iface;
-    avro_value_t enc; /* reused for every encode */
-    avro_value_t dec; /* reused for every decode */
+    avro_schema_t schema;    /* v2 */
+    avro_schema_t schema_v1; /* v1, to write v1 */
+    int known;   /* the contract version this reader knows (2; tests: 1) */
+    int version; /* the contract version encode writes (1 or 2) */
+    avro_value_iface_t *iface[2]; /* v1, v2 */
+    avro_value_t enc[2];          /* reused for every generic encode */
+    writer_t pinned[2];           /* ids 1 and 2 without a registry */
     avro_reader_t reader;
     avro_writer_t writer;
-    lf_registry_t *reg; /* borrowed or own_reg; NULL: pinned ids */
+    lf_registry_t *reg;     /* borrowed or own_reg; NULL: pinned ids */
     lf_registry_t *own_reg; /* lf_codec_from_conf()'s, freed with c */
     writer_t writers[WRITERS_MAX];
     int nwriters, last; /* last: the writer of the previous decode */
 };
 
 static void writers_clear(lf_codec_t *c);
+static void writer_free(writer_t *w);
+static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
+                               const char *json);
 
 const char *lf_avro_version(void)
 {
     return LF_AVRO_VERSION;
 }
 
-lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size)
+/* Parse @p json (a published schema) into *@p s. */
+static bool parse_schema(const char *json, const char *file, avro_schema_t *s,
+                         char *errstr, size_t errstr_size)
+{
+    if (!avro_schema_from_json_length(json, strlen(json), s))
+        return true;
+    *s = NULL;
+    lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s: %s", file,
+              avro_strerror());
+    return false;
+}
+
+/* The codec of a reader that knows contract version @p known. */
+static lf_codec_t *codec_new(int known, char *errstr, size_t errstr_size)
 {
     lf_codec_t *c = calloc(1, sizeof(*c));
     static const char empty[1];
@@ -73,16 +95,23 @@ lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size)
         lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         return NULL;
     }
-    if (avro_schema_from_json_length(lf_embedded_avsc_v1,
-                                     strlen(lf_embedded_avsc_v1), &c->schema)) {
-        lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "lead_event.v1.avsc: %s",
-                  avro_strerror());
-        free(c);
+    c->known = known;
+    c->version = LF_CONTRACT_LATEST;
+    if (!parse_schema(lf_embedded_avsc_v2, "lead_event.v2.avsc", &c->schema,
+                      errstr, errstr_size) ||
+        !parse_schema(lf_embedded_avsc_v1, "lead_event.v1.avsc", &c->schema_v1,
+                      errstr, errstr_size)) {
+        lf_codec_destroy(c);
         return NULL;
     }
-    if (!(c->iface = avro_generic_class_from_schema(c->schema)) ||
-        avro_generic_value_new(c->iface, &c->enc) ||
-        avro_generic_value_new(c->iface, &c->dec) ||
+    if (!(c->iface[0] = avro_generic_class_from_schema(c->schema_v1)) ||
+        !(c->iface[1] = avro_generic_class_from_schema(c->schema)) ||
+        avro_generic_value_new(c->iface[0], &c->enc[0]) ||
+        avro_generic_value_new(c->iface[1], &c->enc[1]) ||
+        writer_prepare(c, &c->pinned[0], LF_SCHEMA_ID_V1,
+                       lf_embedded_avsc_v1) ||
+        writer_prepare(c, &c->pinned[1], LF_SCHEMA_ID_V2,
+                       lf_embedded_avsc_v2) ||
         !(c->reader = avro_reader_memory(empty, 0)) ||
         !(c->writer = avro_writer_memory(empty, 0))) {
         lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "avro-c: %s",
@@ -93,25 +122,72 @@ lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size)
     return c;
 }
 
+lf_codec_t *lf_codec_new(char *errstr, size_t errstr_size)
+{
+    return codec_new(LF_CONTRACT_LATEST, errstr, errstr_size);
+}
+
+lf_codec_t *lf_codec_new_reader_v1(char *errstr, size_t errstr_size)
+{
+    return codec_new(1, errstr, errstr_size);
+}
+
+lf_err_t lf_codec_set_contract(lf_codec_t *c, int version, char *errstr,
+                               size_t errstr_size)
+{
+    if (version < 1 || version > LF_CONTRACT_LATEST)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "contract.version: %d is not a published contract "
+                         "version (1 or %d)",
+                         version, LF_CONTRACT_LATEST);
+    c->version = version;
+    return LF_OK;
+}
+
+int lf_codec_contract(const lf_codec_t *c)
+{
+    return c->version;
+}
+
 void lf_codec_destroy(lf_codec_t *c)
 {
     if (!c)
         return;
     writers_clear(c);
-    if (c->enc.self)
-        avro_value_decref(&c->enc);
-    if (c->dec.self)
-        avro_value_decref(&c->dec);
-    if (c->iface)
-        avro_value_iface_decref(c->iface);
+    for (int i = 0; i < 2; i++) {
+        writer_free(&c->pinned[i]);
+        if (c->enc[i].self)
+            avro_value_decref(&c->enc[i]);
+        if (c->iface[i])
+            avro_value_iface_decref(c->iface[i]);
+    }
     if (c->reader)
         avro_reader_free(c->reader);
     if (c->writer)
         avro_writer_free(c->writer);
     if (c->schema)
         avro_schema_decref(c->schema);
+    if (c->schema_v1)
+        avro_schema_decref(c->schema_v1);
     lf_registry_destroy(c->own_reg);
     free(c);
+}
+
+/* contract.version from @p conf into @p c (unset: the latest). */
+static lf_err_t contract_from_conf(lf_codec_t *c, const lf_conf_t *conf,
+                                   char *errstr, size_t errstr_size)
+{
+    const char *v = lf_conf_get(conf, LF_CONF_CONTRACT_VERSION);
+
+    if (!v)
+        return LF_OK;
+    if ((strcmp(v, "1") && strcmp(v, "2")) ||
+        lf_codec_set_contract(c, v[0] - '0', NULL, 0))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "configuration \"%s\": \"%.40s\" is not a "
+                         "published contract version (1 or 2)",
+                         LF_CONF_CONTRACT_VERSION, v);
+    return LF_OK;
 }
 
 lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
@@ -122,6 +198,10 @@ lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
     *out = NULL;
     if (!(c = lf_codec_new(errstr, errstr_size)))
         return LF_ERR_NOMEM;
+    if (contract_from_conf(c, conf, errstr, errstr_size)) {
+        lf_codec_destroy(c);
+        return LF_ERR_INVALID;
+    }
     if (lf_registry_configured(conf)) {
         if (!(c->own_reg = lf_registry_new(conf, errstr, errstr_size))) {
             lf_codec_destroy(c);
@@ -426,14 +506,18 @@ static int set_enum(avro_value_t *rec, int idx, int v)
     return avro_value_set_enum(&f, v);
 }
 
-/* ---- the v1 writer, by hand ----
- * Producers always write v1. avro-c's generic value writer costs ~8,700
- * instructions per event (BENCHMARKS.md: cost, producer side), most of it
- * in setting, sizing and walking the value; the binary encoding of this one
+/* ---- the v1 and v2 writer, by hand ----
+ * Producers write v2, or v1 on request. avro-c's generic value writer costs
+ * ~8,700 instructions per event (BENCHMARKS.md: cost, producer side), most of
+ * it in setting, sizing and walking the value; the binary encoding of this one
  * record is simple enough to write directly, in about a tenth of that.
  * lf_codec_encode_generic() is the avro-c writer, kept as the reference:
  * test_codec compares the bytes of both for every type and edge, and
  * fuzz_json for every event it parses. */
+
+/* Where the payload's strings start in enc_strs_t (after event_id,
+ * lead_id, source, actor, account_id). */
+#define ES_PAYLOAD 5
 
 /* Room for a long (zig-zag varint) and for a string's length. */
 #define VARINT_MAX 10
@@ -474,9 +558,10 @@ typedef struct enc_strs_s {
     size_t need;
 } enc_strs_t;
 
-/* Collect @p ev's strings into @p es; required ones must be there. */
-static lf_err_t enc_strings(const lf_event_t *ev, enc_strs_t *es,
-                            char *errstr, size_t errstr_size)
+/* Collect @p ev's strings into @p es (the envelope's in es->str[0..4],
+ * the payload's from ES_PAYLOAD); required ones must be there. */
+static lf_err_t enc_strings(const lf_event_t *ev, enc_strs_t *es, char *errstr,
+                            size_t errstr_size)
 {
     const char *names[8] = {0};
     int ns = 0;
@@ -487,14 +572,21 @@ static lf_err_t enc_strings(const lf_event_t *ev, enc_strs_t *es,
     REQ("lead_id", ev->lead_id);
     REQ("source", ev->source);
     OPT("actor", ev->actor);
+    OPT("account_id", ev->account_id);
     switch (ev->type) {
     case LF_EV_CAPTURED:
         REQ("channel", ev->u.captured.channel);
         OPT("campaign", ev->u.captured.campaign);
         break;
-    case LF_EV_SCORED: REQ("model", ev->u.scored.model); break;
-    case LF_EV_HANDED_OFF: REQ("owner", ev->u.handed_off.owner); break;
-    case LF_EV_ACCEPTED: REQ("owner", ev->u.accepted.owner); break;
+    case LF_EV_SCORED:
+        REQ("model", ev->u.scored.model);
+        break;
+    case LF_EV_HANDED_OFF:
+        REQ("owner", ev->u.handed_off.owner);
+        break;
+    case LF_EV_ACCEPTED:
+        REQ("owner", ev->u.accepted.owner);
+        break;
     case LF_EV_RECYCLED:
         if ((unsigned)ev->u.recycled.reason >= LF_RR__COUNT)
             return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
@@ -506,10 +598,27 @@ static lf_err_t enc_strings(const lf_event_t *ev, enc_strs_t *es,
         REQ("opportunity_id", ev->u.qualified.opportunity_id);
         REQ("currency", ev->u.qualified.currency);
         break;
-    case LF_EV_WON: REQ("currency", ev->u.won.currency); break;
-    case LF_EV_LOST: REQ("reason", ev->u.lost.reason); break;
-    case LF_EV_DISQUALIFIED: REQ("reason", ev->u.disqualified.reason); break;
-    default: break;
+    case LF_EV_WON:
+        REQ("currency", ev->u.won.currency);
+        break;
+    case LF_EV_LOST:
+        REQ("reason", ev->u.lost.reason);
+        break;
+    case LF_EV_DISQUALIFIED:
+        REQ("reason", ev->u.disqualified.reason);
+        break;
+    case LF_EV_MERGED:
+        REQ("into_lead_id", ev->u.merged.into_lead_id);
+        break;
+    case LF_EV_VOIDED:
+        REQ("voided_event_id", ev->u.voided.voided_event_id);
+        REQ("reason", ev->u.voided.reason);
+        break;
+    case LF_EV_ERASED:
+        REQ("request_id", ev->u.erased.request_id);
+        break;
+    default:
+        break;
     }
 #undef REQ
 #undef OPT
@@ -543,11 +652,12 @@ static lf_err_t enc_attrs(const lf_event_t *ev, enc_strs_t *es, char *errstr,
     return LF_OK;
 }
 
-/* The payload record of @p ev's type; es->str[4..] are its strings. */
+/* The payload record of @p ev's type; es->str[ES_PAYLOAD..] are its
+ * strings. */
 static char *put_payload(char *p, const lf_event_t *ev, const enc_strs_t *es)
 {
-    const char *const *str = es->str;
-    const size_t *len = es->len;
+    const char *const *str = es->str + ES_PAYLOAD - 4;
+    const size_t *len = es->len + ES_PAYLOAD - 4;
 
     switch (ev->type) {
     case LF_EV_CAPTURED: {
@@ -581,9 +691,42 @@ static char *put_payload(char *p, const lf_event_t *ev, const enc_strs_t *es)
     case LF_EV_WON:
         p = put_long(p, ev->u.won.amount_minor);
         return put_str(p, str[4], len[4]);
-    default: /* accepted, lost, disqualified: one string */
+    case LF_EV_VOIDED:
+        p = put_str(p, str[4], len[4]);
+        return put_str(p, str[5], len[5]);
+    default: /* accepted, lost, disqualified, merged, erased: one string */
         return put_str(p, str[4], len[4]);
     }
+}
+
+/* What every encode checks first: a known type, and an event that the
+ * contract version @p version can carry (v1 has neither account_id nor
+ * the identity events: never write one with a field dropped). */
+static lf_err_t enc_check(const lf_event_t *ev, int version, char *errstr,
+                          size_t errstr_size)
+{
+    if ((unsigned)ev->type >= LF_EV__COUNT)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"type\": unknown event type %d", ev->type);
+    if (version >= 2)
+        return LF_OK;
+    if (ev->account_id)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"account_id\": contract v1 cannot carry it; "
+                         "remove it or write contract v2 "
+                         "(contract.version=2)");
+    if (ev->type >= LF_EV_V1_COUNT)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "field \"type\": contract v1 cannot carry %s "
+                         "events; write contract v2 (contract.version=2)",
+                         lf_event_type_name(ev->type));
+    return LF_OK;
+}
+
+lf_err_t lf_codec_can_carry(const lf_codec_t *c, const lf_event_t *ev,
+                            char *errstr, size_t errstr_size)
+{
+    return enc_check(ev, c->version, errstr, errstr_size);
 }
 
 lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
@@ -593,11 +736,8 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
     lf_err_t err;
     char *p;
 
-    (void)c;
-    if ((unsigned)ev->type >= LF_EV__COUNT)
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"type\": unknown event type %d", ev->type);
-    if ((err = enc_strings(ev, &es, errstr, errstr_size)) ||
+    if ((err = enc_check(ev, c->version, errstr, errstr_size)) ||
+        (err = enc_strings(ev, &es, errstr, errstr_size)) ||
         (ev->type == LF_EV_CAPTURED &&
          (err = enc_attrs(ev, &es, errstr, errstr_size))))
         return err;
@@ -616,6 +756,8 @@ lf_err_t lf_codec_encode(lf_codec_t *c, const lf_event_t *ev, int32_t schema_id,
     p = put_long(p, ev->occurred_at);         /* occurred_at */
     p = put_str(p, es.str[2], es.len[2]);     /* source */
     p = put_opt_str(p, es.str[3], es.len[3]); /* actor */
+    if (c->version >= 2)
+        p = put_opt_str(p, es.str[4], es.len[4]); /* account_id */
     p = put_long(p, ev->type); /* payload: branches in type order */
     p = put_payload(p, ev, &es);
     out->len = (size_t)(p - out->data);
@@ -639,7 +781,7 @@ static int set_payload(avro_value_t *p, const lf_event_t *ev)
         TRY(avro_value_get_by_index(p, 2, &map, NULL));
         for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
             TRY(avro_value_add(&map, ev->u.captured.attrs[i].key, &elem, NULL,
-                                 NULL));
+                               NULL));
             TRY(avro_value_set_string(&elem, ev->u.captured.attrs[i].value));
         }
         break;
@@ -675,6 +817,16 @@ static int set_payload(avro_value_t *p, const lf_event_t *ev)
     case LF_EV_DISQUALIFIED:
         TRY(set_str(p, 0, ev->u.disqualified.reason));
         break;
+    case LF_EV_MERGED:
+        TRY(set_str(p, 0, ev->u.merged.into_lead_id));
+        break;
+    case LF_EV_VOIDED:
+        TRY(set_str(p, 0, ev->u.voided.voided_event_id));
+        TRY(set_str(p, 1, ev->u.voided.reason));
+        break;
+    case LF_EV_ERASED:
+        TRY(set_str(p, 0, ev->u.erased.request_id));
+        break;
     default:
         break;
     }
@@ -683,15 +835,15 @@ static int set_payload(avro_value_t *p, const lf_event_t *ev)
 }
 
 lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
-                                 int32_t schema_id, lf_buf_t *out,
-                                 char *errstr, size_t errstr_size)
+                                 int32_t schema_id, lf_buf_t *out, char *errstr,
+                                 size_t errstr_size)
 {
-    avro_value_t *rec = &c->enc, f, p;
+    avro_value_t *rec = &c->enc[c->version >= 2], f, p;
     size_t size;
+    lf_err_t err;
 
-    if ((unsigned)ev->type >= LF_EV__COUNT)
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"type\": unknown event type %d", ev->type);
+    if ((err = enc_check(ev, c->version, errstr, errstr_size)))
+        return err;
     CHECK(avro_value_reset(rec));
     CHECK(set_str(rec, F_EVENT_ID, ev->event_id));
     CHECK(set_str(rec, F_LEAD_ID, ev->lead_id));
@@ -699,7 +851,9 @@ lf_err_t lf_codec_encode_generic(lf_codec_t *c, const lf_event_t *ev,
     CHECK(set_long(rec, F_OCCURRED_AT, ev->occurred_at));
     CHECK(set_str(rec, F_SOURCE, ev->source));
     CHECK(set_opt_str(rec, F_ACTOR, ev->actor));
-    CHECK(avro_value_get_by_index(rec, F_PAYLOAD, &f, NULL));
+    if (c->version >= 2)
+        CHECK(set_opt_str(rec, F_ACCOUNT_ID, ev->account_id));
+    CHECK(avro_value_get_by_index(rec, F_PAYLOAD(c->version), &f, NULL));
     /* The payload branches are in EventType order. */
     CHECK(avro_value_set_branch(&f, ev->type, &p));
     CHECK(set_payload(&p, ev));
@@ -727,10 +881,6 @@ avro_fail:
 
 static void writer_free(writer_t *w)
 {
-    if (w->rval.self)
-        avro_value_decref(&w->rval);
-    if (w->resolver)
-        avro_value_iface_decref(w->resolver);
     if (w->wval.self)
         avro_value_decref(&w->wval);
     if (w->iface)
@@ -765,99 +915,24 @@ lf_err_t lf_codec_writer_id(lf_codec_t *c, const char *topic, int32_t *id,
 {
     char subject[512];
 
+    const char *avsc =
+        c->version == 1 ? lf_embedded_avsc_v1 : lf_embedded_avsc_v2;
+    lf_err_t err;
+
     if (!c->reg) {
-        *id = LF_SCHEMA_ID_V1;
+        *id = c->version == 1 ? LF_SCHEMA_ID_V1 : LF_SCHEMA_ID_V2;
         return LF_OK;
     }
-    /* Confluent's default TopicNameStrategy. */
+    /* Confluent's default TopicNameStrategy. Ask first whether the subject
+     * accepts our schema: a producer that the registry would refuse stops
+     * before it sends anything. */
     snprintf(subject, sizeof(subject), "%s-value", topic);
-    return lf_registry_register(c->reg, subject, lf_embedded_avsc_v1,
+    if ((err = lf_registry_check_compatible(c->reg, subject, avsc, errstr,
+                                            errstr_size)))
+        return err;
+    return lf_registry_register(c->reg, subject, avsc,
                                 lf_registry_auto_register(c->reg), id, errstr,
                                 errstr_size);
-}
-
-/* The enum named @p name in schema @p s, or NULL. */
-static avro_schema_t find_enum(avro_schema_t s, const char *name, int depth)
-{
-    avro_schema_t hit = NULL;
-
-    if (depth > WALK_MAX_DEPTH)
-        return NULL;
-    switch (avro_typeof(s)) {
-    case AVRO_ENUM:
-        return strcmp(avro_schema_name(s), name) ? NULL : s;
-    case AVRO_RECORD:
-        for (size_t i = 0; !hit && i < avro_schema_record_size(s); i++)
-            hit = find_enum(avro_schema_record_field_get_by_index(s, (int)i),
-                            name, depth + 1);
-        return hit;
-    case AVRO_UNION:
-        for (size_t i = 0; !hit && i < avro_schema_union_size(s); i++)
-            hit =
-                find_enum(avro_schema_union_branch(s, (int)i), name, depth + 1);
-        return hit;
-    case AVRO_ARRAY:
-        return find_enum(avro_schema_array_items(s), name, depth + 1);
-    case AVRO_MAP:
-        return find_enum(avro_schema_map_values(s), name, depth + 1);
-    default: /* links lead back to a schema already walked */
-        return NULL;
-    }
-}
-
-/*
- * avro-c matches an enum by its name only and hands the writer's index to
- * the reader unchanged: a writer whose symbols were reordered would be read
- * as other symbols without a word. Refuse a writer schema unless each of
- * its enums lists ours first, in our order (appended symbols are fine: an
- * index past ours is refused per message). @returns true if compatible.
- */
-static bool enums_compatible(avro_schema_t w, avro_schema_t r, int depth,
-                             char *why, size_t why_size)
-{
-    bool ok = true;
-
-    if (depth > WALK_MAX_DEPTH)
-        return true;
-    switch (avro_typeof(w)) {
-    case AVRO_ENUM: {
-        avro_schema_t ours = find_enum(r, avro_schema_name(w), 0);
-        int nw = avro_schema_enum_number_of_symbols(w);
-        int nr = ours ? avro_schema_enum_number_of_symbols(ours) : 0;
-        for (int i = 0; i < nw && i < nr; i++) {
-            const char *sw = avro_schema_enum_get(w, i);
-            const char *sr = avro_schema_enum_get(ours, i);
-            if (strcmp(sw, sr)) {
-                snprintf(why, why_size,
-                         "enum %s: symbol %d is %.40s in the writer's "
-                         "schema and %s in ours, and avro-c maps enums by "
-                         "position",
-                         avro_schema_name(w), i, sw, sr);
-                return false;
-            }
-        }
-        return true;
-    }
-    case AVRO_RECORD:
-        for (size_t i = 0; ok && i < avro_schema_record_size(w); i++)
-            ok = enums_compatible(
-                avro_schema_record_field_get_by_index(w, (int)i), r, depth + 1,
-                why, why_size);
-        return ok;
-    case AVRO_UNION:
-        for (size_t i = 0; ok && i < avro_schema_union_size(w); i++)
-            ok = enums_compatible(avro_schema_union_branch(w, (int)i), r,
-                                  depth + 1, why, why_size);
-        return ok;
-    case AVRO_ARRAY:
-        return enums_compatible(avro_schema_array_items(w), r, depth + 1, why,
-                                why_size);
-    case AVRO_MAP:
-        return enums_compatible(avro_schema_map_values(w), r, depth + 1, why,
-                                why_size);
-    default:
-        return true;
-    }
 }
 
 /* Parse and prepare the writer schema @p json of @p id into @p w; a
@@ -896,31 +971,18 @@ static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
                      : "");
         goto refuse;
     }
-    if (avro_schema_equal(w->schema, c->schema)) {
-        w->same = true;
-        return LF_OK;
-    }
-    if (!enums_compatible(w->schema, c->schema, 0, why, sizeof(why)))
-        goto refuse_prefixed;
-    if (!(w->resolver = avro_resolved_reader_new(w->schema, c->schema))) {
-        snprintf(why, sizeof(why), "%s", avro_strerror());
-        goto refuse_prefixed;
-    }
+    if (c->schema_v1 && avro_schema_equal(w->schema, c->schema_v1))
+        w->version = 1;
+    else if (c->schema && avro_schema_equal(w->schema, c->schema))
+        w->version = 2;
+    /* Enums are read by symbol name and records by field name, so a
+     * writer may reorder symbols and fields: avro-c's resolver (which maps
+     * enums by position) is not used. */
     if (!(w->iface = avro_generic_class_from_schema(w->schema)) ||
-        avro_generic_value_new(w->iface, &w->wval) ||
-        avro_resolved_reader_new_value(w->resolver, &w->rval))
+        avro_generic_value_new(w->iface, &w->wval))
         return LF_ERR_NOMEM;
-    avro_resolved_reader_set_source(&w->rval, &w->wval);
     return LF_OK;
 
-refuse_prefixed : {
-    char full[sizeof(why) + 100];
-    snprintf(full, sizeof(full),
-             "schema id %ld from the registry cannot be read as "
-             "leadflow.LeadEvent v1: %s",
-             (long)id, why);
-    return (w->refused = strdup(full)) ? LF_OK : LF_ERR_NOMEM;
-}
 refuse:
     return (w->refused = strdup(why)) ? LF_OK : LF_ERR_NOMEM;
 }
@@ -968,9 +1030,29 @@ typedef struct dec_s {
     char *errstr;
     size_t errstr_size;
     lf_err_t err;
-    lf_event_t *ev; /* its strbuf: where the strings go while they fit */
-    size_t used;    /* bytes of ev->strbuf taken */
+    lf_event_t *ev;  /* its strbuf: where the strings go while they fit */
+    size_t used;     /* bytes of ev->strbuf taken */
+    int32_t id;      /* the writer's schema id, for messages */
+    int known_types; /* event types this reader knows */
 } dec_t;
+
+/* The event type whose Avro symbol is @p sym, or -1. */
+static int type_symbol_parse(const char *sym)
+{
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        if (!strcmp(lf_event_type_symbol((lf_event_type_t)t), sym))
+            return t;
+    return -1;
+}
+
+/* The recycle reason whose Avro symbol is @p sym, or -1. */
+static int reason_symbol_parse(const char *sym)
+{
+    for (int r = 0; r < LF_RR__COUNT; r++)
+        if (!strcmp(lf_recycle_reason_symbol((lf_recycle_reason_t)r), sym))
+            return r;
+    return -1;
+}
 
 /* Room for @p size bytes in the event's strbuf, or its own allocation
  * (a string from the reader schema's defaults need not fit): one malloc
@@ -1014,92 +1096,197 @@ static char *copy_str(dec_t *d, avro_value_t *v, const char *name)
     return copy;
 }
 
-static char *get_str(dec_t *d, avro_value_t *rec, int idx, const char *name)
-{
-    avro_value_t f;
+/* ---- the generic reader: any writer schema, by field name ----
+ * avro-c reads the body as the writer wrote it; each field goes to the
+ * model by its name (a field's position may change between versions, and
+ * avro-c's resolver would map enums by position and drop the fields the
+ * reader lacks). What this reader does not know is kept as JSON text in
+ * ev->extra and ev->payload_extra, so that nothing a writer sends is lost:
+ * strings, numbers, booleans and null as themselves, enums as their
+ * symbol, a union as its branch's value, records and maps as objects,
+ * arrays as arrays, bytes and fixed as base64 strings (JSON cannot hold
+ * raw bytes, and PostgreSQL's jsonb refuses \u0000), a float that is not
+ * finite as the string "NaN", "Infinity" or "-Infinity". */
 
-    if (d->err)
-        return NULL;
-    if (avro_value_get_by_index(rec, idx, &f, NULL)) {
-        d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
-                           "field \"%s\": missing", name);
-        return NULL;
+typedef enum { C_STR, C_OPT_STR, C_INT, C_LONG, C_REASON, C_MAP } ckind_t;
+
+typedef struct cfield_s {
+    const char *name;
+    ckind_t kind;
+    size_t off; /* in lf_event_t */
+} cfield_t;
+
+#define CF(n, k, member)                                                       \
+    {                                                                          \
+        n, k, offsetof(lf_event_t, member)                                     \
     }
-    return copy_str(d, &f, name);
-}
 
-static char *get_opt_str(dec_t *d, avro_value_t *rec, int idx, const char *name)
+/* Each type's payload fields by name, and its record's name. */
+/* clang-format off */
+static const cfield_t payload_fields[LF_EV__COUNT][4] = {
+    [LF_EV_CAPTURED] = {CF("channel", C_STR, u.captured.channel),
+                        CF("campaign", C_OPT_STR, u.captured.campaign),
+                        CF("attributes", C_MAP, u.captured.attrs)},
+    [LF_EV_SCORED] = {CF("score", C_INT, u.scored.score),
+                      CF("threshold", C_INT, u.scored.threshold),
+                      CF("model", C_STR, u.scored.model)},
+    [LF_EV_HANDED_OFF] = {CF("owner", C_STR, u.handed_off.owner),
+                          CF("sla_hours", C_INT, u.handed_off.sla_hours)},
+    [LF_EV_ACCEPTED] = {CF("owner", C_STR, u.accepted.owner)},
+    [LF_EV_RECYCLED] = {CF("reason", C_REASON, u.recycled.reason),
+                        CF("note", C_OPT_STR, u.recycled.note)},
+    [LF_EV_QUALIFIED] = {CF("opportunity_id", C_STR, u.qualified.opportunity_id),
+                         CF("amount_minor", C_LONG, u.qualified.amount_minor),
+                         CF("currency", C_STR, u.qualified.currency)},
+    [LF_EV_WON] = {CF("amount_minor", C_LONG, u.won.amount_minor),
+                   CF("currency", C_STR, u.won.currency)},
+    [LF_EV_LOST] = {CF("reason", C_STR, u.lost.reason)},
+    [LF_EV_DISQUALIFIED] = {CF("reason", C_STR, u.disqualified.reason)},
+    [LF_EV_MERGED] = {CF("into_lead_id", C_STR, u.merged.into_lead_id)},
+    [LF_EV_VOIDED] = {CF("voided_event_id", C_STR, u.voided.voided_event_id),
+                      CF("reason", C_STR, u.voided.reason)},
+    [LF_EV_ERASED] = {CF("request_id", C_STR, u.erased.request_id)},
+};
+static const char *const payload_record[LF_EV__COUNT] = {
+    "Captured", "Scored", "HandedOff", "Accepted", "Recycled", "Qualified",
+    "Won", "Lost", "Disqualified", "Merged", "Voided", "Erased"};
+/* clang-format on */
+
+/* The envelope fields, in the order they are read (type before payload). */
+enum {
+    E_EVENT_ID,
+    E_LEAD_ID,
+    E_TYPE,
+    E_OCCURRED_AT,
+    E_SOURCE,
+    E_ACTOR,
+    E_ACCOUNT_ID,
+    E_PAYLOAD,
+    E__COUNT
+};
+static const char *const envelope_names[E__COUNT] = {
+    "event_id", "lead_id", "type",       "occurred_at",
+    "source",   "actor",   "account_id", "payload"};
+
+static lf_err_t dec_fail(dec_t *d, lf_err_t err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static lf_err_t dec_fail(dec_t *d, lf_err_t err, const char *fmt, ...)
 {
-    avro_value_t f, b;
-    int disc;
+    va_list ap;
 
-    if (d->err)
-        return NULL;
-    if (avro_value_get_by_index(rec, idx, &f, NULL) ||
-        avro_value_get_discriminant(&f, &disc) ||
-        avro_value_get_current_branch(&f, &b)) {
-        d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
-                           "field \"%s\": unreadable union", name);
-        return NULL;
-    }
-    return disc == 0 ? NULL : copy_str(d, &b, name);
-}
-
-static int64_t get_num(dec_t *d, avro_value_t *rec, int idx)
-{
-    avro_value_t f;
-    int32_t i32;
-    int64_t i64;
-    int e;
-
-    if (d->err || avro_value_get_by_index(rec, idx, &f, NULL))
-        return 0;
-    switch (avro_value_get_type(&f)) {
-    case AVRO_INT32:
-        return avro_value_get_int(&f, &i32) ? 0 : i32;
-    case AVRO_INT64:
-        return avro_value_get_long(&f, &i64) ? 0 : i64;
-    case AVRO_ENUM:
-        return avro_value_get_enum(&f, &e) ? 0 : e;
-    default:
-        return 0;
-    }
-}
-
-/* The payload of a captured event, from its record @p p. */
-static lf_err_t extract_captured(dec_t *d, avro_value_t *p)
-{
-    avro_value_t map, elem;
-    size_t n;
-
-    d->ev->u.captured.channel = get_str(d, p, 0, "channel");
-    d->ev->u.captured.campaign = get_opt_str(d, p, 1, "campaign");
     if (d->err)
         return d->err;
-    if (avro_value_get_by_index(p, 2, &map, NULL) ||
-        avro_value_get_size(&map, &n))
-        return lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
-                         "field \"attributes\": unreadable map");
+    va_start(ap, fmt);
+    vsnprintf(d->errstr, d->errstr_size, fmt, ap);
+    va_end(ap);
+    return d->err = err;
+}
+
+/* @p v, or the current branch of the union @p v into @p tmp. */
+static avro_value_t *unwrap(avro_value_t *v, avro_value_t *tmp)
+{
+    if (avro_value_get_type(v) != AVRO_UNION)
+        return v;
+    if (avro_value_get_current_branch(v, tmp))
+        return NULL;
+    return tmp;
+}
+
+/* A string field: @p optional ones may be null. */
+static char *take_str(dec_t *d, avro_value_t *v, const char *name,
+                      bool optional)
+{
+    avro_value_t b;
+
+    if (d->err)
+        return NULL;
+    if (!(v = unwrap(v, &b))) {
+        dec_fail(d, LF_ERR_INVALID, "field \"%s\": unreadable union", name);
+        return NULL;
+    }
+    if (optional && avro_value_get_type(v) == AVRO_NULL)
+        return NULL;
+    if (avro_value_get_type(v) != AVRO_STRING) {
+        dec_fail(d, LF_ERR_INVALID,
+                 "schema id %ld: field \"%s\": %s, expected a string",
+                 (long)d->id, name,
+                 avro_schema_type_name(avro_value_get_schema(v)));
+        return NULL;
+    }
+    return copy_str(d, v, name);
+}
+
+/* An int (@p is_int) or long field; an int widens to a long. */
+static int64_t take_num(dec_t *d, avro_value_t *v, const char *name,
+                        bool is_int)
+{
+    avro_value_t b;
+    int32_t i32;
+    int64_t i64;
+
+    if (d->err || !(v = unwrap(v, &b)))
+        return 0;
+    if (avro_value_get_type(v) == AVRO_INT32 && !avro_value_get_int(v, &i32))
+        return i32;
+    if (!is_int && avro_value_get_type(v) == AVRO_INT64 &&
+        !avro_value_get_long(v, &i64))
+        return i64;
+    dec_fail(d, LF_ERR_INVALID, "schema id %ld: field \"%s\": %s, expected %s",
+             (long)d->id, name, avro_schema_type_name(avro_value_get_schema(v)),
+             is_int ? "an int" : "a long");
+    return 0;
+}
+
+/* The symbol of the enum value @p v, or NULL (d->err set). */
+static const char *take_symbol(dec_t *d, avro_value_t *v, const char *name)
+{
+    avro_value_t b;
+    const char *sym;
+    int idx;
+
+    if (d->err)
+        return NULL;
+    if (!(v = unwrap(v, &b)) || avro_value_get_type(v) != AVRO_ENUM ||
+        avro_value_get_enum(v, &idx) ||
+        !(sym = avro_schema_enum_get(avro_value_get_schema(v), idx))) {
+        dec_fail(d, LF_ERR_INVALID, "schema id %ld: field \"%s\": not an enum",
+                 (long)d->id, name);
+        return NULL;
+    }
+    return sym;
+}
+
+/* Captured.attributes from the map @p v (an absent map stays empty). */
+static lf_err_t take_attrs(dec_t *d, avro_value_t *v)
+{
+    avro_value_t b, elem;
+    size_t n;
+
+    if (d->err)
+        return d->err;
+    if (!(v = unwrap(v, &b)) || avro_value_get_type(v) != AVRO_MAP ||
+        avro_value_get_size(v, &n))
+        return dec_fail(d, LF_ERR_INVALID,
+                        "field \"attributes\": unreadable map");
     if (n > LF_ATTRS_MAX)
-        return lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
-                         "field \"attributes\": %zu entries, more than "
-                         "the %d allowed",
-                         n, LF_ATTRS_MAX);
+        return dec_fail(d, LF_ERR_INVALID,
+                        "field \"attributes\": %zu entries, more than "
+                        "the %d allowed",
+                        n, LF_ATTRS_MAX);
     if (n && !(d->ev->u.captured.attrs = calloc(n, sizeof(lf_attr_t))))
-        return lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size,
-                         "out of memory");
+        return dec_fail(d, LF_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const char *key;
-        if (avro_value_get_by_index(&map, i, &elem, &key))
-            return lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
-                             "field \"attributes\": unreadable entry");
+        lf_attr_t *a = &d->ev->u.captured.attrs[i];
+        if (avro_value_get_by_index(v, i, &elem, &key))
+            return dec_fail(d, LF_ERR_INVALID,
+                            "field \"attributes\": unreadable entry");
         d->ev->u.captured.attr_count = i + 1;
         size_t klen = strlen(key) + 1;
-        if (!(d->ev->u.captured.attrs[i].key = str_room(d, klen)))
-            return lf_seterr(LF_ERR_NOMEM, d->errstr, d->errstr_size,
-                             "out of memory");
-        memcpy(d->ev->u.captured.attrs[i].key, key, klen);
-        d->ev->u.captured.attrs[i].value = copy_str(d, &elem, "attributes");
+        if (!(a->key = str_room(d, klen)))
+            return dec_fail(d, LF_ERR_NOMEM, "out of memory");
+        memcpy(a->key, key, klen);
+        a->value = take_str(d, &elem, "attributes", false);
         if (d->err)
             return d->err;
     }
@@ -1109,111 +1296,364 @@ static lf_err_t extract_captured(dec_t *d, avro_value_t *p)
     return d->err;
 }
 
-/* The payload of d->ev's type, from its record @p p. */
-static lf_err_t extract_payload(dec_t *d, avro_value_t *p)
+/* ---- fields this reader does not know, as JSON ---- */
+
+static lf_err_t json_value(dec_t *d, lf_buf_t *b, avro_value_t *v,
+                           const char *name);
+
+static lf_err_t json_base64(lf_buf_t *b, const uint8_t *s, size_t n)
 {
-    switch (d->ev->type) {
-    case LF_EV_CAPTURED:
-        return extract_captured(d, p);
-    case LF_EV_SCORED:
-        d->ev->u.scored.score = (int32_t)get_num(d, p, 0);
-        d->ev->u.scored.threshold = (int32_t)get_num(d, p, 1);
-        d->ev->u.scored.model = get_str(d, p, 2, "model");
-        break;
-    case LF_EV_HANDED_OFF:
-        d->ev->u.handed_off.owner = get_str(d, p, 0, "owner");
-        d->ev->u.handed_off.sla_hours = (int32_t)get_num(d, p, 1);
-        break;
-    case LF_EV_ACCEPTED:
-        d->ev->u.accepted.owner = get_str(d, p, 0, "owner");
-        break;
-    case LF_EV_RECYCLED:
-        d->ev->u.recycled.reason = (lf_recycle_reason_t)get_num(d, p, 0);
-        if ((unsigned)d->ev->u.recycled.reason >= LF_RR__COUNT && !d->err)
-            d->err = lf_seterr(LF_ERR_INVALID, d->errstr, d->errstr_size,
-                              "field \"reason\": recycle reason %d of the "
-                              "writer's schema is not one this reader (v1) "
-                              "knows",
-                              (int)d->ev->u.recycled.reason);
-        d->ev->u.recycled.note = get_opt_str(d, p, 1, "note");
-        break;
-    case LF_EV_QUALIFIED:
-        d->ev->u.qualified.opportunity_id = get_str(d, p, 0, "opportunity_id");
-        d->ev->u.qualified.amount_minor = get_num(d, p, 1);
-        d->ev->u.qualified.currency = get_str(d, p, 2, "currency");
-        break;
-    case LF_EV_WON:
-        d->ev->u.won.amount_minor = get_num(d, p, 0);
-        d->ev->u.won.currency = get_str(d, p, 1, "currency");
-        break;
-    case LF_EV_LOST:
-        d->ev->u.lost.reason = get_str(d, p, 0, "reason");
-        break;
-    case LF_EV_DISQUALIFIED:
-        d->ev->u.disqualified.reason = get_str(d, p, 0, "reason");
-        break;
-    default:
-        break;
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char q[4];
+
+    if (lf_buf_append(b, "\"", 1))
+        return LF_ERR_NOMEM;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t x = (uint32_t)s[i] << 16 |
+                     (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) |
+                     (i + 2 < n ? s[i + 2] : 0);
+        q[0] = tab[x >> 18 & 63];
+        q[1] = tab[x >> 12 & 63];
+        q[2] = i + 1 < n ? tab[x >> 6 & 63] : '=';
+        q[3] = i + 2 < n ? tab[x & 63] : '=';
+        if (lf_buf_append(b, q, 4))
+            return LF_ERR_NOMEM;
     }
+    return lf_buf_append(b, "\"", 1) ? LF_ERR_NOMEM : LF_OK;
+}
+
+/* A string as JSON: valid UTF-8 without NUL (what jsonb can hold). */
+static lf_err_t json_string(dec_t *d, lf_buf_t *b, const char *s, size_t n,
+                            const char *name)
+{
+    if (memchr(s, '\0', n) || !lf_utf8_valid(s, n))
+        return dec_fail(d, LF_ERR_INVALID,
+                        "field \"%s\": not valid UTF-8 without NUL", name);
+    return lf_json_append_string(b, s, n)
+               ? dec_fail(d, LF_ERR_NOMEM, "out of memory")
+               : LF_OK;
+}
+
+static lf_err_t json_double(lf_buf_t *b, double x)
+{
+    char num[40];
+
+    if (x != x)
+        snprintf(num, sizeof(num), "\"NaN\"");
+    else if (x > 1.7976931348623157e308 || x < -1.7976931348623157e308)
+        snprintf(num, sizeof(num), "\"%sInfinity\"", x < 0 ? "-" : "");
+    else
+        snprintf(num, sizeof(num), "%.17g", x);
+    return lf_buf_append(b, num, strlen(num)) ? LF_ERR_NOMEM : LF_OK;
+}
+
+/* A record or map as an object, an array as an array. */
+static lf_err_t json_compound(dec_t *d, lf_buf_t *b, avro_value_t *v,
+                              bool keyed)
+{
+    avro_value_t elem;
+    size_t n;
+    const char *key;
+
+    if (avro_value_get_size(v, &n) || lf_buf_append(b, keyed ? "{" : "[", 1))
+        return dec_fail(d, LF_ERR_NOMEM, "unreadable value");
+    for (size_t i = 0; i < n && !d->err; i++) {
+        if (avro_value_get_by_index(v, i, &elem, &key) ||
+            (i && lf_buf_append(b, ",", 1)))
+            return dec_fail(d, LF_ERR_NOMEM, "unreadable value");
+        if (keyed && (json_string(d, b, key, strlen(key), key) ||
+                      lf_buf_append(b, ":", 1)))
+            return dec_fail(d, LF_ERR_NOMEM, "out of memory");
+        json_value(d, b, &elem, keyed ? key : "[]");
+    }
+    if (!d->err && lf_buf_append(b, keyed ? "}" : "]", 1))
+        return dec_fail(d, LF_ERR_NOMEM, "out of memory");
     return d->err;
 }
 
-/* Fill @p ev from @p rec, a v1 LeadEvent (read as v1, or a newer or older
- * version seen through a resolver). */
-static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
-                        char *errstr, size_t errstr_size)
+static lf_err_t json_value(dec_t *d, lf_buf_t *b, avro_value_t *v,
+                           const char *name)
 {
-    dec_t d = {errstr, errstr_size, LF_OK, ev, 0};
-    avro_value_t f, p;
-    int disc;
+    avro_value_t br;
+    const void *p = NULL;
+    const char *s;
+    size_t n = 0;
+    char num[32];
+    int32_t i32, e;
+    int64_t i64;
+    float f;
+    double x;
+    int bl;
+
+    switch (avro_value_get_type(v)) {
+    case AVRO_NULL:
+        return lf_buf_append(b, "null", 4) ? LF_ERR_NOMEM : LF_OK;
+    case AVRO_BOOLEAN:
+        avro_value_get_boolean(v, &bl);
+        return lf_buf_append(b, bl ? "true" : "false", bl ? 4 : 5)
+                   ? LF_ERR_NOMEM
+                   : LF_OK;
+    case AVRO_INT32:
+        avro_value_get_int(v, &i32);
+        snprintf(num, sizeof(num), "%ld", (long)i32);
+        return lf_buf_append(b, num, strlen(num)) ? LF_ERR_NOMEM : LF_OK;
+    case AVRO_INT64:
+        avro_value_get_long(v, &i64);
+        snprintf(num, sizeof(num), "%lld", (long long)i64);
+        return lf_buf_append(b, num, strlen(num)) ? LF_ERR_NOMEM : LF_OK;
+    case AVRO_FLOAT:
+        avro_value_get_float(v, &f);
+        return json_double(b, f);
+    case AVRO_DOUBLE:
+        avro_value_get_double(v, &x);
+        return json_double(b, x);
+    case AVRO_STRING:
+        avro_value_get_string(v, &s, &n);
+        return json_string(d, b, s, n ? n - 1 : 0, name);
+    case AVRO_BYTES:
+        avro_value_get_bytes(v, &p, &n);
+        return json_base64(b, p, n);
+    case AVRO_FIXED:
+        avro_value_get_fixed(v, &p, &n);
+        return json_base64(b, p, n);
+    case AVRO_ENUM:
+        avro_value_get_enum(v, &e);
+        s = avro_schema_enum_get(avro_value_get_schema(v), e);
+        return json_string(d, b, s ? s : "", s ? strlen(s) : 0, name);
+    case AVRO_UNION:
+        if (avro_value_get_current_branch(v, &br))
+            return dec_fail(d, LF_ERR_INVALID, "field \"%s\": unreadable union",
+                            name);
+        return json_value(d, b, &br, name);
+    case AVRO_RECORD:
+    case AVRO_MAP:
+        return json_compound(d, b, v, true);
+    case AVRO_ARRAY:
+        return json_compound(d, b, v, false);
+    default:
+        return dec_fail(d, LF_ERR_INVALID, "field \"%s\": unreadable value",
+                        name);
+    }
+}
+
+/* Add the field @p name = @p v to the JSON object being built in @p b. */
+static lf_err_t extra_add(dec_t *d, lf_buf_t *b, const char *name,
+                          avro_value_t *v)
+{
+    if (lf_buf_append(b, b->len ? "," : "{", 1) ||
+        json_string(d, b, name, strlen(name), name) || lf_buf_append(b, ":", 1))
+        return dec_fail(d, LF_ERR_NOMEM, "out of memory");
+    return json_value(d, b, v, name);
+}
+
+/* The object built in @p b as the event's own string (NULL if empty). */
+static char *extra_take(dec_t *d, lf_buf_t *b)
+{
+    char *s;
+
+    if (d->err || !b->len)
+        return NULL;
+    if (lf_buf_append(b, "}", 1) || !(s = malloc(b->len + 1))) {
+        dec_fail(d, LF_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(s, b->data, b->len);
+    s[b->len] = '\0';
+    return s;
+}
+
+/* One known payload field @p cf from @p v into d->ev. */
+static void take_field(dec_t *d, const cfield_t *cf, avro_value_t *v)
+{
+    char *base = (char *)d->ev + cf->off;
+    const char *sym;
+    int r;
+
+    switch (cf->kind) {
+    case C_STR:
+    case C_OPT_STR:
+        *(char **)base = take_str(d, v, cf->name, cf->kind == C_OPT_STR);
+        break;
+    case C_INT:
+        *(int32_t *)base = (int32_t)take_num(d, v, cf->name, true);
+        break;
+    case C_LONG:
+        *(int64_t *)base = take_num(d, v, cf->name, false);
+        break;
+    case C_REASON:
+        if (!(sym = take_symbol(d, v, cf->name)))
+            break;
+        if ((r = reason_symbol_parse(sym)) < 0)
+            dec_fail(d, LF_ERR_INVALID,
+                     "schema id %ld: field \"%s\": recycle reason symbol "
+                     "%.64s is not one this reader knows",
+                     (long)d->id, cf->name, sym);
+        else
+            *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)r;
+        break;
+    case C_MAP:
+        take_attrs(d, v);
+        break;
+    }
+}
+
+/* The payload record @p p of d->ev's type, by field name. */
+static lf_err_t take_payload(dec_t *d, avro_value_t *p, lf_buf_t *extra)
+{
+    const cfield_t *fs = payload_fields[d->ev->type];
+    bool seen[4] = {0};
+    avro_value_t f;
+    const char *name;
+    size_t n;
+
+    if (avro_value_get_size(p, &n))
+        return dec_fail(d, LF_ERR_INVALID, "field \"payload\": unreadable");
+    for (size_t i = 0; i < n && !d->err; i++) {
+        int k = 0;
+        if (avro_value_get_by_index(p, i, &f, &name))
+            return dec_fail(d, LF_ERR_INVALID, "field \"payload\": unreadable");
+        while (k < 4 && fs[k].name && strcmp(fs[k].name, name))
+            k++;
+        if (k < 4 && fs[k].name) {
+            seen[k] = true;
+            take_field(d, &fs[k], &f);
+        } else {
+            extra_add(d, extra, name, &f);
+        }
+    }
+    for (int k = 0; k < 4 && fs[k].name && !d->err; k++)
+        if (!seen[k] && fs[k].kind != C_OPT_STR && fs[k].kind != C_MAP)
+            dec_fail(d, LF_ERR_INVALID,
+                     "schema id %ld: missing required field \"%s\"",
+                     (long)d->id, fs[k].name);
+    return d->err;
+}
+
+/* The type from the enum @p v and the payload from the union @p u, each
+ * by name: a symbol or branch this reader does not know is refused, with
+ * the schema id and the name (a newer writer's event; a reader that
+ * learns it can apply it later). */
+static lf_err_t take_typed_payload(dec_t *d, avro_value_t *v, avro_value_t *u,
+                                   lf_buf_t *extra)
+{
+    const char *sym = take_symbol(d, v, "type"), *rec;
+    avro_value_t p;
+    int t, bt;
+
+    if (!sym)
+        return d->err;
+    t = type_symbol_parse(sym);
+    if (t < 0 || t >= d->known_types)
+        return dec_fail(d, LF_ERR_INVALID,
+                        "schema id %ld: field \"type\": event type symbol "
+                        "%.64s is not one this reader knows",
+                        (long)d->id, sym);
+    if (avro_value_get_type(u) != AVRO_UNION ||
+        avro_value_get_current_branch(u, &p) ||
+        avro_value_get_type(&p) != AVRO_RECORD)
+        return dec_fail(d, LF_ERR_INVALID,
+                        "field \"payload\": unreadable union (%s)",
+                        avro_strerror());
+    rec = avro_schema_name(avro_value_get_schema(&p));
+    for (bt = 0; bt < d->known_types && strcmp(payload_record[bt], rec); bt++)
+        ;
+    if (bt == d->known_types)
+        return dec_fail(d, LF_ERR_INVALID,
+                        "schema id %ld: field \"payload\": union branch "
+                        "%.64s is not one this reader knows",
+                        (long)d->id, rec);
+    if (bt != t)
+        return dec_fail(d, LF_ERR_INVALID,
+                        "field \"payload\": a %s payload on a %s event",
+                        lf_event_type_symbol((lf_event_type_t)bt),
+                        lf_event_type_symbol((lf_event_type_t)t));
+    d->ev->type = (lf_event_type_t)t;
+    return take_payload(d, &p, extra);
+}
+
+/* Fill d->ev from @p rec, a LeadEvent as its writer wrote it. */
+static lf_err_t take_event(dec_t *d, avro_value_t *rec, lf_buf_t *extra,
+                           lf_buf_t *pextra)
+{
+    avro_value_t f[E__COUNT];
+    bool have[E__COUNT] = {0};
+    const char *name;
+    avro_value_t v;
+    size_t n;
+    lf_event_t *ev = d->ev;
+
+    if (avro_value_get_size(rec, &n))
+        return dec_fail(d, LF_ERR_INVALID, "Avro body: unreadable record");
+    for (size_t i = 0; i < n && !d->err; i++) {
+        int k = 0;
+        if (avro_value_get_by_index(rec, i, &v, &name))
+            return dec_fail(d, LF_ERR_INVALID, "Avro body: unreadable record");
+        while (k < E__COUNT && strcmp(envelope_names[k], name))
+            k++;
+        if (k == E_ACCOUNT_ID && d->known_types < LF_EV__COUNT)
+            k = E__COUNT; /* a v1 reader: account_id is a newer field */
+        if (k < E__COUNT) {
+            f[k] = v;
+            have[k] = true;
+        } else {
+            extra_add(d, extra, name, &v);
+        }
+    }
+    for (int k = 0; k < E__COUNT && !d->err; k++)
+        if (!have[k] && k != E_ACTOR && k != E_ACCOUNT_ID)
+            return dec_fail(d, LF_ERR_INVALID,
+                            "schema id %ld: missing required field \"%s\"",
+                            (long)d->id, envelope_names[k]);
+    ev->event_id = take_str(d, &f[E_EVENT_ID], "event_id", false);
+    ev->lead_id = take_str(d, &f[E_LEAD_ID], "lead_id", false);
+    ev->occurred_at = take_num(d, &f[E_OCCURRED_AT], "occurred_at", false);
+    ev->source = take_str(d, &f[E_SOURCE], "source", false);
+    if (have[E_ACTOR])
+        ev->actor = take_str(d, &f[E_ACTOR], "actor", true);
+    if (have[E_ACCOUNT_ID])
+        ev->account_id = take_str(d, &f[E_ACCOUNT_ID], "account_id", true);
+    if (d->err)
+        return d->err;
+    return take_typed_payload(d, &f[E_TYPE], &f[E_PAYLOAD], pextra);
+}
+
+/* Fill @p ev from @p rec, the datum of writer @p w, by field name. */
+static lf_err_t extract(lf_codec_t *c, writer_t *w, avro_value_t *rec,
+                        lf_event_t *ev, size_t strbuf_size, char *errstr,
+                        size_t errstr_size)
+{
+    dec_t d = {errstr,
+               errstr_size,
+               LF_OK,
+               ev,
+               0,
+               w->id,
+               c->known >= 2 ? LF_EV__COUNT : LF_EV_V1_COUNT};
+    lf_buf_t extra = {0}, pextra = {0};
 
     /* The message's strings with their NULs fit in its own length: each
      * has a length prefix of at least one byte. Without it, one
      * allocation per string. */
     if ((ev->strbuf = malloc(strbuf_size ? strbuf_size : 1)))
         ev->strbuf_size = strbuf_size;
-
-    ev->event_id = get_str(&d, rec, F_EVENT_ID, "event_id");
-    ev->lead_id = get_str(&d, rec, F_LEAD_ID, "lead_id");
-    ev->type = (lf_event_type_t)get_num(&d, rec, F_TYPE);
-    if ((unsigned)ev->type >= LF_EV__COUNT) {
-        /* Only a newer writer can get here (v1's indexes are checked). */
-        int t = ev->type;
-        ev->type = LF_EV_CAPTURED; /* nothing of the payload was set */
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"type\": event type %d of the writer's "
-                         "schema is not one this reader (v1) knows",
-                         t);
-    }
-    ev->occurred_at = get_num(&d, rec, F_OCCURRED_AT);
-    ev->source = get_str(&d, rec, F_SOURCE, "source");
-    ev->actor = get_opt_str(&d, rec, F_ACTOR, "actor");
-    if (d.err)
-        return d.err;
-    if (avro_value_get_by_index(rec, F_PAYLOAD, &f, NULL) ||
-        avro_value_get_discriminant(&f, &disc) ||
-        avro_value_get_current_branch(&f, &p))
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"payload\": unreadable union (%s)",
-                         avro_strerror());
-    if (disc != (int)ev->type) {
-        /* The payload union is in EventType order; so is the symbol list. */
-        lf_event_type_t t = ev->type;
-        ev->type = LF_EV_CAPTURED; /* nothing of the payload was set */
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "field \"payload\": a %s payload on a %s event",
-                         lf_event_type_symbol((lf_event_type_t)disc),
-                         lf_event_type_symbol(t));
-    }
-    return extract_payload(&d, &p);
+    take_event(&d, rec, &extra, &pextra);
+    ev->extra = extra_take(&d, &extra);
+    ev->payload_extra = extra_take(&d, &pextra);
+    lf_buf_free(&extra);
+    lf_buf_free(&pextra);
+    if (d.err && ev->type >= LF_EV__COUNT)
+        ev->type = LF_EV_CAPTURED;
+    return d.err;
 }
 
-/* ---- the v1 reader, by hand ----
- * Every producer we know writes v1, and avro-c's generic reader (bounds
+/* ---- the v1 and v2 reader, by hand ----
+ * Every producer we know writes v1 or v2, and avro-c's generic reader (bounds
  * check, avro_value_read, copying the value out) costs ~15,500
  * instructions per event, a quarter of the projector's own CPU in a
  * drain, when the two cores are the bound (BENCHMARKS.md). This reads a
- * v1 body straight into the event. It accepts only what it is sure of:
+ * v1 or v2 body (they differ in account_id and three event types) straight
+ * into the event. It accepts only what it is sure of:
  * on anything unusual (a NUL in a string, a map in the sized-block form or
  * with a key twice, an index out of range, a varint with bits past 64,
  * truncation, trailing bytes) it declines, and the avro-c path decides,
@@ -1223,8 +1663,8 @@ static lf_err_t extract(avro_value_t *rec, lf_event_t *ev, size_t strbuf_size,
 
 typedef struct rd_s {
     const uint8_t *p, *end;
-    char *out;       /* the event's strbuf, where the strings go */
-    size_t room;     /* bytes left there */
+    char *out;   /* the event's strbuf, where the strings go */
+    size_t room; /* bytes left there */
 } rd_t;
 
 static bool rd_long(rd_t *r, int64_t *out)
@@ -1251,8 +1691,7 @@ static bool rd_int(rd_t *r, int32_t *out)
     int64_t v;
     const uint8_t *start = r->p;
 
-    if (!rd_long(r, &v) || r->p - start > 5 || v < INT32_MIN ||
-        v > INT32_MAX)
+    if (!rd_long(r, &v) || r->p - start > 5 || v < INT32_MIN || v > INT32_MAX)
         return false;
     *out = (int32_t)v;
     return true;
@@ -1262,8 +1701,8 @@ static bool rd_str(rd_t *r, char **out)
 {
     int64_t n;
 
-    if (!rd_long(r, &n) || n < 0 || n > r->end - r->p ||
-        (size_t)n >= r->room || memchr(r->p, '\0', (size_t)n))
+    if (!rd_long(r, &n) || n < 0 || n > r->end - r->p || (size_t)n >= r->room ||
+        memchr(r->p, '\0', (size_t)n))
         return false;
     memcpy(r->out, r->p, (size_t)n);
     r->out[n] = '\0';
@@ -1313,13 +1752,32 @@ static bool rd_attrs(rd_t *r, lf_event_t *ev)
     return false;
 }
 
-/* @returns true with ev filled (strings in ev->strbuf), or false: not
+/* The payload of the identity events (v2). */
+static bool rd_identity(rd_t *r, lf_event_t *ev)
+{
+    switch (ev->type) {
+    case LF_EV_MERGED:
+        return rd_str(r, &ev->u.merged.into_lead_id);
+    case LF_EV_VOIDED:
+        return rd_str(r, &ev->u.voided.voided_event_id) &&
+               rd_str(r, &ev->u.voided.reason);
+    case LF_EV_ERASED:
+        return rd_str(r, &ev->u.erased.request_id);
+    default:
+        return false;
+    }
+}
+
+/* A body written with the published contract @p version (1 or 2).
+ * @returns true with ev filled (strings in ev->strbuf), or false: not
  * read here, ev to clear. */
-static bool decode_v1(const uint8_t *data, size_t len, lf_event_t *ev)
+static bool decode_direct_body(const uint8_t *data, size_t len, int version,
+                               lf_event_t *ev)
 {
     rd_t r = {data, data + len, NULL, 0};
     int32_t type, i32;
     int64_t branch;
+    int ntypes = version >= 2 ? LF_EV__COUNT : LF_EV_V1_COUNT;
 
     /* A string's length prefix is at least one byte: the strings with
      * their NULs fit in the body's length. */
@@ -1330,10 +1788,11 @@ static bool decode_v1(const uint8_t *data, size_t len, lf_event_t *ev)
     r.room = ev->strbuf_size;
 
     if (!rd_str(&r, &ev->event_id) || !rd_str(&r, &ev->lead_id) ||
-        !rd_int(&r, &type) || type < 0 || type >= LF_EV__COUNT ||
+        !rd_int(&r, &type) || type < 0 || type >= ntypes ||
         !rd_long(&r, &ev->occurred_at) || !rd_str(&r, &ev->source) ||
-        !rd_opt_str(&r, &ev->actor) || !rd_long(&r, &branch) ||
-        branch != type)
+        !rd_opt_str(&r, &ev->actor) ||
+        (version >= 2 && !rd_opt_str(&r, &ev->account_id)) ||
+        !rd_long(&r, &branch) || branch != type)
         return false;
     ev->type = (lf_event_type_t)type;
     switch (ev->type) {
@@ -1384,27 +1843,22 @@ static bool decode_v1(const uint8_t *data, size_t len, lf_event_t *ev)
             return false;
         break;
     default:
-        return false;
+        if (!rd_identity(&r, ev))
+            return false;
     }
     return r.p == r.end;
 }
 
 typedef enum { READ_ANY, READ_AVRO_C, READ_DIRECT } reader_t;
 
-static lf_err_t decode(lf_codec_t *c, const void *data, size_t len,
-                       lf_event_t *ev, reader_t how, char *errstr,
-                       size_t errstr_size)
+/* The writer of frame @p b: pinned, or through the registry. */
+static lf_err_t frame_writer(lf_codec_t *c, const uint8_t *b, size_t len,
+                             writer_t **w, char *errstr, size_t errstr_size)
 {
-    const uint8_t *b = data;
-    avro_schema_t schema = c->schema; /* the writer's */
-    avro_value_t *dest = &c->dec;     /* read into, as the writer wrote */
-    avro_value_t *rec = &c->dec;      /* the same seen as v1 */
-    writer_t *w = NULL;
-    lf_err_t err;
     int32_t id;
+    lf_err_t err;
 
-    lf_event_init(ev);
-    if (len == 0 || !data)
+    if (len == 0 || !b)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "empty message: expected a framed Avro LeadEvent");
     if (b[0] != LF_MAGIC)
@@ -1417,28 +1871,43 @@ static lf_err_t decode(lf_codec_t *c, const void *data, size_t len,
     id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 |
                    (uint32_t)b[3] << 8 | b[4]);
     if (!c->reg) {
-        if (id != LF_SCHEMA_ID_V1)
+        if (id != LF_SCHEMA_ID_V1 && id != LF_SCHEMA_ID_V2)
             return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "framing: unknown schema id %d (known: %d)", id,
-                             LF_SCHEMA_ID_V1);
-    } else if (id <= 0) {
+                             "framing: unknown schema id %d (known: %d, %d)",
+                             id, LF_SCHEMA_ID_V1, LF_SCHEMA_ID_V2);
+        *w = &c->pinned[id - LF_SCHEMA_ID_V1];
+        return LF_OK;
+    }
+    if (id <= 0)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "framing: schema id %d: registry ids are positive",
                          id);
-    } else {
-        if ((err = writer_get(c, id, &w, errstr, errstr_size)))
-            return err;
-        if (w->refused)
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s",
-                             w->refused);
-        if (!w->same) {
-            schema = w->schema;
-            dest = &w->wval;
-            rec = &w->rval;
-        }
-    }
-    if (how != READ_AVRO_C && schema == c->schema) {
-        if (decode_v1(b + LF_FRAME_HEADER, len - LF_FRAME_HEADER, ev)) {
+    if ((err = writer_get(c, id, w, errstr, errstr_size)))
+        return err;
+    if ((*w)->refused)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s",
+                         (*w)->refused);
+    return LF_OK;
+}
+
+static lf_err_t decode(lf_codec_t *c, const void *data, size_t len,
+                       lf_event_t *ev, reader_t how, char *errstr,
+                       size_t errstr_size)
+{
+    const uint8_t *b = data, *body;
+    size_t blen;
+    writer_t *w = NULL;
+    lf_err_t err;
+
+    lf_event_init(ev);
+    if ((err = frame_writer(c, b, len, &w, errstr, errstr_size)))
+        return err;
+    body = b + LF_FRAME_HEADER;
+    blen = len - LF_FRAME_HEADER;
+    /* The direct reader reads the published versions this reader knows;
+     * a newer one goes by name, so its new fields are kept. */
+    if (how != READ_AVRO_C && w->version && w->version <= c->known) {
+        if (decode_direct_body(body, blen, w->version, ev)) {
             /* What avro-c would have made of it: the same check follows. */
             if ((err = lf_event_validate(ev, errstr, errstr_size)))
                 lf_event_clear(ev);
@@ -1448,19 +1917,16 @@ static lf_err_t decode(lf_codec_t *c, const void *data, size_t len,
     }
     if (how == READ_DIRECT)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "not read by the direct v1 reader");
+                         "not read by the direct reader");
     /* The bounds check walks the writer's schema: that is what the bytes
      * follow, and what avro-c's reader will trust. */
-    if ((err = lf_avro_check(schema, b + LF_FRAME_HEADER, len - LF_FRAME_HEADER,
-                             errstr, errstr_size)))
+    if ((err = lf_avro_check(w->schema, body, blen, errstr, errstr_size)))
         return err;
-    avro_reader_memory_set_source(c->reader, (const char *)b + LF_FRAME_HEADER,
-                                  (int64_t)(len - LF_FRAME_HEADER));
-    /* Resetting a resolved value resets the writer's value it wraps. */
-    if (avro_value_reset(rec) || avro_value_read(c->reader, dest))
+    avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)blen);
+    if (avro_value_reset(&w->wval) || avro_value_read(c->reader, &w->wval))
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "Avro body: %s",
                          avro_strerror());
-    if ((err = extract(rec, ev, len - LF_FRAME_HEADER, errstr, errstr_size)) ||
+    if ((err = extract(c, w, &w->wval, ev, blen, errstr, errstr_size)) ||
         (err = lf_event_validate(ev, errstr, errstr_size))) {
         lf_event_clear(ev);
         return err;

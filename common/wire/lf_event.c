@@ -1,15 +1,18 @@
 /* lf_event.c: the LeadEvent model, its names and its contract checks. */
 #include "lf_event.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *type_names[LF_EV__COUNT] = {
-    "captured",  "scored", "handed_off", "accepted",    "recycled",
-    "qualified", "won",    "lost",       "disqualified"};
+    "captured", "scored",       "handed_off", "accepted",
+    "recycled", "qualified",    "won",        "lost",
+    "disqualified", "merged",   "voided",     "erased"};
 static const char *type_symbols[LF_EV__COUNT] = {
-    "CAPTURED",  "SCORED", "HANDED_OFF", "ACCEPTED",    "RECYCLED",
-    "QUALIFIED", "WON",    "LOST",       "DISQUALIFIED"};
+    "CAPTURED", "SCORED",       "HANDED_OFF", "ACCEPTED",
+    "RECYCLED", "QUALIFIED",    "WON",        "LOST",
+    "DISQUALIFIED", "MERGED",   "VOIDED",     "ERASED"};
 static const char *reason_names[LF_RR__COUNT] = {
     "not_ready",   "no_budget",  "no_authority", "no_need",
     "no_response", "bad_timing", "other"};
@@ -55,11 +58,12 @@ int lf_recycle_reason_parse(const char *name)
 
 /* The string fields of an event, named as in the schema: one list that
  * clear, copy, validate and equal all walk, so a new field is added once. */
-#define LF_MAX_STRFIELDS 8
+#define LF_MAX_STRFIELDS 10
 typedef struct strfield_s {
     const char *name;
     char **ptr;
     bool optional;
+    size_t max; /* bytes */
 } strfield_t;
 
 static int event_strfields(const lf_event_t *cev, strfield_t *f)
@@ -67,11 +71,15 @@ static int event_strfields(const lf_event_t *cev, strfield_t *f)
     lf_event_t *ev = (lf_event_t *)cev;
     int n = 0;
 
-#define F(nm, p, opt) (f[n++] = (strfield_t){nm, &(p), opt})
-    F("event_id", ev->event_id, false);
-    F("lead_id", ev->lead_id, false);
+#define F(nm, p, opt) (f[n++] = (strfield_t){nm, &(p), opt, LF_STRING_MAX})
+#define ID(nm, p, opt, mx) (f[n++] = (strfield_t){nm, &(p), opt, mx})
+    ID("event_id", ev->event_id, false, LF_EVENT_ID_MAX);
+    ID("lead_id", ev->lead_id, false, LF_LEAD_ID_MAX);
     F("source", ev->source, false);
     F("actor", ev->actor, true);
+    ID("account_id", ev->account_id, true, LF_LEAD_ID_MAX);
+    F("extra", ev->extra, true);
+    F("payload_extra", ev->payload_extra, true);
     switch (ev->type) {
     case LF_EV_CAPTURED:
         F("channel", ev->u.captured.channel, false);
@@ -102,10 +110,21 @@ static int event_strfields(const lf_event_t *cev, strfield_t *f)
     case LF_EV_DISQUALIFIED:
         F("reason", ev->u.disqualified.reason, false);
         break;
+    case LF_EV_MERGED:
+        ID("into_lead_id", ev->u.merged.into_lead_id, false, LF_LEAD_ID_MAX);
+        break;
+    case LF_EV_VOIDED:
+        F("voided_event_id", ev->u.voided.voided_event_id, false);
+        F("reason", ev->u.voided.reason, false);
+        break;
+    case LF_EV_ERASED:
+        F("request_id", ev->u.erased.request_id, false);
+        break;
     default:
         break;
     }
 #undef F
+#undef ID
     return n;
 }
 
@@ -295,11 +314,8 @@ static lf_err_t check_strings(const lf_event_t *ev, char *errstr,
                 continue;
             return INVALID("missing required field \"%s\"", f[i].name);
         }
-        /* event_strfields() lists event_id, then lead_id, first. */
-        size_t max = i == 0 ? LF_EVENT_ID_MAX
-                     : i == 1 ? LF_LEAD_ID_MAX
-                              : LF_STRING_MAX;
-        if ((err = check_string(f[i].name, s, max, errstr, errstr_size)))
+        if ((err = check_string(f[i].name, s, f[i].max, errstr,
+                                errstr_size)))
             return err;
     }
     if (!ev->lead_id[0])
@@ -307,7 +323,55 @@ static lf_err_t check_strings(const lf_event_t *ev, char *errstr,
                        LF_LEAD_ID_MAX);
     if (!ev->event_id[0])
         return INVALID("field \"event_id\": empty");
+    if (ev->account_id && !ev->account_id[0])
+        return INVALID("field \"account_id\": empty; an account id has 1 to "
+                       "%d bytes",
+                       LF_LEAD_ID_MAX);
     return LF_OK;
+}
+
+/* A UUID in its text form: 8-4-4-4-12 hex digits. */
+static bool is_uuid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return s[36] == '\0';
+}
+
+/* The identity events' payloads. */
+static lf_err_t check_identity(const lf_event_t *ev, char *errstr,
+                               size_t errstr_size)
+{
+    switch (ev->type) {
+    case LF_EV_MERGED:
+        if (!ev->u.merged.into_lead_id[0])
+            return INVALID("field \"into_lead_id\": empty; a lead id has 1 "
+                           "to %d bytes",
+                           LF_LEAD_ID_MAX);
+        if (!strcmp(ev->u.merged.into_lead_id, ev->lead_id))
+            return INVALID("field \"into_lead_id\": \"%.128s\" is the "
+                           "event's own lead_id: a lead is not merged into "
+                           "itself",
+                           ev->lead_id);
+        return LF_OK;
+    case LF_EV_VOIDED:
+        if (!is_uuid(ev->u.voided.voided_event_id))
+            return INVALID("field \"voided_event_id\": \"%.64s\" is not a "
+                           "UUID",
+                           ev->u.voided.voided_event_id);
+        if (!ev->u.voided.reason[0])
+            return INVALID("field \"reason\": empty; say why the event is "
+                           "voided");
+        return LF_OK;
+    default: /* LF_EV_ERASED */
+        if (!ev->u.erased.request_id[0])
+            return INVALID("field \"request_id\": empty; give the privacy "
+                           "request's reference");
+        return LF_OK;
+    }
 }
 
 /* A captured event's attributes: bounded, complete, keys sorted and
@@ -373,6 +437,10 @@ static lf_err_t check_payload(const lf_event_t *ev, char *errstr,
             return INVALID("field \"amount_minor\": %lld is negative",
                            (long long)ev->u.won.amount_minor);
         return check_currency(ev->u.won.currency, errstr, errstr_size);
+    case LF_EV_MERGED:
+    case LF_EV_VOIDED:
+    case LF_EV_ERASED:
+        return check_identity(ev, errstr, errstr_size);
     default:
         return LF_OK;
     }

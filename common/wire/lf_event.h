@@ -1,4 +1,4 @@
-/* lf_event.h: the LeadEvent model (schema leadflow.LeadEvent v1) and its
+/* lf_event.h: the LeadEvent model (schema leadflow.LeadEvent v2) and its
  * contract validation, shared by the JSON mapping, the Avro codec, the
  * producers and the projector. */
 #ifndef LF_EVENT_H
@@ -21,8 +21,18 @@ typedef enum lf_event_type_e {
     LF_EV_WON,
     LF_EV_LOST,
     LF_EV_DISQUALIFIED,
+    LF_EV_MERGED,  /**< v2: the lead is the same person as into_lead_id */
+    LF_EV_VOIDED,  /**< v2: voided_event_id should never have happened */
+    LF_EV_ERASED,  /**< v2: forget the person (a privacy request) */
     LF_EV__COUNT
 } lf_event_type_t;
+
+/** The event types contract v1 has (its EventType symbols). */
+#define LF_EV_V1_COUNT (LF_EV_DISQUALIFIED + 1)
+
+/** True for the identity events (merged, voided, erased): they move no
+ *  stage themselves. */
+#define LF_EV_IS_IDENTITY(t) ((t) >= LF_EV_MERGED && (t) < LF_EV__COUNT)
 
 /** Recycle reasons, in the order of the Avro enum RecycleReason. */
 typedef enum lf_recycle_reason_e {
@@ -51,7 +61,8 @@ typedef struct lf_attr_s {
 /**
  * One lead lifecycle event. Every string is NUL-terminated, heap-allocated
  * and owned by the event: lf_event_clear() frees them all. Optional strings
- * (actor, campaign, note) are NULL when absent. Only the payload member of
+ * (actor, account_id, campaign, note, extra, payload_extra) are NULL when
+ * absent. Only the payload member of
  * the union that matches @c type is meaningful.
  *
  * A string is either its own allocation or lies inside @c strbuf, one
@@ -67,6 +78,7 @@ typedef struct lf_event_s {
     int64_t occurred_at; /**< ms since the epoch, UTC */
     char *source;
     char *actor;
+    char *account_id; /**< v2: the company the lead belongs to, or NULL */
     union {
         struct {
             char *channel;
@@ -105,7 +117,24 @@ typedef struct lf_event_s {
         struct {
             char *reason;
         } disqualified;
+        struct {
+            char *into_lead_id; /**< the lead it is merged into */
+        } merged;
+        struct {
+            char *voided_event_id; /**< a UUID */
+            char *reason;
+        } voided;
+        struct {
+            char *request_id; /**< the privacy request's reference */
+        } erased;
     } u;
+    /** Fields a newer writer sent that this reader does not know, as the
+     *  text of a JSON object ({"name": value, ...}), or NULL when none:
+     *  envelope fields in @c extra, payload fields in @c payload_extra.
+     *  Kept so that nothing a writer sends is lost before the code learns
+     *  it (funnel.events.extra, and merged into funnel.events.payload). */
+    char *extra;
+    char *payload_extra;
     char *strbuf;       /**< NULL, or strings of this event, back to back */
     size_t strbuf_size; /**< bytes of strbuf */
 } lf_event_t;
@@ -138,7 +167,9 @@ int lf_recycle_reason_parse(const char *name);
  * Check the contract that Avro's types cannot express: lead_id 1..128 bytes,
  * every string valid UTF-8 without NUL, event_id non-empty, score, threshold
  * and sla_hours not negative, amounts not negative, currency three upper-case
- * letters, occurred_at within 1970..9999.
+ * letters, occurred_at within 1970..9999; account_id 1..128 bytes when
+ * present; into_lead_id 1..128 bytes and not the event's own lead_id;
+ * voided_event_id a UUID; a void's reason and request_id not empty.
  * @returns LF_OK, or LF_ERR_INVALID with a sentence naming the field.
  */
 lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,

@@ -50,11 +50,16 @@ static const pfield_t payload_fields[LF_EV__COUNT][4] = {
     [LF_EV_LOST] = {PF("reason", K_STR, u.lost.reason), PF_END},
     [LF_EV_DISQUALIFIED] = {PF("reason", K_STR, u.disqualified.reason),
                             PF_END},
+    [LF_EV_MERGED] = {PF("into_lead_id", K_STR, u.merged.into_lead_id),
+                      PF_END},
+    [LF_EV_VOIDED] = {PF("voided_event_id", K_STR, u.voided.voided_event_id),
+                      PF("reason", K_STR, u.voided.reason), PF_END},
+    [LF_EV_ERASED] = {PF("request_id", K_STR, u.erased.request_id), PF_END},
 };
 
 static const char *envelope_keys[] = {"event_id", "lead_id", "type",
                                       "occurred_at", "source", "actor",
-                                      NULL};
+                                      "account_id", NULL};
 
 static lf_err_t finish_event(lf_event_t *ev, char *errstr,
                              size_t errstr_size);
@@ -260,7 +265,8 @@ static lf_err_t parse_obj(json_t *obj, lf_event_t *ev, char *errstr,
     if ((type = lf_event_type_parse(json_string_value(v))) < 0)
         return INVALID("field \"type\": unknown event type \"%.40s\" (one of "
                        "captured, scored, handed_off, accepted, recycled, "
-                       "qualified, won, lost, disqualified)",
+                       "qualified, won, lost, disqualified, merged, "
+                       "voided, erased)",
                        json_string_value(v));
     ev->type = (lf_event_type_t)type;
     if ((err = check_keys(obj, type, errstr, errstr_size)) ||
@@ -287,7 +293,9 @@ static lf_err_t parse_obj(json_t *obj, lf_event_t *ev, char *errstr,
     }
     if ((err = take_str(obj, "source", false, &ev->source, errstr,
                         errstr_size)) ||
-        (err = take_str(obj, "actor", true, &ev->actor, errstr, errstr_size)))
+        (err = take_str(obj, "actor", true, &ev->actor, errstr, errstr_size)) ||
+        (err = take_str(obj, "account_id", true, &ev->account_id, errstr,
+                        errstr_size)))
         return err;
 
     if ((err = parse_payload(obj, ev, errstr, errstr_size)))
@@ -620,9 +628,10 @@ static const struct {
     const char *name;
     size_t len;
 } fast_envelope[] = {{"event_id", 8},    {"lead_id", 7}, {"type", 4},
-                     {"occurred_at", 11}, {"source", 6}, {"actor", 5}};
+                     {"occurred_at", 11}, {"source", 6}, {"actor", 5},
+                     {"account_id", 10}};
 enum { FE_EVENT_ID, FE_LEAD_ID, FE_TYPE, FE_OCCURRED_AT, FE_SOURCE, FE_ACTOR,
-       FE__COUNT };
+       FE_ACCOUNT_ID, FE__COUNT };
 
 /* Where a decoded string of the scratch buffer lives in ev->strbuf, its
  * copy. */
@@ -759,7 +768,8 @@ static bool fast_fill(const fast_t *f, lf_event_t *ev)
         return false;
     }
     if (!fast_take_str(f, ev, slot[FE_SOURCE], false, &ev->source) ||
-        !fast_take_str(f, ev, slot[FE_ACTOR], true, &ev->actor))
+        !fast_take_str(f, ev, slot[FE_ACTOR], true, &ev->actor) ||
+        !fast_take_str(f, ev, slot[FE_ACCOUNT_ID], true, &ev->account_id))
         return false;
 
     return fast_fill_payload(f, ev, pfs, slot + FE__COUNT);
@@ -982,7 +992,8 @@ lf_err_t lf_json_format_event(const lf_event_t *ev, lf_buf_t *out)
         put_str(out, "occurred_at",
                 lf_time_format(ev->occurred_at, ts, sizeof(ts))) ||
         put_str(out, "source", ev->source) ||
-        put_str(out, "actor", ev->actor) || put_payload(ev, out) ||
+        put_str(out, "actor", ev->actor) ||
+        put_str(out, "account_id", ev->account_id) || put_payload(ev, out) ||
         lf_buf_append(out, "}", 1))
         return LF_ERR_NOMEM;
     return LF_OK;

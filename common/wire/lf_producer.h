@@ -77,11 +77,17 @@ lf_err_t lf_producer_conf_defaults(lf_conf_t *conf);
  * frees it): the topic from "topic" (default lead-events), every
  * non-leadflow key passed to librdkafka, the defaults of
  * lf_producer_conf_defaults() for the keys @p conf does not set.
- * With schema.registry.url set, our schema (v1) is registered under
- * subject "<topic>-value" (lf_registry.h has the settings) and the id the
- * registry returns is framed into every value; a registry that is away is
- * retried with backoff for schema.registry.retry.timeout.ms (default 60 s)
- * before giving up. Without it, the pinned id 1.
+ * Values are written in contract v2 (schemas/avro/lead_event.v2.avsc), or
+ * v1 with contract.version=1, for topics whose consumers are not upgraded
+ * yet: an event v1 cannot carry is then refused by the emit call, never
+ * sent with a field dropped. With schema.registry.url set, the registry
+ * is first asked whether subject "<topic>-value" accepts that schema (an
+ * incompatible answer fails here, naming the subject and the registry's
+ * reason, before anything is sent); then it is registered (lf_registry.h
+ * has the settings) and the id the registry returns is framed into every
+ * value; a registry that is away is retried with backoff for
+ * schema.registry.retry.timeout.ms (default 60 s) before giving up.
+ * Without it, the pinned id (2, or 1 for contract v1).
  * @returns a producer to free with lf_producer_destroy(), or NULL with the
  * reason in errstr (a bad key or value is named; so are the registry's
  * URL and HTTP status).
@@ -112,15 +118,17 @@ void lf_producer_set_interrupt(lf_producer_t *p,
                                const volatile sig_atomic_t *flag);
 
 /**
- * Validate @p ev, encode it (schema v1, framed with the pinned id or the
- * registry's) and queue it for the topic, key
+ * Validate @p ev, encode it (contract v2, or v1 with contract.version=1;
+ * framed with the pinned id or the registry's) and queue it for the topic,
+ * key
  * lead_id, with the CloudEvents headers. The event is copied: the caller
  * keeps ownership of @p ev. When librdkafka's queue is full it serves
  * delivery reports and retries, never dropping the event; it returns early
  * only if the interrupt flag is raised. Serves pending delivery reports.
  * @p msg_opaque comes back in the event's delivery report.
  * @returns LF_OK: exactly one delivery report will follow;
- * LF_ERR_INVALID: the event breaks the contract (errstr names the field);
+ * LF_ERR_INVALID: the event breaks the contract, or the contract version
+ * written cannot carry it (errstr names the field);
  * LF_ERR_TEMPORARY: interrupted while the queue was full;
  * LF_ERR_KAFKA: librdkafka refused it (fatal producer error, message too
  * large, ...). On any error no report follows.

@@ -343,6 +343,44 @@ lf_err_t lf_registry_parse_id(const char *body, size_t len, int32_t *id,
     return LF_OK;
 }
 
+static void printable(const char *s, size_t n, char *buf, size_t size);
+
+lf_err_t lf_registry_parse_compat(const char *body, size_t len,
+                                  bool *compatible, char *reason,
+                                  size_t reason_size)
+{
+    json_t *root = load_object(body, len, reason, reason_size), *v, *m;
+    size_t i, used = 0;
+
+    if (!root)
+        return LF_ERR_INVALID;
+    v = json_object_get(root, "is_compatible");
+    if (!json_is_boolean(v)) {
+        json_decref(root);
+        return lf_seterr(LF_ERR_INVALID, reason, reason_size,
+                         "field \"is_compatible\": expected a boolean");
+    }
+    *compatible = json_is_true(v);
+    reason[0] = '\0';
+    /* Confluent's answer with ?verbose=true: the reasons, one a message. */
+    json_array_foreach(json_object_get(root, "messages"), i, m)
+    {
+        char text[300];
+        int n;
+        if (!json_is_string(m))
+            continue;
+        printable(json_string_value(m), strlen(json_string_value(m)), text,
+                  sizeof(text));
+        n = snprintf(reason + used, reason_size - used, "%s%s",
+                     used ? "; " : "", text);
+        if (n < 0 || (size_t)n >= reason_size - used)
+            break;
+        used += (size_t)n;
+    }
+    json_decref(root);
+    return LF_OK;
+}
+
 /* lf_registry_parse_schema(); *final tells a well-formed answer about a
  * schema we cannot use from an answer that is no registry's. */
 static lf_err_t parse_schema(const char *body, size_t len, char **schema_json,
@@ -700,6 +738,71 @@ lf_err_t lf_registry_register(lf_registry_t *reg, const char *subject,
     }
     if (cache_put(reg, *id, schema_json))
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+out:
+    pthread_mutex_unlock(&reg->lock);
+    curl_free(esc);
+    json_decref(req);
+    free(post);
+    return err;
+}
+
+/* The answer to a compatibility question, under the lock: LF_OK when
+ * compatible or when the subject has nothing registered yet. */
+static lf_err_t compat_answer(lf_registry_t *reg, const char *subject,
+                              const char *where, long status, char *errstr,
+                              size_t errstr_size)
+{
+    char msg[WHERE_MAX + 500], why[600];
+    bool ok = false;
+
+    if (status == 404) {
+        long code = error_code(reg->body.data, reg->body.len);
+        /* 40401 subject, 40402 version not found: nothing to break. */
+        if (code == 40401 || code == 40402)
+            return LF_OK;
+    }
+    if (status < 200 || status > 299) {
+        http_error(reg, where, status, msg, sizeof(msg));
+        return lf_seterr(status_temporary(status) ? LF_ERR_TEMPORARY
+                                                  : LF_ERR_INVALID,
+                         errstr, errstr_size, "%s", msg);
+    }
+    if (lf_registry_parse_compat(reg->body.data, reg->body.len, &ok, why,
+                                 sizeof(why)))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "schema registry %s: HTTP %ld but %s", where, status,
+                         why);
+    if (ok)
+        return LF_OK;
+    return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                     "schema registry %s: subject \"%s\" does not accept "
+                     "this schema: %s",
+                     where, subject,
+                     why[0] ? why : "not compatible (no reason given)");
+}
+
+lf_err_t lf_registry_check_compatible(lf_registry_t *reg, const char *subject,
+                                      const char *schema_json, char *errstr,
+                                      size_t errstr_size)
+{
+    char path[1024], where[WHERE_MAX];
+    char *esc = NULL, *post = NULL;
+    json_t *req = NULL;
+    lf_err_t err;
+    long status;
+
+    pthread_mutex_lock(&reg->lock);
+    if (!(esc = curl_easy_escape(reg->curl, subject, 0)) ||
+        !(req = json_pack("{s:s}", "schema", schema_json)) ||
+        !(post = json_dumps(req, JSON_COMPACT))) {
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    snprintf(path, sizeof(path),
+             "/compatibility/subjects/%s/versions/latest?verbose=true", esc);
+    if (!(err = request(reg, path, post, &status, where, sizeof(where), errstr,
+                        errstr_size)))
+        err = compat_answer(reg, subject, where, status, errstr, errstr_size);
 out:
     pthread_mutex_unlock(&reg->lock);
     curl_free(esc);

@@ -85,6 +85,20 @@ lf_err_t lf_registry_register(lf_registry_t *reg, const char *subject,
                               int32_t *id, char *errstr, size_t errstr_size);
 
 /**
+ * Ask whether @p subject accepts @p schema_json as its next version (POST
+ * /compatibility/subjects/{subject}/versions/latest?verbose=true), before
+ * registering it: a producer the registry would refuse stops before it
+ * sends anything. A subject with nothing registered yet accepts anything.
+ * @returns LF_OK when compatible; LF_ERR_INVALID when not ("schema
+ * registry URL: subject \"S\" does not accept this schema: <the
+ * registry's reason>") or when the registry refused the question (401,
+ * 403, 422); LF_ERR_TEMPORARY as lf_registry_register(); LF_ERR_NOMEM.
+ */
+lf_err_t lf_registry_check_compatible(lf_registry_t *reg, const char *subject,
+                                      const char *schema_json, char *errstr,
+                                      size_t errstr_size);
+
+/**
  * The schema with id @p id (GET /schemas/ids/{id}), from the cache when it
  * was fetched before. *@p schema_json receives a copy to free() with free().
  * Made for consumers, so the classification is theirs: only an answer about
@@ -114,6 +128,14 @@ lf_err_t lf_registry_cache_put(lf_registry_t *reg, int32_t id,
  *  LF_ERR_INVALID saying what is wrong with the body. */
 lf_err_t lf_registry_parse_id(const char *body, size_t len, int32_t *id,
                               char *errstr, size_t errstr_size);
+
+/** Parse a compatibility answer {"is_compatible": false, "messages":
+ *  [...]} (untrusted): *@p compatible, and the messages joined by "; "
+ *  into @p reason ("" if none). @returns LF_OK, or LF_ERR_INVALID with
+ *  what is wrong with the body in @p reason. */
+lf_err_t lf_registry_parse_compat(const char *body, size_t len,
+                                  bool *compatible, char *reason,
+                                  size_t reason_size);
 
 /** Parse a schema answer {"schema": "...", "schemaType": "AVRO",
  *  "references": []} (untrusted). *@p schema_json receives the schema text

@@ -120,16 +120,16 @@ class Broker:
                 self.proc.wait()
 
 
-_schema = None
+_schemas = {}
 
 
-def schema():
-    global _schema
-    if _schema is None:
+def schema(version=1):
+    """The published lead_event.vN.avsc (pinned schema id N), parsed."""
+    if version not in _schemas:
         with open(os.path.join(SRC, "schemas", "avro",
-                               "lead_event.v1.avsc")) as f:
-            _schema = avro.schema.parse(f.read())
-    return _schema
+                               "lead_event.v%d.avsc" % version)) as f:
+            _schemas[version] = avro.schema.parse(f.read())
+    return _schemas[version]
 
 
 def _ms(dt):
@@ -146,20 +146,25 @@ def parse_time(s):
     return _ms(d)
 
 
-def decode_value(value):
+def decode_value(value, version=2):
     """A framed Kafka value -> the flat event dict (JSON mapping), decoded
-    by Apache Avro's Python library."""
+    by Apache Avro's Python library. The value must be of contract
+    @version (pinned schema id 2 by default, what producers write)."""
     check(len(value) > 5 and value[0] == 0, "bad magic byte: %r" % value[:5])
-    check(int.from_bytes(value[1:5], "big") == 1,
-          "schema id %d, expected 1" % int.from_bytes(value[1:5], "big"))
+    check(int.from_bytes(value[1:5], "big") == version,
+          "schema id %d, expected %d" % (int.from_bytes(value[1:5], "big"),
+                                         version))
     buf = io.BytesIO(value[5:])
-    rec = avro.io.DatumReader(schema()).read(avro.io.BinaryDecoder(buf))
+    rec = avro.io.DatumReader(schema(version)).read(
+        avro.io.BinaryDecoder(buf))
     check(buf.read() == b"", "trailing bytes after the Avro record")
     flat = {"event_id": rec["event_id"], "lead_id": rec["lead_id"],
             "type": rec["type"].lower(),
             "occurred_at": _ms(rec["occurred_at"]), "source": rec["source"]}
     if rec["actor"] is not None:
         flat["actor"] = rec["actor"]
+    if rec.get("account_id") is not None:
+        flat["account_id"] = rec["account_id"]
     for k, v in rec["payload"].items():
         if v is None or v == {}:
             continue

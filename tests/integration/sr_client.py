@@ -3,16 +3,19 @@
 producer and a consumer written with independent libraries (python3-avro,
 python3-kafka, urllib) that use the schema registry the Confluent way.
 
+("v2" in the command names is the test schema v1x, not contract v2.)
+
   sr_client.py produce-v2 TOPIC < events.jsonl
-      register tests/data/lead_event.v2.avsc under TOPIC-value, write each
+      register tests/data/lead_event.v1x.avsc under TOPIC-value, write each
       event with it (correlation_id and, for captured, landing_page set),
       framed with the registry's id; prints the id
   sr_client.py read-v2 TOPIC EXPECTED.jsonl
       read every message, fetch its writer schema by id from the registry,
-      decode it with OUR v2 as the reader schema (Avro schema resolution),
+      decode it with v1x as the reader schema (Avro schema resolution),
       and check it against the expected events; prints "v1-written=N
-      v2-written=M" (a v1 writer read by a v2 reader: the new fields must
-      come out as their defaults, null)
+      v2-written=M" (N: written without v1x's fields, by leadflow in
+      contract v1 or v2, read with the new fields as their defaults, null;
+      M: written with v1x)
   sr_client.py ids TOPIC
       print the schema id framed into each message, one per line
 
@@ -35,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emit_lib import consume_all  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-V2 = os.path.join(HERE, "..", "data", "lead_event.v2.avsc")
+V2 = os.path.join(HERE, "..", "data", "lead_event.v1x.avsc")
 UTC = datetime.timezone.utc
 TYPES = ["captured", "scored", "handed_off", "accepted", "recycled",
          "qualified", "won", "lost", "disqualified"]

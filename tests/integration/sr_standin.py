@@ -11,9 +11,17 @@ tests make, with the registry's answers and error codes:
   GET  /schemas/ids/{id}              {"schema": "..."}, or 404 40403
   GET  /subjects                      ["subject", ...]
   GET  /subjects/{subject}/versions   [1, 2, ...], or 404 40401
+  POST /compatibility/subjects/{subject}/versions/latest[?verbose=true]
+                                      {"is_compatible": bool} (with
+                                      "messages" when verbose), or 404
+                                      40401 when the subject has no version
 
-Schemas are checked with python3-avro (invalid: 422 42201); no
-compatibility rules are enforced. Options:
+Schemas are checked with python3-avro (invalid: 422 42201). The
+compatibility question is answered with python3-avro's checker under the
+registry's default level, BACKWARD: the new schema, as a reader, must read
+data written with the subject's latest version. Registering does not
+enforce it (the registry would, with 409: a test that wants that asks the
+compatibility endpoint, as producers do). Options:
 
   --port N           listen on 127.0.0.1:N (0: any free port)
   --port-file FILE   write the port there once listening
@@ -42,6 +50,7 @@ import ssl
 import sys
 import threading
 
+import avro.compatibility
 import avro.schema
 
 CT = "application/vnd.schemaregistry.v1+json"
@@ -158,13 +167,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, list(range(1, len(versions) + 1)))
         self.error(404, 404, "HTTP 404 Not Found")
 
+    def compatibility(self, subject, text, verbose):
+        """BACKWARD: can @text, as a reader, read the latest version?"""
+        reg = self.server.registry
+        versions = reg.subjects.get(subject)
+        if not versions:
+            return self.error(404, 40401, "Subject '%s' not found." % subject)
+        latest = avro.schema.parse(reg.schemas[versions[-1]])
+        res = avro.compatibility.ReaderWriterCompatibilityChecker() \
+            .get_compatibility(avro.schema.parse(text), latest)
+        ok = res.compatibility == \
+            avro.compatibility.SchemaCompatibilityType.compatible
+        out = {"is_compatible": ok}
+        if verbose:
+            out["messages"] = [] if ok else [
+                "%s at %s (BACKWARD: the new schema cannot read data "
+                "written with version %d)" % (
+                    ", ".join(sorted({x.value for x in
+                                     res.incompatibilities})),
+                    ", ".join(sorted(res.locations)), len(versions))]
+        return self.answer(200, out)
+
     def do_POST(self):
         data = self.body()
         if not self.allowed():
             return
         reg = self.server.registry
-        m = re.fullmatch(r"/subjects/([^/]+)(/versions)?", self.path)
-        if not m:
+        path, _, query = self.path.partition("?")
+        c = re.fullmatch(r"/compatibility/subjects/([^/]+)/versions/latest",
+                         path)
+        m = re.fullmatch(r"/subjects/([^/]+)(/versions)?", path)
+        if not m and not c:
             return self.error(404, 404, "HTTP 404 Not Found")
         try:
             req = json.loads(data)
@@ -174,6 +207,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             avro.schema.parse(text)
         except Exception as e:  # the registry's answer to a bad schema
             return self.error(422, 42201, "Invalid schema: %s" % e)
+        if c:
+            return self.compatibility(c.group(1), text,
+                                      "verbose=true" in query.split("&"))
         subject = m.group(1)
         if m.group(2):
             return self.answer(200, {"id": reg.register(subject, text)})

@@ -247,6 +247,52 @@ def test_faults():
           % (extra, behind, nbad, len(kinds)))
 
 
+def test_contract_v2_knobs():
+    step("contract v2 knobs: accounts, merges, voids, erasures")
+    args = ["--leads", 400, "--seed", 42]
+    clean = events_of(gen(*args))
+    check(not any("account_id" in e or e["type"] in ("merged", "voided",
+                                                     "erased")
+                  for e in clean), "the v2 knobs are not off by default")
+    out = events_of(gen(*args, "--accounts", 30, "--merges", 0.2, "--voids",
+                        0.1, "--erasures", 0.1))
+    ids = {e["event_id"]: e for e in out}
+    leads = {e["lead_id"] for e in clean}
+    # the journeys are those of the clean run, each event with its account
+    journey = [dict((k, v) for k, v in e.items() if k != "account_id")
+               for e in out if e["type"] not in ("merged", "voided",
+                                                 "erased")]
+    check(journey == clean, "the v2 knobs changed the journeys")
+    account = {}
+    for e in out:
+        check(account.setdefault(e["lead_id"], e["account_id"]) ==
+              e["account_id"], "lead %s in two accounts" % e["lead_id"])
+    per = collections.Counter(account.values())
+    check(1 < len(per) <= 30 and max(per.values()) > 1,
+          "accounts: %r" % per)
+    kinds = collections.Counter(e["type"] for e in out)
+    for e in out:
+        if e["type"] == "voided":
+            v = ids.get(e["voided_event_id"])
+            check(v is not None and v["lead_id"] == e["lead_id"] and
+                  parse_time(v["occurred_at"]) < parse_time(e["occurred_at"]),
+                  "void of an unknown or later event: %r" % e)
+        elif e["type"] == "merged":
+            check(e["into_lead_id"] in leads and
+                  e["into_lead_id"] != e["lead_id"], "merge %r" % e)
+        elif e["type"] == "erased":
+            check(e["request_id"] == "DSR-" + e["lead_id"], "erase %r" % e)
+    check(all(kinds[k] > 0 for k in ("merged", "voided", "erased")),
+          "kinds %r" % kinds)
+    r = run([EMIT, "--dry-run", "-qq"], input=gen(*args, "--accounts", 30,
+                                                 "--merges", 0.2, "--voids",
+                                                 0.1, "--erasures", 0.1))
+    check(r.returncode == 0, "emit --dry-run refuses gen's v2 output: %s"
+          % r.stderr[-500:])
+    print("ok: %d accounts, merged=%d voided=%d erased=%d"
+          % (len(per), kinds["merged"], kinds["voided"], kinds["erased"]))
+
+
 def test_produce():
     step("--produce: the same events through lf_producer")
     b = Broker("gen-events", partitions=4)
@@ -271,6 +317,6 @@ def test_produce():
 if __name__ == "__main__":
     t0 = time.time()
     for t in (test_deterministic, test_contract_and_machine, test_rates,
-              test_faults, test_produce):
+              test_faults, test_contract_v2_knobs, test_produce):
         t()
     print("PASS test_gen (%.0f s)" % (time.time() - t0))

@@ -34,6 +34,12 @@ static void parse_ok(const char *text, lf_event_t *ev)
                  LF_OK, "rejected: %s\n  %s", err, text);
 }
 
+/* The pinned id of the contract version the codec writes. */
+static int32_t writer_id(void)
+{
+    return lf_codec_contract(codec) == 1 ? LF_SCHEMA_ID_V1 : LF_SCHEMA_ID_V2;
+}
+
 /* Encode with the direct writer, and check avro-c's generic writer makes
  * the same bytes: every test that encodes compares the two. */
 static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
@@ -41,12 +47,11 @@ static void encode_ok(const lf_event_t *ev, lf_buf_t *out)
     char err[512] = "";
     lf_buf_t ref = {0};
 
+    cr_assert_eq(lf_codec_encode(codec, ev, writer_id(), out, err, sizeof(err)),
+                 LF_OK, "encode: %s", err);
     cr_assert_eq(
-        lf_codec_encode(codec, ev, LF_SCHEMA_ID_V1, out, err, sizeof(err)),
-        LF_OK, "encode: %s", err);
-    cr_assert_eq(lf_codec_encode_generic(codec, ev, LF_SCHEMA_ID_V1, &ref, err,
-                                         sizeof(err)),
-                 LF_OK, "encode with avro-c: %s", err);
+        lf_codec_encode_generic(codec, ev, writer_id(), &ref, err, sizeof(err)),
+        LF_OK, "encode with avro-c: %s", err);
     cr_assert_eq(out->len, ref.len, "direct %zu bytes, avro-c %zu", out->len,
                  ref.len);
     for (size_t i = 0; i < ref.len; i++)
@@ -114,7 +119,7 @@ static void expect_declined(const void *data, size_t len)
 
     cr_assert_eq(lf_codec_decode_direct(codec, data, len, &d, err, sizeof(err)),
                  LF_ERR_INVALID);
-    cr_assert_str_eq(err, "not read by the direct v1 reader");
+    cr_assert_str_eq(err, "not read by the direct reader");
 }
 
 /* JSON text of @p ev, to free(). */
@@ -243,6 +248,34 @@ static const rt_case_t rt_cases[] = {
      "{\"event_id\":\"e15\",\"lead_id\":\"L\",\"type\":\"disqualified\","
      "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
      "\"actor\":\"\\u001b[31m\",\"reason\":\"spam\\r\\n\"}"},
+    /* contract v2: account_id on any type; merged, voided, erased */
+    {"{\"event_id\":\"e16\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":0,\"source\":\"sfdc\",\"account_id\":\"ACME \\u00e9\","
+     "\"amount_minor\":5,\"currency\":\"USD\"}",
+     "{\"event_id\":\"e16\",\"lead_id\":\"L\",\"type\":\"won\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"sfdc\","
+     "\"account_id\":\"ACME "
+     "\xc3\xa9\",\"amount_minor\":5,\"currency\":\"USD\"}"},
+    {"{\"event_id\":\"e17\",\"lead_id\":\"L\",\"type\":\"merged\","
+     "\"occurred_at\":0,\"source\":\"crm\",\"actor\":\"dedup\","
+     "\"account_id\":null,\"into_lead_id\":\"L-9\"}",
+     "{\"event_id\":\"e17\",\"lead_id\":\"L\",\"type\":\"merged\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"crm\","
+     "\"actor\":\"dedup\",\"into_lead_id\":\"L-9\"}"},
+    {"{\"event_id\":\"e18\",\"lead_id\":\"L\",\"type\":\"voided\","
+     "\"occurred_at\":0,\"source\":\"crm\",\"account_id\":\"A\","
+     "\"voided_event_id\":\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\","
+     "\"reason\":\"typo\"}",
+     "{\"event_id\":\"e18\",\"lead_id\":\"L\",\"type\":\"voided\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"crm\","
+     "\"account_id\":\"A\","
+     "\"voided_event_id\":\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\","
+     "\"reason\":\"typo\"}"},
+    {"{\"event_id\":\"e19\",\"lead_id\":\"L\",\"type\":\"erased\","
+     "\"occurred_at\":0,\"source\":\"privacy\",\"request_id\":\"DSR-7\"}",
+     "{\"event_id\":\"e19\",\"lead_id\":\"L\",\"type\":\"erased\","
+     "\"occurred_at\":\"1970-01-01T00:00:00.000Z\",\"source\":\"privacy\","
+     "\"request_id\":\"DSR-7\"}"},
 };
 
 static void round_trip(const char *in, const char *want)
@@ -257,8 +290,8 @@ static void round_trip(const char *in, const char *want)
                      want);
     encode_ok(&ev1, &wire);
     cr_assert_geq(wire.len, LF_FRAME_HEADER);
-    cr_expect_eq(memcmp(wire.data, "\0\0\0\0\1", 5), 0,
-                 "frame header is not 00 00 00 00 01");
+    cr_expect_eq(memcmp(wire.data, "\0\0\0\0\2", 5), 0,
+                 "frame header is not 00 00 00 00 02 (contract v2)");
     decode_direct_ok(wire.data, wire.len, &ev2);
     cr_expect(lf_event_equal(&ev1, &ev2), "decoded event differs: %s", in);
     j2 = to_json(&ev2);
@@ -371,18 +404,22 @@ Test(avro, round_trip_limits)
  * compares the bytes. */
 Test(avro, direct_writer_matches_avro_c)
 {
-    static const int64_t longs[] = {0,         1,         -1,         63,
-                                    64,        -64,       -65,        127,
-                                    128,       8191,      8192,       INT32_MAX,
-                                    INT32_MIN, INT64_MAX, INT64_MIN,
-                                    LF_TIME_MAX_MS};
+    static const int64_t longs[] = {
+        0,         1,         -1,        63,
+        64,        -64,       -65,       127,
+        128,       8191,      8192,      INT32_MAX,
+        INT32_MIN, INT64_MAX, INT64_MIN, LF_TIME_MAX_MS};
     static const size_t lens[] = {0, 1, 63, 64, 127, 128, 8192};
     lf_buf_t wire = {0};
     char *big = malloc(8193);
 
     memset(big, 'b', 8192);
-    for (size_t i = 0; i < sizeof(longs) / sizeof(*longs); i++) {
-        for (int t = 0; t < LF_EV__COUNT; t++) {
+    for (size_t i = 0; i < 2 * sizeof(longs) / sizeof(*longs); i++) {
+        /* each value once written as contract v1, once as v2 */
+        int version = i % 2 ? 1 : 2;
+        lf_codec_set_contract(codec, version, NULL, 0);
+        for (int t = 0; t < (version == 1 ? LF_EV_V1_COUNT : LF_EV__COUNT);
+             t++) {
             size_t n = lens[i % (sizeof(lens) / sizeof(*lens))];
             lf_event_t ev;
             lf_attr_t attrs[2] = {{"a", big}, {"b", ""}};
@@ -391,9 +428,10 @@ Test(avro, direct_writer_matches_avro_c)
             ev.type = (lf_event_type_t)t;
             ev.event_id = big;
             ev.lead_id = "L";
-            ev.occurred_at = longs[i];
+            ev.occurred_at = longs[i / 2];
             ev.source = big;
-            ev.actor = i % 2 ? big : NULL;
+            ev.actor = i % 4 > 1 ? big : NULL;
+            ev.account_id = version == 2 && i % 3 ? big : NULL;
             switch (ev.type) {
             case LF_EV_CAPTURED:
                 ev.u.captured.channel = big;
@@ -402,30 +440,46 @@ Test(avro, direct_writer_matches_avro_c)
                 ev.u.captured.attr_count = i % 3;
                 break;
             case LF_EV_SCORED:
-                ev.u.scored.score = (int32_t)longs[i];
-                ev.u.scored.threshold = -(int32_t)(longs[i] & 0x7fffffff);
+                ev.u.scored.score = (int32_t)longs[i / 2];
+                ev.u.scored.threshold = -(int32_t)(longs[i / 2] & 0x7fffffff);
                 ev.u.scored.model = big;
                 break;
             case LF_EV_HANDED_OFF:
                 ev.u.handed_off.owner = big;
-                ev.u.handed_off.sla_hours = (int32_t)longs[i];
+                ev.u.handed_off.sla_hours = (int32_t)longs[i / 2];
                 break;
-            case LF_EV_ACCEPTED: ev.u.accepted.owner = big; break;
+            case LF_EV_ACCEPTED:
+                ev.u.accepted.owner = big;
+                break;
             case LF_EV_RECYCLED:
                 ev.u.recycled.reason = (lf_recycle_reason_t)(i % LF_RR__COUNT);
                 ev.u.recycled.note = i % 2 ? NULL : big;
                 break;
             case LF_EV_QUALIFIED:
                 ev.u.qualified.opportunity_id = big;
-                ev.u.qualified.amount_minor = longs[i];
+                ev.u.qualified.amount_minor = longs[i / 2];
                 ev.u.qualified.currency = "EUR";
                 break;
             case LF_EV_WON:
-                ev.u.won.amount_minor = longs[i];
+                ev.u.won.amount_minor = longs[i / 2];
                 ev.u.won.currency = big;
                 break;
-            case LF_EV_LOST: ev.u.lost.reason = big; break;
-            default: ev.u.disqualified.reason = big; break;
+            case LF_EV_LOST:
+                ev.u.lost.reason = big;
+                break;
+            case LF_EV_MERGED:
+                ev.u.merged.into_lead_id = big;
+                break;
+            case LF_EV_VOIDED:
+                ev.u.voided.voided_event_id = "V";
+                ev.u.voided.reason = big;
+                break;
+            case LF_EV_ERASED:
+                ev.u.erased.request_id = big;
+                break;
+            default:
+                ev.u.disqualified.reason = big;
+                break;
             }
             encode_ok(&ev, &wire); /* the strings are not the event's */
             decode_same(wire.data, wire.len);
@@ -599,6 +653,8 @@ Test(avro, exact_wire_bytes)
     lf_event_t ev;
     lf_buf_t wire = {0};
 
+    /* the bytes of contract v1 (contract.version=1) */
+    lf_codec_set_contract(codec, 1, NULL, 0);
     parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"accepted\","
              "\"occurred_at\":0,\"source\":\"s\",\"actor\":\"u\","
              "\"owner\":\"o\"}",
@@ -754,7 +810,7 @@ Test(avro, reject_bad_magic)
 
 Test(avro, reject_unknown_schema_id)
 {
-    static const uint32_t ids[] = {0, 2, 256, 0x01000001, 0xffffffff};
+    static const uint32_t ids[] = {0, 3, 256, 0x01000001, 0xffffffff};
     raw_t r;
 
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
@@ -1276,4 +1332,197 @@ Test(avro, random_corruption_never_crashes)
     cr_expect_gt(rejected, 0);
     cr_log_info("random corruption: %d accepted, %d rejected", accepted,
                 rejected);
+}
+
+/* ---- contract v2 ---------------------------------------------------- */
+
+/* A v2 envelope (schema id 2) up to the payload's branch. */
+static void r_envelope_v2(raw_t *r, int64_t type, const char *account)
+{
+    r_header(r, 0, LF_SCHEMA_ID_V2);
+    r_str(r, "e");
+    r_str(r, "L");
+    r_long(r, type);
+    r_long(r, 0);
+    r_str(r, "s");
+    r_long(r, 0); /* actor: null */
+    r_long(r, account ? 1 : 0);
+    if (account)
+        r_str(r, account);
+    r_long(r, type); /* payload branch */
+}
+
+Test(avro, exact_wire_bytes_v2)
+{
+    static const uint8_t want[] = {
+        0x00, 0x00, 0x00, 0x00, 0x02, /* magic, schema id 2 */
+        0x02, 'e',  0x02, 'L',        /* event_id, lead_id */
+        0x12,                         /* type MERGED = 9 */
+        0x00,                         /* occurred_at 0 */
+        0x02, 's',                    /* source */
+        0x00,                         /* actor: null */
+        0x02, 0x02, 'A',              /* account_id: branch 1, "A" */
+        0x12, 0x04, 'L',  '9',        /* payload branch 9, into "L9" */
+    };
+    lf_event_t ev, back;
+    lf_buf_t wire = {0};
+
+    parse_ok("{\"event_id\":\"e\",\"lead_id\":\"L\",\"type\":\"merged\","
+             "\"occurred_at\":0,\"source\":\"s\",\"account_id\":\"A\","
+             "\"into_lead_id\":\"L9\"}",
+             &ev);
+    encode_ok(&ev, &wire);
+    cr_assert_eq(wire.len, sizeof(want));
+    cr_expect_eq(memcmp(wire.data, want, sizeof(want)), 0);
+    decode_direct_ok(wire.data, wire.len, &back);
+    cr_expect(lf_event_equal(&ev, &back));
+    cr_expect_null(back.extra);
+    cr_expect_null(back.payload_extra);
+    lf_event_clear(&back);
+    lf_event_clear(&ev);
+    lf_buf_free(&wire);
+}
+
+/* contract.version=1: what v1 cannot carry is refused, with the reason,
+ * by both writers; never written with the field dropped. */
+Test(avro, contract_v1_refuses_what_it_cannot_carry)
+{
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"lead_id\":\"L\",\"type\":\"accepted\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"account_id\":\"A\",\"owner\":\"o\"}",
+         "field \"account_id\": contract v1 cannot carry it; "},
+        {"{\"lead_id\":\"L\",\"type\":\"merged\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"into_lead_id\":\"L9\"}",
+         "field \"type\": contract v1 cannot carry merged events"},
+        {"{\"lead_id\":\"L\",\"type\":\"voided\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"voided_event_id\":"
+         "\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\",\"reason\":\"r\"}",
+         "field \"type\": contract v1 cannot carry voided events"},
+        {"{\"lead_id\":\"L\",\"type\":\"erased\",\"occurred_at\":0,"
+         "\"source\":\"s\",\"request_id\":\"R\"}",
+         "field \"type\": contract v1 cannot carry erased events"},
+    };
+    lf_buf_t wire = {0};
+    char err[256];
+
+    cr_assert_eq(lf_codec_set_contract(codec, 1, err, sizeof(err)), LF_OK);
+    cr_expect_eq(lf_codec_set_contract(codec, 3, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, "contract.version"), "%s", err);
+    cr_assert_eq(lf_codec_contract(codec), 1);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lf_event_t ev;
+        parse_ok(cases[i].json, &ev);
+        err[0] = '\0';
+        cr_expect_eq(lf_codec_encode(codec, &ev, 1, &wire, err, sizeof(err)),
+                     LF_ERR_INVALID, "case %zu written", i);
+        cr_expect(strstr(err, cases[i].want), "case %zu: %s", i, err);
+        err[0] = '\0';
+        cr_expect_eq(
+            lf_codec_encode_generic(codec, &ev, 1, &wire, err, sizeof(err)),
+            LF_ERR_INVALID, "case %zu written by avro-c", i);
+        cr_expect(strstr(err, cases[i].want), "case %zu: %s", i, err);
+        lf_event_clear(&ev);
+    }
+    lf_buf_free(&wire);
+}
+
+/* v1 bodies still read (pinned id 1), by both readers. */
+Test(avro, reads_v1_and_v2_bodies)
+{
+    lf_event_t ev1, ev2;
+    lf_buf_t w1 = {0}, w2 = {0};
+
+    parse_ok(rt_cases[0].in, &ev1);
+    lf_codec_set_contract(codec, 1, NULL, 0);
+    encode_ok(&ev1, &w1);
+    lf_codec_set_contract(codec, 2, NULL, 0);
+    encode_ok(&ev1, &w2);
+    cr_expect_eq(w2.len, w1.len + 1, "v2 adds one byte: account_id null");
+    lf_event_clear(&ev1);
+    decode_direct_ok(w1.data, w1.len, &ev1);
+    decode_direct_ok(w2.data, w2.len, &ev2);
+    cr_expect(lf_event_equal(&ev1, &ev2));
+    lf_event_clear(&ev1);
+    lf_event_clear(&ev2);
+    lf_buf_free(&w1);
+    lf_buf_free(&w2);
+}
+
+/* A reader that knows contract v1 only (before an upgrade): v2's
+ * account_id is kept as an unknown field; an event type symbol or a
+ * payload branch it does not know is refused, naming the schema id and
+ * the symbol. */
+Test(avro, v1_reader_refuses_unknown_symbol_and_branch)
+{
+    char err[512] = "";
+    lf_codec_t *old = lf_codec_new_reader_v1(err, sizeof(err));
+    lf_event_t ev;
+    raw_t r;
+
+    cr_assert_not_null(old, "%s", err);
+    /* an accepted event with an account: read, account in extra */
+    r_envelope_v2(&r, LF_EV_ACCEPTED, "ACME");
+    r_str(&r, "o");
+    cr_assert_eq(lf_codec_decode(old, r.b, r.n, &ev, err, sizeof(err)), LF_OK,
+                 "%s", err);
+    cr_expect_null(ev.account_id);
+    cr_expect_str_eq(ev.extra, "{\"account_id\":\"ACME\"}");
+    lf_event_clear(&ev);
+    /* the same for a reader of v2: account_id is known */
+    cr_assert_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)), LF_OK,
+                 "%s", err);
+    cr_expect_str_eq(ev.account_id, "ACME");
+    cr_expect_null(ev.extra);
+    lf_event_clear(&ev);
+
+    /* MERGED: an enum symbol v1 does not have */
+    r_envelope_v2(&r, LF_EV_MERGED, NULL);
+    r_str(&r, "L9");
+    cr_expect_eq(lf_codec_decode(old, r.b, r.n, &ev, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(err, "schema id 2: field \"type\": event type symbol "
+                          "MERGED is not one this reader knows");
+    cr_expect_null(ev.event_id);
+    cr_expect_eq(lf_codec_decode(codec, r.b, r.n, &ev, err, sizeof(err)), LF_OK,
+                 "%s", err);
+    lf_event_clear(&ev);
+
+    /* a CAPTURED event with an Erased payload: a branch v1 does not have */
+    r_envelope_v2(&r, LF_EV_CAPTURED, NULL);
+    r.n--;
+    r_long(&r, LF_EV_ERASED);
+    r_str(&r, "R");
+    cr_expect_eq(lf_codec_decode(old, r.b, r.n, &ev, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect_str_eq(err, "schema id 2: field \"payload\": union branch "
+                          "Erased is not one this reader knows");
+    /* a reader that knows both: the usual mismatch */
+    cr_expect_eq(decode_same(r.b, r.n), LF_ERR_INVALID);
+    lf_codec_destroy(old);
+}
+
+/* A v2 body whose account_id is not [null, string]'s: declined by the
+ * direct reader, and avro-c's answer. */
+Test(avro, v2_hostile_account_branch)
+{
+    raw_t r;
+
+    r_envelope_v2(&r, LF_EV_ACCEPTED, NULL);
+    r.n -= 2;
+    r_long(&r, 2); /* account_id branch 2 */
+    r_long(&r, LF_EV_ACCEPTED);
+    r_str(&r, "o");
+    expect_declined(r.b, r.n);
+    expect_reject("account branch", r.b, r.n, "account_id",
+                  "union branch 2 out of range");
+    /* an account_id too long for the contract */
+    char big[LF_LEAD_ID_MAX + 2];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    r_envelope_v2(&r, LF_EV_ACCEPTED, big);
+    r_str(&r, "o");
+    expect_reject("long account", r.b, r.n, "account_id", NULL);
 }

@@ -27,6 +27,11 @@ static const char *base[] = {
     "{" ENV("won") ",\"amount_minor\":100,\"currency\":\"EUR\"}",
     "{" ENV("lost") ",\"reason\":\"price\"}",
     "{" ENV("disqualified") ",\"reason\":\"spam\"}",
+    "{" ENV("merged") ",\"into_lead_id\":\"L-9\"}",
+    "{" ENV("voided") ",\"voided_event_id\":"
+                      "\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\","
+                      "\"reason\":\"entered twice\"}",
+    "{" ENV("erased") ",\"request_id\":\"DSR-1\"}",
 };
 
 /* base[type] with @p key set to the JSON text @p value (NULL: deleted).
@@ -114,6 +119,63 @@ Test(json, every_base_event_is_valid)
         cr_expect_eq(ev.occurred_at, INT64_C(1772357400250));
         lf_event_clear(&ev);
     }
+}
+
+/* Contract v2: each check names its field. */
+Test(json, contract_v2_fields)
+{
+    static const mut_case_t cases[] = {
+        {LF_EV_LOST, "account_id", "\"\"", "field \"account_id\"", "empty"},
+        {LF_EV_LOST, "account_id", "7", "field \"account_id\"", NULL},
+        {LF_EV_CAPTURED, "account_id",
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+         "field \"account_id\"", NULL},
+        {LF_EV_MERGED, "into_lead_id", NULL,
+         "missing required field \"into_lead_id\"", NULL},
+        {LF_EV_MERGED, "into_lead_id", "\"L-1\"", "field \"into_lead_id\"",
+         NULL},
+        {LF_EV_MERGED, "into_lead_id", "\"\"", "field \"into_lead_id\"", NULL},
+        {LF_EV_VOIDED, "voided_event_id", "\"e-1\"",
+         "field \"voided_event_id\"", NULL},
+        {LF_EV_VOIDED, "voided_event_id", NULL,
+         "missing required field \"voided_event_id\"", NULL},
+        {LF_EV_VOIDED, "reason", "\"\"", "field \"reason\"", NULL},
+        {LF_EV_VOIDED, "reason", NULL, "missing required field \"reason\"",
+         NULL},
+        {LF_EV_ERASED, "request_id", "\"\"", "field \"request_id\"", NULL},
+        {LF_EV_ERASED, "request_id", NULL,
+         "missing required field \"request_id\"", NULL},
+        {LF_EV_ERASED, "reason", "\"x\"", "reason", NULL},
+        {LF_EV_LOST, "into_lead_id", "\"L-9\"", "into_lead_id", NULL},
+    };
+    lf_event_t ev;
+    lf_buf_t out = {0};
+
+    RUN(cases);
+    /* account_id on every type, and the writer writes it back */
+    for (int t = 0; t < LF_EV__COUNT; t++) {
+        char *text = mutate((lf_event_type_t)t, "account_id", "\"ACME\"");
+        parse_ok(text, &ev);
+        cr_expect_str_eq(ev.account_id, "ACME");
+        lf_buf_reset(&out);
+        cr_assert_eq(lf_json_format_event(&ev, &out), LF_OK);
+        cr_expect(strstr(out.data, "\"actor\":\"rule-1\",\"account_id\":"
+                                   "\"ACME\","),
+                  "%s", out.data);
+        lf_event_clear(&ev);
+        free(text);
+    }
+    parse_ok(base[LF_EV_VOIDED], &ev);
+    lf_buf_reset(&out);
+    cr_assert_eq(lf_json_format_event(&ev, &out), LF_OK);
+    cr_expect(strstr(out.data, "\"voided_event_id\":\"0b7e2d3c-1f4a-4c5b-"
+                               "8d6e-7f8091a2b3c4\",\"reason\":\"entered "
+                               "twice\"}"),
+              "%s", out.data);
+    lf_event_clear(&ev);
+    lf_buf_free(&out);
 }
 
 Test(json, missing_required_field)
@@ -716,8 +778,8 @@ static void expect_paths_agree(const char *text)
     lf_err_t ra = lf_json_parse_event(text, len, &a, ea, sizeof(ea));
     lf_err_t rb = lf_json_parse_event_jansson(text, len, &b, eb, sizeof(eb));
 
-    cr_assert_eq(ra, rb, "%s: fast path %d (%s), jansson %d (%s)", text, ra,
-                 ea, rb, eb);
+    cr_assert_eq(ra, rb, "%s: fast path %d (%s), jansson %d (%s)", text, ra, ea,
+                 rb, eb);
     if (ra)
         cr_assert_str_eq(ea, eb, "%s: different errors", text);
     else
@@ -808,6 +870,23 @@ Test(json, fast_path_agrees_with_jansson)
         "{\"a\":{\"b\":\"c\"}}}",
         "\"type\":\"captured\",\"channel\":\"paid\",\"attributes\":\"x\"}",
         "\"type\":\"captured\",\"channel\":\"paid\",\"campaign\":null}",
+        /* contract v2: account_id, the identity events */
+        "\"type\":\"lost\",\"reason\":\"price\",\"account_id\":\"A-1\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"account_id\":null}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"account_id\":\"\"}",
+        "\"type\":\"lost\",\"reason\":\"price\",\"account_id\":7}",
+        "\"type\":\"merged\",\"into_lead_id\":\"L-9\"}",
+        "\"type\":\"merged\",\"into_lead_id\":\"L-1\"}",
+        "\"type\":\"merged\",\"into_lead_id\":\"\"}",
+        "\"type\":\"merged\"}",
+        "\"type\":\"voided\",\"voided_event_id\":"
+        "\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\",\"reason\":\"dup\"}",
+        "\"type\":\"voided\",\"voided_event_id\":\"nope\",\"reason\":\"x\"}",
+        "\"type\":\"voided\",\"voided_event_id\":"
+        "\"0b7e2d3c-1f4a-4c5b-8d6e-7f8091a2b3c4\",\"reason\":\"\"}",
+        "\"type\":\"erased\",\"request_id\":\"DSR-1\"}",
+        "\"type\":\"erased\",\"request_id\":\"\"}",
+        "\"type\":\"erased\",\"request_id\":\"R\",\"reason\":\"x\"}",
     };
     char line[1024];
 

@@ -100,7 +100,7 @@ static void add(lf_lanes_t *w, int partition, int64_t offset)
     cr_assert_eq(
         lf_json_parse_event(json, strlen(json), &ev, errstr, sizeof(errstr)),
         LF_OK, "%s", errstr);
-    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V1, &value, errstr,
+    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V2, &value, errstr,
                                  sizeof(errstr)),
                  LF_OK, "%s", errstr);
     memset(&rkm, 0, sizeof(rkm));

@@ -428,3 +428,36 @@ Test(producer, retriable_classification)
     cr_assert_not(lf_producer_err_retriable(
         RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED));
 }
+
+/* contract.version picks what is written; v1 refuses what it cannot
+ * carry, naming it, and no report follows. */
+Test(producer, contract_version)
+{
+    reports_t r = {0};
+    lf_conf_t *conf = conf_with((const char *const[]){
+        "bootstrap.servers=127.0.0.1:1", "contract.version=3", NULL});
+    char err[512] = "";
+    lf_producer_t *p;
+    lf_event_t ev;
+
+    cr_assert_null(lf_producer_new(conf, err, sizeof(err)));
+    cr_assert(strstr(err, "\"contract.version\""), "%s", err);
+    lf_conf_destroy(conf);
+    p = producer_with((const char *const[]){"bootstrap.servers=127.0.0.1:1",
+                                            "contract.version=1", NULL},
+                      &r);
+    event(&ev, "{\"lead_id\":\"L-1\",\"type\":\"merged\",\"source\":\"s\","
+               "\"occurred_at\":0,\"into_lead_id\":\"L-2\"}");
+    cr_assert_eq(lf_producer_emit(p, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_assert(strstr(err, "contract v1 cannot carry merged events"), "%s", err);
+    lf_event_clear(&ev);
+    event(&ev, "{\"lead_id\":\"L-1\",\"type\":\"lost\",\"source\":\"s\","
+               "\"occurred_at\":0,\"reason\":\"r\",\"account_id\":\"A\"}");
+    cr_assert_eq(lf_producer_emit(p, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_assert(strstr(err, "field \"account_id\": contract v1 cannot carry"),
+              "%s", err);
+    cr_assert_eq(lf_producer_inflight(p), 0);
+    lf_producer_destroy(p);
+    cr_assert_eq(r.n, 0);
+    lf_event_clear(&ev);
+}

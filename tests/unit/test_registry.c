@@ -291,7 +291,15 @@ Test(registry, settings)
 /* ---- the codec through a registry ------------------------------------ */
 
 /* Writer schemas, made from the embedded v1 so they track it. */
-enum { ID_V1 = 100, ID_V2, ID_REORDERED, ID_OTHER, ID_BROKEN, ID_NEWTYPE };
+enum {
+    ID_V1 = 100,
+    ID_V2,
+    ID_REORDERED,
+    ID_OTHER,
+    ID_BROKEN,
+    ID_NEWTYPE,
+    ID_V3
+};
 
 static json_t *v1_json(void)
 {
@@ -321,7 +329,7 @@ static json_t *opt_string(const char *name)
 }
 
 /* v2: v1 plus correlation_id (after source, so not at the end) and
- * Captured.landing_page, both optional: tests/data/lead_event.v2.avsc. */
+ * Captured.landing_page, both optional: tests/data/lead_event.v1x.avsc. */
 static char *v2_text(void)
 {
     json_t *s = v1_json();
@@ -367,6 +375,35 @@ static char *newtype_text(void)
     return t;
 }
 
+/* A later contract: the published v2 plus an envelope field "tenant" of
+ * every Avro kind, after account_id, and Captured.landing_page. */
+static char *v3_text(void)
+{
+    json_error_t jerr;
+    json_t *s = json_loads(lf_embedded_avsc_v2, 0, &jerr), *tenant;
+    cr_assert_not_null(s, "%s", jerr.text);
+    json_t *payload = json_object_get(field(s, "payload"), "type");
+    tenant = json_loads(
+        "{\"name\":\"tenant\",\"type\":{\"type\":\"record\",\"name\":"
+        "\"Tenant\",\"fields\":[{\"name\":\"region\",\"type\":\"string\"},"
+        "{\"name\":\"weight\",\"type\":\"double\"},{\"name\":\"tags\","
+        "\"type\":{\"type\":\"array\",\"items\":\"string\"}},{\"name\":"
+        "\"blob\",\"type\":\"bytes\"},{\"name\":\"on\",\"type\":\"boolean\"},"
+        "{\"name\":\"tier\",\"type\":{\"type\":\"enum\",\"name\":\"Tier\","
+        "\"symbols\":[\"GOLD\",\"SILVER\"]}},{\"name\":\"n\",\"type\":"
+        "[\"null\",\"long\"]},{\"name\":\"m\",\"type\":{\"type\":\"map\","
+        "\"values\":\"int\"}}]}}",
+        0, &jerr);
+    cr_assert_not_null(tenant, "%s", jerr.text);
+    json_array_insert_new(json_object_get(s, "fields"), 7, tenant);
+    json_array_append_new(
+        json_object_get(json_array_get(payload, 0), "fields"),
+        json_pack("{s:s,s:s}", "name", "landing_page", "type", "string"));
+    char *out = json_dumps(s, 0);
+    json_decref(s);
+    return out;
+}
+
 static lf_registry_t *reg;
 static lf_codec_t *codec;
 
@@ -374,6 +411,7 @@ static void codec_setup(void)
 {
     char err[512];
     char *v2 = v2_text(), *ro = reordered_text(), *nt = newtype_text();
+    char *v3 = v3_text();
 
     /* Port 1 refuses connections: any request would fail fast, so a
      * decode that works used the cache. */
@@ -393,6 +431,8 @@ static void codec_setup(void)
     cr_assert_eq(lf_registry_cache_put(reg, ID_BROKEN, "{\"type\":\"nope\"}"),
                  0);
     cr_assert_eq(lf_registry_cache_put(reg, ID_NEWTYPE, nt), 0);
+    cr_assert_eq(lf_registry_cache_put(reg, ID_V3, v3), 0);
+    free(v3);
     free(v2);
     free(ro);
     free(nt);
@@ -469,8 +509,8 @@ static lf_err_t decode(const raw_t *r, lf_event_t *ev, char *err, size_t n)
     lf_err_t grc =
         lf_codec_decode_generic(codec, r->b, r->n, &gev, ref, sizeof(ref));
 
-    cr_assert_eq(rc, grc, "decode %d (%s), avro-c %d (%s)", rc,
-                 rc ? err : "", grc, grc ? ref : "");
+    cr_assert_eq(rc, grc, "decode %d (%s), avro-c %d (%s)", rc, rc ? err : "",
+                 grc, grc ? ref : "");
     if (rc == LF_OK) {
         cr_assert(lf_event_equal(ev, &gev), "direct and avro-c differ");
         lf_event_clear(&gev);
@@ -508,6 +548,9 @@ Test(codec_registry, v2_writer_read_as_v1)
     cr_assert_eq(ev.u.captured.attr_count, 1);
     cr_expect_str_eq(ev.u.captured.attrs[0].key, "country");
     cr_expect_str_eq(ev.u.captured.attrs[0].value, "NL");
+    /* the fields this reader does not know are kept */
+    cr_expect_str_eq(ev.extra, "{\"correlation_id\":\"req-77\"}");
+    cr_expect_str_eq(ev.payload_extra, "{\"landing_page\":\"/pricing\"}");
     lf_event_clear(&ev);
 
     /* recycled: an enum and an optional string through the resolver */
@@ -582,13 +625,14 @@ Test(codec_registry, writer_schemas_we_cannot_read)
     lf_event_t ev;
     char err[512] = "";
 
+    /* enums are read by symbol name: a writer that reordered them is
+     * read as it meant (its symbol 0 is NO_BUDGET) */
     r_envelope(&r, ID_REORDERED, 4, false);
     r_long(&r, 0);
     r_opt(&r, NULL);
-    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
-    cr_expect(strstr(err, "schema id 102") &&
-                  strstr(err, "enum RecycleReason: symbol 0 is NO_BUDGET"),
-              "%s", err);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_eq(ev.u.recycled.reason, LF_RR_NO_BUDGET);
+    lf_event_clear(&ev);
 
     r_header(&r, ID_OTHER);
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
@@ -607,8 +651,9 @@ Test(codec_registry, writer_schemas_we_cannot_read)
     r_envelope(&r, ID_NEWTYPE, 9, false);
     r_str(&r, "webinar");
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
-    cr_expect(strstr(err, "event type 9") && strstr(err, "reader (v1)"), "%s",
-              err);
+    cr_expect(strstr(err, "schema id 105") && strstr(err, "NURTURED") &&
+                  strstr(err, "not one this reader knows"),
+              "%s", err);
     /* ... while its known types still read */
     r_envelope(&r, ID_NEWTYPE, 7, false);
     r_str(&r, "no budget");
@@ -636,7 +681,8 @@ Test(codec_registry, unreachable_registry_is_temporary)
     cr_expect_eq(
         lf_codec_writer_id(codec, "lead-events", &id, err, sizeof(err)),
         LF_ERR_TEMPORARY);
-    cr_expect(strstr(err, "127.0.0.1:1/subjects/lead-events-value/versions"),
+    cr_expect(strstr(err, "127.0.0.1:1/compatibility/subjects/"
+                          "lead-events-value/versions/latest"),
               "%s", err);
 }
 
@@ -649,13 +695,104 @@ Test(codec_registry, without_a_registry_ids_are_pinned)
 
     lf_codec_set_registry(codec, NULL);
     cr_expect_eq(lf_codec_writer_id(codec, "t", &id, err, sizeof(err)), LF_OK);
+    cr_expect_eq(id, LF_SCHEMA_ID_V2);
+    cr_expect_eq(lf_codec_set_contract(codec, 1, err, sizeof(err)), LF_OK);
+    cr_expect_eq(lf_codec_writer_id(codec, "t", &id, err, sizeof(err)), LF_OK);
     cr_expect_eq(id, LF_SCHEMA_ID_V1);
     r_envelope(&r, ID_V1, 7, false);
     r_str(&r, "no budget");
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
-    cr_expect(strstr(err, "unknown schema id 100 (known: 1)"), "%s", err);
+    cr_expect(strstr(err, "unknown schema id 100 (known: 1, 2)"), "%s", err);
     r_envelope(&r, LF_SCHEMA_ID_V1, 7, false);
     r_str(&r, "no budget");
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
     lf_event_clear(&ev);
+}
+
+/* A later writer (v2 plus fields of every Avro kind): every field this
+ * reader does not know is kept as JSON, the rest read by name. */
+Test(codec_registry, v3_fields_kept_as_json)
+{
+    static const uint8_t blob[] = {0x00, 0xff, 'a'};
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    r_header(&r, ID_V3);
+    r_str(&r, "e-1");
+    r_str(&r, "L-1");
+    r_long(&r, 0); /* CAPTURED */
+    r_long(&r, 1767225600000);
+    r_str(&r, "crm");
+    r_opt(&r, NULL);   /* actor */
+    r_opt(&r, "ACME"); /* account_id */
+    /* tenant */
+    r_str(&r, "eu \"west\"");
+    memcpy(r.b + r.n, "\x00\x00\x00\x00\x00\x00\xf8\x3f", 8); /* 1.5 */
+    r.n += 8;
+    r_long(&r, 2);
+    r_str(&r, "a");
+    r_str(&r, "b");
+    r_long(&r, 0);
+    r_long(&r, sizeof(blob));
+    memcpy(r.b + r.n, blob, sizeof(blob));
+    r.n += sizeof(blob);
+    r.b[r.n++] = 1; /* on */
+    r_long(&r, 1);  /* SILVER */
+    r_long(&r, 1);  /* n: long */
+    r_long(&r, -7);
+    r_long(&r, 1); /* m: one entry */
+    r_str(&r, "k");
+    r_long(&r, 3);
+    r_long(&r, 0);
+    r_long(&r, 0); /* payload: Captured */
+    r_str(&r, "paid");
+    r_opt(&r, NULL);
+    r_long(&r, 0);    /* no attributes */
+    r_str(&r, "/lp"); /* landing_page */
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_str_eq(ev.account_id, "ACME");
+    cr_expect_null(ev.actor);
+    cr_expect_str_eq(ev.u.captured.channel, "paid");
+    cr_expect_str_eq(ev.extra,
+                     "{\"tenant\":{\"region\":\"eu \\\"west\\\"\","
+                     "\"weight\":1.5,\"tags\":[\"a\",\"b\"],\"blob\":\"AP9h\","
+                     "\"on\":true,\"tier\":\"SILVER\",\"n\":-7,"
+                     "\"m\":{\"k\":3}}}");
+    cr_expect_str_eq(ev.payload_extra, "{\"landing_page\":\"/lp\"}");
+    lf_event_clear(&ev);
+}
+
+/* ---- lf_registry_parse_compat ----------------------------------------- */
+
+Test(registry, parse_compat_table)
+{
+    static const struct {
+        const char *body;
+        int ok;           /* 1 compatible, 0 not, -1 refused answer */
+        const char *want; /* a phrase of the reason */
+    } cases[] = {
+        {"{\"is_compatible\":true}", 1, ""},
+        {"{\"is_compatible\":false}", 0, ""},
+        {"{\"is_compatible\":false,\"messages\":[\"a\",\"b\\u0007\"]}", 0,
+         "a; b?"},
+        {"{\"is_compatible\":false,\"messages\":[7,\"x\"]}", 0, "x"},
+        {"{\"is_compatible\":\"false\"}", -1, "is_compatible"},
+        {"{}", -1, "is_compatible"},
+        {"[true]", -1, "not a JSON object"},
+        {"<html>", -1, "not JSON"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char why[256] = "";
+        bool ok = false;
+        lf_err_t rc = lf_registry_parse_compat(
+            cases[i].body, strlen(cases[i].body), &ok, why, sizeof(why));
+        if (cases[i].ok < 0) {
+            cr_expect_eq(rc, LF_ERR_INVALID, "case %zu accepted", i);
+        } else {
+            cr_expect_eq(rc, LF_OK, "case %zu: %s", i, why);
+            cr_expect_eq(ok, cases[i].ok == 1, "case %zu", i);
+        }
+        cr_expect(strstr(why, cases[i].want), "case %zu: \"%s\"", i, why);
+    }
 }

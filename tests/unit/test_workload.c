@@ -261,3 +261,52 @@ Test(workload, a_rate_or_delay_out_of_range_is_refused)
     cr_assert_null(w);
     cr_assert(strstr(errstr, "handoff-disq + accept"), "%s", errstr);
 }
+
+/* The contract v2 knobs: off by default (no account_id, no identity
+ * event); on, they add valid events without changing the journeys, and
+ * every lead keeps one account. */
+Test(workload, contract_v2_knobs)
+{
+    lf_workload_opts_t o;
+    lf_workload_t *plain, *w;
+    char errstr[256], acct[600][16] = {{0}};
+    size_t n[LF_EV__COUNT] = {0}, journey = 0;
+
+    lf_workload_defaults(&o);
+    o.leads = 500;
+    plain = make(&o);
+    for (size_t i = 0; i < lf_workload_count(plain); i++) {
+        const lf_event_t *ev = lf_workload_event(plain, i);
+        cr_assert_null(ev->account_id);
+        cr_assert(!LF_EV_IS_IDENTITY(ev->type));
+    }
+    o.accounts = 50;
+    o.merges = 0.2;
+    o.voids = 0.05;
+    o.erasures = 0.1;
+    w = make(&o);
+    for (size_t i = 0; i < lf_workload_count(w); i++) {
+        const lf_event_t *ev = lf_workload_event(w, i);
+        unsigned lead = (unsigned)atoi(ev->lead_id + 2);
+        cr_assert_eq(lf_event_validate(ev, errstr, sizeof(errstr)), LF_OK,
+                     "event %zu: %s", i, errstr);
+        cr_assert_not_null(ev->account_id);
+        cr_assert_lt(lead, 600);
+        if (!acct[lead][0])
+            snprintf(acct[lead], sizeof(acct[lead]), "%s", ev->account_id);
+        cr_assert_str_eq(acct[lead], ev->account_id, "lead %u", lead);
+        n[ev->type]++;
+        if (!LF_EV_IS_IDENTITY(ev->type)) {
+            /* the journeys, in the same order */
+            const lf_event_t *pe = lf_workload_event(plain, journey++);
+            cr_assert_str_eq(pe->event_id, lf_workload_event(w, i)->event_id);
+        }
+    }
+    cr_assert_eq(journey, lf_workload_count(plain));
+    cr_assert(n[LF_EV_MERGED] > 0 && n[LF_EV_VOIDED] > 0 &&
+              n[LF_EV_ERASED] > 0);
+    o.voids = 1.5;
+    cr_assert_eq(lf_workload_check(&o, errstr, sizeof(errstr)), LF_ERR_INVALID);
+    lf_workload_destroy(plain);
+    lf_workload_destroy(w);
+}

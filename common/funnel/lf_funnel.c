@@ -120,6 +120,8 @@ void lf_lead_clear(lf_lead_t *lead)
     free(lead->channel);
     free(lead->campaign);
     free(lead->currency);
+    free(lead->opportunity_id);
+    free(lead->opportunity_currency);
     free(lead->last_event_id);
     memset(lead, 0, sizeof(*lead));
 }
@@ -245,6 +247,8 @@ static lf_err_t enter(lf_lead_t *lead, lf_stage_t to, const lf_event_t *ev,
 /* The fields an accepted event sets, whether or not it moves the lead. */
 static lf_err_t take_fields(lf_lead_t *lead, const lf_event_t *ev)
 {
+    lf_err_t err;
+
     switch (ev->type) {
     case LF_EV_SCORED:
         lead->has_score = true;
@@ -254,6 +258,13 @@ static lf_err_t take_fields(lf_lead_t *lead, const lf_event_t *ev)
         return set_str(&lead->owner, ev->u.handed_off.owner);
     case LF_EV_ACCEPTED:
         return set_str(&lead->owner, ev->u.accepted.owner);
+    case LF_EV_QUALIFIED:
+        lead->has_opportunity_amount = true;
+        lead->opportunity_amount_minor = ev->u.qualified.amount_minor;
+        if ((err = set_str(&lead->opportunity_id,
+                           ev->u.qualified.opportunity_id)))
+            return err;
+        return set_str(&lead->opportunity_currency, ev->u.qualified.currency);
     case LF_EV_WON:
         lead->has_won_amount = true;
         lead->won_amount_minor = ev->u.won.amount_minor;

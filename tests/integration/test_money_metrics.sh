@@ -6,6 +6,8 @@
 #   no wait   a scrape answers at once while the view cannot be read (its
 #             table locked), and shows the last values read
 #   refresh   new breaches show within the 30 s refresh
+#   pipeline  the projector fills funnel.leads' opportunity columns from
+#             the latest applied qualified event, which funnel.pipeline sums
 set -euo pipefail
 BIN=$(cd "${1:?usage: test_money_metrics.sh BIN_DIR}" && pwd)
 . "$(dirname "$0")/lib.sh"
@@ -105,6 +107,27 @@ want=$(view)
     fail "the second workload made no new breach"
 wait_for 40 "the gauge never caught up with the new breaches" same
 echo "ok   refresh: new breaches show within the 30 s refresh"
+
+# ---- the projector's opportunity columns ---------------------------------
+# The latest applied qualified event: the one that opened the lead's latest
+# sales_qualified visit.
+bad=$(q "SELECT count(*) FROM funnel.leads l
+    LEFT JOIN LATERAL (SELECT e.payload FROM funnel.stage_history h
+        JOIN funnel.events e ON e.event_id = h.entered_by
+        WHERE h.lead_id = l.lead_id AND h.stage = 'sales_qualified'
+        ORDER BY h.visit DESC LIMIT 1) q ON true
+    WHERE l.opportunity_id IS DISTINCT FROM q.payload ->> 'opportunity_id'
+       OR l.opportunity_amount_minor IS DISTINCT FROM
+          (q.payload ->> 'amount_minor')::bigint
+       OR l.opportunity_currency IS DISTINCT FROM q.payload ->> 'currency'")
+[ "$bad" = 0 ] || fail "$bad leads' opportunity columns differ from their latest qualified event"
+[ "$(q "SELECT count(*) FROM funnel.leads WHERE opportunity_id IS NOT NULL")" -gt 0 ] ||
+    fail "no lead has an opportunity"
+[ "$(q "SELECT coalesce(sum(opportunity_amount_minor), 0) FROM funnel.leads
+        WHERE stage = 'sales_qualified'")" = \
+  "$(q "SELECT coalesce(sum(open_amount_minor), 0) FROM funnel.pipeline
+        WHERE channel IS NULL")" ] || fail "funnel.pipeline's open amount differs"
+echo "ok   pipeline: opportunity columns from the latest qualified event"
 
 kill -TERM "$pid"
 wait "$pid" || fail "leadflow-project exited $? on SIGTERM"

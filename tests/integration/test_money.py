@@ -185,7 +185,8 @@ EUR,2024-03-01,1.1
 """
 COPY_COSTS = ("\\copy funnel_ref.campaign_costs FROM '%s' WITH (FORMAT csv, "
               "HEADER true, FORCE_NOT_NULL (campaign))")
-COPY_RATES = "\\copy funnel_ref.fx_rates FROM '%s' WITH (FORMAT csv, HEADER true)"
+COPY_RATES = ("\\copy funnel_ref.fx_rates FROM '%s' WITH (FORMAT csv, "
+              "HEADER true)")
 
 pg = Postgres()
 migrate()
@@ -247,6 +248,8 @@ rc, _, err = psql("INSERT INTO funnel_ref.settings VALUES (false, 'EUR')",
 expect("settings keep one row", rc != 0, True)
 
 # ---- roles ---------------------------------------------------------------
+
+
 def refused(what, sql, user):
     global checks
     checks += 1
@@ -301,7 +304,7 @@ for v in NEW_VIEWS:
     expect("docs/analysts.md has the COMMENT of funnel.%s" % v,
            " ".join(comment.split()) in doc, True)
 
-# ---- pipeline ----------------------------------------------------------------
+# ---- pipeline ---------------------------------------------------------------
 # Now in sales_qualified: M01, M02 (ana, web, spring, EUR 1,000 + 500).
 # Won: M03 (ben, web, no campaign, EUR 700), M10 (ana, events, expo, USD
 # 900). Totals per currency.
@@ -319,7 +322,7 @@ expect("pipeline_filtered(only_channel events)", rows("""
     ORDER BY owner NULLS LAST"""), [
     ("ana", "USD", "0", "1", "90000"), (None, "USD", "0", "1", "90000")])
 
-# ---- flows -------------------------------------------------------------------
+# ---- flows ------------------------------------------------------------------
 # Per month (entered, exited, open at the end), from the histories above.
 FLOWS = {
     "2024-03-01": {CAPTURED: (7, 7, 0), MQL: (8, 8, 0), HANDED_OFF: (8, 8, 0),
@@ -381,7 +384,7 @@ expect("flows_filtered: leads captured in April", rows("""
         '2024-04-01', '2024-04-30', NULL) WHERE stage = 'captured'"""),
     [("2024-04-01", CAPTURED, "6")])
 
-# ---- score_outcomes ------------------------------------------------------------
+# ---- score_outcomes ---------------------------------------------------------
 # Deciding scores: M01 85, M02 72, M03 55, M04 60 (the 30 before it is
 # older), M05 45 (tie at 2 h: event_id M05-x after M05-e2; the 20 after the
 # handoff does not count), M08 81, M09 77, M10 88 (its 70 came after the
@@ -411,7 +414,7 @@ expect("score_outcomes_filtered(web)", rows("""
     ("m1", "50", "1"), ("m1", "70", "2"), ("m1", "80", "1"),
     ("m1", "90", "1"), (None, None, "2")])
 
-# ---- close_reasons ---------------------------------------------------------------
+# ---- close_reasons ----------------------------------------------------------
 expect("close_reasons", rows("""
     SELECT * FROM funnel.close_reasons
     ORDER BY kind, breakdown, reason, owner, channel"""), [
@@ -426,7 +429,7 @@ expect("close_reasons", rows("""
     ("lost", "reason, channel", "price", None, "events", "1", "1.0000"),
     ("lost", "reason, owner", "price", "cara", None, "1", "1.0000")])
 
-# ---- open_sla_breaches -------------------------------------------------------------
+# ---- open_sla_breaches ------------------------------------------------------
 expect("open_sla_breaches, most overdue first", rows("""
     SELECT lead_id, owner, channel, campaign, handed_off_at, sla_hours,
            due_at FROM funnel.open_sla_breaches"""), [
@@ -462,7 +465,7 @@ expect("due exactly now vs a second ago", rows("""
     WHERE lead_id LIKE 'N%';
     ROLLBACK;"""), [("N2", "0.00")])
 
-# ---- recycle_response -------------------------------------------------------------
+# ---- recycle_response -------------------------------------------------------
 # M09 no_budget: never back. M10 not_ready: back to MQL after 480 h (within
 # 30 days), won later. M11 not_ready: back after 1440 h (within 90 days,
 # not 30). Median of 480 and 1440: 960.
@@ -472,7 +475,7 @@ expect("recycle_response", rows("""
     ("not_ready", "2", "2", "1", "2", "0.5000", "1.0000", "960.00", "1"),
     (None, "3", "2", "1", "2", "0.3333", "0.6667", "960.00", "1")])
 
-# ---- roi -----------------------------------------------------------------------------
+# ---- roi --------------------------------------------------------------------
 # Leads per (channel, campaign, capture month), costs per (channel,
 # campaign, month) in USD (EUR 200.00 in March at 1.1 = 22000; GBP has no
 # rate: missing). Won: M03 EUR 700.00 won in March = 77000; M10 USD 900.00.
@@ -535,7 +538,7 @@ expect("roi in EUR", rows("""
 psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
      user="mops")
 
-# ---- funnel_ref survives a rebuild and promote of funnel ------------------------
+# ---- funnel_ref survives a rebuild and promote of funnel --------------------
 before = rows("SELECT * FROM funnel.roi ORDER BY 1, 2, 3, 4")
 p = subprocess.run([os.path.join(BIN, "leadflow-replay"), "rebuild",
                     "--into", "r_money", "--from-db", "-q"],

@@ -1,4 +1,4 @@
-/* lf_buf.h: a growable byte buffer (encoded messages, JSON lines, COPY data). */
+/* lf_buf.h: a growable byte buffer (messages, JSON lines, COPY data). */
 #ifndef LF_BUF_H
 #define LF_BUF_H
 

@@ -36,8 +36,7 @@ typedef enum lf_err_e {
 
 /** snprintf into errstr if errstr is not NULL; returns err for chaining. */
 lf_err_t lf_seterr(lf_err_t err, char *errstr, size_t errstr_size,
-                   const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /** Milliseconds on the monotonic clock. */
 int64_t lf_now_mono_ms(void);

@@ -13,7 +13,8 @@ typedef struct lf_migration_s {
     const char *sql;
 } lf_migration_t;
 
-/** The files schemas/sql/NNN_*.sql in name order, terminated by {NULL, NULL}. Static. */
+/** The files schemas/sql/NNN_*.sql in name order, terminated by {NULL, NULL}.
+ * Static. */
 extern const lf_migration_t lf_embedded_migrations[];
 
 #endif

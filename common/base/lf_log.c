@@ -1,8 +1,8 @@
 /* lf_log.c: key=value log lines on stderr. */
 #include "lf_log.h"
 
-#include "lf_time.h"
 #include "lf_common.h"
+#include "lf_time.h"
 
 #include <stdarg.h>
 #include <stdio.h>

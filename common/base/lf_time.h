@@ -11,8 +11,8 @@
  * is accepted when @p allow_date is non-zero (midnight UTC).
  * @returns LF_OK, or LF_ERR_INVALID with the reason in errstr.
  */
-lf_err_t lf_time_parse(const char *s, int allow_date, int64_t *ms,
-                       char *errstr, size_t errstr_size);
+lf_err_t lf_time_parse(const char *s, int allow_date, int64_t *ms, char *errstr,
+                       size_t errstr_size);
 
 /** Write @p ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into @p buf (>= 25 bytes).
  *  @returns buf. */

@@ -122,8 +122,8 @@ static bool build_tables(const lf_cli_spec_t *spec, char **shortopts,
         if (o->has_arg)
             *s++ = ':';
         if (o->name)
-            (*longopts)[k++] = (struct option){o->name, o->has_arg, NULL,
-                                               o->letter};
+            (*longopts)[k++] =
+                (struct option){o->name, o->has_arg, NULL, o->letter};
     }
     memcpy(s, spec->shortopts ? spec->shortopts : "", own_len + 1);
     for (size_t i = 0; i < nown; i++)
@@ -144,8 +144,7 @@ static void opt_name(const struct option *longopts, int opt, char *buf,
 }
 
 /* A shared option. @returns LF_CLI_RUN to go on. */
-static lf_cli_next_t shared_opt(lf_cli_t *cli,
-                                const struct shared_opt_s *o,
+static lf_cli_next_t shared_opt(lf_cli_t *cli, const struct shared_opt_s *o,
                                 const char *arg)
 {
     if (o->key) {
@@ -176,8 +175,8 @@ static lf_cli_next_t shared_opt(lf_cli_t *cli,
         return LF_CLI_DONE;
     default: { /* 'V': the program, not the command ("leadflow-replay") */
         char prog[64];
-        snprintf(prog, sizeof(prog), "%.*s",
-                 (int)strcspn(cli->spec->prog, " "), cli->spec->prog);
+        snprintf(prog, sizeof(prog), "%.*s", (int)strcspn(cli->spec->prog, " "),
+                 cli->spec->prog);
         lf_cli_version(prog);
         return LF_CLI_DONE;
     }
@@ -185,8 +184,8 @@ static lf_cli_next_t shared_opt(lf_cli_t *cli,
 }
 
 /* The getopt loop over @p argv with the built tables. */
-static lf_cli_next_t parse_loop(lf_cli_t *cli, void *cfg, int argc,
-                                char **argv, const char *shortopts,
+static lf_cli_next_t parse_loop(lf_cli_t *cli, void *cfg, int argc, char **argv,
+                                const char *shortopts,
                                 const struct option *longopts)
 {
     const lf_cli_spec_t *spec = cli->spec;
@@ -223,8 +222,8 @@ static lf_cli_next_t parse_loop(lf_cli_t *cli, void *cfg, int argc,
     return LF_CLI_RUN;
 }
 
-lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec,
-                           void *cfg, int argc, char **argv)
+lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec, void *cfg,
+                           int argc, char **argv)
 {
     char *shortopts = NULL;
     struct option *longopts = NULL;

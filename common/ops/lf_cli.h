@@ -40,13 +40,13 @@ typedef lf_err_t (*lf_cli_own_fn)(void *cfg, int opt, const char *arg,
 
 /** A program's command line (or one command's, for leadflow-replay). */
 typedef struct lf_cli_spec_s {
-    const char *prog;     /**< "leadflow-report": messages and --version */
-    const char *synopsis; /**< after "Usage: ": "leadflow-report [options]",
-                               then lines saying what it does */
-    unsigned shared;      /**< the LF_CLI_* options it takes */
-    const char *own_help; /**< help lines of its own options, or NULL */
-    const char *notes;    /**< after the options: secrets, exit codes */
-    const char *shortopts;         /**< its own, getopt syntax, or NULL */
+    const char *prog;      /**< "leadflow-report": messages and --version */
+    const char *synopsis;  /**< after "Usage: ": "leadflow-report [options]",
+                                then lines saying what it does */
+    unsigned shared;       /**< the LF_CLI_* options it takes */
+    const char *own_help;  /**< help lines of its own options, or NULL */
+    const char *notes;     /**< after the options: secrets, exit codes */
+    const char *shortopts; /**< its own, getopt syntax, or NULL */
     const struct option *longopts; /**< its own, {0}-terminated, or NULL */
     lf_cli_own_fn own;             /**< called for each of its own options */
     int max_args; /**< positional arguments it accepts (-1: any) */
@@ -85,8 +85,8 @@ typedef enum lf_cli_next_e {
  * @returns LF_CLI_RUN, LF_CLI_DONE or LF_CLI_USAGE (out of memory is
  * reported as a usage error's reason: nothing ran).
  */
-lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec,
-                           void *cfg, int argc, char **argv);
+lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec, void *cfg,
+                           int argc, char **argv);
 
 /** NULL-safe; the strings belong to argv. */
 void lf_cli_free(lf_cli_t *cli);

@@ -6,13 +6,11 @@
 #include <string.h>
 
 static const char *type_names[LF_EV__COUNT] = {
-    "captured", "scored",       "handed_off", "accepted",
-    "recycled", "qualified",    "won",        "lost",
-    "disqualified", "merged",   "voided",     "erased"};
+    "captured", "scored", "handed_off",   "accepted", "recycled", "qualified",
+    "won",      "lost",   "disqualified", "merged",   "voided",   "erased"};
 static const char *type_symbols[LF_EV__COUNT] = {
-    "CAPTURED", "SCORED",       "HANDED_OFF", "ACCEPTED",
-    "RECYCLED", "QUALIFIED",    "WON",        "LOST",
-    "DISQUALIFIED", "MERGED",   "VOIDED",     "ERASED"};
+    "CAPTURED", "SCORED", "HANDED_OFF",   "ACCEPTED", "RECYCLED", "QUALIFIED",
+    "WON",      "LOST",   "DISQUALIFIED", "MERGED",   "VOIDED",   "ERASED"};
 static const char *reason_names[LF_RR__COUNT] = {
     "not_ready",   "no_budget",  "no_authority", "no_need",
     "no_response", "bad_timing", "other"};
@@ -71,7 +69,7 @@ static int event_strfields(const lf_event_t *cev, strfield_t *f)
     lf_event_t *ev = (lf_event_t *)cev;
     int n = 0;
 
-#define F(nm, p, opt) (f[n++] = (strfield_t){nm, &(p), opt, LF_STRING_MAX})
+#define F(nm, p, opt)      (f[n++] = (strfield_t){nm, &(p), opt, LF_STRING_MAX})
 #define ID(nm, p, opt, mx) (f[n++] = (strfield_t){nm, &(p), opt, mx})
     ID("event_id", ev->event_id, false, LF_EVENT_ID_MAX);
     ID("lead_id", ev->lead_id, false, LF_LEAD_ID_MAX);
@@ -314,8 +312,7 @@ static lf_err_t check_strings(const lf_event_t *ev, char *errstr,
                 continue;
             return INVALID("missing required field \"%s\"", f[i].name);
         }
-        if ((err = check_string(f[i].name, s, f[i].max, errstr,
-                                errstr_size)))
+        if ((err = check_string(f[i].name, s, f[i].max, errstr, errstr_size)))
             return err;
     }
     if (!ev->lead_id[0])

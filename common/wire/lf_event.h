@@ -21,9 +21,9 @@ typedef enum lf_event_type_e {
     LF_EV_WON,
     LF_EV_LOST,
     LF_EV_DISQUALIFIED,
-    LF_EV_MERGED,  /**< v2: the lead is the same person as into_lead_id */
-    LF_EV_VOIDED,  /**< v2: voided_event_id should never have happened */
-    LF_EV_ERASED,  /**< v2: forget the person (a privacy request) */
+    LF_EV_MERGED, /**< v2: the lead is the same person as into_lead_id */
+    LF_EV_VOIDED, /**< v2: voided_event_id should never have happened */
+    LF_EV_ERASED, /**< v2: forget the person (a privacy request) */
     LF_EV__COUNT
 } lf_event_type_t;
 
@@ -46,12 +46,12 @@ typedef enum lf_recycle_reason_e {
     LF_RR__COUNT
 } lf_recycle_reason_t;
 
-#define LF_LEAD_ID_MAX  128  /**< bytes of UTF-8 */
-#define LF_EVENT_ID_MAX 128  /**< bytes */
+#define LF_LEAD_ID_MAX  128       /**< bytes of UTF-8 */
+#define LF_EVENT_ID_MAX 128       /**< bytes */
 #define LF_STRING_MAX   (1 << 16) /**< any other string field, bytes */
-#define LF_ATTRS_MAX    256  /**< entries in Captured.attributes */
+#define LF_ATTRS_MAX    256       /**< entries in Captured.attributes */
 /** 9999-12-31T23:59:59.999Z: the last instant RFC 3339 can write. */
-#define LF_TIME_MAX_MS  INT64_C(253402300799999)
+#define LF_TIME_MAX_MS INT64_C(253402300799999)
 
 typedef struct lf_attr_s {
     char *key;
@@ -67,9 +67,9 @@ typedef struct lf_attr_s {
  *
  * A string is either its own allocation or lies inside @c strbuf, one
  * allocation holding several (the JSON parser's fast path and the Avro
- * decoder: one malloc per event instead of one per string). lf_event_clear() tells them apart, so
- * a field may be replaced by a new allocation at any time; never free() a
- * field by hand.
+ * decoder: one malloc per event instead of one per string). lf_event_clear()
+ * tells them apart, so a field may be replaced by a new allocation at any time;
+ * never free() a field by hand.
  */
 typedef struct lf_event_s {
     char *event_id;

@@ -24,8 +24,14 @@ typedef struct pfield_s {
     size_t off; /* offset in lf_event_t */
 } pfield_t;
 
-#define PF(n, k, member) {n, sizeof(n) - 1, k, offsetof(lf_event_t, member)}
-#define PF_END           {NULL, 0, K_STR, 0}
+#define PF(n, k, member)                                                       \
+    {                                                                          \
+        n, sizeof(n) - 1, k, offsetof(lf_event_t, member)                      \
+    }
+#define PF_END                                                                 \
+    {                                                                          \
+        NULL, 0, K_STR, 0                                                      \
+    }
 
 /* Each type's payload fields, in the order of its Avro record. */
 static const pfield_t payload_fields[LF_EV__COUNT][4] = {
@@ -48,35 +54,39 @@ static const pfield_t payload_fields[LF_EV__COUNT][4] = {
     [LF_EV_WON] = {PF("amount_minor", K_LONG, u.won.amount_minor),
                    PF("currency", K_STR, u.won.currency), PF_END},
     [LF_EV_LOST] = {PF("reason", K_STR, u.lost.reason), PF_END},
-    [LF_EV_DISQUALIFIED] = {PF("reason", K_STR, u.disqualified.reason),
-                            PF_END},
-    [LF_EV_MERGED] = {PF("into_lead_id", K_STR, u.merged.into_lead_id),
-                      PF_END},
+    [LF_EV_DISQUALIFIED] = {PF("reason", K_STR, u.disqualified.reason), PF_END},
+    [LF_EV_MERGED] = {PF("into_lead_id", K_STR, u.merged.into_lead_id), PF_END},
     [LF_EV_VOIDED] = {PF("voided_event_id", K_STR, u.voided.voided_event_id),
                       PF("reason", K_STR, u.voided.reason), PF_END},
     [LF_EV_ERASED] = {PF("request_id", K_STR, u.erased.request_id), PF_END},
 };
 
-static const char *envelope_keys[] = {"event_id", "lead_id", "type",
-                                      "occurred_at", "source", "actor",
-                                      "account_id", NULL};
+static const char *envelope_keys[] = {"event_id",    "lead_id", "type",
+                                      "occurred_at", "source",  "actor",
+                                      "account_id",  NULL};
 
-static lf_err_t finish_event(lf_event_t *ev, char *errstr,
-                             size_t errstr_size);
+static lf_err_t finish_event(lf_event_t *ev, char *errstr, size_t errstr_size);
 
 #define INVALID(...) lf_seterr(LF_ERR_INVALID, errstr, errstr_size, __VA_ARGS__)
 
 static const char *json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number with a fraction";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number with a fraction";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -149,8 +159,8 @@ static lf_err_t take_map(json_t *obj, lf_event_t *ev, char *errstr,
                            key, json_kind(val));
         ev->u.captured.attr_count = i + 1;
         if (!(ev->u.captured.attrs[i].key = strdup(key)) ||
-            !(ev->u.captured.attrs[i].value = strndup(
-                  json_string_value(val), json_string_length(val))))
+            !(ev->u.captured.attrs[i].value =
+                  strndup(json_string_value(val), json_string_length(val))))
             return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size,
                              "out of memory");
         if (strlen(key) == 0)
@@ -211,8 +221,8 @@ static lf_err_t parse_payload(json_t *obj, lf_event_t *ev, char *errstr,
                            errstr, errstr_size);
             break;
         case K_INT:
-            if (!(err = take_int(obj, f->name, INT32_MIN, INT32_MAX, &n,
-                                 errstr, errstr_size)))
+            if (!(err = take_int(obj, f->name, INT32_MIN, INT32_MAX, &n, errstr,
+                                 errstr_size)))
                 *(int32_t *)base = (int32_t)n;
             break;
         case K_LONG:
@@ -222,8 +232,7 @@ static lf_err_t parse_payload(json_t *obj, lf_event_t *ev, char *errstr,
         case K_REASON: {
             char *s = NULL;
             int r;
-            if ((err = take_str(obj, f->name, false, &s, errstr,
-                                errstr_size)))
+            if ((err = take_str(obj, f->name, false, &s, errstr, errstr_size)))
                 break;
             r = lf_recycle_reason_parse(s);
             if (r < 0)
@@ -429,12 +438,11 @@ static int hexval(char c)
 
 /* Bytes that end a run of plain string bytes: controls, '"' and '\\'. */
 static const unsigned char fast_stop[256] = {
-    [0] = 1, [1] = 1, [2] = 1, [3] = 1, [4] = 1, [5] = 1, [6] = 1, [7] = 1,
-    [8] = 1, [9] = 1, [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,
-    [15] = 1, [16] = 1, [17] = 1, [18] = 1, [19] = 1, [20] = 1, [21] = 1,
-    [22] = 1, [23] = 1, [24] = 1, [25] = 1, [26] = 1, [27] = 1, [28] = 1,
-    [29] = 1, [30] = 1, [31] = 1,
-    ['"'] = 1, ['\\'] = 1,
+    [0] = 1,  [1] = 1,  [2] = 1,  [3] = 1,  [4] = 1,   [5] = 1,    [6] = 1,
+    [7] = 1,  [8] = 1,  [9] = 1,  [10] = 1, [11] = 1,  [12] = 1,   [13] = 1,
+    [14] = 1, [15] = 1, [16] = 1, [17] = 1, [18] = 1,  [19] = 1,   [20] = 1,
+    [21] = 1, [22] = 1, [23] = 1, [24] = 1, [25] = 1,  [26] = 1,   [27] = 1,
+    [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
 /* A string at f->p (the opening quote), decoded into the scratch buffer.
@@ -462,14 +470,30 @@ static bool fast_str(fast_t *f, const char **s, size_t *len)
         if (q + 1 >= f->end)
             return false;
         switch (q[1]) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '/':
+            *o++ = '/';
+            break;
+        case 'b':
+            *o++ = '\b';
+            break;
+        case 'f':
+            *o++ = '\f';
+            break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
         case 'u': {
             int cp = 0;
             if (f->end - q < 6)
@@ -495,7 +519,8 @@ static bool fast_str(fast_t *f, const char **s, size_t *len)
             f->p = q + 6;
             continue;
         }
-        default: return false;
+        default:
+            return false;
         }
         f->p = q + 2;
     }
@@ -518,8 +543,8 @@ static bool fast_int(fast_t *f, int64_t *v)
         neg = true;
         f->p++;
     }
-    if (f->p < f->end && *f->p == '0' && f->p + 1 < f->end &&
-        f->p[1] >= '0' && f->p[1] <= '9')
+    if (f->p < f->end && *f->p == '0' && f->p + 1 < f->end && f->p[1] >= '0' &&
+        f->p[1] <= '9')
         return false; /* a leading zero */
     while (f->p < f->end && *f->p >= '0' && *f->p <= '9') {
         if (++digits > 18)
@@ -627,11 +652,19 @@ static bool fast_scan(fast_t *f)
 static const struct {
     const char *name;
     size_t len;
-} fast_envelope[] = {{"event_id", 8},    {"lead_id", 7}, {"type", 4},
-                     {"occurred_at", 11}, {"source", 6}, {"actor", 5},
+} fast_envelope[] = {{"event_id", 8},     {"lead_id", 7}, {"type", 4},
+                     {"occurred_at", 11}, {"source", 6},  {"actor", 5},
                      {"account_id", 10}};
-enum { FE_EVENT_ID, FE_LEAD_ID, FE_TYPE, FE_OCCURRED_AT, FE_SOURCE, FE_ACTOR,
-       FE_ACCOUNT_ID, FE__COUNT };
+enum {
+    FE_EVENT_ID,
+    FE_LEAD_ID,
+    FE_TYPE,
+    FE_OCCURRED_AT,
+    FE_SOURCE,
+    FE_ACTOR,
+    FE_ACCOUNT_ID,
+    FE__COUNT
+};
 
 /* Where a decoded string of the scratch buffer lives in ev->strbuf, its
  * copy. */
@@ -700,8 +733,8 @@ static bool fast_fill_payload(const fast_t *f, lf_event_t *ev,
                 return false;
             if (!m || m->kind == FV_NULL || !f->na)
                 break;
-            if (!(ev->u.captured.attrs = calloc((size_t)f->na,
-                                                sizeof(lf_attr_t))))
+            if (!(ev->u.captured.attrs =
+                      calloc((size_t)f->na, sizeof(lf_attr_t))))
                 return false;
             for (int j = 0; j < f->na; j++) {
                 lf_attr_t *a = &ev->u.captured.attrs[j];
@@ -877,11 +910,21 @@ lf_err_t lf_json_append_string(lf_buf_t *out, const char *s, size_t len)
         }
         *p++ = '\\';
         switch (c) {
-        case '"': *p++ = '"'; break;
-        case '\\': *p++ = '\\'; break;
-        case '\n': *p++ = 'n'; break;
-        case '\r': *p++ = 'r'; break;
-        case '\t': *p++ = 't'; break;
+        case '"':
+            *p++ = '"';
+            break;
+        case '\\':
+            *p++ = '\\';
+            break;
+        case '\n':
+            *p++ = 'n';
+            break;
+        case '\r':
+            *p++ = 'r';
+            break;
+        case '\t':
+            *p++ = 't';
+            break;
         default:
             *p++ = 'u', *p++ = '0', *p++ = '0';
             *p++ = hex[c >> 4], *p++ = hex[c & 15];
@@ -960,9 +1003,9 @@ static lf_err_t put_payload(const lf_event_t *ev, lf_buf_t *out)
             err = put_num(out, f->name, *(const int64_t *)base);
             break;
         case K_REASON:
-            err = put_str(out, f->name,
-                          lf_recycle_reason_name(
-                              *(const lf_recycle_reason_t *)base));
+            err = put_str(
+                out, f->name,
+                lf_recycle_reason_name(*(const lf_recycle_reason_t *)base));
             break;
         case K_MAP:
             if (!ev->u.captured.attr_count)

@@ -2,8 +2,8 @@
  * producer, framed Avro values, CloudEvents headers. */
 #include "lf_producer.h"
 
-#include "lf_codec.h"
 #include "lf_buf.h"
+#include "lf_codec.h"
 #include "lf_log.h"
 #include "lf_time.h"
 
@@ -365,8 +365,8 @@ static rd_kafka_resp_err_t wait_for_room(lf_producer_t *p, const lf_event_t *ev,
                    (long long)((told - since) / 1000));
         }
         rd_kafka_poll(p->rk, 100);
-        rerr = produce(p, ev, *copy, len, RD_KAFKA_MSG_F_FREE, hdrs,
-                       msg_opaque);
+        rerr =
+            produce(p, ev, *copy, len, RD_KAFKA_MSG_F_FREE, hdrs, msg_opaque);
         if (!rerr)
             *copy = NULL; /* librdkafka frees it */
     }

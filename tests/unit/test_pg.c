@@ -17,16 +17,23 @@ Test(pg, bin_row_bytes)
 {
     lf_buf_t b = {0};
     static const char row[] =
-        "\0\x09"                              /* 9 fields */
-        "\0\0\0\x03" "a\tb"                   /* text, no escaping */
-        "\xff\xff\xff\xff"                    /* NULL text */
-        "\0\0\0\x04" "\xff\xff\xff\xfe"       /* int4 -2 */
-        "\0\0\0\x08" "\0\0\x01\x1f\x71\xfb\x04\xcb" /* int8 1234567890123 */
-        "\0\0\0\x08" "\0\0\0\0\0\0\0\0"       /* 2000-01-01: 0 us */
-        "\0\0\0\x08" "\xff\xfc\xa2\xfe\xc4\xc8\x20\x00" /* 1970: -946684800 s */
-        "\xff\xff\xff\xff"                    /* NULL timestamp */
-        "\0\0\0\x03" "\x01{}"                 /* jsonb: version 1 */
-        "\0\0\0\x02" "\x00\xff";              /* bytea */
+        "\0\x09" /* 9 fields */
+        "\0\0\0\x03"
+        "a\tb"             /* text, no escaping */
+        "\xff\xff\xff\xff" /* NULL text */
+        "\0\0\0\x04"
+        "\xff\xff\xff\xfe" /* int4 -2 */
+        "\0\0\0\x08"
+        "\0\0\x01\x1f\x71\xfb\x04\xcb" /* int8 1234567890123 */
+        "\0\0\0\x08"
+        "\0\0\0\0\0\0\0\0" /* 2000-01-01: 0 us */
+        "\0\0\0\x08"
+        "\xff\xfc\xa2\xfe\xc4\xc8\x20\x00" /* 1970: -946684800 s */
+        "\xff\xff\xff\xff"                 /* NULL timestamp */
+        "\0\0\0\x03"
+        "\x01{}" /* jsonb: version 1 */
+        "\0\0\0\x02"
+        "\x00\xff"; /* bytea */
     size_t hl = sizeof(header) - 1, rl = sizeof(row) - 1;
 
     cr_assert_eq(lf_pg_bin_row(&b, 9), LF_OK);
@@ -161,13 +168,13 @@ Test(pg, copy_in_pieces_against_postgresql, .timeout = 120)
     cr_assert_eq(lf_pg_bin_row(&b, 2), LF_OK);
     cr_assert_eq(lf_pg_bin_int4(&b, 5000), LF_OK);
     cr_assert_eq(lf_pg_bin_text(&b, "lost"), LF_OK);
-    cr_assert_eq(lf_pg_copy_send(conn, sql, b.data, b.len, errstr,
-                                 sizeof(errstr)),
-                 LF_OK);
+    cr_assert_eq(
+        lf_pg_copy_send(conn, sql, b.data, b.len, errstr, sizeof(errstr)),
+        LF_OK);
     snprintf(errstr, sizeof(errstr), "out of memory");
-    cr_expect_eq(lf_pg_copy_end(conn, sql, LF_ERR_NOMEM, errstr,
-                                sizeof(errstr)),
-                 LF_ERR_NOMEM);
+    cr_expect_eq(
+        lf_pg_copy_end(conn, sql, LF_ERR_NOMEM, errstr, sizeof(errstr)),
+        LF_ERR_NOMEM);
     cr_expect_str_eq(errstr, "out of memory");
     cr_expect_str_eq(one_value(conn, "SELECT count(*) FROM t"), "1000");
 
@@ -180,8 +187,8 @@ Test(pg, copy_in_pieces_against_postgresql, .timeout = 120)
     cr_assert_eq(lf_pg_bin_text(&b, "x"), LF_OK);
     cr_assert_eq(lf_pg_bin_text(&b, "y"), LF_OK);
     cr_assert_eq(lf_pg_bin_end(&b), LF_OK);
-    lf_err_t err = lf_pg_copy_send(conn, sql, b.data, b.len, errstr,
-                                   sizeof(errstr));
+    lf_err_t err =
+        lf_pg_copy_send(conn, sql, b.data, b.len, errstr, sizeof(errstr));
     cr_expect_eq(lf_pg_copy_end(conn, sql, err, errstr, sizeof(errstr)),
                  LF_ERR_PG);
     cr_expect(strstr(errstr, "COPY t (a, b)") &&

@@ -17,6 +17,9 @@
 /* The filter arguments of every *_filtered function; NULL = no filter. */
 #define ARGS "($1::date, $2::date, $3::text)"
 
+/* How many accounts the accounts sections list (per currency by revenue). */
+#define LF_REPORT_TOP_ACCOUNTS "10"
+
 typedef enum section_e {
     SEC_STAGES,
     SEC_CONVERSION,
@@ -36,6 +39,8 @@ typedef enum section_e {
     SEC_RECYCLE_RESPONSE,
     SEC_ROI_CHANNEL,
     SEC_ROI_CAMPAIGN,
+    SEC_ACCOUNTS_REVENUE,
+    SEC_ACCOUNTS_LEADS,
     SEC__COUNT
 } section_t;
 
@@ -153,6 +158,30 @@ static const struct section_def_s {
     [SEC_ROI_CAMPAIGN] = {"roi_campaign", 2,
                           "SELECT channel, campaign," ROI_COLS
                           " WHERE grain = 'campaign' ORDER BY 1, 2"},
+    /* The accounts (funnel.accounts): the top ones by won revenue, per
+     * currency (amounts in two currencies do not add up), and by leads;
+     * the leads without an account are not an account. */
+    [SEC_ACCOUNTS_REVENUE] = {"accounts_by_revenue", 2,
+                              "SELECT account_id, currency, amount_minor,"
+                              " won, leads FROM (SELECT a.account_id,"
+                              " r.key AS currency,"
+                              " r.value::numeric AS amount_minor, a.won,"
+                              " a.leads, row_number() OVER (PARTITION BY"
+                              " r.key ORDER BY r.value::numeric DESC,"
+                              " a.account_id) AS rank"
+                              " FROM funnel.accounts_filtered" ARGS " AS a"
+                              " CROSS JOIN LATERAL"
+                              " jsonb_each_text(a.won_amount_minor) AS r"
+                              " WHERE a.account_id IS NOT NULL) AS t"
+                              " WHERE rank <= " LF_REPORT_TOP_ACCOUNTS
+                              " ORDER BY currency, rank"},
+    [SEC_ACCOUNTS_LEADS] = {"accounts_by_leads", 1,
+                            "SELECT account_id, leads, marketing_qualified,"
+                            " handed_off, sales_accepted, sales_qualified,"
+                            " won FROM funnel.accounts_filtered" ARGS
+                            " WHERE account_id IS NOT NULL"
+                            " ORDER BY leads DESC, account_id"
+                            " LIMIT " LF_REPORT_TOP_ACCOUNTS},
 };
 
 struct lf_report_s {
@@ -666,6 +695,45 @@ static void text_money(const lf_report_t *rep, FILE *fp)
     text_table(rep, fp, SEC_ROI_CAMPAIGN, "ROI by campaign", "all", 60);
 }
 
+/* The top accounts by won revenue (per currency) and by leads. */
+static void text_accounts(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_ACCOUNTS_REVENUE];
+    char d[64];
+
+    fputs("\nTop accounts by won revenue\n", fp);
+    if (!PQntuples(res))
+        fputs("  (nothing won by an account)\n", fp);
+    else
+        fprintf(fp, "  %-24s %-4s %18s %6s %7s\n", "account", "cur",
+                "won revenue", "won", "leads");
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *cur = get(res, r, "currency");
+        fputs("  ", fp);
+        put_term(fp, get(res, r, "account_id"), 24, 24);
+        fputc(' ', fp);
+        put_term(fp, cur, 4, 8);
+        fprintf(fp, " %18s %6s %7s\n",
+                show_money(cur, get(res, r, "amount_minor"), d, sizeof(d)),
+                get(res, r, "won"), get(res, r, "leads"));
+    }
+    res = rep->res[SEC_ACCOUNTS_LEADS];
+    fputs("\nTop accounts by leads\n", fp);
+    if (!PQntuples(res))
+        fputs("  (no lead has an account)\n", fp);
+    else
+        fprintf(fp, "  %-24s %7s %6s %7s %8s %6s %6s\n", "account", "leads",
+                "MQL", "handoff", "accepted", "SQL", "won");
+    for (int r = 0; r < PQntuples(res); r++) {
+        fputs("  ", fp);
+        put_term(fp, get(res, r, "account_id"), 24, 24);
+        fprintf(fp, " %7s %6s %7s %8s %6s %6s\n", get(res, r, "leads"),
+                get(res, r, "marketing_qualified"), get(res, r, "handed_off"),
+                get(res, r, "sales_accepted"), get(res, r, "sales_qualified"),
+                get(res, r, "won"));
+    }
+}
+
 static void write_text(const lf_report_t *rep, FILE *fp)
 {
     fputs("Lead funnel report: ", fp);
@@ -678,6 +746,7 @@ static void write_text(const lf_report_t *rep, FILE *fp)
     text_recycle(rep, fp);
     text_revenue(rep, fp);
     text_money(rep, fp);
+    text_accounts(rep, fp);
 }
 
 /* ---- CSV --------------------------------------------------------------- */
@@ -1571,6 +1640,78 @@ static void html_money(const lf_report_t *rep, FILE *fp)
     html_roi(rep, fp);
 }
 
+/* One row of an accounts table: the row's keys (the account, and the
+ * currency where the section has it), then @p metrics of row @p r of
+ * section @p sec, each a cell carrying its value; amount_minor is shown as
+ * money in the row's currency. */
+static void html_account_row(FILE *fp, const lf_report_t *rep, section_t sec,
+                             int r, const char *const *metrics, int n)
+{
+    const PGresult *res = rep->res[sec];
+    char d[64];
+
+    fputs("<tr><th scope=\"row\">", fp);
+    put_html_cut(fp, get(res, r, "account_id"), 32);
+    fputs("</th>", fp);
+    if (sections[sec].nkeys > 1) {
+        fputs("<td>", fp);
+        put_html(fp, get(res, r, "currency"));
+        fputs("</td>", fp);
+    }
+    for (int i = 0; i < n; i++) {
+        const char *v = get(res, r, metrics[i]);
+        if (strcmp(metrics[i], "amount_minor")) {
+            put_metric(fp, "td", NULL, rep, sec, r, metrics[i], SHOW_COUNT);
+            continue;
+        }
+        put_num(fp, "td", NULL, sec, get(res, r, "account_id"),
+                get(res, r, "currency"), metrics[i], v,
+                show_money(get(res, r, "currency"), v ? v : "", d, sizeof(d)));
+    }
+    fputs("</tr>\n", fp);
+}
+
+/* The top accounts by won revenue (per currency) and by leads, as two
+ * tables. */
+static void html_accounts(const lf_report_t *rep, FILE *fp)
+{
+    static const char *by_revenue[] = {"amount_minor", "won", "leads"};
+    static const char *by_leads[] = {"leads",           "marketing_qualified",
+                                     "handed_off",      "sales_accepted",
+                                     "sales_qualified", "won"};
+    const PGresult *res = rep->res[SEC_ACCOUNTS_REVENUE];
+
+    fputs("<section><h2>Top accounts</h2>\n<p class=\"note\">The accounts "
+          "with the most won revenue, per currency, and with the most "
+          "leads (view <code>funnel.accounts</code>).</p>\n",
+          fp);
+    if (!PQntuples(res))
+        fputs("<p>Nothing won by an account.</p>\n", fp);
+    else
+        fputs("<table class=\"accounts\" id=\"accounts-by-revenue\">"
+              "<tr><th>account</th><th>currency</th><th>won revenue</th>"
+              "<th>won</th><th>leads</th></tr>\n",
+              fp);
+    for (int r = 0; r < PQntuples(res); r++)
+        html_account_row(fp, rep, SEC_ACCOUNTS_REVENUE, r, by_revenue, 3);
+    if (PQntuples(res))
+        fputs("</table>\n", fp);
+    res = rep->res[SEC_ACCOUNTS_LEADS];
+    if (!PQntuples(res))
+        fputs("<p>No lead has an account.</p>\n", fp);
+    else
+        fputs("<table class=\"accounts\" id=\"accounts-by-leads\">"
+              "<tr><th>account</th><th>leads</th><th>MQL</th>"
+              "<th>handed off</th><th>accepted</th><th>SQL</th>"
+              "<th>won</th></tr>\n",
+              fp);
+    for (int r = 0; r < PQntuples(res); r++)
+        html_account_row(fp, rep, SEC_ACCOUNTS_LEADS, r, by_leads, 6);
+    if (PQntuples(res))
+        fputs("</table>\n", fp);
+    fputs("</section>\n", fp);
+}
+
 static const char html_style[] =
     "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,"
     "sans-serif;color:#1f2937;background:#f8fafc;margin:0}"
@@ -1656,6 +1797,7 @@ static void write_html(const lf_report_t *rep, FILE *fp)
     fputs("</section>\n", fp);
 
     html_money(rep, fp);
+    html_accounts(rep, fp);
 
     fprintf(fp,
             "<footer>leadflow %s &#183; every number on this page is a "

@@ -12,6 +12,8 @@
 #include "lf_pg.h"
 
 #include <ctype.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,7 +390,7 @@ bool lf_projector_partition(const lf_projector_t *p, size_t i,
 /* ---- the tables' columns ---------------------------------------------- */
 
 /* How a funnel.leads column travels: write_lead() writes the field of
- * lf_lead_t at `off` into the binary COPY row, load_lead() reads it back
+ * lead_row_t at `off` into the binary COPY row, load_lead() reads it back
  * from the text result of load_leads()'s SELECT. The other tables' rows are
  * written by their own writer, next to their description. */
 typedef enum col_kind_e {
@@ -406,8 +408,8 @@ typedef struct col_s {
     const char *name;
     const char *type;
     col_kind_t kind;
-    size_t off;    /* the field in lf_lead_t */
-    ptrdiff_t has; /* a number that may be NULL: its bool in lf_lead_t;
+    size_t off;    /* the field in lead_row_t */
+    ptrdiff_t has; /* a number that may be NULL: its bool in lead_row_t;
                       NEVER_NULL otherwise */
 } col_t;
 
@@ -418,18 +420,37 @@ typedef struct table_s {
     size_t n, nkey;
 } table_t;
 
+/* A funnel.leads row: the state machine's lead and what the projector
+ * derives beside it. account_id is the account of the latest event applied
+ * that carries one: it points into that event (or into @c owned, the
+ * stored row's value), so it is valid while the events of the derive are;
+ * lead_row_clear() frees only @c owned. */
+typedef struct lead_row_s {
+    lf_lead_t lead;
+    char *account_id;
+    char *owned;
+} lead_row_t;
+
+static void lead_row_clear(lead_row_t *row)
+{
+    lf_lead_clear(&row->lead);
+    free(row->owned);
+    memset(row, 0, sizeof(*row));
+}
+
 #define NEVER_NULL  ((ptrdiff_t)-1)
-#define LEAD(field) offsetof(lf_lead_t, field), NEVER_NULL
+#define LEAD(field) offsetof(lead_row_t, lead.field), NEVER_NULL
+#define ROW(field)  offsetof(lead_row_t, field), NEVER_NULL
 #define LEAD_OR_NULL(field, has)                                               \
-    offsetof(lf_lead_t, field), (ptrdiff_t)offsetof(lf_lead_t, has)
+    offsetof(lead_row_t, lead.field), (ptrdiff_t)offsetof(lead_row_t, lead.has)
 #define FIRST_AT(st)                                                           \
-    offsetof(lf_lead_t, first_at) + (st) * sizeof(int64_t), NEVER_NULL
+    offsetof(lead_row_t, lead.first_at) + (st) * sizeof(int64_t), NEVER_NULL
 #define LAST_AT(st)                                                            \
-    offsetof(lf_lead_t, last_at) + (st) * sizeof(int64_t), NEVER_NULL
+    offsetof(lead_row_t, lead.last_at) + (st) * sizeof(int64_t), NEVER_NULL
 #define NCOLS(cols) (sizeof(cols) / sizeof(*(cols)))
 
 /* funnel.leads as the projector writes it (all but updated_at). A new
- * column is one row here and its field in lf_lead_t. lead_id comes first:
+ * column is one row here and its field in lead_row_t. lead_id comes first:
  * load_lead() starts the lead from it. */
 /* clang-format off */
 static const col_t lead_cols[] = {
@@ -459,6 +480,7 @@ static const col_t lead_cols[] = {
     {"opportunity_id",               "text",        COL_TEXT,  LEAD(opportunity_id)},
     {"opportunity_amount_minor",     "bigint",      COL_INT8,  LEAD_OR_NULL(opportunity_amount_minor, has_opportunity_amount)},
     {"opportunity_currency",         "text",        COL_TEXT,  LEAD(opportunity_currency)},
+    {"account_id",                   "text",        COL_TEXT,  ROW(account_id)},
 };
 
 /* The other tables: written by their own row writer, named here. */
@@ -493,7 +515,9 @@ static const col_t event_cols[] = {
     BY_WRITER("occurred_at", "timestamptz"),
     BY_WRITER("source",      "text"),
     BY_WRITER("actor",       "text"),
+    BY_WRITER("account_id",  "text"),
     BY_WRITER("payload",     "jsonb"),
+    BY_WRITER("extra",       "jsonb"),
     BY_WRITER("topic",       "text"),
     BY_WRITER("partition",   "int"),
     BY_WRITER("\"offset\"",  "bigint"),
@@ -809,7 +833,7 @@ static bool sort_entries(lf_projector_t *p, size_t *idx, size_t n, bool lead)
 /* Read column @p i of row @p r (lead_select's text) into the lead's field
  * that @p c describes. @returns LF_OK or LF_ERR_NOMEM. */
 static lf_err_t load_lead_col(const PGresult *res, int r, int i, const col_t *c,
-                              lf_lead_t *l)
+                              lead_row_t *l)
 {
     char *at = (char *)l + c->off;
     const char *v = PQgetvalue(res, r, i);
@@ -841,20 +865,22 @@ static lf_err_t load_lead_col(const PGresult *res, int r, int i, const col_t *c,
 }
 
 /* Row @p r of a result whose columns are {select} of leads_table into
- * @p l (cleared with lf_lead_clear() by the caller, also on failure). */
-static lf_err_t load_lead(const PGresult *res, int r, lf_lead_t *l)
+ * @p l (cleared with lead_row_clear() by the caller, also on failure). */
+static lf_err_t load_lead(const PGresult *res, int r, lead_row_t *l)
 {
-    if (lf_lead_init(l, PQgetvalue(res, r, 0)))
+    lf_err_t err = LF_OK;
+
+    if (lf_lead_init(&l->lead, PQgetvalue(res, r, 0)))
         return LF_ERR_NOMEM;
-    for (size_t i = 1; i < leads_table.n; i++)
-        if (load_lead_col(res, r, (int)i, &lead_cols[i], l))
-            return LF_ERR_NOMEM;
-    l->first_at[LF_ST_CAPTURED] = l->captured_at;
-    return LF_OK;
+    for (size_t i = 1; !err && i < leads_table.n; i++)
+        err = load_lead_col(res, r, (int)i, &lead_cols[i], l);
+    l->owned = l->account_id; /* the row's own copy, freed with it */
+    l->lead.first_at[LF_ST_CAPTURED] = l->lead.captured_at;
+    return err ? LF_ERR_NOMEM : LF_OK;
 }
 
 /* Append the lead's field that @p c describes to a COPY row. */
-static lf_err_t write_lead_col(lf_buf_t *o, const col_t *c, const lf_lead_t *l)
+static lf_err_t write_lead_col(lf_buf_t *o, const col_t *c, const lead_row_t *l)
 {
     const char *at = (const char *)l + c->off;
 
@@ -877,7 +903,7 @@ static lf_err_t write_lead_col(lf_buf_t *o, const col_t *c, const lf_lead_t *l)
     return LF_ERR_INVALID;
 }
 
-static lf_err_t write_lead(lf_buf_t *o, const lf_lead_t *l)
+static lf_err_t write_lead(lf_buf_t *o, const lead_row_t *l)
 {
     lf_err_t e = lf_pg_bin_row(o, (int)leads_table.n);
 
@@ -926,10 +952,11 @@ static lf_err_t write_visits(stage_bufs_t *b, const lf_lead_t *l,
 
 /* Append a lead's row, its visits and anomalies to the COPY buffers.
  * @p has_row: the lead may have a row in leads. */
-static lf_err_t write_lead_out(stage_bufs_t *b, const lf_lead_t *l,
+static lf_err_t write_lead_out(stage_bufs_t *b, const lead_row_t *row,
                                const lf_funnel_out_t *out, bool has_row,
                                int32_t stored_visits)
 {
+    const lf_lead_t *l = &row->lead;
     lf_err_t e = write_visits(b, l, out, stored_visits);
 
     for (size_t i = 0; i < out->anomaly_count && !e; i++)
@@ -937,27 +964,60 @@ static lf_err_t write_lead_out(stage_bufs_t *b, const lf_lead_t *l,
                         "state", out->anomalies[i].reason);
     if (e || l->stage == LF_ST_NONE)
         return e ? LF_ERR_NOMEM : LF_OK;
-    return write_lead(has_row ? &b->leads : &b->leads_new, l) ? LF_ERR_NOMEM
-                                                              : LF_OK;
+    return write_lead(has_row ? &b->leads : &b->leads_new, row) ? LF_ERR_NOMEM
+                                                                : LF_OK;
 }
 
-/* Apply events[0..n) in order to lead and stage the result. @p has_row:
- * the lead may have a row in leads (see write_lead_out()); its
- * stage_history rows are those numbered up to lead->visits. */
+/* Apply events[0..n) in order to the lead and stage the result; the
+ * latest of them that carries an account_id gives the lead its account
+ * (the row keeps its own when none does). Identity events never reach
+ * here (new_events_by_lead(), read_stored_events()). @p has_row: the lead
+ * may have a row in leads (see write_lead_out()); its stage_history rows
+ * are those numbered up to lead.visits. */
 static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
-                             lf_lead_t *lead, lf_event_t *const *events,
+                             lead_row_t *row, lf_event_t *const *events,
                              size_t n, bool has_row)
 {
-    int32_t stored_visits = lead->visits;
+    int32_t stored_visits = row->lead.visits;
 
     lf_funnel_out_reset(&p->out);
-    for (size_t i = 0; i < n; i++)
-        if (lf_funnel_apply(lead, events[i], &p->out))
+    for (size_t i = 0; i < n; i++) {
+        if (lf_funnel_apply(&row->lead, events[i], &p->out))
             return LF_ERR_NOMEM;
-    return write_lead_out(b, lead, &p->out, has_row, stored_visits);
+        if (events[i]->account_id)
+            row->account_id = events[i]->account_id;
+    }
+    return write_lead_out(b, row, &p->out, has_row, stored_visits);
 }
 
 /* ---- storing events --------------------------------------------------- */
+
+/* The payload column of @p ev into @p out: the fields of its type as the
+ * JSON mapping writes them, and the payload fields a newer writer sent
+ * (payload_extra, a JSON object's text) in the same object, so that the
+ * column keeps every payload field whatever the writer's version. A key in
+ * both is written twice; jsonb keeps the last, and they agree anyway.
+ * @returns LF_OK or LF_ERR_NOMEM. */
+static lf_err_t format_payload(const lf_event_t *ev, lf_buf_t *out)
+{
+    const char *x = ev->payload_extra, *open, *close, *in;
+
+    if (lf_json_format_payload(ev, out))
+        return LF_ERR_NOMEM;
+    if (!x || !(open = strchr(x, '{')) || !(close = strrchr(x, '}')) ||
+        close < open)
+        return LF_OK;
+    for (in = open + 1; in < close && isspace((unsigned char)*in); in++)
+        ;
+    if (in == close || !out->len || out->data[out->len - 1] != '}')
+        return LF_OK; /* an empty object: nothing to add */
+    out->len--;       /* reopen the object */
+    if ((out->len > 1 && lf_buf_append(out, ",", 1)) ||
+        lf_buf_append(out, in, (size_t)(close - in)) ||
+        lf_buf_append(out, "}", 1))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
 
 /* COPY the events (the columns of events_table, after the batch position,
  * seq, when @p seq) with @p sql, sent while they are formatted, a slice of
@@ -985,7 +1045,7 @@ static lf_err_t copy_events(flush_t *f, const char *sql, bool seq)
         size_t i = f->ev_idx[k];
         entry_t *e = &p->entries[i];
         lf_buf_reset(&p->tmp);
-        if (lf_json_format_payload(&e->ev, &p->tmp) ||
+        if (format_payload(&e->ev, &p->tmp) ||
             (k ? lf_pg_bin_tuple : lf_pg_bin_row)(c, ncols) ||
             (seq && lf_pg_bin_int4(c, (int32_t)i)) ||
             lf_pg_bin_text(c, e->ev.event_id) ||
@@ -993,7 +1053,10 @@ static lf_err_t copy_events(flush_t *f, const char *sql, bool seq)
             lf_pg_bin_text(c, lf_event_type_name(e->ev.type)) ||
             lf_pg_bin_ts(c, e->ev.occurred_at) ||
             lf_pg_bin_text(c, e->ev.source) || lf_pg_bin_text(c, e->ev.actor) ||
+            lf_pg_bin_text(c, e->ev.account_id) ||
             lf_pg_bin_jsonb(c, p->tmp.data, p->tmp.len) ||
+            (e->ev.extra ? lf_pg_bin_jsonb(c, e->ev.extra, strlen(e->ev.extra))
+                         : lf_pg_bin_null(c)) ||
             lf_pg_bin_text(c, p->topics[e->topic]) ||
             lf_pg_bin_int4(c, e->partition) || lf_pg_bin_int8(c, e->offset) ||
             (k == nev - 1 && lf_pg_bin_end(c))) {
@@ -1158,13 +1221,170 @@ static lf_err_t record_conflicts(flush_t *f)
              "WHERE (e.topic, e.partition, e.\"offset\") IS DISTINCT FROM "
              "(s.topic, s.partition, s.\"offset\") AND "
              "(e.lead_id, e.type, e.occurred_at, e.source, e.actor, "
-             "e.payload) IS DISTINCT FROM (s.lead_id, s.type, s.occurred_at, "
-             "s.source, s.actor, s.payload) "
+             "e.account_id, e.payload, e.extra) IS DISTINCT FROM (s.lead_id, "
+             "s.type, s.occurred_at, s.source, s.actor, s.account_id, "
+             "s.payload, s.extra) "
              "ON CONFLICT DO NOTHING");
     if ((err = run(f, sql, "checking conflicts", 0, NULL, NULL, &res)))
         return err;
     f->st.conflicts = strtoull(PQcmdTuples(res), NULL, 10);
     PQclear(res);
+    return LF_OK;
+}
+
+/* ---- stored events read back ----------------------------------------- */
+
+/* An event of type @p t with every payload field set (to static strings,
+ * never freed), for learning which keys the JSON mapping writes. */
+static void full_event(lf_event_t *ev, lf_event_type_t t, lf_attr_t *attr)
+{
+    static char x[] = "x";
+
+    lf_event_init(ev);
+    ev->type = t;
+    switch (t) {
+    case LF_EV_CAPTURED:
+        ev->u.captured.channel = ev->u.captured.campaign = x;
+        ev->u.captured.attrs = attr;
+        ev->u.captured.attr_count = 1;
+        break;
+    case LF_EV_SCORED:
+        ev->u.scored.model = x;
+        ev->u.scored.score = ev->u.scored.threshold = 1;
+        break;
+    case LF_EV_HANDED_OFF:
+        ev->u.handed_off.owner = x;
+        ev->u.handed_off.sla_hours = 1;
+        break;
+    case LF_EV_ACCEPTED:
+        ev->u.accepted.owner = x;
+        break;
+    case LF_EV_RECYCLED:
+        ev->u.recycled.note = x;
+        break;
+    case LF_EV_QUALIFIED:
+        ev->u.qualified.opportunity_id = ev->u.qualified.currency = x;
+        ev->u.qualified.amount_minor = 1;
+        break;
+    case LF_EV_WON:
+        ev->u.won.currency = x;
+        ev->u.won.amount_minor = 1;
+        break;
+    case LF_EV_LOST:
+        ev->u.lost.reason = x;
+        break;
+    case LF_EV_DISQUALIFIED:
+        ev->u.disqualified.reason = x;
+        break;
+    case LF_EV_MERGED:
+        ev->u.merged.into_lead_id = x;
+        break;
+    case LF_EV_VOIDED:
+        ev->u.voided.voided_event_id = ev->u.voided.reason = x;
+        break;
+    case LF_EV_ERASED:
+        ev->u.erased.request_id = x;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Append "WHEN 'type' THEN '{key,...}'::text[] " for type @p t: the
+ * payload keys the JSON mapping knows for it. @returns false when out of
+ * memory or a key is not a plain name (it is spliced into SQL). */
+static bool known_keys_case(lf_buf_t *b, lf_event_type_t t)
+{
+    static char k[] = "k", v[] = "v";
+    lf_attr_t attr = {k, v};
+    lf_buf_t js = {0};
+    lf_event_t ev;
+    json_t *obj;
+    const char *key;
+    json_t *val;
+    bool ok, first = true;
+
+    full_event(&ev, t, &attr);
+    ok = !lf_json_format_payload(&ev, &js) &&
+         (obj = json_loadb((const char *)js.data, js.len, 0, NULL)) != NULL;
+    lf_buf_free(&js);
+    if (!ok)
+        return false;
+    ok = !lf_buf_printf(b, "WHEN '%s' THEN '{", lf_event_type_name(t));
+    json_object_foreach(obj, key, val)
+    {
+        (void)val;
+        ok = ok && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_") ==
+                       strlen(key);
+        ok = ok && !lf_buf_printf(b, "%s%s", first ? "" : ",", key);
+        first = false;
+    }
+    json_decref(obj);
+    return ok && !lf_buf_puts(b, "}'::text[] ");
+}
+
+static char stored_sql[3 * 1024 + SQL_MAX];
+static pthread_once_t stored_once = PTHREAD_ONCE_INIT;
+
+/* Build stored_sql once (empty when out of memory). */
+static void stored_sql_build(void)
+{
+    lf_buf_t k = {0};
+    bool ok = !lf_buf_puts(&k, "(CASE type ");
+
+    for (int t = 0; ok && t < LF_EV__COUNT; t++)
+        ok = known_keys_case(&k, (lf_event_type_t)t);
+    ok = ok && !lf_buf_puts(&k, "ELSE '{}'::text[] END)") &&
+         !lf_buf_append(&k, "", 1);
+    /* Too long for the buffer is a programming error: no statement. */
+    if (ok &&
+        snprintf(stored_sql, sizeof(stored_sql),
+                 "(jsonb_build_object('event_id', event_id, 'lead_id', "
+                 "lead_id, 'type', type, 'occurred_at', (extract(epoch FROM "
+                 "occurred_at) * 1000)::int8, 'source', source, 'actor', "
+                 "actor) || (payload - ARRAY(SELECT jsonb_object_keys("
+                 "payload - %s))))::text, account_id, extra::text, "
+                 "nullif(payload - %s, '{}'::jsonb)::text",
+                 (const char *)k.data,
+                 (const char *)k.data) >= (int)sizeof(stored_sql))
+        stored_sql[0] = '\0';
+    lf_buf_free(&k);
+}
+
+const char *lf_projector_stored_sql(void)
+{
+    pthread_once(&stored_once, stored_sql_build);
+    return stored_sql[0] ? stored_sql : NULL;
+}
+
+/* Set *@p field (NULL) to a copy of column @p col (NULL stays NULL). */
+static bool set_from_col(const PGresult *res, int row, int col, char **field)
+{
+    if (PQgetisnull(res, row, col))
+        return true;
+    return (*field = strdup(PQgetvalue(res, row, col))) != NULL;
+}
+
+lf_err_t lf_projector_stored_event(const PGresult *res, int row, int col,
+                                   lf_event_t *ev, char *errstr,
+                                   size_t errstr_size)
+{
+    const char *js = PQgetvalue(res, row, col);
+    lf_err_t err;
+
+    lf_event_init(ev);
+    if ((err = lf_json_parse_event(js, strlen(js), ev, errstr, errstr_size)))
+        return err;
+    /* Parsed from JSON without these three: set apart from the JSON
+     * mapping, which need not know them, and never hold a strbuf
+     * pointer here. */
+    ev->account_id = ev->extra = ev->payload_extra = NULL;
+    if (!set_from_col(res, row, col + 1, &ev->account_id) ||
+        !set_from_col(res, row, col + 2, &ev->extra) ||
+        !set_from_col(res, row, col + 3, &ev->payload_extra)) {
+        lf_event_clear(ev);
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    }
     return LF_OK;
 }
 
@@ -1181,7 +1401,7 @@ typedef struct derive_s {
     size_t n;           /* new events, in f->ev_idx by lead then order */
     const char **leads; /* their leads, each once, in lead_id order */
     size_t nleads;
-    lf_lead_t *loaded; /* the stored rows of those leads, in order */
+    lead_row_t *loaded; /* the stored rows of those leads, in order */
     size_t nloaded;
     span_t *fresh; /* runs of leads without a row */
     size_t nfresh;
@@ -1195,7 +1415,7 @@ typedef struct derive_s {
 static void derive_free(derive_t *d)
 {
     for (size_t i = 0; i < d->nloaded; i++)
-        lf_lead_clear(&d->loaded[i]);
+        lead_row_clear(&d->loaded[i]);
     free(d->loaded);
     for (size_t i = 0; i < d->nreevents; i++)
         lf_event_clear(&d->reevents[i]);
@@ -1206,17 +1426,26 @@ static void derive_free(derive_t *d)
     free(d->fresh);
 }
 
-/* Keep the new events in f->ev_idx, ordered by lead then (occurred_at,
- * event_id), count them, and list their leads. */
+/* Count the new events, keep those the funnel applies in f->ev_idx,
+ * ordered by lead then (occurred_at, event_id), and list their leads.
+ * Identity events (merged, voided, erased) are stored and counted but
+ * change nothing in the funnel tables: they are left out here, before the
+ * state machine, and out of a recompute's read (read_stored_events()), so
+ * they give no stage, no anomaly, no account and no row. */
 static lf_err_t new_events_by_lead(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
     size_t *ev_idx = f->ev_idx;
 
-    for (size_t k = 0; k < f->nev; k++)
-        if (p->entries[ev_idx[k]].is_new)
+    for (size_t k = 0; k < f->nev; k++) {
+        const lf_event_t *ev = &p->entries[ev_idx[k]].ev;
+        if (!p->entries[ev_idx[k]].is_new)
+            continue;
+        f->st.events_new++;
+        f->st.by_type[ev->type]++;
+        if (!LF_EV_IS_IDENTITY(ev->type))
             ev_idx[d->n++] = ev_idx[k];
-    f->st.events_new = d->n;
+    }
     if (!d->n)
         return LF_OK;
     d->leads = calloc(d->n, sizeof(*d->leads));
@@ -1228,7 +1457,6 @@ static lf_err_t new_events_by_lead(flush_t *f, derive_t *d)
         return LF_ERR_NOMEM;
     for (size_t k = 0; k < d->n; k++) {
         const char *id = p->entries[ev_idx[k]].ev.lead_id;
-        f->st.by_type[p->entries[ev_idx[k]].ev.type]++;
         if (!d->nleads || strcmp(d->leads[d->nleads - 1], id))
             d->leads[d->nleads++] = id;
     }
@@ -1282,11 +1510,11 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
             n++;
         }
         k += n;
-        while (li < d->nloaded && strcmp(d->loaded[li].lead_id, id) < 0)
+        while (li < d->nloaded && strcmp(d->loaded[li].lead.lead_id, id) < 0)
             li++;
-        if (li >= d->nloaded || strcmp(d->loaded[li].lead_id, id)) {
+        if (li >= d->nloaded || strcmp(d->loaded[li].lead.lead_id, id)) {
             d->fresh[d->nfresh++] = (span_t){k - n, n};
-        } else if (!lf_funnel_is_next(&d->loaded[li], d->group[0])) {
+        } else if (!lf_funnel_is_next(&d->loaded[li].lead, d->group[0])) {
             d->re[d->nre++] = id;
         } else {
             lf_err_t err =
@@ -1306,7 +1534,9 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
  * capture (a capture always enters the funnel), and every other event on
  * an uncaptured lead is listed as a 'state' anomaly of that lead in the
  * same transaction that stores it (rule 4, lf_funnel_apply), until a
- * recompute that gives the lead a row. So older stored events <=> a
+ * recompute that gives the lead a row. Identity events are stored without
+ * an anomaly, but they are never applied, by a recompute either, so
+ * leaving them out changes nothing. So older stored events <=> a
  * 'state' anomaly already committed: an index lookup in a small table,
  * where counting the lead's events costs 10 % of a batch (bench/). */
 static lf_err_t project_fresh(flush_t *f, derive_t *d)
@@ -1334,7 +1564,7 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
     for (size_t i = 0; i < d->nfresh && !err; i++) {
         const span_t *s = &d->fresh[i];
         const char *id = p->entries[ev_idx[s->at]].ev.lead_id;
-        lf_lead_t lead;
+        lead_row_t row = {0};
 
         while (r < nrows && strcmp(PQgetvalue(res, (int)r, 0), id) < 0)
             r++;
@@ -1344,36 +1574,44 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
         }
         for (size_t j = 0; j < s->n; j++)
             d->group[j] = &p->entries[ev_idx[s->at + j]].ev;
-        if (lf_lead_init(&lead, id))
+        if (lf_lead_init(&row.lead, id))
             err = LF_ERR_NOMEM;
         else
-            err = project_lead(p, &f->b, &lead, d->group, s->n, false);
-        lf_lead_clear(&lead);
+            err = project_lead(p, &f->b, &row, d->group, s->n, false);
+        lead_row_clear(&row);
     }
     PQclear(res);
     return err;
 }
 
 /* Every stored event of the leads in d->re (as a text[] in p->arr), in
- * order, through the same JSON mapping the events were stored with. */
+ * order, read back as lf_projector_stored_event() reads it; identity
+ * events are left out (see new_events_by_lead()). */
 static lf_err_t read_stored_events(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
+    const char *stored = lf_projector_stored_sql();
     PGresult *res = NULL;
-    char sql[SQL_MAX];
+    char sql[3 * SQL_MAX], identity[128] = "{";
     size_t n;
     lf_err_t err;
 
-    sql_text(p, sql, NULL,
-             "SELECT lead_id, (jsonb_build_object('event_id', event_id, "
-             "'lead_id', lead_id, 'type', type, 'occurred_at', "
-             "(extract(epoch FROM occurred_at) * 1000)::int8, "
-             "'source', source, 'actor', actor) || payload)::text "
-             "FROM {schema}.events WHERE lead_id = ANY($1::text[]) "
+    for (int t = 0; t < LF_EV__COUNT; t++)
+        if (LF_EV_IS_IDENTITY(t))
+            snprintf(identity + strlen(identity),
+                     sizeof(identity) - strlen(identity), "%s%s",
+                     identity[1] ? "," : "", lf_event_type_name(t));
+    strcat(identity, "}");
+    if (!stored)
+        return LF_ERR_NOMEM;
+    snprintf(sql, sizeof(sql),
+             "SELECT lead_id, %s FROM %s.events "
+             "WHERE lead_id = ANY($1::text[]) AND type <> ALL($2::text[]) "
              "ORDER BY lead_id COLLATE \"C\", occurred_at, "
-             "event_id COLLATE \"C\"");
-    if ((err = run(f, sql, "reading events to recompute", 1, p->arr.data, NULL,
-                   &res)))
+             "event_id COLLATE \"C\"",
+             stored, p->schema);
+    if ((err = run(f, sql, "reading events to recompute", 2, p->arr.data,
+                   identity, &res)))
         return err;
     n = (size_t)PQntuples(res);
     lf_event_t **group = realloc(d->group, (n + 1) * sizeof(*group));
@@ -1386,11 +1624,10 @@ static lf_err_t read_stored_events(flush_t *f, derive_t *d)
     d->nreevents = n;
     for (size_t r = 0; !err && r < n; r++) {
         char why[ERRLEN];
-        const char *js = PQgetvalue(res, (int)r, 1);
         /* Stored events passed this parser when they came in; if one
          * fails now, the code changed incompatibly: stop, loudly. */
-        if (lf_json_parse_event(js, strlen(js), &d->reevents[r], why,
-                                sizeof(why)))
+        if (lf_projector_stored_event(res, (int)r, 1, &d->reevents[r], why,
+                                      sizeof(why)))
             err = lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
                             "stored event of lead %s no longer parses: %s",
                             PQgetvalue(res, (int)r, 0), why);
@@ -1425,17 +1662,17 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
     if (!(f->recomputed = strdup(p->arr.data)))
         return LF_ERR_NOMEM;
     for (size_t r = 0, n; r < d->nreevents; r += n) {
-        lf_lead_t lead;
+        lead_row_t row = {0};
         const char *id = d->reevents[r].lead_id;
         for (n = 0;
              r + n < d->nreevents && !strcmp(d->reevents[r + n].lead_id, id);
              n++)
             d->group[n] = &d->reevents[r + n];
-        if (lf_lead_init(&lead, id))
+        if (lf_lead_init(&row.lead, id))
             return LF_ERR_NOMEM;
         /* Its history was deleted above; its row may exist. */
-        err = project_lead(p, &f->b, &lead, d->group, n, true);
-        lf_lead_clear(&lead);
+        err = project_lead(p, &f->b, &row, d->group, n, true);
+        lead_row_clear(&row);
         if (err)
             return err;
     }

@@ -16,14 +16,14 @@
 
 /** Counters over a projector's life (and of its last batch). */
 typedef struct lf_projector_stats_s {
-    uint64_t messages;      /**< messages added */
-    uint64_t events_new;    /**< distinct events stored for the first time */
-    uint64_t duplicates;    /**< events already stored (or twice in a batch) */
-    uint64_t conflicts;     /**< event_id reused with other content */
-    uint64_t dead_letters;  /**< undecodable or invalid messages */
-    uint64_t anomalies;     /**< state-machine anomalies written */
-    uint64_t recomputed;    /**< leads recomputed from their stored events */
-    uint64_t batches;       /**< transactions committed */
+    uint64_t messages;     /**< messages added */
+    uint64_t events_new;   /**< distinct events stored for the first time */
+    uint64_t duplicates;   /**< events already stored (or twice in a batch) */
+    uint64_t conflicts;    /**< event_id reused with other content */
+    uint64_t dead_letters; /**< undecodable or invalid messages */
+    uint64_t anomalies;    /**< state-machine anomalies written */
+    uint64_t recomputed;   /**< leads recomputed from their stored events */
+    uint64_t batches;      /**< transactions committed */
     uint64_t by_type[LF_EV__COUNT]; /**< new events by type */
 } lf_projector_stats_t;
 
@@ -80,6 +80,32 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
 lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
                                 const char *topic, int32_t partition,
                                 int64_t offset);
+
+/**
+ * The select list (unqualified columns of an events table) that reads a
+ * stored event back, for lf_projector_stored_event(): four columns, the
+ * flat JSON of its envelope and the payload fields the JSON mapping knows,
+ * then account_id, extra, and the payload fields it does not know (those
+ * a newer writer sent) as a JSON object or NULL. Static string, built on
+ * the first call (thread-safe). @returns NULL when out of memory.
+ */
+const char *lf_projector_stored_sql(void);
+
+/** Columns of lf_projector_stored_sql(). */
+#define LF_PROJECTOR_STORED_COLS 4
+
+/**
+ * Read the event in row @p row, columns @p col .. @p col + 3, of a result
+ * whose select list holds lf_projector_stored_sql() there, into @p ev
+ * (overwritten; the caller frees it with lf_event_clear()): the event as
+ * it was stored, account_id, extra and payload_extra included.
+ * @returns LF_OK, or LF_ERR_INVALID (the JSON mapping refuses it: the code
+ * changed incompatibly) or LF_ERR_NOMEM with the reason in errstr; @p ev
+ * is then cleared.
+ */
+lf_err_t lf_projector_stored_event(const PGresult *res, int row, int col,
+                                   lf_event_t *ev, char *errstr,
+                                   size_t errstr_size);
 
 /** lf_projector_continue_from()'s @p from when funnel.offsets holds no row
  *  for the partition (it was never written under this group). */

@@ -233,7 +233,7 @@ lf_rebuild_source_t *lf_rebuild_source_open(const char *conninfo,
         " ORDER BY occurred_at, event_id COLLATE \"C\"", ""};
     lf_rebuild_source_t *s = calloc(1, sizeof(*s));
     PGresult *res = NULL;
-    char sql[1024];
+    char sql[8192];
 
     if (!s) {
         lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
@@ -251,16 +251,17 @@ lf_rebuild_source_t *lf_rebuild_source_open(const char *conninfo,
         goto fail;
     s->total = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
-    /* The same flat JSON the projector recomputes leads from, parsed by
-     * the same code. */
+    /* Read back as the projector reads events to recompute a lead, by
+     * the same code, every field kept. */
+    if (!lf_projector_stored_sql()) {
+        lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto fail;
+    }
     snprintf(sql, sizeof(sql),
              "DECLARE lf_events NO SCROLL CURSOR FOR "
-             "SELECT (jsonb_build_object('event_id', event_id, 'lead_id', "
-             "lead_id, 'type', type, 'occurred_at', (extract(epoch FROM "
-             "occurred_at) * 1000)::int8, 'source', source, 'actor', actor) "
-             "|| payload)::text, topic, partition, \"offset\" "
+             "SELECT topic, partition, \"offset\", %s "
              "FROM funnel.events%s",
-             orders[order]);
+             lf_projector_stored_sql(), orders[order]);
     if (exec(s->conn, sql, "reading funnel.events", errstr, errstr_size))
         goto fail;
     return s;
@@ -288,24 +289,22 @@ lf_err_t lf_rebuild_source_next(lf_rebuild_source_t *s, lf_projector_t *p,
                            errstr, errstr_size)))
         return err;
     for (int r = 0; r < PQntuples(res); r++) {
-        const char *js = PQgetvalue(res, r, 0);
         char why[512];
         lf_event_t ev;
 
-        lf_event_init(&ev);
-        if (lf_json_parse_event(js, strlen(js), &ev, why, sizeof(why))) {
+        if (lf_projector_stored_event(res, r, 3, &ev, why, sizeof(why))) {
             /* It passed this parser when it came in: the code changed
              * incompatibly, and a rebuild would silently lose it. */
             err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                             "stored event at %s [%s] offset %s no longer "
                             "parses: %s",
-                            PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
-                            PQgetvalue(res, r, 3), why);
+                            PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
+                            PQgetvalue(res, r, 2), why);
             break;
         }
-        err = lf_projector_add_event(p, &ev, PQgetvalue(res, r, 1),
-                                     (int32_t)atol(PQgetvalue(res, r, 2)),
-                                     strtoll(PQgetvalue(res, r, 3), NULL, 10));
+        err = lf_projector_add_event(p, &ev, PQgetvalue(res, r, 0),
+                                     (int32_t)atol(PQgetvalue(res, r, 1)),
+                                     strtoll(PQgetvalue(res, r, 2), NULL, 10));
         lf_event_clear(&ev);
         if (err) {
             lf_seterr(err, errstr, errstr_size, "out of memory");

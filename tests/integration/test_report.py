@@ -90,6 +90,8 @@ def view_numbers(src):
         "recycle_response": RECYCLE_RESPONSE,
         "roi_channel": ROI,
         "roi_campaign": ROI,
+        "accounts_by_revenue": ["amount_minor", "won", "leads"],
+        "accounts_by_leads": ACCOUNTS,
     }
     put("stage_counts", "SELECT stage, leads, share FROM %s WHERE channel "
         "IS NULL" % src("stage_counts"), 1)
@@ -133,6 +135,12 @@ def view_numbers(src):
         "('channel', 'total')" % (", ".join(ROI), src("roi")), 1)
     put("roi_campaign", "SELECT channel, campaign, %s FROM %s WHERE grain = "
         "'campaign'" % (", ".join(ROI), src("roi")), 2)
+    # The fixture has fewer accounts than the report's top 10: all listed.
+    put("accounts_by_revenue", "SELECT a.account_id, r.key, r.value, a.won, "
+        "a.leads FROM %s a, jsonb_each_text(a.won_amount_minor) r WHERE "
+        "a.account_id IS NOT NULL" % src("accounts"), 2)
+    put("accounts_by_leads", "SELECT account_id, %s FROM %s WHERE "
+        "account_id IS NOT NULL" % (", ".join(ACCOUNTS), src("accounts")), 1)
     return out
 
 
@@ -153,6 +161,8 @@ RECYCLE_RESPONSE = ["recycles", "requalified", "requalified_30d",
 ROI = ["currency", "cost_minor", "leads", "mqls", "sqls", "won",
        "won_revenue_minor", "cost_per_lead", "cost_per_mql", "cost_per_sql",
        "cac", "roi", "missing_rates"]
+ACCOUNTS = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
+            "sales_qualified", "won"]
 
 
 def same_numbers(what, got, want):
@@ -192,6 +202,14 @@ psql("""INSERT INTO funnel_ref.campaign_costs VALUES
             ('web', '', '2024-02-01', 5000, 'GBP', NULL);
         INSERT INTO funnel_ref.fx_rates VALUES ('EUR', '2024-02-01', 1.1),
                                                ('EUR', '2024-01-01', 1.05);""")
+# Accounts for the fixture's leads (events of contract v2 would carry
+# them): two accounts, each with a won lead, and leads without one.
+psql("UPDATE funnel.leads SET account_id = CASE WHEN lead_id IN ('L01', "
+     "'L02', 'L03', 'L04', 'L05') THEN 'acme' WHEN lead_id IN ('L06', 'L07', "
+     "'L09', 'L10', 'L11') THEN 'globex' END")
+expect("fixture: both accounts won something", psql(
+    "SELECT count(*) FROM funnel.accounts WHERE won > 0 AND account_id IS "
+    "NOT NULL"), [["2"]])
 want = view_numbers(views)
 
 # ---- the command line -----------------------------------------------------
@@ -247,6 +265,8 @@ keys = {"stage_counts": ("stage", None),
         "won_revenue": ("currency", None),
         "source_performance": ("channel", "campaign"),
         "source_total": (None, None),
+        "accounts_by_revenue": ("account_id", "currency"),
+        "accounts_by_leads": ("account_id", None),
         "pipeline": ("source", "currency"),
         "flows": ("month", "stage"),
         "score_outcomes": ("model", "score_band"),
@@ -324,6 +344,15 @@ for needle in (["captured", "2", "15.4%"], ["nurture", "3", "23.1%"],
                ["won", "2", "of", "13", "leads", "(15.4%)"],
                ["EUR", "5,000.00"], ["USD", "2,500.00"]):
     expect("text has line %r" % " ".join(needle), needle in lines, True)
+for row in psql("SELECT account_id, %s FROM funnel.accounts WHERE "
+                "account_id IS NOT NULL" % ", ".join(ACCOUNTS)):
+    expect("text has the accounts line of %s" % row[0], row in lines, True)
+for row in psql("SELECT a.account_id, r.key, r.value, a.won, a.leads FROM "
+                "funnel.accounts a, jsonb_each_text(a.won_amount_minor) r "
+                "WHERE a.account_id IS NOT NULL"):
+    money = "{:,.2f}".format(int(row[2]) / 100)
+    expect("text has the revenue line of %s %s" % (row[0], row[1]),
+           [row[0], row[1], money, row[3], row[4]] in lines, True)
 
 # ---- HTML -----------------------------------------------------------------
 
@@ -373,9 +402,10 @@ for (s, k1, k2, m) in want:
             s in ("handoff_sla_by_owner", "handoff_sla_total") and
             m == "sla_met_rate") or (s == "recycle_reasons" and
                                      m == "recycles") or s in (
-            "won_revenue", "pipeline", "flows", "score_outcomes",
-            "close_reasons", "open_sla_breaches", "recycle_response",
-            "roi_channel", "roi_campaign"):
+            "won_revenue", "accounts_by_revenue", "accounts_by_leads",
+            "pipeline", "flows", "score_outcomes", "close_reasons",
+            "open_sla_breaches", "recycle_response", "roi_channel",
+            "roi_campaign"):
         required.add((s, k1, k2, m))
 
 

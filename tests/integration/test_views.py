@@ -49,8 +49,8 @@ views = [r[0] for r in rows("""
       ON n.oid = c.relnamespace
     WHERE n.nspname = 'funnel' AND c.relkind = 'v' ORDER BY 1""")]
 expect("the views", views, [
-    "close_reasons", "cohorts", "conversion", "flows", "handoff_sla",
-    "handoff_sla_by_owner", "open_sla_breaches", "pipeline",
+    "accounts", "close_reasons", "cohorts", "conversion", "flows",
+    "handoff_sla", "handoff_sla_by_owner", "open_sla_breaches", "pipeline",
     "recycle_reasons", "recycle_response", "roi", "score_outcomes",
     "source_performance", "stage_counts", "stages", "time_in_stage"])
 
@@ -336,6 +336,19 @@ expect("handoff_sla_by_owner_filtered", rows("""
 expect("source_performance_filtered total", rows("""
     SELECT leads, won FROM funnel.source_performance_filtered(
         '2024-02-01', NULL, 'web') WHERE channel IS NULL"""), [("3", "0")])
+
+# ---- accounts ---------------------------------------------------------------
+# The fixture's events carry no account: one row, the leads without one,
+# with the totals of source_performance above (13 leads, 9 MQL, 9
+# handed_off, 5 accepted, 4 SQL, 2 won).
+expect("accounts without any account", rows("""
+    SELECT account_id IS NULL, leads, marketing_qualified, handed_off,
+           sales_accepted, sales_qualified, won, won_amount_minor::text
+    FROM funnel.accounts"""), [("t", "13", "9", "9", "5", "4", "2",
+                               '{"EUR": 500000, "USD": 250000}')])
+expect("accounts_filtered", rows("""
+    SELECT leads, won FROM funnel.accounts_filtered('2024-02-01', NULL,
+                                                    'web')"""), [("3", "0")])
 
 # ---- UTC, whatever the session's zone -------------------------------------
 # At UTC+14 L12's capture (2024-01-31 23:30 UTC) is February 1st locally;

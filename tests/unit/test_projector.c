@@ -4,7 +4,9 @@
  * check the rows a user would check in funnel.events, leads,
  * stage_history, anomalies, dead_letters and offsets. */
 #include "lf_codec.h"
+#include "lf_embedded.h"
 #include "lf_projector.h"
+#include "lf_rebuild.h"
 #include "lf_test_pg.h"
 
 #include <criterion/criterion.h>
@@ -85,6 +87,17 @@ static lf_event_t event(const char *id, const char *lead, lf_event_type_t type,
         break;
     case LF_EV_RECYCLED:
         ev.u.recycled.reason = LF_RR_NOT_READY;
+        break;
+    case LF_EV_MERGED:
+        ev.u.merged.into_lead_id = strdup("L-into");
+        break;
+    case LF_EV_VOIDED:
+        ev.u.voided.voided_event_id =
+            strdup("6f1c2a3e-1b2c-4d5e-8f90-a1b2c3d4e5f6");
+        ev.u.voided.reason = strdup("test data");
+        break;
+    case LF_EV_ERASED:
+        ev.u.erased.request_id = strdup("req-1");
         break;
     default:
         break;
@@ -518,4 +531,566 @@ Test(projector, lost_connection_rolls_back_and_the_retry_commits)
         "won");
     cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
                      "10");
+}
+
+/* ---- contract v2: accounts, identity events, fields a newer writer sent - */
+
+/* An event with the v2 envelope: @p account (NULL: none), and the fields a
+ * newer writer sent, @p extra and @p payload_extra (JSON objects or NULL). */
+static lf_event_t event2(const char *id, const char *lead, lf_event_type_t type,
+                         int64_t at, const char *account, const char *extra,
+                         const char *payload_extra)
+{
+    lf_event_t ev = event(id, lead, type, at);
+
+    ev.account_id = account ? strdup(account) : NULL;
+    ev.extra = extra ? strdup(extra) : NULL;
+    ev.payload_extra = payload_extra ? strdup(payload_extra) : NULL;
+    return ev;
+}
+
+static void add2(const char *id, const char *lead, lf_event_type_t type,
+                 int64_t at, const char *account, int64_t offset)
+{
+    lf_event_t ev = event2(id, lead, type, at, account, NULL, NULL);
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, offset), LF_OK);
+}
+
+/* The funnel tables but events (no wall-clock column) as one digest. */
+static char *funnel_digest(void)
+{
+    return strdup(sql_value(
+        conn, "SELECT md5(concat_ws('|',"
+              " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+              "  ORDER BY lead_id) FROM funnel.leads l),"
+              " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+              "  FROM funnel.stage_history h),"
+              " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+              "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a)))"));
+}
+
+Test(projector, v2_fields_are_stored_every_one)
+{
+    lf_event_t ev = event2("e1", "L1", LF_EV_CAPTURED, 1000, "ACME",
+                           "{\"region\": \"eu\", \"tier\": 2}",
+                           "{\"utm\": {\"src\": \"ad\"}}");
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+    ev = event2("e2", "L1", LF_EV_SCORED, 2000, NULL, NULL, "{ }");
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 1), LF_OK);
+    flush_ok();
+
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT concat_ws('|', account_id, extra::text, "
+                        "payload::text) FROM funnel.events "
+                        "WHERE event_id = 'e1'"),
+        "ACME|{\"tier\": 2, \"region\": \"eu\"}|{\"utm\": {\"src\": \"ad\"}, "
+        "\"channel\": \"web\", \"campaign\": \"spring\"}");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id IS "
+                                     "NULL, extra IS NULL, payload::text) "
+                                     "FROM funnel.events "
+                                     "WHERE event_id = 'e2'"),
+                     "t|t|{\"model\": \"m1\", \"score\": 80, "
+                     "\"threshold\": 50}");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "stage) FROM funnel.leads"),
+                     "ACME|marketing_qualified");
+}
+
+/* A stored event read back (a recompute, a rebuild) is the event that
+ * came in, with its unknown fields apart again. */
+Test(projector, stored_event_reads_back_whole)
+{
+    lf_event_t ev = event2("e1", "L1", LF_EV_CAPTURED, 1000, "ACME",
+                           "{\"region\": \"eu\"}", "{\"utm\": \"ad\"}");
+    char sql[16384];
+    PGresult *res;
+    lf_event_t back;
+
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+    flush_ok();
+    snprintf(sql, sizeof(sql), "SELECT %s FROM funnel.events",
+             lf_projector_stored_sql());
+    res = PQexec(conn, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
+                 PQresultErrorMessage(res));
+    cr_assert_eq(
+        lf_projector_stored_event(res, 0, 0, &back, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    PQclear(res);
+    cr_expect_str_eq(back.account_id, "ACME");
+    cr_expect_str_eq(back.extra, "{\"region\": \"eu\"}");
+    cr_expect_str_eq(back.payload_extra, "{\"utm\": \"ad\"}");
+    cr_expect_str_eq(back.u.captured.channel, "web");
+    cr_expect_str_eq(back.u.captured.campaign, "spring");
+    lf_event_clear(&back);
+}
+
+/* merged, voided and erased are stored and counted, and change nothing in
+ * the funnel: no stage, no anomaly, no account, no row, no recompute, even
+ * when they come late or for a lead never captured. */
+Test(projector, identity_events_are_stored_and_change_nothing)
+{
+    char *before;
+
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "A", 0);
+    add2("e2", "L1", LF_EV_SCORED, 5000, NULL, 1);
+    flush_ok();
+    before = funnel_digest();
+
+    add2("i1", "L1", LF_EV_MERGED, 9000, "B", 2);
+    add2("i2", "L1", LF_EV_VOIDED, 500, "C", 3); /* before everything */
+    add2("i3", "L1", LF_EV_ERASED, 3000, "D", 4);
+    add2("i4", "L7", LF_EV_MERGED, 1000, "E", 5); /* never captured */
+    add2("i5", "L8", LF_EV_ERASED, 1000, NULL, 6);
+    flush_ok();
+
+    cr_expect_str_eq(funnel_digest(), before);
+    free(before);
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(concat_ws(':', event_id, type, "
+                        "account_id), ',' ORDER BY event_id) "
+                        "FROM funnel.events WHERE event_id LIKE 'i%'"),
+        "i1:merged:B,i2:voided:C,i3:erased:D,i4:merged:E,i5:erased");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.leads "
+                                     "WHERE lead_id IN ('L7', 'L8')"),
+                     "0");
+    const lf_projector_stats_t *st = lf_projector_stats(proj);
+    cr_expect_eq(st->recomputed, 0);
+    cr_expect_eq(st->events_new, 7);
+    cr_expect_eq(st->by_type[LF_EV_MERGED], 2);
+    cr_expect_eq(st->by_type[LF_EV_ERASED], 2);
+    cr_expect_eq(st->anomalies, 0);
+
+    /* A late funnel event recomputes the lead: still without them. */
+    add2("e0", "L1", LF_EV_SCORED, 800, NULL, 7);
+    flush_ok();
+    cr_expect_eq(lf_projector_stats(proj)->recomputed, 1);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "stage, last_event_id) "
+                                     "FROM funnel.leads"),
+                     "A|marketing_qualified|e2");
+}
+
+/* Shuffle @p a[0..n) with rand(). */
+static void shuffle(int *a, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = rand() % (i + 1), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+static void truncate_all(void)
+{
+    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "
+                 "funnel.anomalies, funnel.offsets");
+}
+
+/* leads.account_id is that of the lead's latest event carrying one,
+ * whatever order the events arrive in and however they are batched: a
+ * late one recomputes the lead from its stored events. */
+Test(projector, account_is_the_latest_events_whatever_the_order)
+{
+    static const struct {
+        const char *id;
+        lf_event_type_t type;
+        int64_t at;
+        const char *account;
+    } evs[] = {
+        {"e1", LF_EV_CAPTURED, 1000, "A"},   {"e2", LF_EV_SCORED, 2000, NULL},
+        {"e3", LF_EV_HANDED_OFF, 3000, "B"}, {"e4", LF_EV_ACCEPTED, 3000, "C"},
+        {"e5", LF_EV_QUALIFIED, 5000, NULL}, {"i1", LF_EV_MERGED, 6000, "Z"},
+    };
+    int n = (int)(sizeof(evs) / sizeof(*evs)), order[6];
+    char *first = NULL;
+
+    srand(17);
+    for (int round = 0; round < 12; round++) {
+        truncate_all();
+        for (int i = 0; i < n; i++)
+            order[i] = i;
+        if (round)
+            shuffle(order, n);
+        for (int k = 0; k < n; k++) {
+            int i = order[k];
+            add2(evs[i].id, "L1", evs[i].type, evs[i].at, evs[i].account, k);
+            if (rand() % 2)
+                flush_ok();
+        }
+        flush_ok();
+        /* e4 ties e3 on occurred_at and sorts after it by event_id. */
+        cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                         "stage) FROM funnel.leads"),
+                         "C|sales_qualified", "round %d", round);
+        char *d = funnel_digest();
+        if (!first)
+            first = d;
+        else {
+            cr_expect_str_eq(d, first, "round %d", round);
+            free(d);
+        }
+    }
+    free(first);
+}
+
+/* The same event_id with another account or other unknown fields is a
+ * conflict: the first stays, the other is listed. */
+Test(projector, changed_account_or_extra_is_a_conflict)
+{
+    lf_event_t ev;
+
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "A", 0);
+    add2("e2", "L1", LF_EV_SCORED, 2000, NULL, 1);
+    flush_ok();
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "A", 2); /* the same: a duplicate */
+    add2("e1", "L1", LF_EV_CAPTURED, 1000, "B", 3);
+    add2("e2", "L1", LF_EV_SCORED, 2000, "B", 4);
+    ev = event2("e1", "L1", LF_EV_CAPTURED, 1000, "A", "{\"x\": 1}", NULL);
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 5), LF_OK);
+    ev = event2("e2", "L1", LF_EV_SCORED, 2000, NULL, NULL, "{\"y\": 1}");
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 6), LF_OK);
+    flush_ok();
+
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(reason, ',' ORDER BY reason) "
+                        "FROM funnel.anomalies WHERE kind = 'conflict'"),
+        "event_id reused with different content at leads partition 0 offset "
+        "3,event_id reused with different content at leads partition 0 "
+        "offset 4,event_id reused with different content at leads "
+        "partition 0 offset 5,event_id reused with different content at "
+        "leads partition 0 offset 6");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "extra IS NULL) FROM funnel.events "
+                                     "WHERE event_id = 'e1'"),
+                     "A|t");
+    cr_expect_str_eq(sql_value(conn, "SELECT account_id FROM funnel.leads"),
+                     "A");
+}
+
+/* ---- a model of accounts, against random workloads ---------------------- */
+
+/* One event of a random workload, regenerated from here as often as it is
+ * sent (a duplicate is the same content). */
+typedef struct spec_s {
+    char id[16], lead[16];
+    lf_event_type_t type;
+    int64_t at;
+    int account; /* -1: none (a v1 event) */
+    int64_t amount;
+    const char *currency;
+    bool extras; /* fields a newer writer sent */
+} spec_t;
+
+#define M_LEADS    24
+#define M_ACCOUNTS 4
+#define M_MAX      (M_LEADS * 8)
+
+static const lf_event_type_t happy[] = {LF_EV_CAPTURED,   LF_EV_SCORED,
+                                        LF_EV_HANDED_OFF, LF_EV_ACCEPTED,
+                                        LF_EV_QUALIFIED,  LF_EV_WON};
+
+static lf_event_t from_spec(const spec_t *s)
+{
+    char acc[16];
+    lf_event_t ev;
+
+    snprintf(acc, sizeof(acc), "ACC-%d", s->account);
+    ev = event2(s->id, s->lead, s->type, s->at, s->account < 0 ? NULL : acc,
+                s->extras ? "{\"region\": \"eu\"}" : NULL,
+                s->extras ? "{\"hint\": [1, 2]}" : NULL);
+    if (s->type == LF_EV_WON) {
+        ev.u.won.amount_minor = s->amount;
+        free(ev.u.won.currency);
+        ev.u.won.currency = strdup(s->currency);
+    }
+    return ev;
+}
+
+/* Each lead walks a prefix of the happy path (so which milestones it
+ * reached does not need the state machine), events of v1 and v2 with
+ * random accounts, and an identity event now and then, whose account must
+ * count for nothing. @returns the number of specs. */
+static int workload(spec_t *w, bool identity)
+{
+    int n = 0;
+
+    for (int l = 0; l < M_LEADS; l++) {
+        int steps = 1 + rand() % 6;
+        for (int k = 0; k < steps; k++) {
+            spec_t *s = &w[n++];
+            memset(s, 0, sizeof(*s));
+            snprintf(s->id, sizeof(s->id), "e%03d-%d", l, k);
+            snprintf(s->lead, sizeof(s->lead), "L%03d", l);
+            s->type = happy[k];
+            s->at = 1700000000000 + l * 100000 + k * 1000;
+            s->account = rand() % 3 ? rand() % M_ACCOUNTS : -1;
+            s->amount = 1000 * (1 + rand() % 50);
+            s->currency = rand() % 2 ? "EUR" : "USD";
+            s->extras = rand() % 4 == 0;
+        }
+        if (identity && rand() % 3 == 0) {
+            spec_t *s = &w[n++];
+            memset(s, 0, sizeof(*s));
+            snprintf(s->id, sizeof(s->id), "i%03d", l);
+            snprintf(s->lead, sizeof(s->lead), "L%03d", l);
+            s->type = LF_EV_MERGED + rand() % 3;
+            s->at = 1700000000000 + l * 100000 + 50000; /* the latest */
+            s->account = rand() % M_ACCOUNTS;
+        }
+    }
+    return n;
+}
+
+/* The model: per lead its account and last funnel event; per account the
+ * funnel.accounts row, in the view's text, NULL account first. */
+static void model(const spec_t *w, int n, char *leads, size_t lsize,
+                  char *accounts, size_t asize)
+{
+    struct {
+        int64_t leads, reached[6], eur, usd, first, last;
+    } a[M_ACCOUNTS + 1] = {{0}};
+    size_t lo = 0, ao = 0;
+
+    leads[0] = accounts[0] = '\0';
+    for (int i = 0; i < n;) {
+        int acc = -1, steps = 0, j = i;
+        int64_t last = 0, won = 0;
+        const char *cur = NULL;
+        for (; j < n && !strcmp(w[j].lead, w[i].lead); j++) {
+            if (LF_EV_IS_IDENTITY(w[j].type))
+                continue;
+            steps++;
+            last = w[j].at; /* specs are in time order per lead */
+            if (w[j].account >= 0)
+                acc = w[j].account;
+            if (w[j].type == LF_EV_WON) {
+                won = w[j].amount;
+                cur = w[j].currency;
+            }
+        }
+        lo += (size_t)snprintf(leads + lo, lsize - lo, "%s%s|%s", lo ? "," : "",
+                               w[i].lead, acc < 0 ? "" : "");
+        if (acc >= 0)
+            lo += (size_t)snprintf(leads + lo, lsize - lo, "ACC-%d", acc);
+        int x = acc + 1;
+        if (!a[x].leads++ || w[i].at < a[x].first)
+            a[x].first = w[i].at;
+        for (int k = 1; k < steps; k++)
+            a[x].reached[k]++;
+        if (cur && !strcmp(cur, "EUR"))
+            a[x].eur += won;
+        else if (cur)
+            a[x].usd += won;
+        if (last > a[x].last)
+            a[x].last = last;
+        i = j;
+    }
+    for (int x = 0; x <= M_ACCOUNTS; x++) {
+        char acc[16] = "", money[64];
+        if (!a[x].leads)
+            continue;
+        if (x)
+            snprintf(acc, sizeof(acc), "ACC-%d", x - 1);
+        if (a[x].eur && a[x].usd)
+            snprintf(money, sizeof(money), "{\"EUR\": %lld, \"USD\": %lld}",
+                     (long long)a[x].eur, (long long)a[x].usd);
+        else if (a[x].eur || a[x].usd)
+            snprintf(money, sizeof(money), "{\"%s\": %lld}",
+                     a[x].eur ? "EUR" : "USD",
+                     (long long)(a[x].eur + a[x].usd));
+        else
+            snprintf(money, sizeof(money), "{}");
+        ao += (size_t)snprintf(
+            accounts + ao, asize - ao,
+            "%s%s|%lld|%lld|%lld|%lld|%lld|%lld|%s|%lld|%lld", ao ? "," : "",
+            acc, (long long)a[x].leads, (long long)a[x].reached[1],
+            (long long)a[x].reached[2], (long long)a[x].reached[3],
+            (long long)a[x].reached[4], (long long)a[x].reached[5], money,
+            (long long)a[x].first, (long long)a[x].last);
+    }
+}
+
+static const char *accounts_sql =
+    "SELECT coalesce(string_agg(concat_ws('|', coalesce(account_id, ''), "
+    "leads, marketing_qualified, handed_off, sales_accepted, "
+    "sales_qualified, won, won_amount_minor::text, "
+    "(extract(epoch FROM first_captured_at) * 1000)::int8, "
+    "(extract(epoch FROM last_event_at) * 1000)::int8), ',' "
+    "ORDER BY account_id NULLS FIRST), '') FROM funnel.accounts";
+
+/* Send the workload shuffled, a tenth of it twice, in random batches. */
+static void send_workload(const spec_t *w, int n)
+{
+    int order[2 * M_MAX], m = 0;
+
+    for (int i = 0; i < n; i++) {
+        order[m++] = i;
+        if (rand() % 10 == 0)
+            order[m++] = i;
+    }
+    shuffle(order, m);
+    for (int k = 0; k < m; k++) {
+        lf_event_t ev = from_spec(&w[order[k]]);
+        cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, k), LF_OK);
+        if (rand() % 7 == 0)
+            flush_ok();
+    }
+    flush_ok();
+}
+
+Test(projector, accounts_equal_an_independent_model, .timeout = 300)
+{
+    static spec_t w[M_MAX];
+    static char leads[8192], accounts[4096];
+
+    for (unsigned seed = 1; seed <= 6; seed++) {
+        srand(seed);
+        truncate_all();
+        int n = workload(w, true);
+        model(w, n, leads, sizeof(leads), accounts, sizeof(accounts));
+        send_workload(w, n);
+        cr_expect_str_eq(sql_value(conn,
+                                   "SELECT string_agg(concat_ws('|', lead_id, "
+                                   "coalesce(account_id, '')), ',' "
+                                   "ORDER BY lead_id) FROM funnel.leads"),
+                         leads, "seed %u", seed);
+        cr_expect_str_eq(sql_value(conn, accounts_sql), accounts, "seed %u",
+                         seed);
+        cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                         "funnel.anomalies"),
+                         "0", "seed %u", seed);
+    }
+}
+
+/* Every row of the funnel tables of @p schema (no wall-clock column), as
+ * one digest. */
+static char *schema_digest(const char *schema)
+{
+    char sql[2048];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT md5(concat_ws('|',"
+             " (SELECT string_agg((to_jsonb(e) - 'received_at')::text, ','"
+             "  ORDER BY event_id) FROM %s.events e),"
+             " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+             "  ORDER BY lead_id) FROM %s.leads l),"
+             " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+             "  FROM %s.stage_history h),"
+             " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+             "  ORDER BY event_id, kind, reason) FROM %s.anomalies a)))",
+             schema, schema, schema, schema);
+    return strdup(sql_value(conn, sql));
+}
+
+/* leadflow-replay rebuild --from-db, without the program: the twin equals
+ * the live tables, v2 rows, identity events and unknown fields included. */
+Test(projector, rebuild_from_db_equals_live_with_v2_rows, .timeout = 300)
+{
+    static spec_t w[M_MAX];
+    lf_rebuild_source_t *src;
+    lf_projector_t *p;
+    size_t added;
+    char *live, *twin;
+
+    srand(99);
+    send_workload(w, workload(w, true));
+    cr_assert_eq(
+        lf_rebuild_create(conn, "rb", false, "from-db", errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    src = lf_rebuild_source_open("", LF_REBUILD_ORDER_NONE, errstr,
+                                 sizeof(errstr));
+    cr_assert_not_null(src, "%s", errstr);
+    cr_assert_not_null(p = lf_projector_new("rb", NULL, errstr, 512));
+    do {
+        cr_assert_eq(
+            lf_rebuild_source_next(src, p, 37, &added, errstr, sizeof(errstr)),
+            LF_OK, "%s", errstr);
+        cr_assert_eq(lf_projector_flush(p, conn, NULL, errstr, sizeof(errstr)),
+                     LF_OK, "%s", errstr);
+    } while (added);
+    lf_projector_destroy(p);
+    lf_rebuild_source_close(src);
+    live = schema_digest("funnel");
+    twin = schema_digest("rb");
+    cr_expect_str_eq(twin, live);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM rb.events WHERE "
+                                     "extra IS NOT NULL AND payload ? 'hint'"),
+                     sql_value(conn, "SELECT count(*) FROM funnel.events "
+                                     "WHERE extra IS NOT NULL"));
+    free(live);
+    free(twin);
+}
+
+/* A database built by the release before contract v2 (migrations up to
+ * 005, with rows) migrates in place: its rows stay, the new columns are
+ * NULL, and the projector carries on with v2 events on it. */
+Test(projector, database_of_the_previous_release_migrates_in_place)
+{
+    char *before;
+
+    sql_ok(conn, "DROP SCHEMA funnel CASCADE");
+    sql_ok(conn, "CREATE SCHEMA funnel; CREATE TABLE funnel.schema_migrations"
+                 " (name text PRIMARY KEY,"
+                 "  applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const lf_migration_t *m = lf_embedded_migrations; m->name; m++) {
+        char rec[256];
+        if (strcmp(m->name, "006") >= 0)
+            break;
+        sql_ok(conn, m->sql);
+        snprintf(rec, sizeof(rec),
+                 "INSERT INTO funnel.schema_migrations VALUES ('%s')", m->name);
+        sql_ok(conn, rec);
+    }
+    sql_ok(conn,
+           "INSERT INTO funnel.events (event_id, lead_id, type, occurred_at, "
+           "source, payload, topic, partition, \"offset\") VALUES "
+           "('e1', 'L1', 'captured', 'epoch'::timestamptz + interval '1s', "
+           "'crm', '{\"channel\": \"web\", \"campaign\": \"spring\"}', "
+           "'leads', 0, 0); "
+           "INSERT INTO funnel.leads (lead_id, stage, stage_entered_at, "
+           "cycle, channel, campaign, captured_at, last_event_at, "
+           "last_event_id, stage_entered_by, visits) VALUES ('L1', "
+           "'captured', 'epoch'::timestamptz + interval '1s', 1, 'web', "
+           "'spring', 'epoch'::timestamptz + interval '1s', "
+           "'epoch'::timestamptz + interval '1s', 'e1', 'e1', 1); "
+           "INSERT INTO funnel.stage_history (lead_id, visit, cycle, stage, "
+           "entered_at, entered_by) VALUES ('L1', 1, 1, 'captured', "
+           "'epoch'::timestamptz + interval '1s', 'e1')");
+    before = strdup(sql_value(
+        conn, "SELECT concat_ws('|', (SELECT string_agg((to_jsonb(e) - "
+              "'received_at')::text, ',') FROM funnel.events e), "
+              "(SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ',') "
+              "FROM funnel.leads l))"));
+    cr_assert_eq(lf_pg_migrate(conn, NULL, errstr, sizeof(errstr)), LF_OK, "%s",
+                 errstr);
+    cr_expect_str_eq(
+        sql_value(conn,
+                  "SELECT concat_ws('|', (SELECT string_agg((to_jsonb(e) - "
+                  "'received_at' - 'account_id' - 'extra')::text, ',') FROM "
+                  "funnel.events e), (SELECT string_agg((to_jsonb(l) - "
+                  "'updated_at' - 'account_id')::text, ',') FROM "
+                  "funnel.leads l))"),
+        before);
+    free(before);
+    cr_expect_str_eq(sql_value(conn, "SELECT (SELECT count(*) FROM "
+                                     "funnel.events WHERE account_id IS NULL "
+                                     "AND extra IS NULL) + (SELECT count(*) "
+                                     "FROM funnel.leads WHERE account_id IS "
+                                     "NULL)"),
+                     "2");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                     "funnel.schema_migrations WHERE name "
+                                     "LIKE '006%'"),
+                     "1");
+    add2("e2", "L1", LF_EV_SCORED, 2000, "ACME", 1);
+    flush_ok();
+    cr_expect_eq(lf_projector_stats(proj)->recomputed, 0);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "stage, visits) FROM funnel.leads"),
+                     "ACME|marketing_qualified|2");
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', account_id, "
+                                     "leads, marketing_qualified) FROM "
+                                     "funnel.accounts"),
+                     "ACME|1|1");
 }

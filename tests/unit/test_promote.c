@@ -48,7 +48,7 @@ Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
     lf_diff_t d;
     int calls = 0;
 
-    snprintf(views, sizeof(views), "%s",
+    snprintf(views, sizeof(views), "%.31s",
              sql_value(conn, "SELECT count(*) FROM pg_views WHERE "
                              "schemaname = 'funnel'"));
     sql_ok(conn, "UPDATE rb.offsets SET next_offset = 7");

@@ -48,13 +48,15 @@ COMMENT ON COLUMN funnel.leads.opportunity_currency IS
 
 -- ---- reference data ----------------------------------------------------
 
+-- A database whose funnel schema was dropped and migrated again keeps its
+-- reference data: funnel_ref and its tables are made only when missing.
 CREATE SCHEMA IF NOT EXISTS funnel_ref;
 COMMENT ON SCHEMA funnel_ref IS
     'leadflow reference data entered by marketing operations (campaign '
     'costs, exchange rates, the reporting currency); never rebuilt or '
     'promoted away.';
 
-CREATE TABLE funnel_ref.campaign_costs (
+CREATE TABLE IF NOT EXISTS funnel_ref.campaign_costs (
     channel      text NOT NULL,
     campaign     text NOT NULL DEFAULT '',
     month        date NOT NULL,
@@ -83,7 +85,7 @@ COMMENT ON COLUMN funnel_ref.campaign_costs.currency IS
     'ISO 4217 code of amount_minor: three upper-case letters.';
 COMMENT ON COLUMN funnel_ref.campaign_costs.note IS 'Free text.';
 
-CREATE TABLE funnel_ref.fx_rates (
+CREATE TABLE IF NOT EXISTS funnel_ref.fx_rates (
     currency text NOT NULL,
     month    date NOT NULL,
     rate     numeric NOT NULL,
@@ -103,14 +105,14 @@ COMMENT ON COLUMN funnel_ref.fx_rates.month IS
 COMMENT ON COLUMN funnel_ref.fx_rates.rate IS
     'Units of the reporting currency per unit of currency, > 0.';
 
-CREATE TABLE funnel_ref.settings (
+CREATE TABLE IF NOT EXISTS funnel_ref.settings (
     id                 boolean PRIMARY KEY DEFAULT true,
     reporting_currency text NOT NULL DEFAULT 'USD',
     CONSTRAINT settings_one_row_check CHECK (id),
     CONSTRAINT settings_currency_check
         CHECK (reporting_currency ~ '^[A-Z]{3}$')
 );
-INSERT INTO funnel_ref.settings DEFAULT VALUES;
+INSERT INTO funnel_ref.settings DEFAULT VALUES ON CONFLICT DO NOTHING;
 COMMENT ON TABLE funnel_ref.settings IS
     'One row of settings for the money views.';
 COMMENT ON COLUMN funnel_ref.settings.id IS

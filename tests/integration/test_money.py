@@ -564,4 +564,13 @@ expect("analyst still reads funnel.roi after promote", rows(
     "SELECT leads FROM funnel.roi WHERE grain = 'total'", user="alice"),
     [("13",)])
 
+# A funnel schema dropped and migrated again: the reference data stays.
+psql("DROP SCHEMA funnel CASCADE")
+migrate()
+expect("funnel_ref kept when funnel is migrated again", rows(
+    "SELECT (SELECT count(*) FROM funnel_ref.campaign_costs), "
+    "(SELECT count(*) FROM funnel_ref.settings), "
+    "(SELECT cost_minor FROM funnel.roi WHERE grain = 'total')"),
+    [("5", "1", "35000")])
+
 print("ok   test_money: %d checks" % checks)

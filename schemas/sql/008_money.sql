@@ -827,3 +827,112 @@ COMMENT ON COLUMN funnel.roi.missing_rates IS
 -- The analysts' EXECUTE on the functions above comes from the default
 -- privileges of 003_roles.sql (they are in funnel); the projector needs
 -- nothing of funnel_ref.
+
+-- ---- accounts: revenue in the reporting currency -------------------------
+
+-- funnel.accounts (006_contract_v2.sql) gains three columns at its end, so
+-- it is made again: its earlier columns, their meaning and comments are
+-- those of 006.
+DROP VIEW funnel.accounts;
+DROP FUNCTION funnel.accounts_filtered(date, date, text);
+
+CREATE FUNCTION funnel.accounts_filtered(captured_from date DEFAULT NULL,
+                                         captured_to date DEFAULT NULL,
+                                         only_channel text DEFAULT NULL)
+RETURNS TABLE (account_id text, leads bigint, marketing_qualified bigint,
+               handed_off bigint, sales_accepted bigint,
+               sales_qualified bigint, won bigint, won_amount_minor jsonb,
+               first_captured_at timestamptz, last_event_at timestamptz,
+               won_revenue_reporting_minor bigint,
+               avg_won_revenue_per_account_minor numeric,
+               missing_rates bigint)
+LANGUAGE sql STABLE AS $$
+    WITH scoped AS (
+        SELECT s.*, s.won_amount_minor * funnel.fx_rate(
+                   s.currency, (s.won_at AT TIME ZONE 'UTC')::date)
+                   AS converted
+        FROM funnel.leads_in_scope($1, $2, $3) AS s
+    ), counted AS (
+        SELECT s.account_id, count(*) AS leads,
+               count(s.first_marketing_qualified_at) AS marketing_qualified,
+               count(s.first_handed_off_at) AS handed_off,
+               count(s.first_sales_accepted_at) AS sales_accepted,
+               count(s.first_sales_qualified_at) AS sales_qualified,
+               count(s.won_at) AS won,
+               min(s.captured_at) AS first_captured_at,
+               max(s.last_event_at) AS last_event_at,
+               coalesce(round(sum(s.converted) FILTER (
+                   WHERE s.won_at IS NOT NULL)), 0)::bigint AS reporting,
+               count(*) FILTER (WHERE s.won_at IS NOT NULL
+                                  AND s.won_amount_minor IS NOT NULL
+                                  AND s.converted IS NULL) AS missing
+        FROM scoped AS s
+        GROUP BY s.account_id
+    ), per_currency AS (
+        SELECT s.account_id, s.currency, sum(s.won_amount_minor) AS amount
+        FROM scoped AS s
+        WHERE s.won_at IS NOT NULL AND s.currency IS NOT NULL
+        GROUP BY s.account_id, s.currency
+    ), revenue AS (
+        SELECT p.account_id, jsonb_object_agg(p.currency, p.amount) AS amounts
+        FROM per_currency AS p
+        GROUP BY p.account_id
+    )
+    SELECT c.account_id, c.leads, c.marketing_qualified, c.handed_off,
+           c.sales_accepted, c.sales_qualified, c.won,
+           coalesce(r.amounts, '{}'::jsonb), c.first_captured_at,
+           c.last_event_at, c.reporting,
+           round(avg(c.reporting) FILTER (
+                     WHERE c.account_id IS NOT NULL AND c.won > 0) OVER ()),
+           c.missing
+    FROM counted AS c
+    LEFT JOIN revenue AS r
+        ON r.account_id IS NOT DISTINCT FROM c.account_id
+$$;
+COMMENT ON FUNCTION funnel.accounts_filtered(date, date, text) IS
+    'funnel.accounts for the leads of funnel.leads_in_scope(captured_from, '
+    'captured_to, only_channel).';
+
+CREATE VIEW funnel.accounts AS
+SELECT * FROM funnel.accounts_filtered(NULL, NULL, NULL);
+
+COMMENT ON VIEW funnel.accounts IS
+    'Per account (funnel.leads.account_id): leads, how many ever reached '
+    'each milestone of the happy path, won revenue per currency, first '
+    'capture and latest event. One row per account, so its counts can be '
+    'summed; the row with account_id NULL holds the leads no event gave an '
+    'account.';
+COMMENT ON COLUMN funnel.accounts.account_id IS
+    'The account; NULL for the leads without one.';
+COMMENT ON COLUMN funnel.accounts.leads IS 'Leads captured.';
+COMMENT ON COLUMN funnel.accounts.marketing_qualified IS
+    'Leads that ever became marketing qualified (MQLs).';
+COMMENT ON COLUMN funnel.accounts.handed_off IS
+    'Leads ever handed off to sales.';
+COMMENT ON COLUMN funnel.accounts.sales_accepted IS
+    'Leads ever accepted by sales.';
+COMMENT ON COLUMN funnel.accounts.sales_qualified IS
+    'Leads ever sales qualified (SQLs).';
+COMMENT ON COLUMN funnel.accounts.won IS 'Leads won.';
+COMMENT ON COLUMN funnel.accounts.won_amount_minor IS
+    'Won revenue per currency in minor units (cents), as a JSON object '
+    '{"EUR": 1250000, ...}; {} when nothing was won. An object rather than '
+    'a row per currency keeps one row per account, so a BI tool that sums '
+    'leads or won never counts an account twice; expand it with '
+    'jsonb_each_text(), as for funnel.source_performance.';
+COMMENT ON COLUMN funnel.accounts.first_captured_at IS
+    'When the account''s first lead was captured.';
+COMMENT ON COLUMN funnel.accounts.last_event_at IS
+    'occurred_at of the latest event of any of the account''s leads.';
+COMMENT ON COLUMN funnel.accounts.won_revenue_reporting_minor IS
+    'Revenue of the account: its won amounts converted to the reporting '
+    'currency at the month of won_at, minor units; 0 when nothing was won. '
+    'Amounts without a rate are left out and counted in missing_rates.';
+COMMENT ON COLUMN funnel.accounts.avg_won_revenue_per_account_minor IS
+    'Average won revenue per account: the mean of '
+    'won_revenue_reporting_minor over the accounts (account_id set) that '
+    'won at least one lead, in the reporting currency, minor units; the '
+    'same in every row.';
+COMMENT ON COLUMN funnel.accounts.missing_rates IS
+    'Won amounts of the account left out of won_revenue_reporting_minor '
+    'for want of a rate in funnel_ref.fx_rates.';

@@ -538,6 +538,33 @@ expect("roi in EUR", rows("""
 psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
      user="mops")
 
+# ---- accounts: revenue in the reporting currency ---------------------------
+# M03 (won EUR 700.00 in March: 77000 USD) is acme's, M10 (won USD 900.00)
+# initech's, M01 (not won) globex's. The average per account is over the
+# accounts that won: (77000 + 90000) / 2.
+psql("""UPDATE funnel.leads SET account_id = CASE lead_id WHEN 'M03' THEN
+        'acme' WHEN 'M10' THEN 'initech' WHEN 'M01' THEN 'globex' END""")
+ACCOUNTS_SQL = """
+    SELECT account_id, won, won_revenue_reporting_minor,
+           avg_won_revenue_per_account_minor, missing_rates
+    FROM funnel.accounts ORDER BY account_id NULLS LAST"""
+expect("accounts in USD", rows(ACCOUNTS_SQL), [
+    ("acme", "1", "77000", "83500", "0"),
+    ("globex", "0", "0", "83500", "0"),
+    ("initech", "1", "90000", "83500", "0"),
+    (None, "0", "0", "83500", "0")])
+# In EUR: acme's EUR at rate 1, initech's USD has no rate (missing).
+psql("UPDATE funnel_ref.settings SET reporting_currency = 'EUR'",
+     user="mops")
+expect("accounts in EUR", rows(ACCOUNTS_SQL), [
+    ("acme", "1", "70000", "35000", "0"),
+    ("globex", "0", "0", "35000", "0"),
+    ("initech", "1", "0", "35000", "1"),
+    (None, "0", "0", "35000", "0")])
+psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
+     user="mops")
+psql("UPDATE funnel.leads SET account_id = NULL")
+
 # ---- funnel_ref survives a rebuild and promote of funnel --------------------
 before = rows("SELECT * FROM funnel.roi ORDER BY 1, 2, 3, 4")
 p = subprocess.run([os.path.join(BIN, "leadflow-replay"), "rebuild",

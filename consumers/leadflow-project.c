@@ -532,7 +532,9 @@ static int start_store(app_t *app)
         .hooks = {on_committed, on_db, on_waiting, app},
         .definition = app->def,
     };
-    if (!(app->lanes = lf_lanes_new(&lc, errstr, sizeof(errstr)))) {
+    if (!(app->lanes = lf_lanes_new(&lc, errstr, sizeof(errstr))) ||
+        lf_metrics_watch_sla(app->metrics, app->conninfo, 30, errstr,
+                             sizeof(errstr))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
         return LF_EX_SOFTWARE;
     }

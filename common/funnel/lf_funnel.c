@@ -70,6 +70,8 @@ void lf_lead_clear(lf_lead_t *lead)
     free(lead->channel);
     free(lead->campaign);
     free(lead->currency);
+    free(lead->opportunity_id);
+    free(lead->opportunity_currency);
     free(lead->last_event_id);
     memset(lead, 0, sizeof(*lead));
 }
@@ -195,6 +197,8 @@ static lf_err_t enter(const lf_definition_t *def, lf_lead_t *lead,
 /* The fields an accepted event sets, whether or not it moves the lead. */
 static lf_err_t take_fields(lf_lead_t *lead, const lf_event_t *ev)
 {
+    lf_err_t err;
+
     switch (ev->type) {
     case LF_EV_SCORED:
         lead->has_score = true;
@@ -204,6 +208,13 @@ static lf_err_t take_fields(lf_lead_t *lead, const lf_event_t *ev)
         return set_str(&lead->owner, ev->u.handed_off.owner);
     case LF_EV_ACCEPTED:
         return set_str(&lead->owner, ev->u.accepted.owner);
+    case LF_EV_QUALIFIED:
+        lead->has_opportunity_amount = true;
+        lead->opportunity_amount_minor = ev->u.qualified.amount_minor;
+        if ((err = set_str(&lead->opportunity_id,
+                           ev->u.qualified.opportunity_id)))
+            return err;
+        return set_str(&lead->opportunity_currency, ev->u.qualified.currency);
     case LF_EV_WON:
         lead->has_won_amount = true;
         lead->won_amount_minor = ev->u.won.amount_minor;

@@ -57,6 +57,12 @@ typedef struct lf_lead_s {
     bool has_won_amount;
     int64_t won_amount_minor;
     char *currency;
+    /** The opportunity of the latest applied qualified event; NULL/false
+     *  before one. */
+    char *opportunity_id;
+    bool has_opportunity_amount;
+    int64_t opportunity_amount_minor;
+    char *opportunity_currency;
     int64_t last_event_at; /**< latest occurred_at of any event */
     char *last_event_id;   /**< its event_id (ties broken by event_id) */
 } lf_lead_t;

@@ -6,6 +6,8 @@
 #include "lf_log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <libpq-fe.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* Upper bounds of the batch duration histogram, in seconds: from a small
  * batch on a local database to a large one on a busy remote server. */
@@ -28,6 +31,26 @@ typedef struct part_s {
     int64_t stored; /* next offset in funnel.offsets; <0 none yet */
     int64_t lo, hi; /* watermarks from librdkafka's cache; <0 unknown */
 } part_t;
+
+/* Open SLA breaches of one owner ("" for handoffs without one). */
+typedef struct sla_owner_s {
+    char *owner;
+    long open;
+} sla_owner_t;
+
+/* The thread reading funnel.open_sla_breaches. Its fields other than
+ * owners/refreshed_ms are its own; stop is set under the metrics lock. */
+typedef struct sla_watch_s {
+    pthread_t thread;
+    bool running; /* the thread was started (join it) */
+    bool stop;
+    pthread_cond_t wake; /* with the metrics lock: stop now */
+    char *conninfo;
+    int interval_s;
+    sla_owner_t *owners; /* every owner seen so far, by the lock */
+    size_t nowners;
+    int64_t refreshed_ms; /* wall clock of the last good read; 0 none */
+} sla_watch_t;
 
 struct lf_metrics_s {
     pthread_mutex_t lock; /* guards everything below for the HTTP thread */
@@ -44,6 +67,7 @@ struct lf_metrics_s {
     uint64_t hist[NBUCKETS + 1]; /* per bucket, not cumulative; last +Inf */
     double hist_sum;
     uint64_t hist_count;
+    sla_watch_t sla;
 };
 
 static void parts_clear(lf_metrics_t *m)
@@ -154,6 +178,157 @@ void lf_metrics_refresh(lf_metrics_t *m, rd_kafka_t *rk,
     pthread_mutex_unlock(&m->lock);
 }
 
+/* ---- open SLA breaches (the watcher's thread) ------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Per owner, from the view. A short statement timeout: a slow read only
+ * delays the next one, it never holds anything else. */
+static const char *sla_sql =
+    "SELECT coalesce(owner, ''), count(*) FROM funnel.open_sla_breaches "
+    "GROUP BY 1 ORDER BY 1";
+
+/* Put @p res (sla_sql's rows) into the owners under the lock: every owner
+ * seen before goes to 0 unless the read names it. @returns false if out
+ * of memory (the values then stay as they were). */
+static bool sla_store(lf_metrics_t *m, const PGresult *res)
+{
+    sla_watch_t *w = &m->sla;
+    size_t n = (size_t)PQntuples(res), cap = w->nowners + n;
+    sla_owner_t *all = calloc(cap ? cap : 1, sizeof(*all));
+    size_t k = 0;
+    bool ok = all != NULL;
+
+    for (size_t i = 0; ok && i < w->nowners; i++)
+        all[k++] = (sla_owner_t){w->owners[i].owner, 0};
+    for (size_t r = 0; ok && r < n; r++) {
+        const char *o = PQgetvalue(res, (int)r, 0);
+        size_t j = 0;
+        while (j < k && strcmp(all[j].owner, o))
+            j++;
+        if (j == k && !(all[k++].owner = strdup(o)))
+            ok = false;
+        else
+            all[j].open = strtol(PQgetvalue(res, (int)r, 1), NULL, 10);
+    }
+    if (!ok) {
+        for (size_t i = w->nowners; i < k; i++)
+            free(all[i].owner);
+        free(all);
+        return false;
+    }
+    pthread_mutex_lock(&m->lock);
+    free(w->owners); /* the strings moved into all */
+    w->owners = all;
+    w->nowners = k;
+    w->refreshed_ms = wall_ms();
+    pthread_mutex_unlock(&m->lock);
+    return true;
+}
+
+/* One read, connecting first if needed. @p conn is the thread's. */
+static void sla_read(lf_metrics_t *m, PGconn **conn)
+{
+    const char *keys[] = {"dbname", "connect_timeout", "options",
+                          "application_name", NULL};
+    const char *vals[] = {m->sla.conninfo, "5",
+                          "-c statement_timeout=10000 "
+                          "-c default_transaction_read_only=on",
+                          "leadflow-project-sla", NULL};
+    PGresult *res;
+    char q[600];
+
+    if (*conn && PQstatus(*conn) != CONNECTION_OK) {
+        PQfinish(*conn);
+        *conn = NULL;
+    }
+    if (!*conn)
+        *conn = PQconnectdbParams(keys, vals, 1);
+    if (!*conn || PQstatus(*conn) != CONNECTION_OK) {
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"open SLA breaches: cannot connect\" "
+               "error=%s",
+               lf_log_quote(*conn ? PQerrorMessage(*conn) : "out of memory", q,
+                            sizeof(q)));
+        return;
+    }
+    res = PQexec(*conn, sla_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"open SLA breaches: read failed\" "
+               "error=%s",
+               lf_log_quote(PQerrorMessage(*conn), q, sizeof(q)));
+    else if (!sla_store(m, res))
+        LF_LOG(LF_LOG_WARNING, "msg=\"open SLA breaches: out of memory\"");
+    PQclear(res);
+}
+
+static void *sla_main(void *arg)
+{
+    lf_metrics_t *m = arg;
+    PGconn *conn = NULL;
+
+    pthread_mutex_lock(&m->lock);
+    while (!m->sla.stop) {
+        pthread_mutex_unlock(&m->lock);
+        sla_read(m, &conn);
+        pthread_mutex_lock(&m->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += m->sla.interval_s;
+        while (!m->sla.stop && pthread_cond_timedwait(&m->sla.wake, &m->lock,
+                                                      &until) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&m->lock);
+    PQfinish(conn);
+    return NULL;
+}
+
+lf_err_t lf_metrics_watch_sla(lf_metrics_t *m, const char *conninfo,
+                              int interval_s, char *errstr, size_t errstr_size)
+{
+    if (!m)
+        return LF_OK;
+    if (m->sla.running || interval_s < 1)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "open SLA breaches: already watched, or an "
+                         "interval under 1 s");
+    if (!(m->sla.conninfo = strdup(conninfo ? conninfo : "")))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    m->sla.interval_s = interval_s;
+    pthread_cond_init(&m->sla.wake, NULL);
+    if (pthread_create(&m->sla.thread, NULL, sla_main, m)) {
+        pthread_cond_destroy(&m->sla.wake);
+        return lf_seterr(LF_ERR_IO, errstr, errstr_size,
+                         "open SLA breaches: cannot start a thread");
+    }
+    m->sla.running = true;
+    return LF_OK;
+}
+
+/* Stop the watcher (a read in progress finishes first) and free it. */
+static void sla_destroy(lf_metrics_t *m)
+{
+    if (m->sla.running) {
+        pthread_mutex_lock(&m->lock);
+        m->sla.stop = true;
+        pthread_cond_signal(&m->sla.wake);
+        pthread_mutex_unlock(&m->lock);
+        pthread_join(m->sla.thread, NULL);
+        pthread_cond_destroy(&m->sla.wake);
+    }
+    for (size_t i = 0; i < m->sla.nowners; i++)
+        free(m->sla.owners[i].owner);
+    free(m->sla.owners);
+    free(m->sla.conninfo);
+}
+
 /* ---- rendering ------------------------------------------------------- */
 
 /* A label value: backslash, double quote and newline escaped. */
@@ -253,6 +428,27 @@ static void put_histogram(FILE *f, const lf_metrics_t *m)
             (unsigned long long)m->hist_count);
 }
 
+/* The watcher's values, when it runs; none before its first read. */
+static void put_sla(FILE *f, const lf_metrics_t *m)
+{
+    const sla_watch_t *w = &m->sla;
+
+    if (!w->running)
+        return;
+    put_head(f, "leadflow_sla_breaches_open", "gauge",
+             "Handoffs breaching their SLA now (funnel.open_sla_breaches), "
+             "per sales owner; read at most every 30 s.");
+    for (size_t i = 0; w->refreshed_ms && i < w->nowners; i++) {
+        fputs("leadflow_sla_breaches_open{owner=\"", f);
+        put_label(f, w->owners[i].owner);
+        fprintf(f, "\"} %ld\n", w->owners[i].open);
+    }
+    put_gauge(f, "leadflow_sla_breaches_refreshed_timestamp_seconds",
+              "Unix time of the last read of funnel.open_sla_breaches "
+              "(0: none yet).",
+              (double)w->refreshed_ms / 1000.0);
+}
+
 /* Everything, under the lock. */
 static void put_all(FILE *f, const lf_metrics_t *m)
 {
@@ -318,6 +514,7 @@ static void put_all(FILE *f, const lf_metrics_t *m)
     put_parts(f, m, "leadflow_partition_high_watermark",
               "The partition's end offset, as last seen by the consumer.",
               PART_HIGH);
+    put_sla(f, m);
 }
 
 char *lf_metrics_render(lf_metrics_t *m, size_t *len)
@@ -553,6 +750,7 @@ void lf_metrics_destroy(lf_metrics_t *m)
         return;
     if (m->mhd)
         MHD_stop_daemon(m->mhd);
+    sla_destroy(m);
     parts_clear(m);
     free(m->parts);
     pthread_mutex_destroy(&m->lock);

@@ -71,6 +71,20 @@ void lf_metrics_refresh(lf_metrics_t *m, rd_kafka_t *rk,
                         const lf_projector_stats_t *stats, uint64_t pg_retries);
 
 /**
+ * Also serve leadflow_sla_breaches_open{owner}: the rows of
+ * funnel.open_sla_breaches per owner, read by a thread of its own on its
+ * own connection to @p conninfo (copied), at most every @p interval_s
+ * seconds. A scrape shows the latest successful read (nothing before the
+ * first one) and never waits for PostgreSQL; an owner whose breaches are
+ * all gone shows 0. A failed read is logged and retried at the next
+ * interval. Call once, from the projector's thread; the thread stops in
+ * lf_metrics_destroy(). @returns LF_OK, LF_ERR_INVALID if already started,
+ * LF_ERR_NOMEM, or LF_ERR_IO if the thread cannot start.
+ */
+lf_err_t lf_metrics_watch_sla(lf_metrics_t *m, const char *conninfo,
+                              int interval_s, char *errstr, size_t errstr_size);
+
+/**
  * The Prometheus text exposition (format 0.0.4) of the current values.
  * @returns a NUL-terminated string to free(), its length in *@p len (may
  * be NULL), or NULL if out of memory.

@@ -31,6 +31,14 @@ typedef enum section_e {
     SEC_REVENUE,
     SEC_SOURCES,
     SEC_SOURCE_TOTAL,
+    SEC_PIPELINE,
+    SEC_FLOWS,
+    SEC_SCORES,
+    SEC_CLOSE,
+    SEC_BREACHES,
+    SEC_RECYCLE_RESPONSE,
+    SEC_ROI_CHANNEL,
+    SEC_ROI_CAMPAIGN,
     SEC_ACCOUNTS_REVENUE,
     SEC_ACCOUNTS_LEADS,
     SEC__COUNT
@@ -100,6 +108,56 @@ static const struct section_def_s {
                           " sales_accepted, sales_qualified, won, won_rate"
                           " FROM funnel.source_performance_filtered" ARGS
                           " WHERE channel IS NULL"},
+    /* The money views (schemas/sql/008_money.sql). A pipeline row is keyed
+     * by "owner / channel / campaign" ("-" for none) and its currency; the
+     * total rows per currency have no first key. */
+    [SEC_PIPELINE] = {"pipeline", 2,
+                      "SELECT CASE WHEN channel IS NOT NULL THEN"
+                      " concat_ws(' / ', coalesce(owner, '-'), channel,"
+                      " coalesce(campaign, '-')) END AS source, currency,"
+                      " open_opportunities, open_amount_minor, won,"
+                      " won_amount_minor"
+                      " FROM funnel.pipeline_filtered" ARGS
+                      " ORDER BY channel IS NULL, source, currency"},
+    [SEC_FLOWS] = {"flows", 2,
+                   "SELECT period_start AS month, stage, entered, exited,"
+                   " open_at_end FROM funnel.flows_filtered" ARGS
+                   " ORDER BY period_start, stage_order"},
+    [SEC_SCORES] = {"score_outcomes", 2,
+                    "SELECT model, score_band, threshold, leads,"
+                    " below_threshold, marketing_qualified, handed_off,"
+                    " sales_accepted, sales_qualified, won, nurture,"
+                    " disqualified, acceptance_rate, won_rate"
+                    " FROM funnel.score_outcomes_filtered" ARGS
+                    " ORDER BY model NULLS LAST, score_band"},
+    [SEC_CLOSE] = {"close_reasons", 2,
+                   "SELECT kind, reason, closes, share"
+                   " FROM funnel.close_reasons_filtered" ARGS
+                   " WHERE breakdown = 'reason'"
+                   " ORDER BY kind, closes DESC, reason"},
+    [SEC_BREACHES] = {"open_sla_breaches", 2,
+                      "SELECT lead_id, owner, sla_hours, hours_overdue"
+                      " FROM funnel.open_sla_breaches_filtered" ARGS
+                      " LIMIT 50"},
+    [SEC_RECYCLE_RESPONSE] = {"recycle_response", 1,
+                              "SELECT reason, recycles, requalified,"
+                              " requalified_30d, requalified_90d,"
+                              " requalified_30d_rate, requalified_90d_rate,"
+                              " median_hours_to_requalify, won_later"
+                              " FROM funnel.recycle_response_filtered" ARGS
+                              " ORDER BY reason IS NULL, recycles DESC,"
+                              " reason"},
+#define ROI_COLS                                                               \
+    " currency, cost_minor, leads, mqls, sqls, won, won_revenue_minor,"        \
+    " cost_per_lead, cost_per_mql, cost_per_sql, cac, roi, missing_rates"      \
+    " FROM funnel.roi_filtered" ARGS
+    [SEC_ROI_CHANNEL] = {"roi_channel", 1,
+                         "SELECT channel," ROI_COLS
+                         " WHERE grain IN ('channel', 'total')"
+                         " ORDER BY channel NULLS LAST"},
+    [SEC_ROI_CAMPAIGN] = {"roi_campaign", 2,
+                          "SELECT channel, campaign," ROI_COLS
+                          " WHERE grain = 'campaign' ORDER BY 1, 2"},
     /* The accounts (funnel.accounts): the top ones by won revenue, per
      * currency (amounts in two currencies do not add up), and by leads;
      * the leads without an account are not an account. */
@@ -610,6 +668,81 @@ static void text_definition(const lf_report_t *rep, FILE *fp)
             PQgetvalue(rep->def, 0, 2));
 }
 
+/* How a metric column reads: rates, shares and ROI as percentages, hours
+ * with their unit, the rest as the view wrote it. */
+static shape_t col_shape(const char *col)
+{
+    size_t n = strlen(col);
+    if (!strcmp(col, "share") || !strcmp(col, "roi") ||
+        (n > 5 && !strcmp(col + n - 5, "_rate")))
+        return SHOW_PCT;
+    if (strstr(col, "hours") && strcmp(col, "sla_hours"))
+        return SHOW_HOURS;
+    return SHOW_COUNT;
+}
+
+/* A section as a table: its keys (@p all for a NULL first key: a total
+ * row; "-" for another NULL key), then
+ * every metric as its column is named; at most @p max rows. */
+static void text_table(const lf_report_t *rep, FILE *fp, section_t sec,
+                       const char *title, const char *all, int max)
+{
+    const PGresult *res = rep->res[sec];
+    int nk = sections[sec].nkeys, nf = PQnfields(res), w[32];
+    char a[64];
+
+    fprintf(fp, "\n%s\n", title);
+    if (!PQntuples(res)) {
+        fputs("  (none)\n", fp);
+        return;
+    }
+    for (int c = 0; c < nf && c < 32; c++) {
+        int n = (int)strlen(PQfname(res, c));
+        w[c] = col_width(res, PQfname(res, c), n > 4 ? n : 4, 28);
+        if (c >= nk && col_shape(PQfname(res, c)) != SHOW_COUNT)
+            w[c] += 2;
+    }
+    fputs(" ", fp);
+    for (int c = 0; c < nf && c < 32; c++)
+        fprintf(fp, c < nk ? " %-*s" : " %*s", w[c], PQfname(res, c));
+    fputc('\n', fp);
+    for (int r = 0; r < PQntuples(res) && r < max; r++) {
+        fputs(" ", fp);
+        for (int c = 0; c < nf && c < 32; c++) {
+            const char *v =
+                PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
+            fputc(' ', fp);
+            if (c < nk)
+                put_term(fp, v ? v : c ? "-" : all, w[c], w[c]);
+            else
+                fprintf(fp, "%*s", w[c],
+                        show(col_shape(PQfname(res, c)), v, a, sizeof(a)));
+        }
+        fputc('\n', fp);
+    }
+    if (PQntuples(res) > max)
+        fprintf(fp, "  ... %d more rows (CSV and JSON have them all)\n",
+                PQntuples(res) - max);
+}
+
+static void text_money(const lf_report_t *rep, FILE *fp)
+{
+    text_table(rep, fp, SEC_PIPELINE,
+               "Pipeline (owner / channel / campaign; amounts in minor units)",
+               "all", 40);
+    text_table(rep, fp, SEC_FLOWS, "Flows per month", "", 200);
+    text_table(rep, fp, SEC_SCORES, "Score outcomes (deciding score bands)",
+               "none", 60);
+    text_table(rep, fp, SEC_CLOSE, "Why leads leave", "none", 20);
+    text_table(rep, fp, SEC_BREACHES, "Open SLA breaches (most overdue)",
+               "none", 20);
+    text_table(rep, fp, SEC_RECYCLE_RESPONSE,
+               "Recycle response (marketing's SLA)", "all", 20);
+    text_table(rep, fp, SEC_ROI_CHANNEL,
+               "ROI by channel (reporting currency, minor units)", "all", 40);
+    text_table(rep, fp, SEC_ROI_CAMPAIGN, "ROI by campaign", "all", 60);
+}
+
 /* The top accounts by won revenue (per currency) and by leads. */
 static void text_accounts(const lf_report_t *rep, FILE *fp)
 {
@@ -661,6 +794,7 @@ static void write_text(const lf_report_t *rep, FILE *fp)
     text_sla(rep, fp);
     text_recycle(rep, fp);
     text_revenue(rep, fp);
+    text_money(rep, fp);
     text_accounts(rep, fp);
 }
 
@@ -1303,6 +1437,284 @@ static void html_sla(const lf_report_t *rep, FILE *fp)
     fputs("</svg></section>\n", fp);
 }
 
+/* A section as an HTML table: keys as text, every metric tagged. */
+static void html_table(const lf_report_t *rep, FILE *fp, section_t sec,
+                       const char *all, int max)
+{
+    const PGresult *res = rep->res[sec];
+    int nk = sections[sec].nkeys, nf = PQnfields(res);
+
+    if (!PQntuples(res)) {
+        fputs("<p>None.</p>\n", fp);
+        return;
+    }
+    fputs("<div class=\"scroll\"><table>\n<tr>", fp);
+    for (int c = 0; c < nf; c++) {
+        fputs("<th>", fp);
+        put_html(fp, PQfname(res, c));
+        fputs("</th>", fp);
+    }
+    fputs("</tr>\n", fp);
+    for (int r = 0; r < PQntuples(res) && r < max; r++) {
+        fputs("<tr>", fp);
+        for (int c = 0; c < nf; c++) {
+            const char *v = get(res, r, PQfname(res, c));
+            if (c < nk) {
+                fputs("<td>", fp);
+                put_html_cut(fp, v ? v : c ? "-" : all, 40);
+                fputs("</td>", fp);
+            } else {
+                put_metric(fp, "td", NULL, rep, sec, r, PQfname(res, c),
+                           col_shape(PQfname(res, c)));
+            }
+        }
+        fputs("</tr>\n", fp);
+    }
+    fputs("</table></div>\n", fp);
+    if (PQntuples(res) > max)
+        fprintf(fp, "<p class=\"note\">%d more rows in the CSV and JSON.</p>\n",
+                PQntuples(res) - max);
+}
+
+/* One stage's line of the flows chart: its months left to right (@p dx
+ * apart), the visits entering it scaled to @p max over @p h pixels, each
+ * point labelled with its number; the months under the first line. */
+static void flows_line(FILE *fp, const lf_report_t *rep, const char *stage,
+                       size_t idx, double dx, double max, int h)
+{
+    const PGresult *res = rep->res[SEC_FLOWS];
+    int m = 0;
+
+    fprintf(fp, "<g class=\"line s%zu\"><polyline points=\"", idx);
+    for (int r = 0; r < PQntuples(res); r++)
+        if (!strcmp(get(res, r, "stage"), stage))
+            fprintf(fp, "%.1f,%.1f ", 60 + dx * m++,
+                    10 + h - h * num(get(res, r, "entered")) / max);
+    fputs("\"/>", fp);
+    m = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (strcmp(get(res, r, "stage"), stage))
+            continue;
+        double x = 60 + dx * m++;
+        double y = 10 + h - h * num(get(res, r, "entered")) / max;
+        fprintf(fp, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", x, y);
+        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" class=\"sub\">", x + 4, y - 4);
+        put_metric(fp, "tspan", NULL, rep, SEC_FLOWS, r, "entered", SHOW_COUNT);
+        fputs("</text>", fp);
+        if (idx == 0) {
+            fprintf(fp,
+                    "<text x=\"%.1f\" y=\"%d\" class=\"hdr\" "
+                    "text-anchor=\"middle\">",
+                    x, h + 30);
+            put_html(fp, get(res, r, "month"));
+            fputs("</text>", fp);
+        }
+    }
+    fprintf(fp,
+            "<rect x=\"%d\" y=\"%zu\" width=\"10\" height=\"10\"/>"
+            "<text x=\"%d\" y=\"%zu\" class=\"lbl\">%s</text></g>\n",
+            CHART_W - 110, 11 + 18 * idx, CHART_W - 94, 20 + 18 * idx,
+            stage_label(stage));
+}
+
+/* Flows per month: a line per happy-path stage of the visits entering it,
+ * each point carrying its number. */
+static void html_flows(const lf_report_t *rep, FILE *fp)
+{
+    static const char *stages[] = {"captured", "marketing_qualified",
+                                   "handed_off", "sales_qualified", "won"};
+    const PGresult *res = rep->res[SEC_FLOWS];
+    int months = 0, h = 220;
+    double max = 1;
+
+    fputs("<section><h2>Flows per month</h2>\n<p class=\"note\">Visits "
+          "entering each stage per calendar month, UTC (view "
+          "<code>funnel.flows</code>; <code>funnel.flows_by</code> gives "
+          "days, weeks and quarters).</p>\n",
+          fp);
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (!strcmp(get(res, r, "stage"), "captured"))
+            months++;
+        if (num(get(res, r, "entered")) > max)
+            max = num(get(res, r, "entered"));
+    }
+    if (months) {
+        double dx = months > 1 ? 560.0 / (months - 1) : 0;
+        svg_open(fp, CHART_W, h + 40, "Visits entering each stage per month");
+        for (size_t s = 0; s < sizeof(stages) / sizeof(*stages); s++)
+            flows_line(fp, rep, stages[s], s, dx, max, h);
+        fputs("</svg>\n", fp);
+    }
+    html_table(rep, fp, SEC_FLOWS, "", 400);
+    fputs("</section>\n", fp);
+}
+
+/* Score outcomes of the first model: leads per band as bars, acceptance
+ * and won rates (of the handoffs) as dots, the threshold as a line. */
+static void html_scores(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_SCORES];
+    const char *model = get(res, 0, "model");
+    int h = 200, bands = 0;
+    double max = 1;
+
+    fputs("<section><h2>Score outcomes</h2>\n<p class=\"note\">Leads by "
+          "the band of their deciding score (bars), the share of their "
+          "handoffs sales accepted (blue dots) and won "
+          "(green); the dashed line is the threshold. A band under it with "
+          "a high acceptance says the threshold is too strict (view "
+          "<code>funnel.score_outcomes</code>).</p>\n",
+          fp);
+    for (int r = 0; model && r < PQntuples(res); r++)
+        if (get(res, r, "model") && !strcmp(get(res, r, "model"), model)) {
+            bands++;
+            if (num(get(res, r, "leads")) > max)
+                max = num(get(res, r, "leads"));
+        }
+    if (bands) {
+        double bw = 640.0 / 11;
+        svg_open(fp, CHART_W, h + 40, "Score outcomes per band");
+        for (int r = 0, b = 0; r < PQntuples(res); r++) {
+            if (!get(res, r, "model") || strcmp(get(res, r, "model"), model))
+                continue;
+            double band = num(get(res, r, "score_band"));
+            double x = 60 + bw * (band / 10 > 10 ? 10 : band / 10);
+            double lh = h * num(get(res, r, "leads")) / max;
+            fprintf(fp,
+                    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+                    "height=\"%.1f\" class=\"bar light\"/>",
+                    x + 2, 10 + h - lh, bw - 4, lh);
+            fprintf(fp,
+                    "<text x=\"%.1f\" y=\"%d\" class=\"hdr\" "
+                    "text-anchor=\"middle\">",
+                    x + bw / 2, h + 24);
+            put_html(fp, get(res, r, "score_band"));
+            fputs(" (", fp);
+            put_metric(fp, "tspan", NULL, rep, SEC_SCORES, r, "leads",
+                       SHOW_COUNT);
+            fputs(")</text>", fp);
+            if (get(res, r, "acceptance_rate"))
+                fprintf(fp,
+                        "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" "
+                        "class=\"dot acc\"/>",
+                        x + bw / 2,
+                        10 + h - h * num(get(res, r, "acceptance_rate")));
+            if (get(res, r, "won_rate"))
+                fprintf(fp,
+                        "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" "
+                        "class=\"dot won\"/>",
+                        x + bw / 2, 10 + h - h * num(get(res, r, "won_rate")));
+            if (!b++ && get(res, r, "threshold")) {
+                double tx = 60 + bw * num(get(res, r, "threshold")) / 10;
+                fprintf(fp,
+                        "<line x1=\"%.1f\" y1=\"4\" x2=\"%.1f\" "
+                        "y2=\"%d\" class=\"threshold\"/><text x=\"%.1f\" "
+                        "y=\"14\" class=\"lbl\">threshold ",
+                        tx, tx, h + 12, tx + 4);
+                put_metric(fp, "tspan", NULL, rep, SEC_SCORES, r, "threshold",
+                           SHOW_COUNT);
+                fputs("</text>", fp);
+            }
+            fputc('\n', fp);
+        }
+        fputs("</svg>\n", fp);
+    }
+    html_table(rep, fp, SEC_SCORES, "no score", 200);
+    fputs("</section>\n", fp);
+}
+
+/* ROI by channel: cost and won revenue side by side, ROI beside them. */
+static void html_roi(const lf_report_t *rep, FILE *fp)
+{
+    const PGresult *res = rep->res[SEC_ROI_CHANNEL];
+    int n = PQntuples(res), pitch = 40;
+    double max = 1;
+
+    fputs("<section><h2>ROI by channel</h2>\n<p class=\"note\">Cost (dark) "
+          "and won revenue (light) in the reporting currency, minor units, "
+          "first-touch attribution; ROI = (revenue - cost) / cost (view "
+          "<code>funnel.roi</code>; costs from "
+          "<code>funnel_ref.campaign_costs</code>).</p>\n",
+          fp);
+    for (int r = 0; r < n; r++) {
+        if (num(get(res, r, "cost_minor")) > max)
+            max = num(get(res, r, "cost_minor"));
+        if (num(get(res, r, "won_revenue_minor")) > max)
+            max = num(get(res, r, "won_revenue_minor"));
+    }
+    if (n) {
+        svg_open(fp, CHART_W, 8 + n * pitch, "Cost and won revenue by channel");
+        for (int r = 0; r < n; r++) {
+            int y = 8 + r * pitch;
+            double cw = 400.0 * num(get(res, r, "cost_minor")) / max;
+            double rw = 400.0 * num(get(res, r, "won_revenue_minor")) / max;
+            const char *ch = get(res, r, "channel");
+            fprintf(fp,
+                    "<text x=\"150\" y=\"%d\" class=\"lbl\" "
+                    "text-anchor=\"end\">",
+                    y + 20);
+            put_html_cut(fp, ch ? ch : "all channels", 22);
+            fprintf(fp,
+                    "</text><rect x=\"160\" y=\"%d\" width=\"%.1f\" "
+                    "height=\"14\" class=\"bar\"/><rect x=\"160\" "
+                    "y=\"%d\" width=\"%.1f\" height=\"14\" "
+                    "class=\"bar light\"/><text x=\"%.1f\" y=\"%d\" "
+                    "class=\"val\">ROI ",
+                    y, cw < 1 ? 1 : cw, y + 16, rw < 1 ? 1 : rw,
+                    170 + (cw > rw ? cw : rw), y + 20);
+            put_metric(fp, "tspan", NULL, rep, SEC_ROI_CHANNEL, r, "roi",
+                       SHOW_PCT);
+            fputs("</text>\n", fp);
+        }
+        fputs("</svg>\n", fp);
+    }
+    html_table(rep, fp, SEC_ROI_CHANNEL, "all channels", 100);
+    fputs("<h2>ROI by campaign</h2>\n", fp);
+    html_table(rep, fp, SEC_ROI_CAMPAIGN, "", 200);
+    fputs("</section>\n", fp);
+}
+
+/* A titled section holding one table. */
+static void html_table_section(const lf_report_t *rep, FILE *fp, section_t sec,
+                               const char *title, const char *note,
+                               const char *all, int max)
+{
+    fputs("<section><h2>", fp);
+    put_html(fp, title);
+    fputs("</h2>\n<p class=\"note\">", fp);
+    fputs(note, fp);
+    fputs("</p>\n", fp);
+    html_table(rep, fp, sec, all, max);
+    fputs("</section>\n", fp);
+}
+
+static void html_money(const lf_report_t *rep, FILE *fp)
+{
+    html_table_section(
+        rep, fp, SEC_PIPELINE, "Pipeline",
+        "Open opportunities (leads now in sales_qualified) and won leads, "
+        "by owner / channel / campaign and currency, minor units (view "
+        "<code>funnel.pipeline</code>).",
+        "all", 200);
+    html_flows(rep, fp);
+    html_scores(rep, fp);
+    html_table_section(rep, fp, SEC_CLOSE, "Why leads leave",
+                       "Lost and disqualified reasons, normalised (view "
+                       "<code>funnel.close_reasons</code>).",
+                       "", 100);
+    html_table_section(rep, fp, SEC_BREACHES, "Open SLA breaches",
+                       "Handoffs still unanswered past their due time, most "
+                       "overdue first, at most 50 (view "
+                       "<code>funnel.open_sla_breaches</code>).",
+                       "", 50);
+    html_table_section(rep, fp, SEC_RECYCLE_RESPONSE, "Recycle response",
+                       "Leads sales handed back: how many marketing "
+                       "qualified again, how fast, and how many were won "
+                       "(view <code>funnel.recycle_response</code>).",
+                       "all reasons", 50);
+    html_roi(rep, fp);
+}
+
 /* One row of an accounts table: the row's keys (the account, and the
  * currency where the section has it), then @p metrics of row @p r of
  * section @p sec, each a cell carrying its value; amount_minor is shown as
@@ -1400,7 +1812,18 @@ static const char html_style[] =
     ".s0{fill:#1e3a8a}.s1{fill:#1d4ed8}.s2{fill:#2563eb}.s3{fill:#3b82f6}"
     ".s4{fill:#60a5fa}.s5{fill:#059669}"
     "svg .cellv{font-size:11px;fill:#1f2937}svg .cellv.dark{fill:#fff}"
-    "footer{color:#64748b;font-size:12px;margin:16px 0}";
+    "footer{color:#64748b;font-size:12px;margin:16px 0}"
+    ".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:12px;"
+    "margin:8px 0}th,td{padding:2px 8px;text-align:right;border-bottom:1px "
+    "solid #e2e8f0;white-space:nowrap}th{color:#475569;font-weight:500}"
+    ".line polyline{fill:none;stroke-width:2}.line circle,.line text,"
+    ".line rect{stroke:none}"
+    ".line.s0{fill:#1e3a8a;stroke:#1e3a8a}.line.s1{fill:#2563eb;"
+    "stroke:#2563eb}.line.s2{fill:#0891b2;stroke:#0891b2}.line.s3{fill:"
+    "#7c3aed;stroke:#7c3aed}.line.s4{fill:#059669;stroke:#059669}"
+    "svg .line text.lbl{fill:#334155}"
+    ".dot.acc{fill:#2563eb}.dot.won{fill:#059669}"
+    ".threshold{stroke:#dc2626;stroke-dasharray:4 3}";
 
 /* " · definition "name" version V (sha256 H…)" for the scope line. */
 static void html_definition(const lf_report_t *rep, FILE *fp)
@@ -1498,6 +1921,7 @@ static void write_html(const lf_report_t *rep, FILE *fp)
         fputs("<p>No recycles.</p>\n", fp);
     fputs("</section>\n", fp);
 
+    html_money(rep, fp);
     html_accounts(rep, fp);
     html_rules(rep, fp);
 

@@ -489,6 +489,9 @@ static const col_t lead_cols[] = {
     {"last_event_id",                "text",        COL_TEXT,  LEAD(last_event_id)},
     {"stage_entered_by",             "text",        COL_TEXT,  LEAD(stage_entered_by)},
     {"visits",                       "int",         COL_INT4,  LEAD(visits)},
+    {"opportunity_id",               "text",        COL_TEXT,  LEAD(opportunity_id)},
+    {"opportunity_amount_minor",     "bigint",      COL_INT8,  LEAD_OR_NULL(opportunity_amount_minor, has_opportunity_amount)},
+    {"opportunity_currency",         "text",        COL_TEXT,  LEAD(opportunity_currency)},
     {"account_id",                   "text",        COL_TEXT,  ROW(account_id)},
 };
 

@@ -798,7 +798,8 @@ rp_offsets() {
 }
 rp_schemas() {
     q "SELECT string_agg(regexp_replace(nspname, '[0-9]+$', 'N'), ','
-       ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'funnel%'"
+       ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'funnel%'
+       AND nspname <> 'funnel_ref'"
 }
 rp_replay() { # rp_replay NAME ARGS...: leadflow-replay in the background
     local name=$1

@@ -64,7 +64,8 @@ SELECT 'leads', count(*), md5(coalesce(string_agg(md5(concat_ws('|',
     channel, campaign, captured_at, first_marketing_qualified_at,
     first_handed_off_at, first_sales_accepted_at, first_sales_qualified_at,
     won_at, won_amount_minor, currency, lost_at, disqualified_at,
-    last_event_at, last_event_id, stage_entered_by, visits)), ','
+    last_event_at, last_event_id, stage_entered_by, visits, opportunity_id,
+    opportunity_amount_minor, opportunity_currency)), ','
     ORDER BY lead_id), '')) FROM $s.leads;
 SELECT 'stage_history', count(*), md5(coalesce(string_agg(md5(concat_ws('|',
     lead_id, visit, cycle, stage, entered_at, exited_at, entered_by,

@@ -85,20 +85,27 @@ def comments(db, schema="funnel"):
         ORDER BY 1, 2""" % schema, db)
 
 
-def table_digest(db):
-    """One md5 per funnel table over its rows, wall-clock columns left out
-    (they are the only ones a migration may legitimately touch), and NULLs
-    left out, so that a column a migration adds, NULL in the rows it
-    finds, leaves them as they were."""
+def table_columns(db):
+    """The columns of every funnel table but schema_migrations."""
+    return {t: cols.split(",") for t, cols in rows("""
+            SELECT c.relname, string_agg(quote_ident(a.attname), ','
+                                         ORDER BY a.attnum)
+            FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+                AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE c.relnamespace = 'funnel'::regnamespace
+              AND c.relkind = 'r' AND c.relname <> 'schema_migrations'
+            GROUP BY 1 ORDER BY 1""", db)}
+
+
+def table_digest(db, columns):
+    """One md5 per funnel table over its rows' values in @columns (the
+    tables' columns before a migration: the columns a migration adds may
+    be filled in, the rows already there must keep their values)."""
     out = []
-    for (t,) in rows("""
-            SELECT relname FROM pg_class
-            WHERE relnamespace = 'funnel'::regnamespace AND relkind = 'r'
-              AND relname <> 'schema_migrations' ORDER BY 1""", db):
+    for t, cols in sorted(columns.items()):
         out += rows("SELECT '%s', count(*), md5(coalesce(string_agg("
-                    "r, '|' ORDER BY r), '')) FROM (SELECT "
-                    "jsonb_strip_nulls(to_jsonb(t))::text AS r "
-                    "FROM funnel.%s t) AS x" % (t, t), db)
+                    "t::text, '|' ORDER BY t::text), '')) FROM (SELECT %s "
+                    "FROM funnel.%s) t" % (t, ", ".join(cols), t), db)
     return out
 
 
@@ -141,7 +148,8 @@ psql("INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key, "
      "value, error) VALUES ('lead-events', 0, 99, 'L01', '\\x00', 'short');"
      "INSERT INTO funnel.offsets (group_id, topic, partition, next_offset) "
      "VALUES ('leadflow-projector', 'lead-events', 0, 100);", db="upgrade")
-before = table_digest("upgrade")
+old_columns = table_columns("upgrade")
+before = table_digest("upgrade", old_columns)
 migrate("upgrade")
 expect("upgrade: migrations recorded, the newest once",
        rows("SELECT name, count(*) FROM funnel.schema_migrations "
@@ -150,15 +158,16 @@ expect("upgrade: migrations recorded, the newest once",
 expect("upgrade: objects without a comment", undocumented("upgrade"), [])
 expect("upgrade: the same comments as a fresh database",
        comments("upgrade"), comments("fresh"))
-# A migration may add tables (empty); the rows of the others stay as they
-# were.
-after = table_digest("upgrade")
-old_tables = {d[0] for d in before}
-expect("upgrade: rows unchanged",
-       [d for d in after if d[0] in old_tables], before)
+# A migration may add columns (and fill them in) and tables (empty); the
+# values of the columns that were there stay as they were.
+expect("upgrade: rows unchanged", table_digest("upgrade", old_columns),
+       before)
+added = sorted(set(table_columns("upgrade")) - set(old_columns))
 expect("upgrade: tables the migration added are empty",
-       [d[1] for d in after if d[0] not in old_tables],
-       ["0" for d in after if d[0] not in old_tables])
+       rows("SELECT %s" % (", ".join(
+           "(SELECT count(*) FROM funnel.%s)" % t for t in added) or "''"),
+           "upgrade"),
+       [tuple("0" for _ in added) or ("",)])
 migrate("upgrade")  # nothing left to apply: a no-op
 expect("upgrade: a second migrate changes nothing",
        rows("SELECT count(*) FROM funnel.schema_migrations", "upgrade"),

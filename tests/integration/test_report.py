@@ -52,7 +52,7 @@ def report(*args, rc=0):
 
 
 # Metrics that depend on now(): checked within a tolerance, not exactly.
-AGES = ("current_median_hours", "current_max_hours")
+AGES = ("current_median_hours", "current_max_hours", "hours_overdue")
 
 
 def view_numbers(src):
@@ -82,6 +82,14 @@ def view_numbers(src):
         "won_revenue": ["amount_minor"],
         "source_performance": SOURCES,
         "source_total": SOURCES,
+        "pipeline": PIPELINE,
+        "flows": ["entered", "exited", "open_at_end"],
+        "score_outcomes": SCORES,
+        "close_reasons": ["closes", "share"],
+        "open_sla_breaches": ["sla_hours", "hours_overdue"],
+        "recycle_response": RECYCLE_RESPONSE,
+        "roi_channel": ROI,
+        "roi_campaign": ROI,
         "accounts_by_revenue": ["amount_minor", "won", "leads"],
         "accounts_by_leads": ACCOUNTS,
     }
@@ -108,6 +116,25 @@ def view_numbers(src):
                                  src("source_performance")), 2)
     put("source_total", "SELECT %s FROM %s WHERE channel IS NULL" % (
         ", ".join(SOURCES), src("source_performance")), 0)
+    # The money views: a pipeline row is keyed "owner / channel / campaign"
+    # ("-" for none), the total rows per currency have no first key.
+    put("pipeline", "SELECT CASE WHEN channel IS NOT NULL THEN concat_ws("
+        "' / ', coalesce(owner, '-'), channel, coalesce(campaign, '-')) END, "
+        "currency, %s FROM %s" % (", ".join(PIPELINE), src("pipeline")), 2)
+    put("flows", "SELECT period_start, stage, entered, exited, open_at_end "
+        "FROM %s" % src("flows"), 2)
+    put("score_outcomes", "SELECT model, score_band, %s FROM %s" % (
+        ", ".join(SCORES), src("score_outcomes")), 2)
+    put("close_reasons", "SELECT kind, reason, closes, share FROM %s WHERE "
+        "breakdown = 'reason'" % src("close_reasons"), 2)
+    put("open_sla_breaches", "SELECT lead_id, owner, sla_hours, "
+        "hours_overdue FROM %s LIMIT 50" % src("open_sla_breaches"), 2)
+    put("recycle_response", "SELECT reason, %s FROM %s" % (
+        ", ".join(RECYCLE_RESPONSE), src("recycle_response")), 1)
+    put("roi_channel", "SELECT channel, %s FROM %s WHERE grain IN "
+        "('channel', 'total')" % (", ".join(ROI), src("roi")), 1)
+    put("roi_campaign", "SELECT channel, campaign, %s FROM %s WHERE grain = "
+        "'campaign'" % (", ".join(ROI), src("roi")), 2)
     # The fixture has fewer accounts than the report's top 10: all listed.
     put("accounts_by_revenue", "SELECT a.account_id, r.key, r.value, a.won, "
         "a.leads FROM %s a, jsonb_each_text(a.won_amount_minor) r WHERE "
@@ -122,6 +149,18 @@ SLA = ["handoffs", "accepted", "recycled", "disqualified", "still_open",
        "acceptance_rate", "median_hours_to_accept"]
 SOURCES = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
            "sales_qualified", "won", "won_rate"]
+PIPELINE = ["open_opportunities", "open_amount_minor", "won",
+            "won_amount_minor"]
+SCORES = ["threshold", "leads", "below_threshold", "marketing_qualified",
+          "handed_off", "sales_accepted", "sales_qualified", "won", "nurture",
+          "disqualified", "acceptance_rate", "won_rate"]
+RECYCLE_RESPONSE = ["recycles", "requalified", "requalified_30d",
+                    "requalified_90d", "requalified_30d_rate",
+                    "requalified_90d_rate", "median_hours_to_requalify",
+                    "won_later"]
+ROI = ["currency", "cost_minor", "leads", "mqls", "sqls", "won",
+       "won_revenue_minor", "cost_per_lead", "cost_per_mql", "cost_per_sql",
+       "cac", "roi", "missing_rates"]
 ACCOUNTS = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
             "sales_qualified", "won"]
 
@@ -155,6 +194,14 @@ def views(name):
 
 
 pg = setup()
+# Costs, so that ROI has numbers: EUR spend in January at a rate, and a
+# GBP one without a rate (missing_rates).
+psql("""INSERT INTO funnel_ref.campaign_costs VALUES
+            ('web', 'spring', '2024-01-01', 100000, 'USD', NULL),
+            ('events', 'expo', '2024-02-01', 40000, 'EUR', NULL),
+            ('web', '', '2024-02-01', 5000, 'GBP', NULL);
+        INSERT INTO funnel_ref.fx_rates VALUES ('EUR', '2024-02-01', 1.1),
+                                               ('EUR', '2024-01-01', 1.05);""")
 # Accounts for the fixture's leads (events of contract v2 would carry
 # them): two accounts, each with a won lead, and leads without one.
 psql("UPDATE funnel.leads SET account_id = CASE WHEN lead_id IN ('L01', "
@@ -219,7 +266,17 @@ keys = {"stage_counts": ("stage", None),
         "source_performance": ("channel", "campaign"),
         "source_total": (None, None),
         "accounts_by_revenue": ("account_id", "currency"),
-        "accounts_by_leads": ("account_id", None)}
+        "accounts_by_leads": ("account_id", None),
+        "pipeline": ("source", "currency"),
+        "flows": ("month", "stage"),
+        "score_outcomes": ("model", "score_band"),
+        "close_reasons": ("kind", "reason"),
+        "open_sla_breaches": ("lead_id", "owner"),
+        "recycle_response": ("reason", None),
+        "roi_channel": ("channel", None),
+        "roi_campaign": ("channel", "campaign")}
+# Text among the metrics: the currency of the amounts.
+TEXT_METRICS = ("currency",)
 jnum = {}
 for section, (k1, k2) in keys.items():
     items = doc[section]
@@ -227,11 +284,13 @@ for section, (k1, k2) in keys.items():
         for m, v in obj.items():
             if m in (k1, k2):
                 continue
-            if isinstance(v, bool) or isinstance(v, str):
+            if isinstance(v, bool) or (isinstance(v, str) and
+                                       m not in TEXT_METRICS):
                 fail("JSON %s.%s: expected a number, got %r" % (section, m,
                                                                 v))
-            jnum[(section, obj[k1] if k1 else "",
-                  (obj[k2] or "") if k2 else "", m)] = v
+            jnum[(section, (obj[k1] if obj[k1] is not None else "")
+                  if k1 else "",
+                  str(obj[k2]) if k2 and obj[k2] is not None else "", m)] = v
 checks += 1
 if set(jnum) != set(want):
     fail("JSON keys differ from the views': %r" %
@@ -242,6 +301,8 @@ for k, v in want.items():
         ok = v is None and g is None
     elif k[3] in AGES:
         ok = abs(float(v) - g) <= 0.1
+    elif k[3] in TEXT_METRICS:
+        ok = g == v
     else:
         # Integers stay JSON integers; decimals are the same number.
         ok = (g == int(v) and isinstance(g, int)) if "." not in v else (
@@ -341,7 +402,10 @@ for (s, k1, k2, m) in want:
             s in ("handoff_sla_by_owner", "handoff_sla_total") and
             m == "sla_met_rate") or (s == "recycle_reasons" and
                                      m == "recycles") or s in (
-            "won_revenue", "accounts_by_revenue", "accounts_by_leads"):
+            "won_revenue", "accounts_by_revenue", "accounts_by_leads",
+            "pipeline", "flows", "score_outcomes", "close_reasons",
+            "open_sla_breaches", "recycle_response", "roi_channel",
+            "roi_campaign"):
         required.add((s, k1, k2, m))
 
 

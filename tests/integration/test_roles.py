@@ -65,6 +65,7 @@ roles = psql("""
            rolinherit
     FROM pg_roles WHERE rolname LIKE 'leadflow\\_%' ORDER BY 1""")
 if roles != [["leadflow_analyst", "f", "f", "f", "f", "t"],
+             ["leadflow_marketing_ops", "f", "f", "f", "f", "t"],
              ["leadflow_projector", "f", "f", "f", "f", "t"]]:
     fail("roles: %r" % roles)
 

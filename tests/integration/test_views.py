@@ -49,9 +49,10 @@ views = [r[0] for r in rows("""
       ON n.oid = c.relnamespace
     WHERE n.nspname = 'funnel' AND c.relkind = 'v' ORDER BY 1""")]
 expect("the views", views, [
-    "accounts", "cohorts", "conversion", "handoff_sla", "handoff_sla_by_owner",
-    "recycle_reasons", "rules", "source_performance", "stage_counts",
-    "stages", "time_in_stage"])
+    "accounts", "close_reasons", "cohorts", "conversion", "flows",
+    "handoff_sla", "handoff_sla_by_owner", "open_sla_breaches", "pipeline",
+    "recycle_reasons", "recycle_response", "roi", "rules", "score_outcomes",
+    "source_performance", "stage_counts", "stages", "time_in_stage"])
 
 # ---- stage_counts ---------------------------------------------------------
 # Current stages: L01 won, L02 lost, L03 nurture, L04 MQL, L05 captured,

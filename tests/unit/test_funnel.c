@@ -48,8 +48,9 @@ static void make_event(lf_event_t *ev, const char *spec, int i)
         ev->u.recycled.reason = LF_RR_NO_BUDGET;
         break;
     case LF_EV_QUALIFIED:
-        ev->u.qualified.opportunity_id = strdup("opp");
-        ev->u.qualified.currency = strdup("EUR");
+        ev->u.qualified.opportunity_id = strdup(id); /* e.g. "e04" */
+        ev->u.qualified.amount_minor = 1000 * i;
+        ev->u.qualified.currency = strdup(i % 2 ? "USD" : "EUR");
         break;
     case LF_EV_WON:
         ev->u.won.amount_minor = 12345;
@@ -291,6 +292,37 @@ Test(funnel, lead_columns)
     cr_expect_eq(l->last_event_at, t0 + 10 * m);
     cr_expect_str_eq(l->last_event_id, "e10");
     cr_expect_str_eq(l->stage_entered_by, "e10");
+    run_free(&r);
+}
+
+Test(funnel, opportunity_of_the_latest_applied_qualified)
+{
+    run_t r;
+    /* 0 captured, 1 scored (MQL), 2 handed_off, 3 accepted, 4 qualified,
+     * 5 qualified again: an anomaly, not applied */
+    run_specs(&r, "captured scored:70/50 handed_off accepted qualified "
+                  "qualified");
+    cr_expect_eq(r.anomalies, 1);
+    cr_expect_str_eq(r.lead.opportunity_id, "e04");
+    cr_expect(r.lead.has_opportunity_amount);
+    cr_expect_eq(r.lead.opportunity_amount_minor, 4000);
+    cr_expect_str_eq(r.lead.opportunity_currency, "EUR");
+    run_free(&r);
+    /* ... 6 recycled, 7 scored (MQL again), 8 handed_off, 9 accepted,
+     * 10 qualified, 11 lost: the latest applied one, kept after lost */
+    run_specs(&r, "captured scored:70/50 handed_off accepted qualified "
+                  "qualified recycled scored:80/50 handed_off accepted "
+                  "qualified lost");
+    cr_expect_str_eq(lf_stage_name(r.lead.stage), "lost");
+    cr_expect_str_eq(r.lead.opportunity_id, "e10");
+    cr_expect_eq(r.lead.opportunity_amount_minor, 10000);
+    cr_expect_str_eq(r.lead.opportunity_currency, "EUR");
+    run_free(&r);
+    /* never qualified: none */
+    run_specs(&r, "captured scored:70/50 handed_off accepted");
+    cr_expect_null(r.lead.opportunity_id);
+    cr_expect_not(r.lead.has_opportunity_amount);
+    cr_expect_null(r.lead.opportunity_currency);
     run_free(&r);
 }
 

@@ -170,21 +170,20 @@ static int write_html_file(const lf_report_t *rep, const char *path)
 }
 
 /* The settings: -d and -X in command-line order, over -c FILE, over
- * $LEADFLOW_DB, over libpq's PG* environment. @returns LF_OK, or the error
- * of lf_cli_conf() (or LF_ERR_NOMEM), printed. */
-static lf_err_t settings(const lf_cli_t *cli, lf_conf_t **conf)
+ * $LEADFLOW_DB, over libpq's PG* environment. @returns 0, or the exit code
+ * of a failure, printed. *conf is the caller's to lf_conf_destroy(). */
+static int settings(const lf_cli_t *cli, lf_conf_t **conf)
 {
     char errstr[1024];
     lf_err_t err;
 
     if (!(*conf = lf_conf_new())) {
         fprintf(stderr, "leadflow-report: out of memory\n");
-        return LF_ERR_NOMEM;
+        return LF_EX_SOFTWARE;
     }
     if ((err = lf_cli_conf(cli, *conf, errstr, sizeof(errstr))))
-        fprintf(stderr, "leadflow-report: %s%s\n",
-                err == LF_ERR_INVALID ? "-X " : "", errstr);
-    return err;
+        return lf_cli_conf_failed(cli, err, errstr);
+    return 0;
 }
 
 /* Read the views and write the report. @returns an exit code. */
@@ -196,8 +195,8 @@ static int run(const lf_conf_t *conf, const report_cfg_t *cfg)
     int rc = LF_EX_OK;
 
     conn = lf_pg_connect(lf_conf_get(conf, LF_CONF_DB), errstr, sizeof(errstr));
-    if (!conn || !(rep = lf_report_fetch(conn, &cfg->filter, errstr,
-                                         sizeof(errstr)))) {
+    if (!conn ||
+        !(rep = lf_report_fetch(conn, &cfg->filter, errstr, sizeof(errstr)))) {
         fprintf(stderr, "leadflow-report: %s\n", errstr);
         PQfinish(conn);
         return LF_EX_UNAVAILABLE;
@@ -205,9 +204,8 @@ static int run(const lf_conf_t *conf, const report_cfg_t *cfg)
     LF_LOG(LF_LOG_DEBUG, "msg=\"report read\" from=%s to=%s channel=%s",
            cfg->filter.from ? cfg->filter.from : "-",
            cfg->filter.to ? cfg->filter.to : "-",
-           cfg->filter.channel
-               ? lf_log_quote(cfg->filter.channel, q, sizeof(q))
-               : "-");
+           cfg->filter.channel ? lf_log_quote(cfg->filter.channel, q, sizeof(q))
+                               : "-");
     if (lf_report_write(rep, cfg->fmt, stdout, errstr, sizeof(errstr))) {
         fprintf(stderr, "leadflow-report: stdout: %s\n", errstr);
         rc = LF_EX_IOERR;
@@ -223,28 +221,17 @@ int main(int argc, char **argv)
 {
     report_cfg_t cfg = {.fmt = LF_REPORT_TEXT};
     lf_conf_t *conf = NULL;
+    lf_cli_next_t next;
     lf_cli_t cli;
-    lf_err_t err;
     int rc;
 
     lf_log_init("report");
-    switch (parse(argc, argv, &cli, &cfg)) {
-    case LF_CLI_DONE:
-        rc = LF_EX_OK;
-        break;
-    case LF_CLI_USAGE:
-        rc = LF_EX_USAGE;
-        break;
-    default:
-        if ((err = settings(&cli, &conf)))
-            rc = err == LF_ERR_INVALID  ? LF_EX_USAGE
-                 : err == LF_ERR_NOMEM ? LF_EX_SOFTWARE
-                                       : LF_EX_CONFIG;
-        else if (cli.dump)
-            rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
-        else
-            rc = run(conf, &cfg);
-    }
+    if ((next = parse(argc, argv, &cli, &cfg)) != LF_CLI_RUN)
+        rc = lf_cli_exit_code(next);
+    else if (!(rc = settings(&cli, &conf)) && cli.dump)
+        lf_conf_dump(conf, stdout);
+    else if (!rc)
+        rc = run(conf, &cfg);
     lf_conf_destroy(conf);
     lf_cli_free(&cli);
     return rc;

@@ -47,8 +47,7 @@ void lf_projector_destroy(lf_projector_t *p);
  * before the first flush: one set of tables is built under one definition
  * (lf_defstore.h records which).
  */
-void lf_projector_use_definition(lf_projector_t *p,
-                                 const lf_definition_t *def);
+void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def);
 
 /**
  * Resolve schema ids through the schema registry that @p conf names

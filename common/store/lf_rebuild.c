@@ -129,9 +129,9 @@ static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
         (err = lf_catalog_run_generated(conn, twin_tables_sql, 1, into, NULL,
                                         "creating the tables", errstr,
                                         errstr_size)) ||
-        (err = lf_catalog_run_generated(conn, twin_comments_sql, 1, into,
-                                        NULL, "copying the tables' comments",
-                                        errstr, errstr_size)) ||
+        (err = lf_catalog_run_generated(conn, twin_comments_sql, 1, into, NULL,
+                                        "copying the tables' comments", errstr,
+                                        errstr_size)) ||
         (err = lf_catalog_run_generated(
              conn, twin_sequences_sql, 1, into, NULL,
              "giving serial columns their own sequences", errstr, errstr_size)))

@@ -163,15 +163,9 @@ expect("upgrade: the same comments as a fresh database",
 expect("upgrade: rows unchanged", table_digest("upgrade", old_columns),
        before)
 added = sorted(set(table_columns("upgrade")) - set(old_columns))
-expect("upgrade: tables the migration added are empty",
-       rows("SELECT %s" % (", ".join(
-           "(SELECT count(*) FROM funnel.%s)" % t for t in added) or "''"),
-           "upgrade"),
-       [tuple("0" for _ in added) or ("",)])
-migrate("upgrade")  # nothing left to apply: a no-op
-expect("upgrade: a second migrate changes nothing",
-       rows("SELECT count(*) FROM funnel.schema_migrations", "upgrade"),
-       [(str(len(names)),)])
+for t in added:
+    expect("upgrade: table %s, added by the migration, is empty" % t,
+           rows("SELECT count(*) FROM funnel.%s" % t, "upgrade"), [("0",)])
 
 # ---- rebuild into a twin, promote ------------------------------------------
 replay("rebuild", "--into", "twin", "--from-db", "-q", "-d", "dbname=upgrade")

@@ -4,6 +4,7 @@
  * continuing from the stored lead row when the new events come after it
  * and recomputing the lead from its stored events when one arrives late. */
 #include "lf_projector.h"
+#include "lf_projector_int.h"
 
 #include "lf_buf.h"
 #include "lf_definition.h"
@@ -212,6 +213,12 @@ lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
     lf_codec_destroy(p->codec);
     p->codec = codec;
     return LF_OK;
+}
+
+void lf_projector_use_codec(lf_projector_t *p, lf_codec_t *codec)
+{
+    lf_codec_destroy(p->codec);
+    p->codec = codec;
 }
 
 void lf_projector_share_registry(lf_projector_t *p, lf_projector_t *owner)

@@ -4,8 +4,12 @@
  * check the rows a user would check in funnel.events, leads,
  * stage_history, anomalies, dead_letters and offsets. */
 #include "lf_codec.h"
+#include "lf_codec_int.h"
+#include "lf_conf.h"
+#include "lf_deadletter.h"
 #include "lf_embedded.h"
 #include "lf_projector.h"
+#include "lf_projector_int.h"
 #include "lf_rebuild.h"
 #include "lf_test_pg.h"
 
@@ -389,6 +393,69 @@ Test(projector, messages_dead_letters_and_key_anomalies)
                      "9");
     cr_expect_eq(lf_projector_stats(proj)->dead_letters, 1);
 
+    lf_event_clear(&ev);
+    lf_buf_free(&value);
+    lf_codec_destroy(codec);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+}
+
+/* A reader that knows contract v1 only meets a v2 merged event: the
+ * message is dead-lettered with the schema id and the symbol named; after
+ * the upgrade (the decoder the configuration gives knows v2), a retry of
+ * the dead letters applies it. */
+Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
+{
+    rd_kafka_conf_t *kconf = rd_kafka_conf_new();
+    char kerr[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, kerr, sizeof(kerr));
+    cr_assert_not_null(rk, "%s", kerr);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
+    lf_codec_t *codec = lf_codec_new(errstr, sizeof(errstr));
+    lf_codec_t *old = lf_codec_new_reader_v1(errstr, sizeof(errstr));
+    lf_event_t ev = event("m1", "L5", LF_EV_MERGED, 2000);
+    lf_conf_t *conf = lf_conf_new();
+    lf_retry_counts_t st = {0};
+    FILE *out = fopen("/dev/null", "w");
+    lf_buf_t value = {0};
+    rd_kafka_message_t rkm;
+
+    cr_assert(codec && old && conf && out, "%s", errstr);
+    lf_projector_use_codec(proj, old);
+    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V2, &value, errstr,
+                                 sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    memset(&rkm, 0, sizeof(rkm));
+    rkm.rkt = rkt;
+    rkm.offset = 3;
+    rkm.payload = value.data;
+    rkm.len = value.len;
+    rkm.key = (void *)"L5";
+    rkm.key_len = 2;
+    cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+    flush_ok();
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "0");
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT (error LIKE '%schema id 2%') AND "
+                        "(error LIKE '%MERGED%') FROM funnel.dead_letters"),
+        "t", "the reason names the schema id and the symbol");
+
+    cr_assert_eq(lf_deadletter_retry(conn, conf, NULL, 0, false, "upgrade", out,
+                                     NULL, &st, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_eq(st.applied, 1);
+    cr_expect_eq(st.still_failing, 0);
+    cr_expect_str_eq(sql_value(conn,
+                               "SELECT concat_ws('|', event_id, lead_id, type,"
+                               " payload->>'into_lead_id') FROM funnel.events"),
+                     "m1|L5|merged|L-into");
+    cr_expect_str_eq(sql_value(conn, "SELECT resolved_at IS NOT NULL FROM"
+                                     " funnel.dead_letters"),
+                     "t");
+
+    fclose(out);
+    lf_conf_destroy(conf);
     lf_event_clear(&ev);
     lf_buf_free(&value);
     lf_codec_destroy(codec);

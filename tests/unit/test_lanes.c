@@ -86,7 +86,7 @@ static void kafka_down(void)
  * as the consumer would hand it over. */
 static void add(lf_lanes_t *w, int partition, int64_t offset)
 {
-    char json[256], key[32], errstr[512];
+    char json[256], key[48], errstr[512];
     lf_event_t ev;
     lf_buf_t value = {0};
     rd_kafka_message_t rkm;

@@ -11,7 +11,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       build-essential cmake pkg-config git \
       librdkafka-dev libavro-dev libpq-dev libcriterion-dev libjansson-dev \
-      libmicrohttpd-dev libcurl4-openssl-dev \
+      libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -11,7 +11,7 @@ CMAKE_FLAGS ?=
 # Everything the build, the tests and the demo need, from Debian's archive.
 DEB_PACKAGES = build-essential cmake pkg-config git \
   librdkafka-dev libavro-dev libpq-dev libcriterion-dev libjansson-dev \
-  libmicrohttpd-dev libcurl4-openssl-dev \
+  libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
   postgresql postgresql-client kcat xxd python3 python3-avro python3-kafka \
   python3-lz4 python3-yaml curl groff-base chromium clang clang-format libclang-rt-14-dev valgrind \
   python3-confluent-kafka python3-psycopg2 prometheus

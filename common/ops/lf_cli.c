@@ -1,5 +1,6 @@
 /* lf_cli.c: the command line every program shares (lf_cli.h). */
 #include "lf_cli.h"
+#include "lf_pseudonym.h"
 
 #include "lf_codec.h"
 #include "lf_log.h"
@@ -155,6 +156,14 @@ static lf_cli_next_t shared_opt(lf_cli_t *cli, const struct shared_opt_s *o,
     case 'X':
         if (!strcmp(arg, "dump"))
             cli->dump = true;
+        else if (!strncmp(arg, LF_CONF_PSEUDONYM_KEY "=",
+                          sizeof(LF_CONF_PSEUDONYM_KEY)))
+            return lf_cli_usage_error(
+                cli,
+                "-X %s: the pseudonym key is never given on the "
+                "command line (others can read it in ps): put it in "
+                "the file that %s names",
+                LF_CONF_PSEUDONYM_KEY, LF_CONF_PSEUDONYM_KEY_FILE);
         else if (strchr(arg, '='))
             lf_cli_add(cli, NULL, arg);
         else

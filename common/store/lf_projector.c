@@ -45,6 +45,7 @@ struct lf_projector_s {
     char *schema, *group_id;
     lf_codec_t *codec;          /* may own the registry client others borrow */
     const lf_definition_t *def; /* the funnel's rules; borrowed */
+    const lf_pseudonym_t *ps;   /* the pseudonym key ring; borrowed, NULL */
     char **topics;
     int topic_count;
     entry_t *entries;
@@ -113,6 +114,11 @@ lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
 void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def)
 {
     p->def = def ? def : lf_definition_default();
+}
+
+void lf_projector_use_pseudonyms(lf_projector_t *p, const lf_pseudonym_t *ps)
+{
+    p->ps = ps;
 }
 
 static void entry_clear(entry_t *e)

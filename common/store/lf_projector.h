@@ -10,6 +10,7 @@
 #include "lf_conf.h"
 #include "lf_event.h"
 #include "lf_funnel.h"
+#include "lf_pseudonym.h"
 
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
@@ -24,7 +25,17 @@ typedef struct lf_projector_stats_s {
     uint64_t dead_letters; /**< undecodable or invalid messages */
     uint64_t anomalies;    /**< state-machine anomalies written */
     uint64_t recomputed;   /**< leads recomputed from their stored events */
-    uint64_t batches;      /**< transactions committed */
+    uint64_t merges;       /**< merges that came to count (funnel.merges rows
+                                added) */
+    uint64_t voids;        /**< events that came to be voided */
+    uint64_t erasures;     /**< erased events projected (funnel.erasures
+                                rows added) */
+    uint64_t merge_anomalies; /**< merged events that do not count (another
+                                   target, a cycle), listed */
+    uint64_t void_anomalies;  /**< voided events that do not count (target
+                                   missing, another person's, not a stage
+                                   event), listed */
+    uint64_t batches;         /**< transactions committed */
     uint64_t by_type[LF_EV__COUNT]; /**< new events by type */
 } lf_projector_stats_t;
 
@@ -48,6 +59,16 @@ void lf_projector_destroy(lf_projector_t *p);
  * (lf_defstore.h records which).
  */
 void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def);
+
+/**
+ * Erase with the key ring @p ps (borrowed: it must outlive @p p; NULL:
+ * none). Without one, a batch holding an erased event, or any batch once
+ * SCHEMA.erased_leads holds a pseudonym, fails with LF_ERR_INVALID and a
+ * message naming pseudonym.key.file: nothing of it is written, and it
+ * goes through once the key is configured. Every instance of a group
+ * needs the same key ring.
+ */
+void lf_projector_use_pseudonyms(lf_projector_t *p, const lf_pseudonym_t *ps);
 
 /**
  * Resolve schema ids through the schema registry that @p conf names

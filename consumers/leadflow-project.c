@@ -46,6 +46,7 @@ typedef struct app_s {
     lf_projector_t *proj; /* reads offsets; owns the registry client */
     lf_lanes_t *lanes;
     lf_definition_t *def;      /* -X funnel.definition; NULL: the default */
+    lf_pseudonym_t *ps;        /* pseudonym.key.file; NULL: none */
     int assigned;              /* partitions currently assigned */
     int64_t assigned_at;       /* when they were (monotonic ms) */
     lf_metrics_t *metrics;     /* NULL without --metrics */
@@ -469,6 +470,49 @@ static int load_definition(app_t *app)
     return 0;
 }
 
+/* The pseudonym key ring (pseudonym.key.file), if any. @returns an exit
+ * code, 0 to go on. */
+static int load_pseudonyms(app_t *app)
+{
+    char errstr[1024];
+    lf_err_t e =
+        lf_pseudonym_from_conf(app->conf, &app->ps, errstr, sizeof(errstr));
+
+    if (!e)
+        return 0;
+    fprintf(stderr, "leadflow-project: %s\n", errstr);
+    return e == LF_ERR_NOMEM ? LF_EX_SOFTWARE : LF_EX_CONFIG;
+}
+
+/* People erased here need the key to stay erased: without one, their
+ * later events would be stored under their original ids. @returns an
+ * exit code, 0 to go on. */
+static int check_pseudonyms(app_t *app)
+{
+    const char *param = NULL;
+    PGresult *res = NULL;
+    char errstr[1024];
+    bool erased;
+
+    if (app->ps)
+        return 0;
+    if (lf_pg_query(
+            app->conn, "SELECT EXISTS (SELECT 1 FROM funnel.erased_leads)", 0,
+            &param, "checking erasures", &res, errstr, sizeof(errstr))) {
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        return LF_EX_UNAVAILABLE;
+    }
+    erased = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    if (!erased)
+        return 0;
+    fprintf(stderr,
+            "leadflow-project: people are erased in this database but no "
+            "pseudonym key is configured: set %s (docs/security.md)\n",
+            LF_CONF_PSEUDONYM_KEY_FILE);
+    return LF_EX_CONFIG;
+}
+
 /* The tables are built under one definition: record ours on first start,
  * refuse another. @returns an exit code, 0 to go on. */
 static int check_definition(app_t *app)
@@ -498,7 +542,7 @@ static int start_store(app_t *app)
     char errstr[1024];
     int rc;
 
-    if ((rc = load_definition(app)))
+    if ((rc = load_definition(app)) || (rc = load_pseudonyms(app)))
         return rc;
     app->proj = lf_projector_new("funnel", app->group, errstr, sizeof(errstr));
     if (!app->proj || lf_projector_use_registry(app->proj, app->conf, errstr,
@@ -518,7 +562,8 @@ static int start_store(app_t *app)
                lf_metrics_port(app->metrics));
     }
     if ((rc = setup_db(app, cfg->migrate_only)) || cfg->migrate_only ||
-        lf_cli_signals || (rc = check_definition(app)))
+        lf_cli_signals || (rc = check_definition(app)) ||
+        (rc = check_pseudonyms(app)))
         return rc;
     lf_lanes_conf_t lc = {
         .n = cfg->writers,
@@ -531,6 +576,7 @@ static int start_store(app_t *app)
         .stop = &lf_cli_signals,
         .hooks = {on_committed, on_db, on_waiting, app},
         .definition = app->def,
+        .pseudonyms = app->ps,
     };
     if (!(app->lanes = lf_lanes_new(&lc, errstr, sizeof(errstr))) ||
         lf_metrics_watch_sla(app->metrics, app->conninfo, 30, errstr,
@@ -747,6 +793,7 @@ static void app_free(app_t *app)
         rd_kafka_destroy(app->rk);
     lf_projector_destroy(app->proj);
     lf_definition_destroy(app->def);
+    lf_pseudonym_destroy(app->ps);
     PQfinish(app->conn);
 }
 

@@ -797,6 +797,7 @@ typedef struct rebuild_s {
     lf_definition_t *def;         /* --definition or the recorded one */
     const lf_definition_t *rules; /* def, or the embedded default */
     lf_topic_reader_t *reader;    /* --from-kafka */
+    lf_pseudonym_t *ps;           /* pseudonym.key.file, or NULL */
     uint64_t done;                /* events or messages read */
     uint64_t copied[3]; /* --from-db: dead letters, anomalies, offsets */
 } rebuild_t;
@@ -1056,6 +1057,12 @@ static lf_err_t rebuild_projector(app_t *app, rebuild_t *rb)
         app->blame = err == LF_ERR_INVALID ? BLAME_CONFIG : BLAME_DATA;
         return fail(err, "bad schema registry configuration", errstr);
     }
+    if ((err = lf_pseudonym_from_conf(app->conf, &rb->ps, errstr,
+                                      sizeof(errstr)))) {
+        app->blame = BLAME_CONFIG;
+        return fail(err, "bad pseudonym key", errstr);
+    }
+    lf_projector_use_pseudonyms(rb->p, rb->ps);
     return LF_OK;
 }
 
@@ -1098,6 +1105,7 @@ out:
     lf_topic_reader_destroy(rb.reader);
     lf_rebuild_source_close(rb.src);
     lf_projector_destroy(rb.p);
+    lf_pseudonym_destroy(rb.ps);
     lf_definition_destroy(rb.def);
     return err;
 }

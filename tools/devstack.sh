@@ -14,7 +14,8 @@
 # STATE_DIR defaults to a new /tmp/leadflow-dev.XXXXXX for start and to
 # $LEADFLOW_DEVSTACK for the other commands. Exports: LEADFLOW_BROKERS (the
 # bootstrap.servers list), LEADFLOW_DEVSTACK=STATE_DIR, and PGHOST, PGPORT,
-# PGUSER, PGDATABASE, LEADFLOW_PGDATA from tools/pg-throwaway.sh.
+# PGUSER, PGDATABASE, LEADFLOW_PGDATA from tools/pg-throwaway.sh, and
+# LEADFLOW_PSEUDONYM_KEY_FILE, a random erasure key made for this stack.
 #
 # Environment: LEADFLOW_BIN, the directory holding leadflow-devbroker (default
 # build/bin in the source tree); LEADFLOW_BROKER_ARGS, extra arguments for it
@@ -204,9 +205,15 @@ cmd_start() {
     "$PG_THROWAWAY" start "$state/pg" >"$state/pg.env" ||
         die 69 "the throwaway PostgreSQL failed to start"
 
+    # A pseudonym key for erasures (docs/security.md): a dev stack's own,
+    # random, readable by its owner only.
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' \
+        >"$state/pseudonym.key" && echo >>"$state/pseudonym.key") ||
+        die 69 "cannot write $state/pseudonym.key"
     {
         echo "export LEADFLOW_BROKERS=$bs"
         echo "export LEADFLOW_DEVSTACK=$state"
+        echo "export LEADFLOW_PSEUDONYM_KEY_FILE=$state/pseudonym.key"
         cat "$state/pg.env"
     } >"$state/env"
     rm -f "$state/pg.env"

@@ -215,7 +215,8 @@ bool lf_conf_is_ours(const char *key)
 {
     return !strcmp(key, LF_CONF_TOPIC) || !strcmp(key, LF_CONF_DB) ||
            !strcmp(key, "contract.version") || !strcmp(key, LF_CONF_METRICS) ||
-           !strcmp(key, LF_CONF_DEFINITION) || !strncmp(key, "leadflow.", 9) || !strncmp(key, "pseudonym.", 10) ||
+           !strcmp(key, LF_CONF_DEFINITION) || !strncmp(key, "leadflow.", 9) ||
+           !strncmp(key, "pseudonym.", 10) ||
            !strncmp(key, "schema.registry.", 16);
 }
 

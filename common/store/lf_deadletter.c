@@ -223,6 +223,7 @@ typedef struct retry_s {
     lf_codec_t *codec;
     lf_projector_t *p;    /* schema funnel, no offsets */
     lf_definition_t *def; /* funnel.definition; NULL: the default */
+    lf_pseudonym_t *ps;   /* pseudonym.key.file, or NULL */
     bool dry_run;
     const char *note;
     FILE *out;
@@ -446,6 +447,9 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
     if ((err = lf_defstore_load(conn, "funnel", &rt.def, errstr, errstr_size)))
         goto out;
     lf_projector_use_definition(rt.p, rt.def);
+    if ((err = lf_pseudonym_from_conf(conf, &rt.ps, errstr, errstr_size)))
+        goto out;
+    lf_projector_use_pseudonyms(rt.p, rt.ps);
     if (nids &&
         (err = check_ids(conn, ids, nids, out, st, &arr, errstr, errstr_size)))
         goto out;
@@ -455,6 +459,7 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
     lf_progress_set_total(pr, total);
     err = retry_all(&rt, nids ? arr.data : NULL, pr, errstr, errstr_size);
 out:
+    lf_pseudonym_destroy(rt.ps);
     free(rt.o);
     lf_buf_free(&arr);
     lf_codec_destroy(rt.codec);

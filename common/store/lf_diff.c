@@ -58,6 +58,9 @@ static const diff_spec_t diff_specs[LF_DIFF_TABLES] = {
      {"topic", "partition", "\"offset\""},
      {"topic", "partition", "\"offset\"", "key", "value", "error"},
      {NULL}},
+    {"merges", "%1$s.merges", true, {"lead_id"}, {NULL}, {NULL}},
+    {"erasures", "%1$s.erasures", false, {"event_id"}, {NULL}, {NULL}},
+    {"erased_leads", "%1$s.erased_leads", false, {"pseudonym"}, {NULL}, {NULL}},
 };
 
 /* The most columns a table may have for a diff. */

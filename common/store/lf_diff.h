@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define LF_DIFF_TABLES 5
+#define LF_DIFF_TABLES 8
 
 /** One table compared: rows and checksum on each side. */
 typedef struct lf_diff_table_s {

@@ -125,6 +125,11 @@ static void stats_add(lf_projector_stats_t *to, const lf_projector_stats_t *now,
     to->dead_letters += now->dead_letters - before->dead_letters;
     to->anomalies += now->anomalies - before->anomalies;
     to->recomputed += now->recomputed - before->recomputed;
+    to->merges += now->merges - before->merges;
+    to->voids += now->voids - before->voids;
+    to->erasures += now->erasures - before->erasures;
+    to->merge_anomalies += now->merge_anomalies - before->merge_anomalies;
+    to->void_anomalies += now->void_anomalies - before->void_anomalies;
     to->batches += now->batches - before->batches;
     for (int t = 0; t < LF_EV__COUNT; t++)
         to->by_type[t] += now->by_type[t] - before->by_type[t];
@@ -505,6 +510,7 @@ static bool lane_start(lf_lanes_t *w, int i, char *errstr, size_t errstr_size)
             return false;
         *(k ? &l->write : &l->fill) = p;
         lf_projector_use_definition(p, w->conf.definition);
+        lf_projector_use_pseudonyms(p, w->conf.pseudonyms);
         /* Messages are decoded on the main thread only. */
         if (w->conf.registry)
             lf_projector_share_registry(p, w->conf.registry);

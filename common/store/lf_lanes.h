@@ -76,6 +76,7 @@ typedef struct lf_lanes_conf_s {
     /** The funnel rules every lane applies (borrowed, must outlive the
      *  lanes); NULL: the embedded default. */
     const lf_definition_t *definition;
+    const lf_pseudonym_t *pseudonyms; /**< the erasure key ring, or NULL */
 } lf_lanes_conf_t;
 
 typedef struct lf_lanes_s lf_lanes_t;

@@ -9,6 +9,7 @@
 #include "lf_buf.h"
 #include "lf_definition.h"
 #include "lf_funnel.h"
+#include "lf_identity.h"
 #include "lf_json.h"
 #include "lf_log.h"
 #include "lf_pg.h"
@@ -28,9 +29,11 @@ typedef struct entry_s {
     int topic;   /* index into p->topics */
     int32_t partition;
     int64_t offset;
-    lf_event_t ev;     /* when !dead */
-    char *note;        /* dead: the error; event: a key anomaly or NULL */
-    void *key, *value; /* dead letters only: raw bytes, NULL if absent */
+    lf_event_t ev;      /* when !dead */
+    const char *person; /* during derive: the lead it counts for (its
+                           surviving lead), ev.lead_id or in f->pool */
+    char *note;         /* dead: the error; event: a key anomaly or NULL */
+    void *key, *value;  /* dead letters only: raw bytes, NULL if absent */
     size_t key_len, value_len;
 } entry_t;
 
@@ -698,6 +701,11 @@ typedef struct flush_s {
     const char **leads;      /* the batch's leads, each once */
     size_t nleads;
     stage_bufs_t b;
+    lf_ids_t locks;   /* the names of the lead locks taken */
+    lf_ids_t forced;  /* persons (surviving leads) to recompute in full */
+    lf_ids_t cleared; /* leads no longer a person: their anomalies go */
+    lf_ids_t pool;    /* strings entries' person points to */
+    lf_ids_t new_ids; /* the event_ids stored new, sorted */
 } flush_t;
 
 /* Record a failed statement: temporary if the connection or server is in
@@ -824,14 +832,14 @@ static int by_lead_then_order(const void *a, const void *b)
 
     if (x->k != y->k)
         return x->k < y->k ? -1 : 1;
-    if ((c = strcmp(ex->lead_id, ey->lead_id)))
+    if ((c = strcmp(sort_base[x->i].person, sort_base[y->i].person)))
         return c;
     return lf_event_order(ex->occurred_at, ex->event_id, ey->occurred_at,
                           ey->event_id);
 }
 
-/* Sort @p idx[0..n) by event_id (then index), or by lead_id then event
- * order. @returns false when out of memory (idx unchanged). */
+/* Sort @p idx[0..n) by event_id (then index), or by person (set) then
+ * event order. @returns false when out of memory (idx unchanged). */
 static bool sort_entries(lf_projector_t *p, size_t *idx, size_t n, bool lead)
 {
     skey_t *k;
@@ -843,7 +851,7 @@ static bool sort_entries(lf_projector_t *p, size_t *idx, size_t n, bool lead)
     for (size_t j = 0; j < n; j++) {
         const lf_event_t *ev = &p->entries[idx[j]].ev;
         k[j].i = idx[j];
-        k[j].k = prefix8(lead ? ev->lead_id : ev->event_id);
+        k[j].k = prefix8(lead ? p->entries[idx[j]].person : ev->event_id);
     }
     sort_base = p->entries;
     qsort(k, n, sizeof(*k), lead ? by_lead_then_order : by_event_id);
@@ -1239,7 +1247,9 @@ static lf_err_t record_conflicts(flush_t *f)
         return LF_OK;
     sql_text(f->p, sql, &anomalies_table,
              "INSERT INTO {schema}.anomalies ({cols}) "
-             "SELECT s.event_id, s.lead_id, 'conflict', "
+             "SELECT s.event_id, coalesce((SELECT m.surviving_lead_id FROM "
+             "{schema}.merges AS m WHERE m.lead_id = s.lead_id), s.lead_id), "
+             "'conflict', "
              "format('event_id reused with different content at %s "
              "partition %s offset %s', s.topic, s.partition, s.\"offset\") "
              "FROM lf_stg_events s JOIN {schema}.events e USING (event_id) "
@@ -1349,9 +1359,10 @@ static bool known_keys_case(lf_buf_t *b, lf_event_type_t t)
 }
 
 static char stored_sql[3 * 1024 + SQL_MAX];
+static char known_sql[3 * 1024];
 static pthread_once_t stored_once = PTHREAD_ONCE_INIT;
 
-/* Build stored_sql once (empty when out of memory). */
+/* Build stored_sql and known_sql once (empty when out of memory). */
 static void stored_sql_build(void)
 {
     lf_buf_t k = {0};
@@ -1361,6 +1372,9 @@ static void stored_sql_build(void)
         ok = known_keys_case(&k, (lf_event_type_t)t);
     ok = ok && !lf_buf_puts(&k, "ELSE '{}'::text[] END)") &&
          !lf_buf_append(&k, "", 1);
+    if (ok && snprintf(known_sql, sizeof(known_sql), "%s",
+                       (const char *)k.data) >= (int)sizeof(known_sql))
+        known_sql[0] = '\0';
     /* Too long for the buffer is a programming error: no statement. */
     if (ok &&
         snprintf(stored_sql, sizeof(stored_sql),
@@ -1374,6 +1388,14 @@ static void stored_sql_build(void)
                  (const char *)k.data) >= (int)sizeof(stored_sql))
         stored_sql[0] = '\0';
     lf_buf_free(&k);
+}
+
+/* The payload keys the JSON mapping knows for each type, as an SQL
+ * expression of `type` giving a text[]; NULL when out of memory. */
+static const char *known_keys_sql(void)
+{
+    pthread_once(&stored_once, stored_sql_build);
+    return known_sql[0] ? known_sql : NULL;
 }
 
 const char *lf_projector_stored_sql(void)
@@ -1398,7 +1420,7 @@ lf_err_t lf_projector_stored_event(const PGresult *res, int row, int col,
     lf_err_t err;
 
     lf_event_init(ev);
-    if ((err = lf_json_parse_event(js, strlen(js), ev, errstr, errstr_size)))
+    if ((err = lf_json_parse_stored(js, strlen(js), ev, errstr, errstr_size)))
         return err;
     /* Parsed from JSON without these three: set apart from the JSON
      * mapping, which need not know them, and never hold a strbuf
@@ -1423,18 +1445,23 @@ typedef struct span_s {
 /* What derive's parts hand on. Everything here is derive's own and freed
  * by derive_free(). */
 typedef struct derive_s {
-    size_t n;           /* new events, in f->ev_idx by lead then order */
-    const char **leads; /* their leads, each once, in lead_id order */
+    size_t n;           /* new stage events, in f->ev_idx by person, order */
+    const char **leads; /* their persons, each once, in lead_id order */
     size_t nleads;
-    lead_row_t *loaded; /* the stored rows of those leads, in order */
+    lead_row_t *loaded; /* the stored rows of those persons, in order */
     size_t nloaded;
-    span_t *fresh; /* runs of leads without a row */
+    span_t *fresh; /* runs of persons without a row */
     size_t nfresh;
-    const char **re; /* leads to recompute from their stored events */
+    const char **re; /* persons to recompute from their stored events */
     size_t nre;
-    lf_event_t *reevents; /* their stored events, in order */
+    PGresult *reres;      /* their stored events as read (person in col 0) */
+    lf_event_t *reevents; /* the same, parsed, in order */
     size_t nreevents;
-    lf_event_t **group; /* one lead's events, handed to project_lead() */
+    lf_event_t **group; /* one person's events, handed to project_lead() */
+    bool *voided;       /* recompute: group event i is voided */
+    lf_ids_t pending;   /* recompute: voids whose target is not the
+                           person's: void event, target, person, ... */
+    lf_ids_t rowless;   /* recomputed persons left without a row */
 } derive_t;
 
 static void derive_free(derive_t *d)
@@ -1445,22 +1472,77 @@ static void derive_free(derive_t *d)
     for (size_t i = 0; i < d->nreevents; i++)
         lf_event_clear(&d->reevents[i]);
     free(d->reevents);
+    PQclear(d->reres);
     free(d->group);
+    free(d->voided);
     free(d->leads);
     free(d->re);
     free(d->fresh);
+    lf_ids_free(&d->pending);
+    lf_ids_free(&d->rowless);
 }
 
-/* Count the new events, keep those the funnel applies in f->ev_idx,
- * ordered by lead then (occurred_at, event_id), and list their leads.
- * Identity events (merged, voided, erased) are stored and counted but
- * change nothing in the funnel tables: they are left out here, before the
- * state machine, and out of a recompute's read (read_stored_events()), so
- * they give no stage, no anomaly, no account and no row. */
+/* Row @p r of @p res (ordered by column 0, bytewise) whose column 0 is
+ * @p id, or -1. */
+static int find_row(const PGresult *res, const char *id)
+{
+    int lo = 0, hi = PQntuples(res);
+
+    while (lo < hi) {
+        int mid = (lo + hi) / 2, c = strcmp(PQgetvalue(res, mid, 0), id);
+        if (!c)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* Each kept new event's person: its lead's surviving lead (SCHEMA.merges),
+ * or its lead. */
+static lf_err_t map_persons(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    for (size_t k = 0; k < d->n; k++)
+        p->entries[f->ev_idx[k]].person = p->entries[f->ev_idx[k]].ev.lead_id;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, f->leads, f->nleads))
+        return LF_ERR_NOMEM;
+    sql_text(p, sql, NULL,
+             "SELECT lead_id, surviving_lead_id FROM {schema}.merges WHERE "
+             "lead_id = ANY($1::text[]) ORDER BY lead_id COLLATE \"C\"");
+    if ((err = run(f, sql, "finding merged leads", 1, p->arr.data, NULL, &res)))
+        return err;
+    for (size_t k = 0; PQntuples(res) && k < d->n && !err; k++) {
+        entry_t *e = &p->entries[f->ev_idx[k]];
+        int r = find_row(res, e->ev.lead_id);
+        if (r < 0)
+            continue;
+        if (lf_ids_add(&f->pool, PQgetvalue(res, r, 1)))
+            err = LF_ERR_NOMEM;
+        else
+            e->person = f->pool.v[f->pool.n - 1];
+    }
+    PQclear(res);
+    return err;
+}
+
+/* Count the new events, keep the stage events the funnel applies in
+ * f->ev_idx, ordered by person then (occurred_at, event_id), and list
+ * their persons. Identity events (merged, voided, erased) are stored and
+ * counted here; their effects were worked out by identity(), and a
+ * recompute reads the voids it needs. */
 static lf_err_t new_events_by_lead(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
-    size_t *ev_idx = f->ev_idx;
+    size_t *ev_idx = f->ev_idx, cap;
+    lf_err_t err;
 
     for (size_t k = 0; k < f->nev; k++) {
         const lf_event_t *ev = &p->entries[ev_idx[k]].ev;
@@ -1471,17 +1553,21 @@ static lf_err_t new_events_by_lead(flush_t *f, derive_t *d)
         if (!LF_EV_IS_IDENTITY(ev->type))
             ev_idx[d->n++] = ev_idx[k];
     }
+    cap = d->n + f->forced.n + 1;
+    d->leads = calloc(cap, sizeof(*d->leads));
+    d->re = calloc(cap, sizeof(*d->re));
+    d->group = calloc(cap, sizeof(*d->group));
+    d->fresh = calloc(cap, sizeof(*d->fresh));
+    if (!d->leads || !d->re || !d->group || !d->fresh)
+        return LF_ERR_NOMEM;
     if (!d->n)
         return LF_OK;
-    d->leads = calloc(d->n, sizeof(*d->leads));
-    d->re = calloc(d->n, sizeof(*d->re));
-    d->group = calloc(d->n, sizeof(*d->group));
-    d->fresh = calloc(d->n, sizeof(*d->fresh));
-    if (!d->leads || !d->re || !d->group || !d->fresh ||
-        !sort_entries(p, ev_idx, d->n, true))
+    if ((err = map_persons(f, d)))
+        return err;
+    if (!sort_entries(p, ev_idx, d->n, true))
         return LF_ERR_NOMEM;
     for (size_t k = 0; k < d->n; k++) {
-        const char *id = p->entries[ev_idx[k]].ev.lead_id;
+        const char *id = p->entries[ev_idx[k]].person;
         if (!d->nleads || strcmp(d->leads[d->nleads - 1], id))
             d->leads[d->nleads++] = id;
     }
@@ -1517,9 +1603,9 @@ static lf_err_t load_leads(flush_t *f, derive_t *d)
     return err;
 }
 
-/* Continue each stored lead whose new events all come after its last
- * one; list the others for a recompute, and the leads without a row as
- * fresh. */
+/* Continue each stored person whose new events all come after its last
+ * one; list the others for a recompute (and those identity() listed),
+ * and the persons without a row as fresh. */
 static lf_err_t continue_leads(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
@@ -1527,14 +1613,15 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
     size_t li = 0;
 
     for (size_t k = 0; k < d->n;) {
-        const char *id = p->entries[ev_idx[k]].ev.lead_id;
+        const char *id = p->entries[ev_idx[k]].person;
         size_t n = 0;
-        while (k + n < d->n &&
-               !strcmp(p->entries[ev_idx[k + n]].ev.lead_id, id)) {
+        while (k + n < d->n && !strcmp(p->entries[ev_idx[k + n]].person, id)) {
             d->group[n] = &p->entries[ev_idx[k + n]].ev;
             n++;
         }
         k += n;
+        if (lf_ids_has(&f->forced, id))
+            continue; /* recomputed with the forced ones */
         while (li < d->nloaded && strcmp(d->loaded[li].lead.lead_id, id) < 0)
             li++;
         if (li >= d->nloaded || strcmp(d->loaded[li].lead.lead_id, id)) {
@@ -1551,19 +1638,21 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
     return LF_OK;
 }
 
-/* Leads without a row in leads: most are new, and their only stored events
- * are the ones this batch just stored, so applying those in memory gives
- * exactly what a recompute would, without reading them back. A lead with
- * older stored events goes to d->re for the full recompute. Which leads
- * have some: a lead has no row only while none of its stored events is a
- * capture (a capture always enters the funnel), and every other event on
- * an uncaptured lead is listed as a 'state' anomaly of that lead in the
- * same transaction that stores it (rule 4, lf_funnel_apply), until a
- * recompute that gives the lead a row. Identity events are stored without
- * an anomaly, but they are never applied, by a recompute either, so
- * leaving them out changes nothing. So older stored events <=> a
- * 'state' anomaly already committed: an index lookup in a small table,
- * where counting the lead's events costs 10 % of a batch (bench/). */
+/* Persons without a row in leads: most are new, and their only stored
+ * events are the ones this batch just stored, so applying those in memory
+ * gives exactly what a recompute would, without reading them back. A
+ * person with older stored events goes to d->re for the full recompute.
+ * Which persons have some: a person has no row only while none of its
+ * counted stored events is a capture (a capture always enters the
+ * funnel), and every other counted event of an uncaptured person is
+ * listed as a 'state' anomaly under the person in the same transaction
+ * that stores it or makes it the person's (rule 4, lf_funnel_apply, and
+ * the recompute a merge forces), until a recompute that gives it a row.
+ * Identity events are never applied, and a voided event does not count,
+ * so leaving them out changes nothing (a stored void of one of the new
+ * events made identity() force a recompute). So older counted events <=>
+ * a 'state' anomaly already committed: an index lookup in a small table,
+ * where counting the person's events costs 10 % of a batch (bench/). */
 static lf_err_t project_fresh(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
@@ -1575,7 +1664,7 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
 
     lf_buf_reset(&p->arr);
     for (size_t i = 0; i < d->nfresh; i++) /* d->leads as scratch */
-        d->leads[i] = p->entries[ev_idx[d->fresh[i].at]].ev.lead_id;
+        d->leads[i] = p->entries[ev_idx[d->fresh[i].at]].person;
     if (lf_pg_text_array(&p->arr, d->leads, d->nfresh))
         return LF_ERR_NOMEM;
     sql_text(p, sql, NULL,
@@ -1588,7 +1677,7 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
     nrows = (size_t)PQntuples(res);
     for (size_t i = 0; i < d->nfresh && !err; i++) {
         const span_t *s = &d->fresh[i];
-        const char *id = p->entries[ev_idx[s->at]].ev.lead_id;
+        const char *id = p->entries[ev_idx[s->at]].person;
         lead_row_t row = {0};
 
         while (r < nrows && strcmp(PQgetvalue(res, (int)r, 0), id) < 0)
@@ -1609,43 +1698,42 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
     return err;
 }
 
-/* Every stored event of the leads in d->re (as a text[] in p->arr), in
- * order, read back as lf_projector_stored_event() reads it; identity
- * events are left out (see new_events_by_lead()). */
+/* Every stored event of the persons in d->re (as a text[] in p->arr): the
+ * events of the person's lead and of every lead merged into it, in order,
+ * read back as lf_projector_stored_event() reads them; merged and erased
+ * events are left out (identity() worked them out), voided events are
+ * read (a recompute decides which count). */
 static lf_err_t read_stored_events(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
     const char *stored = lf_projector_stored_sql();
     PGresult *res = NULL;
-    char sql[3 * SQL_MAX], identity[128] = "{";
+    char sql[3 * SQL_MAX];
     size_t n;
     lf_err_t err;
 
-    for (int t = 0; t < LF_EV__COUNT; t++)
-        if (LF_EV_IS_IDENTITY(t))
-            snprintf(identity + strlen(identity),
-                     sizeof(identity) - strlen(identity), "%s%s",
-                     identity[1] ? "," : "", lf_event_type_name(t));
-    strcat(identity, "}");
     if (!stored)
         return LF_ERR_NOMEM;
     snprintf(sql, sizeof(sql),
-             "SELECT lead_id, %s FROM %s.events "
-             "WHERE lead_id = ANY($1::text[]) AND type <> ALL($2::text[]) "
-             "ORDER BY lead_id COLLATE \"C\", occurred_at, "
+             "SELECT m.person, %s FROM (SELECT l AS person, l AS lead_id "
+             "FROM unnest($1::text[]) AS l UNION ALL SELECT "
+             "surviving_lead_id, lead_id FROM %s.merges WHERE "
+             "surviving_lead_id = ANY($1::text[])) AS m JOIN %s.events "
+             "USING (lead_id) WHERE type <> ALL('{merged,erased}'::text[]) "
+             "ORDER BY m.person COLLATE \"C\", occurred_at, "
              "event_id COLLATE \"C\"",
-             stored, p->schema);
-    if ((err = run(f, sql, "reading events to recompute", 2, p->arr.data,
-                   identity, &res)))
+             stored, p->schema, p->schema);
+    if ((err = run(f, sql, "reading events to recompute", 1, p->arr.data, NULL,
+                   &res)))
         return err;
+    d->reres = res;
     n = (size_t)PQntuples(res);
     lf_event_t **group = realloc(d->group, (n + 1) * sizeof(*group));
     if (group)
         d->group = group;
-    if (!group || !(d->reevents = calloc(n + 1, sizeof(*d->reevents)))) {
-        PQclear(res);
+    if (!group || !(d->reevents = calloc(n + 1, sizeof(*d->reevents))) ||
+        !(d->voided = calloc(n + 1, sizeof(*d->voided))))
         return LF_ERR_NOMEM;
-    }
     d->nreevents = n;
     for (size_t r = 0; !err && r < n; r++) {
         char why[ERRLEN];
@@ -1657,25 +1745,167 @@ static lf_err_t read_stored_events(flush_t *f, derive_t *d)
                             "stored event of lead %s no longer parses: %s",
                             PQgetvalue(res, (int)r, 0), why);
     }
+    return err;
+}
+
+static bool is_new_event(const flush_t *f, const char *event_id)
+{
+    return lf_ids_has(&f->new_ids, event_id);
+}
+
+/* The voids among one person's events ev[0..n): a void counts when its
+ * target is one of the person's stage events (voided[] marks them); the
+ * others wait in d->pending for void_anomalies(). */
+static lf_err_t apply_voids(flush_t *f, derive_t *d, const char *person,
+                            lf_event_t *ev, bool *voided, size_t n)
+{
+    lf_err_t e = LF_OK;
+
+    for (size_t i = 0; !e && i < n; i++) {
+        const char *t;
+        size_t j;
+        if (ev[i].type != LF_EV_VOIDED)
+            continue;
+        t = ev[i].u.voided.voided_event_id;
+        for (j = 0; j < n && strcmp(ev[j].event_id, t); j++)
+            ;
+        if (j < n && ev[j].type != LF_EV_VOIDED) {
+            if (!voided[j] &&
+                (is_new_event(f, t) || is_new_event(f, ev[i].event_id)))
+                f->st.voids++;
+            voided[j] = true;
+            continue;
+        }
+        e = lf_ids_add(&d->pending, ev[i].event_id) ||
+                    lf_ids_add(&d->pending, t) ||
+                    lf_ids_add(&d->pending, person)
+                ? LF_ERR_NOMEM
+                : LF_OK;
+    }
+    return e;
+}
+
+/* The voids that do not count, listed as 'void' anomalies of their
+ * person: the target not received (yet), not a stage event, or another
+ * person's. */
+static lf_err_t void_anomalies(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t targets = {0};
+    PGresult *res = NULL;
+    char sql[SQL_MAX], why[512];
+    lf_err_t err = LF_OK;
+
+    if (!d->pending.n)
+        return LF_OK;
+    for (size_t i = 1; !err && i < d->pending.n; i += 3)
+        err = lf_ids_add(&targets, d->pending.v[i]);
+    lf_buf_reset(&p->arr);
+    if (err ||
+        lf_pg_text_array(&p->arr, (const char *const *)targets.v, targets.n))
+        err = LF_ERR_NOMEM;
+    lf_ids_free(&targets);
+    if (err)
+        return err;
+    sql_text(p, sql, NULL,
+             "SELECT e.event_id, e.type FROM {schema}.events AS e "
+             "WHERE e.event_id = ANY($1::text[]) "
+             "ORDER BY e.event_id COLLATE \"C\"");
+    if ((err =
+             run(f, sql, "reading voided events", 1, p->arr.data, NULL, &res)))
+        return err;
+    for (size_t i = 0; !err && i < d->pending.n; i += 3) {
+        const char *t = d->pending.v[i + 1];
+        int r = find_row(res, t);
+        int type = r < 0 ? -1 : lf_event_type_parse(PQgetvalue(res, r, 1));
+        if (r < 0)
+            snprintf(why, sizeof(why), "voided event %.128s not received", t);
+        else if (type < 0 || LF_EV_IS_IDENTITY(type))
+            snprintf(why, sizeof(why),
+                     "voided event %.128s is a %s event, not a stage event", t,
+                     PQgetvalue(res, r, 1));
+        else
+            snprintf(why, sizeof(why),
+                     "voided event %.128s belongs to another lead", t);
+        err = put_anomaly(&f->b.anomalies, d->pending.v[i], d->pending.v[i + 2],
+                          "void", why);
+    }
     PQclear(res);
     return err;
 }
 
-/* Recompute the leads in d->re from all their stored events. Their
- * history is written anew. Their state anomalies are kept: the recompute
- * derives them again (ON CONFLICT keeps the stored row), and
- * merge_anomalies() deletes those it no longer finds, so that only
- * anomalies the table did not hold are counted as new. */
+/* One person's events ev[0..n) from the recompute's read: the voids
+ * applied, the rest through the funnel, as a fresh lead. */
+static lf_err_t recompute_person(flush_t *f, derive_t *d, const char *id,
+                                 lf_event_t *ev, bool *voided, size_t n)
+{
+    lead_row_t row = {0};
+    size_t g = 0;
+    lf_err_t err = apply_voids(f, d, id, ev, voided, n);
+
+    for (size_t i = 0; !err && i < n; i++)
+        if (!voided[i] && !LF_EV_IS_IDENTITY(ev[i].type))
+            d->group[g++] = &ev[i];
+    if (err || lf_lead_init(&row.lead, id))
+        return LF_ERR_NOMEM;
+    /* Its history was deleted; its row may exist. */
+    err = project_lead(f->p, &f->b, &row, d->group, g, true);
+    if (!err && row.lead.stage == LF_ST_NONE)
+        err = lf_ids_add(&d->rowless, id);
+    lead_row_clear(&row);
+    return err;
+}
+
+/* The persons to recompute, each once: those derive found and those
+ * identity() forced, as d->re (copies in f->pool) and a text[] in p->arr;
+ * f->recomputed gets them and the leads that stopped being persons: the
+ * anomalies of all these are re-derived or cleared. */
+static lf_err_t list_recompute(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t re = {0}, clear = {0};
+    size_t base = f->pool.n;
+    bool e = false;
+
+    for (size_t i = 0; !e && i < d->nre; i++)
+        e = lf_ids_add(&re, d->re[i]);
+    for (size_t i = 0; !e && i < f->forced.n; i++)
+        e = lf_ids_add(&re, f->forced.v[i]);
+    lf_ids_sort(&re);
+    for (size_t i = 0; !e && i < re.n; i++)
+        e = lf_ids_add(&f->pool, re.v[i]) || lf_ids_add(&clear, re.v[i]);
+    for (size_t i = 0; !e && i < f->cleared.n; i++)
+        e = lf_ids_add(&clear, f->cleared.v[i]);
+    d->nre = 0;
+    for (size_t i = 0; !e && i < re.n; i++)
+        d->re[d->nre++] = f->pool.v[base + i];
+    lf_buf_reset(&p->arr);
+    e = e || lf_pg_text_array(&p->arr, (const char *const *)clear.v, clear.n);
+    if (!e && !(f->recomputed = strdup(p->arr.data)))
+        e = true;
+    lf_buf_reset(&p->arr);
+    e = e || lf_pg_text_array(&p->arr, d->re, d->nre);
+    lf_ids_free(&re);
+    lf_ids_free(&clear);
+    return e ? LF_ERR_NOMEM : LF_OK;
+}
+
+/* Recompute the persons in d->re from all their stored events (their
+ * leads' and their merged leads'). Their history is written anew; a
+ * person left without a counted capture loses its row. Their anomalies
+ * are kept: the recompute derives them again (ON CONFLICT keeps the
+ * stored row), and merge_anomalies() deletes those it no longer finds,
+ * so that only anomalies the table did not hold are counted as new. */
 static lf_err_t recompute(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
     char sql[SQL_MAX];
+    size_t at = 0;
     lf_err_t err;
 
+    if ((err = list_recompute(f, d)) || !d->nre)
+        return err;
     f->st.recomputed = d->nre;
-    lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, d->re, d->nre))
-        return LF_ERR_NOMEM;
     if ((err = read_stored_events(f, d)))
         return err;
     sql_text(p, sql, NULL,
@@ -1684,30 +1914,40 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
     if ((err = run(f, sql, "clearing recomputed leads", 1, p->arr.data, NULL,
                    NULL)))
         return err;
-    if (!(f->recomputed = strdup(p->arr.data)))
-        return LF_ERR_NOMEM;
-    for (size_t r = 0, n; r < d->nreevents; r += n) {
-        lead_row_t row = {0};
-        const char *id = d->reevents[r].lead_id;
-        for (n = 0;
-             r + n < d->nreevents && !strcmp(d->reevents[r + n].lead_id, id);
+    for (size_t r = 0, n; !err && r < d->nreevents; r += n) {
+        const char *id = PQgetvalue(d->reres, (int)r, 0);
+        for (n = 1; r + n < d->nreevents &&
+                    !strcmp(PQgetvalue(d->reres, (int)(r + n), 0), id);
              n++)
-            d->group[n] = &d->reevents[r + n];
-        if (lf_lead_init(&row.lead, id))
-            return LF_ERR_NOMEM;
-        /* Its history was deleted above; its row may exist. */
-        err = project_lead(p, &f->b, &row, d->group, n, true);
-        lead_row_clear(&row);
-        if (err)
-            return err;
+            ;
+        for (; at < d->nre && strcmp(d->re[at], id) < 0; at++)
+            err = err ? err : lf_ids_add(&d->rowless, d->re[at]);
+        if (at < d->nre && !strcmp(d->re[at], id))
+            at++;
+        if (!err)
+            err = recompute_person(f, d, id, &d->reevents[r], &d->voided[r], n);
     }
-    return LF_OK;
+    for (; !err && at < d->nre; at++) /* persons without a counted event */
+        err = lf_ids_add(&d->rowless, d->re[at]);
+    if (!err)
+        err = void_anomalies(f, d);
+    if (err || !d->rowless.n)
+        return err;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, (const char *const *)d->rowless.v,
+                         d->rowless.n))
+        return LF_ERR_NOMEM;
+    sql_text(p, sql, NULL,
+             "DELETE FROM {schema}.leads WHERE lead_id = ANY($1::text[])");
+    return run(f, sql, "clearing leads without a capture", 1, p->arr.data, NULL,
+               NULL);
 }
 
-/* Step: run the new events through the funnel, lead by lead: continue a
- * stored lead when they come after its last event, recompute it from its
- * stored events when one comes late, start the new ones. The results wait
- * in f->b for stage(). */
+/* Step: run the new events through the funnel, person by person (a
+ * person: a surviving lead, with the leads merged into it): continue a
+ * stored person when they come after its last event, recompute it from
+ * its stored events when one comes late or identity() changed it, start
+ * the new ones. The results wait in f->b for stage(). */
 static lf_err_t derive(flush_t *f)
 {
     derive_t d = {0};
@@ -1719,7 +1959,7 @@ static lf_err_t derive(flush_t *f)
         err = continue_leads(f, &d);
     if (!err && d.nfresh)
         err = project_fresh(f, &d);
-    if (!err && d.nre)
+    if (!err && (d.nre || f->forced.n))
         err = recompute(f, &d);
     if (err == LF_ERR_NOMEM)
         nomem(f);
@@ -1831,7 +2071,7 @@ static lf_err_t clear_resolved_anomalies(flush_t *f)
 
     sql_text(f->p, sql, NULL,
              "DELETE FROM {schema}.anomalies a WHERE a.lead_id = "
-             "ANY($1::text[]) AND a.kind = 'state' AND NOT EXISTS "
+             "ANY($1::text[]) AND a.kind IN ('state', 'void') AND NOT EXISTS "
              "(SELECT 1 FROM lf_stg_anomalies s WHERE s.event_id = "
              "a.event_id AND s.kind = a.kind AND s.reason = a.reason)");
     return run(f, sql, "clearing resolved anomalies", 1, f->recomputed, NULL,
@@ -1847,14 +2087,23 @@ static lf_err_t merge_anomalies(flush_t *f)
     lf_err_t err;
 
     if (f->b.anomalies.len) {
+        /* Listed under the person (a merged lead's under its surviving
+         * lead); a recompute may move an anomaly from one to another. */
         sql_text(f->p, sql, &anomalies_table,
                  "WITH ins AS (INSERT INTO {schema}.anomalies ({cols}) "
-                 "SELECT * FROM lf_stg_anomalies "
-                 "ON CONFLICT DO NOTHING RETURNING kind) "
-                 "SELECT count(*) FILTER (WHERE kind = 'state') FROM ins");
+                 "SELECT DISTINCT ON (s.event_id, s.kind, s.reason) "
+                 "s.event_id, coalesce(m.surviving_lead_id, s.lead_id), "
+                 "s.kind, s.reason FROM lf_stg_anomalies AS s LEFT JOIN "
+                 "{schema}.merges AS m USING (lead_id) "
+                 "ON CONFLICT (event_id, kind, reason) DO UPDATE SET "
+                 "lead_id = EXCLUDED.lead_id WHERE anomalies.lead_id <> "
+                 "EXCLUDED.lead_id RETURNING kind, xmax = 0 AS fresh) "
+                 "SELECT count(*) FILTER (WHERE kind = 'state' AND fresh), "
+                 "count(*) FILTER (WHERE kind = 'void' AND fresh) FROM ins");
         if ((err = run(f, sql, "writing anomalies", 0, NULL, NULL, &res)))
             return err;
         f->st.anomalies = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        f->st.void_anomalies = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
         PQclear(res);
     }
     return f->recomputed ? clear_resolved_anomalies(f) : LF_OK;
@@ -1965,6 +2214,47 @@ static lf_err_t store_offsets(flush_t *f)
 
 /* ---- flush ------------------------------------------------------------ */
 
+/* f->leads: the batch's leads, each once (pointers into its entries). */
+static void list_leads(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+
+    f->nleads = 0;
+    for (size_t i = 0; i < p->leadset_cap; i++)
+        if (p->leadset[i])
+            f->leads[f->nleads++] = p->leadset[i];
+}
+
+/* After entries' lead ids were replaced (erased people): the batch's lead
+ * set again, from the entries. @returns false when out of memory. */
+static bool relist_leads(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+
+    if (p->leadset_cap)
+        memset(p->leadset, 0, p->leadset_cap * sizeof(*p->leadset));
+    p->leads = 0;
+    for (size_t i = 0; i < p->count; i++)
+        if (!p->entries[i].dead && !lead_add(p, p->entries[i].ev.lead_id))
+            return false;
+    list_leads(f);
+    return true;
+}
+
+/* Add the lock name of lead @p id to f->locks: with a key ring its
+ * pseudonym, so that an erased lead's events (stored under the
+ * pseudonym) and its later messages (under the original id) take the
+ * same lock; else the id. */
+static lf_err_t add_lock(flush_t *f, const char *id)
+{
+    char ps[LF_PSEUDONYM_LEN + 1];
+
+    if (!f->p->ps || lf_pseudonym_is(id))
+        return lf_ids_add(&f->locks, id);
+    lf_pseudonym_of(f->p->ps, 0, id, strlen(id), ps);
+    return lf_ids_add(&f->locks, ps);
+}
+
 /* Step zero, before the transaction: the batch's events in event_id order
  * (for finding an id twice in the batch, for mark_new's search, and as
  * the COPY order, the primary key's) and its leads, each once (the server
@@ -1983,29 +2273,586 @@ static lf_err_t list_batch(flush_t *f)
     }
     if (!sort_entries(p, f->ev_idx, f->nev, false))
         return nomem(f);
-    for (size_t i = 0; i < p->leadset_cap; i++)
-        if (p->leadset[i])
-            f->leads[f->nleads++] = p->leadset[i];
+    list_leads(f);
+    for (size_t i = 0; i < f->nleads; i++)
+        if (add_lock(f, f->leads[i]))
+            return nomem(f);
+    for (size_t k = 0; k < f->nev; k++) {
+        const lf_event_t *ev = &p->entries[f->ev_idx[k]].ev;
+        if (ev->type == LF_EV_MERGED && add_lock(f, ev->u.merged.into_lead_id))
+            return nomem(f);
+    }
     return LF_OK;
 }
 
-/* Step: lock the batch's leads before touching them, in one global order
- * (of the lock keys), so two instances never deadlock and never
- * interleave on one lead. */
-static lf_err_t lock_leads(flush_t *f)
+/* Lock leads @p names (lock names, add_lock()) in one global order (of the
+ * lock keys), so two instances never interleave on one lead. The batch's
+ * leads are locked first, all at once, so two instances never deadlock
+ * on them; leads found later (merge components, voids) are locked when
+ * found, and a deadlock there is retried as any transient failure. */
+static lf_err_t lock_names(flush_t *f, const lf_ids_t *names)
 {
     lf_projector_t *p = f->p;
 
-    if (!f->nleads)
+    if (!names->n)
         return LF_OK;
     lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, f->leads, f->nleads))
+    if (lf_pg_text_array(&p->arr, (const char *const *)names->v, names->n))
         return nomem(f);
     return run(f,
                "SELECT count(pg_advisory_xact_lock(k)) FROM "
                "(SELECT DISTINCT hashtextextended(l, 0) AS k FROM "
                "unnest($1::text[]) AS l ORDER BY 1) AS s",
                "locking leads", 1, p->arr.data, NULL, NULL);
+}
+
+/* Step: lock the batch's leads (and the leads its merged events name)
+ * before touching them. */
+static lf_err_t lock_leads(flush_t *f)
+{
+    return lock_names(f, &f->locks);
+}
+
+/* ---- identity: erased people on the way in ------------------------------ */
+
+/* Without a key ring nothing can be erased: a batch holding an erased
+ * event, or any batch once SCHEMA.erased_leads holds a pseudonym (its
+ * events might be an erased person's), is refused. */
+static lf_err_t need_no_key(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    bool erased = false;
+    lf_err_t err;
+
+    for (size_t k = 0; k < f->nev && !erased; k++)
+        erased = p->entries[f->ev_idx[k]].ev.type == LF_EV_ERASED;
+    if (!erased) {
+        sql_text(p, sql, NULL,
+                 "SELECT EXISTS (SELECT 1 FROM {schema}.erased_leads)");
+        if ((err = run(f, sql, "checking erasures", 0, NULL, NULL, &res)))
+            return err;
+        erased = !strcmp(PQgetvalue(res, 0, 0), "t");
+        PQclear(res);
+        if (!erased)
+            return LF_OK;
+    }
+    return lf_seterr(LF_ERR_INVALID, f->errstr, f->errstr_size,
+                     "%s: people are erased here but no pseudonym key is "
+                     "configured: set %s (every instance of the group "
+                     "needs the same key file)",
+                     p->schema, LF_CONF_PSEUDONYM_KEY_FILE);
+}
+
+/* Add the pseudonyms of @p id (@p n bytes) under every key to @p out. */
+static lf_err_t add_pseudonyms(const lf_pseudonym_t *ps, const void *id,
+                               size_t n, lf_ids_t *out)
+{
+    char buf[LF_PSEUDONYM_LEN + 1];
+    lf_err_t err = LF_OK;
+
+    for (size_t k = 0; !err && k < lf_pseudonym_keys(ps); k++) {
+        lf_pseudonym_of(ps, k, id, n, buf);
+        err = lf_ids_add(out, buf);
+    }
+    return err;
+}
+
+/* The pseudonym of @p id (@p n bytes) under some key that @p hits
+ * (erased_leads rows) holds, into @p out. @returns false when none. */
+static bool erased_as(const lf_pseudonym_t *ps, const lf_ids_t *hits,
+                      const void *id, size_t n, char *out)
+{
+    for (size_t k = 0; hits->n && k < lf_pseudonym_keys(ps); k++) {
+        lf_pseudonym_of(ps, k, id, n, out);
+        if (lf_ids_has(hits, out))
+            return true;
+    }
+    return false;
+}
+
+/* The erased_leads rows among the pseudonyms of the batch's lead ids, the
+ * leads its merged events name and its dead letters' keys, into @p hits. */
+static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t cand = {0};
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err = LF_OK;
+
+    for (size_t i = 0; !err && i < p->count; i++) {
+        const entry_t *e = &p->entries[i];
+        if (e->dead) {
+            if (e->key)
+                err = add_pseudonyms(p->ps, e->key, e->key_len, &cand);
+            continue;
+        }
+        if (!lf_pseudonym_is(e->ev.lead_id))
+            err = add_pseudonyms(p->ps, e->ev.lead_id, strlen(e->ev.lead_id),
+                                 &cand);
+        if (!err && e->ev.type == LF_EV_MERGED &&
+            !lf_pseudonym_is(e->ev.u.merged.into_lead_id))
+            err = add_pseudonyms(p->ps, e->ev.u.merged.into_lead_id,
+                                 strlen(e->ev.u.merged.into_lead_id), &cand);
+    }
+    lf_buf_reset(&p->arr);
+    if (err || lf_pg_text_array(&p->arr, (const char *const *)cand.v, cand.n))
+        err = nomem(f);
+    lf_ids_free(&cand);
+    if (err)
+        return err;
+    sql_text(p, sql, NULL,
+             "SELECT pseudonym FROM {schema}.erased_leads "
+             "WHERE pseudonym = ANY($1::text[])");
+    if ((err = run(f, sql, "checking erasures", 1, p->arr.data, NULL, &res)))
+        return err;
+    for (int r = 0; !err && r < PQntuples(res); r++)
+        err = lf_ids_add(hits, PQgetvalue(res, r, 0));
+    PQclear(res);
+    lf_ids_sort(hits);
+    return err == LF_ERR_NOMEM ? nomem(f) : err;
+}
+
+/* An erased person's dead letter: its key and value go, the error stays. */
+static lf_err_t forget_dead(entry_t *e)
+{
+    static const char mark[] = " [erased: key and value removed]";
+    size_t n = strlen(e->note);
+    char *note = realloc(e->note, n + sizeof(mark));
+
+    if (!note)
+        return LF_ERR_NOMEM;
+    memcpy(note + n, mark, sizeof(mark));
+    e->note = note;
+    free(e->key);
+    free(e->value);
+    e->key = e->value = NULL;
+    e->key_len = e->value_len = 0;
+    return LF_OK;
+}
+
+/* The key anomaly of an erased person's event: it quoted the key. */
+static lf_err_t forget_key_note(entry_t *e)
+{
+    char *note;
+
+    if (!e->note || strncmp(e->note, "Kafka key \"", 11))
+        return LF_OK;
+    if (!(note = strdup("Kafka key differs from lead_id (the key was erased)")))
+        return LF_ERR_NOMEM;
+    free(e->note);
+    e->note = note;
+    return LF_OK;
+}
+
+/* Erase entry @p e when it is an erased person's, as @p hits says. */
+static lf_err_t forget_entry(const lf_pseudonym_t *ps, const lf_ids_t *hits,
+                             entry_t *e)
+{
+    char lead[LF_PSEUDONYM_LEN + 1], into[LF_PSEUDONYM_LEN + 1];
+    bool l, i = false;
+    lf_err_t err;
+
+    if (e->dead)
+        return e->key && erased_as(ps, hits, e->key, e->key_len, lead)
+                   ? forget_dead(e)
+                   : LF_OK;
+    l = !lf_pseudonym_is(e->ev.lead_id) &&
+        erased_as(ps, hits, e->ev.lead_id, strlen(e->ev.lead_id), lead);
+    if (e->ev.type == LF_EV_MERGED)
+        i = !lf_pseudonym_is(e->ev.u.merged.into_lead_id) &&
+            erased_as(ps, hits, e->ev.u.merged.into_lead_id,
+                      strlen(e->ev.u.merged.into_lead_id), into);
+    if (!l && !i)
+        return LF_OK;
+    if ((err = lf_event_forget(&e->ev, l ? lead : NULL, i ? into : NULL)))
+        return err;
+    return l ? forget_key_note(e) : LF_OK;
+}
+
+/* Step: erase on the way in. Every message of a lead whose pseudonym is
+ * in SCHEMA.erased_leads (an event, a merged event's target, a dead
+ * letter's key) is erased before anything of it is stored: the events
+ * under the pseudonym without their personal fields, the dead letters
+ * without key and value. */
+static lf_err_t erased_in(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t hits = {0};
+    lf_err_t err;
+
+    if (!p->ps)
+        return need_no_key(f);
+    if ((err = erased_hits(f, &hits)) || !hits.n) {
+        lf_ids_free(&hits);
+        return err;
+    }
+    for (size_t i = 0; !err && i < p->count; i++)
+        err = forget_entry(p->ps, &hits, &p->entries[i]);
+    lf_ids_free(&hits);
+    if (err || !relist_leads(f))
+        return nomem(f);
+    return LF_OK;
+}
+
+/* ---- identity: merges, erasures, voids ---------------------------------- */
+
+/* The new events of the batch, by what identity makes of them: the
+ * seeds of merge components (both leads of a merged event, the lead of an
+ * erased event), the erased leads, the leads of voided events, and the
+ * stage events (a stored void may name one). */
+typedef struct seeds_s {
+    lf_component_t c;
+    lf_ids_t erase, voids, stage_ids, erased_events;
+} seeds_t;
+
+static void seeds_free(seeds_t *s)
+{
+    lf_component_free(&s->c);
+    lf_ids_free(&s->erase);
+    lf_ids_free(&s->voids);
+    lf_ids_free(&s->stage_ids);
+    lf_ids_free(&s->erased_events);
+}
+
+static lf_err_t gather_seeds(flush_t *f, seeds_t *s)
+{
+    lf_projector_t *p = f->p;
+    lf_err_t e = LF_OK;
+
+    for (size_t k = 0; !e && k < f->nev; k++) {
+        const entry_t *en = &p->entries[f->ev_idx[k]];
+        const lf_event_t *ev = &en->ev;
+        if (!en->is_new)
+            continue;
+        e = lf_ids_add(&f->new_ids, ev->event_id);
+        if (e)
+            break;
+        switch (ev->type) {
+        case LF_EV_MERGED:
+            e = lf_ids_add(&s->c.ids, ev->lead_id) ||
+                        lf_ids_add(&s->c.ids, ev->u.merged.into_lead_id)
+                    ? LF_ERR_NOMEM
+                    : LF_OK;
+            break;
+        case LF_EV_ERASED:
+            e = lf_ids_add(&s->c.ids, ev->lead_id) ||
+                        lf_ids_add(&s->erase, ev->lead_id) ||
+                        lf_ids_add(&s->erased_events, ev->event_id)
+                    ? LF_ERR_NOMEM
+                    : LF_OK;
+            break;
+        case LF_EV_VOIDED:
+            e = lf_ids_add(&s->voids, ev->lead_id);
+            break;
+        default:
+            e = lf_ids_add(&s->stage_ids, ev->event_id);
+            break;
+        }
+    }
+    lf_ids_sort(&f->new_ids);
+    lf_ids_sort(&s->erase);
+    return e;
+}
+
+/* Lock the lock names of @p ids (found after the batch's own locks). */
+static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n)
+{
+    lf_ids_t saved = f->locks;
+    lf_err_t err = LF_OK;
+
+    memset(&f->locks, 0, sizeof(f->locks));
+    for (size_t i = 0; !err && i < n; i++)
+        err = add_lock(f, ids[i]);
+    err = err ? nomem(f) : lock_names(f, &f->locks);
+    lf_ids_free(&f->locks);
+    f->locks = saved;
+    return err;
+}
+
+/* Which of the component's ids are erased already (stored as pseudonyms
+ * that SCHEMA.erased_leads holds). */
+static lf_err_t erased_among(flush_t *f, const lf_ids_t *ids, lf_ids_t *out)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, (const char *const *)ids->v, ids->n))
+        return nomem(f);
+    sql_text(p, sql, NULL,
+             "SELECT pseudonym FROM {schema}.erased_leads "
+             "WHERE pseudonym = ANY($1::text[])");
+    if ((err = run(f, sql, "checking erasures", 1, p->arr.data, NULL, &res)))
+        return err;
+    for (int r = 0; !err && r < PQntuples(res); r++)
+        err = lf_ids_add(out, PQgetvalue(res, r, 0));
+    PQclear(res);
+    lf_ids_sort(out);
+    return err ? nomem(f) : LF_OK;
+}
+
+/* Union-find over the component's merges: the representative of each id
+ * (by index in c->ids). */
+static size_t find_rep(size_t *up, size_t i)
+{
+    while (up[i] != i)
+        i = up[i] = up[up[i]];
+    return i;
+}
+
+static size_t index_of(const lf_ids_t *ids, const char *id)
+{
+    size_t lo = 0, hi = ids->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(ids->v[mid], id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The ids to erase: every id not erased yet of each component that holds
+ * an erased event's lead or an erased id. */
+static lf_err_t to_erase(const seeds_t *s, const lf_ids_t *erased,
+                         lf_ids_t *out)
+{
+    const lf_component_t *c = &s->c;
+    size_t *up = malloc((c->ids.n + 1) * sizeof(*up));
+    bool *hit = calloc(c->ids.n + 1, sizeof(*hit));
+    lf_err_t err = LF_OK;
+
+    if (!up || !hit) {
+        free(up);
+        free(hit);
+        return LF_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < c->ids.n; i++)
+        up[i] = i;
+    for (size_t i = 0; i < c->n; i++)
+        up[find_rep(up, index_of(&c->ids, c->m[i].lead_id))] =
+            find_rep(up, index_of(&c->ids, c->m[i].into_lead_id));
+    for (size_t i = 0; i < c->ids.n; i++)
+        if (lf_ids_has(&s->erase, c->ids.v[i]) ||
+            lf_ids_has(erased, c->ids.v[i]))
+            hit[find_rep(up, i)] = true;
+    for (size_t i = 0; !err && i < c->ids.n; i++)
+        if (hit[find_rep(up, i)] && !lf_ids_has(erased, c->ids.v[i]))
+            err = lf_ids_add(out, c->ids.v[i]);
+    free(up);
+    free(hit);
+    return err;
+}
+
+/* Replace erased ids in the batch's entries (the database has them as
+ * pseudonyms now). */
+static lf_err_t forget_in_batch(flush_t *f, const lf_ids_t *orig,
+                                const lf_ids_t *pseud)
+{
+    lf_projector_t *p = f->p;
+    lf_err_t err = LF_OK;
+
+    for (size_t i = 0; !err && i < p->count; i++) {
+        entry_t *e = &p->entries[i];
+        const char *l = NULL, *t = NULL;
+        size_t at;
+        if (e->dead) {
+            char *k = e->key ? strndup(e->key, e->key_len) : NULL;
+            if (k && lf_ids_has(orig, k))
+                err = forget_dead(e);
+            free(k);
+            continue;
+        }
+        at = index_of(orig, e->ev.lead_id);
+        if (at < orig->n && !strcmp(orig->v[at], e->ev.lead_id))
+            l = pseud->v[at];
+        if (e->ev.type == LF_EV_MERGED) {
+            at = index_of(orig, e->ev.u.merged.into_lead_id);
+            if (at < orig->n &&
+                !strcmp(orig->v[at], e->ev.u.merged.into_lead_id))
+                t = pseud->v[at];
+        }
+        if ((l || t) && !(err = lf_event_forget(&e->ev, l, t)) && l)
+            err = forget_key_note(e);
+    }
+    return err || !relist_leads(f) ? nomem(f) : LF_OK;
+}
+
+/* Erase the components that need it (an erased event, or a merge that
+ * joined an erased person); @p map gets original -> pseudonym. */
+static lf_err_t erase_components(flush_t *f, seeds_t *s, lf_ids_t *orig,
+                                 lf_ids_t *pseud)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t erased = {0};
+    char buf[LF_PSEUDONYM_LEN + 1];
+    lf_err_t err = erased_among(f, &s->c.ids, &erased);
+
+    if (!err && to_erase(s, &erased, orig))
+        err = nomem(f);
+    lf_ids_free(&erased);
+    if (err || !orig->n)
+        return err;
+    lf_ids_sort(orig);
+    if (!p->ps)
+        return lf_seterr(LF_ERR_INVALID, f->errstr, f->errstr_size,
+                         "%s: an erased person is merged here but no "
+                         "pseudonym key is configured: set %s",
+                         p->schema, LF_CONF_PSEUDONYM_KEY_FILE);
+    for (size_t i = 0; i < orig->n; i++) {
+        lf_pseudonym_of(p->ps, 0, orig->v[i], strlen(orig->v[i]), buf);
+        if (lf_ids_add(pseud, buf))
+            return nomem(f);
+    }
+    if (!known_keys_sql())
+        return nomem(f);
+    if ((err =
+             lf_identity_erase(f->conn, p->schema, (const char *const *)orig->v,
+                               (const char *const *)pseud->v, orig->n,
+                               known_keys_sql(), f->errstr, f->errstr_size)))
+        return err;
+    return forget_in_batch(f, orig, pseud);
+}
+
+/* The id @p id is stored under now: its pseudonym if just erased. */
+static const char *now_as(const lf_ids_t *orig, const lf_ids_t *pseud,
+                          const char *id)
+{
+    size_t at = index_of(orig, id);
+    return at < orig->n && !strcmp(orig->v[at], id) ? pseud->v[at] : id;
+}
+
+/* The batch's merge components: merges written, people erased, and
+ * every person of them to recompute. */
+static lf_err_t components(flush_t *f, seeds_t *s)
+{
+    lf_projector_t *p = f->p;
+    lf_merge_counts_t counts = {0};
+    lf_ids_t orig = {0}, pseud = {0};
+    lf_err_t err;
+
+    if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
+                                     f->errstr_size)) ||
+        (err = lock_more(f, s->c.ids.v, s->c.ids.n)))
+        return err;
+    if (lf_identity_merge_rule(&s->c))
+        return nomem(f);
+    if ((err = lf_identity_write_merges(f->conn, p->schema, &s->c, &counts,
+                                        f->errstr, f->errstr_size)))
+        return err;
+    f->st.merges += counts.merges;
+    f->st.merge_anomalies += counts.anomalies;
+    if ((err = erase_components(f, s, &orig, &pseud)))
+        goto out;
+    for (size_t i = 0; !err && i < s->c.ids.n; i++) {
+        const char *id = s->c.ids.v[i];
+        const char *root = lf_identity_root(&s->c, id);
+        err = lf_ids_add(&f->forced, now_as(&orig, &pseud, root));
+        if (!err && strcmp(root, id))
+            err = lf_ids_add(&f->cleared, now_as(&orig, &pseud, id));
+    }
+    if (err)
+        err = nomem(f);
+out:
+    lf_ids_free(&orig);
+    lf_ids_free(&pseud);
+    return err;
+}
+
+/* The batch's new erased events in SCHEMA.erasures. */
+static lf_err_t record_erasures(flush_t *f, const seeds_t *s)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (!s->erased_events.n)
+        return LF_OK;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, (const char *const *)s->erased_events.v,
+                         s->erased_events.n))
+        return nomem(f);
+    sql_text(p, sql, NULL,
+             "INSERT INTO {schema}.erasures (event_id, pseudonym, "
+             "request_id, erased_at) SELECT event_id, lead_id, "
+             "payload ->> 'request_id', occurred_at FROM {schema}.events "
+             "WHERE type = 'erased' AND event_id = ANY($1::text[]) "
+             "ON CONFLICT DO NOTHING");
+    if ((err = run(f, sql, "recording erasures", 1, p->arr.data, NULL, &res)))
+        return err;
+    f->st.erasures += strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return LF_OK;
+}
+
+/* The persons whose voids may change: those of the batch's voided events,
+ * and, for the batch's stage events that a stored void names, the void's
+ * person and the event's. */
+static lf_err_t void_persons(flush_t *f, const seeds_t *s)
+{
+    lf_projector_t *p = f->p;
+    lf_buf_t ids = {0};
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (!s->stage_ids.n && !s->voids.n)
+        return LF_OK;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&ids, (const char *const *)s->stage_ids.v,
+                         s->stage_ids.n) ||
+        lf_pg_text_array(&p->arr, (const char *const *)s->voids.v,
+                         s->voids.n)) {
+        lf_buf_free(&ids);
+        return nomem(f);
+    }
+    sql_text(p, sql, NULL,
+             "WITH t AS (SELECT v.lead_id AS vl, v.payload ->> "
+             "'voided_event_id' AS tid FROM {schema}.events AS v WHERE "
+             "v.type = 'voided' AND v.payload ->> 'voided_event_id' = "
+             "ANY($1::text[])) "
+             "SELECT DISTINCT coalesce(m.surviving_lead_id, x.l) FROM "
+             "(SELECT vl FROM t UNION SELECT e.lead_id FROM t JOIN "
+             "{schema}.events AS e ON e.event_id = t.tid UNION "
+             "SELECT unnest($2::text[])) AS x(l) "
+             "LEFT JOIN {schema}.merges AS m ON m.lead_id = x.l");
+    err = run(f, sql, "finding voids", 2, (const char *)ids.data, p->arr.data,
+              &res);
+    lf_buf_free(&ids);
+    for (int r = 0; !err && r < PQntuples(res); r++)
+        if (lf_ids_add(&f->forced, PQgetvalue(res, r, 0)))
+            err = nomem(f);
+    PQclear(res);
+    return err;
+}
+
+/* Step: what the batch's merged, erased and voided events change, before
+ * the funnel runs: merges written, people erased, and the persons whose
+ * events changed (f->forced) listed for a full recompute. */
+static lf_err_t identity(flush_t *f)
+{
+    seeds_t s = {0};
+    lf_err_t err = gather_seeds(f, &s) ? nomem(f) : LF_OK;
+
+    if (!err && s.c.ids.n)
+        err = components(f, &s);
+    if (!err)
+        err = record_erasures(f, &s);
+    if (!err)
+        err = void_persons(f, &s);
+    lf_ids_sort(&f->forced);
+    lf_ids_sort(&f->cleared);
+    if (!err && f->forced.n)
+        err = lock_more(f, f->forced.v, f->forced.n);
+    seeds_free(&s);
+    return err;
 }
 
 /* The steps of a flush inside its transaction, in order. Each one owns
@@ -2016,8 +2863,10 @@ typedef lf_err_t (*step_t)(flush_t *f);
 /* clang-format off */
 static const step_t flush_steps[] = {
     lock_leads,
+    erased_in,
     store_events,
     record_conflicts,
+    identity,
     derive,
     stage,
     merge_leads,
@@ -2059,6 +2908,11 @@ static void committed_batch(flush_t *f,
     p->stats.dead_letters += f->st.dead_letters;
     p->stats.anomalies += f->st.anomalies;
     p->stats.recomputed += f->st.recomputed;
+    p->stats.merges += f->st.merges;
+    p->stats.voids += f->st.voids;
+    p->stats.erasures += f->st.erasures;
+    p->stats.merge_anomalies += f->st.merge_anomalies;
+    p->stats.void_anomalies += f->st.void_anomalies;
     p->stats.batches++;
     for (int t = 0; t < LF_EV__COUNT; t++)
         p->stats.by_type[t] += f->st.by_type[t];
@@ -2092,6 +2946,11 @@ static void flush_free(flush_t *f)
     free(f->ev_idx);
     free(f->leads);
     free(f->recomputed);
+    lf_ids_free(&f->locks);
+    lf_ids_free(&f->forced);
+    lf_ids_free(&f->cleared);
+    lf_ids_free(&f->pool);
+    lf_ids_free(&f->new_ids);
 }
 
 lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,

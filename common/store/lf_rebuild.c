@@ -140,7 +140,17 @@ static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
              "INSERT INTO \"%s\".schema_migrations SELECT * FROM "
              "funnel.schema_migrations",
              into);
-    return exec(conn, sql, "copying the migration list", errstr, errstr_size);
+    if ((err = exec(conn, sql, "copying the migration list", errstr,
+                    errstr_size)))
+        return err;
+    /* The people erased stay erased: their events, read again from
+     * Kafka, are erased on the way in (the erased event itself may be
+     * gone from the topic by then). */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO \"%s\".erased_leads SELECT * FROM "
+             "funnel.erased_leads",
+             into);
+    return exec(conn, sql, "copying the erased leads", errstr, errstr_size);
 }
 
 lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
@@ -376,7 +386,8 @@ lf_err_t lf_rebuild_source_copy_rest(lf_rebuild_source_t *s, PGconn *conn,
     static const char *items[3][3] = {
         {"dead_letters", "SELECT * FROM funnel.dead_letters",
          "copying dead letters"},
-        {"anomalies", "SELECT * FROM funnel.anomalies WHERE kind <> 'state'",
+        {"anomalies",
+         "SELECT * FROM funnel.anomalies WHERE kind IN ('conflict', 'key')",
          "copying conflict and key anomalies"},
         {"offsets", "SELECT * FROM funnel.offsets", "copying offsets"},
     };

@@ -160,6 +160,55 @@ void lf_event_clear(lf_event_t *ev)
     memset(ev, 0, sizeof(*ev));
 }
 
+/* *@p field := a copy of @p value (NULL: none), freeing what it held. */
+static bool replace_str(lf_event_t *ev, char **field, const char *value)
+{
+    char *v = value ? strdup(value) : NULL;
+
+    if (value && !v)
+        return false;
+    free_str(ev, *field);
+    *field = v;
+    return true;
+}
+
+lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
+                         const char *into_pseudonym)
+{
+    bool ok = true;
+
+    if (into_pseudonym && ev->type == LF_EV_MERGED)
+        ok = replace_str(ev, &ev->u.merged.into_lead_id, into_pseudonym);
+    if (!lead_pseudonym)
+        return ok ? LF_OK : LF_ERR_NOMEM;
+    ok = ok && replace_str(ev, &ev->lead_id, lead_pseudonym) &&
+         replace_str(ev, &ev->extra, NULL) &&
+         replace_str(ev, &ev->payload_extra, NULL);
+    switch (ev->type) {
+    case LF_EV_CAPTURED:
+        for (size_t i = 0; i < ev->u.captured.attr_count; i++) {
+            free_str(ev, ev->u.captured.attrs[i].key);
+            free_str(ev, ev->u.captured.attrs[i].value);
+        }
+        free(ev->u.captured.attrs);
+        ev->u.captured.attrs = NULL;
+        ev->u.captured.attr_count = 0;
+        break;
+    case LF_EV_RECYCLED:
+        ok = ok && replace_str(ev, &ev->u.recycled.note, NULL);
+        break;
+    case LF_EV_LOST:
+        ok = ok && replace_str(ev, &ev->u.lost.reason, NULL);
+        break;
+    case LF_EV_DISQUALIFIED:
+        ok = ok && replace_str(ev, &ev->u.disqualified.reason, NULL);
+        break;
+    default:
+        break;
+    }
+    return ok ? LF_OK : LF_ERR_NOMEM;
+}
+
 lf_err_t lf_event_copy(lf_event_t *dst, const lf_event_t *src)
 {
     strfield_t df[LF_MAX_STRFIELDS] = {{0}}, sf[LF_MAX_STRFIELDS] = {{0}};

@@ -184,4 +184,16 @@ bool lf_event_sort_attrs(lf_event_t *ev);
 /** True if @p a and @p b carry the same content, field by field. */
 bool lf_event_equal(const lf_event_t *a, const lf_event_t *b);
 
+/**
+ * Forget what identifies a person in @p ev (an erased person's event):
+ * with @p lead_pseudonym, lead_id becomes it and the personal fields go
+ * (captured attributes, the recycled note, the free-text reason of lost
+ * and disqualified, and the fields a newer writer sent, extra and
+ * payload_extra, which may be anything); with @p into_pseudonym, a merged
+ * event's into_lead_id becomes it. NULL leaves that part as it is.
+ * @returns LF_OK or LF_ERR_NOMEM (the event stays valid to clear).
+ */
+lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
+                         const char *into_pseudonym);
+
 #endif

@@ -67,6 +67,10 @@ static const char *envelope_keys[] = {"event_id",    "lead_id", "type",
 
 static lf_err_t finish_event(lf_event_t *ev, char *errstr, size_t errstr_size);
 
+/* Set while lf_json_parse_stored() parses: payload strings may be null
+ * (an erased person's reason) and nothing is validated again. */
+static _Thread_local bool stored_read;
+
 #define INVALID(...) lf_seterr(LF_ERR_INVALID, errstr, errstr_size, __VA_ARGS__)
 
 static const char *json_kind(const json_t *v)
@@ -217,8 +221,8 @@ static lf_err_t parse_payload(json_t *obj, lf_event_t *ev, char *errstr,
         switch (f->kind) {
         case K_STR:
         case K_OPT_STR:
-            err = take_str(obj, f->name, f->kind == K_OPT_STR, (char **)base,
-                           errstr, errstr_size);
+            err = take_str(obj, f->name, f->kind == K_OPT_STR || stored_read,
+                           (char **)base, errstr, errstr_size);
             break;
         case K_INT:
             if (!(err = take_int(obj, f->name, INT32_MIN, INT32_MAX, &n, errstr,
@@ -338,7 +342,7 @@ static lf_err_t finish_event(lf_event_t *ev, char *errstr, size_t errstr_size)
                              "out of memory");
         return LF_OK;
     }
-    return lf_event_validate(ev, errstr, errstr_size);
+    return stored_read ? LF_OK : lf_event_validate(ev, errstr, errstr_size);
 }
 
 /* The top-level key whose member holds byte @p pos of @p text, into key
@@ -708,7 +712,8 @@ static bool fast_fill_payload(const fast_t *f, lf_event_t *ev,
         switch (pf->kind) {
         case K_STR:
         case K_OPT_STR:
-            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR, (char **)base))
+            if (!fast_take_str(f, ev, m, pf->kind == K_OPT_STR || stored_read,
+                               (char **)base))
                 return false;
             break;
         case K_INT:
@@ -855,6 +860,17 @@ lf_err_t lf_json_parse_event(const char *text, size_t len, lf_event_t *ev,
         return LF_OK;
     }
     return lf_json_parse_event_jansson(text, len, ev, errstr, errstr_size);
+}
+
+lf_err_t lf_json_parse_stored(const char *text, size_t len, lf_event_t *ev,
+                              char *errstr, size_t errstr_size)
+{
+    lf_err_t err;
+
+    stored_read = true;
+    err = lf_json_parse_event(text, len, ev, errstr, errstr_size);
+    stored_read = false;
+    return err;
 }
 
 lf_err_t lf_json_parse_event_jansson(const char *text, size_t len,

@@ -26,6 +26,15 @@ lf_err_t lf_json_parse_event(const char *text, size_t len, lf_event_t *ev,
                              char *errstr, size_t errstr_size);
 
 /**
+ * As lf_json_parse_event(), for an event read back from SCHEMA.events
+ * (stored after it was validated): a payload string may be null (the
+ * reason of an erased person's lost or disqualified event), and the
+ * contract is not checked again.
+ */
+lf_err_t lf_json_parse_stored(const char *text, size_t len, lf_event_t *ev,
+                              char *errstr, size_t errstr_size);
+
+/**
  * Append @p ev as one compact JSON object (no newline) to @p out, keys in
  * schema order, optional fields omitted when null or empty.
  * @returns LF_OK or LF_ERR_NOMEM.

@@ -6,7 +6,7 @@
 #              to the tables of the whole workload written as v1
 #   v2         v2-only events (accounts, merges, voids, erasures) next to
 #              them: every one stored, account_id on the leads, identity
-#              events stored without touching the funnel
+#              events stored, none of them entering a stage
 #   rebuild    a rebuild from Kafka of that mixed topic equals the live
 #              tables (leadflow-replay diff exits 0)
 set -euo pipefail

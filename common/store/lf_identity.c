@@ -1,0 +1,558 @@
+/* lf_identity.c: merged leads and erased people in a funnel schema
+ * (lf_identity.h). */
+#include "lf_identity.h"
+
+#include "lf_funnel.h"
+#include "lf_pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sets of ids ------------------------------------------------------ */
+
+lf_err_t lf_ids_add(lf_ids_t *s, const char *id)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (!v)
+            return LF_ERR_NOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strdup(id)))
+        return LF_ERR_NOMEM;
+    s->n++;
+    return LF_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void lf_ids_sort(lf_ids_t *s)
+{
+    size_t w = 0;
+
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+    for (size_t r = 0; r < s->n; r++) {
+        if (w && !strcmp(s->v[w - 1], s->v[r]))
+            free(s->v[r]);
+        else
+            s->v[w++] = s->v[r];
+    }
+    s->n = w;
+}
+
+bool lf_ids_has(const lf_ids_t *s, const char *id)
+{
+    return s->n && bsearch(&id, s->v, s->n, sizeof(*s->v), cmp_str) != NULL;
+}
+
+void lf_ids_free(lf_ids_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- components ------------------------------------------------------- */
+
+void lf_component_free(lf_component_t *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->m[i].event_id);
+        free(c->m[i].lead_id);
+        free(c->m[i].into_lead_id);
+    }
+    free(c->m);
+    lf_ids_free(&c->ids);
+    memset(c, 0, sizeof(*c));
+}
+
+lf_err_t lf_component_add(lf_component_t *c, const char *event_id,
+                          const char *lead_id, const char *into_lead_id,
+                          int64_t occurred_at)
+{
+    lf_merge_t *m;
+
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        lf_merge_t *v = realloc(c->m, cap * sizeof(*v));
+        if (!v)
+            return LF_ERR_NOMEM;
+        c->m = v;
+        c->cap = cap;
+    }
+    m = &c->m[c->n];
+    memset(m, 0, sizeof(*m));
+    m->event_id = strdup(event_id);
+    m->lead_id = strdup(lead_id);
+    m->into_lead_id = strdup(into_lead_id);
+    m->occurred_at = occurred_at;
+    c->n++; /* freed by lf_component_free() even when half copied */
+    return m->event_id && m->lead_id && m->into_lead_id ? LF_OK : LF_ERR_NOMEM;
+}
+
+/* The text[] literal of @p v[0..n) into @p b. */
+static lf_err_t array_of(lf_buf_t *b, char *const *v, size_t n)
+{
+    lf_buf_reset(b);
+    return lf_pg_text_array(b, (const char *const *)v, n) ? LF_ERR_NOMEM
+                                                          : LF_OK;
+}
+
+/* One round of the search: the merged events touching the leads of
+ * @p frontier; new leads go into c->ids and @p next. */
+static lf_err_t component_round(PGconn *conn, const char *sql,
+                                lf_component_t *c, lf_ids_t *frontier,
+                                lf_ids_t *next, char *errstr,
+                                size_t errstr_size)
+{
+    lf_buf_t arr = {0};
+    PGresult *res = NULL;
+    const char *param;
+    lf_err_t err;
+
+    if ((err = array_of(&arr, frontier->v, frontier->n)))
+        return err;
+    param = (const char *)arr.data;
+    err = lf_pg_query(conn, sql, 1, &param, "finding merges", &res, errstr,
+                      errstr_size);
+    lf_buf_free(&arr);
+    for (int r = 0; !err && r < PQntuples(res); r++) {
+        const char *ev = PQgetvalue(res, r, 0);
+        bool seen = false;
+        for (size_t i = 0; i < c->n && !seen; i++)
+            seen = !strcmp(c->m[i].event_id, ev);
+        if (seen)
+            continue;
+        err = lf_component_add(c, ev, PQgetvalue(res, r, 1),
+                               PQgetvalue(res, r, 2),
+                               strtoll(PQgetvalue(res, r, 3), NULL, 10));
+        for (int k = 1; !err && k <= 2; k++) {
+            const char *id = PQgetvalue(res, r, k);
+            if (lf_ids_has(&c->ids, id) || lf_ids_has(next, id))
+                continue;
+            if (!(err = lf_ids_add(next, id)))
+                lf_ids_sort(next);
+        }
+    }
+    PQclear(res);
+    return err;
+}
+
+lf_err_t lf_identity_component(PGconn *conn, const char *schema,
+                               lf_component_t *c, char *errstr,
+                               size_t errstr_size)
+{
+    char sql[1024];
+    lf_ids_t frontier = {0}, next = {0};
+    lf_err_t err = LF_OK;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT event_id, lead_id, payload ->> 'into_lead_id', "
+             "(extract(epoch FROM occurred_at) * 1000)::int8 FROM %s.events "
+             "WHERE type = 'merged' AND (lead_id = ANY($1::text[]) OR "
+             "payload ->> 'into_lead_id' = ANY($1::text[]))",
+             schema);
+    lf_ids_sort(&c->ids);
+    for (size_t i = 0; !err && i < c->ids.n; i++)
+        err = lf_ids_add(&frontier, c->ids.v[i]);
+    while (!err && frontier.n) {
+        err = component_round(conn, sql, c, &frontier, &next, errstr,
+                              errstr_size);
+        for (size_t i = 0; !err && i < next.n; i++)
+            err = lf_ids_add(&c->ids, next.v[i]);
+        lf_ids_sort(&c->ids);
+        lf_ids_free(&frontier);
+        frontier = next;
+        memset(&next, 0, sizeof(next));
+    }
+    lf_ids_free(&frontier);
+    lf_ids_free(&next);
+    if (err == LF_ERR_NOMEM)
+        lf_seterr(err, errstr, errstr_size, "out of memory");
+    return err;
+}
+
+/* ---- the merge rule --------------------------------------------------- */
+
+static int by_rule_order(const void *a, const void *b)
+{
+    const lf_merge_t *x = a, *y = b;
+    return lf_event_order(x->occurred_at, x->event_id, y->occurred_at,
+                          y->event_id);
+}
+
+/* The index of @p id in c->ids (sorted; every merge's leads are in it). */
+static size_t id_index(const lf_component_t *c, const char *id)
+{
+    char *const *at =
+        bsearch(&id, c->ids.v, c->ids.n, sizeof(*c->ids.v), cmp_str);
+    return at ? (size_t)(at - c->ids.v) : SIZE_MAX;
+}
+
+/* The counted merge of each lead, by index in c->ids: built by the rule,
+ * read by lf_identity_root(). Kept beside the component in its verdicts:
+ * recomputed on demand from them. */
+static size_t *parents(const lf_component_t *c)
+{
+    size_t *par = malloc((c->ids.n + 1) * sizeof(*par));
+
+    if (!par)
+        return NULL;
+    for (size_t i = 0; i < c->ids.n; i++)
+        par[i] = SIZE_MAX;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->m[i].verdict == LF_MERGE_COUNTS)
+            par[id_index(c, c->m[i].lead_id)] =
+                id_index(c, c->m[i].into_lead_id);
+    return par;
+}
+
+lf_err_t lf_identity_merge_rule(lf_component_t *c)
+{
+    size_t *par = malloc((c->ids.n + 1) * sizeof(*par));
+    const char **by = malloc((c->ids.n + 1) * sizeof(*by));
+
+    if (!par || !by) {
+        free(par);
+        free(by);
+        return LF_ERR_NOMEM;
+    }
+    lf_ids_sort(&c->ids);
+    qsort(c->m, c->n, sizeof(*c->m), by_rule_order);
+    for (size_t i = 0; i < c->ids.n; i++)
+        par[i] = SIZE_MAX;
+    for (size_t i = 0; i < c->n; i++) {
+        lf_merge_t *m = &c->m[i];
+        size_t from = id_index(c, m->lead_id),
+               to = id_index(c, m->into_lead_id);
+        size_t at = to;
+
+        if (par[from] != SIZE_MAX) {
+            m->verdict =
+                par[from] == to ? LF_MERGE_DUPLICATE : LF_MERGE_OTHER_TARGET;
+            m->by = by[from];
+            continue;
+        }
+        while (at != SIZE_MAX && at != from)
+            at = par[at];
+        if (at == from) {
+            m->verdict = LF_MERGE_CYCLE;
+            continue;
+        }
+        m->verdict = LF_MERGE_COUNTS;
+        par[from] = to;
+        by[from] = m->event_id;
+    }
+    free(par);
+    free(by);
+    return LF_OK;
+}
+
+/* The surviving lead of @p id under @p par (parents()). */
+static const char *root_in(const lf_component_t *c, const size_t *par,
+                           const char *id)
+{
+    size_t at = id_index(c, id);
+
+    if (at == SIZE_MAX)
+        return id;
+    while (par[at] != SIZE_MAX)
+        at = par[at];
+    return c->ids.v[at];
+}
+
+const char *lf_identity_root(const lf_component_t *c, const char *id)
+{
+    size_t *par = parents(c);
+    const char *root = par ? root_in(c, par, id) : id;
+
+    free(par);
+    return root;
+}
+
+/* ---- writing a component's merges ------------------------------------ */
+
+/* Run @p sql with up to 4 text parameters; *out as lf_pg_query(). */
+static lf_err_t q(PGconn *conn, const char *sql, const char *what, int n,
+                  const char *p1, const char *p2, const char *p3,
+                  const char *p4, PGresult **out, char *errstr,
+                  size_t errstr_size)
+{
+    const char *params[4] = {p1, p2, p3, p4};
+    return lf_pg_query(conn, sql, n, params, what, out, errstr, errstr_size);
+}
+
+/* Columns of the rows to write, as text[] literals. */
+typedef struct cols_s {
+    lf_ids_t a, b, c, d;
+    lf_buf_t la, lb, lc, ld;
+} cols_t;
+
+static void cols_free(cols_t *k)
+{
+    lf_ids_free(&k->a);
+    lf_ids_free(&k->b);
+    lf_ids_free(&k->c);
+    lf_ids_free(&k->d);
+    lf_buf_free(&k->la);
+    lf_buf_free(&k->lb);
+    lf_buf_free(&k->lc);
+    lf_buf_free(&k->ld);
+}
+
+static lf_err_t cols_arrays(cols_t *k)
+{
+    return array_of(&k->la, k->a.v, k->a.n) ||
+                   array_of(&k->lb, k->b.v, k->b.n) ||
+                   array_of(&k->lc, k->c.v, k->c.n) ||
+                   array_of(&k->ld, k->d.v, k->d.n)
+               ? LF_ERR_NOMEM
+               : LF_OK;
+}
+
+/* The rows: merges (lead, into, surviving, event) in k1; merge anomalies
+ * (event, surviving lead of its lead, reason) in k2; every lead of the
+ * component and its surviving lead in k3 (a, b), the merged leads in k3.c,
+ * the component's merged events in k3.d. */
+static lf_err_t merge_rows(const lf_component_t *c, const size_t *par,
+                           cols_t *k1, cols_t *k2, cols_t *k3)
+{
+    char why[256];
+    lf_err_t e = LF_OK;
+
+    for (size_t i = 0; !e && i < c->n; i++) {
+        const lf_merge_t *m = &c->m[i];
+        const char *root = root_in(c, par, m->lead_id);
+        e = lf_ids_add(&k3->d, m->event_id);
+        if (e || m->verdict == LF_MERGE_DUPLICATE)
+            continue;
+        if (m->verdict == LF_MERGE_COUNTS) {
+            e = lf_ids_add(&k1->a, m->lead_id) ||
+                        lf_ids_add(&k1->b, m->into_lead_id) ||
+                        lf_ids_add(&k1->c, root) ||
+                        lf_ids_add(&k1->d, m->event_id) ||
+                        lf_ids_add(&k3->c, m->lead_id)
+                    ? LF_ERR_NOMEM
+                    : LF_OK;
+            continue;
+        }
+        if (m->verdict == LF_MERGE_CYCLE)
+            snprintf(why, sizeof(why), "%s",
+                     !strcmp(m->lead_id, m->into_lead_id)
+                         ? "merged into itself"
+                         : "merging would close a cycle of merges");
+        else
+            snprintf(why, sizeof(why),
+                     "already merged into another lead by merged event %.128s",
+                     m->by);
+        e = lf_ids_add(&k2->a, m->event_id) || lf_ids_add(&k2->b, root) ||
+                    lf_ids_add(&k2->c, why)
+                ? LF_ERR_NOMEM
+                : LF_OK;
+    }
+    for (size_t i = 0; !e && i < c->ids.n; i++)
+        e = lf_ids_add(&k3->a, c->ids.v[i]) ||
+                    lf_ids_add(&k3->b, root_in(c, par, c->ids.v[i]))
+                ? LF_ERR_NOMEM
+                : LF_OK;
+    return e;
+}
+
+/* How many pairs (x[i], y[i]) @p before (columns 0 and 1 of its rows)
+ * did not hold. */
+static uint64_t count_new(const PGresult *before, const lf_ids_t *x,
+                          const lf_ids_t *y)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < x->n; i++) {
+        bool had = false;
+        for (int r = 0; r < PQntuples(before) && !had; r++)
+            had = !strcmp(PQgetvalue(before, r, 0), x->v[i]) &&
+                  !strcmp(PQgetvalue(before, r, 1), y->v[i]);
+        n += !had;
+    }
+    return n;
+}
+
+static lf_err_t write_merge_rows(PGconn *conn, const char *schema, cols_t *k1,
+                                 cols_t *k3, lf_merge_counts_t *counts,
+                                 char *errstr, size_t errstr_size)
+{
+    char sql[1024];
+    PGresult *res = NULL;
+    lf_err_t err;
+
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM %s.merges WHERE lead_id = ANY($1::text[]) "
+             "RETURNING lead_id, event_id",
+             schema);
+    if ((err = q(conn, sql, "writing merges", 1, (char *)k3->la.data, NULL,
+                 NULL, NULL, &res, errstr, errstr_size)))
+        return err;
+    counts->merges += count_new(res, &k1->a, &k1->d);
+    PQclear(res);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s.merges (lead_id, into_lead_id, "
+             "surviving_lead_id, merged_at, event_id) "
+             "SELECT u.l, u.i, u.s, e.occurred_at, u.e FROM unnest($1::text[], "
+             "$2::text[], $3::text[], $4::text[]) AS u(l, i, s, e) "
+             "JOIN %s.events AS e ON e.event_id = u.e",
+             schema, schema);
+    return q(conn, sql, "writing merges", 4, (char *)k1->la.data,
+             (char *)k1->lb.data, (char *)k1->lc.data, (char *)k1->ld.data,
+             NULL, errstr, errstr_size);
+}
+
+static lf_err_t write_merge_anomalies(PGconn *conn, const char *schema,
+                                      cols_t *k2, cols_t *k3,
+                                      lf_merge_counts_t *counts, char *errstr,
+                                      size_t errstr_size)
+{
+    char sql[1024];
+    PGresult *res = NULL;
+    lf_err_t err;
+
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM %s.anomalies WHERE kind = 'merge' AND "
+             "event_id = ANY($1::text[]) RETURNING event_id, reason",
+             schema);
+    if ((err = q(conn, sql, "writing merge anomalies", 1, (char *)k3->ld.data,
+                 NULL, NULL, NULL, &res, errstr, errstr_size)))
+        return err;
+    counts->anomalies += count_new(res, &k2->a, &k2->c);
+    PQclear(res);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s.anomalies (event_id, lead_id, kind, reason) "
+             "SELECT e, l, 'merge', r FROM unnest($1::text[], $2::text[], "
+             "$3::text[]) AS u(e, l, r) ON CONFLICT DO NOTHING",
+             schema);
+    return q(conn, sql, "writing merge anomalies", 3, (char *)k2->la.data,
+             (char *)k2->lb.data, (char *)k2->lc.data, NULL, NULL, errstr,
+             errstr_size);
+}
+
+/* Every anomaly of the component's leads under their surviving lead; no
+ * row for a merged lead. */
+static lf_err_t move_to_surviving(PGconn *conn, const char *schema, cols_t *k3,
+                                  char *errstr, size_t errstr_size)
+{
+    char sql[1024];
+    lf_err_t err;
+
+    snprintf(sql, sizeof(sql),
+             "UPDATE %s.anomalies AS a SET lead_id = u.s FROM "
+             "unnest($1::text[], $2::text[]) AS u(l, s) "
+             "WHERE a.lead_id = u.l AND u.l <> u.s",
+             schema);
+    if ((err = q(conn, sql, "moving anomalies", 2, (char *)k3->la.data,
+                 (char *)k3->lb.data, NULL, NULL, NULL, errstr, errstr_size)))
+        return err;
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM %s.leads WHERE lead_id = ANY($1::text[])", schema);
+    if ((err = q(conn, sql, "clearing merged leads", 1, (char *)k3->lc.data,
+                 NULL, NULL, NULL, NULL, errstr, errstr_size)))
+        return err;
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM %s.stage_history WHERE lead_id = ANY($1::text[])",
+             schema);
+    return q(conn, sql, "clearing merged leads", 1, (char *)k3->lc.data, NULL,
+             NULL, NULL, NULL, errstr, errstr_size);
+}
+
+lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
+                                  const lf_component_t *c,
+                                  lf_merge_counts_t *counts, char *errstr,
+                                  size_t errstr_size)
+{
+    cols_t k1 = {0}, k2 = {0}, k3 = {0};
+    size_t *par = parents(c);
+    lf_err_t err = par ? merge_rows(c, par, &k1, &k2, &k3) : LF_ERR_NOMEM;
+
+    free(par);
+    if (!err)
+        err = cols_arrays(&k1) || cols_arrays(&k2) || cols_arrays(&k3)
+                  ? LF_ERR_NOMEM
+                  : LF_OK;
+    if (err == LF_ERR_NOMEM)
+        lf_seterr(err, errstr, errstr_size, "out of memory");
+    if (!err)
+        err = write_merge_rows(conn, schema, &k1, &k3, counts, errstr,
+                               errstr_size);
+    if (!err)
+        err = write_merge_anomalies(conn, schema, &k2, &k3, counts, errstr,
+                                    errstr_size);
+    if (!err)
+        err = move_to_surviving(conn, schema, &k3, errstr, errstr_size);
+    cols_free(&k1);
+    cols_free(&k2);
+    cols_free(&k3);
+    return err;
+}
+
+/* ---- erasure ---------------------------------------------------------- */
+
+lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
+                           const char *const *orig, const char *const *pseud,
+                           size_t n, const char *known_keys, char *errstr,
+                           size_t errstr_size)
+{
+    /* Each statement: $1 the original ids, $2 their pseudonyms. */
+    static const char *const steps[] = {
+        "INSERT INTO %1$s.erased_leads SELECT unnest($2::text[]) "
+        "WHERE $1::text[] IS NOT NULL ON CONFLICT DO NOTHING",
+        "UPDATE %1$s.events AS e SET lead_id = u.p, extra = NULL, "
+        "payload = ((payload - ARRAY(SELECT jsonb_object_keys(payload - "
+        "%2$s))) - 'attributes' - 'note') - (CASE WHEN type IN ('lost', "
+        "'disqualified') THEN 'reason' ELSE '' END) "
+        "FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE e.lead_id = u.o",
+        "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
+        "'{into_lead_id}', to_jsonb(u.p)) FROM unnest($1::text[], "
+        "$2::text[]) AS u(o, p) WHERE e.type = 'merged' AND "
+        "e.payload ->> 'into_lead_id' = u.o",
+        "DELETE FROM %1$s.leads WHERE lead_id = ANY($1::text[]) AND "
+        "$2::text[] IS NOT NULL",
+        "DELETE FROM %1$s.stage_history WHERE lead_id = ANY($1::text[]) AND "
+        "$2::text[] IS NOT NULL",
+        "UPDATE %1$s.anomalies AS a SET lead_id = u.p, reason = CASE WHEN "
+        "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN 'Kafka key "
+        "differs from lead_id (the key was erased)' ELSE a.reason END FROM "
+        "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
+        "UPDATE %1$s.merges AS m SET "
+        "lead_id = coalesce((SELECT p FROM unnest($1::text[], $2::text[]) "
+        "AS u(o, p) WHERE o = m.lead_id), m.lead_id), "
+        "into_lead_id = coalesce((SELECT p FROM unnest($1::text[], "
+        "$2::text[]) AS u(o, p) WHERE o = m.into_lead_id), m.into_lead_id), "
+        "surviving_lead_id = coalesce((SELECT p FROM unnest($1::text[], "
+        "$2::text[]) AS u(o, p) WHERE o = m.surviving_lead_id), "
+        "m.surviving_lead_id) WHERE m.lead_id = ANY($1::text[]) OR "
+        "m.into_lead_id = ANY($1::text[]) OR "
+        "m.surviving_lead_id = ANY($1::text[])",
+        "UPDATE %1$s.dead_letters SET key = NULL, value = NULL, "
+        "error = error || ' [erased: key and value removed]' "
+        "WHERE key IN (SELECT convert_to(o, 'UTF8') FROM "
+        "unnest($1::text[]) AS o) AND $2::text[] IS NOT NULL",
+    };
+    lf_buf_t a = {0}, b = {0};
+    char sql[4096];
+    lf_err_t err = LF_OK;
+
+    if (lf_pg_text_array(&a, orig, n) || lf_pg_text_array(&b, pseud, n))
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (size_t i = 0; !err && i < sizeof(steps) / sizeof(*steps); i++) {
+        snprintf(sql, sizeof(sql), steps[i], schema, known_keys);
+        err = q(conn, sql, "erasing", 2, (char *)a.data, (char *)b.data, NULL,
+                NULL, NULL, errstr, errstr_size);
+    }
+    lf_buf_free(&a);
+    lf_buf_free(&b);
+    return err;
+}

@@ -122,7 +122,7 @@ expect("voided_events: the same person's voids only", rows(
     "SELECT event_id, surviving_lead_id, voided_by FROM funnel.voided_events "
     "ORDER BY 1"), [("I01-s", "I01", "I02-v"), ("I03-s", "I03", "I03-v")])
 
-# ---- score_outcomes ----------------------------------------------------------
+# ---- score_outcomes -------------------------------------------------------
 # I01: its own 80 (10 h) and 60 (18 h, voided) and I02's 95 (15 h; the 5
 # before its capture and the 10 after its handoff do not count): 95.
 # I03: 30 voided, so its 80. I04: 80, never handed off.
@@ -152,7 +152,7 @@ expect("deciding scores = counted_events' rule", rows("""
         ORDER BY l.lead_id, c.occurred_at DESC, c.event_id DESC) AS d
     GROUP BY 1 ORDER BY 1"""), [("80", "2"), ("95", "1")])
 
-# ---- identity_summary --------------------------------------------------------
+# ---- identity_summary -----------------------------------------------------
 # Unfiltered: everything. Filtered by surviving lead: web holds I01 and I03
 # (both merges, both voids, P's erasure through its merge into I03, the
 # merge anomaly under I01); events holds I04 (the void anomaly). Q has no
@@ -171,7 +171,7 @@ expect("identity_summary_filtered(May 2)", rows(
     "SELECT %s FROM funnel.identity_summary_filtered('2024-05-02', "
     "'2024-05-02', NULL)" % COLS), [("1", "1", "1", "0", "0")])
 
-# ---- documentation -----------------------------------------------------------
+# ---- documentation --------------------------------------------------------
 # docs/analysts.md repeats the COMMENTs of the views this migration changes.
 with open(os.path.join(SRC, "docs", "analysts.md")) as f:
     doc = " ".join(f.read().split())

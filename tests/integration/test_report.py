@@ -361,7 +361,8 @@ same_numbers("CSV --from 2024-02-01 --channel web vs *_filtered", fgot,
              fwant)
 expect("filtered leads", fgot[("source_total", "", "", "leads")], "3")
 # Of the identity rows, L07's: L22's merge, its erasure and its anomaly.
-expect("filtered identity", [fgot[("identity", "", "", m)] for m in IDENTITY],
+expect("filtered identity",
+       [fgot[("identity", "", "", m)] for m in IDENTITY],
        ["1", "0", "1", "1", "0"])
 fdoc = json.loads(report("--format", "json", "--from", "2024-02-01",
                          "--channel", "web").stdout)

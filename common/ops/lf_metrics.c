@@ -449,6 +449,31 @@ static void put_sla(FILE *f, const lf_metrics_t *m)
               (double)w->refreshed_ms / 1000.0);
 }
 
+/* Merges, voids and erasures projected, and the anomalies of the identity
+ * events that do not count, per kind as funnel.anomalies names them. */
+static void put_identity(FILE *f, const lf_projector_stats_t *s)
+{
+    put_counter(f, "leadflow_merges_total",
+                "Merges that came to count (rows added to funnel.merges).",
+                s->merges);
+    put_counter(f, "leadflow_voids_total",
+                "Events that came to be voided (listed in "
+                "funnel.voided_events).",
+                s->voids);
+    put_counter(f, "leadflow_erasures_total",
+                "Erased events projected (rows added to funnel.erasures).",
+                s->erasures);
+    put_head(f, "leadflow_identity_anomalies_total", "counter",
+             "Anomalies of merged and voided events that do not count, "
+             "written to funnel.anomalies, by kind: merge (another target, "
+             "a cycle), void (target not received, another lead's, not a "
+             "stage event).");
+    fprintf(f, "leadflow_identity_anomalies_total{kind=\"merge\"} %llu\n",
+            (unsigned long long)s->merge_anomalies);
+    fprintf(f, "leadflow_identity_anomalies_total{kind=\"void\"} %llu\n",
+            (unsigned long long)s->void_anomalies);
+}
+
 /* Everything, under the lock. */
 static void put_all(FILE *f, const lf_metrics_t *m)
 {
@@ -485,6 +510,7 @@ static void put_all(FILE *f, const lf_metrics_t *m)
     put_counter(f, "leadflow_leads_recomputed_total",
                 "Leads recomputed from their stored events (late events).",
                 s->recomputed);
+    put_identity(f, s);
     put_counter(f, "leadflow_batches_total",
                 "Batches committed to PostgreSQL (one transaction each).",
                 s->batches);

@@ -41,6 +41,7 @@ typedef enum section_e {
     SEC_ROI_CAMPAIGN,
     SEC_ACCOUNTS_REVENUE,
     SEC_ACCOUNTS_LEADS,
+    SEC_IDENTITY,
     SEC__COUNT
 } section_t;
 
@@ -182,6 +183,13 @@ static const struct section_def_s {
                             " WHERE account_id IS NOT NULL"
                             " ORDER BY leads DESC, account_id"
                             " LIMIT " LF_REPORT_TOP_ACCOUNTS},
+    /* Merges, voided events, erasures and the anomalies of merged and
+     * voided events that do not count (schemas/sql/010_identity_views.sql):
+     * one row, everything unfiltered, else by surviving lead in scope. */
+    [SEC_IDENTITY] = {"identity", 0,
+                      "SELECT merges, voided_events, erasures,"
+                      " merge_anomalies, void_anomalies"
+                      " FROM funnel.identity_summary_filtered" ARGS},
 };
 
 struct lf_report_s {
@@ -796,6 +804,10 @@ static void write_text(const lf_report_t *rep, FILE *fp)
     text_revenue(rep, fp);
     text_money(rep, fp);
     text_accounts(rep, fp);
+    text_table(rep, fp, SEC_IDENTITY,
+               "Identity (merges that count, voided events, erasures, and "
+               "their anomalies)",
+               "", 1);
 }
 
 /* ---- CSV --------------------------------------------------------------- */
@@ -1923,6 +1935,12 @@ static void write_html(const lf_report_t *rep, FILE *fp)
 
     html_money(rep, fp);
     html_accounts(rep, fp);
+    html_table_section(rep, fp, SEC_IDENTITY, "Identity",
+                       "Merges that count, events voided, people erased, and "
+                       "the anomalies of merged and voided events that do "
+                       "not count (view <code>funnel.identity_summary</code>; "
+                       "filtered: those of the leads in scope).",
+                       "", 1);
     html_rules(rep, fp);
 
     fprintf(fp,

@@ -75,7 +75,7 @@ for r in rules:
 alerts = {r["alert"] for r in rules}
 for a in ("LeadflowConsumerLagGrowing", "LeadflowNoCommitWithLag",
           "LeadflowDatabaseDown", "LeadflowDeadLettersArriving",
-          "LeadflowAnomalyRateJump"):
+          "LeadflowAnomalyRateJump", "LeadflowSlaBreaches"):
     if a not in alerts:
         errors.append(f"no alert {a}")
 

@@ -92,6 +92,7 @@ def view_numbers(src):
         "roi_campaign": ROI,
         "accounts_by_revenue": ["amount_minor", "won", "leads"],
         "accounts_by_leads": ACCOUNTS,
+        "identity": IDENTITY,
     }
     put("stage_counts", "SELECT stage, leads, share FROM %s WHERE channel "
         "IS NULL" % src("stage_counts"), 1)
@@ -141,6 +142,8 @@ def view_numbers(src):
         "a.account_id IS NOT NULL" % src("accounts"), 2)
     put("accounts_by_leads", "SELECT account_id, %s FROM %s WHERE "
         "account_id IS NOT NULL" % (", ".join(ACCOUNTS), src("accounts")), 1)
+    put("identity", "SELECT %s FROM %s" % (", ".join(IDENTITY),
+                                           src("identity_summary")), 0)
     return out
 
 
@@ -163,6 +166,8 @@ ROI = ["currency", "cost_minor", "leads", "mqls", "sqls", "won",
        "cac", "roi", "missing_rates"]
 ACCOUNTS = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
             "sales_qualified", "won"]
+IDENTITY = ["merges", "voided_events", "erasures", "merge_anomalies",
+            "void_anomalies"]
 
 
 def same_numbers(what, got, want):
@@ -210,6 +215,36 @@ psql("UPDATE funnel.leads SET account_id = CASE WHEN lead_id IN ('L01', "
 expect("fixture: both accounts won something", psql(
     "SELECT count(*) FROM funnel.accounts WHERE won > 0 AND account_id IS "
     "NOT NULL"), [["2"]])
+# Identity rows as the projector would leave them (the fixture's leads
+# stay as they are): L20 merged into L01 and L21 into L20 (both count for
+# L01, web), L22 merged into L07 (web) and again into L04 (another target:
+# an anomaly under L07); L03's voided event undoes an extra scored event of
+# L03 (counts), L09's one names an event never received (an anomaly under
+# L09, events); three people erased, one of them L22 (so its surviving
+# lead L07 holds that erasure), two never captured.
+psql("""
+    INSERT INTO funnel.events (event_id, lead_id, type, occurred_at, source,
+                               payload, topic, partition, "offset")
+    VALUES ('L03-s', 'L03', 'scored', '2024-01-15T01:00:00Z', 'fixture',
+            '{"score": 10, "threshold": 50, "model": "m1"}', 'lead-events',
+            1, 1),
+           ('L03-v', 'L03', 'voided', '2024-01-15T02:00:00Z', 'fixture',
+            '{"voided_event_id": "L03-s", "reason": "test"}', 'lead-events',
+            1, 2),
+           ('L09-v', 'L09', 'voided', '2024-02-15T02:00:00Z', 'fixture',
+            '{"voided_event_id": "nope", "reason": "test"}', 'lead-events',
+            1, 3);
+    INSERT INTO funnel.merges VALUES
+        ('L20', 'L01', 'L01', '2024-01-06T00:00:00Z', 'L20-m'),
+        ('L21', 'L20', 'L01', '2024-01-06T01:00:00Z', 'L21-m'),
+        ('erased:22', 'L07', 'L07', '2024-02-11T00:00:00Z', 'L22-m');
+    INSERT INTO funnel.anomalies (event_id, lead_id, kind, reason) VALUES
+        ('L22-m2', 'L07', 'merge', 'merged into another target'),
+        ('L09-v', 'L09', 'void', 'the voided event was not received');
+    INSERT INTO funnel.erasures VALUES
+        ('x1', 'erased:22', 'DSR-1', '2024-03-01T00:00:00Z'),
+        ('x2', 'erased:30', 'DSR-2', '2024-03-02T00:00:00Z'),
+        ('x3', 'erased:31', 'DSR-3', '2024-03-03T00:00:00Z');""")
 want = view_numbers(views)
 
 # ---- the command line -----------------------------------------------------
@@ -249,7 +284,12 @@ for k, v in [(("stage_counts", "nurture", "", "leads"), "3"),
              (("recycle_reasons", "no_budget", "", "recycles"), "2"),
              (("cohorts", "2024-02-01", "handed_off", "share"), "0.8571"),
              (("won_revenue", "EUR", "", "amount_minor"), "500000"),
-             (("source_total", "", "", "won_rate"), "0.1538")]:
+             (("source_total", "", "", "won_rate"), "0.1538"),
+             (("identity", "", "", "merges"), "3"),
+             (("identity", "", "", "voided_events"), "1"),
+             (("identity", "", "", "erasures"), "3"),
+             (("identity", "", "", "merge_anomalies"), "1"),
+             (("identity", "", "", "void_anomalies"), "1")]:
     expect("CSV %r" % (k,), got.get(k), v)
 
 doc = json.loads(report("--format", "json").stdout)
@@ -274,7 +314,8 @@ keys = {"stage_counts": ("stage", None),
         "open_sla_breaches": ("lead_id", "owner"),
         "recycle_response": ("reason", None),
         "roi_channel": ("channel", None),
-        "roi_campaign": ("channel", "campaign")}
+        "roi_campaign": ("channel", "campaign"),
+        "identity": (None, None)}
 # Text among the metrics: the currency of the amounts.
 TEXT_METRICS = ("currency",)
 jnum = {}
@@ -319,6 +360,10 @@ fgot = csv_numbers(report("--format", "csv", "--from", "2024-02-01",
 same_numbers("CSV --from 2024-02-01 --channel web vs *_filtered", fgot,
              fwant)
 expect("filtered leads", fgot[("source_total", "", "", "leads")], "3")
+# Of the identity rows, L07's: L22's merge, its erasure and its anomaly.
+expect("filtered identity",
+       [fgot[("identity", "", "", m)] for m in IDENTITY],
+       ["1", "0", "1", "1", "0"])
 fdoc = json.loads(report("--format", "json", "--from", "2024-02-01",
                          "--channel", "web").stdout)
 expect("JSON filter echoed", fdoc["filter"], {"from": "2024-02-01",
@@ -344,6 +389,8 @@ for needle in (["captured", "2", "15.4%"], ["nurture", "3", "23.1%"],
                ["won", "2", "of", "13", "leads", "(15.4%)"],
                ["EUR", "5,000.00"], ["USD", "2,500.00"]):
     expect("text has line %r" % " ".join(needle), needle in lines, True)
+expect("text: identity numbers under their names",
+       lines[lines.index(IDENTITY) + 1], ["3", "1", "3", "1", "1"])
 for row in psql("SELECT account_id, %s FROM funnel.accounts WHERE "
                 "account_id IS NOT NULL" % ", ".join(ACCOUNTS)):
     expect("text has the accounts line of %s" % row[0], row in lines, True)
@@ -405,7 +452,7 @@ for (s, k1, k2, m) in want:
             "won_revenue", "accounts_by_revenue", "accounts_by_leads",
             "pipeline", "flows", "score_outcomes", "close_reasons",
             "open_sla_breaches", "recycle_response", "roi_channel",
-            "roi_campaign"):
+            "roi_campaign", "identity"):
         required.add((s, k1, k2, m))
 
 

@@ -50,10 +50,11 @@ views = [r[0] for r in rows("""
     WHERE n.nspname = 'funnel' AND c.relkind = 'v' ORDER BY 1""")]
 expect("the views", views, [
     "accounts", "close_reasons", "cohorts", "conversion", "counted_events",
-    "flows", "handoff_sla", "handoff_sla_by_owner", "lead_identity",
-    "open_sla_breaches", "pipeline", "recycle_reasons", "recycle_response",
-    "roi", "rules", "score_outcomes", "source_performance", "stage_counts",
-    "stages", "time_in_stage", "voided_events"])
+    "flows", "handoff_sla", "handoff_sla_by_owner", "identity_summary",
+    "lead_identity", "open_sla_breaches", "pipeline", "recycle_reasons",
+    "recycle_response", "roi", "rules", "score_outcomes",
+    "source_performance", "stage_counts", "stages", "time_in_stage",
+    "voided_events"])
 
 # ---- stage_counts ---------------------------------------------------------
 # Current stages: L01 won, L02 lost, L03 nurture, L04 MQL, L05 captured,

@@ -85,6 +85,41 @@ Test(metrics, counters_by_type_and_histogram)
     free(s);
 }
 
+Test(metrics, identity_counters)
+{
+    lf_projector_stats_t st = {0};
+    st.merges = 4;
+    st.voids = 2;
+    st.erasures = 1;
+    st.merge_anomalies = 3;
+    st.void_anomalies = 5;
+
+    lf_metrics_batch(m, &st, 0, 0.01, NULL);
+    char *s = render();
+    expect_line(s, "# TYPE leadflow_merges_total counter");
+    expect_line(s, "leadflow_merges_total 4");
+    expect_line(s, "# TYPE leadflow_voids_total counter");
+    expect_line(s, "leadflow_voids_total 2");
+    expect_line(s, "# TYPE leadflow_erasures_total counter");
+    expect_line(s, "leadflow_erasures_total 1");
+    expect_line(s, "# TYPE leadflow_identity_anomalies_total counter");
+    expect_line(s, "leadflow_identity_anomalies_total{kind=\"merge\"} 3");
+    expect_line(s, "leadflow_identity_anomalies_total{kind=\"void\"} 5");
+    cr_expect(strstr(s, "# HELP leadflow_merges_total ") != NULL, "%s", s);
+    cr_expect(strstr(s, "# HELP leadflow_voids_total ") != NULL, "%s", s);
+    cr_expect(strstr(s, "# HELP leadflow_erasures_total ") != NULL, "%s", s);
+    cr_expect(strstr(s, "# HELP leadflow_identity_anomalies_total ") != NULL,
+              "%s", s);
+    free(s);
+
+    /* a refresh carries the projector's latest counters too */
+    st.merges = 6;
+    lf_metrics_refresh(m, NULL, &st, 0);
+    s = render();
+    expect_line(s, "leadflow_merges_total 6");
+    free(s);
+}
+
 Test(metrics, lag_from_stored_offsets)
 {
     rd_kafka_topic_partition_list_t *l = parts(2, 100);

@@ -56,6 +56,9 @@ static const struct {
      "SELECT leads, marketing_qualified, handed_off, sales_accepted, "
      "sales_qualified, won, won_rate FROM funnel.source_performance WHERE "
      "channel IS NULL"},
+    {"identity", 0,
+     "SELECT merges, voided_events, erasures, merge_anomalies, "
+     "void_anomalies FROM funnel.identity_summary"},
 };
 
 /* The report for @p filter in format @p fmt, as a string to free(). */
@@ -206,5 +209,108 @@ Test(report, errors_name_the_problem, .timeout = 120)
     cr_expect_eq(lf_report_parse_format("xml", &fmt), LF_ERR_INVALID);
     cr_expect_eq(lf_report_parse_format("html", &fmt), LF_OK);
     cr_expect_eq(fmt, LF_REPORT_HTML);
+    pg_down(conn, dir);
+}
+
+/* Identity rows as the projector would leave them: L5 merged into L1 and
+ * L6 into L5 (both count for L1, web), L2's scored event e8 voided by L2,
+ * three erasures of people never captured, four merge anomalies under L1
+ * (web) and five void anomalies under L3 (ads). */
+static const char identity_sql[] =
+    "INSERT INTO funnel.merges VALUES"
+    " ('L5', 'L1', 'L1', '2024-01-04T00:00:00Z', 'm1'),"
+    " ('L6', 'L5', 'L1', '2024-01-04T01:00:00Z', 'm2');"
+    "INSERT INTO funnel.events (event_id, lead_id, type, occurred_at, source,"
+    " payload, topic, partition, \"offset\") VALUES"
+    " ('v1', 'L2', 'voided', '2024-01-07T00:00:00Z', 'crm',"
+    " '{\"voided_event_id\": \"e8\", \"reason\": \"test\"}', 'leads', 0,"
+    " 100);"
+    "INSERT INTO funnel.erasures SELECT 'x' || i, 'erased:' || md5(i::text),"
+    " 'DSR-' || i, '2024-03-01T00:00:00Z' FROM generate_series(1, 3) AS i;"
+    "INSERT INTO funnel.anomalies (event_id, lead_id, kind, reason)"
+    " SELECT 'am' || i, 'L1', 'merge', 'cycle' FROM generate_series(1, 4) i"
+    " UNION ALL SELECT 'av' || i, 'L3', 'void', 'not received'"
+    " FROM generate_series(1, 5) AS i;";
+
+/* The identity section's five numbers, in the report's order. */
+static const char *const identity_names[] = {
+    "merges", "voided_events", "erasures", "merge_anomalies", "void_anomalies"};
+static const int identity_want[] = {2, 1, 3, 4, 5};
+
+Test(report, identity_in_every_format, .timeout = 120)
+{
+    char dir[512], want[256];
+    PGconn *conn = pg_up_migrated(dir, sizeof(dir));
+
+    project_funnel(conn, "funnel");
+    sql_ok(conn, identity_sql);
+    char *csv = report(conn, NULL, LF_REPORT_CSV);
+    char *html = report(conn, NULL, LF_REPORT_HTML);
+    char *js = report(conn, NULL, LF_REPORT_JSON);
+    json_error_t jerr;
+    json_t *root = json_loads(js, 0, &jerr);
+    cr_assert_not_null(root, "%s: %s", jerr.text, js);
+    json_t *id = json_object_get(root, "identity");
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(want, sizeof(want), "\nidentity,,,%s,%d\r\n",
+                 identity_names[i], identity_want[i]);
+        cr_expect(strstr(csv, want), "%s not in\n%s", want + 1, csv);
+        snprintf(want, sizeof(want),
+                 "data-section=\"identity\" data-metric=\"%s\" "
+                 "data-value=\"%d\">%d<",
+                 identity_names[i], identity_want[i], identity_want[i]);
+        cr_expect(strstr(html, want), "%s not in the page", want);
+        cr_expect_eq(json_integer_value(json_object_get(id, identity_names[i])),
+                     identity_want[i], "%s: %s", identity_names[i], js);
+    }
+    json_decref(root);
+    free(js);
+    free(html);
+    free(csv);
+
+    /* Text: the column names, then the five numbers in that order. */
+    char *text = report(conn, NULL, LF_REPORT_TEXT);
+    const char *t = strstr(text, "\nIdentity"), *head;
+    int n[5] = {0};
+    cr_assert_not_null(t, "%s", text);
+    head = strstr(t, "merges");
+    cr_assert(head && strstr(head, "voided_events") &&
+                  strstr(head, "void_anomalies"),
+              "%s", t);
+    cr_assert_eq(sscanf(strchr(strstr(t, "void_anomalies"), '\n'),
+                        " %d %d %d %d %d", &n[0], &n[1], &n[2], &n[3], &n[4]),
+                 5, "%s", t);
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_eq(n[i], identity_want[i], "%s: %s", identity_names[i], t);
+    free(text);
+    pg_down(conn, dir);
+}
+
+Test(report, identity_filtered_by_surviving_lead, .timeout = 120)
+{
+    char dir[512];
+    PGconn *conn = pg_up_migrated(dir, sizeof(dir));
+    lf_report_filter_t web = {NULL, NULL, "web"}, ads = {NULL, NULL, "ads"};
+
+    project_funnel(conn, "funnel");
+    sql_ok(conn, identity_sql);
+    /* web: L1 (both merges, four merge anomalies) and L2 (the void); the
+     * erased people were never captured, so no channel holds them. */
+    char *csv = report(conn, &web, LF_REPORT_CSV);
+    cr_expect(strstr(csv, "\nidentity,,,merges,2\r\n") &&
+                  strstr(csv, "\nidentity,,,voided_events,1\r\n") &&
+                  strstr(csv, "\nidentity,,,erasures,0\r\n") &&
+                  strstr(csv, "\nidentity,,,merge_anomalies,4\r\n") &&
+                  strstr(csv, "\nidentity,,,void_anomalies,0\r\n"),
+              "%s", csv);
+    free(csv);
+    csv = report(conn, &ads, LF_REPORT_CSV);
+    cr_expect(strstr(csv, "\nidentity,,,merges,0\r\n") &&
+                  strstr(csv, "\nidentity,,,voided_events,0\r\n") &&
+                  strstr(csv, "\nidentity,,,erasures,0\r\n") &&
+                  strstr(csv, "\nidentity,,,merge_anomalies,0\r\n") &&
+                  strstr(csv, "\nidentity,,,void_anomalies,5\r\n"),
+              "%s", csv);
+    free(csv);
     pg_down(conn, dir);
 }

@@ -83,9 +83,7 @@ ROWS = ["producers", "project", "latency", "memory", "cost", "disorder",
 ORDERS = ["inorder", "late", "shuffled"]
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
 # --pg-profile: the server's side of a drain, statement by statement.
-PG_PROFILE = [("shared_preload_libraries", "pg_stat_statements,auto_explain"),
-              ("pg_stat_statements.max", "1000"),
-              ("auto_explain.log_min_duration", "20ms"),
+PG_PROFILE = [("auto_explain.log_min_duration", "20ms"),
               ("auto_explain.log_analyze", "on"),
               ("auto_explain.log_buffers", "on"),
               ("auto_explain.log_timing", "on")]
@@ -183,8 +181,8 @@ class Bench:
         # clock (the same machine's as ours).
         self.psql("ALTER SYSTEM SET track_commit_timestamp = on")
         if self.a.pg_profile:
-            for k, v in PG_PROFILE:
-                self.psql(f"ALTER SYSTEM SET {k} = '{v}'")
+            self.psql("ALTER SYSTEM SET shared_preload_libraries = "
+                      "pg_stat_statements, auto_explain")
         pgdata = self.env["LEADFLOW_PGDATA"]
         cmd = [f"{PGBIN}/pg_ctl", "-D", f"{pgdata}/data", "-l",
                f"{pgdata}/postgres.log", "-m", "fast", "-w", "-t", "60",
@@ -192,6 +190,10 @@ class Bench:
         if os.getuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
         self.run(cmd, capture_output=True)
+        if self.a.pg_profile:  # known once the libraries are loaded
+            for k, v in PG_PROFILE:
+                self.psql(f"ALTER SYSTEM SET {k} = '{v}'")
+            self.psql("SELECT pg_reload_conf()")
         log(f"stack up: brokers={self.brokers} "
             f"pg={self.env['PGHOST']}:{self.env['PGPORT']}")
 
@@ -295,10 +297,10 @@ class Bench:
                    str(self.a.idle_exit)] + GROUP_X + self.a.project_args + \
                 list(extra)
             env = dict(self.env, PGDATABASE=db)
-            p = subprocess.Popen(cmd, env=env, stderr=err,
+            p = subprocess.Popen(self.perf_prefix(db) + cmd, env=env,
+                                 stderr=err,
                                  stdout=subprocess.DEVNULL)
             rss = PeakRss(p.pid)
-            perf = self.perf_attach(p.pid, db)
             if produce:
                 produce()
             # wait4: the projector's CPU time, user + system (all threads).
@@ -306,8 +308,6 @@ class Bench:
             p.returncode = os.waitstatus_to_exitcode(status)
             self.last_cpu = use.ru_utime + use.ru_stime
             peak = rss.stop()
-            if perf:
-                perf.wait(60)
             if p.returncode:
                 raise RuntimeError(f"leadflow-project exited {p.returncode};"
                                    f" see {errf}")
@@ -622,6 +622,9 @@ class Bench:
                 res[f"{key}_{k}"] = int(m[-1]) if m else -1
             if self.a.pg_profile:
                 self.pg_profile_dump(db, f"{kind}-{order}-r{r}", n / rate)
+                self.pg_profile_explain(
+                    db, f"{kind}-{order}-r{r}",
+                    res[key + "_recomputed"] // max(1, res[key + "_batches"]))
             digests[order] = self.tables_digest(db)
             res[key + "_copy"] = self.copy_rate(db, d["copy"])
             self.psql(f'DROP DATABASE "{db}"')
@@ -634,15 +637,83 @@ class Bench:
             raise RuntimeError(f"the orders' tables differ: {digests}")
         return res
 
-    def perf_attach(self, pid, db):
-        """--pg-profile: perf record of the disorder drains."""
+    def perf_prefix(self, db):
+        """--pg-profile: the disorder drains run under perf record (every
+        thread; the peak RSS and CPU time are then perf's and the
+        projector's together, not figures)."""
         if not self.a.pg_profile or not db.startswith("dis"):
-            return None
-        out = os.path.join(self.a.pg_profile, f"{db}.perf.data")
-        return subprocess.Popen(
-            ["perf", "record", "-q", "-F", "499", "--call-graph",
-             "dwarf,16384", "-p", str(pid), "-o", out],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return []
+        return ["perf", "record", "-q", "-F", "499", "--call-graph",
+                "dwarf,16384", "-o",
+                os.path.join(self.a.pg_profile, f"{db}.perf.data"), "--"]
+
+    def pg_profile_explain(self, db, label, per_batch):
+        """--pg-profile: EXPLAIN (ANALYZE, BUFFERS) of the recompute's
+        statements on the drained database, for per_batch random leads
+        (the drain's leads recomputed per batch), each in a transaction
+        rolled back: the read-back as the projector sends it (its text
+        from auto_explain's log), the same rows without the JSON, the same
+        with the index forced, the DELETE and rewrite of their
+        stage_history, and the anomalies lookup."""
+        logf = os.path.join(self.env["LEADFLOW_PGDATA"], "postgres.log")
+        with open(logf, errors="replace") as f:
+            texts = re.findall(r"Query Text: (SELECT lead_id, \(jsonb_build"
+                               r"_object.*)", f.read())
+        if not texts:
+            return
+        import psycopg2
+        conn = psycopg2.connect(host=self.env["PGHOST"],
+                                port=self.env["PGPORT"],
+                                user=self.env["PGUSER"], dbname=db)
+        cur = conn.cursor()
+        cur.execute("SELECT array_agg(lead_id) FROM (SELECT lead_id FROM "
+                    "funnel.leads ORDER BY random() LIMIT %s) s",
+                    (max(100, per_batch),))
+        leads = cur.fetchone()[0]
+        where = ("FROM funnel.events WHERE lead_id = ANY($1::text[]) AND "
+                 "type <> ALL($2::text[]) ORDER BY lead_id COLLATE \"C\", "
+                 "occurred_at, event_id COLLATE \"C\"")
+        steps = [
+            ("read-back, as sent", texts[-1], 2, ""),
+            ("read-back rows without the JSON", "SELECT lead_id, event_id, "
+             "type, occurred_at, source, actor, payload, account_id, extra "
+             + where, 2, ""),
+            ("read-back, index forced", texts[-1], 2,
+             "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan "
+             "= off"),
+            ("DELETE of their stage_history", "DELETE FROM "
+             "funnel.stage_history WHERE lead_id = ANY($1::text[])", 1, ""),
+            ("their stage_history written anew (INSERT of the rows just "
+             "deleted; the projector COPYs)", "WITH d AS (DELETE FROM "
+             "funnel.stage_history WHERE lead_id = ANY($1::text[]) "
+             "RETURNING *) INSERT INTO funnel.stage_history SELECT * FROM d",
+             1, ""),
+            ("anomalies lookup (project_fresh)", "SELECT lead_id FROM "
+             "funnel.anomalies WHERE lead_id = ANY($1::text[]) AND kind = "
+             "'state' GROUP BY lead_id ORDER BY lead_id COLLATE \"C\"", 1,
+             ""),
+            # A drain into a new database ends before autovacuum's first
+            # ANALYZE: the plans above are made without statistics.
+            ("read-back, as sent, after ANALYZE funnel.events", texts[-1],
+             2, "ANALYZE funnel.events"),
+        ]
+        out = [f"# {label} ({db}): {len(leads)} leads"]
+        for name, sql, nargs, pre in steps:
+            cur.execute("BEGIN")
+            if pre:
+                cur.execute(pre)
+            cur.execute(f"PREPARE s AS {sql}")
+            args = (leads, ["merged", "voided", "erased"])[:nargs]
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS) EXECUTE s(" +
+                        ", ".join(["%s"] * nargs) + ")", args)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            cur.execute("ROLLBACK")
+            cur.execute("DEALLOCATE s")
+            out.append(f"\n## {name}\n{plan}")
+        conn.close()
+        with open(os.path.join(self.a.pg_profile, f"{label}.explain.txt"),
+                  "w") as f:
+            f.write("\n".join(out) + "\n")
 
     def pg_profile_dump(self, db, label, wall):
         """--pg-profile: the drain's statements by server time."""

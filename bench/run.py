@@ -2,7 +2,8 @@
 """run.py: leadflow's side-by-side benchmark (`make bench`).
 
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
-                 [--mem-runs N] [--rows producers,project,latency,memory,cost]
+                 [--mem-runs N] [--rows producers,project,latency,memory,cost,
+                 disorder,disorder-gen] [--w2-leads N] [--pg-profile DIR]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
                  [--compare-arg ARG]...
 
@@ -51,7 +52,9 @@ Rows (N = --events, about 100k by default):
 "Disorder: where the time goes"): PostgreSQL with pg_stat_statements and
 auto_explain (ANALYZE, BUFFERS, statements over 20 ms), perf record of
 each disorder drain; per drain, DIR gets the statements' server time
-(*.pgss.txt) and the perf data (*.perf.data), and postgres.log the plans.
+(*.pgss.txt), EXPLAIN (ANALYZE, BUFFERS) of the recompute statements on
+the drained database (*.explain.txt) and the perf data (*.perf.data), and
+postgres.log the plans (bench/disorder_summary.py DIR sums them up).
 
 BENCH_QUICK=1 (or --quick): tiny sizes, one round, for the smoke test.
 Exit status: 0 when every row was measured (targets missed or not), 1 when

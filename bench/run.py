@@ -2,7 +2,8 @@
 """run.py: leadflow's side-by-side benchmark (`make bench`).
 
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
-                 [--mem-runs N] [--rows producers,project,latency,memory,cost]
+                 [--mem-runs N] [--rows producers,project,latency,memory,cost,
+                 disorder,disorder-gen] [--w2-leads N] [--pg-profile DIR]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
                  [--compare-arg ARG]...
 
@@ -38,6 +39,22 @@ Rows (N = --events, about 100k by default):
   cost         callgrind instructions per event of lf_codec_decode and of the
                state machine (sort by lead + lf_funnel_apply), bench_decode;
                and of the producer side (lf_json_parse_event, lf_codec_encode)
+  disorder     the project row for the same events in three arrival orders
+               (bench/workload2.py, a second workload: --w2-leads leads,
+               ~6 events each, ties, hostile strings; contract v1): each
+               lead's events in time order, 10% of them late, fully
+               shuffled; each drained into a new database / one COPY of the
+               same rows, and / the in-order rate; peak RSS of each drain;
+               the three databases' tables must be equal
+  disorder-gen the same for leadflow-gen's workload (the N events above)
+
+--pg-profile DIR: a measuring run, not a benchmark (BENCHMARKS.md,
+"Disorder: where the time goes"): PostgreSQL with pg_stat_statements and
+auto_explain (ANALYZE, BUFFERS, statements over 20 ms), perf record of
+each disorder drain; per drain, DIR gets the statements' server time
+(*.pgss.txt), EXPLAIN (ANALYZE, BUFFERS) of the recompute statements on
+the drained database (*.explain.txt) and the perf data (*.perf.data), and
+postgres.log the plans (bench/disorder_summary.py DIR sums them up).
 
 BENCH_QUICK=1 (or --quick): tiny sizes, one round, for the smoke test.
 Exit status: 0 when every row was measured (targets missed or not), 1 when
@@ -64,8 +81,15 @@ PGBIN = "/usr/lib/postgresql/15/bin"
 PRODUCER_X = ["enable.idempotence=true", "acks=all", "compression.type=lz4",
               "linger.ms=5", "partitioner=murmur2_random",
               "message.timeout.ms=300000"]
-ROWS = ["producers", "project", "latency", "memory", "cost"]
+ROWS = ["producers", "project", "latency", "memory", "cost", "disorder",
+        "disorder-gen"]
+ORDERS = ["inorder", "late", "shuffled"]
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+# --pg-profile: the server's side of a drain, statement by statement.
+PG_PROFILE = [("auto_explain.log_min_duration", "20ms"),
+              ("auto_explain.log_analyze", "on"),
+              ("auto_explain.log_buffers", "on"),
+              ("auto_explain.log_timing", "on")]
 
 
 def log(msg):
@@ -109,6 +133,8 @@ class Bench:
         self.results = {}
         self.failed = []
         self.seq = 0
+        self.disorder = {}
+        self.last_cpu = 0.0
 
     # ---- plumbing ---------------------------------------------------
     def path(self, name):
@@ -157,6 +183,9 @@ class Bench:
         # Commit timestamps say when a row became visible, in the server's
         # clock (the same machine's as ours).
         self.psql("ALTER SYSTEM SET track_commit_timestamp = on")
+        if self.a.pg_profile:
+            self.psql("ALTER SYSTEM SET shared_preload_libraries = "
+                      "pg_stat_statements, auto_explain")
         pgdata = self.env["LEADFLOW_PGDATA"]
         cmd = [f"{PGBIN}/pg_ctl", "-D", f"{pgdata}/data", "-l",
                f"{pgdata}/postgres.log", "-m", "fast", "-w", "-t", "60",
@@ -164,10 +193,18 @@ class Bench:
         if os.getuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
         self.run(cmd, capture_output=True)
+        if self.a.pg_profile:  # known once the libraries are loaded
+            for k, v in PG_PROFILE:
+                self.psql(f"ALTER SYSTEM SET {k} = '{v}'")
+            self.psql("SELECT pg_reload_conf()")
         log(f"stack up: brokers={self.brokers} "
             f"pg={self.env['PGHOST']}:{self.env['PGPORT']}")
 
     def stop_stack(self):
+        log_ = os.path.join(self.env.get("LEADFLOW_PGDATA", "-"),
+                            "postgres.log")
+        if self.a.pg_profile and os.path.exists(log_):
+            shutil.copy(log_, self.a.pg_profile)  # auto_explain's plans
         if os.path.isdir(self.state):
             subprocess.run([os.path.join(SRC, "tools/devstack.sh"), "stop",
                             self.state], env=self.env,
@@ -263,18 +300,23 @@ class Bench:
                    str(self.a.idle_exit)] + GROUP_X + self.a.project_args + \
                 list(extra)
             env = dict(self.env, PGDATABASE=db)
-            p = subprocess.Popen(cmd, env=env, stderr=err,
+            p = subprocess.Popen(self.perf_prefix(db) + cmd, env=env,
+                                 stderr=err,
                                  stdout=subprocess.DEVNULL)
             rss = PeakRss(p.pid)
             if produce:
                 produce()
-            p.wait()
+            # wait4: the projector's CPU time, user + system (all threads).
+            _, status, use = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            self.last_cpu = use.ru_utime + use.ru_stime
             peak = rss.stop()
             if p.returncode:
                 raise RuntimeError(f"leadflow-project exited {p.returncode};"
                                    f" see {errf}")
         with open(errf) as f:
             text = f.read()
+        self.last_log = text
         m = re.search(r"^ts=(\S+) .*msg=assigned", text, re.M)
         if not m:
             raise RuntimeError(f"no assignment in {errf}")
@@ -492,6 +534,207 @@ class Bench:
             res[fn] = total / k
         return res
 
+    # ---- disorder: the same events in three arrival orders ----------
+    def disorder_prepare(self, kind):
+        """Write kind's events in the three orders (bench/workload2.py) and
+        produce each order to a topic of its own, once for every round."""
+        out = self.path(f"orders-{kind}")
+        cmd = ["/usr/bin/python3", os.path.join(HERE, "workload2.py"), "-o",
+               out]
+        emit_x = []
+        if kind == "w2":
+            cmd += ["--leads", str(self.a.w2_leads), "--seed", "21"]
+            emit_x = ["-X", "contract.version=1"]  # as the issue's user did
+        else:
+            cmd += ["--reorder", self.jsonl, "--seed", "7"]
+        self.run(cmd, capture_output=True)
+        with open(os.path.join(out, "summary.json")) as f:
+            summary = json.load(f)
+        topics = {}
+        for order in ORDERS:
+            topics[order] = self.topic(f"dis-{kind}-{order}-")
+            self.run([self.prog("leadflow-emit"), "-b", self.brokers, "-t",
+                      topics[order], "-qq"] + emit_x +
+                     [os.path.join(out, order + ".jsonl")])
+        log(f"disorder {kind}: {summary['events']} events of "
+            f"{summary['leads']} leads in 3 orders")
+        self.disorder[kind] = {"topics": topics, "summary": summary,
+                               "copy": self.path(f"{kind}.copy")}
+
+    def tables_digest(self, db):
+        """md5 of leads, stage_history and anomalies, but for the columns
+        that say when a row was written."""
+        return self.psql(
+            "SELECT (SELECT md5(string_agg((to_jsonb(l) - 'updated_at')"
+            "::text, E'\\n' ORDER BY l.lead_id COLLATE \"C\")) FROM "
+            "funnel.leads l) || (SELECT md5(string_agg(to_jsonb(s)::text, "
+            "E'\\n' ORDER BY s.lead_id COLLATE \"C\", s.visit)) FROM "
+            "funnel.stage_history s) || (SELECT md5(string_agg((to_jsonb(a)"
+            " - 'detected_at')::text, E'\\n' ORDER BY a.event_id COLLATE "
+            "\"C\", a.kind, a.reason)) FROM funnel.anomalies a)", db)
+
+    def copy_rate(self, db, rows):
+        """One COPY + COMMIT of the rows (exported from db's funnel.events
+        by the first call) into a table like funnel.events; @returns
+        rows/s."""
+        if not os.path.exists(rows):
+            self.run(["psql", "-X", "-q", "-d", db, "-c",
+                      "\\copy (SELECT event_id, lead_id, type, occurred_at, "
+                      "source, actor, payload, topic, partition, \"offset\" "
+                      "FROM funnel.events ORDER BY topic, partition, "
+                      "\"offset\") TO '" + rows + "'"])
+        self.psql("CREATE TABLE public.copy_events "
+                  "(LIKE funnel.events INCLUDING ALL)", db)
+        import psycopg2
+        conn = psycopg2.connect(host=self.env["PGHOST"],
+                                port=self.env["PGPORT"],
+                                user=self.env["PGUSER"], dbname=db)
+        with open(rows) as f:
+            t0 = time.monotonic()
+            with conn.cursor() as cur:
+                cur.copy_expert(
+                    "COPY public.copy_events (event_id, lead_id, type, "
+                    "occurred_at, source, actor, payload, topic, partition, "
+                    "\"offset\") FROM STDIN", f)
+                n = cur.rowcount
+            conn.commit()
+            rate = n / (time.monotonic() - t0)
+        conn.close()
+        return rate
+
+    def disorder_round(self, kind, r):
+        """Each order drained into a new database, next to one COPY of the
+        same rows; the orders take turns at going first."""
+        d = self.disorder[kind]
+        want = d["summary"]["events"]
+        res, digests = {}, {}
+        for order in ORDERS[r % 3:] + ORDERS[:r % 3]:
+            db = self.newdb(f"dis{kind}{order[:2]}")
+            if self.a.pg_profile:
+                self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+                          "SELECT pg_stat_statements_reset()", db)
+            n, rate, rss = self.project_once(db, d["topics"][order])
+            if n != want:
+                raise RuntimeError(f"{order}: projected {n} of {want}")
+            key = f"{kind}_{order}"
+            res[key], res[key + "_rss"] = rate, rss
+            res[key + "_cpu"] = self.last_cpu / n * 1e6  # us per event
+            # The projector's last stats line: leads recomputed, batches.
+            for k in ("recomputed", "batches"):
+                m = re.findall(rf"\b{k}=(\d+)", self.last_log)
+                res[f"{key}_{k}"] = int(m[-1]) if m else -1
+            if self.a.pg_profile:
+                self.pg_profile_dump(db, f"{kind}-{order}-r{r}", n / rate)
+                self.pg_profile_explain(
+                    db, f"{kind}-{order}-r{r}",
+                    res[key + "_recomputed"] // max(1, res[key + "_batches"]))
+            digests[order] = self.tables_digest(db)
+            res[key + "_copy"] = self.copy_rate(db, d["copy"])
+            self.psql(f'DROP DATABASE "{db}"')
+            log(f"disorder {kind} {order}: {rate:,.0f}/s, COPY "
+                f"{res[key + '_copy']:,.0f}/s, peak RSS {rss / 1024:.1f} MiB,"
+                f" projector CPU {res[key + '_cpu']:.1f} us/event, "
+                f"{res[key + '_recomputed']} leads recomputed in "
+                f"{res[key + '_batches']} batches")
+        if len(set(digests.values())) != 1:
+            raise RuntimeError(f"the orders' tables differ: {digests}")
+        return res
+
+    def perf_prefix(self, db):
+        """--pg-profile: the disorder drains run under perf record (every
+        thread; the peak RSS and CPU time are then perf's and the
+        projector's together, not figures)."""
+        if not self.a.pg_profile or not db.startswith("dis"):
+            return []
+        return ["perf", "record", "-q", "-F", "499", "--call-graph",
+                "dwarf,16384", "-o",
+                os.path.join(self.a.pg_profile, f"{db}.perf.data"), "--"]
+
+    def pg_profile_explain(self, db, label, per_batch):
+        """--pg-profile: EXPLAIN (ANALYZE, BUFFERS) of the recompute's
+        statements on the drained database, for per_batch random leads
+        (the drain's leads recomputed per batch), each in a transaction
+        rolled back: the read-back as the projector sends it (its text
+        from auto_explain's log), the same rows without the JSON, the same
+        with the index forced, the DELETE and rewrite of their
+        stage_history, and the anomalies lookup."""
+        logf = os.path.join(self.env["LEADFLOW_PGDATA"], "postgres.log")
+        with open(logf, errors="replace") as f:
+            texts = re.findall(r"Query Text: (SELECT lead_id, \(jsonb_build"
+                               r"_object.*)", f.read())
+        if not texts:
+            return
+        import psycopg2
+        conn = psycopg2.connect(host=self.env["PGHOST"],
+                                port=self.env["PGPORT"],
+                                user=self.env["PGUSER"], dbname=db)
+        cur = conn.cursor()
+        cur.execute("SELECT array_agg(lead_id) FROM (SELECT lead_id FROM "
+                    "funnel.leads ORDER BY random() LIMIT %s) s",
+                    (max(100, per_batch),))
+        leads = cur.fetchone()[0]
+        where = ("FROM funnel.events WHERE lead_id = ANY($1::text[]) AND "
+                 "type <> ALL($2::text[]) ORDER BY lead_id COLLATE \"C\", "
+                 "occurred_at, event_id COLLATE \"C\"")
+        steps = [
+            ("read-back, as sent", texts[-1], 2, ""),
+            ("read-back rows without the JSON", "SELECT lead_id, event_id, "
+             "type, occurred_at, source, actor, payload, account_id, extra "
+             + where, 2, ""),
+            ("read-back, index forced", texts[-1], 2,
+             "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan "
+             "= off"),
+            ("DELETE of their stage_history", "DELETE FROM "
+             "funnel.stage_history WHERE lead_id = ANY($1::text[])", 1, ""),
+            ("their stage_history written anew (INSERT of the rows just "
+             "deleted; the projector COPYs)", "WITH d AS (DELETE FROM "
+             "funnel.stage_history WHERE lead_id = ANY($1::text[]) "
+             "RETURNING *) INSERT INTO funnel.stage_history SELECT * FROM d",
+             1, ""),
+            ("anomalies lookup (project_fresh)", "SELECT lead_id FROM "
+             "funnel.anomalies WHERE lead_id = ANY($1::text[]) AND kind = "
+             "'state' GROUP BY lead_id ORDER BY lead_id COLLATE \"C\"", 1,
+             ""),
+            # A drain into a new database ends before autovacuum's first
+            # ANALYZE: the plans above are made without statistics.
+            ("read-back, as sent, after ANALYZE funnel.events", texts[-1],
+             2, "ANALYZE funnel.events"),
+        ]
+        out = [f"# {label} ({db}): {len(leads)} leads"]
+        for name, sql, nargs, pre in steps:
+            cur.execute("BEGIN")
+            if pre:
+                cur.execute(pre)
+            cur.execute(f"PREPARE s AS {sql}")
+            args = (leads, ["merged", "voided", "erased"])[:nargs]
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS) EXECUTE s(" +
+                        ", ".join(["%s"] * nargs) + ")", args)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            cur.execute("ROLLBACK")
+            cur.execute("DEALLOCATE s")
+            out.append(f"\n## {name}\n{plan}")
+        conn.close()
+        with open(os.path.join(self.a.pg_profile, f"{label}.explain.txt"),
+                  "w") as f:
+            f.write("\n".join(out) + "\n")
+
+    def pg_profile_dump(self, db, label, wall):
+        """--pg-profile: the drain's statements by server time."""
+        rows = self.psql(
+            "SELECT round(total_exec_time::numeric, 1), calls, "
+            "round((100 * total_exec_time / sum(total_exec_time) OVER ())"
+            "::numeric, 1), rows, shared_blks_hit, shared_blks_read, "
+            "regexp_replace(left(query, 160), '\\s+', ' ', 'g') FROM "
+            "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+            f"WHERE datname = '{db}') ORDER BY total_exec_time DESC", db)
+        total = sum(float(l.split("|")[0]) for l in rows.splitlines())
+        with open(os.path.join(self.a.pg_profile, f"{label}.pgss.txt"),
+                  "w") as f:
+            f.write(f"# {label} ({db}): drain {wall:.2f} s wall, projector "
+                    f"CPU {self.last_cpu:.2f} s, server statements "
+                    f"{total / 1000:.2f} s\n# ms|calls|%|rows|hit|read|"
+                    "query\n" + rows + "\n")
+
     # ---- driver -----------------------------------------------------
     def row(self, name, fn, *args):
         try:
@@ -555,6 +798,14 @@ class Bench:
             if "project" in want:
                 p = self.row("project", self.project_round, r)
                 res.update(p or {})
+            for kind, row in (("w2", "disorder"), ("gen", "disorder-gen")):
+                if row not in want:
+                    continue
+                if kind not in self.disorder:
+                    self.row(row, self.disorder_prepare, kind)
+                if kind in self.disorder:
+                    res.update(self.row(row, self.disorder_round, kind, r)
+                               or {})
             for rate in self.a.rates if "latency" in want else []:
                 lat = self.row(f"latency {rate}/s", self.latency_once, rate,
                                self.a.latency_seconds)
@@ -573,6 +824,62 @@ class Bench:
         return 1 if self.failed else 0
 
     # ---- the table --------------------------------------------------
+    def disorder_report(self, rounds):
+        """The disorder rows of the table, and the lines under it: each
+        round's ratios, RSS and the projector's CPU per event."""
+        rows, notes = [], []
+        for kind, label in (("w2", "disorder"), ("gen", "disorder-gen")):
+            label_row = label if kind == "gen" else "disorder w2"
+            if label not in self.a.rows:
+                continue
+            ks = {o: f"{kind}_{o}" for o in ORDERS}
+            got = [r for r in rounds if all(k in r for k in ks.values())]
+            if not got:
+                rows.append((label_row, "-", "-", "-", "-", "-"))
+                continue
+
+            def med(f):
+                return statistics.median(f(r) for r in got)
+
+            copy = {o: med(lambda r, o=o: r[ks[o]] / r[ks[o] + "_copy"])
+                    for o in ORDERS}
+            vs_in = {o: med(lambda r, o=o: r[ks[o]] / r[ks["inorder"]])
+                     for o in ORDERS}
+            rate = {o: med(lambda r, o=o: r[ks[o]]) for o in ORDERS}
+            rss = {o: max(r[ks[o] + "_rss"] for r in got) / 1024
+                   for o in ORDERS}
+            ok = copy["inorder"] >= 0.7
+            rows.append((f"{label_row}: in order", f"{rate['inorder']:,.0f}/s",
+                         "COPY %s/s" % f"{med(lambda r: r[ks['inorder'] + '_copy']):,.0f}",
+                         f"{copy['inorder']:.2f}x", ">= 0.7x COPY",
+                         "met" if ok else "NOT MET"))
+            for o, name, target in (("late", "10% late", 0.9),
+                                    ("shuffled", "shuffled", 0.6)):
+                rows.append((f"{label_row}: {name}", f"{rate[o]:,.0f}/s",
+                             f"/ in order; {copy[o]:.2f}x COPY",
+                             f"{vs_in[o]:.2f}x", f">= {target}x in order",
+                             "met" if vs_in[o] >= target else "NOT MET"))
+            rows.append((f"{label_row}: peak RSS",
+                         f"{max(rss.values()):.1f} MiB",
+                         ", ".join(f"{o} {rss[o]:.1f}" for o in ORDERS),
+                         "-", "<= 64 MiB",
+                         "met" if max(rss.values()) <= 64 else "NOT MET"))
+            s = self.disorder[kind]["summary"]
+            notes.append(
+                f"{label_row}: {s['events']:,} events of {s['leads']:,} "
+                "leads; per round, late/in order " + ", ".join(
+                    f"{r[ks['late']] / r[ks['inorder']]:.2f}" for r in got)
+                + "; shuffled/in order " + ", ".join(
+                    f"{r[ks['shuffled']] / r[ks['inorder']]:.2f}" for r in got)
+                + "; in order/COPY " + ", ".join(
+                    f"{r[ks['inorder']] / r[ks['inorder'] + '_copy']:.2f}"
+                    for r in got) + "; projector CPU us/event (median) "
+                + ", ".join(f"{o} {med(lambda r, o=o: r[ks[o] + '_cpu']):.1f}"
+                            for o in ORDERS) + "; leads recomputed/batches "
+                + ", ".join(f"{o} {got[0][ks[o] + '_recomputed']}/"
+                            f"{got[0][ks[o] + '_batches']}" for o in ORDERS))
+        return rows, notes
+
     def report(self):
         rounds = self.results["rounds"]
 
@@ -654,6 +961,8 @@ class Bench:
         else:
             rows.append(("cost (instr/event)", "-", "-", "-", "-", "-"))
 
+        dis_rows, dis_notes = self.disorder_report(rounds)
+        rows += dis_rows
         head = ("row", "leadflow", "baseline / detail", "ratio", "target",
                 "")
         widths = [max(len(str(x[i])) for x in rows + [head])
@@ -673,6 +982,8 @@ class Bench:
                 f"{mem[k]['events']:,} events " + ", ".join(
                     f"{x / 1024:.1f}" for x in mem[k]["runs_kib"])
                 for k in ("small", "large")))
+        for n in dis_notes:
+            print(n)
         for f in self.failed:
             print(f"FAILED {f}")
         if self.a.json:
@@ -704,6 +1015,14 @@ def main():
                     default=[], help="an extra argument for every "
                     "leadflow-project run (repeatable), e.g. "
                     "--project-arg=--batch=20000")
+    ap.add_argument("--w2-leads", type=int, dest="w2_leads",
+                    help="leads of the disorder row's workload "
+                    "(bench/workload2.py; default 25000, ~154k events; "
+                    "quick 300)")
+    ap.add_argument("--pg-profile", metavar="DIR", dest="pg_profile",
+                    help="measure where the disorder rows' time goes "
+                    "(pg_stat_statements, auto_explain, perf) into DIR; "
+                    "the rates of such a run are not the figures")
     ap.add_argument("--rows", default=",".join(ROWS),
                     help="the rows to measure, comma-separated, of: "
                     + ", ".join(ROWS) + " (default: all; project includes "
@@ -715,15 +1034,19 @@ def main():
             ap.error(f"--rows: unknown row {r!r} (one of {', '.join(ROWS)})")
     if a.quick:
         defaults = dict(runs=1, events=2000, percommit=100, latency_seconds=1,
-                        cost_events=200, idle_exit=1, mem_runs=1)
+                        cost_events=200, idle_exit=1, mem_runs=1,
+                        w2_leads=300)
     else:
         defaults = dict(runs=5, events=100000, percommit=2000,
                         latency_seconds=10, cost_events=5000, idle_exit=2,
-                        mem_runs=3)
+                        mem_runs=3, w2_leads=25000)
     for k, v in defaults.items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)
     a.rates = [1000, 10000]
+    if a.pg_profile:
+        a.pg_profile = os.path.abspath(a.pg_profile)
+        os.makedirs(a.pg_profile, exist_ok=True)
     # SIGTERM as SIGINT: unwind, so that the dev stack is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     b = Bench(a)

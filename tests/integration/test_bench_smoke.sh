@@ -22,7 +22,8 @@ BENCH_QUICK=1 /usr/bin/python3 "$SRC/bench/run.py" --bin "$BIN" \
 }
 cat "$OUT"
 for row in "emit" "gen --produce" "project" "latency @1k/s" "latency @10k/s" \
-    "memory (peak RSS)" "rebuild --from-db" "cost (instr/event)"; do
+    "memory (peak RSS)" "rebuild --from-db" "cost (instr/event)" \
+    "disorder w2: shuffled" "disorder-gen: shuffled"; do
     line=$(grep -F -- "$row" "$OUT" | head -n 1) ||
         fail "no \"$row\" row in the table"
     # A measured row has a number in its leadflow column.

@@ -166,10 +166,17 @@ static const lf_cli_spec_t spec = {
              "one this exits 78\n"
              "  and says how to adopt it (rebuild, diff --summary, promote: "
              "docs/definition.md).\n"
+             "-X pseudonym.key.file=FILE erases people with the keys in FILE "
+             "(mode 0600, one hex\n"
+             "  key of 32+ bytes per line, the first current): erased events "
+             "need it, and once\n"
+             "  people are erased every start does (docs/security.md). Never "
+             "-X pseudonym.key.\n"
              "\n"
              "Exit codes: 0 done, 64 usage, 69 Kafka or PostgreSQL unusable "
              "at start,\n  70 internal error, 78 bad configuration (a bad "
-             "definition file, or one\n  other than the tables').\n",
+             "definition file, or one\n  other than the tables'; an erasure "
+             "without a pseudonym key).\n",
     .longopts = longopts,
     .own = own_opt,
     .max_args = 0,
@@ -719,6 +726,11 @@ static int consume(app_t *app)
     unsigned polled = 0;
 
     while (!lf_cli_signals) {
+        char why[1024];
+        if (lf_lanes_refused(app->lanes, why, sizeof(why))) {
+            fprintf(stderr, "leadflow-project: %s\n", why);
+            return LF_EX_CONFIG;
+        }
         if (lf_lanes_stale(app->lanes) || (app->doubt && app->assigned))
             resync(app);
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(

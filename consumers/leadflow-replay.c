@@ -1893,6 +1893,8 @@ static int exit_code(const app_t *app, lf_err_t err)
         return LF_EX_UNAVAILABLE;
     case LF_ERR_IO:
         return LF_EX_IOERR;
+    case LF_ERR_CONFIG:
+        return LF_EX_CONFIG;
     default:
         return LF_EX_SOFTWARE;
     }

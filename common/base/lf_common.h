@@ -22,6 +22,9 @@ typedef enum lf_err_e {
     LF_ERR_STALE,     /**< the database is not where the caller believed
                            (stored offsets moved or lost): re-read the
                            stored offsets, do not retry as is */
+    LF_ERR_CONFIG,    /**< the configuration cannot do this (an erasure
+                           without a pseudonym key): stop, nothing written;
+                           it goes through once configured */
 } lf_err_t;
 
 /* sysexits(3) codes, listed in every program's --help. */

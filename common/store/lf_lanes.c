@@ -36,6 +36,8 @@ struct lf_lanes_s {
      * assigned partition (LF_PROJECTOR_NO_ROW: no row). */
     rd_kafka_topic_partition_list_t *pos;
     atomic_bool stale;
+    atomic_bool refused; /* a batch needs another configuration */
+    char refused_why[1024];
     atomic_uint_fast64_t retries;
     pthread_mutex_t stats_lock;
     lf_projector_stats_t stats; /* every lane's committed batches */
@@ -240,6 +242,17 @@ static bool write_batch(lane_t *lane)
         lf_err_t err = flush_once(lane, errstr, sizeof(errstr));
         if (err == LF_OK)
             return true;
+        if (err == LF_ERR_CONFIG) {
+            LF_LOG(LF_LOG_ERR,
+                   "msg=\"batch refused: the configuration cannot write it; "
+                   "stopping\" writer=%d error=%s",
+                   lane->index, lf_log_quote(errstr, q, sizeof(q)));
+            pthread_mutex_lock(&w->stats_lock);
+            snprintf(w->refused_why, sizeof(w->refused_why), "%s", errstr);
+            pthread_mutex_unlock(&w->stats_lock);
+            atomic_store(&w->refused, true);
+            return false;
+        }
         if (err == LF_ERR_STALE) {
             LF_LOG(LF_LOG_WARNING,
                    "msg=\"batch refused: the database is not where this "
@@ -429,6 +442,16 @@ void lf_lanes_drain(lf_lanes_t *w, bool give_up)
         lane_wait(&w->lanes[i]);
         atomic_store(&w->lanes[i].give_up, false);
     }
+}
+
+bool lf_lanes_refused(lf_lanes_t *w, char *why, size_t size)
+{
+    if (!atomic_load(&w->refused))
+        return false;
+    pthread_mutex_lock(&w->stats_lock);
+    snprintf(why, size, "%s", w->refused_why);
+    pthread_mutex_unlock(&w->stats_lock);
+    return true;
 }
 
 bool lf_lanes_stale(const lf_lanes_t *w)

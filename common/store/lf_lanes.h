@@ -144,6 +144,12 @@ void lf_lanes_drain(lf_lanes_t *w, bool give_up);
  */
 bool lf_lanes_stale(const lf_lanes_t *w);
 
+/** Did a writer refuse a batch because the configuration cannot write it
+ *  (LF_ERR_CONFIG: an erased event without a pseudonym key)? Then the
+ *  reason is in @p why and the caller stops: nothing of that batch was
+ *  written, and it is read again after a restart. */
+bool lf_lanes_refused(lf_lanes_t *w, char *why, size_t size);
+
 /** Wait for the writers, drop every batch in hand unwritten, close the
  *  writers' connections (their next ones count as first ones: call this
  *  before re-reading the stored offsets) and clear the stale state. */

@@ -2338,7 +2338,7 @@ static lf_err_t need_no_key(flush_t *f)
         if (!erased)
             return LF_OK;
     }
-    return lf_seterr(LF_ERR_INVALID, f->errstr, f->errstr_size,
+    return lf_seterr(LF_ERR_CONFIG, f->errstr, f->errstr_size,
                      "%s: people are erased here but no pseudonym key is "
                      "configured: set %s (every instance of the group "
                      "needs the same key file)",
@@ -2701,7 +2701,7 @@ static lf_err_t erase_components(flush_t *f, seeds_t *s, lf_ids_t *orig,
         return err;
     lf_ids_sort(orig);
     if (!p->ps)
-        return lf_seterr(LF_ERR_INVALID, f->errstr, f->errstr_size,
+        return lf_seterr(LF_ERR_CONFIG, f->errstr, f->errstr_size,
                          "%s: an erased person is merged here but no "
                          "pseudonym key is configured: set %s",
                          p->schema, LF_CONF_PSEUDONYM_KEY_FILE);

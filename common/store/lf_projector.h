@@ -63,7 +63,7 @@ void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def);
 /**
  * Erase with the key ring @p ps (borrowed: it must outlive @p p; NULL:
  * none). Without one, a batch holding an erased event, or any batch once
- * SCHEMA.erased_leads holds a pseudonym, fails with LF_ERR_INVALID and a
+ * SCHEMA.erased_leads holds a pseudonym, fails with LF_ERR_CONFIG and a
  * message naming pseudonym.key.file: nothing of it is written, and it
  * goes through once the key is configured. Every instance of a group
  * needs the same key ring.

@@ -33,7 +33,8 @@ eval "$(LEADFLOW_BIN=$BIN LEADFLOW_BROKER_ARGS="--topic lead-events:8" \
     "$SRC/tools/devstack.sh" start "$STATE")"
 
 say "Generating $LEADS leads and sending their events: leadflow-gen | leadflow-emit"
-"$BIN/leadflow-gen" --leads "$LEADS" --seed 42 --anomalies 0.02 |
+"$BIN/leadflow-gen" --leads "$LEADS" --seed 42 --anomalies 0.02 \
+    --merges 0.02 --voids 0.01 --erasures 0.002 |
     "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t lead-events \
         --rejects "$STATE/rejects.jsonl"
 
@@ -77,8 +78,14 @@ SELECT stage, count(*) AS visits,
 FROM funnel.stage_history WHERE exited_at IS NOT NULL
 GROUP BY stage ORDER BY median DESC;
 
+\echo 'Identity: merged leads, voided events, people erased (keyed pseudonyms)'
+SELECT (SELECT count(*) FROM funnel.merges) AS merges,
+       (SELECT count(*) FROM funnel.voided_events) AS voided,
+       (SELECT count(*) FROM funnel.erasures) AS erasures;
+
 \echo 'Kept but not fitting the state machine'
-SELECT count(*) AS anomalies FROM funnel.anomalies;
+SELECT kind, count(*) AS anomalies FROM funnel.anomalies GROUP BY kind
+ORDER BY kind;
 SQL
 
 if [ -x "$BIN/leadflow-report" ]; then

@@ -226,7 +226,8 @@ lf_err_t lf_identity_merge_rule(lf_component_t *c)
         return LF_ERR_NOMEM;
     }
     lf_ids_sort(&c->ids);
-    qsort(c->m, c->n, sizeof(*c->m), by_rule_order);
+    if (c->n > 1)
+        qsort(c->m, c->n, sizeof(*c->m), by_rule_order);
     for (size_t i = 0; i < c->ids.n; i++)
         par[i] = SIZE_MAX;
     for (size_t i = 0; i < c->n; i++) {

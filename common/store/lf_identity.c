@@ -270,6 +270,18 @@ static const char *root_in(const lf_component_t *c, const size_t *par,
     return c->ids.v[at];
 }
 
+bool lf_identity_roots(const lf_component_t *c, const char **out)
+{
+    size_t *par = parents(c);
+
+    if (!par)
+        return false;
+    for (size_t i = 0; i < c->ids.n; i++)
+        out[i] = root_in(c, par, c->ids.v[i]);
+    free(par);
+    return true;
+}
+
 const char *lf_identity_root(const lf_component_t *c, const char *id)
 {
     size_t *par = parents(c);

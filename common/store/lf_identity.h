@@ -80,6 +80,11 @@ lf_err_t lf_identity_merge_rule(lf_component_t *c);
  *  when it is merged into nothing); after lf_identity_merge_rule(). */
 const char *lf_identity_root(const lf_component_t *c, const char *id);
 
+/** The surviving lead of every id in c->ids, in @p out (c->ids.n
+ *  pointers into c->ids); after lf_identity_merge_rule(). @returns false
+ *  when out of memory. */
+bool lf_identity_roots(const lf_component_t *c, const char **out);
+
 /** What writing a component's merges changed. */
 typedef struct lf_merge_counts_s {
     uint64_t merges;    /**< counted merges that were not counted before */

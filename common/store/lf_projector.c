@@ -2735,6 +2735,7 @@ static lf_err_t components(flush_t *f, seeds_t *s)
     lf_projector_t *p = f->p;
     lf_merge_counts_t counts = {0};
     lf_ids_t orig = {0}, pseud = {0};
+    const char **roots = NULL;
     lf_err_t err;
 
     if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
@@ -2750,9 +2751,12 @@ static lf_err_t components(flush_t *f, seeds_t *s)
     f->st.merge_anomalies += counts.anomalies;
     if ((err = erase_components(f, s, &orig, &pseud)))
         goto out;
+    roots = malloc((s->c.ids.n + 1) * sizeof(*roots));
+    if (!roots || !lf_identity_roots(&s->c, roots))
+        err = LF_ERR_NOMEM;
     for (size_t i = 0; !err && i < s->c.ids.n; i++) {
         const char *id = s->c.ids.v[i];
-        const char *root = lf_identity_root(&s->c, id);
+        const char *root = roots[i];
         err = lf_ids_add(&f->forced, now_as(&orig, &pseud, root));
         if (!err && strcmp(root, id))
             err = lf_ids_add(&f->cleared, now_as(&orig, &pseud, id));
@@ -2760,6 +2764,7 @@ static lf_err_t components(flush_t *f, seeds_t *s)
     if (err)
         err = nomem(f);
 out:
+    free(roots);
     lf_ids_free(&orig);
     lf_ids_free(&pseud);
     return err;

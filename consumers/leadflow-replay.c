@@ -18,17 +18,21 @@
 #include "lf_json.h"
 #include "lf_log.h"
 #include "lf_pg.h"
+#include "lf_producer.h"
 #include "lf_progress.h"
 #include "lf_projector.h"
 #include "lf_promote.h"
+#include "lf_pseudonym.h"
 #include "lf_rebuild.h"
 #include "lf_rewind.h"
 #include "lf_time.h"
 #include "lf_topic.h"
+#include "lf_uuid.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +40,7 @@
 
 #define PROG             "leadflow-replay"
 #define KAFKA_TIMEOUT_MS 10000
+#define OID_INT4         23 /* pg_type.h: int4 */
 
 /* ---- usage ------------------------------------------------------------ */
 
@@ -249,6 +254,58 @@
     "      --partition P      messages of partition P (repeatable)\n"
 #define DUMP_NOTE "Undecodable messages are counted and logged, not printed.\n"
 
+#define ERASE_SYNOPSIS                                                         \
+    "leadflow-replay erase --lead ID --request REF [--actor NAME] [--at "      \
+    "TIME]\n"                                                                  \
+    "                      [--dry-run]\n"                                      \
+    "  Publish the erased event for lead ID (a privacy request received by "   \
+    "ticket):\n"                                                               \
+    "  the projector then erases the person (every lead merged with it) "      \
+    "from the\n"                                                               \
+    "  database (docs/security.md)."
+#define ERASE_HELP                                                             \
+    "      --lead ID          the lead to erase\n"                             \
+    "      --request REF      the privacy request's reference (the ticket)\n"  \
+    "      --actor NAME       who erases (default $USER)\n"                    \
+    "      --at TIME          occurred_at (RFC 3339; default now)\n"           \
+    "      --dry-run          print the event as a JSON line; send nothing\n"
+#define ERASE_NOTE                                                             \
+    "The event goes through leadflow-emit's producer (contract v2, key = "     \
+    "the lead\n"                                                               \
+    "id, acks=all). Its event_id is derived from the lead and the request "    \
+    "alone,\n"                                                                 \
+    "so running the command again publishes the same event, which the "        \
+    "projector\n"                                                              \
+    "keeps once (give --at the occurred_at printed by the first run to make "  \
+    "the\n"                                                                    \
+    "second an exact duplicate rather than a 'conflict' anomaly). Prints "     \
+    "event_id,\n"                                                              \
+    "occurred_at, topic, partition and offset. Waits message.timeout.ms "      \
+    "(default\n"                                                               \
+    "30000 here) for the broker, then exits 69. The topic keeps the "          \
+    "original\n"                                                               \
+    "messages until its retention removes them (docs/security.md).\n"
+
+#define EXPLAIN_SYNOPSIS                                                       \
+    "leadflow-replay explain --lead ID [--json]\n"                             \
+    "  Why is this lead in this stage? Who it is (merged into which lead, "    \
+    "erased),\n"                                                               \
+    "  every event of the person (the surviving lead and every lead merged "   \
+    "into it)\n"                                                               \
+    "  in the order the projector applies them, each marked (voided, "         \
+    "whether a\n"                                                              \
+    "  merge or void counts, anomalies), then the stage history they give."
+#define EXPLAIN_HELP                                                           \
+    "      --lead ID          the lead (or an erased lead's pseudonym)\n"      \
+    "      --json             the same as one JSON object\n"
+#define EXPLAIN_NOTE                                                           \
+    "Reads funnel only, in one snapshot. An erased lead's id is in no table: " \
+    "with\n"                                                                   \
+    "the pseudonym key (-X pseudonym.key.file=PATH, as the projector's) ID "   \
+    "is\n"                                                                     \
+    "recognised and its pseudonym explained. A lead without events exits "     \
+    "65.\n"
+
 #define SHARED_OPTS                                                            \
     (LF_CLI_BROKERS | LF_CLI_TOPIC | LF_CLI_GROUP | LF_CLI_DB | LF_CLI_CONF |  \
      LF_CLI_VERBOSE)
@@ -280,6 +337,10 @@ enum {
     OPT_PARTITION,
     OPT_DEFINITION,
     OPT_SUMMARY,
+    OPT_REQUEST,
+    OPT_ACTOR,
+    OPT_AT,
+    OPT_JSON,
 };
 
 #define LONG_PROGRESS                                                          \
@@ -330,6 +391,18 @@ typedef struct dump_cfg_s {
     int nwanted;
 } dump_cfg_t;
 
+typedef struct erase_cfg_s {
+    const char *lead, *request, *actor, *at_arg;
+    int64_t at;
+    bool dry_run;
+    lf_event_t ev; /* built by parse_erase() */
+} erase_cfg_t;
+
+typedef struct explain_cfg_s {
+    const char *lead;
+    bool json;
+} explain_cfg_t;
+
 /* A command's failure that is the settings' fault rather than the data's:
  * main() exits 64 or 78 instead of the lf_err_t's code. */
 typedef enum blame_e { BLAME_DATA, BLAME_USAGE, BLAME_CONFIG } blame_t;
@@ -345,7 +418,8 @@ typedef struct app_s {
     bool no_group_check;
     int lock_timeout_ms;
     blame_t blame;
-    bool differ; /* diff: the schemas differ (exit 1) */
+    bool differ;   /* diff: the schemas differ (exit 1) */
+    bool producer; /* erase: the settings are a producer's */
     union {
         rewind_cfg_t rewind;
         rebuild_cfg_t rebuild;
@@ -353,6 +427,8 @@ typedef struct app_s {
         const char *promote; /* the schema */
         dead_cfg_t dead;
         dump_cfg_t dump;
+        erase_cfg_t erase;
+        explain_cfg_t explain;
     } u;
 } app_t;
 
@@ -417,6 +493,28 @@ static lf_err_t fail(lf_err_t err, const char *what, const char *errstr)
     return err;
 }
 
+/* Replay's defaults for what the settings leave unset. erase produces (as
+ * leadflow-emit does, with a wait for the broker an on-call engineer
+ * sits through); the others consume and query. */
+static lf_err_t defaults(app_t *app)
+{
+    lf_conf_t *conf = app->conf;
+
+    if (lf_conf_default(conf, "bootstrap.servers", "localhost:9092") ||
+        lf_conf_default(conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC))
+        return LF_ERR_NOMEM;
+    if (app->producer)
+        return lf_conf_default(conf, "client.id", PROG) ||
+                       lf_conf_default(conf, "message.timeout.ms", "30000") ||
+                       lf_producer_conf_defaults(conf)
+                   ? LF_ERR_NOMEM
+                   : LF_OK;
+    if (lf_conf_default(conf, "group.id", "leadflow-projector") ||
+        lf_conf_default(conf, LF_CONF_DB, ""))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
 /* The settings: environment, -c FILE, -X and the shorthands in
  * command-line order, then replay's defaults. Errors are printed. */
 static lf_err_t settings(app_t *app)
@@ -434,10 +532,7 @@ static lf_err_t settings(app_t *app)
         app->blame = err == LF_ERR_INVALID ? BLAME_USAGE : BLAME_CONFIG;
         return err;
     }
-    if (lf_conf_default(app->conf, "bootstrap.servers", "localhost:9092") ||
-        lf_conf_default(app->conf, LF_CONF_TOPIC, LF_CONF_DEFAULT_TOPIC) ||
-        lf_conf_default(app->conf, "group.id", "leadflow-projector") ||
-        lf_conf_default(app->conf, LF_CONF_DB, "")) {
+    if (defaults(app)) {
         fprintf(stderr, PROG ": out of memory\n");
         return LF_ERR_NOMEM;
     }
@@ -1796,6 +1891,583 @@ out:
     return err;
 }
 
+/* ---- erase -------------------------------------------------------------- */
+
+static lf_err_t own_erase(void *arg, int opt, const char *val, char *errstr,
+                          size_t errstr_size)
+{
+    app_t *app = arg;
+    erase_cfg_t *cfg = &app->u.erase;
+    char why[256];
+
+    switch (opt) {
+    case OPT_LEAD:
+        cfg->lead = val;
+        return LF_OK;
+    case OPT_REQUEST:
+        cfg->request = val;
+        return LF_OK;
+    case OPT_ACTOR:
+        cfg->actor = val;
+        return LF_OK;
+    case OPT_AT:
+        cfg->at_arg = val;
+        if (lf_time_parse(val, 0, &cfg->at, why, sizeof(why)))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "--at %s: %s",
+                             val, why);
+        return LF_OK;
+    case OPT_DRY_RUN:
+        cfg->dry_run = true;
+        return LF_OK;
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
+    }
+}
+
+static const struct option erase_opts[] = {
+    {"lead", required_argument, NULL, OPT_LEAD},
+    {"request", required_argument, NULL, OPT_REQUEST},
+    {"actor", required_argument, NULL, OPT_ACTOR},
+    {"at", required_argument, NULL, OPT_AT},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t erase_spec = {
+    .prog = PROG " erase",
+    .synopsis = ERASE_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = ERASE_HELP PROGRESS_HELP,
+    .notes = ERASE_NOTE "\n" SECRETS_NOTE,
+    .longopts = erase_opts,
+    .own = own_erase,
+    .max_args = 0,
+};
+
+/* The erased event the command line asks for, into cfg->ev. Its event_id
+ * is derived from the lead and the request alone: a second run for the
+ * same request publishes the same event, which the projector keeps once.
+ * NUL separates the parts (neither can hold one: they come from argv). */
+static lf_err_t erase_event(erase_cfg_t *cfg, char *errstr, size_t errstr_size)
+{
+    const char *actor = cfg->actor ? cfg->actor : getenv("USER");
+    char id[LF_UUID_STRLEN + 1];
+    lf_event_t *ev = &cfg->ev;
+    lf_buf_t name = {0};
+    bool ok;
+
+    ok = !lf_buf_append(&name, "erased", 7) &&
+         !lf_buf_append(&name, cfg->lead, strlen(cfg->lead) + 1) &&
+         !lf_buf_puts(&name, cfg->request);
+    if (ok)
+        lf_uuid_v5(name.data, name.len, id);
+    lf_buf_free(&name);
+    lf_event_init(ev);
+    ev->type = LF_EV_ERASED;
+    ev->occurred_at = cfg->at_arg ? cfg->at : lf_now_ms();
+    if (!ok || !(ev->event_id = strdup(id)) ||
+        !(ev->lead_id = strdup(cfg->lead)) || !(ev->source = strdup(PROG)) ||
+        (actor && *actor && !(ev->actor = strdup(actor))) ||
+        !(ev->u.erased.request_id = strdup(cfg->request)))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    return lf_event_validate(ev, errstr, errstr_size);
+}
+
+static lf_cli_next_t parse_erase(app_t *app, int argc, char **argv)
+{
+    erase_cfg_t *cfg = &app->u.erase;
+    lf_cli_next_t next;
+    char errstr[512];
+    lf_err_t err;
+
+    app->producer = true;
+    if ((next = lf_cli_parse(&app->cli, &erase_spec, app, argc, argv)))
+        return next;
+    if (!cfg->lead)
+        return lf_cli_usage_error(&app->cli, "--lead ID is required");
+    if (!cfg->request)
+        return lf_cli_usage_error(&app->cli, "--request REF is required (the "
+                                             "privacy request's reference)");
+    if ((err = erase_event(cfg, errstr, sizeof(errstr))))
+        return err == LF_ERR_NOMEM
+                   ? lf_cli_usage_error(&app->cli, "out of memory")
+                   : lf_cli_usage_error(&app->cli, "%s", errstr);
+    return LF_CLI_RUN;
+}
+
+/* The one delivery report of the erased event. */
+typedef struct erase_dr_s {
+    bool reported, delivered;
+    char reason[512];
+    int32_t partition;
+    int64_t offset;
+} erase_dr_t;
+
+static void erase_delivered(const lf_delivery_t *dr, void *opaque)
+{
+    erase_dr_t *out = opaque;
+
+    out->reported = true;
+    out->delivered = !dr->err;
+    out->partition = dr->partition;
+    out->offset = dr->offset;
+    snprintf(out->reason, sizeof(out->reason), "%s",
+             dr->reason ? dr->reason : rd_kafka_err2str(dr->err));
+}
+
+/* --dry-run: the event as one emit line; nothing is sent. */
+static lf_err_t erase_print(const lf_event_t *ev)
+{
+    lf_buf_t line = {0};
+    lf_err_t err = lf_json_format_event(ev, &line);
+
+    if (!err)
+        err = lf_buf_puts(&line, "\n");
+    if (!err && (fwrite(line.data, 1, line.len, stdout) != line.len ||
+                 fflush(stdout) == EOF))
+        err = LF_ERR_IO;
+    lf_buf_free(&line);
+    return err;
+}
+
+/* Send the event and wait for its delivery report; a signal gives up on
+ * it (it may still reach the topic: running again is harmless). */
+static lf_err_t erase_send(app_t *app, lf_producer_t *p, erase_dr_t *dr)
+{
+    char errstr[1024];
+    lf_err_t err;
+
+    lf_producer_set_delivery_cb(p, erase_delivered, dr);
+    lf_producer_set_interrupt(p, &lf_cli_signals);
+    if ((err = lf_producer_emit(p, &app->u.erase.ev, errstr, sizeof(errstr))))
+        return fail(err == LF_ERR_INVALID ? LF_ERR_INVALID : LF_ERR_KAFKA,
+                    "the erased event was not sent", errstr);
+    while (lf_producer_flush(p, 500) == LF_ERR_TEMPORARY && !lf_cli_signals)
+        ;
+    if (!dr->reported)
+        lf_producer_purge(p, 5000);
+    if (dr->delivered)
+        return LF_OK;
+    if (lf_cli_signals)
+        return fail(LF_ERR_TEMPORARY,
+                    "interrupted: the erased event may or may not be in the "
+                    "topic; run the same command again",
+                    "interrupted");
+    return fail(LF_ERR_KAFKA,
+                "the erased event was not delivered; run the same command "
+                "again (it publishes the same event)",
+                dr->reason);
+}
+
+static lf_err_t run_erase(app_t *app)
+{
+    const lf_event_t *ev = &app->u.erase.ev;
+    lf_producer_t *p = NULL;
+    erase_dr_t dr = {0};
+    char errstr[1024], ts[40];
+    lf_err_t err;
+
+    if (app->u.erase.dry_run)
+        return erase_print(ev);
+    if ((err = lf_producer_create(app->conf, &p, errstr, sizeof(errstr)))) {
+        if (err == LF_ERR_INVALID)
+            app->blame = BLAME_CONFIG;
+        return fail(err, "cannot start the producer", errstr);
+    }
+    if (!(err = erase_send(app, p, &dr))) {
+        printf("published erased event_id=%s lead_id=%s occurred_at=%s "
+               "topic=%s partition=%d offset=%" PRId64 "\n",
+               ev->event_id, ev->lead_id,
+               lf_time_format(ev->occurred_at, ts, sizeof(ts)),
+               lf_producer_topic(p), (int)dr.partition, dr.offset);
+        if (fflush(stdout) == EOF)
+            err = LF_ERR_IO;
+        LF_LOG(LF_LOG_NOTICE,
+               "msg=summary command=erase event_id=%s topic=%s "
+               "partition=%d offset=%" PRId64,
+               ev->event_id, lf_producer_topic(p), (int)dr.partition,
+               dr.offset);
+    }
+    lf_producer_destroy(p);
+    return err;
+}
+
+/* ---- explain ------------------------------------------------------------ */
+
+static lf_err_t own_explain(void *arg, int opt, const char *val, char *errstr,
+                            size_t errstr_size)
+{
+    app_t *app = arg;
+    explain_cfg_t *cfg = &app->u.explain;
+
+    switch (opt) {
+    case OPT_LEAD:
+        cfg->lead = val;
+        return LF_OK;
+    case OPT_JSON:
+        cfg->json = true;
+        return LF_OK;
+    default:
+        return own_common(app, opt, val, errstr, errstr_size);
+    }
+}
+
+static const struct option explain_opts[] = {
+    {"lead", required_argument, NULL, OPT_LEAD},
+    {"json", no_argument, NULL, OPT_JSON},
+    LONG_PROGRESS,
+    {NULL, 0, NULL, 0}};
+
+static const lf_cli_spec_t explain_spec = {
+    .prog = PROG " explain",
+    .synopsis = EXPLAIN_SYNOPSIS,
+    .shared = SHARED_OPTS,
+    .own_help = EXPLAIN_HELP PROGRESS_HELP,
+    .notes = EXPLAIN_NOTE "\n" SECRETS_NOTE,
+    .longopts = explain_opts,
+    .own = own_explain,
+    .max_args = 0,
+};
+
+static lf_cli_next_t parse_explain(app_t *app, int argc, char **argv)
+{
+    lf_cli_next_t next;
+
+    if ((next = lf_cli_parse(&app->cli, &explain_spec, app, argc, argv)))
+        return next;
+    if (!app->u.explain.lead)
+        return lf_cli_usage_error(&app->cli, "--lead ID is required");
+    return LF_CLI_RUN;
+}
+
+/* A timestamp column as RFC 3339 in UTC, milliseconds (as events carry). */
+#define TS(col)                                                                \
+    "to_char(" col " AT TIME ZONE 'UTC', "                                     \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* The person of surviving lead $1: it and every lead merged into it. */
+#define PERSON                                                                 \
+    "WITH person AS (SELECT $1::text AS lead_id UNION "                        \
+    "SELECT lead_id FROM funnel.merges WHERE surviving_lead_id = $1::text) "
+
+/* Each event's mark: voided (by whom, why), whether a merged or voided
+ * event counts (else the anomaly's reason), its state anomalies. A merge
+ * that does not count without an anomaly repeats the merge that counts. */
+#define EVENT_MARK                                                             \
+    "concat_ws('; ', "                                                         \
+    "CASE WHEN v.event_id IS NOT NULL THEN "                                   \
+    "  format('voided by %s (%s)', v.voided_by, v.reason) END, "               \
+    "CASE WHEN e.type = 'merged' THEN CASE WHEN m.event_id IS NOT NULL "       \
+    "  THEN format('merge: counts (into %s)', e.payload->>'into_lead_id') "    \
+    "  ELSE format('merge: does not count (%s)', coalesce(an.merge, "          \
+    "    'a repeat of the merge that counts')) END END, "                      \
+    "CASE WHEN e.type = 'voided' THEN CASE WHEN tv.event_id IS NULL "          \
+    "  THEN format('void: does not count (%s)', coalesce(an.void, "            \
+    "    'no anomaly recorded')) "                                             \
+    "  WHEN tv.voided_by = e.event_id "                                        \
+    "  THEN format('void: counts (voids %s)', tv.event_id) "                   \
+    "  ELSE format('void: counts (voids %s, voided first by %s)', "            \
+    "    tv.event_id, tv.voided_by) END END, "                                 \
+    "CASE WHEN e.type = 'erased' THEN "                                        \
+    "  format('erasure (request %s)', e.payload->>'request_id') END, "         \
+    "an.state)"
+
+/* The sections of an explanation, each one query of surviving lead $1. */
+enum { X_LEADS, X_ERASURES, X_LEAD, X_EVENTS, X_HISTORY, X__COUNT };
+
+/* clang-format off */
+static const char *const explain_sql[X__COUNT] = {
+    [X_LEADS] = PERSON "SELECT lead_id FROM person "
+                       "ORDER BY lead_id <> $1::text, lead_id COLLATE \"C\"",
+    [X_ERASURES] = PERSON "SELECT r.request_id, "
+    TS("r.erased_at") " AS erased_at, r.event_id "
+    "FROM funnel.erasures r JOIN person p ON p.lead_id = r.pseudonym "
+    "ORDER BY r.erased_at, r.event_id COLLATE \"C\"",
+    [X_LEAD] = "SELECT stage, cycle, " TS("stage_entered_at") " AS "
+               "stage_entered_at FROM funnel.leads WHERE lead_id = $1::text",
+    [X_EVENTS] = PERSON "SELECT " TS("e.occurred_at") " AS occurred_at, "
+    "e.event_id, e.lead_id, e.type, " EVENT_MARK " AS mark "
+    "FROM funnel.events e JOIN person p USING (lead_id) "
+    "LEFT JOIN funnel.voided_events v ON v.event_id = e.event_id "
+    "LEFT JOIN funnel.merges m ON m.event_id = e.event_id "
+    "LEFT JOIN funnel.voided_events tv ON e.type = 'voided' "
+    "  AND tv.event_id = e.payload->>'voided_event_id' "
+    "  AND tv.surviving_lead_id = $1::text "
+    "LEFT JOIN LATERAL (SELECT "
+    "  string_agg(a.reason, '; ' ORDER BY a.reason) "
+    "    FILTER (WHERE a.kind = 'merge') AS merge, "
+    "  string_agg(a.reason, '; ' ORDER BY a.reason) "
+    "    FILTER (WHERE a.kind = 'void') AS void, "
+    "  string_agg('anomaly: ' || a.reason, '; ' ORDER BY a.reason) "
+    "    FILTER (WHERE a.kind = 'state') AS state "
+    "  FROM funnel.anomalies a WHERE a.event_id = e.event_id) an ON true "
+    "ORDER BY e.occurred_at, e.event_id COLLATE \"C\"",
+    [X_HISTORY] = "SELECT visit, cycle, stage, " TS("entered_at") " AS "
+    "entered_at, " TS("exited_at") " AS exited_at, entered_by, exit_reason "
+    "FROM funnel.stage_history WHERE lead_id = $1::text ORDER BY visit",
+};
+
+/* The merge that counts of lead $1, if it was merged. */
+static const char merge_sql[] =
+    "SELECT into_lead_id, surviving_lead_id, " TS("merged_at") " AS merged_at, "
+    "event_id FROM funnel.merges WHERE lead_id = $1::text";
+/* clang-format on */
+
+/* What explain found; the results are cleared by explain_free(). */
+typedef struct explain_s {
+    char pseudonym[LF_PSEUDONYM_LEN + 1]; /* "" unless the lead was erased */
+    bool keyed;                           /* a pseudonym key is configured */
+    const char *id;        /* the lead explained: --lead or its pseudonym */
+    PGresult *merge;       /* its funnel.merges row, if it was merged */
+    const char *surviving; /* in merge, or id */
+    PGresult *res[X__COUNT];
+} explain_t;
+
+static void explain_free(explain_t *x)
+{
+    PQclear(x->merge);
+    for (int i = 0; i < X__COUNT; i++)
+        PQclear(x->res[i]);
+}
+
+/* Was --lead erased? Its pseudonym under any key of the ring (an older
+ * key made the pseudonyms of people erased before a rotation) is then in
+ * funnel.erased_leads, and x->id becomes it. */
+static lf_err_t explain_erased(app_t *app, const lf_pseudonym_t *ps,
+                               explain_t *x, char *errstr, size_t errstr_size)
+{
+    const char *lead = app->u.explain.lead;
+    const char *params[1] = {x->pseudonym};
+    PGresult *res = NULL;
+    lf_err_t err = LF_OK;
+
+    for (size_t k = 0; !err && k < lf_pseudonym_keys(ps); k++) {
+        lf_pseudonym_of(ps, k, lead, strlen(lead), x->pseudonym);
+        if ((err = lf_pg_query(app->conn,
+                               "SELECT 1 FROM funnel.erased_leads "
+                               "WHERE pseudonym = $1::text",
+                               1, params, "reading funnel.erased_leads", &res,
+                               errstr, errstr_size)))
+            break;
+        if (PQntuples(res)) {
+            x->id = x->pseudonym;
+            PQclear(res);
+            return LF_OK;
+        }
+        PQclear(res);
+    }
+    x->pseudonym[0] = '\0';
+    return err;
+}
+
+/* The lead to explain (--lead, or its pseudonym if it was erased) and its
+ * surviving lead (itself unless funnel.merges says it was merged). */
+static lf_err_t explain_resolve(app_t *app, explain_t *x, char *errstr,
+                                size_t errstr_size)
+{
+    lf_pseudonym_t *ps = NULL;
+    const char *params[1];
+    lf_err_t err;
+
+    x->id = app->u.explain.lead;
+    if ((err = lf_pseudonym_from_conf(app->conf, &ps, errstr, errstr_size))) {
+        app->blame = err == LF_ERR_NOMEM ? BLAME_DATA : BLAME_CONFIG;
+        return err;
+    }
+    x->keyed = ps != NULL;
+    if (ps && !lf_pseudonym_is(x->id))
+        err = explain_erased(app, ps, x, errstr, errstr_size);
+    lf_pseudonym_destroy(ps);
+    params[0] = x->id;
+    if (err || (err = lf_pg_query(app->conn, merge_sql, 1, params,
+                                  "reading funnel.merges", &x->merge, errstr,
+                                  errstr_size)))
+        return err;
+    x->surviving = PQntuples(x->merge) ? PQgetvalue(x->merge, 0, 1) : x->id;
+    return LF_OK;
+}
+
+/* Every section, in one snapshot: the projector may be writing. */
+static lf_err_t explain_query(app_t *app, explain_t *x, char *errstr,
+                              size_t errstr_size)
+{
+    lf_err_t err;
+
+    if ((err = lf_pg_exec(app->conn,
+                          "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                          "starting a snapshot", errstr, errstr_size)) ||
+        (err = explain_resolve(app, x, errstr, errstr_size)))
+        return err;
+    for (int i = 0; !err && i < X__COUNT; i++) {
+        const char *params[1] = {x->surviving};
+        err = lf_pg_query(app->conn, explain_sql[i], 1, params,
+                          "reading the lead's events and history", &x->res[i],
+                          errstr, errstr_size);
+    }
+    if (!err)
+        err = lf_pg_exec(app->conn, "COMMIT", "ending the snapshot", errstr,
+                         errstr_size);
+    return err;
+}
+
+/* One value of a tab-separated line: tabs and line breaks become spaces,
+ * so a free-text reason cannot break the columns; NULL is "-". */
+static void put_cell(const PGresult *res, int r, int c)
+{
+    const char *s = PQgetvalue(res, r, c);
+
+    if (PQgetisnull(res, r, c))
+        s = "-";
+    for (; *s; s++)
+        putchar(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
+}
+
+/* The rows under a header of the column names, tab-separated. */
+static void print_table(const PGresult *res)
+{
+    for (int c = 0; c < PQnfields(res); c++)
+        printf("%s%s", c ? "\t" : "", PQfname(res, c));
+    putchar('\n');
+    for (int r = 0; r < PQntuples(res); r++) {
+        for (int c = 0; c < PQnfields(res); c++) {
+            if (c)
+                putchar('\t');
+            put_cell(res, r, c);
+        }
+        putchar('\n');
+    }
+}
+
+/* Who the lead is: merged, erased, the person's leads, where it stands. */
+static void explain_print_head(const app_t *app, const explain_t *x)
+{
+    const PGresult *leads = x->res[X_LEADS], *er = x->res[X_ERASURES];
+    const PGresult *lead = x->res[X_LEAD];
+
+    printf("lead %s\n", app->u.explain.lead);
+    if (x->pseudonym[0])
+        printf("  erased: explaining its pseudonym %s (the original id is "
+               "not in the database)\n",
+               x->pseudonym);
+    if (PQntuples(x->merge))
+        printf("  merged into %s by %s at %s; its surviving lead is %s\n",
+               PQgetvalue(x->merge, 0, 0), PQgetvalue(x->merge, 0, 3),
+               PQgetvalue(x->merge, 0, 2), x->surviving);
+    printf("surviving lead %s\n  leads of the person:", x->surviving);
+    for (int r = 0; r < PQntuples(leads); r++)
+        printf(" %s", PQgetvalue(leads, r, 0));
+    putchar('\n');
+    for (int r = 0; r < PQntuples(er); r++)
+        printf("  erased by request %s at %s (event %s)\n",
+               PQgetvalue(er, r, 0), PQgetvalue(er, r, 1),
+               PQgetvalue(er, r, 2));
+    if (PQntuples(lead))
+        printf("  stage %s, cycle %s, since %s\n", PQgetvalue(lead, 0, 0),
+               PQgetvalue(lead, 0, 1), PQgetvalue(lead, 0, 2));
+    else
+        printf("  no row in funnel.leads (never captured, or every capture "
+               "voided)\n");
+}
+
+static void explain_print(const app_t *app, const explain_t *x)
+{
+    explain_print_head(app, x);
+    printf("\nevents in the order applied (occurred_at, event_id):\n");
+    print_table(x->res[X_EVENTS]);
+    printf("\nstage history of %s:\n", x->surviving);
+    print_table(x->res[X_HISTORY]);
+}
+
+/* One cell as JSON: integers as numbers, NULL as null. */
+static json_t *cell_json(const PGresult *res, int r, int c)
+{
+    if (PQgetisnull(res, r, c))
+        return json_null();
+    if (PQftype(res, c) == OID_INT4)
+        return json_integer(strtoll(PQgetvalue(res, r, c), NULL, 10));
+    return json_string(PQgetvalue(res, r, c));
+}
+
+/* The rows of @p res as an array of objects (@p first: the first row's
+ * object, or null). NULL when out of memory. */
+static json_t *rows_json(const PGresult *res, bool first)
+{
+    json_t *a = json_array();
+
+    for (int r = 0; a && r < PQntuples(res); r++) {
+        json_t *o = json_object();
+        for (int c = 0; o && c < PQnfields(res); c++)
+            if (json_object_set_new(o, PQfname(res, c), cell_json(res, r, c)))
+                json_decref(o), o = NULL;
+        if (!o || json_array_append_new(a, o))
+            json_decref(a), a = NULL;
+    }
+    if (first && a) {
+        json_t *o = json_incref(json_array_get(a, 0));
+        json_decref(a);
+        return o ? o : json_null();
+    }
+    return a;
+}
+
+/* The same as explain_print(), as one JSON object. */
+static lf_err_t explain_print_json(const app_t *app, const explain_t *x)
+{
+    json_t *leads = json_array(), *o;
+    int rc;
+
+    for (int r = 0; leads && r < PQntuples(x->res[X_LEADS]); r++)
+        json_array_append_new(leads,
+                              json_string(PQgetvalue(x->res[X_LEADS], r, 0)));
+    o = json_pack("{s:s, s:o, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}",
+                  "lead_id", app->u.explain.lead, "erased",
+                  json_boolean(x->pseudonym[0]), "explained_lead_id", x->id,
+                  "merged", rows_json(x->merge, true), "surviving_lead_id",
+                  x->surviving, "leads", leads, "erasures",
+                  rows_json(x->res[X_ERASURES], false), "lead",
+                  rows_json(x->res[X_LEAD], true), "events",
+                  rows_json(x->res[X_EVENTS], false), "stage_history",
+                  rows_json(x->res[X_HISTORY], false));
+    if (!o)
+        return LF_ERR_NOMEM;
+    rc = json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
+    json_decref(o);
+    return rc || putchar('\n') == EOF ? LF_ERR_IO : LF_OK;
+}
+
+static lf_err_t run_explain(app_t *app)
+{
+    const char *lead = app->u.explain.lead;
+    explain_t x = {0};
+    char errstr[1024];
+    lf_err_t err;
+
+    if ((err = connect_db(app)))
+        return err;
+    if ((err = explain_query(app, &x, errstr, sizeof(errstr)))) {
+        fail(err, "cannot explain the lead", errstr);
+    } else if (!PQntuples(x.res[X_EVENTS])) {
+        snprintf(errstr, sizeof(errstr),
+                 "lead %s has no events in funnel.events%s", lead,
+                 x.keyed ? ""
+                         : " (if it was erased, its events are under its "
+                           "pseudonym: give the key with -X "
+                           "pseudonym.key.file=PATH)");
+        err = fail(LF_ERR_INVALID, "no such lead", errstr);
+    } else {
+        err = app->u.explain.json ? explain_print_json(app, &x)
+                                  : (explain_print(app, &x), LF_OK);
+        if (fflush(stdout) == EOF && !err)
+            err = LF_ERR_IO;
+        LF_LOG(LF_LOG_NOTICE,
+               "msg=summary command=explain events=%d visits=%d erased=%s",
+               PQntuples(x.res[X_EVENTS]), PQntuples(x.res[X_HISTORY]),
+               x.pseudonym[0] ? "yes" : "no");
+    }
+    explain_free(&x);
+    return err;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 typedef struct cmd_s {
@@ -1812,6 +2484,8 @@ static const cmd_t cmds[] = {
     {"promote", &promote_spec, parse_promote, run_promote},
     {"dead-letters", &dead_spec, parse_dead, run_dead},
     {"dump", &dump_spec, parse_dump, run_dump},
+    {"erase", &erase_spec, parse_erase, run_erase},
+    {"explain", &explain_spec, parse_explain, run_explain},
 };
 #define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -1819,11 +2493,12 @@ static const cmd_t cmds[] = {
  * specs are the one description), then the shared options. */
 static void usage(FILE *fp)
 {
-    static const char *const helps[N_CMDS] = {REWIND_HELP, REBUILD_HELP,
-                                              DIFF_HELP,   PROMOTE_HELP,
-                                              DEAD_HELP,   DUMP_HELP};
+    static const char *const helps[N_CMDS] = {
+        REWIND_HELP, REBUILD_HELP, DIFF_HELP,  PROMOTE_HELP,
+        DEAD_HELP,   DUMP_HELP,    ERASE_HELP, EXPLAIN_HELP};
     static const char *const notes[N_CMDS] = {
-        REWIND_NOTE, REBUILD_NOTE, DIFF_NOTE, PROMOTE_NOTE, "", DUMP_NOTE};
+        REWIND_NOTE, REBUILD_NOTE, DIFF_NOTE,  PROMOTE_NOTE,
+        "",          DUMP_NOTE,    ERASE_NOTE, EXPLAIN_NOTE};
     lf_buf_t syn = {0};
     lf_cli_spec_t spec = {.prog = PROG,
                           .shared = SHARED_OPTS,
@@ -1915,6 +2590,8 @@ static void app_close(app_t *app, const cmd_t *cmd)
         free(app->u.dump.leads);
         free(app->u.dump.wanted);
     }
+    if (cmd && cmd->run == run_erase)
+        lf_event_clear(&app->u.erase.ev);
 }
 
 int main(int argc, char **argv)

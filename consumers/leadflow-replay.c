@@ -2154,7 +2154,7 @@ static lf_cli_next_t parse_explain(app_t *app, int argc, char **argv)
  * event counts (else the anomaly's reason), its state anomalies. A merge
  * that does not count without an anomaly repeats the merge that counts. */
 #define EVENT_MARK                                                             \
-    "concat_ws('; ', "                                                         \
+    "nullif(concat_ws('; ', "                                                  \
     "CASE WHEN v.event_id IS NOT NULL THEN "                                   \
     "  format('voided by %s (%s)', v.voided_by, v.reason) END, "               \
     "CASE WHEN e.type = 'merged' THEN CASE WHEN m.event_id IS NOT NULL "       \
@@ -2170,7 +2170,7 @@ static lf_cli_next_t parse_explain(app_t *app, int argc, char **argv)
     "    tv.event_id, tv.voided_by) END END, "                                 \
     "CASE WHEN e.type = 'erased' THEN "                                        \
     "  format('erasure (request %s)', e.payload->>'request_id') END, "         \
-    "an.state)"
+    "an.state), '')"
 
 /* The sections of an explanation, each one query of surviving lead $1. */
 enum { X_LEADS, X_ERASURES, X_LEAD, X_EVENTS, X_HISTORY, X__COUNT };

@@ -58,15 +58,13 @@
 #define EXIT_NOTE                                                              \
     "Exit codes: 0 done (diff: equal), 1 diff: the schemas differ, 64 "        \
     "usage,\n"                                                                 \
-    "  65 bad data (no such schema, topic or dead letter; a promote "          \
-    "precondition;\n"                                                          \
-    "  a stored event that no longer parses), 69 Kafka or PostgreSQL "         \
-    "unavailable\n"                                                            \
-    "  (or the group cannot be checked), 70 internal error, 74 output not "    \
-    "written,\n"                                                               \
-    "  75 try again later (the group has members, a lock timed out, the "      \
-    "connection\n"                                                             \
-    "  broke, interrupted), 78 bad configuration.\n"
+    "  65 bad data (no such schema, topic, dead letter or lead; a promote\n"   \
+    "  precondition; a stored event that no longer parses), 69 Kafka or\n"     \
+    "  PostgreSQL unavailable (erase: not delivered; or the group cannot be\n" \
+    "  checked), 70 internal error, 74 output not written, 75 try again "      \
+    "later\n"                                                                  \
+    "  (the group has members, a lock timed out, the connection broke,\n"      \
+    "  interrupted), 78 bad configuration.\n"
 
 #define GROUP_CHECK_HELP                                                       \
     "      --no-group-check   do not ask Kafka whether the group has members " \

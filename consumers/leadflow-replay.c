@@ -2149,8 +2149,10 @@ static lf_cli_next_t parse_explain(app_t *app, int argc, char **argv)
     "SELECT lead_id FROM funnel.merges WHERE surviving_lead_id = $1::text) "
 
 /* Each event's mark: voided (by whom, why), whether a merged or voided
- * event counts (else the anomaly's reason), its state anomalies. A merge
- * that does not count without an anomaly repeats the merge that counts. */
+ * event counts (else the anomaly's reason), its state anomalies and
+ * conflicts (its event_id sent again with other content: never applied).
+ * A merge that does not count without an anomaly repeats the merge that
+ * counts. */
 #define EVENT_MARK                                                             \
     "nullif(concat_ws('; ', "                                                  \
     "CASE WHEN v.event_id IS NOT NULL THEN "                                   \
@@ -2196,8 +2198,10 @@ static const char *const explain_sql[X__COUNT] = {
     "    FILTER (WHERE a.kind = 'merge') AS merge, "
     "  string_agg(a.reason, '; ' ORDER BY a.reason) "
     "    FILTER (WHERE a.kind = 'void') AS void, "
-    "  string_agg('anomaly: ' || a.reason, '; ' ORDER BY a.reason) "
-    "    FILTER (WHERE a.kind = 'state') AS state "
+    "  string_agg(CASE a.kind WHEN 'state' THEN 'anomaly: ' "
+    "    ELSE 'conflict: ' END || a.reason, '; ' ORDER BY a.kind DESC, "
+    "    a.reason) "
+    "    FILTER (WHERE a.kind IN ('state', 'conflict')) AS state "
     "  FROM funnel.anomalies a WHERE a.event_id = e.event_id) an ON true "
     "ORDER BY e.occurred_at, e.event_id COLLATE \"C\"",
     [X_HISTORY] = "SELECT visit, cycle, stage, " TS("entered_at") " AS "

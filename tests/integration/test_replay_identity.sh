@@ -14,7 +14,8 @@
 #              the stage history; --json says the same; an unknown lead
 #              exits 65
 #   erased     after erase and projection, the lead is found only with the
-#              pseudonym key, and explained under its pseudonym
+#              pseudonym key, and explained under its pseudonym; the run
+#              at another time is a conflict, not a second erasure
 set -euo pipefail
 BIN=$(cd "${1:?usage: test_replay_identity.sh BIN_DIR}" && pwd)
 . "$(dirname "$0")/lib.sh"
@@ -137,6 +138,11 @@ read -r eid2 part2 off2 < <(erase)
     fail "event_id not stable: dry run $dry_id, runs $eid and $eid2"
 [ "$part2" = "$part" ] && [ "$off2" != "$off" ] ||
     fail "the second run should be a second message on partition $part"
+# Without --at the event says another time, under the same event_id.
+expect_rc 0 "erase without --at" "$R" erase -t "$TOPIC" --lead E-2 \
+    --request T-1 -q
+grep -q "^published erased event_id=$eid " "$LF_TMP/out" ||
+    fail "erase without --at: $(cat "$LF_TMP/out")"
 # kcat reads the message at the printed coordinates; Apache Avro decodes it.
 key=$(kcat -b "$LEADFLOW_BROKERS" -C -t "$TOPIC" -p "$part" -o "$off" -c 1 \
     -e -q -f '%k')
@@ -272,6 +278,11 @@ grep -q "^  erased by request T-1 at $AT (event $eid)$" "$LF_TMP/e2" ||
     fail "explain E-2: the erasure"
 [ "$(grep -c "E-[12]" "$LF_TMP/e2")" = 1 ] ||
     fail "explain E-2 shows an original id beyond the one typed"
+[ "$(grep -c "^  erased by request" "$LF_TMP/e2")" = 1 ] ||
+    fail "explain E-2: three erased messages, one erasure expected"
+section events "$LF_TMP/e2" | awk -F'\t' -v e="$eid" '$2 == e { print $5 }' |
+    grep -q "^erasure (request T-1); conflict: " ||
+    fail "explain E-2: the erased event's mark (and the later conflict)"
 got=$(section events "$LF_TMP/e2" | cut -f2 | sort | tr '\n' ' ')
 want=$(printf '%s\n' "$(id 21)" "$(id 22)" "$(id 23)" "$(id 24)" "$eid" |
     sort | tr '\n' ' ')

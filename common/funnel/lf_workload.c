@@ -700,6 +700,16 @@ static void faults(lf_workload_t *g)
         }
 }
 
+/* The privacy request number of @p lead_id's erasure (FNV-1a). */
+static uint32_t request_number(const char *lead_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *c = lead_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
 /* The identity events of the lead whose journey is g->ev[first..end)
  * (a lead's events are contiguous before the faults), from @p r: voids of
  * some of its events, then perhaps a merge into another lead and an
@@ -905,7 +915,10 @@ static void render_event(const lf_workload_t *g, const gev_t *e, lf_event_t *ev,
         return;
     case LF_EV_ERASED:
         ev->source = "privacy-portal";
-        snprintf(s->request, sizeof(s->request), "DSR-%s", s->lead_id);
+        /* A ticket number of its own: a reference that quoted the lead
+         * id would keep it in the database after the erasure. */
+        snprintf(s->request, sizeof(s->request), "DSR-%08x",
+                 request_number(s->lead_id));
         ev->u.erased.request_id = s->request;
         return;
     }

@@ -527,6 +527,16 @@ lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
         "%2$s))) - 'attributes' - 'note') - (CASE WHEN type IN ('lost', "
         "'disqualified') THEN 'reason' ELSE '' END) "
         "FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE e.lead_id = u.o",
+        /* A request reference that quoted the lead id quotes the
+         * pseudonym (the erased events are the pseudonyms' now). */
+        "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
+        "'{request_id}', to_jsonb(replace(e.payload ->> 'request_id', u.o, "
+        "u.p))) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
+        "e.lead_id = u.p AND e.type = 'erased' AND "
+        "strpos(e.payload ->> 'request_id', u.o) > 0",
+        "UPDATE %1$s.erasures AS x SET request_id = replace(x.request_id, "
+        "u.o, u.p) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
+        "x.pseudonym = u.p AND strpos(x.request_id, u.o) > 0",
         "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
         "'{into_lead_id}', to_jsonb(u.p)) FROM unnest($1::text[], "
         "$2::text[]) AS u(o, p) WHERE e.type = 'merged' AND "

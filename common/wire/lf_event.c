@@ -172,6 +172,43 @@ static bool replace_str(lf_event_t *ev, char **field, const char *value)
     return true;
 }
 
+/* @p s with every @p from replaced by @p to, freshly allocated. */
+static char *replace_all(const char *s, const char *from, const char *to)
+{
+    size_t nf = strlen(from), nt = strlen(to), n = 0;
+    const char *at;
+    char *out, *w;
+
+    for (at = s; (at = strstr(at, from)); at += nf)
+        n++;
+    if (!(out = malloc(strlen(s) + n * nt + 1)))
+        return NULL;
+    for (w = out; (at = strstr(s, from)); s = at + nf) {
+        memcpy(w, s, (size_t)(at - s));
+        w += at - s;
+        memcpy(w, to, nt);
+        w += nt;
+    }
+    strcpy(w, s);
+    return out;
+}
+
+/* An erased event's request reference that quotes the lead id quotes its
+ * pseudonym instead. */
+static bool forget_in_request(lf_event_t *ev, const char *pseudonym)
+{
+    char *r;
+
+    if (ev->type != LF_EV_ERASED || !ev->u.erased.request_id || !*ev->lead_id ||
+        !strstr(ev->u.erased.request_id, ev->lead_id))
+        return true;
+    if (!(r = replace_all(ev->u.erased.request_id, ev->lead_id, pseudonym)))
+        return false;
+    free_str(ev, ev->u.erased.request_id);
+    ev->u.erased.request_id = r;
+    return true;
+}
+
 lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
                          const char *into_pseudonym)
 {
@@ -181,7 +218,8 @@ lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
         ok = replace_str(ev, &ev->u.merged.into_lead_id, into_pseudonym);
     if (!lead_pseudonym)
         return ok ? LF_OK : LF_ERR_NOMEM;
-    ok = ok && replace_str(ev, &ev->lead_id, lead_pseudonym) &&
+    ok = ok && forget_in_request(ev, lead_pseudonym) &&
+         replace_str(ev, &ev->lead_id, lead_pseudonym) &&
          replace_str(ev, &ev->extra, NULL) &&
          replace_str(ev, &ev->payload_extra, NULL);
     switch (ev->type) {

@@ -189,7 +189,8 @@ bool lf_event_equal(const lf_event_t *a, const lf_event_t *b);
  * with @p lead_pseudonym, lead_id becomes it and the personal fields go
  * (captured attributes, the recycled note, the free-text reason of lost
  * and disqualified, and the fields a newer writer sent, extra and
- * payload_extra, which may be anything); with @p into_pseudonym, a merged
+ * payload_extra, which may be anything; an erased event's request_id
+ * quoting the lead id quotes the pseudonym); with @p into_pseudonym, a merged
  * event's into_lead_id becomes it. NULL leaves that part as it is.
  * @returns LF_OK or LF_ERR_NOMEM (the event stays valid to clear).
  */

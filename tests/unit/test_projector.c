@@ -843,7 +843,7 @@ Test(projector, erased_people_leave_no_trace)
     add("b1", "B", LF_EV_CAPTURED, 1500, 2);
     add_identity("m1", "B", LF_EV_MERGED, 2500, "A", 3);
     flush_ok();
-    add_identity("x1", "A", LF_EV_ERASED, 3000, "REQ-9", 4);
+    add_identity("x1", "A", LF_EV_ERASED, 3000, "REQ-9 for A", 4);
     flush_ok();
     lf_pseudonym_of(pseudonyms, 0, "A", 1, pa);
     lf_pseudonym_of(pseudonyms, 0, "B", 1, pb);
@@ -858,7 +858,7 @@ Test(projector, erased_people_leave_no_trace)
                      want(w, "%s|lost", pa, ""));
     cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', pseudonym, "
                                      "request_id) FROM funnel.erasures"),
-                     want(w, "%s|REQ-9", pa, ""));
+                     want(w, "%s|REQ-9 for %s", pa, pa));
     cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', lead_id, "
                                      "into_lead_id) FROM funnel.merges"),
                      want(w, "%s|%s", pb, pa));

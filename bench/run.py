@@ -807,8 +807,11 @@ class Bench:
                 n, rate, rss = self.project_once(
                     db, d["topics"][v], () if v == "nokey" else d["x"])
                 if n != d["events"][v]:
+                    warn = [l for l in self.last_log.splitlines() if
+                            re.search(r"level=(warning|err)", l)]
                     raise RuntimeError(f"identity {v}: projected {n} of "
-                                       f"{d['events'][v]}")
+                                       f"{d['events'][v]}; "
+                                       + " | ".join(warn[-5:]))
                 key = f"id_{v}"
                 res[key], res[key + "_rss"] = rate, rss
                 res[key + "_cpu"] = self.last_cpu / n * 1e6

@@ -3,7 +3,8 @@
 
     bench/run.py [--bin DIR] [--quick] [--runs N] [--events N] [--json FILE]
                  [--mem-runs N] [--rows producers,project,latency,memory,cost,
-                 disorder,disorder-gen] [--w2-leads N] [--pg-profile DIR]
+                 disorder,disorder-gen,identity] [--w2-leads N]
+                 [--pg-profile DIR]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
                  [--compare-arg ARG]...
 
@@ -47,6 +48,12 @@ Rows (N = --events, about 100k by default):
                same rows, and / the in-order rate; peak RSS of each drain;
                the three databases' tables must be equal
   disorder-gen the same for leadflow-gen's workload (the N events above)
+  identity     leadflow-gen's workload with ~2% merged and ~0.1% erased
+               events (no voids), drained with a pseudonym key / the same
+               workload without them, the same key, and / that without a
+               key (neither -X pseudonym.key.file nor the dev stack's
+               LEADFLOW_PSEUDONYM_KEY_FILE); each into a new database,
+               taking turns; peak RSS and projector CPU of each
 
 --pg-profile DIR: a measuring run, not a benchmark (BENCHMARKS.md,
 "Disorder: where the time goes"): PostgreSQL with pg_stat_statements and
@@ -82,8 +89,14 @@ PRODUCER_X = ["enable.idempotence=true", "acks=all", "compression.type=lz4",
               "linger.ms=5", "partitioner=murmur2_random",
               "message.timeout.ms=300000"]
 ROWS = ["producers", "project", "latency", "memory", "cost", "disorder",
-        "disorder-gen"]
+        "disorder-gen", "identity"]
 ORDERS = ["inorder", "late", "shuffled"]
+# The identity row's workload: leadflow-gen's knobs are per lead, and some
+# of a lead's identity events fall after the workload's end (cut off):
+# these give ~2 % merged and ~0.1 % erased events of the N (seed 7).
+IDENTITY_KNOBS = ["--merges", "0.107", "--erasures", "0.0085", "--voids",
+                  "0"]
+IDENTITY = ["ident", "plain", "nokey"]
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
 # --pg-profile: the server's side of a drain, statement by statement.
 PG_PROFILE = [("auto_explain.log_min_duration", "20ms"),
@@ -134,6 +147,7 @@ class Bench:
         self.failed = []
         self.seq = 0
         self.disorder = {}
+        self.ident = None
         self.last_cpu = 0.0
 
     # ---- plumbing ---------------------------------------------------
@@ -641,10 +655,10 @@ class Bench:
         return res
 
     def perf_prefix(self, db):
-        """--pg-profile: the disorder drains run under perf record (every
-        thread; the peak RSS and CPU time are then perf's and the
-        projector's together, not figures)."""
-        if not self.a.pg_profile or not db.startswith("dis"):
+        """--pg-profile: the disorder and identity drains run under perf
+        record (every thread; the peak RSS and CPU time are then perf's and
+        the projector's together, not figures)."""
+        if not self.a.pg_profile or not db.startswith(("dis", "idn")):
             return []
         return ["perf", "record", "-q", "-F", "499", "--call-graph",
                 "dwarf,16384", "-o",
@@ -735,6 +749,145 @@ class Bench:
                     f"{total / 1000:.2f} s\n# ms|calls|%|rows|hit|read|"
                     "query\n" + rows + "\n")
 
+    # ---- identity: what merges and erasures cost -------------------
+    def identity_prepare(self):
+        """leadflow-gen's workload again with merged and erased events
+        (IDENTITY_KNOBS: ~2 % and ~0.1 % of its events), produced to a
+        topic of its own; the workload without them is the backlog. A
+        pseudonym key file (0600) for the keyed drains, and an environment
+        without the dev stack's key for the keyless one."""
+        jsonl = self.path("identity.jsonl")
+        self.run([self.prog("leadflow-gen"), "--leads", str(self.leads),
+                  "--seed", "7", "-o", jsonl, "-q"] + IDENTITY_KNOBS)
+        types = {}
+        with open(jsonl, "rb") as f:
+            for line in f:
+                t = re.search(rb'"type":"(\w+)"', line).group(1).decode()
+                types[t] = types.get(t, 0) + 1
+        n = sum(types.values())
+        if n - types.get("merged", 0) - types.get("erased", 0) != self.n:
+            raise RuntimeError("the identity workload is not the backlog's "
+                               "events plus merged and erased ones")
+        key = self.path("pseudonym.key")
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        env = {k: v for k, v in self.env.items()
+               if k not in ("LEADFLOW_PSEUDONYM_KEY_FILE",
+                            "LEADFLOW_PSEUDONYM_KEY")}
+        topic = self.topic("ident")
+        self.run([self.prog("leadflow-emit"), "-b", self.brokers, "-t",
+                  topic, "-qq", jsonl], env=env)
+        self.ident = {
+            "env": env, "x": ["-X", f"pseudonym.key.file={key}"],
+            "topics": {"ident": topic, "plain": self.backlog,
+                       "nokey": self.backlog},
+            "events": {"ident": n, "plain": self.n, "nokey": self.n},
+            "merged": types.get("merged", 0),
+            "erased": types.get("erased", 0)}
+        log(f"identity: {n} events, {self.ident['merged']} merged "
+            f"({100 * self.ident['merged'] / n:.2f} %), "
+            f"{self.ident['erased']} erased "
+            f"({100 * self.ident['erased'] / n:.3f} %), no voids")
+
+    def identity_round(self, r):
+        """The three drains, each into a new database, taking turns at
+        going first: ident (with merges and erasures, keyed), plain (the
+        same workload without them, the same key), nokey (plain without
+        a key); projector CPU and peak RSS of each."""
+        d, res = self.ident, {}
+        env, self.env = self.env, d["env"]
+        try:
+            for v in IDENTITY[r % 3:] + IDENTITY[:r % 3]:
+                db = self.newdb(f"idn{v[:2]}")
+                if self.a.pg_profile:
+                    self.psql("CREATE EXTENSION IF NOT EXISTS "
+                              "pg_stat_statements;"
+                              "SELECT pg_stat_statements_reset()", db)
+                n, rate, rss = self.project_once(
+                    db, d["topics"][v], () if v == "nokey" else d["x"])
+                if n != d["events"][v]:
+                    warn = [l for l in self.last_log.splitlines() if
+                            re.search(r"level=(warning|err)", l)]
+                    raise RuntimeError(f"identity {v}: projected {n} of "
+                                       f"{d['events'][v]}; "
+                                       + " | ".join(warn[-5:]))
+                key = f"id_{v}"
+                res[key], res[key + "_rss"] = rate, rss
+                res[key + "_cpu"] = self.last_cpu / n * 1e6
+                for k in ("recomputed", "batches"):
+                    m = re.findall(rf"\b{k}=(\d+)", self.last_log)
+                    res[f"{key}_{k}"] = int(m[-1]) if m else -1
+                if self.a.pg_profile:  # before the queries below
+                    self.pg_profile_dump(db, f"identity-{v}-r{r}", n / rate)
+                if v == "ident":
+                    res[key + "_counts"] = self.psql(
+                        "SELECT (SELECT count(*) FROM funnel.merges) || ' "
+                        "merges count, ' || (SELECT count(*) FROM "
+                        "funnel.erasures) || ' erasures, ' || (SELECT "
+                        "count(*) FROM funnel.erased_leads) || ' leads "
+                        "erased'", db)
+                else:
+                    res[key + "_digest"] = self.tables_digest(db)
+                self.psql(f'DROP DATABASE "{db}"')
+                log(f"identity {v}: {rate:,.0f}/s, peak RSS "
+                    f"{rss / 1024:.1f} MiB, projector CPU "
+                    f"{res[key + '_cpu']:.1f} us/event, "
+                    f"{res[key + '_recomputed']} leads recomputed in "
+                    f"{res[key + '_batches']} batches")
+        finally:
+            self.env = env
+        if res["id_plain_digest"] != res.pop("id_nokey_digest"):
+            raise RuntimeError("identity: the keyed and keyless drains' "
+                               "tables differ")
+        del res["id_plain_digest"]
+        return res
+
+    def identity_report(self, rounds):
+        """The identity rows of the table, and the line under it."""
+        keys = [f"id_{v}" for v in IDENTITY]
+        got = [r for r in rounds if all(k in r for k in keys)]
+        if "identity" not in self.a.rows:
+            return [], []
+        if not got:
+            return [("identity: 2% merges", "-", "-", "-", ">= 0.8x", "-")], []
+
+        def med(f):
+            return statistics.median(f(r) for r in got)
+
+        rate = {v: med(lambda r, v=v: r[f"id_{v}"]) for v in IDENTITY}
+        rss = {v: max(r[f"id_{v}_rss"] for r in got) / 1024
+               for v in IDENTITY}
+        cpu = {v: med(lambda r, v=v: r[f"id_{v}_cpu"]) for v in IDENTITY}
+        ident = med(lambda r: r["id_ident"] / r["id_plain"])
+        keyed = med(lambda r: r["id_plain"] / r["id_nokey"])
+        rows = [("identity: 2% merges, 0.1% erasures",
+                 f"{rate['ident']:,.0f}/s",
+                 f"without them, same key {rate['plain']:,.0f}/s",
+                 f"{ident:.2f}x", ">= 0.8x",
+                 "met" if ident >= 0.8 else "NOT MET"),
+                ("identity: the key", f"{rate['plain']:,.0f}/s",
+                 f"same without a key {rate['nokey']:,.0f}/s",
+                 f"{keyed:.2f}x", "-", "-"),
+                ("identity: peak RSS", f"{max(rss.values()):.1f} MiB",
+                 ", ".join(f"{v} {rss[v]:.1f}" for v in IDENTITY), "-", "-",
+                 "-")]
+        d = self.ident
+        notes = [
+            f"identity: {d['events']['ident']:,} events ({d['merged']:,} "
+            f"merged, {d['erased']:,} erased, no voids; "
+            f"{got[0]['id_ident_counts']}) / the backlog's {self.n:,}; per "
+            "round, with/without " + ", ".join(
+                f"{r['id_ident'] / r['id_plain']:.2f}" for r in got)
+            + "; key/no key " + ", ".join(
+                f"{r['id_plain'] / r['id_nokey']:.2f}" for r in got)
+            + "; projector CPU us/event (median) " + ", ".join(
+                f"{v} {cpu[v]:.1f}" for v in IDENTITY)
+            + "; leads recomputed/batches " + ", ".join(
+                f"{v} {got[0][f'id_{v}_recomputed']}/"
+                f"{got[0][f'id_{v}_batches']}" for v in IDENTITY)]
+        return rows, notes
+
     # ---- driver -----------------------------------------------------
     def row(self, name, fn, *args):
         try:
@@ -805,6 +958,12 @@ class Bench:
                     self.row(row, self.disorder_prepare, kind)
                 if kind in self.disorder:
                     res.update(self.row(row, self.disorder_round, kind, r)
+                               or {})
+            if "identity" in want:
+                if not self.ident:
+                    self.row("identity", self.identity_prepare)
+                if self.ident:
+                    res.update(self.row("identity", self.identity_round, r)
                                or {})
             for rate in self.a.rates if "latency" in want else []:
                 lat = self.row(f"latency {rate}/s", self.latency_once, rate,
@@ -963,6 +1122,9 @@ class Bench:
 
         dis_rows, dis_notes = self.disorder_report(rounds)
         rows += dis_rows
+        id_rows, id_notes = self.identity_report(rounds)
+        rows += id_rows
+        dis_notes += id_notes
         head = ("row", "leadflow", "baseline / detail", "ratio", "target",
                 "")
         widths = [max(len(str(x[i])) for x in rows + [head])

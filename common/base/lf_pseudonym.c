@@ -14,16 +14,76 @@
 #define KEY_MIN 32  /* bytes */
 #define KEY_MAX 128 /* bytes */
 #define KEYS    8   /* the current key and older ones */
+#define BLOCK   64  /* SHA-256's block, HMAC's padded key */
+#define MAC     32  /* SHA-256's output */
 
+/* A key, and HMAC's two keyed states computed once: SHA-256 after the
+ * block (key ^ ipad), and after (key ^ opad). A pseudonym then costs two
+ * copies of them and two short hashes, where HMAC() fetches the digest,
+ * allocates its contexts and hashes both padded blocks again on every
+ * call (~5 times the time). The states are never written after
+ * key_prepare(): several threads may read them at once. Owned. */
 typedef struct key_s {
     unsigned char b[KEY_MAX];
     size_t n;
+    EVP_MD_CTX *inner, *outer; /* NULL until prepared */
 } key_t_;
 
 struct lf_pseudonym_s {
     key_t_ keys[KEYS];
     size_t n;
 };
+
+/* SHA-256 of @p pad (BLOCK bytes) into *@p ctx (made if NULL). */
+static bool keyed_state(EVP_MD_CTX **ctx, const unsigned char *pad)
+{
+    if (!*ctx && !(*ctx = EVP_MD_CTX_new()))
+        return false;
+    return EVP_DigestInit_ex2(*ctx, EVP_sha256(), NULL) &&
+           EVP_DigestUpdate(*ctx, pad, BLOCK);
+}
+
+/* HMAC's keyed states of @p k (RFC 2104: a key longer than the block is
+ * hashed first, a shorter one padded with zeros). @returns false when out
+ * of memory (then @p k is not usable). */
+static bool key_prepare(key_t_ *k)
+{
+    unsigned char k0[BLOCK] = {0}, pad[BLOCK];
+    unsigned int len;
+    bool ok = true;
+
+    if (k->n > BLOCK)
+        ok = EVP_Digest(k->b, k->n, k0, &len, EVP_sha256(), NULL);
+    else
+        memcpy(k0, k->b, k->n);
+    for (size_t i = 0; i < BLOCK; i++)
+        pad[i] = k0[i] ^ 0x36;
+    ok = ok && keyed_state(&k->inner, pad);
+    for (size_t i = 0; i < BLOCK; i++)
+        pad[i] = k0[i] ^ 0x5c;
+    ok = ok && keyed_state(&k->outer, pad);
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    return ok;
+}
+
+/* HMAC-SHA-256 of @p id (@p n bytes) under @p k into @p mac, from its
+ * keyed states. @returns false when out of memory. */
+static bool key_mac(const key_t_ *k, const void *id, size_t n,
+                    unsigned char *mac)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned char h[MAC];
+    unsigned int len;
+    bool ok =
+        c && EVP_MD_CTX_copy_ex(c, k->inner) && EVP_DigestUpdate(c, id, n) &&
+        EVP_DigestFinal_ex(c, h, &len) && EVP_MD_CTX_copy_ex(c, k->outer) &&
+        EVP_DigestUpdate(c, h, sizeof(h)) && EVP_DigestFinal_ex(c, mac, &len);
+
+    EVP_MD_CTX_free(c);
+    OPENSSL_cleanse(h, sizeof(h));
+    return ok;
+}
 
 lf_pseudonym_t *lf_pseudonym_new(const void *key, size_t len)
 {
@@ -41,7 +101,10 @@ bool lf_pseudonym_add_old(lf_pseudonym_t *ps, const void *key, size_t len)
     if (ps->n == KEYS || !len || len > KEY_MAX)
         return false;
     memcpy(ps->keys[ps->n].b, key, len);
-    ps->keys[ps->n++].n = len;
+    ps->keys[ps->n].n = len;
+    if (!key_prepare(&ps->keys[ps->n]))
+        return false;
+    ps->n++;
     return true;
 }
 
@@ -49,6 +112,10 @@ void lf_pseudonym_destroy(lf_pseudonym_t *ps)
 {
     if (!ps)
         return;
+    for (size_t i = 0; i < KEYS; i++) {
+        EVP_MD_CTX_free(ps->keys[i].inner);
+        EVP_MD_CTX_free(ps->keys[i].outer);
+    }
     OPENSSL_cleanse(ps, sizeof(*ps));
     free(ps);
 }
@@ -67,8 +134,9 @@ void lf_pseudonym_of(const lf_pseudonym_t *ps, size_t k, const void *id,
     size_t at = sizeof(LF_PSEUDONYM_PREFIX) - 1;
 
     memcpy(out, LF_PSEUDONYM_PREFIX, at);
-    HMAC(EVP_sha256(), ps->keys[k].b, (int)ps->keys[k].n,
-         (const unsigned char *)id, n, mac, &len);
+    if (!key_mac(&ps->keys[k], id, n, mac)) /* no memory: the slow way */
+        HMAC(EVP_sha256(), ps->keys[k].b, (int)ps->keys[k].n,
+             (const unsigned char *)id, n, mac, &len);
     for (size_t i = 0; i < 16; i++) {
         out[at++] = hex[mac[i] >> 4];
         out[at++] = hex[mac[i] & 15];
@@ -158,6 +226,8 @@ static lf_err_t load_file(lf_pseudonym_t *ps, const char *path, char *errstr,
             err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                             "pseudonym key file %s line %d: %s", path, lineno,
                             why);
+        else if (!key_prepare(&ps->keys[ps->n]))
+            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         else
             ps->n++;
     }
@@ -187,6 +257,8 @@ lf_err_t lf_pseudonym_from_conf(const lf_conf_t *conf, lf_pseudonym_t **out,
         if ((why = parse_key(hexkey, &ps->keys[0])))
             err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s: %s",
                             LF_CONF_PSEUDONYM_KEY, why);
+        else if (!key_prepare(&ps->keys[0]))
+            err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         else
             ps->n = 1;
     }

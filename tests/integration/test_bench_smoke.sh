@@ -2,7 +2,7 @@
 # test_bench_smoke.sh BIN_DIR: the benchmark harness (bench/run.py) in its
 # quick mode, so that `make bench` never rots: every row must be measured
 # (targets are not checked here: tiny sizes on a shared machine say nothing
-# about them). Under a minute.
+# about them). About 75 s (the identity row 14 s of it).
 set -euo pipefail
 BIN=$(cd "${1:?usage: test_bench_smoke.sh BIN_DIR}" && pwd)
 SRC=${LEADFLOW_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -23,7 +23,8 @@ BENCH_QUICK=1 /usr/bin/python3 "$SRC/bench/run.py" --bin "$BIN" \
 cat "$OUT"
 for row in "emit" "gen --produce" "project" "latency @1k/s" "latency @10k/s" \
     "memory (peak RSS)" "rebuild --from-db" "cost (instr/event)" \
-    "disorder w2: shuffled" "disorder-gen: shuffled"; do
+    "disorder w2: shuffled" "disorder-gen: shuffled" \
+    "identity: 2% merges" "identity: the key"; do
     line=$(grep -F -- "$row" "$OUT" | head -n 1) ||
         fail "no \"$row\" row in the table"
     # A measured row has a number in its leadflow column.

@@ -552,6 +552,11 @@ static int start_store(app_t *app)
     if ((rc = load_definition(app)) || (rc = load_pseudonyms(app)))
         return rc;
     app->proj = lf_projector_new("funnel", app->group, errstr, sizeof(errstr));
+    if (app->proj) {
+        /* It also settles waiting merges: the lanes' rules and key. */
+        lf_projector_use_definition(app->proj, app->def);
+        lf_projector_use_pseudonyms(app->proj, app->ps);
+    }
     if (!app->proj || lf_projector_use_registry(app->proj, app->conf, errstr,
                                                 sizeof(errstr))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
@@ -707,6 +712,29 @@ static void probe(app_t *app)
     lf_metrics_refresh(app->metrics, app->rk, &s, lf_lanes_retries(app->lanes));
 }
 
+/* Work out the merges and erasures batches left waiting for leads another
+ * writer held (lf_projector_settle()), on the main connection: one round,
+ * or @p all of them (before exiting). A failure is logged; they wait for
+ * the next round or the next start. */
+static void settle(app_t *app, bool all)
+{
+    char errstr[1024], q[1100];
+    bool more;
+    lf_err_t err;
+
+    if (!app->conn || PQstatus(app->conn) != CONNECTION_OK)
+        return;
+    lf_projector_conn_reset(app->proj); /* app->conn may be a new one */
+    err = all ? lf_projector_settle_all(app->proj, app->conn, errstr,
+                                        sizeof(errstr))
+              : lf_projector_settle(app->proj, app->conn, &more, errstr,
+                                    sizeof(errstr));
+    if (err)
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"waiting merges not worked out yet\" error=%s",
+               lf_log_quote(errstr, q, sizeof(q)));
+}
+
 /* Idle counts from the last message or the last assignment, so a slow
  * group join is not mistaken for an empty topic. */
 static bool idle_done(app_t *app, int64_t now, int64_t last_msg)
@@ -722,7 +750,8 @@ static bool idle_done(app_t *app, int64_t now, int64_t last_msg)
  * code. */
 static int consume(app_t *app)
 {
-    int64_t last_msg = lf_now_mono_ms(), last_stats = last_msg, last_probe = 0;
+    int64_t last_msg = lf_now_mono_ms(), last_stats = last_msg, last_probe = 0,
+            last_settle = last_msg;
     unsigned polled = 0;
 
     while (!lf_cli_signals) {
@@ -758,6 +787,10 @@ static int consume(app_t *app)
             log_stats(app, "progress");
             last_stats = now;
         }
+        if (now - last_settle >= 2000 && !lf_lanes_pending(app->lanes)) {
+            settle(app, false);
+            last_settle = now;
+        }
         if (idle_done(app, now, last_msg)) {
             LF_LOG(LF_LOG_INFO, "msg=\"idle, exiting\" idle_s=%d",
                    app->cfg->idle_exit);
@@ -786,6 +819,8 @@ static int run(app_t *app)
     /* Finish the batches in hand (once; if the database is away, they are
      * rolled back and re-read next time), then leave the group. */
     lf_lanes_drain(app->lanes, true);
+    if (!rc)
+        settle(app, true);
     log_stats(app, "stopped");
     lf_fetchwake_destroy(app->fetchwake);
     app->fetchwake = NULL;

@@ -1186,6 +1186,8 @@ static lf_err_t run_rebuild(app_t *app)
                        : rebuild_from_kafka(app, &rb, errstr, sizeof(errstr));
     lf_progress_update(rb.pr, rb.done);
     lf_progress_finish(rb.pr);
+    if (!err) /* merges left waiting: none here (one writer), but sure */
+        err = lf_projector_settle_all(rb.p, app->conn, errstr, sizeof(errstr));
     if (err)
         fail(err,
              "rebuild stopped; the schema is marked incomplete (run again "

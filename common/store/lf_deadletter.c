@@ -458,6 +458,8 @@ lf_err_t lf_deadletter_retry(PGconn *conn, const lf_conf_t *conf,
         goto out;
     lf_progress_set_total(pr, total);
     err = retry_all(&rt, nids ? arr.data : NULL, pr, errstr, errstr_size);
+    if (!err && !dry_run)
+        err = lf_projector_settle_all(rt.p, conn, errstr, errstr_size);
 out:
     lf_pseudonym_destroy(rt.ps);
     free(rt.o);

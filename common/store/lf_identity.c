@@ -360,7 +360,7 @@ static lf_err_t merge_rows(const lf_component_t *c, const size_t *par,
         if (m->verdict == LF_MERGE_CYCLE)
             snprintf(why, sizeof(why), "%s",
                      !strcmp(m->lead_id, m->into_lead_id)
-                         ? "merged into itself"
+                         ? "merged into itself: a cycle of one"
                          : "merging would close a cycle of merges");
         else
             snprintf(why, sizeof(why),

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One consumed message. */
 typedef struct entry_s {
@@ -57,6 +58,7 @@ struct lf_projector_s {
     size_t off_count, off_cap;
     bool temp_ready;
     bool expect_new; /* the last batch committed was all new: no probe */
+    bool settling;   /* lf_projector_settle(): wait for identity's locks */
     /* The batch's distinct lead ids (pointers into its entries), open
      * addressing, at most half full. */
     const char **leadset;
@@ -1533,6 +1535,29 @@ static lf_err_t map_persons(flush_t *f, derive_t *d)
     return err;
 }
 
+static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n);
+
+/* The persons of events of merged leads: their surviving lead may be in
+ * another writer's partitions, so it is locked too (rarely: a merged
+ * lead's later events). */
+static lf_err_t lock_persons(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t more = {0};
+    lf_err_t err = LF_OK;
+
+    for (size_t k = 0; !err && k < d->n; k++) {
+        const entry_t *e = &p->entries[f->ev_idx[k]];
+        if (e->person != e->ev.lead_id)
+            err = lf_ids_add(&more, e->person);
+    }
+    lf_ids_sort(&more);
+    if (!err && more.n)
+        err = lock_more(f, more.v, more.n);
+    lf_ids_free(&more);
+    return err;
+}
+
 /* Count the new events, keep the stage events the funnel applies in
  * f->ev_idx, ordered by person then (occurred_at, event_id), and list
  * their persons. Identity events (merged, voided, erased) are stored and
@@ -1562,7 +1587,7 @@ static lf_err_t new_events_by_lead(flush_t *f, derive_t *d)
         return LF_ERR_NOMEM;
     if (!d->n)
         return LF_OK;
-    if ((err = map_persons(f, d)))
+    if ((err = map_persons(f, d)) || (err = lock_persons(f, d)))
         return err;
     if (!sort_entries(p, ev_idx, d->n, true))
         return LF_ERR_NOMEM;
@@ -1822,7 +1847,9 @@ static lf_err_t void_anomalies(flush_t *f, derive_t *d)
             snprintf(why, sizeof(why), "voided event %.128s not received", t);
         else if (type < 0 || LF_EV_IS_IDENTITY(type))
             snprintf(why, sizeof(why),
-                     "voided event %.128s is a %s event, not a stage event", t,
+                     "voided event %.128s is not a stage event (it is %s %s "
+                     "event)",
+                     t, type == LF_EV_ERASED ? "an" : "a",
                      PQgetvalue(res, r, 1));
         else
             snprintf(why, sizeof(why),
@@ -2263,8 +2290,8 @@ static lf_err_t list_batch(flush_t *f)
 {
     lf_projector_t *p = f->p;
 
-    if (!(f->ev_idx = calloc(p->count, sizeof(*f->ev_idx))) ||
-        !(f->leads = calloc(p->count, sizeof(*f->leads))))
+    if (!(f->ev_idx = calloc(p->count + 1, sizeof(*f->ev_idx))) ||
+        !(f->leads = calloc(p->count + 1, sizeof(*f->leads))))
         return nomem(f);
     for (size_t i = 0; i < p->count; i++) {
         p->entries[i].is_new = false;
@@ -2277,11 +2304,6 @@ static lf_err_t list_batch(flush_t *f)
     for (size_t i = 0; i < f->nleads; i++)
         if (add_lock(f, f->leads[i]))
             return nomem(f);
-    for (size_t k = 0; k < f->nev; k++) {
-        const lf_event_t *ev = &p->entries[f->ev_idx[k]].ev;
-        if (ev->type == LF_EV_MERGED && add_lock(f, ev->u.merged.into_lead_id))
-            return nomem(f);
-    }
     return LF_OK;
 }
 
@@ -2306,8 +2328,7 @@ static lf_err_t lock_names(flush_t *f, const lf_ids_t *names)
                "locking leads", 1, p->arr.data, NULL, NULL);
 }
 
-/* Step: lock the batch's leads (and the leads its merged events name)
- * before touching them. */
+/* Step: lock the batch's leads before touching them. */
 static lf_err_t lock_leads(flush_t *f)
 {
     return lock_names(f, &f->locks);
@@ -2505,7 +2526,8 @@ static lf_err_t erased_in(flush_t *f)
  * stage events (a stored void may name one). */
 typedef struct seeds_s {
     lf_component_t c;
-    lf_ids_t erase, voids, stage_ids, erased_events;
+    lf_ids_t erase, voids;
+    lf_ids_t now; /* the component's ids as stored now (pseudonyms) */
 } seeds_t;
 
 static void seeds_free(seeds_t *s)
@@ -2513,8 +2535,7 @@ static void seeds_free(seeds_t *s)
     lf_component_free(&s->c);
     lf_ids_free(&s->erase);
     lf_ids_free(&s->voids);
-    lf_ids_free(&s->stage_ids);
-    lf_ids_free(&s->erased_events);
+    lf_ids_free(&s->now);
 }
 
 static lf_err_t gather_seeds(flush_t *f, seeds_t *s)
@@ -2539,8 +2560,7 @@ static lf_err_t gather_seeds(flush_t *f, seeds_t *s)
             break;
         case LF_EV_ERASED:
             e = lf_ids_add(&s->c.ids, ev->lead_id) ||
-                        lf_ids_add(&s->erase, ev->lead_id) ||
-                        lf_ids_add(&s->erased_events, ev->event_id)
+                        lf_ids_add(&s->erase, ev->lead_id)
                     ? LF_ERR_NOMEM
                     : LF_OK;
             break;
@@ -2548,7 +2568,6 @@ static lf_err_t gather_seeds(flush_t *f, seeds_t *s)
             e = lf_ids_add(&s->voids, ev->lead_id);
             break;
         default:
-            e = lf_ids_add(&s->stage_ids, ev->event_id);
             break;
         }
     }
@@ -2569,6 +2588,86 @@ static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n)
     err = err ? nomem(f) : lock_names(f, &f->locks);
     lf_ids_free(&f->locks);
     f->locks = saved;
+    return err;
+}
+
+/* Lock the lock names of @p ids without waiting for another transaction:
+ * *got says whether all were free (those that were stay locked). While
+ * settling, wait for them. */
+static lf_err_t try_lock_more(flush_t *f, char *const *ids, size_t n, bool *got)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t names = {0};
+    PGresult *res = NULL;
+    lf_err_t err = LF_OK;
+
+    *got = true;
+    if (p->settling)
+        return lock_more(f, ids, n);
+    for (size_t i = 0; !err && i < n; i++) {
+        lf_ids_t saved = f->locks;
+        memset(&f->locks, 0, sizeof(f->locks));
+        err = add_lock(f, ids[i]);
+        if (!err && f->locks.n)
+            err = lf_ids_add(&names, f->locks.v[0]);
+        lf_ids_free(&f->locks);
+        f->locks = saved;
+    }
+    lf_buf_reset(&p->arr);
+    if (err ||
+        lf_pg_text_array(&p->arr, (const char *const *)names.v, names.n)) {
+        lf_ids_free(&names);
+        return nomem(f);
+    }
+    lf_ids_free(&names);
+    err = run(f,
+              "SELECT coalesce(bool_and(pg_try_advisory_xact_lock(k)), true) "
+              "FROM (SELECT DISTINCT hashtextextended(l, 0) AS k FROM "
+              "unnest($1::text[]) AS l ORDER BY 1) AS s",
+              "locking leads", 1, p->arr.data, NULL, &res);
+    if (!err)
+        *got = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    return err;
+}
+
+/* Leave component @p c's leads in SCHEMA.identity_pending: another
+ * writer holds some of them; the next batch, or the projector when idle,
+ * works the component out. */
+static lf_err_t defer_component(flush_t *f, const lf_component_t *c)
+{
+    lf_projector_t *p = f->p;
+    char sql[SQL_MAX];
+
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, (const char *const *)c->ids.v, c->ids.n))
+        return nomem(f);
+    sql_text(p, sql, NULL,
+             "INSERT INTO {schema}.identity_pending (lead_id) "
+             "SELECT unnest($1::text[]) ON CONFLICT DO NOTHING");
+    LF_LOG(LF_LOG_DEBUG,
+           "msg=\"merges wait for another writer's leads\" leads=%zu",
+           c->ids.n);
+    return run(f, sql, "deferring merges", 1, p->arr.data, NULL, NULL);
+}
+
+/* The leads left waiting (by this or another projector) that no other
+ * transaction is working out, as seeds: some at a time. */
+static lf_err_t pending_seeds(flush_t *f, seeds_t *s)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    sql_text(p, sql, NULL,
+             "SELECT lead_id FROM {schema}.identity_pending "
+             "ORDER BY lead_id LIMIT 500 FOR UPDATE SKIP LOCKED");
+    if ((err = run(f, sql, "reading waiting merges", 0, NULL, NULL, &res)))
+        return err;
+    for (int r = 0; !err && r < PQntuples(res); r++)
+        err = lf_ids_add(&s->c.ids, PQgetvalue(res, r, 0)) ? nomem(f) : LF_OK;
+    PQclear(res);
     return err;
 }
 
@@ -2594,6 +2693,31 @@ static lf_err_t erased_among(flush_t *f, const lf_ids_t *ids, lf_ids_t *out)
     PQclear(res);
     lf_ids_sort(out);
     return err ? nomem(f) : LF_OK;
+}
+
+/* The component's leads with an erased event stored (this batch's or an
+ * earlier one's, left waiting) join s->erase. */
+static lf_err_t erased_events_among(flush_t *f, seeds_t *s)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, (const char *const *)s->c.ids.v, s->c.ids.n))
+        return nomem(f);
+    sql_text(p, sql, NULL,
+             "SELECT DISTINCT lead_id FROM {schema}.events "
+             "WHERE type = 'erased' AND lead_id = ANY($1::text[])");
+    if ((err =
+             run(f, sql, "finding erased events", 1, p->arr.data, NULL, &res)))
+        return err;
+    for (int r = 0; !err && r < PQntuples(res); r++)
+        err = lf_ids_add(&s->erase, PQgetvalue(res, r, 0)) ? nomem(f) : LF_OK;
+    PQclear(res);
+    lf_ids_sort(&s->erase);
+    return err;
 }
 
 /* Union-find over the component's merges: the representative of each id
@@ -2694,6 +2818,8 @@ static lf_err_t erase_components(flush_t *f, seeds_t *s, lf_ids_t *orig,
     char buf[LF_PSEUDONYM_LEN + 1];
     lf_err_t err = erased_among(f, &s->c.ids, &erased);
 
+    if (!err)
+        err = erased_events_among(f, s);
     if (!err && to_erase(s, &erased, orig))
         err = nomem(f);
     lf_ids_free(&erased);
@@ -2728,6 +2854,8 @@ static const char *now_as(const lf_ids_t *orig, const lf_ids_t *pseud,
     return at < orig->n && !strcmp(orig->v[at], id) ? pseud->v[at] : id;
 }
 
+static lf_err_t settled(flush_t *f, const seeds_t *s);
+
 /* The batch's merge components: merges written, people erased, and
  * every person of them to recompute. */
 static lf_err_t components(flush_t *f, seeds_t *s)
@@ -2738,10 +2866,14 @@ static lf_err_t components(flush_t *f, seeds_t *s)
     const char **roots = NULL;
     lf_err_t err;
 
+    bool got;
+
     if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
                                      f->errstr_size)) ||
-        (err = lock_more(f, s->c.ids.v, s->c.ids.n)))
+        (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, &got)))
         return err;
+    if (!got)
+        return defer_component(f, &s->c);
     if (lf_identity_merge_rule(&s->c))
         return nomem(f);
     if ((err = lf_identity_write_merges(f->conn, p->schema, &s->c, &counts,
@@ -2757,12 +2889,17 @@ static lf_err_t components(flush_t *f, seeds_t *s)
     for (size_t i = 0; !err && i < s->c.ids.n; i++) {
         const char *id = s->c.ids.v[i];
         const char *root = roots[i];
-        err = lf_ids_add(&f->forced, now_as(&orig, &pseud, root));
-        if (!err && strcmp(root, id))
-            err = lf_ids_add(&f->cleared, now_as(&orig, &pseud, id));
+        err = lf_ids_add(&f->forced, now_as(&orig, &pseud, root)) ||
+                      lf_ids_add(&s->now, now_as(&orig, &pseud, id)) ||
+                      (strcmp(root, id) &&
+                       lf_ids_add(&f->cleared, now_as(&orig, &pseud, id)))
+                  ? LF_ERR_NOMEM
+                  : LF_OK;
     }
     if (err)
         err = nomem(f);
+    if (!err)
+        err = settled(f, s);
 out:
     free(roots);
     lf_ids_free(&orig);
@@ -2770,35 +2907,40 @@ out:
     return err;
 }
 
-/* The batch's new erased events in SCHEMA.erasures. */
-static lf_err_t record_erasures(flush_t *f, const seeds_t *s)
+/* A component worked out: every erased event of its leads in
+ * SCHEMA.erasures (under the pseudonym), and its leads no longer wait. */
+static lf_err_t settled(flush_t *f, const seeds_t *s)
 {
     lf_projector_t *p = f->p;
     PGresult *res = NULL;
     char sql[SQL_MAX];
     lf_err_t err;
 
-    if (!s->erased_events.n)
-        return LF_OK;
     lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, (const char *const *)s->erased_events.v,
-                         s->erased_events.n))
+    if (lf_pg_text_array(&p->arr, (const char *const *)s->now.v, s->now.n))
         return nomem(f);
     sql_text(p, sql, NULL,
              "INSERT INTO {schema}.erasures (event_id, pseudonym, "
              "request_id, erased_at) SELECT event_id, lead_id, "
              "payload ->> 'request_id', occurred_at FROM {schema}.events "
-             "WHERE type = 'erased' AND event_id = ANY($1::text[]) "
+             "WHERE type = 'erased' AND lead_id = ANY($1::text[]) "
              "ON CONFLICT DO NOTHING");
     if ((err = run(f, sql, "recording erasures", 1, p->arr.data, NULL, &res)))
         return err;
     f->st.erasures += strtoull(PQcmdTuples(res), NULL, 10);
     PQclear(res);
-    return LF_OK;
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, (const char *const *)s->c.ids.v, s->c.ids.n))
+        return nomem(f);
+    sql_text(p, sql, NULL,
+             "DELETE FROM {schema}.identity_pending "
+             "WHERE lead_id = ANY($1::text[])");
+    return run(f, sql, "clearing waiting merges", 1, p->arr.data, NULL, NULL);
 }
 
 /* The persons whose voids may change: those of the batch's voided events,
- * and, for the batch's stage events that a stored void names, the void's
+ * and, for the batch's events that a stored void names (a stage event it
+ * now voids, or another that makes its anomaly say why), the void's
  * person and the event's. */
 static lf_err_t void_persons(flush_t *f, const seeds_t *s)
 {
@@ -2808,11 +2950,11 @@ static lf_err_t void_persons(flush_t *f, const seeds_t *s)
     char sql[SQL_MAX];
     lf_err_t err;
 
-    if (!s->stage_ids.n && !s->voids.n)
+    if (!f->new_ids.n && !s->voids.n)
         return LF_OK;
     lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&ids, (const char *const *)s->stage_ids.v,
-                         s->stage_ids.n) ||
+    if (lf_pg_text_array(&ids, (const char *const *)f->new_ids.v,
+                         f->new_ids.n) ||
         lf_pg_text_array(&p->arr, (const char *const *)s->voids.v,
                          s->voids.n)) {
         lf_buf_free(&ids);
@@ -2846,10 +2988,10 @@ static lf_err_t identity(flush_t *f)
     seeds_t s = {0};
     lf_err_t err = gather_seeds(f, &s) ? nomem(f) : LF_OK;
 
+    if (!err)
+        err = pending_seeds(f, &s);
     if (!err && s.c.ids.n)
         err = components(f, &s);
-    if (!err)
-        err = record_erasures(f, &s);
     if (!err)
         err = void_persons(f, &s);
     lf_ids_sort(&f->forced);
@@ -2976,6 +3118,56 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
         committed_batch(&f, committed);
     flush_free(&f);
     return err;
+}
+
+lf_err_t lf_projector_settle(lf_projector_t *p, PGconn *conn, bool *more,
+                             char *errstr, size_t errstr_size)
+{
+    flush_t f = {
+        .p = p, .conn = conn, .errstr = errstr, .errstr_size = errstr_size};
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    *more = false;
+    if (p->count)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "settling with a batch in hand");
+    sql_text(p, sql, NULL,
+             "SELECT EXISTS (SELECT 1 FROM {schema}.identity_pending)");
+    if ((err = run(&f, sql, "reading waiting merges", 0, NULL, NULL, &res)))
+        return err;
+    *more = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    if (!*more)
+        return LF_OK;
+    if ((err = ensure_temp(&f)))
+        return err;
+    p->settling = true;
+    if (!(err = list_batch(&f)) && !(err = write_batch(&f)))
+        committed_batch(&f, NULL);
+    p->settling = false;
+    flush_free(&f);
+    return err;
+}
+
+lf_err_t lf_projector_settle_all(lf_projector_t *p, PGconn *conn, char *errstr,
+                                 size_t errstr_size)
+{
+    bool more = true;
+    lf_err_t err = LF_OK;
+
+    /* Leads another transaction picked up are skipped: it clears them at
+     * its commit, so wait a little between rounds. */
+    for (int round = 0; more && round < 600; round++) {
+        if (round)
+            nanosleep(&(struct timespec){0, 50 * 1000000L}, NULL);
+        if ((err = lf_projector_settle(p, conn, &more, errstr, errstr_size)))
+            return err;
+    }
+    return more ? lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                            "merges still waiting after 30 s")
+                : LF_OK;
 }
 
 lf_err_t lf_projector_load_offsets(lf_projector_t *p, PGconn *conn,

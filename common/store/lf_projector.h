@@ -215,6 +215,23 @@ void lf_projector_conn_reset(lf_projector_t *p);
 const lf_projector_stats_t *lf_projector_stats(const lf_projector_t *p);
 
 /**
+ * Work out the merges and erasures left waiting in SCHEMA.identity_pending
+ * (a batch leaves them there rather than wait for leads another writer
+ * holds), some at a time, waiting for their locks, in one transaction.
+ * Call with no batch in hand, on an idle connection; until the table is
+ * empty the tables are not yet the function of the events they will be.
+ * *@p more: whether any were waiting (call again until false). @returns
+ * LF_OK or the failure (LF_ERR_TEMPORARY: try again later).
+ */
+lf_err_t lf_projector_settle(lf_projector_t *p, PGconn *conn, bool *more,
+                             char *errstr, size_t errstr_size);
+
+/** lf_projector_settle() until nothing waits (giving up after 30 s of
+ *  leads another transaction holds: LF_ERR_TEMPORARY). */
+lf_err_t lf_projector_settle_all(lf_projector_t *p, PGconn *conn, char *errstr,
+                                 size_t errstr_size);
+
+/**
  * The offsets stored for @p group_id and @p topic in schema's offsets
  * table, for the partitions in @p parts: each found one gets its offset,
  * the others RD_KAFKA_OFFSET_BEGINNING.

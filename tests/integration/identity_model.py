@@ -48,6 +48,7 @@ class Identity:
         self.events = {e["event_id"]: e for e in events}
         self.parent = {}        # lead -> (into, merged event) that counts
         self.anomalies = set()  # (event_id, raw lead of the event, kind)
+        self.reasons = {}       # event_id -> what its anomaly's reason says
         self._merges()
         self.erased = self._erased()
         self.voided = self._voids()
@@ -63,10 +64,10 @@ class Identity:
         for e in merged:
             a, b = e["lead_id"], e["into_lead_id"]
             if a in self.parent:
-                if self.parent[a][0] != b:  # another target
-                    self.anomalies.add((e["event_id"], a, "merge"))
-            elif self.surviving(b) == a:  # would close a cycle
-                self.anomalies.add((e["event_id"], a, "merge"))
+                if self.parent[a][0] != b:
+                    self.anomaly(e, "merge", "another target")
+            elif self.surviving(b) == a:
+                self.anomaly(e, "merge", "cycle")
             else:
                 self.parent[a] = (b, e)
 
@@ -92,13 +93,20 @@ class Identity:
             if v["type"] != "voided":
                 continue
             t = self.events.get(v["voided_event_id"])
-            if (t is not None and t["type"] in STAGE_EVENTS and
-                    self.surviving(t["lead_id"]) ==
-                    self.surviving(v["lead_id"])):
-                voided.add(t["event_id"])
+            if t is None:
+                self.anomaly(v, "void", "not received")
+            elif t["type"] not in STAGE_EVENTS:
+                self.anomaly(v, "void", "not a stage event")
+            elif (self.surviving(t["lead_id"]) !=
+                  self.surviving(v["lead_id"])):
+                self.anomaly(v, "void", "another lead")
             else:
-                self.anomalies.add((v["event_id"], v["lead_id"], "void"))
+                voided.add(t["event_id"])
         return voided
+
+    def anomaly(self, e, kind, says):
+        self.anomalies.add((e["event_id"], e["lead_id"], kind))
+        self.reasons[e["event_id"]] = says
 
     def pid(self, lead):
         """The id a lead has in the database: its pseudonym once erased."""

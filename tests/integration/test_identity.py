@@ -260,6 +260,22 @@ def same(what, got, want):
     check(not d, "%s differs from the model:\n  %s" % (what, "\n  ".join(d)))
 
 
+def check_reasons(what, db, ident):
+    """Merge and void anomalies say why, as the rules name the cases, and
+    name no lead (event ids only)."""
+    leads = {e["lead_id"] for e in ident.events.values()}
+    for eid, kind, reason in psql("SELECT event_id, kind, reason FROM "
+                                  "funnel.anomalies WHERE kind IN "
+                                  "('merge', 'void')", db=db):
+        says = ident.reasons.get(eid)
+        check(says is not None and says in reason.lower(),
+              "%s: the %s anomaly of %s says %r, want it to say %r" % (
+                  what, kind, eid, reason, says))
+        named = [lead for lead in leads if lead in reason]
+        check(not named, "%s: the %s anomaly of %s names leads %s: %r" % (
+            what, kind, eid, named[:3], reason))
+
+
 def coverage(ident, want):
     """The workload must hold every case the test is about."""
     kinds = collections.Counter(k for _, _, k in want["anomalies"])
@@ -296,6 +312,7 @@ def one_seed(broker, seed, leads, keyf):
             same("seed %d after the first round" % seed,
                  read_tables(psql, db), first.tables())
     same("seed %d live" % seed, read_tables(psql, db), want)
+    check_reasons("seed %d" % seed, db, ident)
     raw = sorted(ident.erased)
     rows = psql("SELECT count(*) FROM funnel.events WHERE lead_id = "
                 "ANY(%s)" % lit_array(raw), db=db)

@@ -138,7 +138,10 @@ class Identity:
                   for e in self.events.values()}
         return {"leads": leads, "stage_history": history,
                 "anomalies": anomalies, "merges": merges,
-                "erasures": erasures, "events": stored}
+                "erasures": erasures, "events": stored,
+                "erased_leads": {pseudonym(self.key, lead)
+                                 for lead in self.erased},
+                "voided_events": set(self.voided)}
 
 
 TABLES_SQL = {
@@ -154,14 +157,18 @@ TABLES_SQL = {
     "erasures": "SELECT event_id, pseudonym, request_id FROM {s}.erasures",
     "events": "SELECT event_id, lead_id, payload ->> 'into_lead_id' "
               "FROM {s}.events",
+    "erased_leads": "SELECT pseudonym FROM {s}.erased_leads",
+    "voided_events": "SELECT event_id FROM {s}.voided_events",
 }
 
 
 def read_tables(psql, db, schema="funnel"):
-    """The same tables as Identity.tables(), read from @schema of @db."""
+    """The same tables as Identity.tables(), read from @schema of @db
+    (voided_events only where the schema has the view: a rebuilt schema
+    gets funnel's views when it is promoted)."""
     def rows(name):
         return psql(TABLES_SQL[name].format(s=schema), db=db)
-    return {
+    out = {
         "leads": {r[0]: (r[1], int(r[2]), int(r[3])) for r in rows("leads")},
         "stage_history": {(r[0], int(r[1])): (int(r[2]), r[3], r[4])
                           for r in rows("stage_history")},
@@ -169,13 +176,20 @@ def read_tables(psql, db, schema="funnel"):
         "merges": {tuple(r) for r in rows("merges")},
         "erasures": {tuple(r) for r in rows("erasures")},
         "events": {r[0]: (r[1], r[2]) for r in rows("events")},
+        "erased_leads": {r[0] for r in rows("erased_leads")},
     }
+    if psql("SELECT to_regclass('%s.voided_events') IS NOT NULL" % schema,
+            db=db) == [["t"]]:
+        out["voided_events"] = {r[0] for r in rows("voided_events")}
+    return out
 
 
 def differences(got, want):
     """Human-readable differences of two read_tables()-shaped dicts."""
     out = []
     for name in want:
+        if name not in got:
+            continue
         g, w = got[name], want[name]
         if g == w:
             continue

@@ -149,11 +149,14 @@ class Stack:
         prod.flush()
         prod.close()
 
-    def project(self):
+    def project(self, keyed=True, expect_rc=0, env=None):
+        conn = self.conn if keyed else self.conn[:2]
         p = run([os.path.join(BIN, "leadflow-project")] + self.kafka +
-                self.conn + ["--idle-exit", "2", "-q"], timeout=120)
-        check(p.returncode == 0, "leadflow-project exited %d: %s" % (
-            p.returncode, p.stderr.decode()))
+                conn + ["--idle-exit", "2", "-q"], timeout=120,
+                **({"env": env} if env else {}))
+        check(p.returncode == expect_rc, "leadflow-project exited %d, want "
+              "%d: %s" % (p.returncode, expect_rc, p.stderr.decode()))
+        return p.stderr.decode()
 
     def replay(self, *args, kafka=True, expect_rc=0):
         p = run([os.path.join(BIN, "leadflow-replay")] + list(args) +
@@ -273,9 +276,29 @@ def main():
                        "WHERE lead_id = '%s'" % E1.replace("'", "''"),
                        db=DB)
 
-    step("the erased event: ids, attributes, notes, reasons, dead letter")
+    step("the key: never on the command line, masked by -X dump; without "
+         "it an erasure is not projected")
+    p = run([os.path.join(BIN, "leadflow-project"), "-X",
+             "pseudonym.key=" + KEY_HEX, "--idle-exit", "1"])
+    check(p.returncode == 64, "-X pseudonym.key=... exited %d" % p.returncode)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LEADFLOW_")}
+    env["LEADFLOW_PSEUDONYM_KEY"] = KEY_HEX
+    p = run([os.path.join(BIN, "leadflow-project"), "-X", "dump"], env=env)
+    out = p.stdout + p.stderr
+    check(p.returncode == 0 and b"pseudonym.key" in out and
+          KEY_HEX.encode() not in out, "-X dump (exit %d) shows the key or "
+          "not the setting: %s" % (p.returncode, out.decode()[-600:]))
+    events = psql("SELECT count(*) FROM funnel.events", db=DB)
     s.emit(write("erase.jsonl", [ev(20, E1, "erased", 20,
                                     request_id="DSR-2026-0042")]))
+    err = s.project(keyed=False, expect_rc=78)
+    check("pseudonym.key.file" in err, "exit 78 without naming "
+          "pseudonym.key.file: %s" % err)
+    check(psql("SELECT count(*) FROM funnel.events", db=DB) == events,
+          "the batch of the erased event was written without a key")
+
+    step("the erased event: ids, attributes, notes, reasons, dead letter")
     s.project()
     clean("after the erasure")
     ps, dead = check_erased_rows()

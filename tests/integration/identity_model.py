@@ -65,7 +65,8 @@ class Identity:
             a, b = e["lead_id"], e["into_lead_id"]
             if a in self.parent:
                 if self.parent[a][0] != b:
-                    self.anomaly(e, "merge", "another target")
+                    # "another target", "into another lead"
+                    self.anomaly(e, "merge", "another")
             elif self.surviving(b) == a:
                 self.anomaly(e, "merge", "cycle")
             else:

@@ -204,7 +204,33 @@ def handmade(rng, events):
                          request_id="REQ-e3b"),
                  mk(e3, "voided", last(e3) + 3 * DAY,
                     voided_event_id=er3["event_id"], reason="undo")]
+    anywhere += tangle(mk, rng, [pool.pop() for _ in range(12)], by_lead,
+                       early + late + anywhere)
     return early, late, anywhere, late_leads
+
+
+def tangle(mk, rng, leads, by_lead, made):
+    """Random merges among a few leads (chains, cycles, several targets,
+    before or after their events), random voids (of any event of theirs or
+    the hand-made ones, of missing ones, several of one) and an erasure."""
+    lo = min(parse_time(by_lead[lead][0]["occurred_at"]) for lead in leads)
+    hi = max(parse_time(by_lead[lead][-1]["occurred_at"]) for lead in leads)
+    out = []
+    for _ in range(18):
+        a, b = rng.sample(leads, 2)
+        out.append(mk(a, "merged", rng.randint(lo - DAY, hi + DAY),
+                      into_lead_id=b))
+    targets = [e["event_id"] for lead in leads for e in by_lead[lead]]
+    targets += [e["event_id"] for e in made + out]
+    for _ in range(14):
+        t = rng.choice(targets) if rng.random() < 0.85 else mk.uuid()
+        v = mk(rng.choice(leads), "voided", rng.randint(lo, hi + DAY),
+               voided_event_id=t, reason="tangle")
+        out.append(v)
+        targets.append(v["event_id"])
+    out.append(mk(rng.choice(leads), "erased", rng.randint(lo, hi + DAY),
+                  request_id="REQ-tangle"))
+    return out
 
 
 def workload(seed, leads):
@@ -263,13 +289,13 @@ def same(what, got, want):
     check(not d, "%s differs from the model:\n  %s" % (what, "\n  ".join(d)))
 
 
-def check_reasons(what, db, ident):
+def check_reasons(what, db, ident, schema="funnel"):
     """Merge and void anomalies say why, as the rules name the cases, and
     name no lead (event ids only)."""
     leads = {e["lead_id"] for e in ident.events.values()}
     for eid, kind, reason in psql("SELECT event_id, kind, reason FROM "
-                                  "funnel.anomalies WHERE kind IN "
-                                  "('merge', 'void')", db=db):
+                                  "%s.anomalies WHERE kind IN "
+                                  "('merge', 'void')" % schema, db=db):
         says = ident.reasons.get(eid)
         check(says is not None and says in reason.lower(),
               "%s: the %s anomaly of %s says %r, want it to say %r" % (
@@ -314,6 +340,7 @@ def one_seed(broker, seed, leads, keyf):
             first = Identity(distinct(emit_lib.read_jsonl(path)), KEY)
             same("seed %d after the first round" % seed,
                  read_tables(psql, db), first.tables())
+            check_reasons("seed %d after the first round" % seed, db, first)
     same("seed %d live" % seed, read_tables(psql, db), want)
     check_reasons("seed %d" % seed, db, ident)
     raw = sorted(ident.erased)
@@ -331,6 +358,8 @@ def one_seed(broker, seed, leads, keyf):
     for schema in ("r_kafka", "r_db", "r_time"):
         same("seed %d rebuilt into %s" % (seed, schema),
              read_tables(psql, db, schema), want)
+        check_reasons("seed %d rebuilt into %s" % (seed, schema), db, ident,
+                      schema)
         replay("diff", "--against", schema, "-q", *conn)
     step("seed %d: live, rebuilt from Kafka and from the database: the "
          "model's tables" % seed)

@@ -81,7 +81,8 @@
 # Knobs (environment): CHAOS_LEADS (quick 500 / long 4000), CHAOS_KILLS,
 # CHAOS_PG_CRASHES, CHAOS_PG_DOWN_S, CHAOS_DISK_S, CHAOS_TWO_KILLS,
 # CHAOS_EMIT_KILLS, CHAOS_FAILOVERS, CHAOS_GROUP_RESTARTS,
-# CHAOS_REPLAY_FAILOVERS, CHAOS_ID_KILLS, CHAOS_STREAM_S (how long emit takes to send the file),
+# CHAOS_REPLAY_FAILOVERS, CHAOS_ID_KILLS, CHAOS_STREAM_S (how long emit
+# takes to send the file),
 # CHAOS_SEED (printed; the same seed gives the same workload), CHAOS_JOBS
 # (default 2); CHAOS_KEEP=1 keeps the logs. The figures in RELIABILITY.md
 # come from `make chaos` (--long) and test_chaos_quick.sh (--quick).

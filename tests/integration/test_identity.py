@@ -9,12 +9,15 @@ own events; voids of missing targets, of targets that arrive later, of
 another person's events, of merged, voided and erased events, of the same
 event twice, of a captured event; a lead erased, then leads merged into it
 and its own events arriving after the erasure, a lead erased in the middle
-of a chain and through an anomalous merge). The lines are duplicated,
+of a chain and through an anomalous merge), and a tangle of random
+merges, voids and an erasure among a few leads. The lines are duplicated,
 shuffled and sent in two rounds (each projected before the next is sent),
 so that merges, voids and erasures meet their events in either order.
 
-funnel.leads, stage_history, anomalies (state, merge, void), merges,
-erasures and the lead ids of funnel.events must equal an independent model
+After each round funnel.leads, stage_history, anomalies (state, merge,
+void; the reasons name the case and no lead), merges, erasures,
+erased_leads, the voided_events view and the lead ids of funnel.events
+must equal an independent model
 (identity_model.py, funnel_model.py), with erased lead ids replaced by
 their pseudonym computed here (HMAC-SHA-256 under the test's key). Then
 leadflow-replay rebuild from Kafka and from the database give the same

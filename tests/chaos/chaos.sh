@@ -978,13 +978,8 @@ id_setup() {
     local keyf=$W/$SCEN.key
     "$BIN/leadflow-gen" --leads "$CHAOS_LEADS" --seed "$CHAOS_SEED" \
         --merges 0.05 --voids 0.05 --erasures 0.01 --anomalies 0.1 \
-        --duplicates 0.05 --shuffle 20 -q -o "$W/$SCEN.gen.jsonl" ||
+        --duplicates 0.05 --shuffle 20 -q -o "$W/$SCEN.jsonl" ||
         fail "leadflow-gen exited $?"
-    # gen's privacy requests are "DSR-" and the lead id: a reference the
-    # erasure keeps (funnel.erasures.request_id), which would put the id in
-    # the dump through the producer's choice; here they name the event.
-    sed -E 's/^(\{"event_id":"([0-9a-f]{8})[^}]*"request_id":")[^"]*"/\1DSR-\2"/' \
-        "$W/$SCEN.gen.jsonl" >"$W/$SCEN.jsonl"
     WORK=$W/$SCEN.jsonl
     NLINES=$(wc -l <"$WORK")
     CLEAN=$W/$SCEN.clean

@@ -131,7 +131,11 @@ class Identity:
                        "state") for eid in state}
         merges = {(self.pid(a), self.pid(b), self.counts_for(a),
                    e["event_id"]) for a, (b, e) in self.parent.items()}
-        erasures = {(e["event_id"], self.pid(e["lead_id"]), e["request_id"])
+        # a request reference that quotes the erased lead id quotes its
+        # pseudonym
+        erasures = {(e["event_id"], self.pid(e["lead_id"]),
+                     e["request_id"].replace(e["lead_id"],
+                                             self.pid(e["lead_id"])))
                     for e in self.events.values() if e["type"] == "erased"}
         stored = {e["event_id"]: (self.pid(e["lead_id"]),
                                   self.pid(e["into_lead_id"])

@@ -24,8 +24,10 @@ database can (q and x are not hex digits).
 
     /usr/bin/python3 tests/integration/test_erasure.py BIN_DIR
 """
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,7 @@ from kafka import KafkaProducer  # noqa: E402
 from lf_funnel_fixture import Postgres, psql  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="leadflow-erasure.")
+atexit.register(shutil.rmtree, TMP, True)
 KEY_HEX = "c0ffee00" * 8
 KEY = bytes.fromhex(KEY_HEX)
 TOKEN = "qx77"
@@ -45,6 +48,9 @@ E1 = "PRIV-Zo\u00eb-O'Hara-qx7731"
 E2 = 'PRIV-dup-"qx7732"-\u2603'
 E3 = "PRIV-late-qx7733 \\ \u00df"
 PERSON = (E1, E2, E3)
+# The privacy request quotes the lead id: the reference is kept, with the
+# pseudonym in its place.
+REQUEST = "DSR-2026-0042 (lead %s)"
 TOPIC, GROUP, DB = "priv", "g-priv", "priv"
 DEAD_E1 = b"\x07not avro: zoe.ohara.qx7731@example.org"
 DEAD_E3 = b"\x07not avro either: qx7733@example.com"
@@ -246,7 +252,7 @@ def sums(schema="funnel"):
 def check_erased_rows():
     ps = {lead: pseudonym(KEY, lead) for lead in PERSON}
     rows = psql("SELECT pseudonym, request_id FROM funnel.erasures", db=DB)
-    check(rows == [[ps[E1], "DSR-2026-0042"]], "funnel.erasures: %s" % rows)
+    check(rows == [[ps[E1], REQUEST % ps[E1]]], "funnel.erasures: %s" % rows)
     rows = psql("SELECT lead_id, stage FROM funnel.leads WHERE lead_id "
                 "LIKE 'erased:%'", db=DB)
     check(rows and all(r[0] == ps[E1] for r in rows),
@@ -322,7 +328,7 @@ def main():
 
     step("the erased event: ids, attributes, notes, reasons, dead letter")
     s.emit(write("erase.jsonl", [ev(20, E1, "erased", 20,
-                                    request_id="DSR-2026-0042")]))
+                                    request_id=REQUEST % E1)]))
     s.project()
     clean("after the erasure")
     ps, dead = check_erased_rows()

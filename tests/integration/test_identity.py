@@ -27,11 +27,13 @@ ones).
     /usr/bin/python3 tests/integration/test_identity.py BIN_DIR
     LF_IDENTITY_SEEDS=1,2,3 LF_IDENTITY_LEADS=250 (the defaults)
 """
+import atexit
 import collections
 import datetime
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import uuid
@@ -45,6 +47,7 @@ from identity_model import (Identity, differences, distinct,  # noqa: E402
 from lf_funnel_fixture import Postgres, psql  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="leadflow-identity.")
+atexit.register(shutil.rmtree, TMP, True)
 KEY_HEX = "5b1e0c3a9f7d4e2b8c6a1f0e3d5c7b9a2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c"
 KEY = bytes.fromhex(KEY_HEX)
 HOUR, DAY = 3600 * 1000, 86400 * 1000
@@ -185,6 +188,17 @@ def handmade(rng, events):
                     voided_event_id=stage_event(f2)["event_id"],
                     reason="same person"))
     late.append(mk(f1, "merged", last(f1) + 2 * HOUR, into_lead_id=f2))
+    # Voids sent before their targets, which are another person's and no
+    # stage events: "not received", then "not a stage event".
+    o1, o2, o3, o4, o5 = (pool.pop() for _ in range(5))
+    targets = [mk(o2, "merged", last(o2) + HOUR, into_lead_id=o3),
+               mk(o4, "voided", last(o4) + HOUR, voided_event_id=mk.uuid(),
+                  reason="a void voided later"),
+               mk(o5, "erased", last(o5) + DAY, request_id="REQ-o5")]
+    late += targets
+    early += [mk(o1, "voided", last(o1) + n * HOUR,
+                 voided_event_id=t["event_id"], reason="before its target")
+              for n, t in enumerate(targets, start=1)]
     # Erasures: e1 erased, then a lead merged into it and e1's own events
     # after the erasure, all sent later; the middle of a chain n1 -> n2 ->
     # n3; e2 reached only through a refused merge (k -> h counts, k -> e2
@@ -202,7 +216,7 @@ def handmade(rng, events):
                  mk(k, "merged", last(k) + HOUR, into_lead_id=h),
                  mk(k, "merged", last(k) + 2 * HOUR, into_lead_id=e2),
                  mk(e2, "erased", last(e2) + DAY, request_id="REQ-e2")]
-    er3 = mk(e3, "erased", last(e3) + DAY, request_id="REQ-e3a")
+    er3 = mk(e3, "erased", last(e3) + DAY, request_id="REQ-e3a of " + e3)
     anywhere += [er3, mk(e3, "erased", last(e3) + 2 * DAY,
                          request_id="REQ-e3b"),
                  mk(e3, "voided", last(e3) + 3 * DAY,

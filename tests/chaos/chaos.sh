@@ -67,11 +67,22 @@
 #             with the primary stopped at a random moment around them: the
 #             promoted standby holds the offsets from before or after the
 #             rewind, never a mix
+#   identity  a workload of its own with merged, voided and erased events
+#             (leadflow-gen --merges 0.05 --voids 0.05 --erasures 0.01),
+#             projected with a pseudonym key while the projector is
+#             SIGKILLed CHAOS_ID_KILLS (8 / 50) times at random moments
+#             (random batch sizes, so that merges and erasures fall on
+#             either side of a kill); then funnel.merges, erasures and
+#             erased_leads too equal a clean run's (another database on the
+#             same stack), and pg_dump of either database holds none of the
+#             erased lead ids (every lead a merged event connects to an
+#             erased one)
 #
 # Knobs (environment): CHAOS_LEADS (quick 500 / long 4000), CHAOS_KILLS,
 # CHAOS_PG_CRASHES, CHAOS_PG_DOWN_S, CHAOS_DISK_S, CHAOS_TWO_KILLS,
 # CHAOS_EMIT_KILLS, CHAOS_FAILOVERS, CHAOS_GROUP_RESTARTS,
-# CHAOS_REPLAY_FAILOVERS, CHAOS_STREAM_S (how long emit takes to send the file),
+# CHAOS_REPLAY_FAILOVERS, CHAOS_ID_KILLS, CHAOS_STREAM_S (how long emit
+# takes to send the file),
 # CHAOS_SEED (printed; the same seed gives the same workload), CHAOS_JOBS
 # (default 2); CHAOS_KEEP=1 keeps the logs. The figures in RELIABILITY.md
 # come from `make chaos` (--long) and test_chaos_quick.sh (--quick).
@@ -83,7 +94,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 ALL_SCENARIOS="kill pg broker two emitkill diskfull"
-LONG_SCENARIOS="failover group scale replayfo"
+LONG_SCENARIOS="failover group scale replayfo identity"
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SELF"
@@ -115,7 +126,7 @@ parent() {
     if [ ${#scen[@]} = 0 ]; then
         # the long set starts with its longest scenarios
         if [ "$mode" = long ]; then
-            read -r -a scen <<<"failover group $ALL_SCENARIOS scale replayfo"
+            read -r -a scen <<<"failover group $ALL_SCENARIOS scale replayfo identity"
         else
             read -r -a scen <<<"$ALL_SCENARIOS"
         fi
@@ -133,18 +144,19 @@ parent() {
         : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=10}" "${CHAOS_STREAM_S:=30}"
         : "${CHAOS_TWO_KILLS:=4}" "${CHAOS_EMIT_KILLS:=5}"
         : "${CHAOS_FAILOVERS:=20}" "${CHAOS_GROUP_RESTARTS:=30}"
-        : "${CHAOS_REPLAY_FAILOVERS:=4}"
+        : "${CHAOS_REPLAY_FAILOVERS:=4}" "${CHAOS_ID_KILLS:=50}"
     else
         : "${CHAOS_LEADS:=500}" "${CHAOS_KILLS:=10}" "${CHAOS_PG_CRASHES:=1}"
         : "${CHAOS_PG_DOWN_S:=10}" "${CHAOS_DISK_S:=4}" "${CHAOS_STREAM_S:=10}"
         : "${CHAOS_TWO_KILLS:=1}" "${CHAOS_EMIT_KILLS:=2}"
         : "${CHAOS_FAILOVERS:=2}" "${CHAOS_GROUP_RESTARTS:=3}"
-        : "${CHAOS_REPLAY_FAILOVERS:=2}"
+        : "${CHAOS_REPLAY_FAILOVERS:=2}" "${CHAOS_ID_KILLS:=8}"
     fi
     : "${CHAOS_SEED:=$((RANDOM % 1000 + 1))}"
     export CHAOS_LEADS CHAOS_KILLS CHAOS_PG_CRASHES CHAOS_PG_DOWN_S \
         CHAOS_DISK_S CHAOS_STREAM_S CHAOS_TWO_KILLS CHAOS_EMIT_KILLS CHAOS_SEED \
-        CHAOS_FAILOVERS CHAOS_GROUP_RESTARTS CHAOS_REPLAY_FAILOVERS
+        CHAOS_FAILOVERS CHAOS_GROUP_RESTARTS CHAOS_REPLAY_FAILOVERS \
+        CHAOS_ID_KILLS
     export LEADFLOW_BIN=$bin
     CHAOS_WORK=$(mktemp -d /tmp/leadflow-chaos.XXXXXX)
     export CHAOS_WORK
@@ -240,10 +252,12 @@ child() {
     trap 'exit 130' INT
     W=$CHAOS_WORK
     WORK=$W/work.jsonl
+    CLEAN=$W/clean # CLEAN.ids, CLEAN.sums: what the clean run stored
     NLINES=$(wc -l <"$WORK")
     T0=$(date +%s)
     FAULTS=()
     EMIT_ARGS=()
+    PROJECT_ARGS=() # more leadflow-project arguments for project_bg, drain
     DB=$SCEN
     TOPIC=$SCEN
     if [ "$SCEN" = broker ]; then
@@ -275,7 +289,7 @@ events() { # 0 until the projector has created the schema
 # allow for that.
 wait_progress() {
     local before=$1 limit=${2:-60} i n total
-    total=$(wc -l <"$W/clean.ids")
+    total=$(wc -l <"$CLEAN.ids")
     for i in $(seq 1 $((limit * 10))); do
         n=$(events)
         [ "$n" -gt "$before" ] || [ "$n" -ge "$total" ] && return 0
@@ -330,14 +344,16 @@ project_bg() {
     shift
     NSPAWN=$((NSPAWN + 1))
     PJN=project$NSPAWN
-    spawn "$PJN" "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" "$@" 2>>"$logf"
+    spawn "$PJN" "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" \
+        ${PROJECT_ARGS[@]+"${PROJECT_ARGS[@]}"} "$@" 2>>"$logf"
     PJ=$SPAWNED
 }
 
 # drain: one more projector run until the topic has been idle for 3 s.
 drain() {
     "${LF_PROJECT[@]}" -t "$TOPIC" -g "g-$DB" --idle-exit 3 -q \
-        2>>"$W/$SCEN.drain.log" || fail "the final projector run exited $?"
+        ${PROJECT_ARGS[@]+"${PROJECT_ARGS[@]}"} 2>>"$W/$SCEN.drain.log" ||
+        fail "the final projector run exited $?"
 }
 
 # emit_stream [KILLABLE]: leadflow-emit reading the workload through a slow
@@ -387,7 +403,7 @@ explain_loss() {
     "$BIN/leadflow-replay" dump -b "$LEADFLOW_BROKERS" -t "$TOPIC" \
         --progress none -q >"$W/$SCEN.dump" 2>>"$W/$SCEN.dump.log" || true
     echo "topic holds $(wc -l <"$W/$SCEN.dump") decodable messages"
-    LC_ALL=C comm -23 "$W/clean.ids" "$W/$SCEN.ids" >"$W/$SCEN.lost"
+    LC_ALL=C comm -23 "$CLEAN.ids" "$W/$SCEN.ids" >"$W/$SCEN.lost"
     while read -r id; do
         if grep -q "\"event_id\":\"$id\"" "$W/$SCEN.dump"; then
             echo "lost $id: in the topic, not projected:" \
@@ -407,16 +423,18 @@ verify() {
     local sums lost extra n nd dup eq=yes secs faults
     q "SELECT event_id FROM funnel.events ORDER BY 1" |
         LC_ALL=C sort >"$W/$SCEN.ids"
-    lost=$(LC_ALL=C comm -23 "$W/clean.ids" "$W/$SCEN.ids" | wc -l)
-    extra=$(LC_ALL=C comm -13 "$W/clean.ids" "$W/$SCEN.ids" | wc -l)
+    lost=$(LC_ALL=C comm -23 "$CLEAN.ids" "$W/$SCEN.ids" | wc -l)
+    extra=$(LC_ALL=C comm -13 "$CLEAN.ids" "$W/$SCEN.ids" | wc -l)
     n=$(q "SELECT count(*) FROM funnel.events")
     nd=$(q "SELECT count(DISTINCT event_id) FROM funnel.events")
     dup=$((extra + n - nd))
     sums=$(lf_checksums)
-    if [ "$sums" != "$(cat "$W/clean.sums")" ]; then
+    if [ "$sums" != "$(cat "$CLEAN.sums")" ]; then
         eq=no
-        diff <(cat "$W/clean.sums") <(echo "$sums") || true
+        diff <(cat "$CLEAN.sums") <(echo "$sums") || true
     fi
+    # what the scenario itself promises about the tables
+    if [ -n "${VERIFY_EXTRA:-}" ] && ! "$VERIFY_EXTRA"; then eq=no; fi
     secs=$(($(date +%s) - T0))
     faults=$(IFS=,; echo "${FAULTS[*]}")
     [ "$lost" = 0 ] || explain_loss
@@ -446,7 +464,7 @@ scenario_baseline() {
 # ---- the projector SIGKILLed, many times ---------------------------------
 scenario_kill() {
     local total k mid=0 n before
-    total=$(wc -l <"$W/clean.ids")
+    total=$(wc -l <"$CLEAN.ids")
     emit_stream
     for k in $(seq 1 "$CHAOS_KILLS"); do
         before=$(events)
@@ -613,7 +631,7 @@ scenario_emitkill() {
     done
     FAULTS+=("$CHAOS_EMIT_KILLS emit kills + re-send")
     emit_all
-    log "topic holds $(messages) messages for $(wc -l <"$W/clean.ids") events"
+    log "topic holds $(messages) messages for $(wc -l <"$CLEAN.ids") events"
     drain_with_running
     verify
 }
@@ -951,6 +969,130 @@ scenario_scale() {
     grp_scale "$SCEN"
     FAULTS+=("1 -> 3 -> 1 instances")
     verify
+}
+
+# ---- merges, voids and erasures under SIGKILL ------------------------------
+# The scenario's own workload and clean run (the shared one has no identity
+# events): another topic and database on this stack, the same key.
+id_setup() {
+    local keyf=$W/$SCEN.key
+    "$BIN/leadflow-gen" --leads "$CHAOS_LEADS" --seed "$CHAOS_SEED" \
+        --merges 0.05 --voids 0.05 --erasures 0.01 --anomalies 0.1 \
+        --duplicates 0.05 --shuffle 20 -q -o "$W/$SCEN.jsonl" ||
+        fail "leadflow-gen exited $?"
+    WORK=$W/$SCEN.jsonl
+    NLINES=$(wc -l <"$WORK")
+    CLEAN=$W/$SCEN.clean
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$keyf" &&
+        echo >>"$keyf")
+    PROJECT_ARGS=(-X "pseudonym.key.file=$keyf")
+    id_erased_ids >"$W/$SCEN.erased"
+    [ -s "$W/$SCEN.erased" ] || fail "the workload erases nobody"
+    lf_broker "topic ${SCEN}_clean 4" >/dev/null
+    lf_newdb "${SCEN}_clean"
+    "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t "${SCEN}_clean" -q \
+        "$WORK" 2>>"$W/$SCEN.emit.log" || fail "emit of the clean run: $?"
+    PGDATABASE=${SCEN}_clean "${LF_PROJECT[@]}" -t "${SCEN}_clean" \
+        -g "g-${SCEN}_clean" --idle-exit 3 -q "${PROJECT_ARGS[@]}" \
+        2>>"$W/$SCEN.drain.log" || fail "the clean run exited $?"
+    PGDATABASE=${SCEN}_clean q "SELECT event_id FROM funnel.events" |
+        LC_ALL=C sort >"$CLEAN.ids"
+    PGDATABASE=${SCEN}_clean lf_checksums >"$CLEAN.sums"
+    PGDATABASE=${SCEN}_clean id_sums >"$CLEAN.idsums"
+    log "clean run: $(tr '\n' ' ' <"$CLEAN.idsums")"
+    [ "$(PGDATABASE=${SCEN}_clean q "SELECT count(*) FROM funnel.merges")" \
+        -gt 0 ] || fail "the clean run counted no merge"
+    id_no_erased_ids "${SCEN}_clean" || fail "the clean run kept erased ids"
+}
+
+# The lead ids the workload erases: every lead connected by merged events
+# (either direction, counted or not) to a lead with an erased event.
+id_erased_ids() {
+    python3 - "$WORK" <<'PY'
+import collections
+import json
+import sys
+adj, todo, seen = collections.defaultdict(set), [], set()
+with open(sys.argv[1]) as f:
+    for line in f:
+        e = json.loads(line)
+        if e["type"] == "merged":
+            adj[e["lead_id"]].add(e["into_lead_id"])
+            adj[e["into_lead_id"]].add(e["lead_id"])
+        elif e["type"] == "erased":
+            todo.append(e["lead_id"])
+while todo:
+    lead = todo.pop()
+    if lead not in seen:
+        seen.add(lead)
+        todo.extend(adj[lead])
+print("\n".join(sorted(seen)))
+PY
+}
+
+# The identity tables lf_checksums does not cover.
+id_sums() {
+    psql -X -At -v ON_ERROR_STOP=1 <<SQL
+SELECT 'merges', count(*), md5(coalesce(string_agg(md5(concat_ws('|',
+    lead_id, into_lead_id, surviving_lead_id, merged_at, event_id)), ','
+    ORDER BY lead_id), '')) FROM funnel.merges;
+SELECT 'erasures', count(*), md5(coalesce(string_agg(md5(concat_ws('|',
+    event_id, pseudonym, request_id, erased_at)), ',' ORDER BY event_id),
+    '')) FROM funnel.erasures;
+SELECT 'erased_leads', count(*), md5(coalesce(string_agg(pseudonym, ','
+    ORDER BY pseudonym), '')) FROM funnel.erased_leads;
+SQL
+}
+
+# id_no_erased_ids DB: pg_dump of DB (plain SQL, as postgres) names none of
+# the erased lead ids.
+id_no_erased_ids() {
+    local found
+    pg_dump -U postgres -d "$1" >"$W/$SCEN.$1.dump" || fail "pg_dump $1: $?"
+    found=$(grep -F -o -f "$W/$SCEN.erased" "$W/$SCEN.$1.dump" |
+        sort | uniq -c | head -5)
+    rm -f "$W/$SCEN.$1.dump"
+    [ -z "$found" ] && return 0
+    echo "pg_dump of $1 holds erased lead ids: $found"
+    return 1
+}
+
+id_verify() {
+    local sums
+    sums=$(id_sums)
+    if [ "$sums" != "$(cat "$CLEAN.idsums")" ]; then
+        diff <(cat "$CLEAN.idsums") <(echo "$sums") || true
+        return 1
+    fi
+    id_no_erased_ids "$DB"
+}
+
+scenario_identity() {
+    local total k mid=0 n before
+    id_setup
+    total=$(wc -l <"$CLEAN.ids")
+    emit_stream
+    for k in $(seq 1 "$CHAOS_ID_KILLS"); do
+        before=$(events)
+        project_bg "$W/$SCEN.project.log" --batch $((RANDOM % 5 + 1)) -q
+        if [ $((k % 4)) = 0 ]; then
+            sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+        else
+            wait_progress "$before"
+            sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+        fi
+        kill -9 "$PJ" 2>/dev/null || true
+        reap "$PJN" || true
+        n=$(events)
+        [ "$n" -lt "$total" ] && mid=$((mid + 1))
+        log "SIGKILL $k at $n of $total events"
+    done
+    wait_emit
+    FAULTS+=("$CHAOS_ID_KILLS SIGKILL ($mid mid-stream)")
+    drain
+    log "erased lead ids: $(wc -l <"$W/$SCEN.erased"); $(id_sums |
+        tr '\n' ' ')"
+    VERIFY_EXTRA=id_verify verify
 }
 
 if [ "${1:-}" = --child ]; then

@@ -6,7 +6,7 @@
   scored events given random models and scores, lines shuffled before
   leadflow-emit sends them). leadflow-project -X funnel.definition=FILE
   builds funnel.leads, stage_history and anomalies that equal an
-  independent model written here (not common/'s code), live and rebuilt
+  independent model (funnel_model.py, not common/'s code), live and rebuilt
   (leadflow-replay rebuild --definition FILE, from the database).
 - The default file: the tables equal the model under default.json, and
   funnel.definition records it (name, version, sha256 of the canonical
@@ -18,7 +18,6 @@
 
     /usr/bin/python3 tests/integration/test_definition.py BIN_DIR
 """
-import collections
 import hashlib
 import json
 import os
@@ -28,14 +27,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from emit_lib import BIN, Broker, check, parse_time, step  # noqa: E402
+from emit_lib import BIN, Broker, check, step  # noqa: E402
+from funnel_model import (RULE_EVENTS, STAGES,  # noqa: E402
+                          default_definition, model)
 import emit_lib  # noqa: E402
-from lf_funnel_fixture import SRC, Postgres, psql  # noqa: E402
+from lf_funnel_fixture import Postgres, psql  # noqa: E402
 
-STAGES = ["captured", "marketing_qualified", "handed_off", "sales_accepted",
-          "sales_qualified", "won", "lost", "nurture", "disqualified"]
-RULE_EVENTS = ["scored", "handed_off", "accepted", "recycled", "qualified",
-               "won", "lost", "disqualified"]
 MODELS = ["fit-engagement-v3", "fit-v2", "intent"]
 TMP = tempfile.mkdtemp(prefix="leadflow-definition.")
 
@@ -46,11 +43,6 @@ def run(args, **kw):
     kw.setdefault("env", {k: v for k, v in os.environ.items()
                           if not k.startswith("LEADFLOW_")})
     return emit_lib.run(args, **kw)
-
-
-def default_definition():
-    with open(os.path.join(SRC, "schemas", "funnel", "default.json")) as f:
-        return json.load(f)
 
 
 def random_threshold(rng):
@@ -80,57 +72,6 @@ def random_definition(rng, n):
             "qualify": {"threshold": th}, "rules": rules,
             "new_cycle": {"from": rng.sample(STAGES, rng.randint(0, 2)),
                           "to": rng.sample(STAGES, rng.randint(0, 3))}}
-
-
-def threshold(defn, model, event_threshold):
-    th = defn["qualify"]["threshold"]
-    if isinstance(th, dict):
-        th = th.get(model, th["*"])
-    return event_threshold if th == "event" else th
-
-
-def model(defn, events):
-    """The tables the definition makes of the events: {lead: (stage, cycle,
-    visits)}, {(lead, visit): (cycle, stage, entered_by)}, {event_id}."""
-    rules = {r["event"]: r for r in defn["rules"]}
-    cyc_from = set(defn["new_cycle"]["from"])
-    cyc_to = set(defn["new_cycle"]["to"])
-    by_lead = collections.defaultdict(list)
-    for e in events:
-        by_lead[e["lead_id"]].append(e)
-    leads, history, anomalies = {}, {}, set()
-    for lead, evs in by_lead.items():
-        stage, cycle, visits = None, 0, 0
-        evs.sort(key=lambda e: (parse_time(e["occurred_at"]),
-                                e["event_id"].encode()))
-        for e in evs:
-            t, to = e["type"], None
-            if stage is None:
-                if t == "captured":
-                    to = "captured"
-                else:
-                    anomalies.add(e["event_id"])
-            elif t in rules:
-                r = rules[t]
-                if t == "scored" and e["score"] < threshold(
-                        defn, e.get("model"), e["threshold"]):
-                    continue
-                if stage in r["from"]:
-                    to = r["to"]
-                elif r["otherwise"] == "anomaly":
-                    anomalies.add(e["event_id"])
-            if to is None:
-                continue
-            if stage is None:
-                cycle = 1
-            elif stage in cyc_from and to in cyc_to:
-                cycle += 1
-            visits += 1
-            stage = to
-            history[(lead, visits)] = (cycle, stage, e["event_id"])
-        if stage is not None:
-            leads[lead] = (stage, cycle, visits)
-    return leads, history, anomalies
 
 
 def tables(db, schema="funnel"):

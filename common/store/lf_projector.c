@@ -2336,6 +2336,31 @@ static lf_err_t lock_leads(flush_t *f)
 
 /* ---- identity: erased people on the way in ------------------------------ */
 
+/* Run template @p tmpl (SQL_MAX, {schema}) with, when @p in is not NULL,
+ * the text[] of @p in as $1, and add column 0 of every row to @p out,
+ * sorted after. */
+static lf_err_t query_ids(flush_t *f, const char *tmpl, const char *what,
+                          const lf_ids_t *in, lf_ids_t *out)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    lf_buf_reset(&p->arr);
+    if (in && lf_pg_text_array(&p->arr, (const char *const *)in->v, in->n))
+        return nomem(f);
+    sql_text(p, sql, NULL, tmpl);
+    if ((err = run(f, sql, what, in ? 1 : 0, in ? p->arr.data : NULL, NULL,
+                   &res)))
+        return err;
+    for (int r = 0; !err && r < PQntuples(res); r++)
+        err = lf_ids_add(out, PQgetvalue(res, r, 0)) ? nomem(f) : LF_OK;
+    PQclear(res);
+    lf_ids_sort(out);
+    return err;
+}
+
 /* Without a key ring nothing can be erased: a batch holding an erased
  * event, or any batch once SCHEMA.erased_leads holds a pseudonym (its
  * events might be an erased person's), is refused. */
@@ -2365,6 +2390,11 @@ static lf_err_t need_no_key(flush_t *f)
                      "needs the same key file)",
                      p->schema, LF_CONF_PSEUDONYM_KEY_FILE);
 }
+
+/* The erased_leads rows among pseudonyms $1. */
+#define ERASED_AMONG                                                           \
+    "SELECT pseudonym FROM {schema}.erased_leads "                             \
+    "WHERE pseudonym = ANY($1::text[])"
 
 /* Add the pseudonyms of @p id (@p n bytes) under every key to @p out. */
 static lf_err_t add_pseudonyms(const lf_pseudonym_t *ps, const void *id,
@@ -2399,8 +2429,6 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
 {
     lf_projector_t *p = f->p;
     lf_ids_t cand = {0};
-    PGresult *res = NULL;
-    char sql[SQL_MAX];
     lf_err_t err = LF_OK;
 
     for (size_t i = 0; !err && i < p->count; i++) {
@@ -2418,22 +2446,12 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
             err = add_pseudonyms(p->ps, e->ev.u.merged.into_lead_id,
                                  strlen(e->ev.u.merged.into_lead_id), &cand);
     }
-    lf_buf_reset(&p->arr);
-    if (err || lf_pg_text_array(&p->arr, (const char *const *)cand.v, cand.n))
-        err = nomem(f);
-    lf_ids_free(&cand);
     if (err)
-        return err;
-    sql_text(p, sql, NULL,
-             "SELECT pseudonym FROM {schema}.erased_leads "
-             "WHERE pseudonym = ANY($1::text[])");
-    if ((err = run(f, sql, "checking erasures", 1, p->arr.data, NULL, &res)))
-        return err;
-    for (int r = 0; !err && r < PQntuples(res); r++)
-        err = lf_ids_add(hits, PQgetvalue(res, r, 0));
-    PQclear(res);
-    lf_ids_sort(hits);
-    return err == LF_ERR_NOMEM ? nomem(f) : err;
+        err = nomem(f);
+    else
+        err = query_ids(f, ERASED_AMONG, "checking erasures", &cand, hits);
+    lf_ids_free(&cand);
+    return err;
 }
 
 /* An erased person's dead letter: its key and value go, the error stays. */
@@ -2655,69 +2673,27 @@ static lf_err_t defer_component(flush_t *f, const lf_component_t *c)
  * transaction is working out, as seeds: some at a time. */
 static lf_err_t pending_seeds(flush_t *f, seeds_t *s)
 {
-    lf_projector_t *p = f->p;
-    PGresult *res = NULL;
-    char sql[SQL_MAX];
-    lf_err_t err;
-
-    sql_text(p, sql, NULL,
-             "SELECT lead_id FROM {schema}.identity_pending "
-             "ORDER BY lead_id LIMIT 500 FOR UPDATE SKIP LOCKED");
-    if ((err = run(f, sql, "reading waiting merges", 0, NULL, NULL, &res)))
-        return err;
-    for (int r = 0; !err && r < PQntuples(res); r++)
-        err = lf_ids_add(&s->c.ids, PQgetvalue(res, r, 0)) ? nomem(f) : LF_OK;
-    PQclear(res);
-    return err;
+    return query_ids(f,
+                     "SELECT lead_id FROM {schema}.identity_pending "
+                     "ORDER BY lead_id LIMIT 500 FOR UPDATE SKIP LOCKED",
+                     "reading waiting merges", NULL, &s->c.ids);
 }
 
 /* Which of the component's ids are erased already (stored as pseudonyms
  * that SCHEMA.erased_leads holds). */
 static lf_err_t erased_among(flush_t *f, const lf_ids_t *ids, lf_ids_t *out)
 {
-    lf_projector_t *p = f->p;
-    PGresult *res = NULL;
-    char sql[SQL_MAX];
-    lf_err_t err;
-
-    lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, (const char *const *)ids->v, ids->n))
-        return nomem(f);
-    sql_text(p, sql, NULL,
-             "SELECT pseudonym FROM {schema}.erased_leads "
-             "WHERE pseudonym = ANY($1::text[])");
-    if ((err = run(f, sql, "checking erasures", 1, p->arr.data, NULL, &res)))
-        return err;
-    for (int r = 0; !err && r < PQntuples(res); r++)
-        err = lf_ids_add(out, PQgetvalue(res, r, 0));
-    PQclear(res);
-    lf_ids_sort(out);
-    return err ? nomem(f) : LF_OK;
+    return query_ids(f, ERASED_AMONG, "checking erasures", ids, out);
 }
 
 /* The component's leads with an erased event stored (this batch's or an
  * earlier one's, left waiting) join s->erase. */
 static lf_err_t erased_events_among(flush_t *f, seeds_t *s)
 {
-    lf_projector_t *p = f->p;
-    PGresult *res = NULL;
-    char sql[SQL_MAX];
-    lf_err_t err;
-
-    lf_buf_reset(&p->arr);
-    if (lf_pg_text_array(&p->arr, (const char *const *)s->c.ids.v, s->c.ids.n))
-        return nomem(f);
-    sql_text(p, sql, NULL,
-             "SELECT DISTINCT lead_id FROM {schema}.events "
-             "WHERE type = 'erased' AND lead_id = ANY($1::text[])");
-    if ((err =
-             run(f, sql, "finding erased events", 1, p->arr.data, NULL, &res)))
-        return err;
-    for (int r = 0; !err && r < PQntuples(res); r++)
-        err = lf_ids_add(&s->erase, PQgetvalue(res, r, 0)) ? nomem(f) : LF_OK;
-    PQclear(res);
-    lf_ids_sort(&s->erase);
-    return err;
+    return query_ids(f,
+                     "SELECT DISTINCT lead_id FROM {schema}.events "
+                     "WHERE type = 'erased' AND lead_id = ANY($1::text[])",
+                     "finding erased events", &s->c.ids, &s->erase);
 }
 
 /* Union-find over the component's merges: the representative of each id

@@ -2051,7 +2051,16 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
     if ((err = list_recompute(f, d)) || !d->nre)
         return err;
     f->st.recomputed = d->nre;
-    if ((err = read_stored_events(f, d)))
+    /* Planned without statistics, the read-back's nested loop is costed
+     * at millions of rows: high enough for JIT compilation (most of the
+     * statement's time) and parallel workers, neither of which pays for a
+     * few thousand rows. For the rest of this transaction: its statements
+     * are all of that size. */
+    if ((err = run(f,
+                   "SET LOCAL jit = off; "
+                   "SET LOCAL max_parallel_workers_per_gather = 0",
+                   "setting up the recompute", 0, NULL, NULL, NULL)) ||
+        (err = read_stored_events(f, d)))
         return err;
     sql_text(p, sql, NULL,
              "DELETE FROM {schema}.stage_history "

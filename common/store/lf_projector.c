@@ -2051,16 +2051,7 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
     if ((err = list_recompute(f, d)) || !d->nre)
         return err;
     f->st.recomputed = d->nre;
-    /* Planned without statistics, the read-back's nested loop is costed
-     * at millions of rows: high enough for JIT compilation (most of the
-     * statement's time) and parallel workers, neither of which pays for a
-     * few thousand rows. For the rest of this transaction: its statements
-     * are all of that size. */
-    if ((err = run(f,
-                   "SET LOCAL jit = off; "
-                   "SET LOCAL max_parallel_workers_per_gather = 0",
-                   "setting up the recompute", 0, NULL, NULL, NULL)) ||
-        (err = read_stored_events(f, d)))
+    if ((err = read_stored_events(f, d)))
         return err;
     sql_text(p, sql, NULL,
              "DELETE FROM {schema}.stage_history "
@@ -2097,6 +2088,24 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
                NULL);
 }
 
+/* Every statement from derive() to the commit touches the batch's leads
+ * (lead_id = ANY($1), or an index probe per lead): an index's work. But
+ * without statistics (a new database, or before autovacuum's first
+ * ANALYZE) the planner costs "= ANY" of a few hundred leads at the whole
+ * table and scans all of it, every batch; and it costs the recompute's
+ * read-back at millions of rows, enough for JIT compilation (most of the
+ * statement's time) and parallel workers, neither of which pays for a few
+ * thousand rows. So, for the rest of the transaction: no sequential scan
+ * where an index serves (the staging tables have none: still scanned), no
+ * JIT, no workers. */
+static lf_err_t plan_by_key(flush_t *f)
+{
+    return run(f,
+               "SET LOCAL enable_seqscan = off; SET LOCAL jit = off; "
+               "SET LOCAL max_parallel_workers_per_gather = 0",
+               "setting up the batch's plans", 0, NULL, NULL, NULL);
+}
+
 /* Step: run the new events through the funnel, person by person (a
  * person: a surviving lead, with the leads merged into it): continue a
  * stored person when they come after its last event, recompute it from
@@ -2107,6 +2116,8 @@ static lf_err_t derive(flush_t *f)
     derive_t d = {0};
     lf_err_t err = new_events_by_lead(f, &d);
 
+    if (!err && (d.n || f->forced.n))
+        err = plan_by_key(f);
     if (!err && d.n)
         err = load_leads(f, &d);
     if (!err && d.n)

@@ -21,6 +21,9 @@ import sys
 CLASSES = [
     ("read-back of recomputed leads' events (JSON built in SQL)",
      r"^SELECT lead_id, \(jsonb_build_object"),
+    ("read-back of recomputed leads' events (plain columns)",
+     r"^SELECT m\.person, e\.event_id"),
+    ("SET LOCAL of the batch's plans", r"^SET LOCAL enable_seqscan"),
     ("COPY funnel.events (what the COPY baseline does)",
      r"^COPY funnel\.events"),
     ("stage_history: COPY of new visits", r"^COPY funnel\.stage_history"),

@@ -1437,6 +1437,120 @@ lf_err_t lf_projector_stored_event(const PGresult *res, int row, int col,
     return LF_OK;
 }
 
+/* ---- stored events read back for a recompute -------------------------- */
+
+/* What a recompute needs of a stored event's payload: the fields the
+ * funnel reads (lf_funnel_apply_def(), its exit reasons and thresholds)
+ * and the target of a void (apply_voids()). Per type, up to
+ * RECOMPUTE_COLS payload keys, each read back as a text column and set
+ * into its field; nothing else of the event is read. */
+typedef enum rkind_e { R_STR, R_INT, R_LONG, R_REASON } rkind_t;
+
+typedef struct rfield_s {
+    const char *key; /* NULL: no more fields for this type */
+    rkind_t kind;
+    size_t off; /* in lf_event_t */
+} rfield_t;
+
+#define RECOMPUTE_COLS 3
+#define RF(k, kind, member)                                                    \
+    {                                                                          \
+        k, kind, offsetof(lf_event_t, member)                                  \
+    }
+
+static const rfield_t recompute_fields[LF_EV__COUNT][RECOMPUTE_COLS] = {
+    [LF_EV_CAPTURED] = {RF("channel", R_STR, u.captured.channel),
+                        RF("campaign", R_STR, u.captured.campaign)},
+    [LF_EV_SCORED] = {RF("model", R_STR, u.scored.model),
+                      RF("score", R_INT, u.scored.score),
+                      RF("threshold", R_INT, u.scored.threshold)},
+    [LF_EV_HANDED_OFF] = {RF("owner", R_STR, u.handed_off.owner)},
+    [LF_EV_ACCEPTED] = {RF("owner", R_STR, u.accepted.owner)},
+    [LF_EV_RECYCLED] = {RF("reason", R_REASON, u.recycled.reason)},
+    [LF_EV_QUALIFIED] = {RF("opportunity_id", R_STR,
+                            u.qualified.opportunity_id),
+                         RF("amount_minor", R_LONG, u.qualified.amount_minor),
+                         RF("currency", R_STR, u.qualified.currency)},
+    [LF_EV_WON] = {RF("amount_minor", R_LONG, u.won.amount_minor),
+                   RF("currency", R_STR, u.won.currency)},
+    [LF_EV_LOST] = {RF("reason", R_STR, u.lost.reason)},
+    [LF_EV_DISQUALIFIED] = {RF("reason", R_STR, u.disqualified.reason)},
+    [LF_EV_VOIDED] = {RF("voided_event_id", R_STR, u.voided.voided_event_id)},
+};
+
+static char recompute_cols_sql[4 * 1024];
+static pthread_once_t recompute_once = PTHREAD_ONCE_INIT;
+
+/* Build recompute_cols_sql once: for each column j of recompute_fields,
+ * "CASE e.type WHEN 'captured' THEN e.payload ->> 'channel' ... END" (so
+ * that a row's payload is only looked into for its type's keys); empty
+ * when it does not fit (a programming error: no statement). */
+static void recompute_cols_build(void)
+{
+    lf_buf_t b = {0};
+    bool ok = true;
+
+    for (int j = 0; ok && j < RECOMPUTE_COLS; j++) {
+        ok = !lf_buf_puts(&b, j ? ", CASE e.type" : "CASE e.type");
+        for (int t = 0; ok && t < LF_EV__COUNT; t++)
+            if (recompute_fields[t][j].key)
+                ok = !lf_buf_printf(&b, " WHEN '%s' THEN e.payload ->> '%s'",
+                                    lf_event_type_name((lf_event_type_t)t),
+                                    recompute_fields[t][j].key);
+        ok = ok && !lf_buf_puts(&b, " END");
+    }
+    ok = ok && !lf_buf_append(&b, "", 1);
+    if (!ok ||
+        snprintf(recompute_cols_sql, sizeof(recompute_cols_sql), "%s",
+                 (const char *)b.data) >= (int)sizeof(recompute_cols_sql))
+        recompute_cols_sql[0] = '\0';
+    lf_buf_free(&b);
+}
+
+/* Column @p col of row @p r, NULL when null; the result's own memory. */
+static char *col_or_null(const PGresult *res, int r, int col)
+{
+    return PQgetisnull(res, r, col) ? NULL : PQgetvalue(res, r, col);
+}
+
+/* Row @p r of read_stored_events()'s result into @p ev: event_id, type,
+ * occurred_at, account_id and the fields of recompute_fields. Every
+ * string is the result's (borrowed: never lf_event_clear() @p ev).
+ * @returns false when a column does not read as its field (an integer
+ * field null, an unknown type or recycle reason). */
+static bool recompute_event(const PGresult *res, int r, lf_event_t *ev)
+{
+    int type = lf_event_type_parse(PQgetvalue(res, r, 2));
+
+    memset(ev, 0, sizeof(*ev));
+    if (type < 0)
+        return false;
+    ev->type = (lf_event_type_t)type;
+    ev->event_id = PQgetvalue(res, r, 1);
+    ev->occurred_at = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+    ev->account_id = col_or_null(res, r, 4);
+    for (int j = 0; j < RECOMPUTE_COLS && recompute_fields[type][j].key; j++) {
+        const rfield_t *rf = &recompute_fields[type][j];
+        char *v = col_or_null(res, r, 5 + j), *base = (char *)ev + rf->off;
+        int reason;
+        if (rf->kind == R_STR) {
+            *(char **)base = v;
+            continue;
+        }
+        if (!v)
+            return false;
+        if (rf->kind == R_INT)
+            *(int32_t *)base = (int32_t)strtol(v, NULL, 10);
+        else if (rf->kind == R_LONG)
+            *(int64_t *)base = strtoll(v, NULL, 10);
+        else if ((reason = lf_recycle_reason_parse(v)) < 0)
+            return false;
+        else
+            *(lf_recycle_reason_t *)base = (lf_recycle_reason_t)reason;
+    }
+    return true;
+}
+
 /* ---- derive: the new events through the funnel, lead by lead ---------- */
 
 /* A lead's run of new events in ev_idx: ev_idx[at .. at + n). */
@@ -1457,7 +1571,7 @@ typedef struct derive_s {
     const char **re; /* persons to recompute from their stored events */
     size_t nre;
     PGresult *reres;      /* their stored events as read (person in col 0) */
-    lf_event_t *reevents; /* the same, parsed, in order */
+    lf_event_t *reevents; /* the same, read (strings in reres), in order */
     size_t nreevents;
     lf_event_t **group; /* one person's events, handed to project_lead() */
     bool *voided;       /* recompute: group event i is voided */
@@ -1471,9 +1585,7 @@ static void derive_free(derive_t *d)
     for (size_t i = 0; i < d->nloaded; i++)
         lead_row_clear(&d->loaded[i]);
     free(d->loaded);
-    for (size_t i = 0; i < d->nreevents; i++)
-        lf_event_clear(&d->reevents[i]);
-    free(d->reevents);
+    free(d->reevents); /* their strings are reres's */
     PQclear(d->reres);
     free(d->group);
     free(d->voided);
@@ -1724,30 +1836,37 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
 }
 
 /* Every stored event of the persons in d->re (as a text[] in p->arr): the
- * events of the person's lead and of every lead merged into it, in order,
- * read back as lf_projector_stored_event() reads them; merged and erased
- * events are left out (identity() worked them out), voided events are
- * read (a recompute decides which count). */
+ * events of the person's lead and of every lead merged into it, in order
+ * (person bytewise, occurred_at, event_id bytewise), read back as
+ * recompute_event() reads them; merged and erased events are left out
+ * (identity() worked them out), voided events are read (a recompute
+ * decides which count). Each lead's events are an index scan of
+ * events_lead_idx of their own (the LATERAL subquery, kept from being
+ * flattened into a join by its OFFSET 0), so the plan does not depend on the
+ * table's statistics: a new database has none, and without them a join scanned
+ * the whole table. */
 static lf_err_t read_stored_events(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
-    const char *stored = lf_projector_stored_sql();
     PGresult *res = NULL;
     char sql[3 * SQL_MAX];
     size_t n;
     lf_err_t err;
 
-    if (!stored)
+    pthread_once(&recompute_once, recompute_cols_build);
+    if (!recompute_cols_sql[0])
         return LF_ERR_NOMEM;
     snprintf(sql, sizeof(sql),
-             "SELECT m.person, %s FROM (SELECT l AS person, l AS lead_id "
-             "FROM unnest($1::text[]) AS l UNION ALL SELECT "
-             "surviving_lead_id, lead_id FROM %s.merges WHERE "
-             "surviving_lead_id = ANY($1::text[])) AS m JOIN %s.events "
-             "USING (lead_id) WHERE type <> ALL('{merged,erased}'::text[]) "
-             "ORDER BY m.person COLLATE \"C\", occurred_at, "
-             "event_id COLLATE \"C\"",
-             stored, p->schema, p->schema);
+             "SELECT m.person, e.event_id, e.type, e.at, e.account_id, %s "
+             "FROM (SELECT l AS person, l AS lead_id FROM unnest($1::text[]) "
+             "AS l UNION ALL SELECT surviving_lead_id, lead_id FROM %s.merges "
+             "WHERE surviving_lead_id = ANY($1::text[])) AS m CROSS JOIN "
+             "LATERAL (SELECT event_id, type, occurred_at, (extract(epoch "
+             "FROM occurred_at) * 1000)::int8 AS at, account_id, payload "
+             "FROM %s.events WHERE lead_id = m.lead_id AND type <> "
+             "ALL('{merged,erased}'::text[]) OFFSET 0) AS e ORDER BY m.person "
+             "COLLATE \"C\", e.occurred_at, e.event_id COLLATE \"C\"",
+             recompute_cols_sql, p->schema, p->schema);
     if ((err = run(f, sql, "reading events to recompute", 1, p->arr.data, NULL,
                    &res)))
         return err;
@@ -1760,17 +1879,16 @@ static lf_err_t read_stored_events(flush_t *f, derive_t *d)
         !(d->voided = calloc(n + 1, sizeof(*d->voided))))
         return LF_ERR_NOMEM;
     d->nreevents = n;
-    for (size_t r = 0; !err && r < n; r++) {
-        char why[ERRLEN];
-        /* Stored events passed this parser when they came in; if one
-         * fails now, the code changed incompatibly: stop, loudly. */
-        if (lf_projector_stored_event(res, (int)r, 1, &d->reevents[r], why,
-                                      sizeof(why)))
-            err = lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
-                            "stored event of lead %s no longer parses: %s",
-                            PQgetvalue(res, (int)r, 0), why);
-    }
-    return err;
+    for (size_t r = 0; r < n; r++)
+        /* Stored events passed the contract when they came in; if one
+         * does not read now, the code changed incompatibly: stop,
+         * loudly. */
+        if (!recompute_event(res, (int)r, &d->reevents[r]))
+            return lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
+                             "stored event %s of lead %s no longer reads",
+                             PQgetvalue(res, (int)r, 1),
+                             PQgetvalue(res, (int)r, 0));
+    return LF_OK;
 }
 
 static bool is_new_event(const flush_t *f, const char *event_id)
@@ -1970,6 +2088,24 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
                NULL);
 }
 
+/* Every statement from derive() to the commit touches the batch's leads
+ * (lead_id = ANY($1), or an index probe per lead): an index's work. But
+ * without statistics (a new database, or before autovacuum's first
+ * ANALYZE) the planner costs "= ANY" of a few hundred leads at the whole
+ * table and scans all of it, every batch; and it costs the recompute's
+ * read-back at millions of rows, enough for JIT compilation (most of the
+ * statement's time) and parallel workers, neither of which pays for a few
+ * thousand rows. So, for the rest of the transaction: no sequential scan
+ * where an index serves (the staging tables have none: still scanned), no
+ * JIT, no workers. */
+static lf_err_t plan_by_key(flush_t *f)
+{
+    return run(f,
+               "SET LOCAL enable_seqscan = off; SET LOCAL jit = off; "
+               "SET LOCAL max_parallel_workers_per_gather = 0",
+               "setting up the batch's plans", 0, NULL, NULL, NULL);
+}
+
 /* Step: run the new events through the funnel, person by person (a
  * person: a surviving lead, with the leads merged into it): continue a
  * stored person when they come after its last event, recompute it from
@@ -1980,6 +2116,8 @@ static lf_err_t derive(flush_t *f)
     derive_t d = {0};
     lf_err_t err = new_events_by_lead(f, &d);
 
+    if (!err && (d.n || f->forced.n))
+        err = plan_by_key(f);
     if (!err && d.n)
         err = load_leads(f, &d);
     if (!err && d.n)
@@ -2091,16 +2229,20 @@ static lf_err_t merge_visits(flush_t *f)
 
 /* A recomputed lead's state anomalies are those just derived: the stored
  * ones it no longer has go (lf_stg_anomalies is empty when the batch
- * staged none). */
+ * staged none). NOT IN rather than NOT EXISTS: the staging table never
+ * has statistics, and estimated at a few rows the anti join became a
+ * nested loop over all its rows for every candidate (quadratic in the
+ * batch's anomalies); NOT IN is a hashed subplan, one probe each. The
+ * same rows go: no column is null (they fill the primary key). */
 static lf_err_t clear_resolved_anomalies(flush_t *f)
 {
     char sql[SQL_MAX];
 
     sql_text(f->p, sql, NULL,
              "DELETE FROM {schema}.anomalies a WHERE a.lead_id = "
-             "ANY($1::text[]) AND a.kind IN ('state', 'void') AND NOT EXISTS "
-             "(SELECT 1 FROM lf_stg_anomalies s WHERE s.event_id = "
-             "a.event_id AND s.kind = a.kind AND s.reason = a.reason)");
+             "ANY($1::text[]) AND a.kind IN ('state', 'void') AND "
+             "(a.event_id, a.kind, a.reason) NOT IN (SELECT s.event_id, "
+             "s.kind, s.reason FROM lf_stg_anomalies s)");
     return run(f, sql, "clearing resolved anomalies", 1, f->recomputed, NULL,
                NULL);
 }

@@ -680,11 +680,14 @@ static const char *sql_text(const lf_projector_t *p, char *out,
 /* ---- flush helpers --------------------------------------------------- */
 
 /* The COPY buffers: rows to upsert through the staging tables, and rows
- * known not to exist yet (leads_new, visits_new), which COPY writes
- * straight into leads and stage_history at a fraction of an upsert's cost.
- * Under the batch's lead locks nothing else adds rows for these leads. */
+ * known not to exist yet (leads_new, visits_new, anomalies_new), which
+ * COPY writes straight into leads, stage_history and anomalies at a
+ * fraction of an upsert's cost. Under the batch's lead locks nothing else
+ * adds rows for these leads; a state anomaly is keyed by its event, and
+ * anomalies_new holds only those of events this batch stored first. */
 typedef struct stage_bufs_s {
-    lf_buf_t leads, visits, anomalies, leads_new, visits_new;
+    lf_buf_t leads, visits, anomalies, leads_new, visits_new, anomalies_new;
+    size_t nanomalies_new; /* rows in anomalies_new */
 } stage_bufs_t;
 
 /* One flush: what its steps hand on to each other. */
@@ -959,11 +962,13 @@ static lf_err_t put_anomaly(lf_buf_t *o, const char *event_id,
                : LF_OK;
 }
 
-/* The rows of visits_table. @p stored_visits: the visits the lead has in
- * stage_history (visits are numbered from 1, so those after it are new:
- * only the one that was current can be updated). */
+/* The rows of visits_table from visit number @p from on. @p stored_visits:
+ * the visits the lead has in stage_history (visits are numbered from 1, so
+ * those after it are new: only the one that was current can be
+ * updated). */
 static lf_err_t write_visits(stage_bufs_t *b, const lf_lead_t *l,
-                             const lf_funnel_out_t *out, int32_t stored_visits)
+                             const lf_funnel_out_t *out, int32_t stored_visits,
+                             int32_t from)
 {
     lf_err_t e = LF_OK;
 
@@ -973,6 +978,8 @@ static lf_err_t write_visits(stage_bufs_t *b, const lf_lead_t *l,
         /* A visit opened and closed in this batch appears twice: the
          * later row is the truth (ON CONFLICT cannot touch a row twice). */
         if (i + 1 < out->visit_count && out->visits[i + 1].visit == v->visit)
+            continue;
+        if (v->visit < from)
             continue;
         e = lf_pg_bin_row(vb, (int)visits_table.n) ||
             lf_pg_bin_text(vb, l->lead_id) || lf_pg_bin_int4(vb, v->visit) ||
@@ -992,11 +999,12 @@ static lf_err_t write_lead_out(stage_bufs_t *b, const lead_row_t *row,
                                int32_t stored_visits)
 {
     const lf_lead_t *l = &row->lead;
-    lf_err_t e = write_visits(b, l, out, stored_visits);
+    lf_err_t e = write_visits(b, l, out, stored_visits, 0);
 
     for (size_t i = 0; i < out->anomaly_count && !e; i++)
-        e = put_anomaly(&b->anomalies, out->anomalies[i].event_id, l->lead_id,
-                        "state", out->anomalies[i].reason);
+        e = put_anomaly(&b->anomalies_new, out->anomalies[i].event_id,
+                        l->lead_id, "state", out->anomalies[i].reason);
+    b->nanomalies_new += out->anomaly_count;
     if (e || l->stage == LF_ST_NONE)
         return e ? LF_ERR_NOMEM : LF_OK;
     return write_lead(has_row ? &b->leads : &b->leads_new, row) ? LF_ERR_NOMEM
@@ -1009,12 +1017,9 @@ static lf_err_t write_lead_out(stage_bufs_t *b, const lead_row_t *row,
  * here (new_events_by_lead(), read_stored_events()). @p has_row: the lead
  * may have a row in leads (see write_lead_out()); its stage_history rows
  * are those numbered up to lead.visits. */
-static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
-                             lead_row_t *row, lf_event_t *const *events,
-                             size_t n, bool has_row)
+static lf_err_t apply_events(lf_projector_t *p, lead_row_t *row,
+                             lf_event_t *const *events, size_t n)
 {
-    int32_t stored_visits = row->lead.visits;
-
     lf_funnel_out_reset(&p->out);
     for (size_t i = 0; i < n; i++) {
         if (lf_funnel_apply_def(p->def, &row->lead, events[i], &p->out))
@@ -1022,7 +1027,17 @@ static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
         if (events[i]->account_id)
             row->account_id = events[i]->account_id;
     }
-    return write_lead_out(b, row, &p->out, has_row, stored_visits);
+    return LF_OK;
+}
+
+static lf_err_t project_lead(lf_projector_t *p, stage_bufs_t *b,
+                             lead_row_t *row, lf_event_t *const *events,
+                             size_t n, bool has_row)
+{
+    int32_t stored_visits = row->lead.visits;
+    lf_err_t err = apply_events(p, row, events, n);
+
+    return err ? err : write_lead_out(b, row, &p->out, has_row, stored_visits);
 }
 
 /* ---- storing events --------------------------------------------------- */
@@ -1578,6 +1593,14 @@ typedef struct derive_s {
     lf_ids_t pending;   /* recompute: voids whose target is not the
                            person's: void event, target, person, ... */
     lf_ids_t rowless;   /* recomputed persons left without a row */
+    /* What a recompute compares its results with (read_stored_rows()):
+     * the persons' stored visits and the state and void anomalies of the
+     * leads it clears, whether a derived one matched each of those, and
+     * what goes: (person, first visit) pairs, anomaly rows of ares. */
+    PGresult *vres, *ares;
+    bool *amatched;
+    lf_ids_t vdel_lead, vdel_from;
+    lf_buf_t was, now; /* a stored and a recomputed row, encoded */
 } derive_t;
 
 static void derive_free(derive_t *d)
@@ -1594,6 +1617,13 @@ static void derive_free(derive_t *d)
     free(d->fresh);
     lf_ids_free(&d->pending);
     lf_ids_free(&d->rowless);
+    PQclear(d->vres);
+    PQclear(d->ares);
+    free(d->amatched);
+    lf_ids_free(&d->vdel_lead);
+    lf_ids_free(&d->vdel_from);
+    lf_buf_free(&d->was);
+    lf_buf_free(&d->now);
 }
 
 /* Row @p r of @p res (ordered by column 0, bytewise) whose column 0 is
@@ -1778,7 +1808,8 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
 /* Persons without a row in leads: most are new, and their only stored
  * events are the ones this batch just stored, so applying those in memory
  * gives exactly what a recompute would, without reading them back. A
- * person with older stored events goes to d->re for the full recompute.
+ * person with older stored events goes to d->re for the full recompute
+ * when one of its new events is a capture (see has_capture()).
  * Which persons have some: a person has no row only while none of its
  * counted stored events is a capture (a capture always enters the
  * funnel), and every other counted event of an uncaptured person is
@@ -1789,7 +1820,24 @@ static lf_err_t continue_leads(flush_t *f, derive_t *d)
  * so leaving them out changes nothing (a stored void of one of the new
  * events made identity() force a recompute). So older counted events <=>
  * a 'state' anomaly already committed: an index lookup in a small table,
- * where counting the person's events costs 10 % of a batch (bench/). */
+ * where counting the person's events costs 10 % of a batch (bench/).
+ * And such a person needs no recompute either unless a new event is a
+ * capture: without one the person stays uncaptured, so every counted
+ * event, stored or new, is a 'state' anomaly whose reason names only its
+ * type (lf_funnel_apply_def()), and the stored ones are committed
+ * already. Applying the new events to a fresh lead adds exactly the new
+ * anomalies, and the stored ones stay (the person is not in
+ * f->recomputed, so none is cleared). Under a shuffled backfill most of
+ * a lead's events arrive before its capture: each such batch of the lead
+ * was a read-back of all its events and a rewrite of all its anomalies. */
+static bool has_capture(lf_event_t *const *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ev[i]->type == LF_EV_CAPTURED)
+            return true;
+    return false;
+}
+
 static lf_err_t project_fresh(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
@@ -1819,12 +1867,13 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
 
         while (r < nrows && strcmp(PQgetvalue(res, (int)r, 0), id) < 0)
             r++;
-        if (r < nrows && !strcmp(PQgetvalue(res, (int)r, 0), id)) {
+        for (size_t j = 0; j < s->n; j++)
+            d->group[j] = &p->entries[ev_idx[s->at + j]].ev;
+        if (r < nrows && !strcmp(PQgetvalue(res, (int)r, 0), id) &&
+            has_capture(d->group, s->n)) {
             d->re[d->nre++] = id;
             continue;
         }
-        for (size_t j = 0; j < s->n; j++)
-            d->group[j] = &p->entries[ev_idx[s->at + j]].ev;
         if (lf_lead_init(&row.lead, id))
             err = LF_ERR_NOMEM;
         else
@@ -1889,6 +1938,272 @@ static lf_err_t read_stored_events(flush_t *f, derive_t *d)
                              PQgetvalue(res, (int)r, 1),
                              PQgetvalue(res, (int)r, 0));
     return LF_OK;
+}
+
+/* ---- recompute: write only what changed ------------------------------ */
+
+/* A recompute derives a person's whole history again, but a late event
+ * changes little of it: the visits from the one it falls in (often none),
+ * an anomaly or two, a column or two of the row. Rewriting all of it was
+ * most of a shuffled drain's cost (bench/, BENCHMARKS.md), so the stored
+ * visits and anomalies are read with the events, compared in memory, and
+ * only the difference is written: the visits from the first that differs,
+ * the anomalies the table lacks, the row if it changed; the stored visits
+ * from the first difference and the anomalies no longer derived go. Any
+ * doubt in a comparison counts as a difference: the result is the same
+ * tables as a rewrite. */
+
+/* The stored visits of d->re (a text[] in p->arr) and the state and void
+ * anomalies of every lead the recompute clears (f->recomputed). */
+static lf_err_t read_stored_rows(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    sql_text(p, sql, NULL,
+             "SELECT lead_id, visit, cycle, stage, (extract(epoch FROM "
+             "entered_at) * 1000)::int8, (extract(epoch FROM exited_at) * "
+             "1000)::int8, entered_by, exit_reason FROM {schema}.stage_history "
+             "WHERE lead_id = ANY($1::text[]) ORDER BY lead_id COLLATE \"C\", "
+             "visit");
+    if ((err = run(f, sql, "reading recomputed leads' visits", 1, p->arr.data,
+                   NULL, &d->vres)))
+        return err;
+    sql_text(p, sql, NULL,
+             "SELECT event_id, kind, reason, lead_id FROM {schema}.anomalies "
+             "WHERE lead_id = ANY($1::text[]) AND kind IN ('state', 'void') "
+             "ORDER BY event_id COLLATE \"C\", kind COLLATE \"C\", reason "
+             "COLLATE \"C\"");
+    if ((err = run(f, sql, "reading recomputed leads' anomalies", 1,
+                   f->recomputed, NULL, &d->ares)))
+        return err;
+    if (!(d->amatched = calloc((size_t)PQntuples(d->ares) + 1, 1)))
+        return LF_ERR_NOMEM;
+    return LF_OK;
+}
+
+/* The first row of @p res (ordered by column 0 bytewise) whose column 0
+ * is not below @p id. */
+static int first_row(const PGresult *res, const char *id)
+{
+    int lo = 0, hi = PQntuples(res);
+
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (strcmp(PQgetvalue(res, mid, 0), id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool same_ms(const PGresult *res, int r, int c, int64_t ms)
+{
+    if (PQgetisnull(res, r, c))
+        return ms == LF_NO_TIME;
+    return ms != LF_NO_TIME && strtoll(PQgetvalue(res, r, c), NULL, 10) == ms;
+}
+
+/* Is stored visit row @p r of d->vres the visit @p v? */
+static bool same_visit(const PGresult *res, int r, const lf_visit_t *v)
+{
+    return atoi(PQgetvalue(res, r, 1)) == v->visit &&
+           atoi(PQgetvalue(res, r, 2)) == v->cycle &&
+           !strcmp(PQgetvalue(res, r, 3), lf_stage_name(v->stage)) &&
+           same_ms(res, r, 4, v->entered_at) &&
+           same_ms(res, r, 5, v->exited_at) &&
+           !strcmp(PQgetvalue(res, r, 6), v->entered_by) &&
+           (PQgetisnull(res, r, 7)
+                ? !v->exit_reason
+                : v->exit_reason &&
+                      !strcmp(PQgetvalue(res, r, 7), v->exit_reason));
+}
+
+/* The first visit number of person @p id whose derived row (in @p out, a
+ * whole history from visit 1; of a visit listed twice the later row is the
+ * truth) differs from the stored one; *stored_from gets the first
+ * stored visit number from which the stored rows must go (INT32_MAX when
+ * none must). */
+static int32_t first_changed_visit(const PGresult *vres, const char *id,
+                                   const lf_funnel_out_t *out,
+                                   int32_t *stored_from)
+{
+    int r = first_row(vres, id), n = PQntuples(vres), nstored = 0;
+    int32_t at = 1;
+
+    while (r + nstored < n && !strcmp(PQgetvalue(vres, r + nstored, 0), id))
+        nstored++;
+    for (size_t i = 0; i < out->visit_count; i++) {
+        const lf_visit_t *v = &out->visits[i];
+        if (i + 1 < out->visit_count && out->visits[i + 1].visit == v->visit)
+            continue;
+        if (v->visit != at || at > nstored || !same_visit(vres, r + at - 1, v))
+            break;
+        at++;
+    }
+    *stored_from = at <= nstored ? at : INT32_MAX;
+    return at;
+}
+
+/* Is the anomaly (event, kind, reason) stored under @p lead? A stored row
+ * of the same key is marked as derived again (it stays; under another lead
+ * it is staged so the upsert moves it). */
+static bool anomaly_stored(derive_t *d, const char *event_id, const char *kind,
+                           const char *reason, const char *lead)
+{
+    const PGresult *res = d->ares;
+    int lo = first_row(res, event_id), n = PQntuples(res);
+
+    for (int r = lo; r < n && !strcmp(PQgetvalue(res, r, 0), event_id); r++)
+        if (!strcmp(PQgetvalue(res, r, 1), kind) &&
+            !strcmp(PQgetvalue(res, r, 2), reason)) {
+            d->amatched[r] = true;
+            return !strcmp(PQgetvalue(res, r, 3), lead);
+        }
+    return false;
+}
+
+/* Stage anomaly (event, person, kind, reason) unless it is stored. */
+static lf_err_t put_derived_anomaly(flush_t *f, derive_t *d,
+                                    const char *event_id, const char *person,
+                                    const char *kind, const char *reason)
+{
+    if (anomaly_stored(d, event_id, kind, reason, person))
+        return LF_OK;
+    return put_anomaly(&f->b.anomalies, event_id, person, kind, reason);
+}
+
+/* The row of @p row's person as loaded (d->loaded), or NULL. */
+static const lead_row_t *loaded_row(const derive_t *d, const char *id)
+{
+    size_t lo = 0, hi = d->nloaded;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(d->loaded[mid].lead.lead_id, id);
+        if (!c)
+            return &d->loaded[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Is the person's recomputed row the one it has? Both encoded as COPY
+ * writes them: equal bytes, equal columns. */
+static bool row_unchanged(derive_t *d, const lead_row_t *row)
+{
+    const lead_row_t *was = loaded_row(d, row->lead.lead_id);
+
+    if (!was)
+        return false;
+    lf_buf_reset(&d->was);
+    lf_buf_reset(&d->now);
+    if (write_lead(&d->was, was) || write_lead(&d->now, row))
+        return false;
+    return d->was.len == d->now.len &&
+           !memcmp(d->was.data, d->now.data, d->was.len);
+}
+
+/* Stage what the recompute of one person (its derived history in p->out,
+ * its row in @p row) changes. */
+static lf_err_t write_recomputed(flush_t *f, derive_t *d, const lead_row_t *row)
+{
+    const lf_funnel_out_t *out = &f->p->out;
+    const char *id = row->lead.lead_id;
+    int32_t stored_from,
+        from = first_changed_visit(d->vres, id, out, &stored_from);
+    char num[16];
+    lf_err_t e = write_visits(&f->b, &row->lead, out, from - 1, from);
+
+    if (!e && stored_from != INT32_MAX) {
+        snprintf(num, sizeof(num), "%" PRId32, stored_from);
+        e = lf_ids_add(&d->vdel_lead, id) || lf_ids_add(&d->vdel_from, num)
+                ? LF_ERR_NOMEM
+                : LF_OK;
+    }
+    for (size_t i = 0; i < out->anomaly_count && !e; i++)
+        e = put_derived_anomaly(f, d, out->anomalies[i].event_id, id, "state",
+                                out->anomalies[i].reason);
+    if (e || row->lead.stage == LF_ST_NONE || row_unchanged(d, row))
+        return e;
+    return write_lead(&f->b.leads, row) ? LF_ERR_NOMEM : LF_OK;
+}
+
+/* A person recomputed without a stored event: no row, no visits. */
+static lf_err_t forget_person(derive_t *d, const char *id)
+{
+    int r = first_row(d->vres, id);
+
+    if (lf_ids_add(&d->rowless, id))
+        return LF_ERR_NOMEM;
+    if (r >= PQntuples(d->vres) || strcmp(PQgetvalue(d->vres, r, 0), id))
+        return LF_OK;
+    return lf_ids_add(&d->vdel_lead, id) || lf_ids_add(&d->vdel_from, "1")
+               ? LF_ERR_NOMEM
+               : LF_OK;
+}
+
+/* Delete the stored visits that changed and the anomalies no longer
+ * derived (the stored ones no derived one matched). */
+static lf_err_t delete_changed(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    lf_buf_t *a = &p->arr, b = {0}, c = {0};
+    const char **col = NULL;
+    char sql[SQL_MAX];
+    size_t n = 0, nres = (size_t)PQntuples(d->ares);
+    lf_err_t err = LF_OK;
+
+    if (d->vdel_lead.n) {
+        lf_buf_reset(a);
+        if (lf_pg_text_array(a, (const char *const *)d->vdel_lead.v,
+                             d->vdel_lead.n) ||
+            lf_pg_text_array(&b, (const char *const *)d->vdel_from.v,
+                             d->vdel_from.n))
+            err = LF_ERR_NOMEM;
+        sql_text(p, sql, NULL,
+                 "DELETE FROM {schema}.stage_history AS h USING "
+                 "unnest($1::text[], $2::int[]) AS d(lead_id, visit) WHERE "
+                 "h.lead_id = d.lead_id AND h.visit >= d.visit");
+        if (!err)
+            err = run(f, sql, "clearing changed visits", 2, a->data, b.data,
+                      NULL);
+    }
+    for (size_t r = 0; r < nres; r++)
+        n += !d->amatched[r];
+    if (!err && n && !(col = calloc(n, sizeof(*col))))
+        err = LF_ERR_NOMEM;
+    lf_buf_reset(a);
+    lf_buf_reset(&b);
+    for (int k = 0; !err && n && k < 3; k++) {
+        lf_buf_t *to = k == 0 ? a : k == 1 ? &b : &c;
+        size_t m = 0;
+        for (size_t r = 0; r < nres; r++)
+            if (!d->amatched[r])
+                col[m++] = PQgetvalue(d->ares, (int)r, k);
+        if (lf_pg_text_array(to, col, m))
+            err = LF_ERR_NOMEM;
+    }
+    if (!err && n) {
+        const char *params[3] = {a->data, b.data, c.data};
+        sql_text(p, sql, NULL,
+                 "DELETE FROM {schema}.anomalies AS a USING unnest($1::text[], "
+                 "$2::text[], $3::text[]) AS d(event_id, kind, reason) WHERE "
+                 "a.event_id = d.event_id AND a.kind = d.kind AND a.reason = "
+                 "d.reason");
+        err =
+            lf_pg_query(f->conn, sql, 3, params, "clearing resolved anomalies",
+                        NULL, f->errstr, f->errstr_size);
+    }
+    free(col);
+    lf_buf_free(&b);
+    lf_buf_free(&c);
+    return err;
 }
 
 static bool is_new_event(const flush_t *f, const char *event_id)
@@ -1972,8 +2287,8 @@ static lf_err_t void_anomalies(flush_t *f, derive_t *d)
         else
             snprintf(why, sizeof(why),
                      "voided event %.128s belongs to another lead", t);
-        err = put_anomaly(&f->b.anomalies, d->pending.v[i], d->pending.v[i + 2],
-                          "void", why);
+        err = put_derived_anomaly(f, d, d->pending.v[i], d->pending.v[i + 2],
+                                  "void", why);
     }
     PQclear(res);
     return err;
@@ -1993,8 +2308,9 @@ static lf_err_t recompute_person(flush_t *f, derive_t *d, const char *id,
             d->group[g++] = &ev[i];
     if (err || lf_lead_init(&row.lead, id))
         return LF_ERR_NOMEM;
-    /* Its history was deleted; its row may exist. */
-    err = project_lead(f->p, &f->b, &row, d->group, g, true);
+    err = apply_events(f->p, &row, d->group, g);
+    if (!err)
+        err = write_recomputed(f, d, &row);
     if (!err && row.lead.stage == LF_ST_NONE)
         err = lf_ids_add(&d->rowless, id);
     lead_row_clear(&row);
@@ -2036,11 +2352,10 @@ static lf_err_t list_recompute(flush_t *f, derive_t *d)
 }
 
 /* Recompute the persons in d->re from all their stored events (their
- * leads' and their merged leads'). Their history is written anew; a
- * person left without a counted capture loses its row. Their anomalies
- * are kept: the recompute derives them again (ON CONFLICT keeps the
- * stored row), and merge_anomalies() deletes those it no longer finds,
- * so that only anomalies the table did not hold are counted as new. */
+ * leads' and their merged leads'), and write what changed (see "write only
+ * what changed" above): the visits from the first that differs, the
+ * anomalies the table lacks (so only those count as new), the row if it
+ * differs; a person left without a counted capture loses its row. */
 static lf_err_t recompute(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
@@ -2051,13 +2366,7 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
     if ((err = list_recompute(f, d)) || !d->nre)
         return err;
     f->st.recomputed = d->nre;
-    if ((err = read_stored_events(f, d)))
-        return err;
-    sql_text(p, sql, NULL,
-             "DELETE FROM {schema}.stage_history "
-             "WHERE lead_id = ANY($1::text[])");
-    if ((err = run(f, sql, "clearing recomputed leads", 1, p->arr.data, NULL,
-                   NULL)))
+    if ((err = read_stored_events(f, d)) || (err = read_stored_rows(f, d)))
         return err;
     for (size_t r = 0, n; !err && r < d->nreevents; r += n) {
         const char *id = PQgetvalue(d->reres, (int)r, 0);
@@ -2065,17 +2374,19 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
                     !strcmp(PQgetvalue(d->reres, (int)(r + n), 0), id);
              n++)
             ;
-        for (; at < d->nre && strcmp(d->re[at], id) < 0; at++)
-            err = err ? err : lf_ids_add(&d->rowless, d->re[at]);
+        for (; !err && at < d->nre && strcmp(d->re[at], id) < 0; at++)
+            err = forget_person(d, d->re[at]);
         if (at < d->nre && !strcmp(d->re[at], id))
             at++;
         if (!err)
             err = recompute_person(f, d, id, &d->reevents[r], &d->voided[r], n);
     }
     for (; !err && at < d->nre; at++) /* persons without a counted event */
-        err = lf_ids_add(&d->rowless, d->re[at]);
+        err = forget_person(d, d->re[at]);
     if (!err)
         err = void_anomalies(f, d);
+    if (!err)
+        err = delete_changed(f, d);
     if (err || !d->rowless.n)
         return err;
     lf_buf_reset(&p->arr);
@@ -2190,6 +2501,8 @@ static lf_err_t stage(flush_t *f)
          &leads_table, offsetof(stage_bufs_t, leads_new)},
         {"COPY {schema}.stage_history ({cols}) FROM STDIN (FORMAT binary)",
          &visits_table, offsetof(stage_bufs_t, visits_new)},
+        {"COPY {schema}.anomalies ({cols}) FROM STDIN (FORMAT binary)",
+         &anomalies_table, offsetof(stage_bufs_t, anomalies_new)},
     };
     char sql[SQL_MAX];
     lf_err_t err = stage_dead_and_keys(f, &f->b.anomalies);
@@ -2197,6 +2510,8 @@ static lf_err_t stage(flush_t *f)
     for (size_t i = 0; !err && i < sizeof(copies) / sizeof(*copies); i++)
         err = copy(f, sql_text(f->p, sql, copies[i].t, copies[i].tmpl),
                    (lf_buf_t *)((char *)&f->b + copies[i].buf));
+    if (!err)
+        f->st.anomalies += f->b.nanomalies_new;
     return err;
 }
 
@@ -2227,28 +2542,9 @@ static lf_err_t merge_visits(flush_t *f)
     return run(f, sql, "writing stage history", 0, NULL, NULL, NULL);
 }
 
-/* A recomputed lead's state anomalies are those just derived: the stored
- * ones it no longer has go (lf_stg_anomalies is empty when the batch
- * staged none). NOT IN rather than NOT EXISTS: the staging table never
- * has statistics, and estimated at a few rows the anti join became a
- * nested loop over all its rows for every candidate (quadratic in the
- * batch's anomalies); NOT IN is a hashed subplan, one probe each. The
- * same rows go: no column is null (they fill the primary key). */
-static lf_err_t clear_resolved_anomalies(flush_t *f)
-{
-    char sql[SQL_MAX];
-
-    sql_text(f->p, sql, NULL,
-             "DELETE FROM {schema}.anomalies a WHERE a.lead_id = "
-             "ANY($1::text[]) AND a.kind IN ('state', 'void') AND "
-             "(a.event_id, a.kind, a.reason) NOT IN (SELECT s.event_id, "
-             "s.kind, s.reason FROM lf_stg_anomalies s)");
-    return run(f, sql, "clearing resolved anomalies", 1, f->recomputed, NULL,
-               NULL);
-}
-
 /* Step: add the staged anomalies the table does not hold (counting the new
- * state anomalies), then drop the recomputed leads' resolved ones. */
+ * state and void anomalies). The recomputed leads' resolved ones went in
+ * derive (delete_changed()). */
 static lf_err_t merge_anomalies(flush_t *f)
 {
     PGresult *res = NULL;
@@ -2271,11 +2567,11 @@ static lf_err_t merge_anomalies(flush_t *f)
                  "count(*) FILTER (WHERE kind = 'void' AND fresh) FROM ins");
         if ((err = run(f, sql, "writing anomalies", 0, NULL, NULL, &res)))
             return err;
-        f->st.anomalies = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        f->st.anomalies += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         f->st.void_anomalies = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
         PQclear(res);
     }
-    return f->recomputed ? clear_resolved_anomalies(f) : LF_OK;
+    return LF_OK;
 }
 
 /* Step: add the dead letters not stored before. */
@@ -3208,6 +3504,7 @@ static void flush_free(flush_t *f)
     lf_buf_free(&f->b.anomalies);
     lf_buf_free(&f->b.leads_new);
     lf_buf_free(&f->b.visits_new);
+    lf_buf_free(&f->b.anomalies_new);
     free(f->ev_idx);
     free(f->leads);
     free(f->recomputed);

@@ -23,16 +23,21 @@ CLASSES = [
      r"^SELECT lead_id, \(jsonb_build_object"),
     ("read-back of recomputed leads' events (plain columns)",
      r"^SELECT m\.person, e\.event_id"),
+    ("read of recomputed leads' stored visits (to compare)",
+     r"^SELECT lead_id, visit, cycle"),
+    ("read of recomputed leads' stored anomalies (to compare)",
+     r"^SELECT event_id, kind, reason, lead_id FROM funnel\.anomalies"),
     ("SET LOCAL of the batch's plans", r"^SET LOCAL enable_seqscan"),
     ("COPY funnel.events (what the COPY baseline does)",
      r"^COPY funnel\.events"),
     ("stage_history: COPY of new visits", r"^COPY funnel\.stage_history"),
-    ("stage_history: DELETE of recomputed leads'",
+    ("stage_history: DELETE of recomputed leads' (changed) visits",
      r"^DELETE FROM funnel\.stage_history"),
     ("stage_history: upsert of continued leads' visits",
      r"^INSERT INTO funnel\.stage_history|^COPY lf_stg_visits"),
     ("anomalies: upsert", r"^WITH ins AS \(INSERT INTO funnel\.anomalies|"
      r"^COPY lf_stg_anomalies"),
+    ("anomalies: COPY of new events' ones", r"^COPY funnel\.anomalies"),
     ("anomalies: DELETE of resolved ones", r"^DELETE FROM funnel\.anomalies"),
     ("anomalies: lookup of fresh leads' earlier events",
      r"^SELECT lead_id FROM funnel\.anomalies"),
@@ -45,7 +50,8 @@ CLASSES = [
     ("duplicate check", r"^SELECT \$2 FROM funnel\.events WHERE event_id"),
 ]
 # The projector's functions worth a line, in the order shown.
-FUNCS = ["write_batch", "recompute", "lf_projector_stored_event",
+FUNCS = ["write_batch", "recompute", "write_recomputed",
+         "lf_projector_stored_event",
          "lf_json_parse_event", "lf_event_validate", "lf_event_clear",
          "project_lead", "lf_funnel_apply_def", "store_events", "load_leads",
          "lf_pg_query", "main", "lf_codec_decode"]

@@ -1626,22 +1626,29 @@ static void derive_free(derive_t *d)
     lf_buf_free(&d->now);
 }
 
-/* Row @p r of @p res (ordered by column 0, bytewise) whose column 0 is
- * @p id, or -1. */
-static int find_row(const PGresult *res, const char *id)
+/* The first row of @p res (ordered by column 0 bytewise) whose column 0
+ * is not below @p id. */
+static int first_row(const PGresult *res, const char *id)
 {
     int lo = 0, hi = PQntuples(res);
 
     while (lo < hi) {
-        int mid = (lo + hi) / 2, c = strcmp(PQgetvalue(res, mid, 0), id);
-        if (!c)
-            return mid;
-        if (c < 0)
+        int mid = (lo + hi) / 2;
+        if (strcmp(PQgetvalue(res, mid, 0), id) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return -1;
+    return lo;
+}
+
+/* The row of @p res (ordered by column 0, bytewise) whose column 0 is
+ * @p id, or -1. */
+static int find_row(const PGresult *res, const char *id)
+{
+    int r = first_row(res, id);
+
+    return r < PQntuples(res) && !strcmp(PQgetvalue(res, r, 0), id) ? r : -1;
 }
 
 /* Each kept new event's person: its lead's surviving lead (SCHEMA.merges),
@@ -1983,22 +1990,6 @@ static lf_err_t read_stored_rows(flush_t *f, derive_t *d)
     return LF_OK;
 }
 
-/* The first row of @p res (ordered by column 0 bytewise) whose column 0
- * is not below @p id. */
-static int first_row(const PGresult *res, const char *id)
-{
-    int lo = 0, hi = PQntuples(res);
-
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (strcmp(PQgetvalue(res, mid, 0), id) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static bool same_ms(const PGresult *res, int r, int c, int64_t ms)
 {
     if (PQgetisnull(res, r, c))
@@ -2137,11 +2128,9 @@ static lf_err_t write_recomputed(flush_t *f, derive_t *d, const lead_row_t *row)
 /* A person recomputed without a stored event: no row, no visits. */
 static lf_err_t forget_person(derive_t *d, const char *id)
 {
-    int r = first_row(d->vres, id);
-
     if (lf_ids_add(&d->rowless, id))
         return LF_ERR_NOMEM;
-    if (r >= PQntuples(d->vres) || strcmp(PQgetvalue(d->vres, r, 0), id))
+    if (find_row(d->vres, id) < 0)
         return LF_OK;
     return lf_ids_add(&d->vdel_lead, id) || lf_ids_add(&d->vdel_from, "1")
                ? LF_ERR_NOMEM

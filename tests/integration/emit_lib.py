@@ -86,6 +86,32 @@ def run(args, **kw):
                           stderr=subprocess.PIPE, **kw)
 
 
+def run_now(args, **kw):
+    """run() with the environment as it is now (a test that started a
+    throwaway PostgreSQL has put its PG* variables in it), without the
+    LEADFLOW_* settings of the caller's shell."""
+    kw.setdefault("env", {k: v for k, v in os.environ.items()
+                          if not k.startswith("LEADFLOW_")})
+    return run(args, **kw)
+
+
+# A projector of the same group again: the mock cluster waits out the last
+# member's session first; 6 s is the smallest it accepts.
+REJOIN = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+
+
+def key_file(key_hex, comment=None):
+    """A pseudonym key file in the test's directory that only its owner can
+    read (leadflow refuses one others can), with an optional comment line."""
+    path = os.path.join(tmpdir(), "pseudonym.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        if comment:
+            f.write("# " + comment + "\n")
+        f.write(key_hex + "\n")
+    return path
+
+
 class Broker:
     """leadflow-devbroker as a child: bootstrap servers from its first line,
     fault commands on its stdin, one answer line each."""

@@ -35,6 +35,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emit_lib import BIN, Broker, check, step  # noqa: E402
 import emit_lib  # noqa: E402
+from emit_lib import REJOIN, run_now as run  # noqa: E402
 from identity_model import pseudonym  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 from lf_funnel_fixture import Postgres, psql  # noqa: E402
@@ -54,23 +55,6 @@ REQUEST = "DSR-2026-0042 (lead %s)"
 TOPIC, GROUP, DB = "priv", "g-priv", "priv"
 DEAD_E1 = b"\x07not avro: zoe.ohara.qx7731@example.org"
 DEAD_E3 = b"\x07not avro either: qx7733@example.com"
-# A projector of the same group again: the mock cluster waits out the last
-# member's session first; 6 s is the smallest it accepts.
-REJOIN = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
-
-
-def run(args, **kw):
-    kw.setdefault("env", {k: v for k, v in os.environ.items()
-                          if not k.startswith("LEADFLOW_")})
-    return emit_lib.run(args, **kw)
-
-
-def key_file():
-    path = os.path.join(TMP, "pseudonym.key")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("# the test's key\n" + KEY_HEX + "\n")
-    return path
 
 
 def uid(n):
@@ -141,7 +125,7 @@ class Stack:
         Postgres()
         psql("CREATE DATABASE " + DB)
         self.broker = Broker(topic=TOPIC, partitions=3)
-        self.keyf = key_file()
+        self.keyf = emit_lib.key_file(KEY_HEX, "the test's key")
         self.conn = ["-d", "dbname=" + DB, "-X",
                      "pseudonym.key.file=" + self.keyf]
         self.kafka = ["-b", self.broker.servers, "-t", TOPIC, "-g", GROUP]

@@ -41,6 +41,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emit_lib import BIN, Broker, check, parse_time, step  # noqa: E402
 import emit_lib  # noqa: E402
+from emit_lib import REJOIN, run_now as run  # noqa: E402
 from funnel_model import order_key  # noqa: E402
 from identity_model import (Identity, differences, distinct,  # noqa: E402
                             read_tables)
@@ -51,26 +52,6 @@ atexit.register(shutil.rmtree, TMP, True)
 KEY_HEX = "5b1e0c3a9f7d4e2b8c6a1f0e3d5c7b9a2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c"
 KEY = bytes.fromhex(KEY_HEX)
 HOUR, DAY = 3600 * 1000, 86400 * 1000
-# A projector of the same group again: the mock cluster waits out the last
-# member's session first; 6 s is the smallest it accepts.
-REJOIN = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
-
-
-def run(args, **kw):
-    """emit_lib.run() with the environment as it is now (Postgres() has
-    put the throwaway server's PG* variables in it)."""
-    kw.setdefault("env", {k: v for k, v in os.environ.items()
-                          if not k.startswith("LEADFLOW_")})
-    return emit_lib.run(args, **kw)
-
-
-def key_file():
-    """The pseudonym key in a file only its owner can read."""
-    path = os.path.join(TMP, "pseudonym.key")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(KEY_HEX + "\n")
-    return path
 
 
 def iso(ms):
@@ -394,7 +375,7 @@ def main():
     leads = int(os.environ.get("LF_IDENTITY_LEADS", "250"))
     Postgres()
     broker = Broker(topic="unused", partitions=1)
-    keyf = key_file()
+    keyf = emit_lib.key_file(KEY_HEX)
     for seed in seeds:
         one_seed(broker, seed, leads, keyf)
     broker.stop()

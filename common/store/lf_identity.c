@@ -559,6 +559,8 @@ lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
         "m.surviving_lead_id) WHERE m.lead_id = ANY($1::text[]) OR "
         "m.into_lead_id = ANY($1::text[]) OR "
         "m.surviving_lead_id = ANY($1::text[])",
+        "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
+        "AND $2::text[] IS NOT NULL",
         "UPDATE %1$s.dead_letters SET key = NULL, value = NULL, "
         "error = error || ' [erased: key and value removed]' "
         "WHERE key IN (SELECT convert_to(o, 'UTF8') FROM "

@@ -3106,11 +3106,22 @@ static lf_err_t pending_seeds(flush_t *f, seeds_t *s)
                      "reading waiting merges", NULL, &s->c.ids);
 }
 
-/* Which of the component's ids are erased already (stored as pseudonyms
- * that SCHEMA.erased_leads holds). */
-static lf_err_t erased_among(flush_t *f, const lf_ids_t *ids, lf_ids_t *out)
+/* The erased_leads rows that the component's ids hit: an id stored as a
+ * pseudonym, or an original id under some key's pseudonym. */
+static lf_err_t erased_among(flush_t *f, const lf_ids_t *ids, lf_ids_t *hits)
 {
-    return query_ids(f, ERASED_AMONG, "checking erasures", ids, out);
+    lf_projector_t *p = f->p;
+    lf_ids_t cand = {0};
+    lf_err_t err = LF_OK;
+
+    for (size_t i = 0; !err && i < ids->n; i++)
+        err = lf_pseudonym_is(ids->v[i]) || !p->ps
+                  ? lf_ids_add(&cand, ids->v[i])
+                  : add_pseudonyms(p->ps, ids->v[i], strlen(ids->v[i]), &cand);
+    err = err ? nomem(f)
+              : query_ids(f, ERASED_AMONG, "checking erasures", &cand, hits);
+    lf_ids_free(&cand);
+    return err;
 }
 
 /* The component's leads with an erased event stored (this batch's or an
@@ -3257,6 +3268,78 @@ static const char *now_as(const lf_ids_t *orig, const lf_ids_t *pseud,
     return at < orig->n && !strcmp(orig->v[at], id) ? pseud->v[at] : id;
 }
 
+/* The original ids of component @p c that are erased already, into
+ * @p orig, and the pseudonyms they are erased under, into @p pseud. */
+static lf_err_t erased_late(flush_t *f, const lf_component_t *c, lf_ids_t *orig,
+                            lf_ids_t *pseud)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t hits = {0};
+    char buf[LF_PSEUDONYM_LEN + 1];
+    lf_err_t err = p->ps ? erased_among(f, &c->ids, &hits) : LF_OK;
+
+    for (size_t i = 0; !err && hits.n && i < c->ids.n; i++) {
+        const char *id = c->ids.v[i];
+        if (!lf_pseudonym_is(id) &&
+            erased_as(p->ps, &hits, id, strlen(id), buf))
+            err = lf_ids_add(orig, id) || lf_ids_add(pseud, buf) ? nomem(f)
+                                                                 : LF_OK;
+    }
+    lf_ids_free(&hits);
+    return err;
+}
+
+/* Seed component @p c again with its ids as stored now. */
+static lf_err_t reseed(lf_component_t *c, const lf_ids_t *orig,
+                       const lf_ids_t *pseud)
+{
+    lf_component_t nc = {0};
+    lf_err_t err = LF_OK;
+
+    for (size_t i = 0; !err && i < c->ids.n; i++)
+        err = lf_ids_add(&nc.ids, now_as(orig, pseud, c->ids.v[i]));
+    lf_component_free(c);
+    *c = nc;
+    return err;
+}
+
+/* Grow the seeds to their whole component and lock it (*got false:
+ * another writer holds some of it). An original id in it that is erased
+ * already is rewritten to its pseudonym first, and the component grown
+ * again from there: one writer stored a merged event naming the id while
+ * another erased its person, neither seeing the other's rows, and this is
+ * the first component to see both. */
+static lf_err_t whole_component(flush_t *f, seeds_t *s, bool *got)
+{
+    lf_projector_t *p = f->p;
+    lf_err_t err;
+
+    for (;;) {
+        lf_ids_t orig = {0}, pseud = {0};
+        if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
+                                         f->errstr_size)) ||
+            (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, got)) || !*got)
+            return err;
+        err = erased_late(f, &s->c, &orig, &pseud);
+        if (!err && orig.n && !known_keys_sql())
+            err = nomem(f);
+        if (!err && orig.n)
+            err = lf_identity_erase(
+                f->conn, p->schema, (const char *const *)orig.v,
+                (const char *const *)pseud.v, orig.n, known_keys_sql(),
+                f->errstr, f->errstr_size);
+        if (!err && orig.n)
+            err = forget_in_batch(f, &orig, &pseud);
+        if (!err && orig.n && reseed(&s->c, &orig, &pseud))
+            err = nomem(f);
+        bool again = orig.n > 0;
+        lf_ids_free(&orig);
+        lf_ids_free(&pseud);
+        if (err || !again)
+            return err;
+    }
+}
+
 static lf_err_t settled(flush_t *f, const seeds_t *s);
 
 /* The batch's merge components: merges written, people erased, and
@@ -3271,9 +3354,7 @@ static lf_err_t components(flush_t *f, seeds_t *s)
 
     bool got;
 
-    if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
-                                     f->errstr_size)) ||
-        (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, &got)))
+    if ((err = whole_component(f, s, &got)))
         return err;
     if (!got)
         return defer_component(f, &s->c);

@@ -14,9 +14,11 @@
 #include "lf_test_pg.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TOPIC "leads"
 #define GROUP "g-test"
@@ -876,6 +878,113 @@ Test(projector, erased_people_leave_no_trace)
                                      "funnel.stage_history WHERE exit_reason "
                                      "= 'price'"),
                      "0");
+}
+
+/* What identity leaves in the tables (no wall-clock column, no offset). */
+static char *identity_digest(void)
+{
+    return strdup(sql_value(
+        conn,
+        "SELECT concat_ws(' / ',"
+        " (SELECT string_agg(concat_ws(':', event_id, lead_id, payload ->>"
+        "  'into_lead_id'), ',' ORDER BY event_id) FROM funnel.events),"
+        " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
+        "  ORDER BY lead_id) FROM funnel.leads l),"
+        " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
+        "  FROM funnel.stage_history h),"
+        " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
+        "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a),"
+        " (SELECT string_agg(m::text, ',' ORDER BY event_id)"
+        "  FROM funnel.merges m),"
+        " (SELECT string_agg(pseudonym, ',' ORDER BY pseudonym)"
+        "  FROM funnel.erased_leads),"
+        " (SELECT string_agg(concat_ws(':', event_id, pseudonym), ',')"
+        "  FROM funnel.erasures),"
+        " (SELECT count(*) FROM funnel.identity_pending))"));
+}
+
+static void *flush_in_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)lf_projector_flush(proj, conn, NULL, errstr,
+                                                sizeof(errstr));
+}
+
+/* Two writers at once: one erases C while the other stores a merge of A
+ * into C, neither seeing the other's rows (the erasure is held, by a row
+ * lock on C's leads row, after it read C's merges; the merge batch finds C
+ * locked and leaves the merge waiting). Working the merge out afterwards
+ * must erase A, which the merge makes C's person, exactly as if the merge
+ * had come after the erasure. */
+Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
+{
+    char *serial, *raced, *cmd;
+    PGconn *side, *conn2 = PQconnectdb("");
+    lf_projector_t *proj2;
+    pthread_t t;
+    void *rc;
+
+    add("a1", "A", LF_EV_CAPTURED, 1000, 0);
+    add("c1", "C", LF_EV_CAPTURED, 1500, 1);
+    add("c2", "C", LF_EV_SCORED, 1600, 2);
+    flush_ok();
+    add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 3);
+    flush_ok();
+    add_identity("m1", "A", LF_EV_MERGED, 2500, "C", 4);
+    flush_ok();
+    serial = identity_digest();
+    cr_assert(strstr(serial, "m1:erased:"), "serial: %s", serial);
+    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "
+                 "funnel.anomalies, funnel.offsets, funnel.merges, "
+                 "funnel.erasures, funnel.erased_leads");
+
+    cr_assert_eq(PQstatus(conn2), CONNECTION_OK);
+    side = PQconnectdb("");
+    cr_assert_eq(PQstatus(side), CONNECTION_OK);
+    proj2 = lf_projector_new("funnel", GROUP, errstr, sizeof(errstr));
+    cr_assert_not_null(proj2, "%s", errstr);
+    lf_projector_use_pseudonyms(proj2, pseudonyms);
+    add("a1", "A", LF_EV_CAPTURED, 1000, 0);
+    add("c1", "C", LF_EV_CAPTURED, 1500, 1);
+    add("c2", "C", LF_EV_SCORED, 1600, 2);
+    flush_ok();
+    sql_ok(side, "BEGIN");
+    sql_ok(side, "SELECT 1 FROM funnel.leads WHERE lead_id = 'C' FOR UPDATE");
+    add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 3);
+    cr_assert_eq(pthread_create(&t, NULL, flush_in_thread, NULL), 0);
+    cmd = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+          "'Lock' AND query LIKE 'DELETE FROM funnel.leads%'";
+    for (int i = 0; i < 600 && strcmp(sql_value(conn2, cmd), "1"); i++)
+        usleep(50 * 1000);
+    cr_assert_str_eq(sql_value(conn2, cmd), "1", "the erasure never waited");
+
+    lf_event_t ev = event("m1", "A", LF_EV_MERGED, 2500);
+    free(ev.u.merged.into_lead_id);
+    ev.u.merged.into_lead_id = strdup("C");
+    cr_assert_eq(lf_projector_add_event(proj2, &ev, TOPIC, 1, 0), LF_OK);
+    cr_assert_eq(lf_projector_flush(proj2, conn2, NULL, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_str_eq(sql_value(conn2, "SELECT string_agg(lead_id, ',' ORDER "
+                                      "BY lead_id) FROM "
+                                      "funnel.identity_pending"),
+                     "A,C", "the merge did not wait for C");
+    sql_ok(side, "COMMIT");
+    cr_assert_eq(pthread_join(t, &rc), 0);
+    cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "erasure: %s", errstr);
+    cr_assert_eq(lf_projector_settle_all(proj, conn, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    raced = identity_digest();
+    cr_expect_str_eq(raced, serial);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events "
+                                     "WHERE lead_id IN ('A', 'C') OR "
+                                     "payload ->> 'into_lead_id' IN "
+                                     "('A', 'C')"),
+                     "0");
+    free(serial);
+    free(raced);
+    lf_projector_destroy(proj2);
+    PQfinish(conn2);
+    PQfinish(side);
 }
 
 /* Shuffle @p a[0..n) with rand(). */

@@ -880,27 +880,29 @@ Test(projector, erased_people_leave_no_trace)
                      "0");
 }
 
-/* What identity leaves in the tables (no wall-clock column, no offset). */
+/* What identity leaves in the tables: the funnel's digest, then the
+ * events' leads, merges, erasures and what waits (no wall-clock column,
+ * no offset). */
 static char *identity_digest(void)
 {
-    return strdup(sql_value(
-        conn,
-        "SELECT concat_ws(' / ',"
-        " (SELECT string_agg(concat_ws(':', event_id, lead_id, payload ->>"
-        "  'into_lead_id'), ',' ORDER BY event_id) FROM funnel.events),"
-        " (SELECT string_agg((to_jsonb(l) - 'updated_at')::text, ','"
-        "  ORDER BY lead_id) FROM funnel.leads l),"
-        " (SELECT string_agg(h::text, ',' ORDER BY lead_id, visit)"
-        "  FROM funnel.stage_history h),"
-        " (SELECT string_agg((to_jsonb(a) - 'detected_at')::text, ','"
-        "  ORDER BY event_id, kind, reason) FROM funnel.anomalies a),"
-        " (SELECT string_agg(m::text, ',' ORDER BY event_id)"
-        "  FROM funnel.merges m),"
-        " (SELECT string_agg(pseudonym, ',' ORDER BY pseudonym)"
-        "  FROM funnel.erased_leads),"
-        " (SELECT string_agg(concat_ws(':', event_id, pseudonym), ',')"
-        "  FROM funnel.erasures),"
-        " (SELECT count(*) FROM funnel.identity_pending))"));
+    char *funnel = funnel_digest(), *d;
+    const char *rest = sql_value(
+        conn, "SELECT concat_ws(' / ',"
+              " (SELECT string_agg(concat_ws(':', event_id, lead_id, payload"
+              "  ->> 'into_lead_id'), ',' ORDER BY event_id) FROM "
+              "  funnel.events),"
+              " (SELECT string_agg(m::text, ',' ORDER BY event_id)"
+              "  FROM funnel.merges m),"
+              " (SELECT string_agg(pseudonym, ',' ORDER BY pseudonym)"
+              "  FROM funnel.erased_leads),"
+              " (SELECT string_agg(concat_ws(':', event_id, pseudonym), ',')"
+              "  FROM funnel.erasures),"
+              " (SELECT count(*) FROM funnel.identity_pending))");
+
+    cr_assert_not_null(d = malloc(strlen(funnel) + strlen(rest) + 4));
+    sprintf(d, "%s / %s", funnel, rest);
+    free(funnel);
+    return d;
 }
 
 static void *flush_in_thread(void *arg)

@@ -308,6 +308,22 @@
     (LF_CLI_BROKERS | LF_CLI_TOPIC | LF_CLI_GROUP | LF_CLI_DB | LF_CLI_CONF |  \
      LF_CLI_VERBOSE)
 
+/* A subcommand's command line (lf_cli_spec_t NAME_spec): its word after
+ * PROG, its NAME_SYNOPSIS and NAME_HELP texts, its notes, its NAME_opts
+ * and own_NAME, how many arguments it takes (-1: any); every one shares
+ * SHARED_OPTS and --progress. */
+#define SUBCOMMAND(name, word, NAME, notes_, args)                             \
+    static const lf_cli_spec_t name##_spec = {                                 \
+        .prog = PROG " " word,                                                 \
+        .synopsis = NAME##_SYNOPSIS,                                           \
+        .shared = SHARED_OPTS,                                                 \
+        .own_help = NAME##_HELP PROGRESS_HELP,                                 \
+        .notes = notes_,                                                       \
+        .longopts = name##_opts,                                               \
+        .own = own_##name,                                                     \
+        .max_args = args,                                                      \
+    }
+
 /* getopt values of the long-only options (short letters are free for
  * lf_cli's shared ones). */
 enum {
@@ -645,16 +661,7 @@ static const struct option rewind_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t rewind_spec = {
-    .prog = PROG " rewind",
-    .synopsis = REWIND_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = REWIND_HELP PROGRESS_HELP,
-    .notes = REWIND_NOTE "\n" SECRETS_NOTE,
-    .longopts = rewind_opts,
-    .own = own_rewind,
-    .max_args = 0,
-};
+SUBCOMMAND(rewind, "rewind", REWIND, REWIND_NOTE "\n" SECRETS_NOTE, 0);
 
 static lf_cli_next_t parse_rewind(app_t *app, int argc, char **argv)
 {
@@ -851,16 +858,7 @@ static const struct option rebuild_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t rebuild_spec = {
-    .prog = PROG " rebuild",
-    .synopsis = REBUILD_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = REBUILD_HELP PROGRESS_HELP,
-    .notes = REBUILD_NOTE "\n" SECRETS_NOTE,
-    .longopts = rebuild_opts,
-    .own = own_rebuild,
-    .max_args = 0,
-};
+SUBCOMMAND(rebuild, "rebuild", REBUILD, REBUILD_NOTE "\n" SECRETS_NOTE, 0);
 
 static lf_cli_next_t parse_rebuild(app_t *app, int argc, char **argv)
 {
@@ -1239,16 +1237,7 @@ static const struct option diff_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t diff_spec = {
-    .prog = PROG " diff",
-    .synopsis = DIFF_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = DIFF_HELP PROGRESS_HELP,
-    .notes = DIFF_NOTE "\n" SECRETS_NOTE,
-    .longopts = diff_opts,
-    .own = own_diff,
-    .max_args = -1,
-};
+SUBCOMMAND(diff, "diff", DIFF, DIFF_NOTE "\n" SECRETS_NOTE, -1);
 
 static lf_cli_next_t parse_diff(app_t *app, int argc, char **argv)
 {
@@ -1362,16 +1351,7 @@ static lf_err_t own_promote(void *arg, int opt, const char *val, char *errstr,
 static const struct option promote_opts[] = {
     LONG_GROUP_CHECK, LONG_PROGRESS, {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t promote_spec = {
-    .prog = PROG " promote",
-    .synopsis = PROMOTE_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = PROMOTE_HELP PROGRESS_HELP,
-    .notes = PROMOTE_NOTE "\n" SECRETS_NOTE,
-    .longopts = promote_opts,
-    .own = own_promote,
-    .max_args = -1,
-};
+SUBCOMMAND(promote, "promote", PROMOTE, PROMOTE_NOTE "\n" SECRETS_NOTE, -1);
 
 static lf_cli_next_t parse_promote(app_t *app, int argc, char **argv)
 {
@@ -1508,16 +1488,7 @@ static const struct option dead_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t dead_spec = {
-    .prog = PROG " dead-letters",
-    .synopsis = DEAD_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = DEAD_HELP PROGRESS_HELP,
-    .notes = SECRETS_NOTE,
-    .longopts = dead_opts,
-    .own = own_dead,
-    .max_args = -1,
-};
+SUBCOMMAND(dead, "dead-letters", DEAD, SECRETS_NOTE, -1);
 
 static lf_cli_next_t parse_dead(app_t *app, int argc, char **argv)
 {
@@ -1660,16 +1631,7 @@ static const struct option dump_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t dump_spec = {
-    .prog = PROG " dump",
-    .synopsis = DUMP_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = DUMP_HELP PROGRESS_HELP,
-    .notes = DUMP_NOTE "\n" SECRETS_NOTE,
-    .longopts = dump_opts,
-    .own = own_dump,
-    .max_args = 0,
-};
+SUBCOMMAND(dump, "dump", DUMP, DUMP_NOTE "\n" SECRETS_NOTE, 0);
 
 static lf_cli_next_t parse_dump(app_t *app, int argc, char **argv)
 {
@@ -1933,16 +1895,7 @@ static const struct option erase_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t erase_spec = {
-    .prog = PROG " erase",
-    .synopsis = ERASE_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = ERASE_HELP PROGRESS_HELP,
-    .notes = ERASE_NOTE "\n" SECRETS_NOTE,
-    .longopts = erase_opts,
-    .own = own_erase,
-    .max_args = 0,
-};
+SUBCOMMAND(erase, "erase", ERASE, ERASE_NOTE "\n" SECRETS_NOTE, 0);
 
 /* The erased event the command line asks for, into cfg->ev. Its event_id
  * is derived from the lead and the request alone: a second run for the
@@ -2118,16 +2071,7 @@ static const struct option explain_opts[] = {
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
-static const lf_cli_spec_t explain_spec = {
-    .prog = PROG " explain",
-    .synopsis = EXPLAIN_SYNOPSIS,
-    .shared = SHARED_OPTS,
-    .own_help = EXPLAIN_HELP PROGRESS_HELP,
-    .notes = EXPLAIN_NOTE "\n" SECRETS_NOTE,
-    .longopts = explain_opts,
-    .own = own_explain,
-    .max_args = 0,
-};
+SUBCOMMAND(explain, "explain", EXPLAIN, EXPLAIN_NOTE "\n" SECRETS_NOTE, 0);
 
 static lf_cli_next_t parse_explain(app_t *app, int argc, char **argv)
 {

@@ -462,15 +462,18 @@ scenario_baseline() {
 }
 
 # ---- the projector SIGKILLed, many times ---------------------------------
-scenario_kill() {
-    local total k mid=0 n before
+# SIGKILL the projector $1 times while the stream is projected, each run
+# with --batch $2 ("random": 1 to 5 events), its log in $3; KILL_MID gets
+# how many kills landed before the whole stream was stored.
+kill_projector() {
+    local kills=$1 batch=$2 plog=$3 total k n before b
     total=$(wc -l <"$CLEAN.ids")
-    emit_stream
-    for k in $(seq 1 "$CHAOS_KILLS"); do
+    KILL_MID=0
+    for k in $(seq 1 "$kills"); do
         before=$(events)
-        # one event per transaction: many commits to land in, and a pace
-        # that leaves most of the stream for the next kills
-        project_bg "$W/kill.project.log" --batch 1 -q
+        b=$batch
+        [ "$b" = random ] && b=$((RANDOM % 5 + 1))
+        project_bg "$plog" --batch "$b" -q
         if [ $((k % 4)) = 0 ]; then
             # during start-up: migrations, group join, offset load
             sleep "$((RANDOM % 2)).$((RANDOM % 10))"
@@ -481,9 +484,18 @@ scenario_kill() {
         kill -9 "$PJ" 2>/dev/null || true
         reap "$PJN" || true
         n=$(events)
-        [ "$n" -lt "$total" ] && mid=$((mid + 1))
+        [ "$n" -lt "$total" ] && KILL_MID=$((KILL_MID + 1))
         log "SIGKILL $k at $n of $total events"
     done
+}
+
+scenario_kill() {
+    local mid
+    emit_stream
+    # one event per transaction: many commits to land in, and a pace
+    # that leaves most of the stream for the next kills
+    kill_projector "$CHAOS_KILLS" 1 "$W/kill.project.log"
+    mid=$KILL_MID
     wait_emit
     FAULTS+=("$CHAOS_KILLS SIGKILL ($mid mid-stream)")
     [ $((mid * 10)) -ge $((CHAOS_KILLS * 7)) ] ||
@@ -1068,25 +1080,11 @@ id_verify() {
 }
 
 scenario_identity() {
-    local total k mid=0 n before
+    local mid
     id_setup
-    total=$(wc -l <"$CLEAN.ids")
     emit_stream
-    for k in $(seq 1 "$CHAOS_ID_KILLS"); do
-        before=$(events)
-        project_bg "$W/$SCEN.project.log" --batch $((RANDOM % 5 + 1)) -q
-        if [ $((k % 4)) = 0 ]; then
-            sleep "$((RANDOM % 2)).$((RANDOM % 10))"
-        else
-            wait_progress "$before"
-            sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
-        fi
-        kill -9 "$PJ" 2>/dev/null || true
-        reap "$PJN" || true
-        n=$(events)
-        [ "$n" -lt "$total" ] && mid=$((mid + 1))
-        log "SIGKILL $k at $n of $total events"
-    done
+    kill_projector "$CHAOS_ID_KILLS" random "$W/$SCEN.project.log"
+    mid=$KILL_MID
     wait_emit
     FAULTS+=("$CHAOS_ID_KILLS SIGKILL ($mid mid-stream)")
     drain

@@ -713,7 +713,8 @@ static void probe(app_t *app)
 }
 
 /* Work out the merges and erasures batches left waiting for leads another
- * writer held (lf_projector_settle()), on the main connection: one round,
+ * writer held, and voids whose target another writer stored at the same
+ * moment (lf_projector_settle()), on the main connection: one round,
  * or @p all of them (before exiting). A failure is logged; they wait for
  * the next round or the next start. */
 static void settle(app_t *app, bool all)

@@ -3464,6 +3464,16 @@ static lf_err_t void_persons(flush_t *f, const seeds_t *s)
     return err;
 }
 
+/* The persons of void anomalies that say the target was not received
+ * although it is stored: another writer stored the target while this
+ * void's batch was in flight, neither seeing the other's row. */
+#define STALE_VOIDS                                                            \
+    "SELECT DISTINCT a.lead_id FROM {schema}.anomalies AS a "                  \
+    "JOIN {schema}.events AS v ON v.event_id = a.event_id "                    \
+    "JOIN {schema}.events AS t ON t.event_id = v.payload ->> "                 \
+    "'voided_event_id' WHERE a.kind = 'void' AND "                             \
+    "a.reason LIKE 'voided event % not received'"
+
 /* Step: what the batch's merged, erased and voided events change, before
  * the funnel runs: merges written, people erased, and the persons whose
  * events changed (f->forced) listed for a full recompute. */
@@ -3478,6 +3488,8 @@ static lf_err_t identity(flush_t *f)
         err = components(f, &s);
     if (!err)
         err = void_persons(f, &s);
+    if (!err && f->p->settling)
+        err = query_ids(f, STALE_VOIDS, "finding voids", NULL, &f->forced);
     lf_ids_sort(&f->forced);
     lf_ids_sort(&f->cleared);
     if (!err && f->forced.n)
@@ -3619,7 +3631,8 @@ lf_err_t lf_projector_settle(lf_projector_t *p, PGconn *conn, bool *more,
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "settling with a batch in hand");
     sql_text(p, sql, NULL,
-             "SELECT EXISTS (SELECT 1 FROM {schema}.identity_pending)");
+             "SELECT EXISTS (SELECT 1 FROM {schema}.identity_pending) OR "
+             "EXISTS (" STALE_VOIDS ")");
     if ((err = run(&f, sql, "reading waiting merges", 0, NULL, NULL, &res)))
         return err;
     *more = !strcmp(PQgetvalue(res, 0, 0), "t");

@@ -217,9 +217,11 @@ const lf_projector_stats_t *lf_projector_stats(const lf_projector_t *p);
 /**
  * Work out the merges and erasures left waiting in SCHEMA.identity_pending
  * (a batch leaves them there rather than wait for leads another writer
- * holds), some at a time, waiting for their locks, in one transaction.
- * Call with no batch in hand, on an idle connection; until the table is
- * empty the tables are not yet the function of the events they will be.
+ * holds), some at a time, waiting for their locks, in one transaction;
+ * recompute the persons of void anomalies saying "not received" whose
+ * target is stored (another writer stored it while the void's batch was
+ * in flight). Call with no batch in hand, on an idle connection; until
+ * then the tables are not yet the function of the events they will be.
  * *@p more: whether any were waiting (call again until false). @returns
  * LF_OK or the failure (LF_ERR_TEMPORARY: try again later).
  */

@@ -905,6 +905,16 @@ static char *identity_digest(void)
     return d;
 }
 
+/* Two writers at once, the interleaving made certain: the first (proj on
+ * conn, in a thread) is held at one of its statements by a row lock that
+ * a third connection takes, while the second (proj2 on conn2) flushes a
+ * whole batch; then the first commits and the projector settles. */
+typedef struct race_s {
+    PGconn *side, *conn2;
+    lf_projector_t *proj2;
+    pthread_t t;
+} race_t;
+
 static void *flush_in_thread(void *arg)
 {
     (void)arg;
@@ -912,19 +922,72 @@ static void *flush_in_thread(void *arg)
                                                 sizeof(errstr));
 }
 
-/* Two writers at once: one erases C while the other stores a merge of A
- * into C, neither seeing the other's rows (the erasure is held, by a row
- * lock on C's leads row, after it read C's merges; the merge batch finds C
- * locked and leaves the merge waiting). Working the merge out afterwards
- * must erase A, which the merge makes C's person, exactly as if the merge
- * had come after the erasure. */
+/* Lock a row with @p row_lock, then flush proj's batch until it waits on
+ * a lock at a statement LIKE @p waits_at. */
+static void race_first(race_t *r, const char *row_lock, const char *waits_at)
+{
+    char cmd[512];
+
+    r->conn2 = PQconnectdb("");
+    r->side = PQconnectdb("");
+    cr_assert_eq(PQstatus(r->conn2), CONNECTION_OK);
+    cr_assert_eq(PQstatus(r->side), CONNECTION_OK);
+    cr_assert_not_null(
+        r->proj2 = lf_projector_new("funnel", GROUP, errstr, sizeof(errstr)));
+    lf_projector_use_pseudonyms(r->proj2, pseudonyms);
+    sql_ok(r->side, "BEGIN");
+    sql_ok(r->side, row_lock);
+    cr_assert_eq(pthread_create(&r->t, NULL, flush_in_thread, NULL), 0);
+    snprintf(cmd, sizeof(cmd),
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+             "'Lock' AND query LIKE '%s'",
+             waits_at);
+    for (int i = 0; i < 600 && strcmp(sql_value(r->conn2, cmd), "1"); i++)
+        usleep(50 * 1000);
+    cr_assert_str_eq(sql_value(r->conn2, cmd), "1", "the batch never waited");
+}
+
+/* Flush @p ev alone through the second writer (partition 1). */
+static void race_second(race_t *r, lf_event_t *ev)
+{
+    cr_assert_eq(lf_projector_add_event(r->proj2, ev, TOPIC, 1, 0), LF_OK);
+    cr_assert_eq(
+        lf_projector_flush(r->proj2, r->conn2, NULL, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+}
+
+/* Let the first writer commit, then settle. */
+static void race_end(race_t *r)
+{
+    void *rc;
+
+    sql_ok(r->side, "COMMIT");
+    cr_assert_eq(pthread_join(r->t, &rc), 0);
+    cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "first writer: %s", errstr);
+    cr_assert_eq(lf_projector_settle_all(proj, conn, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    lf_projector_destroy(r->proj2);
+    PQfinish(r->conn2);
+    PQfinish(r->side);
+}
+
+static void truncate_identity(void)
+{
+    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "
+                 "funnel.anomalies, funnel.offsets, funnel.merges, "
+                 "funnel.erasures, funnel.erased_leads");
+}
+
+/* One erases C while the other stores a merge of A into C, neither
+ * seeing the other's rows (the erasure is held after it read C's merges;
+ * the merge batch finds C locked and leaves the merge waiting). Working
+ * the merge out afterwards must erase A, which the merge makes C's
+ * person, exactly as if the merge had come after the erasure. */
 Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
 {
-    char *serial, *raced, *cmd;
-    PGconn *side, *conn2 = PQconnectdb("");
-    lf_projector_t *proj2;
-    pthread_t t;
-    void *rc;
+    char *serial, *raced;
+    race_t r;
+    lf_event_t ev;
 
     add("a1", "A", LF_EV_CAPTURED, 1000, 0);
     add("c1", "C", LF_EV_CAPTURED, 1500, 1);
@@ -936,45 +999,24 @@ Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
     flush_ok();
     serial = identity_digest();
     cr_assert(strstr(serial, "m1:erased:"), "serial: %s", serial);
-    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "
-                 "funnel.anomalies, funnel.offsets, funnel.merges, "
-                 "funnel.erasures, funnel.erased_leads");
+    truncate_identity();
 
-    cr_assert_eq(PQstatus(conn2), CONNECTION_OK);
-    side = PQconnectdb("");
-    cr_assert_eq(PQstatus(side), CONNECTION_OK);
-    proj2 = lf_projector_new("funnel", GROUP, errstr, sizeof(errstr));
-    cr_assert_not_null(proj2, "%s", errstr);
-    lf_projector_use_pseudonyms(proj2, pseudonyms);
     add("a1", "A", LF_EV_CAPTURED, 1000, 0);
     add("c1", "C", LF_EV_CAPTURED, 1500, 1);
     add("c2", "C", LF_EV_SCORED, 1600, 2);
     flush_ok();
-    sql_ok(side, "BEGIN");
-    sql_ok(side, "SELECT 1 FROM funnel.leads WHERE lead_id = 'C' FOR UPDATE");
     add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 3);
-    cr_assert_eq(pthread_create(&t, NULL, flush_in_thread, NULL), 0);
-    cmd = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-          "'Lock' AND query LIKE 'DELETE FROM funnel.leads%'";
-    for (int i = 0; i < 600 && strcmp(sql_value(conn2, cmd), "1"); i++)
-        usleep(50 * 1000);
-    cr_assert_str_eq(sql_value(conn2, cmd), "1", "the erasure never waited");
-
-    lf_event_t ev = event("m1", "A", LF_EV_MERGED, 2500);
+    race_first(&r, "SELECT 1 FROM funnel.leads WHERE lead_id = 'C' FOR UPDATE",
+               "DELETE FROM funnel.leads%");
+    ev = event("m1", "A", LF_EV_MERGED, 2500);
     free(ev.u.merged.into_lead_id);
     ev.u.merged.into_lead_id = strdup("C");
-    cr_assert_eq(lf_projector_add_event(proj2, &ev, TOPIC, 1, 0), LF_OK);
-    cr_assert_eq(lf_projector_flush(proj2, conn2, NULL, errstr, sizeof(errstr)),
-                 LF_OK, "%s", errstr);
-    cr_expect_str_eq(sql_value(conn2, "SELECT string_agg(lead_id, ',' ORDER "
-                                      "BY lead_id) FROM "
-                                      "funnel.identity_pending"),
+    race_second(&r, &ev);
+    cr_expect_str_eq(sql_value(r.conn2, "SELECT string_agg(lead_id, ',' "
+                                        "ORDER BY lead_id) FROM "
+                                        "funnel.identity_pending"),
                      "A,C", "the merge did not wait for C");
-    sql_ok(side, "COMMIT");
-    cr_assert_eq(pthread_join(t, &rc), 0);
-    cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "erasure: %s", errstr);
-    cr_assert_eq(lf_projector_settle_all(proj, conn, errstr, sizeof(errstr)),
-                 LF_OK, "%s", errstr);
+    race_end(&r);
     raced = identity_digest();
     cr_expect_str_eq(raced, serial);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events "
@@ -984,9 +1026,46 @@ Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
                      "0");
     free(serial);
     free(raced);
-    lf_projector_destroy(proj2);
-    PQfinish(conn2);
-    PQfinish(side);
+}
+
+/* One stores a void of Y's event y2 on lead V while the other stores y2,
+ * neither seeing the other's row (the void's batch is held after it found
+ * y2 missing). Once settled, the void's anomaly says what it says when y2
+ * came first: another lead's event. */
+Test(projector, void_and_its_target_in_flight_at_once_settle_as_in_order)
+{
+    char *serial, *raced;
+    race_t r;
+    lf_event_t ev;
+
+    add("v1", "V", LF_EV_CAPTURED, 1000, 0);
+    add("y1", "Y", LF_EV_CAPTURED, 1100, 1);
+    flush_ok();
+    add("y2", "Y", LF_EV_SCORED, 1200, 2);
+    flush_ok();
+    add_identity("w1", "V", LF_EV_VOIDED, 2000, "y2", 3);
+    add("v2", "V", LF_EV_SCORED, 1500, 4);
+    flush_ok();
+    serial = identity_digest();
+    cr_assert_str_eq(sql_value(conn, "SELECT reason FROM funnel.anomalies "
+                                     "WHERE kind = 'void'"),
+                     "voided event y2 belongs to another lead");
+    truncate_identity();
+
+    add("v1", "V", LF_EV_CAPTURED, 1000, 0);
+    add("y1", "Y", LF_EV_CAPTURED, 1100, 1);
+    flush_ok();
+    add_identity("w1", "V", LF_EV_VOIDED, 2000, "y2", 3);
+    add("v2", "V", LF_EV_SCORED, 1500, 4);
+    race_first(&r, "SELECT 1 FROM funnel.leads WHERE lead_id = 'V' FOR UPDATE",
+               "%funnel.leads%");
+    ev = event("y2", "Y", LF_EV_SCORED, 1200);
+    race_second(&r, &ev);
+    race_end(&r);
+    raced = identity_digest();
+    cr_expect_str_eq(raced, serial);
+    free(serial);
+    free(raced);
 }
 
 /* Shuffle @p a[0..n) with rand(). */

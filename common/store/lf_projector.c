@@ -3468,10 +3468,12 @@ static lf_err_t void_persons(flush_t *f, const seeds_t *s)
  * although it is stored: another writer stored the target while this
  * void's batch was in flight, neither seeing the other's row. */
 #define STALE_VOIDS                                                            \
-    "SELECT DISTINCT a.lead_id FROM {schema}.anomalies AS a "                  \
+    "SELECT DISTINCT coalesce(m.surviving_lead_id, a.lead_id) FROM "           \
+    "{schema}.anomalies AS a "                                                 \
     "JOIN {schema}.events AS v ON v.event_id = a.event_id "                    \
     "JOIN {schema}.events AS t ON t.event_id = v.payload ->> "                 \
-    "'voided_event_id' WHERE a.kind = 'void' AND "                             \
+    "'voided_event_id' LEFT JOIN {schema}.merges AS m ON "                     \
+    "m.lead_id = a.lead_id WHERE a.kind = 'void' AND "                         \
     "a.reason LIKE 'voided event % not received'"
 
 /* Step: what the batch's merged, erased and voided events change, before

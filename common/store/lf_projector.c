@@ -2731,6 +2731,18 @@ static lf_err_t list_batch(flush_t *f)
     for (size_t i = 0; i < f->nleads; i++)
         if (add_lock(f, f->leads[i]))
             return nomem(f);
+    /* A dead letter's key may be a lead id: lock it as that lead's (the
+     * pseudonym of its bytes), so that an erasure of that lead on another
+     * writer is done before this batch looks for erased keys. */
+    for (size_t i = 0; p->ps && i < p->count; i++) {
+        const entry_t *e = &p->entries[i];
+        char ps[LF_PSEUDONYM_LEN + 1];
+        if (!e->dead || !e->key)
+            continue;
+        lf_pseudonym_of(p->ps, 0, e->key, e->key_len, ps);
+        if (lf_ids_add(&f->locks, ps))
+            return nomem(f);
+    }
     return LF_OK;
 }
 

@@ -912,8 +912,11 @@ static char *identity_digest(void)
 typedef struct race_s {
     PGconn *side, *conn2;
     lf_projector_t *proj2;
-    pthread_t t;
+    pthread_t t, t2;
+    bool second_in_thread;
 } race_t;
+
+static char errstr2[512];
 
 static void *flush_in_thread(void *arg)
 {
@@ -947,6 +950,21 @@ static void race_first(race_t *r, const char *row_lock, const char *waits_at)
     cr_assert_str_eq(sql_value(r->conn2, cmd), "1", "the batch never waited");
 }
 
+static void *flush2_in_thread(void *arg)
+{
+    race_t *r = arg;
+    return (void *)(intptr_t)lf_projector_flush(r->proj2, r->conn2, NULL,
+                                                errstr2, sizeof(errstr2));
+}
+
+/* Flush the second writer's batch in a thread of its own (it may wait for
+ * the first): race_end() joins it. */
+static void race_second_in_thread(race_t *r)
+{
+    cr_assert_eq(pthread_create(&r->t2, NULL, flush2_in_thread, r), 0);
+    r->second_in_thread = true;
+}
+
 /* Flush @p ev alone through the second writer (partition 1). */
 static void race_second(race_t *r, lf_event_t *ev)
 {
@@ -964,6 +982,10 @@ static void race_end(race_t *r)
     sql_ok(r->side, "COMMIT");
     cr_assert_eq(pthread_join(r->t, &rc), 0);
     cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "first writer: %s", errstr);
+    if (r->second_in_thread) {
+        cr_assert_eq(pthread_join(r->t2, &rc), 0);
+        cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "second: %s", errstr2);
+    }
     cr_assert_eq(lf_projector_settle_all(proj, conn, errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     lf_projector_destroy(r->proj2);
@@ -986,7 +1008,7 @@ static void truncate_identity(void)
 Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
 {
     char *serial, *raced;
-    race_t r;
+    race_t r = {0};
     lf_event_t ev;
 
     add("a1", "A", LF_EV_CAPTURED, 1000, 0);
@@ -1035,7 +1057,7 @@ Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
 Test(projector, void_and_its_target_in_flight_at_once_settle_as_in_order)
 {
     char *serial, *raced;
-    race_t r;
+    race_t r = {0};
     lf_event_t ev;
 
     add("v1", "V", LF_EV_CAPTURED, 1000, 0);
@@ -1066,6 +1088,41 @@ Test(projector, void_and_its_target_in_flight_at_once_settle_as_in_order)
     cr_expect_str_eq(raced, serial);
     free(serial);
     free(raced);
+}
+
+/* One erases C while the other stores a dead letter keyed C: the dead
+ * letter's batch waits for the erasure (it locks its key as C's), then
+ * finds C erased and keeps no key or value. Without that wait, each
+ * would miss the other's rows. */
+Test(projector, dead_letter_of_a_lead_erased_in_flight_keeps_no_key)
+{
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
+    rd_kafka_message_t rkm = {.rkt = rkt, .partition = 1, .offset = 0};
+    race_t r = {0};
+
+    add("c1", "C", LF_EV_CAPTURED, 1500, 0);
+    flush_ok();
+    add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 1);
+    /* held at its last statement, after it erased the dead letters */
+    race_first(&r, "SELECT 1 FROM funnel.offsets FOR UPDATE",
+               "INSERT INTO funnel.offsets%");
+    rkm.payload = (void *)"not avro";
+    rkm.len = 8;
+    rkm.key = (void *)"C";
+    rkm.key_len = 1;
+    cr_assert_eq(lf_projector_add_message(r.proj2, &rkm), LF_OK);
+    race_second_in_thread(&r);
+    usleep(300 * 1000); /* long enough to store it, had it not waited */
+    race_end(&r);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', key IS NULL, "
+                                     "value IS NULL, error LIKE "
+                                     "'%[erased: key and value removed]') "
+                                     "FROM funnel.dead_letters"),
+                     "t|t|t");
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
 }
 
 /* Shuffle @p a[0..n) with rand(). */

@@ -559,6 +559,8 @@ lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
         "m.surviving_lead_id) WHERE m.lead_id = ANY($1::text[]) OR "
         "m.into_lead_id = ANY($1::text[]) OR "
         "m.surviving_lead_id = ANY($1::text[])",
+        /* (A settle holding such a row waits for our leads' locks: a
+         * deadlock the server breaks, and the loser retries.) */
         "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
         "AND $2::text[] IS NOT NULL",
         "UPDATE %1$s.dead_letters SET key = NULL, value = NULL, "

@@ -109,7 +109,8 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
  * SQL expression of `type` giving the payload keys the reader knows, as
  * text[]; other keys go too), their leads and stage_history rows are
  * deleted (the caller recomputes their surviving leads), and their dead
- * letters lose key and value. The pseudonyms join SCHEMA.erased_leads.
+ * letters lose key and value. The pseudonyms join SCHEMA.erased_leads;
+ * the original ids leave SCHEMA.identity_pending.
  */
 lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
                            const char *const *orig, const char *const *pseud,

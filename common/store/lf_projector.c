@@ -63,6 +63,7 @@ struct lf_projector_s {
      * addressing, at most half full. */
     const char **leadset;
     size_t leadset_cap, leads;
+    size_t dead_keys; /* dead letters with a key: each takes a lead lock */
     lf_projector_stats_t stats;
     /* Reused between flushes. */
     lf_buf_t copy, arr, tmp;
@@ -144,6 +145,7 @@ void lf_projector_discard(lf_projector_t *p)
     if (p->leads)
         memset(p->leadset, 0, p->leadset_cap * sizeof(*p->leadset));
     p->leads = 0;
+    p->dead_keys = 0;
 }
 
 static size_t lead_hash(const char *s)
@@ -187,7 +189,8 @@ static bool lead_add(lf_projector_t *p, const char *lead_id)
 
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max)
 {
-    return p->count >= batch_max || p->leads >= LF_PROJECTOR_MAX_LEADS;
+    return p->count >= batch_max ||
+           p->leads + p->dead_keys >= LF_PROJECTOR_MAX_LEADS;
 }
 
 void lf_projector_destroy(lf_projector_t *p)
@@ -373,6 +376,7 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
         return LF_ERR_NOMEM;
     e->key_len = rkm->key_len;
     e->value_len = rkm->len;
+    p->dead_keys += rkm->key != NULL;
     return LF_OK;
 }
 
@@ -3281,7 +3285,9 @@ static const char *now_as(const lf_ids_t *orig, const lf_ids_t *pseud,
 }
 
 /* The original ids of component @p c that are erased already, into
- * @p orig, and the pseudonyms they are erased under, into @p pseud. */
+ * @p orig, and the pseudonyms they are erased under, into @p pseud (pairs
+ * by index; orig comes out sorted because c->ids is, which now_as() and
+ * forget_in_batch() rely on). */
 static lf_err_t erased_late(flush_t *f, const lf_component_t *c, lf_ids_t *orig,
                             lf_ids_t *pseud)
 {
@@ -3320,7 +3326,9 @@ static lf_err_t reseed(lf_component_t *c, const lf_ids_t *orig,
  * already is rewritten to its pseudonym first, and the component grown
  * again from there: one writer stored a merged event naming the id while
  * another erased its person, neither seeing the other's rows, and this is
- * the first component to see both. */
+ * the first component to see both. If the grown component is then held
+ * by another writer, it waits in identity_pending with the rewrite done
+ * (the rewrite only replaces rows still under the original id). */
 static lf_err_t whole_component(flush_t *f, seeds_t *s, bool *got)
 {
     lf_projector_t *p = f->p;
@@ -3480,13 +3488,36 @@ static lf_err_t void_persons(flush_t *f, const seeds_t *s)
  * although it is stored: another writer stored the target while this
  * void's batch was in flight, neither seeing the other's row. */
 #define STALE_VOIDS                                                            \
-    "SELECT DISTINCT coalesce(m.surviving_lead_id, a.lead_id) FROM "           \
-    "{schema}.anomalies AS a "                                                 \
+    "SELECT DISTINCT coalesce(m.surviving_lead_id, a.lead_id), a.lead_id "     \
+    "FROM {schema}.anomalies AS a "                                            \
     "JOIN {schema}.events AS v ON v.event_id = a.event_id "                    \
     "JOIN {schema}.events AS t ON t.event_id = v.payload ->> "                 \
     "'voided_event_id' LEFT JOIN {schema}.merges AS m ON "                     \
     "m.lead_id = a.lead_id WHERE a.kind = 'void' AND "                         \
     "a.reason LIKE 'voided event % not received'"
+
+/* While settling: the persons of stale void anomalies to recompute, and
+ * the anomaly's lead cleared when it is no longer a person (its rows
+ * are read and rewritten only as a recomputed lead's). */
+static lf_err_t stale_voids(flush_t *f)
+{
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    sql_text(f->p, sql, NULL, STALE_VOIDS);
+    if ((err = run(f, sql, "finding voids", 0, NULL, NULL, &res)))
+        return err;
+    for (int r = 0; !err && r < PQntuples(res); r++) {
+        const char *person = PQgetvalue(res, r, 0),
+                   *lead = PQgetvalue(res, r, 1);
+        if (lf_ids_add(&f->forced, person) ||
+            (strcmp(person, lead) && lf_ids_add(&f->cleared, lead)))
+            err = nomem(f);
+    }
+    PQclear(res);
+    return err;
+}
 
 /* Step: what the batch's merged, erased and voided events change, before
  * the funnel runs: merges written, people erased, and the persons whose
@@ -3503,7 +3534,7 @@ static lf_err_t identity(flush_t *f)
     if (!err)
         err = void_persons(f, &s);
     if (!err && f->p->settling)
-        err = query_ids(f, STALE_VOIDS, "finding voids", NULL, &f->forced);
+        err = stale_voids(f);
     lf_ids_sort(&f->forced);
     lf_ids_sort(&f->cleared);
     if (!err && f->forced.n)
@@ -3638,20 +3669,24 @@ lf_err_t lf_projector_settle(lf_projector_t *p, PGconn *conn, bool *more,
         .p = p, .conn = conn, .errstr = errstr, .errstr_size = errstr_size};
     PGresult *res = NULL;
     char sql[SQL_MAX];
+    bool stale;
     lf_err_t err;
 
     *more = false;
     if (p->count)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "settling with a batch in hand");
+    /* Stale voids are recomputed once: what else could be settled later
+     * is only what waits in identity_pending. */
     sql_text(p, sql, NULL,
-             "SELECT EXISTS (SELECT 1 FROM {schema}.identity_pending) OR "
+             "SELECT EXISTS (SELECT 1 FROM {schema}.identity_pending), "
              "EXISTS (" STALE_VOIDS ")");
     if ((err = run(&f, sql, "reading waiting merges", 0, NULL, NULL, &res)))
         return err;
     *more = !strcmp(PQgetvalue(res, 0, 0), "t");
+    stale = !strcmp(PQgetvalue(res, 0, 1), "t");
     PQclear(res);
-    if (!*more)
+    if (!*more && !stale)
         return LF_OK;
     if ((err = ensure_temp(&f)))
         return err;

@@ -184,7 +184,8 @@ size_t lf_projector_pending(const lf_projector_t *p);
 #define LF_PROJECTOR_MAX_LEADS 2500
 
 /** True when the current batch should be written now: it holds @p
- *  batch_max messages, or LF_PROJECTOR_MAX_LEADS distinct lead ids. */
+ *  batch_max messages, or LF_PROJECTOR_MAX_LEADS lead locks to take
+ *  (distinct lead ids, and dead letters with a key: each locks its key). */
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max);
 
 /**
@@ -222,7 +223,8 @@ const lf_projector_stats_t *lf_projector_stats(const lf_projector_t *p);
  * target is stored (another writer stored it while the void's batch was
  * in flight). Call with no batch in hand, on an idle connection; until
  * then the tables are not yet the function of the events they will be.
- * *@p more: whether any were waiting (call again until false). @returns
+ * *@p more: whether merges or erasures were waiting (call again until
+ * false; stale voids are recomputed in the first call). @returns
  * LF_OK or the failure (LF_ERR_TEMPORARY: try again later).
  */
 lf_err_t lf_projector_settle(lf_projector_t *p, PGconn *conn, bool *more,

@@ -910,7 +910,7 @@ static char *identity_digest(void)
  * a third connection takes, while the second (proj2 on conn2) flushes a
  * whole batch; then the first commits and the projector settles. */
 typedef struct race_s {
-    PGconn *side, *conn2;
+    PGconn *side, *conn2, *watch; /* watch: asks pg_stat_activity */
     lf_projector_t *proj2;
     pthread_t t, t2;
     bool second_in_thread;
@@ -927,12 +927,39 @@ static void *flush_in_thread(void *arg)
 
 /* Lock a row with @p row_lock, then flush proj's batch until it waits on
  * a lock at a statement LIKE @p waits_at. */
+/* Wait (up to 30 s) until @p who's backend waits for a lock of
+ * @p wait_event (pg_stat_activity's) at a statement LIKE @p like;
+ * @returns whether it does. Asked on @p on. */
+static bool waiting(PGconn *on, PGconn *who, const char *wait_event,
+                    const char *like)
+{
+    char pid[16];
+    const char *params[3] = {pid, wait_event, like};
+    bool yes = false;
+
+    snprintf(pid, sizeof(pid), "%d", PQbackendPID(who));
+    for (int i = 0; i < 600 && !yes; i++) {
+        PGresult *res = PQexecParams(
+            on,
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int AND "
+            "wait_event_type = 'Lock' AND wait_event = $2 AND query LIKE $3",
+            3, NULL, params, NULL, NULL, 0);
+        cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
+                     PQresultErrorMessage(res));
+        yes = !strcmp(PQgetvalue(res, 0, 0), "1");
+        PQclear(res);
+        if (!yes)
+            usleep(50 * 1000);
+    }
+    return yes;
+}
+
 static void race_first(race_t *r, const char *row_lock, const char *waits_at)
 {
-    char cmd[512];
-
     r->conn2 = PQconnectdb("");
     r->side = PQconnectdb("");
+    r->watch = PQconnectdb("");
+    cr_assert_eq(PQstatus(r->watch), CONNECTION_OK);
     cr_assert_eq(PQstatus(r->conn2), CONNECTION_OK);
     cr_assert_eq(PQstatus(r->side), CONNECTION_OK);
     cr_assert_not_null(
@@ -941,13 +968,8 @@ static void race_first(race_t *r, const char *row_lock, const char *waits_at)
     sql_ok(r->side, "BEGIN");
     sql_ok(r->side, row_lock);
     cr_assert_eq(pthread_create(&r->t, NULL, flush_in_thread, NULL), 0);
-    snprintf(cmd, sizeof(cmd),
-             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-             "'Lock' AND query LIKE '%s'",
-             waits_at);
-    for (int i = 0; i < 600 && strcmp(sql_value(r->conn2, cmd), "1"); i++)
-        usleep(50 * 1000);
-    cr_assert_str_eq(sql_value(r->conn2, cmd), "1", "the batch never waited");
+    cr_assert(waiting(r->watch, conn, "transactionid", waits_at),
+              "the first batch never waited at %s", waits_at);
 }
 
 static void *flush2_in_thread(void *arg)
@@ -970,8 +992,8 @@ static void race_second(race_t *r, lf_event_t *ev)
 {
     cr_assert_eq(lf_projector_add_event(r->proj2, ev, TOPIC, 1, 0), LF_OK);
     cr_assert_eq(
-        lf_projector_flush(r->proj2, r->conn2, NULL, errstr, sizeof(errstr)),
-        LF_OK, "%s", errstr);
+        lf_projector_flush(r->proj2, r->conn2, NULL, errstr2, sizeof(errstr2)),
+        LF_OK, "%s", errstr2);
 }
 
 /* Let the first writer commit, then settle. */
@@ -991,6 +1013,7 @@ static void race_end(race_t *r)
     lf_projector_destroy(r->proj2);
     PQfinish(r->conn2);
     PQfinish(r->side);
+    PQfinish(r->watch);
 }
 
 static void truncate_identity(void)
@@ -1114,13 +1137,41 @@ Test(projector, dead_letter_of_a_lead_erased_in_flight_keeps_no_key)
     rkm.key_len = 1;
     cr_assert_eq(lf_projector_add_message(r.proj2, &rkm), LF_OK);
     race_second_in_thread(&r);
-    usleep(300 * 1000); /* long enough to store it, had it not waited */
+    cr_expect(waiting(r.watch, r.conn2, "advisory", "%"),
+              "the dead letter's batch did not wait for the erasure");
     race_end(&r);
     cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', key IS NULL, "
                                      "value IS NULL, error LIKE "
                                      "'%[erased: key and value removed]') "
                                      "FROM funnel.dead_letters"),
                      "t|t|t");
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+}
+
+/* A batch of dead letters closes at the lead cap too: each locks its key. */
+Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
+{
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
+    rd_kafka_message_t rkm = {.rkt = rkt,
+                              .payload = (void *)"not avro",
+                              .len = 8,
+                              .key = (void *)"K",
+                              .key_len = 1};
+
+    for (int i = 0; i < LF_PROJECTOR_MAX_LEADS; i++) {
+        cr_expect(!lf_projector_full(proj, 10000), "full after %d", i);
+        rkm.offset = i;
+        cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+    }
+    cr_expect(lf_projector_full(proj, 10000));
+    flush_ok();
+    cr_expect(!lf_projector_full(proj, 10000));
+    cr_expect_eq(atoi(sql_value(conn, "SELECT count(*) FROM "
+                                      "funnel.dead_letters")),
+                 LF_PROJECTOR_MAX_LEADS);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
 }

@@ -1023,16 +1023,38 @@ static void truncate_identity(void)
                  "funnel.erasures, funnel.erased_leads");
 }
 
+/* A's and C's events; C's erasure, held after it read C's merges, while
+ * the second writer stores a merge of A into C, finds C locked and leaves
+ * the merge waiting. */
+static void merge_meets_erasure(race_t *r)
+{
+    lf_event_t ev;
+
+    add("a1", "A", LF_EV_CAPTURED, 1000, 0);
+    add("c1", "C", LF_EV_CAPTURED, 1500, 1);
+    add("c2", "C", LF_EV_SCORED, 1600, 2);
+    flush_ok();
+    add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 3);
+    race_first(r, "SELECT 1 FROM funnel.leads WHERE lead_id = 'C' FOR UPDATE",
+               "DELETE FROM funnel.leads%");
+    ev = event("m1", "A", LF_EV_MERGED, 2500);
+    free(ev.u.merged.into_lead_id);
+    ev.u.merged.into_lead_id = strdup("C");
+    race_second(r, &ev);
+    cr_expect_str_eq(sql_value(r->conn2, "SELECT string_agg(lead_id, ',' "
+                                         "ORDER BY lead_id) FROM "
+                                         "funnel.identity_pending"),
+                     "A,C", "the merge did not wait for C");
+}
+
 /* One erases C while the other stores a merge of A into C, neither
- * seeing the other's rows (the erasure is held after it read C's merges;
- * the merge batch finds C locked and leaves the merge waiting). Working
- * the merge out afterwards must erase A, which the merge makes C's
- * person, exactly as if the merge had come after the erasure. */
+ * seeing the other's rows. Working the merge out afterwards must erase
+ * A, which the merge makes C's person, exactly as if the merge had come
+ * after the erasure. */
 Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
 {
     char *serial, *raced;
     race_t r = {0};
-    lf_event_t ev;
 
     add("a1", "A", LF_EV_CAPTURED, 1000, 0);
     add("c1", "C", LF_EV_CAPTURED, 1500, 1);
@@ -1046,21 +1068,7 @@ Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
     cr_assert(strstr(serial, "m1:erased:"), "serial: %s", serial);
     truncate_identity();
 
-    add("a1", "A", LF_EV_CAPTURED, 1000, 0);
-    add("c1", "C", LF_EV_CAPTURED, 1500, 1);
-    add("c2", "C", LF_EV_SCORED, 1600, 2);
-    flush_ok();
-    add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 3);
-    race_first(&r, "SELECT 1 FROM funnel.leads WHERE lead_id = 'C' FOR UPDATE",
-               "DELETE FROM funnel.leads%");
-    ev = event("m1", "A", LF_EV_MERGED, 2500);
-    free(ev.u.merged.into_lead_id);
-    ev.u.merged.into_lead_id = strdup("C");
-    race_second(&r, &ev);
-    cr_expect_str_eq(sql_value(r.conn2, "SELECT string_agg(lead_id, ',' "
-                                        "ORDER BY lead_id) FROM "
-                                        "funnel.identity_pending"),
-                     "A,C", "the merge did not wait for C");
+    merge_meets_erasure(&r);
     race_end(&r);
     raced = identity_digest();
     cr_expect_str_eq(raced, serial);
@@ -1071,6 +1079,36 @@ Test(projector, merge_and_erasure_in_flight_at_once_reach_the_person)
                      "0");
     free(serial);
     free(raced);
+}
+
+/* The same, worked out after the key changed: C keeps the pseudonym it
+ * was erased under (the older key's), A gets the new key's. */
+Test(projector, merge_and_erasure_in_flight_settled_under_a_new_key)
+{
+    static const char new_key[32] = "leadflow-test-pseudonym-key-new";
+    lf_pseudonym_t *ring = lf_pseudonym_new(new_key, sizeof(new_key));
+    char pa[LF_PSEUDONYM_LEN + 1], pc[LF_PSEUDONYM_LEN + 1], w[256];
+    race_t r = {0};
+
+    cr_assert(ring && lf_pseudonym_add_old(ring, test_key, sizeof(test_key)));
+    merge_meets_erasure(&r);
+    lf_projector_use_pseudonyms(proj, ring); /* before race_end() settles */
+    race_end(&r);
+    lf_pseudonym_of(ring, 0, "A", 1, pa);
+    lf_pseudonym_of(ring, 1, "C", 1, pc);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', lead_id, payload "
+                                     "->> 'into_lead_id') FROM funnel.events "
+                                     "WHERE event_id = 'm1'"),
+                     want(w, "%s|%s", pa, pc));
+    cr_expect_str_eq(sql_value(conn, "SELECT string_agg(pseudonym, ',' ORDER "
+                                     "BY pseudonym) FROM funnel.erased_leads"),
+                     strcmp(pa, pc) < 0 ? want(w, "%s,%s", pa, pc)
+                                        : want(w, "%s,%s", pc, pa));
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                     "funnel.identity_pending"),
+                     "0");
+    lf_projector_use_pseudonyms(proj, pseudonyms);
+    lf_pseudonym_destroy(ring);
 }
 
 /* One stores a void of Y's event y2 on lead V while the other stores y2,

@@ -3240,19 +3240,15 @@ static lf_err_t forget_in_batch(flush_t *f, const lf_ids_t *orig,
 
 /* Erase the components that need it (an erased event, or a merge that
  * joined an erased person); @p map gets original -> pseudonym. */
-static lf_err_t erase_components(flush_t *f, seeds_t *s, lf_ids_t *orig,
-                                 lf_ids_t *pseud)
+static lf_err_t erase_components(flush_t *f, seeds_t *s, const lf_ids_t *erased,
+                                 lf_ids_t *orig, lf_ids_t *pseud)
 {
     lf_projector_t *p = f->p;
-    lf_ids_t erased = {0};
     char buf[LF_PSEUDONYM_LEN + 1];
-    lf_err_t err = erased_among(f, &s->c.ids, &erased);
+    lf_err_t err = erased_events_among(f, s);
 
-    if (!err)
-        err = erased_events_among(f, s);
-    if (!err && to_erase(s, &erased, orig))
+    if (!err && to_erase(s, erased, orig))
         err = nomem(f);
-    lf_ids_free(&erased);
     if (err || !orig->n)
         return err;
     lf_ids_sort(orig);
@@ -3284,26 +3280,24 @@ static const char *now_as(const lf_ids_t *orig, const lf_ids_t *pseud,
     return at < orig->n && !strcmp(orig->v[at], id) ? pseud->v[at] : id;
 }
 
-/* The original ids of component @p c that are erased already, into
- * @p orig, and the pseudonyms they are erased under, into @p pseud (pairs
+/* The erased_leads rows component @p c hits, into @p hits; its original
+ * ids that are erased already, into @p orig, and the pseudonyms they are
+ * erased under, into @p pseud (pairs
  * by index; orig comes out sorted because c->ids is, which now_as() and
  * forget_in_batch() rely on). */
-static lf_err_t erased_late(flush_t *f, const lf_component_t *c, lf_ids_t *orig,
-                            lf_ids_t *pseud)
+static lf_err_t erased_late(flush_t *f, const lf_component_t *c, lf_ids_t *hits,
+                            lf_ids_t *orig, lf_ids_t *pseud)
 {
     lf_projector_t *p = f->p;
-    lf_ids_t hits = {0};
     char buf[LF_PSEUDONYM_LEN + 1];
-    lf_err_t err = p->ps ? erased_among(f, &c->ids, &hits) : LF_OK;
+    lf_err_t err = erased_among(f, &c->ids, hits);
 
-    for (size_t i = 0; !err && hits.n && i < c->ids.n; i++) {
+    for (size_t i = 0; !err && p->ps && hits->n && i < c->ids.n; i++) {
         const char *id = c->ids.v[i];
-        if (!lf_pseudonym_is(id) &&
-            erased_as(p->ps, &hits, id, strlen(id), buf))
+        if (!lf_pseudonym_is(id) && erased_as(p->ps, hits, id, strlen(id), buf))
             err = lf_ids_add(orig, id) || lf_ids_add(pseud, buf) ? nomem(f)
                                                                  : LF_OK;
     }
-    lf_ids_free(&hits);
     return err;
 }
 
@@ -3328,19 +3322,22 @@ static lf_err_t reseed(lf_component_t *c, const lf_ids_t *orig,
  * another erased its person, neither seeing the other's rows, and this is
  * the first component to see both. If the grown component is then held
  * by another writer, it waits in identity_pending with the rewrite done
- * (the rewrite only replaces rows still under the original id). */
-static lf_err_t whole_component(flush_t *f, seeds_t *s, bool *got)
+ * (the rewrite only replaces rows still under the original id). @p hits
+ * gets the erased_leads rows the final component hits. */
+static lf_err_t whole_component(flush_t *f, seeds_t *s, bool *got,
+                                lf_ids_t *hits)
 {
     lf_projector_t *p = f->p;
     lf_err_t err;
 
     for (;;) {
         lf_ids_t orig = {0}, pseud = {0};
+        lf_ids_free(hits);
         if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
                                          f->errstr_size)) ||
             (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, got)) || !*got)
             return err;
-        err = erased_late(f, &s->c, &orig, &pseud);
+        err = erased_late(f, &s->c, hits, &orig, &pseud);
         if (!err && orig.n && !known_keys_sql())
             err = nomem(f);
         if (!err && orig.n)
@@ -3368,24 +3365,25 @@ static lf_err_t components(flush_t *f, seeds_t *s)
 {
     lf_projector_t *p = f->p;
     lf_merge_counts_t counts = {0};
-    lf_ids_t orig = {0}, pseud = {0};
+    lf_ids_t orig = {0}, pseud = {0}, hits = {0};
     const char **roots = NULL;
-    lf_err_t err;
-
     bool got;
+    lf_err_t err = whole_component(f, s, &got, &hits);
 
-    if ((err = whole_component(f, s, &got)))
-        return err;
-    if (!got)
-        return defer_component(f, &s->c);
-    if (lf_identity_merge_rule(&s->c))
-        return nomem(f);
+    if (!err && !got)
+        err = defer_component(f, &s->c);
+    if (err || !got)
+        goto out;
+    if (lf_identity_merge_rule(&s->c)) {
+        err = nomem(f);
+        goto out;
+    }
     if ((err = lf_identity_write_merges(f->conn, p->schema, &s->c, &counts,
                                         f->errstr, f->errstr_size)))
-        return err;
+        goto out;
     f->st.merges += counts.merges;
     f->st.merge_anomalies += counts.anomalies;
-    if ((err = erase_components(f, s, &orig, &pseud)))
+    if ((err = erase_components(f, s, &hits, &orig, &pseud)))
         goto out;
     roots = malloc((s->c.ids.n + 1) * sizeof(*roots));
     if (!roots || !lf_identity_roots(&s->c, roots))
@@ -3408,6 +3406,7 @@ out:
     free(roots);
     lf_ids_free(&orig);
     lf_ids_free(&pseud);
+    lf_ids_free(&hits);
     return err;
 }
 

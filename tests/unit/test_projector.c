@@ -43,8 +43,19 @@ static void setup(void)
     lf_projector_use_pseudonyms(proj, pseudonyms);
 }
 
+/* A producer handle and topic for building consumed messages (created
+ * on first use by add_dead()). */
+static rd_kafka_t *msg_rk;
+static rd_kafka_topic_t *msg_rkt;
+
 static void teardown(void)
 {
+    if (msg_rkt)
+        rd_kafka_topic_destroy(msg_rkt);
+    if (msg_rk)
+        rd_kafka_destroy(msg_rk);
+    msg_rk = NULL;
+    msg_rkt = NULL;
     lf_projector_destroy(proj);
     lf_pseudonym_destroy(pseudonyms);
     pg_down(conn, pgdir);
@@ -1151,16 +1162,32 @@ Test(projector, void_and_its_target_in_flight_at_once_settle_as_in_order)
     free(raced);
 }
 
+/* Add to @p p an undecodable message keyed @p key, as consumed from TOPIC
+ * @p partition at @p offset: a dead letter. */
+static void add_dead(lf_projector_t *p, int32_t partition, int64_t offset,
+                     const char *key)
+{
+    rd_kafka_message_t rkm = {.partition = partition,
+                              .offset = offset,
+                              .payload = (void *)"not avro",
+                              .len = 8,
+                              .key = (void *)key,
+                              .key_len = strlen(key)};
+
+    if (!msg_rk) {
+        msg_rk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
+        cr_assert_not_null(msg_rkt = rd_kafka_topic_new(msg_rk, TOPIC, NULL));
+    }
+    rkm.rkt = msg_rkt;
+    cr_assert_eq(lf_projector_add_message(p, &rkm), LF_OK);
+}
+
 /* One erases C while the other stores a dead letter keyed C: the dead
  * letter's batch waits for the erasure (it locks its key as C's), then
  * finds C erased and keeps no key or value. Without that wait, each
  * would miss the other's rows. */
 Test(projector, dead_letter_of_a_lead_erased_in_flight_keeps_no_key)
 {
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
-    rd_kafka_message_t rkm = {.rkt = rkt, .partition = 1, .offset = 0};
     race_t r = {0};
 
     add("c1", "C", LF_EV_CAPTURED, 1500, 0);
@@ -1169,11 +1196,7 @@ Test(projector, dead_letter_of_a_lead_erased_in_flight_keeps_no_key)
     /* held at its last statement, after it erased the dead letters */
     race_first(&r, "SELECT 1 FROM funnel.offsets FOR UPDATE",
                "INSERT INTO funnel.offsets%");
-    rkm.payload = (void *)"not avro";
-    rkm.len = 8;
-    rkm.key = (void *)"C";
-    rkm.key_len = 1;
-    cr_assert_eq(lf_projector_add_message(r.proj2, &rkm), LF_OK);
+    add_dead(r.proj2, 1, 0, "C");
     race_second_in_thread(&r);
     cr_expect(waiting(r.watch, r.conn2, "advisory", "%"),
               "the dead letter's batch did not wait for the erasure");
@@ -1183,26 +1206,14 @@ Test(projector, dead_letter_of_a_lead_erased_in_flight_keeps_no_key)
                                      "'%[erased: key and value removed]') "
                                      "FROM funnel.dead_letters"),
                      "t|t|t");
-    rd_kafka_topic_destroy(rkt);
-    rd_kafka_destroy(rk);
 }
 
 /* A batch of dead letters closes at the lead cap too: each locks its key. */
 Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
 {
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
-    rd_kafka_message_t rkm = {.rkt = rkt,
-                              .payload = (void *)"not avro",
-                              .len = 8,
-                              .key = (void *)"K",
-                              .key_len = 1};
-
     for (int i = 0; i < LF_PROJECTOR_MAX_LEADS; i++) {
         cr_expect(!lf_projector_full(proj, 10000), "full after %d", i);
-        rkm.offset = i;
-        cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+        add_dead(proj, 0, i, "K");
     }
     cr_expect(lf_projector_full(proj, 10000));
     flush_ok();
@@ -1210,8 +1221,6 @@ Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
     cr_expect_eq(atoi(sql_value(conn, "SELECT count(*) FROM "
                                       "funnel.dead_letters")),
                  LF_PROJECTOR_MAX_LEADS);
-    rd_kafka_topic_destroy(rkt);
-    rd_kafka_destroy(rk);
 }
 
 /* Shuffle @p a[0..n) with rand(). */

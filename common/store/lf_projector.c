@@ -3238,6 +3238,23 @@ static lf_err_t forget_in_batch(flush_t *f, const lf_ids_t *orig,
     return err || !relist_leads(f) ? nomem(f) : LF_OK;
 }
 
+/* Erase ids @p orig (sorted) as @p pseud (pairs by index) in the tables
+ * and in the batch's entries. */
+static lf_err_t rewrite_erased(flush_t *f, const lf_ids_t *orig,
+                               const lf_ids_t *pseud)
+{
+    lf_err_t err;
+
+    if (!known_keys_sql())
+        return nomem(f);
+    if ((err = lf_identity_erase(f->conn, f->p->schema,
+                                 (const char *const *)orig->v,
+                                 (const char *const *)pseud->v, orig->n,
+                                 known_keys_sql(), f->errstr, f->errstr_size)))
+        return err;
+    return forget_in_batch(f, orig, pseud);
+}
+
 /* Erase the components that need it (an erased event, or a merge that
  * joined an erased person); @p map gets original -> pseudonym. */
 static lf_err_t erase_components(flush_t *f, seeds_t *s, const lf_ids_t *erased,
@@ -3262,14 +3279,7 @@ static lf_err_t erase_components(flush_t *f, seeds_t *s, const lf_ids_t *erased,
         if (lf_ids_add(pseud, buf))
             return nomem(f);
     }
-    if (!known_keys_sql())
-        return nomem(f);
-    if ((err =
-             lf_identity_erase(f->conn, p->schema, (const char *const *)orig->v,
-                               (const char *const *)pseud->v, orig->n,
-                               known_keys_sql(), f->errstr, f->errstr_size)))
-        return err;
-    return forget_in_batch(f, orig, pseud);
+    return rewrite_erased(f, orig, pseud);
 }
 
 /* The id @p id is stored under now: its pseudonym if just erased. */
@@ -3282,9 +3292,8 @@ static const char *now_as(const lf_ids_t *orig, const lf_ids_t *pseud,
 
 /* The erased_leads rows component @p c hits, into @p hits; its original
  * ids that are erased already, into @p orig, and the pseudonyms they are
- * erased under, into @p pseud (pairs
- * by index; orig comes out sorted because c->ids is, which now_as() and
- * forget_in_batch() rely on). */
+ * erased under, into @p pseud (pairs by index; orig comes out sorted
+ * because c->ids is, which now_as() and forget_in_batch() rely on). */
 static lf_err_t erased_late(flush_t *f, const lf_component_t *c, lf_ids_t *hits,
                             lf_ids_t *orig, lf_ids_t *pseud)
 {
@@ -3338,15 +3347,8 @@ static lf_err_t whole_component(flush_t *f, seeds_t *s, bool *got,
             (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, got)) || !*got)
             return err;
         err = erased_late(f, &s->c, hits, &orig, &pseud);
-        if (!err && orig.n && !known_keys_sql())
-            err = nomem(f);
         if (!err && orig.n)
-            err = lf_identity_erase(
-                f->conn, p->schema, (const char *const *)orig.v,
-                (const char *const *)pseud.v, orig.n, known_keys_sql(),
-                f->errstr, f->errstr_size);
-        if (!err && orig.n)
-            err = forget_in_batch(f, &orig, &pseud);
+            err = rewrite_erased(f, &orig, &pseud);
         if (!err && orig.n && reseed(&s->c, &orig, &pseud))
             err = nomem(f);
         bool again = orig.n > 0;

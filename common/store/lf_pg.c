@@ -4,6 +4,7 @@
 #include "lf_embedded.h"
 #include "lf_log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,15 +333,24 @@ lf_err_t lf_pg_text_array(lf_buf_t *out, const char *const *items, size_t n)
     if (lf_buf_append(out, "{", 1))
         return LF_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        const char *s = items[i];
-        if ((i && lf_buf_append(out, ",", 1)) || lf_buf_append(out, "\"", 1))
+        size_t len = strlen(items[i]);
+        char *w;
+        /* Room for every byte escaped, the quotes and a comma: one
+         * reservation per item, not one append per byte. */
+        if (len > (SIZE_MAX - 4) / 2 || lf_buf_reserve(out, 2 * len + 4))
             return LF_ERR_NOMEM;
-        for (; *s; s++)
-            if (((*s == '"' || *s == '\\') && lf_buf_append(out, "\\", 1)) ||
-                lf_buf_append(out, s, 1))
-                return LF_ERR_NOMEM;
-        if (lf_buf_append(out, "\"", 1))
-            return LF_ERR_NOMEM;
+        w = out->data + out->len;
+        if (i)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *s = items[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *w++ = '\\';
+            *w++ = *s;
+        }
+        *w++ = '"';
+        *w = '\0';
+        out->len = (size_t)(w - out->data);
     }
     return lf_buf_append(out, "}", 1);
 }

@@ -2866,14 +2866,19 @@ static bool erased_as(const lf_pseudonym_t *ps, const lf_ids_t *hits,
     return false;
 }
 
-/* The erased_leads rows among the pseudonyms of the batch's lead ids, the
- * leads its merged events name and its dead letters' keys, into @p hits. */
+/* The erased_leads rows among the pseudonyms of the batch's lead ids
+ * (each once: f->leads), the leads its merged events name and its dead
+ * letters' keys, into @p hits. */
 static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
 {
     lf_projector_t *p = f->p;
     lf_ids_t cand = {0};
     lf_err_t err = LF_OK;
 
+    for (size_t i = 0; !err && i < f->nleads; i++)
+        if (!lf_pseudonym_is(f->leads[i]))
+            err =
+                add_pseudonyms(p->ps, f->leads[i], strlen(f->leads[i]), &cand);
     for (size_t i = 0; !err && i < p->count; i++) {
         const entry_t *e = &p->entries[i];
         if (e->dead) {
@@ -2881,10 +2886,7 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
                 err = add_pseudonyms(p->ps, e->key, e->key_len, &cand);
             continue;
         }
-        if (!lf_pseudonym_is(e->ev.lead_id))
-            err = add_pseudonyms(p->ps, e->ev.lead_id, strlen(e->ev.lead_id),
-                                 &cand);
-        if (!err && e->ev.type == LF_EV_MERGED &&
+        if (e->ev.type == LF_EV_MERGED &&
             !lf_pseudonym_is(e->ev.u.merged.into_lead_id))
             err = add_pseudonyms(p->ps, e->ev.u.merged.into_lead_id,
                                  strlen(e->ev.u.merged.into_lead_id), &cand);

@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The bytes of PostgreSQL's binary COPY format, spelled out. */
@@ -68,6 +69,36 @@ Test(pg, text_array_quotes)
     cr_assert_eq(lf_pg_text_array(&b, items, 4), LF_OK);
     cr_expect_str_eq(b.data, "{\"a\",\"b\\\"c\",\"d\\\\e\",\"\"}");
     lf_buf_free(&b);
+}
+
+Test(pg, text_array_grows_past_its_buffer)
+{
+    enum { N = 300 };
+    static char item[N][40];
+    const char *items[N] = {0};
+    lf_buf_t b = {0}, want = {0};
+
+    cr_assert_eq(lf_pg_text_array(&b, items, 0), LF_OK);
+    cr_expect_str_eq(b.data, "{}", "no items");
+    lf_buf_reset(&b);
+    cr_assert_eq(lf_buf_puts(&b, "x="), LF_OK); /* appends to what is there */
+    lf_buf_puts(&want, "x={");
+    for (int i = 0; i < N; i++) {
+        snprintf(item[i], sizeof(item[i]), "L-%d\\\"%s", i,
+                 i % 7 ? "" : "\"\"\"\"\"\"\"\"\"\"\"\"");
+        items[i] = item[i];
+        lf_buf_printf(&want, "%s\"", i ? "," : "");
+        for (const char *c = item[i]; *c; c++)
+            lf_buf_printf(&want, "%s%c", *c == '"' || *c == '\\' ? "\\" : "",
+                          *c);
+        lf_buf_puts(&want, "\"");
+    }
+    lf_buf_puts(&want, "}");
+    cr_assert_eq(lf_pg_text_array(&b, items, N), LF_OK);
+    cr_expect_eq(b.len, want.len);
+    cr_expect_str_eq(b.data, want.data);
+    lf_buf_free(&b);
+    lf_buf_free(&want);
 }
 
 /* ---- lf_pg_copy_begin/send/end against a real server ------------------- */

@@ -6,7 +6,8 @@
                  disorder,disorder-gen,identity] [--w2-leads N]
                  [--pg-profile DIR]
     bench/run.py --compare BEFORE_BIN_DIR [--bin DIR] [--runs N]
-                 [--compare-arg ARG]...
+                 [--compare-arg ARG]... [--compare-unset VAR]...
+                 [--backlog-contract 1|2]
 
 Starts its own dev stack (tools/devstack.sh: devbroker + throwaway
 PostgreSQL with track_commit_timestamp=on), measures every row against its
@@ -61,7 +62,9 @@ auto_explain (ANALYZE, BUFFERS, statements over 20 ms), perf record of
 each disorder drain; per drain, DIR gets the statements' server time
 (*.pgss.txt), EXPLAIN (ANALYZE, BUFFERS) of the recompute statements on
 the drained database (*.explain.txt) and the perf data (*.perf.data), and
-postgres.log the plans (bench/disorder_summary.py DIR sums them up).
+postgres.log the plans (bench/disorder_summary.py DIR sums them up); with
+--compare, each drain's statements (ab-before-rN.pgss.txt, ab-after-rN...)
+and perf data (abN.perf.data, N the database's number in the .pgss.txt).
 
 BENCH_QUICK=1 (or --quick): tiny sizes, one round, for the smoke test.
 Exit status: 0 when every row was measured (targets missed or not), 1 when
@@ -149,6 +152,7 @@ class Bench:
         self.disorder = {}
         self.ident = None
         self.last_cpu = 0.0
+        self.unset = ()  # environment variables the projector runs without
 
     # ---- plumbing ---------------------------------------------------
     def path(self, name):
@@ -314,6 +318,8 @@ class Bench:
                    str(self.a.idle_exit)] + GROUP_X + self.a.project_args + \
                 list(extra)
             env = dict(self.env, PGDATABASE=db)
+            for var in self.unset:
+                env.pop(var, None)
             p = subprocess.Popen(self.perf_prefix(db) + cmd, env=env,
                                  stderr=err,
                                  stdout=subprocess.DEVNULL)
@@ -658,7 +664,7 @@ class Bench:
         """--pg-profile: the disorder and identity drains run under perf
         record (every thread; the peak RSS and CPU time are then perf's and
         the projector's together, not figures)."""
-        if not self.a.pg_profile or not db.startswith(("dis", "idn")):
+        if not self.a.pg_profile or not db.startswith(("dis", "idn", "ab")):
             return []
         return ["perf", "record", "-q", "-F", "499", "--call-graph",
                 "dwarf,16384", "-o",
@@ -911,8 +917,16 @@ class Bench:
                 self.bin = bins[label]
                 db = self.newdb("ab")
                 extra = self.a.compare_args if label == "before" else ()
+                self.unset = self.a.compare_unset if label == "before" else ()
+                if self.a.pg_profile:
+                    self.psql("CREATE EXTENSION IF NOT EXISTS "
+                              "pg_stat_statements;"
+                              "SELECT pg_stat_statements_reset()", db)
                 n, got[label], kib = self.project_once(db, self.backlog,
                                                        extra)
+                if self.a.pg_profile:
+                    self.pg_profile_dump(db, f"ab-{label}-r{r}",
+                                         n / got[label])
                 self.psql(f'DROP DATABASE "{db}"')
                 rates[label].append(got[label])
                 rss[label].append(kib / 1024)
@@ -921,7 +935,7 @@ class Bench:
                 f"{got['after']:,.0f}/s ratio {rates['ratio'][-1]:.2f}; "
                 f"peak RSS before {rss['before'][-1]:.1f} MiB after "
                 f"{rss['after'][-1]:.1f} MiB")
-        self.bin = bins["after"]
+        self.bin, self.unset = bins["after"], ()
         print(f"project A/B, {self.n:,} events, {self.a.runs} rounds "
               f"(medians): before {statistics.median(rates['before']):,.0f}"
               f"/s ({bins['before']} {' '.join(self.a.compare_args)}), after "
@@ -937,7 +951,8 @@ class Bench:
         self.prepare()
         self.backlog = self.topic("backlog")
         self.run([self.prog("leadflow-emit"), "-b", self.brokers, "-t",
-                  self.backlog, "-qq", self.jsonl])
+                  self.backlog, "-qq", "-X",
+                  f"contract.version={self.a.backlog_contract}", self.jsonl])
         if self.a.compare:
             return self.compare()
         rounds = []
@@ -1173,6 +1188,15 @@ def main():
                     "projector only (repeatable): A/B a setting with one "
                     "build, e.g. --compare build-release/bin "
                     "--compare-arg=--writers=1")
+    ap.add_argument("--compare-unset", dest="compare_unset", action="append",
+                    default=[], metavar="VAR", help="an environment variable "
+                    "the 'before' projector runs without (repeatable), e.g. "
+                    "LEADFLOW_PSEUDONYM_KEY_FILE for a build older than the "
+                    "pseudonym key")
+    ap.add_argument("--backlog-contract", dest="backlog_contract", type=int,
+                    choices=(1, 2), default=2, help="the wire contract the "
+                    "backlog of the project row is produced in (default 2; "
+                    "1 for an A/B against a build older than contract v2)")
     ap.add_argument("--project-arg", dest="project_args", action="append",
                     default=[], help="an extra argument for every "
                     "leadflow-project run (repeatable), e.g. "

@@ -3096,7 +3096,13 @@ static lf_err_t try_lock_more(flush_t *f, char *const *ids, size_t n, bool *got)
 
 /* Leave component @p c's leads in SCHEMA.identity_pending: another
  * writer holds some of them; the next batch, or the projector when idle,
- * works the component out. */
+ * works the component out. Never waiting for another writer's
+ * transaction: the table has no unique key, and the component's rows are
+ * written anew, replacing those no other transaction holds. A row another
+ * writer is adding or clearing at this moment stays its business, so a
+ * lead may be listed twice for a while (pending_seeds reads it once);
+ * skipping a lead because a row of it is visible would lose this batch's
+ * merges when that row's deletion commits. */
 static lf_err_t defer_component(flush_t *f, const lf_component_t *c)
 {
     lf_projector_t *p = f->p;
@@ -3106,8 +3112,11 @@ static lf_err_t defer_component(flush_t *f, const lf_component_t *c)
     if (lf_pg_text_array(&p->arr, (const char *const *)c->ids.v, c->ids.n))
         return nomem(f);
     sql_text(p, sql, NULL,
+             "WITH taken AS (DELETE FROM {schema}.identity_pending "
+             "WHERE ctid IN (SELECT ctid FROM {schema}.identity_pending "
+             "WHERE lead_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED)) "
              "INSERT INTO {schema}.identity_pending (lead_id) "
-             "SELECT unnest($1::text[]) ON CONFLICT DO NOTHING");
+             "SELECT unnest($1::text[])");
     LF_LOG(LF_LOG_DEBUG,
            "msg=\"merges wait for another writer's leads\" leads=%zu",
            c->ids.n);
@@ -3439,9 +3448,14 @@ static lf_err_t settled(flush_t *f, const seeds_t *s)
     lf_buf_reset(&p->arr);
     if (lf_pg_text_array(&p->arr, (const char *const *)s->c.ids.v, s->c.ids.n))
         return nomem(f);
+    /* Rows another writer has taken (pending_seeds) are left to it: it
+     * works the component out again or leaves them for later, which
+     * changes nothing once this one is worked out; waiting for its
+     * transaction here would make the two writers take turns. */
     sql_text(p, sql, NULL,
-             "DELETE FROM {schema}.identity_pending "
-             "WHERE lead_id = ANY($1::text[])");
+             "DELETE FROM {schema}.identity_pending WHERE ctid IN "
+             "(SELECT ctid FROM {schema}.identity_pending "
+             "WHERE lead_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED)");
     return run(f, sql, "clearing waiting merges", 1, p->arr.data, NULL, NULL);
 }
 

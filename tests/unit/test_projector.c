@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1120,6 +1121,148 @@ Test(projector, merge_and_erasure_in_flight_settled_under_a_new_key)
                      "0");
     lf_projector_use_pseudonyms(proj, pseudonyms);
     lf_pseudonym_destroy(ring);
+}
+
+/* The second writer's flush, noting when it returned. */
+typedef struct timed_flush_s {
+    race_t *r;
+    atomic_bool done;
+    lf_err_t rc;
+} timed_flush_t;
+
+static void *timed_flush(void *arg)
+{
+    timed_flush_t *t = arg;
+
+    t->rc = lf_projector_flush(t->r->proj2, t->r->conn2, NULL, errstr2,
+                               sizeof(errstr2));
+    atomic_store(&t->done, true);
+    return NULL;
+}
+
+/* Open the second writer (r->conn2, r->proj2) and a side connection in a
+ * transaction (r->side); A and C captured, their merge's serial digest
+ * into *@p serial, and the second writer given "A merged into C". */
+static void two_writers(race_t *r, char **serial)
+{
+    lf_event_t ev;
+
+    add("a1", "A", LF_EV_CAPTURED, 1000, 0);
+    add("c1", "C", LF_EV_CAPTURED, 1500, 1);
+    flush_ok();
+    add_identity("m1", "A", LF_EV_MERGED, 2500, "C", 2);
+    flush_ok();
+    *serial = identity_digest();
+    truncate_identity();
+    add("a1", "A", LF_EV_CAPTURED, 1000, 0);
+    add("c1", "C", LF_EV_CAPTURED, 1500, 1);
+    flush_ok();
+    r->conn2 = PQconnectdb("");
+    r->side = PQconnectdb("");
+    cr_assert_eq(PQstatus(r->conn2), CONNECTION_OK);
+    cr_assert_eq(PQstatus(r->side), CONNECTION_OK);
+    cr_assert_not_null(
+        r->proj2 = lf_projector_new("funnel", GROUP, errstr, sizeof(errstr)));
+    lf_projector_use_pseudonyms(r->proj2, pseudonyms);
+    ev = event("m1", "A", LF_EV_MERGED, 2500);
+    free(ev.u.merged.into_lead_id);
+    ev.u.merged.into_lead_id = strdup("C");
+    cr_assert_eq(lf_projector_add_event(r->proj2, &ev, TOPIC, 1, 0), LF_OK);
+    sql_ok(r->side, "BEGIN");
+}
+
+/* Flush the second writer's batch while the side transaction stays open:
+ * it must return (within 20 s) without waiting for it. Then commit the
+ * side, settle, and compare with @p serial. */
+static void second_returns_then_settle(race_t *r, const char *serial,
+                                       const char *pending_then)
+{
+    timed_flush_t t = {.r = r};
+    pthread_t th;
+    char *raced;
+
+    cr_assert_eq(pthread_create(&th, NULL, timed_flush, &t), 0);
+    for (int i = 0; i < 400 && !atomic_load(&t.done); i++)
+        usleep(50 * 1000);
+    cr_expect(atomic_load(&t.done),
+              "the merge waited for the other writer's transaction");
+    cr_expect_str_eq(sql_value(r->conn2, "SELECT string_agg(lead_id, ',' "
+                                         "ORDER BY lead_id) FROM "
+                                         "funnel.identity_pending"),
+                     pending_then, "leads left waiting");
+    sql_ok(r->side, "COMMIT");
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(t.rc, LF_OK, "second writer: %s", errstr2);
+    cr_assert_eq(lf_projector_settle_all(proj, conn, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    raced = identity_digest();
+    cr_expect_str_eq(raced, serial);
+    free(raced);
+    lf_projector_destroy(r->proj2);
+    PQfinish(r->conn2);
+    PQfinish(r->side);
+}
+
+/* While another writer is leaving A to wait (its row in identity_pending
+ * not committed yet) and holds C, the second writer stores "A merged into
+ * C", finds C held and leaves A and C to wait too: it must not wait for
+ * the other writer's transaction to do so (with lead_id unique it did,
+ * and the two writers took turns). Settled, the tables are those of the
+ * merge applied in turn, and no lead is left waiting. */
+Test(projector, two_writers_leave_one_lead_waiting_without_waiting)
+{
+    char ps[LF_PSEUDONYM_LEN + 1], sql[256], *serial;
+    race_t r = {0};
+
+    two_writers(&r, &serial);
+    lf_pseudonym_of(pseudonyms, 0, "C", 1, ps);
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_advisory_xact_lock(hashtextextended('%s', 0))", ps);
+    sql_ok(r.side, sql);
+    sql_ok(r.side, "INSERT INTO funnel.identity_pending (lead_id) "
+                   "VALUES ('A')");
+    second_returns_then_settle(&r, serial, "A,C");
+    free(serial);
+}
+
+/* Another writer is working out A and C (its transaction deletes their
+ * waiting rows) and holds C while the second writer stores "A merged into
+ * C": the second must leave A and C waiting anew, without waiting, and
+ * not count on the rows being deleted, or the merge it stored would never
+ * be worked out. */
+Test(projector, a_merge_left_waiting_while_its_leads_are_cleared_is_kept)
+{
+    char ps[LF_PSEUDONYM_LEN + 1], sql[256], *serial;
+    race_t r = {0};
+
+    two_writers(&r, &serial);
+    sql_ok(conn, "INSERT INTO funnel.identity_pending (lead_id) "
+                 "VALUES ('A'), ('C')");
+    lf_pseudonym_of(pseudonyms, 0, "C", 1, ps);
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_advisory_xact_lock(hashtextextended('%s', 0))", ps);
+    sql_ok(r.side, sql);
+    sql_ok(r.side, "DELETE FROM funnel.identity_pending");
+    second_returns_then_settle(&r, serial, "A,A,C,C");
+    free(serial);
+}
+
+/* Another writer has taken A's waiting row to work it out (pending_seeds'
+ * FOR UPDATE) while the second writer works out A's merge itself: the
+ * second must not wait for it to clear A's row; the row is left, and the
+ * settle that follows works A out again to the same tables. */
+Test(projector, a_worked_out_merge_leaves_rows_another_writer_took)
+{
+    char *serial;
+    race_t r = {0};
+
+    two_writers(&r, &serial);
+    sql_ok(conn, "INSERT INTO funnel.identity_pending (lead_id) "
+                 "VALUES ('A')");
+    sql_ok(r.side, "SELECT 1 FROM funnel.identity_pending "
+                   "WHERE lead_id = 'A' FOR UPDATE");
+    second_returns_then_settle(&r, serial, "A");
+    free(serial);
 }
 
 /* One stores a void of Y's event y2 on lead V while the other stores y2,

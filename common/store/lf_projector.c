@@ -2839,14 +2839,15 @@ static lf_err_t need_no_key(flush_t *f)
     "SELECT pseudonym FROM {schema}.erased_leads "                             \
     "WHERE pseudonym = ANY($1::text[])"
 
-/* Add the pseudonyms of @p id (@p n bytes) under every key to @p out. */
-static lf_err_t add_pseudonyms(const lf_pseudonym_t *ps, const void *id,
-                               size_t n, lf_ids_t *out)
+/* Add the pseudonyms of @p id (@p n bytes) under every key from key
+ * @p from on to @p out. */
+static lf_err_t add_pseudonyms(const lf_pseudonym_t *ps, size_t from,
+                               const void *id, size_t n, lf_ids_t *out)
 {
     char buf[LF_PSEUDONYM_LEN + 1];
     lf_err_t err = LF_OK;
 
-    for (size_t k = 0; !err && k < lf_pseudonym_keys(ps); k++) {
+    for (size_t k = from; !err && k < lf_pseudonym_keys(ps); k++) {
         lf_pseudonym_of(ps, k, id, n, buf);
         err = lf_ids_add(out, buf);
     }
@@ -2868,27 +2869,31 @@ static bool erased_as(const lf_pseudonym_t *ps, const lf_ids_t *hits,
 
 /* The erased_leads rows among the pseudonyms of the batch's lead ids
  * (each once: f->leads), the leads its merged events name and its dead
- * letters' keys, into @p hits. */
+ * letters' keys, into @p hits. Under key 0 they are the batch's lock
+ * names already (list_batch()); those also hold the leads that are
+ * pseudonyms themselves, whose hits forget_entry() passes over. */
 static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
 {
     lf_projector_t *p = f->p;
     lf_ids_t cand = {0};
     lf_err_t err = LF_OK;
 
+    for (size_t i = 0; !err && i < f->locks.n; i++)
+        err = lf_ids_add(&cand, f->locks.v[i]);
     for (size_t i = 0; !err && i < f->nleads; i++)
         if (!lf_pseudonym_is(f->leads[i]))
-            err =
-                add_pseudonyms(p->ps, f->leads[i], strlen(f->leads[i]), &cand);
+            err = add_pseudonyms(p->ps, 1, f->leads[i], strlen(f->leads[i]),
+                                 &cand);
     for (size_t i = 0; !err && i < p->count; i++) {
         const entry_t *e = &p->entries[i];
         if (e->dead) {
             if (e->key)
-                err = add_pseudonyms(p->ps, e->key, e->key_len, &cand);
+                err = add_pseudonyms(p->ps, 1, e->key, e->key_len, &cand);
             continue;
         }
         if (e->ev.type == LF_EV_MERGED &&
             !lf_pseudonym_is(e->ev.u.merged.into_lead_id))
-            err = add_pseudonyms(p->ps, e->ev.u.merged.into_lead_id,
+            err = add_pseudonyms(p->ps, 0, e->ev.u.merged.into_lead_id,
                                  strlen(e->ev.u.merged.into_lead_id), &cand);
     }
     if (err)
@@ -3094,6 +3099,12 @@ static lf_err_t try_lock_more(flush_t *f, char *const *ids, size_t n, bool *got)
     return err;
 }
 
+/* The identity_pending rows of leads $1 that no other transaction holds
+ * (taken by its pending_seeds(), or being added or deleted by it). */
+#define PENDING_FREE                                                           \
+    "SELECT ctid FROM {schema}.identity_pending "                              \
+    "WHERE lead_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED"
+
 /* Leave component @p c's leads in SCHEMA.identity_pending: another
  * writer holds some of them; the next batch, or the projector when idle,
  * works the component out. Never waiting for another writer's
@@ -3113,8 +3124,7 @@ static lf_err_t defer_component(flush_t *f, const lf_component_t *c)
         return nomem(f);
     sql_text(p, sql, NULL,
              "WITH taken AS (DELETE FROM {schema}.identity_pending "
-             "WHERE ctid IN (SELECT ctid FROM {schema}.identity_pending "
-             "WHERE lead_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED)) "
+             "WHERE ctid IN (" PENDING_FREE ")) "
              "INSERT INTO {schema}.identity_pending (lead_id) "
              "SELECT unnest($1::text[])");
     LF_LOG(LF_LOG_DEBUG,
@@ -3142,9 +3152,10 @@ static lf_err_t erased_among(flush_t *f, const lf_ids_t *ids, lf_ids_t *hits)
     lf_err_t err = LF_OK;
 
     for (size_t i = 0; !err && i < ids->n; i++)
-        err = lf_pseudonym_is(ids->v[i]) || !p->ps
-                  ? lf_ids_add(&cand, ids->v[i])
-                  : add_pseudonyms(p->ps, ids->v[i], strlen(ids->v[i]), &cand);
+        err =
+            lf_pseudonym_is(ids->v[i]) || !p->ps
+                ? lf_ids_add(&cand, ids->v[i])
+                : add_pseudonyms(p->ps, 0, ids->v[i], strlen(ids->v[i]), &cand);
     err = err ? nomem(f)
               : query_ids(f, ERASED_AMONG, "checking erasures", &cand, hits);
     lf_ids_free(&cand);
@@ -3454,8 +3465,7 @@ static lf_err_t settled(flush_t *f, const seeds_t *s)
      * transaction here would make the two writers take turns. */
     sql_text(p, sql, NULL,
              "DELETE FROM {schema}.identity_pending WHERE ctid IN "
-             "(SELECT ctid FROM {schema}.identity_pending "
-             "WHERE lead_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED)");
+             "(" PENDING_FREE ")");
     return run(f, sql, "clearing waiting merges", 1, p->arr.data, NULL, NULL);
 }
 

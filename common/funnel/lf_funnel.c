@@ -194,7 +194,7 @@ static lf_err_t enter(const lf_definition_t *def, lf_lead_t *lead,
     return LF_OK;
 }
 
-/* The fields an accepted event sets, whether or not it moves the lead. */
+/* The fields an event sets when it moves the lead (scored: always). */
 static lf_err_t take_fields(lf_lead_t *lead, const lf_event_t *ev)
 {
     lf_err_t err;
@@ -289,7 +289,7 @@ lf_err_t lf_funnel_apply_def(const lf_definition_t *def, lf_lead_t *lead,
         return enter(def, lead, r->to, ev, out);
     }
     if (r->otherwise == LF_OTHERWISE_TOUCH)
-        return take_fields(lead, ev);
+        return LF_OK; /* a touch changes nothing */
     return not_a_transition(lead, ev, out);
 }
 

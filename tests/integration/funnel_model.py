@@ -38,9 +38,19 @@ def threshold(defn, model, event_threshold):
     return event_threshold if th == "event" else th
 
 
-def model(defn, events):
+# What an event sets on the lead when it moves it (scored: always, once the
+# lead is known); a touch or an anomaly sets nothing.
+FIELDS = {"handed_off": {"owner": "owner"}, "accepted": {"owner": "owner"},
+          "won": {"won_amount_minor": "amount_minor"},
+          "qualified": {"opportunity_amount_minor": "amount_minor"}}
+FIELD_NAMES = ("owner", "score", "won_amount_minor",
+               "opportunity_amount_minor")
+
+
+def model(defn, events, fields=None):
     """The tables the definition makes of the events: {lead: (stage, cycle,
-    visits)}, {(lead, visit): (cycle, stage, entered_by)}, {event_id}."""
+    visits)}, {(lead, visit): (cycle, stage, entered_by)}, {event_id}.
+    Given a dict, @p fields gets {lead: the FIELD_NAMES columns}."""
     rules = {r["event"]: r for r in defn["rules"]}
     cyc_from = set(defn["new_cycle"]["from"])
     cyc_to = set(defn["new_cycle"]["to"])
@@ -50,6 +60,7 @@ def model(defn, events):
     leads, history, anomalies = {}, {}, set()
     for lead, evs in by_lead.items():
         stage, cycle, visits = None, 0, 0
+        got = dict.fromkeys(FIELD_NAMES)
         evs.sort(key=order_key)
         for e in evs:
             t, to = e["type"], None
@@ -60,6 +71,8 @@ def model(defn, events):
                     anomalies.add(e["event_id"])
             elif t in rules:
                 r = rules[t]
+                if t == "scored":
+                    got["score"] = e["score"]
                 if t == "scored" and e["score"] < threshold(
                         defn, e.get("model"), e["threshold"]):
                     continue
@@ -69,6 +82,8 @@ def model(defn, events):
                     anomalies.add(e["event_id"])
             if to is None:
                 continue
+            for col, key in FIELDS.get(t, {}).items():
+                got[col] = e.get(key)
             if stage is None:
                 cycle = 1
             elif stage in cyc_from and to in cyc_to:
@@ -78,4 +93,6 @@ def model(defn, events):
             history[(lead, visits)] = (cycle, stage, e["event_id"])
         if stage is not None:
             leads[lead] = (stage, cycle, visits)
+            if fields is not None:
+                fields[lead] = tuple(got[c] for c in FIELD_NAMES)
     return leads, history, anomalies

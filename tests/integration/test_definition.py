@@ -74,10 +74,18 @@ def random_definition(rng, n):
                           "to": rng.sample(STAGES, rng.randint(0, 3))}}
 
 
+def num(v):
+    return None if v in (None, "") else int(v)
+
+
 def tables(db, schema="funnel"):
-    leads = {r[0]: (r[1], int(r[2]), int(r[3])) for r in psql(
+    """leads (with the columns events set: funnel_model.FIELD_NAMES),
+    stage_history and state anomalies, as expected() gives them."""
+    leads = {r[0]: (r[1], int(r[2]), int(r[3]), r[4] or None, num(r[5]),
+                    num(r[6]), num(r[7])) for r in psql(
         "SELECT lead_id, stage, cycle, (SELECT max(visit) FROM "
-        "%s.stage_history h WHERE h.lead_id = l.lead_id) FROM %s.leads l"
+        "%s.stage_history h WHERE h.lead_id = l.lead_id), owner, score, "
+        "won_amount_minor, opportunity_amount_minor FROM %s.leads l"
         % (schema, schema), db=db)}
     history = {(r[0], int(r[1])): (int(r[2]), r[3], r[4]) for r in psql(
         "SELECT lead_id, visit, cycle, stage, entered_by FROM "
@@ -86,6 +94,14 @@ def tables(db, schema="funnel"):
         "SELECT event_id FROM %s.anomalies WHERE kind = 'state'" % schema,
         db=db)}
     return leads, history, anomalies
+
+
+def expected(defn, events):
+    """The model's tables, each lead with the columns its events set."""
+    fields = {}
+    leads, history, anomalies = model(defn, events, fields)
+    return ({k: v + fields[k] for k, v in leads.items()}, history,
+            anomalies)
 
 
 def same_tables(what, got, want):
@@ -99,7 +115,8 @@ def same_tables(what, got, want):
 
 
 def workload(rng):
-    """leadflow-gen's events with random models and scores, shuffled."""
+    """leadflow-gen's events with random models, scores, owners and
+    amounts (so a touch that took an event's fields would show), shuffled."""
     path = os.path.join(TMP, "gen.jsonl")
     p = run([os.path.join(BIN, "leadflow-gen"), "--leads", "400", "--seed",
              "11", "--anomalies", "0.3",
@@ -112,6 +129,10 @@ def workload(rng):
             if e["type"] == "scored":
                 e["model"] = rng.choice(MODELS)
                 e["score"] = rng.randint(0, 100)
+            elif e["type"] in ("handed_off", "accepted"):
+                e["owner"] = "rep-%d" % rng.randrange(50)
+            elif e["type"] in ("won", "qualified"):
+                e["amount_minor"] = rng.randrange(1, 10 ** 7)
             events.append(e)
     rng.shuffle(events)
     with open(path, "w") as f:
@@ -210,7 +231,7 @@ def summary_and_promote(broker, events):
     replay("rebuild", "--into", "whatif", "--from-db", "--definition",
            fpath, "-d", "dbname=d0", "-q")
     same_tables("mql-fit-v2 rebuilt", tables("d0", "whatif"),
-                model(fit, events))
+                expected(fit, events))
     out = replay("diff", "--against", "whatif", "--summary", "-d",
                  "dbname=d0", "-q", expect_rc=1)
     rows = parse_summary(out)
@@ -288,7 +309,7 @@ def main():
     psql("CREATE DATABASE d0")
     project(broker, "d0", None)
     same_tables("default", tables("d0"),
-                model(default_definition(), events))
+                expected(default_definition(), events))
     check_recorded("d0", default_definition())
     rules = psql("SELECT event, from_stage, to_stage, otherwise FROM "
                  "funnel.rules ORDER BY rule, from_stage", db="d0")
@@ -307,7 +328,7 @@ def main():
         step("random definition %d: live" % n)
         psql("CREATE DATABASE " + db)
         project(broker, db, dpath)
-        want = model(defn, events)
+        want = expected(defn, events)
         check(len(want[1]) > len(want[0]) > 300,
               "definition %d: a workload too small to tell" % n)
         same_tables("definition %d live" % n, tables(db), want)

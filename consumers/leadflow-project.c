@@ -696,6 +696,26 @@ static bool on_message(app_t *app, rd_kafka_message_t *rkm)
     return true;
 }
 
+/* While idle, notice a lost main connection without a query (a closed
+ * socket is read as such). The database may have failed over to a standby
+ * that lost commits this projector made: with no message coming, nothing
+ * else would find out, so the positions are put in doubt now (resync()
+ * reads them from whichever server it reaches next), --metrics or not. */
+static void watch_db(app_t *app)
+{
+    if (!app->conn)
+        return;
+    PQconsumeInput(app->conn);
+    if (PQstatus(app->conn) == CONNECTION_OK)
+        return;
+    LF_LOG(LF_LOG_WARNING, "msg=\"lost the connection to PostgreSQL while "
+                           "idle, will retry and resume from the stored "
+                           "offsets\"");
+    PQfinish(app->conn);
+    app->conn = NULL;
+    app->doubt = true;
+}
+
 /* Keep /metrics fresh; while idle, notice a lost database without a query
  * (a closed socket is read as such) and reconnect, so /healthz follows
  * it. */
@@ -789,6 +809,7 @@ static int consume(app_t *app)
             last_stats = now;
         }
         if (now - last_settle >= 2000 && !lf_lanes_pending(app->lanes)) {
+            watch_db(app);
             settle(app, false);
             last_settle = now;
         }

@@ -15,7 +15,12 @@
 #   - after the projector has caught up on the new primary, every funnel
 #     table equals a clean run (the same topic projected into a fresh
 #     database; lf_checksums): nothing lost, nothing stored twice.
-# One failover here (well under a minute); 20 at random moments are the
+# Then the same while the projector is idle: it has drained a second topic
+# (no --metrics, no message coming) when the new primary is stopped hard and
+# a standby of it that stopped receiving before the drain is promoted. With
+# no batch to write and no probe, only its idle watch of the connection can
+# find out that the positions it holds are ahead of the new primary's.
+# Two failovers here (about a minute); 20 at random moments are the
 # `failover` scenario of tests/chaos/chaos.sh --long.
 set -euo pipefail
 BIN=$(cd "${1:?usage: test_failover_pg.sh BIN_DIR}" && pwd)
@@ -27,7 +32,7 @@ TOPIC=fo
 # The two clusters of the pair are ours to stop, before lib.sh removes LF_TMP.
 fo_cleanup() {
     local d
-    for d in "$LF_TMP/pa" "$LF_TMP/pb"; do
+    for d in "$LF_TMP/pa" "$LF_TMP/pb" "$LF_TMP/pc"; do
         [ -d "$d" ] && "$SRC/tools/pg-throwaway.sh" stop "$d" >/dev/null 2>&1
     done
     lf_cleanup
@@ -141,4 +146,83 @@ if [ "$GOT" != "$CLEAN" ]; then
 fi
 echo "ok   after the failover the tables equal the clean run" \
     "($(echo "$GOT" | awk -F'|' '{printf "%s=%s ", $1, $2}'))"
+
+# ---- a failover while the projector is idle ----------------------------
+# fo2 gets two streams: the second standby receives the projection of the
+# first (the schema and some commits), then is cut and loses all of the
+# second's.
+TOPIC2=fo2
+lf_broker "topic $TOPIC2 4" >/dev/null
+gen2() { # gen2 SEED: prints the messages delivered
+    "$BIN/leadflow-gen" --leads 200 --seed "$1" --anomalies 0.1 --produce \
+        -b "$LEADFLOW_BROKERS" -t "$TOPIC2" 2>&1 |
+        sed -n 's/.*msg="summary".* delivered=\([0-9]*\) .*/\1/p'
+}
+at "$PB" "$P2" "SELECT 1" >/dev/null || fail "the promoted standby is down"
+psql -X -q -h "$PB" -p "$P2" -d postgres -c "CREATE DATABASE fo2" ||
+    fail "CREATE DATABASE on the new primary"
+PC=$LF_TMP/pc
+P3=$("$SRC/tools/pg-standby.sh" start "$PB" "$PC" 2>"$LF_TMP/pc.err" |
+    sed -n 's/^export PGPORT=//p') || true
+[ -n "$P3" ] || { cat "$LF_TMP/pc.err" >&2; fail "the second standby did not start"; }
+at2() { psql -X -At -v ON_ERROR_STOP=1 -h "$1" -p "$2" -d fo2 -c "$3"; }
+sum2_at() { at2 "$1" "$2" "$offsets_sum" 2>/dev/null || echo 0; }
+CONN2="host=$PB,$PC port=$P2,$P3 dbname=fo2 user=postgres connect_timeout=5
+       target_session_attrs=read-write"
+"${LF_PROJECT[@]}" -d "$CONN2" -t "$TOPIC2" -g g-fo2 --writers 2 -v \
+    2>"$LF_TMP/fo2.log" &
+PJ=$!
+LF_PIDS+=("$PJ")
+drained2() { # drained2 TOTAL: wait until the new primary's offsets reach it
+    for i in $(seq 1 1200); do
+        [ "$(sum2_at "$PB" "$P2")" -ge "$1" ] && return 0
+        kill -0 "$PJ" 2>/dev/null ||
+            fail "the projector died: $(tail -n 3 "$LF_TMP/fo2.log")"
+        sleep 0.1
+    done
+    fail "$TOPIC2 not drained to $1 in 120 s"
+}
+FIRST=$(gen2 41)
+[ -n "$FIRST" ] && [ "$FIRST" -gt 0 ] || fail "leadflow-gen sent nothing"
+drained2 "$FIRST"
+for i in $(seq 1 100); do # the standby has replayed the first stream
+    [ "$(sum2_at "$PC" "$P3")" -ge "$FIRST" ] && break
+    sleep 0.1
+done
+"$SRC/tools/pg-standby.sh" cut "$PC" || fail "cannot cut the second standby"
+STANDBY2=$(sum2_at "$PC" "$P3")
+[ -n "$(gen2 42)" ] || fail "leadflow-gen sent nothing"
+lf_newdb clean2
+PGDATABASE=clean2 lf_project -t "$TOPIC2" -g g-clean2 --idle-exit 2 -q ||
+    fail "the clean projection of $TOPIC2 exited $?"
+CLEAN2=$(PGDATABASE=clean2 lf_checksums)
+TOTAL2=$(psql -X -At -d clean2 -c "SELECT sum(next_offset) FROM funnel.offsets")
+drained2 "$TOTAL2"
+sleep 3 # idle: drained, no message coming
+lf_as_pg "$PGBIN_DIR/pg_ctl" -D "$PB/data" -m immediate -w -t 30 stop \
+    >/dev/null || fail "cannot stop the new primary"
+"$SRC/tools/pg-standby.sh" promote "$PC" || fail "cannot promote the second standby"
+echo "idle projector: primary stopped hard after the drain of $TOTAL2" \
+    "offsets, the standby (which holds $STANDBY2) promoted"
+for i in $(seq 1 600); do
+    [ "$(sum2_at "$PC" "$P3")" -ge "$TOTAL2" ] && break
+    kill -0 "$PJ" 2>/dev/null || fail "the projector died after the failover:
+$(tail -n 5 "$LF_TMP/fo2.log")"
+    sleep 0.1
+done
+[ "$i" -lt 600 ] || fail "the idle projector did not re-read what the" \
+    "promoted standby lost in 60 s ($(sum2_at "$PC" "$P3") of $TOTAL2" \
+    "offsets): $(tail -n 5 "$LF_TMP/fo2.log")"
+sleep 1
+kill -TERM "$PJ"
+wait "$PJ" || fail "the projector exited $? on SIGTERM"
+grep -q "lost the connection to PostgreSQL while idle" "$LF_TMP/fo2.log" ||
+    fail "the idle projector did not log the lost connection"
+GOT2=$(PGHOST=$PC PGPORT=$P3 PGDATABASE=fo2 lf_checksums)
+[ "$GOT2" = "$CLEAN2" ] || {
+    diff <(echo "$CLEAN2") <(echo "$GOT2") >&2 || true
+    fail "after the idle failover the tables differ from the clean run"
+}
+echo "ok   idle failover: the projector re-read all $TOTAL2 offsets the" \
+    "standby lost; the tables equal the clean run"
 echo "PASS test_failover_pg"

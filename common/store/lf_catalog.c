@@ -25,8 +25,10 @@ lf_err_t lf_catalog_check_name(PGconn *conn, const char *name, char *errstr,
         if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) &&
             *s != '_')
             goto bad;
-    if (!strcmp(name, LF_SCHEMA_LIVE) || !strncmp(name, "pg_", 3) ||
-        !strcmp(name, "information_schema") || !strcmp(name, "public"))
+    /* funnel_ref: the reference data, never rebuilt or promoted away. */
+    if (!strcmp(name, LF_SCHEMA_LIVE) || !strcmp(name, "funnel_ref") ||
+        !strncmp(name, "pg_", 3) || !strcmp(name, "information_schema") ||
+        !strcmp(name, "public"))
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "schema \"%s\": choose a schema of its own", name);
     if (!conn)

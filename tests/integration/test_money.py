@@ -183,10 +183,10 @@ web,summer,2024-04-01,3000,USD,
 RATES_CSV = """currency,month,rate
 EUR,2024-03-01,1.1
 """
-COPY_COSTS = ("\\copy funnel_ref.campaign_costs FROM '%s' WITH (FORMAT csv, "
-              "HEADER true, FORCE_NOT_NULL (campaign))")
-COPY_RATES = ("\\copy funnel_ref.fx_rates FROM '%s' WITH (FORMAT csv, "
-              "HEADER true)")
+# psql's own \copy ... csv header, as the analysts' doc shows: an empty
+# campaign arrives as NULL and is stored as ''.
+COPY_COSTS = "\\copy funnel_ref.campaign_costs FROM '%s' csv header"
+COPY_RATES = "\\copy funnel_ref.fx_rates FROM '%s' csv header"
 
 pg = Postgres()
 migrate()
@@ -228,6 +228,12 @@ expect("a zero rate is refused", rc != 0 and "fx_rates_rate_check" in err,
        True)
 psql(COPY_COSTS % csv_file("costs.csv", COSTS_CSV), user="mops")
 psql(COPY_RATES % csv_file("rates.csv", RATES_CSV), user="mops")
+psql("INSERT INTO funnel_ref.settings (reporting_currency) VALUES ('USD') "
+     "ON CONFLICT (id) DO UPDATE SET reporting_currency = "
+     "EXCLUDED.reporting_currency", user="mops")
+rc, _, err = psql("DELETE FROM funnel_ref.settings", user="mops", check=False)
+expect("marketing ops may upsert the settings row, not delete it",
+       rc != 0 and "permission denied" in err, True)
 expect("costs loaded, '' for no campaign", rows(
     "SELECT channel, campaign, month, amount_minor, currency, note FROM "
     "funnel_ref.campaign_costs ORDER BY 1, 2, 3"), [

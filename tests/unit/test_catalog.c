@@ -18,6 +18,7 @@ static const struct {
     {"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi", "at most 48"},
     {"funnel", "choose a schema of its own"},
     {"public", "choose a schema of its own"},
+    {"funnel_ref", "choose a schema of its own"},
     {"information_schema", "choose a schema of its own"},
     {"pg_temp", "choose a schema of its own"},
 };

@@ -1166,7 +1166,10 @@ static lf_err_t run_rebuild(app_t *app)
     char errstr[1024];
     lf_err_t err;
 
-    if ((err = connect_db(app)) || (err = rebuild_definition(app, &rb)) ||
+    /* A bad --definition file is refused before anything is reached. */
+    if ((cfg->definition && (err = rebuild_definition(app, &rb))) ||
+        (err = connect_db(app)) ||
+        (!cfg->definition && (err = rebuild_definition(app, &rb))) ||
         (err = rebuild_open(app, &rb)))
         goto out;
     if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace, how,

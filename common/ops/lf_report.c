@@ -196,8 +196,9 @@ struct lf_report_s {
     char *from, *to, *channel;
     char generated_at[40];
     PGresult *res[SEC__COUNT];
-    PGresult *def;   /* funnel.definition: name, version, sha256 */
-    PGresult *rules; /* funnel.rules, one row per rule */
+    PGresult *def;    /* funnel.definition: name, version, sha256 */
+    PGresult *rules;  /* funnel.rules, one row per rule */
+    PGresult *labels; /* the definition's labels: stage, label */
 };
 
 /* ---- parsing arguments ------------------------------------------------- */
@@ -249,6 +250,7 @@ void lf_report_destroy(lf_report_t *rep)
         PQclear(rep->res[i]);
     PQclear(rep->def);
     PQclear(rep->rules);
+    PQclear(rep->labels);
     free(rep->from);
     free(rep->to);
     free(rep->channel);
@@ -290,6 +292,11 @@ static void query_error(const PGresult *res, PGconn *conn, const char *what,
  * report's snapshot: every output names the agreement its numbers follow. */
 static const char *definition_sql =
     "SELECT name, version, sha256 FROM funnel.definition";
+/* The display names the definition gives stages (its "labels"). */
+static const char *labels_sql =
+    "SELECT l.key, l.value FROM funnel.definition d, jsonb_each_text("
+    "coalesce(d.json -> 'labels', '{}'::jsonb)) l JOIN funnel.stages s ON "
+    "s.stage = l.key ORDER BY s.stage_order";
 static const char *rules_sql =
     "SELECT r.event, string_agg(r.from_stage, ', ' ORDER BY s.stage_order) "
     "AS from_stages, r.to_stage, coalesce(d.json -> 'labels' ->> r.to_stage, "
@@ -310,6 +317,12 @@ static lf_err_t fetch_definition(PGconn *conn, lf_report_t *rep, char *errstr,
     rep->rules = PQexec(conn, rules_sql);
     if (PQresultStatus(rep->rules) != PGRES_TUPLES_OK) {
         query_error(rep->rules, conn, "report: the funnel rules", errstr,
+                    errstr_size);
+        return LF_ERR_PG;
+    }
+    rep->labels = PQexec(conn, labels_sql);
+    if (PQresultStatus(rep->labels) != PGRES_TUPLES_OK) {
+        query_error(rep->labels, conn, "report: the stages' labels", errstr,
                     errstr_size);
         return LF_ERR_PG;
     }
@@ -674,6 +687,13 @@ static void text_definition(const lf_report_t *rep, FILE *fp)
     term_str(fp, PQgetvalue(rep->def, 0, 0));
     fprintf(fp, " version %s, sha256 %s\n", PQgetvalue(rep->def, 0, 1),
             PQgetvalue(rep->def, 0, 2));
+    for (int r = 0; r < PQntuples(rep->labels); r++) {
+        fputs(r ? ", " : "Stage labels: ", fp);
+        term_str(fp, PQgetvalue(rep->labels, r, 1));
+        fputs(" = ", fp);
+        term_str(fp, PQgetvalue(rep->labels, r, 0));
+        fputs(r + 1 < PQntuples(rep->labels) ? "" : "\n", fp);
+    }
 }
 
 /* How a metric column reads: rates, shares and ROI as percentages, hours
@@ -841,6 +861,13 @@ static void csv_definition(const lf_report_t *rep, FILE *fp)
     for (int c = 0; PQntuples(rep->def) && c < 3; c++) {
         fprintf(fp, "definition,,,%s,", metric[c]);
         put_csv(fp, PQgetvalue(rep->def, 0, c));
+        fputs("\r\n", fp);
+    }
+    for (int r = 0; r < PQntuples(rep->labels); r++) {
+        fputs("definition,", fp);
+        put_csv(fp, PQgetvalue(rep->labels, r, 0));
+        fputs(",,label,", fp);
+        put_csv(fp, PQgetvalue(rep->labels, r, 1));
         fputs("\r\n", fp);
     }
 }
@@ -1076,7 +1103,9 @@ static void put_metric(FILE *fp, const char *tag, const char *extra,
             show(shape, v, buf, sizeof(buf)));
 }
 
-static const char *stage_label(const char *stage)
+/* The name a chart shows for @p stage: the definition's label, else a
+ * readable form of the stage's name. */
+static const char *stage_label(const lf_report_t *rep, const char *stage)
 {
     static const char *labels[][2] = {
         {"captured", "captured"},
@@ -1089,6 +1118,9 @@ static const char *stage_label(const char *stage)
         {"nurture", "nurture"},
         {"disqualified", "disqualified"},
     };
+    for (int r = 0; r < PQntuples(rep->labels); r++)
+        if (!strcmp(stage, PQgetvalue(rep->labels, r, 0)))
+            return PQgetvalue(rep->labels, r, 1);
     for (size_t i = 0; i < sizeof(labels) / sizeof(*labels); i++)
         if (!strcmp(stage, labels[i][0]))
             return labels[i][1];
@@ -1185,7 +1217,7 @@ static void html_funnel(const lf_report_t *rep, FILE *fp)
                 "<text x=\"150\" y=\"%d\" class=\"lbl\" "
                 "text-anchor=\"end\">",
                 y + 21);
-        put_html(fp, stage);
+        put_html(fp, stage_label(rep, stage));
         fprintf(fp,
                 "</text>\n<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
                 "height=\"32\" rx=\"3\" class=\"bar s%d\"/>\n",
@@ -1345,7 +1377,7 @@ static void html_cohorts(const lf_report_t *rep, FILE *fp)
                 "<text x=\"%d\" y=\"18\" class=\"hdr\" "
                 "text-anchor=\"middle\">",
                 x0 + c * cw + cw / 2);
-        put_html(fp, stage_label(get(res, c, "stage")));
+        put_html(fp, stage_label(rep, get(res, c, "stage")));
         fputs("</text>\n", fp);
     }
     for (int m = 0; m < months; m++) {
@@ -1524,9 +1556,10 @@ static void flows_line(FILE *fp, const lf_report_t *rep, const char *stage,
     }
     fprintf(fp,
             "<rect x=\"%d\" y=\"%zu\" width=\"10\" height=\"10\"/>"
-            "<text x=\"%d\" y=\"%zu\" class=\"lbl\">%s</text></g>\n",
-            CHART_W - 110, 11 + 18 * idx, CHART_W - 94, 20 + 18 * idx,
-            stage_label(stage));
+            "<text x=\"%d\" y=\"%zu\" class=\"lbl\">",
+            CHART_W - 110, 11 + 18 * idx, CHART_W - 94, 20 + 18 * idx);
+    put_html(fp, stage_label(rep, stage));
+    fputs("</text></g>\n", fp);
 }
 
 /* Flows per month: a line per happy-path stage of the visits entering it,

@@ -144,6 +144,89 @@ lf_err_t lf_catalog_run_generated(PGconn *conn, const char *sql, int n,
     return err;
 }
 
+/* Which view of funnel reads which other view of funnel. */
+static const char *deps_sql =
+    "SELECT DISTINCT r.ev_class, d.refobjid FROM pg_rewrite r "
+    "JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND "
+    "d.objid = r.oid AND d.refclassid = 'pg_class'::regclass "
+    "JOIN pg_class rc ON rc.oid = d.refobjid AND rc.relkind = "
+    "'v' AND rc.relnamespace = 'funnel'::regnamespace JOIN "
+    "pg_class v ON v.oid = r.ev_class AND v.relnamespace = "
+    "'funnel'::regnamespace WHERE d.refobjid <> r.ev_class";
+
+/* Whether view @p i of @p vres reads only views already done (or none). */
+static bool view_ready(const PGresult *vres, const PGresult *dres,
+                       const bool *done, int i)
+{
+    const char *oid = PQgetvalue(vres, i, 0);
+
+    for (int k = 0; k < PQntuples(dres); k++) {
+        if (strcmp(PQgetvalue(dres, k, 0), oid))
+            continue;
+        for (int j = 0; j < PQntuples(vres); j++)
+            if (!done[j] &&
+                !strcmp(PQgetvalue(vres, j, 0), PQgetvalue(dres, k, 1)))
+                return false;
+    }
+    return true;
+}
+
+/* The statements of the views in @p vres (lf_catalog_views()), each after the
+ * views it reads (@p dres, deps_sql): a simple repeated pass, the views of one
+ * schema are few. */
+static lf_err_t views_in_order(const PGresult *vres, const PGresult *dres,
+                               lf_catalog_stmts_t *out, int *views,
+                               char *errstr, size_t errstr_size)
+{
+    int n = PQntuples(vres);
+    bool *done = calloc((size_t)n + 1, sizeof(*done));
+    lf_err_t err = LF_OK;
+
+    if (!done)
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (int progress = 1; *views < n && progress && !err;) {
+        progress = 0;
+        for (int i = 0; i < n && !err; i++) {
+            if (done[i] || !view_ready(vres, dres, done, i))
+                continue;
+            for (int c = 1; c <= 4 && !err; c++)
+                if (!PQgetisnull(vres, i, c))
+                    err = lf_catalog_stmts_add(out, PQgetvalue(vres, i, c));
+            done[i] = true;
+            progress = 1;
+            (*views)++;
+        }
+    }
+    free(done);
+    if (err)
+        return lf_seterr(err, errstr, errstr_size, "out of memory");
+    if (*views < n)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "funnel's views depend on each other in a cycle");
+    return LF_OK;
+}
+
+lf_err_t lf_catalog_views(PGconn *conn, const char *views_sql, const char *p1,
+                          lf_catalog_stmts_t *out, int *views, char *errstr,
+                          size_t errstr_size)
+{
+    const char *params[1] = {p1};
+    PGresult *vres = NULL, *dres = NULL;
+    lf_err_t err;
+
+    *views = 0;
+    if (!(err = lf_pg_query(conn, views_sql, p1 ? 1 : 0, p1 ? params : NULL,
+                            "reading funnel's views", &vres, errstr,
+                            errstr_size)) &&
+        !(err =
+              lf_pg_query(conn, deps_sql, 0, NULL, "reading view dependencies",
+                          &dres, errstr, errstr_size)))
+        err = views_in_order(vres, dres, out, views, errstr, errstr_size);
+    PQclear(vres);
+    PQclear(dres);
+    return err;
+}
+
 void lf_catalog_rollback(PGconn *conn)
 {
     if (PQstatus(conn) == CONNECTION_OK)

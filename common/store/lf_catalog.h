@@ -67,6 +67,18 @@ lf_err_t lf_catalog_run_generated(PGconn *conn, const char *sql, int n,
                                   const char *what, char *errstr,
                                   size_t errstr_size);
 
+/**
+ * The views of funnel as statements, each view's after those of the views
+ * it reads. @p views_sql (with @p p1 as $1 unless NULL) gives a row per
+ * view: its oid, then four statements (each NULL when there is nothing to
+ * do: create, comment, owner, column comments), appended to @p out in that
+ * order; @p views counts the views. @returns LF_OK, LF_ERR_NOMEM,
+ * LF_ERR_INVALID (a cycle), LF_ERR_PG or LF_ERR_TEMPORARY.
+ */
+lf_err_t lf_catalog_views(PGconn *conn, const char *views_sql, const char *p1,
+                          lf_catalog_stmts_t *out, int *views, char *errstr,
+                          size_t errstr_size);
+
 /** Roll back the open transaction if the connection is still up (the
  *  error being handled is the caller's, so this one reports nothing). */
 void lf_catalog_rollback(PGconn *conn);

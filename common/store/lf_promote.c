@@ -200,16 +200,6 @@ static const char *views_sql =
     "x.relnamespace = $1::regnamespace AND x.relname = "
     "c.relname) ORDER BY c.oid";
 
-/* Which view of funnel reads which other view of funnel. */
-static const char *view_deps_sql =
-    "SELECT DISTINCT r.ev_class, d.refobjid FROM pg_rewrite r "
-    "JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND "
-    "d.objid = r.oid AND d.refclassid = 'pg_class'::regclass "
-    "JOIN pg_class rc ON rc.oid = d.refobjid AND rc.relkind = "
-    "'v' AND rc.relnamespace = 'funnel'::regnamespace JOIN "
-    "pg_class v ON v.oid = r.ev_class AND v.relnamespace = "
-    "'funnel'::regnamespace WHERE d.refobjid <> r.ev_class";
-
 /* One LOCK TABLE statement for every table and view of both schemas:
  * funnel first, views before tables. Not materialized views: LOCK TABLE
  * refuses them, and promote refuses a funnel that has one (with that
@@ -268,77 +258,15 @@ static lf_err_t function_statements(PGconn *conn, const char *from,
     return LF_OK;
 }
 
-/* Whether view @p i of @p vres reads only views already done (or none). */
-static bool view_ready(const PGresult *vres, const PGresult *dres,
-                       const bool *done, int i)
-{
-    const char *oid = PQgetvalue(vres, i, 0);
-
-    for (int k = 0; k < PQntuples(dres); k++) {
-        if (strcmp(PQgetvalue(dres, k, 0), oid))
-            continue;
-        for (int j = 0; j < PQntuples(vres); j++)
-            if (!done[j] &&
-                !strcmp(PQgetvalue(vres, j, 0), PQgetvalue(dres, k, 1)))
-                return false;
-    }
-    return true;
-}
-
-/* The statements of the views in @p vres (views_sql), each after the views
- * it reads (@p dres, view_deps_sql): a simple repeated pass, the views of
- * one schema are few. */
-static lf_err_t views_in_order(const PGresult *vres, const PGresult *dres,
-                               lf_catalog_stmts_t *out, int *views,
-                               char *errstr, size_t errstr_size)
-{
-    int n = PQntuples(vres);
-    bool *done = calloc((size_t)n + 1, sizeof(*done));
-    lf_err_t err = LF_OK;
-
-    if (!done)
-        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-    for (int progress = 1; *views < n && progress && !err;) {
-        progress = 0;
-        for (int i = 0; i < n && !err; i++) {
-            if (done[i] || !view_ready(vres, dres, done, i))
-                continue;
-            for (int c = 1; c <= 4 && !err; c++)
-                if (!PQgetisnull(vres, i, c))
-                    err = lf_catalog_stmts_add(out, PQgetvalue(vres, i, c));
-            done[i] = true;
-            progress = 1;
-            (*views)++;
-        }
-    }
-    free(done);
-    if (err)
-        return lf_seterr(err, errstr, errstr_size, "out of memory");
-    if (*views < n)
-        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "funnel's views depend on each other in a cycle");
-    return LF_OK;
-}
-
 /* Views of funnel as CREATE VIEW statements (plus comments and owner)
- * naming funnel, each after the views it reads. Views the promoted schema
- * has of its own (it is an older funnel promoted back) stay as they are. */
+ * naming funnel, each after the views it reads (the promoted schema's own
+ * are dropped first: drop_copies_sql). */
 static lf_err_t view_statements(PGconn *conn, const char *from,
                                 lf_catalog_stmts_t *out, int *views,
                                 char *errstr, size_t errstr_size)
 {
-    PGresult *vres = NULL, *dres = NULL;
-    lf_err_t err;
-
-    *views = 0;
-    if (!(err = query1(conn, views_sql, from, "reading funnel's views", &vres,
-                       errstr, errstr_size)) &&
-        !(err = query1(conn, view_deps_sql, NULL, "reading view dependencies",
-                       &dres, errstr, errstr_size)))
-        err = views_in_order(vres, dres, out, views, errstr, errstr_size);
-    PQclear(vres);
-    PQclear(dres);
-    return err;
+    return lf_catalog_views(conn, views_sql, from, out, views, errstr,
+                            errstr_size);
 }
 
 /* Inside the transaction: both schemas must exist. */
@@ -556,6 +484,24 @@ typedef struct carry_s {
     lf_catalog_stmts_t grants;
 } carry_t;
 
+/* What promote makes anew in the rebuilt schema from funnel's: its views
+ * (the shapes of the tables are funnel's, check_promotable(), so funnel's
+ * views fit them), and the copies of funnel's functions a rebuild made
+ * there (lf_rebuild.c: bodies naming that schema, which after the renames
+ * would name a schema that is gone). Functions first: CASCADE takes the
+ * views that call them. $1 = the rebuilt schema (a checked name: no regex
+ * metacharacter). */
+static const char *drop_copies_sql =
+    "SELECT s FROM (SELECT 0 AS k, p.oid, format('DROP %s IF EXISTS "
+    "%I.%I(%s) CASCADE', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE "
+    "'FUNCTION' END, $1::text, p.proname, "
+    "pg_get_function_identity_arguments(p.oid)) AS s FROM pg_proc p WHERE "
+    "p.pronamespace = $1::regnamespace AND p.prokind IN ('f', 'p') AND "
+    "p.prosrc ~ ('(^|[^[:alnum:]_.\"])' || $1::text || '\\.') UNION ALL "
+    "SELECT 1, c.oid, format('DROP VIEW IF EXISTS %I.%I CASCADE', $1::text, "
+    "c.relname) FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND "
+    "c.relkind = 'v') AS d ORDER BY k, oid";
+
 /* Gather what to carry over while the names still mean the old. With only
  * pg_catalog on the path, pg_get_viewdef() and pg_get_functiondef()
  * qualify every name: "funnel.leads", which after the renames is the new
@@ -570,6 +516,10 @@ static lf_err_t gather_carry(PGconn *conn, const char *from, carry_t *c,
                       "SET LOCAL search_path = pg_catalog; SET LOCAL "
                       "check_function_bodies = off",
                       NULL, "search_path", NULL, errstr, errstr_size)) ||
+        (err = lf_catalog_run_generated(conn, drop_copies_sql, 1, from, NULL,
+                                        "dropping the rebuilt schema's "
+                                        "views",
+                                        errstr, errstr_size)) ||
         (err = function_statements(conn, from, &c->objects, &out->functions,
                                    errstr, errstr_size)) ||
         (err = view_statements(conn, from, &c->objects, &out->views, errstr,

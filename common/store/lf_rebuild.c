@@ -63,6 +63,52 @@ static const char *twin_setval_sql =
     "('r', 'p') AND pg_get_serial_sequence(format('%I.%I', "
     "$1::text, c.relname), a.attname) IS NOT NULL";
 
+/* funnel's functions and views, made again in the twin so that its
+ * numbers can be read the way the live model's are (SELECT * FROM
+ * twin.stage_counts, say) before it is promoted. Their definitions name
+ * funnel's objects as "funnel.x" (with only pg_catalog on the path); the
+ * twin's copies name its own, "twin.x". funnel_ref is left as it is. A
+ * function body is text, so the rename is a textual one: "funnel." after
+ * anything but a name's character. promote drops these copies again and
+ * makes funnel's (lf_promote.c). $1 = the twin. */
+#define TWIN_RENAME(def)                                                       \
+    "regexp_replace(" def ", '(^|[^[:alnum:]_.\"])funnel\\.', "                \
+    "'\\1' || quote_ident($1::text) || '.', 'g')"
+static const char *twin_functions_sql =
+    "SELECT " TWIN_RENAME("pg_get_functiondef(p.oid)") " FROM pg_proc p "
+                                                       "WHERE p.pronamespace = "
+                                                       "'funnel'::regnamespace "
+                                                       "AND p.prokind IN ('f', "
+                                                       "'p') ORDER BY p.oid";
+static const char *twin_function_comments_sql =
+    "SELECT format('COMMENT ON %s %I.%I(%s) IS %L', CASE p.prokind WHEN 'p' "
+    "THEN 'PROCEDURE' ELSE 'FUNCTION' END, $1::text, p.proname, "
+    "pg_get_function_identity_arguments(p.oid), obj_description(p.oid, "
+    "'pg_proc')) FROM pg_proc p WHERE p.pronamespace = "
+    "'funnel'::regnamespace AND p.prokind IN ('f', 'p') AND "
+    "obj_description(p.oid, 'pg_proc') IS NOT NULL ORDER BY p.oid";
+static const char *twin_views_sql =
+    "SELECT c.oid, format('CREATE VIEW %I.%I AS %s', $1::text, "
+    "c.relname, " TWIN_RENAME(
+        "pg_get_viewdef(c.oid)") "), CASE WHEN "
+                                 "obj_description(c.oid, 'pg_class') IS NOT "
+                                 "NULL THEN "
+                                 "format('COMMENT ON VIEW %I.%I IS %L', "
+                                 "$1::text, c.relname, "
+                                 "obj_description(c.oid, 'pg_class')) END, "
+                                 "NULL, (SELECT "
+                                 "string_agg(format('COMMENT ON COLUMN "
+                                 "%I.%I.%I IS %L', $1::text, "
+                                 "c.relname, a.attname, col_description(c.oid, "
+                                 "a.attnum)), '; ') FROM "
+                                 "pg_attribute a WHERE a.attrelid = c.oid AND "
+                                 "a.attnum > 0 AND "
+                                 "col_description(c.oid, a.attnum) IS NOT "
+                                 "NULL) FROM pg_class c WHERE "
+                                 "c.relnamespace = 'funnel'::regnamespace AND "
+                                 "c.relkind = 'v' ORDER BY "
+                                 "c.oid";
+
 static lf_err_t exec(PGconn *conn, const char *sql, const char *what,
                      char *errstr, size_t errstr_size)
 {
@@ -116,8 +162,43 @@ static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
     return exec(conn, sql, "dropping the schema", errstr, errstr_size);
 }
 
-/* Inside the transaction: the schema, its tables and sequences, and the
- * migration list. */
+/* Inside the transaction: the twin's functions and views. */
+static lf_err_t twin_views(PGconn *conn, const char *into, char *errstr,
+                           size_t errstr_size)
+{
+    lf_catalog_stmts_t views = {0};
+    int n;
+    lf_err_t err;
+
+    err = exec(conn,
+               "SET LOCAL search_path = pg_catalog; SET LOCAL "
+               "check_function_bodies = off",
+               "search_path", errstr, errstr_size);
+    if (!err)
+        err = lf_catalog_run_generated(conn, twin_functions_sql, 1, into, NULL,
+                                       "copying the functions", errstr,
+                                       errstr_size);
+    if (!err)
+        err = lf_catalog_run_generated(
+            conn, twin_function_comments_sql, 1, into, NULL,
+            "copying the functions' comments", errstr, errstr_size);
+    if (!err)
+        err = lf_catalog_views(conn, twin_views_sql, into, &views, &n, errstr,
+                               errstr_size);
+    if (!err)
+        err = lf_catalog_run_all(conn, &views, "copying the views", errstr,
+                                 errstr_size);
+    lf_catalog_stmts_free(&views);
+    if (!err)
+        err = exec(conn,
+                   "SET LOCAL search_path TO DEFAULT; SET LOCAL "
+                   "check_function_bodies TO DEFAULT",
+                   "search_path", errstr, errstr_size);
+    return err;
+}
+
+/* Inside the transaction: the schema, its tables and sequences, its
+ * functions and views, and the migration list. */
 static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
                           size_t errstr_size)
 {
@@ -134,7 +215,9 @@ static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
                                         errstr_size)) ||
         (err = lf_catalog_run_generated(
              conn, twin_sequences_sql, 1, into, NULL,
-             "giving serial columns their own sequences", errstr, errstr_size)))
+             "giving serial columns their own sequences", errstr,
+             errstr_size)) ||
+        (err = twin_views(conn, into, errstr, errstr_size)))
         return err;
     snprintf(sql, sizeof(sql),
              "INSERT INTO \"%s\".schema_migrations SELECT * FROM "

@@ -199,22 +199,23 @@ def parse_summary(text):
     return rows
 
 
-def view_numbers(db):
-    """The numbers of funnel's views over all leads, keyed as the summary
-    keys them."""
+def view_numbers(db, schema="funnel"):
+    """The numbers of the views of @p schema over all leads, keyed as the
+    summary keys them."""
     want = {}
-    for stage, n in psql("SELECT stage, leads FROM funnel.stage_counts "
-                         "WHERE channel IS NULL", db=db):
+    for stage, n in psql("SELECT stage, leads FROM %s.stage_counts "
+                         "WHERE channel IS NULL" % schema, db=db):
         want[("leads", stage)] = n
     for step_, f, t, rate in psql(
-            "SELECT step, from_stage, to_stage, rate FROM funnel.conversion "
-            "WHERE capture_month IS NULL AND channel IS NULL", db=db):
+            "SELECT step, from_stage, to_stage, rate FROM %s.conversion "
+            "WHERE capture_month IS NULL AND channel IS NULL" % schema,
+            db=db):
         want[("conversion", "%s:%s->%s" % (step_, f, t))] = rate
     for stage, med in psql("SELECT stage, median_hours FROM "
-                           "funnel.time_in_stage", db=db):
+                           "%s.time_in_stage" % schema, db=db):
         want[("median_hours", stage)] = med
-    want[("anomalies", "all")] = psql("SELECT count(*) FROM funnel.anomalies",
-                                      db=db)[0][0]
+    want[("anomalies", "all")] = psql("SELECT count(*) FROM %s.anomalies"
+                                      % schema, db=db)[0][0]
     return want
 
 
@@ -227,6 +228,7 @@ def summary_and_promote(broker, events):
     fit = default_definition()
     fit["name"], fit["version"] = "mql-fit-v2", 2
     fit["qualify"]["threshold"] = {"fit-v2": 70, "*": "event"}
+    fit["labels"] = dict(fit["labels"], handed_off="<Hand-off> & SLA")
     fpath = write_definition(fit, 70)
     replay("rebuild", "--into", "whatif", "--from-db", "--definition",
            fpath, "-d", "dbname=d0", "-q")
@@ -245,6 +247,9 @@ def summary_and_promote(broker, events):
     check(summary_column(rows, 0) == live,
           "the summary's funnel column is not the views':\n%s\n%s" % (
               out, live))
+    check(summary_column(rows, 1) == view_numbers("d0", "whatif"),
+          "the summary's what-if column is not the what-if schema's views':"
+          "\n%s\n%s" % (out, view_numbers("d0", "whatif")))
     changed = [k for k, v in rows.items() if v[0] != v[1]]
     check(changed, "the what-if changed no number:\n" + out)
     for k, (a, b, change) in rows.items():
@@ -257,6 +262,7 @@ def summary_and_promote(broker, events):
           "after promote the views do not show the summary's what-if "
           "column:\n%s\n%s" % (out, view_numbers("d0")))
     check_recorded("d0", fit)
+    check_report("d0", fit)
     rules = psql("SELECT DISTINCT qualify FROM funnel.rules WHERE event = "
                  "'scored'", db="d0")
     check(rules == [["model fit-v2: score >= 70; other models: score >= "
@@ -294,6 +300,22 @@ def check_report(db, defn):
               "the page's rules lack %s" % r["event"])
     check(rules.count("<tr>") == 1 + len(defn["rules"]),
           "the page's rules table: %d rows" % rules.count("<tr>"))
+    # The labels are the report's display names: in the text's header, as
+    # CSV rows, and on the charts (escaped).
+    labels = [(st, defn["labels"][st]) for st in STAGES
+              if st in defn.get("labels", {})]
+    if labels:
+        check("Stage labels: " + ", ".join(
+            "%s = %s" % (lab, st) for st, lab in labels) in out["text"],
+            "the text names no labels:\n" + out["text"][:600])
+    for st, lab in labels:
+        check("definition,%s,,label,%s" % (st, lab) in out["csv"]
+              or ('"' in lab or "," in lab),
+              "the CSV lacks the label of %s" % st)
+        esc = lab.replace("&", "&amp;").replace("<", "&lt;").replace(
+            ">", "&gt;")
+        chart = page[:page.index('<section id="rules">')]
+        check(">%s<" % esc in chart, "no chart shows the label %r" % lab)
 
 
 def main():
@@ -365,6 +387,15 @@ def main():
     bad = write_definition(dict(default_definition(), rules=[]), 97)
     err = project(broker, "d9", bad, expect_rc=78)
     check("missing rule for event" in err and bad in err, err)
+    # rebuild checks the file before it reaches anything: 78 even with no
+    # database to reach, and no what-if schema made.
+    replay("rebuild", "--into", "whatif", "--from-db", "--definition", bad,
+           "-d", "host=/nonexistent dbname=d0 connect_timeout=1", "-q",
+           expect_rc=78)
+    replay("rebuild", "--into", "whatif", "--from-db", "--definition", bad,
+           "-d", "dbname=d0", "-q", expect_rc=78)
+    check(psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'whatif'",
+               db="d0") == [["0"]], "a bad file made a what-if schema")
 
     broker.stop()
     print("ok: test_definition")

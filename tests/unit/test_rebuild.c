@@ -61,6 +61,29 @@ Test(rebuild, twin_has_the_same_tables_empty_and_marked, .timeout = 120)
                                      "regnamespace, 'pg_namespace')"),
                      ": incomplete"),
               "comment");
+    /* funnel's views and functions, reading the twin's tables: its numbers
+     * read like the live model's before it is promoted. */
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_views WHERE "
+                                     "schemaname = 'rb'"),
+                     sql_value(conn, "SELECT count(*) FROM pg_views WHERE "
+                                     "schemaname = 'funnel'"));
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_proc WHERE "
+                                     "pronamespace = 'rb'::regnamespace"),
+                     sql_value(conn, "SELECT count(*) FROM pg_proc WHERE "
+                                     "pronamespace = 'funnel'::regnamespace"));
+    cr_expect_str_eq(sql_value(conn, "SELECT coalesce(sum(leads), 0) FROM "
+                                     "rb.stage_counts"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT sum(leads) > 0 FROM "
+                                     "funnel.stage_counts"),
+                     "t");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                     "rb.roi_filtered(NULL, NULL, 'web')"),
+                     "0");
+    cr_expect(strstr(sql_value(conn, "SELECT obj_description('rb.roi'::"
+                                     "regclass, 'pg_class')"),
+                     "attribution"),
+              "the views' comments come along");
     /* The live model is untouched. */
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
                      "13");
@@ -191,6 +214,18 @@ Test(rebuild, from_db_gives_the_live_model_back, .timeout = 120)
                             "cycle, owner, channel, won_amount_minor, visits "
                             "FROM rb.leads) x"),
             "0", "order %d", order);
+        /* The twin's views give the live model's numbers. */
+        cr_expect_str_eq(
+            sql_value(conn, "SELECT (SELECT count(*) FROM (SELECT * FROM "
+                            "funnel.stage_counts EXCEPT SELECT * FROM "
+                            "rb.stage_counts) a) + (SELECT count(*) FROM "
+                            "(SELECT * FROM funnel.conversion EXCEPT SELECT * "
+                            "FROM rb.conversion) b)"),
+            "0", "order %d", order);
+        cr_expect_str_eq(sql_value(conn, "SELECT (SELECT count(*) FROM "
+                                         "rb.stage_counts) = (SELECT count(*) "
+                                         "FROM funnel.stage_counts)"),
+                         "t");
     }
     /* Complete: marked so, and a new dead letter gets a fresh id. */
     cr_expect(strstr(sql_value(conn, "SELECT obj_description('rb'::"

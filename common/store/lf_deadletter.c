@@ -4,6 +4,7 @@
 #include "lf_buf.h"
 #include "lf_codec.h"
 #include "lf_defstore.h"
+#include "lf_identity.h"
 #include "lf_pg.h"
 #include "lf_projector.h"
 #include "lf_time.h"
@@ -153,7 +154,9 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
              errstr_size)) ||
         (err =
              lf_pg_query(conn,
-                         "UPDATE funnel.dead_letters d SET error = u.txt, "
+                         "UPDATE funnel.dead_letters d SET error = CASE WHEN "
+                         "strpos(d.error, '" LF_ERASED_NOTE "') > 0 THEN "
+                         "d.error ELSE u.txt END, "
                          "retried_at = now(), retries = d.retries + 1 FROM "
                          "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
                          "d.id = u.id AND d.resolved_at IS NULL",
@@ -282,9 +285,9 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
     bool key_ok = key_matches(res, r, ev);
 
     snprintf(text, text_size,
-             "applied as event %s of lead %s by leadflow-replay %s "
-             "dead-letters retry%s%s%s",
-             ev->event_id, ev->lead_id, LF_VERSION,
+             "applied as event %s by leadflow-replay %s dead-letters "
+             "retry%s%s%s",
+             ev->event_id, LF_VERSION,
              key_ok ? "" : " (its Kafka key is not the lead_id)",
              rt->note ? ": " : "", rt->note ? rt->note : "");
     fprintf(rt->out, "id=%s %s [%s] offset %s: %s\n", PQgetvalue(res, r, 0),

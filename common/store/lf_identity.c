@@ -563,10 +563,11 @@ lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
          * deadlock the server breaks, and the loser retries.) */
         "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
         "AND $2::text[] IS NOT NULL",
-        "UPDATE %1$s.dead_letters SET key = NULL, value = NULL, "
-        "error = error || ' [erased: key and value removed]' "
-        "WHERE key IN (SELECT convert_to(o, 'UTF8') FROM "
-        "unnest($1::text[]) AS o) AND $2::text[] IS NOT NULL",
+        /* The error may quote the id (a self-merge's, say). */
+        "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
+        "error = replace(d.error, u.o, u.p) || '" LF_ERASED_NOTE "' "
+        "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
+        "WHERE d.key = convert_to(u.o, 'UTF8')",
     };
     lf_buf_t a = {0}, b = {0};
     char sql[4096];

@@ -15,6 +15,10 @@
 #ifndef LF_IDENTITY_H
 #define LF_IDENTITY_H
 
+/** What an erasure appends to a dead letter's error once it removed the
+ *  letter's key and value (the error stays: it says why it was dead). */
+#define LF_ERASED_NOTE " [erased: key and value removed]"
+
 #include "lf_buf.h"
 #include "lf_common.h"
 

@@ -2907,7 +2907,7 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
 /* An erased person's dead letter: its key and value go, the error stays. */
 static lf_err_t forget_dead(entry_t *e)
 {
-    static const char mark[] = " [erased: key and value removed]";
+    static const char mark[] = LF_ERASED_NOTE;
     size_t n = strlen(e->note);
     char *note = realloc(e->note, n + sizeof(mark));
 

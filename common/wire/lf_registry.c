@@ -757,8 +757,10 @@ static lf_err_t compat_answer(lf_registry_t *reg, const char *subject,
 
     if (status == 404) {
         long code = error_code(reg->body.data, reg->body.len);
-        /* 40401 subject, 40402 version not found: nothing to break. */
-        if (code == 40401 || code == 40402)
+        /* 40401 subject, 40402 version not found: nothing to break. A
+         * 404 without a code says no more (a registry that does not give
+         * one): registering next says what is wrong if anything is. */
+        if (code == 40401 || code == 40402 || code == 0)
             return LF_OK;
     }
     if (status < 200 || status > 299) {
@@ -789,7 +791,7 @@ lf_err_t lf_registry_check_compatible(lf_registry_t *reg, const char *subject,
     char *esc = NULL, *post = NULL;
     json_t *req = NULL;
     lf_err_t err;
-    long status;
+    long status = 0;
 
     pthread_mutex_lock(&reg->lock);
     if (!(esc = curl_easy_escape(reg->curl, subject, 0)) ||
@@ -798,11 +800,26 @@ lf_err_t lf_registry_check_compatible(lf_registry_t *reg, const char *subject,
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
-    snprintf(path, sizeof(path),
-             "/compatibility/subjects/%s/versions/latest?verbose=true", esc);
+    /* Asked as the API documents it; only a "no" is asked again with
+     * ?verbose=true, for the registry's reasons (an older registry, or one
+     * that does not know the parameter, keeps its first answer). */
+    snprintf(path, sizeof(path), "/compatibility/subjects/%s/versions/latest",
+             esc);
     if (!(err = request(reg, path, post, &status, where, sizeof(where), errstr,
                         errstr_size)))
         err = compat_answer(reg, subject, where, status, errstr, errstr_size);
+    if (err == LF_ERR_INVALID && status >= 200 && status <= 299) {
+        char first[1024];
+        long vstatus = 0;
+        snprintf(first, sizeof(first), "%s", errstr);
+        strncat(path, "?verbose=true", sizeof(path) - strlen(path) - 1);
+        if (request(reg, path, post, &vstatus, where, sizeof(where), errstr,
+                    errstr_size) ||
+            compat_answer(reg, subject, where, vstatus, errstr, errstr_size) !=
+                LF_ERR_INVALID ||
+            vstatus < 200 || vstatus > 299)
+            snprintf(errstr, errstr_size, "%s", first);
+    }
 out:
     pthread_mutex_unlock(&reg->lock);
     curl_free(esc);

@@ -376,6 +376,11 @@ def main():
     clean("after dead-letters retry --all")
     _, dead = check_erased_rows()
     check(dead == 2, "retry gave an erased dead letter its key or value")
+    rows = psql("SELECT error FROM funnel.dead_letters WHERE key IS NULL "
+                "AND value IS NULL ORDER BY id", db=DB)
+    check(len(rows) == 2 and all(r[0].endswith(
+        "[erased: key and value removed]") for r in rows),
+        "retry lost the erased letters' errors or their note: %s" % rows)
     without_key(s)
     s.broker.stop()
     print("ok: test_erasure")

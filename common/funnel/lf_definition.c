@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -223,25 +224,27 @@ static bool parse_rules(parse_t *p, json_t *arr, lf_definition_t *def)
     return true;
 }
 
-/* "event" or an integer. */
+/* "event" or a number. Scores are integers, so score >= 70.5 is score >=
+ * 71: a fraction is kept as the integer it means (its ceiling). */
 static bool parse_threshold(parse_t *p, const char *path, json_t *v,
                             lf_threshold_t *t)
 {
     const char *s = json_string_value(v);
+    double d = json_is_number(v) ? ceil(json_number_value(v)) : NAN;
+
     if (s && !strcmp(s, "event")) {
         t->use_event = true;
         t->value = 0;
         return true;
     }
-    if (json_is_integer(v) && json_integer_value(v) >= INT32_MIN &&
-        json_integer_value(v) <= INT32_MAX) {
+    if (d >= INT32_MIN && d <= INT32_MAX) { /* false for NaN */
         t->use_event = false;
-        t->value = (int32_t)json_integer_value(v);
+        t->value = (int32_t)d;
         return true;
     }
     fail(p, path,
-         "bad threshold: expected \"event\", an integer score or an object "
-         "from model name to either (with \"*\" for the other models)%s",
+         "bad threshold: expected \"event\", a score or an object from "
+         "model name to either (with \"*\" for the other models)%s",
          NULL);
     return false;
 }
@@ -252,7 +255,8 @@ static int model_cmp(const void *a, const void *b)
                   ((const lf_model_threshold_t *)b)->model);
 }
 
-/* qualify.threshold as an object: model name -> threshold, "*" required. */
+/* qualify.threshold as an object: model name -> threshold, "*" for the
+ * models not listed (without it, they take the event's own threshold). */
 static bool parse_by_model(parse_t *p, json_t *obj, lf_definition_t *def)
 {
     char where[160];
@@ -260,14 +264,8 @@ static bool parse_by_model(parse_t *p, json_t *obj, lf_definition_t *def)
     json_t *v;
     size_t n = json_object_size(obj);
 
-    if (!json_object_get(obj, "*")) {
-        fail(p, "qualify.threshold",
-             "bad threshold: missing \"*\" (the threshold of the models not "
-             "listed)%s",
-             NULL);
-        return false;
-    }
-    if (n > 1 && !(def->models = calloc(n - 1, sizeof(*def->models)))) {
+    def->qualify_other = (lf_threshold_t){.use_event = true, .value = 0};
+    if (n && !(def->models = calloc(n, sizeof(*def->models)))) {
         fail(p, "qualify.threshold", "out of memory%s", NULL);
         return false;
     }

@@ -34,7 +34,7 @@ def order_key(e):
 def threshold(defn, model, event_threshold):
     th = defn["qualify"]["threshold"]
     if isinstance(th, dict):
-        th = th.get(model, th["*"])
+        th = th.get(model, th.get("*", "event"))
     return event_threshold if th == "event" else th
 
 

@@ -20,6 +20,7 @@
 """
 import hashlib
 import json
+import math
 import os
 import random
 import subprocess
@@ -46,7 +47,10 @@ def run(args, **kw):
 
 
 def random_threshold(rng):
-    return "event" if rng.random() < 0.4 else rng.randint(0, 100)
+    """"event", a score, or now and then a fraction (70.5 means 71)."""
+    if rng.random() < 0.4:
+        return "event"
+    return rng.randint(0, 100) + (0.5 if rng.random() < 0.2 else 0)
 
 
 def random_definition(rng, n):
@@ -66,7 +70,8 @@ def random_definition(rng, n):
     else:
         th = {m: random_threshold(rng)
               for m in rng.sample(MODELS, rng.randint(1, 2))}
-        th["*"] = random_threshold(rng)
+        if rng.random() < 0.7:  # without "*": the event's own threshold
+            th["*"] = random_threshold(rng)
     return {"name": "random-%d" % n, "version": n,
             "labels": {"marketing_qualified": "MQL"},
             "qualify": {"threshold": th}, "rules": rules,
@@ -171,6 +176,18 @@ def canonical_sha(defn):
     """sha256 of the canonical form, written independently of common/."""
     d = json.loads(json.dumps(defn))
     d.setdefault("labels", {})
+    # Thresholds as they mean: a score is an integer (70.5 is 71), models
+    # not listed take "*", else the event's own; only "*" is one for all.
+    ceil = (lambda t: t if t == "event" else int(math.ceil(t)))
+    th = d["qualify"]["threshold"]
+    if isinstance(th, dict):
+        th = {m: ceil(t) for m, t in th.items()}
+        th.setdefault("*", "event")
+        if len(th) == 1:
+            th = th["*"]
+    else:
+        th = ceil(th)
+    d["qualify"]["threshold"] = th
     order = {s: i for i, s in enumerate(STAGES)}
     for r in d["rules"]:
         r["from"] = sorted(r["from"], key=order.get)

@@ -92,9 +92,8 @@ static bad_t bad_files[] = {
     {"\"labels\": {", "\"labels\": {\"mql\": \"x\", ", "labels.mql: unknown stage \"mql\""},
     {"\"MQL\"", "\"\"", "labels.marketing_qualified: expected a non-empty string"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": \"high\"}", "qualify.threshold: bad threshold"},
-    {"{\"threshold\": \"event\"}", "{\"threshold\": 70.5}", "qualify.threshold: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": 99999999999}", "qualify.threshold: bad threshold"},
-    {"{\"threshold\": \"event\"}", "{\"threshold\": {\"fit-v2\": 70}}", "qualify.threshold: bad threshold: missing \"*\""},
+    {"{\"threshold\": \"event\"}", "{\"threshold\": -1e300}", "qualify.threshold: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": {\"fit-v2\": null, \"*\": 50}}", "qualify.threshold[\"fit-v2\"]: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"treshold\": 70}", "qualify: unknown key \"treshold\""},
     {"{\"threshold\": \"event\"}", "{}", "qualify: missing key \"threshold\""},
@@ -177,5 +176,20 @@ Test(definition, thresholds_by_model)
                         "\"fit-v2\":70}"),
               "%s", c);
     free(c);
+    lf_definition_destroy(def);
+    /* A fraction means its ceiling (scores are integers); without "*" the
+     * models not listed take the event's own threshold. */
+    def = parse_edited("{\"threshold\": \"event\"}",
+                       "{\"threshold\": {\"fit-v2\": 70.5}}", errstr,
+                       sizeof(errstr));
+    cr_assert_not_null(def, "%s", errstr);
+    cr_assert_eq(lf_definition_threshold(def, "fit-v2", 10), 71);
+    cr_assert_eq(lf_definition_threshold(def, "other", 10), 10);
+    cr_assert_eq(lf_definition_threshold(def, NULL, 33), 33);
+    lf_definition_destroy(def);
+    def = parse_edited("{\"threshold\": \"event\"}", "{\"threshold\": 70.0}",
+                       errstr, sizeof(errstr));
+    cr_assert_not_null(def, "%s", errstr);
+    cr_assert_eq(lf_definition_threshold(def, "x", 10), 70);
     lf_definition_destroy(def);
 }

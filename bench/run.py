@@ -40,6 +40,7 @@ Rows (N = --events, about 100k by default):
   rebuild      leadflow-replay rebuild --from-db of the projected database
   cost         callgrind instructions per event of lf_codec_decode and of the
                state machine (sort by lead + lf_funnel_apply), bench_decode;
+               decoding the same events as contract v1 against v2 (<= 1.10x);
                and of the producer side (lf_json_parse_event, lf_codec_encode)
   disorder     the project row for the same events in three arrival orders
                (bench/workload2.py, a second workload: --w2-leads leads,
@@ -542,16 +543,22 @@ class Bench:
         with open(sub, "wb") as f:
             f.write(b"\n".join(self.lines[:k]) + b"\n")
         res = {"events": k}
-        for fn in ("decode_all", "apply_all", "parse_all", "encode_all"):
-            out = self.path(f"callgrind.{fn}")
+        # decode_all_v1: the same events decoded as contract v1 (the wire
+        # contract's cost: v2 must stay within 10 % of v1's).
+        for key, fn, contract in (("decode_all", "decode_all", "2"),
+                                  ("decode_all_v1", "decode_all", "1"),
+                                  ("apply_all", "apply_all", "2"),
+                                  ("parse_all", "parse_all", "2"),
+                                  ("encode_all", "encode_all", "2")):
+            out = self.path(f"callgrind.{key}")
             self.run(["valgrind", "--tool=callgrind", f"--toggle-collect={fn}",
                       f"--callgrind-out-file={out}",
-                      self.prog("bench_decode"), sub],
+                      self.prog("bench_decode"), sub, "1", contract],
                      capture_output=True)
             with open(out) as f:
                 total = int(re.search(r"^totals: (\d+)", f.read(),
                                       re.M).group(1))
-            res[fn] = total / k
+            res[key] = total / k
         return res
 
     # ---- disorder: the same events in three arrival orders ----------
@@ -1128,6 +1135,12 @@ class Bench:
                          f"{cost['decode_all'] + cost['apply_all']:,.0f}",
                          f"decode {cost['decode_all']:,.0f} + state machine "
                          f"{cost['apply_all']:,.0f}", "-", "-", "-"))
+            rows.append(("cost, decode v2 / v1",
+                         f"{cost['decode_all'] / cost['decode_all_v1']:.3f}x",
+                         f"v2 {cost['decode_all']:,.0f}, v1 "
+                         f"{cost['decode_all_v1']:,.0f}", "-", "<= 1.10x",
+                         verdict(cost['decode_all'] <=
+                                 1.10 * cost['decode_all_v1'])))
             rows.append(("cost, producer side",
                          f"{cost['parse_all'] + cost['encode_all']:,.0f}",
                          f"JSON parse {cost['parse_all']:,.0f} + encode "

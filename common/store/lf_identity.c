@@ -3,6 +3,7 @@
 #include "lf_identity.h"
 
 #include "lf_funnel.h"
+#include "lf_log.h"
 #include "lf_pg.h"
 
 #include <stdio.h>
@@ -513,73 +514,162 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
 
 /* ---- erasure ---------------------------------------------------------- */
 
+/* Each statement: $1 the original ids, $2 their pseudonyms; %1$s the
+ * schema, %2$s the payload keys to keep. */
+static const char *const erase_steps[] = {
+    "INSERT INTO %1$s.erased_leads SELECT unnest($2::text[]) "
+    "WHERE $1::text[] IS NOT NULL ON CONFLICT DO NOTHING",
+    "UPDATE %1$s.events AS e SET lead_id = u.p, extra = NULL, "
+    "payload = ((payload - ARRAY(SELECT jsonb_object_keys(payload - "
+    "%2$s))) - 'attributes' - 'note') - (CASE WHEN type IN ('lost', "
+    "'disqualified') THEN 'reason' ELSE '' END) "
+    "FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE e.lead_id = u.o",
+    /* A request reference that quoted the lead id quotes the
+     * pseudonym (the erased events are the pseudonyms' now). */
+    "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
+    "'{request_id}', to_jsonb(replace(e.payload ->> 'request_id', u.o, "
+    "u.p))) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
+    "e.lead_id = u.p AND e.type = 'erased' AND "
+    "strpos(e.payload ->> 'request_id', u.o) > 0",
+    "UPDATE %1$s.erasures AS x SET request_id = replace(x.request_id, "
+    "u.o, u.p) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
+    "x.pseudonym = u.p AND strpos(x.request_id, u.o) > 0",
+    "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
+    "'{into_lead_id}', to_jsonb(u.p)) FROM unnest($1::text[], "
+    "$2::text[]) AS u(o, p) WHERE e.type = 'merged' AND "
+    "e.payload ->> 'into_lead_id' = u.o",
+    /* (the projector recomputes the person under its pseudonym) */
+    "DELETE FROM %1$s.leads WHERE lead_id = ANY($1::text[]) AND "
+    "$2::text[] IS NOT NULL",
+    "DELETE FROM %1$s.stage_history WHERE lead_id = ANY($1::text[]) AND "
+    "$2::text[] IS NOT NULL",
+    "UPDATE %1$s.anomalies AS a SET lead_id = u.p, reason = CASE WHEN "
+    "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN 'Kafka key "
+    "differs from lead_id (the key was erased)' ELSE a.reason END FROM "
+    "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
+    "UPDATE %1$s.merges AS m SET "
+    "lead_id = coalesce((SELECT p FROM unnest($1::text[], $2::text[]) "
+    "AS u(o, p) WHERE o = m.lead_id), m.lead_id), "
+    "into_lead_id = coalesce((SELECT p FROM unnest($1::text[], "
+    "$2::text[]) AS u(o, p) WHERE o = m.into_lead_id), m.into_lead_id), "
+    "surviving_lead_id = coalesce((SELECT p FROM unnest($1::text[], "
+    "$2::text[]) AS u(o, p) WHERE o = m.surviving_lead_id), "
+    "m.surviving_lead_id) WHERE m.lead_id = ANY($1::text[]) OR "
+    "m.into_lead_id = ANY($1::text[]) OR "
+    "m.surviving_lead_id = ANY($1::text[])",
+    /* (A settle holding such a row waits for our leads' locks: a
+     * deadlock the server breaks, and the loser retries.) */
+    "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
+    "AND $2::text[] IS NOT NULL",
+    /* The error may quote the id (a self-merge's, say). */
+    "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
+    "error = replace(d.error, u.o, u.p) || '" LF_ERASED_NOTE "' "
+    "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
+    "WHERE d.key = convert_to(u.o, 'UTF8')",
+};
+
+/* In another model kept in the database (a promoted model's old funnel, a
+ * what-if), which no projector recomputes, the person's rows are renamed
+ * instead of deleted: its numbers stay those it was made with. */
+static const char *const kept_rows[][2] = {
+    {"DELETE FROM %1$s.leads ", "UPDATE %1$s.leads AS l SET lead_id = u.p "
+                                "FROM unnest($1::text[], $2::text[]) AS "
+                                "u(o, p) WHERE l.lead_id = u.o"},
+    /* ... and the free-text reason of a visit that lost or disqualified
+     * ended goes, as the recompute would drop it. */
+    {"DELETE FROM %1$s.stage_history ",
+     "UPDATE %1$s.stage_history AS h SET lead_id = u.p, exit_reason = CASE "
+     "WHEN EXISTS (SELECT 1 FROM %1$s.stage_history AS n JOIN "
+     "%1$s.events AS e ON e.event_id = n.entered_by WHERE n.lead_id = "
+     "h.lead_id AND n.visit = h.visit + 1 AND e.type IN ('lost', "
+     "'disqualified')) THEN NULL ELSE h.exit_reason END FROM "
+     "unnest($1::text[], $2::text[]) AS u(o, p) WHERE h.lead_id = u.o"},
+};
+
+/* The other schemas of the database with every table an erasure rewrites,
+ * quoted. $1 = the projector's schema. */
+static const char *others_sql =
+    "SELECT quote_ident(n.nspname) FROM pg_namespace n WHERE n.nspname <> "
+    "$1 AND n.nspname ~ '^[a-z_][a-z0-9_]*$' AND (SELECT count(*) FROM "
+    "pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') "
+    "AND c.relname = ANY ('{events,leads,stage_history,anomalies,merges,"
+    "identity_pending,dead_letters,erasures,erased_leads}'::text[])) = 9 "
+    "ORDER BY 1";
+
+static lf_err_t erase_in(PGconn *conn, const char *schema, bool kept,
+                         const char *a, const char *b, const char *known_keys,
+                         char *errstr, size_t errstr_size)
+{
+    char sql[4096];
+    lf_err_t err = LF_OK;
+
+    for (size_t i = 0; !err && i < sizeof(erase_steps) / sizeof(*erase_steps);
+         i++) {
+        const char *step = erase_steps[i];
+        for (size_t k = 0; kept && k < 2; k++)
+            if (!strncmp(step, kept_rows[k][0], strlen(kept_rows[k][0])))
+                step = kept_rows[k][1];
+        snprintf(sql, sizeof(sql), step, schema, known_keys);
+        err = q(conn, sql, "erasing", 2, a, b, NULL, NULL, NULL, errstr,
+                errstr_size);
+    }
+    return err;
+}
+
+/* The same in every other model the database keeps, each under a savepoint:
+ * one that cannot be rewritten (an older shape, say) is logged, not a
+ * reason to stop the stream. */
+static lf_err_t erase_elsewhere(PGconn *conn, const char *schema, const char *a,
+                                const char *b, const char *known_keys,
+                                char *errstr, size_t errstr_size)
+{
+    PGresult *res = NULL;
+    lf_err_t err = q(conn, others_sql, "finding other models", 1, schema, NULL,
+                     NULL, NULL, &res, errstr, errstr_size);
+
+    for (int r = 0; !err && r < PQntuples(res); r++) {
+        const char *other = PQgetvalue(res, r, 0);
+        char why[512], q1[600];
+        if ((err = q(conn, "SAVEPOINT lf_erase", "erasing", 0, NULL, NULL, NULL,
+                     NULL, NULL, errstr, errstr_size)))
+            break;
+        if (erase_in(conn, other, true, a, b, known_keys, why, sizeof(why))) {
+            if (PQstatus(conn) != CONNECTION_OK)
+                err =
+                    lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size, "%s", why);
+            else {
+                LF_LOG(LF_LOG_WARNING,
+                       "msg=\"erased person left in another schema\" "
+                       "schema=%s error=%s",
+                       other, lf_log_quote(why, q1, sizeof(q1)));
+                err = q(conn, "ROLLBACK TO SAVEPOINT lf_erase", "erasing", 0,
+                        NULL, NULL, NULL, NULL, NULL, errstr, errstr_size);
+            }
+        }
+        if (!err)
+            err = q(conn, "RELEASE SAVEPOINT lf_erase", "erasing", 0, NULL,
+                    NULL, NULL, NULL, NULL, errstr, errstr_size);
+    }
+    PQclear(res);
+    return err;
+}
+
 lf_err_t lf_identity_erase(PGconn *conn, const char *schema,
                            const char *const *orig, const char *const *pseud,
                            size_t n, const char *known_keys, char *errstr,
                            size_t errstr_size)
 {
-    /* Each statement: $1 the original ids, $2 their pseudonyms. */
-    static const char *const steps[] = {
-        "INSERT INTO %1$s.erased_leads SELECT unnest($2::text[]) "
-        "WHERE $1::text[] IS NOT NULL ON CONFLICT DO NOTHING",
-        "UPDATE %1$s.events AS e SET lead_id = u.p, extra = NULL, "
-        "payload = ((payload - ARRAY(SELECT jsonb_object_keys(payload - "
-        "%2$s))) - 'attributes' - 'note') - (CASE WHEN type IN ('lost', "
-        "'disqualified') THEN 'reason' ELSE '' END) "
-        "FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE e.lead_id = u.o",
-        /* A request reference that quoted the lead id quotes the
-         * pseudonym (the erased events are the pseudonyms' now). */
-        "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
-        "'{request_id}', to_jsonb(replace(e.payload ->> 'request_id', u.o, "
-        "u.p))) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
-        "e.lead_id = u.p AND e.type = 'erased' AND "
-        "strpos(e.payload ->> 'request_id', u.o) > 0",
-        "UPDATE %1$s.erasures AS x SET request_id = replace(x.request_id, "
-        "u.o, u.p) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
-        "x.pseudonym = u.p AND strpos(x.request_id, u.o) > 0",
-        "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
-        "'{into_lead_id}', to_jsonb(u.p)) FROM unnest($1::text[], "
-        "$2::text[]) AS u(o, p) WHERE e.type = 'merged' AND "
-        "e.payload ->> 'into_lead_id' = u.o",
-        "DELETE FROM %1$s.leads WHERE lead_id = ANY($1::text[]) AND "
-        "$2::text[] IS NOT NULL",
-        "DELETE FROM %1$s.stage_history WHERE lead_id = ANY($1::text[]) AND "
-        "$2::text[] IS NOT NULL",
-        "UPDATE %1$s.anomalies AS a SET lead_id = u.p, reason = CASE WHEN "
-        "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN 'Kafka key "
-        "differs from lead_id (the key was erased)' ELSE a.reason END FROM "
-        "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
-        "UPDATE %1$s.merges AS m SET "
-        "lead_id = coalesce((SELECT p FROM unnest($1::text[], $2::text[]) "
-        "AS u(o, p) WHERE o = m.lead_id), m.lead_id), "
-        "into_lead_id = coalesce((SELECT p FROM unnest($1::text[], "
-        "$2::text[]) AS u(o, p) WHERE o = m.into_lead_id), m.into_lead_id), "
-        "surviving_lead_id = coalesce((SELECT p FROM unnest($1::text[], "
-        "$2::text[]) AS u(o, p) WHERE o = m.surviving_lead_id), "
-        "m.surviving_lead_id) WHERE m.lead_id = ANY($1::text[]) OR "
-        "m.into_lead_id = ANY($1::text[]) OR "
-        "m.surviving_lead_id = ANY($1::text[])",
-        /* (A settle holding such a row waits for our leads' locks: a
-         * deadlock the server breaks, and the loser retries.) */
-        "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
-        "AND $2::text[] IS NOT NULL",
-        /* The error may quote the id (a self-merge's, say). */
-        "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
-        "error = replace(d.error, u.o, u.p) || '" LF_ERASED_NOTE "' "
-        "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
-        "WHERE d.key = convert_to(u.o, 'UTF8')",
-    };
     lf_buf_t a = {0}, b = {0};
-    char sql[4096];
     lf_err_t err = LF_OK;
 
     if (lf_pg_text_array(&a, orig, n) || lf_pg_text_array(&b, pseud, n))
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
-    for (size_t i = 0; !err && i < sizeof(steps) / sizeof(*steps); i++) {
-        snprintf(sql, sizeof(sql), steps[i], schema, known_keys);
-        err = q(conn, sql, "erasing", 2, (char *)a.data, (char *)b.data, NULL,
-                NULL, NULL, errstr, errstr_size);
-    }
+    if (!err)
+        err = erase_in(conn, schema, false, a.data, b.data, known_keys, errstr,
+                       errstr_size);
+    if (!err)
+        err = erase_elsewhere(conn, schema, a.data, b.data, known_keys, errstr,
+                              errstr_size);
     lf_buf_free(&a);
     lf_buf_free(&b);
     return err;

@@ -310,6 +310,11 @@ def main():
           KEY_HEX.encode() not in out, "-X dump (exit %d) shows the key or "
           "not the setting: %s" % (p.returncode, out.decode()[-600:]))
 
+    step("a what-if rebuilt before the erasure holds the person too")
+    s.replay("rebuild", "--into", "pre_erase", "--from-db", "-q",
+             kafka=False)
+    pre = psql("SELECT count(*), sum(visits) FROM pre_erase.leads", db=DB)
+
     step("the erased event: ids, attributes, notes, reasons, dead letter")
     s.emit(write("erase.jsonl", [ev(20, E1, "erased", 20,
                                     request_id=REQUEST % E1)]))
@@ -317,6 +322,13 @@ def main():
     clean("after the erasure")
     ps, dead = check_erased_rows()
     check(dead == 1, "the dead letter keyed E1 kept its key or value")
+    # clean() read the whole database: the what-if made before is erased
+    # too, its numbers kept.
+    check(psql("SELECT count(*), sum(visits) FROM pre_erase.leads",
+               db=DB) == pre, "the what-if's numbers changed")
+    check(psql("SELECT count(*) FROM pre_erase.leads WHERE lead_id = '%s'"
+               % ps[E1], db=DB) == [["1"]],
+          "the what-if's row of the person is not under its pseudonym")
     after_rows = psql("SELECT stage, cycle, visits FROM funnel.leads "
                       "WHERE lead_id = '%s'" % ps[E1], db=DB)
     check(after_rows == before_rows, "the lead's row changed: %s -> %s" % (

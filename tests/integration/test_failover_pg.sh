@@ -75,6 +75,20 @@ at() { # at DIR PORT SQL: one value from one member of the pair
 }
 offsets_sum="SELECT coalesce(sum(next_offset), 0) FROM funnel.offsets"
 sum_at() { at "$1" "$2" "$offsets_sum" 2>/dev/null || echo 0; }
+# reach DB DIR PORT TOTAL SECONDS LOG WHAT: wait until the offsets stored in
+# DB on that server reach TOTAL, the projector $PJ alive; else fail.
+reach() {
+    local db=$1 dir=$2 port=$3 total=$4 log=$6 i got=0
+    for i in $(seq 1 $(($5 * 10))); do
+        got=$(psql -X -At -h "$dir" -p "$port" -d "$db" -c "$offsets_sum" \
+            2>/dev/null || echo 0)
+        [ "$got" -ge "$total" ] && return 0
+        kill -0 "$PJ" 2>/dev/null ||
+            fail "the projector died: $(tail -n 5 "$log")"
+        sleep 0.1
+    done
+    fail "$7 in $5 s ($got of $total offsets): $(tail -n 5 "$log")"
+}
 
 # Small batches: many commits, and a stream that lasts long enough to stop
 # the primary in the middle of it.
@@ -112,14 +126,8 @@ sleep 1
 echo "standby promoted"
 
 # The projector is done once the new primary's offsets cover the topic.
-for i in $(seq 1 1200); do
-    [ "$(sum_at "$PB" "$P2")" -ge "$TOTAL" ] && break
-    kill -0 "$PJ" 2>/dev/null || fail "the projector died after the failover:
-$(tail -n 5 "$LF_TMP/fo.log")"
-    sleep 0.1
-done
-[ "$i" -lt 1200 ] || fail "the projector did not catch up on the promoted" \
-    "standby in 120 s ($(sum_at "$PB" "$P2") of $TOTAL offsets)"
+reach fo "$PB" "$P2" "$TOTAL" 120 "$LF_TMP/fo.log" \
+    "the projector did not catch up on the promoted standby"
 sleep 1 # let a batch in flight commit before SIGTERM
 kill -TERM "$PJ"
 wait "$PJ" || fail "the projector exited $? on SIGTERM"
@@ -174,13 +182,7 @@ CONN2="host=$PB,$PC port=$P2,$P3 dbname=fo2 user=postgres connect_timeout=5
 PJ=$!
 LF_PIDS+=("$PJ")
 drained2() { # drained2 TOTAL: wait until the new primary's offsets reach it
-    for i in $(seq 1 1200); do
-        [ "$(sum2_at "$PB" "$P2")" -ge "$1" ] && return 0
-        kill -0 "$PJ" 2>/dev/null ||
-            fail "the projector died: $(tail -n 3 "$LF_TMP/fo2.log")"
-        sleep 0.1
-    done
-    fail "$TOPIC2 not drained to $1 in 120 s"
+    reach fo2 "$PB" "$P2" "$1" 120 "$LF_TMP/fo2.log" "$TOPIC2 not drained"
 }
 FIRST=$(gen2 41)
 [ -n "$FIRST" ] && [ "$FIRST" -gt 0 ] || fail "leadflow-gen sent nothing"
@@ -204,15 +206,8 @@ lf_as_pg "$PGBIN_DIR/pg_ctl" -D "$PB/data" -m immediate -w -t 30 stop \
 "$SRC/tools/pg-standby.sh" promote "$PC" || fail "cannot promote the second standby"
 echo "idle projector: primary stopped hard after the drain of $TOTAL2" \
     "offsets, the standby (which holds $STANDBY2) promoted"
-for i in $(seq 1 600); do
-    [ "$(sum2_at "$PC" "$P3")" -ge "$TOTAL2" ] && break
-    kill -0 "$PJ" 2>/dev/null || fail "the projector died after the failover:
-$(tail -n 5 "$LF_TMP/fo2.log")"
-    sleep 0.1
-done
-[ "$i" -lt 600 ] || fail "the idle projector did not re-read what the" \
-    "promoted standby lost in 60 s ($(sum2_at "$PC" "$P3") of $TOTAL2" \
-    "offsets): $(tail -n 5 "$LF_TMP/fo2.log")"
+reach fo2 "$PC" "$P3" "$TOTAL2" 60 "$LF_TMP/fo2.log" \
+    "the idle projector did not re-read what the promoted standby lost"
 sleep 1
 kill -TERM "$PJ"
 wait "$PJ" || fail "the projector exited $? on SIGTERM"

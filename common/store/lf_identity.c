@@ -586,15 +586,16 @@ static const char *const kept_rows[][2] = {
      "unnest($1::text[], $2::text[]) AS u(o, p) WHERE h.lead_id = u.o"},
 };
 
-/* The other schemas of the database with every table an erasure rewrites,
- * quoted. $1 = the projector's schema. */
+/* The other models of the database, quoted: schemas a rebuild or a
+ * promote marked as leadflow's (their comment) that hold the model's
+ * tables. One of an older shape is tried too, and logged if it fails.
+ * $1 = the projector's schema. */
 static const char *others_sql =
     "SELECT quote_ident(n.nspname) FROM pg_namespace n WHERE n.nspname <> "
-    "$1 AND n.nspname ~ '^[a-z_][a-z0-9_]*$' AND (SELECT count(*) FROM "
-    "pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') "
-    "AND c.relname = ANY ('{events,leads,stage_history,anomalies,merges,"
-    "identity_pending,dead_letters,erasures,erased_leads}'::text[])) = 9 "
-    "ORDER BY 1";
+    "$1 AND n.nspname ~ '^[a-z_][a-z0-9_]*$' AND obj_description(n.oid, "
+    "'pg_namespace') LIKE 'leadflow%' AND (SELECT count(*) FROM pg_class c "
+    "WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') AND "
+    "c.relname IN ('events', 'leads', 'stage_history')) = 3 ORDER BY 1";
 
 static lf_err_t erase_in(PGconn *conn, const char *schema, bool kept,
                          const char *a, const char *b, const char *known_keys,

@@ -155,12 +155,60 @@ static size_t read_lines(FILE *fp, char ***linesp, size_t **lensp)
     return n;
 }
 
+/* The events of one run, and what the rounds measured. */
+typedef struct work_s {
+    char **lines;
+    size_t *lens, n;
+    lf_event_t *evs;
+    msg_t *msgs;
+    size_t *idx;
+    lf_buf_t buf;
+    double t[4]; /* parse, encode, decode, apply: ns in all */
+    size_t bad, anomalies;
+} work_t;
+
+/* One round: parse the lines, encode them, decode them, apply them. */
+static void run_round(lf_codec_t *codec, work_t *w)
+{
+    double t0 = now_ns();
+    w->bad += parse_all(w->lines, w->lens, w->n, w->evs);
+    double t1 = now_ns();
+    w->bad += encode_all(codec, w->evs, w->n, w->msgs, &w->buf);
+    double t2 = now_ns();
+    for (size_t i = 0; i < w->n; i++)
+        lf_event_clear(&w->evs[i]);
+    double t3 = now_ns();
+    w->bad += decode_all(codec, w->msgs, w->n, w->evs);
+    double t4 = now_ns();
+    w->anomalies += apply_all(w->evs, w->n, w->idx);
+    double t5 = now_ns();
+    w->t[0] += t1 - t0;
+    w->t[1] += t2 - t1;
+    w->t[2] += t4 - t3;
+    w->t[3] += t5 - t4;
+    for (size_t i = 0; i < w->n; i++) {
+        lf_event_clear(&w->evs[i]);
+        free(w->msgs[i].data);
+    }
+}
+
+static void work_free(work_t *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        free(w->lines[i]);
+    free(w->lines);
+    free(w->lens);
+    free(w->msgs);
+    free(w->evs);
+    free(w->idx);
+    lf_buf_free(&w->buf);
+}
+
 int main(int argc, char **argv)
 {
-    char why[512], **lines = NULL;
-    size_t n = 0, *lens = NULL;
+    char why[512];
     lf_codec_t *codec;
-    lf_buf_t buf = {0};
+    work_t w = {0};
     FILE *fp;
     int repeat = argc > 2 ? atoi(argv[2]) : 1;
     int contract = argc > 3 ? atoi(argv[3]) : LF_CONTRACT_LATEST;
@@ -180,52 +228,23 @@ int main(int argc, char **argv)
         fclose(fp);
         return 64;
     }
-    n = read_lines(fp, &lines, &lens);
+    w.n = read_lines(fp, &w.lines, &w.lens);
     fclose(fp);
-
-    lf_event_t *evs = calloc(n ? n : 1, sizeof(*evs));
-    msg_t *msgs = calloc(n ? n : 1, sizeof(*msgs));
-    size_t *idx = calloc(n ? n : 1, sizeof(*idx));
-    double t[4] = {0};
-    size_t bad = 0, anomalies = 0;
+    w.evs = calloc(w.n ? w.n : 1, sizeof(*w.evs));
+    w.msgs = calloc(w.n ? w.n : 1, sizeof(*w.msgs));
+    w.idx = calloc(w.n ? w.n : 1, sizeof(*w.idx));
     /* The funnel definition is parsed once at start, as the projector
      * does: not a cost per event. */
-    if (!evs || !msgs || !idx || !lf_definition_default())
+    if (!w.evs || !w.msgs || !w.idx || !lf_definition_default())
         abort();
-    for (int r = 0; r < repeat; r++) {
-        double t0 = now_ns();
-        bad += parse_all(lines, lens, n, evs);
-        double t1 = now_ns();
-        bad += encode_all(codec, evs, n, msgs, &buf);
-        double t2 = now_ns();
-        for (size_t i = 0; i < n; i++)
-            lf_event_clear(&evs[i]);
-        double t3 = now_ns();
-        bad += decode_all(codec, msgs, n, evs);
-        double t4 = now_ns();
-        anomalies += apply_all(evs, n, idx);
-        double t5 = now_ns();
-        t[0] += t1 - t0;
-        t[1] += t2 - t1;
-        t[2] += t4 - t3;
-        t[3] += t5 - t4;
-        for (size_t i = 0; i < n; i++) {
-            lf_event_clear(&evs[i]);
-            free(msgs[i].data);
-        }
-    }
-    double d = n ? (double)n * repeat : 1;
+    for (int r = 0; r < repeat; r++)
+        run_round(codec, &w);
+    double d = w.n ? (double)w.n * repeat : 1;
     printf("contract=%d events=%zu parse_ns=%.0f encode_ns=%.0f decode_ns=%.0f "
            "apply_ns=%.0f bad=%zu anomalies=%zu\n",
-           contract, n, t[0] / d, t[1] / d, t[2] / d, t[3] / d, bad, anomalies);
-    for (size_t i = 0; i < n; i++)
-        free(lines[i]);
-    free(lines);
-    free(lens);
-    free(msgs);
-    free(evs);
-    free(idx);
-    lf_buf_free(&buf);
+           contract, w.n, w.t[0] / d, w.t[1] / d, w.t[2] / d, w.t[3] / d, w.bad,
+           w.anomalies);
+    work_free(&w);
     lf_codec_destroy(codec);
-    return bad ? 65 : 0;
+    return w.bad ? 65 : 0;
 }

@@ -101,20 +101,13 @@ static int make_event(lf_event_t *ev, const char *lead_id, const char *channel)
     return lf_event_sort_attrs(ev) ? 0 : -1;
 }
 
-int main(int argc, char **argv)
+/* The command line into @p conf (the environment is already in it).
+ * @returns -1 to go on, else the exit code. */
+static int parse_args(lf_conf_t *conf, int argc, char **argv)
 {
-    lf_conf_t *conf = lf_conf_new();
-    lf_producer_t *p = NULL;
-    lf_event_t ev;
-    result_t result = {0};
     char errstr[512];
-    int opt, rc = 0;
+    int opt;
 
-    lf_event_init(&ev);
-    if (!conf)
-        return 70;
-    /* Lowest precedence first: environment, then the command line. */
-    lf_conf_load_env(conf);
     while ((opt = getopt(argc, argv, "b:t:X:h")) != -1) {
         lf_err_t err = LF_OK;
         switch (opt) {
@@ -131,48 +124,47 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
-            goto out;
+            return 0;
         default:
             usage(stderr);
-            rc = 64;
-            goto out;
+            return 64;
         }
         if (err) {
             fprintf(stderr, "adapter: %s\n", errstr);
-            rc = 64;
-            goto out;
+            return 64;
         }
     }
     if (optind >= argc || argc - optind > 2) {
         usage(stderr);
-        rc = 64;
-        goto out;
+        return 64;
     }
+    return -1;
+}
 
-    if (make_event(&ev, argv[optind],
-                   optind + 1 < argc ? argv[optind + 1] : "web")) {
-        fprintf(stderr, "adapter: out of memory\n");
-        rc = 70;
-        goto out;
-    }
+/* Send @p ev and wait for its delivery report. @returns the exit code. */
+static int send_event(lf_conf_t *conf, lf_event_t *ev)
+{
+    result_t result = {0};
+    char errstr[512];
+    lf_producer_t *p;
+    lf_err_t err;
+    int rc = 0;
 
     /* The producer applies leadflow's defaults (idempotence, acks=all,
      * lz4, the murmur2_random partitioner that keeps a lead's events on
      * one partition whatever the client language). */
     if (!(p = lf_producer_new(conf, errstr, sizeof(errstr)))) {
         fprintf(stderr, "adapter: %s\n", errstr);
-        rc = 78;
-        goto out;
+        return 78;
     }
     lf_producer_set_delivery_cb(p, on_delivery, &result);
 
     /* Validates the contract (lead_id length, UTF-8, ...), encodes Avro
      * with the schema id framing, adds the CloudEvents headers. */
-    lf_err_t err = lf_producer_emit(p, &ev, errstr, sizeof(errstr));
-    if (err) {
+    if ((err = lf_producer_emit(p, ev, errstr, sizeof(errstr)))) {
         fprintf(stderr, "adapter: %s\n", errstr);
-        rc = err == LF_ERR_INVALID ? 65 : 69;
-        goto out;
+        lf_producer_destroy(p);
+        return err == LF_ERR_INVALID ? 65 : 69;
     }
 
     /* librdkafka retries on its own until message.timeout.ms; we wait for
@@ -185,12 +177,33 @@ int main(int argc, char **argv)
         rc = 69;
     } else {
         printf("delivered lead_id=%s partition=%d offset=%lld event_id=%s\n",
-               ev.lead_id, (int)result.partition, (long long)result.offset,
-               ev.event_id);
+               ev->lead_id, (int)result.partition, (long long)result.offset,
+               ev->event_id);
     }
-
-out:
     lf_producer_destroy(p);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    lf_conf_t *conf = lf_conf_new();
+    lf_event_t ev;
+    int rc;
+
+    lf_event_init(&ev);
+    if (!conf)
+        return 70;
+    /* Lowest precedence first: environment, then the command line. */
+    lf_conf_load_env(conf);
+    if ((rc = parse_args(conf, argc, argv)) < 0) {
+        if (make_event(&ev, argv[optind],
+                       optind + 1 < argc ? argv[optind + 1] : "web")) {
+            fprintf(stderr, "adapter: out of memory\n");
+            rc = 70;
+        } else {
+            rc = send_event(conf, &ev);
+        }
+    }
     lf_event_clear(&ev);
     lf_conf_destroy(conf);
     return rc;

@@ -449,6 +449,41 @@ static const unsigned char fast_stop[256] = {
     [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
+/* What a one-letter escape stands for (0: not one). */
+static const char fast_escape[256] = {
+    ['"'] = '"',  ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b',
+    ['f'] = '\f', ['n'] = '\n',  ['r'] = '\r', ['t'] = '\t',
+};
+
+/* A \uXXXX escape at @p q (its backslash) as UTF-8 at *@p o. Gives up on
+ * \u0000 and surrogates (jansson's cases). */
+static bool fast_u(const char *q, const char *end, char **o)
+{
+    int cp = 0;
+
+    if (end - q < 6)
+        return false;
+    for (int k = 2; k < 6; k++) {
+        int h = hexval(q[k]);
+        if (h < 0)
+            return false;
+        cp = cp << 4 | h;
+    }
+    if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+        return false;
+    if (cp < 0x80) {
+        *(*o)++ = (char)cp;
+    } else if (cp < 0x800) {
+        *(*o)++ = (char)(0xC0 | cp >> 6);
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *(*o)++ = (char)(0xE0 | cp >> 12);
+        *(*o)++ = (char)(0x80 | (cp >> 6 & 0x3F));
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return true;
+}
+
 /* A string at f->p (the opening quote), decoded into the scratch buffer.
  * Gives up on control characters, \u0000 and surrogates (jansson's cases). */
 static bool fast_str(fast_t *f, const char **s, size_t *len)
@@ -473,60 +508,16 @@ static bool fast_str(fast_t *f, const char **s, size_t *len)
             break;
         if (q + 1 >= f->end)
             return false;
-        switch (q[1]) {
-        case '"':
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            break;
-        case '/':
-            *o++ = '/';
-            break;
-        case 'b':
-            *o++ = '\b';
-            break;
-        case 'f':
-            *o++ = '\f';
-            break;
-        case 'n':
-            *o++ = '\n';
-            break;
-        case 'r':
-            *o++ = '\r';
-            break;
-        case 't':
-            *o++ = '\t';
-            break;
-        case 'u': {
-            int cp = 0;
-            if (f->end - q < 6)
+        if (q[1] == 'u') {
+            if (!fast_u(q, f->end, &o))
                 return false;
-            for (int k = 2; k < 6; k++) {
-                int h = hexval(q[k]);
-                if (h < 0)
-                    return false;
-                cp = cp << 4 | h;
-            }
-            if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-                return false;
-            if (cp < 0x80) {
-                *o++ = (char)cp;
-            } else if (cp < 0x800) {
-                *o++ = (char)(0xC0 | cp >> 6);
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (char)(0xE0 | cp >> 12);
-                *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            }
             f->p = q + 6;
-            continue;
-        }
-        default:
+        } else if (fast_escape[(unsigned char)q[1]]) {
+            *o++ = fast_escape[(unsigned char)q[1]];
+            f->p = q + 2;
+        } else {
             return false;
         }
-        f->p = q + 2;
     }
     f->p++; /* the closing quote */
     *len = (size_t)(o - *s);

@@ -2594,10 +2594,46 @@ static lf_err_t store_dead_letters(flush_t *f)
  * message's offset: it stores last+1 and the next batch continues from
  * exactly that value, gap or not. @returns LF_OK, LF_ERR_STALE, or a
  * statement's error. */
+/* A partition declared to have no stored offset has no row to lock FOR
+ * UPDATE: two instances that both found none (one kept it past a
+ * rebalance) would both write its first batch. Each takes the partition's
+ * advisory lock first (in one sorted order: no cycle of waits), so the
+ * second reads the row the first committed, and is refused. */
+static lf_err_t lock_new_partitions(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t names = {0};
+    char name[300];
+    lf_err_t err = LF_OK;
+
+    for (size_t i = 0; !err && i < p->off_count; i++) {
+        const next_offset_t *o = &p->offs[i];
+        if (o->from != LF_PROJECTOR_NO_ROW)
+            continue;
+        snprintf(name, sizeof(name), "%d/%s", (int)o->partition,
+                 p->topics[o->topic]);
+        err = lf_ids_add(&names, name) ? nomem(f) : LF_OK;
+    }
+    if (!err && names.n) {
+        lf_buf_reset(&p->arr);
+        err = lf_pg_text_array(&p->arr, (const char *const *)names.v, names.n)
+                  ? nomem(f)
+                  : run(f, LF_PROJECTOR_PARTITION_LOCK_SQL,
+                        "locking new partitions", 2, p->group_id, p->arr.data,
+                        NULL);
+    }
+    lf_ids_free(&names);
+    return err;
+}
+
 static lf_err_t check_continues(flush_t *f)
 {
     lf_projector_t *p = f->p;
     char sql[256];
+    lf_err_t err;
+
+    if ((err = lock_new_partitions(f)))
+        return err;
 
     snprintf(sql, sizeof(sql),
              "SELECT next_offset FROM %s.offsets WHERE group_id = $1 AND "

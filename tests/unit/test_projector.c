@@ -966,6 +966,47 @@ static bool waiting(PGconn *on, PGconn *who, const char *wait_event,
     return yes;
 }
 
+/* Two instances that both found no stored offset for a partition (one
+ * kept it past a rebalance): the second to reach the fence waits for the
+ * first's commit, then reads its row and is refused, instead of writing
+ * the partition's first batch again. The side connection is the other
+ * instance, in its batch's transaction past the fence. */
+Test(projector, first_batch_of_a_partition_is_written_once)
+{
+    const char *params[2] = {GROUP, "{0/" TOPIC "}"};
+    PGconn *side = PQconnectdb(""), *watch = PQconnectdb("");
+    PGresult *res;
+    pthread_t t;
+    void *rc;
+
+    cr_assert_eq(PQstatus(side), CONNECTION_OK);
+    cr_assert_eq(PQstatus(watch), CONNECTION_OK);
+    sql_ok(side, "BEGIN");
+    res = PQexecParams(side, LF_PROJECTOR_PARTITION_LOCK_SQL, 2, NULL, params,
+                       NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s",
+                 PQresultErrorMessage(res));
+    PQclear(res);
+    sql_ok(side, "INSERT INTO funnel.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ('" GROUP "', '" TOPIC "', 0, 7)");
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    cr_assert_eq(
+        lf_projector_continue_from(proj, TOPIC, 0, LF_PROJECTOR_NO_ROW), LF_OK);
+    cr_assert_eq(pthread_create(&t, NULL, flush_in_thread, NULL), 0);
+    cr_expect(waiting(watch, conn, "advisory", "%pg_advisory_xact_lock%"),
+              "the batch did not wait for the other instance's");
+    sql_ok(side, "COMMIT");
+    cr_assert_eq(pthread_join(t, &rc), 0);
+    cr_expect_eq((lf_err_t)(intptr_t)rc, LF_ERR_STALE, "flush: %s", errstr);
+    cr_expect(strstr(errstr, "stored next offset is 7"), "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "7");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "0");
+    PQfinish(side);
+    PQfinish(watch);
+}
+
 static void race_first(race_t *r, const char *row_lock, const char *waits_at)
 {
     r->conn2 = PQconnectdb("");

@@ -588,11 +588,13 @@ static const char *const kept_rows[][2] = {
 
 /* The other models of the database, quoted: schemas a rebuild or a
  * promote marked as leadflow's (their comment) that hold the model's
- * tables. One of an older shape is tried too, and logged if it fails.
- * $1 = the projector's schema. */
+ * tables, not the live funnel (its own projector erases it there, and
+ * recomputes the person). One of an older shape is tried too, and logged
+ * if it fails. $1 = the projector's schema. */
 static const char *others_sql =
     "SELECT quote_ident(n.nspname) FROM pg_namespace n WHERE n.nspname <> "
-    "$1 AND n.nspname ~ '^[a-z_][a-z0-9_]*$' AND obj_description(n.oid, "
+    "$1 AND n.nspname <> 'funnel' AND n.nspname ~ '^[a-z_][a-z0-9_]*$' AND "
+    "obj_description(n.oid, "
     "'pg_namespace') LIKE 'leadflow%' AND (SELECT count(*) FROM pg_class c "
     "WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') AND "
     "c.relname IN ('events', 'leads', 'stage_history')) = 3 ORDER BY 1";
@@ -634,8 +636,12 @@ static lf_err_t erase_elsewhere(PGconn *conn, const char *schema, const char *a,
         if ((err = q(conn, "SAVEPOINT lf_erase", "erasing", 0, NULL, NULL, NULL,
                      NULL, NULL, errstr, errstr_size)))
             break;
-        if (erase_in(conn, other, true, a, b, known_keys, why, sizeof(why))) {
-            if (PQstatus(conn) != CONNECTION_OK)
+        lf_err_t e =
+            erase_in(conn, other, true, a, b, known_keys, why, sizeof(why));
+        if (e) {
+            /* A lost connection, a deadlock with the writer of that schema:
+             * the batch is retried whole. */
+            if (e == LF_ERR_TEMPORARY || PQstatus(conn) != CONNECTION_OK)
                 err =
                     lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size, "%s", why);
             else {

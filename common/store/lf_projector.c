@@ -2581,19 +2581,6 @@ static lf_err_t store_dead_letters(flush_t *f)
     return run(f, sql, "writing dead letters", 0, NULL, NULL, NULL);
 }
 
-/* The offsets fence, in the batch's transaction before its offsets are
- * stored: every partition whose messages were declared to continue from a
- * stored next offset (lf_projector_continue_from()) must still have that
- * value in funnel.offsets, locked until the commit. A database that lost
- * commits (a failover to an asynchronous standby) or another writer that
- * moved a partition on makes the values differ: then nothing of the batch
- * may be written, since its messages would sit next to a gap or on top of
- * a range written twice, and storing its offsets would hide the gap for
- * good. Kafka offsets may have gaps (compaction, the markers of
- * transactional producers), so a batch is never checked against its first
- * message's offset: it stores last+1 and the next batch continues from
- * exactly that value, gap or not. @returns LF_OK, LF_ERR_STALE, or a
- * statement's error. */
 /* A partition declared to have no stored offset has no row to lock FOR
  * UPDATE: two instances that both found none (one kept it past a
  * rebalance) would both write its first batch. Each takes the partition's
@@ -2626,6 +2613,19 @@ static lf_err_t lock_new_partitions(flush_t *f)
     return err;
 }
 
+/* The offsets fence, in the batch's transaction before its offsets are
+ * stored: every partition whose messages were declared to continue from a
+ * stored next offset (lf_projector_continue_from()) must still have that
+ * value in funnel.offsets, locked until the commit. A database that lost
+ * commits (a failover to an asynchronous standby) or another writer that
+ * moved a partition on makes the values differ: then nothing of the batch
+ * may be written, since its messages would sit next to a gap or on top of
+ * a range written twice, and storing its offsets would hide the gap for
+ * good. Kafka offsets may have gaps (compaction, the markers of
+ * transactional producers), so a batch is never checked against its first
+ * message's offset: it stores last+1 and the next batch continues from
+ * exactly that value, gap or not. @returns LF_OK, LF_ERR_STALE, or a
+ * statement's error. */
 static lf_err_t check_continues(flush_t *f)
 {
     lf_projector_t *p = f->p;

@@ -758,9 +758,13 @@ static lf_err_t compat_answer(lf_registry_t *reg, const char *subject,
     if (status == 404) {
         long code = error_code(reg->body.data, reg->body.len);
         /* 40401 subject, 40402 version not found: nothing to break. A
-         * 404 without a code says no more (a registry that does not give
-         * one): registering next says what is wrong if anything is. */
-        if (code == 40401 || code == 40402 || code == 0)
+         * 404 without a code, empty or a JSON object, says no more (a
+         * registry that does not give one); an HTML page is a wrong URL. */
+        json_t *body =
+            code ? NULL : load_object(reg->body.data, reg->body.len, NULL, 0);
+        bool bare = !code && (body || !reg->body.len);
+        json_decref(body);
+        if (code == 40401 || code == 40402 || bare)
             return LF_OK;
     }
     if (status < 200 || status > 299) {
@@ -809,7 +813,7 @@ lf_err_t lf_registry_check_compatible(lf_registry_t *reg, const char *subject,
                         errstr_size)))
         err = compat_answer(reg, subject, where, status, errstr, errstr_size);
     if (err == LF_ERR_INVALID && status >= 200 && status <= 299) {
-        char first[1024];
+        char first[2048];
         long vstatus = 0;
         snprintf(first, sizeof(first), "%s", errstr);
         strncat(path, "?verbose=true", sizeof(path) - strlen(path) - 1);

@@ -74,12 +74,12 @@ static const char *twin_setval_sql =
 #define TWIN_RENAME(def)                                                       \
     "regexp_replace(" def ", '(^|[^[:alnum:]_.\"])funnel\\.', "                \
     "'\\1' || quote_ident($1::text) || '.', 'g')"
+/* clang-format off */
 static const char *twin_functions_sql =
     "SELECT " TWIN_RENAME("pg_get_functiondef(p.oid)") " FROM pg_proc p "
-                                                       "WHERE p.pronamespace = "
-                                                       "'funnel'::regnamespace "
-                                                       "AND p.prokind IN ('f', "
-                                                       "'p') ORDER BY p.oid";
+    "WHERE p.pronamespace = 'funnel'::regnamespace AND p.prokind IN ('f', "
+    "'p') ORDER BY p.oid";
+/* clang-format on */
 static const char *twin_function_comments_sql =
     "SELECT format('COMMENT ON %s %I.%I(%s) IS %L', CASE p.prokind WHEN 'p' "
     "THEN 'PROCEDURE' ELSE 'FUNCTION' END, $1::text, p.proname, "
@@ -87,27 +87,20 @@ static const char *twin_function_comments_sql =
     "'pg_proc')) FROM pg_proc p WHERE p.pronamespace = "
     "'funnel'::regnamespace AND p.prokind IN ('f', 'p') AND "
     "obj_description(p.oid, 'pg_proc') IS NOT NULL ORDER BY p.oid";
+/* clang-format off */
 static const char *twin_views_sql =
-    "SELECT c.oid, format('CREATE VIEW %I.%I AS %s', $1::text, "
-    "c.relname, " TWIN_RENAME(
-        "pg_get_viewdef(c.oid)") "), CASE WHEN "
-                                 "obj_description(c.oid, 'pg_class') IS NOT "
-                                 "NULL THEN "
-                                 "format('COMMENT ON VIEW %I.%I IS %L', "
-                                 "$1::text, c.relname, "
-                                 "obj_description(c.oid, 'pg_class')) END, "
-                                 "NULL, (SELECT "
-                                 "string_agg(format('COMMENT ON COLUMN "
-                                 "%I.%I.%I IS %L', $1::text, "
-                                 "c.relname, a.attname, col_description(c.oid, "
-                                 "a.attnum)), '; ') FROM "
-                                 "pg_attribute a WHERE a.attrelid = c.oid AND "
-                                 "a.attnum > 0 AND "
-                                 "col_description(c.oid, a.attnum) IS NOT "
-                                 "NULL) FROM pg_class c WHERE "
-                                 "c.relnamespace = 'funnel'::regnamespace AND "
-                                 "c.relkind = 'v' ORDER BY "
-                                 "c.oid";
+    "SELECT c.oid, format('CREATE VIEW %I.%I AS %s', $1::text, c.relname, "
+    TWIN_RENAME("pg_get_viewdef(c.oid)") "), CASE WHEN "
+    "obj_description(c.oid, 'pg_class') IS NOT NULL THEN "
+    "format('COMMENT ON VIEW %I.%I IS %L', $1::text, c.relname, "
+    "obj_description(c.oid, 'pg_class')) END, NULL, (SELECT "
+    "string_agg(format('COMMENT ON COLUMN %I.%I.%I IS %L', $1::text, "
+    "c.relname, a.attname, col_description(c.oid, a.attnum)), '; ') FROM "
+    "pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND "
+    "col_description(c.oid, a.attnum) IS NOT NULL) FROM pg_class c WHERE "
+    "c.relnamespace = 'funnel'::regnamespace AND c.relkind = 'v' ORDER BY "
+    "c.oid";
+/* clang-format on */
 
 static lf_err_t exec(PGconn *conn, const char *sql, const char *what,
                      char *errstr, size_t errstr_size)

@@ -1849,38 +1849,28 @@ static bool has_capture(lf_event_t *const *ev, size_t n)
     return false;
 }
 
-static lf_err_t project_fresh(flush_t *f, derive_t *d)
+/* Apply each fresh person's new events to a new lead, but send a person
+ * with a capture among them to the full recompute when @p earlier (the
+ * persons with older stored events, ordered bytewise; NULL: none) lists
+ * it. */
+static lf_err_t project_fresh_rows(flush_t *f, derive_t *d,
+                                   const PGresult *earlier)
 {
     lf_projector_t *p = f->p;
     const size_t *ev_idx = f->ev_idx;
-    PGresult *res = NULL;
-    char sql[SQL_MAX];
+    size_t r = 0, nrows = earlier ? (size_t)PQntuples(earlier) : 0;
     lf_err_t err = LF_OK;
-    size_t r = 0, nrows;
 
-    lf_buf_reset(&p->arr);
-    for (size_t i = 0; i < d->nfresh; i++) /* d->leads as scratch */
-        d->leads[i] = p->entries[ev_idx[d->fresh[i].at]].person;
-    if (lf_pg_text_array(&p->arr, d->leads, d->nfresh))
-        return LF_ERR_NOMEM;
-    sql_text(p, sql, NULL,
-             "SELECT lead_id FROM {schema}.anomalies WHERE lead_id = "
-             "ANY($1::text[]) AND kind = 'state' GROUP BY lead_id "
-             "ORDER BY lead_id COLLATE \"C\"");
-    if ((err =
-             run(f, sql, "finding earlier events", 1, p->arr.data, NULL, &res)))
-        return err;
-    nrows = (size_t)PQntuples(res);
     for (size_t i = 0; i < d->nfresh && !err; i++) {
         const span_t *s = &d->fresh[i];
         const char *id = p->entries[ev_idx[s->at]].person;
         lead_row_t row = {0};
 
-        while (r < nrows && strcmp(PQgetvalue(res, (int)r, 0), id) < 0)
+        while (r < nrows && strcmp(PQgetvalue(earlier, (int)r, 0), id) < 0)
             r++;
         for (size_t j = 0; j < s->n; j++)
             d->group[j] = &p->entries[ev_idx[s->at + j]].ev;
-        if (r < nrows && !strcmp(PQgetvalue(res, (int)r, 0), id) &&
+        if (r < nrows && !strcmp(PQgetvalue(earlier, (int)r, 0), id) &&
             has_capture(d->group, s->n)) {
             d->re[d->nre++] = id;
             continue;
@@ -1891,6 +1881,41 @@ static lf_err_t project_fresh(flush_t *f, derive_t *d)
             err = project_lead(p, &f->b, &row, d->group, s->n, false);
         lead_row_clear(&row);
     }
+    return err;
+}
+
+/* Which fresh persons have older stored events matters only for those
+ * whose new events hold a capture (has_capture()): ask about those alone,
+ * under a shuffled stream about one fresh person in six. */
+static lf_err_t project_fresh(flush_t *f, derive_t *d)
+{
+    lf_projector_t *p = f->p;
+    const size_t *ev_idx = f->ev_idx;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    size_t nask = 0;
+    lf_err_t err;
+
+    for (size_t i = 0; i < d->nfresh; i++) { /* d->leads as scratch */
+        const span_t *s = &d->fresh[i];
+        for (size_t j = 0; j < s->n; j++)
+            d->group[j] = &p->entries[ev_idx[s->at + j]].ev;
+        if (has_capture(d->group, s->n))
+            d->leads[nask++] = p->entries[ev_idx[s->at]].person;
+    }
+    if (!nask)
+        return project_fresh_rows(f, d, NULL);
+    lf_buf_reset(&p->arr);
+    if (lf_pg_text_array(&p->arr, d->leads, nask))
+        return LF_ERR_NOMEM;
+    sql_text(p, sql, NULL,
+             "SELECT lead_id FROM {schema}.anomalies WHERE lead_id = "
+             "ANY($1::text[]) AND kind = 'state' GROUP BY lead_id "
+             "ORDER BY lead_id COLLATE \"C\"");
+    if ((err =
+             run(f, sql, "finding earlier events", 1, p->arr.data, NULL, &res)))
+        return err;
+    err = project_fresh_rows(f, d, res);
     PQclear(res);
     return err;
 }

@@ -945,12 +945,19 @@ static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
 
     w->id = id;
     if (avro_schema_from_json_length(json, strlen(json), &w->schema)) {
-        w->schema = NULL;
+        char *bare = lf_json_schema_without_nul_defaults(json);
         snprintf(why, sizeof(why),
                  "schema id %ld from the registry is not a valid Avro "
                  "schema: %s",
                  (long)id, avro_strerror());
-        goto refuse;
+        w->schema = NULL;
+        if (!bare ||
+            avro_schema_from_json_length(bare, strlen(bare), &w->schema)) {
+            free(bare);
+            w->schema = NULL;
+            goto refuse;
+        }
+        free(bare);
     }
     ns = avro_typeof(w->schema) == AVRO_RECORD
              ? avro_schema_namespace(w->schema)

@@ -1056,3 +1056,70 @@ lf_err_t lf_json_format_payload(const lf_event_t *ev, lf_buf_t *out)
         return LF_ERR_NOMEM;
     return LF_OK;
 }
+
+/* ---- Avro schemas that avro-c cannot read as they are ---------------- */
+
+/* Does @p v hold a string with a NUL in it, at any depth? */
+static bool holds_nul(const json_t *v)
+{
+    const char *k;
+    json_t *m;
+    size_t i;
+
+    if (json_is_string(v))
+        return memchr(json_string_value(v), '\0', json_string_length(v));
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, m)
+        {
+            if (holds_nul(m))
+                return true;
+        }
+    }
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, m)
+        {
+            if (holds_nul(m))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Drop every "default" of @p v that holds a NUL. @returns how many. */
+static size_t drop_nul_defaults(json_t *v)
+{
+    const char *k;
+    json_t *m, *d;
+    size_t i, n = 0;
+
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, m)
+        {
+            n += drop_nul_defaults(m);
+        }
+    }
+    if (!json_is_object(v))
+        return n;
+    if ((d = json_object_get(v, "default")) && holds_nul(d)) {
+        json_object_del(v, "default");
+        n++;
+    }
+    json_object_foreach(v, k, m)
+    {
+        n += drop_nul_defaults(m);
+    }
+    return n;
+}
+
+/* See lf_json.h. */
+char *lf_json_schema_without_nul_defaults(const char *json)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_ALLOW_NUL, &jerr);
+    char *out = NULL;
+
+    if (root && drop_nul_defaults(root))
+        out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}

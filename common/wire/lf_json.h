@@ -49,4 +49,17 @@ lf_err_t lf_json_format_payload(const lf_event_t *ev, lf_buf_t *out);
 /** Append @p s as a JSON string literal (with quotes) to @p out. */
 lf_err_t lf_json_append_string(lf_buf_t *out, const char *s, size_t len);
 
+/**
+ * avro-c reads a schema with jansson's default flags, which refuse
+ * "\u0000" in a string, and the Avro spec writes a default of a bytes or
+ * fixed field as a string of code points 0-255: a later contract with
+ * "default": "\u0000" is a valid schema avro-c cannot read. A writer's
+ * defaults never matter for reading what it wrote (they fill fields a
+ * reader has and the writer lacks), so a writer schema can be read without
+ * the defaults that hold a NUL.
+ * @returns @p json without those defaults (the caller frees it), or NULL
+ * when it is not JSON, has no such default, or memory ran out.
+ */
+char *lf_json_schema_without_nul_defaults(const char *json);
+
 #endif

@@ -298,7 +298,8 @@ enum {
     ID_OTHER,
     ID_BROKEN,
     ID_NEWTYPE,
-    ID_V3
+    ID_V3,
+    ID_V3_NUL
 };
 
 static json_t *v1_json(void)
@@ -404,6 +405,29 @@ static char *v3_text(void)
     return out;
 }
 
+/* A later contract whose new fields have defaults with a NUL: the Avro
+ * spec writes bytes and fixed defaults as strings of code points 0-255,
+ * so "\u0000" is an ordinary default there (python3-avro reads it; avro-c
+ * alone would not). Appended after payload: a bytes and a fixed(2). */
+static char *v3_nul_text(void)
+{
+    json_error_t jerr;
+    json_t *s = json_loads(lf_embedded_avsc_v2, 0, &jerr), *f;
+    cr_assert_not_null(s, "%s", jerr.text);
+    f = json_loads("[{\"name\":\"blob\",\"type\":\"bytes\",\"default\":"
+                   "\"\\u0000\"},{\"name\":\"fx\",\"type\":{\"type\":"
+                   "\"fixed\",\"name\":\"Two\",\"size\":2},\"default\":"
+                   "\"\\u0000\\u0000\"}]",
+                   JSON_ALLOW_NUL, &jerr);
+    cr_assert_not_null(f, "%s", jerr.text);
+    json_array_extend(json_object_get(s, "fields"), f);
+    json_decref(f);
+    char *out = json_dumps(s, 0);
+    json_decref(s);
+    cr_assert(strstr(out, "\\u0000"), "%s", out);
+    return out;
+}
+
 static lf_registry_t *reg;
 static lf_codec_t *codec;
 
@@ -432,6 +456,9 @@ static void codec_setup(void)
                  0);
     cr_assert_eq(lf_registry_cache_put(reg, ID_NEWTYPE, nt), 0);
     cr_assert_eq(lf_registry_cache_put(reg, ID_V3, v3), 0);
+    free(v3);
+    v3 = v3_nul_text();
+    cr_assert_eq(lf_registry_cache_put(reg, ID_V3_NUL, v3), 0);
     free(v3);
     free(v2);
     free(ro);
@@ -760,6 +787,36 @@ Test(codec_registry, v3_fields_kept_as_json)
                      "\"on\":true,\"tier\":\"SILVER\",\"n\":-7,"
                      "\"m\":{\"k\":3}}}");
     cr_expect_str_eq(ev.payload_extra, "{\"landing_page\":\"/lp\"}");
+    lf_event_clear(&ev);
+}
+
+/* A later writer whose new fields default to "\u0000": read, the new
+ * fields kept, as any other later writer's. */
+Test(codec_registry, v3_with_nul_defaults_is_read)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    r_header(&r, ID_V3_NUL);
+    r_str(&r, "e-1");
+    r_str(&r, "L-1");
+    r_long(&r, 0); /* CAPTURED */
+    r_long(&r, 1767225600000);
+    r_str(&r, "crm");
+    r_opt(&r, NULL); /* actor */
+    r_opt(&r, NULL); /* account_id */
+    r_long(&r, 0);   /* payload: Captured */
+    r_str(&r, "paid");
+    r_opt(&r, NULL);
+    r_long(&r, 0); /* no attributes */
+    r_long(&r, 1); /* blob */
+    r.b[r.n++] = 0;
+    r.b[r.n++] = 'x'; /* fx */
+    r.b[r.n++] = 'y';
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_str_eq(ev.u.captured.channel, "paid");
+    cr_expect_str_eq(ev.extra, "{\"blob\":\"AA==\",\"fx\":\"eHk=\"}");
     lf_event_clear(&ev);
 }
 

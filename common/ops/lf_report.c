@@ -199,6 +199,7 @@ struct lf_report_s {
     PGresult *def;    /* funnel.definition: name, version, sha256 */
     PGresult *rules;  /* funnel.rules, one row per rule */
     PGresult *labels; /* the definition's labels: stage, label */
+    PGresult *cycle;  /* its new_cycle: from and to stages, labelled */
 };
 
 /* ---- parsing arguments ------------------------------------------------- */
@@ -251,6 +252,7 @@ void lf_report_destroy(lf_report_t *rep)
     PQclear(rep->def);
     PQclear(rep->rules);
     PQclear(rep->labels);
+    PQclear(rep->cycle);
     free(rep->from);
     free(rep->to);
     free(rep->channel);
@@ -298,12 +300,22 @@ static const char *labels_sql =
     "coalesce(d.json -> 'labels', '{}'::jsonb)) l JOIN funnel.stages s ON "
     "s.stage = l.key ORDER BY s.stage_order";
 static const char *rules_sql =
-    "SELECT r.event, string_agg(r.from_stage, ', ' ORDER BY s.stage_order) "
-    "AS from_stages, r.to_stage, coalesce(d.json -> 'labels' ->> r.to_stage, "
-    "r.to_stage) AS to_label, r.otherwise, r.qualify FROM funnel.rules r "
+    "SELECT r.event, string_agg(coalesce(d.json -> 'labels' ->> r.from_stage, "
+    "r.from_stage), ', ' ORDER BY s.stage_order) AS from_stages, r.to_stage, "
+    "coalesce(d.json -> 'labels' ->> r.to_stage, r.to_stage) AS to_label, "
+    "r.otherwise, r.qualify FROM funnel.rules r "
     "JOIN funnel.stages s ON s.stage = r.from_stage CROSS JOIN "
     "funnel.definition d GROUP BY r.rule, r.event, r.to_stage, d.json, "
     "r.otherwise, r.qualify ORDER BY r.rule";
+
+/* Its new_cycle rule: the stages of "from" and of "to", labelled. */
+static const char *cycle_sql =
+    "SELECT (SELECT string_agg(coalesce(d.json -> 'labels' ->> f, f), ', ' "
+    "ORDER BY s.stage_order) FROM jsonb_array_elements_text(d.json -> "
+    "'new_cycle' -> 'from') f JOIN funnel.stages s ON s.stage = f), (SELECT "
+    "string_agg(coalesce(d.json -> 'labels' ->> t, t), ', ' ORDER BY "
+    "s.stage_order) FROM jsonb_array_elements_text(d.json -> 'new_cycle' -> "
+    "'to') t JOIN funnel.stages s ON s.stage = t) FROM funnel.definition d";
 
 static lf_err_t fetch_definition(PGconn *conn, lf_report_t *rep, char *errstr,
                                  size_t errstr_size)
@@ -323,6 +335,12 @@ static lf_err_t fetch_definition(PGconn *conn, lf_report_t *rep, char *errstr,
     rep->labels = PQexec(conn, labels_sql);
     if (PQresultStatus(rep->labels) != PGRES_TUPLES_OK) {
         query_error(rep->labels, conn, "report: the stages' labels", errstr,
+                    errstr_size);
+        return LF_ERR_PG;
+    }
+    rep->cycle = PQexec(conn, cycle_sql);
+    if (PQresultStatus(rep->cycle) != PGRES_TUPLES_OK) {
+        query_error(rep->cycle, conn, "report: the new-cycle rule", errstr,
                     errstr_size);
         return LF_ERR_PG;
     }
@@ -946,16 +964,32 @@ static json_t *row_json(const PGresult *res, int r)
 }
 
 /* "definition": {"name", "version", "sha256"}, or null when none is
- * recorded. @returns false when out of memory. */
+ * recorded; "stage_labels": {stage: display name} (the definition's
+ * labels, {} without any). @returns false when out of memory. */
 static bool json_definition(const lf_report_t *rep, json_t *root)
 {
-    json_t *def = json_null();
+    json_t *def = json_null(), *labels = json_object();
     if (PQntuples(rep->def))
         def = json_pack(
             "{s:s, s:I, s:s}", "name", PQgetvalue(rep->def, 0, 0), "version",
             (json_int_t)strtoll(PQgetvalue(rep->def, 0, 1), NULL, 10), "sha256",
             PQgetvalue(rep->def, 0, 2));
-    return def && !json_object_set_new(root, "definition", def);
+    for (int r = 0; labels && r < PQntuples(rep->labels); r++)
+        if (json_object_set_new(labels, PQgetvalue(rep->labels, r, 0),
+                                json_string(PQgetvalue(rep->labels, r, 1)))) {
+            json_decref(labels);
+            labels = NULL;
+        }
+    if (!def || !labels) {
+        json_decref(def);
+        json_decref(labels);
+        return false;
+    }
+    if (json_object_set_new(root, "definition", def)) {
+        json_decref(labels);
+        return false;
+    }
+    return !json_object_set_new(root, "stage_labels", labels);
 }
 
 static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
@@ -1915,7 +1949,18 @@ static void html_rules(const lf_report_t *rep, FILE *fp)
         }
         fputs("</tr>\n", fp);
     }
-    fputs("</table>\n</section>\n", fp);
+    fputs("</table>\n", fp);
+    if (PQntuples(rep->cycle) && !PQgetisnull(rep->cycle, 0, 0) &&
+        !PQgetisnull(rep->cycle, 0, 1)) {
+        fputs("<p class=\"note\">A new cycle starts with a visit to a stage of "
+              "<em>",
+              fp);
+        put_html(fp, PQgetvalue(rep->cycle, 0, 1));
+        fputs("</em> that directly follows a visit to a stage of <em>", fp);
+        put_html(fp, PQgetvalue(rep->cycle, 0, 0));
+        fputs("</em>.</p>\n", fp);
+    }
+    fputs("</section>\n", fp);
 }
 
 static void write_html(const lf_report_t *rep, FILE *fp)

@@ -593,6 +593,17 @@ static lf_err_t swap(PGconn *conn, const char *from, const carry_t *c,
         (err = lf_catalog_run_all(conn, &c->grants, "carrying privileges over",
                                   errstr, errstr_size)))
         return err;
+    /* Promote adopts the schema's definition: from now on, unless the old
+     * funnel already had it (a rebuild under the same rules), whose time
+     * of adoption stays. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE funnel.definition AS n SET adopted_at = coalesce(("
+             "SELECT o.adopted_at FROM %s.definition AS o WHERE o.sha256 = "
+             "n.sha256), now())",
+             out->old_name);
+    if ((err = query1(conn, sql, NULL, "recording the adoption", NULL, errstr,
+                      errstr_size)))
+        return err;
     return comment_both(conn, from, out, errstr, errstr_size);
 }
 

@@ -274,7 +274,14 @@ def summary_and_promote(broker, events):
             check(abs(float(b) - float(a) - float(change)) < 1e-3,
                   "change of %s: %s" % (k, rows[k]))
 
+    before = psql("SELECT now()", db="d0")[0][0]
     replay("promote", "whatif", "--no-group-check", "-d", "dbname=d0", "-q")
+    adopted = psql("SELECT adopted_at >= '%s' FROM funnel.definition"
+                   % before, db="d0")
+    check(adopted == [["t"]], "promote did not record the adoption's time: "
+          "adopted_at %s, promote started after %s" % (
+              psql("SELECT adopted_at FROM funnel.definition", db="d0"),
+              before))
     check(summary_column(rows, 1) == view_numbers("d0"),
           "after promote the views do not show the summary's what-if "
           "column:\n%s\n%s" % (out, view_numbers("d0")))
@@ -333,6 +340,16 @@ def check_report(db, defn):
             ">", "&gt;")
         chart = page[:page.index('<section id="rules">')]
         check(">%s<" % esc in chart, "no chart shows the label %r" % lab)
+        # ... and in the rules table, wherever the stage is a From or a To.
+        if any(st in r["from"] or st == r["to"] for r in defn["rules"]):
+            check(esc in rules, "the rules table lacks the label %r" % lab)
+    check(json.loads(out["json"])["stage_labels"] == dict(labels),
+          "JSON stage_labels: %s" % json.loads(out["json"]).get(
+              "stage_labels"))
+    cyc = defn.get("new_cycle") or {}
+    if cyc.get("from") and cyc.get("to"):
+        check("A new cycle starts with a visit to a stage of <em>" in rules,
+              "the rules section does not say when a cycle starts")
 
 
 def main():

@@ -52,6 +52,15 @@ Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
              sql_value(conn, "SELECT count(*) FROM pg_views WHERE "
                              "schemaname = 'funnel'"));
     sql_ok(conn, "UPDATE rb.offsets SET next_offset = 7");
+    /* The same rules in both: the funnel's time of adoption stays (a
+     * definition that differs is adopted at the promote: test_definition). */
+    sql_ok(conn, "DELETE FROM funnel.definition; DELETE FROM rb.definition");
+    sql_ok(conn,
+           "INSERT INTO funnel.definition (name, version, sha256, json, "
+           "adopted_at) VALUES ('d', 1, 'ab', '{}', '2020-01-02 03:04Z')");
+    sql_ok(conn,
+           "INSERT INTO rb.definition (name, version, sha256, json, "
+           "adopted_at) VALUES ('d', 1, 'ab', '{}', '2021-01-02 03:04Z')");
     cr_assert_eq(lf_promote_swap(conn, "rb", 5000, allow, &calls, &out, errstr,
                                  sizeof(errstr)),
                  LF_OK, "%s", errstr);
@@ -73,6 +82,9 @@ Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
                      "0");
     cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
                      "7");
+    cr_expect_str_eq(sql_value(conn, "SELECT adopted_at = '2020-01-02 03:04Z' "
+                                     "FROM funnel.definition"),
+                     "t");
     snprintf(sql, sizeof(sql), "SELECT next_offset FROM %s.offsets", old);
     cr_expect_str_eq(sql_value(conn, sql), "13");
     cr_expect(strstr(sql_value(conn, "SELECT obj_description('funnel'::"

@@ -541,7 +541,37 @@ expect("roi in EUR", rows("""
     SELECT currency, cost_minor, won_revenue_minor, missing_rates
     FROM funnel.roi WHERE grain = 'total'"""), [
     ("EUR", "20000", "70000", "5")])  # 3 USD costs, 1 GBP, 1 USD win
+# M10's USD win has no rate in EUR: its rows' revenue (and ROI) is unknown,
+# not 0 (nor -100 %); events' other row won nothing: 0.
+expect("roi in EUR, a win without a rate", rows("""
+    SELECT grain, campaign, month, won, won_revenue_minor, roi, missing_rates
+    FROM funnel.roi WHERE channel = 'events' AND grain <> 'channel'
+    ORDER BY %s, campaign, month""" % GRAIN_ORDER), [
+    ("month", "", "2024-04-01", "0", "0", None, "0"),
+    ("month", "expo", "2024-03-01", "1", None, None, "1"),
+    ("month", "expo", "2024-04-01", "0", "0", None, "1"),
+    ("campaign", "", None, "0", "0", None, "0"),
+    ("campaign", "expo", None, "1", None, None, "2")])
 psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
+     user="mops")
+# Each amount is converted and rounded on its own, then summed: three costs
+# of EUR 0.15 in March (16.5 US cents each) are 17 each, and their channel
+# and total add up (51, not a rounded 49.5).
+psql("INSERT INTO funnel_ref.campaign_costs (channel, campaign, month, "
+     "amount_minor, currency) VALUES ('zz', 'a', '2024-03-01', 15, 'EUR'), "
+     "('zz', 'b', '2024-03-01', 15, 'EUR'), ('zz', 'c', '2024-03-01', 15, "
+     "'EUR')", user="mops")
+expect("roi: converted amounts rounded one by one, the grains add up", rows(
+    """SELECT grain, campaign, cost_minor FROM funnel.roi
+       WHERE channel = 'zz' ORDER BY %s, campaign""" % GRAIN_ORDER), [
+    ("month", "a", "17"), ("month", "b", "17"), ("month", "c", "17"),
+    ("campaign", "a", "17"), ("campaign", "b", "17"), ("campaign", "c", "17"),
+    ("channel", None, "51")])
+expect("roi: the total adds the channels", rows(
+    """SELECT (SELECT cost_minor FROM funnel.roi WHERE grain = 'total') =
+              (SELECT sum(cost_minor) FROM funnel.roi
+               WHERE grain = 'channel')"""), [("t",)])
+psql("DELETE FROM funnel_ref.campaign_costs WHERE channel = 'zz'",
      user="mops")
 
 # ---- accounts: revenue in the reporting currency ---------------------------
@@ -559,14 +589,15 @@ expect("accounts in USD", rows(ACCOUNTS_SQL), [
     ("globex", "0", "0", "83500", "0"),
     ("initech", "1", "90000", "83500", "0"),
     (None, "0", "0", "83500", "0")])
-# In EUR: acme's EUR at rate 1, initech's USD has no rate (missing).
+# In EUR: acme's EUR at rate 1, initech's USD has no rate (missing): its
+# revenue is unknown, and the average is over the accounts whose is known.
 psql("UPDATE funnel_ref.settings SET reporting_currency = 'EUR'",
      user="mops")
 expect("accounts in EUR", rows(ACCOUNTS_SQL), [
-    ("acme", "1", "70000", "35000", "0"),
-    ("globex", "0", "0", "35000", "0"),
-    ("initech", "1", "0", "35000", "1"),
-    (None, "0", "0", "35000", "0")])
+    ("acme", "1", "70000", "70000", "0"),
+    ("globex", "0", "0", "70000", "0"),
+    ("initech", "1", None, "70000", "1"),
+    (None, "0", "0", "70000", "0")])
 psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
      user="mops")
 psql("UPDATE funnel.leads SET account_id = NULL")

@@ -176,12 +176,20 @@ static const struct section_def_s {
                               " WHERE a.account_id IS NOT NULL) AS t"
                               " WHERE rank <= " LF_REPORT_TOP_ACCOUNTS
                               " ORDER BY currency, rank"},
+    /* ... with their revenue in the reporting currency, and the average
+     * over the accounts (the same in every row). */
     [SEC_ACCOUNTS_LEADS] = {"accounts_by_leads", 1,
-                            "SELECT account_id, leads, marketing_qualified,"
-                            " handed_off, sales_accepted, sales_qualified,"
-                            " won FROM funnel.accounts_filtered" ARGS
-                            " WHERE account_id IS NOT NULL"
-                            " ORDER BY leads DESC, account_id"
+                            "SELECT a.account_id, a.leads,"
+                            " a.marketing_qualified, a.handed_off,"
+                            " a.sales_accepted, a.sales_qualified, a.won,"
+                            " s.reporting_currency AS currency,"
+                            " a.won_revenue_reporting_minor,"
+                            " a.avg_won_revenue_per_account_minor,"
+                            " a.missing_rates"
+                            " FROM funnel.accounts_filtered" ARGS " AS a"
+                            " CROSS JOIN funnel_ref.settings AS s"
+                            " WHERE a.account_id IS NOT NULL"
+                            " ORDER BY a.leads DESC, a.account_id"
                             " LIMIT " LF_REPORT_TOP_ACCOUNTS},
     /* Merges, voided events, erasures and the anomalies of merged and
      * voided events that do not count (schemas/sql/010_identity_views.sql):
@@ -816,15 +824,27 @@ static void text_accounts(const lf_report_t *rep, FILE *fp)
     if (!PQntuples(res))
         fputs("  (no lead has an account)\n", fp);
     else
-        fprintf(fp, "  %-24s %7s %6s %7s %8s %6s %6s\n", "account", "leads",
-                "MQL", "handoff", "accepted", "SQL", "won");
+        fprintf(fp, "  %-24s %7s %6s %7s %8s %6s %6s %18s\n", "account",
+                "leads", "MQL", "handoff", "accepted", "SQL", "won",
+                "won revenue");
     for (int r = 0; r < PQntuples(res); r++) {
+        const char *cur = get(res, r, "currency"),
+                   *rev = get(res, r, "won_revenue_reporting_minor");
         fputs("  ", fp);
         put_term(fp, get(res, r, "account_id"), 24, 24);
-        fprintf(fp, " %7s %6s %7s %8s %6s %6s\n", get(res, r, "leads"),
+        fprintf(fp, " %7s %6s %7s %8s %6s %6s %18s\n", get(res, r, "leads"),
                 get(res, r, "marketing_qualified"), get(res, r, "handed_off"),
                 get(res, r, "sales_accepted"), get(res, r, "sales_qualified"),
-                get(res, r, "won"));
+                get(res, r, "won"),
+                rev ? show_money(cur, rev, d, sizeof(d)) : "no rate");
+    }
+    if (PQntuples(res)) {
+        const char *avg = get(res, 0, "avg_won_revenue_per_account_minor");
+        fputs("  won revenue in ", fp);
+        put_term(fp, get(res, 0, "currency"), 3, 8);
+        fprintf(fp, "; average per account that won: %s\n",
+                avg ? show_money(get(res, 0, "currency"), avg, d, sizeof(d))
+                    : "-");
     }
 }
 
@@ -1814,13 +1834,15 @@ static void html_account_row(FILE *fp, const lf_report_t *rep, section_t sec,
     }
     for (int i = 0; i < n; i++) {
         const char *v = get(res, r, metrics[i]);
-        if (strcmp(metrics[i], "amount_minor")) {
+        if (!strstr(metrics[i], "_minor")) {
             put_metric(fp, "td", NULL, rep, sec, r, metrics[i], SHOW_COUNT);
             continue;
         }
         put_num(fp, "td", NULL, sec, get(res, r, "account_id"),
-                get(res, r, "currency"), metrics[i], v,
-                show_money(get(res, r, "currency"), v ? v : "", d, sizeof(d)));
+                sections[sec].nkeys > 1 ? get(res, r, "currency") : NULL,
+                metrics[i], v,
+                v ? show_money(get(res, r, "currency"), v, d, sizeof(d))
+                  : "no rate");
     }
     fputs("</tr>\n", fp);
 }
@@ -1830,14 +1852,19 @@ static void html_account_row(FILE *fp, const lf_report_t *rep, section_t sec,
 static void html_accounts(const lf_report_t *rep, FILE *fp)
 {
     static const char *by_revenue[] = {"amount_minor", "won", "leads"};
-    static const char *by_leads[] = {"leads",           "marketing_qualified",
-                                     "handed_off",      "sales_accepted",
-                                     "sales_qualified", "won"};
+    static const char *by_leads[] = {
+        "leads",           "marketing_qualified",
+        "handed_off",      "sales_accepted",
+        "sales_qualified", "won",
+        "currency",        "won_revenue_reporting_minor",
+        "missing_rates",   "avg_won_revenue_per_account_minor"};
     const PGresult *res = rep->res[SEC_ACCOUNTS_REVENUE];
 
     fputs("<section><h2>Top accounts</h2>\n<p class=\"note\">The accounts "
           "with the most won revenue, per currency, and with the most "
-          "leads (view <code>funnel.accounts</code>).</p>\n",
+          "leads, with their won revenue in the reporting currency and the "
+          "average over the accounts that won (view "
+          "<code>funnel.accounts</code>).</p>\n",
           fp);
     if (!PQntuples(res))
         fputs("<p>Nothing won by an account.</p>\n", fp);
@@ -1857,10 +1884,12 @@ static void html_accounts(const lf_report_t *rep, FILE *fp)
         fputs("<table class=\"accounts\" id=\"accounts-by-leads\">"
               "<tr><th>account</th><th>leads</th><th>MQL</th>"
               "<th>handed off</th><th>accepted</th><th>SQL</th>"
-              "<th>won</th></tr>\n",
+              "<th>won</th><th>currency</th><th>won revenue</th>"
+              "<th>amounts without a rate</th><th>average per account"
+              "</th></tr>\n",
               fp);
     for (int r = 0; r < PQntuples(res); r++)
-        html_account_row(fp, rep, SEC_ACCOUNTS_LEADS, r, by_leads, 6);
+        html_account_row(fp, rep, SEC_ACCOUNTS_LEADS, r, by_leads, 10);
     if (PQntuples(res))
         fputs("</table>\n", fp);
     fputs("</section>\n", fp);

@@ -140,8 +140,10 @@ def view_numbers(src):
     put("accounts_by_revenue", "SELECT a.account_id, r.key, r.value, a.won, "
         "a.leads FROM %s a, jsonb_each_text(a.won_amount_minor) r WHERE "
         "a.account_id IS NOT NULL" % src("accounts"), 2)
-    put("accounts_by_leads", "SELECT account_id, %s FROM %s WHERE "
-        "account_id IS NOT NULL" % (", ".join(ACCOUNTS), src("accounts")), 1)
+    put("accounts_by_leads", "SELECT account_id, %s FROM (SELECT a.*, "
+        "s.reporting_currency AS currency FROM %s a, funnel_ref.settings s) "
+        "x WHERE account_id IS NOT NULL" % (", ".join(ACCOUNTS),
+                                           src("accounts")), 1)
     put("identity", "SELECT %s FROM %s" % (", ".join(IDENTITY),
                                            src("identity_summary")), 0)
     return out
@@ -165,7 +167,9 @@ ROI = ["currency", "cost_minor", "leads", "mqls", "sqls", "won",
        "won_revenue_minor", "cost_per_lead", "cost_per_mql", "cost_per_sql",
        "cac", "roi", "missing_rates"]
 ACCOUNTS = ["leads", "marketing_qualified", "handed_off", "sales_accepted",
-            "sales_qualified", "won"]
+            "sales_qualified", "won", "currency",
+            "won_revenue_reporting_minor",
+            "avg_won_revenue_per_account_minor", "missing_rates"]
 IDENTITY = ["merges", "voided_events", "erasures", "merge_anomalies",
             "void_anomalies"]
 
@@ -391,9 +395,18 @@ for needle in (["captured", "2", "15.4%"], ["nurture", "3", "23.1%"],
     expect("text has line %r" % " ".join(needle), needle in lines, True)
 expect("text: identity numbers under their names",
        lines[lines.index(IDENTITY) + 1], ["3", "1", "3", "1", "1"])
-for row in psql("SELECT account_id, %s FROM funnel.accounts WHERE "
-                "account_id IS NOT NULL" % ", ".join(ACCOUNTS)):
-    expect("text has the accounts line of %s" % row[0], row in lines, True)
+for row in psql("SELECT account_id, %s, won_revenue_reporting_minor FROM "
+                "funnel.accounts WHERE account_id IS NOT NULL" %
+                ", ".join(ACCOUNTS[:6])):
+    rev = (["{:,.2f}".format(int(row[7]) / 100)] if row[7] is not None
+           else ["no", "rate"])
+    expect("text has the accounts line of %s" % row[0],
+           row[:7] + rev in lines, True)
+(avg,), = psql("SELECT DISTINCT avg_won_revenue_per_account_minor FROM "
+               "funnel.accounts")
+expect("text has the average revenue per account",
+       ["won", "revenue", "in", "USD;", "average", "per", "account", "that",
+        "won:", "{:,.2f}".format(int(avg) / 100)] in lines, True)
 for row in psql("SELECT a.account_id, r.key, r.value, a.won, a.leads FROM "
                 "funnel.accounts a, jsonb_each_text(a.won_amount_minor) r "
                 "WHERE a.account_id IS NOT NULL"):

@@ -1672,6 +1672,9 @@ static void html_scores(const lf_report_t *rep, FILE *fp)
         }
     if (bands) {
         double bw = 640.0 / 11;
+        fputs("<p class=\"note\">The chart shows model <code>", fp);
+        put_html(fp, model);
+        fputs("</code>; the table under it lists every model.</p>\n", fp);
         svg_open(fp, CHART_W, h + 40, "Score outcomes per band");
         for (int r = 0, b = 0; r < PQntuples(res); r++) {
             if (!get(res, r, "model") || strcmp(get(res, r, "model"), model))

@@ -17,6 +17,7 @@ Usage: test_report.py BIN_DIR
 """
 
 import csv
+import html
 import html.parser
 import io
 import json
@@ -451,6 +452,12 @@ expect("http:// only as the SVG namespace",
            "http://"), 0)
 parsed = Numbers()
 parsed.feed(source)
+# The score chart draws one model: the page names it.
+(first_model,), = psql("SELECT model FROM funnel.score_outcomes WHERE model "
+                       "IS NOT NULL ORDER BY model LIMIT 1")
+expect("the score chart names its model",
+       "The chart shows model <code>%s</code>" % html.escape(first_model)
+       in source, True)
 
 # The page shows, for each chart, these numbers at least.
 required = set()

@@ -137,7 +137,12 @@ static const struct section_def_s {
                    " WHERE breakdown = 'reason'"
                    " ORDER BY kind, closes DESC, reason"},
     [SEC_BREACHES] = {"open_sla_breaches", 2,
-                      "SELECT lead_id, owner, sla_hours, hours_overdue"
+                      "SELECT lead_id, owner, channel,"
+                      " to_char(handed_off_at AT TIME ZONE 'UTC',"
+                      " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS handed_off_at,"
+                      " to_char(due_at AT TIME ZONE 'UTC',"
+                      " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS due_at,"
+                      " sla_hours, hours_overdue"
                       " FROM funnel.open_sla_breaches_filtered" ARGS
                       " LIMIT 50"},
     [SEC_RECYCLE_RESPONSE] = {"recycle_response", 1,

@@ -87,7 +87,8 @@ def view_numbers(src):
         "flows": ["entered", "exited", "open_at_end"],
         "score_outcomes": SCORES,
         "close_reasons": ["closes", "share"],
-        "open_sla_breaches": ["sla_hours", "hours_overdue"],
+        "open_sla_breaches": ["channel", "handed_off_at", "due_at",
+                              "sla_hours", "hours_overdue"],
         "recycle_response": RECYCLE_RESPONSE,
         "roi_channel": ROI,
         "roi_campaign": ROI,
@@ -129,8 +130,11 @@ def view_numbers(src):
         ", ".join(SCORES), src("score_outcomes")), 2)
     put("close_reasons", "SELECT kind, reason, closes, share FROM %s WHERE "
         "breakdown = 'reason'" % src("close_reasons"), 2)
-    put("open_sla_breaches", "SELECT lead_id, owner, sla_hours, "
-        "hours_overdue FROM %s LIMIT 50" % src("open_sla_breaches"), 2)
+    utc = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    put("open_sla_breaches", "SELECT lead_id, owner, channel, %s, %s, "
+        "sla_hours, hours_overdue FROM %s LIMIT 50" % (
+            utc % "handed_off_at", utc % "due_at", src("open_sla_breaches")),
+        2)
     put("recycle_response", "SELECT reason, %s FROM %s" % (
         ", ".join(RECYCLE_RESPONSE), src("recycle_response")), 1)
     put("roi_channel", "SELECT channel, %s FROM %s WHERE grain IN "
@@ -322,7 +326,7 @@ keys = {"stage_counts": ("stage", None),
         "roi_campaign": ("channel", "campaign"),
         "identity": (None, None)}
 # Text among the metrics: the currency of the amounts.
-TEXT_METRICS = ("currency",)
+TEXT_METRICS = ("currency", "channel", "handed_off_at", "due_at")
 jnum = {}
 for section, (k1, k2) in keys.items():
     items = doc[section]

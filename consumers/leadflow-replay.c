@@ -1099,9 +1099,9 @@ static lf_err_t rebuild_finish(app_t *app, rebuild_t *rb, const char *how,
            rb->copied[0], rb->copied[1], rb->copied[2],
            (double)(lf_now_mono_ms() - started) / 1000.0);
     LF_LOG(LF_LOG_NOTICE,
-           "msg=\"next: leadflow-replay diff --against %s; then, with "
+           "msg=\"next: leadflow-replay diff --against %s%s; then, with "
            "the projectors stopped, leadflow-replay promote %s\"",
-           cfg->into, cfg->into);
+           cfg->into, cfg->definition ? " --summary" : "", cfg->into);
     return LF_OK;
 }
 

@@ -237,10 +237,17 @@ static bool parse_threshold(parse_t *p, const char *path, json_t *v,
         t->value = 0;
         return true;
     }
-    if (d >= INT32_MIN && d <= INT32_MAX) { /* false for NaN */
+    if (d >= 0 && d <= INT32_MAX) { /* false for NaN */
         t->use_event = false;
         t->value = (int32_t)d;
         return true;
+    }
+    if (d < 0) {
+        char num[40];
+        snprintf(num, sizeof(num), "%.17g", json_number_value(v));
+        fail(p, path, "bad threshold: %s is negative (scores are 0 or more)",
+             num);
+        return false;
     }
     fail(p, path,
          "bad threshold: expected \"event\", a score or an object from "

@@ -94,6 +94,8 @@ static bad_t bad_files[] = {
     {"{\"threshold\": \"event\"}", "{\"threshold\": \"high\"}", "qualify.threshold: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": 99999999999}", "qualify.threshold: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": -1e300}", "qualify.threshold: bad threshold"},
+    {"{\"threshold\": \"event\"}", "{\"threshold\": -5}", "qualify.threshold: bad threshold: -5 is negative"},
+    {"{\"threshold\": \"event\"}", "{\"threshold\": {\"a\": -1.5}}", "qualify.threshold[\"a\"]: bad threshold: -1.5 is negative"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": {\"fit-v2\": null, \"*\": 50}}", "qualify.threshold[\"fit-v2\"]: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"treshold\": 70}", "qualify: unknown key \"treshold\""},
     {"{\"threshold\": \"event\"}", "{}", "qualify: missing key \"threshold\""},

@@ -740,16 +740,21 @@ static void probe(app_t *app)
 static void settle(app_t *app, bool all)
 {
     char errstr[1024], q[1100];
+    lf_projector_stats_t before;
     bool more;
     lf_err_t err;
 
     if (!app->conn || PQstatus(app->conn) != CONNECTION_OK)
         return;
     lf_projector_conn_reset(app->proj); /* app->conn may be a new one */
+    before = *lf_projector_stats(app->proj);
     err = all ? lf_projector_settle_all(app->proj, app->conn, errstr,
                                         sizeof(errstr))
               : lf_projector_settle(app->proj, app->conn, &more, errstr,
                                     sizeof(errstr));
+    /* The merges it finished count as the lanes' do (/metrics, the
+     * summary). */
+    lf_lanes_add_settled(app->lanes, lf_projector_stats(app->proj), &before);
     if (err)
         LF_LOG(LF_LOG_WARNING,
                "msg=\"waiting merges not worked out yet\" error=%s",

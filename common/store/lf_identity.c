@@ -514,6 +514,14 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
 
 /* ---- erasure ---------------------------------------------------------- */
 
+/* A regular expression matching lead id u.o where it stands as a word of
+ * its own: no ASCII letter or digit right before or after it, as
+ * lf_event_forget() has it (the id's regular-expression characters
+ * escaped). */
+#define ID_AS_WORD                                                             \
+    "'(?<![A-Za-z0-9])' || regexp_replace(u.o, '([.^$*+?(){}|[\\]\\\\])', "    \
+    "'\\\\\\1', 'g') || '(?![A-Za-z0-9])'"
+
 /* Each statement: $1 the original ids, $2 their pseudonyms; %1$s the
  * schema, %2$s the payload keys to keep. */
 static const char *const erase_steps[] = {
@@ -525,15 +533,18 @@ static const char *const erase_steps[] = {
     "'disqualified') THEN 'reason' ELSE '' END) "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE e.lead_id = u.o",
     /* A request reference that quoted the lead id quotes the
-     * pseudonym (the erased events are the pseudonyms' now). */
+     * pseudonym (the erased events are the pseudonyms' now): the id as a
+     * word of its own, so that lead 42's "PRIV-4242" stays as it is. */
     "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
-    "'{request_id}', to_jsonb(replace(e.payload ->> 'request_id', u.o, "
-    "u.p))) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
-    "e.lead_id = u.p AND e.type = 'erased' AND "
+    "'{request_id}', to_jsonb(regexp_replace(e.payload ->> "
+    "'request_id', " ID_AS_WORD
+    ", u.p, 'g'))) FROM unnest($1::text[], $2::text[]) AS "
+    "u(o, p) WHERE e.lead_id = u.p AND e.type = 'erased' AND "
     "strpos(e.payload ->> 'request_id', u.o) > 0",
-    "UPDATE %1$s.erasures AS x SET request_id = replace(x.request_id, "
-    "u.o, u.p) FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE "
-    "x.pseudonym = u.p AND strpos(x.request_id, u.o) > 0",
+    "UPDATE %1$s.erasures AS x SET request_id = "
+    "regexp_replace(x.request_id, " ID_AS_WORD ", u.p, 'g') FROM "
+    "unnest($1::text[], $2::text[]) AS u(o, p) WHERE x.pseudonym = u.p AND "
+    "strpos(x.request_id, u.o) > 0",
     "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
     "'{into_lead_id}', to_jsonb(u.p)) FROM unnest($1::text[], "
     "$2::text[]) AS u(o, p) WHERE e.type = 'merged' AND "
@@ -547,6 +558,15 @@ static const char *const erase_steps[] = {
     "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN 'Kafka key "
     "differs from lead_id (the key was erased)' ELSE a.reason END FROM "
     "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
+    /* Another lead's event sent under the person's id as its key: the
+     * note quotes the key (its first 64 bytes: an id that long is matched
+     * by its first 16 characters, erring on the side of the person). */
+    "UPDATE %1$s.anomalies AS a SET reason = 'Kafka key differs from "
+    "lead_id (the key was erased)' FROM unnest($1::text[], $2::text[]) "
+    "AS u(o, p) WHERE a.kind = 'key' AND CASE WHEN octet_length(u.o) <= "
+    "64 THEN a.reason = 'Kafka key \"' || u.o || '\" differs from "
+    "lead_id' ELSE starts_with(a.reason, 'Kafka key \"' || left(u.o, 16)) "
+    "END",
     "UPDATE %1$s.merges AS m SET "
     "lead_id = coalesce((SELECT p FROM unnest($1::text[], $2::text[]) "
     "AS u(o, p) WHERE o = m.lead_id), m.lead_id), "

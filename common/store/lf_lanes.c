@@ -502,6 +502,18 @@ lf_projector_stats_t lf_lanes_stats(lf_lanes_t *w)
     return s;
 }
 
+void lf_lanes_add_settled(lf_lanes_t *w, const lf_projector_stats_t *now,
+                          const lf_projector_stats_t *before)
+{
+    lf_projector_stats_t was = *before;
+
+    was.messages = now->messages;
+    was.batches = now->batches;
+    pthread_mutex_lock(&w->stats_lock);
+    stats_add(&w->stats, now, &was);
+    pthread_mutex_unlock(&w->stats_lock);
+}
+
 uint64_t lf_lanes_retries(const lf_lanes_t *w)
 {
     return atomic_load(&w->retries);

@@ -158,6 +158,13 @@ void lf_lanes_reset(lf_lanes_t *w);
 /** Every lane's committed counters so far. */
 lf_projector_stats_t lf_lanes_stats(lf_lanes_t *w);
 
+/** Add to lf_lanes_stats() what a settle on another projector did (its
+ *  stats @p now against @p before): the merges, voids, erasures, anomalies
+ *  and recomputes of the identity work it finished. Its transactions are
+ *  not batches of messages: batches and messages are left as they are. */
+void lf_lanes_add_settled(lf_lanes_t *w, const lf_projector_stats_t *now,
+                          const lf_projector_stats_t *before);
+
 /** Failed write attempts so far (each retry counts). */
 uint64_t lf_lanes_retries(const lf_lanes_t *w);
 

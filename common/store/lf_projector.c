@@ -365,8 +365,12 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
                      (const char *)rkm->key);
         else
             return LF_OK;
-        if (!(e->note = strdup(why)))
+        /* The note quotes the key, which may be an erased lead's id:
+         * erased_in() looks the key up too. */
+        if (!(e->note = strdup(why)) ||
+            (rkm->key && !(e->key = dup_bytes(rkm->key, rkm->key_len))))
             return LF_ERR_NOMEM;
+        e->key_len = rkm->key ? rkm->key_len : 0;
         return LF_OK;
     }
     e->dead = true;
@@ -2952,6 +2956,8 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
                 err = add_pseudonyms(p->ps, 1, e->key, e->key_len, &cand);
             continue;
         }
+        if (e->key) /* an event under another lead's key */
+            err = add_pseudonyms(p->ps, 0, e->key, e->key_len, &cand);
         if (e->ev.type == LF_EV_MERGED &&
             !lf_pseudonym_is(e->ev.u.merged.into_lead_id))
             err = add_pseudonyms(p->ps, 0, e->ev.u.merged.into_lead_id,
@@ -3009,6 +3015,9 @@ static lf_err_t forget_entry(const lf_pseudonym_t *ps, const lf_ids_t *hits,
         return e->key && erased_as(ps, hits, e->key, e->key_len, lead)
                    ? forget_dead(e)
                    : LF_OK;
+    if (e->key && erased_as(ps, hits, e->key, e->key_len, into) &&
+        (err = forget_key_note(e)))
+        return err;
     l = !lf_pseudonym_is(e->ev.lead_id) &&
         erased_as(ps, hits, e->ev.lead_id, strlen(e->ev.lead_id), lead);
     if (e->ev.type == LF_EV_MERGED)

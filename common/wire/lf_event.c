@@ -172,37 +172,58 @@ static bool replace_str(lf_event_t *ev, char **field, const char *value)
     return true;
 }
 
-/* @p s with every @p from replaced by @p to, freshly allocated. */
-static char *replace_all(const char *s, const char *from, const char *to)
+static bool word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9');
+}
+
+/* Where @p from stands in @p s as a word of its own, from @p at on: no
+ * ASCII letter or digit right before or after it (the erasure's SQL has
+ * the same rule). */
+static const char *find_word(const char *s, const char *at, const char *from)
+{
+    size_t nf = strlen(from);
+
+    for (; (at = strstr(at, from)); at++)
+        if ((at == s || !word_char(at[-1])) && !word_char(at[nf]))
+            return at;
+    return NULL;
+}
+
+/* @p s with @p from replaced by @p to wherever it is a word of its own,
+ * freshly allocated. */
+static char *replace_words(const char *s, const char *from, const char *to)
 {
     size_t nf = strlen(from), nt = strlen(to), n = 0;
-    const char *at;
+    const char *at, *rest = s;
     char *out, *w;
 
-    for (at = s; (at = strstr(at, from)); at += nf)
+    for (at = s; (at = find_word(s, at, from)); at += nf)
         n++;
     if (!(out = malloc(strlen(s) + n * nt + 1)))
         return NULL;
-    for (w = out; (at = strstr(s, from)); s = at + nf) {
-        memcpy(w, s, (size_t)(at - s));
-        w += at - s;
+    for (w = out; (at = find_word(s, rest, from)); rest = at + nf) {
+        memcpy(w, rest, (size_t)(at - rest));
+        w += at - rest;
         memcpy(w, to, nt);
         w += nt;
     }
-    strcpy(w, s);
+    strcpy(w, rest);
     return out;
 }
 
-/* An erased event's request reference that quotes the lead id quotes its
- * pseudonym instead. */
+/* An erased event's request reference that quotes the lead id (as a word
+ * of its own: lead 42's "PRIV-4242" stays) quotes its pseudonym instead. */
 static bool forget_in_request(lf_event_t *ev, const char *pseudonym)
 {
+    const char *r0 = ev->u.erased.request_id;
     char *r;
 
-    if (ev->type != LF_EV_ERASED || !ev->u.erased.request_id || !*ev->lead_id ||
-        !strstr(ev->u.erased.request_id, ev->lead_id))
+    if (ev->type != LF_EV_ERASED || !r0 || !*ev->lead_id ||
+        !find_word(r0, r0, ev->lead_id))
         return true;
-    if (!(r = replace_all(ev->u.erased.request_id, ev->lead_id, pseudonym)))
+    if (!(r = replace_words(r0, ev->lead_id, pseudonym)))
         return false;
     free_str(ev, ev->u.erased.request_id);
     ev->u.erased.request_id = r;

@@ -142,6 +142,21 @@ class Stack:
         prod.flush()
         prod.close()
 
+    def send_keyed(self, key, events):
+        """events (of other leads) encoded by leadflow-emit on a scratch
+        topic, then sent to TOPIC under Kafka key @key: each makes a 'key'
+        anomaly whose reason quotes the key."""
+        scratch = "scratch%d" % events[0]["event_id"].__hash__().__abs__()
+        self.broker.cmd("topic %s 1" % scratch)
+        p = run([os.path.join(BIN, "leadflow-emit"), "-b",
+                 self.broker.servers, "-t", scratch, "-q",
+                 write(scratch + ".jsonl", events)])
+        check(p.returncode == 0, "leadflow-emit: %s" % p.stderr.decode())
+        recs = emit_lib.consume_all(self.broker.servers, scratch,
+                                    expect=len(events))
+        for r in recs:
+            self.send_raw(key, r.value)
+
     def project(self, keyed=True, expect_rc=0, env=None):
         conn = self.conn if keyed else self.conn[:2]
         p = run([os.path.join(BIN, "leadflow-project")] + self.kafka +
@@ -235,10 +250,12 @@ def sums(schema="funnel"):
 
 def check_erased_rows():
     ps = {lead: pseudonym(KEY, lead) for lead in PERSON}
-    rows = psql("SELECT pseudonym, request_id FROM funnel.erasures", db=DB)
+    rows = psql("SELECT pseudonym, request_id FROM funnel.erasures WHERE "
+                "pseudonym = '%s'" % ps[E1], db=DB)
     check(rows == [[ps[E1], REQUEST % ps[E1]]], "funnel.erasures: %s" % rows)
     rows = psql("SELECT lead_id, stage FROM funnel.leads WHERE lead_id "
-                "LIKE 'erased:%'", db=DB)
+                "LIKE 'erased:%%' AND lead_id <> '%s'" % pseudonym(KEY, "Q42"),
+                db=DB)
     check(rows and all(r[0] == ps[E1] for r in rows),
           "the person's lead row is not under E1's pseudonym: %s" % rows)
     rows = psql("SELECT count(*) FROM funnel.dead_letters WHERE key IS NULL "
@@ -284,12 +301,20 @@ def main():
     s.emit(gen)
     s.send_raw(E1, DEAD_E1)
     s.emit(write("before.jsonl", person_before()))
+    # Another lead's event sent under E1 as its Kafka key: its 'key'
+    # anomaly quotes E1.
+    s.send_keyed(E1, [ev(40, "KEYED-1", "captured", 2, channel="web")])
     s.project()
     d = dump()
     check(TOKEN.encode() in d and E1.encode() in d and
           E1.encode().hex().encode() in d,
           "before the erasure the dump should hold the person (the check "
           "cannot see them otherwise)")
+    check(psql("SELECT count(*) FROM funnel.anomalies WHERE lead_id = "
+               "'KEYED-1' AND kind = 'key' AND strpos(reason, '%s') > 0"
+               % E1.replace("'", "''"), db=DB) == [["1"]],
+          "KEYED-1's key anomaly does not quote E1 (the check cannot see "
+          "it otherwise)")
     check(psql("SELECT count(*) FROM funnel.merges", db=DB) == [["1"]],
           "E2 was not merged into E1")
     before = views()
@@ -352,8 +377,23 @@ def main():
          "letter")
     s.send_raw(E3, DEAD_E3)
     s.emit(write("after.jsonl", person_after()))
+    s.send_keyed(E1, [ev(41, "KEYED-2", "captured", 22, channel="web")])
+    # Q42's request reference holds "42" inside a word: only the id as a
+    # word of its own is replaced.
+    s.emit(write("q42.jsonl", [
+        ev(42, "Q42", "captured", 22, channel="web"),
+        ev(43, "Q42", "erased", 23, request_id="TICKET-Q4242 for Q42")]))
     s.project()
     clean("after E3's merge")
+    rows = psql("SELECT reason FROM funnel.anomalies WHERE lead_id IN "
+                "('KEYED-1', 'KEYED-2') AND kind = 'key'", db=DB)
+    check(rows == [["Kafka key differs from lead_id (the key was erased)"]]
+          * 2, "the key anomalies of other leads sent under E1: %s" % rows)
+    q42 = pseudonym(KEY, "Q42")
+    rows = psql("SELECT request_id FROM funnel.erasures WHERE pseudonym = "
+                "'%s'" % q42, db=DB)
+    check(rows == [["TICKET-Q4242 for " + q42]],
+          "Q42's request reference: %s" % rows)
     _, dead = check_erased_rows()
     check(dead == 2, "the dead letter keyed E3 kept its key or value")
     rows = psql("SELECT lead_id, into_lead_id, surviving_lead_id FROM "

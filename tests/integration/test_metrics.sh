@@ -184,6 +184,26 @@ grep -q '^# TYPE leadflow_batch_duration_seconds histogram$' <<<"$m" ||
 echo "ok   numbers: $sent messages, $(metric "$m" \
     leadflow_events_projected_total) events, $batches batches match the tables"
 
+# ---- merges count wherever they are finished ------------------------
+# Pairs whose leads sit on partitions of both writers: a merge crossing the
+# writers waits in identity_pending and is finished by the idle settle,
+# whose merges count as the writers' do.
+for i in $(seq 1 12); do
+    printf '{"event_id":"ma-%d","lead_id":"MA-%d","type":"captured","occurred_at":"2026-03-02T10:00:00Z","source":"web","channel":"direct"}\n' "$i" "$i"
+    printf '{"event_id":"mb-%d","lead_id":"MB-%d","type":"captured","occurred_at":"2026-03-02T10:01:00Z","source":"web","channel":"direct"}\n' "$i" "$i"
+    printf '{"event_id":"mm-%d","lead_id":"MA-%d","type":"merged","occurred_at":"2026-03-02T10:02:00Z","source":"crm","into_lead_id":"MB-%d"}\n' "$i" "$i" "$i"
+done | emit_lines
+sent=$((sent + 36))
+wait_for 60 "messages_total never reached $sent" drained
+merges_counted() {
+    m=$(scrape) || return 1
+    [ "$(metric "$m" leadflow_merges_total)" = 12 ] &&
+        [ "$(q "SELECT count(*) FROM funnel.merges")" = 12 ]
+}
+wait_for 30 "leadflow_merges_total and funnel.merges never both 12" \
+    merges_counted
+echo "ok   merges: leadflow_merges_total counts the 12 merges, settled or not"
+
 # ---- outage while idle -----------------------------------------------
 retries=$(metric "$m" leadflow_pg_retries_total)
 lf_pg_crash

@@ -244,13 +244,30 @@ static void nap(int ms)
  * (logged). A new one after the first may reach another server (a
  * failover): the positions in memory are then in doubt, as after a new
  * connection of a lane. */
+/* The main connection is lost: say so. The server reached next may be a
+ * standby that lost commits, so the positions are in doubt: with
+ * --metrics the probe reconnects (db_ready() puts them in doubt then, and
+ * /metrics stays fresh meanwhile); without it, now (resync() waits in
+ * load_offsets() for a server and reads them from it). */
+static void lost_db(app_t *app)
+{
+    LF_LOG(LF_LOG_WARNING, "msg=\"lost the connection to PostgreSQL while "
+                           "idle, will retry and resume from the stored "
+                           "offsets\"");
+    PQfinish(app->conn);
+    app->conn = NULL;
+    if (!app->metrics)
+        app->doubt = true;
+}
+
 static bool db_ready(app_t *app)
 {
     char errstr[512], q[600];
 
     if (app->conn && PQstatus(app->conn) == CONNECTION_OK)
         return true;
-    PQfinish(app->conn);
+    if (app->conn)
+        lost_db(app);
     app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
     lf_metrics_db(app->metrics, app->conn != NULL);
     if (!app->conn) {
@@ -706,14 +723,8 @@ static void watch_db(app_t *app)
     if (!app->conn)
         return;
     PQconsumeInput(app->conn);
-    if (PQstatus(app->conn) == CONNECTION_OK)
-        return;
-    LF_LOG(LF_LOG_WARNING, "msg=\"lost the connection to PostgreSQL while "
-                           "idle, will retry and resume from the stored "
-                           "offsets\"");
-    PQfinish(app->conn);
-    app->conn = NULL;
-    app->doubt = true;
+    if (PQstatus(app->conn) != CONNECTION_OK)
+        lost_db(app);
 }
 
 /* Keep /metrics fresh; while idle, notice a lost database without a query
@@ -724,9 +735,12 @@ static void probe(app_t *app)
     lf_projector_stats_t s;
 
     if (!lf_lanes_pending(app->lanes)) {
+        bool up;
         if (app->conn)
             PQconsumeInput(app->conn);
-        lf_metrics_db(app->metrics, db_ready(app));
+        if (!(up = db_ready(app)))
+            lf_lanes_count_retry(app->lanes); /* a reconnect that failed */
+        lf_metrics_db(app->metrics, up);
     }
     s = lf_lanes_stats(app->lanes);
     lf_metrics_refresh(app->metrics, app->rk, &s, lf_lanes_retries(app->lanes));
@@ -755,7 +769,9 @@ static void settle(app_t *app, bool all)
     /* The merges it finished count as the lanes' do (/metrics, the
      * summary). */
     lf_lanes_add_settled(app->lanes, lf_projector_stats(app->proj), &before);
-    if (err)
+    if (err && PQstatus(app->conn) != CONNECTION_OK)
+        lost_db(app); /* the server went away under the settle */
+    else if (err)
         LF_LOG(LF_LOG_WARNING,
                "msg=\"waiting merges not worked out yet\" error=%s",
                lf_log_quote(errstr, q, sizeof(q)));

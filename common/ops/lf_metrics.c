@@ -4,6 +4,7 @@
 
 #include "lf_event.h"
 #include "lf_log.h"
+#include "lf_pg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -247,8 +248,8 @@ static void sla_read(lf_metrics_t *m, PGconn **conn)
         PQfinish(*conn);
         *conn = NULL;
     }
-    if (!*conn)
-        *conn = PQconnectdbParams(keys, vals, 1);
+    if (!*conn && (*conn = PQconnectdbParams(keys, vals, 1)))
+        lf_pg_log_notices(*conn);
     if (!*conn || PQstatus(*conn) != CONNECTION_OK) {
         LF_LOG(LF_LOG_WARNING,
                "msg=\"open SLA breaches: cannot connect\" "

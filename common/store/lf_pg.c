@@ -56,8 +56,13 @@ PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size)
         PQfinish(conn);
         return NULL;
     }
-    PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    lf_pg_log_notices(conn);
     return conn;
+}
+
+void lf_pg_log_notices(PGconn *conn)
+{
+    PQsetNoticeProcessor(conn, notice_to_log, NULL);
 }
 
 static lf_err_t pg_fail(PGconn *conn, PGresult *res, const char *what,

@@ -9,6 +9,11 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+/** Route @p conn's notices and warnings (a server shutting down, say)
+ *  into our log as debug lines, not raw text on stderr. lf_pg_connect()
+ *  does it for its connections. */
+void lf_pg_log_notices(PGconn *conn);
+
 /**
  * Connect with a libpq conninfo or URI (NULL or "" = libpq's PG* environment
  * and defaults), with client_encoding UTF8, timezone UTC and a short

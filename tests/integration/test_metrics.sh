@@ -209,6 +209,14 @@ retries=$(metric "$m" leadflow_pg_retries_total)
 lf_pg_crash
 wait_for 20 "/healthz still $(health) after PostgreSQL crashed" health_is 503
 echo "ok   outage: 503 after PostgreSQL crashed"
+# RELIABILITY.md's line, with --metrics too (its probe also watches the
+# connection), and every line of the log key=value: the server's own
+# "terminating connection" warning goes through the log as well.
+wait_for 10 "no \"lost the connection\" line" grep -q \
+    'msg="lost the connection to PostgreSQL while idle' "$LF_TMP/project.err"
+raw=$(grep -v '^ts=' "$LF_TMP/project.err" || true)
+[ -z "$raw" ] || fail "lines on stderr that are not key=value: $raw"
+echo "ok   outage: the documented warning, and nothing but key=value lines"
 gen 8 M- --produce >/dev/null || fail "leadflow-gen (outage) failed"
 more=$(gen 8 M-)
 lagging() {

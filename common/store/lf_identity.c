@@ -532,6 +532,11 @@ static const char *const erase_steps[] = {
     "%2$s))) - 'attributes' - 'note') - (CASE WHEN type IN ('lost', "
     "'disqualified') THEN 'reason' ELSE '' END) "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) WHERE e.lead_id = u.o",
+    /* A void's reason is free text the contract requires: a mark. */
+    "UPDATE %1$s.events AS e SET payload = jsonb_set(e.payload, "
+    "'{reason}', '\"" LF_EVENT_ERASED_REASON "\"') FROM unnest($1::text[], "
+    "$2::text[]) AS u(o, p) WHERE e.lead_id = u.p AND e.type = 'voided' "
+    "AND e.payload ->> 'reason' IS DISTINCT FROM '" LF_EVENT_ERASED_REASON "'",
     /* A request reference that quoted the lead id quotes the
      * pseudonym (the erased events are the pseudonyms' now): the id as a
      * word of its own, so that lead 42's "PRIV-4242" stays as it is. */

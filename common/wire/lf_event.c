@@ -262,6 +262,10 @@ lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
     case LF_EV_DISQUALIFIED:
         ok = ok && replace_str(ev, &ev->u.disqualified.reason, NULL);
         break;
+    case LF_EV_VOIDED: /* required: a mark instead of the free text */
+        ok =
+            ok && replace_str(ev, &ev->u.voided.reason, LF_EVENT_ERASED_REASON);
+        break;
     default:
         break;
     }

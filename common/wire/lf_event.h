@@ -184,11 +184,16 @@ bool lf_event_sort_attrs(lf_event_t *ev);
 /** True if @p a and @p b carry the same content, field by field. */
 bool lf_event_equal(const lf_event_t *a, const lf_event_t *b);
 
+/** The reason an erased person's voided event keeps: the contract
+ *  requires one, and the free text it had may be personal. */
+#define LF_EVENT_ERASED_REASON "(erased)"
+
 /**
  * Forget what identifies a person in @p ev (an erased person's event):
  * with @p lead_pseudonym, lead_id becomes it and the personal fields go
  * (captured attributes, the recycled note, the free-text reason of lost
- * and disqualified, and the fields a newer writer sent, extra and
+ * and disqualified, a void's reason, which becomes
+ * LF_EVENT_ERASED_REASON, and the fields a newer writer sent, extra and
  * payload_extra, which may be anything; an erased event's request_id
  * quoting the lead id quotes the pseudonym); with @p into_pseudonym, a merged
  * event's into_lead_id becomes it. NULL leaves that part as it is.

@@ -97,6 +97,8 @@ def person_before():
         ev(12, E1, "handed_off", 10, owner="sdr-03", sla_hours=48),
         ev(13, E2, "disqualified", 12,
            reason="duplicate of Zo\u00eb's other record qx7732"),
+        ev(14, E1, "voided", 11, voided_event_id=uid(11),
+           reason="Zo\u00eb's score was typed in by hand, qx7731"),
     ]
 
 
@@ -368,6 +370,8 @@ def main():
     rows = psql("SELECT exit_reason FROM funnel.stage_history WHERE lead_id "
                 "= '%s' AND exit_reason IS NOT NULL" % ps[E1], db=DB)
     check(rows == [["no_budget"]], "the exit reasons left: %s" % rows)
+    rows = psql("SELECT reason FROM funnel.voided_events", db=DB)
+    check(rows == [["(erased)"]], "the void's free-text reason: %s" % rows)
     rows = psql("SELECT error FROM funnel.dead_letters WHERE key IS NULL",
                 db=DB)
     check(len(rows) == 1 and "erased" in rows[0][0],

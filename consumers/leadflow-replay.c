@@ -2211,6 +2211,13 @@ static lf_err_t explain_erased(app_t *app, const lf_pseudonym_t *ps,
     return err;
 }
 
+/* Was the person explained erased: asked by its original id (explained
+ * through its pseudonym), or by a pseudonym funnel.erasures records? */
+static bool explained_erased(const explain_t *x)
+{
+    return x->pseudonym[0] || PQntuples(x->res[X_ERASURES]) > 0;
+}
+
 /* The lead to explain (--lead, or its pseudonym if it was erased) and its
  * surviving lead (itself unless funnel.merges says it was merged). */
 static lf_err_t explain_resolve(app_t *app, explain_t *x, char *errstr,
@@ -2372,7 +2379,7 @@ static lf_err_t explain_print_json(const app_t *app, const explain_t *x)
                               json_string(PQgetvalue(x->res[X_LEADS], r, 0)));
     o = json_pack("{s:s, s:o, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}",
                   "lead_id", app->u.explain.lead, "erased",
-                  json_boolean(x->pseudonym[0]), "explained_lead_id", x->id,
+                  json_boolean(explained_erased(x)), "explained_lead_id", x->id,
                   "merged", rows_json(x->merge, true), "surviving_lead_id",
                   x->surviving, "leads", leads, "erasures",
                   rows_json(x->res[X_ERASURES], false), "lead",
@@ -2413,7 +2420,7 @@ static lf_err_t run_explain(app_t *app)
         LF_LOG(LF_LOG_NOTICE,
                "msg=summary command=explain events=%d visits=%d erased=%s",
                PQntuples(x.res[X_EVENTS]), PQntuples(x.res[X_HISTORY]),
-               x.pseudonym[0] ? "yes" : "no");
+               explained_erased(&x) ? "yes" : "no");
     }
     explain_free(&x);
     return err;

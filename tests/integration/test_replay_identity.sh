@@ -293,4 +293,12 @@ want=$(printf '%s\n' "$(id 21)" "$(id 22)" "$(id 23)" "$(id 24)" "$eid" |
 explain --lead "$P1" >"$LF_TMP/p1" || fail "explain by pseudonym exited $?"
 cmp -s <(section events "$LF_TMP/e2") <(section events "$LF_TMP/p1") ||
     fail "explain by pseudonym differs"
+# Asked by its pseudonym, the person is still an erased one.
+"$R" explain --lead "$P1" --json -v >"$LF_TMP/p1.json" 2>"$LF_TMP/p1.err" ||
+    fail "explain --json by pseudonym exited $?"
+grep -q '"erased": true' "$LF_TMP/p1.json" ||
+    fail "explain --json by pseudonym: not erased: $(head -c 300 "$LF_TMP/p1.json")"
+grep -q 'command=explain .*erased=yes' "$LF_TMP/p1.err" ||
+    fail "explain by pseudonym: the summary says $(grep -o 'erased=[a-z]*' \
+        "$LF_TMP/p1.err")"
 echo "ok   erased: found with the key only, explained under its pseudonym"

@@ -736,6 +736,20 @@ Test(codec_registry, without_a_registry_ids_are_pinned)
     lf_event_clear(&ev);
 }
 
+/* The envelope of a captured event as v2 writes it, up to account_id:
+ * e-1 of lead L-1 at 2026-01-01, source crm, no actor. */
+static void r_v2_head(raw_t *r, int id, const char *account)
+{
+    r_header(r, id);
+    r_str(r, "e-1");
+    r_str(r, "L-1");
+    r_long(r, 0); /* CAPTURED */
+    r_long(r, 1767225600000);
+    r_str(r, "crm");
+    r_opt(r, NULL); /* actor */
+    r_opt(r, account);
+}
+
 /* A later writer (v2 plus fields of every Avro kind): every field this
  * reader does not know is kept as JSON, the rest read by name. */
 Test(codec_registry, v3_fields_kept_as_json)
@@ -745,14 +759,7 @@ Test(codec_registry, v3_fields_kept_as_json)
     lf_event_t ev;
     char err[512] = "";
 
-    r_header(&r, ID_V3);
-    r_str(&r, "e-1");
-    r_str(&r, "L-1");
-    r_long(&r, 0); /* CAPTURED */
-    r_long(&r, 1767225600000);
-    r_str(&r, "crm");
-    r_opt(&r, NULL);   /* actor */
-    r_opt(&r, "ACME"); /* account_id */
+    r_v2_head(&r, ID_V3, "ACME");
     /* tenant */
     r_str(&r, "eu \"west\"");
     memcpy(r.b + r.n, "\x00\x00\x00\x00\x00\x00\xf8\x3f", 8); /* 1.5 */
@@ -798,15 +805,8 @@ Test(codec_registry, v3_with_nul_defaults_is_read)
     lf_event_t ev;
     char err[512] = "";
 
-    r_header(&r, ID_V3_NUL);
-    r_str(&r, "e-1");
-    r_str(&r, "L-1");
-    r_long(&r, 0); /* CAPTURED */
-    r_long(&r, 1767225600000);
-    r_str(&r, "crm");
-    r_opt(&r, NULL); /* actor */
-    r_opt(&r, NULL); /* account_id */
-    r_long(&r, 0);   /* payload: Captured */
+    r_v2_head(&r, ID_V3_NUL, NULL);
+    r_long(&r, 0); /* payload: Captured */
     r_str(&r, "paid");
     r_opt(&r, NULL);
     r_long(&r, 0); /* no attributes */

@@ -773,6 +773,8 @@ static void text_table(const lf_report_t *rep, FILE *fp, section_t sec,
             fputc(' ', fp);
             if (c < nk)
                 put_term(fp, v ? v : c ? "-" : all, w[c], w[c]);
+            else if (PQftype(res, c) == 25) /* text: a producer's string */
+                put_term(fp, v ? v : "-", w[c], w[c]);
             else
                 fprintf(fp, "%*s", w[c],
                         show(col_shape(PQfname(res, c)), v, a, sizeof(a)));
@@ -1850,7 +1852,9 @@ static void html_account_row(FILE *fp, const lf_report_t *rep, section_t sec,
                 sections[sec].nkeys > 1 ? get(res, r, "currency") : NULL,
                 metrics[i], v,
                 v ? show_money(get(res, r, "currency"), v, d, sizeof(d))
-                  : "no rate");
+                : strcmp(metrics[i], "won_revenue_reporting_minor")
+                    ? "-"
+                    : "no rate");
     }
     fputs("</tr>\n", fp);
 }

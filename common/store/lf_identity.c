@@ -564,14 +564,12 @@ static const char *const erase_steps[] = {
     "differs from lead_id (the key was erased)' ELSE a.reason END FROM "
     "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
     /* Another lead's event sent under the person's id as its key: the
-     * note quotes the key (its first 64 bytes: an id that long is matched
-     * by its first 16 characters, erring on the side of the person). */
+     * note quotes the key whole (a lead id always fits: see key_note() in
+     * lf_projector.c). */
     "UPDATE %1$s.anomalies AS a SET reason = 'Kafka key differs from "
     "lead_id (the key was erased)' FROM unnest($1::text[], $2::text[]) "
-    "AS u(o, p) WHERE a.kind = 'key' AND CASE WHEN octet_length(u.o) <= "
-    "64 THEN a.reason = 'Kafka key \"' || u.o || '\" differs from "
-    "lead_id' ELSE starts_with(a.reason, 'Kafka key \"' || left(u.o, 16)) "
-    "END",
+    "AS u(o, p) WHERE a.kind = 'key' AND a.reason = 'Kafka key \"' || u.o "
+    "|| '\" differs from lead_id'",
     "UPDATE %1$s.merges AS m SET "
     "lead_id = coalesce((SELECT p FROM unnest($1::text[], $2::text[]) "
     "AS u(o, p) WHERE o = m.lead_id), m.lead_id), "

@@ -321,6 +321,25 @@ static void *dup_bytes(const void *b, size_t n)
     return c;
 }
 
+/* The note of an event under another key than its lead id. A key that
+ * could be a lead id (1..128 bytes of UTF-8, no NUL) is quoted whole, so
+ * an erasure of that id finds it (lf_identity.c); any other is only
+ * measured: quoting a part could split a character, and PostgreSQL
+ * refuses text that is not UTF-8. */
+static void key_note(const rd_kafka_message_t *rkm, char *why, size_t size)
+{
+    const char *k = rkm->key;
+
+    if (rkm->key_len >= 1 && rkm->key_len <= 128 &&
+        !memchr(k, '\0', rkm->key_len) && lf_utf8_valid(k, rkm->key_len))
+        snprintf(why, size, "Kafka key \"%.*s\" differs from lead_id",
+                 (int)rkm->key_len, k);
+    else
+        snprintf(why, size,
+                 "Kafka key (%zu bytes, not a lead id) differs from lead_id",
+                 rkm->key_len);
+}
+
 lf_err_t lf_projector_add_message(lf_projector_t *p,
                                   const rd_kafka_message_t *rkm)
 {
@@ -359,10 +378,7 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
                      "the lead_id");
         else if (rkm->key_len != strlen(e->ev.lead_id) ||
                  memcmp(rkm->key, e->ev.lead_id, rkm->key_len))
-            snprintf(why, sizeof(why),
-                     "Kafka key \"%.*s\" differs from lead_id",
-                     (int)(rkm->key_len > 64 ? 64 : rkm->key_len),
-                     (const char *)rkm->key);
+            key_note(rkm, why, sizeof(why));
         else
             return LF_OK;
         /* The note quotes the key, which may be an erased lead's id:
@@ -2800,13 +2816,14 @@ static lf_err_t list_batch(flush_t *f)
     for (size_t i = 0; i < f->nleads; i++)
         if (add_lock(f, f->leads[i]))
             return nomem(f);
-    /* A dead letter's key may be a lead id: lock it as that lead's (the
-     * pseudonym of its bytes), so that an erasure of that lead on another
-     * writer is done before this batch looks for erased keys. */
+    /* A dead letter's key, or the key of an event sent under another one,
+     * may be a lead id: lock it as that lead's (the pseudonym of its
+     * bytes), so that an erasure of that lead on another writer is done
+     * before this batch looks for erased keys. */
     for (size_t i = 0; p->ps && i < p->count; i++) {
         const entry_t *e = &p->entries[i];
         char ps[LF_PSEUDONYM_LEN + 1];
-        if (!e->dead || !e->key)
+        if (!e->key)
             continue;
         lf_pseudonym_of(p->ps, 0, e->key, e->key_len, ps);
         if (lf_ids_add(&f->locks, ps))
@@ -2957,8 +2974,8 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
             continue;
         }
         if (e->key) /* an event under another lead's key */
-            err = add_pseudonyms(p->ps, 0, e->key, e->key_len, &cand);
-        if (e->ev.type == LF_EV_MERGED &&
+            err = add_pseudonyms(p->ps, 1, e->key, e->key_len, &cand);
+        if (!err && e->ev.type == LF_EV_MERGED &&
             !lf_pseudonym_is(e->ev.u.merged.into_lead_id))
             err = add_pseudonyms(p->ps, 0, e->ev.u.merged.into_lead_id,
                                  strlen(e->ev.u.merged.into_lead_id), &cand);
@@ -3308,13 +3325,16 @@ static lf_err_t forget_in_batch(flush_t *f, const lf_ids_t *orig,
         entry_t *e = &p->entries[i];
         const char *l = NULL, *t = NULL;
         size_t at;
-        if (e->dead) {
-            char *k = e->key ? strndup(e->key, e->key_len) : NULL;
-            if (k && lf_ids_has(orig, k))
-                err = forget_dead(e);
+        if (e->key) {
+            char *k = strndup(e->key, e->key_len);
+            if (!k)
+                err = LF_ERR_NOMEM;
+            else if (lf_ids_has(orig, k))
+                err = e->dead ? forget_dead(e) : forget_key_note(e);
             free(k);
-            continue;
         }
+        if (err || e->dead)
+            continue;
         at = index_of(orig, e->ev.lead_id);
         if (at < orig->n && !strcmp(orig->v[at], e->ev.lead_id))
             l = pseud->v[at];

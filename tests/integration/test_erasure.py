@@ -343,6 +343,9 @@ def main():
     pre = psql("SELECT count(*), sum(visits) FROM pre_erase.leads", db=DB)
 
     step("the erased event: ids, attributes, notes, reasons, dead letter")
+    # ... and in the batch of the erasure itself, another one keyed E1 (an
+    # event of a lead never captured: no number of the views moves).
+    s.send_keyed(E1, [ev(44, "KEYED-3", "accepted", 19, owner="ae-09")])
     s.emit(write("erase.jsonl", [ev(20, E1, "erased", 20,
                                     request_id=REQUEST % E1)]))
     s.project()
@@ -390,9 +393,9 @@ def main():
     s.project()
     clean("after E3's merge")
     rows = psql("SELECT reason FROM funnel.anomalies WHERE lead_id IN "
-                "('KEYED-1', 'KEYED-2') AND kind = 'key'", db=DB)
+                "('KEYED-1', 'KEYED-2', 'KEYED-3') AND kind = 'key'", db=DB)
     check(rows == [["Kafka key differs from lead_id (the key was erased)"]]
-          * 2, "the key anomalies of other leads sent under E1: %s" % rows)
+          * 3, "the key anomalies of other leads sent under E1: %s" % rows)
     q42 = pseudonym(KEY, "Q42")
     rows = psql("SELECT request_id FROM funnel.erasures WHERE pseudonym = "
                 "'%s'" % q42, db=DB)

@@ -396,14 +396,31 @@ Test(projector, messages_dead_letters_and_key_anomalies)
     rkm.payload = (void *)"not avro";
     rkm.len = 8;
     cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+    /* A key that is not UTF-8 is measured, not quoted (PostgreSQL would
+     * refuse the note, and the batch with it). */
+    lf_event_clear(&ev);
+    ev = event("e2", "L2", LF_EV_CAPTURED, 1000);
+    lf_buf_reset(&value);
+    cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V2, &value, errstr,
+                                 sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    rkm.offset = 9;
+    rkm.payload = value.data;
+    rkm.len = value.len;
+    rkm.key = (void *)"\xff\xfe";
+    rkm.key_len = 2;
+    cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
     flush_ok();
 
     cr_expect_str_eq(
-        sql_value(conn, "SELECT concat_ws('|', event_id, lead_id, reason)"
+        sql_value(conn, "SELECT string_agg(concat_ws('|', event_id, lead_id, "
+                        "reason), ';' ORDER BY event_id)"
                         " FROM funnel.anomalies WHERE kind = 'key'"),
-        "e1|L1|Kafka key \"someone-else\" differs from lead_id");
-    cr_expect_str_eq(sql_value(conn, "SELECT stage FROM funnel.leads"),
-                     "captured");
+        "e1|L1|Kafka key \"someone-else\" differs from lead_id;"
+        "e2|L2|Kafka key (2 bytes, not a lead id) differs from lead_id");
+    cr_expect_str_eq(sql_value(conn, "SELECT string_agg(stage, ',') FROM "
+                                     "funnel.leads"),
+                     "captured,captured");
     cr_expect_str_eq(
         sql_value(conn, "SELECT concat_ws('|', topic, partition, \"offset\","
                         " convert_from(key, 'UTF8'),"
@@ -412,7 +429,7 @@ Test(projector, messages_dead_letters_and_key_anomalies)
         TOPIC "|2|8|someone-else|not avro|t");
     cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"
                                      " WHERE partition = 2"),
-                     "9");
+                     "10");
     cr_expect_eq(lf_projector_stats(proj)->dead_letters, 1);
 
     lf_event_clear(&ev);

@@ -242,10 +242,13 @@ static bool parse_threshold(parse_t *p, const char *path, json_t *v,
         t->value = (int32_t)d;
         return true;
     }
-    if (d < 0) {
+    if (d < 0 || d > INT32_MAX) {
         char num[40];
         snprintf(num, sizeof(num), "%.17g", json_number_value(v));
-        fail(p, path, "bad threshold: %s is negative (scores are 0 or more)",
+        fail(p, path,
+             d < 0 ? "bad threshold: %s is negative (scores are 0 or more)"
+                   : "bad threshold: %s is beyond any score (at most "
+                     "2147483647)",
              num);
         return false;
     }
@@ -332,6 +335,21 @@ static bool parse_new_cycle(parse_t *p, json_t *c, lf_definition_t *def)
            parse_stages(p, "new_cycle.to", to, true, &def->cycle_to);
 }
 
+/* Is @p v a non-empty string without control characters? A name or a
+ * label is shown on a terminal and in one-line messages. */
+static bool display_string(const json_t *v)
+{
+    const char *t = json_string_value(v);
+    size_t n = json_string_length(v);
+
+    if (!t || !n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f)
+            return false;
+    return true;
+}
+
 static bool parse_labels(parse_t *p, json_t *l, lf_definition_t *def)
 {
     char where[160];
@@ -350,8 +368,11 @@ static bool parse_labels(parse_t *p, json_t *l, lf_definition_t *def)
             fail(p, where, "unknown stage \"%.80s\"", key);
             return false;
         }
-        if (!json_is_string(v) || !json_string_length(v)) {
-            fail(p, where, "expected a non-empty string%s", NULL);
+        if (!display_string(v)) {
+            fail(p, where,
+                 "expected a non-empty string without control "
+                 "characters%s",
+                 NULL);
             return false;
         }
         if (!(def->labels[st] = strdup(json_string_value(v)))) {
@@ -369,8 +390,9 @@ static bool parse_head(parse_t *p, json_t *root, lf_definition_t *def)
     if (!(name = need(p, "(root)", root, "name")) ||
         !(version = need(p, "(root)", root, "version")))
         return false;
-    if (!json_is_string(name) || !json_string_length(name)) {
-        fail(p, "name", "expected a non-empty string%s", NULL);
+    if (!display_string(name)) {
+        fail(p, "name",
+             "expected a non-empty string without control characters%s", NULL);
         return false;
     }
     if (!json_is_integer(version) || json_integer_value(version) < 1) {
@@ -456,8 +478,13 @@ lf_definition_t *lf_definition_load(const char *path, char *errstr,
         }
     if (ferror(f) || n == (size_t)-1)
         lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: cannot read it", path);
-    else if (!(def = lf_definition_parse(text.data ? text.data : "", text.len,
-                                         why, sizeof(why))))
+    /* A file saved with a UTF-8 byte order mark (as editors on Windows
+     * write it) reads as if it had none. */
+    else if (text.len >= 3 && !memcmp(text.data, "\xef\xbb\xbf", 3)
+                 ? !(def = lf_definition_parse(text.data + 3, text.len - 3, why,
+                                               sizeof(why)))
+                 : !(def = lf_definition_parse(text.data ? text.data : "",
+                                               text.len, why, sizeof(why))))
         lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s: %s", path, why);
     fclose(f);
     lf_buf_free(&text);

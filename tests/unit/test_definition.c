@@ -91,6 +91,9 @@ static bad_t bad_files[] = {
     {"\"version\": 1", "\"version\": 1, \"owner\": \"x\"", "(root): unknown key \"owner\""},
     {"\"labels\": {", "\"labels\": {\"mql\": \"x\", ", "labels.mql: unknown stage \"mql\""},
     {"\"MQL\"", "\"\"", "labels.marketing_qualified: expected a non-empty string"},
+    {"\"MQL\"", "\"M\\nQL\"", "labels.marketing_qualified: expected a non-empty string without control characters"},
+    {"\"name\": \"default\"", "\"name\": \"a\\tb\"", "name: expected a non-empty string without control characters"},
+    {"{\"threshold\": \"event\"}", "{\"threshold\": 1e12}", "qualify.threshold: bad threshold: 1000000000000 is beyond any score"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": \"high\"}", "qualify.threshold: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": 99999999999}", "qualify.threshold: bad threshold"},
     {"{\"threshold\": \"event\"}", "{\"threshold\": -1e300}", "qualify.threshold: bad threshold"},
@@ -159,6 +162,26 @@ Test(definition, load_names_the_file)
     unlink(path);
     cr_assert_null(lf_definition_load(path, errstr, sizeof(errstr)));
     cr_assert(strstr(errstr, "No such file"), "%s", errstr);
+}
+
+/* A file saved with a UTF-8 byte order mark reads as the same file. */
+Test(definition, load_skips_a_byte_order_mark)
+{
+    char errstr[512], path[] = "/tmp/test_definition_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fputs("\xef\xbb\xbf", f);
+    fputs(lf_embedded_funnel_default, f);
+    fclose(f);
+    lf_definition_t *def = lf_definition_load(path, errstr, sizeof(errstr));
+    unlink(path);
+    cr_assert_not_null(def, "%s", errstr);
+    char *a = lf_definition_canonical(def),
+         *b = lf_definition_canonical(lf_definition_default());
+    cr_expect_str_eq(a, b);
+    free(a);
+    free(b);
+    lf_definition_destroy(def);
 }
 
 Test(definition, thresholds_by_model)

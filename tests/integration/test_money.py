@@ -385,6 +385,12 @@ expect("flows_by day", rows("""
 rc, _, err = psql("SELECT * FROM funnel.flows_by('year')", check=False)
 expect("flows_by refuses another grain",
        rc != 0 and "grain must be day, week, month or quarter" in err, True)
+expect("flows_by takes its grain in any case", rows(
+    "SELECT count(*) FROM (SELECT * FROM funnel.flows_by(' Week ', NULL, "
+    "NULL, NULL) EXCEPT ALL SELECT * FROM funnel.flows_by('week', NULL, "
+    "NULL, NULL)) x"), [("0",)])
+expect("flows_by(' Week ') has rows", rows(
+    "SELECT count(*) > 0 FROM funnel.flows_by(' Week ')"), [("t",)])
 expect("flows_filtered: leads captured in April", rows("""
     SELECT period_start, stage, entered FROM funnel.flows_filtered(
         '2024-04-01', '2024-04-30', NULL) WHERE stage = 'captured'"""),

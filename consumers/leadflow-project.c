@@ -240,10 +240,6 @@ static void nap(int ms)
     }
 }
 
-/* (Re)connect the main connection if needed; false when it failed
- * (logged). A new one after the first may reach another server (a
- * failover): the positions in memory are then in doubt, as after a new
- * connection of a lane. */
 /* The main connection is lost: say so. The server reached next may be a
  * standby that lost commits, so the positions are in doubt: with
  * --metrics the probe reconnects (db_ready() puts them in doubt then, and
@@ -260,6 +256,10 @@ static void lost_db(app_t *app)
         app->doubt = true;
 }
 
+/* (Re)connect the main connection if needed; false when it failed
+ * (logged). A new one after the first may reach another server (a
+ * failover): the positions in memory are then in doubt, as after a new
+ * connection of a lane. */
 static bool db_ready(app_t *app)
 {
     char errstr[512], q[600];

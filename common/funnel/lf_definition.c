@@ -476,15 +476,14 @@ lf_definition_t *lf_definition_load(const char *path, char *errstr,
             n = (size_t)-1;
             break;
         }
-    if (ferror(f) || n == (size_t)-1)
-        lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: cannot read it", path);
     /* A file saved with a UTF-8 byte order mark (as editors on Windows
      * write it) reads as if it had none. */
-    else if (text.len >= 3 && !memcmp(text.data, "\xef\xbb\xbf", 3)
-                 ? !(def = lf_definition_parse(text.data + 3, text.len - 3, why,
-                                               sizeof(why)))
-                 : !(def = lf_definition_parse(text.data ? text.data : "",
-                                               text.len, why, sizeof(why))))
+    size_t skip =
+        text.len >= 3 && !memcmp(text.data, "\xef\xbb\xbf", 3) ? 3 : 0;
+    if (ferror(f) || n == (size_t)-1)
+        lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: cannot read it", path);
+    else if (!(def = lf_definition_parse(text.data ? text.data + skip : "",
+                                         text.len - skip, why, sizeof(why))))
         lf_seterr(LF_ERR_INVALID, errstr, errstr_size, "%s: %s", path, why);
     fclose(f);
     lf_buf_free(&text);

@@ -950,14 +950,13 @@ static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
                  "schema id %ld from the registry is not a valid Avro "
                  "schema: %s",
                  (long)id, avro_strerror());
-        w->schema = NULL;
-        if (!bare ||
-            avro_schema_from_json_length(bare, strlen(bare), &w->schema)) {
-            free(bare);
+        bool unread = !bare || avro_schema_from_json_length(bare, strlen(bare),
+                                                            &w->schema);
+        free(bare);
+        if (unread) {
             w->schema = NULL;
             goto refuse;
         }
-        free(bare);
     }
     ns = avro_typeof(w->schema) == AVRO_RECORD
              ? avro_schema_namespace(w->schema)

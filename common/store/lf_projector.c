@@ -1275,9 +1275,12 @@ static lf_err_t store_events(flush_t *f)
 }
 
 /* Step: the same event_id with other content: the first stays, the later
- * message is listed (once, however often it is replayed). When every
- * staged row was stored just now, each joins only itself: skip the join,
- * the costliest statement of a clean batch. */
+ * message is listed (once, however often it is replayed), under the
+ * person of the event that stands (the later message may name another
+ * lead; only the stored event's lead is known again when a merge moves
+ * it, lf_identity_write_merges()). When every staged row was stored just
+ * now, each joins only itself: skip the join, the costliest statement of
+ * a clean batch. */
 static lf_err_t record_conflicts(flush_t *f)
 {
     PGresult *res = NULL;
@@ -1289,7 +1292,7 @@ static lf_err_t record_conflicts(flush_t *f)
     sql_text(f->p, sql, &anomalies_table,
              "INSERT INTO {schema}.anomalies ({cols}) "
              "SELECT s.event_id, coalesce((SELECT m.surviving_lead_id FROM "
-             "{schema}.merges AS m WHERE m.lead_id = s.lead_id), s.lead_id), "
+             "{schema}.merges AS m WHERE m.lead_id = e.lead_id), e.lead_id), "
              "'conflict', "
              "format('event_id reused with different content at %s "
              "partition %s offset %s', s.topic, s.partition, s.\"offset\") "
@@ -2591,13 +2594,19 @@ static lf_err_t merge_anomalies(flush_t *f)
 
     if (f->b.anomalies.len) {
         /* Listed under the person (a merged lead's under its surviving
-         * lead); a recompute may move an anomaly from one to another. */
+         * lead); a recompute may move an anomaly from one to another. A
+         * key anomaly's person is that of the event that stands, as a
+         * conflict's (record_conflicts()): the message may conflict with
+         * it and name another lead. */
         sql_text(f->p, sql, &anomalies_table,
                  "WITH ins AS (INSERT INTO {schema}.anomalies ({cols}) "
                  "SELECT DISTINCT ON (s.event_id, s.kind, s.reason) "
-                 "s.event_id, coalesce(m.surviving_lead_id, s.lead_id), "
-                 "s.kind, s.reason FROM lf_stg_anomalies AS s LEFT JOIN "
-                 "{schema}.merges AS m USING (lead_id) "
+                 "s.event_id, coalesce(m.surviving_lead_id, x.l), "
+                 "s.kind, s.reason FROM lf_stg_anomalies AS s CROSS JOIN "
+                 "LATERAL (SELECT CASE WHEN s.kind = 'key' THEN coalesce(("
+                 "SELECT e.lead_id FROM {schema}.events AS e WHERE "
+                 "e.event_id = s.event_id), s.lead_id) ELSE s.lead_id END) "
+                 "AS x(l) LEFT JOIN {schema}.merges AS m ON m.lead_id = x.l "
                  "ON CONFLICT (event_id, kind, reason) DO UPDATE SET "
                  "lead_id = EXCLUDED.lead_id WHERE anomalies.lead_id <> "
                  "EXCLUDED.lead_id RETURNING kind, xmax = 0 AS fresh) "

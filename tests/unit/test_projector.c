@@ -1363,6 +1363,16 @@ Test(projector, void_and_its_target_in_flight_at_once_settle_as_in_order)
     free(raced);
 }
 
+/* The topic handle of built messages (TOPIC). */
+static rd_kafka_topic_t *msg_topic(void)
+{
+    if (!msg_rk) {
+        msg_rk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
+        cr_assert_not_null(msg_rkt = rd_kafka_topic_new(msg_rk, TOPIC, NULL));
+    }
+    return msg_rkt;
+}
+
 /* Add to @p p an undecodable message keyed @p key, as consumed from TOPIC
  * @p partition at @p offset: a dead letter. */
 static void add_dead(lf_projector_t *p, int32_t partition, int64_t offset,
@@ -1375,11 +1385,7 @@ static void add_dead(lf_projector_t *p, int32_t partition, int64_t offset,
                               .key = (void *)key,
                               .key_len = strlen(key)};
 
-    if (!msg_rk) {
-        msg_rk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), NULL, 0);
-        cr_assert_not_null(msg_rkt = rd_kafka_topic_new(msg_rk, TOPIC, NULL));
-    }
-    rkm.rkt = msg_rkt;
+    rkm.rkt = msg_topic();
     cr_assert_eq(lf_projector_add_message(p, &rkm), LF_OK);
 }
 
@@ -1422,6 +1428,79 @@ Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
     cr_expect_eq(atoi(sql_value(conn, "SELECT count(*) FROM "
                                       "funnel.dead_letters")),
                  LF_PROJECTOR_MAX_LEADS);
+}
+
+/* Add @p ev, encoded as contract v2 and keyed @p key, as consumed from
+ * TOPIC partition 0 at @p offset (takes @p ev). */
+static void add_keyed(lf_event_t *ev, const char *key, int64_t offset)
+{
+    lf_codec_t *codec = lf_codec_new(errstr, sizeof(errstr));
+    lf_buf_t value = {0};
+    rd_kafka_message_t rkm = {
+        .partition = 0, .offset = offset, .key = (void *)key};
+
+    cr_assert_not_null(codec, "%s", errstr);
+    cr_assert_eq(lf_codec_encode(codec, ev, LF_SCHEMA_ID_V2, &value, errstr,
+                                 sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    rkm.rkt = msg_topic();
+    rkm.payload = value.data;
+    rkm.len = value.len;
+    rkm.key_len = strlen(key);
+    cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
+    lf_event_clear(ev);
+    lf_buf_free(&value);
+    lf_codec_destroy(codec);
+}
+
+/* The workload of the test below, its two merges in the order given. */
+static char *conflict_and_key_under(bool merges_in_time_order)
+{
+    lf_event_t ev;
+    int first = merges_in_time_order ? 0 : 1;
+
+    sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "
+                 "funnel.anomalies, funnel.offsets, funnel.merges");
+    add("b1", "B", LF_EV_CAPTURED, 1000, 0);
+    add("s1", "S", LF_EV_CAPTURED, 1000, 1);
+    add("c1", "C", LF_EV_CAPTURED, 1000, 2);
+    add("b2", "B", LF_EV_SCORED, 3000, 3);
+    flush_ok();
+    ev = event("b2", "B", LF_EV_SCORED, 3000); /* other content: a conflict */
+    free(ev.source);
+    ev.source = strdup("other");
+    add_keyed(&ev, "B", 4);
+    ev = event("b3", "B", LF_EV_SCORED, 4000); /* under another key */
+    add_keyed(&ev, "someone-else", 5);
+    /* A message reusing b2's id under another lead: listed under the
+     * lead of the event that stands, B. */
+    ev = event("b2", "X", LF_EV_SCORED, 3000);
+    add_keyed(&ev, "X", 6);
+    flush_ok();
+    for (int i = 0; i < 2; i++) {
+        if ((first + i) % 2 == 0) /* B into C at 10 s: counts first */
+            add_identity("m0", "B", LF_EV_MERGED, 10000, "C", 7);
+        else /* B into S at 20 s: counts only until m0 arrives */
+            add_identity("m1", "B", LF_EV_MERGED, 20000, "S", 8);
+        flush_ok();
+    }
+    return strdup(sql_value(
+        conn, "SELECT string_agg(concat_ws('|', event_id, lead_id, kind), "
+              "',' ORDER BY event_id, kind, reason) FROM funnel.anomalies"));
+}
+
+/* A conflict or key anomaly goes with its lead's person whatever order
+ * the merges arrive in: a late merge that counts before one already
+ * applied moves it from the surviving lead of before. */
+Test(projector, conflict_and_key_anomalies_follow_a_late_merge)
+{
+    char *late = conflict_and_key_under(false);
+    char *in_order = conflict_and_key_under(true);
+
+    cr_expect_str_eq(late, "b2|C|conflict,b2|C|conflict,b3|C|key,m1|C|merge");
+    cr_expect_str_eq(late, in_order);
+    free(late);
+    free(in_order);
 }
 
 /* Shuffle @p a[0..n) with rand(). */

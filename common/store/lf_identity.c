@@ -599,9 +599,11 @@ static const char *const erase_steps[] = {
      * deadlock the server breaks, and the loser retries.) */
     "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
     "AND $2::text[] IS NOT NULL",
-    /* The error may quote the id (a self-merge's, say). */
+    /* The error may quote the id (a self-merge's, say): as a word of its
+     * own, as forget_dead() in lf_projector.c has it on the way in. */
     "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
-    "error = replace(d.error, u.o, u.p) || '" LF_ERASED_NOTE "' "
+    "error = regexp_replace(d.error, " ID_AS_WORD
+    ", u.p, 'g') || '" LF_ERASED_NOTE "' "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
     "WHERE d.key = convert_to(u.o, 'UTF8')",
 };

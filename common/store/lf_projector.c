@@ -2997,17 +2997,28 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
     return err;
 }
 
-/* An erased person's dead letter: its key and value go, the error stays. */
-static lf_err_t forget_dead(entry_t *e)
+/* An erased person's dead letter: its key and value go, the error stays,
+ * quoting @p pseudonym where it quoted the key (a self-merge's error names
+ * the lead id), as the erasure's SQL has it for the stored ones. */
+static lf_err_t forget_dead(entry_t *e, const char *pseudonym)
 {
     static const char mark[] = LF_ERASED_NOTE;
-    size_t n = strlen(e->note);
-    char *note = realloc(e->note, n + sizeof(mark));
+    char *id = malloc(e->key_len + 1), *note = NULL, *grown = NULL;
+    size_t n;
 
-    if (!note)
+    if (id) {
+        memcpy(id, e->key, e->key_len);
+        id[e->key_len] = '\0';
+        note = lf_replace_words(e->note, id, pseudonym);
+    }
+    free(id);
+    if (note && !(grown = realloc(note, (n = strlen(note)) + sizeof(mark))))
+        free(note);
+    if (!grown)
         return LF_ERR_NOMEM;
-    memcpy(note + n, mark, sizeof(mark));
-    e->note = note;
+    memcpy(grown + n, mark, sizeof(mark));
+    free(e->note);
+    e->note = grown;
     free(e->key);
     free(e->value);
     e->key = e->value = NULL;
@@ -3039,7 +3050,7 @@ static lf_err_t forget_entry(const lf_pseudonym_t *ps, const lf_ids_t *hits,
 
     if (e->dead)
         return e->key && erased_as(ps, hits, e->key, e->key_len, lead)
-                   ? forget_dead(e)
+                   ? forget_dead(e, lead)
                    : LF_OK;
     if (e->key && erased_as(ps, hits, e->key, e->key_len, into) &&
         (err = forget_key_note(e)))
@@ -3338,8 +3349,10 @@ static lf_err_t forget_in_batch(flush_t *f, const lf_ids_t *orig,
             char *k = strndup(e->key, e->key_len);
             if (!k)
                 err = LF_ERR_NOMEM;
-            else if (lf_ids_has(orig, k))
-                err = e->dead ? forget_dead(e) : forget_key_note(e);
+            else if ((at = index_of(orig, k)) < orig->n &&
+                     !strcmp(orig->v[at], k))
+                err =
+                    e->dead ? forget_dead(e, pseud->v[at]) : forget_key_note(e);
             free(k);
         }
         if (err || e->dead)

@@ -191,14 +191,14 @@ static const char *find_word(const char *s, const char *at, const char *from)
     return NULL;
 }
 
-/* @p s with @p from replaced by @p to wherever it is a word of its own,
- * freshly allocated. */
-static char *replace_words(const char *s, const char *from, const char *to)
+char *lf_replace_words(const char *s, const char *from, const char *to)
 {
     size_t nf = strlen(from), nt = strlen(to), n = 0;
     const char *at, *rest = s;
     char *out, *w;
 
+    if (!nf)
+        return strdup(s);
     for (at = s; (at = find_word(s, at, from)); at += nf)
         n++;
     if (!(out = malloc(strlen(s) + n * nt + 1)))
@@ -223,7 +223,7 @@ static bool forget_in_request(lf_event_t *ev, const char *pseudonym)
     if (ev->type != LF_EV_ERASED || !r0 || !*ev->lead_id ||
         !find_word(r0, r0, ev->lead_id))
         return true;
-    if (!(r = replace_words(r0, ev->lead_id, pseudonym)))
+    if (!(r = lf_replace_words(r0, ev->lead_id, pseudonym)))
         return false;
     free_str(ev, ev->u.erased.request_id);
     ev->u.erased.request_id = r;

@@ -455,12 +455,15 @@ static lf_err_t write_merge_anomalies(PGconn *conn, const char *schema,
 }
 
 /* Every anomaly of the component's leads under their surviving lead; no
- * row for a merged lead. A conflict or key anomaly goes by its stored
- * event's lead, not by the lead it is listed under: that may be a
- * surviving lead of before (a late, earlier merge moved the lead to
- * another), and the anomaly would stay there in one arrival order and
- * not in another. State and void anomalies are the recompute's, merge
- * anomalies write_merge_anomalies()'. */
+ * row for a merged lead. A conflict anomaly goes by its stored event's
+ * lead (record_conflicts() in lf_projector.c), not by the lead it is
+ * listed under: that may be a surviving lead of before (a late, earlier
+ * merge moved the lead to another), and the anomaly would stay there in
+ * one arrival order and not in another. So does a key anomaly, whose lead
+ * is its message's: the stored event's unless the message conflicted
+ * with it (another lead may have sent it; such a one stays). State and
+ * void anomalies are the recompute's, merge anomalies
+ * write_merge_anomalies()'. */
 static lf_err_t move_to_surviving(PGconn *conn, const char *schema, cols_t *k3,
                                   char *errstr, size_t errstr_size)
 {
@@ -478,10 +481,12 @@ static lf_err_t move_to_surviving(PGconn *conn, const char *schema, cols_t *k3,
     snprintf(sql, sizeof(sql),
              "UPDATE %s.anomalies AS a SET lead_id = u.s FROM %s.events AS e, "
              "unnest($1::text[], $2::text[]) AS u(l, s) "
-             "WHERE a.lead_id = ANY($1::text[]) AND a.kind IN ('conflict', "
-             "'key') AND e.event_id = a.event_id AND e.lead_id = u.l AND "
-             "a.lead_id <> u.s",
-             schema, schema);
+             "WHERE a.lead_id = ANY($1::text[]) AND (a.kind = 'conflict' OR "
+             "a.kind = 'key' AND NOT EXISTS (SELECT 1 FROM %s.anomalies AS c "
+             "WHERE c.event_id = a.event_id AND c.kind = 'conflict')) AND "
+             "e.event_id = a.event_id AND e.lead_id = u.l AND a.lead_id <> "
+             "u.s",
+             schema, schema, schema);
     if ((err = q(conn, sql, "moving anomalies", 2, (char *)k3->la.data,
                  (char *)k3->lb.data, NULL, NULL, NULL, errstr, errstr_size)))
         return err;

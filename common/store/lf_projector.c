@@ -1281,14 +1281,32 @@ static lf_err_t store_events(flush_t *f)
  * it, lf_identity_write_merges()). When every staged row was stored just
  * now, each joins only itself: skip the join, the costliest statement of
  * a clean batch. */
+static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n);
+static lf_err_t query_ids(flush_t *f, const char *tmpl, const char *what,
+                          const lf_ids_t *in, lf_ids_t *out);
+
 static lf_err_t record_conflicts(flush_t *f)
 {
     PGresult *res = NULL;
+    lf_ids_t others = {0};
     char sql[SQL_MAX];
     lf_err_t err;
 
     if (f->nstored >= f->nev)
         return LF_OK;
+    /* A message reusing another lead's event_id: its anomaly goes under
+     * that lead's person, so that lead is locked first (an erasure or a
+     * merge of it on another writer must see the row, or wait for it). */
+    err = query_ids(f,
+                    "SELECT DISTINCT e.lead_id FROM lf_stg_events s JOIN "
+                    "{schema}.events e USING (event_id) WHERE e.lead_id <> "
+                    "s.lead_id",
+                    "finding conflicting leads", NULL, &others);
+    if (!err && others.n)
+        err = lock_more(f, others.v, others.n);
+    lf_ids_free(&others);
+    if (err)
+        return err;
     sql_text(f->p, sql, &anomalies_table,
              "INSERT INTO {schema}.anomalies ({cols}) "
              "SELECT s.event_id, coalesce((SELECT m.surviving_lead_id FROM "
@@ -2594,19 +2612,13 @@ static lf_err_t merge_anomalies(flush_t *f)
 
     if (f->b.anomalies.len) {
         /* Listed under the person (a merged lead's under its surviving
-         * lead); a recompute may move an anomaly from one to another. A
-         * key anomaly's person is that of the event that stands, as a
-         * conflict's (record_conflicts()): the message may conflict with
-         * it and name another lead. */
+         * lead); a recompute may move an anomaly from one to another. */
         sql_text(f->p, sql, &anomalies_table,
                  "WITH ins AS (INSERT INTO {schema}.anomalies ({cols}) "
                  "SELECT DISTINCT ON (s.event_id, s.kind, s.reason) "
-                 "s.event_id, coalesce(m.surviving_lead_id, x.l), "
-                 "s.kind, s.reason FROM lf_stg_anomalies AS s CROSS JOIN "
-                 "LATERAL (SELECT CASE WHEN s.kind = 'key' THEN coalesce(("
-                 "SELECT e.lead_id FROM {schema}.events AS e WHERE "
-                 "e.event_id = s.event_id), s.lead_id) ELSE s.lead_id END) "
-                 "AS x(l) LEFT JOIN {schema}.merges AS m ON m.lead_id = x.l "
+                 "s.event_id, coalesce(m.surviving_lead_id, s.lead_id), "
+                 "s.kind, s.reason FROM lf_stg_anomalies AS s LEFT JOIN "
+                 "{schema}.merges AS m USING (lead_id) "
                  "ON CONFLICT (event_id, kind, reason) DO UPDATE SET "
                  "lead_id = EXCLUDED.lead_id WHERE anomalies.lead_id <> "
                  "EXCLUDED.lead_id RETURNING kind, xmax = 0 AS fresh) "
@@ -3009,7 +3021,7 @@ static lf_err_t forget_dead(entry_t *e, const char *pseudonym)
     if (id) {
         memcpy(id, e->key, e->key_len);
         id[e->key_len] = '\0';
-        note = lf_replace_words(e->note, id, pseudonym);
+        note = lf_event_replace_words(e->note, id, pseudonym);
     }
     free(id);
     if (note && !(grown = realloc(note, (n = strlen(note)) + sizeof(mark))))

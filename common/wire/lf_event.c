@@ -191,7 +191,7 @@ static const char *find_word(const char *s, const char *at, const char *from)
     return NULL;
 }
 
-char *lf_replace_words(const char *s, const char *from, const char *to)
+char *lf_event_replace_words(const char *s, const char *from, const char *to)
 {
     size_t nf = strlen(from), nt = strlen(to), n = 0;
     const char *at, *rest = s;
@@ -223,7 +223,7 @@ static bool forget_in_request(lf_event_t *ev, const char *pseudonym)
     if (ev->type != LF_EV_ERASED || !r0 || !*ev->lead_id ||
         !find_word(r0, r0, ev->lead_id))
         return true;
-    if (!(r = lf_replace_words(r0, ev->lead_id, pseudonym)))
+    if (!(r = lf_event_replace_words(r0, ev->lead_id, pseudonym)))
         return false;
     free_str(ev, ev->u.erased.request_id);
     ev->u.erased.request_id = r;

@@ -191,10 +191,10 @@ bool lf_event_equal(const lf_event_t *a, const lf_event_t *b);
 /**
  * @p s with @p from replaced by @p to wherever it stands as a word of its
  * own (no ASCII letter or digit right before or after it: lead 42's
- * "PRIV-4242" stays), freshly allocated; NULL when out of memory. The
- * erasure's SQL (lf_identity.c) has the same rule.
+ * "PRIV-4242" stays), freshly allocated (free() it); NULL when out of
+ * memory. The erasure's SQL (lf_identity.c) has the same rule.
  */
-char *lf_replace_words(const char *s, const char *from, const char *to);
+char *lf_event_replace_words(const char *s, const char *from, const char *to);
 
 /**
  * Forget what identifies a person in @p ev (an erased person's event):

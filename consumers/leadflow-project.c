@@ -897,16 +897,18 @@ int main(int argc, char **argv)
     int rc;
 
     lf_log_init("project");
+    /* First: a SIGTERM while the settings are read (a supervisor stopping
+     * it at once) stops it as any other, exit 0. (One before main(),
+     * while the libraries load, still ends it: leadflow-project(1).) */
+    lf_cli_catch_signals(false);
     tune_malloc();
     if ((next = parse(argc, argv, &cli, &cfg)) != LF_CLI_RUN) {
         rc = lf_cli_exit_code(next);
     } else if (!(rc = settings(&cli, &app.conf))) {
-        if (cli.dump) {
+        if (cli.dump)
             lf_conf_dump(app.conf, stdout);
-        } else {
-            lf_cli_catch_signals(false);
+        else
             rc = run(&app);
-        }
     }
     app_free(&app);
     lf_conf_destroy(app.conf);

@@ -292,11 +292,13 @@ static void *writer_main(void *arg)
             break;
         pthread_mutex_unlock(&lane->lock);
         if (!write_batch(lane)) {
-            /* Rolled back: whoever owns the partitions next, or this
-             * projector once it re-read them, reads it again from
-             * funnel.offsets. */
+            /* Rolled back, or its COMMIT's answer lost with the
+             * connection (then it may be in): whoever owns the
+             * partitions next, or this projector once it re-read them,
+             * reads again from funnel.offsets what is not. */
             LF_LOG(LF_LOG_WARNING,
-                   "msg=\"batch rolled back; it will be re-read\" "
+                   "msg=\"batch not confirmed; what was not committed "
+                   "will be re-read\" "
                    "writer=%d messages=%zu",
                    lane->index, lf_projector_pending(lane->write));
             lf_projector_discard(lane->write);

@@ -1274,6 +1274,10 @@ static lf_err_t store_events(flush_t *f)
     return LF_OK;
 }
 
+static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n);
+static lf_err_t query_ids(flush_t *f, const char *tmpl, const char *what,
+                          const lf_ids_t *in, lf_ids_t *out);
+
 /* Step: the same event_id with other content: the first stays, the later
  * message is listed (once, however often it is replayed), under the
  * person of the event that stands (the later message may name another
@@ -1281,10 +1285,6 @@ static lf_err_t store_events(flush_t *f)
  * it, lf_identity_write_merges()). When every staged row was stored just
  * now, each joins only itself: skip the join, the costliest statement of
  * a clean batch. */
-static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n);
-static lf_err_t query_ids(flush_t *f, const char *tmpl, const char *what,
-                          const lf_ids_t *in, lf_ids_t *out);
-
 static lf_err_t record_conflicts(flush_t *f)
 {
     PGresult *res = NULL;
@@ -3015,14 +3015,11 @@ static lf_err_t erased_hits(flush_t *f, lf_ids_t *hits)
 static lf_err_t forget_dead(entry_t *e, const char *pseudonym)
 {
     static const char mark[] = LF_ERASED_NOTE;
-    char *id = malloc(e->key_len + 1), *note = NULL, *grown = NULL;
+    char *id = strndup(e->key, e->key_len), *note = NULL, *grown = NULL;
     size_t n;
 
-    if (id) {
-        memcpy(id, e->key, e->key_len);
-        id[e->key_len] = '\0';
+    if (id)
         note = lf_event_replace_words(e->note, id, pseudonym);
-    }
     free(id);
     if (note && !(grown = realloc(note, (n = strlen(note)) + sizeof(mark))))
         free(note);

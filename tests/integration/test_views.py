@@ -365,9 +365,28 @@ expect("leads_in_scope('2024-01-31', '2024-01-31') at UTC+14", rows("""
     SELECT lead_id FROM funnel.leads_in_scope('2024-01-31', '2024-01-31')
     """), [("L12",)])
 
+from lf_funnel_fixture import CAPTURED, HANDED_OFF, ACCEPTED  # noqa: E402
+from lf_funnel_fixture import fixture_sql, migrate  # noqa: E402
+
+# ---- a median of exact hours, rounded once --------------------------------
+# dora accepts after 1.7561 h and 2.8266 h: the median is 2.29135 h, 2.29.
+# The mean of the hours as handoff_sla rounds them (1.76, 2.83) is 2.295,
+# which reads 2.30: handoff_sla_by_owner must not round twice.
+psql("CREATE DATABASE medians")
+migrate("medians")
+psql(fixture_sql([
+    (lead, "web", None, "2024-03-01T00:00:00", [
+        (CAPTURED, 0, {}),
+        (HANDED_OFF, 1, {"owner": "dora", "sla_hours": 24}),
+        (ACCEPTED, 1 + hours, {"owner": "dora"})])
+    for lead, hours in (("M1", 1.7561), ("M2", 2.8266))]), db="medians")
+expect("handoff_sla_by_owner median of unrounded hours", psql("""
+    SELECT owner, median_hours_to_accept FROM funnel.handoff_sla_by_owner
+    ORDER BY owner NULLS LAST""", db="medians"),
+       [["dora", "2.29"], [None, "2.29"]])
+
 # ---- an empty funnel ------------------------------------------------------
 psql("CREATE DATABASE empty")
-from lf_funnel_fixture import migrate  # noqa: E402
 migrate("empty")
 expect("empty funnel: stage_counts", psql("""
     SELECT count(*), sum(leads), count(share) FROM funnel.stage_counts""",

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,9 +125,34 @@ static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli,
     return next;
 }
 
-/* Write the HTML page next to @p path and rename it into place, so a
- * reader (a browser, a web server) never sees half a page. */
-static int write_html_file(const lf_report_t *rep, const char *path)
+/* Write the page into @p path as it is (a device, a pipe, a link to
+ * nothing yet: there is no file to rename over). */
+static int write_html_direct(const lf_report_t *rep, const char *path)
+{
+    FILE *fp = fopen(path, "w");
+    char errstr[512];
+    int rc = 0;
+
+    if (!fp) {
+        fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));
+        return LF_EX_IOERR;
+    }
+    if (lf_report_write(rep, LF_REPORT_HTML, fp, errstr, sizeof(errstr))) {
+        fprintf(stderr, "leadflow-report: %s: %s\n", path, errstr);
+        rc = LF_EX_IOERR;
+    }
+    if (fclose(fp) && !rc) {
+        fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));
+        rc = LF_EX_IOERR;
+    }
+    return rc;
+}
+
+/* Write the page next to @p path, a regular file or none, and rename it
+ * into place, so a reader (a browser, a web server) never sees half a
+ * page. The file keeps @p mode when it had one (-1: a new file's). */
+static int write_html_renamed(const lf_report_t *rep, const char *path,
+                              long mode)
 {
     size_t n = strlen(path) + 8;
     char *tmp = malloc(n), errstr[512];
@@ -145,7 +171,8 @@ static int write_html_file(const lf_report_t *rep, const char *path)
     /* mkstemp makes it 0600; a report is as readable as any new file. */
     mask = umask(0);
     umask(mask);
-    if (fchmod(fd, 0666 & ~mask) || !(fp = fdopen(fd, "w"))) {
+    if (fchmod(fd, mode >= 0 ? (mode_t)mode : 0666 & ~mask) ||
+        !(fp = fdopen(fd, "w"))) {
         fprintf(stderr, "leadflow-report: %s: %s\n", tmp, strerror(errno));
         close(fd);
         rc = LF_EX_IOERR;
@@ -164,9 +191,33 @@ static int write_html_file(const lf_report_t *rep, const char *path)
     }
     if (rc)
         unlink(tmp);
-    else
-        LF_LOG(LF_LOG_INFO, "msg=\"HTML report written\" path=%s", path);
     free(tmp);
+    return rc;
+}
+
+/* Write the HTML page to @p path: a regular file (or a new one) is
+ * replaced whole, through a symbolic link the file it names; anything
+ * else (a device, a FIFO, a link to nothing yet) is written into. */
+static int write_html_file(const lf_report_t *rep, const char *path)
+{
+    struct stat st, lst;
+    bool exists = !stat(path, &st),
+         link = !lstat(path, &lst) && S_ISLNK(lst.st_mode);
+    long mode = exists ? (long)(st.st_mode & 07777) : -1;
+    char *real = NULL;
+    int rc;
+
+    if ((exists && !S_ISREG(st.st_mode)) || (link && !exists)) {
+        rc = write_html_direct(rep, path);
+    } else if (link && !(real = realpath(path, NULL))) {
+        fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));
+        rc = LF_EX_IOERR;
+    } else {
+        rc = write_html_renamed(rep, real ? real : path, mode);
+    }
+    free(real);
+    if (!rc)
+        LF_LOG(LF_LOG_INFO, "msg=\"HTML report written\" path=%s", path);
     return rc;
 }
 

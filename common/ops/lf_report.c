@@ -1052,14 +1052,16 @@ static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
         ok = v && !json_object_set_new(root, sections[i].name, v);
     }
     /* %.15g: every value of the views (at most 15 significant digits)
-     * prints as PostgreSQL wrote it, 0.6923 and not 0.69230000000000003. */
-    ok = ok && !json_dumpf(root, fp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+     * prints as PostgreSQL wrote it, 0.6923 and not 0.69230000000000003.
+     * A dump that failed on a write (a full disk, a closed pipe) is left
+     * to lf_report_write(), which finds it in ferror(fp) and says so. */
+    if (ok && json_dumpf(root, fp, JSON_INDENT(2) | JSON_REAL_PRECISION(15)))
+        ok = ferror(fp);
+    else if (ok)
+        fputc('\n', fp);
     json_decref(filter);
     json_decref(root);
-    if (!ok)
-        return LF_ERR_NOMEM;
-    fputc('\n', fp);
-    return LF_OK;
+    return ok ? LF_OK : LF_ERR_NOMEM;
 }
 
 /* ---- HTML -------------------------------------------------------------- */

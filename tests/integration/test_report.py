@@ -22,6 +22,8 @@ import html.parser
 import io
 import json
 import os
+import re
+import stat
 import struct
 import subprocess
 import sys
@@ -457,6 +459,47 @@ expect("http:// only as the SVG namespace",
 parsed = Numbers()
 parsed.feed(source)
 # The score chart draws one model: the page names it.
+# --html through a symbolic link writes the file it names (the link stays,
+# the file keeps its mode); into a FIFO it writes, and the FIFO stays one.
+
+
+def same_page(text):
+    """Is text the page above, but for its time of writing?"""
+    def at(t):
+        return re.sub(r'(<span id="generated-at">)[^<]*', r"\1", t)
+    return at(text) == at(source)
+
+
+target = os.path.join(tmp, "target.html")
+link = os.path.join(tmp, "link.html")
+with open(target, "w") as f:
+    f.write("old")
+os.chmod(target, 0o640)
+os.symlink(target, link)
+report("--format", "csv", "--html", link)
+expect("--html LINK: the link is still a link", os.path.islink(link), True)
+with open(target, encoding="utf-8") as f:
+    expect("--html LINK: the file it names holds the page",
+           same_page(f.read()), True)
+expect("--html LINK: the file keeps its mode",
+       oct(os.stat(target).st_mode & 0o7777), oct(0o640))
+fifo = os.path.join(tmp, "page.fifo")
+os.mkfifo(fifo)
+reader = subprocess.Popen(["cat", fifo], stdout=subprocess.PIPE)
+report("--format", "csv", "--html", fifo)
+expect("--html FIFO: the reader gets the page",
+       same_page(reader.communicate(timeout=30)[0].decode("utf-8")), True)
+expect("--html FIFO: still a FIFO", stat.S_ISFIFO(os.stat(fifo).st_mode),
+       True)
+# A failed write says so, in every format (JSON said "out of memory").
+for fmt in ("text", "csv", "json"):
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([REPORT, "--format", fmt], stdout=full,
+                           stderr=subprocess.PIPE, text=True)
+    expect("--format %s > /dev/full: exit code and message" % fmt,
+           (p.returncode, "stdout: write failed: No space left on device"
+            in p.stderr), (74, True))
+
 (first_model,), = psql("SELECT model FROM funnel.score_outcomes WHERE model "
                        "IS NOT NULL ORDER BY model LIMIT 1")
 expect("the score chart names its model",

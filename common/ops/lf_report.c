@@ -523,23 +523,27 @@ static const char *show_money(const char *cur, const char *minor, char *buf,
 
 /* Write @p s for a terminal: control characters (which could move the
  * cursor or recolour the screen: the data comes from event producers) as
- * '?', padded with spaces to @p width bytes, cut at @p max bytes (on a
- * UTF-8 boundary) when max > 0. */
+ * '?', padded with spaces to @p width characters; when max > 0, a value
+ * of more than @p max characters shows its first max - 1 and "\u2026", so
+ * that two values cut at the same place do not read as one. */
 static void put_term(FILE *fp, const char *s, int width, int max)
 {
-    size_t n = strlen(s);
-    int w = 0;
+    int len = 0, w = 0;
+    bool cut;
 
-    if (max > 0 && n > (size_t)max) {
-        n = (size_t)max;
-        while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (const char *q = s; *q; q++)
+        len += ((unsigned char)*q & 0xC0) != 0x80;
+    cut = max > 0 && len > max;
+    for (size_t i = 0; s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
+        if ((c & 0xC0) != 0x80 && cut && w == max - 1)
+            break;
         fputc(c < 0x20 || c == 0x7f ? '?' : c, fp);
-        if ((c & 0xC0) != 0x80)
-            w++;
+        w += (c & 0xC0) != 0x80;
+    }
+    if (cut) {
+        fputs("\u2026", fp);
+        w++;
     }
     for (; w < width; w++)
         fputc(' ', fp);

@@ -616,8 +616,8 @@ expect("JSON hostile owner", hdoc["handoff_sla_by_owner"][0]["owner"],
        HOSTILE)
 htext = report("-d", "dbname=hostile").stdout
 expect("text: no escape character", "\x1b" in htext, False)
-# (cut to 24 characters in the owner column)
-expect("text: owner shown, ESC as ?", "'z', ?[31" in htext, True)
+# (28 characters, cut to 24 in the owner column: 23 and an ellipsis)
+expect("text: owner shown cut, ESC as ?", "'z', ?[3\u2026 " in htext, True)
 hpage = os.path.join(tmp, "hostile.html")
 report("-d", "dbname=hostile", "--html", hpage)
 hp = Numbers()

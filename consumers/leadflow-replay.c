@@ -182,11 +182,11 @@
     "leadflow-replay promote SCHEMA [--no-group-check] [--lock-timeout S]\n"   \
     "  Swap the rebuilt SCHEMA in as funnel in one transaction: funnel "       \
     "becomes\n"                                                                \
-    "  funnel_old_YYYYMMDDHHMMSS (UTC); funnel's functions and views are "     \
-    "re-created\n"                                                             \
-    "  in the new funnel, owners and privileges carried over. Readers see "    \
-    "the old\n"                                                                \
-    "  model or the new, never a mix."
+    "  funnel_old_YYYYMMDDHHMMSS (UTC; _2, _3... when taken); funnel's "       \
+    "functions\n"                                                              \
+    "  and views are re-created"                                               \
+    " in the new funnel, owners and privileges carried\n"                      \
+    "  over. Readers see the old model or the new, never a mix."
 #define PROMOTE_HELP GROUP_CHECK_HELP
 #define PROMOTE_NOTE                                                           \
     "The new funnel keeps its own funnel.offsets, those of the events it "     \

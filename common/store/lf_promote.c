@@ -214,12 +214,17 @@ static const char *lock_sql =
     "AND c.relkind IN ('r', 'p', 'v')";
 
 /* The old schema's new name, and how many tables the new one has.
- * $1 = the rebuilt schema. */
+ * The name is funnel_old_ and the time to the second, with _2, _3... when
+ * a schema has it already (a promote in the same second: an undo made
+ * at once). $1 = the rebuilt schema. */
 static const char *naming_sql =
-    "SELECT 'funnel_old_' || to_char(now() AT TIME ZONE 'UTC', "
-    "'YYYYMMDDHH24MISS'), (SELECT count(*) FROM pg_class WHERE "
-    "relnamespace = $1::regnamespace AND relkind IN ('r', "
-    "'p'))";
+    "SELECT (SELECT n FROM (SELECT i, 'funnel_old_' || to_char(now() AT "
+    "TIME ZONE 'UTC', 'YYYYMMDDHH24MISS') || CASE WHEN i > 1 THEN '_' || i "
+    "ELSE '' END AS n FROM generate_series(1, 1000) AS i) AS s WHERE NOT "
+    "EXISTS ("
+    "SELECT 1 FROM pg_namespace WHERE nspname = s.n) ORDER BY i LIMIT 1), "
+    "(SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace "
+    "AND relkind IN ('r', 'p'))";
 
 /* Run @p sql with the rebuilt schema's name as $1. */
 static lf_err_t query1(PGconn *conn, const char *sql, const char *from,

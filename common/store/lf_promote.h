@@ -25,7 +25,8 @@ typedef struct lf_promote_s {
  * rebuild with the same tables and columns and the same migrations as
  * funnel and that funnel holds nothing promote cannot carry over
  * (aggregates, triggers, policies, materialized views, other schemas'
- * views on it...), rename funnel to funnel_old_YYYYMMDDHHMMSS (UTC) and
+ * views on it...), rename funnel to funnel_old_YYYYMMDDHHMMSS (UTC; with
+ * _2, _3... when that schema exists) and
  * @p from to funnel, re-create funnel's functions and views in the new
  * funnel (views in dependency order; options, comments, owners and
  * privileges kept) and carry over the owners and privileges of the schema,

@@ -119,6 +119,23 @@ Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
         LF_OK, "%s", errstr);
     cr_expect_not(d.differs);
     lf_diff_free(&d);
+
+    /* Undo at once, in the same second: the name of the second is taken
+     * (made so here for the next minute), so the old funnel is kept as
+     * its name with _2, and the undo is done. */
+    sql_ok(conn, "DO $$ BEGIN FOR k IN 0..60 LOOP EXECUTE format('CREATE "
+                 "SCHEMA IF NOT EXISTS %I', 'funnel_old_' || to_char(now() AT "
+                 "TIME ZONE 'UTC' + make_interval(secs => k), "
+                 "'YYYYMMDDHH24MISS')); END LOOP; END $$");
+    cr_assert_eq(lf_promote_swap(conn, old, 5000, allow, &calls, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect(!strncmp(out.old_name, "funnel_old_", 11) &&
+                  !strcmp(out.old_name + strlen(out.old_name) - 2, "_2"),
+              "%s", out.old_name);
+    lf_promote_free(&out);
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "13");
     pg_down(conn, dir);
 }
 

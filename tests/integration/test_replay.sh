@@ -129,6 +129,16 @@ grep -q $'^1\t[0-9]*\t0\t' "$LF_TMP/plan2" || fail "--to-offset 1:0 ignored"
 grep -q $'^2\t.*not asked' "$LF_TMP/plan2" || fail "partition 2 not left alone"
 expect_rc 64 "--to-offset with no such partition" replay rewind \
     --to-offset 9:0 --dry-run
+# A report that could not be written is a failure, said (74), as the
+# command's other reports: a dry run's plan, diff, dead-letters list.
+for cmd in "rewind --to $T --dry-run" "diff --against funnel" \
+    "dead-letters list --all"; do
+    rc=0
+    # shellcheck disable=SC2086
+    replay $cmd >/dev/full 2>"$LF_TMP/err" || rc=$?
+    [ "$rc" = 74 ] && grep -q "cannot write to standard output" \
+        "$LF_TMP/err" || fail "$cmd >/dev/full exited $rc: $(cat "$LF_TMP/err")"
+done
 # The dev broker has no DescribeGroups: rewind says so and refuses.
 expect_rc 69 "rewind without a group check" replay rewind --to "$T"
 grep -q "no-group-check" "$LF_TMP/err" || fail "rewind did not explain"

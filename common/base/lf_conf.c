@@ -129,6 +129,93 @@ bool lf_conf_is_secret(const char *key)
            strstr(key, "user.info") || !strcmp(key, LF_CONF_DB);
 }
 
+/* The user information of the URL whose "://" is at @p scheme_end (the
+ * text before its last '@' in the authority, from @p *from), or NULL. */
+static const char *url_userinfo(const char *scheme_end, const char **from)
+{
+    const char *host = scheme_end + 3, *at = NULL;
+    size_t n = strcspn(host, "/?#,");
+
+    for (size_t i = 0; i < n; i++)
+        if (host[i] == '@')
+            at = host + i;
+    *from = host;
+    return at;
+}
+
+/* Does @p v hold a URL with credentials (scheme://user:password@host)? */
+static bool has_url_password(const char *v)
+{
+    for (const char *s = strstr(v, "://"), *from; s; s = strstr(s + 3, "://")) {
+        const char *at = url_userinfo(s, &from);
+        if (at && memchr(from, ':', (size_t)(at - from)))
+            return true;
+    }
+    return false;
+}
+
+/* @p v with the user information of every URL in it (the user:password
+ * before the host's '@') as "***"; malloc'd, NULL when out of memory. */
+static char *mask_urls(const char *v)
+{
+    char *out = malloc(2 * strlen(v) + 4), *o = out;
+    const char *p = v;
+
+    while (out && *p) {
+        const char *s = strstr(p, "://"), *from, *at;
+        if (!s) {
+            o = stpcpy(o, p);
+            break;
+        }
+        at = url_userinfo(s, &from);
+        memcpy(o, p, (size_t)(from - p));
+        o += from - p;
+        if (at)
+            o = stpcpy(o, "***");
+        p = at ? at : from;
+    }
+    if (out)
+        *o = '\0';
+    return out;
+}
+
+/* leadflow's keys under its own prefixes: any other key there is a typo
+ * (librdkafka never sees these prefixes, so nothing else would catch it). */
+static const char *const reserved_keys[] = {
+    "pseudonym.key",
+    "pseudonym.key.file",
+    "schema.registry.auto.register.schemas",
+    "schema.registry.basic.auth.user.info",
+    "schema.registry.enable.ssl.certificate.verification",
+    "schema.registry.request.timeout.ms",
+    "schema.registry.retry.timeout.ms",
+    "schema.registry.ssl.ca.location",
+    "schema.registry.ssl.certificate.location",
+    "schema.registry.ssl.key.location",
+    "schema.registry.ssl.key.password",
+    "schema.registry.url",
+};
+
+lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < conf->count; i++) {
+        const char *k = conf->kv[i].key;
+        size_t j, n = sizeof(reserved_keys) / sizeof(*reserved_keys);
+        if (strncmp(k, "leadflow.", 9) && strncmp(k, "pseudonym.", 10) &&
+            strncmp(k, "schema.registry.", 16))
+            continue;
+        for (j = 0; j < n && strcmp(k, reserved_keys[j]); j++)
+            ;
+        if (j == n)
+            return lf_seterr(LF_ERR_CONFIG, errstr, errstr_size,
+                             "unknown setting \"%s\" (leadflow's keys under "
+                             "schema.registry. and pseudonym. are listed in "
+                             "leadflow(7); leadflow. has none yet)",
+                             k);
+    }
+    return LF_OK;
+}
+
 lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
                            size_t errstr_size)
 {
@@ -154,8 +241,9 @@ lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
         }
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
-        if (!strcmp(key, LF_CONF_DB) ? strstr(val, "password") != NULL
-                                     : lf_conf_is_secret(key))
+        if ((!strcmp(key, LF_CONF_DB) ? strstr(val, "password") != NULL
+                                      : lf_conf_is_secret(key)) ||
+            has_url_password(val))
             secret = true;
         if ((err = lf_conf_set(conf, key, val, errstr, errstr_size)))
             break;
@@ -202,7 +290,8 @@ void lf_conf_load_env(lf_conf_t *conf)
         if (!strcmp(key, "LEADFLOW_BIN") || !strcmp(key, "LEADFLOW_SRC") ||
             !strcmp(key, "LEADFLOW_TESTS") || !strcmp(key, "LEADFLOW_PGDATA") ||
             !strcmp(key, "LEADFLOW_BROKER_ARGS") ||
-            !strncmp(key, "LEADFLOW_DEV", 12))
+            !strncmp(key, "LEADFLOW_DEV", 12) ||
+            !strncmp(key, "LEADFLOW_DEMO", 13))
             continue;
         for (i = 9; i < n; i++)
             key[i - 9] = key[i] == '_' ? '.' : (char)tolower(key[i]);
@@ -254,8 +343,12 @@ void lf_conf_dump(const lf_conf_t *conf, FILE *fp)
         return;
     memcpy(sorted, conf->kv, conf->count * sizeof(kv_t));
     qsort(sorted, conf->count, sizeof(kv_t), kv_cmp);
-    for (size_t i = 0; i < conf->count; i++)
-        fprintf(fp, "%s=%s\n", sorted[i].key,
-                lf_conf_is_secret(sorted[i].key) ? "***" : sorted[i].value);
+    for (size_t i = 0; i < conf->count; i++) {
+        char *shown = lf_conf_is_secret(sorted[i].key)
+                          ? NULL
+                          : mask_urls(sorted[i].value);
+        fprintf(fp, "%s=%s\n", sorted[i].key, shown ? shown : "***");
+        free(shown);
+    }
     free(sorted);
 }

@@ -59,6 +59,13 @@ bool lf_conf_is_ours(const char *key);
 bool lf_conf_is_secret(const char *key);
 
 /**
+ * Refuse a key under leadflow's own prefixes (schema.registry.,
+ * pseudonym., leadflow.) that leadflow does not read: a typo there would
+ * otherwise be ignored. @returns LF_OK, or LF_ERR_CONFIG naming the key.
+ */
+lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size);
+
+/**
  * A librdkafka configuration holding every key that is not ours, with the
  * log callback routed to lf_log. @returns a conf the caller passes to
  * rd_kafka_new() (which takes it) or destroys, or NULL with the reason
@@ -67,7 +74,9 @@ bool lf_conf_is_secret(const char *key);
 rd_kafka_conf_t *lf_conf_to_rdkafka(const lf_conf_t *conf, char *errstr,
                                     size_t errstr_size);
 
-/** Print every key=value, in key order, secrets masked ("***"). */
+/** Print every key=value, in key order, secrets masked ("***"), and the
+ *  user information of every URL in a value (user:password, before the
+ *  host's '@') as "***". */
 void lf_conf_dump(const lf_conf_t *conf, FILE *fp);
 
 #endif

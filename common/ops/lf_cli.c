@@ -296,7 +296,7 @@ lf_err_t lf_cli_conf(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,
                    : lf_conf_set_kv(conf, s->value, errstr, errstr_size))
             return LF_ERR_INVALID;
     }
-    return LF_OK;
+    return lf_conf_check(conf, errstr, errstr_size);
 }
 
 lf_err_t lf_cli_producer_conf(const lf_cli_t *cli, lf_conf_t **out,

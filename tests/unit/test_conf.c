@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static lf_conf_t *conf;
@@ -169,6 +170,7 @@ Test(conf, load_env)
     setenv("LEADFLOW_DB", "dbname=env", 1);
     setenv("LEADFLOW_QUEUE_BUFFERING_MAX_MS", "7", 1);
     setenv("LEADFLOW_BIN", "/some/bin", 1);
+    setenv("LEADFLOW_DEMO_LEADS", "50", 1); /* tools/demo.sh's knobs */
     lf_conf_load_env(conf);
     cr_expect_str_eq(lf_conf_get(conf, "bootstrap.servers"), "b1:9092");
     cr_expect_str_eq(lf_conf_get(conf, "topic"), "env-topic");
@@ -176,6 +178,7 @@ Test(conf, load_env)
     cr_expect_str_eq(lf_conf_get(conf, "db"), "dbname=env");
     cr_expect_str_eq(lf_conf_get(conf, "queue.buffering.max.ms"), "7");
     cr_expect_null(lf_conf_get(conf, "bin"));
+    cr_expect_null(lf_conf_get(conf, "demo.leads"));
 }
 
 Test(conf, is_ours_and_secret)
@@ -250,4 +253,75 @@ Test(conf, dump_masks_secrets)
     fclose(fp);
     cr_expect_str_eq(text, "acks=all\ndb=***\nsasl.password=***\ntopic=t\n");
     free(text);
+}
+
+/* A URL's user information is as secret as a password: masked in the
+ * dump whatever the key, each URL of a list. */
+Test(conf, dump_masks_url_credentials)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *fp = open_memstream(&text, &size);
+    char err[64];
+
+    cr_assert_not_null(fp);
+    lf_conf_set(conf, "schema.registry.url",
+                "http://user:p6@reg:8081,https://reg2/x?a=b@c,"
+                "https://u@r3:1/",
+                err, sizeof(err));
+    lf_conf_set(conf, "bootstrap.servers", "b1:9092", err, sizeof(err));
+    lf_conf_dump(conf, fp);
+    fclose(fp);
+    cr_expect_str_eq(text, "bootstrap.servers=b1:9092\n"
+                           "schema.registry.url=http://***@reg:8081,"
+                           "https://reg2/x?a=b@c,https://***@r3:1/\n");
+    free(text);
+}
+
+/* A settings file with a password in a URL, readable by others, draws
+ * the warning a password under its own key does. */
+Test(conf, load_file_warns_of_url_password)
+{
+    const char *path =
+        write_tmp("schema.registry.url=http://u:pw@registry:8081\n");
+    char err[256] = "", log[1024] = "", tmpl[] = "/tmp/lf_conf_log.XXXXXX";
+    int fd = mkstemp(tmpl), saved = dup(STDERR_FILENO);
+    ssize_t n;
+
+    cr_assert(fd >= 0 && saved >= 0);
+    cr_assert_eq(chmod(path, 0644), 0);
+    dup2(fd, STDERR_FILENO); /* lf_log writes to fd 2 */
+    cr_expect_eq(lf_conf_load_file(conf, path, err, sizeof(err)), LF_OK, "%s",
+                 err);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    n = pread(fd, log, sizeof(log) - 1, 0);
+    close(fd);
+    unlink(tmpl);
+    unlink(path);
+    cr_assert(n > 0, "nothing logged");
+    cr_expect(strstr(log, "holds a secret and others can read it"), "%s", log);
+}
+
+/* A key under leadflow's own prefixes that leadflow does not read is a
+ * typo: refused, naming it. */
+Test(conf, check_refuses_unknown_reserved_keys)
+{
+    static const char *const bad[] = {"schema.registry.urll",
+                                      "pseudonym.key.fil", "leadflow.x"};
+    char err[256] = "";
+
+    lf_conf_set(conf, "schema.registry.url", "http://r", err, sizeof(err));
+    lf_conf_set(conf, "pseudonym.key.file", "/k", err, sizeof(err));
+    lf_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+    cr_expect_eq(lf_conf_check(conf, err, sizeof(err)), LF_OK, "%s", err);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        lf_conf_t *c = lf_conf_new();
+        cr_assert_not_null(c);
+        lf_conf_set(c, bad[i], "1", err, sizeof(err));
+        cr_expect_eq(lf_conf_check(c, err, sizeof(err)), LF_ERR_CONFIG, "%s",
+                     bad[i]);
+        cr_expect(strstr(err, bad[i]), "%s", err);
+        lf_conf_destroy(c);
+    }
 }

@@ -136,7 +136,8 @@
     "                         the dead letters, the conflict and key "         \
     "anomalies\n"                                                              \
     "                         and the offsets of exactly those events\n"       \
-    "      --replace          drop SCHEMA first if it exists\n"                \
+    "      --replace          drop SCHEMA first if an earlier rebuild made "   \
+    "it\n"                                                                     \
     "      --batch N          events per transaction (default 5000)\n"         \
     "      --order ORDER      --from-db reading order: lead (default; each "   \
     "lead\n"                                                                   \

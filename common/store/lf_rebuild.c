@@ -125,6 +125,41 @@ static lf_err_t mark(PGconn *conn, const char *into, const char *how,
                                     errstr_size);
 }
 
+/* --replace drops a schema only when a rebuild made it (mark()'s note,
+ * finished or not): never an undo point a promote kept (funnel_old_*),
+ * nor a schema of anyone else's. */
+static lf_err_t only_a_rebuild(PGconn *conn, const char *into, char *errstr,
+                               size_t errstr_size)
+{
+    const char *params[1] = {into};
+    PGresult *res = NULL;
+    char note[96];
+    lf_err_t err;
+
+    if ((err = lf_pg_query(conn,
+                           "SELECT coalesce(obj_description(oid, "
+                           "'pg_namespace'), '') FROM pg_namespace WHERE "
+                           "nspname = $1",
+                           1, params, "reading the schema's note", &res, errstr,
+                           errstr_size)))
+        return err;
+    snprintf(note, sizeof(note), "%s",
+             PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+    if (!strncmp(note, "leadflow-replay rebuild --", 26))
+        return LF_OK;
+    return lf_seterr(
+        LF_ERR_INVALID, errstr, errstr_size,
+        "schema %s %s: --replace drops only a rebuild's schema; choose "
+        "another name, or drop it yourself (DROP SCHEMA %s CASCADE) if "
+        "you mean to",
+        into,
+        !strncmp(note, "leadflow funnel model replaced by promote", 41)
+            ? "is the funnel a promote replaced (its undo)"
+            : "was not made by leadflow-replay rebuild",
+        into);
+}
+
 /* Inside the transaction: funnel must exist, @p into must not (unless
  * @p replace: then it is dropped). */
 static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
@@ -151,6 +186,8 @@ static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
                          into);
     if (!exists)
         return LF_OK;
+    if ((err = only_a_rebuild(conn, into, errstr, errstr_size)))
+        return err;
     snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", into);
     return exec(conn, sql, "dropping the schema", errstr, errstr_size);
 }

@@ -138,6 +138,28 @@ Test(rebuild, create_refuses_with_a_reason, .timeout = 120)
                                    sizeof(errstr)),
                  LF_OK, "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM rb.offsets"), "0");
+
+    /* --replace drops a rebuild's schema only: not someone's data, not
+     * the undo point a promote kept; both stay as they were. */
+    sql_ok(conn, "CREATE SCHEMA userdata; CREATE TABLE userdata.important "
+                 "(x int); INSERT INTO userdata.important VALUES (1); "
+                 "CREATE SCHEMA funnel_old_20260101000000; COMMENT ON SCHEMA "
+                 "funnel_old_20260101000000 IS 'leadflow funnel model "
+                 "replaced by promote of rb at 2026-01-01T00:00:00Z'");
+    cr_expect_eq(lf_rebuild_create(conn, "userdata", true, "from-db", errstr,
+                                   sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "was not made by leadflow-replay rebuild") &&
+                  strstr(errstr, "DROP SCHEMA userdata CASCADE"),
+              "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, "SELECT x FROM userdata.important"), "1");
+    cr_expect_eq(lf_rebuild_create(conn, "funnel_old_20260101000000", true,
+                                   "from-db", errstr, sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "is the funnel a promote replaced"), "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_namespace WHERE "
+                                     "nspname = 'funnel_old_20260101000000'"),
+                     "1");
     pg_down(conn, dir);
 }
 

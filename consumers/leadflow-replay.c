@@ -58,13 +58,13 @@
 #define EXIT_NOTE                                                              \
     "Exit codes: 0 done (diff: equal), 1 diff: the schemas differ, 64 "        \
     "usage,\n"                                                                 \
-    "  65 bad data (no such schema, topic, dead letter or lead; a promote\n"   \
-    "  precondition; a stored event that no longer parses), 69 Kafka or\n"     \
-    "  PostgreSQL unavailable (erase: not delivered; or the group cannot be\n" \
-    "  checked), 70 internal error, 74 output not written, 75 try again "      \
-    "later\n"                                                                  \
-    "  (the group has members, a lock timed out, the connection broke,\n"      \
-    "  interrupted), 78 bad configuration.\n"
+    "  65 bad data (no such schema, topic, dead letter or lead; no funnel,\n"  \
+    "  or an older one, in the database; a promote precondition; a stored\n"   \
+    "  event that no longer parses), 69 Kafka or PostgreSQL unavailable\n"     \
+    "  (erase: not delivered; or the group cannot be checked), 70 internal\n"  \
+    "  error, 74 output not written, 75 try again later (the group has\n"      \
+    "  members, a lock timed out, the connection broke, interrupted), 78\n"    \
+    "  bad configuration.\n"
 
 #define GROUP_CHECK_HELP                                                       \
     "      --no-group-check   do not ask Kafka whether the group has members " \
@@ -557,12 +557,18 @@ static lf_err_t settings(app_t *app)
     return LF_OK;
 }
 
+/* Connect, and make sure the database holds a funnel this build knows:
+ * every command reads it, and a wrong -d or an older schema would
+ * otherwise end in some statement's "relation does not exist". */
 static lf_err_t connect_db(app_t *app)
 {
     char errstr[1024];
+    lf_err_t err;
 
     if (!(app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr))))
         return fail(LF_ERR_PG, "cannot reach PostgreSQL", errstr);
+    if ((err = lf_pg_check_migrated(app->conn, errstr, sizeof(errstr))))
+        return fail(err, "no funnel to work on", errstr);
     return LF_OK;
 }
 

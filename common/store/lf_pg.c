@@ -89,6 +89,53 @@ lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
     return err;
 }
 
+lf_err_t lf_pg_check_migrated(PGconn *conn, char *errstr, size_t errstr_size)
+{
+    const char *names[256], *params[1];
+    lf_buf_t arr = {0};
+    PGresult *res = NULL;
+    size_t n = 0;
+    lf_err_t err;
+
+    for (const lf_migration_t *m = lf_embedded_migrations;
+         m->name && n < sizeof(names) / sizeof(*names); m++)
+        names[n++] = m->name;
+    if (lf_pg_text_array(&arr, names, n))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    /* The first of ours the database lacks ('' when it has them all);
+     * without the bookkeeping there is no funnel here (asked first: a
+     * statement naming a missing table does not even parse). */
+    params[0] = (const char *)arr.data;
+    err = lf_pg_query(
+        conn, "SELECT to_regclass('funnel.schema_migrations') IS NULL", 0, NULL,
+        "reading the migrations", &res, errstr, errstr_size);
+    if (!err && !strcmp(PQgetvalue(res, 0, 0), "t")) {
+        err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                        "database %s has no leadflow funnel (schema funnel): "
+                        "check -d, or run leadflow-project --migrate-only on "
+                        "it first",
+                        PQdb(conn));
+    } else if (!err) {
+        PQclear(res);
+        res = NULL;
+        err = lf_pg_query(conn,
+                          "SELECT coalesce((SELECT n FROM unnest($1::text[]) "
+                          "AS n WHERE n NOT IN (SELECT name FROM "
+                          "funnel.schema_migrations) ORDER BY n LIMIT 1), '')",
+                          1, params, "reading the migrations", &res, errstr,
+                          errstr_size);
+        if (!err && *PQgetvalue(res, 0, 0))
+            err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                            "schema funnel of database %s lacks migration %s: "
+                            "run this version's leadflow-project "
+                            "--migrate-only first",
+                            PQdb(conn), PQgetvalue(res, 0, 0));
+    }
+    lf_buf_free(&arr);
+    PQclear(res);
+    return err;
+}
+
 lf_err_t lf_pg_migrate(PGconn *conn, int *applied, char *errstr,
                        size_t errstr_size)
 {

@@ -33,6 +33,14 @@ PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size);
 lf_err_t lf_pg_migrate(PGconn *conn, int *applied, char *errstr,
                        size_t errstr_size);
 
+/**
+ * Is the database's funnel migrated as far as this build's migrations
+ * go? @returns LF_OK; LF_ERR_INVALID naming what is missing (no schema
+ * funnel at all, or the first migration not applied) and what to run;
+ * LF_ERR_PG when the question cannot be asked.
+ */
+lf_err_t lf_pg_check_migrated(PGconn *conn, char *errstr, size_t errstr_size);
+
 /** Run @p sql (no parameters) expecting no rows. @returns LF_OK or
  *  LF_ERR_PG with @p what and libpq's message in errstr. */
 lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,

@@ -81,6 +81,22 @@ expect_rc 64 "retry without --id/--all" "$R" dead-letters retry
 expect_rc 64 "bad --progress" "$R" dump --progress sometimes
 echo "ok   usage: --help exits 0, usage errors exit 64"
 
+# ---- a database without a funnel -------------------------------------------
+# A wrong -d (or a database never migrated) is named, with what to run,
+# before any command reads a table: exit 65, never a statement's error.
+psql -X -q -c "CREATE DATABASE nofunnel" || fail "CREATE DATABASE nofunnel"
+for cmd in "diff --against x" "rebuild --into x --from-db" \
+    "dead-letters list" "explain --lead L-1"; do
+    # shellcheck disable=SC2086
+    expect_rc 65 "$cmd without a funnel" replay $cmd -d dbname=nofunnel
+    grep -q "database nofunnel has no leadflow funnel.*--migrate-only" \
+        "$LF_TMP/err" || fail "$cmd: $(cat "$LF_TMP/err")"
+    if grep -q "does not exist" "$LF_TMP/err"; then
+        fail "$cmd: a statement's error: $(cat "$LF_TMP/err")"
+    fi
+done
+echo "ok   no funnel: named with what to run (65)"
+
 # ---- the workload --------------------------------------------------------
 lf_broker "topic $TOPIC 4" >/dev/null || fail "devbroker: topic not created"
 gen 21 L- 200 --duplicates 0.05 --late 0.05 --anomalies 0.1

@@ -1,7 +1,7 @@
 /* test_pg.c: the binary COPY writer and the text[] literal (no server
  * needed; test_project and the other integration tests load these rows
  * into a real PostgreSQL), and a COPY sent in pieces (lf_pg_copy_begin,
- * _send, _end) into a throwaway PostgreSQL. */
+ * _send, _end) into a throwaway PostgreSQL, and lf_pg_check_migrated. */
 #include "lf_pg.h"
 
 #include <criterion/criterion.h>
@@ -103,49 +103,7 @@ Test(pg, text_array_grows_past_its_buffer)
 
 /* ---- lf_pg_copy_begin/send/end against a real server ------------------- */
 
-#include <stdio.h>
-#include <stdlib.h>
-
-/* Start a throwaway PostgreSQL (tools/pg-throwaway.sh) and connect; the
- * exports it prints go into the environment, which libpq reads. */
-static PGconn *pg_up(char *dir, size_t dir_size)
-{
-    char cmd[1024], line[1024];
-    FILE *f;
-
-    snprintf(cmd, sizeof(cmd), "%s/tools/pg-throwaway.sh start", LF_SRC_DIR);
-    cr_assert_not_null(f = popen(cmd, "r"), "cannot run %s", cmd);
-    dir[0] = '\0';
-    while (fgets(line, sizeof(line), f)) {
-        char *eq, *v;
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "export ", 7) || !(eq = strchr(line + 7, '=')))
-            continue;
-        *eq = '\0';
-        v = eq + 1;
-        if (*v == '\'' && strlen(v) >= 2) { /* 'quoted' */
-            v++;
-            v[strlen(v) - 1] = '\0';
-        }
-        setenv(line + 7, v, 1);
-        if (!strcmp(line + 7, "LEADFLOW_PGDATA"))
-            snprintf(dir, dir_size, "%s", v);
-    }
-    cr_assert_eq(pclose(f), 0, "pg-throwaway.sh start failed");
-    cr_assert(dir[0], "pg-throwaway.sh printed no LEADFLOW_PGDATA");
-    PGconn *conn = PQconnectdb("");
-    cr_assert_eq(PQstatus(conn), CONNECTION_OK, "%s", PQerrorMessage(conn));
-    return conn;
-}
-
-static void pg_down(PGconn *conn, const char *dir)
-{
-    char cmd[1024];
-    PQfinish(conn);
-    snprintf(cmd, sizeof(cmd), "%s/tools/pg-throwaway.sh stop '%s' 2>/dev/null",
-             LF_SRC_DIR, dir);
-    cr_expect_eq(system(cmd), 0, "pg-throwaway.sh stop failed");
-}
+#include "lf_test_pg.h"
 
 static char *one_value(PGconn *conn, const char *sql)
 {
@@ -228,5 +186,30 @@ Test(pg, copy_in_pieces_against_postgresql, .timeout = 120)
     cr_expect_str_eq(one_value(conn, "SELECT count(*) FROM t"), "1000");
 
     lf_buf_free(&b);
+    pg_down(conn, dir);
+}
+
+/* lf_pg_check_migrated: a database without the funnel, one that lacks a
+ * migration of this build, and one that has them all. */
+Test(pg, check_migrated_names_what_is_missing, .timeout = 120)
+{
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up(dir, sizeof(dir));
+
+    cr_expect_eq(lf_pg_check_migrated(conn, errstr, sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "has no leadflow funnel") &&
+                  strstr(errstr, "--migrate-only"),
+              "%s", errstr);
+    cr_assert_eq(lf_pg_migrate(conn, NULL, errstr, sizeof(errstr)), LF_OK, "%s",
+                 errstr);
+    cr_expect_eq(lf_pg_check_migrated(conn, errstr, sizeof(errstr)), LF_OK,
+                 "%s", errstr);
+    sql_ok(conn, "DELETE FROM funnel.schema_migrations WHERE name = "
+                 "'019_anomaly_person.sql'");
+    cr_expect_eq(lf_pg_check_migrated(conn, errstr, sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "lacks migration 019_anomaly_person.sql"), "%s",
+              errstr);
     pg_down(conn, dir);
 }

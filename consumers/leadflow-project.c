@@ -645,14 +645,33 @@ static int subscribe(app_t *app)
     return 0;
 }
 
-/* The consumer, subscribed. @returns an exit code, 0 to go on. */
-static int start_kafka(app_t *app)
+/* The settings judged before anything waits for a server: the db
+ * conninfo's syntax and, unless --migrate-only, every librdkafka setting
+ * (a typo must not hide behind "cannot reach PostgreSQL, will retry", nor
+ * come after the migrations). @returns an exit code, 0 to go on. */
+static int check_settings(app_t *app)
 {
     const char *strategy =
         lf_conf_get(app->conf, "partition.assignment.strategy");
-    char errstr[512];
+    char errstr[512], *why = NULL;
+    PQconninfoOption *opts;
     rd_kafka_conf_t *rkc;
 
+    if (app->conninfo && *app->conninfo) {
+        if (!(opts = PQconninfoParse(app->conninfo, &why))) {
+            /* libpq's reason may quote the whole URI, password and all. */
+            bool quoted = why && strstr(why, app->conninfo);
+            fprintf(stderr,
+                    "leadflow-project: db: not a valid libpq conninfo or "
+                    "URI%s%s",
+                    why && !quoted ? ": " : "\n", why && !quoted ? why : "");
+            PQfreemem(why);
+            return why ? LF_EX_CONFIG : LF_EX_SOFTWARE;
+        }
+        PQconninfoFree(opts);
+    }
+    if (app->cfg->migrate_only)
+        return 0;
     if (strategy && strstr(strategy, "cooperative")) {
         fprintf(stderr,
                 "leadflow-project: partition.assignment.strategy=%s: only "
@@ -660,6 +679,21 @@ static int start_kafka(app_t *app)
                 strategy);
         return LF_EX_CONFIG;
     }
+    if (!(rkc = lf_conf_to_rdkafka(app->conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        return LF_EX_CONFIG;
+    }
+    rd_kafka_conf_destroy(rkc);
+    return 0;
+}
+
+/* The consumer, subscribed (its settings passed check_settings()).
+ * @returns an exit code, 0 to go on. */
+static int start_kafka(app_t *app)
+{
+    char errstr[512];
+    rd_kafka_conf_t *rkc;
+
     if (!(rkc = lf_conf_to_rdkafka(app->conf, errstr, sizeof(errstr)))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
         return LF_EX_CONFIG;
@@ -852,7 +886,8 @@ static int run(app_t *app)
     app->topic = lf_conf_get(app->conf, LF_CONF_TOPIC);
     app->group = lf_conf_get(app->conf, "group.id");
     app->conninfo = lf_conf_get(app->conf, LF_CONF_DB);
-    if ((rc = start_store(app)) || app->cfg->migrate_only || lf_cli_signals)
+    if ((rc = check_settings(app)) || (rc = start_store(app)) ||
+        app->cfg->migrate_only || lf_cli_signals)
         return rc;
     if ((rc = start_kafka(app)))
         return rc;

@@ -174,6 +174,17 @@ chmod 644 "$LF_TMP/plain.conf"
     fail "a config file without secrets got the warning"
 "$BIN/leadflow-project" -d "$CONN password=hunter2" -X dump |
     grep -q '^db=\*\*\*$' || fail "project -X dump shows the db conninfo"
+# A password in a URL is a secret too: masked in the dump, warned of.
+printf 'schema.registry.url=http://u:hunter4@reg:8081,http://r2\n' \
+    >"$LF_TMP/url.conf"
+chmod 644 "$LF_TMP/url.conf"
+"$BIN/leadflow-emit" -c "$LF_TMP/url.conf" -X dump >"$LF_TMP/dump" \
+    2>"$LF_TMP/url.err" || fail "emit -X dump exited $?"
+grep -qx 'schema.registry.url=http://\*\*\*@reg:8081,http://r2' \
+    "$LF_TMP/dump" && ! grep -q hunter4 "$LF_TMP/dump" ||
+    fail "-X dump shows a URL's password: $(cat "$LF_TMP/dump")"
+grep -q "others can read" "$LF_TMP/url.err" ||
+    fail "no warning for a readable file with a password in a URL"
 echo "ok   secrets: PGPASSFILE and -c file work; warning at 644/640, none" \
     "at 600 or without secrets; -X dump masks them"
 
@@ -254,5 +265,20 @@ for p in leadflow-project leadflow-report; do
     echo "ok   $p sslmode=verify-full -> server without SSL: exit 69," \
         "\"server does not support SSL, but SSL was required\""
 done
+
+# Settings judged before any wait for a server: a bad librdkafka key or
+# a conninfo libpq cannot parse exits 78 at once, with the database away
+# (it retried "cannot reach PostgreSQL" forever), and never quotes a URI
+# that may hold a password.
+for bad in "-X nosuch.key=1 -d host=/nonexistent" "-d bogus=1" \
+    "-d postgresql://u:hunter5@[bad"; do
+    rc=0
+    # shellcheck disable=SC2086
+    timeout 20 "$BIN/leadflow-project" $bad >/dev/null 2>"$LF_TMP/early.err" ||
+        rc=$?
+    [ "$rc" = 78 ] && ! grep -q hunter5 "$LF_TMP/early.err" ||
+        fail "project $bad: exit $rc: $(cat "$LF_TMP/early.err")"
+done
+echo "ok   project: bad Kafka setting or conninfo -> 78 before the database"
 
 echo "PASS test_security"

@@ -212,9 +212,13 @@ static void show_value(lf_buf_t *b, const PGresult *res, int r, int c)
         return;
     }
     const char *v = PQgetvalue(res, r, c);
-    size_t n = strlen(v);
-    lf_json_append_string(b, v, n > 60 ? 60 : n);
-    if (n > 60)
+    size_t n = strlen(v), m = n > 60 ? 60 : n;
+
+    /* Cut before a character, never inside one: the line stays UTF-8. */
+    while (m < n && m > 0 && ((unsigned char)v[m] & 0xC0) == 0x80)
+        m--;
+    lf_json_append_string(b, v, m);
+    if (m < n)
         lf_buf_puts(b, "...");
 }
 

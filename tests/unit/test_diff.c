@@ -105,6 +105,28 @@ Test(diff, finds_exactly_the_rows_that_differ, .timeout = 120)
     pg_down(conn, dir);
 }
 
+/* A long value is cut for the line before a character, never inside
+ * one: the 60th byte here is the second of "Ł". */
+Test(diff, cuts_a_long_value_between_characters, .timeout = 120)
+{
+    char dir[512], errstr[512], want[160];
+    PGconn *conn = two_models(dir, sizeof(dir));
+    lf_diff_t d;
+
+    sql_ok(conn, "UPDATE rb.leads SET owner = repeat('a', 59) || "
+                 "'\u0141\u00f3d\u017a' WHERE lead_id = 'L2'");
+    cr_assert_eq(
+        lf_diff_compare(conn, "funnel", "rb", 10, &d, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    cr_assert_eq(d.row_count, 1);
+    snprintf(
+        want, sizeof(want), "leads: owner funnel=\"ben\" rb=\"%.59s\"...",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    cr_expect_str_eq(d.rows[0].text, want);
+    lf_diff_free(&d);
+    pg_down(conn, dir);
+}
+
 Test(diff, compares_a_column_a_migration_adds, .timeout = 120)
 {
     char dir[512], errstr[512];

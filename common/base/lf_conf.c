@@ -248,6 +248,9 @@ lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
         if ((err = lf_conf_set(conf, key, val, errstr, errstr_size)))
             break;
     }
+    if (!err && ferror(fp)) /* a directory, an I/O error: not an empty file */
+        err = lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: %s", path,
+                        strerror(errno));
     if (secret && fstat(fileno(fp), &st) == 0 && (st.st_mode & 0044))
         LF_LOG(LF_LOG_WARNING,
                "msg=\"configuration file holds a secret and others can read "

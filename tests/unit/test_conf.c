@@ -152,6 +152,15 @@ Test(conf, load_file_bad_line)
     unlink(path);
 }
 
+/* A directory is no settings file (it read as an empty one). */
+Test(conf, load_file_directory)
+{
+    char err[256] = "";
+
+    cr_expect_eq(lf_conf_load_file(conf, "/tmp", err, sizeof(err)), LF_ERR_IO);
+    cr_expect(strstr(err, "/tmp: Is a directory"), "%s", err);
+}
+
 Test(conf, load_file_missing)
 {
     char err[256] = "";

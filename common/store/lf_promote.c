@@ -410,9 +410,12 @@ static lf_err_t check_promotable(PGconn *conn, const char *from, char *errstr,
                                  size_t errstr_size)
 {
     PGresult *res = NULL;
-    char sql[640];
+    char sql[1280];
     lf_err_t err;
 
+    /* Also: a rebuild without a single event over a funnel with some (a
+     * rebuild from the wrong topic, or from a topic whose retention has
+     * passed) would throw the funnel's history away. */
     snprintf(sql, sizeof(sql),
              "SELECT 'migrations differ: funnel has ' || coalesce((SELECT "
              "string_agg(name, ', ' ORDER BY name) FROM "
@@ -421,8 +424,13 @@ static lf_err_t check_promotable(PGconn *conn, const char *from, char *errstr,
              "\"%s\".schema_migrations), 'none') WHERE (SELECT "
              "array_agg(name ORDER BY name) FROM funnel.schema_migrations) "
              "IS DISTINCT FROM (SELECT array_agg(name ORDER BY name) FROM "
-             "\"%s\".schema_migrations)",
-             from, from, from);
+             "\"%s\".schema_migrations) UNION ALL SELECT '%s holds no event "
+             "while funnel holds some: rebuilt from the wrong topic (-t), or "
+             "past the topic''s retention? Promoting it would throw funnel''s "
+             "history away' WHERE NOT EXISTS "
+             "(SELECT 1 FROM \"%s\".events) AND EXISTS (SELECT 1 FROM "
+             "funnel.events)",
+             from, from, from, from, from);
     if ((err = query1(conn, promote_cols_sql, from, "comparing tables", NULL,
                       errstr, errstr_size)) ||
         (err = query1(conn, promote_problems_sql, from,

@@ -207,6 +207,19 @@ Test(promote, refuses_with_a_reason_and_changes_nothing, .timeout = 120)
     expect_unchanged(conn);
     sql_ok(conn, "DROP MATERIALIZED VIEW funnel.mv");
 
+    /* A rebuild without an event over a funnel with some (the wrong
+     * topic): its history would go. */
+    sql_ok(conn, "BEGIN; CREATE TEMP TABLE keep AS SELECT * FROM rb.events; "
+                 "DELETE FROM rb.events; COMMIT");
+    cr_expect_eq(lf_promote_swap(conn, "rb", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "rb holds no event while funnel holds some"), "%s",
+              errstr);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+    sql_ok(conn, "INSERT INTO rb.events SELECT * FROM keep");
+
     /* No such schema, and a name no rebuild could have. */
     cr_expect_eq(lf_promote_swap(conn, "nope", 5000, NULL, NULL, &out, errstr,
                                  sizeof(errstr)),

@@ -941,7 +941,7 @@ int main(int argc, char **argv)
         rc = lf_cli_exit_code(next);
     } else if (!(rc = settings(&cli, &app.conf))) {
         if (cli.dump)
-            lf_conf_dump(app.conf, stdout);
+            rc = lf_cli_dump(&cli, app.conf);
         else
             rc = run(&app);
     }

@@ -2559,23 +2559,6 @@ static void app_close(app_t *app, const cmd_t *cmd)
         lf_event_clear(&app->u.erase.ev);
 }
 
-/* Did standard output lose anything (a full disk, a closed pipe)? Says so
- * on stderr: the commands that print a report (rewind and retry with
- * --dry-run, diff, explain, list) end with exit 74 when it was not
- * written, whatever they did before. */
-static bool stdout_lost(void)
-{
-    int e;
-
-    errno = 0;
-    if (fflush(stdout) != EOF && !ferror(stdout))
-        return false;
-    e = errno;
-    fprintf(stderr, PROG ": cannot write to standard output%s%s\n",
-            e ? ": " : "", e ? strerror(e) : "");
-    return true;
-}
-
 int main(int argc, char **argv)
 {
     app_t app = {.lock_timeout_ms = 30000, .progress = LF_PROGRESS_AUTO};
@@ -2594,11 +2577,14 @@ int main(int argc, char **argv)
             lf_conf_dump(app.conf, stdout);
         else
             err = cmd->run(&app);
-        if ((!err || err == LF_ERR_IO) && stdout_lost())
+        /* The commands that print a report (rewind and retry with
+         * --dry-run, diff, explain, list, dump) end with exit 74 when it
+         * was not written, whatever they did before. */
+        if ((!err || err == LF_ERR_IO) && lf_cli_stdout_lost(PROG))
             err = LF_ERR_IO;
     }
     if (next == LF_CLI_DONE)
-        rc = LF_EX_OK;
+        rc = lf_cli_stdout_lost(PROG) ? LF_EX_IOERR : LF_EX_OK;
     else if (next == LF_CLI_USAGE)
         rc = LF_EX_USAGE;
     else

@@ -281,7 +281,7 @@ int main(int argc, char **argv)
     if ((next = parse(argc, argv, &cli, &cfg)) != LF_CLI_RUN)
         rc = lf_cli_exit_code(next);
     else if (!(rc = settings(&cli, &conf)) && cli.dump)
-        lf_conf_dump(conf, stdout);
+        rc = lf_cli_dump(&cli, conf);
     else if (!rc)
         rc = run(conf, &cfg);
     lf_conf_destroy(conf);

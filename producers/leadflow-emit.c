@@ -777,7 +777,7 @@ int main(int argc, char **argv)
     else if ((err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr))))
         rc = lf_cli_conf_failed(&cli, err, errstr);
     else if (cli.dump)
-        rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
+        rc = lf_cli_dump(&cli, conf);
     else
         rc = run(conf, &cfg);
     lf_conf_destroy(conf);

@@ -657,7 +657,7 @@ int main(int argc, char **argv)
              (err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr))))
         rc = lf_cli_conf_failed(&cli, err, errstr);
     else if (cli.dump)
-        rc = (lf_conf_dump(conf, stdout), LF_EX_OK);
+        rc = lf_cli_dump(&cli, conf);
     else
         rc = run(&cfg, conf);
     lf_conf_destroy(conf);

@@ -7,12 +7,17 @@
 #include "lf_pg.h"
 #include "lf_producer.h"
 
+#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 volatile sig_atomic_t lf_cli_signals;
+
+/* The program lf_cli_parse() last parsed for: lf_cli_exit_code() names
+ * it. */
+static const char *last_prog = "leadflow";
 
 /* The shared options: flag, getopt letter, long name, whether it takes an
  * argument, the setting it gives (NULL: handled in shared_opt()) and its
@@ -240,6 +245,7 @@ lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec, void *cfg,
 
     memset(cli, 0, sizeof(*cli));
     cli->spec = spec;
+    last_prog = spec->prog;
     cli->set = calloc(argc > 0 ? (size_t)argc : 1, sizeof(*cli->set));
     if (!cli->set || !build_tables(spec, &shortopts, &longopts)) {
         next = lf_cli_usage_error(cli, "out of memory");
@@ -255,7 +261,28 @@ lf_cli_next_t lf_cli_parse(lf_cli_t *cli, const lf_cli_spec_t *spec, void *cfg,
 
 int lf_cli_exit_code(lf_cli_next_t next)
 {
-    return next == LF_CLI_DONE ? LF_EX_OK : LF_EX_USAGE;
+    if (next != LF_CLI_DONE)
+        return LF_EX_USAGE;
+    return lf_cli_stdout_lost(last_prog) ? LF_EX_IOERR : LF_EX_OK;
+}
+
+bool lf_cli_stdout_lost(const char *prog)
+{
+    int e;
+
+    errno = 0;
+    if (fflush(stdout) != EOF && !ferror(stdout))
+        return false;
+    e = errno;
+    fprintf(stderr, "%s: cannot write to standard output%s%s\n", prog,
+            e ? ": " : "", e ? strerror(e) : "");
+    return true;
+}
+
+int lf_cli_dump(const lf_cli_t *cli, const lf_conf_t *conf)
+{
+    lf_conf_dump(conf, stdout);
+    return lf_cli_stdout_lost(cli->spec->prog) ? LF_EX_IOERR : LF_EX_OK;
 }
 
 int lf_cli_conf_failed(const lf_cli_t *cli, lf_err_t err, const char *errstr)

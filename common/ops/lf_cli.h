@@ -93,10 +93,22 @@ void lf_cli_free(lf_cli_t *cli);
 
 /**
  * The exit code main() returns when lf_cli_parse() did not say run:
- * @returns LF_EX_OK after --help or --version, LF_EX_USAGE after a usage
- * error (already printed).
+ * @returns LF_EX_OK after --help or --version (LF_EX_IOERR, said, when
+ * standard output lost them), LF_EX_USAGE after a usage error (already
+ * printed).
  */
 int lf_cli_exit_code(lf_cli_next_t next);
+
+/**
+ * Did standard output lose anything printed to it (a full disk, a closed
+ * pipe)? Flushes it; when it did, says "prog: cannot write to standard
+ * output: reason" on stderr.
+ */
+bool lf_cli_stdout_lost(const char *prog);
+
+/** -X dump: the settings of @p conf on standard output (lf_conf_dump()).
+ *  @returns LF_EX_OK, or LF_EX_IOERR when they were not written (said). */
+int lf_cli_dump(const lf_cli_t *cli, const lf_conf_t *conf);
 
 /**
  * Report a failure of lf_cli_conf() or lf_cli_producer_conf() on stderr

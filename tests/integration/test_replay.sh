@@ -79,6 +79,19 @@ expect_rc 64 "rebuild into funnel" "$R" rebuild --into funnel
 expect_rc 64 "diff without --against" "$R" diff
 expect_rc 64 "retry without --id/--all" "$R" dead-letters retry
 expect_rc 64 "bad --progress" "$R" dump --progress sometimes
+# --help, --version and -X dump that standard output lost: 74, said.
+for args in "--help" "--version" "rewind --help" "dump -X dump"; do
+    rc=0
+    # shellcheck disable=SC2086
+    "$R" $args >/dev/full 2>"$LF_TMP/err" || rc=$?
+    [ "$rc" = 74 ] && grep -q "cannot write to standard output" "$LF_TMP/err" ||
+        fail "$args >/dev/full: exit $rc: $(cat "$LF_TMP/err")"
+done
+for p in leadflow-emit leadflow-project; do
+    rc=0
+    "$BIN/$p" -X dump >/dev/full 2>"$LF_TMP/err" || rc=$?
+    [ "$rc" = 74 ] || fail "$p -X dump >/dev/full: exit $rc"
+done
 echo "ok   usage: --help exits 0, usage errors exit 64"
 
 # ---- a database without a funnel -------------------------------------------

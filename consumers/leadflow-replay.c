@@ -684,6 +684,9 @@ static lf_cli_next_t parse_rewind(app_t *app, int argc, char **argv)
     if (cfg->to &&
         lf_time_parse(cfg->to, 1, &cfg->to_ms, errstr, sizeof(errstr)))
         return lf_cli_usage_error(&app->cli, "--to %s: %s", cfg->to, errstr);
+    if (cfg->to_offset && lf_rewind_parse_offsets(cfg->to_offset, NULL, 0,
+                                                  errstr, sizeof(errstr)))
+        return lf_cli_usage_error(&app->cli, "%s", errstr);
     return LF_CLI_RUN;
 }
 

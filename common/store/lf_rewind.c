@@ -56,6 +56,11 @@ lf_err_t lf_rewind_parse_offsets(const char *list, lf_rewind_t *rows, int count,
                                  "an offset (a number >= 0 or \"beginning\")",
                                  part, colon + 1);
         }
+        if (!rows) { /* the syntax only */
+            s += n;
+            s += *s == ',';
+            continue;
+        }
         for (i = 0; i < count; i++)
             if (rows[i].partition == (int32_t)part)
                 break;

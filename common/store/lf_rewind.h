@@ -25,7 +25,8 @@ typedef struct lf_rewind_s {
 /**
  * Parse a --to-offset list "P:O,P:O,..." (O an offset or "beginning")
  * into @p rows (count partitions, from lf_topic_partitions()): sets
- * target; the partitions not named keep target -1.
+ * target; the partitions not named keep target -1. With @p rows NULL,
+ * only the list's syntax is checked (before the topic is known).
  * @returns LF_OK, or LF_ERR_INVALID naming the bad item.
  */
 lf_err_t lf_rewind_parse_offsets(const char *list, lf_rewind_t *rows, int count,

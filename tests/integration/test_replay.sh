@@ -79,6 +79,8 @@ expect_rc 64 "rebuild into funnel" "$R" rebuild --into funnel
 expect_rc 64 "diff without --against" "$R" diff
 expect_rc 64 "retry without --id/--all" "$R" dead-letters retry
 expect_rc 64 "bad --progress" "$R" dump --progress sometimes
+# A malformed --to-offset is a usage error before any server is asked.
+expect_rc 64 "--to-offset x" "$R" rewind --to-offset x -d host=/nonexistent
 # --help, --version and -X dump that standard output lost: 74, said.
 for args in "--help" "--version" "rewind --help" "dump -X dump"; do
     rc=0

@@ -740,8 +740,13 @@ lf_err_t lf_metrics_new(const char *listen, lf_metrics_t **out, char *errstr,
         /* Scrapes are small and rare: one thread, a few connections, and a
          * short timeout so an idle client cannot hold a slot. */
         /* The logger first, or MHD reports on stderr until it is set. */
+        /* MHD binds MHD_OPTION_SOCK_ADDR; the port is given too, only so
+         * that its own messages name the port asked for, not 0. */
+        uint16_t port = ntohs(ss.ss_family == AF_INET6
+                                  ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                  : ((struct sockaddr_in *)&ss)->sin_port);
         m->mhd = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
+            flags, port, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
             on_mhd_log, (void *)NULL, MHD_OPTION_SOCK_ADDR, &ss,
             MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT,
             10u, MHD_OPTION_END);

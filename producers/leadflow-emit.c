@@ -718,19 +718,24 @@ static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
     int64_t t0;
     int rc;
 
+    /* First: a signal during the wait for a registry stops it too; and a
+     * reader of the rejects (or of stderr) that goes away is a failed
+     * write (74, summarised), not a death by SIGPIPE. A signal also
+     * interrupts a read of stdin. */
+    lf_cli_catch_signals(true);
     if (rejects_open(&em, cfg, errstr, sizeof(errstr))) {
         fprintf(stderr, PROG ": %s\n", errstr);
         return LF_EX_IOERR;
     }
     if (!cfg->dry_run) {
-        if ((err = lf_producer_create(conf, &p, errstr, sizeof(errstr)))) {
+        if ((err = lf_producer_create_stoppable(conf, &lf_cli_signals, &p,
+                                                errstr, sizeof(errstr)))) {
             fprintf(stderr, PROG ": %s\n", errstr);
             if (em.rejects != stderr)
                 fclose(em.rejects);
             return err == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
         }
         lf_producer_set_delivery_cb(p, on_delivery, &em);
-        lf_producer_set_interrupt(p, &lf_cli_signals);
     } else if ((err = lf_codec_from_conf(conf, &em.check, errstr,
                                          sizeof(errstr)))) {
         fprintf(stderr, PROG ": %s\n", errstr);
@@ -738,8 +743,6 @@ static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
             fclose(em.rejects);
         return err == LF_ERR_NOMEM ? LF_EX_SOFTWARE : LF_EX_CONFIG;
     }
-    lf_cli_catch_signals(false); /* a signal interrupts a read of stdin */
-
     t0 = em.last_progress = em.last_report = lf_now_mono_ms();
     LF_LOG(LF_LOG_INFO, "msg=\"starting\" brokers=%s topic=%s inputs=%d%s",
            lf_conf_get(conf, "bootstrap.servers"),

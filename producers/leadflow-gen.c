@@ -186,7 +186,8 @@ static int produce_all(lf_workload_t *w, const lf_conf_t *conf)
     lf_err_t err;
     int rc;
 
-    if ((err = lf_producer_create(conf, &p, errstr, sizeof(errstr)))) {
+    if ((err = lf_producer_create_stoppable(conf, &lf_cli_signals, &p, errstr,
+                                            sizeof(errstr)))) {
         fprintf(stderr, PROG ": %s\n", errstr);
         return err == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
     }
@@ -197,7 +198,6 @@ static int produce_all(lf_workload_t *w, const lf_conf_t *conf)
         return LF_EX_SOFTWARE;
     }
     lf_producer_set_delivery_cb(p, on_delivery, &st);
-    lf_producer_set_interrupt(p, &lf_cli_signals);
     rc = produce_events(w, p, &sent);
     flush_events(p);
     failed = produce_summary(p, &st, n);

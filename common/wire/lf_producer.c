@@ -204,8 +204,14 @@ static lf_err_t learn_schema_id(lf_producer_t *p, char *errstr,
                "msg=\"schema registry unavailable, will retry\" attempt=%d "
                "retry_in_ms=%d error=%s",
                attempt, delay, lf_log_quote(why, q, sizeof(q)));
+        /* A signal cuts the sleep short (EINTR) and the wait with it. */
         nanosleep(&(struct timespec){delay / 1000, (delay % 1000) * 1000000L},
                   NULL);
+        if (p->interrupt && *p->interrupt)
+            return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                             "interrupted while waiting for the schema "
+                             "registry (%s): nothing was sent",
+                             why);
     }
     if (err)
         return lf_seterr(err, errstr, errstr_size, "%s", why);
@@ -229,6 +235,14 @@ lf_producer_t *lf_producer_new(const lf_conf_t *conf, char *errstr,
 lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
                             char *errstr, size_t errstr_size)
 {
+    return lf_producer_create_stoppable(conf, NULL, out, errstr, errstr_size);
+}
+
+lf_err_t lf_producer_create_stoppable(const lf_conf_t *conf,
+                                      const volatile sig_atomic_t *stop,
+                                      lf_producer_t **out, char *errstr,
+                                      size_t errstr_size)
+{
     lf_producer_t *p = calloc(1, sizeof(*p));
     rd_kafka_conf_t *rkc = NULL;
     const char *topic = lf_conf_get(conf, LF_CONF_TOPIC);
@@ -239,6 +253,7 @@ lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
     if (!p)
         return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
     pthread_mutex_init(&p->lock, NULL);
+    p->interrupt = stop;
     for (int t = 0; t < LF_EV__COUNT; t++)
         snprintf(p->ce_type[t], sizeof(p->ce_type[t]), "leadflow.lead.%s",
                  lf_event_type_name((lf_event_type_t)t));

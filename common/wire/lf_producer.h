@@ -106,6 +106,17 @@ lf_producer_t *lf_producer_new(const lf_conf_t *conf, char *errstr,
 lf_err_t lf_producer_create(const lf_conf_t *conf, lf_producer_t **out,
                             char *errstr, size_t errstr_size);
 
+/**
+ * lf_producer_create() whose wait for an unreachable schema registry ends
+ * as soon as *@p stop becomes non-zero (a signal handler's flag; NULL:
+ * never), with LF_ERR_TEMPORARY; the producer's interrupt flag
+ * (lf_producer_set_interrupt()) is then @p stop as well.
+ */
+lf_err_t lf_producer_create_stoppable(const lf_conf_t *conf,
+                                      const volatile sig_atomic_t *stop,
+                                      lf_producer_t **out, char *errstr,
+                                      size_t errstr_size);
+
 /** Register the delivery callback; call before the first emit. @p cb may
  *  be NULL (reports are then only counted). */
 void lf_producer_set_delivery_cb(lf_producer_t *p, lf_delivery_cb_t *cb,

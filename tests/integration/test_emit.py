@@ -499,9 +499,39 @@ def test_cli():
     print("ok")
 
 
+def test_closed_pipe():
+    step("closed_pipe: the reader of the rejects goes away: 74, summarised")
+    d = tmpdir()
+    b = Broker(TOPIC)
+    r = run([GEN, "--leads", "300", "--seed", "9", "--bad", "0.05", "-q",
+             "-o", d + "/in.jsonl"])
+    check(r.returncode == 0, "gen: %s" % r.stderr)
+    lines = [x for x in open(d + "/in.jsonl", "rb").read().splitlines()
+             if x.strip()]
+    r = run([EMIT, "--dry-run", "-qq", "-r", d + "/dry", d + "/in.jsonl"])
+    good = len(lines) - len(rejects_of(d + "/dry"))
+    check(r.returncode == 65 and 0 < good < len(lines),
+          "dry run: exit %d, %d good" % (r.returncode, good))
+    # `| head -n 1`: head reads one reject and exits; emit used to die of
+    # SIGPIPE (141) with nothing sent and no summary.
+    r = run(["bash", "-c", 'set -o pipefail; "$0" -b "$1" -t "$2" -r '
+             '/dev/stdout "$3" 2>"$4" | head -n 1 >/dev/null; '
+             'echo "${PIPESTATUS[0]}"', EMIT, b.servers, TOPIC,
+             d + "/in.jsonl", d + "/err"])
+    rc = int(r.stdout.decode().split()[-1])
+    err = open(d + "/err").read()
+    check(rc == 74 and "summary" in err,
+          "exit %d, stderr %r" % (rc, err[-600:]))
+    check(len(consume_all(b.servers, TOPIC, expect=good)) == good,
+          "the good lines were not all sent")
+    b.stop()
+    print("ok: exit 74, %d good lines of %d sent" % (good, len(lines)))
+
+
 if __name__ == "__main__":
     t0 = time.time()
     for t in (test_cli, test_roundtrip, test_rejects, test_too_large,
-              test_down_up, test_lost_acks, test_stays_away, test_sigint):
+              test_down_up, test_lost_acks, test_stays_away, test_sigint,
+              test_closed_pipe):
         t()
     print("PASS test_emit (%.0f s)" % (time.time() - t0))

@@ -378,6 +378,33 @@ echo "$err" | grep -q "leadflow-emit: schema registry $SR/compatibility/subjects
 [ -z "$($PY "$HERE/sr_client.py" ids down503)" ] || fail "down503 got messages"
 echo "ok   down: producer on a 503 registry: exit 75, nothing sent; $(echo "$err" | tail -1)"
 
+# A signal ends the wait for a registry at once: exit 75, said, nothing
+# sent (it was the default action: 143 without a word, and gen waited on
+# for the whole retry timeout).
+kill -USR1 "$SR_PID" # 503 again
+for p in emit gen; do
+    if [ $p = emit ]; then # not the function: $! would be its subshell
+        "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t down503 -c "$CONF" \
+            -qq "$LF_TMP/first5.jsonl" 2>"$LF_TMP/sig.err" &
+    else
+        "$BIN/leadflow-gen" -n 5 --produce -b "$LEADFLOW_BROKERS" -t down503 \
+            -c "$CONF" -q 2>"$LF_TMP/sig.err" &
+    fi
+    ps=$!
+    sleep 1.5
+    t0=$(date +%s)
+    kill -TERM $ps
+    rc=0
+    wait $ps || rc=$?
+    [ $rc = 75 ] && [ $(($(date +%s) - t0)) -le 5 ] &&
+        grep -q "interrupted while waiting for the schema registry" \
+            "$LF_TMP/sig.err" ||
+        fail "$p: SIGTERM while waiting for the registry: exit $rc: $(tail -2 "$LF_TMP/sig.err")"
+done
+kill -USR1 "$SR_PID"
+[ -z "$($PY "$HERE/sr_client.py" ids down503)" ] || fail "down503 got messages"
+echo "ok   down: SIGTERM while waiting for the registry: exit 75 at once"
+
 topic downp
 reg_stop
 emit downp "$EV" -v 2>"$LF_TMP/downp.err" &

@@ -198,6 +198,18 @@ static const char *const reserved_keys[] = {
 
 lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size)
 {
+    /* Empty, these would mean a default (the production topic) or a
+     * five-minute wait for no broker: most likely -t "$UNSET". */
+    static const char *const not_empty[] = {LF_CONF_TOPIC, "bootstrap.servers"};
+
+    for (size_t i = 0; i < sizeof(not_empty) / sizeof(*not_empty); i++) {
+        const char *v = lf_conf_get(conf, not_empty[i]);
+        if (v && !*v)
+            return lf_seterr(LF_ERR_CONFIG, errstr, errstr_size,
+                             "setting \"%s\" is empty (an unset variable?): "
+                             "give a value, or leave it out for the default",
+                             not_empty[i]);
+    }
     for (size_t i = 0; i < conf->count; i++) {
         const char *k = conf->kv[i].key;
         size_t j, n = sizeof(reserved_keys) / sizeof(*reserved_keys);

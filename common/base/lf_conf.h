@@ -61,7 +61,8 @@ bool lf_conf_is_secret(const char *key);
 /**
  * Refuse a key under leadflow's own prefixes (schema.registry.,
  * pseudonym., leadflow.) that leadflow does not read: a typo there would
- * otherwise be ignored. @returns LF_OK, or LF_ERR_CONFIG naming the key.
+ * otherwise be ignored; and an empty topic or bootstrap.servers (an unset
+ * variable in -t "$T"). @returns LF_OK, or LF_ERR_CONFIG naming the key.
  */
 lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size);
 

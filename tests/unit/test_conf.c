@@ -333,4 +333,12 @@ Test(conf, check_refuses_unknown_reserved_keys)
         cr_expect(strstr(err, bad[i]), "%s", err);
         lf_conf_destroy(c);
     }
+    /* An empty topic or broker list: a default in disguise. */
+    lf_conf_set(conf, "topic", "", err, sizeof(err));
+    cr_expect_eq(lf_conf_check(conf, err, sizeof(err)), LF_ERR_CONFIG);
+    cr_expect(strstr(err, "\"topic\" is empty"), "%s", err);
+    lf_conf_set(conf, "topic", "t", err, sizeof(err));
+    lf_conf_set(conf, "bootstrap.servers", "", err, sizeof(err));
+    cr_expect_eq(lf_conf_check(conf, err, sizeof(err)), LF_ERR_CONFIG);
+    cr_expect(strstr(err, "\"bootstrap.servers\" is empty"), "%s", err);
 }

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -376,7 +377,7 @@ static void on_idle(void *arg)
 }
 
 /* One line: parse, then reject it or hand it to the producer. */
-static void emit_line(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
+static void emit_text(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
                       const char *s, size_t len)
 {
     char errstr[512];
@@ -424,6 +425,40 @@ static void emit_line(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
     }
     if (!(++em->lines_since_progress & 255))
         progress(em, p); /* every 256 lines: well under PROGRESS_MS */
+}
+
+/* A line of a rejects file (reject()'s object: file, line, reason and
+ * text, nothing else) is the line it quotes: a rejects file is re-sent as
+ * it is, after its lines were fixed. @returns the parsed object (the
+ * caller's to json_decref()) with *s, *len set to its text, or NULL for
+ * any other line (left as it is). */
+static json_t *unwrap_reject(const char **s, size_t *len)
+{
+    json_t *o, *text;
+
+    if (*len < 9 || memcmp(*s, "{\"file\":", 8) ||
+        !(o = json_loadb(*s, *len, JSON_REJECT_DUPLICATES, NULL)))
+        return NULL;
+    text = json_object_get(o, "text");
+    if (json_object_size(o) != 4 || !json_is_string(text) ||
+        !json_is_string(json_object_get(o, "file")) ||
+        !json_is_integer(json_object_get(o, "line")) ||
+        !json_is_string(json_object_get(o, "reason"))) {
+        json_decref(o);
+        return NULL;
+    }
+    *s = json_string_value(text);
+    *len = json_string_length(text);
+    return o;
+}
+
+static void emit_line(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
+                      const char *s, size_t len)
+{
+    json_t *wrapper = unwrap_reject(&s, &len);
+
+    emit_text(em, p, file, lineno, s, len);
+    json_decref(wrapper);
 }
 
 /* Read one input to its end (or a signal). */

@@ -420,6 +420,18 @@ def test_stays_away():
           "topic" % len(delivered - topic))
     check(topic <= delivered | maybe, "%d failed lines are in the topic"
           % len(topic - delivered - maybe))
+    # The broker is back: the rejects file is re-sent as it is (exit 75
+    # says so), and then every line is in the topic, once.
+    r = emit(b, "-q", "--rejects", d + "/rej3", d + "/rej")
+    check(r.returncode == 0 and os.path.getsize(d + "/rej3") == 0,
+          "re-sending the rejects file: exit %d, %r" % (
+              r.returncode, open(d + "/rej3").read()[:300]))
+    recs = consume_all(b.servers, TOPIC,
+                       expect=len({json.loads(l)["event_id"]
+                                   for l in lines}))
+    check({decode_value(r.value)["event_id"] for r in recs} ==
+          {json.loads(l)["event_id"] for l in lines},
+          "after the re-send the topic lacks lines")
     # Nothing there at all: every line fails, exit 75.
     r = run([EMIT, "-b", "127.0.0.1:1", "-X", "message.timeout.ms=1500",
              "-q", "--rejects", d + "/rej2", d + "/in.jsonl"])

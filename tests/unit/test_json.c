@@ -314,6 +314,22 @@ Test(json, not_an_object_or_not_json)
     expect_error_s("two objects", "{} {}", "invalid JSON", NULL);
 }
 
+/* Text after a whole object belongs to no field: the reason names none
+ * (it named the object's last key). */
+Test(json, trailing_text_names_no_field)
+{
+    lf_event_t ev;
+    char err[512] = "";
+    const char *text = "{\"lead_id\":\"L-1\",\"type\":\"captured\","
+                       "\"occurred_at\":0,\"source\":\"s\",\"channel\":"
+                       "\"web\"} x";
+
+    cr_assert_eq(lf_json_parse_event(text, strlen(text), &ev, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, "end of file expected") && !strstr(err, "field"),
+              "%s", err);
+}
+
 Test(json, duplicate_key)
 {
     const char *text = "{\"event_id\":\"e-1\",\"lead_id\":\"L-1\",\"lead_id\":"

@@ -2633,10 +2633,13 @@ static lf_err_t merge_anomalies(flush_t *f)
     return LF_OK;
 }
 
-/* Step: add the dead letters not stored before. */
+/* Step: add the dead letters not stored before; only those count (a
+ * letter read again, by another group or after a rewind, is not new). */
 static lf_err_t store_dead_letters(flush_t *f)
 {
+    PGresult *res = NULL;
     char sql[SQL_MAX];
+    lf_err_t err;
 
     if (!f->st.dead_letters)
         return LF_OK;
@@ -2644,7 +2647,11 @@ static lf_err_t store_dead_letters(flush_t *f)
              "INSERT INTO {schema}.dead_letters ({cols}) "
              "SELECT * FROM lf_stg_dead "
              "ON CONFLICT (topic, partition, \"offset\") DO NOTHING");
-    return run(f, sql, "writing dead letters", 0, NULL, NULL, NULL);
+    if ((err = run(f, sql, "writing dead letters", 0, NULL, NULL, &res)))
+        return err;
+    f->st.dead_letters = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return LF_OK;
 }
 
 /* A partition declared to have no stored offset has no row to lock FOR

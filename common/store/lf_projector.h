@@ -22,7 +22,8 @@ typedef struct lf_projector_stats_s {
     uint64_t events_new;   /**< distinct events stored for the first time */
     uint64_t duplicates;   /**< events already stored (or twice in a batch) */
     uint64_t conflicts;    /**< event_id reused with other content */
-    uint64_t dead_letters; /**< undecodable or invalid messages */
+    uint64_t dead_letters; /**< undecodable or invalid messages written to
+                                dead_letters (not one stored before) */
     uint64_t anomalies;    /**< state-machine anomalies written */
     uint64_t recomputed;   /**< leads recomputed from their stored events */
     uint64_t merges;       /**< merges that came to count (funnel.merges rows

@@ -432,6 +432,26 @@ Test(projector, messages_dead_letters_and_key_anomalies)
                      "10");
     cr_expect_eq(lf_projector_stats(proj)->dead_letters, 1);
 
+    /* Another group reads the letter again: stored once, and not counted
+     * again (leadflow_dead_letters_total counted it). */
+    lf_projector_t *other =
+        lf_projector_new("funnel", "another-group", errstr, sizeof(errstr));
+    cr_assert_not_null(other, "%s", errstr);
+    lf_projector_use_pseudonyms(other, pseudonyms);
+    rkm.offset = 8;
+    rkm.payload = (void *)"not avro";
+    rkm.len = 8;
+    rkm.key = (void *)"someone-else";
+    rkm.key_len = strlen("someone-else");
+    cr_assert_eq(lf_projector_add_message(other, &rkm), LF_OK);
+    cr_assert_eq(lf_projector_flush(other, conn, NULL, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    cr_expect_eq(lf_projector_stats(other)->dead_letters, 0);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                     "funnel.dead_letters"),
+                     "1");
+    lf_projector_destroy(other);
+
     lf_event_clear(&ev);
     lf_buf_free(&value);
     lf_codec_destroy(codec);

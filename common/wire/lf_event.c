@@ -498,6 +498,10 @@ static lf_err_t check_attributes(const lf_event_t *ev, char *errstr,
         const lf_attr_t *a = &ev->u.captured.attrs[i];
         if (!a->key || !a->value)
             return INVALID("field \"attributes\": entry %zu incomplete", i);
+        /* As the JSON lines refuse it: what one producer cannot send,
+         * another must not get in (and a stored event must read back). */
+        if (!*a->key)
+            return INVALID("field \"attributes\": empty key");
         if ((err = check_string("attributes", a->key, LF_STRING_MAX, errstr,
                                 errstr_size)) ||
             (err = check_string("attributes", a->value, LF_STRING_MAX, errstr,

@@ -179,24 +179,8 @@ static char *mask_urls(const char *v)
     return out;
 }
 
-/* leadflow's keys under its own prefixes: any other key there is a typo
- * (librdkafka never sees these prefixes, so nothing else would catch it). */
-static const char *const reserved_keys[] = {
-    "pseudonym.key",
-    "pseudonym.key.file",
-    "schema.registry.auto.register.schemas",
-    "schema.registry.basic.auth.user.info",
-    "schema.registry.enable.ssl.certificate.verification",
-    "schema.registry.request.timeout.ms",
-    "schema.registry.retry.timeout.ms",
-    "schema.registry.ssl.ca.location",
-    "schema.registry.ssl.certificate.location",
-    "schema.registry.ssl.key.location",
-    "schema.registry.ssl.key.password",
-    "schema.registry.url",
-};
-
-lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size)
+lf_err_t lf_conf_check(const lf_conf_t *conf, const char *const *known,
+                       char *errstr, size_t errstr_size)
 {
     /* Empty, these would mean a default (the production topic) or a
      * five-minute wait for no broker: most likely -t "$UNSET". */
@@ -210,19 +194,19 @@ lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size)
                              "give a value, or leave it out for the default",
                              not_empty[i]);
     }
+    /* librdkafka never sees leadflow's keys: a typo among them would be
+     * ignored without a word. */
     for (size_t i = 0; i < conf->count; i++) {
         const char *k = conf->kv[i].key;
-        size_t j, n = sizeof(reserved_keys) / sizeof(*reserved_keys);
-        if (strncmp(k, "leadflow.", 9) && strncmp(k, "pseudonym.", 10) &&
-            strncmp(k, "schema.registry.", 16))
+        size_t j = 0;
+        if (!lf_conf_is_ours(k))
             continue;
-        for (j = 0; j < n && strcmp(k, reserved_keys[j]); j++)
-            ;
-        if (j == n)
+        while (known[j] && strcmp(k, known[j]))
+            j++;
+        if (!known[j])
             return lf_seterr(LF_ERR_CONFIG, errstr, errstr_size,
-                             "unknown setting \"%s\" (leadflow's keys under "
-                             "schema.registry. and pseudonym. are listed in "
-                             "leadflow(7); leadflow. has none yet)",
+                             "unknown setting \"%s\" (leadflow's own keys "
+                             "are listed in leadflow(7))",
                              k);
     }
     return LF_OK;

@@ -59,12 +59,14 @@ bool lf_conf_is_ours(const char *key);
 bool lf_conf_is_secret(const char *key);
 
 /**
- * Refuse a key under leadflow's own prefixes (schema.registry.,
- * pseudonym., leadflow.) that leadflow does not read: a typo there would
- * otherwise be ignored; and an empty topic or bootstrap.servers (an unset
- * variable in -t "$T"). @returns LF_OK, or LF_ERR_CONFIG naming the key.
+ * Refuse a key lf_conf_is_ours() claims that is not in @p known (the
+ * NULL-terminated list of the keys leadflow reads, which the modules that
+ * read them define): a typo there would otherwise be ignored; and an empty
+ * topic or bootstrap.servers (an unset variable in -t "$T").
+ * @returns LF_OK, or LF_ERR_CONFIG naming the key.
  */
-lf_err_t lf_conf_check(const lf_conf_t *conf, char *errstr, size_t errstr_size);
+lf_err_t lf_conf_check(const lf_conf_t *conf, const char *const *known,
+                       char *errstr, size_t errstr_size);
 
 /**
  * A librdkafka configuration holding every key that is not ours, with the

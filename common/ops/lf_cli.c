@@ -6,6 +6,7 @@
 #include "lf_log.h"
 #include "lf_pg.h"
 #include "lf_producer.h"
+#include "lf_registry.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -14,6 +15,28 @@
 #include <string.h>
 
 volatile sig_atomic_t lf_cli_signals;
+
+/* Every key leadflow itself reads (lf_conf_check()). */
+static const char *const known_keys[] = {
+    LF_CONF_TOPIC,
+    LF_CONF_DB,
+    LF_CONF_METRICS,
+    LF_CONF_DEFINITION,
+    LF_CONF_CONTRACT_VERSION,
+    LF_CONF_PSEUDONYM_KEY,
+    LF_CONF_PSEUDONYM_KEY_FILE,
+    LF_CONF_SR_URL,
+    LF_CONF_SR_USER_INFO,
+    LF_CONF_SR_CA,
+    LF_CONF_SR_CERT,
+    LF_CONF_SR_KEY,
+    LF_CONF_SR_KEY_PASS,
+    LF_CONF_SR_VERIFY,
+    LF_CONF_SR_TIMEOUT,
+    LF_CONF_SR_AUTO_REG,
+    LF_CONF_SR_RETRY,
+    NULL,
+};
 
 /* The program lf_cli_parse() last parsed for: lf_cli_exit_code() names
  * it. */
@@ -323,7 +346,7 @@ lf_err_t lf_cli_conf(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,
                    : lf_conf_set_kv(conf, s->value, errstr, errstr_size))
             return LF_ERR_INVALID;
     }
-    return lf_conf_check(conf, errstr, errstr_size);
+    return lf_conf_check(conf, known_keys, errstr, errstr_size);
 }
 
 lf_err_t lf_cli_producer_conf(const lf_cli_t *cli, lf_conf_t **out,

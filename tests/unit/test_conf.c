@@ -318,27 +318,30 @@ Test(conf, check_refuses_unknown_reserved_keys)
 {
     static const char *const bad[] = {"schema.registry.urll",
                                       "pseudonym.key.fil", "leadflow.x"};
+    static const char *const known[] = {"topic", "schema.registry.url",
+                                        "pseudonym.key.file", NULL};
     char err[256] = "";
 
     lf_conf_set(conf, "schema.registry.url", "http://r", err, sizeof(err));
     lf_conf_set(conf, "pseudonym.key.file", "/k", err, sizeof(err));
     lf_conf_set(conf, "linger.ms", "5", err, sizeof(err));
-    cr_expect_eq(lf_conf_check(conf, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect_eq(lf_conf_check(conf, known, err, sizeof(err)), LF_OK, "%s",
+                 err);
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         lf_conf_t *c = lf_conf_new();
         cr_assert_not_null(c);
         lf_conf_set(c, bad[i], "1", err, sizeof(err));
-        cr_expect_eq(lf_conf_check(c, err, sizeof(err)), LF_ERR_CONFIG, "%s",
-                     bad[i]);
+        cr_expect_eq(lf_conf_check(c, known, err, sizeof(err)), LF_ERR_CONFIG,
+                     "%s", bad[i]);
         cr_expect(strstr(err, bad[i]), "%s", err);
         lf_conf_destroy(c);
     }
     /* An empty topic or broker list: a default in disguise. */
     lf_conf_set(conf, "topic", "", err, sizeof(err));
-    cr_expect_eq(lf_conf_check(conf, err, sizeof(err)), LF_ERR_CONFIG);
+    cr_expect_eq(lf_conf_check(conf, known, err, sizeof(err)), LF_ERR_CONFIG);
     cr_expect(strstr(err, "\"topic\" is empty"), "%s", err);
     lf_conf_set(conf, "topic", "t", err, sizeof(err));
     lf_conf_set(conf, "bootstrap.servers", "", err, sizeof(err));
-    cr_expect_eq(lf_conf_check(conf, err, sizeof(err)), LF_ERR_CONFIG);
+    cr_expect_eq(lf_conf_check(conf, known, err, sizeof(err)), LF_ERR_CONFIG);
     cr_expect(strstr(err, "\"bootstrap.servers\" is empty"), "%s", err);
 }

@@ -38,6 +38,7 @@ typedef struct app_s {
     const project_cfg_t *cfg;
     lf_conf_t *conf;
     const char *conninfo, *topic, *group;
+    rd_kafka_conf_t *rkc; /* check_settings() to start_kafka() */
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt; /* held from the start, see start_kafka() */
     PGconn *conn;          /* migrations, stored offsets, the idle probe */
@@ -655,7 +656,6 @@ static int check_settings(app_t *app)
         lf_conf_get(app->conf, "partition.assignment.strategy");
     char errstr[512], *why = NULL;
     PQconninfoOption *opts;
-    rd_kafka_conf_t *rkc;
 
     if (app->conninfo && *app->conninfo) {
         if (!(opts = PQconninfoParse(app->conninfo, &why))) {
@@ -679,25 +679,21 @@ static int check_settings(app_t *app)
                 strategy);
         return LF_EX_CONFIG;
     }
-    if (!(rkc = lf_conf_to_rdkafka(app->conf, errstr, sizeof(errstr)))) {
+    if (!(app->rkc = lf_conf_to_rdkafka(app->conf, errstr, sizeof(errstr)))) {
         fprintf(stderr, "leadflow-project: %s\n", errstr);
         return LF_EX_CONFIG;
     }
-    rd_kafka_conf_destroy(rkc);
     return 0;
 }
 
-/* The consumer, subscribed (its settings passed check_settings()).
- * @returns an exit code, 0 to go on. */
+/* The consumer of the librdkafka settings check_settings() built,
+ * subscribed. @returns an exit code, 0 to go on. */
 static int start_kafka(app_t *app)
 {
+    rd_kafka_conf_t *rkc = app->rkc;
     char errstr[512];
-    rd_kafka_conf_t *rkc;
 
-    if (!(rkc = lf_conf_to_rdkafka(app->conf, errstr, sizeof(errstr)))) {
-        fprintf(stderr, "leadflow-project: %s\n", errstr);
-        return LF_EX_CONFIG;
-    }
+    app->rkc = NULL; /* rd_kafka_new() takes it, or it is destroyed here */
     rd_kafka_conf_set_rebalance_cb(rkc, on_rebalance);
     rd_kafka_conf_set_opaque(rkc, app);
     app->rk = rd_kafka_new(RD_KAFKA_CONSUMER, rkc, errstr, sizeof(errstr));
@@ -909,6 +905,8 @@ static int run(app_t *app)
 /* Free what run() built. */
 static void app_free(app_t *app)
 {
+    if (app->rkc) /* stopped before start_kafka() */
+        rd_kafka_conf_destroy(app->rkc);
     if (app->rkt)
         rd_kafka_topic_destroy(app->rkt);
     lf_fetchwake_destroy(app->fetchwake);

@@ -125,18 +125,13 @@ static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli,
     return next;
 }
 
-/* Write the page into @p path as it is (a device, a pipe, a link to
- * nothing yet: there is no file to rename over). */
-static int write_html_direct(const lf_report_t *rep, const char *path)
+/* Write the page to @p fp and close it; failures named by @p path.
+ * @returns an exit code. */
+static int put_page(const lf_report_t *rep, FILE *fp, const char *path)
 {
-    FILE *fp = fopen(path, "w");
     char errstr[512];
     int rc = 0;
 
-    if (!fp) {
-        fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));
-        return LF_EX_IOERR;
-    }
     if (lf_report_write(rep, LF_REPORT_HTML, fp, errstr, sizeof(errstr))) {
         fprintf(stderr, "leadflow-report: %s: %s\n", path, errstr);
         rc = LF_EX_IOERR;
@@ -148,6 +143,19 @@ static int write_html_direct(const lf_report_t *rep, const char *path)
     return rc;
 }
 
+/* Write the page into @p path as it is (a device, a pipe, a link to
+ * nothing yet: there is no file to rename over). */
+static int write_html_direct(const lf_report_t *rep, const char *path)
+{
+    FILE *fp = fopen(path, "w");
+
+    if (!fp) {
+        fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));
+        return LF_EX_IOERR;
+    }
+    return put_page(rep, fp, path);
+}
+
 /* Write the page next to @p path, a regular file or none, and rename it
  * into place, so a reader (a browser, a web server) never sees half a
  * page. The file keeps @p mode when it had one (-1: a new file's). */
@@ -155,10 +163,10 @@ static int write_html_renamed(const lf_report_t *rep, const char *path,
                               long mode)
 {
     size_t n = strlen(path) + 8;
-    char *tmp = malloc(n), errstr[512];
+    char *tmp = malloc(n);
     mode_t mask;
     FILE *fp = NULL;
-    int fd, rc = 0;
+    int fd, rc;
 
     if (!tmp)
         return LF_EX_SOFTWARE;
@@ -176,14 +184,8 @@ static int write_html_renamed(const lf_report_t *rep, const char *path,
         fprintf(stderr, "leadflow-report: %s: %s\n", tmp, strerror(errno));
         close(fd);
         rc = LF_EX_IOERR;
-    } else if (lf_report_write(rep, LF_REPORT_HTML, fp, errstr,
-                               sizeof(errstr))) {
-        fprintf(stderr, "leadflow-report: %s: %s\n", path, errstr);
-        rc = LF_EX_IOERR;
-    }
-    if (fp && fclose(fp) && !rc) {
-        fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));
-        rc = LF_EX_IOERR;
+    } else {
+        rc = put_page(rep, fp, path);
     }
     if (!rc && rename(tmp, path)) {
         fprintf(stderr, "leadflow-report: %s: %s\n", path, strerror(errno));

@@ -91,17 +91,22 @@ lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
 
 lf_err_t lf_pg_check_migrated(PGconn *conn, char *errstr, size_t errstr_size)
 {
-    const char *names[256], *params[1];
+    const char **names, *params[1];
     lf_buf_t arr = {0};
     PGresult *res = NULL;
     size_t n = 0;
     lf_err_t err;
 
-    for (const lf_migration_t *m = lf_embedded_migrations;
-         m->name && n < sizeof(names) / sizeof(*names); m++)
-        names[n++] = m->name;
-    if (lf_pg_text_array(&arr, names, n))
+    while (lf_embedded_migrations[n].name)
+        n++;
+    if (!(names = calloc(n + 1, sizeof(*names))))
         return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        names[i] = lf_embedded_migrations[i].name;
+    err = lf_pg_text_array(&arr, names, n) ? LF_ERR_NOMEM : LF_OK;
+    free(names);
+    if (err)
+        return lf_seterr(err, errstr, errstr_size, "out of memory");
     /* The first of ours the database lacks ('' when it has them all);
      * without the bookkeeping there is no funnel here (asked first: a
      * statement naming a missing table does not even parse). */

@@ -4,6 +4,7 @@
 #include "lf_buf.h"
 #include "lf_codec.h"
 #include "lf_defstore.h"
+#include "lf_event.h"
 #include "lf_identity.h"
 #include "lf_pg.h"
 #include "lf_projector.h"
@@ -16,12 +17,23 @@
 /* Letters per transaction in a retry. */
 #define DL_BATCH 500
 
-/* A key or text for one TSV field: tabs, newlines, backslashes and other
- * control or non-ASCII bytes escaped, so one letter stays one line. */
+/* Length of the valid UTF-8 sequence at s[0..n) (a byte at or above
+ * 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : 2;
+
+    return len <= n && lf_utf8_valid((const char *)s, len) ? len : 0;
+}
+
+/* A key or text for one TSV field: tabs, newlines, backslashes, other
+ * control bytes and bytes that are not UTF-8 (a Kafka key is any bytes)
+ * escaped, so one letter stays one line of text. */
 static void put_escaped(FILE *out, const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
+        size_t seq;
         if (c == '\\')
             fputs("\\\\", out);
         else if (c == '\t')
@@ -30,8 +42,13 @@ static void put_escaped(FILE *out, const unsigned char *s, size_t n)
             fputs("\\n", out);
         else if (c < 0x20 || c == 0x7f)
             fprintf(out, "\\x%02x", c);
-        else
+        else if (c < 0x80)
             fputc(c, out);
+        else if ((seq = utf8_seq(s + i, n - i))) {
+            fwrite(s + i, 1, seq, out);
+            i += seq - 1;
+        } else
+            fprintf(out, "\\x%02x", c);
     }
 }
 

@@ -408,3 +408,14 @@ replay dead-letters list --all >"$LF_TMP/dl" 2>/dev/null || fail "list --all exi
 replay dead-letters list --since 2100-01-01 >"$LF_TMP/dl" 2>/dev/null || fail "list --since exited $?"
 [ "$(wc -l <"$LF_TMP/dl")" = 1 ] || fail "list --since: rows from the past"
 echo "ok   dead letters: 3 still failing stay open with updated reasons; a decodable one applied once"
+# A Kafka key is any bytes: the list escapes what is not UTF-8 (and
+# control bytes), keeps what is, and the letter stays one line.
+kid=$(q "INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key,
+    value, error) VALUES ('legacy', 0, 1, '\\xff41c3a90962e2', '\\x00',
+    'test') RETURNING id") || fail "could not insert the odd-key letter"
+replay dead-letters list >"$LF_TMP/dl" 2>/dev/null || fail "list exited $?"
+line=$(grep "^$kid	" "$LF_TMP/dl") || fail "list: no letter $kid"
+[ "$(echo "$line" | cut -f8)" = '\xffAé\tb\xe2' ] ||
+    fail "list: key written as $(echo "$line" | cut -f8 | od -c | head -2)"
+q "DELETE FROM funnel.dead_letters WHERE id = $kid" >/dev/null
+echo "ok   dead letters: a key of invalid UTF-8 listed escaped, on one line"

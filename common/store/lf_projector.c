@@ -36,6 +36,11 @@ typedef struct entry_s {
     char *note;         /* dead: the error; event: a key anomaly or NULL */
     void *key, *value;  /* dead letters only: raw bytes, NULL if absent */
     size_t key_len, value_len;
+    /* The ids an erasure in the flush under way replaced (lead_id,
+     * into_lead_id; NULL: none), put back if the flush fails: its retry
+     * must erase the person's stored rows, which are under them again
+     * (restore_erased()). */
+    char *was_lead, *was_into;
 } entry_t;
 
 typedef struct next_offset_s {
@@ -133,6 +138,8 @@ static void entry_clear(entry_t *e)
     free(e->note);
     free(e->key);
     free(e->value);
+    free(e->was_lead);
+    free(e->was_into);
     memset(e, 0, sizeof(*e));
 }
 
@@ -3382,10 +3389,36 @@ static lf_err_t forget_in_batch(flush_t *f, const lf_ids_t *orig,
                 !strcmp(orig->v[at], e->ev.u.merged.into_lead_id))
                 t = pseud->v[at];
         }
-        if ((l || t) && !(err = lf_event_forget(&e->ev, l, t)) && l)
+        if ((l && !e->was_lead && !(e->was_lead = strdup(e->ev.lead_id))) ||
+            (t && !e->was_into &&
+             !(e->was_into = strdup(e->ev.u.merged.into_lead_id))))
+            err = LF_ERR_NOMEM;
+        else if ((l || t) && !(err = lf_event_forget(&e->ev, l, t)) && l)
             err = forget_key_note(e);
     }
     return err || !relist_leads(f) ? nomem(f) : LF_OK;
+}
+
+/* A flush failed and rolled back: put back the ids forget_in_batch()
+ * replaced, as the batch had them when it was added. What it scrubbed
+ * stays scrubbed; the retry scrubs the same again. */
+static lf_err_t restore_erased(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    bool any = false;
+
+    for (size_t i = 0; i < p->count; i++) {
+        entry_t *e = &p->entries[i];
+        if (!e->was_lead && !e->was_into)
+            continue;
+        if (lf_event_rename(&e->ev, e->was_lead, e->was_into))
+            return LF_ERR_NOMEM;
+        free(e->was_lead);
+        free(e->was_into);
+        e->was_lead = e->was_into = NULL;
+        any = true;
+    }
+    return !any || relist_leads(f) ? LF_OK : LF_ERR_NOMEM;
 }
 
 /* Erase ids @p orig (sorted) as @p pseud (pairs by index) in the tables
@@ -3813,6 +3846,8 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
         return err;
     if (!(err = list_batch(&f)) && !(err = write_batch(&f)))
         committed_batch(&f, committed);
+    else if (restore_erased(&f))
+        err = nomem(&f);
     flush_free(&f);
     return err;
 }

@@ -272,6 +272,16 @@ lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
     return ok ? LF_OK : LF_ERR_NOMEM;
 }
 
+lf_err_t lf_event_rename(lf_event_t *ev, const char *lead_id,
+                         const char *into_lead_id)
+{
+    bool ok = !lead_id || replace_str(ev, &ev->lead_id, lead_id);
+
+    if (ok && into_lead_id && ev->type == LF_EV_MERGED)
+        ok = replace_str(ev, &ev->u.merged.into_lead_id, into_lead_id);
+    return ok ? LF_OK : LF_ERR_NOMEM;
+}
+
 lf_err_t lf_event_copy(lf_event_t *dst, const lf_event_t *src)
 {
     strfield_t df[LF_MAX_STRFIELDS] = {{0}}, sf[LF_MAX_STRFIELDS] = {{0}};

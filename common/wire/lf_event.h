@@ -210,4 +210,14 @@ char *lf_event_replace_words(const char *s, const char *from, const char *to);
 lf_err_t lf_event_forget(lf_event_t *ev, const char *lead_pseudonym,
                          const char *into_pseudonym);
 
+/**
+ * Set @p ev's lead_id to @p lead_id and, of a merged event, into_lead_id
+ * to @p into_lead_id; NULL leaves that one as it is. Nothing else
+ * changes (a batch that failed puts back the ids lf_event_forget()
+ * replaced, so that its retry erases the same ids again).
+ * @returns LF_OK or LF_ERR_NOMEM (the event stays valid to clear).
+ */
+lf_err_t lf_event_rename(lf_event_t *ev, const char *lead_id,
+                         const char *into_lead_id);
+
 #endif

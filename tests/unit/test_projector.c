@@ -1533,6 +1533,70 @@ static void shuffle(int *a, int n)
     }
 }
 
+/* Batch 2 of erasure_survives_a_failed_flush: C merged into A, and A
+ * erased, after A's and B's events (batch 1, flushed before). */
+static void erasure_batches(bool fail_first)
+{
+    lf_event_t ev = event("a1", "A", LF_EV_CAPTURED, 1000);
+    lf_attr_t *attr = calloc(1, sizeof(*attr));
+
+    attr->key = strdup("email");
+    attr->value = strdup("ann@example.com");
+    ev.u.captured.attrs = attr;
+    ev.u.captured.attr_count = 1;
+    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+    add("a2", "A", LF_EV_HANDED_OFF, 1800, 1);
+    add("b1", "B", LF_EV_CAPTURED, 1500, 2);
+    add_identity("m1", "B", LF_EV_MERGED, 2500, "A", 3);
+    flush_ok();
+    add("c1", "C", LF_EV_CAPTURED, 2600, 4);
+    add_identity("m2", "C", LF_EV_MERGED, 2700, "A", 5);
+    add_identity("x1", "A", LF_EV_ERASED, 3000, "REQ-9 for A", 6);
+    if (fail_first) {
+        sabotage_offsets("RAISE 'no offsets today'");
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(
+                lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr)),
+                LF_ERR_PG, "%s", errstr);
+        repair_offsets();
+    }
+    flush_ok();
+}
+
+/* A flush that erases a person in the batch and then fails is retried
+ * with the batch as it came: the retry erases the person's stored rows
+ * too (under the ids they have again after the rollback), as a flush
+ * that never failed does, instead of a pseudonym of the pseudonym. */
+Test(projector, erasure_survives_a_failed_flush)
+{
+    char pa[LF_PSEUDONYM_LEN + 1], w[256];
+    char *clean, *retried;
+
+    erasure_batches(false);
+    clean = identity_digest();
+    truncate_identity();
+    erasure_batches(true);
+    retried = identity_digest();
+    cr_expect_str_eq(retried, clean);
+    lf_pseudonym_of(pseudonyms, 0, "A", 1, pa);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events "
+                                     "WHERE lead_id IN ('A', 'B', 'C') OR "
+                                     "payload::text LIKE '%ann@%' OR "
+                                     "payload ->> 'into_lead_id' = 'A'"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT string_agg(pseudonym, ',') FROM "
+                                     "funnel.erasures"),
+                     pa);
+    cr_expect_str_eq(sql_value(conn, want(w,
+                                          "SELECT count(*) FROM "
+                                          "funnel.erased_leads WHERE "
+                                          "pseudonym = '%s'",
+                                          pa, "")),
+                     "1");
+    free(clean);
+    free(retried);
+}
+
 static void truncate_all(void)
 {
     sql_ok(conn, "TRUNCATE funnel.events, funnel.leads, funnel.stage_history, "

@@ -70,6 +70,10 @@ struct lf_projector_s {
     size_t leadset_cap, leads;
     size_t dead_keys; /* dead letters with a key: each takes a lead lock */
     lf_projector_stats_t stats;
+    /* A recompute reads its persons' stored events back in chunks of
+     * about chunk_rows rows, sized by the rows per person of the chunk
+     * before (recompute()). */
+    size_t chunk_rows, rows_per_person;
     /* Reused between flushes. */
     lf_buf_t copy, arr, tmp;
     lf_funnel_out_t out;
@@ -130,6 +134,11 @@ void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def)
 void lf_projector_use_pseudonyms(lf_projector_t *p, const lf_pseudonym_t *ps)
 {
     p->ps = ps;
+}
+
+void lf_projector_limit_recompute(lf_projector_t *p, size_t rows)
+{
+    p->chunk_rows = rows;
 }
 
 static void entry_clear(entry_t *e)
@@ -1637,6 +1646,7 @@ typedef struct derive_s {
     size_t nfresh;
     const char **re; /* persons to recompute from their stored events */
     size_t nre;
+    size_t nforced;       /* re[0 .. nforced): those identity() forced */
     PGresult *reres;      /* their stored events as read (person in col 0) */
     lf_event_t *reevents; /* the same, read (strings in reres), in order */
     size_t nreevents;
@@ -1655,25 +1665,38 @@ typedef struct derive_s {
     lf_buf_t was, now; /* a stored and a recomputed row, encoded */
 } derive_t;
 
+/* What one chunk of a recompute read and derived (recompute_chunk()). */
+static void chunk_free(derive_t *d)
+{
+    free(d->reevents); /* their strings are reres's */
+    d->reevents = NULL;
+    d->nreevents = 0;
+    PQclear(d->reres);
+    d->reres = NULL;
+    free(d->voided);
+    d->voided = NULL;
+    lf_ids_free(&d->pending);
+    PQclear(d->vres);
+    d->vres = NULL;
+    PQclear(d->ares);
+    d->ares = NULL;
+    free(d->amatched);
+    d->amatched = NULL;
+    lf_ids_free(&d->vdel_lead);
+    lf_ids_free(&d->vdel_from);
+}
+
 static void derive_free(derive_t *d)
 {
     for (size_t i = 0; i < d->nloaded; i++)
         lead_row_clear(&d->loaded[i]);
     free(d->loaded);
-    free(d->reevents); /* their strings are reres's */
-    PQclear(d->reres);
+    chunk_free(d);
     free(d->group);
-    free(d->voided);
     free(d->leads);
     free(d->re);
     free(d->fresh);
-    lf_ids_free(&d->pending);
     lf_ids_free(&d->rowless);
-    PQclear(d->vres);
-    PQclear(d->ares);
-    free(d->amatched);
-    lf_ids_free(&d->vdel_lead);
-    lf_ids_free(&d->vdel_from);
     lf_buf_free(&d->was);
     lf_buf_free(&d->now);
 }
@@ -2384,14 +2407,11 @@ static lf_err_t recompute_person(flush_t *f, derive_t *d, const char *id,
 }
 
 /* The persons to recompute, each once: those derive found and those
- * identity() forced, as d->re (copies in f->pool) and a text[] in p->arr;
- * f->recomputed gets them and the leads that stopped being persons: the
- * anomalies of all these are re-derived or cleared. */
+ * identity() forced, as d->re (copies in f->pool): the forced ones first
+ * (d->nforced), then the others, each part in bytewise order. */
 static lf_err_t list_recompute(flush_t *f, derive_t *d)
 {
-    lf_projector_t *p = f->p;
-    lf_ids_t re = {0}, clear = {0};
-    size_t base = f->pool.n;
+    lf_ids_t re = {0};
     bool e = false;
 
     for (size_t i = 0; !e && i < d->nre; i++)
@@ -2399,60 +2419,102 @@ static lf_err_t list_recompute(flush_t *f, derive_t *d)
     for (size_t i = 0; !e && i < f->forced.n; i++)
         e = lf_ids_add(&re, f->forced.v[i]);
     lf_ids_sort(&re);
-    for (size_t i = 0; !e && i < re.n; i++)
-        e = lf_ids_add(&f->pool, re.v[i]) || lf_ids_add(&clear, re.v[i]);
-    for (size_t i = 0; !e && i < f->cleared.n; i++)
-        e = lf_ids_add(&clear, f->cleared.v[i]);
     d->nre = 0;
-    for (size_t i = 0; !e && i < re.n; i++)
-        d->re[d->nre++] = f->pool.v[base + i];
-    lf_buf_reset(&p->arr);
-    e = e || lf_pg_text_array(&p->arr, (const char *const *)clear.v, clear.n);
-    if (!e && !(f->recomputed = strdup(p->arr.data)))
-        e = true;
-    lf_buf_reset(&p->arr);
-    e = e || lf_pg_text_array(&p->arr, d->re, d->nre);
+    for (int forced = 1; !e && forced >= 0; forced--) {
+        for (size_t i = 0; !e && i < re.n; i++)
+            if (lf_ids_has(&f->forced, re.v[i]) == (bool)forced &&
+                !(e = lf_ids_add(&f->pool, re.v[i])))
+                d->re[d->nre++] = f->pool.v[f->pool.n - 1];
+        if (forced)
+            d->nforced = d->nre;
+    }
     lf_ids_free(&re);
-    lf_ids_free(&clear);
     return e ? LF_ERR_NOMEM : LF_OK;
 }
 
-/* Recompute the persons in d->re from all their stored events (their
- * leads' and their merged leads'), and write what changed (see "write only
- * what changed" above): the visits from the first that differs, the
- * anomalies the table lacks (so only those count as new), the row if it
- * differs; a person left without a counted capture loses its row. */
+/* Recompute persons re[0 .. n) (bytewise order) from all their stored
+ * events (their leads' and their merged leads'), and write what changed
+ * (see "write only what changed" above): the visits from the first that
+ * differs, the anomalies the table lacks (so only those count as new),
+ * the row if it differs; a person left without a counted capture loses
+ * its row (d->rowless, deleted by recompute()). The anomalies compared
+ * are those of these persons' leads and, @p cleared, of the leads that
+ * stopped being persons (f->cleared: each one's person is a forced one,
+ * so in the same chunk, and a moved anomaly is seen as moved). */
+static lf_err_t recompute_chunk(flush_t *f, derive_t *d, const char **re,
+                                size_t n, bool cleared)
+{
+    lf_projector_t *p = f->p;
+    lf_ids_t clear = {0};
+    size_t at = 0;
+    bool e = false;
+    lf_err_t err;
+
+    for (size_t i = 0; !e && i < n; i++)
+        e = lf_ids_add(&clear, re[i]);
+    for (size_t i = 0; !e && cleared && i < f->cleared.n; i++)
+        e = lf_ids_add(&clear, f->cleared.v[i]);
+    lf_buf_reset(&p->arr);
+    e = e || lf_pg_text_array(&p->arr, (const char *const *)clear.v, clear.n);
+    free(f->recomputed);
+    f->recomputed = e ? NULL : strdup(p->arr.data);
+    lf_ids_free(&clear);
+    lf_buf_reset(&p->arr);
+    if (!f->recomputed || lf_pg_text_array(&p->arr, re, n))
+        return LF_ERR_NOMEM;
+    if ((err = read_stored_events(f, d)) || (err = read_stored_rows(f, d)))
+        return err;
+    for (size_t r = 0, k; !err && r < d->nreevents; r += k) {
+        const char *id = PQgetvalue(d->reres, (int)r, 0);
+        for (k = 1; r + k < d->nreevents &&
+                    !strcmp(PQgetvalue(d->reres, (int)(r + k), 0), id);
+             k++)
+            ;
+        for (; !err && at < n && strcmp(re[at], id) < 0; at++)
+            err = forget_person(d, re[at]);
+        if (at < n && !strcmp(re[at], id))
+            at++;
+        if (!err)
+            err = recompute_person(f, d, id, &d->reevents[r], &d->voided[r], k);
+    }
+    for (; !err && at < n; at++) /* persons without a counted event */
+        err = forget_person(d, re[at]);
+    if (!err)
+        err = void_anomalies(f, d);
+    if (!err)
+        err = delete_changed(f, d);
+    p->rows_per_person = n ? d->nreevents / n + 1 : p->rows_per_person;
+    chunk_free(d);
+    return err;
+}
+
+/* Stored events a recompute reads back at once, by default: a batch's
+ * memory must not grow with the histories of all the persons it
+ * recomputes (a shuffled backfill of leads with long histories), and
+ * one chunk holds a whole batch's persons under the benchmark's
+ * workloads (BENCHMARKS.md). */
+#define RECOMPUTE_CHUNK_ROWS 10000
+
+/* Recompute the persons in d->re (list_recompute()): the forced ones in
+ * one chunk (with the leads they cleared), the others in chunks of about
+ * p->chunk_rows stored events; then delete the rows of persons left
+ * without one. */
 static lf_err_t recompute(flush_t *f, derive_t *d)
 {
     lf_projector_t *p = f->p;
+    size_t rows = p->chunk_rows ? p->chunk_rows : RECOMPUTE_CHUNK_ROWS;
     char sql[SQL_MAX];
-    size_t at = 0;
     lf_err_t err;
 
     if ((err = list_recompute(f, d)) || !d->nre)
         return err;
     f->st.recomputed = d->nre;
-    if ((err = read_stored_events(f, d)) || (err = read_stored_rows(f, d)))
-        return err;
-    for (size_t r = 0, n; !err && r < d->nreevents; r += n) {
-        const char *id = PQgetvalue(d->reres, (int)r, 0);
-        for (n = 1; r + n < d->nreevents &&
-                    !strcmp(PQgetvalue(d->reres, (int)(r + n), 0), id);
-             n++)
-            ;
-        for (; !err && at < d->nre && strcmp(d->re[at], id) < 0; at++)
-            err = forget_person(d, d->re[at]);
-        if (at < d->nre && !strcmp(d->re[at], id))
-            at++;
-        if (!err)
-            err = recompute_person(f, d, id, &d->reevents[r], &d->voided[r], n);
+    for (size_t at = 0, n; !err && at < d->nre; at += n) {
+        size_t per = p->rows_per_person ? p->rows_per_person : 8;
+        n = at < d->nforced ? d->nforced : rows / per + 1;
+        n = n < d->nre - at ? n : d->nre - at;
+        err = recompute_chunk(f, d, d->re + at, n, at == 0);
     }
-    for (; !err && at < d->nre; at++) /* persons without a counted event */
-        err = forget_person(d, d->re[at]);
-    if (!err)
-        err = void_anomalies(f, d);
-    if (!err)
-        err = delete_changed(f, d);
     if (err || !d->rowless.n)
         return err;
     lf_buf_reset(&p->arr);

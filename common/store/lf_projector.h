@@ -72,6 +72,15 @@ void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def);
 void lf_projector_use_pseudonyms(lf_projector_t *p, const lf_pseudonym_t *ps);
 
 /**
+ * Read about @p rows stored events back at a time when a batch recomputes
+ * persons (0: the default, 10,000): a batch whose persons hold more is
+ * recomputed in chunks, so its memory does not grow with their histories.
+ * The tables do not depend on it, only memory and round trips do. The
+ * persons a merge, erasure or void forces are one chunk.
+ */
+void lf_projector_limit_recompute(lf_projector_t *p, size_t rows);
+
+/**
  * Resolve schema ids through the schema registry that @p conf names
  * (schema.registry.url and the other schema.registry.* keys, see
  * lf_registry.h); nothing changes when it names none. The projector owns

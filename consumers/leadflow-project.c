@@ -657,7 +657,12 @@ static int check_settings(app_t *app)
     char errstr[512], *why = NULL;
     PQconninfoOption *opts;
 
-    if (app->conninfo && *app->conninfo) {
+    /* As libpq reads -d (expand_dbname): a value with '=' or a URI is a
+     * conninfo, anything else a database name. */
+    if (app->conninfo && *app->conninfo &&
+        (strchr(app->conninfo, '=') ||
+         !strncmp(app->conninfo, "postgresql://", 13) ||
+         !strncmp(app->conninfo, "postgres://", 11))) {
         if (!(opts = PQconninfoParse(app->conninfo, &why))) {
             /* libpq's reason may quote the whole URI, password and all. */
             bool quoted = why && strstr(why, app->conninfo);

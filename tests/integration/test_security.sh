@@ -279,6 +279,11 @@ for bad in "-X nosuch.key=1 -d host=/nonexistent" "-d bogus=1" \
     [ "$rc" = 78 ] && ! grep -q hunter5 "$LF_TMP/early.err" ||
         fail "project $bad: exit $rc: $(cat "$LF_TMP/early.err")"
 done
-echo "ok   project: bad Kafka setting or conninfo -> 78 before the database"
+# A bare name is a database name, as libpq, report and replay read -d.
+"$BIN/leadflow-project" --migrate-only -q -d "$PGDATABASE" \
+    2>"$LF_TMP/early.err" || fail "project -d $PGDATABASE (a database" \
+    "name): exit $?: $(cat "$LF_TMP/early.err")"
+echo "ok   project: bad Kafka setting or conninfo -> 78 before the database;" \
+    "a bare -d is a database name"
 
 echo "PASS test_security"

@@ -182,9 +182,11 @@ static char *mask_urls(const char *v)
 lf_err_t lf_conf_check(const lf_conf_t *conf, const char *const *known,
                        char *errstr, size_t errstr_size)
 {
-    /* Empty, these would mean a default (the production topic) or a
-     * five-minute wait for no broker: most likely -t "$UNSET". */
-    static const char *const not_empty[] = {LF_CONF_TOPIC, "bootstrap.servers"};
+    /* Empty, these would mean a default (the production topic), a
+     * five-minute wait for no broker, or no consumer group ("Unknown
+     * group", or offsets stored under ''): most likely -t "$UNSET". */
+    static const char *const not_empty[] = {LF_CONF_TOPIC, "bootstrap.servers",
+                                            "group.id"};
 
     for (size_t i = 0; i < sizeof(not_empty) / sizeof(*not_empty); i++) {
         const char *v = lf_conf_get(conf, not_empty[i]);

@@ -344,4 +344,8 @@ Test(conf, check_refuses_unknown_reserved_keys)
     lf_conf_set(conf, "bootstrap.servers", "", err, sizeof(err));
     cr_expect_eq(lf_conf_check(conf, known, err, sizeof(err)), LF_ERR_CONFIG);
     cr_expect(strstr(err, "\"bootstrap.servers\" is empty"), "%s", err);
+    lf_conf_set(conf, "bootstrap.servers", "b:9092", err, sizeof(err));
+    lf_conf_set(conf, "group.id", "", err, sizeof(err));
+    cr_expect_eq(lf_conf_check(conf, known, err, sizeof(err)), LF_ERR_CONFIG);
+    cr_expect(strstr(err, "\"group.id\" is empty"), "%s", err);
 }

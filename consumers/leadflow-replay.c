@@ -63,8 +63,8 @@
     "  event that no longer parses), 69 Kafka or PostgreSQL unavailable\n"     \
     "  (erase: not delivered; or the group cannot be checked), 70 internal\n"  \
     "  error, 74 output not written, 75 try again later (the group has\n"      \
-    "  members, a lock timed out, the connection broke, interrupted), 78\n"    \
-    "  bad configuration.\n"
+    "  members, a lock timed out, the connection broke, the schema\n"          \
+    "  registry did not answer, interrupted), 78 bad configuration.\n"
 
 #define GROUP_CHECK_HELP                                                       \
     "      --no-group-check   do not ask Kafka whether the group has members " \
@@ -2031,10 +2031,23 @@ static lf_err_t run_erase(app_t *app)
     lf_producer_t *p = NULL;
     erase_dr_t dr = {0};
     char errstr[1024], ts[40];
+    const char *cv;
     lf_err_t err;
 
     if (app->u.erase.dry_run)
         return erase_print(ev);
+    /* Erased events exist from contract v2 on: a contract.version=1
+     * shared with producers of older topics must not stop a privacy
+     * request. */
+    cv = lf_conf_get(app->conf, LF_CONF_CONTRACT_VERSION);
+    if (cv && strcmp(cv, "2")) {
+        LF_LOG(LF_LOG_NOTICE,
+               "msg=\"erased events are contract v2: %s=%s not used\"",
+               LF_CONF_CONTRACT_VERSION, cv);
+        if (lf_conf_set(app->conf, LF_CONF_CONTRACT_VERSION, "2", errstr,
+                        sizeof(errstr)))
+            return fail(LF_ERR_NOMEM, "cannot start the producer", errstr);
+    }
     if ((err = lf_producer_create(app->conf, &p, errstr, sizeof(errstr)))) {
         if (err == LF_ERR_INVALID)
             app->blame = BLAME_CONFIG;

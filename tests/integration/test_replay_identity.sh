@@ -135,7 +135,12 @@ erase() { # the published event's coordinates: "EVENT_ID PARTITION OFFSET"
         "$LF_TMP/out"
 }
 read -r eid part off < <(erase)
-read -r eid2 part2 off2 < <(erase)
+# The second with contract.version=1 (shared with producers of an old
+# topic): an erased event is v2 whatever it says.
+read -r eid2 part2 off2 < <(
+    export LEADFLOW_CONTRACT_VERSION=1
+    erase
+)
 [ "$eid" = "$dry_id" ] && [ "$eid2" = "$eid" ] ||
     fail "event_id not stable: dry run $dry_id, runs $eid and $eid2"
 [ "$part2" = "$part" ] && [ "$off2" != "$off" ] ||

@@ -1176,11 +1176,12 @@ static lf_err_t run_rebuild(app_t *app)
     char errstr[1024];
     lf_err_t err;
 
-    /* A bad --definition file is refused before anything is reached. */
+    /* A bad --definition file is refused before anything is reached, a
+     * bad registry or key setting before the schema is made. */
     if ((cfg->definition && (err = rebuild_definition(app, &rb))) ||
         (err = connect_db(app)) ||
         (!cfg->definition && (err = rebuild_definition(app, &rb))) ||
-        (err = rebuild_open(app, &rb)))
+        (err = rebuild_open(app, &rb)) || (err = rebuild_projector(app, &rb)))
         goto out;
     if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace, how,
                                  errstr, sizeof(errstr))) ||
@@ -1189,8 +1190,6 @@ static lf_err_t run_rebuild(app_t *app)
         fail(err, "cannot create the schema", errstr);
         goto out;
     }
-    if ((err = rebuild_projector(app, &rb)))
-        goto out;
     LF_LOG(LF_LOG_INFO, "msg=\"rebuilding\" into=%s source=%s topic=%s",
            cfg->into, how, app->topic);
     err = cfg->from_db ? rebuild_from_db(app, &rb, errstr, sizeof(errstr))

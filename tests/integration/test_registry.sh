@@ -284,6 +284,16 @@ for db in reg1 mixed; do
         fail "rebuild --from-kafka of $db: checksums differ from the live tables"
 done
 echo "ok   replay: rebuild --from-kafka through the registry (ids 100, 101) = the live tables, no dead letter"
+# A bad registry setting is refused (78) before the schema is made: the
+# same command with the setting fixed then runs without --replace.
+rc=0
+replay reg1 rebuild --into r_badsr -t reg1 -g g-reg1 \
+    -X schema.registry.url=ftp://x 2>"$LF_TMP/badsr.err" || rc=$?
+[ "$rc" = 78 ] && grep -q "bad schema registry configuration" "$LF_TMP/badsr.err" ||
+    fail "rebuild with a bad registry URL: exit $rc: $(cat "$LF_TMP/badsr.err")"
+[ "$(q reg1 "SELECT count(*) FROM pg_namespace WHERE nspname = 'r_badsr'")" = 0 ] ||
+    fail "rebuild with a bad registry URL made its schema"
+echo "ok   replay: rebuild with a bad registry setting exits 78 before making its schema"
 replay reg1 dump -t reg1 >"$LF_TMP/dump.jsonl" 2>"$LF_TMP/dump.err" ||
     fail "dump exited $?: $(tail -3 "$LF_TMP/dump.err")"
 grep -q "undecodable=0 " "$LF_TMP/dump.err" ||

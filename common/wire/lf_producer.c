@@ -191,9 +191,14 @@ static lf_err_t learn_schema_id(lf_producer_t *p, char *errstr,
                                  sizeof(why));
         if (err != LF_ERR_TEMPORARY)
             break;
-        int64_t waited = lf_now_mono_ms() - start;
+        int64_t waited = lf_now_mono_ms() - start,
+                limit = lf_registry_retry_timeout_ms(p->reg);
         int delay = 100 << (attempt < 6 ? attempt - 1 : 5); /* to 3.2 s */
-        if (waited + delay > lf_registry_retry_timeout_ms(p->reg))
+        /* The last attempt is made at the deadline, not a backoff
+         * before it. */
+        if (waited + delay > limit)
+            delay = (int)(limit - waited);
+        if (delay <= 0)
             return lf_seterr(err, errstr, errstr_size,
                              "%s (gave up after %d attempts in %.1f s, "
                              "%s=%lld)",

@@ -376,7 +376,7 @@ echo "ok   auth: a consumer refused by the registry holds its messages (no event
 topic down503
 kill -USR1 "$SR_PID" # answer 503 from now on
 set +e
-err=$(emit down503 "$LF_TMP/first5.jsonl" -X schema.registry.retry.timeout.ms=1500 2>&1)
+err=$(emit down503 "$LF_TMP/first5.jsonl" -X schema.registry.retry.timeout.ms=3000 2>&1)
 rc=$?
 set -e
 kill -USR1 "$SR_PID"
@@ -385,6 +385,10 @@ echo "$err" | grep -q 'msg="schema registry unavailable, will retry" attempt=1' 
     fail "no retry logged: $err"
 echo "$err" | grep -q "leadflow-emit: schema registry $SR/compatibility/subjects/down503-value/versions/latest: HTTP 503 (error_code 50003: Error in the backend data store) (gave up after [0-9]* attempts" ||
     fail "503 message: $err"
+# It asked for the whole retry timeout, not a backoff less.
+gave=$(echo "$err" | sed -n 's/.*attempts in \([0-9.]*\) s.*/\1/p')
+awk -v s="$gave" 'BEGIN { exit !(s >= 3.0) }' ||
+    fail "gave up after ${gave:-?} s, before schema.registry.retry.timeout.ms=3000"
 [ -z "$($PY "$HERE/sr_client.py" ids down503)" ] || fail "down503 got messages"
 echo "ok   down: producer on a 503 registry: exit 75, nothing sent; $(echo "$err" | tail -1)"
 

@@ -165,19 +165,24 @@ static const struct section_def_s {
                           "SELECT channel, campaign," ROI_COLS
                           " WHERE grain = 'campaign' ORDER BY 1, 2"},
     /* The accounts (funnel.accounts): the top ones by won revenue, per
-     * currency (amounts in two currencies do not add up), and by leads;
-     * the leads without an account are not an account. */
+     * currency (amounts in two currencies do not add up), with the leads
+     * won in that currency, and by leads; the leads without an account
+     * are not an account. The amounts are funnel.accounts'
+     * won_amount_minor, summed from the same leads. */
     [SEC_ACCOUNTS_REVENUE] = {"accounts_by_revenue", 2,
                               "SELECT account_id, currency, amount_minor,"
                               " won, leads FROM (SELECT a.account_id,"
-                              " r.key AS currency,"
-                              " r.value::numeric AS amount_minor, a.won,"
-                              " a.leads, row_number() OVER (PARTITION BY"
-                              " r.key ORDER BY r.value::numeric DESC,"
-                              " a.account_id) AS rank"
+                              " w.currency, w.amount_minor, w.won, a.leads,"
+                              " row_number() OVER (PARTITION BY w.currency"
+                              " ORDER BY w.amount_minor DESC, a.account_id)"
+                              " AS rank"
                               " FROM funnel.accounts_filtered" ARGS " AS a"
-                              " CROSS JOIN LATERAL"
-                              " jsonb_each_text(a.won_amount_minor) AS r"
+                              " JOIN (SELECT account_id, currency,"
+                              " sum(won_amount_minor) AS amount_minor,"
+                              " count(*) AS won"
+                              " FROM funnel.leads_in_scope" ARGS
+                              " WHERE won_at IS NOT NULL AND currency IS NOT"
+                              " NULL GROUP BY 1, 2) AS w USING (account_id)"
                               " WHERE a.account_id IS NOT NULL) AS t"
                               " WHERE rank <= " LF_REPORT_TOP_ACCOUNTS
                               " ORDER BY currency, rank"},

@@ -144,9 +144,15 @@ def view_numbers(src):
     put("roi_campaign", "SELECT channel, campaign, %s FROM %s WHERE grain = "
         "'campaign'" % (", ".join(ROI), src("roi")), 2)
     # The fixture has fewer accounts than the report's top 10: all listed.
-    put("accounts_by_revenue", "SELECT a.account_id, r.key, r.value, a.won, "
-        "a.leads FROM %s a, jsonb_each_text(a.won_amount_minor) r WHERE "
-        "a.account_id IS NOT NULL" % src("accounts"), 2)
+    # "won" of a currency's row: the account's leads won in it.
+    acc = src("accounts")
+    scope = (acc.replace("accounts_filtered", "leads_in_scope")
+             if "_filtered" in acc else "funnel.leads")
+    put("accounts_by_revenue", "SELECT a.account_id, r.key, r.value, "
+        "(SELECT count(*) FROM %s l WHERE l.account_id = a.account_id AND "
+        "l.currency = r.key AND l.won_at IS NOT NULL), a.leads FROM %s a, "
+        "jsonb_each_text(a.won_amount_minor) r WHERE a.account_id IS NOT "
+        "NULL" % (scope, acc), 2)
     put("accounts_by_leads", "SELECT account_id, %s FROM (SELECT a.*, "
         "s.reporting_currency AS currency FROM %s a, funnel_ref.settings s) "
         "x WHERE account_id IS NOT NULL" % (", ".join(ACCOUNTS),
@@ -219,13 +225,15 @@ psql("""INSERT INTO funnel_ref.campaign_costs VALUES
         INSERT INTO funnel_ref.fx_rates VALUES ('EUR', '2024-02-01', 1.1),
                                                ('EUR', '2024-01-01', 1.05);""")
 # Accounts for the fixture's leads (events of contract v2 would carry
-# them): two accounts, each with a won lead, and leads without one.
+# them): one account that won in two currencies (one lead each), one that
+# won nothing, and leads without one.
 psql("UPDATE funnel.leads SET account_id = CASE WHEN lead_id IN ('L01', "
-     "'L02', 'L03', 'L04', 'L05') THEN 'acme' WHEN lead_id IN ('L06', 'L07', "
+     "'L02', 'L03', 'L04', 'L05', 'L06') THEN 'acme' WHEN lead_id IN ('L07', "
      "'L09', 'L10', 'L11') THEN 'globex' END")
-expect("fixture: both accounts won something", psql(
-    "SELECT count(*) FROM funnel.accounts WHERE won > 0 AND account_id IS "
-    "NOT NULL"), [["2"]])
+expect("fixture: acme won in two currencies, globex nothing", psql(
+    "SELECT account_id, won, won_amount_minor::text FROM funnel.accounts "
+    "WHERE account_id IS NOT NULL ORDER BY 1"),
+    [["acme", "2", '{"EUR": 500000, "USD": 250000}'], ["globex", "0", "{}"]])
 # Identity rows as the projector would leave them (the fixture's leads
 # stay as they are): L20 merged into L01 and L21 into L20 (both count for
 # L01, web), L22 merged into L07 (web) and again into L04 (another target:
@@ -414,7 +422,9 @@ for row in psql("SELECT account_id, %s, won_revenue_reporting_minor FROM "
 expect("text has the average revenue per account",
        ["won", "revenue", "in", "USD;", "average", "per", "account", "that",
         "won:", "{:,.2f}".format(int(avg) / 100)] in lines, True)
-for row in psql("SELECT a.account_id, r.key, r.value, a.won, a.leads FROM "
+for row in psql("SELECT a.account_id, r.key, r.value, (SELECT count(*) FROM "
+                "funnel.leads l WHERE l.account_id = a.account_id AND "
+                "l.currency = r.key AND l.won_at IS NOT NULL), a.leads FROM "
                 "funnel.accounts a, jsonb_each_text(a.won_amount_minor) r "
                 "WHERE a.account_id IS NOT NULL"):
     money = "{:,.2f}".format(int(row[2]) / 100)

@@ -245,7 +245,11 @@
     "start,\n"                                                                 \
     "  as JSON lines in the emit format with \"_kafka\":{topic, partition, "   \
     "offset}\n"                                                                \
-    "  added (leadflow-emit ignores it: a dump is valid emit input)."
+    "  added (leadflow-emit ignores it: a dump is valid emit input). Fields\n" \
+    "  a newer writer sent that this contract does not know are shown as\n"    \
+    "  \"_extra\" (envelope) and \"_payload_extra\"; emit refuses such a "     \
+    "line\n"                                                                   \
+    "  rather than send the event without them."
 #define DUMP_HELP                                                              \
     "      --from TIME        events that occurred at or after TIME\n"         \
     "      --to TIME          events that occurred before TIME\n"              \
@@ -1711,7 +1715,10 @@ static bool dump_wanted(const dump_cfg_t *cfg, const lf_event_t *ev)
                     sizeof(*cfg->leads), by_str));
 }
 
-/* One event as an emit line with "_kafka" before the closing brace. */
+/* One event as an emit line with, before the closing brace, the fields a
+ * newer writer sent that this contract does not know ("_extra": envelope,
+ * "_payload_extra": payload; emit refuses them rather than drop them) and
+ * "_kafka". */
 static lf_err_t dump_write(const app_t *app, const lf_event_t *ev,
                            const rd_kafka_message_t *rkm, lf_buf_t *line)
 {
@@ -1719,7 +1726,10 @@ static lf_err_t dump_write(const app_t *app, const lf_event_t *ev,
     if (lf_json_format_event(ev, line) || !line->len)
         return LF_ERR_NOMEM;
     line->len--; /* the '}' */
-    if (lf_buf_puts(line, ",\"_kafka\":{\"topic\":") ||
+    if ((ev->extra && lf_buf_printf(line, ",\"_extra\":%s", ev->extra)) ||
+        (ev->payload_extra &&
+         lf_buf_printf(line, ",\"_payload_extra\":%s", ev->payload_extra)) ||
+        lf_buf_puts(line, ",\"_kafka\":{\"topic\":") ||
         lf_json_append_string(line, app->topic, strlen(app->topic)) ||
         lf_buf_printf(line, ",\"partition\":%d,\"offset\":%" PRId64 "}}\n",
                       (int)rkm->partition, rkm->offset))

@@ -204,6 +204,12 @@ static lf_err_t check_keys(json_t *obj, int type, char *errstr,
                                "%s event",
                                key, lf_event_type_name(t),
                                lf_event_type_name(type));
+        if (!strcmp(key, "_extra") || !strcmp(key, "_payload_extra"))
+            return INVALID("field \"%s\": fields of a newer contract "
+                           "version (as leadflow-replay dump shows them), "
+                           "which this contract cannot carry: send the "
+                           "event with a producer of that version",
+                           key);
         return INVALID("unknown field \"%.64s\"", key);
     }
     return LF_OK;

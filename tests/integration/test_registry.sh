@@ -303,6 +303,28 @@ grep -q "undecodable=0 " "$LF_TMP/dump.err" ||
 [ "$(jq -r .event_id "$LF_TMP/dump.jsonl" | sort -u | wc -l)" = "$(q reg1 "SELECT count(*) FROM funnel.events")" ] ||
     fail "dump: not every event of reg1"
 echo "ok   replay: dump through the registry printed all $((N + 10)) messages of reg1"
+# dump shows the fields the contract does not know (the v1x half of
+# mixed): each event's extra and payload extra as stored; emit refuses
+# such a line (naming the field) rather than send it without them.
+replay mixed dump -t mixed >"$LF_TMP/dumpx.jsonl" 2>"$LF_TMP/dumpx.err" ||
+    fail "dump of mixed exited $?: $(tail -3 "$LF_TMP/dumpx.err")"
+jq -c 'select(._extra or ._payload_extra) | [.event_id, ._extra,
+    ._payload_extra]' "$LF_TMP/dumpx.jsonl" | sort >"$LF_TMP/dumpx.got"
+q mixed "SELECT json_build_array(event_id, extra, CASE WHEN type =
+    'captured' AND payload ? 'landing_page' THEN jsonb_build_object(
+    'landing_page', payload->'landing_page') END)::jsonb FROM funnel.events
+    WHERE extra IS NOT NULL OR payload ? 'landing_page'" |
+    jq -c . | sort >"$LF_TMP/dumpx.want"
+[ -s "$LF_TMP/dumpx.want" ] && cmp -s "$LF_TMP/dumpx.got" "$LF_TMP/dumpx.want" ||
+    fail "dump's _extra/_payload_extra differ from the stored ones: $(diff "$LF_TMP/dumpx.got" "$LF_TMP/dumpx.want" | head -4)"
+rc=0
+grep -m1 '"_extra"' "$LF_TMP/dumpx.jsonl" |
+    "$BIN/leadflow-emit" -b "$LEADFLOW_BROKERS" -t dumpx --dry-run \
+        >/dev/null 2>"$LF_TMP/dumpx.err" || rc=$?
+[ "$rc" = 65 ] && grep -q 'field \\"_extra\\": fields of a newer contract' \
+    "$LF_TMP/dumpx.err" ||
+    fail "emit of a dumped line with _extra: exit $rc: $(cat "$LF_TMP/dumpx.err")"
+echo "ok   replay: dump shows the fields the contract does not know ($(wc -l <"$LF_TMP/dumpx.want") events); emit refuses them by name"
 # A v2 body framed with id 102, before any schema has that id: the live
 # projector dead-letters it (404). Then the registry learns the schema
 # (v2 with another doc: a new id, the same body), and a retry applies it.

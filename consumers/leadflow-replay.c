@@ -680,7 +680,7 @@ static lf_cli_next_t parse_rewind(app_t *app, int argc, char **argv)
     lf_cli_next_t next = lf_cli_parse(&app->cli, &rewind_spec, app, argc, argv);
     char errstr[512];
 
-    if (next != LF_CLI_RUN)
+    if (next != LF_CLI_RUN || app->cli.dump)
         return next;
     if (!!cfg->to == !!cfg->to_offset)
         return lf_cli_usage_error(&app->cli,
@@ -882,7 +882,8 @@ static lf_cli_next_t parse_rebuild(app_t *app, int argc, char **argv)
 
     cfg->batch = 5000;
     cfg->order = LF_REBUILD_ORDER_LEAD;
-    if ((next = lf_cli_parse(&app->cli, &rebuild_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &rebuild_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     if (!cfg->into)
         return lf_cli_usage_error(&app->cli, "--into SCHEMA is required");
@@ -1263,7 +1264,8 @@ static lf_cli_next_t parse_diff(app_t *app, int argc, char **argv)
 
     cfg->base = LF_SCHEMA_LIVE;
     cfg->limit = 10;
-    if ((next = lf_cli_parse(&app->cli, &diff_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &diff_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     if (i < app->cli.nargs && !cfg->against)
         cfg->against = app->cli.args[i++];
@@ -1374,7 +1376,8 @@ static lf_cli_next_t parse_promote(app_t *app, int argc, char **argv)
     lf_cli_next_t next;
     char errstr[512];
 
-    if ((next = lf_cli_parse(&app->cli, &promote_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &promote_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     if (app->cli.nargs != 1)
         return lf_cli_usage_error(&app->cli, app->cli.nargs
@@ -1514,7 +1517,8 @@ static lf_cli_next_t parse_dead(app_t *app, int argc, char **argv)
     lf_cli_next_t next;
 
     cfg->since = INT64_MIN;
-    if ((next = lf_cli_parse(&app->cli, &dead_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &dead_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     /* The subcommand: the first argument that is not an option. */
     sub = cli->nargs ? cli->args[0] : NULL;
@@ -1663,7 +1667,8 @@ static lf_cli_next_t parse_dump(app_t *app, int argc, char **argv)
         lf_cli_t cli = {.spec = &dump_spec};
         return lf_cli_usage_error(&cli, "out of memory");
     }
-    if ((next = lf_cli_parse(&app->cli, &dump_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &dump_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     if (cfg->from != INT64_MIN && cfg->to != INT64_MAX && cfg->from >= cfg->to)
         return lf_cli_usage_error(&app->cli, "--from must be before --to");
@@ -1956,7 +1961,8 @@ static lf_cli_next_t parse_erase(app_t *app, int argc, char **argv)
     lf_err_t err;
 
     app->producer = true;
-    if ((next = lf_cli_parse(&app->cli, &erase_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &erase_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     if (!cfg->lead)
         return lf_cli_usage_error(&app->cli, "--lead ID is required");
@@ -2112,7 +2118,8 @@ static lf_cli_next_t parse_explain(app_t *app, int argc, char **argv)
 {
     lf_cli_next_t next;
 
-    if ((next = lf_cli_parse(&app->cli, &explain_spec, app, argc, argv)))
+    if ((next = lf_cli_parse(&app->cli, &explain_spec, app, argc, argv)) ||
+        app->cli.dump) /* -X dump needs nothing else */
         return next;
     if (!app->u.explain.lead)
         return lf_cli_usage_error(&app->cli, "--lead ID is required");
@@ -2534,7 +2541,13 @@ static lf_cli_next_t pick_command(int argc, char **argv, const cmd_t **cmd)
             *cmd = &cmds[i];
             return LF_CLI_RUN;
         }
-    fprintf(stderr, PROG ": unknown command \"%s\"\n\n", name);
+    if (*name == '-')
+        fprintf(stderr,
+                PROG ": %s: a command comes first (the shared options, "
+                     "-X dump too, follow it)\n\n",
+                name);
+    else
+        fprintf(stderr, PROG ": unknown command \"%s\"\n\n", name);
     usage(stderr);
     return LF_CLI_USAGE;
 }

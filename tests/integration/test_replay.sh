@@ -94,7 +94,15 @@ for p in leadflow-emit leadflow-project; do
     "$BIN/$p" -X dump >/dev/full 2>"$LF_TMP/err" || rc=$?
     [ "$rc" = 74 ] || fail "$p -X dump >/dev/full: exit $rc"
 done
-echo "ok   usage: --help exits 0, usage errors exit 64"
+# -X dump after any command, without that command's required options.
+for c in rewind rebuild diff promote dead-letters dump erase explain; do
+    "$R" "$c" -X dump -t dumped >"$LF_TMP/out" 2>"$LF_TMP/err" ||
+        fail "$c -X dump: exit $?: $(cat "$LF_TMP/err")"
+    grep -qx "topic=dumped" "$LF_TMP/out" || fail "$c -X dump: $(cat "$LF_TMP/out")"
+done
+expect_rc 64 "-X dump before the command" "$R" -X dump
+grep -q "a command comes first" "$LF_TMP/err" || fail "-X dump first: $(cat "$LF_TMP/err")"
+echo "ok   usage: --help exits 0, usage errors exit 64; -X dump after any command"
 
 # ---- a database without a funnel -------------------------------------------
 # A wrong -d (or a database never migrated) is named, with what to run,

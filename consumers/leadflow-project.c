@@ -141,7 +141,8 @@ static const lf_cli_spec_t spec = {
         "(default 2)\n"
         "      --idle-exit S      exit 0 once no message arrived for S "
         "seconds\n"
-        "                         (counted from the partition assignment)\n"
+        "                         (counted from the partition assignment;\n"
+        "                         never while PostgreSQL is away)\n"
         "      --migrate-only     apply the migrations and exit\n"
         "      --metrics ADDR:PORT\n"
         "                         serve Prometheus /metrics and /healthz "
@@ -813,13 +814,18 @@ static void settle(app_t *app, bool all)
 }
 
 /* Idle counts from the last message or the last assignment, so a slow
- * group join is not mistaken for an empty topic. */
+ * group join is not mistaken for an empty topic; and a projector without
+ * its database, or not yet resumed from the stored offsets of the one it
+ * reached again, is not idle: the server may have lost commits it must
+ * read again (with --metrics the probe reconnects, so the loop goes on
+ * while PostgreSQL is away). */
 static bool idle_done(app_t *app, int64_t now, int64_t last_msg)
 {
     int64_t since = last_msg > app->assigned_at ? last_msg : app->assigned_at;
 
     return app->cfg->idle_exit && app->assigned &&
-           !lf_lanes_pending(app->lanes) &&
+           !lf_lanes_pending(app->lanes) && app->conn && !app->doubt &&
+           !lf_lanes_stale(app->lanes) &&
            now - since >= (int64_t)app->cfg->idle_exit * 1000;
 }
 

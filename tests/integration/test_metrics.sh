@@ -242,6 +242,26 @@ echo "ok   outage: 200 again, lag 0, $(metric "$m" \
 kill -TERM "$pid"
 wait "$pid" || fail "leadflow-project exited $? after SIGTERM"
 
+# ---- --idle-exit waits for the database ---------------------------------
+# Drained and idle, then PostgreSQL away: --idle-exit must not end the
+# drain (exit 0) while the database may have lost what it acknowledged;
+# it exits once it has resumed from the stored offsets again.
+"${LF_PROJECT[@]}" -t $T -g g-metrics --metrics 127.0.0.1:0 --idle-exit 5 \
+    2>"$LF_TMP/idle.err" &
+ipid=$!
+LF_PIDS+=("$ipid")
+wait_for 60 "the idle projector was never assigned" \
+    grep -q 'msg=assigned' "$LF_TMP/idle.err"
+lf_pg_crash
+sleep 9
+kill -0 "$ipid" 2>/dev/null ||
+    fail "--idle-exit ended with PostgreSQL down: $(tail -3 "$LF_TMP/idle.err")"
+lf_pg_start
+wait_for 60 "--idle-exit never ended after the restart" \
+    sh -c "! kill -0 $ipid 2>/dev/null"
+wait "$ipid" || fail "--idle-exit after the restart: exit $?"
+echo "ok   idle-exit: no exit while PostgreSQL is down, exit 0 once it is back"
+
 # ---- bad addresses -----------------------------------------------------
 set +e
 "$BIN/leadflow-project" --metrics nope -t $T 2>/dev/null

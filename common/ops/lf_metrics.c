@@ -237,19 +237,20 @@ static void sla_read(lf_metrics_t *m, PGconn **conn)
 {
     const char *keys[] = {"dbname", "connect_timeout", "options",
                           "application_name", NULL};
-    const char *vals[] = {m->sla.conninfo, "5",
-                          "-c statement_timeout=10000 "
-                          "-c default_transaction_read_only=on",
+    const char *vals[] = {m->sla.conninfo, "5", "-c statement_timeout=10000",
                           "leadflow-project-sla", NULL};
-    PGresult *res;
+    PGresult *res = NULL;
+    bool fresh = false;
     char q[600];
 
     if (*conn && PQstatus(*conn) != CONNECTION_OK) {
         PQfinish(*conn);
         *conn = NULL;
     }
-    if (!*conn && (*conn = PQconnectdbParams(keys, vals, 1)))
+    if (!*conn && (*conn = PQconnectdbParams(keys, vals, 1))) {
         lf_pg_log_notices(*conn);
+        fresh = true;
+    }
     if (!*conn || PQstatus(*conn) != CONNECTION_OK) {
         LF_LOG(LF_LOG_WARNING,
                "msg=\"open SLA breaches: cannot connect\" "
@@ -258,6 +259,22 @@ static void sla_read(lf_metrics_t *m, PGconn **conn)
                             sizeof(q)));
         return;
     }
+    /* Read-only once connected, not by the startup options: with those,
+     * libpq's target_session_attrs=read-write (the failover conninfo)
+     * takes every server for a standby. */
+    if (fresh)
+        res = PQexec(*conn, "SET default_transaction_read_only = on");
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"open SLA breaches: read failed\" "
+               "error=%s",
+               lf_log_quote(PQerrorMessage(*conn), q, sizeof(q)));
+        PQclear(res);
+        PQfinish(*conn);
+        *conn = NULL;
+        return;
+    }
+    PQclear(res);
     res = PQexec(*conn, sla_sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         LF_LOG(LF_LOG_WARNING,

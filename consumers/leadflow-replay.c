@@ -812,7 +812,12 @@ static lf_err_t run_rewind(app_t *app)
         (err = lf_rewind_run(app->conn, app->group, app->topic, rows, count,
                              !cfg->dry_run, app->lock_timeout_ms, group_check,
                              app, &changed, errstr, sizeof(errstr)))) {
-        fail(err, "rewind not done", errstr);
+        fail(err,
+             changed < 0 ? "rewind not confirmed: it may have been done (see "
+                           "the stored offsets with the same command and "
+                           "--dry-run before running it again)"
+                         : "rewind not done",
+             errstr);
         goto out;
     }
     rewind_print(app, rows, count, changed);
@@ -1432,7 +1437,12 @@ static lf_err_t run_promote(app_t *app)
         return fail(err, "promote not done, nothing changed", errstr);
     err = lf_promote_swap(app->conn, from, app->lock_timeout_ms, group_check,
                           app, &rep, errstr, sizeof(errstr));
-    if (err)
+    if (err && rep.in_doubt)
+        fail(err,
+             "promote not confirmed: it may have been done (if the schema is "
+             "gone, funnel is the rebuilt model; else run it again)",
+             errstr);
+    else if (err)
         fail(err, "promote not done, nothing changed", errstr);
     else
         promote_print(from, &rep);

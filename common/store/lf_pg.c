@@ -89,6 +89,20 @@ lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
     return err;
 }
 
+lf_err_t lf_pg_commit(PGconn *conn, bool *in_doubt, char *errstr,
+                      size_t errstr_size)
+{
+    lf_err_t err = lf_pg_exec(conn, "COMMIT", "COMMIT", errstr, errstr_size);
+
+    *in_doubt = err && PQstatus(conn) != CONNECTION_OK;
+    if (*in_doubt) {
+        size_t n = strlen(errstr);
+        snprintf(errstr + n, errstr_size - n,
+                 " (the answer was lost: it may have been committed)");
+    }
+    return err;
+}
+
 lf_err_t lf_pg_check_migrated(PGconn *conn, char *errstr, size_t errstr_size)
 {
     const char **names, *params[1];

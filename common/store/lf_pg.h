@@ -41,6 +41,15 @@ lf_err_t lf_pg_migrate(PGconn *conn, int *applied, char *errstr,
  */
 lf_err_t lf_pg_check_migrated(PGconn *conn, char *errstr, size_t errstr_size);
 
+/**
+ * COMMIT the transaction on @p conn. When the connection broke before the
+ * server's answer arrived, whether it committed cannot be known from
+ * here: *in_doubt is then set (else cleared) and errstr says so.
+ * @returns LF_OK, or lf_pg_fail()'s error.
+ */
+lf_err_t lf_pg_commit(PGconn *conn, bool *in_doubt, char *errstr,
+                      size_t errstr_size);
+
 /** Run @p sql (no parameters) expecting no rows. @returns LF_OK or
  *  LF_ERR_PG with @p what and libpq's message in errstr. */
 lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,

@@ -639,7 +639,7 @@ lf_promote_swap(PGconn *conn, const char *from, int lock_timeout_ms,
         (err = swap(conn, from, &c, out, errstr, errstr_size)))
         lf_catalog_rollback(conn);
     else
-        err = query1(conn, "COMMIT", NULL, "COMMIT", NULL, errstr, errstr_size);
+        err = lf_pg_commit(conn, &out->in_doubt, errstr, errstr_size);
     lf_catalog_stmts_free(&c.objects);
     lf_catalog_stmts_free(&c.owners);
     lf_catalog_stmts_free(&c.grants);

@@ -8,6 +8,7 @@
 #include "lf_common.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 /** What promote did (or found). */
 typedef struct lf_promote_s {
@@ -15,6 +16,8 @@ typedef struct lf_promote_s {
     int tables, functions, views, grants, owners;
     lf_buf_t offsets; /**< one line per stored offset that differs between
                            the old and the new model, for the operator */
+    bool in_doubt;    /**< the swap failed at COMMIT with its answer lost
+                           (lf_pg_commit()): it may have been done */
 } lf_promote_t;
 
 /**

@@ -122,6 +122,7 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
     const char *params[4] = {group, topic, NULL, NULL};
     PGresult *res = NULL;
     char sql[128];
+    bool in_doubt;
     lf_err_t err;
 
     *changed = 0;
@@ -178,10 +179,9 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
                                errstr, errstr_size)))
             goto rollback;
     }
-    if ((err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
-                           errstr_size)))
-        return err;
-    return LF_OK;
+    if ((err = lf_pg_commit(conn, &in_doubt, errstr, errstr_size)) && in_doubt)
+        *changed = -1;
+    return err;
 
 rollback:
     if (apply && PQstatus(conn) == CONNECTION_OK)

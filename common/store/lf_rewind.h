@@ -52,7 +52,9 @@ int lf_rewind_plan(lf_rewind_t *rows, int count);
  * meanwhile blocks on reading funnel.offsets until the rewind committed and
  * then reads the new offsets.
  * @returns LF_OK; LF_ERR_TEMPORARY (lock timeout, connection trouble),
- * LF_ERR_PG, or what @p check returned, with the reason in errstr.
+ * LF_ERR_PG, or what @p check returned, with the reason in errstr;
+ * *changed is -1 when the COMMIT's answer was lost (lf_pg_commit()): the
+ * rewind may have been done.
  */
 lf_err_t
 lf_rewind_run(PGconn *conn, const char *group, const char *topic,

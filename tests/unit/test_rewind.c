@@ -241,6 +241,37 @@ Test(rewind, run_rewinds_as_asked_and_nothing_else, .timeout = 120)
     pg_down(conn, dir);
 }
 
+/* A COMMIT whose answer is lost (here a deferred trigger ends the session
+ * at COMMIT; a crash or a cut network does the same) is reported as in
+ * doubt (*changed -1), which the caller says, never as "not done". */
+Test(rewind, run_says_when_its_commit_is_in_doubt, .timeout = 120)
+{
+    static const int64_t targets[5] = {20, -1, 70, 3, 20};
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up_migrated(dir, sizeof(dir)), *other;
+    lf_rewind_t rows[5];
+    int changed = 0;
+
+    sql_ok(conn, "INSERT INTO funnel.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ('g', 't', 0, 50)");
+    sql_ok(conn, "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                 "RETURN NULL; END$$");
+    sql_ok(conn, "CREATE CONSTRAINT TRIGGER cut AFTER UPDATE ON "
+                 "funnel.offsets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                 "EXECUTE FUNCTION cut()");
+    other = PQconnectdb("");
+    cr_assert_eq(PQstatus(other), CONNECTION_OK);
+    ask(rows, targets);
+    cr_expect_neq(lf_rewind_run(other, "g", "t", rows, 5, true, 1000, NULL,
+                                NULL, &changed, errstr, sizeof(errstr)),
+                  LF_OK);
+    cr_expect_eq(changed, -1, "%s", errstr);
+    cr_expect(strstr(errstr, "it may have been committed"), "%s", errstr);
+    PQfinish(other);
+    pg_down(conn, dir);
+}
+
 Test(rewind, run_gives_up_on_a_held_lock, .timeout = 120)
 {
     static const int64_t targets[5] = {20, -1, -1, -1, -1};

@@ -58,7 +58,8 @@
 #define EXIT_NOTE                                                              \
     "Exit codes: 0 done (diff: equal), 1 diff: the schemas differ, 64 "        \
     "usage,\n"                                                                 \
-    "  65 bad data (no such schema, topic, dead letter or lead; no funnel,\n"  \
+    "  65 bad data (no such schema, topic, dead letter or lead; a group\n"     \
+    "  without stored offsets for the topic (rewind); no funnel,\n"            \
     "  or an older one, in the database; a promote precondition; a stored\n"   \
     "  event that no longer parses), 69 Kafka or PostgreSQL unavailable\n"     \
     "  (erase: not delivered; or the group cannot be checked), 70 internal\n"  \
@@ -749,6 +750,16 @@ static void rewind_note(const lf_rewind_t *r, char *note, size_t size)
 }
 
 /* The plan (or what was done) on stdout, then the summary. */
+/* Does any partition have a stored offset? None: a group or topic that
+ * never ran (most likely a typo), which a rewind cannot apply to. */
+static bool stored_any(const lf_rewind_t *rows, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (rows[i].current >= 0)
+            return true;
+    return false;
+}
+
 static void rewind_print(const app_t *app, const lf_rewind_t *rows, int count,
                          int changed)
 {
@@ -818,6 +829,13 @@ static lf_err_t run_rewind(app_t *app)
                            "--dry-run before running it again)"
                          : "rewind not done",
              errstr);
+        goto out;
+    }
+    if (!stored_any(rows, count)) {
+        err = fail(LF_ERR_INVALID, "nothing to rewind",
+                   "the group has no stored offset for the topic (a typo in "
+                   "-g or -t? the stored ones: SELECT DISTINCT group_id, "
+                   "topic FROM funnel.offsets)");
         goto out;
     }
     rewind_print(app, rows, count, changed);

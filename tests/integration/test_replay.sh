@@ -168,6 +168,11 @@ grep -q $'^1\t[0-9]*\t0\t' "$LF_TMP/plan2" || fail "--to-offset 1:0 ignored"
 grep -q $'^2\t.*not asked' "$LF_TMP/plan2" || fail "partition 2 not left alone"
 expect_rc 64 "--to-offset with no such partition" replay rewind \
     --to-offset 9:0 --dry-run
+# A group (or topic) without a stored offset: a typo, not a rewind done.
+expect_rc 65 "rewind of a group that never ran" replay rewind -g "$GROUP-typo" \
+    --to-offset 0:0 --no-group-check
+grep -q "no stored offset for the topic" "$LF_TMP/err" ||
+    fail "rewind of a group that never ran: $(cat "$LF_TMP/err")"
 # A report that could not be written is a failure, said (74), as the
 # command's other reports: a dry run's plan, diff, dead-letters list.
 for cmd in "rewind --to $T --dry-run" "diff --against funnel" \

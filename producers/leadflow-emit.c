@@ -742,6 +742,20 @@ static int exit_code(const emit_t *em)
     return em->rejected ? LF_EX_DATAERR : LF_EX_OK;
 }
 
+/* --dry-run: the settings a real run would refuse before sending (every
+ * librdkafka key and value, the contract version, the registry's), and
+ * the contract's checks into *check. */
+static lf_err_t dry_run_check(const lf_conf_t *conf, lf_codec_t **check,
+                              char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(conf, errstr, errstr_size);
+
+    if (!rkc)
+        return LF_ERR_CONFIG;
+    rd_kafka_conf_destroy(rkc);
+    return lf_codec_from_conf(conf, check, errstr, errstr_size);
+}
+
 /* Read every input, produce, drain, summarise. @returns an exit code (a
  * run's outcome is more than one lf_err_t: see exit_code()). */
 static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
@@ -771,8 +785,7 @@ static int run(const lf_conf_t *conf, const emit_cfg_t *cfg)
             return err == LF_ERR_TEMPORARY ? LF_EX_TEMPFAIL : LF_EX_CONFIG;
         }
         lf_producer_set_delivery_cb(p, on_delivery, &em);
-    } else if ((err = lf_codec_from_conf(conf, &em.check, errstr,
-                                         sizeof(errstr)))) {
+    } else if ((err = dry_run_check(conf, &em.check, errstr, sizeof(errstr)))) {
         fprintf(stderr, PROG ": %s\n", errstr);
         if (em.rejects != stderr)
             fclose(em.rejects);

@@ -524,6 +524,13 @@ def test_closed_pipe():
     good = len(lines) - len(rejects_of(d + "/dry"))
     check(r.returncode == 65 and 0 < good < len(lines),
           "dry run: exit %d, %d good" % (r.returncode, good))
+    # A dry run refuses the settings a real run would (78), not only
+    # leadflow's own.
+    for bad in ("no.such.key=1", "linger.ms=abc"):
+        r = run([EMIT, "--dry-run", "-qq", "-X", bad, d + "/in.jsonl"])
+        check(r.returncode == 78 and b"configuration" in r.stderr,
+              "dry run with -X %s: exit %d, %r" % (bad, r.returncode,
+                                                   r.stderr[-300:]))
     # `| head -n 1`: head reads one reject and exits; emit used to die of
     # SIGPIPE (141) with nothing sent and no summary.
     r = run(["bash", "-c", 'set -o pipefail; "$0" -b "$1" -t "$2" -r '

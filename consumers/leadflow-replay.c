@@ -384,7 +384,7 @@ typedef struct rewind_cfg_s {
 typedef struct rebuild_cfg_s {
     const char *into;
     const char *definition; /* --definition FILE, or NULL */
-    bool from_db, from_kafka, replace;
+    bool from_db, from_kafka, replace, order_given;
     int batch;
     lf_rebuild_order_t order;
 } rebuild_cfg_t;
@@ -878,6 +878,7 @@ static lf_err_t own_rebuild(void *arg, int opt, const char *val, char *errstr,
             return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                              "--order %s: expected lead, time or none", val);
         cfg->order = (lf_rebuild_order_t)order;
+        cfg->order_given = true;
         return LF_OK;
     default:
         return own_common(app, opt, val, errstr, errstr_size);
@@ -913,6 +914,10 @@ static lf_cli_next_t parse_rebuild(app_t *app, int argc, char **argv)
     if (cfg->from_db && cfg->from_kafka)
         return lf_cli_usage_error(&app->cli,
                                   "give one of --from-kafka and --from-db");
+    if (cfg->order_given && !cfg->from_db)
+        return lf_cli_usage_error(&app->cli,
+                                  "--order is for --from-db (from Kafka the "
+                                  "partitions are read as they come)");
     if (lf_catalog_check_name(NULL, cfg->into, errstr, sizeof(errstr)))
         return lf_cli_usage_error(&app->cli, "--into: %s", errstr);
     return LF_CLI_RUN;
@@ -1565,7 +1570,10 @@ static lf_cli_next_t parse_dead(app_t *app, int argc, char **argv)
                                   "--id, --dry-run and --note are for retry");
     if (!cfg->list && cfg->since_arg)
         return lf_cli_usage_error(cli, "--since is for list");
-    if (!cfg->list && !!cfg->nids == cfg->all)
+    if (!cfg->list && cfg->nids && cfg->all)
+        return lf_cli_usage_error(cli, "retry: give --id N... or --all, not "
+                                       "both");
+    if (!cfg->list && !cfg->nids && !cfg->all)
         return lf_cli_usage_error(cli, "retry: give --id N... or --all");
     return LF_CLI_RUN;
 }

@@ -286,7 +286,7 @@ static lf_err_t number_opt(gen_cfg_t *cfg, int opt, const char *val,
     case 's':
         errno = 0;
         o->seed = strtoull(val, &end, 0);
-        if (errno || end == val || *end)
+        if (errno || end == val || *end || *val == '-')
             return BAD_ARG("--seed: \"%s\" is not a number", val);
         return LF_OK;
     case OPT_DAYS:

@@ -345,7 +345,8 @@ void lf_conf_dump(const lf_conf_t *conf, FILE *fp)
     memcpy(sorted, conf->kv, conf->count * sizeof(kv_t));
     qsort(sorted, conf->count, sizeof(kv_t), kv_cmp);
     for (size_t i = 0; i < conf->count; i++) {
-        char *shown = lf_conf_is_secret(sorted[i].key)
+        /* An empty secret is shown empty: not set is worth seeing. */
+        char *shown = lf_conf_is_secret(sorted[i].key) && *sorted[i].value
                           ? NULL
                           : mask_urls(sorted[i].value);
         fprintf(fp, "%s=%s\n", sorted[i].key, shown ? shown : "***");

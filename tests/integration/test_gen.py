@@ -192,6 +192,8 @@ def test_rates():
     check(r.returncode == 64, "rate 1.5: exit %d" % r.returncode)
     r = run([GEN, "--produce", "--bad", "0.1"])
     check(r.returncode == 64, "--produce --bad: exit %d" % r.returncode)
+    r = run([GEN, "--seed", "-1"])  # not 2^64 - 1 without a word
+    check(r.returncode == 64, "--seed -1: exit %d" % r.returncode)
     r = run([GEN, "--help"])
     h = r.stdout.decode()
     check(r.returncode == 0 and "Harvard Business Review" in h and

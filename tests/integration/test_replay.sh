@@ -78,6 +78,9 @@ expect_rc 64 "rebuild without --into" "$R" rebuild
 expect_rc 64 "rebuild into funnel" "$R" rebuild --into funnel
 expect_rc 64 "diff without --against" "$R" diff
 expect_rc 64 "retry without --id/--all" "$R" dead-letters retry
+expect_rc 64 "retry with --id and --all" "$R" dead-letters retry --id 1 --all
+grep -q "not both" "$LF_TMP/err" || fail "retry --id --all: $(cat "$LF_TMP/err")"
+expect_rc 64 "--order without --from-db" "$R" rebuild --into x --order time
 expect_rc 64 "bad --progress" "$R" dump --progress sometimes
 # A malformed --to-offset is a usage error before any server is asked.
 expect_rc 64 "--to-offset x" "$R" rewind --to-offset x -d host=/nonexistent

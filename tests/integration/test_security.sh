@@ -174,6 +174,9 @@ chmod 644 "$LF_TMP/plain.conf"
     fail "a config file without secrets got the warning"
 "$BIN/leadflow-project" -d "$CONN password=hunter2" -X dump |
     grep -q '^db=\*\*\*$' || fail "project -X dump shows the db conninfo"
+# Not set is worth seeing: an empty secret is shown empty.
+env -i "$BIN/leadflow-project" -X dump | grep -qx 'db=' ||
+    fail "project -X dump hides that no db is set"
 # A password in a URL is a secret too: masked in the dump, warned of.
 printf 'schema.registry.url=http://u:hunter4@reg:8081,http://r2\n' \
     >"$LF_TMP/url.conf"

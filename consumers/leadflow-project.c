@@ -134,7 +134,8 @@ static const lf_cli_spec_t spec = {
         "      --batch N          events per transaction (default 10000; "
         "a batch also\n"
         "                         closes at 2500 distinct leads)\n"
-        "      --linger MS        longest wait to fill a batch (default 50)\n"
+        "      --linger MS        longest wait to fill a batch, 0..60000 "
+        "(default 50)\n"
         "      --writers N        transactions in flight at once, each on "
         "its own\n"
         "                         connection and share of the partitions "
@@ -175,10 +176,12 @@ static const lf_cli_spec_t spec = {
              "  people are erased every start does (docs/security.md). Never "
              "-X pseudonym.key.\n"
              "\n"
-             "Exit codes: 0 done, 64 usage, 69 Kafka or PostgreSQL unusable "
-             "at start,\n  70 internal error, 78 bad configuration (a bad "
-             "definition file, or one\n  other than the tables'; an erasure "
-             "without a pseudonym key).\n",
+             "Exit codes: 0 done, 64 usage, 69 --migrate-only without "
+             "PostgreSQL, or the\n  metrics address cannot be bound (an "
+             "unreachable Kafka or PostgreSQL is\n  otherwise waited for), "
+             "70 internal error, 78 bad configuration (a bad\n  definition "
+             "file, or one other than the tables'; an erasure without a\n  "
+             "pseudonym key).\n",
     .longopts = longopts,
     .own = own_opt,
     .max_args = 0,

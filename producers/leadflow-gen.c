@@ -536,6 +536,9 @@ static void notes_text(void)
         snprintf(b, sizeof(b), "%.2f", lf_workload_rates[i].value);
         help_row(fp, lf_workload_rates[i].name, b, lf_workload_rates[i].help);
     }
+    fputs("Each 0..1; handoff-disq + accept, sql + sal-lost and win +\n"
+          "sql-recycle (the ways out of one stage) each at most 1.\n",
+          fp);
     fputs("\nDelays (means):\n", fp);
     for (int i = 0; i < LF_WL_DELAY_COUNT; i++) {
         double v = lf_workload_delays[i].value;

@@ -76,8 +76,8 @@ static int event_strfields(const lf_event_t *cev, strfield_t *f)
     F("source", ev->source, false);
     F("actor", ev->actor, true);
     ID("account_id", ev->account_id, true, LF_LEAD_ID_MAX);
-    F("extra", ev->extra, true);
-    F("payload_extra", ev->payload_extra, true);
+    ID("extra", ev->extra, true, LF_EXTRA_MAX);
+    ID("payload_extra", ev->payload_extra, true, LF_EXTRA_MAX);
     switch (ev->type) {
     case LF_EV_CAPTURED:
         F("channel", ev->u.captured.channel, false);

@@ -476,7 +476,7 @@ static void codec_teardown(void)
 
 /* Hand-built Avro, as another producer would write it. */
 typedef struct raw_s {
-    uint8_t b[4096];
+    uint8_t b[1 << 18];
     size_t n;
 } raw_t;
 
@@ -602,6 +602,28 @@ Test(codec_registry, v2_writer_read_as_v1)
         cr_expect_str_eq(ev.u.won.currency, "EUR");
         lf_event_clear(&ev);
     }
+}
+
+/* The fields a newer writer sent may add up to more than one string's
+ * 64 KiB: kept whole (up to LF_EXTRA_MAX), by both readers. */
+Test(codec_registry, large_unknown_fields_are_kept)
+{
+    static raw_t r;
+    static char big[100001];
+    lf_event_t ev;
+    char err[512] = "";
+
+    memset(big, 'x', sizeof(big) - 1);
+    r_envelope(&r, ID_V2, 0, true);
+    r_str(&r, "paid_search");
+    r_opt(&r, NULL);
+    r_long(&r, 0); /* no attributes */
+    r_opt(&r, big);
+    cr_assert_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_assert_not_null(ev.payload_extra);
+    cr_expect_eq(strlen(ev.payload_extra),
+                 strlen("{\"landing_page\":\"\"}") + sizeof(big) - 1);
+    lf_event_clear(&ev);
 }
 
 Test(codec_registry, bounds_check_walks_the_writer_schema)

@@ -877,9 +877,10 @@ static const char *want(char *w, const char *fmt, const char *a, const char *b)
 /* Erasing a lead erases the person: ids become pseudonyms everywhere,
  * personal fields go, the funnel numbers stay, later events land on the
  * pseudonym. */
-Test(projector, erased_people_leave_no_trace)
+/* A's capture, at offset 0, with a personal attribute: email
+ * ann@example.com. */
+static void add_ann(void)
 {
-    char pa[LF_PSEUDONYM_LEN + 1], pb[LF_PSEUDONYM_LEN + 1], w[256];
     lf_event_t ev = event("a1", "A", LF_EV_CAPTURED, 1000);
     lf_attr_t *attr = calloc(1, sizeof(*attr));
 
@@ -888,6 +889,13 @@ Test(projector, erased_people_leave_no_trace)
     ev.u.captured.attrs = attr;
     ev.u.captured.attr_count = 1;
     cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+}
+
+Test(projector, erased_people_leave_no_trace)
+{
+    char pa[LF_PSEUDONYM_LEN + 1], pb[LF_PSEUDONYM_LEN + 1], w[256];
+
+    add_ann();
     add("a2", "A", LF_EV_HANDED_OFF, 1800, 1);
     add("a3", "A", LF_EV_ACCEPTED, 1900, 6);
     add("a4", "A", LF_EV_LOST, 2000, 7);
@@ -1537,14 +1545,7 @@ static void shuffle(int *a, int n)
  * erased, after A's and B's events (batch 1, flushed before). */
 static void erasure_batches(bool fail_first)
 {
-    lf_event_t ev = event("a1", "A", LF_EV_CAPTURED, 1000);
-    lf_attr_t *attr = calloc(1, sizeof(*attr));
-
-    attr->key = strdup("email");
-    attr->value = strdup("ann@example.com");
-    ev.u.captured.attrs = attr;
-    ev.u.captured.attr_count = 1;
-    cr_assert_eq(lf_projector_add_event(proj, &ev, TOPIC, 0, 0), LF_OK);
+    add_ann();
     add("a2", "A", LF_EV_HANDED_OFF, 1800, 1);
     add("b1", "B", LF_EV_CAPTURED, 1500, 2);
     add_identity("m1", "B", LF_EV_MERGED, 2500, "A", 3);

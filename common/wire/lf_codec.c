@@ -1108,7 +1108,8 @@ static char *copy_str(dec_t *d, avro_value_t *v, const char *name)
  * avro-c's resolver would map enums by position and drop the fields the
  * reader lacks). What this reader does not know is kept as JSON text in
  * ev->extra and ev->payload_extra, so that nothing a writer sends is lost:
- * strings, numbers, booleans and null as themselves, enums as their
+ * strings, numbers, booleans and null (within a record, map or array; a
+ * field that is null is left out) as themselves, enums as their
  * symbol, a union as its branch's value, records and maps as objects,
  * arrays as arrays, bytes and fixed as base64 strings (JSON cannot hold
  * raw bytes, and PostgreSQL's jsonb refuses \u0000), a float that is not
@@ -1443,10 +1444,28 @@ static lf_err_t json_value(dec_t *d, lf_buf_t *b, avro_value_t *v,
     }
 }
 
-/* Add the field @p name = @p v to the JSON object being built in @p b. */
+/* Is @p v null (or a union whose branch is null)? */
+static bool is_null(avro_value_t *v)
+{
+    avro_value_t branch;
+
+    if (avro_value_get_type(v) == AVRO_UNION) {
+        if (avro_value_get_current_branch(v, &branch))
+            return false;
+        v = &branch;
+    }
+    return avro_value_get_type(v) == AVRO_NULL;
+}
+
+/* Add the field @p name = @p v to the JSON object being built in @p b.
+ * A field that is null is left out: an optional field a writer leaves at
+ * its default is the field not sent, so the same event sent again by a
+ * writer that added one is the same event (not a conflict). */
 static lf_err_t extra_add(dec_t *d, lf_buf_t *b, const char *name,
                           avro_value_t *v)
 {
+    if (is_null(v))
+        return LF_OK;
     if (lf_buf_append(b, b->len ? "," : "{", 1) ||
         json_string(d, b, name, strlen(name), name) || lf_buf_append(b, ":", 1))
         return dec_fail(d, LF_ERR_NOMEM, "out of memory");

@@ -118,6 +118,7 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
 typedef struct outcome_s {
     char *id;
     char *text; /* resolution (applied) or new error (failing) */
+    char *line; /* what the report says of it, once the batch is written */
     bool applied;
 } outcome_t;
 
@@ -126,6 +127,7 @@ static void outcomes_clear(outcome_t *o, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(o[i].id);
         free(o[i].text);
+        free(o[i].line);
     }
 }
 
@@ -264,12 +266,12 @@ static lf_err_t redecode(retry_t *rt, const PGresult *res, int r,
     lf_err_t err;
 
     *ok = false;
-    if (PQgetisnull(res, r, 5)) {
-        snprintf(why, why_size, "no value (a tombstone)");
-        return LF_OK;
-    }
-    if (!(value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 5),
-                                  &vlen)))
+    /* No value (a tombstone) is decoded too: the same reason as the
+     * projector's, so a rebuild finds the same row. */
+    if (PQgetisnull(res, r, 5))
+        value = NULL;
+    else if (!(value = PQunescapeBytea(
+                   (const unsigned char *)PQgetvalue(res, r, 5), &vlen)))
         return lf_seterr(LF_ERR_NOMEM, why, why_size, "out of memory");
     err = lf_codec_decode(rt->codec, value, vlen, ev, why, why_size);
     PQfreemem(value);
@@ -277,46 +279,39 @@ static lf_err_t redecode(retry_t *rt, const PGresult *res, int r,
     return err == LF_ERR_TEMPORARY ? err : LF_OK;
 }
 
-/* Whether the letter's Kafka key is the event's lead_id. */
-static bool key_matches(const PGresult *res, int r, const lf_event_t *ev)
-{
-    size_t klen = 0;
-    unsigned char *key;
-    bool same;
-
-    if (PQgetisnull(res, r, 4) ||
-        !(key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 4),
-                                &klen)))
-        return false;
-    same = klen == strlen(ev->lead_id) && !memcmp(key, ev->lead_id, klen);
-    PQfreemem(key);
-    return same;
-}
-
 /* Apply (or, in a dry run, only report) the decoded event of row @p r,
- * writing its resolution into @p text. The batch takes @p ev's strings.
+ * writing its resolution into @p text. The batch takes @p ev's strings;
+ * under a Kafka key other than its lead_id it gets the 'key' anomaly the
+ * projector gives it (lf_projector_add_event_keyed()).
  * @returns LF_OK or LF_ERR_NOMEM. */
 static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
                           lf_event_t *ev, char *text, size_t text_size)
 {
-    bool key_ok = key_matches(res, r, ev);
+    size_t klen = 0;
+    unsigned char *key = NULL;
+    bool key_ok;
+    lf_err_t err = LF_OK;
 
+    if (!PQgetisnull(res, r, 4) &&
+        !(key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 4),
+                                &klen)))
+        return LF_ERR_NOMEM;
+    key_ok =
+        key && klen == strlen(ev->lead_id) && !memcmp(key, ev->lead_id, klen);
     snprintf(text, text_size,
              "applied as event %s by leadflow-replay %s dead-letters "
              "retry%s%s%s",
              ev->event_id, LF_VERSION,
              key_ok ? "" : " (its Kafka key is not the lead_id)",
              rt->note ? ": " : "", rt->note ? rt->note : "");
-    fprintf(rt->out, "id=%s %s [%s] offset %s: %s\n", PQgetvalue(res, r, 0),
-            PQgetvalue(res, r, 1), PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
-            rt->dry_run ? "would apply" : text);
     rt->st->applied++;
-    if (!rt->dry_run &&
-        lf_projector_add_event(rt->p, ev, PQgetvalue(res, r, 1),
-                               (int32_t)atol(PQgetvalue(res, r, 2)),
-                               strtoll(PQgetvalue(res, r, 3), NULL, 10)))
-        return LF_ERR_NOMEM;
-    return LF_OK;
+    if (!rt->dry_run)
+        err = lf_projector_add_event_keyed(
+            rt->p, ev, key, klen, PQgetvalue(res, r, 1),
+            (int32_t)atol(PQgetvalue(res, r, 2)),
+            strtoll(PQgetvalue(res, r, 3), NULL, 10));
+    PQfreemem(key);
+    return err;
 }
 
 /* Retry the letter in row @p r (id, topic, partition, offset, key, value)
@@ -324,7 +319,7 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
 static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
                           size_t errstr_size)
 {
-    char why[512], text[768];
+    char why[512], text[768], line[1400];
     outcome_t *o = &rt->o[rt->no];
     lf_event_t ev;
     lf_err_t err;
@@ -340,20 +335,32 @@ static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
         err = apply_one(rt, res, r, &ev, text, sizeof(text));
     } else {
         snprintf(text, sizeof(text), "%s", why);
-        fprintf(rt->out, "id=%s %s [%s] offset %s: still failing: %s\n",
-                PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
-                PQgetvalue(res, r, 2), PQgetvalue(res, r, 3), why);
         rt->st->still_failing++;
     }
     lf_event_clear(&ev);
     o->applied = ok;
     o->id = strdup(PQgetvalue(res, r, 0));
     o->text = strdup(text);
+    /* Said once the batch is written (retry_report()): a batch that fails
+     * applied nothing. */
+    snprintf(
+        line, sizeof(line), "id=%s %s [%s] offset %s: %s%s\n",
+        PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+        PQgetvalue(res, r, 3),
+        ok ? "" : "still failing: ", ok && rt->dry_run ? "would apply" : text);
+    o->line = strdup(line);
     rt->no++;
     rt->st->selected++;
-    if (err || !o->id || !o->text)
+    if (err || !o->id || !o->text || !o->line)
         return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
     return LF_OK;
+}
+
+/* The report's lines of the batch just written (or planned). */
+static void retry_report(const retry_t *rt)
+{
+    for (size_t i = 0; i < rt->no; i++)
+        fputs(rt->o[i].line, rt->out);
 }
 
 /* Write the batch: its events, then the marks of its letters. */
@@ -435,6 +442,8 @@ static lf_err_t retry_all(retry_t *rt, const char *ids, lf_progress_t *pr,
         PQclear(res);
         if (!err)
             err = retry_write(rt, errstr, errstr_size);
+        if (!err)
+            retry_report(rt);
         outcomes_clear(rt->o, rt->no);
         rt->no = 0;
         lf_progress_update(pr, rt->st->selected);

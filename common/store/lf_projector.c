@@ -342,18 +342,43 @@ static void *dup_bytes(const void *b, size_t n)
  * an erasure of that id finds it (lf_identity.c); any other is only
  * measured: quoting a part could split a character, and PostgreSQL
  * refuses text that is not UTF-8. */
-static void key_note(const rd_kafka_message_t *rkm, char *why, size_t size)
+static void key_note(const char *k, size_t key_len, char *why, size_t size)
 {
-    const char *k = rkm->key;
-
-    if (rkm->key_len >= 1 && rkm->key_len <= 128 &&
-        !memchr(k, '\0', rkm->key_len) && lf_utf8_valid(k, rkm->key_len))
+    if (key_len >= 1 && key_len <= 128 && !memchr(k, '\0', key_len) &&
+        lf_utf8_valid(k, key_len))
         snprintf(why, size, "Kafka key \"%.*s\" differs from lead_id",
-                 (int)rkm->key_len, k);
+                 (int)key_len, k);
     else
         snprintf(why, size,
                  "Kafka key (%zu bytes, not a lead id) differs from lead_id",
-                 rkm->key_len);
+                 key_len);
+}
+
+/* The key should be the lead id (it places the lead on a partition): an
+ * event of entry @p e under another key (@p key NULL: none) is kept but
+ * listed, its note the 'key' anomaly's reason. */
+static lf_err_t note_key(lf_projector_t *p, entry_t *e, const void *key,
+                         size_t key_len)
+{
+    char why[ERRLEN];
+
+    if (!lead_add(p, e->ev.lead_id))
+        return LF_ERR_NOMEM;
+    if (!key)
+        snprintf(why, sizeof(why),
+                 "Kafka key missing (null), expected the lead_id");
+    else if (key_len != strlen(e->ev.lead_id) ||
+             memcmp(key, e->ev.lead_id, key_len))
+        key_note(key, key_len, why, sizeof(why));
+    else
+        return LF_OK;
+    /* The note quotes the key, which may be an erased lead's id:
+     * erased_in() looks the key up too. */
+    if (!(e->note = strdup(why)) ||
+        (key && !(e->key = dup_bytes(key, key_len))))
+        return LF_ERR_NOMEM;
+    e->key_len = key ? key_len : 0;
+    return LF_OK;
 }
 
 lf_err_t lf_projector_add_message(lf_projector_t *p,
@@ -384,26 +409,7 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
     }
     if (err == LF_OK) {
         e->ev = ev; /* the entry takes the strings */
-        if (!lead_add(p, e->ev.lead_id))
-            return LF_ERR_NOMEM;
-        /* The key should be the lead id (it places the lead on a
-         * partition); an event under another key is kept but listed. */
-        if (!rkm->key)
-            snprintf(why, sizeof(why),
-                     "Kafka key missing (null), expected "
-                     "the lead_id");
-        else if (rkm->key_len != strlen(e->ev.lead_id) ||
-                 memcmp(rkm->key, e->ev.lead_id, rkm->key_len))
-            key_note(rkm, why, sizeof(why));
-        else
-            return LF_OK;
-        /* The note quotes the key, which may be an erased lead's id:
-         * erased_in() looks the key up too. */
-        if (!(e->note = strdup(why)) ||
-            (rkm->key && !(e->key = dup_bytes(rkm->key, rkm->key_len))))
-            return LF_ERR_NOMEM;
-        e->key_len = rkm->key ? rkm->key_len : 0;
-        return LF_OK;
+        return note_key(p, e, rkm->key, rkm->key_len);
     }
     e->dead = true;
     if (!(e->note = strdup(why)) ||
@@ -414,6 +420,19 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
     e->value_len = rkm->len;
     p->dead_keys += rkm->key != NULL;
     return LF_OK;
+}
+
+lf_err_t lf_projector_add_event_keyed(lf_projector_t *p, lf_event_t *ev,
+                                      const void *key, size_t key_len,
+                                      const char *topic, int32_t partition,
+                                      int64_t offset)
+{
+    entry_t *e = new_entry(p, topic, partition, offset);
+    if (!e)
+        return LF_ERR_NOMEM;
+    e->ev = *ev;
+    lf_event_init(ev);
+    return note_key(p, e, key, key_len);
 }
 
 lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,

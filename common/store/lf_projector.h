@@ -122,6 +122,17 @@ lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
                                 int64_t offset);
 
 /**
+ * As lf_projector_add_event(), for an event that came under Kafka key
+ * @p key (@p key_len bytes; NULL: no key), as a message would
+ * (dead-letters retry): a key other than its lead_id is listed as a 'key'
+ * anomaly, as lf_projector_add_message() lists it.
+ */
+lf_err_t lf_projector_add_event_keyed(lf_projector_t *p, lf_event_t *ev,
+                                      const void *key, size_t key_len,
+                                      const char *topic, int32_t partition,
+                                      int64_t offset);
+
+/**
  * The select list (unqualified columns of an events table) that reads a
  * stored event back, for lf_projector_stored_event(): four columns, the
  * flat JSON of its envelope and the payload fields the JSON mapping knows,

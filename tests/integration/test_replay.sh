@@ -410,6 +410,26 @@ res=$(q "SELECT resolution FROM funnel.dead_letters WHERE id = $xid AND
     resolved_at IS NOT NULL")
 case "$res" in *"event x-1"*"fixed in 0.1.1"*) ;;
 *) fail "resolution \"$res\" should name the event and the note" ;; esac
+# A letter under a Kafka key other than its lead_id gets the 'key' anomaly
+# the projector gives such a message; a tombstone keeps the projector's
+# reason: a rebuild then finds the same rows.
+kgood='{"event_id":"x-2","lead_id":"X-2","type":"captured","occurred_at":"2026-01-03T00:00:00Z","source":"t","channel":"web"}'
+kval=$(echo "$kgood" | "$TESTS/lf_codec_tool" encode)
+kid=$(q "INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key,
+    value, error) VALUES ('legacy', 0, 7, 'OTHER', '\\x$kval', 'old')
+    RETURNING id") || fail "could not insert the keyed dead letter"
+tid=$(q "INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key,
+    value, error) VALUES ('legacy', 0, 8, 'X-3', NULL, 'old') RETURNING id") ||
+    fail "could not insert the tombstone"
+replay dead-letters retry --id "$kid,$tid" >"$LF_TMP/retry" 2>"$LF_TMP/err" ||
+    fail "retry of the keyed letter and the tombstone exited $?"
+[ "$(q "SELECT reason FROM funnel.anomalies WHERE event_id = 'x-2' AND
+    kind = 'key'")" = 'Kafka key "OTHER" differs from lead_id' ] ||
+    fail "the retried letter under another key has no key anomaly"
+[ "$(q "SELECT error FROM funnel.dead_letters WHERE id = $tid")" = \
+    "empty message: expected a framed Avro LeadEvent" ] ||
+    fail "the tombstone's reason: $(q "SELECT error FROM funnel.dead_letters WHERE id = $tid")"
+q "DELETE FROM funnel.dead_letters WHERE id IN ($kid, $tid)" >/dev/null
 C3=$(sums)
 expect_rc 0 "a second retry of the same letter" replay dead-letters retry --id "$xid"
 grep -q "id=$xid skipped: resolved" "$LF_TMP/out" || fail "second retry: $(cat "$LF_TMP/out")"

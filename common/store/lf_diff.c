@@ -421,6 +421,36 @@ static lf_err_t keep_first_leads(lf_diff_t *d, int max_leads)
     return LF_OK;
 }
 
+/* A schema without the compared tables holds no funnel model: bad data
+ * (65), not a database that is away (69). */
+static lf_err_t check_tables(PGconn *conn, const char *schema, char *errstr,
+                             size_t errstr_size)
+{
+    const char *names[LF_DIFF_TABLES], *params[2] = {schema, NULL};
+    lf_buf_t arr = {0};
+    PGresult *res = NULL;
+    lf_err_t err;
+
+    for (int t = 0; t < LF_DIFF_TABLES; t++)
+        names[t] = diff_specs[t].table;
+    if (lf_pg_text_array(&arr, names, LF_DIFF_TABLES))
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    params[1] = arr.data;
+    err = lf_pg_query(conn,
+                      "SELECT string_agg(t, ', ') FROM unnest($2::text[]) "
+                      "AS t WHERE to_regclass(format('%I.%I', $1::text, t)) "
+                      "IS NULL",
+                      2, params, "reading the schema's tables", &res, errstr,
+                      errstr_size);
+    lf_buf_free(&arr);
+    if (!err && !PQgetisnull(res, 0, 0))
+        err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                        "schema %s holds no funnel model (no table %s)", schema,
+                        PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return err;
+}
+
 /* Both schemas must exist; a name other than funnel must be one a rebuild
  * could have written (it goes into SQL quoted, but unchecked never). */
 static lf_err_t check_schemas(PGconn *conn, const char *a, const char *b,
@@ -439,6 +469,8 @@ static lf_err_t check_schemas(PGconn *conn, const char *a, const char *b,
         if (!exists)
             return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                              "schema %s does not exist", name);
+        if ((err = check_tables(conn, name, errstr, errstr_size)))
+            return err;
     }
     return LF_OK;
 }

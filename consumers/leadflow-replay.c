@@ -1172,6 +1172,33 @@ static lf_err_t rebuild_definition(app_t *app, rebuild_t *rb)
     return LF_OK;
 }
 
+/* Without a pseudonym key, a database whose funnel has erased people is
+ * refused before the schema is made: the rebuild would meet their
+ * erasures and stop (78 either way, but nothing left to --replace). */
+static lf_err_t rebuild_needs_no_key(app_t *app)
+{
+    const char *param = NULL;
+    PGresult *res = NULL;
+    char errstr[1024];
+    bool erased;
+    lf_err_t err;
+
+    if ((err = lf_pg_query(
+             app->conn, "SELECT EXISTS (SELECT 1 FROM funnel.erased_leads)", 0,
+             &param, "checking erasures", &res, errstr, sizeof(errstr))))
+        return fail(err, "cannot start", errstr);
+    erased = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    if (!erased)
+        return LF_OK;
+    app->blame = BLAME_CONFIG;
+    snprintf(errstr, sizeof(errstr),
+             "people are erased in funnel but no pseudonym key is "
+             "configured: set %s (docs/security.md)",
+             LF_CONF_PSEUDONYM_KEY_FILE);
+    return fail(LF_ERR_CONFIG, "bad pseudonym key", errstr);
+}
+
 /* The projector that writes into the new schema, decoding as the live one
  * does (its schema registry, if any). From Kafka the offsets reached are
  * the group's in the new model; from the database they are copied with
@@ -1197,7 +1224,7 @@ static lf_err_t rebuild_projector(app_t *app, rebuild_t *rb)
         return fail(err, "bad pseudonym key", errstr);
     }
     lf_projector_use_pseudonyms(rb->p, rb->ps);
-    return LF_OK;
+    return rb->ps ? LF_OK : rebuild_needs_no_key(app);
 }
 
 static lf_err_t run_rebuild(app_t *app)

@@ -443,6 +443,18 @@ def main():
           (live, sums()))
 
     step("rebuild from Kafka and from the database, diff, promote")
+    # Without the key, refused (78) before the schema is made.
+    env = {k: v for k, v in os.environ.items()
+           if k != "LEADFLOW_PSEUDONYM_KEY_FILE"}
+    p = run([os.path.join(BIN, "leadflow-replay"), "rebuild", "--into",
+             "r_nokey", "--from-db", "-d", "dbname=" + DB, "--progress",
+             "none"], env=env, timeout=120)
+    check(p.returncode == 78 and b"no pseudonym key" in p.stderr,
+          "rebuild without the key: exit %d: %s" % (p.returncode,
+                                                   p.stderr[-400:]))
+    check(psql("SELECT count(*) FROM pg_namespace WHERE nspname = "
+               "'r_nokey'", db=DB) == [["0"]], "rebuild without the key made "
+          "its schema")
     s.replay("rebuild", "--into", "r_kafka", "--from-kafka", "-q")
     s.replay("rebuild", "--into", "r_db", "--from-db", "-q", kafka=False)
     clean("after the rebuilds")

@@ -160,6 +160,39 @@ static lf_err_t only_a_rebuild(PGconn *conn, const char *into, char *errstr,
         into);
 }
 
+/* Objects outside schema @p into that DROP SCHEMA ... CASCADE would take
+ * with it: views that read its tables, foreign keys that point at them.
+ * Someone's work, not the rebuild's: refused, named. */
+static lf_err_t no_outside_dependents(PGconn *conn, const char *into,
+                                      char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {into};
+    PGresult *res = NULL;
+    lf_err_t err = lf_pg_query(
+        conn,
+        "SELECT string_agg(x, ', ') FROM (SELECT DISTINCT format('view %s', "
+        "v.oid::regclass) AS x FROM pg_depend d JOIN pg_rewrite r ON "
+        "d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid JOIN "
+        "pg_class v ON v.oid = r.ev_class JOIN pg_class t ON t.oid = "
+        "d.refobjid AND d.refclassid = 'pg_class'::regclass WHERE "
+        "t.relnamespace = $1::regnamespace AND v.relnamespace <> "
+        "$1::regnamespace UNION SELECT format('foreign key %I on %s', "
+        "c.conname, c.conrelid::regclass) FROM pg_constraint c JOIN pg_class "
+        "t ON t.oid = c.confrelid WHERE c.contype = 'f' AND t.relnamespace = "
+        "$1::regnamespace AND c.connamespace <> $1::regnamespace) AS s",
+        1, params, "reading what depends on the schema", &res, errstr,
+        errstr_size);
+
+    if (!err && !PQgetisnull(res, 0, 0))
+        err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                        "schema %s is used from outside it (%s): --replace "
+                        "would drop that too; drop or change it first, or "
+                        "choose another name",
+                        into, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return err;
+}
+
 /* Inside the transaction: funnel must exist, @p into must not (unless
  * @p replace: then it is dropped). */
 static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
@@ -186,7 +219,8 @@ static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
                          into);
     if (!exists)
         return LF_OK;
-    if ((err = only_a_rebuild(conn, into, errstr, errstr_size)))
+    if ((err = only_a_rebuild(conn, into, errstr, errstr_size)) ||
+        (err = no_outside_dependents(conn, into, errstr, errstr_size)))
         return err;
     snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", into);
     return exec(conn, sql, "dropping the schema", errstr, errstr_size);

@@ -146,36 +146,46 @@ static const char *owner_sqls[] = {
     "AND o.relkind IN ('r', 'p') AND o.relowner <> n.relowner ORDER BY 1",
 };
 
-/* SQL functions and procedures of funnel that @p from lacks, per row:
- * definition, comment, owner, REVOKE from PUBLIC, grants (each NULL when
- * there is nothing to do). $1 = the rebuilt schema. */
+/* SQL functions and procedures of funnel, per row: the definition when
+ * @p from lacks the function (NULL when it has its own: a rebuild made
+ * those that name no schema), comment, owner, the REVOKEs (from PUBLIC and
+ * from every other grantee of the rebuild's own), the grants funnel's
+ * has (or EXECUTE to PUBLIC, PostgreSQL's default, when funnel's ACL is
+ * the default and the rebuild's own may not be); each NULL when there is
+ * nothing to do. So every function ends with funnel's owner and
+ * privileges, made anew or not. $1 = the rebuilt schema. */
 static const char *functions_sql =
     "WITH f AS (SELECT p.oid, p.proname, p.proowner, p.proacl, "
     "CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' "
     "END AS kind, pg_get_function_identity_arguments(p.oid) AS "
-    "args FROM pg_proc p WHERE p.pronamespace = "
-    "'funnel'::regnamespace AND p.prokind IN ('f', 'p') AND NOT "
-    "EXISTS (SELECT 1 FROM pg_proc x WHERE x.pronamespace = "
+    "args, x.oid IS NOT NULL AS twin, x.proacl AS twin_acl, x.proowner "
+    "AS twin_owner FROM pg_proc p LEFT JOIN pg_proc x ON x.pronamespace = "
     "$1::regnamespace AND x.proname = p.proname AND "
     "pg_get_function_identity_arguments(x.oid) = "
-    "pg_get_function_identity_arguments(p.oid))) "
-    "SELECT pg_get_functiondef(f.oid), CASE WHEN "
-    "obj_description(f.oid, 'pg_proc') IS NOT NULL THEN "
+    "pg_get_function_identity_arguments(p.oid) WHERE p.pronamespace = "
+    "'funnel'::regnamespace AND p.prokind IN ('f', 'p')) "
+    "SELECT CASE WHEN NOT f.twin THEN pg_get_functiondef(f.oid) END, CASE "
+    "WHEN obj_description(f.oid, 'pg_proc') IS NOT NULL THEN "
     "format('COMMENT ON %s funnel.%I(%s) IS %L', f.kind, "
     "f.proname, f.args, obj_description(f.oid, 'pg_proc')) END, "
-    "CASE WHEN f.proowner <> (SELECT oid FROM pg_roles WHERE "
-    "rolname = current_user) THEN format('ALTER %s "
+    "CASE WHEN f.proowner <> coalesce(f.twin_owner, (SELECT oid FROM "
+    "pg_roles WHERE rolname = current_user)) THEN format('ALTER %s "
     "funnel.%I(%s) OWNER TO %I', f.kind, f.proname, f.args, "
-    "pg_get_userbyid(f.proowner)) END, CASE WHEN f.proacl IS "
-    "NOT NULL THEN format('REVOKE ALL ON %s funnel.%I(%s) FROM "
-    "PUBLIC', f.kind, f.proname, f.args) END, (SELECT "
+    "pg_get_userbyid(f.proowner)) END, CASE WHEN f.proacl IS NOT NULL OR "
+    "f.twin THEN (SELECT string_agg(format('REVOKE ALL ON %s funnel.%I(%s) "
+    "FROM %s', f.kind, f.proname, f.args, CASE WHEN g.g = 0 THEN 'PUBLIC' "
+    "ELSE quote_ident(pg_get_userbyid(g.g)) END), '; ') FROM (SELECT 0::oid "
+    "AS g UNION SELECT a.grantee FROM aclexplode(f.twin_acl) a WHERE "
+    "a.grantee NOT IN (0, f.twin_owner)) AS g) END, CASE WHEN f.proacl IS "
+    "NULL THEN CASE WHEN f.twin THEN format('GRANT EXECUTE ON %s "
+    "funnel.%I(%s) TO PUBLIC', f.kind, f.proname, f.args) END ELSE (SELECT "
     "string_agg(format('GRANT %s ON %s funnel.%I(%s) TO %s%s', "
     "a.privilege_type, f.kind, f.proname, f.args, CASE WHEN "
     "a.grantee = 0 THEN 'PUBLIC' ELSE "
     "quote_ident(pg_get_userbyid(a.grantee)) END, CASE WHEN "
     "a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), "
     "'; ') FROM aclexplode(f.proacl) a WHERE a.grantee <> "
-    "f.proowner) FROM f ORDER BY f.oid";
+    "f.proowner) END FROM f ORDER BY f.oid";
 
 /* Views of funnel that @p from lacks, per row: oid, CREATE VIEW, comment,
  * owner, column comments. $1 = the rebuilt schema. */
@@ -255,7 +265,7 @@ static lf_err_t function_statements(PGconn *conn, const char *from,
         for (int c = 0; c < 5 && !err; c++)
             if (!PQgetisnull(res, r, c))
                 err = lf_catalog_stmts_add(out, PQgetvalue(res, r, c));
-        (*functions)++;
+        *functions += !PQgetisnull(res, r, 0); /* made anew */
     }
     PQclear(res);
     if (err)

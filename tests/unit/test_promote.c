@@ -40,9 +40,20 @@ static lf_err_t allow(void *arg, char *errstr, size_t errstr_size)
     return LF_OK;
 }
 
+/* Every function of funnel with its owner and privileges (as sets: the
+ * order of ACL entries means nothing), in one line. */
+static const char *acl_sql =
+    "SELECT string_agg(proname || ':' || pg_get_userbyid(proowner) || '=' || "
+    "(SELECT string_agg(a.grantee || '/' || a.privilege_type, ',' ORDER BY "
+    "a.grantee, a.privilege_type) FROM (SELECT CASE WHEN grantee = 0 "
+    "THEN 'public' ELSE pg_get_userbyid(grantee) END AS grantee, "
+    "privilege_type FROM aclexplode(coalesce(proacl, acldefault('f', "
+    "proowner)))) AS a(grantee, privilege_type)), ' ' ORDER BY proname, "
+    "oid) FROM pg_proc WHERE pronamespace = 'funnel'::regnamespace";
+
 Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
 {
-    char dir[512], errstr[512], views[32], old[80], sql[256];
+    char dir[512], errstr[512], views[32], old[80], sql[256], acl[8192];
     PGconn *conn = live_and_rebuilt(dir, sizeof(dir), true);
     lf_promote_t out;
     lf_diff_t d;
@@ -61,9 +72,18 @@ Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
     sql_ok(conn,
            "INSERT INTO rb.definition (name, version, sha256, json, "
            "adopted_at) VALUES ('d', 1, 'ab', '{}', '2021-01-02 03:04Z')");
+    /* The privileges of every function come along, also of those the
+     * rebuild has its own of (bodies that name no schema). */
+    sql_ok(conn, "DO $$BEGIN CREATE ROLE bi_reader NOLOGIN; EXCEPTION WHEN "
+                 "duplicate_object THEN NULL; END$$");
+    sql_ok(conn, "REVOKE EXECUTE ON FUNCTION funnel.fx_rate(text, date) "
+                 "FROM PUBLIC; GRANT EXECUTE ON FUNCTION "
+                 "funnel.flows_grain(text) TO bi_reader");
+    snprintf(acl, sizeof(acl), "%s", sql_value(conn, acl_sql));
     cr_assert_eq(lf_promote_swap(conn, "rb", 5000, allow, &calls, &out, errstr,
                                  sizeof(errstr)),
                  LF_OK, "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, acl_sql), acl);
     cr_expect_eq(calls, 1, "the check runs once, under the locks");
     cr_expect(!strncmp(out.old_name, "funnel_old_", 11), "%s", out.old_name);
     snprintf(old, sizeof(old), "%s", out.old_name);

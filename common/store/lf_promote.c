@@ -81,7 +81,32 @@ static const char *promote_problems_sql =
     "rc.relnamespace = 'funnel'::regnamespace AND v.relnamespace NOT IN "
     "('funnel'::regnamespace, $1::regnamespace)";
 
-/* The table shapes compared by the query above. */
+/* ... and what was added to funnel's tables after the rebuild copied them
+ * (LIKE ... INCLUDING ALL), which the swap would drop without a word:
+ * indexes (compared by what they index, their names are the copy's own)
+ * and check constraints. $1 = the rebuilt schema. */
+static const char *promote_added_sql =
+    "SELECT format('index %I on %I (added after the rebuild: create it in "
+    "the rebuild too)', i.relname, t.relname) FROM pg_index x JOIN pg_class "
+    "i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid WHERE "
+    "t.relnamespace = 'funnel'::regnamespace AND NOT EXISTS (SELECT 1 FROM "
+    "pg_index y JOIN pg_class u ON u.oid = y.indrelid WHERE u.relnamespace = "
+    "$1::regnamespace AND u.relname = t.relname AND y.indkey::text = "
+    "x.indkey::text AND y.indclass::text = x.indclass::text AND "
+    "y.indisunique = x.indisunique AND coalesce(pg_get_expr(y.indexprs, "
+    "y.indrelid), '') = coalesce(pg_get_expr(x.indexprs, x.indrelid), '') "
+    "AND coalesce(pg_get_expr(y.indpred, y.indrelid), '') = "
+    "coalesce(pg_get_expr(x.indpred, x.indrelid), '')) "
+    "UNION ALL "
+    "SELECT format('check constraint %I on %I (added after the rebuild: add "
+    "it to the rebuild too)', c.conname, t.relname) FROM pg_constraint c "
+    "JOIN pg_class t ON t.oid = c.conrelid WHERE t.relnamespace = "
+    "'funnel'::regnamespace AND c.contype = 'c' AND NOT EXISTS (SELECT 1 "
+    "FROM pg_constraint k JOIN pg_class u ON u.oid = k.conrelid WHERE "
+    "u.relnamespace = $1::regnamespace AND u.relname = t.relname AND "
+    "k.contype = 'c' AND k.conname = c.conname) ";
+
+/* The table shapes compared by promote_problems_sql. */
 static const char *promote_cols_sql =
     "CREATE TEMP TABLE lf_cols ON COMMIT DROP AS SELECT n.nspname AS s, "
     "c.relname AS t, string_agg(format('%I %s%s', a.attname, "
@@ -447,6 +472,13 @@ static lf_err_t check_promotable(PGconn *conn, const char *from, char *errstr,
                       "checking what promote would leave behind", &res, errstr,
                       errstr_size)))
         return err;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        if ((err = query1(conn, promote_added_sql, from,
+                          "checking what was added to funnel", &res, errstr,
+                          errstr_size)))
+            return err;
+    }
     /* The migration lists name tables that exist only once the shapes
      * agree. */
     if (PQntuples(res) == 0) {

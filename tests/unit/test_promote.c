@@ -227,6 +227,22 @@ Test(promote, refuses_with_a_reason_and_changes_nothing, .timeout = 120)
     expect_unchanged(conn);
     sql_ok(conn, "DROP MATERIALIZED VIEW funnel.mv");
 
+    /* What a DBA added to funnel after the rebuild copied it: the swap
+     * would drop it without a word. */
+    sql_ok(conn, "CREATE INDEX leads_owner_dba ON funnel.leads (owner); "
+                 "ALTER TABLE funnel.events ADD CONSTRAINT dba_src CHECK "
+                 "(length(source) < 1000)");
+    cr_expect_eq(lf_promote_swap(conn, "rb", 5000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "index leads_owner_dba on leads (added after") &&
+                  strstr(errstr, "check constraint dba_src on events"),
+              "%s", errstr);
+    lf_promote_free(&out);
+    expect_unchanged(conn);
+    sql_ok(conn, "DROP INDEX funnel.leads_owner_dba; ALTER TABLE "
+                 "funnel.events DROP CONSTRAINT dba_src");
+
     /* A rebuild without an event over a funnel with some (the wrong
      * topic): its history would go. */
     sql_ok(conn, "BEGIN; CREATE TEMP TABLE keep AS SELECT * FROM rb.events; "

@@ -422,29 +422,36 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
     return LF_OK;
 }
 
+/* A new entry of the batch that takes @p ev's strings, or NULL. */
+static entry_t *take_event(lf_projector_t *p, lf_event_t *ev, const char *topic,
+                           int32_t partition, int64_t offset)
+{
+    entry_t *e = new_entry(p, topic, partition, offset);
+
+    if (e) {
+        e->ev = *ev;
+        lf_event_init(ev);
+    }
+    return e;
+}
+
 lf_err_t lf_projector_add_event_keyed(lf_projector_t *p, lf_event_t *ev,
                                       const void *key, size_t key_len,
                                       const char *topic, int32_t partition,
                                       int64_t offset)
 {
-    entry_t *e = new_entry(p, topic, partition, offset);
-    if (!e)
-        return LF_ERR_NOMEM;
-    e->ev = *ev;
-    lf_event_init(ev);
-    return note_key(p, e, key, key_len);
+    entry_t *e = take_event(p, ev, topic, partition, offset);
+
+    return e ? note_key(p, e, key, key_len) : LF_ERR_NOMEM;
 }
 
 lf_err_t lf_projector_add_event(lf_projector_t *p, lf_event_t *ev,
                                 const char *topic, int32_t partition,
                                 int64_t offset)
 {
-    entry_t *e = new_entry(p, topic, partition, offset);
-    if (!e)
-        return LF_ERR_NOMEM;
-    e->ev = *ev;
-    lf_event_init(ev);
-    return lead_add(p, e->ev.lead_id) ? LF_OK : LF_ERR_NOMEM;
+    entry_t *e = take_event(p, ev, topic, partition, offset);
+
+    return e && lead_add(p, e->ev.lead_id) ? LF_OK : LF_ERR_NOMEM;
 }
 
 /* ---- the offsets fence's declarations ------------------------------- */

@@ -53,7 +53,7 @@ typedef enum lf_recycle_reason_e {
  *  may be many strings of LF_STRING_MAX each (and bytes grow by base64):
  *  room for any message within Kafka's default 1 MB and its escapes. */
 #define LF_EXTRA_MAX (1 << 22)
-#define LF_ATTRS_MAX    256       /**< entries in Captured.attributes */
+#define LF_ATTRS_MAX 256 /**< entries in Captured.attributes */
 /** 9999-12-31T23:59:59.999Z: the last instant RFC 3339 can write. */
 #define LF_TIME_MAX_MS INT64_C(253402300799999)
 

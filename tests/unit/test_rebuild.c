@@ -163,9 +163,9 @@ Test(rebuild, create_refuses_with_a_reason, .timeout = 120)
     /* ... nor what someone built on the rebuild: a view reading it. */
     sql_ok(conn, "CREATE VIEW userdata.whatif AS SELECT count(*) FROM "
                  "rb.offsets");
-    cr_expect_eq(lf_rebuild_create(conn, "rb", true, "from-db", errstr,
-                                   sizeof(errstr)),
-                 LF_ERR_INVALID);
+    cr_expect_eq(
+        lf_rebuild_create(conn, "rb", true, "from-db", errstr, sizeof(errstr)),
+        LF_ERR_INVALID);
     cr_expect(strstr(errstr, "used from outside it (view userdata.whatif)"),
               "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_views WHERE "

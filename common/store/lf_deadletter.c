@@ -8,6 +8,7 @@
 #include "lf_identity.h"
 #include "lf_pg.h"
 #include "lf_projector.h"
+#include "lf_pseudonym.h"
 #include "lf_time.h"
 
 #include <inttypes.h>
@@ -117,8 +118,9 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
 /* Outcome of one letter in a batch. */
 typedef struct outcome_s {
     char *id;
-    char *text; /* resolution (applied) or new error (failing) */
-    char *line; /* what the report says of it, once the batch is written */
+    char *text;     /* resolution (applied) or new error (failing) */
+    char *line;     /* what the report says of it, once the batch is written */
+    char *event_id; /* applied: the event it was applied as */
     bool applied;
 } outcome_t;
 
@@ -128,6 +130,7 @@ static void outcomes_clear(outcome_t *o, size_t n)
         free(o[i].id);
         free(o[i].text);
         free(o[i].line);
+        free(o[i].event_id);
     }
 }
 
@@ -136,7 +139,7 @@ static void outcomes_clear(outcome_t *o, size_t n)
 static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
                      size_t errstr_size)
 {
-    lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}};
+    lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}}, events = {0};
     const char **idv = calloc(n + 1, sizeof(*idv));
     const char **txv = calloc(n + 1, sizeof(*txv));
     lf_err_t err = LF_OK;
@@ -158,8 +161,17 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
     }
     if (err)
         goto out;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) /* the applied ones' events */
+        if (o[i].applied)
+            txv[m++] = o[i].event_id;
+    if (lf_pg_text_array(&events, txv, m)) {
+        err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
     const char *p0[2] = {ids[0].data, texts[0].data};
     const char *p1[2] = {ids[1].data, texts[1].data};
+    const char *p2[2] = {ids[0].data, events.data};
     if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
                            errstr_size)))
         goto out;
@@ -180,7 +192,20 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
                          "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
                          "d.id = u.id AND d.resolved_at IS NULL",
                          2, p1, "updating failing dead letters", NULL, errstr,
-                         errstr_size))) {
+                         errstr_size)) ||
+        /* An applied letter whose event is an erased person's (erased on
+         * the way in) keeps no key or value: they hold the person's data,
+         * which the resolution would tie to the pseudonym. */
+        (err = lf_pg_query(
+             conn,
+             "UPDATE funnel.dead_letters d SET key = NULL, value = NULL, "
+             "error = d.error || '" LF_ERASED_NOTE "' FROM "
+             "unnest($1::bigint[], $2::text[]) AS u(id, event_id) JOIN "
+             "funnel.events e ON e.event_id = u.event_id WHERE d.id = u.id "
+             "AND e.lead_id LIKE '" LF_PSEUDONYM_PREFIX "%' AND (d.key IS "
+             "NOT NULL OR d.value IS NOT NULL)",
+             2, p2, "erasing applied letters of erased people", NULL, errstr,
+             errstr_size))) {
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
         goto out;
@@ -192,6 +217,7 @@ out:
         lf_buf_free(&ids[k]);
         lf_buf_free(&texts[k]);
     }
+    lf_buf_free(&events);
     free(idv);
     free(txv);
     return err;
@@ -332,7 +358,10 @@ static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
                          PQgetvalue(res, r, 0), why);
     }
     if (ok) {
-        err = apply_one(rt, res, r, &ev, text, sizeof(text));
+        if (!(o->event_id = strdup(ev.event_id)))
+            err = LF_ERR_NOMEM;
+        else
+            err = apply_one(rt, res, r, &ev, text, sizeof(text));
     } else {
         snprintf(text, sizeof(text), "%s", why);
         rt->st->still_failing++;

@@ -430,6 +430,23 @@ replay dead-letters retry --id "$kid,$tid" >"$LF_TMP/retry" 2>"$LF_TMP/err" ||
     "empty message: expected a framed Avro LeadEvent" ] ||
     fail "the tombstone's reason: $(q "SELECT error FROM funnel.dead_letters WHERE id = $tid")"
 q "DELETE FROM funnel.dead_letters WHERE id IN ($kid, $tid)" >/dev/null
+# A letter (under another key) of a person erased since: applied erased,
+# and the letter keeps neither key nor value (they hold the person's data).
+replay erase --lead X-9 --request R-9 >/dev/null 2>&1 || fail "erase X-9"
+project
+egood='{"event_id":"x-9","lead_id":"X-9","type":"captured","occurred_at":"2026-01-03T00:00:00Z","source":"t","channel":"web","attributes":{"email":"x9@pii.example"}}'
+eval_=$(echo "$egood" | "$TESTS/lf_codec_tool" encode)
+eid=$(q "INSERT INTO funnel.dead_letters (topic, partition, \"offset\", key,
+    value, error) VALUES ('legacy', 0, 9, 'ACME9', '\\x$eval_', 'old')
+    RETURNING id") || fail "could not insert the erased person's letter"
+replay dead-letters retry --id "$eid" >/dev/null 2>&1 ||
+    fail "retry of the erased person's letter exited $?"
+[ "$(q "SELECT lead_id LIKE 'erased:%' FROM funnel.events WHERE event_id = 'x-9'")" = t ] ||
+    fail "the erased person's letter was not applied erased"
+[ "$(q "SELECT key IS NULL AND value IS NULL AND error LIKE '%[erased:%'
+    FROM funnel.dead_letters WHERE id = $eid")" = t ] ||
+    fail "the erased person's letter kept its key or value"
+q "DELETE FROM funnel.dead_letters WHERE id = $eid" >/dev/null
 C3=$(sums)
 expect_rc 0 "a second retry of the same letter" replay dead-letters retry --id "$xid"
 grep -q "id=$xid skipped: resolved" "$LF_TMP/out" || fail "second retry: $(cat "$LF_TMP/out")"

@@ -1332,7 +1332,8 @@ static lf_cli_next_t parse_diff(app_t *app, int argc, char **argv)
     return LF_CLI_RUN;
 }
 
-/* The differing leads' rows, then the differing dead letters. */
+/* The differing leads' rows, then the differing rows of no lead (dead
+ * letters, erasures, erased leads: each names its table). */
 static void diff_print_rows(const lf_diff_t *d)
 {
     const char *prev = NULL;
@@ -1342,7 +1343,7 @@ static void diff_print_rows(const lf_diff_t *d)
         const lf_diff_row_t *r = &d->rows[i];
         if (!r->lead) {
             if (!prev || *prev) {
-                printf("differing dead letters:\n");
+                printf("differing rows of no lead:\n");
                 prev = "";
             }
             printf("  %s\n", r->text);

@@ -208,7 +208,7 @@ static lf_err_t load_file(lf_pseudonym_t *ps, const char *path, char *errstr,
         fclose(fp);
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "pseudonym key file %s can be read by others "
-                         "(mode %03o): chmod 600 it",
+                         "than its owner (mode %03o): chmod 600 it",
                          path, (unsigned)(st.st_mode & 0777));
     }
     while (!err && fgets(line, sizeof(line), fp)) {

@@ -6,6 +6,7 @@
 #include "lf_uuid.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -830,6 +831,16 @@ static uint32_t account_of(const lf_workload_t *g, uint32_t lead)
     return (uint32_t)(splitmix64(&x) % g->o.accounts) + 1;
 }
 
+/* FNV-1a, 64 bits, of @p s: a synthetic opportunity id's number. */
+static uint64_t opp_hash(const char *s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+    return h;
+}
+
 /* The envelope: lead id, event id (event_uuid()), the lead's account. */
 static void render_envelope(const lf_workload_t *g, const gev_t *e,
                             lf_event_t *ev, scratch_t *s)
@@ -881,7 +892,10 @@ static void render_event(const lf_workload_t *g, const gev_t *e, lf_event_t *ev,
         ev->u.recycled.note = e->i2 >= 0 ? (char *)notes[e->i2] : NULL;
         break;
     case LF_EV_QUALIFIED:
-        snprintf(s->opp, sizeof(s->opp), "OPP-%s-%d", s->lead_id, e->i1);
+        /* A CRM's own reference: not the lead id, which an erasure must
+         * find nowhere else (an FNV-1a of it, deterministic). */
+        snprintf(s->opp, sizeof(s->opp), "OPP-%016" PRIx64 "-%d",
+                 opp_hash(s->lead_id), e->i1);
         ev->u.qualified.opportunity_id = s->opp;
         ev->u.qualified.amount_minor = e->amount;
         ev->u.qualified.currency = (char *)currencies[e->i2];

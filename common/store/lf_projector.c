@@ -772,11 +772,12 @@ typedef struct flush_s {
     const char **leads;      /* the batch's leads, each once */
     size_t nleads;
     stage_bufs_t b;
-    lf_ids_t locks;   /* the names of the lead locks taken */
-    lf_ids_t forced;  /* persons (surviving leads) to recompute in full */
-    lf_ids_t cleared; /* leads no longer a person: their anomalies go */
-    lf_ids_t pool;    /* strings entries' person points to */
-    lf_ids_t new_ids; /* the event_ids stored new, sorted */
+    lf_ids_t locks;      /* the names of the lead locks taken */
+    lf_ids_t forced;     /* persons (surviving leads) to recompute in full */
+    lf_ids_t cleared;    /* leads no longer a person: their anomalies go */
+    lf_ids_t cleared_of; /* the persons those leads count for now */
+    lf_ids_t pool;       /* strings entries' person points to */
+    lf_ids_t new_ids;    /* the event_ids stored new, sorted */
 } flush_t;
 
 /* Record a failed statement: temporary if the connection or server is in
@@ -1672,7 +1673,8 @@ typedef struct derive_s {
     size_t nfresh;
     const char **re; /* persons to recompute from their stored events */
     size_t nre;
-    size_t nforced;       /* re[0 .. nforced): those identity() forced */
+    size_t nfirst;        /* re[0 .. nfirst): the persons of the leads
+                             identity() cleared (f->cleared_of) */
     PGresult *reres;      /* their stored events as read (person in col 0) */
     lf_event_t *reevents; /* the same, read (strings in reres), in order */
     size_t nreevents;
@@ -2433,8 +2435,9 @@ static lf_err_t recompute_person(flush_t *f, derive_t *d, const char *id,
 }
 
 /* The persons to recompute, each once: those derive found and those
- * identity() forced, as d->re (copies in f->pool): the forced ones first
- * (d->nforced), then the others, each part in bytewise order. */
+ * identity() forced, as d->re (copies in f->pool): first those a lead now
+ * counts for that identity() cleared (d->nfirst: merged into them, or
+ * a stale void's), then the others, each part in bytewise order. */
 static lf_err_t list_recompute(flush_t *f, derive_t *d)
 {
     lf_ids_t re = {0};
@@ -2446,13 +2449,13 @@ static lf_err_t list_recompute(flush_t *f, derive_t *d)
         e = lf_ids_add(&re, f->forced.v[i]);
     lf_ids_sort(&re);
     d->nre = 0;
-    for (int forced = 1; !e && forced >= 0; forced--) {
+    for (int first = 1; !e && first >= 0; first--) {
         for (size_t i = 0; !e && i < re.n; i++)
-            if (lf_ids_has(&f->forced, re.v[i]) == (bool)forced &&
+            if (lf_ids_has(&f->cleared_of, re.v[i]) == (bool)first &&
                 !(e = lf_ids_add(&f->pool, re.v[i])))
                 d->re[d->nre++] = f->pool.v[f->pool.n - 1];
-        if (forced)
-            d->nforced = d->nre;
+        if (first)
+            d->nfirst = d->nre;
     }
     lf_ids_free(&re);
     return e ? LF_ERR_NOMEM : LF_OK;
@@ -2465,8 +2468,8 @@ static lf_err_t list_recompute(flush_t *f, derive_t *d)
  * the row if it differs; a person left without a counted capture loses
  * its row (d->rowless, deleted by recompute()). The anomalies compared
  * are those of these persons' leads and, @p cleared, of the leads that
- * stopped being persons (f->cleared: each one's person is a forced one,
- * so in the same chunk, and a moved anomaly is seen as moved). */
+ * stopped being persons (f->cleared: each one's person is in the same
+ * chunk, d->nfirst, so a moved anomaly is seen as moved). */
 static lf_err_t recompute_chunk(flush_t *f, derive_t *d, const char **re,
                                 size_t n, bool cleared)
 {
@@ -2521,8 +2524,9 @@ static lf_err_t recompute_chunk(flush_t *f, derive_t *d, const char **re,
  * workloads (BENCHMARKS.md). */
 #define RECOMPUTE_CHUNK_ROWS 10000
 
-/* Recompute the persons in d->re (list_recompute()): the forced ones in
- * one chunk (with the leads they cleared), the others in chunks of about
+/* Recompute the persons in d->re (list_recompute()): those of cleared
+ * leads in one chunk (with those leads: as many as the batch's merges
+ * join), the others, voids' persons too, in chunks of about
  * p->chunk_rows stored events; then delete the rows of persons left
  * without one. */
 static lf_err_t recompute(flush_t *f, derive_t *d)
@@ -2537,7 +2541,7 @@ static lf_err_t recompute(flush_t *f, derive_t *d)
     f->st.recomputed = d->nre;
     for (size_t at = 0, n; !err && at < d->nre; at += n) {
         size_t per = p->rows_per_person ? p->rows_per_person : 8;
-        n = at < d->nforced ? d->nforced : rows / per + 1;
+        n = at < d->nfirst ? d->nfirst : rows / per + 1;
         n = n < d->nre - at ? n : d->nre - at;
         err = recompute_chunk(f, d, d->re + at, n, at == 0);
     }
@@ -3664,12 +3668,14 @@ static lf_err_t components(flush_t *f, seeds_t *s)
     for (size_t i = 0; !err && i < s->c.ids.n; i++) {
         const char *id = s->c.ids.v[i];
         const char *root = roots[i];
-        err = lf_ids_add(&f->forced, now_as(&orig, &pseud, root)) ||
-                      lf_ids_add(&s->now, now_as(&orig, &pseud, id)) ||
-                      (strcmp(root, id) &&
-                       lf_ids_add(&f->cleared, now_as(&orig, &pseud, id)))
-                  ? LF_ERR_NOMEM
-                  : LF_OK;
+        err =
+            lf_ids_add(&f->forced, now_as(&orig, &pseud, root)) ||
+                    lf_ids_add(&s->now, now_as(&orig, &pseud, id)) ||
+                    (strcmp(root, id) &&
+                     (lf_ids_add(&f->cleared, now_as(&orig, &pseud, id)) ||
+                      lf_ids_add(&f->cleared_of, now_as(&orig, &pseud, root))))
+                ? LF_ERR_NOMEM
+                : LF_OK;
     }
     if (err)
         err = nomem(f);
@@ -3788,7 +3794,8 @@ static lf_err_t stale_voids(flush_t *f)
         const char *person = PQgetvalue(res, r, 0),
                    *lead = PQgetvalue(res, r, 1);
         if (lf_ids_add(&f->forced, person) ||
-            (strcmp(person, lead) && lf_ids_add(&f->cleared, lead)))
+            (strcmp(person, lead) && (lf_ids_add(&f->cleared, lead) ||
+                                      lf_ids_add(&f->cleared_of, person))))
             err = nomem(f);
     }
     PQclear(res);
@@ -3813,6 +3820,7 @@ static lf_err_t identity(flush_t *f)
         err = stale_voids(f);
     lf_ids_sort(&f->forced);
     lf_ids_sort(&f->cleared);
+    lf_ids_sort(&f->cleared_of);
     if (!err && f->forced.n)
         err = lock_more(f, f->forced.v, f->forced.n);
     seeds_free(&s);
@@ -3914,6 +3922,7 @@ static void flush_free(flush_t *f)
     lf_ids_free(&f->locks);
     lf_ids_free(&f->forced);
     lf_ids_free(&f->cleared);
+    lf_ids_free(&f->cleared_of);
     lf_ids_free(&f->pool);
     lf_ids_free(&f->new_ids);
 }

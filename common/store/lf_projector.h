@@ -76,7 +76,8 @@ void lf_projector_use_pseudonyms(lf_projector_t *p, const lf_pseudonym_t *ps);
  * persons (0: the default, 10,000): a batch whose persons hold more is
  * recomputed in chunks, so its memory does not grow with their histories.
  * The tables do not depend on it, only memory and round trips do. The
- * persons a merge, erasure or void forces are one chunk.
+ * persons the batch's merges join leads into are one chunk, with those
+ * leads.
  */
 void lf_projector_limit_recompute(lf_projector_t *p, size_t rows);
 

@@ -831,14 +831,17 @@ static uint32_t account_of(const lf_workload_t *g, uint32_t lead)
     return (uint32_t)(splitmix64(&x) % g->o.accounts) + 1;
 }
 
-/* FNV-1a, 64 bits, of @p s: a synthetic opportunity id's number. */
-static uint64_t opp_hash(const char *s)
+/* Opportunity @p n of lead @p lead_id, into @p out: a CRM's own
+ * reference, not the lead id, which an erasure must find nowhere else
+ * (an FNV-1a of it, 64 bits: deterministic). */
+static char *opp_id(char *out, size_t size, const char *lead_id, int n)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
 
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
-    return h;
+    for (const char *c = lead_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * UINT64_C(0x100000001b3);
+    snprintf(out, size, "OPP-%016" PRIx64 "-%d", h, n);
+    return out;
 }
 
 /* The envelope: lead id, event id (event_uuid()), the lead's account. */
@@ -892,11 +895,8 @@ static void render_event(const lf_workload_t *g, const gev_t *e, lf_event_t *ev,
         ev->u.recycled.note = e->i2 >= 0 ? (char *)notes[e->i2] : NULL;
         break;
     case LF_EV_QUALIFIED:
-        /* A CRM's own reference: not the lead id, which an erasure must
-         * find nowhere else (an FNV-1a of it, deterministic). */
-        snprintf(s->opp, sizeof(s->opp), "OPP-%016" PRIx64 "-%d",
-                 opp_hash(s->lead_id), e->i1);
-        ev->u.qualified.opportunity_id = s->opp;
+        ev->u.qualified.opportunity_id =
+            opp_id(s->opp, sizeof(s->opp), s->lead_id, e->i1);
         ev->u.qualified.amount_minor = e->amount;
         ev->u.qualified.currency = (char *)currencies[e->i2];
         break;

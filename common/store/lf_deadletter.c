@@ -134,6 +134,56 @@ static void outcomes_clear(outcome_t *o, size_t n)
     }
 }
 
+/* mark()'s statements, in one transaction: $1 letter ids, $2 texts (or
+ * events). */
+static const struct {
+    const char *sql, *what;
+} mark_sql[3] = {
+    {"UPDATE funnel.dead_letters d SET resolved_at = now(), "
+     "resolution = u.txt, retried_at = now(), retries = "
+     "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
+     "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
+     "marking resolved dead letters"},
+    {"UPDATE funnel.dead_letters d SET error = CASE WHEN "
+     "strpos(d.error, '" LF_ERASED_NOTE "') > 0 THEN "
+     "d.error ELSE u.txt END, "
+     "retried_at = now(), retries = d.retries + 1 FROM "
+     "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
+     "d.id = u.id AND d.resolved_at IS NULL",
+     "updating failing dead letters"},
+    /* An applied letter whose event is an erased person's (erased on the
+     * way in) keeps no key or value: they hold the person's data, which
+     * the resolution would tie to the pseudonym. */
+    {"UPDATE funnel.dead_letters d SET key = NULL, value = NULL, "
+     "error = d.error || '" LF_ERASED_NOTE "' FROM "
+     "unnest($1::bigint[], $2::text[]) AS u(id, event_id) JOIN "
+     "funnel.events e ON e.event_id = u.event_id WHERE d.id = u.id "
+     "AND e.lead_id LIKE '" LF_PSEUDONYM_PREFIX "%' AND (d.key IS "
+     "NOT NULL OR d.value IS NOT NULL)",
+     "erasing applied letters of erased people"},
+};
+
+/* Run mark_sql with @p params, in one transaction. */
+static lf_err_t mark_write(PGconn *conn, const char *params[3][2], char *errstr,
+                           size_t errstr_size)
+{
+    lf_err_t err;
+
+    if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
+                           errstr_size)))
+        return err;
+    for (int k = 0; k < 3 && !err; k++)
+        err = lf_pg_query(conn, mark_sql[k].sql, 2, params[k], mark_sql[k].what,
+                          NULL, errstr, errstr_size);
+    if (err) {
+        if (PQstatus(conn) == CONNECTION_OK)
+            PQclear(PQexec(conn, "ROLLBACK"));
+        return err;
+    }
+    return lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
+                       errstr_size);
+}
+
 /* Mark the batch's outcomes: one statement for the applied, one for the
  * still failing, in one transaction. */
 static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
@@ -169,49 +219,10 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
-    const char *p0[2] = {ids[0].data, texts[0].data};
-    const char *p1[2] = {ids[1].data, texts[1].data};
-    const char *p2[2] = {ids[0].data, events.data};
-    if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
-                           errstr_size)))
-        goto out;
-    if ((err = lf_pg_query(
-             conn,
-             "UPDATE funnel.dead_letters d SET resolved_at = now(), "
-             "resolution = u.txt, retried_at = now(), retries = "
-             "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
-             "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
-             2, p0, "marking resolved dead letters", NULL, errstr,
-             errstr_size)) ||
-        (err =
-             lf_pg_query(conn,
-                         "UPDATE funnel.dead_letters d SET error = CASE WHEN "
-                         "strpos(d.error, '" LF_ERASED_NOTE "') > 0 THEN "
-                         "d.error ELSE u.txt END, "
-                         "retried_at = now(), retries = d.retries + 1 FROM "
-                         "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
-                         "d.id = u.id AND d.resolved_at IS NULL",
-                         2, p1, "updating failing dead letters", NULL, errstr,
-                         errstr_size)) ||
-        /* An applied letter whose event is an erased person's (erased on
-         * the way in) keeps no key or value: they hold the person's data,
-         * which the resolution would tie to the pseudonym. */
-        (err = lf_pg_query(
-             conn,
-             "UPDATE funnel.dead_letters d SET key = NULL, value = NULL, "
-             "error = d.error || '" LF_ERASED_NOTE "' FROM "
-             "unnest($1::bigint[], $2::text[]) AS u(id, event_id) JOIN "
-             "funnel.events e ON e.event_id = u.event_id WHERE d.id = u.id "
-             "AND e.lead_id LIKE '" LF_PSEUDONYM_PREFIX "%' AND (d.key IS "
-             "NOT NULL OR d.value IS NOT NULL)",
-             2, p2, "erasing applied letters of erased people", NULL, errstr,
-             errstr_size))) {
-        if (PQstatus(conn) == CONNECTION_OK)
-            PQclear(PQexec(conn, "ROLLBACK"));
-        goto out;
-    }
-    err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
-                      errstr_size);
+    const char *params[3][2] = {{ids[0].data, texts[0].data},
+                                {ids[1].data, texts[1].data},
+                                {ids[0].data, events.data}};
+    err = mark_write(conn, params, errstr, errstr_size);
 out:
     for (int k = 0; k < 2; k++) {
         lf_buf_free(&ids[k]);

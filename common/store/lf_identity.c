@@ -579,6 +579,14 @@ static const char *const erase_steps[] = {
     "$2::text[] IS NOT NULL",
     "DELETE FROM %1$s.stage_history WHERE lead_id = ANY($1::text[]) AND "
     "$2::text[] IS NOT NULL",
+    /* A copy of their event that differs only in what is removed here
+     * is no conflict once they are erased (record_conflicts() in
+     * lf_projector.c), as it is none when it comes after. */
+    "DELETE FROM %1$s.anomalies AS a USING %1$s.events AS e, "
+    "unnest($2::text[]) AS u(p) WHERE e.lead_id = u.p AND "
+    "a.event_id = e.event_id AND a.kind = 'conflict' AND a.reason LIKE "
+    "'event_id reused with different content" LF_CONFLICT_ERASABLE " at %%' "
+    "AND $1::text[] IS NOT NULL",
     "UPDATE %1$s.anomalies AS a SET lead_id = u.p, reason = CASE WHEN "
     "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN 'Kafka key "
     "differs from lead_id (the key was erased)' ELSE a.reason END FROM "

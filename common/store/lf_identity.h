@@ -19,6 +19,11 @@
  *  letter's key and value (the error stays: it says why it was dead). */
 #define LF_ERASED_NOTE " [erased: key and value removed]"
 
+/* In a conflict anomaly's reason, after "event_id reused with different
+ * content": the copy differs from the stored event only in fields an
+ * erasure removes, so the person's erasure deletes the anomaly. */
+#define LF_CONFLICT_ERASABLE ", only in fields an erasure removes,"
+
 #include "lf_buf.h"
 #include "lf_common.h"
 

@@ -1318,6 +1318,7 @@ static lf_err_t store_events(flush_t *f)
 }
 
 static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n);
+static const char *known_keys_sql(void);
 static lf_err_t query_ids(flush_t *f, const char *tmpl, const char *what,
                           const lf_ids_t *in, lf_ids_t *out);
 
@@ -1332,7 +1333,7 @@ static lf_err_t record_conflicts(flush_t *f)
 {
     PGresult *res = NULL;
     lf_ids_t others = {0};
-    char sql[SQL_MAX];
+    char tmpl[SQL_MAX], sql[SQL_MAX];
     lf_err_t err;
 
     if (f->nstored >= f->nev)
@@ -1350,21 +1351,42 @@ static lf_err_t record_conflicts(flush_t *f)
     lf_ids_free(&others);
     if (err)
         return err;
-    sql_text(f->p, sql, &anomalies_table,
-             "INSERT INTO {schema}.anomalies ({cols}) "
-             "SELECT s.event_id, coalesce((SELECT m.surviving_lead_id FROM "
-             "{schema}.merges AS m WHERE m.lead_id = e.lead_id), e.lead_id), "
-             "'conflict', "
-             "format('event_id reused with different content at %s "
-             "partition %s offset %s', s.topic, s.partition, s.\"offset\") "
-             "FROM lf_stg_events s JOIN {schema}.events e USING (event_id) "
-             "WHERE (e.topic, e.partition, e.\"offset\") IS DISTINCT FROM "
-             "(s.topic, s.partition, s.\"offset\") AND "
-             "(e.lead_id, e.type, e.occurred_at, e.source, e.actor, "
-             "e.account_id, e.payload, e.extra) IS DISTINCT FROM (s.lead_id, "
-             "s.type, s.occurred_at, s.source, s.actor, s.account_id, "
-             "s.payload, s.extra) "
-             "ON CONFLICT DO NOTHING");
+    /* A copy that differs only in what an erasure removes says so: the
+     * erasure deletes its anomaly (erase_steps in lf_identity.c), as the
+     * copy of an erased person's event, erased on the way in, is none. */
+    if (!known_keys_sql())
+        return nomem(f);
+    sql_text(
+        f->p, tmpl, &anomalies_table,
+        "INSERT INTO {schema}.anomalies ({cols}) "
+        "SELECT s.event_id, coalesce((SELECT m.surviving_lead_id FROM "
+        "{schema}.merges AS m WHERE m.lead_id = e.lead_id), e.lead_id), "
+        "'conflict', "
+        "format('event_id reused with different content%%s at %%s "
+        "partition %%s offset %%s', CASE WHEN (e.lead_id, e.type, "
+        "e.occurred_at, e.source, e.actor, e.account_id) IS NOT "
+        "DISTINCT FROM (s.lead_id, s.type, s.occurred_at, s.source, "
+        "s.actor, s.account_id) AND (SELECT (x.ep - ARRAY(SELECT "
+        "jsonb_object_keys(x.ep - x.k))) - x.pk IS NOT DISTINCT FROM "
+        "(x.sp - ARRAY(SELECT jsonb_object_keys(x.sp - x.k))) - x.pk "
+        "FROM (SELECT e.payload, s.payload, (CASE e.type %s, "
+        "ARRAY['attributes', 'note'] || CASE WHEN e.type IN ('lost', "
+        "'disqualified', 'voided') THEN ARRAY['reason'] ELSE "
+        "ARRAY[]::text[] END) AS x(ep, sp, k, pk)) THEN '" LF_CONFLICT_ERASABLE
+        "' ELSE '' END, s.topic, s.partition, s.\"offset\") "
+        "FROM lf_stg_events s JOIN {schema}.events e USING (event_id) "
+        "WHERE (e.topic, e.partition, e.\"offset\") IS DISTINCT FROM "
+        "(s.topic, s.partition, s.\"offset\") AND "
+        "(e.lead_id, e.type, e.occurred_at, e.source, e.actor, "
+        "e.account_id, e.payload, e.extra) IS DISTINCT FROM (s.lead_id, "
+        "s.type, s.occurred_at, s.source, s.actor, s.account_id, "
+        "s.payload, s.extra) "
+        "ON CONFLICT DO NOTHING");
+    /* (the cases of known_keys_sql(), after its "(CASE type ") */
+    if (snprintf(sql, sizeof(sql), tmpl, known_keys_sql() + 11) >=
+        (int)sizeof(sql))
+        return lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
+                         "checking conflicts: statement too long");
     if ((err = run(f, sql, "checking conflicts", 0, NULL, NULL, &res)))
         return err;
     f->st.conflicts = strtoull(PQcmdTuples(res), NULL, 10);

@@ -233,16 +233,22 @@ class Bench:
 
     def timed(self, cmd, **kw):
         """Run cmd; @returns its wall-clock seconds."""
+        return self.timed_rss(cmd, **kw)[0]
+
+    def timed_rss(self, cmd, **kw):
+        """Run cmd; @returns (wall-clock seconds, peak RSS in KiB)."""
         kw.setdefault("env", self.env)
         kw.setdefault("stdout", subprocess.DEVNULL)
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, **kw)
+        rss = PeakRss(p.pid)
         p.wait()
         wall = time.monotonic() - t0
+        peak = rss.stop()
         if p.returncode:
             raise RuntimeError(f"{os.path.basename(cmd[0])} exited "
                                f"{p.returncode}")
-        return wall
+        return wall, peak
 
     # ---- workload ---------------------------------------------------
     def prepare(self):
@@ -398,6 +404,14 @@ class Bench:
              self.brokers, "-t", self.backlog], env=dict(self.env,
                                                          PGDATABASE=db))
         res["rebuild"] = self.n / wall
+        # ... and from the topic, whose reader's prefetch is bounded.
+        wall, rss = self.timed_rss(
+            [self.prog("leadflow-replay"), "rebuild", "--into",
+             f"rebuildk{r}", "--from-kafka", "--progress", "none", "-qq",
+             "-b", self.brokers, "-t", self.backlog, "-g", f"rk-{db}"],
+            env=dict(self.env, PGDATABASE=db))
+        res["rebuild_kafka"] = self.n / wall
+        res["rebuild_kafka_rss"] = rss
         self.psql(f'DROP DATABASE "{db}"')
         return res
 
@@ -1128,6 +1142,10 @@ class Bench:
             rows.append(("memory (peak RSS)", "-", "-", "-",
                          "<= 64 MiB, flat", "-"))
         rows.append(("rebuild --from-db", fmt_rate(med("rebuild")), "-", "-",
+                     "-", "-"))
+        rss = med("rebuild_kafka_rss")
+        rows.append(("rebuild --from-kafka", fmt_rate(med("rebuild_kafka")),
+                     f"peak RSS {rss / 1024:.1f} MiB" if rss else "-", "-",
                      "-", "-"))
         cost = self.results.get("cost")
         if cost:

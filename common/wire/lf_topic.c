@@ -2,6 +2,7 @@
  * a consumer group's members, and reading a topic up to the end it had. */
 #include "lf_topic.h"
 
+#include "lf_fetchwake.h"
 #include "lf_log.h"
 #include "lf_time.h"
 
@@ -23,10 +24,13 @@ rd_kafka_t *lf_topic_consumer_new(const lf_conf_t *conf, char *errstr,
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},
     };
-    /* Defaults the user may override. */
+    /* Defaults the user may override; the prefetch bounded as the
+     * projector's (BENCHMARKS.md, "The consumer queue"). */
     static const char *defaults[][2] = {
         {"auto.offset.reset", "earliest"},
         {"fetch.wait.max.ms", "100"},
+        {"queued.min.messages", "5000"},
+        {"queued.max.messages.kbytes", "16384"},
     };
     rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(conf, errstr, errstr_size);
     rd_kafka_t *rk;
@@ -335,6 +339,7 @@ typedef struct reader_part_s {
 
 struct lf_topic_reader_s {
     rd_kafka_t *rk;
+    lf_fetchwake_t *wake; /* NULL if it could not start: reads slower */
     char *topic;
     reader_part_t *parts;
     int count, remaining;
@@ -378,6 +383,9 @@ lf_topic_reader_t *lf_topic_reader_new(rd_kafka_t *rk, const char *topic,
         lf_topic_reader_destroy(r);
         return NULL;
     }
+    /* The prefetch is bounded (lf_topic_consumer_new()): without this, a
+     * reader that empties it waits up to a second each time. */
+    r->wake = lf_fetchwake_new(rk);
     return r;
 }
 
@@ -406,6 +414,7 @@ rd_kafka_message_t *lf_topic_reader_next(lf_topic_reader_t *r, int timeout_ms)
             rd_kafka_consumer_poll(r->rk, left > 0 ? left : 0);
         reader_part_t *p = NULL;
 
+        lf_fetchwake_check(r->wake);
         if (!rkm)
             return NULL;
         if (rkm->rkt && !strcmp(rd_kafka_topic_name(rkm->rkt), r->topic))
@@ -447,6 +456,7 @@ void lf_topic_reader_destroy(lf_topic_reader_t *r)
 {
     if (!r)
         return;
+    lf_fetchwake_destroy(r->wake);
     if (r->rk)
         rd_kafka_assign(r->rk, NULL);
     free(r->parts);

@@ -2510,7 +2510,9 @@ static lf_err_t run_explain(app_t *app)
     } else if (!PQntuples(x.res[X_EVENTS])) {
         snprintf(errstr, sizeof(errstr),
                  "lead %s has no events in funnel.events%s", lead,
-                 x.keyed ? ""
+                 x.keyed ? " (if it was erased, it was with another key "
+                           "than -X pseudonym.key.file's: give the "
+                           "projector's)"
                          : " (if it was erased, its events are under its "
                            "pseudonym: give the key with -X "
                            "pseudonym.key.file=PATH)");

@@ -275,6 +275,13 @@ P1=$(pseudo E-1)
 P2=$(pseudo E-2)
 expect_rc 65 "explain of an erased lead without the key" "$R" explain \
     --lead E-2
+# A key other than the projector's finds no erased E-2, and says so.
+"$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$LF_TMP/other.key"
+chmod 600 "$LF_TMP/other.key"
+expect_rc 65 "explain of an erased lead with another key" "$R" explain \
+    --lead E-2 -X pseudonym.key.file="$LF_TMP/other.key"
+grep -q "lead E-2 has no events .*with another key" "$LF_TMP/err" ||
+    fail "erased lead, another key: no hint about the key: $(cat "$LF_TMP/err")"
 explain --lead E-2 -X pseudonym.key.file="$KEY" >"$LF_TMP/e2" ||
     fail "explain of the erased E-2 exited $?"
 grep -q "^  erased: explaining its pseudonym $P2 " "$LF_TMP/e2" ||

@@ -608,6 +608,45 @@ psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
      user="mops")
 psql("UPDATE funnel.leads SET account_id = NULL")
 
+# ---- amounts at the contract's limit -----------------------------------------
+# The contract takes any amount up to 2^63 - 1 minor units: two open ones in
+# EUR, a won EUR one converted at 1.1 and a won USD one sum past bigint. The
+# views give the exact sums (migration 021), and the report runs.
+BIG = 2 ** 63 - 1
+REVENUE = "SELECT won_revenue_minor FROM funnel.roi WHERE grain = 'total'"
+revenue = int(rows(REVENUE)[0][0])
+psql("""UPDATE funnel.leads SET opportunity_amount_minor = %d
+        WHERE lead_id IN ('M01', 'M02');
+        UPDATE funnel.leads SET won_amount_minor = %d
+        WHERE lead_id IN ('M03', 'M10');
+        UPDATE funnel.leads SET account_id = 'acme'
+        WHERE lead_id IN ('M03', 'M10')""" % (BIG, BIG))
+expect("pipeline: open amounts past bigint", rows(
+    """SELECT open_amount_minor FROM funnel.pipeline
+       WHERE owner IS NULL AND currency = 'EUR'"""), [(str(2 * BIG),)])
+# M03's EUR 700.00 (77000 US cents) becomes round(BIG * 1.1) =
+# 10145709240540253388 (.7 rounded up), M10's USD 900.00 becomes BIG.
+expect("roi: won revenue past bigint", rows(REVENUE),
+       [(str(revenue - 77000 - 90000 + 10145709240540253388 + BIG),)])
+expect("accounts: revenue past bigint", rows(
+    """SELECT won_revenue_reporting_minor FROM funnel.accounts
+       WHERE account_id = 'acme'"""), [(str(10145709240540253388 + BIG),)])
+p = subprocess.run([os.path.join(BIN, "leadflow-report"), "-f", "csv"],
+                   capture_output=True, text=True)
+expect("the report runs with amounts past bigint", (p.returncode, p.stderr),
+       (0, ""))
+expect("the report shows the pipeline's sum", str(2 * BIG) in p.stdout,
+       True)
+psql("""UPDATE funnel.leads SET opportunity_amount_minor = CASE lead_id
+        WHEN 'M01' THEN 100000 ELSE 50000 END WHERE lead_id IN ('M01', 'M02');
+        UPDATE funnel.leads SET won_amount_minor = CASE lead_id
+        WHEN 'M03' THEN 70000 ELSE 90000 END WHERE lead_id IN ('M03', 'M10');
+        UPDATE funnel.leads SET account_id = NULL""")
+for v in ("pipeline", "roi", "accounts"):
+    rows("SELECT count(*) FROM funnel.%s" % v, user="alice")
+    rows("SELECT count(*) FROM funnel.%s_filtered(NULL, NULL, NULL)" % v,
+         user="alice")
+
 # ---- funnel_ref survives a rebuild and promote of funnel --------------------
 before = rows("SELECT * FROM funnel.roi ORDER BY 1, 2, 3, 4")
 p = subprocess.run([os.path.join(BIN, "leadflow-replay"), "rebuild",

@@ -471,8 +471,10 @@ lf_definition_t *lf_definition_load(const char *path, char *errstr,
                   strerror(errno));
         return NULL;
     }
+    bool too_big = false;
     while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        if (lf_buf_append(&text, buf, n)) {
+        if ((too_big = text.len + n > LF_DEFINITION_FILE_MAX) ||
+            lf_buf_append(&text, buf, n)) {
             n = (size_t)-1;
             break;
         }
@@ -480,7 +482,11 @@ lf_definition_t *lf_definition_load(const char *path, char *errstr,
      * write it) reads as if it had none. */
     size_t skip =
         text.len >= 3 && !memcmp(text.data, "\xef\xbb\xbf", 3) ? 3 : 0;
-    if (ferror(f) || n == (size_t)-1)
+    if (too_big)
+        lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                  "%s: larger than %d bytes: not a definition file", path,
+                  LF_DEFINITION_FILE_MAX);
+    else if (ferror(f) || n == (size_t)-1)
         lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: cannot read it", path);
     else if (!(def = lf_definition_parse(text.data ? text.data + skip : "",
                                          text.len - skip, why, sizeof(why))))

@@ -68,8 +68,13 @@ typedef struct lf_definition_s {
 lf_definition_t *lf_definition_parse(const char *json, size_t len, char *errstr,
                                      size_t errstr_size);
 
-/** lf_definition_parse() of the file at @p path; errors start with the
- *  path. @returns as lf_definition_parse(). */
+/** A definition file's largest size: the default is 3 KiB; anything this
+ *  large (/dev/zero, a log named by mistake) is refused unread. */
+#define LF_DEFINITION_FILE_MAX (1 << 20)
+
+/** lf_definition_parse() of the file at @p path (at most
+ *  LF_DEFINITION_FILE_MAX bytes); errors start with the path.
+ *  @returns as lf_definition_parse(). */
 lf_definition_t *lf_definition_load(const char *path, char *errstr,
                                     size_t errstr_size);
 

@@ -164,6 +164,29 @@ Test(definition, load_names_the_file)
     cr_assert(strstr(errstr, "No such file"), "%s", errstr);
 }
 
+/* A huge file (or an endless one: /dev/zero, not tried here, took 24 GB
+ * before the limit) is refused unread past the limit; a file of the
+ * limit's size is read (and parsed). */
+Test(definition, load_refuses_a_file_too_large)
+{
+    char errstr[512], path[] = "/tmp/test_definition_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+
+    for (int i = 0; i < LF_DEFINITION_FILE_MAX; i++)
+        fputc(' ', f);
+    fclose(f);
+    cr_assert_null(lf_definition_load(path, errstr, sizeof(errstr)));
+    cr_expect(strstr(errstr, path) && !strstr(errstr, "larger than"), "%s",
+              errstr);
+    f = fopen(path, "a");
+    fputc(' ', f);
+    fclose(f);
+    cr_assert_null(lf_definition_load(path, errstr, sizeof(errstr)));
+    cr_expect(strstr(errstr, "larger than 1048576 bytes"), "%s", errstr);
+    unlink(path);
+}
+
 /* A file saved with a UTF-8 byte order mark reads as the same file. */
 Test(definition, load_skips_a_byte_order_mark)
 {

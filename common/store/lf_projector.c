@@ -16,6 +16,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ struct lf_projector_s {
     char *schema, *group_id;
     lf_codec_t *codec;          /* may own the registry client others borrow */
     const lf_definition_t *def; /* the funnel's rules; borrowed */
+    char def_sha[65];           /* its sha256 in hex; "" until computed */
     const lf_pseudonym_t *ps;   /* the pseudonym key ring; borrowed, NULL */
     char **topics;
     int topic_count;
@@ -129,6 +131,7 @@ lf_projector_t *lf_projector_new(const char *schema, const char *group_id,
 void lf_projector_use_definition(lf_projector_t *p, const lf_definition_t *def)
 {
     p->def = def ? def : lf_definition_default();
+    p->def_sha[0] = '\0';
 }
 
 void lf_projector_use_pseudonyms(lf_projector_t *p, const lf_pseudonym_t *ps)
@@ -3849,6 +3852,60 @@ static lf_err_t identity(flush_t *f)
     return err;
 }
 
+/* p->def_sha: the sha256 of the definition's canonical form, as
+ * SCHEMA.definition records it (lf_defstore.c). */
+static bool definition_sha(lf_projector_t *p)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char *canon;
+
+    if (p->def_sha[0])
+        return true;
+    if (!(canon = lf_definition_canonical(p->def)))
+        return false;
+    bool ok = EVP_Digest(canon, strlen(canon), md, &len, EVP_sha256(), NULL) &&
+              len == 32;
+    free(canon);
+    for (unsigned int i = 0; ok && i < len; i++)
+        snprintf(p->def_sha + 2 * i, 3, "%02x", md[i]);
+    return ok;
+}
+
+/* Step: the tables still record this projector's definition. A promote of
+ * a rebuild under other rules replaces them under a running projector,
+ * whose offsets they may match: its batches would mix two rule sets in
+ * one set of tables. It stops instead, nothing written. Tables that
+ * record none (made before definitions were recorded, or by a test) have
+ * nothing to compare. */
+static lf_err_t same_definition(flush_t *f)
+{
+    lf_projector_t *p = f->p;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err;
+
+    if (!definition_sha(p))
+        return nomem(f);
+    sql_text(p, sql, NULL,
+             "SELECT name, version, sha256 FROM {schema}.definition");
+    if ((err = run(f, sql, "checking the definition", 0, NULL, NULL, &res)))
+        return err;
+    if (PQntuples(res) && strcmp(PQgetvalue(res, 0, 2), p->def_sha))
+        err = lf_seterr(
+            LF_ERR_CONFIG, f->errstr, f->errstr_size,
+            "the tables of schema %s now record definition \"%s\" version %s "
+            "(sha256 %.12s), not this projector's \"%s\" version %lld "
+            "(sha256 %.12s): they were replaced under it (a promote?). One "
+            "set of tables never mixes two rule sets: restart it with the "
+            "recorded definition's file (-X funnel.definition=FILE)",
+            p->schema, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+            PQgetvalue(res, 0, 2), p->def->name, (long long)p->def->version,
+            p->def_sha);
+    PQclear(res);
+    return err;
+}
+
 /* The steps of a flush inside its transaction, in order. Each one owns
  * what it asks the server (its PGresult is cleared on every path) and
  * either leaves the transaction usable or fails. */
@@ -3857,6 +3914,7 @@ typedef lf_err_t (*step_t)(flush_t *f);
 /* clang-format off */
 static const step_t flush_steps[] = {
     lock_leads,
+    same_definition,
     erased_in,
     store_events,
     record_conflicts,

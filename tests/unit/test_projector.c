@@ -7,6 +7,8 @@
 #include "lf_codec_int.h"
 #include "lf_conf.h"
 #include "lf_deadletter.h"
+#include "lf_definition.h"
+#include "lf_defstore.h"
 #include "lf_embedded.h"
 #include "lf_projector.h"
 #include "lf_projector_int.h"
@@ -1929,6 +1931,52 @@ Test(projector, changed_account_or_extra_is_a_conflict)
                      "A|t");
     cr_expect_str_eq(sql_value(conn, "SELECT account_id FROM funnel.leads"),
                      "A");
+}
+
+/* Tables that record another definition than the projector's (a promote
+ * of a what-if under it) stop it: the batch is refused as a configuration
+ * error, nothing written, and goes through once the definitions agree. */
+Test(projector, tables_under_another_definition_stop_the_batch)
+{
+    const char *text = lf_embedded_funnel_default;
+    const char *at = strstr(text, "\"name\": \"default\"");
+    lf_definition_t *other;
+    lf_buf_t b = {0};
+
+    /* The default under another name: other rules, as far as the record
+     * says. */
+    cr_assert_not_null(at);
+    lf_buf_append(&b, text, (size_t)(at - text));
+    lf_buf_printf(&b, "\"name\": \"stricter\"%s",
+                  at + strlen("\"name\": \"default\""));
+    other = lf_definition_parse((const char *)b.data, b.len, errstr,
+                                sizeof(errstr));
+    cr_assert_not_null(other, "%s", errstr);
+
+    cr_assert_eq(lf_defstore_record(conn, "funnel", lf_definition_default(),
+                                    errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    add("e1", "L1", LF_EV_CAPTURED, 1000, 0);
+    flush_ok();
+    cr_assert_eq(
+        lf_defstore_record(conn, "funnel", other, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    add("e2", "L1", LF_EV_SCORED, 2000, 1);
+    cr_assert_eq(lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr)),
+                 LF_ERR_CONFIG);
+    cr_expect(strstr(errstr, "now record definition \"stricter\"") &&
+                  strstr(errstr, "not this projector's \"default\""),
+              "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "1");
+    cr_expect_eq(lf_projector_pending(proj), 1);
+    lf_projector_use_definition(proj, other);
+    flush_ok();
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "2");
+    lf_projector_use_definition(proj, NULL);
+    lf_definition_destroy(other);
+    lf_buf_free(&b);
 }
 
 /* ---- a model of accounts, against random workloads ---------------------- */

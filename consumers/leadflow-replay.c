@@ -1164,6 +1164,18 @@ static lf_err_t rebuild_definition(app_t *app, rebuild_t *rb)
         app->blame = BLAME_CONFIG;
         return fail(LF_ERR_INVALID, "bad --definition", errstr);
     }
+    /* The projector's setting, in a shared -c file or -X: not this
+     * command's way to choose the rules, said so rather than ignored. */
+    const char *set = lf_conf_get(app->conf, LF_CONF_DEFINITION);
+    if (set && *set) {
+        char q[600];
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"funnel.definition is leadflow-project's setting and is "
+               "not used here: the rebuild follows funnel.definition's "
+               "recorded rules; give --definition FILE to build under "
+               "others\" file=%s",
+               lf_log_quote(set, q, sizeof(q)));
+    }
     if ((err = lf_defstore_load(app->conn, LF_SCHEMA_LIVE, &rb->def, errstr,
                                 sizeof(errstr))))
         return fail(err, "cannot read funnel.definition", errstr);

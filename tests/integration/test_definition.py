@@ -251,6 +251,19 @@ def summary_and_promote(broker, events):
            fpath, "-d", "dbname=d0", "-q")
     same_tables("mql-fit-v2 rebuilt", tables("d0", "whatif"),
                 expected(fit, events))
+    # The projector's setting (a shared -c file, say) is not rebuild's way
+    # to choose the rules: it says so, and builds under the recorded ones.
+    p = run([os.path.join(BIN, "leadflow-replay"), "rebuild", "--into",
+             "whatif_x", "--from-db", "-X", "funnel.definition=" + fpath,
+             "-d", "dbname=d0"], timeout=120)
+    check(p.returncode == 0 and b"funnel.definition is leadflow-project's "
+          b"setting and is not used here" in p.stderr,
+          "rebuild with -X funnel.definition: exit %d, %s" % (
+              p.returncode, p.stderr.decode()))
+    check(psql("SELECT name FROM whatif_x.definition", db="d0") ==
+          [["default"]],
+          "rebuild with -X funnel.definition did not keep the recorded rules")
+    psql("DROP SCHEMA whatif_x CASCADE", db="d0")
     out = replay("diff", "--against", "whatif", "--summary", "-d",
                  "dbname=d0", "-q", expect_rc=1)
     rows = parse_summary(out)

@@ -267,6 +267,8 @@ static int model_cmp(const void *a, const void *b)
 
 /* qualify.threshold as an object: model name -> threshold, "*" for the
  * models not listed (without it, they take the event's own threshold). */
+static bool no_controls(const char *t, size_t n);
+
 static bool parse_by_model(parse_t *p, json_t *obj, lf_definition_t *def)
 {
     char where[160];
@@ -283,6 +285,13 @@ static bool parse_by_model(parse_t *p, json_t *obj, lf_definition_t *def)
     {
         lf_threshold_t t;
         snprintf(where, sizeof(where), "qualify.threshold[\"%.100s\"]", key);
+        if (!*key || !no_controls(key, strlen(key))) {
+            fail(p, "qualify.threshold",
+                 "a model name is a non-empty string without control "
+                 "characters%s",
+                 NULL);
+            return false;
+        }
         if (!parse_threshold(p, where, v, &t))
             return false;
         if (!strcmp(key, "*")) {
@@ -335,6 +344,20 @@ static bool parse_new_cycle(parse_t *p, json_t *c, lf_definition_t *def)
            parse_stages(p, "new_cycle.to", to, true, &def->cycle_to);
 }
 
+/* Are the @p n bytes at @p t (UTF-8) free of control characters: C0,
+ * DEL and C1 (U+0080-U+009F, "next line" among them)? */
+static bool no_controls(const char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c < 0x20 || c == 0x7f ||
+            (c == 0xc2 && i + 1 < n && (unsigned char)t[i + 1] >= 0x80 &&
+             (unsigned char)t[i + 1] <= 0x9f))
+            return false;
+    }
+    return true;
+}
+
 /* Is @p v a non-empty string without control characters? A name or a
  * label is shown on a terminal and in one-line messages. */
 static bool display_string(const json_t *v)
@@ -342,12 +365,7 @@ static bool display_string(const json_t *v)
     const char *t = json_string_value(v);
     size_t n = json_string_length(v);
 
-    if (!t || !n)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f)
-            return false;
-    return true;
+    return t && n && no_controls(t, n);
 }
 
 static bool parse_labels(parse_t *p, json_t *l, lf_definition_t *def)

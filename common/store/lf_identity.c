@@ -587,15 +587,33 @@ static const char *const erase_steps[] = {
     "a.event_id = e.event_id AND a.kind = 'conflict' AND a.reason LIKE "
     "'event_id reused with different content" LF_CONFLICT_ERASABLE " at %%' "
     "AND $1::text[] IS NOT NULL",
+    /* Their events' key anomalies lose the key they quote. One event sent
+     * under several keys has one such anomaly per key, which become one
+     * row (as when they arrive after the erasure): the others go. */
+    "DELETE FROM %1$s.anomalies AS a WHERE a.lead_id = ANY($1::text[]) AND "
+    "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' AND $2::text[] IS "
+    "NOT NULL AND EXISTS (SELECT 1 FROM %1$s.anomalies AS b WHERE "
+    "b.event_id = a.event_id AND b.kind = 'key' AND (b.reason = "
+    "'" LF_KEY_ERASED_NOTE
+    "' OR b.lead_id = ANY($1::text[]) AND b.reason LIKE 'Kafka key \"%%' "
+    "AND b.reason < a.reason))",
     "UPDATE %1$s.anomalies AS a SET lead_id = u.p, reason = CASE WHEN "
-    "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN 'Kafka key "
-    "differs from lead_id (the key was erased)' ELSE a.reason END FROM "
+    "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN "
+    "'" LF_KEY_ERASED_NOTE "' ELSE a.reason END FROM "
     "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
     /* Another lead's event sent under the person's id as its key: the
      * note quotes the key whole (a lead id always fits: see key_note() in
-     * lf_projector.c). */
-    "UPDATE %1$s.anomalies AS a SET reason = 'Kafka key differs from "
-    "lead_id (the key was erased)' FROM unnest($1::text[], $2::text[]) "
+     * lf_projector.c); sent under two of their ids, one row stays. */
+    "DELETE FROM %1$s.anomalies AS a USING unnest($1::text[], $2::text[]) "
+    "AS u(o, p) WHERE a.kind = 'key' AND a.reason = 'Kafka key \"' || u.o "
+    "|| '\" differs from lead_id' AND EXISTS (SELECT 1 FROM "
+    "%1$s.anomalies AS b WHERE b.event_id = a.event_id AND b.kind = 'key' "
+    "AND (b.reason = '" LF_KEY_ERASED_NOTE
+    "' OR b.reason < a.reason AND b.reason "
+    "IN (SELECT 'Kafka key \"' || x || '\" differs from lead_id' FROM "
+    "unnest($1::text[]) AS x)))",
+    "UPDATE %1$s.anomalies AS a SET reason = '" LF_KEY_ERASED_NOTE "' FROM "
+    "unnest($1::text[], $2::text[]) "
     "AS u(o, p) WHERE a.kind = 'key' AND a.reason = 'Kafka key \"' || u.o "
     "|| '\" differs from lead_id'",
     "UPDATE %1$s.merges AS m SET "

@@ -19,6 +19,9 @@
  *  letter's key and value (the error stays: it says why it was dead). */
 #define LF_ERASED_NOTE " [erased: key and value removed]"
 
+/* The reason of a key anomaly whose Kafka key was an erased person's. */
+#define LF_KEY_ERASED_NOTE "Kafka key differs from lead_id (the key was erased)"
+
 /* In a conflict anomaly's reason, after "event_id reused with different
  * content": the copy differs from the stored event only in fields an
  * erasure removes, so the person's erasure deletes the anomaly. */

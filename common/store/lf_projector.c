@@ -3173,7 +3173,7 @@ static lf_err_t forget_key_note(entry_t *e)
 
     if (!e->note || strncmp(e->note, "Kafka key \"", 11))
         return LF_OK;
-    if (!(note = strdup("Kafka key differs from lead_id (the key was erased)")))
+    if (!(note = strdup(LF_KEY_ERASED_NOTE)))
         return LF_ERR_NOMEM;
     free(e->note);
     e->note = note;

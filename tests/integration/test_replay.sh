@@ -103,6 +103,12 @@ for c in rewind rebuild diff promote dead-letters dump erase explain; do
         fail "$c -X dump: exit $?: $(cat "$LF_TMP/err")"
     grep -qx "topic=dumped" "$LF_TMP/out" || fail "$c -X dump: $(cat "$LF_TMP/out")"
 done
+# The topic reader's prefetch bound shows, and -X overrides it.
+"$R" dump -X dump -X queued.min.messages=700 >"$LF_TMP/out" ||
+    fail "dump -X dump: exit $?"
+grep -qx "queued.max.messages.kbytes=16384" "$LF_TMP/out" &&
+    grep -qx "queued.min.messages=700" "$LF_TMP/out" ||
+    fail "dump -X dump: the reader's prefetch bound: $(cat "$LF_TMP/out")"
 expect_rc 64 "-X dump before the command" "$R" -X dump
 grep -q "a command comes first" "$LF_TMP/err" || fail "-X dump first: $(cat "$LF_TMP/err")"
 echo "ok   usage: --help exits 0, usage errors exit 64; -X dump after any command"

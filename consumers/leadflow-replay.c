@@ -529,11 +529,10 @@ static lf_err_t defaults(app_t *app)
                        lf_producer_conf_defaults(conf)
                    ? LF_ERR_NOMEM
                    : LF_OK;
-    /* The topic reader's prefetch bound (lf_topic_consumer_new() has the
-     * same), set here so that -X dump shows it. */
+    /* The topic reader's prefetch, bounded as the projector's
+     * (BENCHMARKS.md, "rebuild --from-kafka's memory"). */
     if (lf_conf_default(conf, "group.id", "leadflow-projector") ||
         lf_conf_default(conf, LF_CONF_DB, "") ||
-        lf_conf_default(conf, "fetch.wait.max.ms", "100") ||
         lf_conf_default(conf, "queued.min.messages", "5000") ||
         lf_conf_default(conf, "queued.max.messages.kbytes", "16384"))
         return LF_ERR_NOMEM;

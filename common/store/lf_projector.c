@@ -1322,6 +1322,9 @@ static lf_err_t store_events(flush_t *f)
 
 static lf_err_t lock_more(flush_t *f, char *const *ids, size_t n);
 static const char *known_keys_sql(void);
+/* How known_keys_sql() begins: what follows are its WHEN cases, which
+ * record_conflicts() puts after its own "(CASE e.type ". */
+#define KNOWN_CASE "(CASE type "
 static lf_err_t query_ids(flush_t *f, const char *tmpl, const char *what,
                           const lf_ids_t *in, lf_ids_t *out);
 
@@ -1385,9 +1388,8 @@ static lf_err_t record_conflicts(flush_t *f)
         "s.type, s.occurred_at, s.source, s.actor, s.account_id, "
         "s.payload, s.extra) "
         "ON CONFLICT DO NOTHING");
-    /* (the cases of known_keys_sql(), after its "(CASE type ") */
-    if (snprintf(sql, sizeof(sql), tmpl, known_keys_sql() + 11) >=
-        (int)sizeof(sql))
+    if (snprintf(sql, sizeof(sql), tmpl,
+                 known_keys_sql() + strlen(KNOWN_CASE)) >= (int)sizeof(sql))
         return lf_seterr(LF_ERR_PG, f->errstr, f->errstr_size,
                          "checking conflicts: statement too long");
     if ((err = run(f, sql, "checking conflicts", 0, NULL, NULL, &res)))
@@ -1496,7 +1498,7 @@ static pthread_once_t stored_once = PTHREAD_ONCE_INIT;
 static void stored_sql_build(void)
 {
     lf_buf_t k = {0};
-    bool ok = !lf_buf_puts(&k, "(CASE type ");
+    bool ok = !lf_buf_puts(&k, KNOWN_CASE);
 
     for (int t = 0; ok && t < LF_EV__COUNT; t++)
         ok = known_keys_case(&k, (lf_event_type_t)t);

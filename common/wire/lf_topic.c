@@ -24,13 +24,11 @@ rd_kafka_t *lf_topic_consumer_new(const lf_conf_t *conf, char *errstr,
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},
     };
-    /* Defaults the user may override; the prefetch bounded as the
-     * projector's (BENCHMARKS.md, "The consumer queue"). */
+    /* Defaults the user may override (the prefetch bound is the caller's
+     * setting: leadflow-replay's defaults(), where -X dump shows it). */
     static const char *defaults[][2] = {
         {"auto.offset.reset", "earliest"},
         {"fetch.wait.max.ms", "100"},
-        {"queued.min.messages", "5000"},
-        {"queued.max.messages.kbytes", "16384"},
     };
     rd_kafka_conf_t *rkc = lf_conf_to_rdkafka(conf, errstr, errstr_size);
     rd_kafka_t *rk;
@@ -383,8 +381,8 @@ lf_topic_reader_t *lf_topic_reader_new(rd_kafka_t *rk, const char *topic,
         lf_topic_reader_destroy(r);
         return NULL;
     }
-    /* The prefetch is bounded (lf_topic_consumer_new()): without this, a
-     * reader that empties it waits up to a second each time. */
+    /* With a bounded prefetch (queued.min.messages), a reader that empties
+     * it would wait up to a second each time without this. */
     r->wake = lf_fetchwake_new(rk);
     return r;
 }

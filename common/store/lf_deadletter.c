@@ -336,8 +336,8 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
     key_ok =
         key && klen == strlen(ev->lead_id) && !memcmp(key, ev->lead_id, klen);
     snprintf(text, text_size,
-             "applied as event %s by leadflow-replay %s dead-letters "
-             "retry%s%s%s",
+             LF_APPLIED_AS "%s by leadflow-replay %s dead-letters "
+                           "retry%s%s%s",
              ev->event_id, LF_VERSION,
              key_ok ? "" : " (its Kafka key is not the lead_id)",
              rt->note ? ": " : "", rt->note ? rt->note : "");

@@ -637,6 +637,16 @@ static const char *const erase_steps[] = {
     ", u.p, 'g') || '" LF_ERASED_NOTE "' "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
     "WHERE d.key = convert_to(u.o, 'UTF8')",
+    /* A letter a retry applied as one of their events, under a key that
+     * is not one of their ids: found by the event its resolution names
+     * (mark() in lf_deadletter.c). */
+    "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
+    "error = regexp_replace(d.error, " ID_AS_WORD
+    ", u.p, 'g') || '" LF_ERASED_NOTE "' "
+    "FROM %1$s.events AS e, unnest($1::text[], $2::text[]) AS u(o, p) "
+    "WHERE e.lead_id = u.p AND d.resolved_at IS NOT NULL AND (d.key IS NOT "
+    "NULL OR d.value IS NOT NULL) AND starts_with(d.resolution, '" LF_APPLIED_AS
+    "' || e.event_id || ' by ')",
 };
 
 /* In another model kept in the database (a promoted model's old funnel, a

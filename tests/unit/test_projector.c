@@ -462,11 +462,11 @@ Test(projector, messages_dead_letters_and_key_anomalies)
     rd_kafka_destroy(rk);
 }
 
-/* A reader that knows contract v1 only meets a v2 merged event: the
- * message is dead-lettered with the schema id and the symbol named; after
- * the upgrade (the decoder the configuration gives knows v2), a retry of
- * the dead letters applies it. */
-Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
+/* A v2 merged event (@p id: @p lead into @p into) sent under Kafka key
+ * @p key at @p offset to a reader that knows contract v1 only: a dead
+ * letter the upgraded decoder of a retry applies. */
+static void send_v2_merge(const char *id, const char *lead, const char *into,
+                          const char *key, int64_t offset)
 {
     rd_kafka_conf_t *kconf = rd_kafka_conf_new();
     char kerr[256];
@@ -475,27 +475,56 @@ Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, TOPIC, NULL);
     lf_codec_t *codec = lf_codec_new(errstr, sizeof(errstr));
     lf_codec_t *old = lf_codec_new_reader_v1(errstr, sizeof(errstr));
-    lf_event_t ev = event("m1", "L5", LF_EV_MERGED, 2000);
-    lf_conf_t *conf = lf_conf_new();
-    lf_retry_counts_t st = {0};
-    FILE *out = fopen("/dev/null", "w");
+    lf_event_t ev = event(id, lead, LF_EV_MERGED, 2000);
     lf_buf_t value = {0};
     rd_kafka_message_t rkm;
 
-    cr_assert(codec && old && conf && out, "%s", errstr);
+    cr_assert(codec && old, "%s", errstr);
+    free(ev.u.merged.into_lead_id);
+    ev.u.merged.into_lead_id = strdup(into);
     lf_projector_use_codec(proj, old);
     cr_assert_eq(lf_codec_encode(codec, &ev, LF_SCHEMA_ID_V2, &value, errstr,
                                  sizeof(errstr)),
                  LF_OK, "%s", errstr);
     memset(&rkm, 0, sizeof(rkm));
     rkm.rkt = rkt;
-    rkm.offset = 3;
+    rkm.offset = offset;
     rkm.payload = value.data;
     rkm.len = value.len;
-    rkm.key = (void *)"L5";
-    rkm.key_len = 2;
+    rkm.key = (void *)key;
+    rkm.key_len = strlen(key);
     cr_assert_eq(lf_projector_add_message(proj, &rkm), LF_OK);
     flush_ok();
+    lf_projector_use_codec(proj, codec); /* the projector destroys it */
+    lf_event_clear(&ev);
+    lf_buf_free(&value);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+}
+
+/* leadflow-replay dead-letters retry --all, with @p note. */
+static lf_retry_counts_t retry_all(const char *note)
+{
+    lf_conf_t *conf = lf_conf_new();
+    lf_retry_counts_t st = {0};
+    FILE *out = fopen("/dev/null", "w");
+
+    cr_assert(conf && out);
+    cr_assert_eq(lf_deadletter_retry(conn, conf, NULL, 0, false, note, out,
+                                     NULL, &st, errstr, sizeof(errstr)),
+                 LF_OK, "%s", errstr);
+    fclose(out);
+    lf_conf_destroy(conf);
+    return st;
+}
+
+/* A reader that knows contract v1 only meets a v2 merged event: the
+ * message is dead-lettered with the schema id and the symbol named; after
+ * the upgrade (the decoder the configuration gives knows v2), a retry of
+ * the dead letters applies it. */
+Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
+{
+    send_v2_merge("m1", "L5", "L-into", "L5", 3);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
                      "0");
     cr_expect_str_eq(
@@ -503,9 +532,7 @@ Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
                         "(error LIKE '%MERGED%') FROM funnel.dead_letters"),
         "t", "the reason names the schema id and the symbol");
 
-    cr_assert_eq(lf_deadletter_retry(conn, conf, NULL, 0, false, "upgrade", out,
-                                     NULL, &st, errstr, sizeof(errstr)),
-                 LF_OK, "%s", errstr);
+    lf_retry_counts_t st = retry_all("upgrade");
     cr_expect_eq(st.applied, 1);
     cr_expect_eq(st.still_failing, 0);
     cr_expect_str_eq(sql_value(conn,
@@ -515,14 +542,6 @@ Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
     cr_expect_str_eq(sql_value(conn, "SELECT resolved_at IS NOT NULL FROM"
                                      " funnel.dead_letters"),
                      "t");
-
-    fclose(out);
-    lf_conf_destroy(conf);
-    lf_event_clear(&ev);
-    lf_buf_free(&value);
-    lf_codec_destroy(codec);
-    rd_kafka_topic_destroy(rkt);
-    rd_kafka_destroy(rk);
 }
 
 /* A batch declared to continue from a stored next offset that the table
@@ -938,6 +957,44 @@ Test(projector, erased_people_leave_no_trace)
                                      "funnel.stage_history WHERE exit_reason "
                                      "= 'price'"),
                      "0");
+}
+
+/* A letter a retry applied under a Kafka key that is none of the person's
+ * lead ids (an adapter's own key) holds their data as much as one keyed by
+ * their id: the person's erasure removes its key and value, found by the
+ * event it became; another person's letter keeps them. */
+Test(projector, letter_applied_under_another_key_is_erased_with_its_person)
+{
+    char pa[LF_PSEUDONYM_LEN + 1], w[600];
+
+    add("c1", "L-into", LF_EV_CAPTURED, 1000, 0);
+    flush_ok();
+    send_v2_merge("m1", "L5", "L-into", "crm-7 L5", 1);
+    send_v2_merge("m2", "L6", "L7", "crm-8", 2);
+    lf_retry_counts_t st = retry_all(NULL);
+    cr_assert_eq(st.applied, 2);
+    cr_assert_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.dead_letters"
+                                     " WHERE key IS NOT NULL AND value IS NOT"
+                                     " NULL AND resolved_at IS NOT NULL"),
+                     "2");
+    add_identity("x1", "L5", LF_EV_ERASED, 3000, "req-5", 3);
+    flush_ok();
+
+    lf_pseudonym_of(pseudonyms, 0, "L5", 2, pa);
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(concat_ws('|', \"offset\", "
+                        "coalesce(convert_from(key, 'UTF8'), '-'), "
+                        "value IS NULL, error LIKE '%" LF_ERASED_NOTE "'), "
+                        "',' ORDER BY \"offset\") FROM funnel.dead_letters"),
+        "1|-|t|t,2|crm-8|f|f");
+    /* Its resolution names the event, never the lead. */
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.dead_letters"
+                                     " WHERE strpos(error || resolution, "
+                                     "'L5') > 0"),
+                     "0");
+    cr_expect_str_eq(sql_value(conn, "SELECT lead_id FROM funnel.events "
+                                     "WHERE event_id = 'm1'"),
+                     want(w, "%s%s", pa, ""));
 }
 
 /* A's capture again: with another email (@p other_email) or another

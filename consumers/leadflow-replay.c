@@ -117,7 +117,8 @@
 #define REBUILD_SYNOPSIS                                                       \
     "leadflow-replay rebuild --into SCHEMA [--from-kafka | --from-db] "        \
     "[--replace]\n"                                                            \
-    "                        [--batch N] [--order lead|time|none]\n"           \
+    "                        [--lock-timeout S] [--batch N]\n"                 \
+    "                        [--order lead|time|none]\n"                       \
     "                        [--definition FILE]\n"                            \
     "  Build the whole funnel model from scratch into SCHEMA (same tables as " \
     "funnel)\n"                                                                \
@@ -139,6 +140,10 @@
     "                         and the offsets of exactly those events\n"       \
     "      --replace          drop SCHEMA first if an earlier rebuild made "   \
     "it\n"                                                                     \
+    "      --lock-timeout S   wait at most S seconds for the sessions "        \
+    "reading "                                                                 \
+    "the\n"                                                                    \
+    "                         SCHEMA --replace drops (default 30)\n"           \
     "      --batch N          events per transaction (default 5000)\n"         \
     "      --order ORDER      --from-db reading order: lead (default; each "   \
     "lead\n"                                                                   \
@@ -897,6 +902,7 @@ static const struct option rebuild_opts[] = {
     {"batch", required_argument, NULL, OPT_BATCH},
     {"order", required_argument, NULL, OPT_ORDER},
     {"definition", required_argument, NULL, OPT_DEFINITION},
+    {"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
     LONG_PROGRESS,
     {NULL, 0, NULL, 0}};
 
@@ -1259,8 +1265,9 @@ static lf_err_t run_rebuild(app_t *app)
         (!cfg->definition && (err = rebuild_definition(app, &rb))) ||
         (err = rebuild_open(app, &rb)) || (err = rebuild_projector(app, &rb)))
         goto out;
-    if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace, how,
-                                 errstr, sizeof(errstr))) ||
+    if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace,
+                                 app->lock_timeout_ms, how, errstr,
+                                 sizeof(errstr))) ||
         (err = lf_defstore_record(app->conn, cfg->into, rb.rules, errstr,
                                   sizeof(errstr)))) {
         fail(err, "cannot create the schema", errstr);

@@ -193,12 +193,38 @@ static lf_err_t no_outside_dependents(PGconn *conn, const char *into,
     return err;
 }
 
+/* Drop @p into, waiting at most @p lock_timeout_ms for the sessions that
+ * use it (an analyst's query on the what-if): a DROP that waits for its
+ * lock holds up every later reader of the schema behind it. */
+static lf_err_t drop_schema(PGconn *conn, const char *into, int lock_timeout_ms,
+                            char *errstr, size_t errstr_size)
+{
+    char sql[128];
+    lf_err_t err;
+
+    snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d", lock_timeout_ms);
+    if ((err = exec(conn, sql, "lock_timeout", errstr, errstr_size)))
+        return err;
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", into);
+    err = exec(conn, sql, "dropping the schema", errstr, errstr_size);
+    if (err == LF_ERR_TEMPORARY && PQstatus(conn) == CONNECTION_OK &&
+        strstr(errstr, "lock timeout"))
+        return lf_seterr(err, errstr, errstr_size,
+                         "schema %s is in use: another session kept a lock "
+                         "on it for %d s (see pg_locks); try again when it "
+                         "is done, or with a longer --lock-timeout",
+                         into, lock_timeout_ms / 1000);
+    if (!err)
+        err = exec(conn, "SET LOCAL lock_timeout TO DEFAULT", "lock_timeout",
+                   errstr, errstr_size);
+    return err;
+}
+
 /* Inside the transaction: funnel must exist, @p into must not (unless
  * @p replace: then it is dropped). */
 static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
-                          char *errstr, size_t errstr_size)
+                          int lock_timeout_ms, char *errstr, size_t errstr_size)
 {
-    char sql[128];
     bool exists;
     lf_err_t err;
 
@@ -222,8 +248,7 @@ static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
     if ((err = only_a_rebuild(conn, into, errstr, errstr_size)) ||
         (err = no_outside_dependents(conn, into, errstr, errstr_size)))
         return err;
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", into);
-    return exec(conn, sql, "dropping the schema", errstr, errstr_size);
+    return drop_schema(conn, into, lock_timeout_ms, errstr, errstr_size);
 }
 
 /* Inside the transaction: the twin's functions and views. */
@@ -301,14 +326,16 @@ static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
 }
 
 lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
-                           const char *how, char *errstr, size_t errstr_size)
+                           int lock_timeout_ms, const char *how, char *errstr,
+                           size_t errstr_size)
 {
     lf_err_t err;
 
     if ((err = lf_catalog_check_name(conn, into, errstr, errstr_size)) ||
         (err = exec(conn, "BEGIN", "BEGIN", errstr, errstr_size)))
         return err;
-    if ((err = make_room(conn, into, replace, errstr, errstr_size)) ||
+    if ((err = make_room(conn, into, replace, lock_timeout_ms, errstr,
+                         errstr_size)) ||
         (err = make_twin(conn, into, errstr, errstr_size)) ||
         (err = mark(conn, into, how, "started", "incomplete", errstr,
                     errstr_size))) {

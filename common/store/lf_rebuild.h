@@ -18,12 +18,14 @@
  * comments), serial columns on sequences of its own, the migration list
  * copied, and a comment marking it an unfinished rebuild (@p how, e.g.
  * "from-kafka", goes into it). One transaction. With @p replace an existing
- * @p into is dropped first; without, it is an error.
+ * @p into is dropped first, waiting at most @p lock_timeout_ms for the
+ * sessions reading it; without, it is an error.
  * @returns LF_OK, LF_ERR_INVALID (bad name, exists, or funnel missing),
- * LF_ERR_PG or LF_ERR_TEMPORARY.
+ * LF_ERR_PG or LF_ERR_TEMPORARY (also: the schema stayed in use).
  */
 lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
-                           const char *how, char *errstr, size_t errstr_size);
+                           int lock_timeout_ms, const char *how, char *errstr,
+                           size_t errstr_size);
 
 /** Move every serial sequence of @p into past its column's largest value
  *  and mark the rebuild complete (@p summary goes into the comment that

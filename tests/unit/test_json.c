@@ -137,7 +137,12 @@ Test(json, contract_v2_fields)
         {LF_EV_MERGED, "into_lead_id", "\"L-1\"", "field \"into_lead_id\"",
          NULL},
         {LF_EV_MERGED, "into_lead_id", "\"\"", "field \"into_lead_id\"", NULL},
-        {LF_EV_VOIDED, "voided_event_id", "\"e-1\"",
+        {LF_EV_VOIDED, "voided_event_id", "\"\"", "field \"voided_event_id\"",
+         "empty"},
+        {LF_EV_VOIDED, "voided_event_id",
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
          "field \"voided_event_id\"", NULL},
         {LF_EV_VOIDED, "voided_event_id", NULL,
          "missing required field \"voided_event_id\"", NULL},
@@ -167,6 +172,13 @@ Test(json, contract_v2_fields)
         lf_event_clear(&ev);
         free(text);
     }
+    /* A void names any event id the contract takes, a producer's own
+     * ids as well as UUIDs. */
+    char *own = mutate(LF_EV_VOIDED, "voided_event_id", "\"e-1\"");
+    parse_ok(own, &ev);
+    cr_expect_str_eq(ev.u.voided.voided_event_id, "e-1");
+    lf_event_clear(&ev);
+    free(own);
     parse_ok(base[LF_EV_VOIDED], &ev);
     lf_buf_reset(&out);
     cr_assert_eq(lf_json_format_event(&ev, &out), LF_OK);

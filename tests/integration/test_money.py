@@ -22,8 +22,11 @@ every scored event has threshold 50, model m1):
                                   a later event_id: the tie goes to it),
                                   handed_off 3 (ana, 24), scored 3.5 (20,
                                   after the handoff), accepted 4
- M06  web    spring   2024-04-10  captured 0 (never scored)
- M07  web    summer   2024-04-12  captured 0, disqualified 1 ("Spam")
+ M06  web    spring   2024-04-10  captured 0 (scored 0 (99), before the
+                                  capture by event_id)
+ M07  web    summer   2024-04-12  captured 0, scored 0 (35, after the
+                                  capture by event_id), disqualified 1
+                                  ("Spam")
  M08  events -        2024-04-15  captured 0, MQL 1 (81), handed_off 2 (cara,
                                   24), accepted 3, SQL 4 (EUR 300), lost 10
                                   ("Price ")
@@ -38,7 +41,8 @@ every scored event has threshold 50, model m1):
                                   24), nurture 3 (not_ready), MQL 1443 (66;
                                   60 days later)
  M12  web    spring   2024-04-20  captured 0, MQL 1 (95), handed_off 2 (dan,
-                                  24) open: breached
+                                  24) open: breached; scored 2 (15, after
+                                  the handoff by event_id)
  M13  events expo     2024-04-21  captured 0, handed_off 1 (eve, 48) open:
                                   breached, never scored
 
@@ -133,7 +137,13 @@ SCORES = {"M01-e2": 85, "M02-e2": 72, "M03-e2": 55, "M04-e2": 60,
           "M10-e5": 70, "M11-e2": 65, "M11-e5": 66, "M12-e2": 95}
 EXTRA_SCORES = [("M04-s1", "M04", "2024-03-10T01:00:00Z", 30),
                 ("M05-x", "M05", "2024-04-05T02:00:00Z", 45),
-                ("M05-z", "M05", "2024-04-05T03:30:00Z", 20)]
+                ("M05-z", "M05", "2024-04-05T03:30:00Z", 20),
+                # Ties with the capture and the first handoff, decided by
+                # event_id: M06-0 comes before its capture M06-e1, M07-s
+                # after its capture M07-e1, M12-z after its handoff M12-e3.
+                ("M06-0", "M06", "2024-04-10T00:00:00Z", 99),
+                ("M07-s", "M07", "2024-04-12T00:00:00Z", 35),
+                ("M12-z", "M12", "2024-04-20T02:00:00Z", 15)]
 # The opportunities of the qualified events.
 OPPORTUNITIES = {"M01-e5": 100000, "M02-e5": 50000, "M03-e5": 70000,
                  "M08-e5": 30000, "M10-e8": 90000}
@@ -400,12 +410,16 @@ expect("flows_filtered: leads captured in April", rows("""
 # Deciding scores: M01 85, M02 72, M03 55, M04 60 (the 30 before it is
 # older), M05 45 (tie at 2 h: event_id M05-x after M05-e2; the 20 after the
 # handoff does not count), M08 81, M09 77, M10 88 (its 70 came after the
-# first handoff), M11 65, M12 95; M06 M07 never scored, M13 handed off
-# before any score: the model NULL row.
+# first handoff), M11 65, M12 95 (its 15 at the handoff's millisecond comes
+# after it), M07 35 (at its capture's millisecond, after it); M06 scored
+# only before its capture (the same millisecond, a smaller event_id), M13
+# handed off before any score: the model NULL row.
 expect("score_outcomes", rows("""
     SELECT * FROM funnel.score_outcomes
     ORDER BY model NULLS LAST, score_band"""), [
     # model band thr leads below mql ho sa sq won nur dq acc won_rate
+    ("m1", "30", "50", "1", "1", "0", "0", "0", "0", "0", "0", "1",
+     None, None),                                           # M07
     ("m1", "40", "50", "1", "1", "1", "1", "1", "0", "0", "0", "0",
      "1.0000", "0.0000"),                                   # M05
     ("m1", "50", "50", "1", "0", "1", "1", "1", "1", "1", "0", "0",
@@ -418,13 +432,13 @@ expect("score_outcomes", rows("""
      "1.0000", "0.3333"),                                   # M01 M08 M10
     ("m1", "90", "50", "1", "0", "1", "1", "0", "0", "0", "0", "0",
      "0.0000", "0.0000"),                                   # M12
-    (None, None, None, "3", "0", "0", "1", "0", "0", "0", "0", "1",
-     "0.0000", "0.0000")])                                  # M06 M07 M13
+    (None, None, None, "2", "0", "0", "1", "0", "0", "0", "0", "0",
+     "0.0000", "0.0000")])                                  # M06 M13
 expect("score_outcomes_filtered(web)", rows("""
     SELECT model, score_band, leads FROM funnel.score_outcomes_filtered(
         NULL, NULL, 'web') ORDER BY model NULLS LAST, score_band"""), [
-    ("m1", "50", "1"), ("m1", "70", "2"), ("m1", "80", "1"),
-    ("m1", "90", "1"), (None, None, "2")])
+    ("m1", "30", "1"), ("m1", "50", "1"), ("m1", "70", "2"),
+    ("m1", "80", "1"), ("m1", "90", "1"), (None, None, "1")])
 
 # ---- close_reasons ----------------------------------------------------------
 expect("close_reasons", rows("""

@@ -1674,10 +1674,12 @@ static lf_err_t run_dead_retry(app_t *app)
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=\"dead-letters retry\" dry_run=%s "
            "selected=%" PRIu64 " applied=%" PRIu64 " new_events=%" PRIu64
-           " duplicates=%" PRIu64 " still_failing=%" PRIu64
-           " already_resolved=%" PRIu64 " missing=%" PRIu64,
+           " duplicates=%" PRIu64 " conflicts=%" PRIu64
+           " still_failing=%" PRIu64 " already_resolved=%" PRIu64
+           " missing=%" PRIu64,
            cfg->dry_run ? "yes" : "no", st.selected, st.applied, st.events_new,
-           st.duplicates, st.still_failing, st.already_resolved, st.missing);
+           st.duplicates, st.conflicts, st.still_failing, st.already_resolved,
+           st.missing);
     return st.missing ? LF_ERR_INVALID : LF_OK;
 }
 

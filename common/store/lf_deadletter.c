@@ -134,11 +134,21 @@ static void outcomes_clear(outcome_t *o, size_t n)
     }
 }
 
+/* Is the event the letter became (u.event_id) a conflict: another copy of
+ * that event_id stored with other content, the letter's position in the
+ * anomaly's reason (record_conflicts() in lf_projector.c)? */
+#define LETTER_CONFLICT                                                        \
+    "EXISTS (SELECT 1 FROM funnel.anomalies a WHERE a.event_id = "             \
+    "u.event_id AND a.kind = 'conflict' AND right(a.reason, length(' at ' "    \
+    "|| d.topic || ' partition ' || d.partition || ' offset ' || "             \
+    "d.\"offset\")) = ' at ' || d.topic || ' partition ' || d.partition || "   \
+    "' offset ' || d.\"offset\")"
+
 /* mark()'s statements, in one transaction: $1 letter ids, $2 texts (or
  * events). */
 static const struct {
     const char *sql, *what;
-} mark_sql[3] = {
+} mark_sql[4] = {
     {"UPDATE funnel.dead_letters d SET resolved_at = now(), "
      "resolution = u.txt, retried_at = now(), retries = "
      "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
@@ -153,18 +163,27 @@ static const struct {
      "updating failing dead letters"},
     /* An applied letter whose event is an erased person's (erased on the
      * way in) keeps no key or value: they hold the person's data, which
-     * the resolution would tie to the pseudonym. */
+     * the resolution would tie to the pseudonym. Not one that conflicted
+     * with that event: its content, and its person, are another. */
     {"UPDATE funnel.dead_letters d SET key = NULL, value = NULL, "
      "error = d.error || '" LF_ERASED_NOTE "' FROM "
      "unnest($1::bigint[], $2::text[]) AS u(id, event_id) JOIN "
      "funnel.events e ON e.event_id = u.event_id WHERE d.id = u.id "
      "AND e.lead_id LIKE '" LF_PSEUDONYM_PREFIX "%' AND (d.key IS "
-     "NOT NULL OR d.value IS NOT NULL)",
+     "NOT NULL OR d.value IS NOT NULL) AND NOT " LETTER_CONFLICT,
      "erasing applied letters of erased people"},
+    /* A letter that conflicted was not applied: its resolution says so
+     * (it stays resolved: its copy is in funnel.anomalies, and a retry
+     * would only record it again). */
+    {"UPDATE funnel.dead_letters d SET resolution = regexp_replace("
+     "d.resolution, '^applied as event ', 'not applied, a conflict with "
+     "the stored event ') FROM unnest($1::bigint[], $2::text[]) AS u(id, "
+     "event_id) WHERE d.id = u.id AND " LETTER_CONFLICT,
+     "marking conflicting letters"},
 };
 
 /* Run mark_sql with @p params, in one transaction. */
-static lf_err_t mark_write(PGconn *conn, const char *params[3][2], char *errstr,
+static lf_err_t mark_write(PGconn *conn, const char *params[4][2], char *errstr,
                            size_t errstr_size)
 {
     lf_err_t err;
@@ -172,7 +191,7 @@ static lf_err_t mark_write(PGconn *conn, const char *params[3][2], char *errstr,
     if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
                            errstr_size)))
         return err;
-    for (int k = 0; k < 3 && !err; k++)
+    for (int k = 0; k < 4 && !err; k++)
         err = lf_pg_query(conn, mark_sql[k].sql, 2, params[k], mark_sql[k].what,
                           NULL, errstr, errstr_size);
     if (err) {
@@ -219,8 +238,9 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
-    const char *params[3][2] = {{ids[0].data, texts[0].data},
+    const char *params[4][2] = {{ids[0].data, texts[0].data},
                                 {ids[1].data, texts[1].data},
+                                {ids[0].data, events.data},
                                 {ids[0].data, events.data}};
     err = mark_write(conn, params, errstr, errstr_size);
 out:
@@ -336,8 +356,8 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
     key_ok =
         key && klen == strlen(ev->lead_id) && !memcmp(key, ev->lead_id, klen);
     snprintf(text, text_size,
-             LF_APPLIED_AS "%s by leadflow-replay %s dead-letters "
-                           "retry%s%s%s",
+             "applied as event %s by leadflow-replay %s dead-letters "
+             "retry%s%s%s",
              ev->event_id, LF_VERSION,
              key_ok ? "" : " (its Kafka key is not the lead_id)",
              rt->note ? ": " : "", rt->note ? rt->note : "");
@@ -419,6 +439,8 @@ static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
         lf_projector_stats(rt->p)->events_new - before.events_new;
     rt->st->duplicates +=
         lf_projector_stats(rt->p)->duplicates - before.duplicates;
+    rt->st->conflicts +=
+        lf_projector_stats(rt->p)->conflicts - before.conflicts;
     return LF_OK;
 }
 

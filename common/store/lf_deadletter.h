@@ -21,6 +21,8 @@ typedef struct lf_retry_counts_s {
     uint64_t missing;          /**< asked for by id but no such letter */
     uint64_t events_new;       /**< applied letters that were new events */
     uint64_t duplicates;       /**< applied letters already stored */
+    uint64_t conflicts; /**< applied letters whose event_id was stored with
+                             other content: recorded as conflicts */
 } lf_retry_counts_t;
 
 /**

@@ -542,6 +542,16 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
     "'(?<![A-Za-z0-9])' || regexp_replace(u.o, '([.^$*+?(){}|[\\]\\\\])', "    \
     "'\\\\\\1', 'g') || '(?![A-Za-z0-9])'"
 
+/* Where the lead_id of dead letter d's value starts (0-based), for a letter
+ * a retry applied (it decoded): after the registry framing (magic byte,
+ * schema id), every schema of the contract begins with event_id and
+ * lead_id, each a zig-zag varint length and UTF-8; an id of 1..128 bytes
+ * has a length of one or two bytes. NULL when the value is too short. */
+#define LETTER_LEAD_AT                                                         \
+    "(CASE WHEN octet_length(d.value) < 7 THEN NULL WHEN get_byte(d.value, "   \
+    "5) < 128 THEN 6 + (get_byte(d.value, 5) >> 1) ELSE 7 + (((get_byte("      \
+    "d.value, 5) & 127) | (get_byte(d.value, 6) << 7)) >> 1) END)"
+
 /* Each statement: $1 the original ids, $2 their pseudonyms; %1$s the
  * schema, %2$s the payload keys to keep. */
 static const char *const erase_steps[] = {
@@ -637,16 +647,20 @@ static const char *const erase_steps[] = {
     ", u.p, 'g') || '" LF_ERASED_NOTE "' "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
     "WHERE d.key = convert_to(u.o, 'UTF8')",
-    /* A letter a retry applied as one of their events, under a key that
-     * is not one of their ids: found by the event its resolution names
-     * (mark() in lf_deadletter.c). */
+    /* A letter a retry applied, under a key that is not one of their ids:
+     * found by the lead_id its own value carries (LETTER_LEAD_AT), equal
+     * to one of their ids in the value's encoding. */
     "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
     "error = regexp_replace(d.error, " ID_AS_WORD
     ", u.p, 'g') || '" LF_ERASED_NOTE "' "
-    "FROM %1$s.events AS e, unnest($1::text[], $2::text[]) AS u(o, p) "
-    "WHERE e.lead_id = u.p AND d.resolved_at IS NOT NULL AND (d.key IS NOT "
-    "NULL OR d.value IS NOT NULL) AND starts_with(d.resolution, '" LF_APPLIED_AS
-    "' || e.event_id || ' by ')",
+    "FROM unnest($1::text[], $2::text[]) AS u(o, p), LATERAL (SELECT "
+    "convert_to(u.o, 'UTF8') AS b) AS i, LATERAL (SELECT decode(CASE WHEN "
+    "octet_length(i.b) < 64 THEN lpad(to_hex(2 * octet_length(i.b)), 2, "
+    "'0') ELSE lpad(to_hex(((2 * octet_length(i.b)) & 127) | 128), 2, '0') "
+    "|| lpad(to_hex((2 * octet_length(i.b)) >> 7), 2, '0') END, 'hex') || "
+    "i.b AS id) AS a WHERE d.resolved_at IS NOT NULL AND "
+    "substring(d.value FROM " LETTER_LEAD_AT " + 1 FOR octet_length(a.id)) "
+    "= a.id",
 };
 
 /* In another model kept in the database (a promoted model's old funnel, a

@@ -19,11 +19,6 @@
  *  letter's key and value (the error stays: it says why it was dead). */
 #define LF_ERASED_NOTE " [erased: key and value removed]"
 
-/* How the resolution of a dead letter a retry applied begins, followed by
- * the event id and " by ": an erasure finds the letters of the person's
- * events by it. */
-#define LF_APPLIED_AS "applied as event "
-
 /* The reason of a key anomaly whose Kafka key was an erased person's. */
 #define LF_KEY_ERASED_NOTE "Kafka key differs from lead_id (the key was erased)"
 

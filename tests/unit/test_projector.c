@@ -962,7 +962,9 @@ Test(projector, erased_people_leave_no_trace)
 /* A letter a retry applied under a Kafka key that is none of the person's
  * lead ids (an adapter's own key) holds their data as much as one keyed by
  * their id: the person's erasure removes its key and value, found by the
- * event it became; another person's letter keeps them. */
+ * lead_id in its value. Another person's letter keeps them, even when its
+ * event id begins with the erased event's, or is an erased event's id
+ * (a conflict: the copy is the other person's). */
 Test(projector, letter_applied_under_another_key_is_erased_with_its_person)
 {
     char pa[LF_PSEUDONYM_LEN + 1], w[600];
@@ -970,31 +972,54 @@ Test(projector, letter_applied_under_another_key_is_erased_with_its_person)
     add("c1", "L-into", LF_EV_CAPTURED, 1000, 0);
     flush_ok();
     send_v2_merge("m1", "L5", "L-into", "crm-7 L5", 1);
-    send_v2_merge("m2", "L6", "L7", "crm-8", 2);
+    send_v2_merge("m1 by z", "L6", "L7", "crm-8", 2);
+    send_v2_merge("c1", "L9", "L10", "crm-9", 3);
+    /* Ids of 64 bytes and more: their lengths take two bytes. */
+    char long_event[101], long_lead[71];
+    memset(long_event, 'e', 100);
+    long_event[100] = '\0';
+    memset(long_lead, 'L', 70);
+    long_lead[70] = '\0';
+    send_v2_merge(long_event, long_lead, "L-into", "crm-10", 4);
     lf_retry_counts_t st = retry_all(NULL);
-    cr_assert_eq(st.applied, 2);
+    cr_assert_eq(st.applied, 4);
+    cr_expect_eq(st.conflicts, 1);
+    /* L9's c1 was not applied: it conflicts with L-into's capture. */
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(\"offset\" || ' ' || left("
+                        "resolution, strpos(resolution, ' by leadflow-replay')"
+                        " - 1), ',' ORDER BY \"offset\") FROM "
+                        "funnel.dead_letters WHERE \"offset\" < 4"),
+        "1 applied as event m1,2 applied as event m1 by z,"
+        "3 not applied, a conflict with the stored event c1");
     cr_assert_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.dead_letters"
                                      " WHERE key IS NOT NULL AND value IS NOT"
                                      " NULL AND resolved_at IS NOT NULL"),
-                     "2");
-    add_identity("x1", "L5", LF_EV_ERASED, 3000, "req-5", 3);
+                     "4");
+    add_identity("x1", "L5", LF_EV_ERASED, 3000, "req-5", 5);
     flush_ok();
 
-    lf_pseudonym_of(pseudonyms, 0, "L5", 2, pa);
-    cr_expect_str_eq(
-        sql_value(conn, "SELECT string_agg(concat_ws('|', \"offset\", "
-                        "coalesce(convert_from(key, 'UTF8'), '-'), "
-                        "value IS NULL, error LIKE '%" LF_ERASED_NOTE "'), "
-                        "',' ORDER BY \"offset\") FROM funnel.dead_letters"),
-        "1|-|t|t,2|crm-8|f|f");
+    const char *letters =
+        "SELECT string_agg(concat_ws('|', \"offset\", "
+        "coalesce(convert_from(key, 'UTF8'), '-'), value IS NULL, error LIKE "
+        "'%" LF_ERASED_NOTE "'), ',' ORDER BY \"offset\") FROM "
+        "funnel.dead_letters";
+    cr_expect_str_eq(sql_value(conn, letters),
+                     "1|-|t|t,2|crm-8|f|f,3|crm-9|f|f,4|-|t|t");
     /* Its resolution names the event, never the lead. */
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.dead_letters"
                                      " WHERE strpos(error || resolution, "
                                      "'L5') > 0"),
                      "0");
+    lf_pseudonym_of(pseudonyms, 0, "L5", 2, pa);
     cr_expect_str_eq(sql_value(conn, "SELECT lead_id FROM funnel.events "
                                      "WHERE event_id = 'm1'"),
                      want(w, "%s%s", pa, ""));
+    /* L9's copy of c1 was a conflict, never stored: found all the same. */
+    add_identity("x2", "L9", LF_EV_ERASED, 3000, "req-9", 6);
+    flush_ok();
+    cr_expect_str_eq(sql_value(conn, letters),
+                     "1|-|t|t,2|crm-8|f|f,3|-|t|t,4|-|t|t");
 }
 
 /* A's capture again: with another email (@p other_email) or another

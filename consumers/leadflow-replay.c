@@ -619,13 +619,19 @@ static void nap(long ms)
 
 /* Called with the locks held by rewind and promote: a running projector
  * would undo a rewind at its next batch and would skip, in a promoted
- * model, what it consumed since the rebuild. */
+ * model, what it consumed since the rebuild. A signal that came while
+ * they waited for the locks stops them here, before they change
+ * anything. */
 static lf_err_t group_check(void *arg, char *errstr, size_t errstr_size)
 {
     app_t *app = arg;
     char state[64], e[512];
     int members = 0;
 
+    if (lf_cli_signals)
+        return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                         "interrupted while waiting for the locks: nothing "
+                         "changed");
     if (app->no_group_check)
         return LF_OK;
     if (lf_topic_group_members(app->rk, app->group, KAFKA_TIMEOUT_MS, &members,
@@ -1266,8 +1272,8 @@ static lf_err_t run_rebuild(app_t *app)
         (err = rebuild_open(app, &rb)) || (err = rebuild_projector(app, &rb)))
         goto out;
     if ((err = lf_rebuild_create(app->conn, cfg->into, cfg->replace,
-                                 app->lock_timeout_ms, how, errstr,
-                                 sizeof(errstr))) ||
+                                 app->lock_timeout_ms, &lf_cli_signals, how,
+                                 errstr, sizeof(errstr))) ||
         (err = lf_defstore_record(app->conn, cfg->into, rb.rules, errstr,
                                   sizeof(errstr)))) {
         fail(err, "cannot create the schema", errstr);

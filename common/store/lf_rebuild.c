@@ -340,8 +340,9 @@ static lf_err_t make_twin(PGconn *conn, const char *into, char *errstr,
 }
 
 lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
-                           int lock_timeout_ms, const char *how, char *errstr,
-                           size_t errstr_size)
+                           int lock_timeout_ms,
+                           const volatile sig_atomic_t *stop, const char *how,
+                           char *errstr, size_t errstr_size)
 {
     lf_err_t err;
 
@@ -355,6 +356,11 @@ lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
                     errstr_size))) {
         lf_catalog_rollback(conn);
         return err;
+    }
+    if (stop && *stop) { /* it waited for the schema's readers */
+        lf_catalog_rollback(conn);
+        return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                         "interrupted: nothing changed");
     }
     return commit(conn, errstr, errstr_size);
 }

@@ -9,6 +9,7 @@
 #include "lf_projector.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,13 +20,15 @@
  * copied, and a comment marking it an unfinished rebuild (@p how, e.g.
  * "from-kafka", goes into it). One transaction. With @p replace an existing
  * @p into is dropped first, waiting at most @p lock_timeout_ms for the
- * sessions reading it; without, it is an error.
+ * sessions reading it; without, it is an error. When @p stop (may be NULL)
+ * is non-zero by then (a signal came while it waited), nothing is done.
  * @returns LF_OK, LF_ERR_INVALID (bad name, exists, or funnel missing),
  * LF_ERR_PG or LF_ERR_TEMPORARY (also: the schema stayed in use).
  */
 lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
-                           int lock_timeout_ms, const char *how, char *errstr,
-                           size_t errstr_size);
+                           int lock_timeout_ms,
+                           const volatile sig_atomic_t *stop, const char *how,
+                           char *errstr, size_t errstr_size);
 
 /** Move every serial sequence of @p into past its column's largest value
  *  and mark the rebuild complete (@p summary goes into the comment that

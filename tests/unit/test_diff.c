@@ -13,8 +13,8 @@ static PGconn *two_models(char *dir, size_t dir_size)
     PGconn *conn = pg_up_migrated(dir, dir_size);
 
     project_funnel(conn, "funnel");
-    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     project_funnel(conn, "rb");
     return conn;

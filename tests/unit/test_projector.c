@@ -2378,8 +2378,8 @@ Test(projector, rebuild_from_db_equals_live_with_v2_rows, .timeout = 300)
 
     srand(99);
     send_workload(w, workload(w, true));
-    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     src = lf_rebuild_source_open("", LF_REBUILD_ORDER_NONE, errstr,
                                  sizeof(errstr));

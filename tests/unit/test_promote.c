@@ -14,8 +14,8 @@ static PGconn *live_and_rebuilt(char *dir, size_t dir_size, bool complete)
     PGconn *conn = pg_up_migrated(dir, dir_size);
 
     project_funnel(conn, "funnel");
-    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     project_funnel(conn, "rb");
     if (complete)

@@ -27,8 +27,8 @@ Test(rebuild, twin_has_the_same_tables_empty_and_marked, .timeout = 120)
     PGconn *conn = pg_up_migrated(dir, sizeof(dir));
 
     project_funnel(conn, "funnel");
-    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     char *live = shape(conn, "funnel"), *twin = shape(conn, "rb");
     cr_expect_str_eq(twin, live);
@@ -105,8 +105,8 @@ Test(rebuild, create_refuses_with_a_reason, .timeout = 120)
     PGconn *conn = pg_up(dir, sizeof(dir));
 
     /* No model yet. */
-    cr_expect_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_expect_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_ERR_INVALID);
     cr_expect(strstr(errstr, "schema funnel does not exist"), "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_namespace "
@@ -116,25 +116,25 @@ Test(rebuild, create_refuses_with_a_reason, .timeout = 120)
     char e2[512];
     cr_assert_eq(lf_pg_migrate(conn, NULL, e2, sizeof(e2)), LF_OK, "%s", e2);
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-        cr_expect_eq(lf_rebuild_create(conn, bad[i].name, false, 30000,
+        cr_expect_eq(lf_rebuild_create(conn, bad[i].name, false, 30000, NULL,
                                        "from-db", errstr, sizeof(errstr)),
                      LF_ERR_INVALID, "%s", bad[i].name);
         cr_expect(strstr(errstr, bad[i].reason), "%s: %s", bad[i].name, errstr);
     }
 
     /* An existing schema: only with replace, which empties it. */
-    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     sql_ok(conn, "INSERT INTO rb.offsets (group_id, topic, partition, "
                  "next_offset) VALUES ('g', 't', 0, 5)");
-    cr_expect_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_expect_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_ERR_INVALID);
     cr_expect(strstr(errstr, "schema rb exists") && strstr(errstr, "--replace"),
               "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM rb.offsets"), "1");
-    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 30000, "from-kafka",
+    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 30000, NULL, "from-kafka",
                                    errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM rb.offsets"), "0");
@@ -146,15 +146,16 @@ Test(rebuild, create_refuses_with_a_reason, .timeout = 120)
                  "CREATE SCHEMA funnel_old_20260101000000; COMMENT ON SCHEMA "
                  "funnel_old_20260101000000 IS 'leadflow funnel model "
                  "replaced by promote of rb at 2026-01-01T00:00:00Z'");
-    cr_expect_eq(lf_rebuild_create(conn, "userdata", true, 30000, "from-db",
-                                   errstr, sizeof(errstr)),
+    cr_expect_eq(lf_rebuild_create(conn, "userdata", true, 30000, NULL,
+                                   "from-db", errstr, sizeof(errstr)),
                  LF_ERR_INVALID);
     cr_expect(strstr(errstr, "was not made by leadflow-replay rebuild") &&
                   strstr(errstr, "DROP SCHEMA userdata CASCADE"),
               "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT x FROM userdata.important"), "1");
     cr_expect_eq(lf_rebuild_create(conn, "funnel_old_20260101000000", true,
-                                   30000, "from-db", errstr, sizeof(errstr)),
+                                   30000, NULL, "from-db", errstr,
+                                   sizeof(errstr)),
                  LF_ERR_INVALID);
     cr_expect(strstr(errstr, "is the funnel a promote replaced"), "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM pg_namespace WHERE "
@@ -163,8 +164,8 @@ Test(rebuild, create_refuses_with_a_reason, .timeout = 120)
     /* ... nor what someone built on the rebuild: a view reading it. */
     sql_ok(conn, "CREATE VIEW userdata.whatif AS SELECT count(*) FROM "
                  "rb.offsets");
-    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_ERR_INVALID);
     cr_expect(strstr(errstr, "used from outside it (view userdata.whatif)"),
               "%s", errstr);
@@ -185,14 +186,14 @@ Test(rebuild, replace_waits_for_readers_at_most_the_lock_timeout,
     PGconn *reader = PQconnectdb("");
 
     cr_assert_eq(PQstatus(reader), CONNECTION_OK, "%s", PQerrorMessage(reader));
-    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, "rb", false, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     sql_ok(conn, "INSERT INTO rb.offsets (group_id, topic, partition, "
                  "next_offset) VALUES ('g', 't', 0, 5)");
     sql_ok(reader, "BEGIN; SELECT count(*) FROM rb.offsets");
-    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 1000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 1000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_ERR_TEMPORARY);
     cr_expect(strstr(errstr, "schema rb is in use") &&
                   strstr(errstr, "for 1 s") && strstr(errstr, "--lock-timeout"),
@@ -200,10 +201,20 @@ Test(rebuild, replace_waits_for_readers_at_most_the_lock_timeout,
     cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM rb.offsets"),
                      "5");
     sql_ok(reader, "COMMIT");
-    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 1000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 1000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM rb.offsets"), "0");
+    /* A signal that came while it waited: nothing is dropped. */
+    volatile sig_atomic_t stop = 1;
+    sql_ok(conn, "INSERT INTO rb.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ('g', 't', 0, 7)");
+    cr_expect_eq(lf_rebuild_create(conn, "rb", true, 1000, &stop, "from-db",
+                                   errstr, sizeof(errstr)),
+                 LF_ERR_TEMPORARY);
+    cr_expect(strstr(errstr, "interrupted: nothing changed"), "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM rb.offsets"),
+                     "7");
     PQfinish(reader);
     pg_down(conn, dir);
 }
@@ -220,8 +231,8 @@ static void rebuild_from_db(PGconn *conn, const char *into,
 
     cr_assert_not_null(src, "%s", errstr);
     cr_assert_not_null(p, "%s", errstr);
-    cr_assert_eq(lf_rebuild_create(conn, into, true, 30000, "from-db", errstr,
-                                   sizeof(errstr)),
+    cr_assert_eq(lf_rebuild_create(conn, into, true, 30000, NULL, "from-db",
+                                   errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
     cr_expect_eq(lf_rebuild_source_total(src), 13);
     for (;;) {

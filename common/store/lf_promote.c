@@ -349,9 +349,11 @@ static lf_err_t lock_slice(PGconn *conn, int *slice, char *errstr,
 /* One attempt at lock_both()'s locks, waiting at most @p slice ms. On
  * failure the transaction is rolled back, and @p *busy tells whether it
  * was the locking itself that failed (worth another attempt when
- * LF_ERR_TEMPORARY). */
-static lf_err_t lock_once(PGconn *conn, const char *from, int slice, bool *busy,
-                          char *errstr, size_t errstr_size)
+ * LF_ERR_TEMPORARY). The rest of the transaction waits at most @p left ms
+ * for any other lock: the sequences, which LOCK cannot take, are locked by
+ * the owners' carry-over (ALTER TABLE ... OWNER changes its sequences'). */
+static lf_err_t lock_once(PGconn *conn, const char *from, int slice, int left,
+                          bool *busy, char *errstr, size_t errstr_size)
 {
     lf_catalog_stmts_t lock = {0};
     char sql[160];
@@ -374,10 +376,11 @@ static lf_err_t lock_once(PGconn *conn, const char *from, int slice, bool *busy,
         *busy = true;
         goto fail;
     }
-    if ((err = query1(conn,
-                      "SET LOCAL lock_timeout = 0; SET LOCAL "
-                      "statement_timeout = 0",
-                      NULL, "lock timeout", NULL, errstr, errstr_size)))
+    snprintf(sql, sizeof(sql),
+             "SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0",
+             left);
+    if ((err = query1(conn, sql, NULL, "lock timeout", NULL, errstr,
+                      errstr_size)))
         goto fail;
     lf_catalog_stmts_free(&lock);
     return LF_OK;
@@ -417,7 +420,9 @@ static lf_err_t lock_both(PGconn *conn, const char *from, int lock_timeout_ms,
         return err;
     for (;;) {
         attempts++;
-        err = lock_once(conn, from, slice, &busy, errstr, errstr_size);
+        int64_t left = deadline - lf_now_mono_ms();
+        err = lock_once(conn, from, slice, left > slice ? (int)left : slice,
+                        &busy, errstr, errstr_size);
         if (!err) {
             if (attempts > 1)
                 LF_LOG(LF_LOG_INFO, "msg=\"locked both schemas\" attempts=%d",
@@ -678,9 +683,19 @@ lf_promote_swap(PGconn *conn, const char *from, int lock_timeout_ms,
         (err = check_promotable(conn, from, errstr, errstr_size)) ||
         (err = compare_offsets(conn, from, out, errstr, errstr_size)) ||
         (err = gather_carry(conn, from, &c, out, errstr, errstr_size)) ||
-        (err = swap(conn, from, &c, out, errstr, errstr_size)))
+        (err = swap(conn, from, &c, out, errstr, errstr_size))) {
+        bool timed_out = err == LF_ERR_TEMPORARY &&
+                         PQstatus(conn) == CONNECTION_OK &&
+                         strstr(errstr, "lock timeout");
         lf_catalog_rollback(conn);
-    else
+        if (timed_out)
+            lf_seterr(err, errstr, errstr_size,
+                      "another session kept a lock on an object of funnel "
+                      "or %s past --lock-timeout (%d s; a sequence, say, "
+                      "which the owners' carry-over alters): try again, or "
+                      "with a longer --lock-timeout",
+                      from, lock_timeout_ms / 1000);
+    } else
         err = lf_pg_commit(conn, &out->in_doubt, errstr, errstr_size);
     lf_catalog_stmts_free(&c.objects);
     lf_catalog_stmts_free(&c.owners);

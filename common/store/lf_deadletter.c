@@ -182,18 +182,21 @@ static const struct {
      "marking conflicting letters"},
 };
 
-/* Run mark_sql with @p params, in one transaction. */
-static lf_err_t mark_write(PGconn *conn, const char *params[4][2], char *errstr,
-                           size_t errstr_size)
+/* Run mark_sql with @p params: in the transaction open on @p conn when
+ * @p in_tx, else in one of its own. */
+static lf_err_t mark_write(PGconn *conn, const char *params[4][2], bool in_tx,
+                           char *errstr, size_t errstr_size)
 {
-    lf_err_t err;
+    lf_err_t err = LF_OK;
 
-    if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
-                           errstr_size)))
+    if (!in_tx && (err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL,
+                                     errstr, errstr_size)))
         return err;
     for (int k = 0; k < 4 && !err; k++)
         err = lf_pg_query(conn, mark_sql[k].sql, 2, params[k], mark_sql[k].what,
                           NULL, errstr, errstr_size);
+    if (in_tx)
+        return err;
     if (err) {
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
@@ -204,9 +207,9 @@ static lf_err_t mark_write(PGconn *conn, const char *params[4][2], char *errstr,
 }
 
 /* Mark the batch's outcomes: one statement for the applied, one for the
- * still failing, in one transaction. */
-static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
-                     size_t errstr_size)
+ * still failing (in the transaction open on @p conn when @p in_tx). */
+static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, bool in_tx,
+                     char *errstr, size_t errstr_size)
 {
     lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}}, events = {0};
     const char **idv = calloc(n + 1, sizeof(*idv));
@@ -242,7 +245,7 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, char *errstr,
                                 {ids[1].data, texts[1].data},
                                 {ids[0].data, events.data},
                                 {ids[0].data, events.data}};
-    err = mark_write(conn, params, errstr, errstr_size);
+    err = mark_write(conn, params, in_tx, errstr, errstr_size);
 out:
     for (int k = 0; k < 2; k++) {
         lf_buf_free(&ids[k]);
@@ -423,7 +426,16 @@ static void retry_report(const retry_t *rt)
         fputs(rt->o[i].line, rt->out);
 }
 
-/* Write the batch: its events, then the marks of its letters. */
+/* lf_projector_before_commit() hook: the letters' marks. */
+static lf_err_t mark_in_batch(void *arg, PGconn *conn, char *errstr,
+                              size_t errstr_size)
+{
+    retry_t *rt = arg;
+    return mark(conn, rt->o, rt->no, true, errstr, errstr_size);
+}
+
+/* Write the batch: its events and the marks of its letters, in one
+ * transaction (a stop between two would leave applied letters open). */
 static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
 {
     lf_projector_stats_t before = *lf_projector_stats(rt->p);
@@ -431,9 +443,12 @@ static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
 
     if (rt->dry_run)
         return LF_OK;
-    if ((err =
-             lf_projector_flush(rt->p, rt->conn, NULL, errstr, errstr_size)) ||
-        (err = mark(rt->conn, rt->o, rt->no, errstr, errstr_size)))
+    if (!lf_projector_pending(rt->p)) /* nothing applied */
+        return mark(rt->conn, rt->o, rt->no, false, errstr, errstr_size);
+    lf_projector_before_commit(rt->p, mark_in_batch, rt);
+    err = lf_projector_flush(rt->p, rt->conn, NULL, errstr, errstr_size);
+    lf_projector_before_commit(rt->p, NULL, NULL);
+    if (err)
         return err;
     rt->st->events_new +=
         lf_projector_stats(rt->p)->events_new - before.events_new;

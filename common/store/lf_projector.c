@@ -57,6 +57,8 @@ struct lf_projector_s {
     const lf_definition_t *def; /* the funnel's rules; borrowed */
     char def_sha[65];           /* its sha256 in hex; "" until computed */
     const lf_pseudonym_t *ps;   /* the pseudonym key ring; borrowed, NULL */
+    lf_projector_hook_t hook;   /* lf_projector_before_commit(), or NULL */
+    void *hook_arg;
     char **topics;
     int topic_count;
     entry_t *entries;
@@ -246,6 +248,13 @@ lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
     lf_codec_destroy(p->codec);
     p->codec = codec;
     return LF_OK;
+}
+
+void lf_projector_before_commit(lf_projector_t *p, lf_projector_hook_t fn,
+                                void *arg)
+{
+    p->hook = fn;
+    p->hook_arg = arg;
 }
 
 void lf_projector_use_codec(lf_projector_t *p, lf_codec_t *codec)
@@ -3908,6 +3917,14 @@ static lf_err_t same_definition(flush_t *f)
     return err;
 }
 
+/* Step: the caller's own writes (lf_projector_before_commit()). */
+static lf_err_t caller_hook(flush_t *f)
+{
+    if (!f->p->hook)
+        return LF_OK;
+    return f->p->hook(f->p->hook_arg, f->conn, f->errstr, f->errstr_size);
+}
+
 /* The steps of a flush inside its transaction, in order. Each one owns
  * what it asks the server (its PGresult is cleared on every path) and
  * either leaves the transaction usable or fails. */
@@ -3928,6 +3945,7 @@ static const step_t flush_steps[] = {
     merge_anomalies,
     store_dead_letters,
     store_offsets,
+    caller_hook,
 };
 /* clang-format on */
 

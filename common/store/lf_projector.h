@@ -227,6 +227,19 @@ lf_err_t lf_projector_flush(lf_projector_t *p, PGconn *conn,
                             rd_kafka_topic_partition_list_t **committed,
                             char *errstr, size_t errstr_size);
 
+/** What lf_projector_before_commit() runs. */
+typedef lf_err_t (*lf_projector_hook_t)(void *arg, PGconn *conn, char *errstr,
+                                        size_t errstr_size);
+
+/**
+ * Run @p fn(@p arg, ...) in each batch's transaction after its last step,
+ * before COMMIT, until set again (@p fn NULL: none): what it writes
+ * commits with the batch or not at all. An error from it fails the flush
+ * as a step's would (rolled back, the batch kept).
+ */
+void lf_projector_before_commit(lf_projector_t *p, lf_projector_hook_t fn,
+                                void *arg);
+
 /** Drop the batch without writing (partitions revoked). */
 void lf_projector_discard(lf_projector_t *p);
 

@@ -544,6 +544,42 @@ Test(projector, unknown_symbol_dead_lettered_then_applied_by_retry)
                      "t");
 }
 
+/* lf_projector_before_commit(): the caller's writes commit with the batch,
+ * and a failure of theirs leaves nothing of it (what dead-letters retry
+ * relies on: its letters' marks and their events, or neither). */
+static lf_err_t note_batch(void *arg, PGconn *c, char *e, size_t n)
+{
+    const char *sql = arg;
+    PGresult *res = PQexec(c, sql);
+    lf_err_t err =
+        PQresultStatus(res) == PGRES_COMMAND_OK
+            ? LF_OK
+            : lf_seterr(LF_ERR_PG, e, n, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    return err;
+}
+
+Test(projector, before_commit_writes_go_with_the_batch)
+{
+    sql_ok(conn, "CREATE TABLE public.marks (x int)");
+    lf_projector_before_commit(proj, note_batch,
+                               "INSERT INTO public.marks VALUES (1/0)");
+    add("h1", "LH", LF_EV_CAPTURED, 1000, 0);
+    cr_expect_eq(lf_projector_flush(proj, conn, NULL, errstr, sizeof(errstr)),
+                 LF_ERR_PG);
+    cr_expect(strstr(errstr, "division by zero"), "%s", errstr);
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.events"),
+                     "0");
+    lf_projector_before_commit(proj, note_batch,
+                               "INSERT INTO public.marks VALUES (1)");
+    flush_ok();
+    lf_projector_before_commit(proj, NULL, NULL);
+    cr_expect_str_eq(sql_value(conn, "SELECT (SELECT count(*) FROM "
+                                     "funnel.events) || '|' || (SELECT "
+                                     "count(*) FROM public.marks)"),
+                     "1|1");
+}
+
 /* A batch declared to continue from a stored next offset that the table
  * no longer holds is refused whole, and kept. */
 Test(projector, fenced_batch_is_refused_when_the_stored_offset_differs)

@@ -640,9 +640,11 @@ static const char *const erase_steps[] = {
      * deadlock the server breaks, and the loser retries.) */
     "DELETE FROM %1$s.identity_pending WHERE lead_id = ANY($1::text[]) "
     "AND $2::text[] IS NOT NULL",
-    /* The error may quote the id (a self-merge's, say): as a word of its
-     * own, as forget_dead() in lf_projector.c has it on the way in. */
+    /* The error may quote the id (a self-merge's, say), and the resolution
+     * a retry's --note: as a word of its own, as forget_dead() in
+     * lf_projector.c has it on the way in. */
     "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
+    "resolution = regexp_replace(d.resolution, " ID_AS_WORD ", u.p, 'g'), "
     "error = regexp_replace(d.error, " ID_AS_WORD
     ", u.p, 'g') || '" LF_ERASED_NOTE "' "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
@@ -651,6 +653,7 @@ static const char *const erase_steps[] = {
      * found by the lead_id its own value carries (LETTER_LEAD_AT), equal
      * to one of their ids in the value's encoding. */
     "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
+    "resolution = regexp_replace(d.resolution, " ID_AS_WORD ", u.p, 'g'), "
     "error = regexp_replace(d.error, " ID_AS_WORD
     ", u.p, 'g') || '" LF_ERASED_NOTE "' "
     "FROM unnest($1::text[], $2::text[]) AS u(o, p), LATERAL (SELECT "
@@ -698,7 +701,7 @@ static lf_err_t erase_in(PGconn *conn, const char *schema, bool kept,
                          const char *a, const char *b, const char *known_keys,
                          char *errstr, size_t errstr_size)
 {
-    char sql[4096];
+    char sql[8192];
     lf_err_t err = LF_OK;
 
     for (size_t i = 0; !err && i < sizeof(erase_steps) / sizeof(*erase_steps);
@@ -707,7 +710,10 @@ static lf_err_t erase_in(PGconn *conn, const char *schema, bool kept,
         for (size_t k = 0; kept && k < 2; k++)
             if (!strncmp(step, kept_rows[k][0], strlen(kept_rows[k][0])))
                 step = kept_rows[k][1];
-        snprintf(sql, sizeof(sql), step, schema, known_keys);
+        if (snprintf(sql, sizeof(sql), step, schema, known_keys) >=
+            (int)sizeof(sql))
+            return lf_seterr(LF_ERR_PG, errstr, errstr_size,
+                             "erasing: statement too long");
         err = q(conn, sql, "erasing", 2, a, b, NULL, NULL, NULL, errstr,
                 errstr_size);
     }

@@ -121,6 +121,7 @@ typedef struct outcome_s {
     char *text;     /* resolution (applied) or new error (failing) */
     char *line;     /* what the report says of it, once the batch is written */
     char *event_id; /* applied: the event it was applied as */
+    char *lead_id;  /* applied: the lead its event named */
     bool applied;
 } outcome_t;
 
@@ -131,6 +132,7 @@ static void outcomes_clear(outcome_t *o, size_t n)
         free(o[i].text);
         free(o[i].line);
         free(o[i].event_id);
+        free(o[i].lead_id);
     }
 }
 
@@ -161,16 +163,16 @@ static const struct {
      "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
      "d.id = u.id AND d.resolved_at IS NULL",
      "updating failing dead letters"},
-    /* An applied letter whose event is an erased person's (erased on the
-     * way in) keeps no key or value: they hold the person's data, which
-     * the resolution would tie to the pseudonym. Not one that conflicted
-     * with that event: its content, and its person, are another. */
+    /* An applied letter whose lead is an erased person's (its event was
+     * erased on the way in, or conflicted with theirs) keeps no key or
+     * value: they hold the person's data, which the resolution would tie
+     * to the pseudonym. $2: the pseudonyms of the letter's own lead_id
+     * under every key of the ring, as the projector checks erased_leads. */
     {"UPDATE funnel.dead_letters d SET key = NULL, value = NULL, "
      "error = d.error || '" LF_ERASED_NOTE "' FROM "
-     "unnest($1::bigint[], $2::text[]) AS u(id, event_id) JOIN "
-     "funnel.events e ON e.event_id = u.event_id WHERE d.id = u.id "
-     "AND e.lead_id LIKE '" LF_PSEUDONYM_PREFIX "%' AND (d.key IS "
-     "NOT NULL OR d.value IS NOT NULL) AND NOT " LETTER_CONFLICT,
+     "unnest($1::bigint[], $2::text[]) AS u(id, ps) WHERE d.id = u.id "
+     "AND u.ps IN (SELECT e.pseudonym FROM funnel.erased_leads e) AND "
+     "(d.key IS NOT NULL OR d.value IS NOT NULL)",
      "erasing applied letters of erased people"},
     /* A letter that conflicted was not applied: its resolution says so
      * (it stays resolved: its copy is in funnel.anomalies, and a retry
@@ -206,12 +208,44 @@ static lf_err_t mark_write(PGconn *conn, const char *params[4][2], bool in_tx,
                        errstr_size);
 }
 
+/* The applied letters' ids, each once per key of @p ps, and the
+ * pseudonyms of their leads under those keys (none without a key: no one
+ * can have been erased then). */
+static lf_err_t letter_pseudonyms(const outcome_t *o, size_t n,
+                                  const lf_pseudonym_t *ps, lf_buf_t *ids,
+                                  lf_buf_t *pss)
+{
+    size_t keys = ps ? lf_pseudonym_keys(ps) : 0, m = 0;
+    const char **idv = calloc(n * keys + 1, sizeof(*idv));
+    char(*pv)[LF_PSEUDONYM_LEN + 1] = calloc(n * keys + 1, sizeof(*pv));
+    const char **pp = calloc(n * keys + 1, sizeof(*pp));
+    lf_err_t err = LF_ERR_NOMEM;
+
+    if (idv && pv && pp) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; o[i].applied && k < keys; k++, m++) {
+                idv[m] = o[i].id;
+                lf_pseudonym_of(ps, k, o[i].lead_id, strlen(o[i].lead_id),
+                                pv[m]);
+                pp[m] = pv[m];
+            }
+        if (!lf_pg_text_array(ids, idv, m) && !lf_pg_text_array(pss, pp, m))
+            err = LF_OK;
+    }
+    free(idv);
+    free(pv);
+    free(pp);
+    return err;
+}
+
 /* Mark the batch's outcomes: one statement for the applied, one for the
  * still failing (in the transaction open on @p conn when @p in_tx). */
-static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, bool in_tx,
-                     char *errstr, size_t errstr_size)
+static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n,
+                     const lf_pseudonym_t *ps, bool in_tx, char *errstr,
+                     size_t errstr_size)
 {
     lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}}, events = {0};
+    lf_buf_t pids = {0}, pss = {0};
     const char **idv = calloc(n + 1, sizeof(*idv));
     const char **txv = calloc(n + 1, sizeof(*txv));
     lf_err_t err = LF_OK;
@@ -237,13 +271,14 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n, bool in_tx,
     for (size_t i = 0; i < n; i++) /* the applied ones' events */
         if (o[i].applied)
             txv[m++] = o[i].event_id;
-    if (lf_pg_text_array(&events, txv, m)) {
+    if (lf_pg_text_array(&events, txv, m) ||
+        letter_pseudonyms(o, n, ps, &pids, &pss)) {
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
     const char *params[4][2] = {{ids[0].data, texts[0].data},
                                 {ids[1].data, texts[1].data},
-                                {ids[0].data, events.data},
+                                {pids.data, pss.data},
                                 {ids[0].data, events.data}};
     err = mark_write(conn, params, in_tx, errstr, errstr_size);
 out:
@@ -252,6 +287,8 @@ out:
         lf_buf_free(&texts[k]);
     }
     lf_buf_free(&events);
+    lf_buf_free(&pids);
+    lf_buf_free(&pss);
     free(idv);
     free(txv);
     return err;
@@ -392,7 +429,8 @@ static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
                          PQgetvalue(res, r, 0), why);
     }
     if (ok) {
-        if (!(o->event_id = strdup(ev.event_id)))
+        if (!(o->event_id = strdup(ev.event_id)) ||
+            !(o->lead_id = strdup(ev.lead_id)))
             err = LF_ERR_NOMEM;
         else
             err = apply_one(rt, res, r, &ev, text, sizeof(text));
@@ -431,7 +469,7 @@ static lf_err_t mark_in_batch(void *arg, PGconn *conn, char *errstr,
                               size_t errstr_size)
 {
     retry_t *rt = arg;
-    return mark(conn, rt->o, rt->no, true, errstr, errstr_size);
+    return mark(conn, rt->o, rt->no, rt->ps, true, errstr, errstr_size);
 }
 
 /* Write the batch: its events and the marks of its letters, in one
@@ -444,7 +482,8 @@ static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
     if (rt->dry_run)
         return LF_OK;
     if (!lf_projector_pending(rt->p)) /* nothing applied */
-        return mark(rt->conn, rt->o, rt->no, false, errstr, errstr_size);
+        return mark(rt->conn, rt->o, rt->no, rt->ps, false, errstr,
+                    errstr_size);
     lf_projector_before_commit(rt->p, mark_in_batch, rt);
     err = lf_projector_flush(rt->p, rt->conn, NULL, errstr, errstr_size);
     lf_projector_before_commit(rt->p, NULL, NULL);

@@ -542,15 +542,27 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
     "'(?<![A-Za-z0-9])' || regexp_replace(u.o, '([.^$*+?(){}|[\\]\\\\])', "    \
     "'\\\\\\1', 'g') || '(?![A-Za-z0-9])'"
 
-/* Where the lead_id of dead letter d's value starts (0-based), for a letter
- * a retry applied (it decoded): after the registry framing (magic byte,
- * schema id), every schema of the contract begins with event_id and
- * lead_id, each a zig-zag varint length and UTF-8; an id of 1..128 bytes
- * has a length of one or two bytes. NULL when the value is too short. */
-#define LETTER_LEAD_AT                                                         \
+/* Where the event_id of dead letter d's value starts (0-based), and its
+ * length, for a letter a retry applied (it decoded): after the registry
+ * framing (magic byte, schema id), the contract's schemas begin with
+ * event_id and lead_id, each a zig-zag varint length and UTF-8; an id of
+ * 1..128 bytes has a length of one or two bytes. NULL when the value is
+ * too short. LETTER_LEAD_AT: where its lead_id starts. A writer schema of
+ * another order (a registry may hold one) is told apart by
+ * LETTER_APPLIED_AS: the event_id so read must be the one the resolution
+ * names; else the letter is not matched. */
+#define LETTER_ID_AT                                                           \
     "(CASE WHEN octet_length(d.value) < 7 THEN NULL WHEN get_byte(d.value, "   \
-    "5) < 128 THEN 6 + (get_byte(d.value, 5) >> 1) ELSE 7 + (((get_byte("      \
-    "d.value, 5) & 127) | (get_byte(d.value, 6) << 7)) >> 1) END)"
+    "5) < 128 THEN 6 ELSE 7 END)"
+#define LETTER_ID_LEN                                                          \
+    "(CASE WHEN octet_length(d.value) < 7 THEN NULL WHEN get_byte(d.value, "   \
+    "5) < 128 THEN get_byte(d.value, 5) >> 1 ELSE ((get_byte(d.value, 5) & "   \
+    "127) | (get_byte(d.value, 6) << 7)) >> 1 END)"
+#define LETTER_LEAD_AT "(" LETTER_ID_AT " + " LETTER_ID_LEN ")"
+#define LETTER_APPLIED_AS                                                      \
+    "position(convert_to(' event ', 'UTF8') || substring(d.value "             \
+    "FROM " LETTER_ID_AT " + 1 FOR " LETTER_ID_LEN ") || convert_to(' by "     \
+    "leadflow-replay ', 'UTF8') IN convert_to(d.resolution, 'UTF8')) > 0"
 
 /* Each statement: $1 the original ids, $2 their pseudonyms; %1$s the
  * schema, %2$s the payload keys to keep. */
@@ -663,7 +675,7 @@ static const char *const erase_steps[] = {
     "|| lpad(to_hex((2 * octet_length(i.b)) >> 7), 2, '0') END, 'hex') || "
     "i.b AS id) AS a WHERE d.resolved_at IS NOT NULL AND "
     "substring(d.value FROM " LETTER_LEAD_AT " + 1 FOR octet_length(a.id)) "
-    "= a.id",
+    "= a.id AND " LETTER_APPLIED_AS,
 };
 
 /* In another model kept in the database (a promoted model's old funnel, a

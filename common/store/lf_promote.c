@@ -683,7 +683,9 @@ lf_promote_swap(PGconn *conn, const char *from, int lock_timeout_ms,
         (err = check_promotable(conn, from, errstr, errstr_size)) ||
         (err = compare_offsets(conn, from, out, errstr, errstr_size)) ||
         (err = gather_carry(conn, from, &c, out, errstr, errstr_size)) ||
-        (err = swap(conn, from, &c, out, errstr, errstr_size))) {
+        (err = swap(conn, from, &c, out, errstr, errstr_size)) ||
+        /* again before COMMIT: the swap may have waited for a lock */
+        (check && (err = check(arg, errstr, errstr_size)))) {
         bool timed_out = err == LF_ERR_TEMPORARY &&
                          PQstatus(conn) == CONNECTION_OK &&
                          strstr(errstr, "lock timeout");

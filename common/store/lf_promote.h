@@ -24,7 +24,8 @@ typedef struct lf_promote_s {
  * Swap schema @p from in as funnel, in one transaction: lock every table
  * and view of both schemas (ACCESS EXCLUSIVE, waiting at most
  * @p lock_timeout_ms), call @p check (may be NULL; "no projector is
- * running") while holding the locks, verify that @p from is a complete
+ * running", "no signal came") while holding the locks, before the swap and
+ * again before COMMIT, verify that @p from is a complete
  * rebuild with the same tables and columns and the same migrations as
  * funnel and that funnel holds nothing promote cannot carry over
  * (aggregates, triggers, policies, materialized views, other schemas'

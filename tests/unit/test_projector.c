@@ -508,8 +508,14 @@ static lf_retry_counts_t retry_all(const char *note)
     lf_conf_t *conf = lf_conf_new();
     lf_retry_counts_t st = {0};
     FILE *out = fopen("/dev/null", "w");
+    char hex[2 * sizeof(test_key) + 1];
 
     cr_assert(conf && out);
+    for (size_t i = 0; i < sizeof(test_key); i++) /* the projectors' key */
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned char)test_key[i]);
+    cr_assert_eq(
+        lf_conf_set(conf, LF_CONF_PSEUDONYM_KEY, hex, errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
     cr_assert_eq(lf_deadletter_retry(conn, conf, NULL, 0, false, note, out,
                                      NULL, &st, errstr, sizeof(errstr)),
                  LF_OK, "%s", errstr);
@@ -1059,6 +1065,30 @@ Test(projector, letter_applied_under_another_key_is_erased_with_its_person)
     flush_ok();
     cr_expect_str_eq(sql_value(conn, letters),
                      "1|-|t|t,2|crm-8|f|f,3|-|t|t,4|-|t|t");
+    /* After the erasure, another copy of L5's m1 under an adapter's key:
+     * a conflict with the stored (erased) m1, and still L5's data. */
+    send_v2_merge("m1", "L5", "L-other", "crm-11", 7);
+    st = retry_all(NULL);
+    cr_expect_eq(st.conflicts, 1);
+    cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', key IS NULL, value"
+                                     " IS NULL, error LIKE '%" LF_ERASED_NOTE
+                                     "') FROM funnel.dead_letters WHERE "
+                                     "\"offset\" = 7"),
+                     "t|t|t");
+    /* A writer schema (from a registry) with lead_id before event_id: the
+     * value's first id is not the event the resolution names, so the
+     * erasure of a lead named as its event_id leaves it alone. */
+    sql_ok(conn, "INSERT INTO funnel.dead_letters (topic, partition, "
+                 "\"offset\", key, value, error, resolved_at, resolution) "
+                 "VALUES ('t', 0, 100, 'k9', '\\x0000000078044c35046539'::"
+                 "bytea, 'x', now(), 'applied as event e9 by leadflow-replay "
+                 "0 dead-letters retry')");
+    add_identity("x3", "e9", LF_EV_ERASED, 3000, "req-e9", 8);
+    flush_ok();
+    cr_expect_str_eq(sql_value(conn, "SELECT convert_from(key, 'UTF8') FROM "
+                                     "funnel.dead_letters WHERE \"offset\" = "
+                                     "100"),
+                     "k9");
 }
 
 /* A's capture again: with another email (@p other_email) or another

@@ -85,7 +85,9 @@ Test(promote, swaps_the_schemas_and_keeps_them_consistent, .timeout = 120)
                                  sizeof(errstr)),
                  LF_OK, "%s", errstr);
     cr_expect_str_eq(sql_value(conn, acl_sql), acl);
-    cr_expect_eq(calls, 1, "the check runs once, under the locks");
+    cr_expect_eq(calls, 2,
+                 "the check runs under the locks, before the "
+                 "swap and again before COMMIT");
     cr_expect(!strncmp(out.old_name, "funnel_old_", 11), "%s", out.old_name);
     snprintf(old, sizeof(old), "%s", out.old_name);
     cr_expect_eq(out.tables, 12); /* up to identity_pending (011) */

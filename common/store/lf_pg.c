@@ -92,10 +92,13 @@ lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
 lf_err_t lf_pg_commit(PGconn *conn, bool *in_doubt, char *errstr,
                       size_t errstr_size)
 {
-    lf_err_t err = lf_pg_exec(conn, "COMMIT", "COMMIT", errstr, errstr_size);
+    lf_err_t err = lf_pg_query(conn, "COMMIT", 0, NULL, "COMMIT", NULL, errstr,
+                               errstr_size);
+    bool doubt = err && PQstatus(conn) != CONNECTION_OK;
 
-    *in_doubt = err && PQstatus(conn) != CONNECTION_OK;
-    if (*in_doubt) {
+    if (in_doubt)
+        *in_doubt = doubt;
+    if (doubt) {
         size_t n = strlen(errstr);
         snprintf(errstr + n, errstr_size - n,
                  " (the answer was lost: it may have been committed)");

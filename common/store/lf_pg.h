@@ -44,7 +44,8 @@ lf_err_t lf_pg_check_migrated(PGconn *conn, char *errstr, size_t errstr_size);
 /**
  * COMMIT the transaction on @p conn. When the connection broke before the
  * server's answer arrived, whether it committed cannot be known from
- * here: *in_doubt is then set (else cleared) and errstr says so.
+ * here: *in_doubt (@p in_doubt may be NULL) is then set (else cleared)
+ * and errstr says so.
  * @returns LF_OK, or lf_pg_fail()'s error.
  */
 lf_err_t lf_pg_commit(PGconn *conn, bool *in_doubt, char *errstr,

@@ -108,20 +108,6 @@ static lf_err_t exec(PGconn *conn, const char *sql, const char *what,
     return lf_pg_query(conn, sql, 0, NULL, what, NULL, errstr, errstr_size);
 }
 
-/* COMMIT, saying so when its answer was lost (it may have been done):
- * running the rebuild again with --replace is right either way. */
-static lf_err_t commit(PGconn *conn, char *errstr, size_t errstr_size)
-{
-    lf_err_t err = exec(conn, "COMMIT", "COMMIT", errstr, errstr_size);
-
-    if (err && PQstatus(conn) != CONNECTION_OK) {
-        size_t n = strlen(errstr);
-        snprintf(errstr + n, errstr_size - n,
-                 " (the answer was lost: it may have been committed)");
-    }
-    return err;
-}
-
 /* Put "leadflow-replay rebuild --HOW STATE at NOW[: REST]" on the schema:
  * promote reads it to tell a finished rebuild from an unfinished one. */
 static lf_err_t mark(PGconn *conn, const char *into, const char *how,
@@ -362,7 +348,7 @@ lf_err_t lf_rebuild_create(PGconn *conn, const char *into, bool replace,
         return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
                          "interrupted: nothing changed");
     }
-    return commit(conn, errstr, errstr_size);
+    return lf_pg_commit(conn, NULL, errstr, errstr_size);
 }
 
 lf_err_t lf_rebuild_complete(PGconn *conn, const char *into, const char *how,
@@ -381,7 +367,7 @@ lf_err_t lf_rebuild_complete(PGconn *conn, const char *into, const char *how,
         lf_catalog_rollback(conn);
         return err;
     }
-    return commit(conn, errstr, errstr_size);
+    return lf_pg_commit(conn, NULL, errstr, errstr_size);
 }
 
 lf_err_t lf_rebuild_counts(PGconn *conn, const char *schema, char *buf,
@@ -599,7 +585,7 @@ lf_err_t lf_rebuild_source_copy_rest(lf_rebuild_source_t *s, PGconn *conn,
                                &rows[i], errstr, errstr_size)))
             goto fail;
     }
-    if ((err = commit(conn, errstr, errstr_size)))
+    if ((err = lf_pg_commit(conn, NULL, errstr, errstr_size)))
         return err;
     if (copied)
         memcpy(copied, rows, sizeof(rows));

@@ -563,6 +563,16 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
     "position(convert_to(' event ', 'UTF8') || substring(d.value "             \
     "FROM " LETTER_ID_AT " + 1 FOR " LETTER_ID_LEN ") || convert_to(' by "     \
     "leadflow-replay ', 'UTF8') IN convert_to(d.resolution, 'UTF8')) > 0"
+/* The lead_id of letter d as its value encodes it (length and bytes),
+ * v.at being where it starts (LETTER_LEAD_AT); NULL when the value ends
+ * before its length does. */
+#define LETTER_LEAD_ENC                                                        \
+    "(CASE WHEN octet_length(d.value) <= v.at THEN NULL WHEN "                 \
+    "get_byte(d.value, v.at) < 128 THEN substring(d.value FROM v.at + 1 FOR "  \
+    "1 + (get_byte(d.value, v.at) >> 1)) WHEN octet_length(d.value) <= v.at "  \
+    "+ 1 THEN NULL ELSE substring(d.value FROM v.at + 1 FOR 2 + "              \
+    "(((get_byte(d.value, v.at) & 127) | (get_byte(d.value, v.at + 1) << "     \
+    "7)) >> 1)) END)"
 
 /* Each statement: $1 the original ids, $2 their pseudonyms; %1$s the
  * schema, %2$s the payload keys to keep. */
@@ -662,20 +672,22 @@ static const char *const erase_steps[] = {
     "FROM unnest($1::text[], $2::text[]) AS u(o, p) "
     "WHERE d.key = convert_to(u.o, 'UTF8')",
     /* A letter a retry applied, under a key that is not one of their ids:
-     * found by the lead_id its own value carries (LETTER_LEAD_AT), equal
-     * to one of their ids in the value's encoding. */
-    "UPDATE %1$s.dead_letters AS d SET key = NULL, value = NULL, "
-    "resolution = regexp_replace(d.resolution, " ID_AS_WORD ", u.p, 'g'), "
-    "error = regexp_replace(d.error, " ID_AS_WORD
+     * found by the lead_id its own value carries, its encoding
+     * (LETTER_LEAD_ENC) read once per letter and joined by equality with
+     * each of their ids in the value's encoding. */
+    "UPDATE %1$s.dead_letters AS t SET key = NULL, value = NULL, "
+    "resolution = regexp_replace(t.resolution, " ID_AS_WORD ", u.p, 'g'), "
+    "error = regexp_replace(t.error, " ID_AS_WORD
     ", u.p, 'g') || '" LF_ERASED_NOTE "' "
-    "FROM unnest($1::text[], $2::text[]) AS u(o, p), LATERAL (SELECT "
-    "convert_to(u.o, 'UTF8') AS b) AS i, LATERAL (SELECT decode(CASE WHEN "
-    "octet_length(i.b) < 64 THEN lpad(to_hex(2 * octet_length(i.b)), 2, "
-    "'0') ELSE lpad(to_hex(((2 * octet_length(i.b)) & 127) | 128), 2, '0') "
-    "|| lpad(to_hex((2 * octet_length(i.b)) >> 7), 2, '0') END, 'hex') || "
-    "i.b AS id) AS a WHERE d.resolved_at IS NOT NULL AND "
-    "substring(d.value FROM " LETTER_LEAD_AT " + 1 FOR octet_length(a.id)) "
-    "= a.id AND " LETTER_APPLIED_AS,
+    "FROM (SELECT d.id, " LETTER_LEAD_ENC " AS lead FROM %1$s.dead_letters "
+    "AS d, LATERAL (SELECT " LETTER_LEAD_AT " AS at) AS v WHERE "
+    "d.resolved_at IS NOT NULL AND " LETTER_APPLIED_AS ") AS x, "
+    "unnest($1::text[], $2::text[]) AS u(o, p), LATERAL (SELECT "
+    "convert_to(u.o, 'UTF8') AS b) AS i WHERE t.id = x.id AND x.lead = "
+    "decode(CASE WHEN octet_length(i.b) < 64 THEN lpad(to_hex(2 * "
+    "octet_length(i.b)), 2, '0') ELSE lpad(to_hex(((2 * octet_length(i.b)) "
+    "& 127) | 128), 2, '0') || lpad(to_hex((2 * octet_length(i.b)) >> 7), "
+    "2, '0') END, 'hex') || i.b",
 };
 
 /* In another model kept in the database (a promoted model's old funnel, a

@@ -46,10 +46,11 @@ lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
  * its original topic, partition and offset, no offsets recorded) and is
  * then marked resolved with the time and a resolution naming the event and
  * @p note (may be NULL); one that still fails keeps its row with the new
- * error, retried_at and retries + 1. The events commit before the marks: if
- * the process dies in between, the next retry applies the same events
- * again, which changes nothing (event_id is the idempotence key), and marks
- * them. With @p dry_run nothing is written. One line per letter goes to
+ * error, retried_at and retries + 1. A batch's events and its marks commit
+ * in one transaction (lf_projector_before_commit()): a process that dies
+ * leaves both or neither (a batch with no event to write, every letter
+ * still failing, is marked in a transaction of its own). With
+ * @p dry_run nothing is written. One line per letter goes to
  * @p out; @p pr (may be NULL) shows the progress. @p conf is not kept.
  * @returns LF_OK (see @p st); LF_ERR_TEMPORARY (PostgreSQL, or the schema
  * registry could not be asked: the batch at hand is not written, earlier

@@ -1898,7 +1898,9 @@ static lf_err_t frame_writer(lf_codec_t *c, const uint8_t *b, size_t len,
     if (!c->reg) {
         if (id != LF_SCHEMA_ID_V1 && id != LF_SCHEMA_ID_V2)
             return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "framing: unknown schema id %d (known: %d, %d)",
+                             "framing: unknown schema id %d (known: %d, %d; "
+                             "no schema registry is set to ask: "
+                             "schema.registry.url)",
                              id, LF_SCHEMA_ID_V1, LF_SCHEMA_ID_V2);
         *w = &c->pinned[id - LF_SCHEMA_ID_V1];
         return LF_OK;

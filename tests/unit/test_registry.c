@@ -787,7 +787,9 @@ Test(codec_registry, without_a_registry_ids_are_pinned)
     r_envelope(&r, ID_V1, 7, false);
     r_str(&r, "no budget");
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
-    cr_expect(strstr(err, "unknown schema id 100 (known: 1, 2)"), "%s", err);
+    cr_expect(strstr(err, "unknown schema id 100 (known: 1, 2; no schema "
+                          "registry is set to ask: schema.registry.url)"),
+              "%s", err);
     r_envelope(&r, LF_SCHEMA_ID_V1, 7, false);
     r_str(&r, "no budget");
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);

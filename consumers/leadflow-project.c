@@ -408,12 +408,25 @@ static void log_stats(app_t *app, const char *msg)
            (unsigned long long)lf_fetchwake_count(app->fetchwake));
 }
 
+/* Seconds a first connection refused for a reason of the settings (see
+ * lf_pg_refused_for_good()) is retried: a database or role that a
+ * deployment's init step is still creating. Then it is a mistake. */
+#define REFUSED_AT_START_S 30
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Connect and migrate, retrying while the database is away (not with
  * --migrate-only). @returns an exit code, 0 when ready (or stopped). */
 static int setup_db(app_t *app, bool migrate_only)
 {
     char errstr[1024], q[1100];
     int applied = 0;
+    double start = mono_s();
 
     for (int attempt = 0; !lf_cli_signals; attempt++) {
         if (attempt)
@@ -421,6 +434,16 @@ static int setup_db(app_t *app, bool migrate_only)
         if (!app->conn) {
             app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
             app->conns += app->conn != NULL;
+            if (!app->conn && lf_pg_refused_for_good(errstr) &&
+                mono_s() - start >= REFUSED_AT_START_S) {
+                LF_LOG(LF_LOG_ERR,
+                       "msg=\"PostgreSQL refuses the connection for a reason "
+                       "of the settings (the database, the role, the "
+                       "password, pg_hba.conf), since %d s: giving up\" "
+                       "error=%s",
+                       REFUSED_AT_START_S, lf_log_quote(errstr, q, sizeof(q)));
+                return LF_EX_CONFIG;
+            }
             if (!app->conn) {
                 LF_LOG(migrate_only ? LF_LOG_ERR : LF_LOG_WARNING,
                        "msg=\"cannot reach PostgreSQL%s\" error=%s",

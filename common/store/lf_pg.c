@@ -60,6 +60,35 @@ PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size)
     return conn;
 }
 
+/* How many times @p needle occurs in @p s. */
+static int count_of(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+bool lf_pg_refused_for_good(const char *errstr)
+{
+    /* libpq says "connection to server at ... failed: " (or "on socket")
+     * once per server it tried, then that server's reason. */
+    static const char *const settings[] = {
+        "\" does not exist", /* database "x" / role "x" */
+        "password authentication failed",
+        "no pg_hba.conf entry",
+        "no password supplied",
+    };
+    int servers, refused = 0;
+
+    if (!errstr)
+        return false;
+    servers = count_of(errstr, "connection to server ");
+    for (size_t i = 0; i < sizeof(settings) / sizeof(*settings); i++)
+        refused += count_of(errstr, settings[i]);
+    return servers > 0 && refused >= servers;
+}
+
 void lf_pg_log_notices(PGconn *conn)
 {
     PQsetNoticeProcessor(conn, notice_to_log, NULL);

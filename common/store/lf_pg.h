@@ -24,6 +24,17 @@ void lf_pg_log_notices(PGconn *conn);
 PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size);
 
 /**
+ * Did every server lf_pg_connect() tried refuse for a reason of the
+ * settings, which a retry does not change: the database or the role does
+ * not exist, the password is wrong, pg_hba.conf has no entry? @p errstr is
+ * lf_pg_connect()'s message. False when one server could not be reached
+ * at all, was read-only, or was starting or stopping (a failover), and for
+ * a server whose messages are not in English (the text is all libpq
+ * gives of a refused connection).
+ */
+bool lf_pg_refused_for_good(const char *errstr);
+
+/**
  * Apply the embedded migrations (schemas/sql/) that funnel.schema_migrations
  * does not list, in name order, all in one transaction under an advisory
  * lock, so several instances may start at once. @p applied (may be NULL)

@@ -80,6 +80,14 @@ kill -TERM "$pid"
 wait "$pid" || fail "SIGTERM: leadflow-project exited $?, expected 0"
 echo "ok   3 concurrent --migrate-only; SIGTERM exits 0"
 
+# A database that does not exist is waited for REFUSED_AT_START_S (30 s: an
+# init step may still be creating it), then it is a mistake: exit 78 naming
+# it. Checked at the end, while the other scenarios run.
+"${LF_PROJECT[@]}" -d "dbname=no_such_db" -t term -g g-nodb \
+    2>"$LF_TMP/nodb.err" &
+nodb_pid=$!
+LF_PIDS+=("$nodb_pid")
+
 # ---- usage errors name the option and exit 64 --------------------------
 for bad in "--writers 0" "--writers 65" "--writers two" "--batch 0" \
     "--linger -1"; do
@@ -373,5 +381,14 @@ conf=$(q hostile "SELECT reason FROM funnel.anomalies WHERE kind = 'conflict'")
 case "$conf" in "event_id reused with different content at hostile partition "*) ;;
 *) fail "conflict not listed: \"$conf\"" ;; esac
 echo "ok   hostile strings byte for byte; duplicate ignored; conflict listed"
+
+set +e
+wait "$nodb_pid"
+rc=$?
+set -e
+[ "$rc" = 78 ] || fail "a database that does not exist: exit $rc, want 78"
+grep -q 'giving up.*database \\"no_such_db\\" does not exist' "$LF_TMP/nodb.err" ||
+    fail "a database that does not exist: not named: $(tail -2 "$LF_TMP/nodb.err")"
+echo "ok   a database that does not exist: exit 78 after 30 s, named"
 
 echo "PASS test_project"

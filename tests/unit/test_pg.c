@@ -213,3 +213,41 @@ Test(pg, check_migrated_names_what_is_missing, .timeout = 120)
               errstr);
     pg_down(conn, dir);
 }
+
+/* The refusals lf_pg_refused_for_good() tells apart, from a real server's
+ * and libpq's own messages. */
+Test(pg, refusals_of_the_settings_told_from_outages, .timeout = 120)
+{
+    char dir[512], ci[1024], errstr[1024];
+    PGconn *conn = pg_up(dir, sizeof(dir)), *c;
+    const char *host = getenv("PGHOST"), *port = getenv("PGPORT");
+    static const struct {
+        const char *fmt; /* %1$s host, %2$s port */
+        bool for_good;
+    } cases[] = {
+        {"host=%1$s port=%2$s dbname=no_such_db", true},
+        {"host=%1$s port=%2$s user=no_such_role", true},
+        /* the same server twice, refusing twice */
+        {"host=%1$s,%1$s port=%2$s,%2$s dbname=no_such_db", true},
+        /* nothing listens on port 1: an outage, worth waiting for */
+        {"host=127.0.0.1 port=1", false},
+        /* one server away, one refusing: the first may come back */
+        {"host=127.0.0.1,%1$s port=1,%2$s dbname=no_such_db", false},
+        /* a standby where a primary is wanted: a failover in progress
+         * looks like this (here: no standby at all, read-write wanted of
+         * a read-only session) */
+        {"host=%1$s port=%2$s target_session_attrs=read-only", false},
+    };
+
+    cr_assert(host && port);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        snprintf(ci, sizeof(ci), cases[i].fmt, host, port);
+        c = lf_pg_connect(ci, errstr, sizeof(errstr));
+        cr_assert_null(c, "%s connected", ci);
+        cr_expect_eq(lf_pg_refused_for_good(errstr), cases[i].for_good,
+                     "%s: %s", ci, errstr);
+    }
+    cr_expect(!lf_pg_refused_for_good(NULL));
+    cr_expect(!lf_pg_refused_for_good(""));
+    pg_down(conn, dir);
+}

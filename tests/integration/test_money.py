@@ -593,6 +593,44 @@ expect("roi: the total adds the channels", rows(
                WHERE grain = 'channel')"""), [("t",)])
 psql("DELETE FROM funnel_ref.campaign_costs WHERE channel = 'zz'",
      user="mops")
+# Minor units follow the currency (ISO 4217): JPY has none, BHD three
+# (fils). JPY 1,500,000 at 0.0065 is USD 9,750.00 = 975000 cents; BHD
+# 1,234.567 at 2.65 is USD 3,271.60255 = 327160 cents. In JPY as the
+# reporting currency, USD 19.99 at 150 is JPY 2,998.5 = 2999 (rounded half
+# away from zero), and JPY 1,500,000 stays 1500000 (migration 024)
+psql("""INSERT INTO funnel_ref.fx_rates VALUES ('JPY', '2024-03-01', 0.0065),
+        ('BHD', '2024-03-01', 2.65), ('USD', '2024-03-01', 150);
+        DELETE FROM funnel_ref.campaign_costs WHERE channel = 'zz';
+        INSERT INTO funnel_ref.campaign_costs (channel, campaign, month,
+        amount_minor, currency) VALUES ('zz', 'j', '2024-03-01', 1500000,
+        'JPY'), ('zz', 'b', '2024-03-01', 1234567, 'BHD'), ('zz', 'u',
+        '2024-03-01', 1999, 'USD')""", user="mops")
+ZZ = """SELECT campaign, currency, cost_minor FROM funnel.roi
+        WHERE channel = 'zz' AND grain = 'campaign' ORDER BY campaign"""
+expect("roi: JPY and BHD costs in USD, by their minor units", rows(ZZ), [
+    ("b", "USD", "327160"), ("j", "USD", "975000"), ("u", "USD", "1999")])
+psql("UPDATE funnel_ref.settings SET reporting_currency = 'JPY'",
+     user="mops")
+# (the rates are read as JPY per unit then: BHD 1,234.567 at 2.65 is
+# JPY 3,271.6 = 3272)
+expect("roi: in JPY, by the minor units of each", rows(ZZ), [
+    ("b", "JPY", "3272"), ("j", "JPY", "1500000"), ("u", "JPY", "2999")])
+psql("UPDATE funnel_ref.settings SET reporting_currency = 'USD'",
+     user="mops")
+psql("""UPDATE funnel.leads SET account_id = 'acme', currency = 'JPY',
+        won_amount_minor = 1500000 WHERE lead_id = 'M03'""")
+expect("accounts: a JPY win in USD, by its minor units", rows(
+    """SELECT won_revenue_reporting_minor FROM funnel.accounts
+       WHERE account_id = 'acme'"""), [("975000",)])
+psql("""UPDATE funnel.leads SET account_id = NULL, currency = 'EUR',
+        won_amount_minor = 70000 WHERE lead_id = 'M03'""")
+psql("""DELETE FROM funnel_ref.fx_rates WHERE currency IN ('JPY', 'BHD',
+        'USD'); DELETE FROM funnel_ref.campaign_costs WHERE channel = 'zz'""",
+     user="mops")
+expect("funnel.currency_exponent", rows(
+    """SELECT funnel.currency_exponent(c) FROM unnest(ARRAY['JPY', 'KRW',
+       'BHD', 'KWD', 'CLF', 'USD', 'EUR']) AS c"""),
+    [("0",), ("0",), ("3",), ("3",), ("4",), ("2",), ("2",)])
 
 # ---- accounts: revenue in the reporting currency ---------------------------
 # M03 (won EUR 700.00 in March: 77000 USD) is acme's, M10 (won USD 900.00)

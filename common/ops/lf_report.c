@@ -469,7 +469,8 @@ static const char *show(shape_t shape, const char *v, char *buf, size_t size)
     return buf;
 }
 
-/* ISO 4217 minor-unit exponents that are not 2. */
+/* ISO 4217 minor-unit exponents that are not 2 (as
+ * funnel.currency_exponent() has them). */
 static int currency_exponent(const char *cur)
 {
     static const char *zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY",
@@ -483,6 +484,8 @@ static int currency_exponent(const char *cur)
     for (size_t i = 0; i < sizeof(three) / sizeof(*three); i++)
         if (!strcmp(cur, three[i]))
             return 3;
+    if (!strcmp(cur, "CLF") || !strcmp(cur, "UYW"))
+        return 4;
     return 2;
 }
 

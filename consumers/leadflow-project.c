@@ -681,26 +681,17 @@ static int check_settings(app_t *app)
 {
     const char *strategy =
         lf_conf_get(app->conf, "partition.assignment.strategy");
-    char errstr[512], *why = NULL;
-    PQconninfoOption *opts;
+    char errstr[512];
 
-    /* As libpq reads -d (expand_dbname): a value with '=' or a URI is a
-     * conninfo, anything else a database name. */
-    if (app->conninfo && *app->conninfo &&
-        (strchr(app->conninfo, '=') ||
-         !strncmp(app->conninfo, "postgresql://", 13) ||
-         !strncmp(app->conninfo, "postgres://", 11))) {
-        if (!(opts = PQconninfoParse(app->conninfo, &why))) {
-            /* libpq's reason may quote the whole URI, password and all. */
-            bool quoted = why && strstr(why, app->conninfo);
-            fprintf(stderr,
-                    "leadflow-project: db: not a valid libpq conninfo or "
-                    "URI%s%s",
-                    why && !quoted ? ": " : "\n", why && !quoted ? why : "");
-            PQfreemem(why);
-            return why ? LF_EX_CONFIG : LF_EX_SOFTWARE;
-        }
-        PQconninfoFree(opts);
+    switch (lf_pg_conninfo_check(app->conninfo, errstr, sizeof(errstr))) {
+    case LF_OK:
+        break;
+    case LF_ERR_INVALID:
+        fprintf(stderr, "leadflow-project: db: %s\n", errstr);
+        return LF_EX_CONFIG;
+    default:
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        return LF_EX_SOFTWARE;
     }
     if (app->cfg->migrate_only)
         return 0;

@@ -579,6 +579,10 @@ static lf_err_t connect_db(app_t *app)
     char errstr[1024];
     lf_err_t err;
 
+    if ((err = lf_pg_conninfo_check(app->conninfo, errstr, sizeof(errstr)))) {
+        app->blame = BLAME_CONFIG;
+        return fail(err, "bad -d (db)", errstr);
+    }
     if (!(app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr))))
         return fail(LF_ERR_PG, "cannot reach PostgreSQL", errstr);
     if ((err = lf_pg_check_migrated(app->conn, errstr, sizeof(errstr))))

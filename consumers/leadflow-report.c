@@ -104,7 +104,7 @@ static const lf_cli_spec_t spec = {
         "Exit codes: 0 done, 64 usage, 69 PostgreSQL unreachable or the "
         "views missing\n"
         "  or unreadable, 70 internal error, 74 cannot write the output,\n"
-        "  78 bad configuration.\n",
+        "  78 bad configuration (a setting, a conninfo libpq cannot parse).\n",
     .shortopts = "f:",
     .longopts = longopts,
     .own = own_opt,
@@ -248,6 +248,11 @@ static int run(const lf_conf_t *conf, const report_cfg_t *cfg)
     char errstr[1024], q[1100];
     int rc = LF_EX_OK;
 
+    if (lf_pg_conninfo_check(lf_conf_get(conf, LF_CONF_DB), errstr,
+                             sizeof(errstr))) {
+        fprintf(stderr, "leadflow-report: db: %s\n", errstr);
+        return LF_EX_CONFIG;
+    }
     conn = lf_pg_connect(lf_conf_get(conf, LF_CONF_DB), errstr, sizeof(errstr));
     if (!conn ||
         !(rep = lf_report_fetch(conn, &cfg->filter, errstr, sizeof(errstr)))) {

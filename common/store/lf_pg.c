@@ -60,6 +60,32 @@ PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size)
     return conn;
 }
 
+lf_err_t lf_pg_conninfo_check(const char *conninfo, char *errstr,
+                              size_t errstr_size)
+{
+    PQconninfoOption *opts;
+    char *why = NULL;
+    bool quoted;
+
+    if (!conninfo || !*conninfo ||
+        !(strchr(conninfo, '=') || !strncmp(conninfo, "postgresql://", 13) ||
+          !strncmp(conninfo, "postgres://", 11)))
+        return LF_OK;
+    if ((opts = PQconninfoParse(conninfo, &why))) {
+        PQconninfoFree(opts);
+        return LF_OK;
+    }
+    if (!why)
+        return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    /* libpq's reason may quote the whole URI, password and all. */
+    quoted = strstr(why, conninfo) != NULL;
+    lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+              "not a valid libpq conninfo or URI%s%.*s", quoted ? "" : ": ",
+              quoted ? 0 : (int)strcspn(why, "\n"), why);
+    PQfreemem(why);
+    return LF_ERR_INVALID;
+}
+
 /* How many times @p needle occurs in @p s. */
 static int count_of(const char *s, const char *needle)
 {

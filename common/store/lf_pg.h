@@ -24,6 +24,17 @@ void lf_pg_log_notices(PGconn *conn);
 PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size);
 
 /**
+ * Can libpq parse @p conninfo? As libpq reads a dbname (expand_dbname): a
+ * value with '=' or a postgres:// URI is a conninfo, anything else a
+ * database name, always parsable (NULL too).
+ * @returns LF_OK; LF_ERR_INVALID with "not a valid libpq conninfo or URI"
+ * and libpq's reason (left out when it quotes the value, password and
+ * all); LF_ERR_NOMEM.
+ */
+lf_err_t lf_pg_conninfo_check(const char *conninfo, char *errstr,
+                              size_t errstr_size);
+
+/**
  * Did every server lf_pg_connect() tried refuse for a reason of the
  * settings, which a retry does not change: the database or the role does
  * not exist, the password is wrong, pg_hba.conf has no entry? @p errstr is

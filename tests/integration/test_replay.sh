@@ -84,6 +84,10 @@ expect_rc 64 "--order without --from-db" "$R" rebuild --into x --order time
 expect_rc 64 "bad --progress" "$R" dump --progress sometimes
 # A malformed --to-offset is a usage error before any server is asked.
 expect_rc 64 "--to-offset x" "$R" rewind --to-offset x -d host=/nonexistent
+# A conninfo libpq cannot parse: 78 (bad configuration), named.
+expect_rc 78 "diff -d bogus===" "$R" diff --against x -d "bogus==="
+grep -q "not a valid libpq conninfo" "$LF_TMP/err" ||
+    fail "bad conninfo: $(cat "$LF_TMP/err")"
 # --help, --version and -X dump that standard output lost: 74, said.
 for args in "--help" "--version" "rewind --help" "dump -X dump"; do
     rc=0

@@ -284,6 +284,11 @@ for args, why in [(["--from", "2024-02-30"], "--from"),
         fail("%s: expected the reason (%s) and usage on stderr, got %r" % (
             args, why, p.stderr))
 p = report("-d", "host=127.0.0.1 port=1 connect_timeout=2", rc=69)
+# A conninfo libpq cannot parse is a setting to fix, not an outage: 78,
+# named, the password it holds not repeated.
+p = report("-d", "postgresql://u:s3cret@h/db?bogus=1", rc=78)
+if "not a valid libpq conninfo" not in p.stderr or "s3cret" in p.stderr:
+    fail("bad conninfo: expected it named, got %r" % p.stderr)
 psql("CREATE DATABASE bare")
 p = report("-d", "dbname=bare", rc=69)
 if "--migrate-only" not in p.stderr:

@@ -251,3 +251,31 @@ Test(pg, refusals_of_the_settings_told_from_outages, .timeout = 120)
     cr_expect(!lf_pg_refused_for_good(""));
     pg_down(conn, dir);
 }
+
+Test(pg, conninfo_check_names_the_problem_not_the_password)
+{
+    char errstr[512];
+
+    cr_expect_eq(lf_pg_conninfo_check(NULL, errstr, sizeof(errstr)), LF_OK);
+    cr_expect_eq(lf_pg_conninfo_check("", errstr, sizeof(errstr)), LF_OK);
+    /* a bare word is a database name, whatever it holds */
+    cr_expect_eq(lf_pg_conninfo_check("leads", errstr, sizeof(errstr)), LF_OK);
+    cr_expect_eq(lf_pg_conninfo_check("host=db port=5432 dbname=leads", errstr,
+                                      sizeof(errstr)),
+                 LF_OK);
+    cr_expect_eq(lf_pg_conninfo_check("postgresql://u:pw@db/leads", errstr,
+                                      sizeof(errstr)),
+                 LF_OK);
+    cr_expect_eq(lf_pg_conninfo_check("bogus===", errstr, sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "not a valid libpq conninfo or URI: invalid "
+                             "connection option \"bogus\""),
+              "%s", errstr);
+    cr_expect_eq(lf_pg_conninfo_check("postgresql://u:s3cret@db/leads?x=1",
+                                      errstr, sizeof(errstr)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(errstr, "not a valid libpq conninfo or URI"), "%s",
+              errstr);
+    cr_expect(!strstr(errstr, "s3cret"), "%s", errstr);
+    cr_expect(!strchr(errstr, '\n'), "%s", errstr);
+}

@@ -1178,8 +1178,17 @@ static void put_metric(FILE *fp, const char *tag, const char *extra,
             show(shape, v, buf, sizeof(buf)));
 }
 
-/* The name a chart shows for @p stage: the definition's label, else a
- * readable form of the stage's name. */
+/* The definition's label of @p stage, else the stage's name. */
+static const char *defined_label(const lf_report_t *rep, const char *stage)
+{
+    for (int r = 0; r < PQntuples(rep->labels); r++)
+        if (!strcmp(stage, PQgetvalue(rep->labels, r, 0)))
+            return PQgetvalue(rep->labels, r, 1);
+    return stage;
+}
+
+/* The name the funnel's charts show for @p stage: the definition's label,
+ * else a short form of the stage's name. */
 static const char *stage_label(const lf_report_t *rep, const char *stage)
 {
     static const char *labels[][2] = {
@@ -1193,9 +1202,8 @@ static const char *stage_label(const lf_report_t *rep, const char *stage)
         {"nurture", "nurture"},
         {"disqualified", "disqualified"},
     };
-    for (int r = 0; r < PQntuples(rep->labels); r++)
-        if (!strcmp(stage, PQgetvalue(rep->labels, r, 0)))
-            return PQgetvalue(rep->labels, r, 1);
+    if (defined_label(rep, stage) != stage)
+        return defined_label(rep, stage);
     for (size_t i = 0; i < sizeof(labels) / sizeof(*labels); i++)
         if (!strcmp(stage, labels[i][0]))
             return labels[i][1];
@@ -1340,7 +1348,12 @@ static void html_bars(const lf_report_t *rep, FILE *fp, section_t sec,
                 "<text x=\"190\" y=\"%d\" class=\"lbl\" "
                 "text-anchor=\"end\">",
                 y + 14);
-        put_html_cut(fp, get(res, r, label_col), 28);
+        /* (a stage by the definition's label, as the funnel has it) */
+        put_html_cut(fp,
+                     strcmp(label_col, "stage")
+                         ? get(res, r, label_col)
+                         : defined_label(rep, get(res, r, label_col)),
+                     28);
         fprintf(fp,
                 "</text>\n<rect x=\"200\" y=\"%d\" width=\"%.1f\" "
                 "height=\"18\" rx=\"2\" class=\"bar\"/>\n<text x=\"%.1f\" "
@@ -1382,7 +1395,7 @@ static void html_time(const lf_report_t *rep, FILE *fp)
                 "<text x=\"150\" y=\"%d\" class=\"lbl\" "
                 "text-anchor=\"end\">",
                 y + 17);
-        put_html(fp, get(res, r, "stage"));
+        put_html_cut(fp, defined_label(rep, get(res, r, "stage")), 22);
         fprintf(fp,
                 "</text>\n<rect x=\"160\" y=\"%d\" width=\"%.1f\" "
                 "height=\"12\" class=\"bar light\"/>\n<rect x=\"160\" "

@@ -353,6 +353,9 @@ def check_report(db, defn):
             ">", "&gt;")
         chart = page[:page.index('<section id="rules">')]
         check(">%s<" % esc in chart, "no chart shows the label %r" % lab)
+        # ... on every chart: no chart names a labelled stage by its name
+        check(">%s</text>" % st not in chart,
+              "a chart names %s, not by its label %r" % (st, lab))
         # ... and in the rules table, wherever the stage is a From or a To.
         if any(st in r["from"] or st == r["to"] for r in defn["rules"]):
             check(esc in rules, "the rules table lacks the label %r" % lab)

@@ -180,23 +180,31 @@ static const struct {
     {"UPDATE funnel.dead_letters d SET resolution = regexp_replace("
      "d.resolution, '^applied as event ', 'not applied, a conflict with "
      "the stored event ') FROM unnest($1::bigint[], $2::text[]) AS u(id, "
-     "event_id) WHERE d.id = u.id AND " LETTER_CONFLICT,
+     "event_id) WHERE d.id = u.id AND " LETTER_CONFLICT " RETURNING d.id",
      "marking conflicting letters"},
 };
 
 /* Run mark_sql with @p params: in the transaction open on @p conn when
- * @p in_tx, else in one of its own. */
+ * @p in_tx, else in one of its own. *@p conflicted: the ids of the
+ * letters that were conflicts, to PQclear() (NULL on an error). */
 static lf_err_t mark_write(PGconn *conn, const char *params[4][2], bool in_tx,
-                           char *errstr, size_t errstr_size)
+                           PGresult **conflicted, char *errstr,
+                           size_t errstr_size)
 {
     lf_err_t err = LF_OK;
+
+    *conflicted = NULL;
 
     if (!in_tx && (err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL,
                                      errstr, errstr_size)))
         return err;
     for (int k = 0; k < 4 && !err; k++)
         err = lf_pg_query(conn, mark_sql[k].sql, 2, params[k], mark_sql[k].what,
-                          NULL, errstr, errstr_size);
+                          k == 3 ? conflicted : NULL, errstr, errstr_size);
+    if (err) {
+        PQclear(*conflicted);
+        *conflicted = NULL;
+    }
     if (in_tx)
         return err;
     if (err) {
@@ -239,10 +247,11 @@ static lf_err_t letter_pseudonyms(const outcome_t *o, size_t n,
 }
 
 /* Mark the batch's outcomes: one statement for the applied, one for the
- * still failing (in the transaction open on @p conn when @p in_tx). */
+ * still failing (in the transaction open on @p conn when @p in_tx);
+ * *@p conflicted as mark_write() has it. */
 static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n,
-                     const lf_pseudonym_t *ps, bool in_tx, char *errstr,
-                     size_t errstr_size)
+                     const lf_pseudonym_t *ps, bool in_tx,
+                     PGresult **conflicted, char *errstr, size_t errstr_size)
 {
     lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}}, events = {0};
     lf_buf_t pids = {0}, pss = {0};
@@ -280,7 +289,7 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n,
                                 {ids[1].data, texts[1].data},
                                 {pids.data, pss.data},
                                 {ids[0].data, events.data}};
-    err = mark_write(conn, params, in_tx, errstr, errstr_size);
+    err = mark_write(conn, params, in_tx, conflicted, errstr, errstr_size);
 out:
     for (int k = 0; k < 2; k++) {
         lf_buf_free(&ids[k]);
@@ -349,6 +358,7 @@ typedef struct retry_s {
     lf_retry_counts_t *st;
     outcome_t *o; /* DL_BATCH of them */
     size_t no;
+    PGresult *conflicted; /* the batch's letters that were conflicts */
 } retry_t;
 
 /* Decode the value of row @p r again. @returns LF_OK with *@p ok saying
@@ -469,7 +479,39 @@ static lf_err_t mark_in_batch(void *arg, PGconn *conn, char *errstr,
                               size_t errstr_size)
 {
     retry_t *rt = arg;
-    return mark(conn, rt->o, rt->no, rt->ps, true, errstr, errstr_size);
+
+    PQclear(rt->conflicted); /* (of an attempt that failed) */
+    return mark(conn, rt->o, rt->no, rt->ps, true, &rt->conflicted, errstr,
+                errstr_size);
+}
+
+/* The batch's conflicts, now written: not applied, as their resolution
+ * says, and counted as conflicts only (not as applied, nor as duplicates,
+ * which the projector counts them among). */
+static void note_conflicts(retry_t *rt)
+{
+    static const char was[] = ": applied as event ",
+                      now[] = ": not applied, a conflict with the stored "
+                              "event ";
+
+    for (int r = 0; rt->conflicted && r < PQntuples(rt->conflicted); r++)
+        for (size_t i = 0; i < rt->no; i++) {
+            outcome_t *o = &rt->o[i];
+            char *at, *line;
+            if (strcmp(o->id, PQgetvalue(rt->conflicted, r, 0)) ||
+                !(at = strstr(o->line, was)))
+                continue;
+            if ((line = malloc(strlen(o->line) + sizeof(now)))) {
+                snprintf(line, strlen(o->line) + sizeof(now), "%.*s%s%s",
+                         (int)(at - o->line), o->line, now, at + strlen(was));
+                free(o->line);
+                o->line = line;
+            }
+            rt->st->applied--;
+            rt->st->duplicates--;
+        }
+    PQclear(rt->conflicted);
+    rt->conflicted = NULL;
 }
 
 /* Write the batch: its events and the marks of its letters, in one
@@ -481,20 +523,28 @@ static lf_err_t retry_write(retry_t *rt, char *errstr, size_t errstr_size)
 
     if (rt->dry_run)
         return LF_OK;
-    if (!lf_projector_pending(rt->p)) /* nothing applied */
-        return mark(rt->conn, rt->o, rt->no, rt->ps, false, errstr,
-                    errstr_size);
+    if (!lf_projector_pending(rt->p)) { /* nothing applied */
+        err = mark(rt->conn, rt->o, rt->no, rt->ps, false, &rt->conflicted,
+                   errstr, errstr_size);
+        PQclear(rt->conflicted);
+        rt->conflicted = NULL;
+        return err;
+    }
     lf_projector_before_commit(rt->p, mark_in_batch, rt);
     err = lf_projector_flush(rt->p, rt->conn, NULL, errstr, errstr_size);
     lf_projector_before_commit(rt->p, NULL, NULL);
-    if (err)
+    if (err) {
+        PQclear(rt->conflicted);
+        rt->conflicted = NULL;
         return err;
+    }
     rt->st->events_new +=
         lf_projector_stats(rt->p)->events_new - before.events_new;
     rt->st->duplicates +=
         lf_projector_stats(rt->p)->duplicates - before.duplicates;
     rt->st->conflicts +=
         lf_projector_stats(rt->p)->conflicts - before.conflicts;
+    note_conflicts(rt);
     return LF_OK;
 }
 

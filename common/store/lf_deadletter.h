@@ -15,14 +15,16 @@
 /** What a retry did. */
 typedef struct lf_retry_counts_s {
     uint64_t selected;         /**< open letters looked at */
-    uint64_t applied;          /**< decoded now and applied (resolved) */
+    uint64_t applied;          /**< decoded now and applied (resolved): new
+                                    events and duplicates, not conflicts */
     uint64_t still_failing;    /**< still undecodable (error updated) */
     uint64_t already_resolved; /**< asked for by id but resolved before */
     uint64_t missing;          /**< asked for by id but no such letter */
     uint64_t events_new;       /**< applied letters that were new events */
     uint64_t duplicates;       /**< applied letters already stored */
-    uint64_t conflicts; /**< applied letters whose event_id was stored with
-                             other content: recorded as conflicts */
+    uint64_t conflicts; /**< decoded letters whose event_id was stored with
+                             other content: not applied, recorded as
+                             conflicts (resolved as such) */
 } lf_retry_counts_t;
 
 /**

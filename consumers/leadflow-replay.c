@@ -74,7 +74,8 @@
     "broker):\n"                                                               \
     "                         you make sure every projector of the group is "  \
     "stopped\n"                                                                \
-    "      --lock-timeout S   wait at most S seconds for locks (default 30)\n"
+    "      --lock-timeout S   wait at most S seconds for locks (default 30,\n" \
+    "                         1..3600; a signal ends the wait: exit 75)\n"
 
 #define REWIND_SYNOPSIS                                                        \
     "leadflow-replay rewind --to TIME | --to-offset P:O[,P:O...] "             \
@@ -2708,6 +2709,7 @@ int main(int argc, char **argv)
 
     lf_log_init("replay");
     lf_cli_catch_signals(false);
+    lf_pg_set_stop(&lf_cli_signals); /* a signal ends a wait for locks */
     if ((next = pick_command(argc, argv, &cmd)) == LF_CLI_RUN)
         /* The command's own argv: getopt starts after the name. */
         next = cmd->parse(&app, argc - 1, argv + 1);

@@ -4,6 +4,8 @@
 #include "lf_embedded.h"
 #include "lf_log.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +86,66 @@ lf_err_t lf_pg_conninfo_check(const char *conninfo, char *errstr,
               quoted ? 0 : (int)strcspn(why, "\n"), why);
     PQfreemem(why);
     return LF_ERR_INVALID;
+}
+
+static const volatile sig_atomic_t *stop_flag;
+
+void lf_pg_set_stop(const volatile sig_atomic_t *flag)
+{
+    stop_flag = flag;
+}
+
+bool lf_pg_stopped(void)
+{
+    return stop_flag && *stop_flag;
+}
+
+/* Ask the server to cancel what @p conn runs (best effort: the answer is
+ * the statement's result). */
+static void cancel(PGconn *conn)
+{
+    char buf[256];
+    PGcancel *c = PQgetCancel(conn);
+
+    if (c) {
+        PQcancel(c, buf, sizeof(buf));
+        PQfreeCancel(c);
+    }
+}
+
+lf_err_t lf_pg_exec_stoppable(PGconn *conn, const char *sql, const char *what,
+                              char *errstr, size_t errstr_size)
+{
+    bool cancelled = false;
+    PGresult *res;
+    lf_err_t err = LF_OK;
+
+    if (lf_pg_stopped())
+        return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                         "%s: interrupted by a signal", what);
+    if (!PQsendQuery(conn, sql))
+        return lf_pg_fail(conn, NULL, what, errstr, errstr_size);
+    while (PQisBusy(conn)) {
+        struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+        if (!cancelled && lf_pg_stopped()) {
+            cancel(conn);
+            cancelled = true;
+        }
+        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+            break;
+        if (!PQconsumeInput(conn))
+            break; /* the result says what happened */
+    }
+    while ((res = PQgetResult(conn))) {
+        ExecStatusType st = PQresultStatus(res);
+        if (!err && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            err = lf_pg_fail(conn, res, what, errstr, errstr_size);
+        PQclear(res);
+    }
+    if (cancelled)
+        return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                         "%s: interrupted by a signal", what);
+    return err;
 }
 
 /* How many times @p needle occurs in @p s. */

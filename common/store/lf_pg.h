@@ -7,6 +7,7 @@
 #include "lf_common.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdbool.h>
 
 /** Route @p conn's notices and warnings (a server shutting down, say)
@@ -155,6 +156,24 @@ lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
  *  server (class 08, 53, 57, 58, deadlock, serialization, a lock wait that
  *  ran out) rather than the data: retrying later may succeed. */
 bool lf_pg_is_transient(PGconn *conn, const PGresult *res);
+
+/** The flag that stops a wait for locks (lf_pg_exec_stoppable(), the
+ *  replay operations' lock attempts): a program's signal counter, or NULL
+ *  (never stopped, the default). */
+void lf_pg_set_stop(const volatile sig_atomic_t *flag);
+
+/** Has the flag of lf_pg_set_stop() been raised? */
+bool lf_pg_stopped(void);
+
+/**
+ * Run @p sql (no parameters, no rows wanted: a LOCK, a DROP) as
+ * lf_pg_query() does, but while the server waits, look at the flag of
+ * lf_pg_set_stop() every 100 ms: raised, the statement is cancelled.
+ * @returns as lf_pg_query(); LF_ERR_TEMPORARY with "WHAT: interrupted by a
+ * signal" once cancelled (the transaction is then in error: roll it back).
+ */
+lf_err_t lf_pg_exec_stoppable(PGconn *conn, const char *sql, const char *what,
+                              char *errstr, size_t errstr_size);
 
 /** libpq's version as "15.18". Static buffer. */
 const char *lf_pg_version(void);

@@ -433,6 +433,10 @@ static lf_err_t lock_both(PGconn *conn, const char *from, int lock_timeout_ms,
          * let go and try again, unless the connection is gone. */
         if (!busy || err != LF_ERR_TEMPORARY || PQstatus(conn) != CONNECTION_OK)
             return err;
+        if (lf_pg_stopped())
+            return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
+                             "locking funnel and %s: interrupted by a signal",
+                             from);
         if (lf_now_mono_ms() >= deadline)
             return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
                              "could not lock funnel and %s within %d s (%d "

@@ -206,7 +206,9 @@ static lf_err_t drop_schema(PGconn *conn, const char *into, int lock_timeout_ms,
     if ((err = exec(conn, sql, "lock_timeout", errstr, errstr_size)))
         return err;
     snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", into);
-    err = exec(conn, sql, "dropping the schema", errstr, errstr_size);
+    /* (a signal stops the wait: lf_pg_set_stop()) */
+    err = lf_pg_exec_stoppable(conn, sql, "dropping the schema", errstr,
+                               errstr_size);
     if (err == LF_ERR_TEMPORARY && PQstatus(conn) == CONNECTION_OK &&
         strstr(errstr, "lock timeout"))
         return lf_seterr(err, errstr, errstr_size,

@@ -133,12 +133,21 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
                                errstr_size)))
             return err;
         if ((err = lf_pg_query(conn, sql, 0, NULL, "lock timeout", NULL, errstr,
-                               errstr_size)) ||
-            (err = lf_pg_query(conn,
-                               "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE "
-                               "MODE",
-                               0, NULL, "locking funnel.offsets", NULL, errstr,
                                errstr_size)))
+            goto rollback;
+        /* (a signal stops the wait: lf_pg_set_stop()) */
+        err = lf_pg_exec_stoppable(
+            conn, "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE MODE",
+            "locking funnel.offsets", errstr, errstr_size);
+        if (err == LF_ERR_TEMPORARY && PQstatus(conn) == CONNECTION_OK &&
+            strstr(errstr, "lock timeout"))
+            lf_seterr(err, errstr, errstr_size,
+                      "locking funnel.offsets: another session held a lock "
+                      "on it past the lock timeout of %g s (see pg_locks): "
+                      "nothing changed; try again when it is done, or with "
+                      "a longer --lock-timeout",
+                      lock_timeout_ms / 1000.0);
+        if (err)
             goto rollback;
         if (check && (err = check(arg, errstr, errstr_size)))
             goto rollback;

@@ -2,7 +2,10 @@
 #include "lf_rewind.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 
 /* One partition: watermarks, stored offset, target; what the plan does. */
 typedef struct plan_case_s {
@@ -297,5 +300,55 @@ Test(rewind, run_gives_up_on_a_held_lock, .timeout = 120)
     PQfinish(projector);
     cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
                      "50");
+    pg_down(conn, dir);
+}
+
+/* A signal while the lock is waited for: the wait ends at once (not when
+ * the lock comes or the timeout runs out), and nothing changed. */
+static volatile sig_atomic_t stop_flag;
+
+static void *raise_later(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    stop_flag = 1;
+    return NULL;
+}
+
+Test(rewind, a_signal_ends_the_wait_for_the_lock, .timeout = 120)
+{
+    static const int64_t targets[5] = {20, -1, -1, -1, -1};
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up_migrated(dir, sizeof(dir));
+    PGconn *projector = PQconnectdb("");
+    lf_rewind_t rows[5];
+    int changed = -1;
+    pthread_t t;
+    struct timespec t0, t1;
+
+    sql_ok(conn, "INSERT INTO funnel.offsets (group_id, topic, partition, "
+                 "next_offset) VALUES ('g', 't', 0, 50)");
+    sql_ok(projector, "BEGIN");
+    sql_ok(projector, "SELECT * FROM funnel.offsets");
+    ask(rows, targets);
+    lf_pg_set_stop(&stop_flag);
+    cr_assert_eq(pthread_create(&t, NULL, raise_later, NULL), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_expect_eq(lf_rewind_run(conn, "g", "t", rows, 5, true, 60000, NULL, NULL,
+                               &changed, errstr, sizeof(errstr)),
+                 LF_ERR_TEMPORARY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_join(t, NULL);
+    lf_pg_set_stop(NULL);
+    cr_expect(strstr(errstr, "interrupted by a signal"), "%s", errstr);
+    /* well before the 60 s timeout (the lock was never let go) */
+    cr_expect_lt(t1.tv_sec - t0.tv_sec, 20);
+    sql_ok(projector, "ROLLBACK");
+    PQfinish(projector);
+    cr_expect_str_eq(sql_value(conn, "SELECT next_offset FROM funnel.offsets"),
+                     "50");
+    /* and the connection serves the next command */
+    cr_expect_str_eq(sql_value(conn, "SELECT 1"), "1");
     pg_down(conn, dir);
 }

@@ -147,33 +147,39 @@ static void outcomes_clear(outcome_t *o, size_t n)
     "' offset ' || d.\"offset\")"
 
 /* mark()'s statements, in one transaction: $1 letter ids, $2 texts (or
- * events). */
+ * events, or pseudonyms and $3 lead ids). */
 static const struct {
     const char *sql, *what;
+    int nparams;
 } mark_sql[4] = {
     {"UPDATE funnel.dead_letters d SET resolved_at = now(), "
      "resolution = u.txt, retried_at = now(), retries = "
      "d.retries + 1 FROM unnest($1::bigint[], $2::text[]) AS "
      "u(id, txt) WHERE d.id = u.id AND d.resolved_at IS NULL",
-     "marking resolved dead letters"},
+     "marking resolved dead letters", 2},
     {"UPDATE funnel.dead_letters d SET error = CASE WHEN "
      "strpos(d.error, '" LF_ERASED_NOTE "') > 0 THEN "
      "d.error ELSE u.txt END, "
      "retried_at = now(), retries = d.retries + 1 FROM "
      "unnest($1::bigint[], $2::text[]) AS u(id, txt) WHERE "
      "d.id = u.id AND d.resolved_at IS NULL",
-     "updating failing dead letters"},
+     "updating failing dead letters", 2},
     /* An applied letter whose lead is an erased person's (its event was
      * erased on the way in, or conflicted with theirs) keeps no key or
      * value: they hold the person's data, which the resolution would tie
      * to the pseudonym. $2: the pseudonyms of the letter's own lead_id
-     * under every key of the ring, as the projector checks erased_leads. */
+     * under every key of the ring, as the projector checks erased_leads;
+     * $3 that lead_id, which the error and the resolution (a --note) may
+     * quote: replaced by the pseudonym, as an erasure does. */
     {"UPDATE funnel.dead_letters d SET key = NULL, value = NULL, "
-     "error = d.error || '" LF_ERASED_NOTE "' FROM "
-     "unnest($1::bigint[], $2::text[]) AS u(id, ps) WHERE d.id = u.id "
+     "error = regexp_replace(d.error, " LF_SQL_ID_AS_WORD ", u.ps, 'g') || "
+     "'" LF_ERASED_NOTE
+     "', resolution = regexp_replace(d.resolution, " LF_SQL_ID_AS_WORD
+     ", u.ps, 'g') FROM unnest($1::bigint[], $2::text[], "
+     "$3::text[]) AS u(id, ps, o) WHERE d.id = u.id "
      "AND u.ps IN (SELECT e.pseudonym FROM funnel.erased_leads e) AND "
      "(d.key IS NOT NULL OR d.value IS NOT NULL)",
-     "erasing applied letters of erased people"},
+     "erasing applied letters of erased people", 3},
     /* A letter that conflicted was not applied: its resolution says so
      * (it stays resolved: its copy is in funnel.anomalies, and a retry
      * would only record it again). */
@@ -181,13 +187,13 @@ static const struct {
      "d.resolution, '^applied as event ', 'not applied, a conflict with "
      "the stored event ') FROM unnest($1::bigint[], $2::text[]) AS u(id, "
      "event_id) WHERE d.id = u.id AND " LETTER_CONFLICT " RETURNING d.id",
-     "marking conflicting letters"},
+     "marking conflicting letters", 2},
 };
 
 /* Run mark_sql with @p params: in the transaction open on @p conn when
  * @p in_tx, else in one of its own. *@p conflicted: the ids of the
  * letters that were conflicts, to PQclear() (NULL on an error). */
-static lf_err_t mark_write(PGconn *conn, const char *params[4][2], bool in_tx,
+static lf_err_t mark_write(PGconn *conn, const char *params[4][3], bool in_tx,
                            PGresult **conflicted, char *errstr,
                            size_t errstr_size)
 {
@@ -199,8 +205,9 @@ static lf_err_t mark_write(PGconn *conn, const char *params[4][2], bool in_tx,
                                      errstr, errstr_size)))
         return err;
     for (int k = 0; k < 4 && !err; k++)
-        err = lf_pg_query(conn, mark_sql[k].sql, 2, params[k], mark_sql[k].what,
-                          k == 3 ? conflicted : NULL, errstr, errstr_size);
+        err = lf_pg_query(conn, mark_sql[k].sql, mark_sql[k].nparams, params[k],
+                          mark_sql[k].what, k == 3 ? conflicted : NULL, errstr,
+                          errstr_size);
     if (err) {
         PQclear(*conflicted);
         *conflicted = NULL;
@@ -216,33 +223,37 @@ static lf_err_t mark_write(PGconn *conn, const char *params[4][2], bool in_tx,
                        errstr_size);
 }
 
-/* The applied letters' ids, each once per key of @p ps, and the
- * pseudonyms of their leads under those keys (none without a key: no one
- * can have been erased then). */
+/* The applied letters' ids, each once per key of @p ps, the pseudonyms
+ * of their leads under those keys and the leads (none without a key: no
+ * one can have been erased then). */
 static lf_err_t letter_pseudonyms(const outcome_t *o, size_t n,
                                   const lf_pseudonym_t *ps, lf_buf_t *ids,
-                                  lf_buf_t *pss)
+                                  lf_buf_t *pss, lf_buf_t *leads)
 {
     size_t keys = ps ? lf_pseudonym_keys(ps) : 0, m = 0;
     const char **idv = calloc(n * keys + 1, sizeof(*idv));
     char(*pv)[LF_PSEUDONYM_LEN + 1] = calloc(n * keys + 1, sizeof(*pv));
     const char **pp = calloc(n * keys + 1, sizeof(*pp));
+    const char **lv = calloc(n * keys + 1, sizeof(*lv));
     lf_err_t err = LF_ERR_NOMEM;
 
-    if (idv && pv && pp) {
+    if (idv && pv && pp && lv) {
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; o[i].applied && k < keys; k++, m++) {
                 idv[m] = o[i].id;
+                lv[m] = o[i].lead_id;
                 lf_pseudonym_of(ps, k, o[i].lead_id, strlen(o[i].lead_id),
                                 pv[m]);
                 pp[m] = pv[m];
             }
-        if (!lf_pg_text_array(ids, idv, m) && !lf_pg_text_array(pss, pp, m))
+        if (!lf_pg_text_array(ids, idv, m) && !lf_pg_text_array(pss, pp, m) &&
+            !lf_pg_text_array(leads, lv, m))
             err = LF_OK;
     }
     free(idv);
     free(pv);
     free(pp);
+    free(lv);
     return err;
 }
 
@@ -254,7 +265,7 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n,
                      PGresult **conflicted, char *errstr, size_t errstr_size)
 {
     lf_buf_t ids[2] = {{0}, {0}}, texts[2] = {{0}, {0}}, events = {0};
-    lf_buf_t pids = {0}, pss = {0};
+    lf_buf_t pids = {0}, pss = {0}, pleads = {0};
     const char **idv = calloc(n + 1, sizeof(*idv));
     const char **txv = calloc(n + 1, sizeof(*txv));
     lf_err_t err = LF_OK;
@@ -281,13 +292,13 @@ static lf_err_t mark(PGconn *conn, const outcome_t *o, size_t n,
         if (o[i].applied)
             txv[m++] = o[i].event_id;
     if (lf_pg_text_array(&events, txv, m) ||
-        letter_pseudonyms(o, n, ps, &pids, &pss)) {
+        letter_pseudonyms(o, n, ps, &pids, &pss, &pleads)) {
         err = lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
-    const char *params[4][2] = {{ids[0].data, texts[0].data},
+    const char *params[4][3] = {{ids[0].data, texts[0].data},
                                 {ids[1].data, texts[1].data},
-                                {pids.data, pss.data},
+                                {pids.data, pss.data, pleads.data},
                                 {ids[0].data, events.data}};
     err = mark_write(conn, params, in_tx, conflicted, errstr, errstr_size);
 out:
@@ -298,6 +309,7 @@ out:
     lf_buf_free(&events);
     lf_buf_free(&pids);
     lf_buf_free(&pss);
+    lf_buf_free(&pleads);
     free(idv);
     free(txv);
     return err;

@@ -534,13 +534,7 @@ lf_err_t lf_identity_write_merges(PGconn *conn, const char *schema,
 
 /* ---- erasure ---------------------------------------------------------- */
 
-/* A regular expression matching lead id u.o where it stands as a word of
- * its own: no ASCII letter or digit right before or after it, as
- * lf_event_forget() has it (the id's regular-expression characters
- * escaped). */
-#define ID_AS_WORD                                                             \
-    "'(?<![A-Za-z0-9])' || regexp_replace(u.o, '([.^$*+?(){}|[\\]\\\\])', "    \
-    "'\\\\\\1', 'g') || '(?![A-Za-z0-9])'"
+#define ID_AS_WORD LF_SQL_ID_AS_WORD
 
 /* Where the event_id of dead letter d's value starts (0-based), and its
  * length, for a letter a retry applied (it decoded): after the registry

@@ -27,6 +27,14 @@
  * erasure removes, so the person's erasure deletes the anomaly. */
 #define LF_CONFLICT_ERASABLE ", only in fields an erasure removes,"
 
+/* In SQL: a regular expression matching lead id u.o where it stands as a
+ * word of its own: no ASCII letter or digit right before or after it, as
+ * lf_event_forget() has it (the id's regular-expression characters
+ * escaped). */
+#define LF_SQL_ID_AS_WORD                                                      \
+    "'(?<![A-Za-z0-9])' || regexp_replace(u.o, '([.^$*+?(){}|[\\]\\\\])', "    \
+    "'\\\\\\1', 'g') || '(?![A-Za-z0-9])'"
+
 #include "lf_buf.h"
 #include "lf_common.h"
 

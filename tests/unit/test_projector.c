@@ -1079,13 +1079,26 @@ Test(projector, letter_applied_under_another_key_is_erased_with_its_person)
     /* After the erasure, another copy of L5's m1 under an adapter's key:
      * a conflict with the stored (erased) m1, and still L5's data. */
     send_v2_merge("m1", "L5", "L-other", "crm-11", 7);
-    st = retry_all(NULL);
+    /* (its reason and the retry's note quoting the lead: the pseudonym
+     * stands there after, as for a letter erased on the way in) */
+    sql_ok(conn, "UPDATE funnel.dead_letters SET error = 'old: L5 broke' "
+                 "WHERE \"offset\" = 7");
+    st = retry_all("ticket for L5");
     cr_expect_eq(st.conflicts, 1);
     cr_expect_str_eq(sql_value(conn, "SELECT concat_ws('|', key IS NULL, value"
                                      " IS NULL, error LIKE '%" LF_ERASED_NOTE
                                      "') FROM funnel.dead_letters WHERE "
                                      "\"offset\" = 7"),
                      "t|t|t");
+    cr_expect_str_eq(sql_value(conn, "SELECT error FROM funnel.dead_letters "
+                                     "WHERE \"offset\" = 7"),
+                     want(w, "old: %s broke%s", pa, LF_ERASED_NOTE));
+    const char *res7 =
+        sql_value(conn, "SELECT resolution FROM "
+                        "funnel.dead_letters WHERE \"offset\" = 7");
+    cr_expect(strstr(res7, want(w, "ticket for %s%s", pa, "")) &&
+                  !strstr(res7, "L5"),
+              "%s", res7);
     /* A writer schema (from a registry) with lead_id before event_id: the
      * value's first id is not the event the resolution names, so the
      * erasure of a lead named as its event_id leaves it alone. */

@@ -58,8 +58,8 @@
 #define EXIT_NOTE                                                              \
     "Exit codes: 0 done (diff: equal), 1 diff: the schemas differ, 64 "        \
     "usage,\n"                                                                 \
-    "  65 bad data (no such schema, topic, dead letter or lead; a group\n"     \
-    "  without stored offsets for the topic (rewind); no funnel,\n"            \
+    "  65 bad data (no such schema, topic, partition, dead letter or lead;\n"  \
+    "  a group without stored offsets for the topic (rewind); no funnel,\n"    \
     "  or an older one, in the database; a promote precondition; a stored\n"   \
     "  event that no longer parses), 69 Kafka or PostgreSQL unavailable\n"     \
     "  (erase: not delivered; or the group cannot be checked), 70 internal\n"  \
@@ -145,7 +145,8 @@
     "reading "                                                                 \
     "the\n"                                                                    \
     "                         SCHEMA --replace drops (default 30)\n"           \
-    "      --batch N          events per transaction (default 5000)\n"         \
+    "      --batch N          events per transaction (default 5000;\n"         \
+    "                         1..1000000)\n"                                   \
     "      --order ORDER      --from-db reading order: lead (default; each "   \
     "lead\n"                                                                   \
     "                         in one batch), time, none (as stored). The "     \
@@ -173,7 +174,7 @@
     "      --against SCHEMA   the schema to compare (or the one argument)\n"   \
     "      --base SCHEMA      the schema to compare it with (default "         \
     "funnel)\n"                                                                \
-    "      --limit N          differing leads shown (default 10)\n"            \
+    "      --limit N          differing leads shown (default 10; 1..10000)\n"  \
     "      --summary          then the numbers both teams look at, side by "   \
     "side with\n"                                                              \
     "                         the change: each schema's definition, leads "    \
@@ -611,7 +612,9 @@ static lf_err_t new_codec(app_t *app, lf_codec_t **codec)
 
     if (err == LF_ERR_INVALID)
         app->blame = BLAME_CONFIG;
-    return err ? fail(err, "bad schema registry configuration", errstr) : LF_OK;
+    return err ? fail(err, "bad contract or schema registry configuration",
+                      errstr)
+               : LF_OK;
 }
 
 /* Sleep @p ms unless a signal came. */
@@ -740,9 +743,13 @@ static lf_err_t rewind_plan(app_t *app, const lf_topic_part_t *parts, int count,
                                    .next = -1};
     if (cfg->to_offset && lf_rewind_parse_offsets(cfg->to_offset, *rows, count,
                                                   errstr, sizeof(errstr))) {
-        lf_cli_usage_error(&app->cli, "%s", errstr);
-        app->blame = BLAME_USAGE;
         err = LF_ERR_INVALID;
+        if (strstr(errstr, "has no partition")) /* data, as dump has it */
+            fail(err, "no such partition", errstr);
+        else {
+            lf_cli_usage_error(&app->cli, "%s", errstr);
+            app->blame = BLAME_USAGE;
+        }
     } else if (cfg->to && (err = lf_topic_offsets_for_time(
                                app->rk, app->topic, parts, count, cfg->to_ms,
                                KAFKA_TIMEOUT_MS, offs, searched, errstr,
@@ -1675,12 +1682,15 @@ static lf_err_t run_dead_retry(app_t *app)
     fflush(stdout);
     if (err == LF_ERR_INVALID) { /* the settings: the data is not read */
         app->blame = BLAME_CONFIG;
-        return fail(err, "bad schema registry configuration", errstr);
+        return fail(err, "bad configuration", errstr);
     }
-    if (err)
+    if (err) /* "run it again" only where a later run can succeed */
         return fail(err,
-                    "retry stopped (letters already marked keep their "
-                    "marks; run it again)",
+                    err == LF_ERR_TEMPORARY
+                        ? "retry stopped (letters already marked keep their "
+                          "marks; run it again)"
+                        : "retry stopped (letters already marked keep their "
+                          "marks)",
                     errstr);
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=\"dead-letters retry\" dry_run=%s "

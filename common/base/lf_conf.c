@@ -14,6 +14,7 @@ extern char **environ;
 typedef struct kv_s {
     char *key;
     char *value;
+    bool from_env; /* set by lf_conf_load_env() from a LEADFLOW_* name */
 } kv_t;
 
 struct lf_conf_s {
@@ -60,6 +61,7 @@ lf_err_t lf_conf_set(lf_conf_t *conf, const char *key, const char *value,
     if (kv) {
         free(kv->value);
         kv->value = v;
+        kv->from_env = false;
         return LF_OK;
     }
     if (conf->count == conf->cap) {
@@ -77,6 +79,7 @@ lf_err_t lf_conf_set(lf_conf_t *conf, const char *key, const char *value,
         free(v);
         return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
     }
+    conf->kv[conf->count].from_env = false;
     conf->kv[conf->count++].value = v;
     return LF_OK;
 }
@@ -297,7 +300,8 @@ void lf_conf_load_env(lf_conf_t *conf)
         for (i = 9; i < n; i++)
             key[i - 9] = key[i] == '_' ? '.' : (char)tolower(key[i]);
         key[n - 9] = '\0';
-        lf_conf_set(conf, key, eq + 1, NULL, 0);
+        if (!lf_conf_set(conf, key, eq + 1, NULL, 0))
+            find(conf, key)->from_env = true; /* named if refused */
     }
 }
 
@@ -322,8 +326,17 @@ rd_kafka_conf_t *lf_conf_to_rdkafka(const lf_conf_t *conf, char *errstr,
             continue;
         if (rd_kafka_conf_set(rkc, conf->kv[i].key, conf->kv[i].value, why,
                               sizeof(why)) != RD_KAFKA_CONF_OK) {
+            char env[256] = "";
+            if (conf->kv[i].from_env) { /* a stray LEADFLOW_* variable */
+                size_t n = 0;
+                for (const char *k = conf->kv[i].key; *k && n < 200; k++)
+                    env[n++] = *k == '.' ? '_' : (char)toupper(*k);
+                env[n] = '\0';
+            }
             lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                      "configuration \"%s\": %s", conf->kv[i].key, why);
+                      "configuration \"%s\"%s%s%s: %s", conf->kv[i].key,
+                      *env ? " (from the environment variable LEADFLOW_" : "",
+                      env, *env ? ")" : "", why);
             rd_kafka_conf_destroy(rkc);
             return NULL;
         }

@@ -240,11 +240,16 @@ static lf_err_t make_room(PGconn *conn, const char *into, bool replace,
     if ((err = lf_catalog_schema_exists(conn, into, &exists, errstr,
                                         errstr_size)))
         return err;
-    if (exists && !replace)
+    if (exists && !replace) {
+        /* --replace is offered only where it would do it */
+        char why[512];
+        bool rebuilt = only_a_rebuild(conn, into, why, sizeof(why)) == LF_OK;
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                         "schema %s exists: choose another name, or "
-                         "--replace to drop it and rebuild",
-                         into);
+                         "schema %s exists: choose another name%s", into,
+                         rebuilt ? ", or --replace to drop it and rebuild"
+                                 : " (it was not made by leadflow-replay "
+                                   "rebuild: --replace does not drop it)");
+    }
     if (!exists)
         return LF_OK;
     if ((err = only_a_rebuild(conn, into, errstr, errstr_size)) ||

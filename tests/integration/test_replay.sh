@@ -179,7 +179,7 @@ grep -q $'^0\t[0-9]*\t[0-9]*\t0\talready at or before' "$LF_TMP/plan2" ||
     fail "a forward offset was not refused: $(cat "$LF_TMP/plan2")"
 grep -q $'^1\t[0-9]*\t0\t' "$LF_TMP/plan2" || fail "--to-offset 1:0 ignored"
 grep -q $'^2\t.*not asked' "$LF_TMP/plan2" || fail "partition 2 not left alone"
-expect_rc 64 "--to-offset with no such partition" replay rewind \
+expect_rc 65 "--to-offset with no such partition" replay rewind \
     --to-offset 9:0 --dry-run
 # A group (or topic) without a stored offset: a typo, not a rewind done.
 expect_rc 65 "rewind of a group that never ran" replay rewind -g "$GROUP-typo" \

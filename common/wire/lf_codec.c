@@ -935,6 +935,85 @@ lf_err_t lf_codec_writer_id(lf_codec_t *c, const char *topic, int32_t *id,
                                 errstr_size);
 }
 
+/* A registry's writer schema that avro-c cannot make a value of: a record
+ * that contains itself with no union, array or map between (a value of it
+ * never ends: avro-c recurses until the stack overflows), or a fixed
+ * larger than any message (avro-c allocates it whole, and keeps it). */
+#define WRITER_FIXED_MAX (1L << 20)
+#define WRITER_DEPTH_MAX 4096
+#define WRITER_NODES_MAX 200000
+
+typedef struct makeable_s {
+    avro_schema_t stack[WRITER_DEPTH_MAX]; /* records being walked */
+    int bounds[WRITER_DEPTH_MAX];          /* unions, arrays, maps above each */
+    int depth;
+    long nodes; /* bounds the walk: links may share subtrees */
+    char why[300];
+} makeable_t;
+
+/* Can a value of @p s be made, under @p bounds unions, arrays and maps?
+ * false with m->why when not. */
+static bool writer_makeable(makeable_t *m, avro_schema_t s, int bounds)
+{
+    if (++m->nodes > WRITER_NODES_MAX) {
+        snprintf(m->why, sizeof(m->why), "more than %d types to walk",
+                 WRITER_NODES_MAX);
+        return false;
+    }
+    switch (avro_typeof(s)) {
+    case AVRO_LINK: {
+        avro_schema_t t = avro_schema_link_target(s);
+        for (int i = m->depth - 1; i >= 0; i--)
+            if (m->stack[i] == t) {
+                if (m->bounds[i] != bounds)
+                    return true; /* may end: an option, a list */
+                snprintf(m->why, sizeof(m->why),
+                         "record %.64s contains itself with no union, array "
+                         "or map between: a value of it would never end",
+                         avro_schema_name(t));
+                return false;
+            }
+        return writer_makeable(m, t, bounds);
+    }
+    case AVRO_RECORD:
+        if (m->depth == WRITER_DEPTH_MAX) {
+            snprintf(m->why, sizeof(m->why), "records nested more than %d deep",
+                     WRITER_DEPTH_MAX);
+            return false;
+        }
+        m->stack[m->depth] = s;
+        m->bounds[m->depth++] = bounds;
+        for (size_t i = 0; i < avro_schema_record_size(s); i++)
+            if (!writer_makeable(
+                    m, avro_schema_record_field_get_by_index(s, (int)i),
+                    bounds))
+                return false;
+        m->depth--;
+        return true;
+    case AVRO_UNION:
+        for (size_t i = 0; i < avro_schema_union_size(s); i++)
+            if (!writer_makeable(m, avro_schema_union_branch(s, (int)i),
+                                 bounds + 1))
+                return false;
+        return true;
+    case AVRO_ARRAY:
+        return writer_makeable(m, avro_schema_array_items(s), bounds + 1);
+    case AVRO_MAP:
+        return writer_makeable(m, avro_schema_map_values(s), bounds + 1);
+    case AVRO_FIXED:
+        if (avro_schema_fixed_size(s) >= 0 &&
+            avro_schema_fixed_size(s) <= WRITER_FIXED_MAX)
+            return true;
+        snprintf(m->why, sizeof(m->why),
+                 "fixed %.64s of %lld bytes, beyond any message (at most %ld)",
+                 avro_schema_name(s), (long long)avro_schema_fixed_size(s),
+                 WRITER_FIXED_MAX);
+        return false;
+    default:
+        return true;
+    }
+}
+
 /* Parse and prepare the writer schema @p json of @p id into @p w; a
  * schema we cannot read is recorded in w->refused, not returned. */
 static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
@@ -977,6 +1056,17 @@ static lf_err_t writer_prepare(lf_codec_t *c, writer_t *w, int32_t id,
                      : "");
         goto refuse;
     }
+    makeable_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return LF_ERR_NOMEM;
+    bool makeable = writer_makeable(m, w->schema, 0);
+    if (!makeable)
+        snprintf(why, sizeof(why),
+                 "schema id %ld from the registry cannot be read: %s", (long)id,
+                 m->why);
+    free(m);
+    if (!makeable)
+        goto refuse;
     if (c->schema_v1 && avro_schema_equal(w->schema, c->schema_v1))
         w->version = 1;
     else if (c->schema && avro_schema_equal(w->schema, c->schema))

@@ -299,8 +299,24 @@ enum {
     ID_BROKEN,
     ID_NEWTYPE,
     ID_V3,
-    ID_V3_NUL
+    ID_V3_NUL,
+    ID_SELF,      /* v2 with a field of its own type: never ends */
+    ID_SELF_OPT,  /* ... or of ["null", its own type]: may end */
+    ID_HUGE_FIXED /* v2 with a fixed of 2 GiB */
 };
+
+/* The embedded v2 with @p field (JSON) appended, as text to free(). */
+static char *v2_with(const char *field)
+{
+    json_error_t jerr;
+    json_t *s = json_loads(lf_embedded_avsc_v2, 0, &jerr);
+    json_t *f = json_loads(field, 0, &jerr);
+    cr_assert(s && f, "%s", jerr.text);
+    json_array_append_new(json_object_get(s, "fields"), f);
+    char *out = json_dumps(s, 0);
+    json_decref(s);
+    return out;
+}
 
 static json_t *v1_json(void)
 {
@@ -460,6 +476,21 @@ static void codec_setup(void)
     v3 = v3_nul_text();
     cr_assert_eq(lf_registry_cache_put(reg, ID_V3_NUL, v3), 0);
     free(v3);
+    static const struct {
+        int id;
+        const char *field;
+    } hostile[] = {
+        {ID_SELF, "{\"name\":\"next\",\"type\":\"leadflow.LeadEvent\"}"},
+        {ID_SELF_OPT, "{\"name\":\"next\",\"type\":[\"null\","
+                      "\"leadflow.LeadEvent\"],\"default\":null}"},
+        {ID_HUGE_FIXED, "{\"name\":\"fx\",\"type\":{\"type\":\"fixed\","
+                        "\"name\":\"FX\",\"size\":2147483648}}"},
+    };
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(*hostile); i++) {
+        v3 = v2_with(hostile[i].field);
+        cr_assert_eq(lf_registry_cache_put(reg, hostile[i].id, v3), 0);
+        free(v3);
+    }
     free(v2);
     free(ro);
     free(nt);
@@ -748,6 +779,27 @@ Test(codec_registry, writer_schemas_we_cannot_read)
     r_envelope(&r, -7, 7, false);
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
     cr_expect(strstr(err, "registry ids are positive"), "%s", err);
+
+    /* A record that contains itself with nothing between: avro-c would
+     * recurse until the stack overflows making a value of it (found by a
+     * hostile-registry test); a fixed of 2 GiB, which it would allocate
+     * whole. Both refused by the schema, before any value. */
+    r_envelope(&r, ID_SELF, 7, false);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "schema id 108 from the registry cannot be read: "
+                          "record LeadEvent contains itself"),
+              "%s", err);
+    r_envelope(&r, ID_HUGE_FIXED, 7, false);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "fixed FX of 2147483648 bytes, beyond any message"),
+              "%s", err);
+    /* Through a union it may end: read (the null branch) */
+    r_envelope(&r, ID_SELF_OPT, 4, true);
+    r_long(&r, 5); /* BAD_TIMING */
+    r_opt(&r, NULL);
+    r_long(&r, 0); /* next: null */
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    lf_event_clear(&ev);
 }
 
 Test(codec_registry, unreachable_registry_is_temporary)

@@ -221,7 +221,7 @@ lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
                            size_t errstr_size)
 {
     FILE *fp = fopen(path, "r");
-    char line[4096];
+    char line[LF_CONF_LINE_MAX + 2]; /* the line, its newline, its NUL */
     int lineno = 0;
     bool secret = false;
     struct stat st;
@@ -231,8 +231,23 @@ lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
         return lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: %s", path,
                          strerror(errno));
     while (fgets(line, sizeof(line), fp)) {
-        char *s = trim(line), *eq;
+        size_t len = strlen(line);
         lineno++;
+        /* One line is one setting: one longer than the buffer is refused
+         * whole (read in pieces, its tail would be a setting of its own),
+         * as is a NUL in it (it would cut the value short). */
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                            "%s:%d: line longer than %d bytes", path, lineno,
+                            LF_CONF_LINE_MAX);
+            break;
+        }
+        if (!feof(fp) && (len == 0 || line[len - 1] != '\n')) {
+            err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                            "%s:%d: a NUL byte in the line", path, lineno);
+            break;
+        }
+        char *s = trim(line), *eq;
         if (!*s || *s == '#')
             continue;
         if (!(eq = strchr(s, '='))) {

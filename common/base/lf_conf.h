@@ -37,10 +37,14 @@ lf_err_t lf_conf_default(lf_conf_t *conf, const char *key, const char *value);
 /** The value of @p key, or NULL. Owned by conf. */
 const char *lf_conf_get(const lf_conf_t *conf, const char *key);
 
+/** The longest line of a -c file, newline not counted. */
+#define LF_CONF_LINE_MAX 65536
+
 /**
  * Read a key=value file: '#' starts a comment line, blank lines ignored,
- * whitespace around key and value trimmed. Warns (on stderr) if the file
- * holds a secret (a key with "password", "secret", "sasl" or "key" in its
+ * whitespace around key and value trimmed. A line longer than
+ * LF_CONF_LINE_MAX or holding a NUL byte is an error. Warns (on stderr) if the
+ * file holds a secret (a key with "password", "secret", "sasl" or "key" in its
  * name, or "db" with password=) and others can read it.
  * @returns LF_OK, or an error naming the file and line.
  */

@@ -152,6 +152,48 @@ Test(conf, load_file_bad_line)
     unlink(path);
 }
 
+/* One line is one setting: a line past LF_CONF_LINE_MAX is refused, not
+ * read in pieces whose tail becomes a setting of its own; a NUL would cut
+ * the value. A line of exactly the maximum is read whole. */
+Test(conf, load_file_long_and_nul_lines)
+{
+    size_t n = LF_CONF_LINE_MAX + 100;
+    char *text = malloc(n + 64), err[256] = "", want[128];
+    const char *path;
+
+    cr_assert_not_null(text);
+    memcpy(text, "client.id=", 10);
+    memset(text + 10, 'A', n - 10);
+    strcpy(text + n - 20, "topic=injected\n");
+    path = write_tmp(text);
+    cr_expect_eq(lf_conf_load_file(conf, path, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    snprintf(want, sizeof(want), "%s:1: line longer than", path);
+    cr_expect(strstr(err, want), "%s", err);
+    cr_expect_null(lf_conf_get(conf, "topic"));
+    unlink(path);
+
+    memset(text + 10, 'B', LF_CONF_LINE_MAX - 10);
+    strcpy(text + LF_CONF_LINE_MAX, "\ntopic=t\n");
+    path = write_tmp(text);
+    cr_expect_eq(lf_conf_load_file(conf, path, err, sizeof(err)), LF_OK, "%s",
+                 err);
+    cr_expect_eq(strlen(lf_conf_get(conf, "client.id")), LF_CONF_LINE_MAX - 10);
+    cr_expect_str_eq(lf_conf_get(conf, "topic"), "t");
+    unlink(path);
+    free(text);
+
+    static const char nul[] = "topic=a\0b\ngroup.id=g\n";
+    strcpy(want, "/tmp/lf_test_conf_XXXXXX");
+    int fd = mkstemp(want);
+    cr_assert_eq(write(fd, nul, sizeof(nul) - 1), (ssize_t)sizeof(nul) - 1);
+    close(fd);
+    cr_expect_eq(lf_conf_load_file(conf, want, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, ":1: a NUL byte in the line"), "%s", err);
+    unlink(want);
+}
+
 /* A directory is no settings file (it read as an empty one). */
 Test(conf, load_file_directory)
 {
@@ -234,6 +276,16 @@ Test(conf, to_rdkafka_unknown_key)
     cr_expect_null(lf_conf_to_rdkafka(conf, err, sizeof(err)));
     cr_expect(strstr(err, "\"no.such.property\"") != NULL,
               "error \"%s\" does not name the key", err);
+    /* one that came from a stray LEADFLOW_* variable is named by it */
+    lf_conf_t *c2 = lf_conf_new();
+    setenv("LEADFLOW_CONFIG", "/etc/leadflow.conf", 1);
+    lf_conf_load_env(c2);
+    unsetenv("LEADFLOW_CONFIG");
+    cr_expect_null(lf_conf_to_rdkafka(c2, err, sizeof(err)));
+    lf_conf_destroy(c2);
+    cr_expect(strstr(err, "\"config\" (from the environment variable "
+                          "LEADFLOW_CONFIG)"),
+              "%s", err);
 }
 
 Test(conf, to_rdkafka_bad_value)

@@ -301,9 +301,53 @@ static void path_push(walk_t *w, const char *name)
 
 static lf_err_t walk_datum(walk_t *w, avro_schema_t s);
 
+/* A map's key as the wire has it. */
+typedef struct wkey_s {
+    const uint8_t *p;
+    int64_t len;
+} wkey_t;
+
+static int wkey_cmp(const void *a, const void *b)
+{
+    const wkey_t *x = a, *y = b;
+    int c = memcmp(x->p, y->p, (size_t)(x->len < y->len ? x->len : y->len));
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Is a key of the map repeated? avro-c would keep the last entry and drop
+ * the others without a word (the JSON lines refuse a repeated key too). */
+static lf_err_t walk_map_keys(walk_t *w, wkey_t *keys, size_t n)
+{
+    qsort(keys, n, sizeof(*keys), wkey_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (!wkey_cmp(&keys[i - 1], &keys[i]))
+            return walk_fail(w,
+                             "a map key is repeated (%zu entries): each "
+                             "key may appear once",
+                             n);
+    return LF_OK;
+}
+
+static lf_err_t walk_blocks_in(walk_t *w, avro_schema_t items, bool is_map,
+                               wkey_t **keys, size_t *nkeys);
+
 static lf_err_t walk_blocks(walk_t *w, avro_schema_t items, bool is_map)
 {
+    wkey_t *keys = NULL;
+    size_t nkeys = 0;
+    lf_err_t err = walk_blocks_in(w, items, is_map, &keys, &nkeys);
+
+    if (!err && nkeys > 1)
+        err = walk_map_keys(w, keys, nkeys);
+    free(keys);
+    return err;
+}
+
+static lf_err_t walk_blocks_in(walk_t *w, avro_schema_t items, bool is_map,
+                               wkey_t **keys, size_t *nkeys)
+{
     int64_t total = 0, count, bytes;
+    size_t cap = 0;
     lf_err_t err;
 
     for (;;) {
@@ -339,6 +383,16 @@ static lf_err_t walk_blocks(walk_t *w, avro_schema_t items, bool is_map)
                  * one short without a word, and two keys could merge. */
                 if (memchr(key, '\0', (size_t)klen))
                     return walk_fail(w, "map key contains a NUL byte");
+                if (*nkeys == cap) {
+                    size_t ncap = cap ? 2 * cap : 16;
+                    wkey_t *nk = realloc(*keys, ncap * sizeof(*nk));
+                    if (!nk)
+                        return lf_seterr(LF_ERR_NOMEM, w->errstr,
+                                         w->errstr_size, "out of memory");
+                    *keys = nk;
+                    cap = ncap;
+                }
+                (*keys)[(*nkeys)++] = (wkey_t){key, klen};
             }
             if ((err = walk_datum(w, items)))
                 return err;

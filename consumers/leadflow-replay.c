@@ -2417,16 +2417,28 @@ static lf_err_t explain_query(app_t *app, explain_t *x, char *errstr,
     return err;
 }
 
-/* One value of a tab-separated line: tabs and line breaks become spaces,
- * so a free-text reason cannot break the columns; NULL is "-". */
+/* @p s for a terminal: tabs and line breaks become spaces, so a free-text
+ * reason cannot break the columns; other control characters (C0, DEL and
+ * C1: a producer's terminal escapes) become '?'. */
+static void put_term(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == 0xC2 && (unsigned char)s[1] >= 0x80 &&
+            (unsigned char)s[1] <= 0x9F) {
+            putchar('?');
+            s++;
+        } else if (c == '\t' || c == '\n' || c == '\r')
+            putchar(' ');
+        else
+            putchar(c < 0x20 || c == 0x7f ? '?' : c);
+    }
+}
+
+/* One value of a tab-separated line (put_term()); NULL is "-". */
 static void put_cell(const PGresult *res, int r, int c)
 {
-    const char *s = PQgetvalue(res, r, c);
-
-    if (PQgetisnull(res, r, c))
-        s = "-";
-    for (; *s; s++)
-        putchar(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
+    put_term(PQgetisnull(res, r, c) ? "-" : PQgetvalue(res, r, c));
 }
 
 /* The rows under a header of the column names, tab-separated. */
@@ -2451,23 +2463,38 @@ static void explain_print_head(const app_t *app, const explain_t *x)
     const PGresult *leads = x->res[X_LEADS], *er = x->res[X_ERASURES];
     const PGresult *lead = x->res[X_LEAD];
 
-    printf("lead %s\n", app->u.explain.lead);
+    /* (ids and references are a producer's text: put_term()) */
+    fputs("lead ", stdout);
+    put_term(app->u.explain.lead);
+    putchar('\n');
     if (x->pseudonym[0])
         printf("  erased: explaining its pseudonym %s (the original id is "
                "not in the database)\n",
                x->pseudonym);
-    if (PQntuples(x->merge))
-        printf("  merged into %s by %s at %s; its surviving lead is %s\n",
-               PQgetvalue(x->merge, 0, 0), PQgetvalue(x->merge, 0, 3),
-               PQgetvalue(x->merge, 0, 2), x->surviving);
-    printf("surviving lead %s\n  leads of the person:", x->surviving);
-    for (int r = 0; r < PQntuples(leads); r++)
-        printf(" %s", PQgetvalue(leads, r, 0));
+    if (PQntuples(x->merge)) {
+        fputs("  merged into ", stdout);
+        put_term(PQgetvalue(x->merge, 0, 0));
+        fputs(" by ", stdout);
+        put_term(PQgetvalue(x->merge, 0, 3));
+        printf(" at %s; its surviving lead is ", PQgetvalue(x->merge, 0, 2));
+        put_term(x->surviving);
+        putchar('\n');
+    }
+    fputs("surviving lead ", stdout);
+    put_term(x->surviving);
+    fputs("\n  leads of the person:", stdout);
+    for (int r = 0; r < PQntuples(leads); r++) {
+        putchar(' ');
+        put_term(PQgetvalue(leads, r, 0));
+    }
     putchar('\n');
-    for (int r = 0; r < PQntuples(er); r++)
-        printf("  erased by request %s at %s (event %s)\n",
-               PQgetvalue(er, r, 0), PQgetvalue(er, r, 1),
-               PQgetvalue(er, r, 2));
+    for (int r = 0; r < PQntuples(er); r++) {
+        fputs("  erased by request ", stdout);
+        put_term(PQgetvalue(er, r, 0));
+        printf(" at %s (event ", PQgetvalue(er, r, 1));
+        put_term(PQgetvalue(er, r, 2));
+        fputs(")\n", stdout);
+    }
     if (PQntuples(lead))
         printf("  stage %s, cycle %s, since %s\n", PQgetvalue(lead, 0, 0),
                PQgetvalue(lead, 0, 1), PQgetvalue(lead, 0, 2));
@@ -2481,7 +2508,9 @@ static void explain_print(const app_t *app, const explain_t *x)
     explain_print_head(app, x);
     printf("\nevents in the order applied (occurred_at, event_id):\n");
     print_table(x->res[X_EVENTS]);
-    printf("\nstage history of %s:\n", x->surviving);
+    fputs("\nstage history of ", stdout);
+    put_term(x->surviving);
+    fputs(":\n", stdout);
     print_table(x->res[X_HISTORY]);
 }
 

@@ -546,6 +546,15 @@ static void put_term(FILE *fp, const char *s, int width, int max)
         unsigned char c = (unsigned char)s[i];
         if ((c & 0xC0) != 0x80 && cut && w == max - 1)
             break;
+        /* C1 controls too (U+0080..U+009F: U+009B is a CSI to some
+         * terminals), two bytes in UTF-8 */
+        if (c == 0xC2 && (unsigned char)s[i + 1] >= 0x80 &&
+            (unsigned char)s[i + 1] <= 0x9F) {
+            fputc('?', fp);
+            i++;
+            w++;
+            continue;
+        }
         fputc(c < 0x20 || c == 0x7f ? '?' : c, fp);
         w += (c & 0xC0) != 0x80;
     }

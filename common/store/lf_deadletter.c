@@ -53,6 +53,25 @@ static void put_escaped(FILE *out, const unsigned char *s, size_t n)
     }
 }
 
+/* @p s escaped as put_escaped() has it, and a newline; NULL when out of
+ * memory. */
+static char *escaped_line(const char *s)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+
+    if (!f)
+        return NULL;
+    put_escaped(f, (const unsigned char *)s, strlen(s));
+    fputc('\n', f);
+    if (fclose(f)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 lf_err_t lf_deadletter_list(PGconn *conn, int64_t since_ms, bool all, FILE *out,
                             uint64_t *shown, uint64_t *open, char *errstr,
                             size_t errstr_size)
@@ -465,13 +484,14 @@ static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
     o->id = strdup(PQgetvalue(res, r, 0));
     o->text = strdup(text);
     /* Said once the batch is written (retry_report()): a batch that fails
-     * applied nothing. */
+     * applied nothing. Escaped as the listing is: the reason and the event
+     * quote what a producer sent (a newline, a terminal's escapes). */
     snprintf(
-        line, sizeof(line), "id=%s %s [%s] offset %s: %s%s\n",
+        line, sizeof(line), "id=%s %s [%s] offset %s: %s%s",
         PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
         PQgetvalue(res, r, 3),
         ok ? "" : "still failing: ", ok && rt->dry_run ? "would apply" : text);
-    o->line = strdup(line);
+    o->line = escaped_line(line);
     rt->no++;
     rt->st->selected++;
     if (err || !o->id || !o->text || !o->line)

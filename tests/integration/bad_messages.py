@@ -123,6 +123,10 @@ def main():
     i = nxt(); dead(i, frame(body("B-%02d" % i, etype=6,
                                   payload=zz(100) + s("eur"))),
                     "currency")
+    # a reason that quotes a terminal's escapes (a retry's line escapes it)
+    i = nxt(); dead(i, frame(body("B-%02d" % i, etype=6,
+                                  payload=zz(100) + s("\x1b]0;t\x07"))),
+                    "currency")
     i = nxt(); dead(i, frame(body("B-%02d" % i, etype=1,
                                   payload=zz(-3) + zz(50) + s("m"))),
                     "score")

@@ -339,7 +339,18 @@ ndead=$(q dead "SELECT count(*) FROM funnel.dead_letters")
     fail "expected one dead letter per bad message, got $ndead"
 [ "$(q dead "SELECT string_agg(lead_id, ',' ORDER BY lead_id) FROM funnel.leads WHERE lead_id LIKE 'G-%'")" = "G-1,G-2" ] ||
     fail "valid messages around the bad ones were not projected"
-echo "ok   dead letters: $kinds hostile kinds, $ndead dead letters, valid neighbours projected"
+# A retry says what still fails, one line per letter, escaped as the
+# listing is: no producer's newline or terminal escape gets through.
+"$BIN/leadflow-replay" dead-letters retry --all -d dbname=dead -q \
+    >"$LF_TMP/retry.out" || fail "dead-letters retry: exit $?"
+[ "$(grep -c 'still failing' "$LF_TMP/retry.out")" = "$ndead" ] ||
+    fail "retry: not one line per letter: $(head -c 600 "$LF_TMP/retry.out")"
+if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$LF_TMP/retry.out"; then
+    fail "retry: a control character on stdout"
+fi
+grep -qF 'currency": "\x1b]0;t\x07"' "$LF_TMP/retry.out" ||
+    fail "retry: the escape not shown escaped: $(grep currency "$LF_TMP/retry.out")"
+echo "ok   dead letters: $kinds hostile kinds, $ndead dead letters, valid neighbours projected; a retry's lines escaped"
 
 # ---- hostile strings, duplicates, conflicts --------------------------
 topic hostile

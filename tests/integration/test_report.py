@@ -633,6 +633,17 @@ htext = report("-d", "dbname=hostile").stdout
 expect("text: no escape character", "\x1b" in htext, False)
 # (28 characters, cut to 24 in the owner column: 23 and an ellipsis)
 expect("text: owner shown cut, ESC as ?", "'z', ?[3\u2026 " in htext, True)
+# C1 controls too: U+009B is a CSI to some terminals, U+0085 a line break.
+psql("CREATE DATABASE hostile_c1")
+migrate("hostile_c1")
+psql(fixture_sql([("L15", "web", None, "2024-03-01T00:00:00", [
+    ("captured", 0, {}),
+    ("handed_off", 1, {"owner": "o\u009b31mX\u0085y", "sla_hours": 24})])]),
+    db="hostile_c1")
+c1text = report("-d", "dbname=hostile_c1").stdout
+expect("text: no C1 control", any(ch in c1text for ch in "\u009b\u0085"),
+       False)
+expect("text: C1 controls as ?", "o?31mX?y" in c1text, True)
 hpage = os.path.join(tmp, "hostile.html")
 report("-d", "dbname=hostile", "--html", hpage)
 hp = Numbers()

@@ -436,7 +436,7 @@ static lf_cli_spec_t spec = {
     "--produce. The same flags and seed give the same output, byte\n"
     "for byte.\n"
     "\n"
-    "Settings (for --produce):",
+    "Settings (used by --produce; checked always):",
     .shared = LF_CLI_BROKERS | LF_CLI_TOPIC | LF_CLI_CONF | LF_CLI_VERBOSE,
     .own_help =
         "\n"
@@ -607,14 +607,22 @@ static lf_cli_next_t parse(int argc, char **argv, lf_cli_t *cli, gen_cfg_t *cfg)
     return LF_CLI_RUN;
 }
 
-/* With --produce, whether the contract version written can carry what the
- * contract v2 knobs ask for. @returns false (said) if not. */
+/* Whether contract.version is one, and with --produce, whether the version
+ * written can carry what the contract v2 knobs ask for. @returns false
+ * (said) if not. */
 static bool contract_fits(const gen_cfg_t *cfg, const lf_conf_t *conf)
 {
     const char *v = lf_conf_get(conf, LF_CONF_CONTRACT_VERSION);
     const lf_workload_opts_t *o = &cfg->wl;
 
-    if (!v || strcmp(v, "1") ||
+    if (v && strcmp(v, "1") && strcmp(v, "2")) { /* checked without too */
+        fprintf(stderr,
+                PROG ": contract.version=%s: the contract versions are 1 and "
+                     "2\n",
+                v);
+        return false;
+    }
+    if (!cfg->produce || !v || strcmp(v, "1") ||
         !(o->accounts || o->merges > 0 || o->voids > 0 || o->erasures > 0))
         return true;
     fprintf(stderr,
@@ -632,7 +640,7 @@ static int run(const gen_cfg_t *cfg, const lf_conf_t *conf)
     int rc;
 
     lf_cli_catch_signals(false);
-    if (cfg->produce && !contract_fits(cfg, conf))
+    if (!contract_fits(cfg, conf))
         return LF_EX_CONFIG;
     if (lf_workload_new(&cfg->wl, &w, errstr, sizeof(errstr))) {
         fprintf(stderr, PROG ": %s\n", errstr);
@@ -657,11 +665,12 @@ int main(int argc, char **argv)
     int rc;
 
     lf_log_init("gen");
-    /* the settings only matter to --produce and -X dump */
+    /* The settings only matter to --produce and -X dump, but are checked
+     * always: a typo (a missing -c file, an unknown key) is never ignored,
+     * whatever the output. */
     if ((next = parse(argc, argv, &cli, &cfg)) != LF_CLI_RUN)
         rc = lf_cli_exit_code(next);
-    else if ((cfg.produce || cli.dump) &&
-             (err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr))))
+    else if ((err = lf_cli_producer_conf(&cli, &conf, errstr, sizeof(errstr))))
         rc = lf_cli_conf_failed(&cli, err, errstr);
     else if (cli.dump)
         rc = lf_cli_dump(&cli, conf);

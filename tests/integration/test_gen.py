@@ -202,6 +202,12 @@ def test_rates():
     check(r.returncode == 64, "--produce --bad: exit %d" % r.returncode)
     r = run([GEN, "--seed", "-1"])  # not 2^64 - 1 without a word
     check(r.returncode == 64, "--seed -1: exit %d" % r.returncode)
+    # Settings are checked without --produce too: a typo is never ignored.
+    for bad in (["-c", "/nonexistent/gen.conf"], ["-X", "leadflow.foo=1"],
+                ["-X", "contract.version=9"]):
+        r = run([GEN, "--leads", "1"] + bad)
+        check(r.returncode == 78, "%s without --produce: exit %d"
+              % (" ".join(bad), r.returncode))
     r = run([GEN, "--help"])
     h = r.stdout.decode()
     check(r.returncode == 0 and "Harvard Business Review" in h and

@@ -424,9 +424,9 @@ static double mono_s(void)
  * --migrate-only). @returns an exit code, 0 when ready (or stopped). */
 static int setup_db(app_t *app, bool migrate_only)
 {
-    char errstr[1024], q[1100];
+    char errstr[8192], q[8300];
     int applied = 0;
-    double start = mono_s();
+    double refused_since = -1; /* the first refusal of the settings */
 
     for (int attempt = 0; !lf_cli_signals; attempt++) {
         if (attempt)
@@ -434,8 +434,15 @@ static int setup_db(app_t *app, bool migrate_only)
         if (!app->conn) {
             app->conn = lf_pg_connect(app->conninfo, errstr, sizeof(errstr));
             app->conns += app->conn != NULL;
-            if (!app->conn && lf_pg_refused_for_good(errstr) &&
-                mono_s() - start >= REFUSED_AT_START_S) {
+            /* Before any connection only: after one, a failover's
+             * half-configured standby may say the same (RELIABILITY.md). */
+            bool refused =
+                !app->conn && !app->conns && lf_pg_refused_for_good(errstr);
+            if (!refused)
+                refused_since = -1;
+            else if (refused_since < 0)
+                refused_since = mono_s();
+            if (refused && mono_s() - refused_since >= REFUSED_AT_START_S) {
                 LF_LOG(LF_LOG_ERR,
                        "msg=\"PostgreSQL refuses the connection for a reason "
                        "of the settings (the database, the role, the "

@@ -217,32 +217,58 @@ lf_err_t lf_conf_check(const lf_conf_t *conf, const char *const *known,
     return LF_OK;
 }
 
+/* Read one line of @p fp into @p line (LF_CONF_LINE_MAX + 1 bytes), its
+ * newline dropped. @returns 0 at the end of the file, 1 for a line, -1
+ * for one longer than LF_CONF_LINE_MAX, -2 for one holding a NUL byte
+ * (the reading stops there: the file is refused). */
+static int read_line(FILE *fp, char *line)
+{
+    size_t n = 0;
+    int c;
+
+    while ((c = getc(fp)) != EOF && c != '\n') {
+        if (c == '\0')
+            return -2;
+        if (n == LF_CONF_LINE_MAX)
+            return -1;
+        line[n++] = (char)c;
+    }
+    line[n] = '\0';
+    return c == EOF && !n ? 0 : 1;
+}
+
 lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
                            size_t errstr_size)
 {
     FILE *fp = fopen(path, "r");
-    char line[LF_CONF_LINE_MAX + 2]; /* the line, its newline, its NUL */
-    int lineno = 0;
+    char *line = malloc(LF_CONF_LINE_MAX + 1);
+    int lineno = 0, got;
     bool secret = false;
     struct stat st;
     lf_err_t err = LF_OK;
 
-    if (!fp)
-        return lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: %s", path,
-                         strerror(errno));
-    while (fgets(line, sizeof(line), fp)) {
-        size_t len = strlen(line);
+    if (!fp || !line) {
+        err =
+            !fp ? lf_seterr(LF_ERR_IO, errstr, errstr_size, "%s: %s", path,
+                            strerror(errno))
+                : lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        if (fp)
+            fclose(fp);
+        free(line);
+        return err;
+    }
+    while ((got = read_line(fp, line))) {
         lineno++;
         /* One line is one setting: one longer than the buffer is refused
          * whole (read in pieces, its tail would be a setting of its own),
          * as is a NUL in it (it would cut the value short). */
-        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+        if (got == -1) {
             err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                             "%s:%d: line longer than %d bytes", path, lineno,
                             LF_CONF_LINE_MAX);
             break;
         }
-        if (!feof(fp) && (len == 0 || line[len - 1] != '\n')) {
+        if (got == -2) {
             err = lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                             "%s:%d: a NUL byte in the line", path, lineno);
             break;
@@ -273,6 +299,7 @@ lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
                "it; chmod 600 it\" file=%s",
                path);
     fclose(fp);
+    free(line);
     return err;
 }
 

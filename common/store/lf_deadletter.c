@@ -45,7 +45,11 @@ static void put_escaped(FILE *out, const unsigned char *s, size_t n)
             fprintf(out, "\\x%02x", c);
         else if (c < 0x80)
             fputc(c, out);
-        else if ((seq = utf8_seq(s + i, n - i))) {
+        else if (c == 0xC2 && i + 1 < n && s[i + 1] >= 0x80 &&
+                 s[i + 1] <= 0x9F) { /* a C1 control: U+009B is a CSI */
+            fprintf(out, "\\xc2\\x%02x", s[i + 1]);
+            i++;
+        } else if ((seq = utf8_seq(s + i, n - i))) {
             fwrite(s + i, 1, seq, out);
             i += seq - 1;
         } else

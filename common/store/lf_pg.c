@@ -136,45 +136,59 @@ lf_err_t lf_pg_exec_stoppable(PGconn *conn, const char *sql, const char *what,
         if (!PQconsumeInput(conn))
             break; /* the result says what happened */
     }
+    bool by_cancel = false; /* the statement ended by our cancel */
     while ((res = PQgetResult(conn))) {
         ExecStatusType st = PQresultStatus(res);
-        if (!err && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        if (!err && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            by_cancel = state && !strcmp(state, "57014");
             err = lf_pg_fail(conn, res, what, errstr, errstr_size);
+        }
         PQclear(res);
     }
-    if (cancelled)
+    /* A statement that failed for its own reason says so; one that our
+     * cancel ended, or that ended well all the same (the caller rolls
+     * back), was interrupted. */
+    if (cancelled && (!err || by_cancel))
         return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
                          "%s: interrupted by a signal", what);
     return err;
 }
 
-/* How many times @p needle occurs in @p s. */
-static int count_of(const char *s, const char *needle)
-{
-    int n = 0;
-    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 bool lf_pg_refused_for_good(const char *errstr)
 {
-    /* libpq says "connection to server at ... failed: " (or "on socket")
-     * once per server it tried, then that server's reason. */
+    /* libpq writes a line per attempt ("connection to server at ...
+     * failed: REASON", "could not translate host name ...", two per server
+     * with sslmode=prefer), its hints on lines that begin with a tab. Every
+     * attempt's line must be a refusal of the settings: one server that
+     * could not be reached at all (refused, no such name, read-only) may
+     * come back. */
     static const char *const settings[] = {
         "\" does not exist", /* database "x" / role "x" */
         "password authentication failed",
         "no pg_hba.conf entry",
         "no password supplied",
     };
-    int servers, refused = 0;
+    int lines = 0;
 
     if (!errstr)
         return false;
-    servers = count_of(errstr, "connection to server ");
-    for (size_t i = 0; i < sizeof(settings) / sizeof(*settings); i++)
-        refused += count_of(errstr, settings[i]);
-    return servers > 0 && refused >= servers;
+    for (const char *l = errstr; *l;
+         l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0)) {
+        size_t n = strcspn(l, "\n");
+        bool refused = false;
+        if (!n || *l == '\t' || *l == ' ')
+            continue;
+        for (size_t i = 0; !refused && i < sizeof(settings) / sizeof(*settings);
+             i++) {
+            const char *hit = strstr(l, settings[i]);
+            refused = hit && hit < l + n;
+        }
+        if (!refused)
+            return false;
+        lines++;
+    }
+    return lines > 0;
 }
 
 void lf_pg_log_notices(PGconn *conn)

@@ -127,6 +127,9 @@ def main():
     i = nxt(); dead(i, frame(body("B-%02d" % i, etype=6,
                                   payload=zz(100) + s("\x1b]0;t\x07"))),
                     "currency")
+    i = nxt(); dead(i, frame(body("B-%02d" % i, etype=6,
+                                  payload=zz(100) + s(b"\xc2\x9b31m"))),
+                    "currency")  # a C1 control (CSI) in the reason
     i = nxt(); dead(i, frame(body("B-%02d" % i, etype=1,
                                   payload=zz(-3) + zz(50) + s("m"))),
                     "score")

@@ -345,7 +345,8 @@ ndead=$(q dead "SELECT count(*) FROM funnel.dead_letters")
     >"$LF_TMP/retry.out" || fail "dead-letters retry: exit $?"
 [ "$(grep -c 'still failing' "$LF_TMP/retry.out")" = "$ndead" ] ||
     fail "retry: not one line per letter: $(head -c 600 "$LF_TMP/retry.out")"
-if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$LF_TMP/retry.out"; then
+if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]\|\xc2[\x80-\x9f]' \
+    "$LF_TMP/retry.out"; then
     fail "retry: a control character on stdout"
 fi
 grep -qF 'currency": "\x1b]0;t\x07"' "$LF_TMP/retry.out" ||

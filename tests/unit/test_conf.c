@@ -192,6 +192,23 @@ Test(conf, load_file_long_and_nul_lines)
                  LF_ERR_INVALID);
     cr_expect(strstr(err, ":1: a NUL byte in the line"), "%s", err);
     unlink(want);
+    /* ... on the last line too, with no newline after it */
+    static const char nul_last[] = "topic=t\ngroup.id=a\0b";
+    strcpy(want, "/tmp/lf_test_conf_XXXXXX");
+    fd = mkstemp(want);
+    cr_assert_eq(write(fd, nul_last, sizeof(nul_last) - 1),
+                 (ssize_t)sizeof(nul_last) - 1);
+    close(fd);
+    cr_expect_eq(lf_conf_load_file(conf, want, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, ":2: a NUL byte in the line"), "%s", err);
+    unlink(want);
+    /* a last line with no newline is read whole */
+    path = write_tmp("topic=t\ngroup.id=g");
+    cr_expect_eq(lf_conf_load_file(conf, path, err, sizeof(err)), LF_OK, "%s",
+                 err);
+    cr_expect_str_eq(lf_conf_get(conf, "group.id"), "g");
+    unlink(path);
 }
 
 /* A directory is no settings file (it read as an empty one). */

@@ -249,6 +249,27 @@ Test(pg, refusals_of_the_settings_told_from_outages, .timeout = 120)
     }
     cr_expect(!lf_pg_refused_for_good(NULL));
     cr_expect(!lf_pg_refused_for_good(""));
+    /* libpq's text for a host name that does not resolve (a DNS switch
+     * during a failover) has no "connection to server": it is an attempt
+     * that reached nothing all the same */
+    cr_expect(!lf_pg_refused_for_good(
+        "PostgreSQL: could not translate host name \"db-a.invalid\" to "
+        "address: Name or service not known\nconnection to server at "
+        "\"127.0.0.1\", port 5432 failed: FATAL:  database \"d\" does not "
+        "exist"));
+    /* sslmode=prefer: two lines for one server, both refusals */
+    cr_expect(lf_pg_refused_for_good(
+        "PostgreSQL: connection to server at \"h\" (10.0.0.1), port 5432 "
+        "failed: FATAL:  no pg_hba.conf entry for host \"10.0.0.2\", user "
+        "\"u\", database \"d\", SSL encryption\nconnection to server at "
+        "\"h\" (10.0.0.1), port 5432 failed: FATAL:  no pg_hba.conf entry "
+        "for host \"10.0.0.2\", user \"u\", database \"d\", no "
+        "encryption"));
+    /* a hint on a line of its own (a tab first) is no attempt */
+    cr_expect(!lf_pg_refused_for_good(
+        "PostgreSQL: connection to server at \"h\", port 1 failed: "
+        "Connection refused\n\tIs the server running on that host and "
+        "accepting TCP/IP connections?"));
     pg_down(conn, dir);
 }
 

@@ -113,6 +113,37 @@ int lf_rewind_plan(lf_rewind_t *rows, int count)
     return changed;
 }
 
+/* Open the transaction and take funnel.offsets' lock, waiting at most
+ * @p lock_timeout_ms (a signal ends the wait: lf_pg_set_stop()). On an
+ * error the transaction is rolled back. */
+static lf_err_t lock_offsets(PGconn *conn, int lock_timeout_ms, char *errstr,
+                             size_t errstr_size)
+{
+    char sql[128];
+    lf_err_t err;
+
+    snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d", lock_timeout_ms);
+    if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
+                           errstr_size)))
+        return err;
+    if (!(err = lf_pg_query(conn, sql, 0, NULL, "lock timeout", NULL, errstr,
+                            errstr_size)))
+        err = lf_pg_exec_stoppable(
+            conn, "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE MODE",
+            "locking funnel.offsets", errstr, errstr_size);
+    if (err == LF_ERR_TEMPORARY && PQstatus(conn) == CONNECTION_OK &&
+        strstr(errstr, "lock timeout"))
+        lf_seterr(err, errstr, errstr_size,
+                  "locking funnel.offsets: another session held a lock on it "
+                  "past the lock timeout of %g s (see pg_locks): nothing "
+                  "changed; try again when it is done, or with a longer "
+                  "--lock-timeout",
+                  lock_timeout_ms / 1000.0);
+    if (err && PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return err;
+}
+
 lf_err_t
 lf_rewind_run(PGconn *conn, const char *group, const char *topic,
               lf_rewind_t *rows, int count, bool apply, int lock_timeout_ms,
@@ -121,34 +152,13 @@ lf_rewind_run(PGconn *conn, const char *group, const char *topic,
 {
     const char *params[4] = {group, topic, NULL, NULL};
     PGresult *res = NULL;
-    char sql[128];
     bool in_doubt;
     lf_err_t err;
 
     *changed = 0;
     if (apply) {
-        snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d",
-                 lock_timeout_ms);
-        if ((err = lf_pg_query(conn, "BEGIN", 0, NULL, "BEGIN", NULL, errstr,
-                               errstr_size)))
+        if ((err = lock_offsets(conn, lock_timeout_ms, errstr, errstr_size)))
             return err;
-        if ((err = lf_pg_query(conn, sql, 0, NULL, "lock timeout", NULL, errstr,
-                               errstr_size)))
-            goto rollback;
-        /* (a signal stops the wait: lf_pg_set_stop()) */
-        err = lf_pg_exec_stoppable(
-            conn, "LOCK TABLE funnel.offsets IN ACCESS EXCLUSIVE MODE",
-            "locking funnel.offsets", errstr, errstr_size);
-        if (err == LF_ERR_TEMPORARY && PQstatus(conn) == CONNECTION_OK &&
-            strstr(errstr, "lock timeout"))
-            lf_seterr(err, errstr, errstr_size,
-                      "locking funnel.offsets: another session held a lock "
-                      "on it past the lock timeout of %g s (see pg_locks): "
-                      "nothing changed; try again when it is done, or with "
-                      "a longer --lock-timeout",
-                      lock_timeout_ms / 1000.0);
-        if (err)
-            goto rollback;
         if (check && (err = check(arg, errstr, errstr_size)))
             goto rollback;
     }

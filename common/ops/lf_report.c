@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the sections ------------------------------------------------------ */
 
@@ -975,7 +977,58 @@ static void write_csv(const lf_report_t *rep, FILE *fp)
 #define OID_FLOAT8  701
 #define OID_NUMERIC 1700
 
-/* One cell as JSON: numbers as numbers (integers exactly), NULL as null. */
+/* A number a double cannot hold exactly (a sum past 2^63, an ROI of more
+ * than 15 digits: numeric since migration 021) goes into the tree as a
+ * string under this mark, and write_json() writes its digits as they are.
+ * The mark holds a random part, so no producer's string can be taken for
+ * one. */
+static char num_mark[48];
+
+static void num_mark_init(void)
+{
+    unsigned char b[12];
+    FILE *f;
+
+    if (num_mark[0])
+        return;
+    f = fopen("/dev/urandom", "rb");
+    if (!f || fread(b, 1, sizeof(b), f) != sizeof(b))
+        for (size_t i = 0; i < sizeof(b); i++) /* (no urandom: still odd) */
+            b[i] = (unsigned char)(((uintptr_t)&b >> (i % 8)) ^ (i * 131u) ^
+                                   (unsigned)getpid());
+    if (f)
+        fclose(f);
+    int n = snprintf(num_mark, sizeof(num_mark), "\001lfnum-");
+    for (size_t i = 0; i < sizeof(b); i++)
+        n += snprintf(num_mark + n, sizeof(num_mark) - (size_t)n, "%02x", b[i]);
+    snprintf(num_mark + n, sizeof(num_mark) - (size_t)n, ":");
+}
+
+/* Is @p v a JSON number of more than 15 significant digits (what %.15g
+ * would round)? */
+static bool long_number(const char *v)
+{
+    const char *p = v + (*v == '-');
+    int digits = 0;
+    bool seen = false, point = false;
+
+    if (!isdigit((unsigned char)*p))
+        return false;
+    for (; *p; p++) {
+        if (*p == '.' && !point) {
+            point = true;
+            continue;
+        }
+        if (!isdigit((unsigned char)*p))
+            return false;
+        seen |= *p != '0';
+        digits += seen;
+    }
+    return p[-1] != '.' && digits > 15;
+}
+
+/* One cell as JSON: numbers as numbers (integers and long numbers
+ * exactly), NULL as null. */
 static json_t *cell_json(const PGresult *res, int r, int c)
 {
     const char *v = PQgetvalue(res, r, c);
@@ -993,6 +1046,12 @@ static json_t *cell_json(const PGresult *res, int r, int c)
             long long i = strtoll(v, &end, 10);
             if (!errno && !*end)
                 return json_integer(i);
+        }
+        if (long_number(v)) {
+            char buf[160];
+            snprintf(buf, sizeof(buf), "%s%s", num_mark, v);
+            if (strlen(v) < 100)
+                return json_string(buf);
         }
         json_t *j = json_real(strtod(v, NULL));
         return j ? j : json_null(); /* NaN and infinities have no JSON */
@@ -1040,10 +1099,34 @@ static bool json_definition(const lf_report_t *rep, json_t *root)
     return !json_object_set_new(root, "stage_labels", labels);
 }
 
+/* Write the dumped @p text with each marked number ("\u0001lfnum-...:DIGITS",
+ * cell_json()) as its bare digits. */
+static void put_json_numbers(FILE *fp, const char *text)
+{
+    char mark[64];
+    const char *p = text, *hit;
+    size_t mlen;
+
+    /* as jansson writes it: '"', the control character escaped, the rest */
+    snprintf(mark, sizeof(mark), "\"\\u0001%s", num_mark + 1);
+    mlen = strlen(mark);
+    while (num_mark[0] && (hit = strstr(p, mark))) {
+        const char *digits = hit + mlen, *close = strchr(digits, '"');
+        fwrite(p, 1, (size_t)(hit - p), fp);
+        if (!close) /* cannot be: jansson closed the string */
+            break;
+        fwrite(digits, 1, (size_t)(close - digits), fp);
+        p = close + 1;
+    }
+    fputs(p, fp);
+}
+
 static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
 {
     json_t *root = json_object(), *filter = json_object();
     bool ok = root && filter;
+
+    num_mark_init();
 
     ok =
         ok &&
@@ -1072,14 +1155,19 @@ static lf_err_t write_json(const lf_report_t *rep, FILE *fp)
         }
         ok = v && !json_object_set_new(root, sections[i].name, v);
     }
-    /* %.15g: every value of the views (at most 15 significant digits)
-     * prints as PostgreSQL wrote it, 0.6923 and not 0.69230000000000003.
-     * A dump that failed on a write (a full disk, a closed pipe) is left
-     * to lf_report_write(), which finds it in ferror(fp) and says so. */
-    if (ok && json_dumpf(root, fp, JSON_INDENT(2) | JSON_REAL_PRECISION(15)))
-        ok = ferror(fp);
-    else if (ok)
+    /* %.15g: a value of at most 15 significant digits prints as
+     * PostgreSQL wrote it, 0.6923 and not 0.69230000000000003; longer ones
+     * are marked strings (cell_json()), written here as their digits. A
+     * write that failed (a full disk, a closed pipe) is left to
+     * lf_report_write(), which finds it in ferror(fp) and says so. */
+    char *text =
+        ok ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
+    if (text) {
+        put_json_numbers(fp, text);
         fputc('\n', fp);
+    }
+    ok = text != NULL;
+    free(text);
     json_decref(filter);
     json_decref(root);
     return ok ? LF_OK : LF_ERR_NOMEM;

@@ -54,6 +54,7 @@ Reporting currency USD.
 Usage: test_money.py BIN_DIR   (CTest passes it; needs PostgreSQL 15)
 """
 
+import decimal
 import json
 import os
 import subprocess
@@ -689,6 +690,17 @@ expect("the report runs with amounts past bigint", (p.returncode, p.stderr),
        (0, ""))
 expect("the report shows the pipeline's sum", str(2 * BIG) in p.stdout,
        True)
+# ... and its JSON as exact numbers too (a double would round them)
+p = subprocess.run([os.path.join(BIN, "leadflow-report"), "-f", "json"],
+                   capture_output=True, text=True)
+doc = json.loads(p.stdout, parse_float=decimal.Decimal)
+totals = [r for r in doc["pipeline"] if r["source"] is None
+          and r["currency"] == "EUR"]  # the total row of EUR
+expect("JSON: the pipeline's sum past 2^63, exact",
+       [r["open_amount_minor"] for r in totals], [2 * BIG])
+expect("JSON: the accounts' revenue past 2^63, exact", [
+    r["won_revenue_reporting_minor"] for r in doc["accounts_by_leads"]
+    if r.get("account_id") == "acme"], [10145709240540253388 + BIG])
 psql("""UPDATE funnel.leads SET opportunity_amount_minor = CASE lead_id
         WHEN 'M01' THEN 100000 ELSE 50000 END WHERE lead_id IN ('M01', 'M02');
         UPDATE funnel.leads SET won_amount_minor = CASE lead_id

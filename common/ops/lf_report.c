@@ -456,15 +456,50 @@ typedef enum shape_e {
     SHOW_HOURS, /* 10.00 -> 10.00 h */
 } shape_t;
 
+/* The fraction @p v ("0.0515", as the view wrote it) as a percentage to
+ * one place, rounded half away from zero from its decimal digits (a double
+ * would make 0.0515 5.1499... and print 5.1%; the CSV's 0.0515 is 5.2%).
+ * @returns false when @p v is no plain decimal. */
+static bool pct_text(const char *v, char *buf, size_t size)
+{
+    const char *p = v + (*v == '-'), *frac;
+    unsigned long long whole = 0, tenths;
+    char d[4] = {'0', '0', '0', '0'};
+
+    if (!isdigit((unsigned char)*p))
+        return false;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (whole > 1000000000ULL)
+            return false;
+        whole = whole * 10 + (unsigned)(*p - '0');
+    }
+    frac = *p == '.' ? p + 1 : p;
+    for (int i = 0; i < 4 && isdigit((unsigned char)frac[i]); i++)
+        d[i] = frac[i];
+    for (p = frac; isdigit((unsigned char)*p); p++)
+        ;
+    if (*p)
+        return false;
+    /* tenths of a percent: the fraction's first three digits, then its
+     * fourth (and any after it) rounds */
+    tenths = whole * 1000 + (unsigned)(d[0] - '0') * 100 +
+             (unsigned)(d[1] - '0') * 10 + (unsigned)(d[2] - '0') +
+             (d[3] >= '5');
+    snprintf(buf, size, "%s%llu.%llu%%", *v == '-' && tenths ? "-" : "",
+             tenths / 10, tenths % 10);
+    return true;
+}
+
 /* @p v (a view's text, NULL for SQL NULL) as a person reads it; "-" for
  * NULL. @returns buf. */
 static const char *show(shape_t shape, const char *v, char *buf, size_t size)
 {
     if (!v)
         snprintf(buf, size, "-");
-    else if (shape == SHOW_PCT)
-        snprintf(buf, size, "%.1f%%", num(v) * 100.0);
-    else if (shape == SHOW_HOURS)
+    else if (shape == SHOW_PCT) {
+        if (!pct_text(v, buf, size))
+            snprintf(buf, size, "%.1f%%", num(v) * 100.0);
+    } else if (shape == SHOW_HOURS)
         snprintf(buf, size, "%s h", v);
     else
         snprintf(buf, size, "%s", v);

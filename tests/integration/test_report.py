@@ -17,6 +17,7 @@ Usage: test_report.py BIN_DIR
 """
 
 import csv
+import decimal
 import html
 import html.parser
 import io
@@ -471,6 +472,16 @@ for bad in ("<script", "<link", "<img", "<iframe", " src=", "url(",
 expect("http:// only as the SVG namespace",
        source.replace('xmlns="http://www.w3.org/2000/svg"', "").count(
            "http://"), 0)
+# Every percentage the page shows is its data-value (the view's 4-place
+# fraction) times 100, rounded half up to one place from its decimal digits:
+# 0.0515 is 5.2%, never a double's 5.1%.
+shown_pcts = re.findall(r'data-value="(-?[0-9]+\.[0-9]+)"[^>]*>(-?[0-9.]+)%<',
+                        source)
+expect("the page shows percentages", len(shown_pcts) > 10, True)
+for value, shown in shown_pcts:
+    pct = (decimal.Decimal(value) * 100).quantize(
+        decimal.Decimal("0.1"), rounding=decimal.ROUND_HALF_UP)
+    expect("percentage of %s" % value, shown, str(pct))
 parsed = Numbers()
 parsed.feed(source)
 # The score chart draws one model: the page names it.
@@ -644,6 +655,18 @@ c1text = report("-d", "dbname=hostile_c1").stdout
 expect("text: no C1 control", any(ch in c1text for ch in "\u009b\u0085"),
        False)
 expect("text: C1 controls as ?", "o?31mX?y" in c1text, True)
+# A share on a rounding boundary: 103 of 2,000 leads in marketing_qualified
+# is 0.0515, which a double makes 5.1499...%: shown 5.2%, as the CSV's
+# 0.0515 rounds.
+psql("CREATE DATABASE pct")
+migrate("pct")
+psql(fixture_sql([("P%04d" % i, "web", None, "2024-03-01T00:00:00",
+                   [("captured", 0, {})] + ([("marketing_qualified", 1, {})]
+                                            if i < 103 else []))
+                  for i in range(2000)]), db="pct")
+ptext = report("-d", "dbname=pct").stdout
+expect("text: 103 of 2000 as 5.2%", bool(re.search(
+    r"marketing_qualified +103 +5\.2%", ptext)), True)
 hpage = os.path.join(tmp, "hostile.html")
 report("-d", "dbname=hostile", "--html", hpage)
 hp = Numbers()

@@ -44,39 +44,19 @@ say "Projecting into PostgreSQL: leadflow-project (until idle for 3 s)"
 
 say "The funnel both teams now share"
 psql -X -q -P footer=off <<'SQL'
-\echo 'Leads per current stage'
-SELECT stage, count(*) AS leads,
-       round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
-FROM funnel.leads GROUP BY stage
-ORDER BY array_position(ARRAY['captured','marketing_qualified','handed_off',
-  'sales_accepted','sales_qualified','won','lost','nurture','disqualified'],
-  stage);
+\echo 'Leads per current stage (funnel.stage_counts, every channel)'
+SELECT stage, leads, round(100 * share, 1) AS pct
+FROM funnel.stage_counts WHERE channel IS NULL ORDER BY stage_order;
 
-\echo 'Stage-to-stage conversion (leads that ever reached each stage)'
-WITH reached AS (
-  SELECT count(*) AS captured,
-         count(first_marketing_qualified_at) AS marketing_qualified,
-         count(first_handed_off_at) AS handed_off,
-         count(first_sales_accepted_at) AS sales_accepted,
-         count(first_sales_qualified_at) AS sales_qualified,
-         count(won_at) AS won
-  FROM funnel.leads)
-SELECT step, from_n AS entered, to_n AS reached_next,
-       round(100.0 * to_n / nullif(from_n, 0), 1) AS rate_pct
-FROM reached, LATERAL (VALUES
-  (1, 'captured -> marketing_qualified', captured, marketing_qualified),
-  (2, 'marketing_qualified -> handed_off', marketing_qualified, handed_off),
-  (3, 'handed_off -> sales_accepted', handed_off, sales_accepted),
-  (4, 'sales_accepted -> sales_qualified', sales_accepted, sales_qualified),
-  (5, 'sales_qualified -> won', sales_qualified, won)) AS v(n, step, from_n, to_n)
-ORDER BY n;
+\echo 'Stage-to-stage conversion (funnel.conversion: of the leads that reached a stage, those that reached the next after it)'
+SELECT from_stage || ' -> ' || to_stage AS stages, entered,
+       reached AS reached_next, round(100 * rate, 1) AS rate_pct
+FROM funnel.conversion
+WHERE capture_month IS NULL AND channel IS NULL ORDER BY step;
 
-\echo 'Median time in stage (finished visits)'
-SELECT stage, count(*) AS visits,
-       justify_interval(date_trunc('minute', percentile_cont(0.5)
-         WITHIN GROUP (ORDER BY exited_at - entered_at))) AS median
-FROM funnel.stage_history WHERE exited_at IS NOT NULL
-GROUP BY stage ORDER BY median DESC;
+\echo 'Time in stage, hours (funnel.time_in_stage: visits that ended)'
+SELECT stage, finished_visits, median_hours, p90_hours, current_visits
+FROM funnel.time_in_stage ORDER BY stage_order;
 
 \echo 'Identity: merged leads, voided events, people erased (keyed pseudonyms)'
 SELECT (SELECT count(*) FROM funnel.merges) AS merges,
@@ -98,6 +78,9 @@ say "Done in $(($(date +%s) - start)) s"
 if [ "$KEEP" = 1 ]; then
     echo "The stack keeps running. Explore with:"
     echo "  psql -h $PGHOST -p $PGPORT -U $PGUSER $PGDATABASE"
+    echo "or give a shell its settings (LEADFLOW_BROKERS, PGHOST, ...) for"
+    echo "leadflow-emit, -project, -replay and -report:"
+    echo "  eval \"\$($SRC/tools/devstack.sh env $STATE)\""
     echo "Stop it with:"
     echo "  LEADFLOW_BIN=$BIN $SRC/tools/devstack.sh stop $STATE"
 else

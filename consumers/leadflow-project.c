@@ -622,8 +622,9 @@ static int start_store(app_t *app)
             fprintf(stderr, "leadflow-project: %s\n", errstr);
             return e == LF_ERR_INVALID ? LF_EX_CONFIG : LF_EX_UNAVAILABLE;
         }
-        LF_LOG(LF_LOG_INFO, "msg=\"serving metrics\" listen=%s port=%d", listen,
-               lf_metrics_port(app->metrics));
+        /* notice: -q still says where to scrape (a port of 0 picks one) */
+        LF_LOG(LF_LOG_NOTICE, "msg=\"serving metrics\" listen=%s port=%d",
+               listen, lf_metrics_port(app->metrics));
     }
     if ((rc = setup_db(app, cfg->migrate_only)) || cfg->migrate_only ||
         lf_cli_signals || (rc = check_definition(app)) ||

@@ -413,20 +413,13 @@ static void log_stats(app_t *app, const char *msg)
  * deployment's init step is still creating. Then it is a mistake. */
 #define REFUSED_AT_START_S 30
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Connect and migrate, retrying while the database is away (not with
  * --migrate-only). @returns an exit code, 0 when ready (or stopped). */
 static int setup_db(app_t *app, bool migrate_only)
 {
     char errstr[8192], q[8300];
     int applied = 0;
-    double refused_since = -1; /* the first refusal of the settings */
+    int64_t refused_since = -1; /* the first refusal of the settings, ms */
 
     for (int attempt = 0; !lf_cli_signals; attempt++) {
         if (attempt)
@@ -441,8 +434,9 @@ static int setup_db(app_t *app, bool migrate_only)
             if (!refused)
                 refused_since = -1;
             else if (refused_since < 0)
-                refused_since = mono_s();
-            if (refused && mono_s() - refused_since >= REFUSED_AT_START_S) {
+                refused_since = lf_now_mono_ms();
+            if (refused &&
+                lf_now_mono_ms() - refused_since >= REFUSED_AT_START_S * 1000) {
                 LF_LOG(LF_LOG_ERR,
                        "msg=\"PostgreSQL refuses the connection for a reason "
                        "of the settings (the database, the role, the "

@@ -15,6 +15,7 @@
 #include "lf_definition.h"
 #include "lf_defstore.h"
 #include "lf_diff.h"
+#include "lf_event.h"
 #include "lf_json.h"
 #include "lf_log.h"
 #include "lf_pg.h"
@@ -2424,8 +2425,7 @@ static void put_term(const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == 0xC2 && (unsigned char)s[1] >= 0x80 &&
-            (unsigned char)s[1] <= 0x9F) {
+        if (lf_utf8_is_c1(s)) {
             putchar('?');
             s++;
         } else if (c == '\t' || c == '\n' || c == '\r')

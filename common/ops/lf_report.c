@@ -3,16 +3,16 @@
  * (schemas/sql/002_views.sql); here we only pick rows and lay them out. */
 #include "lf_report.h"
 
+#include "lf_event.h"
 #include "lf_pg.h"
+#include "lf_uuid.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* ---- the sections ------------------------------------------------------ */
 
@@ -583,10 +583,7 @@ static void put_term(FILE *fp, const char *s, int width, int max)
         unsigned char c = (unsigned char)s[i];
         if ((c & 0xC0) != 0x80 && cut && w == max - 1)
             break;
-        /* C1 controls too (U+0080..U+009F: U+009B is a CSI to some
-         * terminals), two bytes in UTF-8 */
-        if (c == 0xC2 && (unsigned char)s[i + 1] >= 0x80 &&
-            (unsigned char)s[i + 1] <= 0x9F) {
+        if (lf_utf8_is_c1(s + i)) { /* C1 controls too: one '?' */
             fputc('?', fp);
             i++;
             w++;
@@ -1021,22 +1018,12 @@ static char num_mark[48];
 
 static void num_mark_init(void)
 {
-    unsigned char b[12];
-    FILE *f;
+    char uuid[37];
 
     if (num_mark[0])
         return;
-    f = fopen("/dev/urandom", "rb");
-    if (!f || fread(b, 1, sizeof(b), f) != sizeof(b))
-        for (size_t i = 0; i < sizeof(b); i++) /* (no urandom: still odd) */
-            b[i] = (unsigned char)(((uintptr_t)&b >> (i % 8)) ^ (i * 131u) ^
-                                   (unsigned)getpid());
-    if (f)
-        fclose(f);
-    int n = snprintf(num_mark, sizeof(num_mark), "\001lfnum-");
-    for (size_t i = 0; i < sizeof(b); i++)
-        n += snprintf(num_mark + n, sizeof(num_mark) - (size_t)n, "%02x", b[i]);
-    snprintf(num_mark + n, sizeof(num_mark) - (size_t)n, ":");
+    lf_uuid_v4(uuid); /* getrandom(2) */
+    snprintf(num_mark, sizeof(num_mark), "\001lfnum-%s:", uuid);
 }
 
 /* Is @p v a JSON number of more than 15 significant digits (what %.15g

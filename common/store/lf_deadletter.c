@@ -45,8 +45,7 @@ static void put_escaped(FILE *out, const unsigned char *s, size_t n)
             fprintf(out, "\\x%02x", c);
         else if (c < 0x80)
             fputc(c, out);
-        else if (c == 0xC2 && i + 1 < n && s[i + 1] >= 0x80 &&
-                 s[i + 1] <= 0x9F) { /* a C1 control: U+009B is a CSI */
+        else if (i + 1 < n && lf_utf8_is_c1((const char *)s + i)) {
             fprintf(out, "\\xc2\\x%02x", s[i + 1]);
             i++;
         } else if ((seq = utf8_seq(s + i, n - i))) {

@@ -182,6 +182,15 @@ lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,
 /** True if @p s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool lf_utf8_valid(const char *s, size_t len);
 
+/** Does @p s start with a C1 control, U+0080..U+009F (two bytes in UTF-8;
+ *  U+009B is a CSI to some terminals)? @p s[1] is read only when s[0] is
+ *  0xC2. */
+static inline bool lf_utf8_is_c1(const char *s)
+{
+    return (unsigned char)s[0] == 0xC2 && (unsigned char)s[1] >= 0x80 &&
+           (unsigned char)s[1] <= 0x9F;
+}
+
 /** Sort captured attributes by key; @returns false if two keys are equal. */
 bool lf_event_sort_attrs(lf_event_t *ev);
 

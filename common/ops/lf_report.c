@@ -41,6 +41,7 @@ typedef enum section_e {
     SEC_RECYCLE_RESPONSE,
     SEC_ROI_CHANNEL,
     SEC_ROI_CAMPAIGN,
+    SEC_ROI_MONTH,
     SEC_ACCOUNTS_REVENUE,
     SEC_ACCOUNTS_LEADS,
     SEC_IDENTITY,
@@ -166,6 +167,13 @@ static const struct section_def_s {
     [SEC_ROI_CAMPAIGN] = {"roi_campaign", 2,
                           "SELECT channel, campaign," ROI_COLS
                           " WHERE grain = 'campaign' ORDER BY 1, 2"},
+    /* The month grain, keyed by month and "channel / campaign" (the
+     * campaign left out for none). */
+    [SEC_ROI_MONTH] = {"roi_month", 2,
+                       "SELECT month, concat_ws(' / ', channel,"
+                       " nullif(campaign, '')) AS source," ROI_COLS
+                       " WHERE grain = 'month' ORDER BY month, channel,"
+                       " campaign"},
     /* The accounts (funnel.accounts): the top ones by won revenue, per
      * currency (amounts in two currencies do not add up), with the leads
      * won in that currency, and by leads; the leads without an account
@@ -857,6 +865,8 @@ static void text_money(const lf_report_t *rep, FILE *fp)
     text_table(rep, fp, SEC_ROI_CHANNEL,
                "ROI by channel (reporting currency, minor units)", "all", 40);
     text_table(rep, fp, SEC_ROI_CAMPAIGN, "ROI by campaign", "all", 60);
+    text_table(rep, fp, SEC_ROI_MONTH, "ROI by month (channel / campaign)", "",
+               60);
 }
 
 /* The top accounts by won revenue (per currency) and by leads. */
@@ -1926,6 +1936,8 @@ static void html_roi(const lf_report_t *rep, FILE *fp)
     html_table(rep, fp, SEC_ROI_CHANNEL, "all channels", 100);
     fputs("<h2>ROI by campaign</h2>\n", fp);
     html_table(rep, fp, SEC_ROI_CAMPAIGN, "", 200);
+    fputs("<h2>ROI by month</h2>\n", fp);
+    html_table(rep, fp, SEC_ROI_MONTH, "", 200);
     fputs("</section>\n", fp);
 }
 

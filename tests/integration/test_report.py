@@ -95,6 +95,7 @@ def view_numbers(src):
         "recycle_response": RECYCLE_RESPONSE,
         "roi_channel": ROI,
         "roi_campaign": ROI,
+        "roi_month": ROI,
         "accounts_by_revenue": ["amount_minor", "won", "leads"],
         "accounts_by_leads": ACCOUNTS,
         "identity": IDENTITY,
@@ -144,6 +145,9 @@ def view_numbers(src):
         "('channel', 'total')" % (", ".join(ROI), src("roi")), 1)
     put("roi_campaign", "SELECT channel, campaign, %s FROM %s WHERE grain = "
         "'campaign'" % (", ".join(ROI), src("roi")), 2)
+    put("roi_month", "SELECT month, channel || CASE WHEN campaign = '' THEN "
+        "'' ELSE ' / ' || campaign END, %s FROM %s WHERE grain = 'month'" % (
+            ", ".join(ROI), src("roi")), 2)
     # The fixture has fewer accounts than the report's top 10: all listed.
     # "won" of a currency's row: the account's leads won in it.
     acc = src("accounts")
@@ -340,6 +344,7 @@ keys = {"stage_counts": ("stage", None),
         "recycle_response": ("reason", None),
         "roi_channel": ("channel", None),
         "roi_campaign": ("channel", "campaign"),
+        "roi_month": ("month", "source"),
         "identity": (None, None)}
 # Text among the metrics: the currency of the amounts.
 TEXT_METRICS = ("currency", "channel", "handed_off_at", "due_at")
@@ -545,7 +550,7 @@ for (s, k1, k2, m) in want:
             "won_revenue", "accounts_by_revenue", "accounts_by_leads",
             "pipeline", "flows", "score_outcomes", "close_reasons",
             "open_sla_breaches", "recycle_response", "roi_channel",
-            "roi_campaign", "identity"):
+            "roi_campaign", "roi_month", "identity"):
         required.add((s, k1, k2, m))
 
 

@@ -300,9 +300,10 @@ enum {
     ID_NEWTYPE,
     ID_V3,
     ID_V3_NUL,
-    ID_SELF,      /* v2 with a field of its own type: never ends */
-    ID_SELF_OPT,  /* ... or of ["null", its own type]: may end */
-    ID_HUGE_FIXED /* v2 with a fixed of 2 GiB */
+    ID_SELF,       /* v2 with a field of its own type: never ends */
+    ID_SELF_OPT,   /* ... or of ["null", its own type]: may end */
+    ID_HUGE_FIXED, /* v2 with a fixed of 2 GiB */
+    ID_NESTED      /* v2 with an array of arrays of null */
 };
 
 /* The embedded v2 with @p field (JSON) appended, as text to free(). */
@@ -485,6 +486,8 @@ static void codec_setup(void)
                       "\"leadflow.LeadEvent\"],\"default\":null}"},
         {ID_HUGE_FIXED, "{\"name\":\"fx\",\"type\":{\"type\":\"fixed\","
                         "\"name\":\"FX\",\"size\":2147483648}}"},
+        {ID_NESTED, "{\"name\":\"nest\",\"type\":{\"type\":\"array\","
+                    "\"items\":{\"type\":\"array\",\"items\":\"null\"}}}"},
     };
     for (size_t i = 0; i < sizeof(hostile) / sizeof(*hostile); i++) {
         v3 = v2_with(hostile[i].field);
@@ -799,6 +802,45 @@ Test(codec_registry, writer_schemas_we_cannot_read)
     r_opt(&r, NULL);
     r_long(&r, 0); /* next: null */
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    lf_event_clear(&ev);
+}
+
+/* Items that take no byte (null) in arrays nested in arrays: each inner
+ * array could claim as many items as there were bytes left, so 2.6 KB made
+ * 400,000 items, read into 2 MB of extra (a hostile-input review; 32 KB
+ * took 1.8 GB). The arrays and maps of a message now hold at most one item
+ * per byte of it, all together. */
+Test(codec_registry, nested_empty_items_are_bounded_by_the_message)
+{
+    raw_t r;
+    lf_event_t ev;
+    char err[512] = "";
+
+    r_envelope(&r, ID_NESTED, 4, true);
+    r_long(&r, 5); /* BAD_TIMING */
+    r_opt(&r, NULL);
+    r_long(&r, 1000); /* the outer array's one block */
+    for (int i = 0; i < 1000; i++) {
+        r_long(&r, i < 400 ? 1000 : 1); /* an inner block of nulls */
+        r_long(&r, 0);
+    }
+    r_long(&r, 0);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "more items than the body has bytes") &&
+                  strstr(err, "nest"),
+              "%s", err);
+    /* a few nulls, as a writer may send them, still read */
+    r_envelope(&r, ID_NESTED, 4, true);
+    r_long(&r, 5);
+    r_opt(&r, NULL);
+    r_long(&r, 2);
+    r_long(&r, 3);
+    r_long(&r, 0);
+    r_long(&r, 0);
+    r_long(&r, 0);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_OK, "%s", err);
+    cr_expect(ev.extra && strstr(ev.extra, "[[null,null,null],[]]"), "%s",
+              ev.extra ? ev.extra : "(no extra)");
     lf_event_clear(&ev);
 }
 

@@ -34,7 +34,9 @@ static int write_json(lf_workload_t *w, FILE *fp)
     lf_buf_t line = {0};
     int rc = LF_EX_OK;
 
-    for (size_t i = 0; i < lf_workload_count(w) && !lf_cli_signals; i++) {
+    size_t i;
+
+    for (i = 0; i < lf_workload_count(w) && !lf_cli_signals; i++) {
         if (lf_workload_line(w, i, &line)) {
             fprintf(stderr, PROG ": out of memory\n");
             rc = LF_EX_SOFTWARE;
@@ -44,6 +46,14 @@ static int write_json(lf_workload_t *w, FILE *fp)
         putc('\n', fp);
     }
     lf_buf_free(&line);
+    /* A stopped run's output is a prefix of the workload: not "done". */
+    if (rc == LF_EX_OK && i < lf_workload_count(w)) {
+        fprintf(stderr,
+                PROG ": stopped by a signal after %zu of %zu lines: the "
+                     "output is incomplete\n",
+                i, lf_workload_count(w));
+        rc = LF_EX_TEMPFAIL;
+    }
     if (rc == LF_EX_OK && (fflush(fp) || ferror(fp))) {
         fprintf(stderr, PROG ": write error: %s\n", strerror(errno));
         rc = LF_EX_IOERR;
@@ -571,9 +581,10 @@ static void notes_text(void)
         "  69  --produce: delivery failed for a reason that will repeat\n"
         "  70  internal error\n"
         "  74  output could not be written\n"
-        "  75  --produce: delivery failed (broker unreachable, timed out,\n"
-        "      interrupted), or the schema registry stayed unreachable;\n"
-        "      running again re-sends the same event ids\n"
+        "  75  stopped by SIGINT or SIGTERM (the output is incomplete), or\n"
+        "      --produce: delivery failed (broker unreachable, timed out),\n"
+        "      or the schema registry stayed unreachable; running again\n"
+        "      re-sends the same event ids\n"
         "  78  bad configuration\n",
         fp);
     fclose(fp);
@@ -645,6 +656,11 @@ static int run(const gen_cfg_t *cfg, const lf_conf_t *conf)
     if (lf_workload_new(&cfg->wl, &w, errstr, sizeof(errstr))) {
         fprintf(stderr, PROG ": %s\n", errstr);
         return LF_EX_SOFTWARE;
+    }
+    if (lf_cli_signals) {
+        fprintf(stderr, PROG ": stopped by a signal before any output\n");
+        lf_workload_destroy(w);
+        return LF_EX_TEMPFAIL;
     }
     LF_LOG(LF_LOG_INFO, "msg=\"generated\" leads=%u events=%zu seed=%llu",
            cfg->wl.leads, lf_workload_count(w),

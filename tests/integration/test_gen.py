@@ -13,6 +13,8 @@ import hashlib
 import json
 import re
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -332,9 +334,30 @@ def test_produce():
     print("ok: %d events, %s events/s" % (len(want), s["events_per_s"]))
 
 
+def test_signal_is_not_done():
+    """A run stopped by SIGINT wrote part of the workload: exit 75, said
+    so, never 0 ("done")."""
+    step("SIGINT while writing: 75, the output incomplete")
+    full = len(gen("--leads", 20000, "--seed", 3).splitlines())
+    p = subprocess.Popen([GEN, "-q", "--leads", "20000", "--seed", "3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = p.stdout.read(4096)  # it is writing, and the pipe is full
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    rest = p.stdout.read()
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=60)
+    lines = (head + rest).count(b"\n")
+    check(rc == 75, "exit %d after SIGINT (want 75): %s" % (rc, err))
+    check("stopped by a signal" in err and "incomplete" in err, err)
+    check(0 < lines < full, "%d of %d lines" % (lines, full))
+    print("ok: 75 after %d of %d lines" % (lines, full))
+
+
 if __name__ == "__main__":
     t0 = time.time()
     for t in (test_deterministic, test_contract_and_machine, test_rates,
-              test_faults, test_contract_v2_knobs, test_produce):
+              test_faults, test_contract_v2_knobs, test_produce,
+              test_signal_is_not_done):
         t()
     print("PASS test_gen (%.0f s)" % (time.time() - t0))

@@ -81,10 +81,12 @@ typedef struct ticket_s {
 
 /* Append @p s[0..len) as a JSON string. Unlike lf_json_append_string() the
  * input may be anything a user sent, so invalid UTF-8 bytes become U+FFFD
- * (the rejects file must stay valid JSON). */
-static void append_json_text(lf_buf_t *b, const char *s, size_t len)
+ * (the rejects file must stay valid JSON). @returns whether one did: the
+ * string is then not the input. */
+static bool append_json_text(lf_buf_t *b, const char *s, size_t len)
 {
     size_t i = 0;
+    bool lossy = false;
 
     lf_buf_append(b, "\"", 1);
     while (i < len) {
@@ -113,16 +115,20 @@ static void append_json_text(lf_buf_t *b, const char *s, size_t len)
             i += n;
         } else {
             lf_buf_puts(b, "\xef\xbf\xbd"); /* U+FFFD */
+            lossy = true;
             i++;
         }
     }
     lf_buf_append(b, "\"", 1);
+    return lossy;
 }
 
 /* One line of the rejects file:
- * {"file":…,"line":N,"reason":"…","text":"<the original line>"} */
-static void reject(emit_t *em, int file, int64_t line, const char *reason,
-                   const char *text, size_t len)
+ * {"file":…,"line":N,"reason":"…","text":"<the original line>"}, and
+ * "lossy":true when the line was not UTF-8: its text is then not the line,
+ * and is not re-sent until fixed (unwrap_reject()). */
+static void reject_as(emit_t *em, int file, int64_t line, const char *reason,
+                      const char *text, size_t len, bool lossy)
 {
     const char *name = em->files[file];
     char q[600];
@@ -133,7 +139,8 @@ static void reject(emit_t *em, int file, int64_t line, const char *reason,
     lf_buf_printf(&em->out, ",\"line\":%lld,\"reason\":", (long long)line);
     append_json_text(&em->out, reason, strlen(reason));
     lf_buf_puts(&em->out, ",\"text\":");
-    append_json_text(&em->out, text, len);
+    if (append_json_text(&em->out, text, len) || lossy)
+        lf_buf_puts(&em->out, ",\"lossy\":true");
     lf_buf_puts(&em->out, "}\n");
     if (fwrite(em->out.data, 1, em->out.len, em->rejects) != em->out.len ||
         fflush(em->rejects)) {
@@ -146,6 +153,12 @@ static void reject(emit_t *em, int file, int64_t line, const char *reason,
     }
     LF_LOG(LF_LOG_DEBUG, "msg=\"line not sent\" file=%s line=%lld reason=%s",
            name, (long long)line, lf_log_quote(reason, q, sizeof(q)));
+}
+
+static void reject(emit_t *em, int file, int64_t line, const char *reason,
+                   const char *text, size_t len)
+{
+    reject_as(em, file, line, reason, text, len, false);
 }
 
 static void on_delivery(const lf_delivery_t *dr, void *opaque)
@@ -428,19 +441,23 @@ static void emit_text(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
 }
 
 /* A line of a rejects file (reject()'s object: file, line, reason and
- * text, nothing else) is the line it quotes: a rejects file is re-sent as
- * it is, after its lines were fixed. @returns the parsed object (the
- * caller's to json_decref()) with *s, *len set to its text, or NULL for
- * any other line (left as it is). */
-static json_t *unwrap_reject(const char **s, size_t *len)
+ * text, and lossy, nothing else) is the line it quotes: a rejects file is
+ * re-sent as it is, after its lines were fixed. A NUL in a text is the
+ * line's own (refused again for it). @returns the parsed object (the
+ * caller's to json_decref()) with *s, *len set to its text and *lossy to
+ * its mark, or NULL for any other line (left as it is). */
+static json_t *unwrap_reject(const char **s, size_t *len, bool *lossy)
 {
-    json_t *o, *text;
+    json_t *o, *text, *mark;
 
     if (*len < 9 || memcmp(*s, "{\"file\":", 8) ||
-        !(o = json_loadb(*s, *len, JSON_REJECT_DUPLICATES, NULL)))
+        !(o = json_loadb(*s, *len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                         NULL)))
         return NULL;
     text = json_object_get(o, "text");
-    if (json_object_size(o) != 4 || !json_is_string(text) ||
+    mark = json_object_get(o, "lossy");
+    if (json_object_size(o) != 4u + (mark != NULL) || !json_is_string(text) ||
+        (mark && !json_is_boolean(mark)) ||
         !json_is_string(json_object_get(o, "file")) ||
         !json_is_integer(json_object_get(o, "line")) ||
         !json_is_string(json_object_get(o, "reason"))) {
@@ -449,15 +466,29 @@ static json_t *unwrap_reject(const char **s, size_t *len)
     }
     *s = json_string_value(text);
     *len = json_string_length(text);
+    *lossy = json_is_true(mark);
     return o;
 }
 
 static void emit_line(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
                       const char *s, size_t len)
 {
-    json_t *wrapper = unwrap_reject(&s, &len);
+    bool lossy = false;
+    json_t *wrapper = unwrap_reject(&s, &len, &lossy);
 
-    emit_text(em, p, file, lineno, s, len);
+    /* Its U+FFFD stand for bytes the line had: sending it would send
+     * what no one wrote. */
+    if (lossy) {
+        em->read++;
+        em->rejected++;
+        reject_as(em, file, lineno,
+                  "a reject of a line that was not UTF-8: its text shows "
+                  "U+FFFD in place of the bytes; fix the text and remove "
+                  "\"lossy\" to send it",
+                  s, len, true);
+    } else {
+        emit_text(em, p, file, lineno, s, len);
+    }
     json_decref(wrapper);
 }
 
@@ -628,7 +659,9 @@ static void notes_text(void)
     snprintf(
         notes, sizeof(notes),
         "Lines longer than %d bytes are rejected (the reject holds the\n"
-        "first %d bytes). Invalid UTF-8 in a reject's text shows as U+FFFD.\n"
+        "first %d bytes). Invalid UTF-8 in a reject's text shows as U+FFFD,\n"
+        "marked \"lossy\":true; such a reject is refused when re-sent until\n"
+        "its text is fixed and the mark removed.\n"
         "A summary goes to stderr: read, delivered, rejected, failed,\n"
         "blank, elapsed, events/s (-qq hides it).\n"
         "\n"
@@ -650,13 +683,15 @@ static void notes_text(void)
         "file as failed, print the summary, exit.\n"
         "\n"
         "Exit status (the first that applies):\n"
+        "  74  the rejects file could not be written: it lacks lines, so\n"
+        "      send the input again, not it\n"
         "  69  some lines failed for a reason that will repeat (e.g. topic\n"
         "      not authorized, message too large, fatal producer error)\n"
         "  75  some lines failed for a temporary reason (broker unreachable,\n"
         "      timed out) or were not read because of a signal; re-send\n"
         "      the rejects file or run again; or the schema registry\n"
         "      (schema.registry.url) stayed unreachable: nothing was read\n"
-        "  74  an input could not be read, or the rejects file written\n"
+        "  74  an input could not be read\n"
         "  66  an input file could not be opened\n"
         "  65  some lines were rejected (invalid JSON or contract)\n"
         "  0   every line delivered (or, with --dry-run, valid)\n"
@@ -731,11 +766,14 @@ static void summary(const emit_t *em, const emit_cfg_t *cfg, int64_t t0)
 /* The exit status of a finished run: the first that applies (--help). */
 static int exit_code(const emit_t *em)
 {
+    /* First: a 75 would say "re-send the rejects file", which lacks lines. */
+    if (em->rejects_failed)
+        return LF_EX_IOERR;
     if (em->failed_permanent)
         return LF_EX_UNAVAILABLE;
     if (em->failed_retriable || em->unsent || lf_cli_signals)
         return LF_EX_TEMPFAIL;
-    if (em->exit_io == LF_EX_IOERR || em->rejects_failed)
+    if (em->exit_io == LF_EX_IOERR)
         return LF_EX_IOERR;
     if (em->exit_io)
         return em->exit_io;

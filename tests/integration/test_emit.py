@@ -216,7 +216,7 @@ def test_rejects():
           % (r.returncode, r.stderr.decode()[-2000:]))
     rej = rejects_of(d + "/rejects.jsonl")
     for x in rej:
-        check(set(x) == {"file", "line", "reason", "text"},
+        check(set(x) - {"lossy"} == {"file", "line", "reason", "text"},
               "reject keys %r" % sorted(x))
     got = {x["line"]: x for x in rej if x["file"] == d + "/in.jsonl"}
     check(sorted(got) == sorted(expect),
@@ -228,6 +228,8 @@ def test_rejects():
         want = text.decode("utf-8", errors="replace")
         check(x["text"] == want, "line %d: text %r, expected %r"
               % (n, x["text"][:80], want[:80]))
+        check(x.get("lossy", False) is (want.encode() != text),
+              "line %d: lossy %r" % (n, x.get("lossy")))
     other = [x for x in rej if x["file"] == d + "/more.jsonl"]
     check(len(other) == 1 and other[0]["line"] == 2 and
           "missing required field" in other[0]["reason"],
@@ -547,10 +549,54 @@ def test_closed_pipe():
     print("ok: exit 74, %d good lines of %d sent" % (good, len(lines)))
 
 
+def test_rejects_resent():
+    """A reject whose text is not the line (U+FFFD for bytes that were not
+    UTF-8) is not sent as it is: a re-send would deliver an id no one
+    wrote. A NUL is carried, so its re-sent reject says the line's own
+    reason. A rejects file that could not be written is 74, not 75."""
+    step("re-sent rejects: lossy text refused until fixed; /dev/full is 74")
+    d = tmpdir()
+    good = ('{"lead_id":"U-1","type":"captured","occurred_at":'
+            '"2026-01-05T09:00:00Z","source":"s","channel":"web",'
+            '"attributes":{}}')
+    latin1 = good.replace('U-1', 'U-2\xe9').encode('latin-1')
+    nul = b'{"lead_id":"U-3\x00","type":"captured"}'
+    with open(d + "/in.jsonl", "wb") as f:
+        f.write(good.encode() + b"\n" + latin1 + b"\n" + nul + b"\n")
+    dry = [EMIT, "-q", "--dry-run", "-t", TOPIC]
+    r = run(dry + ["-r", d + "/r1", d + "/in.jsonl"])
+    r1 = rejects_of(d + "/r1")
+    check(r.returncode == 65 and len(r1) == 2, "first run %d, %r" % (
+        r.returncode, r1))
+    check(r1[0].get("lossy") is True and "\ufffd" in r1[0]["text"] and
+          "lossy" not in r1[1], "marks: %r" % r1)
+    r = run(dry + ["-r", d + "/r2", d + "/r1"])
+    r2 = rejects_of(d + "/r2")
+    check(r.returncode == 65 and len(r2) == 2, "re-send %d, %r" % (
+        r.returncode, r2))
+    check(r2[0].get("lossy") is True and "not UTF-8" in r2[0]["reason"],
+          "lossy re-sent: %r" % r2[0])
+    check(r2[1]["reason"] == r1[1]["reason"], "NUL re-sent: %r, first %r" % (
+        r2[1]["reason"], r1[1]["reason"]))
+    # fixed as the message says: valid again
+    fixed = dict(r2[0], text=r2[0]["text"].replace("\ufffd", "e"))
+    del fixed["lossy"]
+    with open(d + "/r3", "w") as f:
+        f.write(json.dumps(fixed) + "\n")
+    r = run(dry + [d + "/r3"])
+    check(r.returncode == 0, "fixed reject: %d %r" % (r.returncode,
+                                                     r.stderr))
+    r = run([EMIT, "-q", "-b", "127.0.0.1:1", "-t", TOPIC, "-X",
+             "message.timeout.ms=1000", "-r", "/dev/full", d + "/in.jsonl"])
+    check(r.returncode == 74 and b"cannot write the rejects file" in
+          r.stderr, "rejects to /dev/full: exit %d" % r.returncode)
+    print("ok: lossy rejects refused until fixed, NUL keeps its reason, 74")
+
+
 if __name__ == "__main__":
     t0 = time.time()
     for t in (test_cli, test_roundtrip, test_rejects, test_too_large,
               test_down_up, test_lost_acks, test_stays_away, test_sigint,
-              test_closed_pipe):
+              test_closed_pipe, test_rejects_resent):
         t()
     print("PASS test_emit (%.0f s)" % (time.time() - t0))

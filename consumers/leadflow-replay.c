@@ -66,7 +66,9 @@
     "  (erase: not delivered; or the group cannot be checked), 70 internal\n"  \
     "  error, 74 output not written, 75 try again later (the group has\n"      \
     "  members, a lock timed out, the connection broke, the schema\n"          \
-    "  registry did not answer, interrupted), 78 bad configuration.\n"
+    "  registry did not answer, interrupted), 77 the database role lacks a\n"  \
+    "  privilege (rebuild, promote: run as the owner of schema funnel),\n"     \
+    "  78 bad configuration.\n"
 
 #define GROUP_CHECK_HELP                                                       \
     "      --no-group-check   do not ask Kafka whether the group has members " \
@@ -2707,8 +2709,19 @@ static int exit_code(const app_t *app, lf_err_t err)
         return LF_EX_DATAERR;
     case LF_ERR_TEMPORARY:
         return LF_EX_TEMPFAIL;
-    case LF_ERR_KAFKA:
     case LF_ERR_PG:
+        /* Not "unavailable": the server answered, the role may not. */
+        if (!strcmp(lf_pg_last_sqlstate(), "42501")) {
+            LF_LOG(LF_LOG_ERR,
+                   "msg=\"the database role lacks a privilege for this\" "
+                   "hint=\"rebuild and promote create, rename and drop "
+                   "schemas: run them as the role that owns schema funnel "
+                   "(the one that applied the migrations); the other "
+                   "commands need leadflow_projector\"");
+            return LF_EX_NOPERM;
+        }
+        return LF_EX_UNAVAILABLE;
+    case LF_ERR_KAFKA:
         return LF_EX_UNAVAILABLE;
     case LF_ERR_IO:
         return LF_EX_IOERR;

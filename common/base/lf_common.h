@@ -35,6 +35,7 @@ typedef enum lf_err_e {
 #define LF_EX_SOFTWARE    70
 #define LF_EX_IOERR       74
 #define LF_EX_TEMPFAIL    75
+#define LF_EX_NOPERM      77
 #define LF_EX_CONFIG      78
 
 /** snprintf into errstr if errstr is not NULL; returns err for chaining. */

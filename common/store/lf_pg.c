@@ -582,11 +582,21 @@ lf_err_t lf_pg_query(PGconn *conn, const char *sql, int n,
     return LF_OK;
 }
 
+static _Thread_local char last_sqlstate[6];
+
+const char *lf_pg_last_sqlstate(void)
+{
+    return last_sqlstate;
+}
+
 lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
                     char *errstr, size_t errstr_size)
 {
     const char *msg = res ? PQresultErrorMessage(res) : "";
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     int n;
+
+    snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state ? state : "");
 
     if (!*msg)
         msg = PQerrorMessage(conn);

@@ -142,6 +142,17 @@ EOF
 [ ! -e /tmp/leadflow-stolen ] || fail "lf_proj wrote a server file"
 echo "ok   lf_proj refused $n things outside its grant (42501 each)"
 
+# leadflow-replay as lf_proj: what needs the owner (a rebuild creates a
+# schema) says so with 77, not 69 ("PostgreSQL unavailable").
+rc=0
+PGPASSFILE=$LF_TMP/pgpass "$BIN/leadflow-replay" rebuild --into funnel_mine \
+    --from-db -d "$CONN" 2>"$LF_TMP/rebuild.err" || rc=$?
+[ "$rc" = 77 ] && grep -q "lacks a privilege" "$LF_TMP/rebuild.err" ||
+    fail "rebuild as lf_proj: exit $rc, $(cat "$LF_TMP/rebuild.err")"
+[ "$(q "SELECT count(*) FROM pg_namespace WHERE nspname = 'funnel_mine'")" = 0 ] ||
+    fail "rebuild as lf_proj left a schema"
+echo "ok   replay rebuild as lf_proj: exit 77, names the owner role"
+
 # ---- secrets -----------------------------------------------------------
 # -c file with the password: works, no warning at 600; a warning at 644.
 cipw=${PW//\\/\\\\}

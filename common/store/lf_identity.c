@@ -627,6 +627,22 @@ static const char *const erase_steps[] = {
     "a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' THEN "
     "'" LF_KEY_ERASED_NOTE "' ELSE a.reason END FROM "
     "unnest($1::text[], $2::text[]) AS u(o, p) WHERE a.lead_id = u.o",
+    /* ... and so do those a merge already moved to an erased person (a
+     * lead merged into one after the erasure: lf_identity_write_merges()
+     * runs first), found by their event, now under a pseudonym. */
+    "DELETE FROM %1$s.anomalies AS a USING %1$s.events AS e, "
+    "%1$s.erased_leads AS x WHERE e.lead_id = ANY($2::text[]) AND "
+    "a.event_id = e.event_id AND x.pseudonym = a.lead_id AND a.kind = 'key' "
+    "AND a.reason LIKE 'Kafka key \"%%' AND $1::text[] IS NOT NULL AND "
+    "EXISTS (SELECT 1 FROM %1$s.anomalies AS b WHERE b.event_id = "
+    "a.event_id AND b.kind = 'key' AND (b.reason = '" LF_KEY_ERASED_NOTE
+    "' OR b.reason LIKE 'Kafka key \"%%' AND b.reason < a.reason AND "
+    "b.lead_id IN (SELECT pseudonym FROM %1$s.erased_leads)))",
+    "UPDATE %1$s.anomalies AS a SET reason = '" LF_KEY_ERASED_NOTE "' FROM "
+    "%1$s.events AS e, %1$s.erased_leads AS x WHERE e.lead_id = "
+    "ANY($2::text[]) AND a.event_id = e.event_id AND x.pseudonym = "
+    "a.lead_id AND a.kind = 'key' AND a.reason LIKE 'Kafka key \"%%' AND "
+    "$1::text[] IS NOT NULL",
     /* Another lead's event sent under the person's id as its key: the
      * note quotes the key whole (a lead id always fits: see key_note() in
      * lf_projector.c); sent under two of their ids, one row stays. */

@@ -738,6 +738,8 @@ static int start_kafka(app_t *app)
 
 /* ---- the loop ------------------------------------------------------ */
 
+static void probe(app_t *app);
+
 /* One consumed message into its lane. @returns false when out of memory
  * (logged). */
 static bool on_message(app_t *app, rd_kafka_message_t *rkm)
@@ -753,12 +755,14 @@ static bool on_message(app_t *app, rd_kafka_message_t *rkm)
     }
     /* Schema registry unreachable: the message is held (not added, not
      * dead-lettered); write what came before it and offer it again with
-     * backoff until it is in or we stop. */
+     * backoff until it is in or we stop. /metrics keeps showing the lag
+     * meanwhile: it is what the alerts on a stalled projector read. */
     for (int attempt = 0;
          (err = lf_lanes_add(app->lanes, rkm)) == LF_ERR_TEMPORARY &&
          !lf_cli_signals;
          attempt++) {
         lf_lanes_drain(app->lanes, false);
+        probe(app);
         nap(lf_lanes_backoff_ms(attempt));
     }
     if (err && err != LF_ERR_TEMPORARY) {

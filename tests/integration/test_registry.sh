@@ -462,7 +462,7 @@ $PY "$HERE/sr_client.py" produce-v2 downc <"$LF_TMP/even.jsonl" >/dev/null ||
 reg_stop
 lf_newdb downc
 PGDATABASE=downc "${LF_PROJECT[@]}" -t downc -g g-downc --idle-exit 2 \
-    -c "$CONF" 2>"$LF_TMP/downc.err" &
+    -c "$CONF" --metrics 127.0.0.1:0 2>"$LF_TMP/downc.err" &
 pc=$!
 LF_PIDS+=("$pc")
 for _ in $(seq 100); do
@@ -471,6 +471,14 @@ for _ in $(seq 100); do
 done
 [ "$(q downc "SELECT (SELECT count(*) FROM funnel.events) + (SELECT count(*) FROM funnel.dead_letters)")" = 0 ] ||
     fail "events or dead letters while the registry is down"
+# The held projector still shows its lag: the stalled-projector alerts
+# read it (it had no sample at all before).
+mport=$(sed -n 's/.*msg="serving metrics".* port=\([0-9]*\).*/\1/p' \
+    "$LF_TMP/downc.err" | head -1)
+lag=$(curl -s "http://127.0.0.1:$mport/metrics" |
+    awk '/^leadflow_consumer_lag\{/ { s += $2 } END { print s + 0 }')
+[ "$lag" -gt 0 ] ||
+    fail "no consumer lag on /metrics while the registry is down: '$lag'"
 reg_start
 wait $pc || fail "projector after the registry came back"
 [ "$(q downc "SELECT count(*) FROM funnel.dead_letters")" = 0 ] ||

@@ -104,7 +104,8 @@ static const lf_cli_spec_t spec = {
         "Exit codes: 0 done, 64 usage, 69 PostgreSQL unreachable or the "
         "views missing\n"
         "  or unreadable, 70 internal error, 74 cannot write the output,\n"
-        "  78 bad configuration (a setting, a conninfo libpq cannot parse).\n",
+        "  78 bad configuration (a setting, a conninfo libpq cannot parse or\n"
+        "     whose values it refuses).\n",
     .shortopts = "f:",
     .longopts = longopts,
     .own = own_opt,

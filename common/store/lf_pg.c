@@ -62,20 +62,125 @@ PGconn *lf_pg_connect(const char *conninfo, char *errstr, size_t errstr_size)
     return conn;
 }
 
+/* The options whose values libpq checks only when it connects, each with
+ * the values it takes (libpq 15; "" = the default). A bad one would be
+ * retried as if the server were away. */
+static const struct {
+    const char *name, *values;
+} choices[] = {
+    {"sslmode", "disable allow prefer require verify-ca verify-full"},
+    {"gssencmode", "disable prefer require"},
+    {"channel_binding", "disable prefer require"},
+    {"target_session_attrs",
+     "any read-write read-only primary standby prefer-standby"},
+    {"ssl_min_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3"},
+    {"ssl_max_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3"},
+};
+
+static bool one_of(const char *v, const char *values)
+{
+    size_t n = strlen(v);
+
+    for (const char *w = values; *w; w += strcspn(w, " "), w += *w == ' ') {
+        if (n && !strncmp(w, v, n) && (w[n] == ' ' || !w[n]))
+            return true;
+    }
+    return false;
+}
+
+/* Each of a port list's ports: empty (the default) or 1..65535. */
+static bool ports_valid(const char *v)
+{
+    for (;;) {
+        size_t n = strcspn(v, ",");
+        long port = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i] < '0' || v[i] > '9' ||
+                (port = port * 10 + v[i] - '0') > 65535)
+                return false;
+        }
+        if (n && port == 0)
+            return false;
+        if (!v[n])
+            return true;
+        v += n + 1;
+    }
+}
+
+/* Items of a comma-separated list; 0 for NULL or "". */
+static size_t items(const char *v)
+{
+    size_t n = v && *v ? 1 : 0;
+
+    for (; v && *v; v++)
+        n += *v == ',';
+    return n;
+}
+
+static const char *opt_val(const PQconninfoOption *opts, const char *name)
+{
+    for (const PQconninfoOption *o = opts; o->keyword; o++)
+        if (!strcmp(o->keyword, name))
+            return o->val;
+    return NULL;
+}
+
+/* A value libpq would refuse only at connect time. */
+static lf_err_t check_values(const PQconninfoOption *opts, char *errstr,
+                             size_t errstr_size)
+{
+    size_t hosts = items(opt_val(opts, "host")),
+           addrs = items(opt_val(opts, "hostaddr")),
+           ports = items(opt_val(opts, "port"));
+
+    if (hosts && addrs && hosts != addrs)
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "not a valid libpq conninfo or URI: %zu host names "
+                         "for %zu hostaddr values",
+                         hosts, addrs);
+    if (ports > 1 && ports != (hosts ? hosts : addrs ? addrs : 1))
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "not a valid libpq conninfo or URI: %zu ports for "
+                         "%zu hosts (one port for all, or one per host)",
+                         ports,
+                         hosts   ? hosts
+                         : addrs ? addrs
+                                 : 1);
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val)
+            continue;
+        if (!strcmp(o->keyword, "port") && !ports_valid(o->val))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "not a valid libpq conninfo or URI: port \"%s\" "
+                             "is not a port number (1-65535) or a list of them",
+                             o->val);
+        for (size_t i = 0; i < sizeof(choices) / sizeof(*choices); i++)
+            if (!strcmp(o->keyword, choices[i].name) &&
+                !one_of(o->val, choices[i].values))
+                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                                 "not a valid libpq conninfo or URI: %s "
+                                 "\"%s\" is not one of: %s",
+                                 o->keyword, o->val, choices[i].values);
+    }
+    return LF_OK;
+}
+
 lf_err_t lf_pg_conninfo_check(const char *conninfo, char *errstr,
                               size_t errstr_size)
 {
     PQconninfoOption *opts;
     char *why = NULL;
     bool quoted;
+    lf_err_t err;
 
     if (!conninfo || !*conninfo ||
         !(strchr(conninfo, '=') || !strncmp(conninfo, "postgresql://", 13) ||
           !strncmp(conninfo, "postgres://", 11)))
         return LF_OK;
     if ((opts = PQconninfoParse(conninfo, &why))) {
+        err = check_values(opts, errstr, errstr_size);
         PQconninfoFree(opts);
-        return LF_OK;
+        return err;
     }
     if (!why)
         return lf_seterr(LF_ERR_NOMEM, errstr, errstr_size, "out of memory");

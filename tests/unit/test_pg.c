@@ -300,3 +300,62 @@ Test(pg, conninfo_check_names_the_problem_not_the_password)
     cr_expect(!strstr(errstr, "s3cret"), "%s", errstr);
     cr_expect(!strchr(errstr, '\n'), "%s", errstr);
 }
+
+/* Values libpq parses but refuses when it connects (the projector took
+ * them for an outage and retried forever): refused at once, each as
+ * libpq itself refuses it. */
+Test(pg, conninfo_check_refuses_values_libpq_refuses_at_connect)
+{
+    static const struct {
+        const char *conninfo, *ours, *libpq;
+    } bad[] = {
+        {"host=127.0.0.1 port=1 sslmode=bogus", "sslmode \"bogus\"",
+         "invalid sslmode value"},
+        {"postgresql://u:S3cret@127.0.0.1:1/db?sslmode=Require",
+         "sslmode \"Require\"", "invalid sslmode value"},
+        {"host=127.0.0.1 port=1 target_session_attrs=master",
+         "target_session_attrs \"master\"", "target_session_attrs"},
+        {"host=127.0.0.1 port=1 gssencmode=on", "gssencmode",
+         "invalid gssencmode value"},
+        {"host=127.0.0.1 port=1 channel_binding=yes", "channel_binding",
+         "channel_binding"},
+        {"host=127.0.0.1 port=1 ssl_min_protocol_version=TLSv9",
+         "ssl_min_protocol_version", "ssl_min_protocol_version"},
+        {"host=127.0.0.1 port=99999", "port \"99999\"", "invalid port"},
+        {"host=127.0.0.1 port=54x", "port \"54x\"",
+         "invalid integer value \"54x\""},
+        {"host=127.0.0.1 port=1,2,3", "3 ports for 1 hosts",
+         "could not match 3 port numbers to 1 hosts"},
+        {"host=127.0.0.1,127.0.0.1 hostaddr=127.0.0.1 port=1",
+         "2 host names for 1 hostaddr", "could not match 2 host names"},
+    };
+    static const char *const good[] = {
+        "host=127.0.0.1 port=1 sslmode=verify-full",
+        "host=127.0.0.1,127.0.0.1 port=1,2 target_session_attrs=read-write",
+        "host=127.0.0.1,127.0.0.1 port=1 target_session_attrs=prefer-standby",
+        "host=127.0.0.1 port='' connect_timeout=1 sslmode=disable",
+        "postgresql://u@127.0.0.1:1,127.0.0.1:2/db?target_session_attrs=any",
+    };
+    char errstr[512];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        PGconn *c = PQconnectdb(bad[i].conninfo);
+        cr_expect(strstr(PQerrorMessage(c), bad[i].libpq), "libpq on %s: %s",
+                  bad[i].conninfo, PQerrorMessage(c));
+        PQfinish(c);
+        cr_expect_eq(
+            lf_pg_conninfo_check(bad[i].conninfo, errstr, sizeof(errstr)),
+            LF_ERR_INVALID, "%s", bad[i].conninfo);
+        cr_expect(strstr(errstr, bad[i].ours) && !strstr(errstr, "S3cret"),
+                  "%s: %s", bad[i].conninfo, errstr);
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
+        PGconn *c = PQconnectdb(good[i]);
+        cr_expect(!strstr(PQerrorMessage(c), "invalid") &&
+                      !strstr(PQerrorMessage(c), "could not match"),
+                  "libpq on %s: %s", good[i], PQerrorMessage(c));
+        PQfinish(c);
+        cr_expect_eq(lf_pg_conninfo_check(good[i], errstr, sizeof(errstr)),
+                     LF_OK, "%s: %s", good[i], errstr);
+    }
+}

@@ -1358,6 +1358,7 @@ SUBCOMMAND(diff, "diff", DIFF, DIFF_NOTE "\n" SECRETS_NOTE, -1);
 static lf_cli_next_t parse_diff(app_t *app, int argc, char **argv)
 {
     diff_cfg_t *cfg = &app->u.diff;
+    char errstr[256];
     lf_cli_next_t next;
     int i = 0;
 
@@ -1373,6 +1374,13 @@ static lf_cli_next_t parse_diff(app_t *app, int argc, char **argv)
                                   app->cli.args[i]);
     if (!cfg->against)
         return lf_cli_usage_error(&app->cli, "--against SCHEMA is required");
+    /* A name no schema can have is a typo, as rebuild and promote say. */
+    for (int s = 0; s < 2; s++) {
+        const char *name = s ? cfg->base : cfg->against;
+        if (strcmp(name, LF_SCHEMA_LIVE) &&
+            lf_catalog_check_name(NULL, name, errstr, sizeof(errstr)))
+            return lf_cli_usage_error(&app->cli, "%s", errstr);
+    }
     return LF_CLI_RUN;
 }
 
@@ -2760,7 +2768,8 @@ int main(int argc, char **argv)
     int rc;
 
     lf_log_init("replay");
-    lf_cli_catch_signals(false);
+    /* A closed pipe (dump | head) is a write error: exit 74, said. */
+    lf_cli_catch_signals(true);
     lf_pg_set_stop(&lf_cli_signals); /* a signal ends a wait for locks */
     if ((next = pick_command(argc, argv, &cmd)) == LF_CLI_RUN)
         /* The command's own argv: getopt starts after the name. */

@@ -77,6 +77,7 @@ expect_rc 64 "rewind with both targets" "$R" rewind --to 2026-01-01 \
 expect_rc 64 "rebuild without --into" "$R" rebuild
 expect_rc 64 "rebuild into funnel" "$R" rebuild --into funnel
 expect_rc 64 "diff without --against" "$R" diff
+expect_rc 64 "diff against a name no schema has" "$R" diff --against intr_INT
 expect_rc 64 "retry without --id/--all" "$R" dead-letters retry
 expect_rc 64 "retry with --id and --all" "$R" dead-letters retry --id 1 --all
 grep -q "not both" "$LF_TMP/err" || fail "retry --id --all: $(cat "$LF_TMP/err")"
@@ -258,6 +259,16 @@ echo "ok   diff: found the changed row of $lead and named the column"
 
 # ---- dump ------------------------------------------------------------------
 replay dump >"$LF_TMP/dump.jsonl" 2>"$LF_TMP/err" || fail "dump exited $?"
+# Into a pipe nobody reads (dump | head, after head left): 74, said, not a
+# silent death by SIGPIPE.
+rc=0
+/usr/bin/python3 -c 'import os, subprocess, sys
+r, w = os.pipe()
+os.close(r)
+sys.exit(subprocess.call(sys.argv[1:], stdout=w) % 256)' \
+    "$R" dump -t "$TOPIC" -g "$GROUP" --progress none 2>"$LF_TMP/epipe" || rc=$?
+[ "$rc" = 74 ] && grep -q "cannot write to standard output" "$LF_TMP/epipe" ||
+    fail "dump into a closed pipe: exit $rc: $(cat "$LF_TMP/epipe")"
 total=0 # messages in the topic, counted by kcat
 for p in 0 1 2 3; do
     n=$(kcat -b "$LEADFLOW_BROKERS" -C -t "$TOPIC" -p "$p" -o beginning -e \

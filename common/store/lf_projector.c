@@ -2789,6 +2789,163 @@ static lf_err_t store_dead_letters(flush_t *f)
     return LF_OK;
 }
 
+/* The offsets the batch's decoded messages span, per partition. */
+typedef struct read_span_s {
+    int topic;
+    int32_t partition;
+    int64_t lo, hi;
+} read_span_t;
+
+static size_t decoded_spans(const lf_projector_t *p, read_span_t *out,
+                            size_t max)
+{
+    size_t n = 0, j;
+
+    for (size_t i = 0; i < p->count; i++) {
+        const entry_t *e = &p->entries[i];
+        if (e->dead)
+            continue;
+        for (j = 0; j < n && (out[j].topic != e->topic ||
+                              out[j].partition != e->partition);
+             j++)
+            ;
+        if (j == n) {
+            if (n == max)
+                return SIZE_MAX;
+            out[n++] =
+                (read_span_t){e->topic, e->partition, e->offset, e->offset};
+        }
+        if (e->offset < out[j].lo)
+            out[j].lo = e->offset;
+        if (e->offset > out[j].hi)
+            out[j].hi = e->offset;
+    }
+    return n;
+}
+
+/* The batch's entry at a position, decoded; NULL if none. */
+static const entry_t *decoded_at(const lf_projector_t *p, const char *topic,
+                                 int32_t partition, int64_t offset)
+{
+    for (size_t i = 0; i < p->count; i++) {
+        const entry_t *e = &p->entries[i];
+        if (!e->dead && e->offset == offset && e->partition == partition &&
+            !strcmp(p->topics[e->topic], topic))
+            return e;
+    }
+    return NULL;
+}
+
+/* Open dead letters at positions this batch read again and decoded (a
+ * rewind after the cause was fixed: a newer build, the registry back):
+ * their ids into @p ids and the events they became into @p evs (arrays
+ * for SQL); *found of them. */
+static lf_err_t find_reread(flush_t *f, lf_buf_t *ids, lf_buf_t *evs,
+                            size_t *found)
+{
+    lf_projector_t *p = f->p;
+    read_span_t spans[512];
+    size_t n = decoded_spans(p, spans, 512);
+    lf_buf_t t = {0}, q[3] = {{0}};
+    const char *names[512], **ev_ids = NULL;
+    PGresult *res = NULL;
+    char sql[SQL_MAX];
+    lf_err_t err = LF_OK;
+    bool ok = true;
+
+    *found = 0;
+    if (!n || n == SIZE_MAX) /* (more partitions: a retry resolves them) */
+        return LF_OK;
+    for (size_t i = 0; i < n; i++)
+        names[i] = p->topics[spans[i].topic];
+    for (int k = 0; k < 3; k++) {
+        ok = ok && !lf_buf_puts(&q[k], "{");
+        for (size_t i = 0; i < n; i++)
+            ok = ok && !lf_buf_printf(&q[k], "%s%lld", i ? "," : "",
+                                      (long long)(k == 0   ? spans[i].partition
+                                                  : k == 1 ? spans[i].lo
+                                                           : spans[i].hi));
+        ok = ok && !lf_buf_puts(&q[k], "}");
+    }
+    if (!ok || lf_pg_text_array(&t, names, n)) {
+        err = nomem(f);
+        goto out;
+    }
+    const char *params[4] = {t.data, q[0].data, q[1].data, q[2].data};
+    snprintf(sql, sizeof(sql),
+             "SELECT d.id, d.topic, d.partition, d.\"offset\" FROM "
+             "%s.dead_letters AS d, unnest($1::text[], $2::int[], "
+             "$3::bigint[], $4::bigint[]) AS u(t, p, lo, hi) WHERE d.topic = "
+             "u.t AND d.partition = u.p AND d.\"offset\" BETWEEN u.lo AND "
+             "u.hi AND d.resolved_at IS NULL",
+             p->schema);
+    if ((err = lf_pg_query(f->conn, sql, 4, params,
+                           "finding dead letters read again", &res, f->errstr,
+                           f->errstr_size)) ||
+        !PQntuples(res))
+        goto out;
+    if (!(ev_ids = malloc(PQntuples(res) * sizeof(*ev_ids))) ||
+        lf_buf_puts(ids, "{")) {
+        err = nomem(f);
+        goto out;
+    }
+    for (int r = 0; r < PQntuples(res); r++) {
+        const entry_t *e = decoded_at(p, PQgetvalue(res, r, 1),
+                                      (int32_t)atol(PQgetvalue(res, r, 2)),
+                                      strtoll(PQgetvalue(res, r, 3), NULL, 10));
+        if (e) {
+            ok = ok && !lf_buf_printf(ids, "%s%s", *found ? "," : "",
+                                      PQgetvalue(res, r, 0));
+            ev_ids[(*found)++] = e->ev.event_id;
+        }
+    }
+    if (!ok || lf_buf_puts(ids, "}") ||
+        (*found && lf_pg_text_array(evs, ev_ids, *found)))
+        err = nomem(f);
+out:
+    free(ev_ids);
+    PQclear(res);
+    lf_buf_free(&t);
+    for (int k = 0; k < 3; k++)
+        lf_buf_free(&q[k]);
+    return err;
+}
+
+/* Step: resolve the dead letters this batch read again and decoded: the
+ * event, or the conflict it was (record_conflicts() named the position). */
+static lf_err_t resolve_reread(flush_t *f)
+{
+    lf_buf_t ids = {0}, evs = {0};
+    const char *params[2];
+    char sql[SQL_MAX];
+    size_t found;
+    lf_err_t err = find_reread(f, &ids, &evs, &found);
+
+    if (!err && found) {
+        params[0] = ids.data;
+        params[1] = evs.data;
+        snprintf(sql, sizeof(sql),
+                 "UPDATE %s.dead_letters AS d SET resolved_at = now(), "
+                 "resolution = CASE WHEN EXISTS (SELECT 1 FROM %s.anomalies "
+                 "AS a WHERE a.event_id = u.e AND a.kind = 'conflict' AND "
+                 "right(a.reason, length(' at ' || d.topic || ' partition ' "
+                 "|| d.partition || ' offset ' || d.\"offset\")) = ' at ' || "
+                 "d.topic || ' partition ' || d.partition || ' offset ' || "
+                 "d.\"offset\") THEN 'not applied, a conflict with the stored "
+                 "event ' ELSE 'applied as event ' END || u.e || ' by "
+                 "leadflow-project " LF_VERSION " when it read the message "
+                 "again' FROM unnest($1::bigint[], $2::text[]) AS u(id, e) "
+                 "WHERE d.id = u.id AND d.resolved_at IS NULL",
+                 f->p->schema, f->p->schema);
+        err = lf_pg_query(f->conn, sql, 2, params,
+                          "resolving dead letters read again", NULL, f->errstr,
+                          f->errstr_size);
+    }
+    lf_buf_free(&ids);
+    lf_buf_free(&evs);
+    return err;
+}
+
 /* A partition declared to have no stored offset has no row to lock FOR
  * UPDATE: two instances that both found none (one kept it past a
  * rebalance) would both write its first batch. Each takes the partition's
@@ -3946,6 +4103,7 @@ static const step_t flush_steps[] = {
     store_dead_letters,
     store_offsets,
     caller_hook,
+    resolve_reread, /* after a retry's own marks (its hook) */
 };
 /* clang-format on */
 

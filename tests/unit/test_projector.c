@@ -1697,6 +1697,36 @@ Test(projector, dead_letter_of_a_lead_erased_in_flight_keeps_no_key)
                      "t|t|t");
 }
 
+/* Messages dead-lettered, then read again and decoded (a rewind after the
+ * cause was fixed): their letters are resolved as a retry would resolve
+ * them, not left open for on-call (a black-box replay test); a conflict
+ * is not applied and says so; one that still fails stays open. */
+Test(projector, dead_letters_read_again_and_decoded_are_resolved)
+{
+    add("c1", "A", LF_EV_CAPTURED, 1000, 0);
+    add_dead(proj, 0, 1, "A");
+    add_dead(proj, 0, 2, "A");
+    add_dead(proj, 0, 3, "C");
+    flush_ok();
+    add("s1", "A", LF_EV_SCORED, 2000, 1);
+    add("c1", "A", LF_EV_CAPTURED, 1500, 2); /* c1 with other content */
+    add_dead(proj, 0, 3, "C");
+    flush_ok();
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT string_agg(\"offset\" || '|' || "
+                        "coalesce(resolution, 'open') || '|' || (resolved_at "
+                        "IS NULL), ',' ORDER BY \"offset\") FROM "
+                        "funnel.dead_letters"),
+        "1|applied as event s1 by leadflow-project " LF_VERSION
+        " when it read the message again|false,"
+        "2|not applied, a conflict with the stored event c1 by "
+        "leadflow-project " LF_VERSION " when it read the message again|false,"
+        "3|open|true");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM funnel.anomalies "
+                                     "WHERE kind = 'conflict'"),
+                     "1");
+}
+
 /* A batch of dead letters closes at the lead cap too: each locks its key. */
 Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
 {

@@ -407,6 +407,17 @@ static lf_err_t redecode(retry_t *rt, const PGresult *res, int r,
     lf_err_t err;
 
     *ok = false;
+    /* An erasure took its value: nothing left to decode, and the message
+     * is read again (erased on the way in) from Kafka, not from here. */
+    if (!strcmp(PQgetvalue(res, r, 6), "t")) {
+        snprintf(why, why_size,
+                 "its key and value were removed when its person was erased, "
+                 "so it cannot be retried from here: rewind to offset %s of "
+                 "partition %s and the projector reads it from Kafka (erased "
+                 "on the way in) and resolves this letter",
+                 PQgetvalue(res, r, 3), PQgetvalue(res, r, 2));
+        return LF_OK;
+    }
     /* No value (a tombstone) is decoded too: the same reason as the
      * projector's, so a rebuild finds the same row. */
     if (PQgetisnull(res, r, 5))
@@ -455,8 +466,8 @@ static lf_err_t apply_one(retry_t *rt, const PGresult *res, int r,
     return err;
 }
 
-/* Retry the letter in row @p r (id, topic, partition, offset, key, value)
- * and keep its outcome for mark(). */
+/* Retry the letter in row @p r (id, topic, partition, offset, key, value,
+ * erased) and keep its outcome for mark(). */
 static lf_err_t retry_one(retry_t *rt, const PGresult *res, int r, char *errstr,
                           size_t errstr_size)
 {
@@ -613,7 +624,8 @@ static lf_err_t read_batch(PGconn *conn, const char *after, const char *ids,
 
     return lf_pg_query(conn,
                        "SELECT id, topic, partition, \"offset\", key, "
-                       "value FROM funnel.dead_letters WHERE resolved_at "
+                       "value, value IS NULL AND strpos(error, '" LF_ERASED_NOTE
+                       "') > 0 FROM funnel.dead_letters WHERE resolved_at "
                        "IS NULL AND id > $1::bigint AND ($2::bigint[] IS "
                        "NULL OR id = ANY($2::bigint[])) ORDER BY id "
                        "LIMIT $3::int",

@@ -1727,6 +1727,31 @@ Test(projector, dead_letters_read_again_and_decoded_are_resolved)
                      "1");
 }
 
+/* A letter whose person was erased lost its key and value: a retry says
+ * how to apply it (read it again from Kafka), and that resolves it. */
+Test(projector, an_erased_letter_is_resolved_by_reading_it_again)
+{
+    add("c1", "C", LF_EV_CAPTURED, 1500, 0);
+    add_dead(proj, 0, 1, "C");
+    flush_ok();
+    add_identity("x1", "C", LF_EV_ERASED, 3000, "REQ-1", 2);
+    flush_ok();
+    lf_retry_counts_t st = retry_all(NULL);
+    cr_expect_eq(st.still_failing, 1);
+    cr_expect(strstr(retry_out, "removed when its person was erased") &&
+                  strstr(retry_out, "rewind to offset 1 of partition 0"),
+              "%s", retry_out);
+    add("s1", "C", LF_EV_SCORED, 2000, 1); /* read again, decoded */
+    flush_ok();
+    cr_expect_str_eq(
+        sql_value(conn, "SELECT concat_ws('|', left(resolution, 39), key IS "
+                        "NULL, value IS NULL) FROM funnel.dead_letters"),
+        "applied as event s1 by leadflow-project|t|t");
+    cr_expect_str_eq(sql_value(conn, "SELECT lead_id LIKE 'erased:%' FROM "
+                                     "funnel.events WHERE event_id = 's1'"),
+                     "t");
+}
+
 /* A batch of dead letters closes at the lead cap too: each locks its key. */
 Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
 {

@@ -241,10 +241,14 @@ lf_err_t lf_projector_use_registry(lf_projector_t *p, const lf_conf_t *conf,
     lf_codec_t *codec;
     lf_err_t err;
 
-    if (!lf_registry_configured(conf))
-        return LF_OK;
+    /* Made even without a registry: it checks contract.version, which a
+     * reader does not use, but a typo in it is said, not ignored. */
     if ((err = lf_codec_from_conf(conf, &codec, errstr, errstr_size)))
         return err;
+    if (!lf_registry_configured(conf)) {
+        lf_codec_destroy(codec);
+        return LF_OK;
+    }
     lf_codec_destroy(p->codec);
     p->codec = codec;
     return LF_OK;

@@ -84,8 +84,9 @@ void lf_projector_limit_recompute(lf_projector_t *p, size_t rows);
 /**
  * Resolve schema ids through the schema registry that @p conf names
  * (schema.registry.url and the other schema.registry.* keys, see
- * lf_registry.h); nothing changes when it names none. The projector owns
- * the registry client. Call before the first message. @p conf is not kept.
+ * lf_registry.h); nothing changes when it names none (contract.version is
+ * checked all the same). The projector owns the registry client. Call
+ * before the first message. @p conf is not kept.
  * @returns LF_OK, or LF_ERR_INVALID/LF_ERR_NOMEM with the bad setting
  * named in errstr (no request is made here).
  */

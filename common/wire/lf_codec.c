@@ -1047,6 +1047,18 @@ static bool writer_makeable(makeable_t *m, avro_schema_t s, int bounds)
                      WRITER_DEPTH_MAX);
             return false;
         }
+        /* Two fields of one name: both are read, the last wins, and the
+         * other value would be lost without a word. */
+        for (size_t i = 1; i < avro_schema_record_size(s); i++)
+            for (size_t j = 0; j < i; j++)
+                if (!strcmp(avro_schema_record_field_name(s, (int)i),
+                            avro_schema_record_field_name(s, (int)j))) {
+                    snprintf(m->why, sizeof(m->why),
+                             "record %.64s has two fields named %.64s",
+                             avro_schema_name(s),
+                             avro_schema_record_field_name(s, (int)i));
+                    return false;
+                }
         m->stack[m->depth] = s;
         m->bounds[m->depth++] = bounds;
         for (size_t i = 0; i < avro_schema_record_size(s); i++)
@@ -1067,11 +1079,17 @@ static bool writer_makeable(makeable_t *m, avro_schema_t s, int bounds)
     case AVRO_MAP:
         return writer_makeable(m, avro_schema_map_values(s), bounds + 1);
     case AVRO_FIXED:
-        if (avro_schema_fixed_size(s) >= 0 &&
+        if (avro_schema_fixed_size(s) > 0 &&
             avro_schema_fixed_size(s) <= WRITER_FIXED_MAX)
             return true;
+        /* avro-c makes no value of a fixed of 0 bytes: every message
+         * would fail, each with an allocation error. */
         snprintf(m->why, sizeof(m->why),
-                 "fixed %.64s of %lld bytes, beyond any message (at most %ld)",
+                 avro_schema_fixed_size(s) > 0
+                     ? "fixed %.64s of %lld bytes, beyond any message (at "
+                       "most %ld)"
+                     : "fixed %.64s of %lld bytes, which the reader cannot "
+                       "make a value of (1 to %ld)",
                  avro_schema_name(s), (long long)avro_schema_fixed_size(s),
                  WRITER_FIXED_MAX);
         return false;

@@ -173,7 +173,8 @@ int lf_recycle_reason_parse(const char *name);
  * and sla_hours not negative, amounts not negative, currency three upper-case
  * letters, occurred_at within 1970..9999; account_id 1..128 bytes when
  * present; into_lead_id 1..128 bytes and not the event's own lead_id;
- * voided_event_id a UUID; a void's reason and request_id not empty.
+ * voided_event_id non-empty (any event id: a producer's own ids are voided
+ * as UUIDs are); a void's reason and request_id not empty.
  * @returns LF_OK, or LF_ERR_INVALID with a sentence naming the field.
  */
 lf_err_t lf_event_validate(const lf_event_t *ev, char *errstr,

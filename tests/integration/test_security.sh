@@ -285,7 +285,9 @@ done
 # (it retried "cannot reach PostgreSQL" forever), and never quotes a URI
 # that may hold a password.
 for bad in "-X nosuch.key=1 -d host=/nonexistent" "-d bogus=1" \
-    "-d postgresql://u:hunter5@[bad"; do
+    "-d postgresql://u:hunter5@[bad" \
+    "-d postgresql://u:hunter5@127.0.0.1:1/db?sslmode=bogus" \
+    "-X contract.version=3 -d host=/nonexistent"; do
     rc=0
     # shellcheck disable=SC2086
     timeout 20 "$BIN/leadflow-project" $bad >/dev/null 2>"$LF_TMP/early.err" ||

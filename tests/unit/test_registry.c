@@ -303,7 +303,9 @@ enum {
     ID_SELF,       /* v2 with a field of its own type: never ends */
     ID_SELF_OPT,   /* ... or of ["null", its own type]: may end */
     ID_HUGE_FIXED, /* v2 with a fixed of 2 GiB */
-    ID_NESTED      /* v2 with an array of arrays of null */
+    ID_NESTED,     /* v2 with an array of arrays of null */
+    ID_DUP_FIELD,  /* v2 with a second field named event_id */
+    ID_FIXED0      /* v2 with a fixed of 0 bytes */
 };
 
 /* The embedded v2 with @p field (JSON) appended, as text to free(). */
@@ -488,6 +490,9 @@ static void codec_setup(void)
                         "\"name\":\"FX\",\"size\":2147483648}}"},
         {ID_NESTED, "{\"name\":\"nest\",\"type\":{\"type\":\"array\","
                     "\"items\":{\"type\":\"array\",\"items\":\"null\"}}}"},
+        {ID_DUP_FIELD, "{\"name\":\"event_id\",\"type\":\"string\"}"},
+        {ID_FIXED0, "{\"name\":\"f0\",\"type\":{\"type\":\"fixed\","
+                    "\"name\":\"F0\",\"size\":0}}"},
     };
     for (size_t i = 0; i < sizeof(hostile) / sizeof(*hostile); i++) {
         v3 = v2_with(hostile[i].field);
@@ -796,6 +801,15 @@ Test(codec_registry, writer_schemas_we_cannot_read)
     cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
     cr_expect(strstr(err, "fixed FX of 2147483648 bytes, beyond any message"),
               "%s", err);
+    /* Two fields of one name: the first value would be lost unsaid. */
+    r_envelope(&r, ID_DUP_FIELD, 7, false);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "record LeadEvent has two fields named event_id"),
+              "%s", err);
+    /* A fixed of 0 bytes, of which avro-c makes no value */
+    r_envelope(&r, ID_FIXED0, 7, false);
+    cr_expect_eq(decode(&r, &ev, err, sizeof(err)), LF_ERR_INVALID);
+    cr_expect(strstr(err, "fixed F0 of 0 bytes"), "%s", err);
     /* Through a union it may end: read (the null branch) */
     r_envelope(&r, ID_SELF_OPT, 4, true);
     r_long(&r, 5); /* BAD_TIMING */

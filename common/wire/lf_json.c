@@ -892,8 +892,10 @@ lf_err_t lf_json_parse_event_jansson(const char *text, size_t len,
             lf_utf8_valid(text, len) ? "invalid JSON" : "not valid UTF-8";
         key_at(text, len, jerr.position > 0 ? (size_t)jerr.position : 0, key,
                sizeof(key));
-        /* Text after the object belongs to no field of it. */
-        if (key[0] && !strstr(jerr.text, "end of file expected"))
+        /* Text after the object belongs to no field of it, nor does the
+         * end of a line cut short (the last field may be whole). */
+        if (key[0] && !strstr(jerr.text, "end of file expected") &&
+            !(jerr.position >= 0 && (size_t)jerr.position >= len))
             return INVALID("field \"%s\": %s at column %d: %s", key, what,
                            jerr.column, jerr.text);
         return INVALID("%s at column %d: %s", what, jerr.column, jerr.text);

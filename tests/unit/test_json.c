@@ -342,6 +342,21 @@ Test(json, trailing_text_names_no_field)
               "%s", err);
 }
 
+/* A line cut short after a whole field: the field is not to blame (it
+ * was named, as the last key before the end). */
+Test(json, line_cut_short_names_no_field)
+{
+    lf_event_t ev;
+    char err[512] = "";
+    const char *text = "{\"lead_id\":\"E-2\",\"type\":\"captured\"";
+
+    cr_assert_eq(lf_json_parse_event(text, strlen(text), &ev, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect(strstr(err, "'}' expected near end of file") &&
+                  !strstr(err, "field"),
+              "%s", err);
+}
+
 Test(json, duplicate_key)
 {
     const char *text = "{\"event_id\":\"e-1\",\"lead_id\":\"L-1\",\"lead_id\":"

@@ -217,7 +217,14 @@ lf_err_t lf_codec_from_conf(const lf_conf_t *conf, lf_codec_t **out,
 
 #define WALK_MAX_DEPTH 32
 #define WALK_MAX_ITEMS (1 << 20) /* items in one array or map */
-#define WALK_MAX_NAMES (2 * WALK_MAX_DEPTH + 2)
+/* Items that take no byte (nulls, empty records) beyond one per byte of
+ * the body: a few at the end of a message are valid Avro. */
+#define WALK_ITEM_SLACK 4096
+/* Values a message may hold: a budget for the work of reading it, the
+ * walk's and avro-c's, which a record of many nulls makes large at no
+ * byte's cost (2 per byte of the body, and this many more). */
+#define WALK_NODE_SLACK 100000
+#define WALK_MAX_NAMES  (2 * WALK_MAX_DEPTH + 2)
 
 /* The field path is a stack of names joined only when an error is written:
  * formatting it for every field cost a third of a decode. */
@@ -233,6 +240,7 @@ typedef struct walk_s {
      * so the per-block bound alone let nested arrays claim the bytes left
      * again at each level: quadratic in the message, 1.8 GB for 32 KB. */
     int64_t items_left;
+    int64_t nodes_left; /* values still allowed (WALK_NODE_SLACK) */
 } walk_t;
 
 static lf_err_t walk_fail(walk_t *w, const char *fmt, ...)
@@ -371,7 +379,8 @@ static lf_err_t walk_blocks_in(walk_t *w, avro_schema_t items, bool is_map,
                 return walk_fail(w, "block size %lld out of range",
                                  (long long)bytes);
         }
-        if (count > WALK_MAX_ITEMS - total || count > w->end - w->p)
+        if (count > WALK_MAX_ITEMS - total ||
+            count > w->end - w->p + WALK_ITEM_SLACK)
             return walk_fail(w, "block count %lld exceeds the bytes left",
                              (long long)count);
         if (count > w->items_left)
@@ -439,6 +448,11 @@ static lf_err_t walk_datum(walk_t *w, avro_schema_t s)
 
     if (++w->depth > WALK_MAX_DEPTH)
         return walk_fail(w, "nested deeper than %d", WALK_MAX_DEPTH);
+    if (--w->nodes_left < 0)
+        return walk_fail(w,
+                         "more values than a message may hold (2 per byte of "
+                         "the body, and %d more)",
+                         WALK_NODE_SLACK);
     switch (avro_typeof(s)) {
     case AVRO_NULL:
         break;
@@ -511,7 +525,8 @@ lf_err_t lf_avro_check(void *schema, const void *data, size_t len, char *errstr,
                 .end = (const uint8_t *)data + len,
                 .errstr = errstr,
                 .errstr_size = errstr_size,
-                .items_left = (int64_t)len};
+                .items_left = (int64_t)len + WALK_ITEM_SLACK,
+                .nodes_left = 2 * (int64_t)len + WALK_NODE_SLACK};
     lf_err_t err;
 
     if ((err = walk_datum(&w, schema)))
@@ -1014,8 +1029,45 @@ typedef struct makeable_s {
     int bounds[WRITER_DEPTH_MAX];          /* unions, arrays, maps above each */
     int depth;
     long nodes; /* bounds the walk: links may share subtrees */
+    /* Bytes of the fixed fields avro-c allocates with the writer's value:
+     * those under no union, array or map, each occurrence. */
+    long long fixed_total;
     char why[300];
 } makeable_t;
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Two fields of one name in record @p s: both are read, the last wins, and
+ * the other value would be lost without a word. Sorted, not compared in
+ * pairs: a record may have many fields. */
+static bool fields_distinct(makeable_t *m, avro_schema_t s)
+{
+    size_t n = avro_schema_record_size(s);
+    const char **names = n > 1 ? malloc(n * sizeof(*names)) : NULL;
+    bool ok = true;
+
+    if (n < 2)
+        return true;
+    if (!names) {
+        snprintf(m->why, sizeof(m->why), "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        names[i] = avro_schema_record_field_name(s, (int)i);
+    qsort(names, n, sizeof(*names), cmp_names);
+    for (size_t i = 1; ok && i < n; i++)
+        if (!strcmp(names[i - 1], names[i])) {
+            snprintf(m->why, sizeof(m->why),
+                     "record %.64s has two fields named %.64s",
+                     avro_schema_name(s), names[i]);
+            ok = false;
+        }
+    free(names);
+    return ok;
+}
 
 /* Can a value of @p s be made, under @p bounds unions, arrays and maps?
  * false with m->why when not. */
@@ -1047,18 +1099,8 @@ static bool writer_makeable(makeable_t *m, avro_schema_t s, int bounds)
                      WRITER_DEPTH_MAX);
             return false;
         }
-        /* Two fields of one name: both are read, the last wins, and the
-         * other value would be lost without a word. */
-        for (size_t i = 1; i < avro_schema_record_size(s); i++)
-            for (size_t j = 0; j < i; j++)
-                if (!strcmp(avro_schema_record_field_name(s, (int)i),
-                            avro_schema_record_field_name(s, (int)j))) {
-                    snprintf(m->why, sizeof(m->why),
-                             "record %.64s has two fields named %.64s",
-                             avro_schema_name(s),
-                             avro_schema_record_field_name(s, (int)i));
-                    return false;
-                }
+        if (!fields_distinct(m, s))
+            return false;
         m->stack[m->depth] = s;
         m->bounds[m->depth++] = bounds;
         for (size_t i = 0; i < avro_schema_record_size(s); i++)
@@ -1080,8 +1122,17 @@ static bool writer_makeable(makeable_t *m, avro_schema_t s, int bounds)
         return writer_makeable(m, avro_schema_map_values(s), bounds + 1);
     case AVRO_FIXED:
         if (avro_schema_fixed_size(s) > 0 &&
-            avro_schema_fixed_size(s) <= WRITER_FIXED_MAX)
+            avro_schema_fixed_size(s) <= WRITER_FIXED_MAX) {
+            if (!bounds && (m->fixed_total += avro_schema_fixed_size(s)) >
+                               WRITER_FIXED_MAX) {
+                snprintf(m->why, sizeof(m->why),
+                         "fixed fields of more than %ld bytes in all, beyond "
+                         "any message",
+                         WRITER_FIXED_MAX);
+                return false;
+            }
             return true;
+        }
         /* avro-c makes no value of a fixed of 0 bytes: every message
          * would fail, each with an allocation error. */
         snprintf(m->why, sizeof(m->why),

@@ -3796,6 +3796,24 @@ static lf_err_t reseed(lf_component_t *c, const lf_ids_t *orig,
     return err;
 }
 
+/* The component read again under its locks, and what it grew by locked,
+ * until it holds still. The read came before the locks: a settle may have
+ * waited for a writer that has since committed a merge of it (B into C
+ * while A into B waited), and writing the component as read would delete
+ * that writer's merge rows (a rolling-restart test lost merges so). */
+static lf_err_t regrown(flush_t *f, lf_component_t *c, bool *got)
+{
+    for (;;) {
+        size_t ids = c->ids.n, merges = c->n;
+        lf_err_t err = lf_identity_component(f->conn, f->p->schema, c,
+                                             f->errstr, f->errstr_size);
+        if (err || (c->ids.n == ids && c->n == merges))
+            return err;
+        if ((err = try_lock_more(f, c->ids.v, c->ids.n, got)) || !*got)
+            return err;
+    }
+}
+
 /* Grow the seeds to their whole component and lock it (*got false:
  * another writer holds some of it). An original id in it that is erased
  * already is rewritten to its pseudonym first, and the component grown
@@ -3816,7 +3834,8 @@ static lf_err_t whole_component(flush_t *f, seeds_t *s, bool *got,
         lf_ids_free(hits);
         if ((err = lf_identity_component(f->conn, p->schema, &s->c, f->errstr,
                                          f->errstr_size)) ||
-            (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, got)) || !*got)
+            (err = try_lock_more(f, s->c.ids.v, s->c.ids.n, got)) || !*got ||
+            (err = regrown(f, &s->c, got)) || !*got)
             return err;
         err = erased_late(f, &s->c, hits, &orig, &pseud);
         if (!err && orig.n)

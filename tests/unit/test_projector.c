@@ -1399,6 +1399,80 @@ static void merge_meets_erasure(race_t *r)
                      "A,C", "the merge did not wait for C");
 }
 
+/* The advisory lock key the projector takes for lead @p id. */
+static long long lock_key(const char *id)
+{
+    char ps[LF_PSEUDONYM_LEN + 1];
+    const char *params[1] = {ps};
+
+    lf_pseudonym_of(pseudonyms, 0, id, strlen(id), ps);
+    PGresult *res = PQexecParams(conn, "SELECT hashtextextended($1, 0)", 1,
+                                 NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    long long k = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return k;
+}
+
+static void *settle2_in_thread(void *arg)
+{
+    race_t *r = arg;
+    return (void *)(intptr_t)lf_projector_settle_all(r->proj2, r->conn2,
+                                                     errstr2, sizeof(errstr2));
+}
+
+/* A into B waits (B is another writer's); its settle reads {A, B} and
+ * waits for B, whose writer stores B into C and works out {A, B, C}. The
+ * settle must read the component again under its locks: writing {A, B}
+ * as read deleted the merge of B into C for good (a rolling-restart
+ * black-box test; the ids are picked so that B's lock comes first). */
+Test(projector, a_settle_reads_again_the_component_it_waited_for)
+{
+    race_t r = {0};
+    char a[8];
+    lf_event_t ev;
+    void *rc;
+    pthread_t settler;
+
+    for (int i = 0;
+         snprintf(a, sizeof(a), "A%d", i), lock_key("B") > lock_key(a); i++)
+        cr_assert(i < 100);
+    /* B into C, held in storing its event by an uncommitted copy */
+    add_identity("bc", "B", LF_EV_MERGED, 2000, "C", 0);
+    race_first(&r,
+               "INSERT INTO funnel.events (event_id, lead_id, type, "
+               "occurred_at, source, payload, topic, partition, \"offset\") "
+               "VALUES ('bc', 'B', 'merged', now(), 's', '{}', 'x', 9, 0)",
+               "%");
+    ev = event("ab", a, LF_EV_MERGED, 1000);
+    free(ev.u.merged.into_lead_id);
+    ev.u.merged.into_lead_id = strdup("B");
+    race_second(&r, &ev);
+    cr_expect_str_eq(sql_value(r.conn2, "SELECT count(*) FROM "
+                                        "funnel.identity_pending"),
+                     "2", "A into B did not wait");
+    cr_assert_eq(pthread_create(&settler, NULL, settle2_in_thread, &r), 0);
+    cr_assert(waiting(r.watch, r.conn2, "advisory", "%"),
+              "the settle did not wait for B");
+    sql_ok(r.side, "ROLLBACK"); /* B into C goes on, and commits */
+    cr_assert_eq(pthread_join(r.t, &rc), 0);
+    cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "B into C: %s", errstr);
+    cr_assert_eq(pthread_join(settler, &rc), 0);
+    cr_assert_eq((lf_err_t)(intptr_t)rc, LF_OK, "settle: %s", errstr2);
+    cr_expect_str_eq(sql_value(conn,
+                               "SELECT string_agg(concat_ws('|', event_id, "
+                               "into_lead_id, surviving_lead_id), ',' ORDER BY "
+                               "event_id) FROM funnel.merges"),
+                     "ab|B|C,bc|C|C");
+    cr_expect_str_eq(sql_value(conn, "SELECT count(*) FROM "
+                                     "funnel.identity_pending"),
+                     "0");
+    lf_projector_destroy(r.proj2);
+    PQfinish(r.conn2);
+    PQfinish(r.side);
+    PQfinish(r.watch);
+}
+
 /* One erases C while the other stores a merge of A into C, neither
  * seeing the other's rows. Working the merge out afterwards must erase
  * A, which the merge makes C's person, exactly as if the merge had come

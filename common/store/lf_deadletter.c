@@ -411,10 +411,10 @@ static lf_err_t redecode(retry_t *rt, const PGresult *res, int r,
      * is read again (erased on the way in) from Kafka, not from here. */
     if (!strcmp(PQgetvalue(res, r, 6), "t")) {
         snprintf(why, why_size,
-                 "its key and value were removed when its person was erased, "
-                 "so it cannot be retried from here: rewind to offset %s of "
-                 "partition %s and the projector reads it from Kafka (erased "
-                 "on the way in) and resolves this letter",
+                 "its key and value were removed when its person was erased: "
+                 "nothing is left here to retry; its message is at offset %s "
+                 "of partition %s in Kafka, and read again from there (a "
+                 "rewind, a rebuild) it is erased on the way in",
                  PQgetvalue(res, r, 3), PQgetvalue(res, r, 2));
         return LF_OK;
     }

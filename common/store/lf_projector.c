@@ -2827,15 +2827,23 @@ static size_t decoded_spans(const lf_projector_t *p, read_span_t *out,
     return n;
 }
 
-/* The batch's entry at a position, decoded; NULL if none. */
+/* The batch's entry at a position, decoded, keyed @p key (its lead_id as
+ * the message named it) and of no erased person; NULL if none. A letter
+ * whose message it is not (a topic made again, another cluster's offsets)
+ * has another key but by chance; an erased person's letter is left to
+ * the erasure's rules. */
 static const entry_t *decoded_at(const lf_projector_t *p, const char *topic,
-                                 int32_t partition, int64_t offset)
+                                 int32_t partition, int64_t offset,
+                                 const unsigned char *key, size_t key_len)
 {
     for (size_t i = 0; i < p->count; i++) {
         const entry_t *e = &p->entries[i];
         if (!e->dead && e->offset == offset && e->partition == partition &&
             !strcmp(p->topics[e->topic], topic))
-            return e;
+            return !e->was_lead && strlen(e->ev.lead_id) == key_len &&
+                           !memcmp(e->ev.lead_id, key, key_len)
+                       ? e
+                       : NULL;
     }
     return NULL;
 }
@@ -2877,11 +2885,12 @@ static lf_err_t find_reread(flush_t *f, lf_buf_t *ids, lf_buf_t *evs,
     }
     const char *params[4] = {t.data, q[0].data, q[1].data, q[2].data};
     snprintf(sql, sizeof(sql),
-             "SELECT d.id, d.topic, d.partition, d.\"offset\" FROM "
+             "SELECT d.id, d.topic, d.partition, d.\"offset\", d.key FROM "
              "%s.dead_letters AS d, unnest($1::text[], $2::int[], "
              "$3::bigint[], $4::bigint[]) AS u(t, p, lo, hi) WHERE d.topic = "
              "u.t AND d.partition = u.p AND d.\"offset\" BETWEEN u.lo AND "
-             "u.hi AND d.resolved_at IS NULL",
+             "u.hi AND d.resolved_at IS NULL AND d.key IS NOT NULL AND "
+             "d.received_at < now()", /* (not this batch's own) */
              p->schema);
     if ((err = lf_pg_query(f->conn, sql, 4, params,
                            "finding dead letters read again", &res, f->errstr,
@@ -2893,10 +2902,18 @@ static lf_err_t find_reread(flush_t *f, lf_buf_t *ids, lf_buf_t *evs,
         err = nomem(f);
         goto out;
     }
-    for (int r = 0; r < PQntuples(res); r++) {
-        const entry_t *e = decoded_at(p, PQgetvalue(res, r, 1),
-                                      (int32_t)atol(PQgetvalue(res, r, 2)),
-                                      strtoll(PQgetvalue(res, r, 3), NULL, 10));
+    for (int r = 0; ok && r < PQntuples(res); r++) {
+        size_t klen = 0;
+        unsigned char *key = PQunescapeBytea(
+            (const unsigned char *)PQgetvalue(res, r, 4), &klen);
+        const entry_t *e =
+            key ? decoded_at(p, PQgetvalue(res, r, 1),
+                             (int32_t)atol(PQgetvalue(res, r, 2)),
+                             strtoll(PQgetvalue(res, r, 3), NULL, 10), key,
+                             klen)
+                : NULL;
+        ok = key != NULL;
+        PQfreemem(key);
         if (e) {
             ok = ok && !lf_buf_printf(ids, "%s%s", *found ? "," : "",
                                       PQgetvalue(res, r, 0));

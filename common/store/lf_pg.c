@@ -10,6 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* The SQLSTATE of the last statement run through here that failed; ""
+ * once another statement runs (a later failure of another kind, a
+ * rollback after one that was handled, must not be told as this one). */
+static _Thread_local char last_sqlstate[6];
 
 /* The advisory lock that serialises migrations across instances: "lfmg". */
 #define LF_MIGRATION_LOCK 0x6c666d67
@@ -77,34 +83,58 @@ static const struct {
     {"ssl_max_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3"},
 };
 
-static bool one_of(const char *v, const char *values)
+/* libpq compares the TLS versions without case, the others with. */
+static bool one_of(const char *v, const char *values, bool nocase)
 {
     size_t n = strlen(v);
 
     for (const char *w = values; *w; w += strcspn(w, " "), w += *w == ' ') {
-        if (n && !strncmp(w, v, n) && (w[n] == ' ' || !w[n]))
+        if (n && !(nocase ? strncasecmp(w, v, n) : strncmp(w, v, n)) &&
+            (w[n] == ' ' || !w[n]))
             return true;
     }
     return false;
 }
 
-/* Each of a port list's ports: empty (the default) or 1..65535. */
-static bool ports_valid(const char *v)
+/* One port as libpq reads it (strtol: spaces and a sign around the
+ * digits), 1..65535. A list is left to libpq: it skips a host whose port
+ * is bad and tries the next. */
+static bool port_valid(const char *v)
 {
-    for (;;) {
-        size_t n = strcspn(v, ",");
-        long port = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (v[i] < '0' || v[i] > '9' ||
-                (port = port * 10 + v[i] - '0') > 65535)
-                return false;
-        }
-        if (n && port == 0)
-            return false;
-        if (!v[n])
-            return true;
-        v += n + 1;
+    char *end;
+    long port;
+
+    if (strchr(v, ','))
+        return true;
+    errno = 0;
+    port = strtol(v, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    return end != v && !*end && !errno && port >= 1 && port <= 65535;
+}
+
+/* The port and the options of a few values. */
+static lf_err_t check_choices(const PQconninfoOption *opts, char *errstr,
+                              size_t errstr_size)
+{
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val)
+            continue;
+        if (!strcmp(o->keyword, "port") && !port_valid(o->val))
+            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                             "not a valid libpq conninfo or URI: port \"%s\" "
+                             "is not a port number (1-65535)",
+                             o->val);
+        for (size_t i = 0; i < sizeof(choices) / sizeof(*choices); i++)
+            if (!strcmp(o->keyword, choices[i].name) &&
+                !one_of(o->val, choices[i].values,
+                        !strncmp(o->keyword, "ssl_", 4)))
+                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                                 "not a valid libpq conninfo or URI: %s "
+                                 "\"%s\" is not one of: %s",
+                                 o->keyword, o->val, choices[i].values);
     }
+    return LF_OK;
 }
 
 /* Items of a comma-separated list; 0 for NULL or "". */
@@ -133,6 +163,10 @@ static lf_err_t check_values(const PQconninfoOption *opts, char *errstr,
            addrs = items(opt_val(opts, "hostaddr")),
            ports = items(opt_val(opts, "port"));
 
+    /* Without a host in the conninfo, PGHOST or a service file may give a
+     * list this parse does not see: libpq counts those. */
+    if (!hosts && !addrs)
+        return check_choices(opts, errstr, errstr_size);
     if (hosts && addrs && hosts != addrs)
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "not a valid libpq conninfo or URI: %zu host names "
@@ -146,23 +180,7 @@ static lf_err_t check_values(const PQconninfoOption *opts, char *errstr,
                          hosts   ? hosts
                          : addrs ? addrs
                                  : 1);
-    for (const PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || !*o->val)
-            continue;
-        if (!strcmp(o->keyword, "port") && !ports_valid(o->val))
-            return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                             "not a valid libpq conninfo or URI: port \"%s\" "
-                             "is not a port number (1-65535) or a list of them",
-                             o->val);
-        for (size_t i = 0; i < sizeof(choices) / sizeof(*choices); i++)
-            if (!strcmp(o->keyword, choices[i].name) &&
-                !one_of(o->val, choices[i].values))
-                return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
-                                 "not a valid libpq conninfo or URI: %s "
-                                 "\"%s\" is not one of: %s",
-                                 o->keyword, o->val, choices[i].values);
-    }
-    return LF_OK;
+    return check_choices(opts, errstr, errstr_size);
 }
 
 lf_err_t lf_pg_conninfo_check(const char *conninfo, char *errstr,
@@ -225,6 +243,7 @@ lf_err_t lf_pg_exec_stoppable(PGconn *conn, const char *sql, const char *what,
     PGresult *res;
     lf_err_t err = LF_OK;
 
+    last_sqlstate[0] = '\0';
     if (lf_pg_stopped())
         return lf_seterr(LF_ERR_TEMPORARY, errstr, errstr_size,
                          "%s: interrupted by a signal", what);
@@ -301,11 +320,24 @@ void lf_pg_log_notices(PGconn *conn)
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
 }
 
+const char *lf_pg_last_sqlstate(void)
+{
+    return last_sqlstate;
+}
+
+static void note_sqlstate(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state ? state : "");
+}
+
 static lf_err_t pg_fail(PGconn *conn, PGresult *res, const char *what,
                         char *errstr, size_t errstr_size)
 {
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
     int n = (int)strlen(msg);
+
+    note_sqlstate(res);
     while (n && msg[n - 1] == '\n')
         n--;
     lf_seterr(LF_ERR_PG, errstr, errstr_size, "%s: %.*s", what, n, msg);
@@ -318,6 +350,7 @@ lf_err_t lf_pg_exec(PGconn *conn, const char *sql, const char *what,
     PGresult *res = PQexec(conn, sql);
     lf_err_t err = LF_OK;
 
+    last_sqlstate[0] = '\0';
     if (PQresultStatus(res) != PGRES_COMMAND_OK &&
         PQresultStatus(res) != PGRES_TUPLES_OK)
         err = pg_fail(conn, res, what, errstr, errstr_size);
@@ -673,6 +706,7 @@ lf_err_t lf_pg_query(PGconn *conn, const char *sql, int n,
                       : PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(res);
 
+    last_sqlstate[0] = '\0';
     if (out)
         *out = NULL;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -687,21 +721,13 @@ lf_err_t lf_pg_query(PGconn *conn, const char *sql, int n,
     return LF_OK;
 }
 
-static _Thread_local char last_sqlstate[6];
-
-const char *lf_pg_last_sqlstate(void)
-{
-    return last_sqlstate;
-}
-
 lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
                     char *errstr, size_t errstr_size)
 {
     const char *msg = res ? PQresultErrorMessage(res) : "";
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     int n;
 
-    snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state ? state : "");
+    note_sqlstate(res);
 
     if (!*msg)
         msg = PQerrorMessage(conn);

@@ -152,9 +152,10 @@ lf_err_t lf_pg_query(PGconn *conn, const char *sql, int n,
 lf_err_t lf_pg_fail(PGconn *conn, const PGresult *res, const char *what,
                     char *errstr, size_t errstr_size);
 
-/** The SQLSTATE of the statement lf_pg_fail() last described on this
- *  thread ("42501": a privilege the role lacks), "" when it had none (a
- *  connection that broke). */
+/** The SQLSTATE of this thread's last statement run by these helpers, if
+ *  it failed ("42501": a privilege the role lacks); "" when it did not,
+ *  or failed without one (a connection that broke). A statement run after
+ *  a failure clears it. */
 const char *lf_pg_last_sqlstate(void);
 
 /** True if the failure of @p conn / @p res is about the connection or the

@@ -214,6 +214,29 @@ Test(pg, check_migrated_names_what_is_missing, .timeout = 120)
     pg_down(conn, dir);
 }
 
+/* The SQLSTATE replay tells a missing privilege by (exit 77) is the last
+ * statement's: one that failed and was handled (rolled back to a
+ * savepoint) is not told as a later failure of another kind. */
+Test(pg, last_sqlstate_is_the_last_statements, .timeout = 120)
+{
+    char dir[512], errstr[512];
+    PGconn *conn = pg_up(dir, sizeof(dir));
+
+    cr_expect_eq(
+        lf_pg_exec(conn, "SELECT 1/0", "dividing", errstr, sizeof(errstr)),
+        LF_ERR_PG);
+    cr_expect_str_eq(lf_pg_last_sqlstate(), "22012");
+    cr_expect_eq(lf_pg_query(conn, "SET ROLE nosuch", 0, NULL, "role", NULL,
+                             errstr, sizeof(errstr)),
+                 LF_ERR_PG);
+    cr_expect_str_eq(lf_pg_last_sqlstate(), "22023");
+    cr_expect_eq(lf_pg_query(conn, "SELECT 1", 0, NULL, "one", NULL, errstr,
+                             sizeof(errstr)),
+                 LF_OK);
+    cr_expect_str_eq(lf_pg_last_sqlstate(), "");
+    pg_down(conn, dir);
+}
+
 /* The refusals lf_pg_refused_for_good() tells apart, from a real server's
  * and libpq's own messages. */
 Test(pg, refusals_of_the_settings_told_from_outages, .timeout = 120)
@@ -326,6 +349,8 @@ Test(pg, conninfo_check_refuses_values_libpq_refuses_at_connect)
          "invalid integer value \"54x\""},
         {"host=127.0.0.1 port=1,2,3", "3 ports for 1 hosts",
          "could not match 3 port numbers to 1 hosts"},
+        {"host=127.0.0.1 port=1 ssl_max_protocol_version=tlsv9",
+         "ssl_max_protocol_version", "ssl_max_protocol_version"},
         {"host=127.0.0.1,127.0.0.1 hostaddr=127.0.0.1 port=1",
          "2 host names for 1 hostaddr", "could not match 2 host names"},
     };
@@ -335,6 +360,10 @@ Test(pg, conninfo_check_refuses_values_libpq_refuses_at_connect)
         "host=127.0.0.1,127.0.0.1 port=1 target_session_attrs=prefer-standby",
         "host=127.0.0.1 port='' connect_timeout=1 sslmode=disable",
         "postgresql://u@127.0.0.1:1,127.0.0.1:2/db?target_session_attrs=any",
+        /* as libpq takes them (a review found these refused) */
+        "host=127.0.0.1 port=1 ssl_min_protocol_version=tlsv1.2",
+        "host=127.0.0.1 port=+1", "host=127.0.0.1 port=' 1'",
+        "host=127.0.0.1,127.0.0.1 port=99999,1", /* libpq skips the first */
     };
     char errstr[512];
 
@@ -351,11 +380,26 @@ Test(pg, conninfo_check_refuses_values_libpq_refuses_at_connect)
     }
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
         PGconn *c = PQconnectdb(good[i]);
-        cr_expect(!strstr(PQerrorMessage(c), "invalid") &&
-                      !strstr(PQerrorMessage(c), "could not match"),
+        /* libpq got as far as connecting (nothing listens there) */
+        cr_expect(strstr(PQerrorMessage(c), "Connection refused"),
                   "libpq on %s: %s", good[i], PQerrorMessage(c));
         PQfinish(c);
         cr_expect_eq(lf_pg_conninfo_check(good[i], errstr, sizeof(errstr)),
                      LF_OK, "%s: %s", good[i], errstr);
     }
+    /* Without a host in it, PGHOST may hold the list its ports match. */
+    char *was = getenv("PGHOST") ? strdup(getenv("PGHOST")) : NULL;
+    setenv("PGHOST", "127.0.0.1,127.0.0.1", 1);
+    PGconn *c = PQconnectdb("port=1,2 dbname=x");
+    cr_expect(!strstr(PQerrorMessage(c), "could not match"), "libpq: %s",
+              PQerrorMessage(c));
+    PQfinish(c);
+    cr_expect_eq(
+        lf_pg_conninfo_check("port=1,2 dbname=x", errstr, sizeof(errstr)),
+        LF_OK, "%s", errstr);
+    if (was)
+        setenv("PGHOST", was, 1);
+    else
+        unsetenv("PGHOST");
+    free(was);
 }

@@ -125,8 +125,8 @@ static bool append_json_text(lf_buf_t *b, const char *s, size_t len)
 
 /* One line of the rejects file:
  * {"file":…,"line":N,"reason":"…","text":"<the original line>"}, and
- * "lossy":true when the line was not UTF-8: its text is then not the line,
- * and is not re-sent until fixed (unwrap_reject()). */
+ * "lossy":true when the text is not the line (not UTF-8, or @p lossy: cut
+ * short), which is not re-sent until fixed (unwrap_reject()). */
 static void reject_as(emit_t *em, int file, int64_t line, const char *reason,
                       const char *text, size_t len, bool lossy)
 {
@@ -482,9 +482,9 @@ static void emit_line(emit_t *em, lf_producer_t *p, int file, int64_t lineno,
         em->read++;
         em->rejected++;
         reject_as(em, file, lineno,
-                  "a reject of a line that was not UTF-8: its text shows "
-                  "U+FFFD in place of the bytes; fix the text and remove "
-                  "\"lossy\" to send it",
+                  "a reject whose text is not its line (cut, or with U+FFFD "
+                  "in place of bytes that were not UTF-8); fix the text and "
+                  "remove \"lossy\" to send it",
                   s, len, true);
     } else {
         emit_text(em, p, file, lineno, s, len);
@@ -534,7 +534,7 @@ static void emit_file(emit_t *em, lf_producer_t *p, int file)
                      total, LF_JSON_LINE_MAX, SNIPPET_MAX);
             em->read++;
             em->rejected++;
-            reject(em, file, r.lineno, reason, line, len);
+            reject_as(em, file, r.lineno, reason, line, len, true);
         } else if (rc == RD_ERROR) {
             LF_LOG(LF_LOG_ERR,
                    "msg=\"cannot read input\" file=%s line=%lld error=%s", name,
@@ -659,9 +659,9 @@ static void notes_text(void)
     snprintf(
         notes, sizeof(notes),
         "Lines longer than %d bytes are rejected (the reject holds the\n"
-        "first %d bytes). Invalid UTF-8 in a reject's text shows as U+FFFD,\n"
-        "marked \"lossy\":true; such a reject is refused when re-sent until\n"
-        "its text is fixed and the mark removed.\n"
+        "first %d bytes). Invalid UTF-8 in a reject's text shows as U+FFFD.\n"
+        "Both are marked \"lossy\":true; such a reject is refused when\n"
+        "re-sent until its text is fixed and the mark removed.\n"
         "A summary goes to stderr: read, delivered, rejected, failed,\n"
         "blank, elapsed, events/s (-qq hides it).\n"
         "\n"

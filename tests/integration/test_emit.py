@@ -228,7 +228,8 @@ def test_rejects():
         want = text.decode("utf-8", errors="replace")
         check(x["text"] == want, "line %d: text %r, expected %r"
               % (n, x["text"][:80], want[:80]))
-        check(x.get("lossy", False) is (want.encode() != text),
+        cut = "text holds its first" in x["reason"]  # a long line, cut
+        check(x.get("lossy", False) is (cut or want.encode() != text),
               "line %d: lossy %r" % (n, x.get("lossy")))
     other = [x for x in rej if x["file"] == d + "/more.jsonl"]
     check(len(other) == 1 and other[0]["line"] == 2 and
@@ -574,7 +575,7 @@ def test_rejects_resent():
     r2 = rejects_of(d + "/r2")
     check(r.returncode == 65 and len(r2) == 2, "re-send %d, %r" % (
         r.returncode, r2))
-    check(r2[0].get("lossy") is True and "not UTF-8" in r2[0]["reason"],
+    check(r2[0].get("lossy") is True and "not its line" in r2[0]["reason"],
           "lossy re-sent: %r" % r2[0])
     check(r2[1]["reason"] == r1[1]["reason"], "NUL re-sent: %r, first %r" % (
         r2[1]["reason"], r1[1]["reason"]))

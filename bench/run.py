@@ -603,16 +603,27 @@ class Bench:
                                "copy": self.path(f"{kind}.copy")}
 
     def tables_digest(self, db):
-        """md5 of leads, stage_history and anomalies, but for the columns
-        that say when a row was written."""
-        return self.psql(
-            "SELECT (SELECT md5(string_agg((to_jsonb(l) - 'updated_at')"
-            "::text, E'\\n' ORDER BY l.lead_id COLLATE \"C\")) FROM "
-            "funnel.leads l) || (SELECT md5(string_agg(to_jsonb(s)::text, "
-            "E'\\n' ORDER BY s.lead_id COLLATE \"C\", s.visit)) FROM "
-            "funnel.stage_history s) || (SELECT md5(string_agg((to_jsonb(a)"
-            " - 'detected_at')::text, E'\\n' ORDER BY a.event_id COLLATE "
-            "\"C\", a.kind, a.reason)) FROM funnel.anomalies a)", db)
+        """Row count and md5 of leads, stage_history and anomalies, but for
+        the columns that say when a row was written. An empty table reads
+        as "0:empty", never NULL: string_agg() of no rows is NULL, and one
+        NULL made the whole digest NULL, so that all three orders compared
+        equal on a workload without anomalies."""
+        part = ("(SELECT count(*) || ':' || coalesce(md5(string_agg(({row})"
+                "::text, E'\\n' ORDER BY {order})), 'empty') FROM {table})")
+        parts = [
+            part.format(row="to_jsonb(l) - 'updated_at'",
+                        order='l.lead_id COLLATE "C"',
+                        table="funnel.leads l"),
+            part.format(row="to_jsonb(s)",
+                        order='s.lead_id COLLATE "C", s.visit',
+                        table="funnel.stage_history s"),
+            part.format(row="to_jsonb(a) - 'detected_at'",
+                        order='a.event_id COLLATE "C", a.kind, a.reason',
+                        table="funnel.anomalies a")]
+        digest = self.psql("SELECT " + " || ' ' || ".join(parts), db)
+        if not digest or digest.startswith("0:"):
+            raise RuntimeError(f"no leads to compare in {db}: {digest!r}")
+        return digest
 
     def copy_rate(self, db, rows):
         """One COPY + COMMIT of the rows (exported from db's funnel.events
@@ -1062,7 +1073,11 @@ class Bench:
             s = self.disorder[kind]["summary"]
             notes.append(
                 f"{label_row}: {s['events']:,} events of {s['leads']:,} "
-                "leads; per round, late/in order " + ", ".join(
+                f"leads, late in the late order {s['late_events']:,} "
+                f"({s['late_events'] / s['events']:.1%}), in the shuffled "
+                f"{s['shuffled_events']:,} (arriving after a later event "
+                "of their lead); peak RSS the largest of the rounds"
+                "; per round, late/in order " + ", ".join(
                     f"{r[ks['late']] / r[ks['inorder']]:.2f}" for r in got)
                 + "; shuffled/in order " + ", ".join(
                     f"{r[ks['shuffled']] / r[ks['inorder']]:.2f}" for r in got)
@@ -1071,6 +1086,7 @@ class Bench:
                     for r in got) + "; projector CPU us/event (median) "
                 + ", ".join(f"{o} {med(lambda r, o=o: r[ks[o] + '_cpu']):.1f}"
                             for o in ORDERS) + "; leads recomputed/batches "
+                "(round 1) "
                 + ", ".join(f"{o} {got[0][ks[o] + '_recomputed']}/"
                             f"{got[0][ks[o] + '_batches']}" for o in ORDERS))
         return rows, notes

@@ -14,17 +14,20 @@ orders:
 
   DIR/inorder.jsonl   by (occurred_at, event_id): each lead's events in time
                       order, the leads interleaved by time
-  DIR/late.jsonl      the same, with a fraction F (--late, 0.1) of the
-                      events moved later in the stream, each by a random
-                      number of positions, uniform in 1 .. span * N
-                      (--late-span, 0.1: a tenth of the stream, about a
-                      batch and a half of leadflow-project's 10,000 at the
-                      default 25,000 leads)
+  DIR/late.jsonl      the same, with a fraction F (--late, 0.1) of all
+                      the events late: each arrives after the next event
+                      of its lead, by a further random number of
+                      positions, uniform in 1 .. span * N (--late-span,
+                      0.1: a tenth of the stream, ~15,000 positions at the
+                      default 25,000 leads, about one batch of each of
+                      leadflow-project's two writers)
   DIR/shuffled.jsonl  every event at a random place
 
 --reorder FILE takes the events of FILE (e.g. leadflow-gen's output)
 instead of generating them. Deterministic for a given --seed. A summary
-goes to stderr, and as JSON to DIR/summary.json.
+goes to stderr, and as JSON to DIR/summary.json; its late_events and
+shuffled_events count the events of each order that arrive after a later
+event of their lead.
 
 The shape (unlike leadflow-gen's ~3.9 events per lead): about 6 events
 per lead on average, a tail of leads with 20 and more (recycled and
@@ -311,18 +314,47 @@ def read_events(path):
     return out, {'leads': len({e[2]['lead_id'] for e in out})}
 
 
+def late_count(stream):
+    """Events arriving after a later event (by occurred_at, event_id) of
+    their own lead: the ones that make the projector look back."""
+    latest, n = {}, 0
+    for at, eid, ev in stream:
+        key, lead = (at, eid.encode()), ev['lead_id']
+        if lead in latest and latest[lead] > key:
+            n += 1
+        else:
+            latest[lead] = key
+    return n
+
+
 def orders(events, seed, late, span):
-    """The three arrival orders of the same events."""
+    """The three arrival orders of the same events.
+
+    late: a fraction `late` of all events arrive late. Each is placed after
+    its lead's next event, by 1 .. span * N positions more; no two events
+    in a row of one lead are chosen, so that next event stays where it is
+    and every chosen event is late (late_count() says so in the summary).
+    """
     r = random.Random(seed * 7919 + 1)
     inorder = sorted(events, key=lambda e: (e[0], e[1].encode()))
     n = len(inorder)
     far = max(1, int(span * n))
-    keys = []
-    for i in range(n):
-        if r.random() < late:
-            keys.append((i + r.randint(1, far) + 0.5, r.random()))
-        else:
-            keys.append((i, 0.0))
+    nxt, last = [None] * n, {}
+    for i in range(n - 1, -1, -1):
+        lead = inorder[i][2]['lead_id']
+        nxt[i] = last.get(lead)
+        last[lead] = i
+    prev = {j: i for i, j in enumerate(nxt) if j is not None}
+    candidates = [i for i in range(n) if nxt[i] is not None]
+    r.shuffle(candidates)
+    chosen, want = set(), int(round(late * n))
+    for i in candidates:
+        if len(chosen) >= want:
+            break
+        if nxt[i] not in chosen and prev.get(i) not in chosen:
+            chosen.add(i)
+    keys = [(nxt[i] + r.randint(1, far) + 0.5, r.random()) if i in chosen
+            else (i, 0.0) for i in range(n)]
     moved = [e for _, e in sorted(zip(keys, inorder), key=lambda x: x[0])]
     shuffled = list(inorder)
     r.shuffle(shuffled)
@@ -334,7 +366,7 @@ def main():
     ap.add_argument('--leads', type=int, default=25000)
     ap.add_argument('--seed', type=int, default=21)
     ap.add_argument('--late', type=float, default=0.1,
-                    help='the fraction of events moved later (0.1)')
+                    help='the fraction of the events that arrive late (0.1)')
     ap.add_argument('--late-span', type=float, default=0.1, dest='span',
                     help='how far at most, as a fraction of the stream')
     ap.add_argument('--reorder', metavar='FILE',
@@ -347,7 +379,8 @@ def main():
         events, stats = generate(a.leads, a.seed)
     os.makedirs(a.out, exist_ok=True)
     sizes = []
-    for name, evs in orders(events, a.seed, a.late, a.span).items():
+    streams = orders(events, a.seed, a.late, a.span)
+    for name, evs in streams.items():
         with open(os.path.join(a.out, name + '.jsonl'), 'w',
                   encoding='utf-8') as f:
             for _, _, ev in evs:
@@ -359,6 +392,8 @@ def main():
     stats['events'] = len(events)
     stats['per_lead'] = round(len(events) / max(1, stats['leads']), 2)
     stats['json_bytes_mean'] = round(sum(sizes) / max(1, len(sizes)))
+    for name in ('late', 'shuffled'):
+        stats[name + '_events'] = late_count(streams[name])
     with open(os.path.join(a.out, 'summary.json'), 'w') as f:
         json.dump(stats, f)
     print('workload2: ' + ', '.join(f'{k} {v}' for k, v in stats.items()),

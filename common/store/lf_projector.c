@@ -72,7 +72,8 @@ struct lf_projector_s {
      * addressing, at most half full. */
     const char **leadset;
     size_t leadset_cap, leads;
-    size_t dead_keys; /* dead letters with a key: each takes a lead lock */
+    size_t key_locks; /* keys to lock besides the leads (list_batch()):
+                         dead letters' and, with pseudonyms, events' */
     lf_projector_stats_t stats;
     /* A recompute reads its persons' stored events back in chunks of
      * about chunk_rows rows, sized by the rows per person of the chunk
@@ -166,7 +167,7 @@ void lf_projector_discard(lf_projector_t *p)
     if (p->leads)
         memset(p->leadset, 0, p->leadset_cap * sizeof(*p->leadset));
     p->leads = 0;
-    p->dead_keys = 0;
+    p->key_locks = 0;
 }
 
 static size_t lead_hash(const char *s)
@@ -211,7 +212,7 @@ static bool lead_add(lf_projector_t *p, const char *lead_id)
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max)
 {
     return p->count >= batch_max ||
-           p->leads + p->dead_keys >= LF_PROJECTOR_MAX_LEADS;
+           p->leads + p->key_locks >= LF_PROJECTOR_MAX_LEADS;
 }
 
 void lf_projector_destroy(lf_projector_t *p)
@@ -394,6 +395,7 @@ static lf_err_t note_key(lf_projector_t *p, entry_t *e, const void *key,
         (key && !(e->key = dup_bytes(key, key_len))))
         return LF_ERR_NOMEM;
     e->key_len = key ? key_len : 0;
+    p->key_locks += key && p->ps; /* list_batch() locks it too */
     return LF_OK;
 }
 
@@ -434,7 +436,7 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
         return LF_ERR_NOMEM;
     e->key_len = rkm->key_len;
     e->value_len = rkm->len;
-    p->dead_keys += rkm->key != NULL;
+    p->key_locks += rkm->key != NULL;
     return LF_OK;
 }
 

@@ -208,7 +208,8 @@ size_t lf_projector_pending(const lf_projector_t *p);
 
 /** True when the current batch should be written now: it holds @p
  *  batch_max messages, or LF_PROJECTOR_MAX_LEADS lead locks to take
- *  (distinct lead ids, and dead letters with a key: each locks its key). */
+ *  (distinct lead ids, dead letters with a key, and, with pseudonyms,
+ *  events under a key other than their lead_id: each locks its key). */
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max);
 
 /**

@@ -1846,6 +1846,34 @@ Test(projector, dead_letters_with_keys_count_against_the_lead_cap)
                  LF_PROJECTOR_MAX_LEADS);
 }
 
+static void add_keyed(lf_event_t *ev, const char *key, int64_t offset);
+
+/* An event under a key other than its lead_id locks that key as well (with
+ * pseudonyms, list_batch()): such a batch closes at the cap of locks, not
+ * of leads, or PostgreSQL's shared lock table runs out ("out of shared
+ * memory") for every session of the server. */
+Test(projector, events_under_other_keys_count_against_the_lead_cap)
+{
+    const int half = LF_PROJECTOR_MAX_LEADS / 2;
+    char lead[32], key[32], id[32];
+
+    for (int i = 0; i < half; i++) {
+        lf_event_t ev;
+        cr_expect(!lf_projector_full(proj, 10000), "full after %d", i);
+        snprintf(lead, sizeof(lead), "L%d", i);
+        snprintf(key, sizeof(key), "crm-%d", i);
+        snprintf(id, sizeof(id), "c%d", i);
+        ev = event(id, lead, LF_EV_CAPTURED, 1000 + i);
+        add_keyed(&ev, key, i);
+    }
+    cr_expect(lf_projector_full(proj, 10000));
+    flush_ok();
+    cr_expect(!lf_projector_full(proj, 10000));
+    cr_expect_eq(atoi(sql_value(conn, "SELECT count(*) FROM funnel.anomalies "
+                                      "WHERE kind = 'key'")),
+                 half);
+}
+
 /* Add @p ev, encoded as contract v2 and keyed @p key, as consumed from
  * TOPIC partition 0 at @p offset (takes @p ev). */
 static void add_keyed(lf_event_t *ev, const char *key, int64_t offset)

@@ -852,6 +852,20 @@ static bool idle_done(app_t *app, int64_t now, int64_t last_msg)
            now - since >= (int64_t)app->cfg->idle_exit * 1000;
 }
 
+/* Before exiting idle: does the main connection still reach its server?
+ * A failover since the last watch_db() (up to 2 s) would otherwise go
+ * unnoticed, and what the standby lost unread until the next start. */
+static bool db_answers(app_t *app)
+{
+    PGresult *res = PQexec(app->conn, "SELECT 1");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+    PQclear(res);
+    if (!ok)
+        lost_db(app);
+    return ok;
+}
+
 /* Consume until a signal, --idle-exit or a fatal error. @returns an exit
  * code. */
 static int consume(app_t *app)
@@ -898,7 +912,7 @@ static int consume(app_t *app)
             settle(app, false);
             last_settle = now;
         }
-        if (idle_done(app, now, last_msg)) {
+        if (idle_done(app, now, last_msg) && db_answers(app)) {
             LF_LOG(LF_LOG_INFO, "msg=\"idle, exiting\" idle_s=%d",
                    app->cfg->idle_exit);
             break;
@@ -911,6 +925,7 @@ static int consume(app_t *app)
  * @returns an exit code. */
 static int run(app_t *app)
 {
+    char why[1024];
     int rc;
 
     app->topic = lf_conf_get(app->conf, LF_CONF_TOPIC);
@@ -927,6 +942,10 @@ static int run(app_t *app)
     /* Finish the batches in hand (once; if the database is away, they are
      * rolled back and re-read next time), then leave the group. */
     lf_lanes_drain(app->lanes, true);
+    if (!rc && lf_lanes_refused(app->lanes, why, sizeof(why))) {
+        fprintf(stderr, "leadflow-project: %s\n", why); /* rolled back */
+        rc = LF_EX_CONFIG;
+    }
     if (!rc)
         settle(app, true);
     log_stats(app, "stopped");

@@ -262,6 +262,26 @@ wait_for 60 "--idle-exit never ended after the restart" \
 wait "$ipid" || fail "--idle-exit after the restart: exit $?"
 echo "ok   idle-exit: no exit while PostgreSQL is down, exit 0 once it is back"
 
+# The same without --metrics, PostgreSQL crashed just before the idle time
+# is up: the connection is watched every 2 s, and a crash since the last
+# look must not let the projector exit 0 (after a failover it would leave
+# what the standby lost unread).
+"${LF_PROJECT[@]}" -t $T -g g-metrics --idle-exit 3 2>"$LF_TMP/idle2.err" &
+ipid=$!
+LF_PIDS+=("$ipid")
+wait_for 60 "the idle projector was never assigned" \
+    grep -q 'msg=assigned' "$LF_TMP/idle2.err"
+sleep 2.4
+lf_pg_crash
+sleep 4
+kill -0 "$ipid" 2>/dev/null ||
+    fail "--idle-exit ended just after PostgreSQL crashed: $(tail -3 "$LF_TMP/idle2.err")"
+lf_pg_start
+wait_for 60 "--idle-exit never ended after the restart" \
+    sh -c "! kill -0 $ipid 2>/dev/null"
+wait "$ipid" || fail "--idle-exit after the restart: exit $?"
+echo "ok   idle-exit: a crash just before the idle time is up is noticed"
+
 # ---- bad addresses -----------------------------------------------------
 set +e
 "$BIN/leadflow-project" --metrics nope -t $T 2>/dev/null

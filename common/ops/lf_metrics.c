@@ -117,6 +117,25 @@ static part_t *part_find(lf_metrics_t *m, const char *topic, int32_t partition)
     return NULL;
 }
 
+/* Take @p in, a copy of the running totals made by some thread a moment
+ * ago: a writer's copy may be published after a newer one (the main
+ * thread's, another writer's), so each counter keeps the larger value and
+ * never goes back (Prometheus would read a reset). Under m->lock. */
+_Static_assert(sizeof(lf_projector_stats_t) % sizeof(uint64_t) == 0,
+               "lf_projector_stats_t holds only uint64_t counters");
+static void totals_take(lf_metrics_t *m, const lf_projector_stats_t *in,
+                        uint64_t pg_retries)
+{
+    uint64_t *to = (uint64_t *)&m->stats;
+    const uint64_t *from = (const uint64_t *)in;
+
+    for (size_t i = 0; in && i < sizeof(*in) / sizeof(uint64_t); i++)
+        if (from[i] > to[i])
+            to[i] = from[i];
+    if (pg_retries > m->pg_retries)
+        m->pg_retries = pg_retries;
+}
+
 void lf_metrics_batch(lf_metrics_t *m, const lf_projector_stats_t *stats,
                       uint64_t pg_retries, double seconds,
                       const rd_kafka_topic_partition_list_t *committed)
@@ -126,9 +145,7 @@ void lf_metrics_batch(lf_metrics_t *m, const lf_projector_stats_t *stats,
     if (!m)
         return;
     pthread_mutex_lock(&m->lock);
-    if (stats)
-        m->stats = *stats;
-    m->pg_retries = pg_retries;
+    totals_take(m, stats, pg_retries);
     m->db_ok = true;
     m->last_commit_ms = lf_now_ms();
     for (b = 0; b < NBUCKETS && seconds > buckets[b]; b++)
@@ -173,9 +190,7 @@ void lf_metrics_refresh(lf_metrics_t *m, rd_kafka_t *rk,
         pthread_mutex_unlock(&m->lock);
     }
     pthread_mutex_lock(&m->lock);
-    if (stats)
-        m->stats = *stats;
-    m->pg_retries = pg_retries;
+    totals_take(m, stats, pg_retries);
     pthread_mutex_unlock(&m->lock);
 }
 

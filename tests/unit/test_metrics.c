@@ -120,6 +120,29 @@ Test(metrics, identity_counters)
     free(s);
 }
 
+/* Writers publish copies of the totals made a moment before; an older
+ * copy published after a newer one must not take a counter back. */
+Test(metrics, counters_never_go_back)
+{
+    lf_projector_stats_t newer = {0}, older = {0};
+    newer.messages = 900;
+    newer.batches = 9;
+    newer.merges = 3;
+    older.messages = 800;
+    older.batches = 8;
+    older.merges = 3;
+
+    lf_metrics_batch(m, &newer, 7, 0.01, NULL);
+    lf_metrics_batch(m, &older, 6, 0.01, NULL);
+    lf_metrics_refresh(m, NULL, &older, 5);
+    char *s = render();
+    expect_line(s, "leadflow_merges_total 3");
+    expect_line(s, "leadflow_messages_total 900");
+    expect_line(s, "leadflow_batches_total 9");
+    expect_line(s, "leadflow_pg_retries_total 7");
+    free(s);
+}
+
 Test(metrics, lag_from_stored_offsets)
 {
     rd_kafka_topic_partition_list_t *l = parts(2, 100);

@@ -852,6 +852,45 @@ static bool idle_done(app_t *app, int64_t now, int64_t last_msg)
            now - since >= (int64_t)app->cfg->idle_exit * 1000;
 }
 
+/* While idle (nothing pending), every 2 s: are the tables still the ones
+ * this projector wrote? A promote replaces them under it: under other
+ * rules it stops (78), as its next batch would; with other offsets (a
+ * what-if under the same rules) it resumes from them. Without this an idle
+ * projector noticed only at its next message, and the live tables lacked
+ * what it had written into the replaced ones. @returns an exit code, or 0
+ * to go on. A failed query is left to watch_db(). */
+static int watch_tables(app_t *app)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    char errstr[1024];
+    bool moved = false;
+    lf_err_t err;
+
+    if (!app->conn || !app->assigned || PQstatus(app->conn) != CONNECTION_OK)
+        return 0;
+    err = lf_projector_check_definition(app->proj, app->conn, errstr,
+                                        sizeof(errstr));
+    if (err == LF_ERR_CONFIG) {
+        LF_LOG(LF_LOG_ERR, "msg=\"the tables were replaced under this "
+                           "projector: stopping\"");
+        fprintf(stderr, "leadflow-project: %s\n", errstr);
+        return LF_EX_CONFIG;
+    }
+    if (err || rd_kafka_assignment(app->rk, &parts) || !parts)
+        return 0;
+    if (!lf_projector_load_offsets(app->proj, app->conn, parts, errstr,
+                                   sizeof(errstr)))
+        moved = !lf_lanes_committed_as(app->lanes, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (moved) {
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"the stored offsets changed under this projector (a "
+               "promote?): resuming from them\"");
+        resync(app);
+    }
+    return 0;
+}
+
 /* Before exiting idle: does the main connection still reach its server?
  * A failover since the last watch_db() (up to 2 s) would otherwise go
  * unnoticed, and what the standby lost unread until the next start. */
@@ -908,7 +947,10 @@ static int consume(app_t *app)
             last_stats = now;
         }
         if (now - last_settle >= 2000 && !lf_lanes_pending(app->lanes)) {
+            int rc;
             watch_db(app);
+            if ((rc = watch_tables(app)))
+                return rc;
             settle(app, false);
             last_settle = now;
         }

@@ -495,6 +495,20 @@ lf_err_t lf_lanes_assign(lf_lanes_t *w,
     return LF_OK;
 }
 
+bool lf_lanes_committed_as(const lf_lanes_t *w,
+                           const rd_kafka_topic_partition_list_t *stored)
+{
+    for (int i = 0; w->pos && i < stored->cnt; i++) {
+        const rd_kafka_topic_partition_t *s = &stored->elems[i];
+        const rd_kafka_topic_partition_t *pos =
+            rd_kafka_topic_partition_list_find(w->pos, s->topic, s->partition);
+        if (pos &&
+            pos->offset != (s->offset < 0 ? LF_PROJECTOR_NO_ROW : s->offset))
+            return false;
+    }
+    return true;
+}
+
 lf_projector_stats_t lf_lanes_stats(lf_lanes_t *w)
 {
     lf_projector_stats_t s;

@@ -144,6 +144,13 @@ void lf_lanes_drain(lf_lanes_t *w, bool give_up);
  */
 bool lf_lanes_stale(const lf_lanes_t *w);
 
+/** With nothing pending: do @p stored (the stored offsets of the
+ *  assignment, lf_projector_load_offsets()) still say what this instance
+ *  consumed and committed? False when the tables changed under it (a
+ *  promote, another writer): the caller resumes from them. */
+bool lf_lanes_committed_as(const lf_lanes_t *w,
+                           const rd_kafka_topic_partition_list_t *stored);
+
 /** Did a writer refuse a batch because the configuration cannot write it
  *  (LF_ERR_CONFIG: an erased event without a pseudonym key)? Then the
  *  reason is in @p why and the caller stops: nothing of that batch was

@@ -4116,6 +4116,14 @@ static lf_err_t same_definition(flush_t *f)
     return err;
 }
 
+lf_err_t lf_projector_check_definition(lf_projector_t *p, PGconn *conn,
+                                       char *errstr, size_t errstr_size)
+{
+    flush_t f = {
+        .p = p, .conn = conn, .errstr = errstr, .errstr_size = errstr_size};
+    return same_definition(&f);
+}
+
 /* Step: the caller's own writes (lf_projector_before_commit()). */
 static lf_err_t caller_hook(flush_t *f)
 {

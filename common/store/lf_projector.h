@@ -273,6 +273,16 @@ lf_err_t lf_projector_settle_all(lf_projector_t *p, PGconn *conn, char *errstr,
                                  size_t errstr_size);
 
 /**
+ * Do the tables still record this projector's definition? A promote of a
+ * rebuild under other rules replaces them under a running projector; each
+ * batch checks, and an idle projector asks with this.
+ * @returns LF_OK, LF_ERR_CONFIG with the reason in @p errstr, or the
+ * query's error.
+ */
+lf_err_t lf_projector_check_definition(lf_projector_t *p, PGconn *conn,
+                                       char *errstr, size_t errstr_size);
+
+/**
  * The offsets stored for @p group_id and @p topic in schema's offsets
  * table, for the partitions in @p parts: each found one gets its offset,
  * the others RD_KAFKA_OFFSET_BEGINNING.

@@ -23,6 +23,20 @@ fail() {
     exit 1
 }
 
+# wait_for SECONDS WHAT CMD...: until CMD succeeds, or fail saying WHAT,
+# after the last lines of the logs named in LF_WAIT_LOGS.
+LF_WAIT_LOGS=()
+wait_for() {
+    local t=$1 what=$2 i
+    shift 2
+    for i in $(seq 1 $((t * 5))); do
+        "$@" && return 0
+        sleep 0.2
+    done
+    [ ${#LF_WAIT_LOGS[@]} = 0 ] || tail -n 20 "${LF_WAIT_LOGS[@]}" >&2 || true
+    fail "$what (after $t s)"
+}
+
 lf_cleanup() {
     local pid
     for pid in "${LF_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done

@@ -35,17 +35,7 @@ metric() {
         name == n && index($1, f) { s += $2; found = 1 }
         END { if (found) printf "%.0f\n", s; else print "none" }' <<<"$1"
 }
-# wait_for SECONDS WHAT CMD...: until CMD succeeds.
-wait_for() {
-    local t=$1 what=$2 i
-    shift 2
-    for i in $(seq 1 $((t * 5))); do
-        "$@" && return 0
-        sleep 0.2
-    done
-    tail -n 20 "$LF_TMP/project.err" >&2 || true
-    fail "$what (after $t s)"
-}
+LF_WAIT_LOGS=("$LF_TMP/project.err")
 health_is() { [ "$(health)" = "$1" ]; }
 
 # ---- start: PostgreSQL down, then up ---------------------------------

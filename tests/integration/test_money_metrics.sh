@@ -30,16 +30,7 @@ view() {
     q "SELECT coalesce(owner, '') || ' ' || count(*) FROM
        funnel.open_sla_breaches GROUP BY owner" | sort
 }
-wait_for() { # SECONDS WHAT CMD...
-    local t=$1 what=$2 i
-    shift 2
-    for i in $(seq 1 $((t * 5))); do
-        "$@" && return 0
-        sleep 0.2
-    done
-    tail -n 20 "$LF_TMP/project.err" >&2 || true
-    fail "$what (after $t s)"
-}
+LF_WAIT_LOGS=("$LF_TMP/project.err")
 gen() { # SEED PREFIX
     "$BIN/leadflow-gen" --leads 150 --seed "$1" --prefix "$2" \
         --start 2024-01-01 --days 30 --produce -b "$LEADFLOW_BROKERS" \

@@ -25,17 +25,7 @@ PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
 command -v curl >/dev/null || fail "curl is needed (Debian package curl)"
 started=$(date +%s)
 
-# wait_for SECONDS WHAT CMD...: until CMD succeeds.
-wait_for() {
-    local t=$1 what=$2 i
-    shift 2
-    for i in $(seq 1 $((t * 5))); do
-        "$@" && return 0
-        sleep 0.2
-    done
-    tail -n 20 "$LF_TMP/project.err" "$LF_TMP/prometheus.log" >&2 || true
-    fail "$what (after $t s)"
-}
+LF_WAIT_LOGS=("$LF_TMP/project.err" "$LF_TMP/prometheus.log")
 q() { psql -X -At -v ON_ERROR_STOP=1 -c "$1"; }
 
 lf_stack_up

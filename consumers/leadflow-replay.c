@@ -1497,7 +1497,36 @@ static lf_cli_next_t parse_promote(app_t *app, int argc, char **argv)
     return LF_CLI_RUN;
 }
 
-static void promote_print(const char *from, const lf_promote_t *rep)
+/* The definition the promoted tables record, and whether the projectors
+ * need another file to start (docs/definition.md, step 6). Nothing when
+ * it cannot be read: the promote is done either way. */
+static void promote_print_definition(PGconn *conn, const char *old_name)
+{
+    char sql[512], *old = PQescapeIdentifier(conn, old_name, strlen(old_name));
+    PGresult *res;
+
+    if (!old)
+        return;
+    snprintf(sql, sizeof(sql),
+             "SELECT n.name, n.version, n.sha256, o.sha256 IS NOT DISTINCT "
+             "FROM n.sha256 FROM funnel.definition n LEFT JOIN %s.definition "
+             "o ON true",
+             old);
+    PQfreemem(old);
+    res = PQexec(conn, sql);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        printf("definition: \"%s\" version %s (sha256 %.12s), %s\n",
+               PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+               PQgetvalue(res, 0, 2),
+               *PQgetvalue(res, 0, 3) == 't'
+                   ? "the same as the old funnel's"
+                   : "not the old funnel's: start the projectors with its "
+                     "file (-X funnel.definition=FILE)");
+    PQclear(res);
+}
+
+static void promote_print(PGconn *conn, const char *from,
+                          const lf_promote_t *rep)
 {
     printf("promoted: %s is now funnel; the previous funnel is %s\n", from,
            rep->old_name);
@@ -1510,6 +1539,7 @@ static void promote_print(const char *from, const lf_promote_t *rep)
                rep->offsets.data);
     else
         printf("stored offsets: the same as the old funnel's\n");
+    promote_print_definition(conn, rep->old_name);
     fflush(stdout);
     LF_LOG(LF_LOG_NOTICE,
            "msg=summary command=promote schema=%s old=%s tables=%d views=%d "
@@ -1548,7 +1578,7 @@ static lf_err_t run_promote(app_t *app)
     else if (err)
         fail(err, "promote not done, nothing changed", errstr);
     else
-        promote_print(from, &rep);
+        promote_print(app->conn, from, &rep);
     lf_promote_free(&rep);
     return err;
 }

@@ -374,7 +374,15 @@ static lf_err_t lock_once(PGconn *conn, const char *from, int slice, int left,
     if ((err = lf_catalog_run_all(conn, &lock, "locking both schemas", errstr,
                                   errstr_size))) {
         *busy = true;
-        goto fail;
+        lf_catalog_rollback(conn);
+        lf_catalog_stmts_free(&lock);
+        /* A lock waited for a schema renamed or dropped meanwhile (another
+         * promote of it at the same moment): say so as both_exist() does,
+         * not as an outage. */
+        if (err != LF_ERR_TEMPORARY &&
+            both_exist(conn, from, errstr, errstr_size) == LF_ERR_INVALID)
+            err = LF_ERR_INVALID;
+        return err;
     }
     snprintf(sql, sizeof(sql),
              "SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = 0",

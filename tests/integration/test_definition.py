@@ -288,7 +288,12 @@ def summary_and_promote(broker, events):
                   "change of %s: %s" % (k, rows[k]))
 
     before = psql("SELECT now()", db="d0")[0][0]
-    replay("promote", "whatif", "--no-group-check", "-d", "dbname=d0", "-q")
+    pout = replay("promote", "whatif", "--no-group-check", "-d", "dbname=d0",
+                  "-q")
+    check('definition: "mql-fit-v2" version 2 (sha256 %s), not the old '
+          "funnel's: start the projectors with its file" %
+          canonical_sha(fit)[:12] in pout,
+          "promote does not say which definition to start with:\n" + pout)
     adopted = psql("SELECT adopted_at >= '%s' FROM funnel.definition"
                    % before, db="d0")
     check(adopted == [["t"]], "promote did not record the adoption's time: "

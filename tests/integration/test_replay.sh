@@ -493,3 +493,54 @@ line=$(grep "^$kid	" "$LF_TMP/dl") || fail "list: no letter $kid"
     fail "list: key written as $(echo "$line" | cut -f8 | od -c | head -2)"
 q "DELETE FROM funnel.dead_letters WHERE id = $kid" >/dev/null
 echo "ok   dead letters: a key of invalid UTF-8 listed escaped, on one line"
+
+# ---- promote under an idle projector ----------------------------------------
+# A projector left running (a promote with --no-group-check that missed
+# it), drained and idle: under the same rules it resumes from the promoted
+# tables' offsets at once, re-reading what only the replaced tables had;
+# under other rules it stops (78). Neither waits for a new message.
+LF_WAIT_LOGS=("$LF_TMP/idle.log")
+lf_project -t "$TOPIC" -g "$GROUP" -v 2>"$LF_TMP/idle.log" &
+ipid=$!
+LF_PIDS+=("$ipid")
+wait_for 60 "the idle projector was never assigned" \
+    grep -q 'msg=assigned' "$LF_TMP/idle.log"
+replay rebuild --into r_idle --from-db 2>/dev/null || fail "rebuild r_idle exited $?"
+gen 31 I- 40
+settled() { # the stored offsets hold still for 3 s
+    local a b
+    a=$(q "SELECT sum(next_offset) FROM funnel.offsets")
+    sleep 3
+    b=$(q "SELECT sum(next_offset) FROM funnel.offsets")
+    [ "$a" = "$b" ] && [ "$(q "SELECT count(*) FROM funnel.leads WHERE
+        lead_id LIKE 'I-%'")" != 0 ]
+}
+wait_for 60 "the idle projector did not store I-" settled
+C4=$(sums)
+[ "$(q "SELECT count(*) FROM r_idle.leads WHERE lead_id LIKE 'I-%'")" = 0 ] ||
+    fail "r_idle should lack the I- leads"
+replay promote r_idle --no-group-check >"$LF_TMP/promote" 2>&1 ||
+    fail "promote r_idle exited $?"
+grep -q "^definition: \"default\" version 1 (sha256 [0-9a-f]*), the same as the old funnel's$" \
+    "$LF_TMP/promote" || fail "promote r_idle: $(cat "$LF_TMP/promote")"
+caught_up() { [ "$(sums)" = "$C4" ]; }
+wait_for 30 "the idle projector never re-read what the promote took away ($(q \
+    "SELECT count(*) FROM funnel.leads WHERE lead_id LIKE 'I-%'") I- leads)" caught_up
+grep -q 'stored offsets changed under this projector' "$LF_TMP/idle.log" ||
+    fail "the idle projector did not say why it resumed"
+kill -0 "$ipid" 2>/dev/null || fail "the idle projector stopped under the same rules"
+sed -e 's/"name": "default"/"name": "strict"/' -e 's/"version": 1/"version": 2/' \
+    -e 's/"threshold": "event"/"threshold": 90/' \
+    "$SRC/schemas/funnel/default.json" >"$LF_TMP/strict.json"
+replay rebuild --into r_strict --from-db --definition "$LF_TMP/strict.json" \
+    2>/dev/null || fail "rebuild r_strict exited $?"
+replay promote r_strict --no-group-check >/dev/null 2>&1 ||
+    fail "promote r_strict exited $?"
+stopped() { ! kill -0 "$ipid" 2>/dev/null; }
+wait_for 30 "the idle projector went on under other rules" stopped
+rc=0
+wait "$ipid" || rc=$?
+[ "$rc" = 78 ] || fail "the idle projector exited $rc under other rules, want 78"
+grep -q 'now record definition "strict" version 2' "$LF_TMP/idle.log" ||
+    fail "the refusal does not name the new rules: $(tail -3 "$LF_TMP/idle.log")"
+echo "ok   promote under an idle projector: same rules, it re-read what the promote took away; other rules, exit 78"

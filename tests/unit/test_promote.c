@@ -304,6 +304,35 @@ Test(promote, a_held_sequence_stops_it_within_the_timeout, .timeout = 120)
     pg_down(conn, dir);
 }
 
+/* Two promotes of one schema at once: the one that waited for its locks
+ * finds the schema gone (renamed by the other) and says so, as a promote of
+ * a missing schema does (65), not as an outage (69). */
+Test(promote, a_schema_renamed_during_the_lock_wait_is_missing, .timeout = 120)
+{
+    char dir[512], errstr[512];
+    PGconn *conn = live_and_rebuilt(dir, sizeof(dir), true);
+    PGconn *other = PQconnectdb("");
+    lf_promote_t out;
+    PGresult *res;
+
+    cr_assert_eq(PQstatus(other), CONNECTION_OK);
+    sql_ok(other, "BEGIN");
+    sql_ok(other, "LOCK TABLE rb.leads IN ACCESS EXCLUSIVE MODE");
+    cr_assert(PQsendQuery(other, "SELECT pg_sleep(1.2); ALTER SCHEMA rb "
+                                 "RENAME TO rb_gone; COMMIT"));
+    cr_expect_eq(lf_promote_swap(conn, "rb", 10000, NULL, NULL, &out, errstr,
+                                 sizeof(errstr)),
+                 LF_ERR_INVALID, "%s", errstr);
+    cr_expect(strstr(errstr, "schema rb does not exist"), "%s", errstr);
+    lf_promote_free(&out);
+    while ((res = PQgetResult(other)))
+        PQclear(res);
+    PQfinish(other);
+    sql_ok(conn, "ALTER SCHEMA rb_gone RENAME TO rb");
+    expect_unchanged(conn);
+    pg_down(conn, dir);
+}
+
 Test(promote, gives_up_on_a_busy_model_within_the_timeout, .timeout = 120)
 {
     char dir[512], errstr[512];

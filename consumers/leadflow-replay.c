@@ -109,10 +109,10 @@
     "messages),\n"                                                             \
     "and never creates one (without a stored offset the projector starts at "  \
     "the\n"                                                                    \
-    "beginning anyway). leadflow-project reads funnel.offsets only when it "   \
-    "is\n"                                                                     \
-    "assigned partitions, and a running one overwrites them at its next "      \
-    "batch:\n"                                                                 \
+    "beginning anyway). leadflow-project reads funnel.offsets when it is\n"    \
+    "assigned partitions; a running one would resume from the rewound ones "   \
+    "at its\n"                                                                 \
+    "next batch or within 2 s when idle, with batches in hand dropped:\n"      \
     "so rewind refuses (exit 75) while the group has members, locks\n"         \
     "funnel.offsets while it writes (a projector starting meanwhile waits "    \
     "and\n"                                                                    \

@@ -436,7 +436,7 @@ lf_err_t lf_projector_add_message(lf_projector_t *p,
         return LF_ERR_NOMEM;
     e->key_len = rkm->key_len;
     e->value_len = rkm->len;
-    p->key_locks += rkm->key != NULL;
+    p->key_locks += rkm->key && p->ps; /* list_batch() locks it */
     return LF_OK;
 }
 

@@ -208,8 +208,10 @@ size_t lf_projector_pending(const lf_projector_t *p);
 
 /** True when the current batch should be written now: it holds @p
  *  batch_max messages, or LF_PROJECTOR_MAX_LEADS lead locks to take
- *  (distinct lead ids, dead letters with a key, and, with pseudonyms,
- *  events under a key other than their lead_id: each locks its key). */
+ *  (distinct lead ids and, with pseudonyms, dead letters with a key and
+ *  events under a key other than their lead_id: each locks its key).
+ *  Locks found later (merge components, the leads of stored events whose
+ *  event_id a message reuses) are not counted. */
 bool lf_projector_full(const lf_projector_t *p, size_t batch_max);
 
 /**

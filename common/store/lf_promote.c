@@ -376,12 +376,18 @@ static lf_err_t lock_once(PGconn *conn, const char *from, int slice, int left,
         *busy = true;
         lf_catalog_rollback(conn);
         lf_catalog_stmts_free(&lock);
-        /* A lock waited for a schema renamed or dropped meanwhile (another
-         * promote of it at the same moment): say so as both_exist() does,
-         * not as an outage. */
-        if (err != LF_ERR_TEMPORARY &&
-            both_exist(conn, from, errstr, errstr_size) == LF_ERR_INVALID)
-            err = LF_ERR_INVALID;
+        /* A lock waited for a schema or table renamed or dropped meanwhile
+         * (another promote of it at the same moment): say so as
+         * both_exist() does, not as an outage. Only then: its queries
+         * would clear the SQLSTATE the caller tells a 42501 by. */
+        const char *st = lf_pg_last_sqlstate();
+        if (st && (!strcmp(st, "3F000") || !strcmp(st, "42P01"))) {
+            char why[256];
+            if (both_exist(conn, from, why, sizeof(why)) == LF_ERR_INVALID) {
+                snprintf(errstr, errstr_size, "%s", why);
+                err = LF_ERR_INVALID;
+            }
+        }
         return err;
     }
     snprintf(sql, sizeof(sql),

@@ -152,6 +152,18 @@ PGPASSFILE=$LF_TMP/pgpass "$BIN/leadflow-replay" rebuild --into funnel_mine \
 [ "$(q "SELECT count(*) FROM pg_namespace WHERE nspname = 'funnel_mine'")" = 0 ] ||
     fail "rebuild as lf_proj left a schema"
 echo "ok   replay rebuild as lf_proj: exit 77, names the owner role"
+# promote too: its locks are refused (42501) before anything is renamed.
+"$BIN/leadflow-replay" rebuild --into r_owner --from-db -d dbname=sec -q ||
+    fail "rebuild r_owner as the owner exited $?"
+rc=0
+PGPASSFILE=$LF_TMP/pgpass "$BIN/leadflow-replay" promote r_owner \
+    --no-group-check -d "$CONN" 2>"$LF_TMP/promote.err" || rc=$?
+[ "$rc" = 77 ] && grep -q "lacks a privilege" "$LF_TMP/promote.err" ||
+    fail "promote as lf_proj: exit $rc, $(cat "$LF_TMP/promote.err")"
+[ "$(q "SELECT count(*) FROM pg_namespace WHERE nspname = 'r_owner'")" = 1 ] ||
+    fail "promote as lf_proj renamed r_owner"
+q "DROP SCHEMA r_owner CASCADE" >/dev/null
+echo "ok   replay promote as lf_proj: exit 77, nothing renamed"
 
 # ---- secrets -----------------------------------------------------------
 # -c file with the password: works, no warning at 600; a warning at 644.

@@ -905,6 +905,18 @@ static bool db_answers(app_t *app)
     return ok;
 }
 
+/* Did a writer refuse a batch for its configuration (nothing of it
+ * written)? Then say why: LF_EX_CONFIG, else 0. */
+static int refused(app_t *app)
+{
+    char why[1024];
+
+    if (!lf_lanes_refused(app->lanes, why, sizeof(why)))
+        return 0;
+    fprintf(stderr, "leadflow-project: %s\n", why);
+    return LF_EX_CONFIG;
+}
+
 /* Consume until a signal, --idle-exit or a fatal error. @returns an exit
  * code. */
 static int consume(app_t *app)
@@ -914,11 +926,9 @@ static int consume(app_t *app)
     unsigned polled = 0;
 
     while (!lf_cli_signals) {
-        char why[1024];
-        if (lf_lanes_refused(app->lanes, why, sizeof(why))) {
-            fprintf(stderr, "leadflow-project: %s\n", why);
-            return LF_EX_CONFIG;
-        }
+        int rc;
+        if ((rc = refused(app)))
+            return rc;
         if (lf_lanes_stale(app->lanes) || (app->doubt && app->assigned))
             resync(app);
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
@@ -947,7 +957,6 @@ static int consume(app_t *app)
             last_stats = now;
         }
         if (now - last_settle >= 2000 && !lf_lanes_pending(app->lanes)) {
-            int rc;
             watch_db(app);
             if ((rc = watch_tables(app)))
                 return rc;
@@ -967,7 +976,6 @@ static int consume(app_t *app)
  * @returns an exit code. */
 static int run(app_t *app)
 {
-    char why[1024];
     int rc;
 
     app->topic = lf_conf_get(app->conf, LF_CONF_TOPIC);
@@ -984,10 +992,8 @@ static int run(app_t *app)
     /* Finish the batches in hand (once; if the database is away, they are
      * rolled back and re-read next time), then leave the group. */
     lf_lanes_drain(app->lanes, true);
-    if (!rc && lf_lanes_refused(app->lanes, why, sizeof(why))) {
-        fprintf(stderr, "leadflow-project: %s\n", why); /* rolled back */
-        rc = LF_EX_CONFIG;
-    }
+    if (!rc)
+        rc = refused(app); /* in the last drain: rolled back */
     if (!rc)
         settle(app, true);
     log_stats(app, "stopped");

@@ -236,40 +236,35 @@ wait "$pid" || fail "leadflow-project exited $? after SIGTERM"
 # Drained and idle, then PostgreSQL away: --idle-exit must not end the
 # drain (exit 0) while the database may have lost what it acknowledged;
 # it exits once it has resumed from the stored offsets again.
-"${LF_PROJECT[@]}" -t $T -g g-metrics --metrics 127.0.0.1:0 --idle-exit 5 \
-    2>"$LF_TMP/idle.err" &
-ipid=$!
-LF_PIDS+=("$ipid")
-wait_for 60 "the idle projector was never assigned" \
-    grep -q 'msg=assigned' "$LF_TMP/idle.err"
-lf_pg_crash
-sleep 9
-kill -0 "$ipid" 2>/dev/null ||
-    fail "--idle-exit ended with PostgreSQL down: $(tail -3 "$LF_TMP/idle.err")"
-lf_pg_start
-wait_for 60 "--idle-exit never ended after the restart" \
-    sh -c "! kill -0 $ipid 2>/dev/null"
-wait "$ipid" || fail "--idle-exit after the restart: exit $?"
+# idle_exit_waits LOG CRASH_AFTER_S DOWN_S PROJECT_ARGS...: start, crash
+# PostgreSQL CRASH_AFTER_S after the assignment, check the projector is
+# still there DOWN_S later, restart PostgreSQL, expect exit 0.
+idle_exit_waits() {
+    local log=$LF_TMP/$1 after=$2 down=$3 ipid
+    shift 3
+    "${LF_PROJECT[@]}" -t $T -g g-metrics "$@" 2>"$log" &
+    ipid=$!
+    LF_PIDS+=("$ipid")
+    wait_for 60 "the idle projector was never assigned" \
+        grep -q 'msg=assigned' "$log"
+    sleep "$after"
+    lf_pg_crash
+    sleep "$down"
+    kill -0 "$ipid" 2>/dev/null ||
+        fail "--idle-exit ended with PostgreSQL down: $(tail -3 "$log")"
+    lf_pg_start
+    wait_for 60 "--idle-exit never ended after the restart" \
+        sh -c "! kill -0 $ipid 2>/dev/null"
+    wait "$ipid" || fail "--idle-exit after the restart: exit $?"
+}
+idle_exit_waits idle.err 0 9 --metrics 127.0.0.1:0 --idle-exit 5
 echo "ok   idle-exit: no exit while PostgreSQL is down, exit 0 once it is back"
 
 # The same without --metrics, PostgreSQL crashed just before the idle time
 # is up: the connection is watched every 2 s, and a crash since the last
 # look must not let the projector exit 0 (after a failover it would leave
 # what the standby lost unread).
-"${LF_PROJECT[@]}" -t $T -g g-metrics --idle-exit 3 2>"$LF_TMP/idle2.err" &
-ipid=$!
-LF_PIDS+=("$ipid")
-wait_for 60 "the idle projector was never assigned" \
-    grep -q 'msg=assigned' "$LF_TMP/idle2.err"
-sleep 2.4
-lf_pg_crash
-sleep 4
-kill -0 "$ipid" 2>/dev/null ||
-    fail "--idle-exit ended just after PostgreSQL crashed: $(tail -3 "$LF_TMP/idle2.err")"
-lf_pg_start
-wait_for 60 "--idle-exit never ended after the restart" \
-    sh -c "! kill -0 $ipid 2>/dev/null"
-wait "$ipid" || fail "--idle-exit after the restart: exit $?"
+idle_exit_waits idle2.err 2.4 4 --idle-exit 3
 echo "ok   idle-exit: a crash just before the idle time is up is noticed"
 
 # ---- bad addresses -----------------------------------------------------

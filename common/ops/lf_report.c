@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,6 +515,168 @@ static const char *show(shape_t shape, const char *v, char *buf, size_t size)
     return buf;
 }
 
+/* ---- rates from their counts ------------------------------------------- */
+
+/* The views round every rate to 4 places; a percentage to one place made
+ * from that fraction would round twice (27 of 277 is 9.747 %, 0.0975 in
+ * the view, 9.8 % shown). So the text and the page make each rate again
+ * from the counts of its row, which every section selects: @c num over
+ * @c den (plus @c plus, less @c less), or over the sum of @c num in the
+ * section's rows (a share; with @c by_kind, those of the same first key).
+ * With @c net, the rate is (@c num - @c den) / @c den (ROI). The CSV and
+ * JSON carry the views' values as they are. */
+static const struct rate_src_s {
+    section_t sec;
+    const char *col, *num, *den, *plus, *less;
+    bool by_kind, net;
+} rate_srcs[] = {
+    {SEC_STAGES, "share", "leads", NULL, NULL, NULL, false, false},
+    {SEC_CONVERSION, "rate", "reached", "entered", NULL, NULL, false, false},
+    {SEC_SLA_OWNERS, "sla_met_rate", "sla_met", "sla_met", "sla_breached", NULL,
+     false, false},
+    {SEC_SLA_OWNERS, "acceptance_rate", "accepted", "handoffs", NULL,
+     "still_open", false, false},
+    {SEC_SLA_TOTAL, "sla_met_rate", "sla_met", "sla_met", "sla_breached", NULL,
+     false, false},
+    {SEC_SLA_TOTAL, "acceptance_rate", "accepted", "handoffs", NULL,
+     "still_open", false, false},
+    {SEC_RECYCLE, "share", "recycles", NULL, NULL, NULL, false, false},
+    {SEC_COHORTS, "share", "reached", "leads", NULL, NULL, false, false},
+    {SEC_SOURCES, "won_rate", "won", "leads", NULL, NULL, false, false},
+    {SEC_SOURCE_TOTAL, "won_rate", "won", "leads", NULL, NULL, false, false},
+    {SEC_SCORES, "acceptance_rate", "sales_accepted", "handed_off", NULL, NULL,
+     false, false},
+    {SEC_SCORES, "won_rate", "won", "handed_off", NULL, NULL, false, false},
+    {SEC_CLOSE, "share", "closes", NULL, NULL, NULL, true, false},
+    {SEC_RECYCLE_RESPONSE, "requalified_30d_rate", "requalified_30d",
+     "recycles", NULL, NULL, false, false},
+    {SEC_RECYCLE_RESPONSE, "requalified_90d_rate", "requalified_90d",
+     "recycles", NULL, NULL, false, false},
+    {SEC_ROI_CHANNEL, "roi", "won_revenue_minor", "cost_minor", NULL, NULL,
+     false, true},
+    {SEC_ROI_CAMPAIGN, "roi", "won_revenue_minor", "cost_minor", NULL, NULL,
+     false, true},
+    {SEC_ROI_MONTH, "roi", "won_revenue_minor", "cost_minor", NULL, NULL, false,
+     true},
+};
+
+__extension__ typedef __int128 wide_t; /* products of two int64 and 10^4 */
+
+/* Column @p col of row @p r as a whole number: false when it is missing,
+ * NULL, or not a plain integer (a rate is then shown from the view). */
+static bool whole_at(const PGresult *res, int r, const char *col, wide_t *out)
+{
+    const char *v = col ? get(res, r, col) : NULL;
+    char *end;
+
+    if (!v || !*v)
+        return false;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = x;
+    return true;
+}
+
+/* @p num * @p scale / @p den rounded half away from zero (den > 0). */
+static wide_t scaled(wide_t num, wide_t den, int scale)
+{
+    wide_t a = (num < 0 ? -num : num) * scale * 2;
+    wide_t q = (a + den) / (den * 2);
+    return num < 0 ? -q : q;
+}
+
+/* The view's 4-place fraction @p v in ten-thousandths; false when it has
+ * another form. */
+static bool view_e4(const char *v, wide_t *out)
+{
+    const char *dot = strchr(v, '.');
+    char *end;
+
+    if (!dot || strlen(dot + 1) != 4 || !isdigit((unsigned char)dot[1]))
+        return false;
+    errno = 0;
+    long long whole = strtoll(v, &end, 10), frac = strtoll(dot + 1, NULL, 10);
+    if (errno || end != dot)
+        return false;
+    *out = (wide_t)whole * 10000 + (*v == '-' ? -frac : frac);
+    return true;
+}
+
+/* The numerator and denominator of rate @p s in row @p r. */
+static bool rate_parts(const PGresult *res, int r, const struct rate_src_s *s,
+                       wide_t *num, wide_t *den)
+{
+    wide_t x = 0;
+
+    if (!whole_at(res, r, s->num, num))
+        return false;
+    if (!s->den) { /* a share: the sum over the rows (of the same kind) */
+        const char *kind = s->by_kind ? PQgetvalue(res, r, 0) : NULL;
+        *den = 0;
+        for (int i = 0; i < PQntuples(res); i++) {
+            if (kind && strcmp(kind, PQgetvalue(res, i, 0)))
+                continue;
+            if (!whole_at(res, i, s->num, &x))
+                return false;
+            *den += x;
+        }
+        return true;
+    }
+    if (!whole_at(res, r, s->den, den))
+        return false;
+    if (s->plus && !whole_at(res, r, s->plus, &x))
+        return false;
+    *den += s->plus ? x : 0;
+    if (s->less && !whole_at(res, r, s->less, &x))
+        return false;
+    *den -= s->less ? x : 0;
+    if (s->net)
+        *num -= *den;
+    return true;
+}
+
+/* Rate @p col of row @p r of section @p sec (the view's value @p v) as a
+ * percentage to one place, made from its counts; false when it cannot be,
+ * or when the counts do not give the view's own 4-place value (a safety
+ * net: then the view's value is shown). */
+static bool exact_pct(const lf_report_t *rep, section_t sec, int r,
+                      const char *col, const char *v, char *buf, size_t size)
+{
+    const PGresult *res = rep->res[sec];
+    wide_t num, den, e4;
+
+    for (size_t i = 0; i < sizeof(rate_srcs) / sizeof(*rate_srcs); i++) {
+        const struct rate_src_s *s = &rate_srcs[i];
+        if (s->sec != sec || strcmp(s->col, col))
+            continue;
+        if (!rate_parts(res, r, s, &num, &den) || den <= 0 ||
+            !view_e4(v, &e4) || scaled(num, den, 10000) != e4)
+            return false;
+        wide_t tenths = scaled(num, den, 1000),
+               a = tenths < 0 ? -tenths : tenths;
+        if (a > LLONG_MAX)
+            return false;
+        snprintf(buf, size, "%s%lld.%lld%%", tenths < 0 ? "-" : "",
+                 (long long)(a / 10), (long long)(a % 10));
+        return true;
+    }
+    return false;
+}
+
+/* How row @p r of section @p sec shows its column @p col. */
+static const char *show_at(const lf_report_t *rep, section_t sec, int r,
+                           const char *col, shape_t shape, char *buf,
+                           size_t size)
+{
+    const char *v = get(rep->res[sec], r, col);
+
+    if (shape == SHOW_PCT && v && exact_pct(rep, sec, r, col, v, buf, size))
+        return buf;
+    return show(shape, v, buf, size);
+}
+
 /* ISO 4217 minor-unit exponents that are not 2 (as
  * funnel.currency_exponent() has them). */
 static int currency_exponent(const char *cur)
@@ -664,7 +827,7 @@ static void text_stages(const lf_report_t *rep, FILE *fp)
         fputs("  ", fp);
         put_term(fp, get(res, r, "stage"), 20, 0);
         fprintf(fp, " %7s  %6s\n", get(res, r, "leads"),
-                show(SHOW_PCT, get(res, r, "share"), a, sizeof(a)));
+                show_at(rep, SEC_STAGES, r, "share", SHOW_PCT, a, sizeof(a)));
         total += strtoll(get(res, r, "leads"), NULL, 10);
     }
     fprintf(fp, "  %-20s %7lld\n", "total", total);
@@ -682,10 +845,11 @@ static void text_conversion(const lf_report_t *rep, FILE *fp)
         fprintf(fp, "  %-20s   %-20s %7s %7s  %6s\n", "from", "to", "entered",
                 "reached", "rate");
     for (int r = 0; r < PQntuples(res); r++)
-        fprintf(fp, "  %-20s-> %-20s %7s %7s  %6s\n", get(res, r, "from_stage"),
-                get(res, r, "to_stage"), get(res, r, "entered"),
-                get(res, r, "reached"),
-                show(SHOW_PCT, get(res, r, "rate"), a, sizeof(a)));
+        fprintf(
+            fp, "  %-20s-> %-20s %7s %7s  %6s\n", get(res, r, "from_stage"),
+            get(res, r, "to_stage"), get(res, r, "entered"),
+            get(res, r, "reached"),
+            show_at(rep, SEC_CONVERSION, r, "rate", SHOW_PCT, a, sizeof(a)));
 }
 
 static void text_time(const lf_report_t *rep, FILE *fp)
@@ -716,18 +880,20 @@ static void text_sla(const lf_report_t *rep, FILE *fp)
             "accepted", "met", "late", "pending", "SLA met", "acceptance",
             "median h to accept");
     for (int pass = 0; pass < 2; pass++) {
-        const PGresult *s = rep->res[pass ? SEC_SLA_TOTAL : SEC_SLA_OWNERS];
+        section_t sec = pass ? SEC_SLA_TOTAL : SEC_SLA_OWNERS;
+        const PGresult *s = rep->res[sec];
         for (int r = 0; r < PQntuples(s); r++) {
             const char *med = get(s, r, "median_hours_to_accept");
             fputs("  ", fp);
             put_term(fp, pass ? "all owners" : get(s, r, "owner"), w, w);
-            fprintf(fp, " %8s %8s %5s %5s %7s  %7s  %10s  %18s\n",
-                    get(s, r, "handoffs"), get(s, r, "accepted"),
-                    get(s, r, "sla_met"), get(s, r, "sla_breached"),
-                    get(s, r, "sla_pending"),
-                    show(SHOW_PCT, get(s, r, "sla_met_rate"), a, sizeof(a)),
-                    show(SHOW_PCT, get(s, r, "acceptance_rate"), b, sizeof(b)),
-                    med ? med : "-");
+            fprintf(
+                fp, " %8s %8s %5s %5s %7s  %7s  %10s  %18s\n",
+                get(s, r, "handoffs"), get(s, r, "accepted"),
+                get(s, r, "sla_met"), get(s, r, "sla_breached"),
+                get(s, r, "sla_pending"),
+                show_at(rep, sec, r, "sla_met_rate", SHOW_PCT, a, sizeof(a)),
+                show_at(rep, sec, r, "acceptance_rate", SHOW_PCT, b, sizeof(b)),
+                med ? med : "-");
         }
     }
 }
@@ -746,7 +912,7 @@ static void text_recycle(const lf_report_t *rep, FILE *fp)
         fputs("  ", fp);
         put_term(fp, get(res, r, "reason"), 16, 16);
         fprintf(fp, " %8s  %6s\n", get(res, r, "recycles"),
-                show(SHOW_PCT, get(res, r, "share"), a, sizeof(a)));
+                show_at(rep, SEC_RECYCLE, r, "share", SHOW_PCT, a, sizeof(a)));
     }
 }
 
@@ -759,7 +925,8 @@ static void text_revenue(const lf_report_t *rep, FILE *fp)
     if (PQntuples(res))
         fprintf(fp, "  won %s of %s leads (%s)\n", get(res, 0, "won"),
                 get(res, 0, "leads"),
-                show(SHOW_PCT, get(res, 0, "won_rate"), c, sizeof(c)));
+                show_at(rep, SEC_SOURCE_TOTAL, 0, "won_rate", SHOW_PCT, c,
+                        sizeof(c)));
     res = rep->res[SEC_REVENUE];
     for (int r = 0; r < PQntuples(res); r++) {
         const char *cur = get(res, r, "currency");
@@ -840,7 +1007,8 @@ static void text_table(const lf_report_t *rep, FILE *fp, section_t sec,
                 put_term(fp, v ? v : "-", w[c], w[c]);
             else
                 fprintf(fp, "%*s", w[c],
-                        show(col_shape(PQfname(res, c)), v, a, sizeof(a)));
+                        show_at(rep, sec, r, PQfname(res, c),
+                                col_shape(PQfname(res, c)), a, sizeof(a)));
         }
         fputc('\n', fp);
     }
@@ -1304,7 +1472,7 @@ static void put_metric(FILE *fp, const char *tag, const char *extra,
     if (sections[sec].nkeys > 1 && !PQgetisnull(res, r, 1))
         key2 = PQgetvalue(res, r, 1);
     put_num(fp, tag, extra, sec, key, key2, metric, v,
-            show(shape, v, buf, sizeof(buf)));
+            show_at(rep, sec, r, metric, shape, buf, sizeof(buf)));
 }
 
 /* The definition's label of @p stage, else the stage's name. */

@@ -672,6 +672,31 @@ psql(fixture_sql([("P%04d" % i, "web", None, "2024-03-01T00:00:00",
 ptext = report("-d", "dbname=pct").stdout
 expect("text: 103 of 2000 as 5.2%", bool(re.search(
     r"marketing_qualified +103 +5\.2%", ptext)), True)
+# A rate made from the view's 4-place fraction would round twice: 27 of
+# 277 is 9.747 %, the views' 0.0975, and must show 9.7 %, not 9.8 %, in
+# the text and on the page, while CSV and JSON keep the views' 0.0975.
+psql("CREATE DATABASE pct2")
+migrate("pct2")
+psql(fixture_sql([("Q%03d" % i, "web", None, "2024-03-01T00:00:00",
+                   [("captured", 0, {})] + ([("marketing_qualified", 1, {})]
+                                            if i < 27 else []))
+                  for i in range(277)]), db="pct2")
+qtext = report("-d", "dbname=pct2").stdout
+expect("text: stage share 27 of 277 as 9.7%", bool(re.search(
+    r"marketing_qualified +27 +9\.7%", qtext)), True)
+expect("text: conversion 27 of 277 as 9.7%", bool(re.search(
+    r"captured +-> marketing_qualified +277 +27 +9\.7%", qtext)), True)
+expect("text: never the twice-rounded 9.8%", "9.8%" in qtext, False)
+qpage = os.path.join(tmp, "pct2.html")
+report("-d", "dbname=pct2", "--html", qpage)
+with open(qpage, encoding="utf-8") as f:
+    qsource = f.read()
+expect("HTML: the view's 0.0975 shown as 9.7%", bool(re.search(
+    r'data-metric="rate" data-value="0\.0975">9\.7%', qsource)), True)
+expect("HTML: never the twice-rounded 9.8%", "9.8%" in qsource, False)
+qcsv = report("-d", "dbname=pct2", "--format", "csv").stdout
+expect("CSV keeps the view's fraction",
+       "conversion,captured,marketing_qualified,rate,0.0975" in qcsv, True)
 hpage = os.path.join(tmp, "hostile.html")
 report("-d", "dbname=hostile", "--html", hpage)
 hp = Numbers()

@@ -885,7 +885,7 @@ static int watch_tables(app_t *app)
     if (moved) {
         LF_LOG(LF_LOG_WARNING,
                "msg=\"the stored offsets changed under this projector (a "
-               "promote?): resuming from them\"");
+               "promote, a rewind, a failover): resuming from them\"");
         resync(app);
     }
     return 0;

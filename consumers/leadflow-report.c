@@ -238,6 +238,18 @@ static int settings(const lf_cli_t *cli, lf_conf_t **conf)
     }
     if ((err = lf_cli_conf(cli, *conf, errstr, sizeof(errstr))))
         return lf_cli_conf_failed(cli, err, errstr);
+    /* The report reads db only: a -X of anything else (a typo, a Kafka
+     * setting) changes nothing, so say so. (-c files and LEADFLOW_* are
+     * shared with the other programs: their other keys are expected.) */
+    for (size_t i = 0; i < cli->n; i++) {
+        const char *v = cli->set[i].value;
+        int n = (int)strcspn(v, "=");
+        if (!cli->set[i].key && (n != 2 || strncmp(v, LF_CONF_DB, 2)))
+            LF_LOG(LF_LOG_WARNING,
+                   "msg=\"a setting leadflow-report does not read: ignored "
+                   "(it reads db only)\" key=%.*s",
+                   n > 128 ? 128 : n, v);
+    }
     return 0;
 }
 

@@ -58,9 +58,11 @@ static const struct shared_opt_s {
      "  -b, --brokers LIST     Kafka bootstrap servers (default "
      "$LEADFLOW_BROKERS,\n                         then localhost:9092)\n"},
     {LF_CLI_TOPIC,   't', "topic",   required_argument, LF_CONF_TOPIC,
-     "  -t, --topic NAME       topic (default lead-events)\n"},
+     "  -t, --topic NAME       topic (default $LEADFLOW_TOPIC, then "
+     "lead-events)\n"},
     {LF_CLI_GROUP,   'g', "group",   required_argument, "group.id",
-     "  -g, --group ID         consumer group (default leadflow-projector)\n"},
+     "  -g, --group ID         consumer group (default $LEADFLOW_GROUP, "
+     "then\n                         leadflow-projector)\n"},
     {LF_CLI_DB,      'd', "db",      required_argument, LF_CONF_DB,
      "  -d, --db CONNINFO      libpq conninfo or URI (default $LEADFLOW_DB, "
      "then\n                         libpq's PG* environment)\n"},
@@ -333,9 +335,31 @@ void lf_cli_add(lf_cli_t *cli, const char *key, const char *value)
     cli->set[cli->n++].value = value;
 }
 
+/* A -X password, secret or registry user info works, but others can read
+ * it (ps, the shell's history): say where it belongs. */
+static void warn_secret(const lf_cli_setting_t *s)
+{
+    char key[128];
+    size_t n = strcspn(s->value, "=");
+
+    if (s->key || n >= sizeof(key))
+        return;
+    memcpy(key, s->value, n);
+    key[n] = '\0';
+    if (strstr(key, "password") || strstr(key, "secret") ||
+        strstr(key, "user.info"))
+        LF_LOG(LF_LOG_WARNING,
+               "msg=\"a secret on the command line: others can read it (ps, "
+               "the shell's history); put it in the -c file (mode 600)\" "
+               "key=%s",
+               key);
+}
+
 lf_err_t lf_cli_conf(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,
                      size_t errstr_size)
 {
+    for (size_t i = 0; i < cli->n; i++)
+        warn_secret(&cli->set[i]);
     lf_conf_load_env(conf);
     if (cli->config &&
         lf_conf_load_file(conf, cli->config, errstr, errstr_size))

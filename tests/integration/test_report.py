@@ -695,6 +695,16 @@ expect("HTML: the view's 0.0975 shown as 9.7%", bool(re.search(
     r'data-metric="rate" data-value="0\.0975">9\.7%', qsource)), True)
 expect("HTML: never the twice-rounded 9.8%", "9.8%" in qsource, False)
 qcsv = report("-d", "dbname=pct2", "--format", "csv").stdout
+# The report reads db only: another -X (a typo) is said to be ignored.
+qx = report("-d", "dbname=pct2", "-X", "bogus.key=1", "--format", "csv")
+expect("-X bogus.key: a warning names it", bool(re.search(
+    r"does not read: ignored.*key=bogus\.key", qx.stderr)), True)
+def timeless(csv_text):
+    return [ln for ln in csv_text.splitlines()
+            if not any(",%s," % a in ln for a in AGES)]
+
+
+expect("-X bogus.key: the same report", timeless(qx.stdout), timeless(qcsv))
 expect("CSV keeps the view's fraction",
        "conversion,captured,marketing_qualified,rate,0.0975" in qcsv, True)
 hpage = os.path.join(tmp, "hostile.html")

@@ -255,6 +255,11 @@ tls_emit "emit sasl_plaintext PLAIN -> broker without SASL" 75 "SASL" \
 tls_emit "emit sasl_ssl SCRAM -> plain listener" 75 "SSL handshake failed" \
     -b "$LEADFLOW_BROKERS" -X security.protocol=sasl_ssl \
     -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=u -X sasl.password=p
+# It works (above), but a password on the command line is said to be one.
+grep -q 'msg="a secret on the command line.*key=sasl.password' \
+    "$LF_TMP/tls.err" || fail "-X sasl.password: no warning in:" \
+    "$(tail -c 600 "$LF_TMP/tls.err")"
+echo "ok   -X sasl.password warns that it is a secret on the command line"
 
 # The projector keeps retrying (a consumer waits for its broker), but says
 # why at once and stops promptly when told.

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define KEY_MIN 32  /* bytes */
 #define KEY_MAX 128 /* bytes */
@@ -204,12 +205,28 @@ static lf_err_t load_file(lf_pseudonym_t *ps, const char *path, char *errstr,
     if (!fp)
         return lf_seterr(LF_ERR_IO, errstr, errstr_size,
                          "pseudonym key file %s: %s", path, strerror(errno));
-    if (fstat(fileno(fp), &st) == 0 && (st.st_mode & 0077)) {
+    if (fstat(fileno(fp), &st)) {
+        int e = errno;
+        fclose(fp);
+        return lf_seterr(LF_ERR_IO, errstr, errstr_size,
+                         "pseudonym key file %s: %s", path, strerror(e));
+    }
+    if (st.st_mode & 0077) {
         fclose(fp);
         return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
                          "pseudonym key file %s can be read by others "
                          "than its owner (mode %03o): chmod 600 it",
                          path, (unsigned)(st.st_mode & 0777));
+    }
+    /* Root reads anyone's file: a key that is another user's is one this
+     * service was not given. */
+    if (st.st_uid != geteuid()) {
+        fclose(fp);
+        return lf_seterr(LF_ERR_INVALID, errstr, errstr_size,
+                         "pseudonym key file %s belongs to uid %u, not to "
+                         "the user this runs as (uid %u): run as its owner, "
+                         "the projector's user",
+                         path, (unsigned)st.st_uid, (unsigned)geteuid());
     }
     while (!err && fgets(line, sizeof(line), fp)) {
         const char *s = line, *why;

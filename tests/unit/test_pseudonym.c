@@ -299,6 +299,27 @@ Test(pseudonym_conf, readable_by_others)
     lf_pseudonym_destroy(ps);
 }
 
+/* Root can read a file of another user's: the key must be this user's. */
+Test(pseudonym_conf, another_users_file)
+{
+    char err[256] = "";
+    lf_pseudonym_t *ps = NULL;
+
+    if (geteuid() != 0)
+        cr_skip_test("needs root to give the file away");
+    key_file(KEY_A "\n", 0600);
+    cr_assert_eq(chown(path, 65534, (gid_t)-1), 0);
+    cr_expect_eq(lf_pseudonym_from_conf(conf, &ps, err, sizeof(err)),
+                 LF_ERR_INVALID);
+    cr_expect_null(ps);
+    cr_expect(strstr(err, "belongs to uid 65534"), "%s", err);
+    cr_expect(strstr(err, "run as its owner"), "%s", err);
+    cr_assert_eq(chown(path, 0, (gid_t)-1), 0);
+    cr_expect_eq(lf_pseudonym_from_conf(conf, &ps, err, sizeof(err)), LF_OK,
+                 "%s", err);
+    lf_pseudonym_destroy(ps);
+}
+
 /* Each bad key file, refused with its reason, and never the key in it. */
 Test(pseudonym_conf, bad_keys)
 {

@@ -179,9 +179,11 @@ static const lf_cli_spec_t spec = {
              "Exit codes: 0 done, 64 usage, 69 --migrate-only without "
              "PostgreSQL, or the\n  metrics address cannot be bound (an "
              "unreachable Kafka or PostgreSQL is\n  otherwise waited for), "
-             "70 internal error, 78 bad configuration (a bad\n  definition "
-             "file, or one other than the tables'; an erasure without a\n  "
-             "pseudonym key).\n",
+             "70 internal error, 77 this role may not apply the\n  migrations "
+             "the database lacks (at once with --migrate-only, else after "
+             "30 s),\n  78 bad configuration (a bad definition file, or one "
+             "other than the\n  tables'; an erasure without a pseudonym "
+             "key).\n",
     .longopts = longopts,
     .own = own_opt,
     .max_args = 0,
@@ -413,13 +415,50 @@ static void log_stats(app_t *app, const char *msg)
  * deployment's init step is still creating. Then it is a mistake. */
 #define REFUSED_AT_START_S 30
 
+/* Migrate on the connection made. A role without the privileges to (the
+ * projector's own, before an administrator ran --migrate-only after an
+ * upgrade) is waited for as long as a refused connection, then said.
+ * @returns an exit code, 0 when ready, -1 to try again. */
+static int migrate(app_t *app, bool migrate_only, int64_t *denied_since)
+{
+    char errstr[8192], q[8300];
+    int applied = 0;
+
+    if (lf_pg_migrate(app->conn, &applied, errstr, sizeof(errstr)) == LF_OK) {
+        LF_LOG(LF_LOG_INFO, "msg=\"schema ready\" migrations_applied=%d",
+               applied);
+        return 0;
+    }
+    LF_LOG(LF_LOG_ERR, "msg=\"migrations failed\" error=%s",
+           lf_log_quote(errstr, q, sizeof(q)));
+    if (strcmp(lf_pg_last_sqlstate(), "42501"))
+        *denied_since = -1;
+    else if (*denied_since < 0)
+        *denied_since = lf_now_mono_ms();
+    if (*denied_since >= 0 &&
+        (migrate_only ||
+         lf_now_mono_ms() - *denied_since >= REFUSED_AT_START_S * 1000)) {
+        LF_LOG(LF_LOG_ERR,
+               "msg=\"this role may not apply the migrations the database "
+               "lacks: run leadflow-project --migrate-only as the owner of "
+               "schema funnel (docs/security.md)\" user=%s",
+               lf_log_quote(PQuser(app->conn), q, sizeof(q)));
+        return LF_EX_NOPERM;
+    }
+    if (!lf_pg_is_transient(app->conn, NULL) || migrate_only)
+        return LF_EX_UNAVAILABLE;
+    PQfinish(app->conn);
+    app->conn = NULL;
+    return -1;
+}
+
 /* Connect and migrate, retrying while the database is away (not with
  * --migrate-only). @returns an exit code, 0 when ready (or stopped). */
 static int setup_db(app_t *app, bool migrate_only)
 {
     char errstr[8192], q[8300];
-    int applied = 0;
     int64_t refused_since = -1; /* the first refusal of the settings, ms */
+    int64_t denied_since = -1;  /* the first migration denied, ms */
 
     for (int attempt = 0; !lf_cli_signals; attempt++) {
         if (attempt)
@@ -455,18 +494,9 @@ static int setup_db(app_t *app, bool migrate_only)
                 continue;
             }
         }
-        if (lf_pg_migrate(app->conn, &applied, errstr, sizeof(errstr)) ==
-            LF_OK) {
-            LF_LOG(LF_LOG_INFO, "msg=\"schema ready\" migrations_applied=%d",
-                   applied);
-            return 0;
-        }
-        LF_LOG(LF_LOG_ERR, "msg=\"migrations failed\" error=%s",
-               lf_log_quote(errstr, q, sizeof(q)));
-        if (!lf_pg_is_transient(app->conn, NULL) || migrate_only)
-            return LF_EX_UNAVAILABLE;
-        PQfinish(app->conn);
-        app->conn = NULL;
+        int rc = migrate(app, migrate_only, &denied_since);
+        if (rc >= 0)
+            return rc;
     }
     return 0;
 }

@@ -72,9 +72,30 @@ echo "ok   no password: exit 69, $(grep -o 'fe_sendauth[^"]*\|password authentic
 pgpw=${PW//\\/\\\\}
 pgpw=${pgpw//:/\\:}
 printf '%s:%s:sec:lf_proj:%s\n' "$PGHOST" "$PGPORT" "$pgpw" >"$LF_TMP/pgpass"
+printf '%s:%s:unmig:lf_proj:%s\n' "$PGHOST" "$PGPORT" "$pgpw" >>"$LF_TMP/pgpass"
 chmod 600 "$LF_TMP/pgpass"
 PGPASSFILE=$LF_TMP/pgpass "$BIN/leadflow-project" -d "$CONN" --migrate-only \
     -q || fail "--migrate-only as lf_proj (nothing to apply) exited $?"
+# A database the owner has not migrated yet: lf_proj may not, and says so
+# (77) at once with --migrate-only, after 30 s of waiting for the owner
+# without (started now, checked at the end).
+lf_newdb unmig
+DB=unmig q "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null
+rc=0
+PGPASSFILE=$LF_TMP/pgpass timeout 30 "$BIN/leadflow-project" \
+    -d "${CONN/dbname=sec/dbname=unmig}" --migrate-only \
+    2>"$LF_TMP/unmig.err" || rc=$?
+[ "$rc" = 77 ] && grep -q 'may not apply the migrations.*user="lf_proj"' \
+    "$LF_TMP/unmig.err" ||
+    fail "--migrate-only as lf_proj on an unmigrated database: exit $rc," \
+        "$(tail -c 600 "$LF_TMP/unmig.err")"
+echo "ok   --migrate-only as lf_proj on an unmigrated database: exit 77, said"
+PGPASSFILE=$LF_TMP/pgpass timeout 90 "$BIN/leadflow-project" \
+    -d "${CONN/dbname=sec/dbname=unmig}" -t sec -g g-unmig --idle-exit 2 \
+    2>"$LF_TMP/unmig2.err" &
+unmig_pid=$!
+LF_PIDS+=("$unmig_pid")
+unmig_t0=$(date +%s)
 PGPASSFILE=$LF_TMP/pgpass "${LF_PROJECT[@]}" -d "$CONN" -t sec -g g-sec \
     --idle-exit 2 -q 2>"$LF_TMP/proj.err" &
 pid=$!
@@ -318,5 +339,15 @@ done
     "name): exit $?: $(cat "$LF_TMP/early.err")"
 echo "ok   project: bad Kafka setting or conninfo -> 78 before the database;" \
     "a bare -d is a database name"
+
+rc=0
+wait "$unmig_pid" || rc=$?
+waited=$(($(date +%s) - unmig_t0))
+[ "$rc" = 77 ] && [ "$waited" -ge 29 ] &&
+    grep -q 'may not apply the migrations' "$LF_TMP/unmig2.err" ||
+    fail "project as lf_proj on an unmigrated database: exit $rc after" \
+        "$waited s: $(tail -c 600 "$LF_TMP/unmig2.err")"
+echo "ok   project as lf_proj on an unmigrated database: exit 77 after" \
+    "$waited s of waiting for the owner"
 
 echo "PASS test_security"

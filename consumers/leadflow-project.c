@@ -179,8 +179,9 @@ static const lf_cli_spec_t spec = {
              "Exit codes: 0 done, 64 usage, 69 --migrate-only without "
              "PostgreSQL, or the\n  metrics address cannot be bound (an "
              "unreachable Kafka or PostgreSQL is\n  otherwise waited for), "
-             "70 internal error, 77 this role may not apply the\n  migrations "
-             "the database lacks (at once with --migrate-only, else after "
+             "70 internal error, 77 PostgreSQL refuses this role a\n  "
+             "privilege the start needs: its grant, or the migrations the "
+             "database\n  lacks (at once with --migrate-only, else after "
              "30 s),\n  78 bad configuration (a bad definition file, or one "
              "other than the\n  tables'; an erasure without a pseudonym "
              "key).\n",
@@ -415,9 +416,11 @@ static void log_stats(app_t *app, const char *msg)
  * deployment's init step is still creating. Then it is a mistake. */
 #define REFUSED_AT_START_S 30
 
-/* Migrate on the connection made. A role without the privileges to (the
- * projector's own, before an administrator ran --migrate-only after an
- * upgrade) is waited for as long as a refused connection, then said.
+/* Migrate on the connection made. A role refused a privilege on the way
+ * (42501: the projector's own login before an administrator ran
+ * --migrate-only after an upgrade, or one never granted
+ * leadflow_projector) is waited for as long as a refused connection, then
+ * said.
  * @returns an exit code, 0 when ready, -1 to try again. */
 static int migrate(app_t *app, bool migrate_only, int64_t *denied_since)
 {
@@ -439,9 +442,10 @@ static int migrate(app_t *app, bool migrate_only, int64_t *denied_since)
         (migrate_only ||
          lf_now_mono_ms() - *denied_since >= REFUSED_AT_START_S * 1000)) {
         LF_LOG(LF_LOG_ERR,
-               "msg=\"this role may not apply the migrations the database "
-               "lacks: run leadflow-project --migrate-only as the owner of "
-               "schema funnel (docs/security.md)\" user=%s",
+               "msg=\"PostgreSQL refuses this role a privilege the start "
+               "needs: the projector's login needs GRANT leadflow_projector "
+               "TO it, and migrations the database lacks need its owner's "
+               "leadflow-project --migrate-only (docs/security.md)\" user=%s",
                lf_log_quote(PQuser(app->conn), q, sizeof(q)));
         return LF_EX_NOPERM;
     }

@@ -242,13 +242,19 @@ static int settings(const lf_cli_t *cli, lf_conf_t **conf)
      * setting) changes nothing, so say so. (-c files and LEADFLOW_* are
      * shared with the other programs: their other keys are expected.) */
     for (size_t i = 0; i < cli->n; i++) {
-        const char *v = cli->set[i].value;
-        int n = (int)strcspn(v, "=");
-        if (!cli->set[i].key && (n != 2 || strncmp(v, LF_CONF_DB, 2)))
+        char buf[72];
+        const char *k = lf_cli_setting_key(&cli->set[i], buf, sizeof(buf));
+        if (cli->set[i].key || (k && !strcmp(k, LF_CONF_DB)))
+            continue; /* -d */
+        if (k)
             LF_LOG(LF_LOG_WARNING,
                    "msg=\"a setting leadflow-report does not read: ignored "
-                   "(it reads db only)\" key=%.*s",
-                   n > 128 ? 128 : n, v);
+                   "(it reads db only)\" key=%s",
+                   k);
+        else /* not shown: it may be a URL with a password */
+            LF_LOG(LF_LOG_WARNING,
+                   "msg=\"a -X argument whose key is no setting name: "
+                   "ignored (leadflow-report reads db only)\"");
     }
     return 0;
 }

@@ -157,6 +157,24 @@ static bool has_url_password(const char *v)
     return false;
 }
 
+bool lf_conf_holds_secret(const char *key, const char *val)
+{
+    if (has_url_password(val))
+        return true;
+    if (!strcmp(key, LF_CONF_DB))
+        return strstr(val, "password") != NULL;
+    return strstr(key, "password") || strstr(key, "secret") ||
+           strstr(key, "user.info") || strstr(key, ".pem") ||
+           strstr(key, "oauthbearer.config");
+}
+
+bool lf_conf_plain_key(const char *key)
+{
+    size_t n = strspn(key, "abcdefghijklmnopqrstuvwxyz"
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    return n && n <= 64 && !key[n];
+}
+
 /* @p v with the user information of every URL in it (the user:password
  * before the host's '@') as "***"; malloc'd, NULL when out of memory. */
 static char *mask_urls(const char *v)

@@ -62,6 +62,16 @@ bool lf_conf_is_ours(const char *key);
 /** True for keys whose values must never be printed. */
 bool lf_conf_is_secret(const char *key);
 
+/** True when setting @p key = @p val carries a secret itself (a password,
+ *  a secret, a registry's user info, a private key, a URL with a password;
+ *  for db, a password in the conninfo): what must not be on a command
+ *  line. Narrower than lf_conf_is_secret(): sasl.username is no secret. */
+bool lf_conf_holds_secret(const char *key, const char *val);
+
+/** True when @p key is a plain setting name, fit to be printed in a log
+ *  line (letters, digits, '.', '_', '-'; 1 to 64 of them). */
+bool lf_conf_plain_key(const char *key);
+
 /**
  * Refuse a key lf_conf_is_ours() claims that is not in @p known (the
  * NULL-terminated list of the keys leadflow reads, which the modules that

@@ -337,22 +337,37 @@ void lf_cli_add(lf_cli_t *cli, const char *key, const char *value)
 
 /* A -X password, secret or registry user info works, but others can read
  * it (ps, the shell's history): say where it belongs. */
+const char *lf_cli_setting_key(const lf_cli_setting_t *s, char *buf,
+                               size_t size)
+{
+    size_t n = s->key ? strlen(s->key) : strcspn(s->value, "=");
+
+    if (n >= size)
+        return NULL;
+    memcpy(buf, s->key ? s->key : s->value, n);
+    buf[n] = '\0';
+    return lf_conf_plain_key(buf) ? buf : NULL;
+}
+
+/* A password, a secret, a registry's user info or a URL with a password
+ * (-X, or -d) works, but others can read it (ps, the shell's history):
+ * say where it belongs, naming the setting, never its value (nor a key
+ * that is no setting name: it may be a URL that holds the secret). */
 static void warn_secret(const lf_cli_setting_t *s)
 {
-    char key[128];
-    size_t n = strcspn(s->value, "=");
+    char buf[72];
+    const char *k = lf_cli_setting_key(s, buf, sizeof(buf));
+    const char *eq = s->key ? NULL : strchr(s->value, '=');
+    const char *val = eq ? eq + 1 : s->value;
 
-    if (s->key || n >= sizeof(key))
-        return;
-    memcpy(key, s->value, n);
-    key[n] = '\0';
-    if (strstr(key, "password") || strstr(key, "secret") ||
-        strstr(key, "user.info"))
+    if (lf_conf_holds_secret(k ? k : "", val) ||
+        lf_conf_holds_secret("", s->value))
         LF_LOG(LF_LOG_WARNING,
                "msg=\"a secret on the command line: others can read it (ps, "
-               "the shell's history); put it in the -c file (mode 600)\" "
+               "the shell's history); put it in the -c file (mode 600)%s\" "
                "key=%s",
-               key);
+               k && !strcmp(k, LF_CONF_DB) ? " or in ~/.pgpass" : "",
+               k ? k : "unnamed");
 }
 
 lf_err_t lf_cli_conf(const lf_cli_t *cli, lf_conf_t *conf, char *errstr,

@@ -69,6 +69,13 @@ typedef struct lf_cli_s {
     int nargs;
 } lf_cli_t;
 
+/** The setting name of @p s (its option's key, or the text before a -X
+ *  argument's '=') in @p buf, or NULL when that is no plain setting name
+ *  (lf_conf_plain_key(): then it may be anything, a URL with a password
+ *  too, and is not to be printed). */
+const char *lf_cli_setting_key(const lf_cli_setting_t *s, char *buf,
+                               size_t size);
+
 /** What main() should do after lf_cli_parse(). */
 typedef enum lf_cli_next_e {
     LF_CLI_RUN = 0, /**< go on */

@@ -705,6 +705,20 @@ def timeless(csv_text):
 
 
 expect("-X bogus.key: the same report", timeless(qx.stdout), timeless(qcsv))
+# The warnings never print a secret, nor break a log line: a -X whose key
+# is a URL with a password, a password in -d, a key with a line break.
+qx = report("-d", "dbname=pct2 password=hunter3", "-X",
+            "postgresql://lf:hunter2@db.example/leads?sslmode=require",
+            "-X", "bad key\nlevel=x=1", "--format", "csv")
+expect("-d with a password: said to be a secret on the command line",
+       bool(re.search(r"a secret on the command line.*~/\.pgpass.* key=db",
+                      qx.stderr)), True)
+expect("-X URL key: said to be ignored", "key is no setting name" in
+       qx.stderr, True)
+expect("no password in the warnings", ("hunter2" in qx.stderr,
+                                       "hunter3" in qx.stderr), (False, False))
+expect("every stderr line a whole log line", [
+    ln for ln in qx.stderr.splitlines() if not ln.startswith("ts=")], [])
 expect("CSV keeps the view's fraction",
        "conversion,captured,marketing_qualified,rate,0.0975" in qcsv, True)
 hpage = os.path.join(tmp, "hostile.html")

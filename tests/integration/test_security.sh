@@ -85,7 +85,7 @@ rc=0
 PGPASSFILE=$LF_TMP/pgpass timeout 30 "$BIN/leadflow-project" \
     -d "${CONN/dbname=sec/dbname=unmig}" --migrate-only \
     2>"$LF_TMP/unmig.err" || rc=$?
-[ "$rc" = 77 ] && grep -q 'may not apply the migrations.*user="lf_proj"' \
+[ "$rc" = 77 ] && grep -q 'refuses this role a privilege.*--migrate-only.*user="lf_proj"' \
     "$LF_TMP/unmig.err" ||
     fail "--migrate-only as lf_proj on an unmigrated database: exit $rc," \
         "$(tail -c 600 "$LF_TMP/unmig.err")"
@@ -344,7 +344,7 @@ rc=0
 wait "$unmig_pid" || rc=$?
 waited=$(($(date +%s) - unmig_t0))
 [ "$rc" = 77 ] && [ "$waited" -ge 29 ] &&
-    grep -q 'may not apply the migrations' "$LF_TMP/unmig2.err" ||
+    grep -q 'refuses this role a privilege' "$LF_TMP/unmig2.err" ||
     fail "project as lf_proj on an unmigrated database: exit $rc after" \
         "$waited s: $(tail -c 600 "$LF_TMP/unmig2.err")"
 echo "ok   project as lf_proj on an unmigrated database: exit 77 after" \

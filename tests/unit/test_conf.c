@@ -267,6 +267,32 @@ Test(conf, is_ours_and_secret)
     cr_expect_not(lf_conf_is_secret("topic"));
 }
 
+/* What must not be on a command line: the setting's value holds a secret. */
+Test(conf, holds_secret)
+{
+    cr_expect(lf_conf_holds_secret("sasl.password", "p"));
+    cr_expect(lf_conf_holds_secret("sasl.oauthbearer.client.secret", "s"));
+    cr_expect(
+        lf_conf_holds_secret("schema.registry.basic.auth.user.info", "u:p"));
+    cr_expect(lf_conf_holds_secret("ssl.key.pem", "-----BEGIN"));
+    cr_expect(lf_conf_holds_secret("schema.registry.url", "https://u:p@reg"));
+    cr_expect(lf_conf_holds_secret("db", "host=h password=p"));
+    cr_expect(lf_conf_holds_secret("db", "postgresql://u:p@h/d"));
+    cr_expect(lf_conf_holds_secret("", "postgresql://u:p@h/d?sslmode=x"));
+    cr_expect_not(lf_conf_holds_secret("db", "host=h dbname=d user=u"));
+    cr_expect_not(lf_conf_holds_secret("db", "postgresql://u@h/d"));
+    cr_expect_not(lf_conf_holds_secret("sasl.username", "u"));
+    cr_expect_not(lf_conf_holds_secret("sasl.mechanism", "PLAIN"));
+    cr_expect_not(lf_conf_holds_secret("ssl.key.location", "/etc/k.pem"));
+
+    cr_expect(lf_conf_plain_key("schema.registry.url"));
+    cr_expect(lf_conf_plain_key("a-b_c.9"));
+    cr_expect_not(lf_conf_plain_key(""));
+    cr_expect_not(lf_conf_plain_key("bad key"));
+    cr_expect_not(lf_conf_plain_key("postgresql://u:p@h/d?sslmode"));
+    cr_expect_not(lf_conf_plain_key("x\nlevel"));
+}
+
 Test(conf, to_rdkafka)
 {
     char err[512] = "", val[256];

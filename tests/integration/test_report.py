@@ -660,27 +660,29 @@ c1text = report("-d", "dbname=hostile_c1").stdout
 expect("text: no C1 control", any(ch in c1text for ch in "\u009b\u0085"),
        False)
 expect("text: C1 controls as ?", "o?31mX?y" in c1text, True)
+def mql_db(db, leads, mqls):
+    """A database of @leads captured leads, the first @mqls of them
+    marketing qualified."""
+    psql("CREATE DATABASE " + db)
+    migrate(db)
+    psql(fixture_sql([("%s-%04d" % (db, i), "web", None,
+                       "2024-03-01T00:00:00",
+                       [("captured", 0, {})] +
+                       ([("marketing_qualified", 1, {})] if i < mqls else []))
+                      for i in range(leads)]), db=db)
+
+
 # A share on a rounding boundary: 103 of 2,000 leads in marketing_qualified
 # is 0.0515, which a double makes 5.1499...%: shown 5.2%, as the CSV's
 # 0.0515 rounds.
-psql("CREATE DATABASE pct")
-migrate("pct")
-psql(fixture_sql([("P%04d" % i, "web", None, "2024-03-01T00:00:00",
-                   [("captured", 0, {})] + ([("marketing_qualified", 1, {})]
-                                            if i < 103 else []))
-                  for i in range(2000)]), db="pct")
+mql_db("pct", 2000, 103)
 ptext = report("-d", "dbname=pct").stdout
 expect("text: 103 of 2000 as 5.2%", bool(re.search(
     r"marketing_qualified +103 +5\.2%", ptext)), True)
 # A rate made from the view's 4-place fraction would round twice: 27 of
 # 277 is 9.747 %, the views' 0.0975, and must show 9.7 %, not 9.8 %, in
 # the text and on the page, while CSV and JSON keep the views' 0.0975.
-psql("CREATE DATABASE pct2")
-migrate("pct2")
-psql(fixture_sql([("Q%03d" % i, "web", None, "2024-03-01T00:00:00",
-                   [("captured", 0, {})] + ([("marketing_qualified", 1, {})]
-                                            if i < 27 else []))
-                  for i in range(277)]), db="pct2")
+mql_db("pct2", 277, 27)
 qtext = report("-d", "dbname=pct2").stdout
 expect("text: stage share 27 of 277 as 9.7%", bool(re.search(
     r"marketing_qualified +27 +9\.7%", qtext)), True)

@@ -416,6 +416,17 @@ static void log_stats(app_t *app, const char *msg)
  * deployment's init step is still creating. Then it is a mistake. */
 #define REFUSED_AT_START_S 30
 
+/* Has @p refused held for REFUSED_AT_START_S, since *@p since (the first
+ * refusal in a row, ms; -1: none)? */
+static bool refused_long(bool refused, int64_t *since)
+{
+    if (!refused)
+        *since = -1;
+    else if (*since < 0)
+        *since = lf_now_mono_ms();
+    return refused && lf_now_mono_ms() - *since >= REFUSED_AT_START_S * 1000;
+}
+
 /* Migrate on the connection made. A role refused a privilege on the way
  * (42501: the projector's own login before an administrator ran
  * --migrate-only after an upgrade, or one never granted
@@ -434,13 +445,8 @@ static int migrate(app_t *app, bool migrate_only, int64_t *denied_since)
     }
     LF_LOG(LF_LOG_ERR, "msg=\"migrations failed\" error=%s",
            lf_log_quote(errstr, q, sizeof(q)));
-    if (strcmp(lf_pg_last_sqlstate(), "42501"))
-        *denied_since = -1;
-    else if (*denied_since < 0)
-        *denied_since = lf_now_mono_ms();
-    if (*denied_since >= 0 &&
-        (migrate_only ||
-         lf_now_mono_ms() - *denied_since >= REFUSED_AT_START_S * 1000)) {
+    bool denied = !strcmp(lf_pg_last_sqlstate(), "42501");
+    if (refused_long(denied, denied_since) || (denied && migrate_only)) {
         LF_LOG(LF_LOG_ERR,
                "msg=\"PostgreSQL refuses this role a privilege the start "
                "needs: the projector's login needs GRANT leadflow_projector "
@@ -474,12 +480,7 @@ static int setup_db(app_t *app, bool migrate_only)
              * half-configured standby may say the same (RELIABILITY.md). */
             bool refused =
                 !app->conn && !app->conns && lf_pg_refused_for_good(errstr);
-            if (!refused)
-                refused_since = -1;
-            else if (refused_since < 0)
-                refused_since = lf_now_mono_ms();
-            if (refused &&
-                lf_now_mono_ms() - refused_since >= REFUSED_AT_START_S * 1000) {
+            if (refused_long(refused, &refused_since)) {
                 LF_LOG(LF_LOG_ERR,
                        "msg=\"PostgreSQL refuses the connection for a reason "
                        "of the settings (the database, the role, the "

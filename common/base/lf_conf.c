@@ -301,9 +301,11 @@ lf_err_t lf_conf_load_file(lf_conf_t *conf, const char *path, char *errstr,
         }
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
-        if ((!strcmp(key, LF_CONF_DB) ? strstr(val, "password") != NULL
-                                      : lf_conf_is_secret(key)) ||
-            has_url_password(val))
+        /* Any key -X dump masks counts here (db only with a password),
+         * not only what a command line must not carry: sasl.username
+         * too is worth a mode 600. */
+        if (lf_conf_holds_secret(key, val) ||
+            (strcmp(key, LF_CONF_DB) && lf_conf_is_secret(key)))
             secret = true;
         if ((err = lf_conf_set(conf, key, val, errstr, errstr_size)))
             break;

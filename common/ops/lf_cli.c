@@ -335,8 +335,6 @@ void lf_cli_add(lf_cli_t *cli, const char *key, const char *value)
     cli->set[cli->n++].value = value;
 }
 
-/* A -X password, secret or registry user info works, but others can read
- * it (ps, the shell's history): say where it belongs. */
 const char *lf_cli_setting_key(const lf_cli_setting_t *s, char *buf,
                                size_t size)
 {
@@ -358,10 +356,9 @@ static void warn_secret(const lf_cli_setting_t *s)
     char buf[72];
     const char *k = lf_cli_setting_key(s, buf, sizeof(buf));
     const char *eq = s->key ? NULL : strchr(s->value, '=');
-    const char *val = eq ? eq + 1 : s->value;
 
-    if (lf_conf_holds_secret(k ? k : "", val) ||
-        lf_conf_holds_secret("", s->value))
+    /* Without a plain name the whole argument is what may hold one. */
+    if (lf_conf_holds_secret(k ? k : "", k && eq ? eq + 1 : s->value))
         LF_LOG(LF_LOG_WARNING,
                "msg=\"a secret on the command line: others can read it (ps, "
                "the shell's history); put it in the -c file (mode 600)%s\" "
